@@ -1,0 +1,231 @@
+"""Reading and validating a lab's station YAML.
+
+The file keeps QCoDeS's station layout (``instruments: NAME: {type, address, init,
+parameters}``) and adds a ``qnetlab:`` section. QCoDeS only warns on schema violations; we
+refuse them, naming the file, the entry and the fix, because a typo in a safety limit must
+never pass silently.
+
+Example::
+
+    qnetlab:
+      simulation: {seed: 1, transducer: bulk_eo_cw}
+      interlocks:
+        - name: pump_off_when_fridge_warm
+          guards: [pump_laser.power, pump_laser.output]
+          sensor: fridge.temperature
+          max: 0.05
+      transducer_setup: {pump_laser: pump_laser, mw_source: mw_source, vna: vna,
+                         power_meter: power_meter, fridge: fridge}
+    instruments:
+      mw_source:
+        type: drivers.keysight.KeysightN5183B
+        address: {sim: keysight_n5183b, real: "TCPIP0::192.168.1.20::5025::SOCKET"}
+        parameters:
+          power: {limits: [-20, 10], ramp_rate: 5}   # dBm, dBm/s
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from .errors import ConfigError
+
+PROFILES = ("sim", "real")
+
+_TOP_KEYS = {"instruments", "qnetlab"}
+_QNETLAB_KEYS = {"simulation", "interlocks", "transducer_setup", "database"}
+_INSTRUMENT_KEYS = {"type", "address", "init", "parameters", "enable_forced_reconnect"}
+_PARAMETER_KEYS = {"limits", "ramp_rate", "initial_value", "label"}
+_INTERLOCK_KEYS = {"name", "guards", "sensor", "max"}
+_SETUP_KEYS = {"pump_laser", "mw_source", "vna", "power_meter", "fridge"}
+
+
+@dataclass(frozen=True)
+class ParameterConfig:
+    limits: tuple[float, float] | None = None
+    ramp_rate: float | None = None
+    """Largest change per second, in the parameter's unit per second."""
+    initial_value: Any = None
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    name: str
+    type: str
+    addresses: dict[str, str]
+    """Per profile: 'real' is a VISA resource name, 'sim' the simulated twin's model."""
+    init: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, ParameterConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InterlockConfig:
+    name: str
+    guards: tuple[str, ...]
+    """'instrument.parameter' names that may not be set to a non-zero value while tripped."""
+    sensor: str
+    maximum: float
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    path: Path
+    instruments: dict[str, InstrumentConfig]
+    simulation: dict[str, Any] = field(default_factory=dict)
+    interlocks: tuple[InterlockConfig, ...] = ()
+    transducer_setup: dict[str, str] | None = None
+    database: Path | None = None
+
+    def error(self, entry: str, problem: str, fix: str = "") -> ConfigError:
+        return ConfigError(str(self.path), entry, problem, fix)
+
+
+def _check_keys(file: str, entry: str, data: Any, allowed: set[str], required: set[str]) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(file, entry, f"expected a mapping, got {type(data).__name__}",
+                          f"write it as 'key: value' lines ({', '.join(sorted(allowed))})")
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(file, f"{entry}.{key}" if entry else str(key),
+                              f"unknown key '{key}'",
+                              f"{hint} allowed here: {', '.join(sorted(allowed))}".strip())
+    for key in sorted(required - set(data)):
+        raise ConfigError(file, entry, f"missing required key '{key}'", f"add '{key}:'")
+
+
+def _number(file: str, entry: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(file, entry, f"expected a number, got {value!r}",
+                          "write a plain number in the parameter's SI unit")
+    return float(value)
+
+
+def _parse_parameter(file: str, entry: str, data: Any) -> ParameterConfig:
+    _check_keys(file, entry, data, _PARAMETER_KEYS, set())
+    limits = None
+    if "limits" in data:
+        raw = data["limits"]
+        if not isinstance(raw, list) or len(raw) != 2:
+            raise ConfigError(file, f"{entry}.limits", f"expected [low, high], got {raw!r}",
+                              "write the soft limits as a two-element list")
+        low, high = (_number(file, f"{entry}.limits", v) for v in raw)
+        if low > high:
+            raise ConfigError(file, f"{entry}.limits", f"low limit {low:g} above high {high:g}",
+                              "swap the two values")
+        limits = (low, high)
+    ramp = None
+    if "ramp_rate" in data:
+        ramp = _number(file, f"{entry}.ramp_rate", data["ramp_rate"])
+        if ramp <= 0:
+            raise ConfigError(file, f"{entry}.ramp_rate", f"must be positive, got {ramp:g}",
+                              "give the largest change per second, or remove the key")
+    return ParameterConfig(limits, ramp, data.get("initial_value"))
+
+
+def _parse_instrument(file: str, name: str, data: Any) -> InstrumentConfig:
+    entry = f"instruments.{name}"
+    _check_keys(file, entry, data, _INSTRUMENT_KEYS, {"type", "address"})
+    if not isinstance(data["type"], str) or "." not in data["type"]:
+        raise ConfigError(file, f"{entry}.type", f"expected 'package.module.Class', got "
+                          f"{data['type']!r}", "name the driver class, e.g. "
+                          "drivers.keysight.KeysightN5183B")
+    address = data["address"]
+    if isinstance(address, str):
+        addresses = {"real": address}
+    else:
+        _check_keys(file, f"{entry}.address", address, set(PROFILES), set())
+        addresses = {k: str(v) for k, v in address.items()}
+    init = data.get("init") or {}
+    if not isinstance(init, dict):
+        raise ConfigError(file, f"{entry}.init", "expected a mapping of keyword arguments",
+                          "write the driver's keyword arguments as 'name: value' lines")
+    params_raw = data.get("parameters") or {}
+    if not isinstance(params_raw, dict):
+        raise ConfigError(file, f"{entry}.parameters", "expected a mapping",
+                          "write one 'parameter_name: {limits: [lo, hi]}' line per parameter")
+    parameters = {
+        str(p): _parse_parameter(file, f"{entry}.parameters.{p}", spec)
+        for p, spec in params_raw.items()
+    }
+    return InstrumentConfig(name, data["type"], addresses, dict(init), parameters)
+
+
+def _parse_interlock(file: str, entry: str, data: Any) -> InterlockConfig:
+    _check_keys(file, entry, data, _INTERLOCK_KEYS, _INTERLOCK_KEYS)
+    guards = data["guards"]
+    if isinstance(guards, str):
+        guards = [guards]
+    for ref in [*guards, data["sensor"]]:
+        if not isinstance(ref, str) or ref.count(".") != 1:
+            raise ConfigError(file, entry, f"expected 'instrument.parameter', got {ref!r}",
+                              "name the parameter as instrument_name.parameter_name")
+    return InterlockConfig(str(data["name"]), tuple(guards), data["sensor"],
+                           _number(file, f"{entry}.max", data["max"]))
+
+
+def load_config(path: str | Path) -> LabConfig:
+    """Read and validate a lab config; raise `ConfigError` on the first problem."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(file, "", "no such file",
+                          "check the path; the shipped configs are in lab_configs/") from None
+    try:
+        data = YAML(typ="safe").load(text)
+    except YAMLError as exc:
+        raise ConfigError(file, "", f"not valid YAML: {exc}", "fix the YAML syntax") from None
+    _check_keys(file, "", data, _TOP_KEYS, {"instruments"})
+    if not isinstance(data["instruments"], dict) or not data["instruments"]:
+        raise ConfigError(file, "instruments", "no instruments listed",
+                          "list at least one instrument under 'instruments:'")
+    instruments = {
+        str(name): _parse_instrument(file, str(name), spec)
+        for name, spec in data["instruments"].items()
+    }
+    q = data.get("qnetlab") or {}
+    _check_keys(file, "qnetlab", q, _QNETLAB_KEYS, set())
+    interlocks_raw = q.get("interlocks") or []
+    if not isinstance(interlocks_raw, list):
+        raise ConfigError(file, "qnetlab.interlocks", "expected a list",
+                          "write each interlock as a '- name: ...' item")
+    interlocks = tuple(
+        _parse_interlock(file, f"qnetlab.interlocks[{i}]", item)
+        for i, item in enumerate(interlocks_raw)
+    )
+    for lock in interlocks:
+        for ref in [*lock.guards, lock.sensor]:
+            if ref.split(".")[0] not in instruments:
+                raise ConfigError(file, f"qnetlab.interlocks ({lock.name})",
+                                  f"'{ref}' names no instrument of this station",
+                                  f"use one of: {', '.join(instruments)}")
+    setup = q.get("transducer_setup")
+    if setup is not None:
+        _check_keys(file, "qnetlab.transducer_setup", setup, _SETUP_KEYS, _SETUP_KEYS)
+        for role, inst in setup.items():
+            if inst not in instruments:
+                raise ConfigError(file, f"qnetlab.transducer_setup.{role}",
+                                  f"'{inst}' is not an instrument of this station",
+                                  f"use one of: {', '.join(instruments)}")
+    simulation = q.get("simulation") or {}
+    if not isinstance(simulation, dict):
+        raise ConfigError(file, "qnetlab.simulation", "expected a mapping",
+                          "write e.g. 'simulation: {seed: 1, transducer: bulk_eo_cw}'")
+    database = q.get("database")
+    return LabConfig(
+        path=path,
+        instruments=instruments,
+        simulation=dict(simulation),
+        interlocks=interlocks,
+        transducer_setup=dict(setup) if setup else None,
+        database=(path.parent / database) if database else None,
+    )

@@ -1,0 +1,58 @@
+"""The pattern every role follows.
+
+A role (`MicrowaveSource`, `Laser`, ...) is a QCoDeS `Instrument` that declares the
+parameters every instrument of its kind has, in SI units, as *abstract* parameters. A driver
+implements a role by inheriting from it and declaring the same parameters concretely with the
+same unit; QCoDeS refuses to create a driver that leaves one out, and refuses a wrong unit.
+
+Put the vendor class first and the role last, so the role's abstract declarations run
+before the vendor's concrete ones::
+
+    class KeysightN5183B(qcodes_driver.KeysightN51x1, QnetVisaInstrument, MicrowaveSource): ...
+
+Each role also lists `probe` values that the conformance check (`instruments.conformance`)
+sets and reads back on any driver, and may add checks of its actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from qcodes.instrument import Instrument
+
+
+@dataclass(frozen=True)
+class RoleParameter:
+    name: str
+    unit: str
+    label: str
+    settable: bool = True
+    probe: tuple[Any, ...] = ()
+    """Values the conformance check sets and reads back (within any sane hardware range)."""
+    rel_tolerance: float = 1e-6
+    """Read-back agreement the conformance check requires."""
+
+    @property
+    def abstract(self) -> bool:
+        # QCoDeS compares the unit a driver passes with the abstract one, and a driver that
+        # passes no unit (None) never equals the stored "" of a unitless abstract parameter.
+        # Unitless parameters (switches, counts) are therefore held by the conformance check
+        # only, not by load-time abstraction.
+        return bool(self.unit)
+
+
+class Role(Instrument):
+    """Base of the roles: declares `role_parameters` as abstract QCoDeS parameters."""
+
+    role_parameters: ClassVar[tuple[RoleParameter, ...]] = ()
+    role_name: ClassVar[str] = "instrument"
+    role_checks: ClassVar[tuple[Callable[[Any], str | None], ...]] = ()
+    """Extra conformance checks of the role's actions: each returns None or a failure."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        for spec in self.role_parameters:
+            if spec.abstract:
+                self.add_parameter(spec.name, unit=spec.unit, label=spec.label, abstract=True)

@@ -1,0 +1,106 @@
+"""A simulated bench: one physics world and the emulated instruments of a lab config.
+
+The instruments with a ``sim`` address in the config become emulators of that model, all
+on the same `LabWorld`. Both transports serve a bench: the in-process VISA backend
+(`pyvisa_qnetlab`) and the TCP servers of ``qnetlab sim serve``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from instruments.config import LabConfig, load_config
+from instruments.errors import ConfigError
+
+from .devices import TWINS, create_emulator
+from .devices._scpi import ScpiDevice
+from .faults import Endpoint, FaultPlan
+from .physics.clock import VirtualClock, WallClock
+from .physics.fridge import FridgeModel
+from .physics.presets import PRESETS, get_preset
+from .physics.transducer import TransducerModel
+from .physics.world import LabWorld, WorldSettings
+
+_SIM_KEYS = {"seed", "transducer", "transducer_overrides", "fridge", "world", "clock"}
+
+
+@dataclass
+class SimulatedBench:
+    config: LabConfig
+    world: LabWorld
+    endpoints: dict[str, Endpoint]
+
+    def device(self, instrument: str) -> ScpiDevice:
+        return self.endpoints[instrument].device
+
+    def faults(self, instrument: str) -> FaultPlan:
+        return self.endpoints[instrument].faults
+
+
+def _dataclass_overrides(config: LabConfig, entry: str, cls: type, raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    allowed = {f.name for f in fields(cls)} - {"name", "reference", "kind"}
+    if not isinstance(raw, dict):
+        raise config.error(entry, "expected a mapping", f"keys: {', '.join(sorted(allowed))}")
+    for key, value in raw.items():
+        if key not in allowed:
+            raise config.error(f"{entry}.{key}", f"unknown key '{key}'",
+                               f"allowed: {', '.join(sorted(allowed))}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise config.error(f"{entry}.{key}", f"expected a number, got {value!r}",
+                               "write the value in SI units")
+    return dict(raw)
+
+
+def build_world(config: LabConfig) -> LabWorld:
+    sim = config.simulation
+    for key in sim:
+        if key not in _SIM_KEYS:
+            raise config.error(f"qnetlab.simulation.{key}", f"unknown key '{key}'",
+                               f"allowed: {', '.join(sorted(_SIM_KEYS))}")
+    preset_name = sim.get("transducer", "bulk_eo_cw")
+    if preset_name not in PRESETS:
+        raise config.error("qnetlab.simulation.transducer",
+                           f"unknown transducer preset {preset_name!r}",
+                           f"choose one of: {', '.join(sorted(PRESETS))}")
+    model: TransducerModel = get_preset(preset_name).model
+    overrides = _dataclass_overrides(config, "qnetlab.simulation.transducer_overrides",
+                                     TransducerModel, sim.get("transducer_overrides"))
+    if overrides:
+        model = model.with_changes(**overrides)
+    fridge = FridgeModel(**_dataclass_overrides(config, "qnetlab.simulation.fridge",
+                                                FridgeModel, sim.get("fridge")))
+    settings = WorldSettings(**_dataclass_overrides(config, "qnetlab.simulation.world",
+                                                    WorldSettings, sim.get("world")))
+    seed = sim.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise config.error("qnetlab.simulation.seed", f"expected a whole number >= 0, got "
+                           f"{seed!r}", "write e.g. 'seed: 1'")
+    clock_name = sim.get("clock", "virtual")
+    if clock_name not in ("virtual", "wall"):
+        raise config.error("qnetlab.simulation.clock", f"unknown clock {clock_name!r}",
+                           "use 'virtual' (default) or 'wall'")
+    clock = VirtualClock() if clock_name == "virtual" else WallClock()
+    return LabWorld(model, fridge, seed=seed, clock=clock, settings=settings)
+
+
+def build_bench(config: LabConfig | str | Path) -> SimulatedBench:
+    """The simulated bench of a lab config: its world and one emulator per simulated twin."""
+    if not isinstance(config, LabConfig):
+        config = load_config(config)
+    world = build_world(config)
+    endpoints: dict[str, Endpoint] = {}
+    for name, inst in config.instruments.items():
+        twin = inst.addresses.get("sim")
+        if twin is None:
+            continue
+        if twin not in TWINS:
+            raise ConfigError(str(config.path), f"instruments.{name}.address.sim",
+                              f"no simulated twin called {twin!r}",
+                              f"use one of: {', '.join(TWINS)}")
+        device = create_emulator(twin, world, name)
+        endpoints[name] = Endpoint(device, FaultPlan(), device.terminator.encode())
+    return SimulatedBench(config, world, endpoints)

@@ -1,0 +1,37 @@
+"""Emulators, one per supported instrument model, by the twin name used in lab configs.
+
+Each is imported on first use, so a bench loads only the models it has.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ._scpi import ScpiDevice
+
+if TYPE_CHECKING:
+    from ..physics.world import LabWorld
+
+_TWINS: dict[str, str] = {
+    "keysight_n5183b": "keysight_n5183b:KeysightN5183BEmulator",
+    "santec_tsl570": "santec_tsl570:SantecTSL570Emulator",
+    "thorlabs_pm100d": "thorlabs_pm100d:ThorlabsPM100DEmulator",
+    "keysight_p9374a": "keysight_p9374a:KeysightP9374AEmulator",
+    "lakeshore_372": "lakeshore_372:Lakeshore372Emulator",
+}
+
+TWINS = tuple(sorted(_TWINS))
+
+
+def emulator_class(twin: str) -> type[ScpiDevice]:
+    """The emulator class of a twin name; KeyError if there is none."""
+    module, cls = _TWINS[twin].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)  # type: ignore[no-any-return]
+
+
+def create_emulator(twin: str, world: LabWorld, name: str) -> ScpiDevice:
+    return emulator_class(twin)(world, name)
+
+
+__all__ = ["TWINS", "ScpiDevice", "create_emulator", "emulator_class"]

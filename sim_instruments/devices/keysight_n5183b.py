@@ -1,0 +1,103 @@
+"""Emulator of the Keysight N5183B MXG microwave analog signal generator.
+
+Commands from the Keysight X-Series Signal Generators SCPI Command Reference
+(N5181B/N5182B/N5183B, manual part N5180-90056): FREQuency, POWer, PHASe, OUTPut,
+ROSCillator and the pulse modulation subsystem (option UNW). The source drives the world's
+microwave tone into the transducer.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._scpi import Args, ScpiDevice, command, fmt
+
+# Frequency option -> upper limit (Hz), power limits for the N5183B (data sheet 5991-0038EN).
+_MAX_FREQUENCY = {"520": 20e9, "532": 31.8e9, "540": 40e9}
+
+
+class KeysightN5183BEmulator(ScpiDevice):
+    identity = ("Keysight Technologies", "N5183B", "MY57280001", "B.01.86")
+    options = "520,1E1,UNW,UNT"
+    min_frequency = 9e3
+    min_power, max_power = -20.0, 19.0
+
+    @property
+    def max_frequency(self) -> float:
+        return _MAX_FREQUENCY[self.options.split(",")[0]]
+
+    def reset(self) -> None:
+        self.frequency = self.max_frequency
+        self.power = -20.0
+        self.phase = 0.0
+        self.output = False
+        self.reference_auto = True
+        self.pulse_modulation = False
+        self.pulse_source = "INT"
+        self._push()
+
+    def _push(self) -> None:
+        self.world.set_mw_drive(frequency=self.frequency, power_dbm=self.power, on=self.output)
+
+    @command("[SOURce]:FREQuency[:CW]")
+    @command("[SOURce]:FREQuency:FIXed")
+    def _set_frequency(self, args: Args) -> None:
+        self.frequency = args.number(low=self.min_frequency, high=self.max_frequency,
+                                     units=("HZ", "KHZ", "MHZ", "GHZ"))
+        self._push()
+
+    @command("[SOURce]:FREQuency[:CW]", query=True)
+    @command("[SOURce]:FREQuency:FIXed", query=True)
+    def _get_frequency(self, args: Args) -> str:
+        return fmt(self.frequency)
+
+    @command("[SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]")
+    def _set_power(self, args: Args) -> None:
+        self.power = args.number(low=self.min_power, high=self.max_power, units=("DBM",))
+        self._push()
+
+    @command("[SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]", query=True)
+    def _get_power(self, args: Args) -> str:
+        return fmt(self.power)
+
+    @command("[SOURce]:PHASe[:ADJust]")
+    def _set_phase(self, args: Args) -> None:
+        self.phase = args.number(low=-math.pi, high=math.pi, units=("RAD",))
+
+    @command("[SOURce]:PHASe[:ADJust]", query=True)
+    def _get_phase(self, args: Args) -> str:
+        return fmt(self.phase)
+
+    @command("OUTPut[:STATe]")
+    def _set_output(self, args: Args) -> None:
+        self.output = args.boolean()
+        self._push()
+
+    @command("OUTPut[:STATe]", query=True)
+    def _get_output(self, args: Args) -> str:
+        return "1" if self.output else "0"
+
+    @command("[SOURce]:ROSCillator:SOURce:AUTO")
+    def _set_reference_auto(self, args: Args) -> None:
+        self.reference_auto = args.boolean()
+
+    @command("[SOURce]:ROSCillator:SOURce:AUTO", query=True)
+    def _get_reference_auto(self, args: Args) -> str:
+        return "1" if self.reference_auto else "0"
+
+    @command("[SOURce]:PULM:STATe")
+    def _set_pulse(self, args: Args) -> None:
+        self.pulse_modulation = args.boolean()
+
+    @command("[SOURce]:PULM:STATe", query=True)
+    def _get_pulse(self, args: Args) -> str:
+        return "1" if self.pulse_modulation else "0"
+
+    @command("[SOURce]:PULM:SOURce")
+    def _set_pulse_source(self, args: Args) -> None:
+        self.pulse_source = args.choice(0, {"INT": "INT", "INTERNAL": "INT", "EXT": "EXT",
+                                            "EXTERNAL": "EXT"})
+
+    @command("[SOURce]:PULM:SOURce", query=True)
+    def _get_pulse_source(self, args: Args) -> str:
+        return self.pulse_source

@@ -1,0 +1,192 @@
+"""The shared world of one simulated bench.
+
+Every emulator of a bench holds the same `LabWorld`: the pump laser sets the pump, the
+microwave source sets the drive, and the VNA, power meter and thermometry observe the
+transducer and the fridge. The world integrates its slow state (transducer heating,
+mixing-chamber temperature) lazily, exactly, for piecewise-constant inputs, whenever it is
+read or its inputs change. Random numbers come from per-consumer generators derived from
+one seed, so results do not depend on the order instruments are queried in.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .clock import Clock, VirtualClock
+from .fridge import FridgeModel
+from .transducer import PLANCK, SPEED_OF_LIGHT, TransducerModel
+
+
+@dataclass
+class PumpLaser:
+    power: float = 0.0
+    """Output power, W."""
+    wavelength: float = 1550.0e-9
+    """m"""
+    on: bool = False
+
+
+@dataclass
+class MicrowaveDrive:
+    frequency: float = 8.0e9
+    """Hz"""
+    power_dbm: float = -20.0
+    on: bool = False
+
+
+@dataclass
+class WorldSettings:
+    mw_line_attenuation_db: float = 60.0
+    """Attenuation from the microwave source to the device (fridge lines), dB."""
+    pump_filter_suppression_db: float = 120.0
+    """Suppression of pump light on the optical output path (filter cavities), dB."""
+    optical_output_loss_db: float = 3.0
+    """Loss from the device's optical port to the power meter, dB."""
+    vna_noise: float = 2e-3
+    """Standard deviation of the VNA's complex trace noise at 1 kHz IF bandwidth (linear)."""
+
+
+@dataclass
+class LabWorld:
+    transducer: TransducerModel
+    fridge: FridgeModel = field(default_factory=FridgeModel)
+    seed: int = 0
+    clock: Clock = field(default_factory=VirtualClock)
+    settings: WorldSettings = field(default_factory=WorldSettings)
+
+    def __post_init__(self) -> None:
+        self.pump = PumpLaser(wavelength=self.transducer.optical_resonance_wavelength)
+        self.mw_drive = MicrowaveDrive(frequency=self.transducer.mw_resonance_frequency)
+        self.mw_drive_locked = False
+        self._heating_fast = 0.0
+        self._heating_slow = 0.0
+        self._extra_heat_load = 0.0
+        self._mxc_temperature = self.fridge.base_temperature
+        self._t_last = self.clock.now()
+
+    # -- randomness -----------------------------------------------------------------------
+    def rng(self, consumer: str) -> np.random.Generator:
+        """A generator for one consumer (an instrument), independent of all others."""
+        return np.random.default_rng([self.seed, zlib.crc32(consumer.encode())])
+
+    # -- time -------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.clock.now()
+
+    def advance(self, seconds: float) -> None:
+        """Let lab time pass (instantly on a virtual clock)."""
+        self._integrate()
+        self.clock.advance(seconds)
+        self._integrate()
+
+    def _integrate(self) -> None:
+        t = self.clock.now()
+        dt = t - self._t_last
+        if dt <= 0:
+            return
+        absorbed = self.absorbed_pump_power
+        m = self.transducer
+        self._heating_fast = absorbed + (self._heating_fast - absorbed) * math.exp(
+            -dt / m.heating_tau_fast
+        )
+        self._heating_slow = absorbed + (self._heating_slow - absorbed) * math.exp(
+            -dt / m.heating_tau_slow
+        )
+        self._mxc_temperature = self.fridge.relax(
+            self._mxc_temperature, absorbed + self._extra_heat_load, dt
+        )
+        self._t_last = t
+
+    # -- inputs (instruments call these) ------------------------------------------------------
+    def set_pump(
+        self, *, power: float | None = None, wavelength: float | None = None, on: bool | None = None
+    ) -> None:
+        self._integrate()
+        if power is not None:
+            self.pump.power = power
+        if wavelength is not None:
+            self.pump.wavelength = wavelength
+        if on is not None:
+            self.pump.on = on
+
+    def set_mw_drive(
+        self, *, frequency: float | None = None, power_dbm: float | None = None,
+        on: bool | None = None,
+    ) -> None:
+        if frequency is not None:
+            self.mw_drive.frequency = frequency
+        if power_dbm is not None:
+            self.mw_drive.power_dbm = power_dbm
+        if on is not None:
+            self.mw_drive.on = on
+
+    def set_extra_heat_load(self, watts: float) -> None:
+        """A heat load on the mixing chamber besides the pump (a heater, a fault)."""
+        self._integrate()
+        self._extra_heat_load = watts
+
+    # -- observables -------------------------------------------------------------------------
+    @property
+    def pump_power_at_device(self) -> float:
+        return self.pump.power if self.pump.on else 0.0
+
+    @property
+    def absorbed_pump_power(self) -> float:
+        return self.transducer.absorbed_fraction * self.pump_power_at_device
+
+    @property
+    def pump_detuning(self) -> float:
+        """Pump laser frequency minus the optical resonance, Hz."""
+        return SPEED_OF_LIGHT / self.pump.wavelength - self.transducer.optical_resonance_frequency
+
+    @property
+    def mw_detuning(self) -> float:
+        return self.mw_drive.frequency - self.transducer.mw_resonance_frequency
+
+    def efficiency(self) -> float:
+        return self.transducer.efficiency(
+            self.pump_power_at_device, self.pump_detuning, self.mw_detuning
+        )
+
+    def added_noise(self) -> float:
+        """N_add now (photons, referred to the input), including the heating state."""
+        self._integrate()
+        m = self.transducer
+        return (
+            m.intrinsic_added_noise
+            + m.heating_noise_fast * self._heating_fast
+            + m.heating_noise_slow * self._heating_slow
+        )
+
+    def mxc_temperature(self) -> float:
+        """Mixing-chamber temperature, K."""
+        self._integrate()
+        return self._mxc_temperature
+
+    def mw_power_at_device(self) -> float:
+        """Microwave drive power at the transducer, W."""
+        if not self.mw_drive.on:
+            return 0.0
+        dbm = self.mw_drive.power_dbm - self.settings.mw_line_attenuation_db
+        return 1e-3 * 10 ** (dbm / 10)
+
+    def optical_output_power(self) -> float:
+        """Mean optical power at the power meter, W: converted signal plus leaked pump.
+
+        Conversion preserves photon number, so the converted power scales with the ratio of
+        the optical to the microwave photon energy.
+        """
+        s = self.settings
+        mw_photon_flux = self.mw_power_at_device() / (PLANCK * self.mw_drive.frequency)
+        optical_photon_energy = PLANCK * SPEED_OF_LIGHT / self.pump.wavelength
+        signal = self.efficiency() * mw_photon_flux * optical_photon_energy
+        leak = self.pump_power_at_device * 10 ** (-s.pump_filter_suppression_db / 10)
+        return (signal + leak) * 10 ** (-s.optical_output_loss_db / 10)
+
+    def mw_reflection(self, frequency: np.ndarray) -> np.ndarray:
+        """Noise-free S11 seen at the VNA port (the line is calibrated out)."""
+        return self.transducer.mw_reflection(frequency)

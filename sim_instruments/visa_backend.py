@@ -1,0 +1,186 @@
+"""An in-process PyVISA backend that talks to a simulated bench.
+
+Selected with ``visalib="<lab config path>@qnetlab"`` (PyVISA imports the top-level module
+`pyvisa_qnetlab`, which re-exports this one). The library path names the lab config whose
+bench to build; text after a ``#`` makes a separate bench, so every station load gets a
+fresh world (no state leaks between tests or notebook re-runs), while all instruments of one
+station share theirs. Resources are ``TCPIP0::<instrument name>::<twin model>::INSTR``.
+
+Unlike pyvisa-sim, replies are returned whole, not byte by byte, and a fault that withholds
+a reply raises a VISA timeout at once (the bench runs on virtual time).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pyvisa import constants, highlevel, rname
+from pyvisa.constants import ResourceAttribute, StatusCode
+from pyvisa.util import LibraryPath
+
+from .bench import SimulatedBench, build_bench
+from .faults import Endpoint
+
+
+class _Session:
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.pending = bytearray()
+        self.connected = True
+        self.attrs: dict[Any, Any] = {
+            ResourceAttribute.timeout_value: 2000,
+            ResourceAttribute.termchar: ord("\n"),
+            ResourceAttribute.termchar_enabled: False,
+            ResourceAttribute.send_end_enabled: True,
+            ResourceAttribute.suppress_end_enabled: False,
+        }
+
+
+class QnetlabVisaLibrary(highlevel.VisaLibraryBase):
+    """The in-process transport to simulated instruments."""
+
+    bench: SimulatedBench
+
+    @staticmethod
+    def get_library_paths() -> tuple[LibraryPath, ...]:
+        return (LibraryPath("unset"),)
+
+    @staticmethod
+    def get_debug_info() -> dict[str, str]:
+        return {"backend": "qnetlab simulated bench"}
+
+    def _init(self) -> None:
+        config_path = str(self.library_path).split("#", 1)[0]
+        if config_path == "unset":
+            raise ValueError(
+                "the qnetlab backend needs a lab config: use visalib='<config.yaml>@qnetlab'"
+            )
+        self.bench = build_bench(config_path)
+        self.sessions: dict[int, Any] = {}
+        self._next_session = 1000
+
+    def _register(self, obj: Any) -> int:
+        self._next_session += 1
+        self.sessions[self._next_session] = obj
+        return self._next_session
+
+    def open_default_resource_manager(self) -> tuple[Any, StatusCode]:
+        return self._register(self), StatusCode.success
+
+    def list_resources(self, session: Any, query: str = "?*::INSTR") -> tuple[str, ...]:
+        names = tuple(
+            f"TCPIP0::{name}::{inst.addresses['sim']}::INSTR"
+            for name, inst in self.bench.config.instruments.items()
+            if "sim" in inst.addresses
+        )
+        return tuple(rname.filter(names, query))
+
+    def open(
+        self, session: Any, resource_name: str,
+        access_mode: constants.AccessModes = constants.AccessModes.no_lock,
+        open_timeout: int = constants.VI_TMO_IMMEDIATE,
+    ) -> tuple[Any, StatusCode]:
+        try:
+            parsed = rname.parse_resource_name(resource_name)
+        except rname.InvalidResourceName:
+            return 0, StatusCode.error_invalid_resource_name
+        host = getattr(parsed, "host_address", None)
+        endpoint = self.bench.endpoints.get(host) if host else None
+        if endpoint is None:
+            return 0, StatusCode.error_resource_not_found
+        sess = _Session(endpoint)
+        sess.attrs[ResourceAttribute.resource_name] = resource_name
+        return self._register(sess), StatusCode.success
+
+    def close(self, session: Any) -> StatusCode:
+        return StatusCode.success if self.sessions.pop(session, None) is not None else (
+            StatusCode.error_invalid_object)
+
+    def _session(self, session: Any) -> _Session | None:
+        sess = self.sessions.get(session)
+        return sess if isinstance(sess, _Session) else None
+
+    def write(self, session: Any, data: bytes) -> tuple[int, StatusCode]:
+        sess = self._session(session)
+        if sess is None:
+            return 0, self.handle_return_value(session, StatusCode.error_invalid_object)
+        if not sess.connected:
+            return 0, self.handle_return_value(session, StatusCode.error_connection_lost)
+        for message in bytes(data).split(sess.endpoint.terminator):
+            if not message.strip():
+                continue
+            result = sess.endpoint.exchange(message)
+            if result.drop:
+                sess.connected = False
+                sess.pending.clear()
+                return 0, self.handle_return_value(session, StatusCode.error_connection_lost)
+            if result.delay:
+                time.sleep(result.delay)
+            if result.reply is not None:
+                sess.pending.extend(result.reply)
+        return len(data), StatusCode.success
+
+    def read(self, session: Any, count: int) -> tuple[bytes, StatusCode]:
+        sess = self._session(session)
+        if sess is None:
+            return b"", self.handle_return_value(session, StatusCode.error_invalid_object)
+        if not sess.connected:
+            return b"", self.handle_return_value(session, StatusCode.error_connection_lost)
+        if not sess.pending:
+            # Nothing will ever arrive: on virtual time the timeout has already elapsed.
+            return b"", self.handle_return_value(session, StatusCode.error_timeout)
+        end = sess.pending.find(sess.endpoint.terminator)
+        if 0 <= end < count:
+            out = bytes(sess.pending[: end + 1])
+            del sess.pending[: end + 1]
+            return out, StatusCode.success_termination_character_read
+        out = bytes(sess.pending[:count])
+        del sess.pending[:count]
+        status = StatusCode.success_max_count_read if sess.pending or len(out) == count else (
+            StatusCode.success)
+        return out, status
+
+    def clear(self, session: Any) -> StatusCode:
+        sess = self._session(session)
+        if sess is None:
+            return StatusCode.error_invalid_object
+        sess.pending.clear()
+        return StatusCode.success
+
+    def flush(self, session: Any, mask: constants.BufferOperation) -> StatusCode:
+        return self.clear(session)
+
+    def get_attribute(self, session: Any, attribute: Any) -> tuple[Any, StatusCode]:
+        sess = self._session(session)
+        if sess is None:
+            return None, StatusCode.error_invalid_object
+        return sess.attrs.get(attribute), StatusCode.success
+
+    def set_attribute(self, session: Any, attribute: Any, attribute_state: Any) -> StatusCode:
+        sess = self._session(session)
+        if sess is None:
+            return StatusCode.error_invalid_object
+        sess.attrs[attribute] = attribute_state
+        return StatusCode.success
+
+    def advance_time(self, seconds: float) -> None:
+        """Let lab time pass on the bench's clock (instantly on virtual time)."""
+        self.bench.world.advance(seconds)
+
+    def disable_event(self, session: Any, event_type: Any, mechanism: Any) -> StatusCode:
+        return StatusCode.success
+
+    def discard_events(self, session: Any, event_type: Any, mechanism: Any) -> StatusCode:
+        return StatusCode.success
+
+
+WRAPPER_CLASS = QnetlabVisaLibrary
+
+
+def bench_of(instrument: Any) -> SimulatedBench:
+    """The simulated bench behind a QCoDeS VISA instrument opened with this backend."""
+    visalib = instrument.visa_handle.visalib
+    if not isinstance(visalib, QnetlabVisaLibrary):
+        raise TypeError(f"{instrument.name} is not connected through the qnetlab simulator")
+    return visalib.bench
