@@ -43,7 +43,8 @@ _QNETLAB_KEYS = {"simulation", "interlocks", "transducer_setup", "database"}
 _INSTRUMENT_KEYS = {"type", "address", "init", "parameters", "enable_forced_reconnect"}
 _PARAMETER_KEYS = {"limits", "ramp_rate", "initial_value", "label"}
 _INTERLOCK_KEYS = {"name", "guards", "sensor", "max"}
-_SETUP_KEYS = {"pump_laser", "mw_source", "vna", "power_meter", "fridge"}
+_SETUP_ROLES = {"pump_laser", "mw_source", "vna", "power_meter", "fridge"}
+_SETUP_KEYS = _SETUP_ROLES | {"optical_resonance_wavelength"}
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class LabConfig:
     instruments: dict[str, InstrumentConfig]
     simulation: dict[str, Any] = field(default_factory=dict)
     interlocks: tuple[InterlockConfig, ...] = ()
-    transducer_setup: dict[str, str] | None = None
+    transducer_setup: dict[str, Any] | None = None
+    """Role -> instrument name, plus an optional optical_resonance_wavelength (m)."""
     database: Path | None = None
 
     def error(self, entry: str, problem: str, fix: str = "") -> ConfigError:
@@ -210,8 +212,12 @@ def load_config(path: str | Path) -> LabConfig:
                                   f"use one of: {', '.join(instruments)}")
     setup = q.get("transducer_setup")
     if setup is not None:
-        _check_keys(file, "qnetlab.transducer_setup", setup, _SETUP_KEYS, _SETUP_KEYS)
-        for role, inst in setup.items():
+        _check_keys(file, "qnetlab.transducer_setup", setup, _SETUP_KEYS, _SETUP_ROLES)
+        if "optical_resonance_wavelength" in setup:
+            _number(file, "qnetlab.transducer_setup.optical_resonance_wavelength",
+                    setup["optical_resonance_wavelength"])
+        for role in _SETUP_ROLES:
+            inst = setup[role]
             if inst not in instruments:
                 raise ConfigError(file, f"qnetlab.transducer_setup.{role}",
                                   f"'{inst}' is not an instrument of this station",

@@ -1,0 +1,201 @@
+"""Loading a lab's station from its config, for a profile.
+
+``load_station("lab_configs/transducer_bench.yaml", profile="sim")`` connects every
+instrument to its simulated twin through the in-process VISA backend; ``profile="real"``
+connects the same drivers to the real addresses (or, for the hardware-in-the-loop
+rehearsal, to ``qnetlab sim serve`` on 127.0.0.1). Switching is configuration, never code.
+
+Loading an instrument whose name is already taken closes the old one first, so re-running
+a notebook cell works. If any instrument fails, the ones already opened are closed again and
+the error names the file, the entry and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qcodes.instrument import Instrument
+from qcodes.station import Station
+
+from .config import PROFILES, InstrumentConfig, LabConfig, load_config
+from .errors import ConfigError, QnetlabError
+from .safety import install_interlock, install_ramp, install_soft_limits
+from .transducer_setup import TransducerSetup
+
+
+class LabStation(Station):
+    """A QCoDeS `Station` that knows its lab config, its profile and its lab clock."""
+
+    def __init__(self, config: LabConfig, profile: str, sleep: Callable[[float], None]) -> None:
+        super().__init__()
+        self.config = config
+        self.profile = profile
+        self._sleep = sleep
+        self.setup: TransducerSetup | None = None
+
+    def sleep(self, seconds: float) -> None:
+        """Let lab time pass: virtual (instant) on the simulated bench, real otherwise."""
+        self._sleep(seconds)
+
+    def instrument(self, name: str) -> Any:
+        return self.components[name]
+
+    def instruments(self) -> dict[str, Instrument]:
+        return {k: v for k, v in self.components.items() if isinstance(v, Instrument)}
+
+    def close(self) -> None:
+        if self.setup is not None:
+            self.setup.close()
+        for inst in self.instruments().values():
+            inst.close()
+        for name in list(self.components):
+            self.remove_component(name)
+
+    def __enter__(self) -> LabStation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _driver_class(config: LabConfig, inst: InstrumentConfig) -> type[Instrument]:
+    module_name, _, class_name = inst.type.rpartition(".")
+    entry = f"instruments.{inst.name}.type"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise config.error(entry, f"cannot import {module_name!r} ({exc})",
+                           "check the spelling; qnetlab's drivers live in drivers.<vendor>") \
+            from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Instrument)):
+        names = [n for n, v in vars(module).items()
+                 if isinstance(v, type) and issubclass(v, Instrument)]
+        raise config.error(entry, f"{module_name} has no instrument class {class_name!r}",
+                           f"use one of: {', '.join(names) or 'none found'}")
+    return cls
+
+
+def _connect(config: LabConfig, inst: InstrumentConfig, profile: str, token: str) -> Instrument:
+    cls = _driver_class(config, inst)
+    entry = f"instruments.{inst.name}.address"
+    address = inst.addresses.get(profile)
+    if address is None:
+        raise config.error(entry, f"no '{profile}' address",
+                           f"add '{profile}:' under address, or use --profile "
+                           f"{'real' if profile == 'sim' else 'sim'}")
+    kwargs: dict[str, Any] = dict(inst.init)
+    if profile == "sim":
+        kwargs["visalib"] = f"{config.path.resolve()}#{token}@qnetlab"
+        resource = f"TCPIP0::{inst.name}::{address}::INSTR"
+    else:
+        kwargs.setdefault("visalib", "@py")
+        resource = address
+    if Instrument.exist(inst.name):
+        Instrument.find_instrument(inst.name).close()
+    try:
+        return cls(inst.name, address=resource, **kwargs)
+    except TypeError as exc:
+        raise config.error(f"instruments.{inst.name}.init", f"{cls.__name__} refused the "
+                           f"init arguments ({exc})", "check the names against the driver's "
+                           "docstring") from None
+    except ConfigError:
+        raise
+    except Exception as exc:
+        fix = ("start the simulated instruments with `qnetlab sim serve "
+               f"{config.path}`, or check the address" if profile == "real" else
+               "check the twin name")
+        raise config.error(f"{entry}.{profile}", f"could not connect to {address} "
+                           f"({type(exc).__name__}: {exc})", fix) from exc
+
+
+def _apply_parameter_config(config: LabConfig, inst: InstrumentConfig, driver: Instrument,
+                            sleep: Callable[[float], None]) -> None:
+    for pname, spec in inst.parameters.items():
+        entry = f"instruments.{inst.name}.parameters.{pname}"
+        param = driver.parameters.get(pname)
+        if param is None:
+            raise config.error(entry, f"{type(driver).__name__} has no parameter {pname!r}",
+                               f"use one of: {', '.join(sorted(driver.parameters))}")
+        if spec.limits is not None:
+            try:
+                install_soft_limits(param, *spec.limits, source=f"{config.path} ({entry})")
+            except ValueError as exc:
+                raise config.error(f"{entry}.limits", str(exc),
+                                   "keep the soft limits inside the hardware range") from None
+        if spec.ramp_rate is not None:
+            install_ramp(param, spec.ramp_rate, sleep)
+        if spec.initial_value is not None:
+            param.set(spec.initial_value)
+
+
+def _lab_clock(instruments: dict[str, Instrument]) -> Callable[[float], None]:
+    for inst in instruments.values():
+        visalib = getattr(getattr(inst, "visa_handle", None), "visalib", None)
+        advance = getattr(visalib, "advance_time", None)
+        if advance is not None:
+            return advance  # type: ignore[no-any-return]
+    return time.sleep
+
+
+def load_station(config: str | Path | LabConfig, profile: str = "sim") -> LabStation:
+    """Connect every instrument of a lab config for `profile` ('sim' or 'real')."""
+    if not isinstance(config, LabConfig):
+        config = load_config(config)
+    if profile not in PROFILES:
+        raise ConfigError(str(config.path), "", f"unknown profile {profile!r}",
+                          f"use one of: {', '.join(PROFILES)}")
+    token = uuid.uuid4().hex
+    opened: dict[str, Instrument] = {}
+    try:
+        for name, inst in config.instruments.items():
+            opened[name] = _connect(config, inst, profile, token)
+        sleep = _lab_clock(opened)
+        station = LabStation(config, profile, sleep)
+        for name, inst in config.instruments.items():
+            _apply_parameter_config(config, inst, opened[name], sleep)
+            station.add_component(opened[name])
+        for lock in config.interlocks:
+            params = [_parameter(config, opened, ref, lock.name) for ref in lock.guards]
+            sensor = _parameter(config, opened, lock.sensor, lock.name)
+            for param in params:
+                install_interlock(param, sensor, lock.maximum, lock.name, str(config.path))
+        if config.transducer_setup:
+            station.setup = _build_setup(config, opened)
+    except BaseException:
+        for inst in opened.values():
+            inst.close()
+        raise
+    return station
+
+
+def _parameter(config: LabConfig, opened: dict[str, Instrument], ref: str, lock: str) -> Any:
+    inst, _, pname = ref.partition(".")
+    param = opened[inst].parameters.get(pname)
+    if param is None:
+        raise config.error(f"qnetlab.interlocks ({lock})", f"{inst} has no parameter {pname!r}",
+                           f"use one of: {', '.join(sorted(opened[inst].parameters))}")
+    return param
+
+
+def _build_setup(config: LabConfig, opened: dict[str, Instrument]) -> TransducerSetup:
+    spec = dict(config.transducer_setup or {})
+    members = {role: opened[spec.pop(role)] for role in
+               ("pump_laser", "mw_source", "vna", "power_meter", "fridge")}
+    name = "transducer"
+    if Instrument.exist(name):
+        Instrument.find_instrument(name).close()
+    try:
+        return TransducerSetup(name, **members, **spec)  # type: ignore[arg-type]
+    except (TypeError, AttributeError, KeyError) as exc:
+        raise config.error("qnetlab.transducer_setup", f"cannot build the setup: {exc}",
+                           "each role must name an instrument whose driver implements it") \
+            from exc
+
+
+__all__ = ["LabStation", "QnetlabError", "load_station"]

@@ -1,0 +1,89 @@
+"""The composite `TransducerSetup`: one cryogenic transducer and the instruments around it.
+
+It ties the pump laser, microwave source, VNA, optical power meter and fridge thermometry
+together and speaks of the transducer in the lab's terms: ``pump_power`` (W),
+``pump_detuning`` (Hz, pump frequency minus the optical resonance), ``mw_frequency`` (Hz),
+``mw_power`` (dBm) and ``mxc_temperature`` (K). Every setting goes through the member
+instrument's own parameter, so its soft limits, ramps and interlocks apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qcodes.instrument import Instrument
+from qcodes.parameters import DelegateParameter, Parameter
+from qcodes.validators import Numbers
+
+from .laser import Laser
+from .microwave_source import MicrowaveSource
+from .optical_power_meter import OpticalPowerMeter
+from .temperature_controller import TemperatureController
+from .vna import VNA
+
+SPEED_OF_LIGHT = 299_792_458.0  # m/s
+
+
+class TransducerSetup(Instrument):
+    """A transducer with its pump laser, microwave source, VNA, power meter and fridge."""
+
+    def __init__(
+        self, name: str, *, pump_laser: Laser, mw_source: MicrowaveSource, vna: VNA,
+        power_meter: OpticalPowerMeter, fridge: TemperatureController,
+        optical_resonance_wavelength: float = 1550.12e-9, **kwargs: Any,
+    ) -> None:
+        super().__init__(name, **kwargs)
+        self.pump_laser, self.mw_source, self.vna = pump_laser, mw_source, vna
+        self.power_meter, self.fridge = power_meter, fridge
+
+        self.optical_resonance_wavelength: Parameter = self.add_parameter(
+            "optical_resonance_wavelength", unit="m", label="Optical resonance (vacuum)",
+            initial_value=optical_resonance_wavelength, get_cmd=None, set_cmd=None,
+            vals=Numbers(400e-9, 2e-6),
+            docstring="Wavelength of the transducer's optical (pump) resonance, from "
+                      "calibration; pump_detuning is measured from it.",
+        )
+        self.pump_power: DelegateParameter = self.add_parameter(
+            "pump_power", parameter_class=DelegateParameter, source=pump_laser.power,
+            label="Pump power",
+        )
+        self.pump_on: DelegateParameter = self.add_parameter(
+            "pump_on", parameter_class=DelegateParameter, source=pump_laser.output,
+            label="Pump on",
+        )
+        self.pump_detuning: Parameter = self.add_parameter(
+            "pump_detuning", unit="Hz", label="Pump detuning",
+            get_cmd=self._get_pump_detuning, set_cmd=self._set_pump_detuning,
+            vals=Numbers(-1e12, 1e12),
+            docstring="Pump laser frequency minus the optical resonance frequency; set by "
+                      "tuning the pump laser's wavelength.",
+        )
+        self.mw_frequency: DelegateParameter = self.add_parameter(
+            "mw_frequency", parameter_class=DelegateParameter, source=mw_source.frequency,
+            label="Microwave frequency",
+        )
+        self.mw_power: DelegateParameter = self.add_parameter(
+            "mw_power", parameter_class=DelegateParameter, source=mw_source.power,
+            label="Microwave power",
+        )
+        self.mxc_temperature: DelegateParameter = self.add_parameter(
+            "mxc_temperature", parameter_class=DelegateParameter, source=fridge.temperature,
+            label="Mixing-chamber temperature",
+        )
+        self.optical_power: DelegateParameter = self.add_parameter(
+            "optical_power", parameter_class=DelegateParameter, source=power_meter.power,
+            label="Optical output power",
+        )
+
+    def _resonance_frequency(self) -> float:
+        return SPEED_OF_LIGHT / self.optical_resonance_wavelength()
+
+    def _get_pump_detuning(self) -> float:
+        return SPEED_OF_LIGHT / self.pump_laser.wavelength() - self._resonance_frequency()
+
+    def _set_pump_detuning(self, detuning: float) -> None:
+        self.pump_laser.wavelength(SPEED_OF_LIGHT / (self._resonance_frequency() + detuning))
+
+    def get_idn(self) -> dict[str, str | None]:
+        return {"vendor": "qnetlab", "model": "TransducerSetup", "serial": None,
+                "firmware": None}

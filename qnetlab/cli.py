@@ -1,0 +1,115 @@
+"""The `qnetlab` command line: each verb a thin layer over the packages.
+
+Exit codes: 0 success; 1 an instrument answered but failed its check; 2 a usage or lab-config
+error (the message names the file, the entry and the fix); 3 an instrument could not be
+reached or stopped answering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def _add_profile(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile", choices=("sim", "real"), default="sim",
+        help="sim: the simulated twins in this process (default); real: the real VISA "
+             "addresses (point them at `qnetlab sim serve` for a hardware-free rehearsal)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qnetlab", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log instrument I/O")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    check = verbs.add_parser(
+        "check", help="connect to every instrument of a station and print identities and "
+                      "key values",
+        description="Connect to every instrument of a station through VISA and print each "
+                    "one's identity and key parameter values with units.",
+    )
+    check.add_argument("config", help="station YAML, e.g. lab_configs/transducer_bench.yaml")
+    _add_profile(check)
+    check.add_argument("--conformance", action="store_true",
+                       help="also run each driver's role conformance check (sets probe "
+                            "values: only on a bench that is safe to drive)")
+
+    sim = verbs.add_parser("sim", help="simulated instruments")
+    sim_verbs = sim.add_subparsers(dest="sim_verb", required=True, metavar="SIMVERB")
+    serve = sim_verbs.add_parser(
+        "serve", help="serve the simulated instruments as TCP SCPI servers until stopped",
+        description="Serve every simulated instrument of a station on the loopback port of "
+                    "its real address, until Ctrl-C.",
+    )
+    serve.add_argument("config", help="station YAML")
+    serve.add_argument("--control-port", type=int, default=None,
+                       help="also open a JSON control port (fault injection, virtual time)")
+    serve.add_argument("--max-seconds", type=float, default=None,
+                       help="stop by itself after this many seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from instruments.errors import (
+        ConfigError,
+        InstrumentConnectionError,
+        InstrumentTimeoutError,
+    )
+
+    try:
+        if args.verb == "check":
+            from ._check import run_check
+
+            return run_check(args.config, args.profile, args.conformance)
+        if args.verb == "sim" and args.sim_verb == "serve":
+            return _serve(args)
+    except ConfigError as exc:
+        print(f"qnetlab: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE if "could not connect" in exc.problem else EXIT_CONFIG
+    except (InstrumentTimeoutError, InstrumentConnectionError) as exc:
+        print(f"qnetlab: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        print("qnetlab: interrupted", file=sys.stderr)
+        return 130
+    return EXIT_CONFIG
+
+
+def _serve(args: Any) -> int:
+    from sim_instruments.bench import build_bench
+    from sim_instruments.server import BenchServer
+
+    from ._format import table
+
+    bench = build_bench(args.config)
+    server = BenchServer(bench, control_port=args.control_port)
+
+    def stop(signum: int, frame: object) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    rows = [[name, bench.config.instruments[name].addresses["sim"],
+             f"TCPIP0::127.0.0.1::{port}::SOCKET"] for name, port in server.ports.items()]
+    print(table(rows, ["instrument", "simulated model", "VISA address"]))
+    if server.control_port is not None:
+        print(f"control port: 127.0.0.1:{server.control_port}")
+    print("serving; Ctrl-C to stop", flush=True)
+    try:
+        server.serve_forever(max_seconds=args.max_seconds)
+    except KeyboardInterrupt:
+        server.close()
+    return EXIT_OK
