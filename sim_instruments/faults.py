@@ -105,7 +105,8 @@ class Endpoint:
             return Exchange(None)
         if faults.take(Fault.NO_REPLY):
             return Exchange(None)
-        data = reply.encode("ascii")
+        # A device replies in text, or in bytes when the reply holds a binary block.
+        data = reply if isinstance(reply, bytes) else reply.encode("ascii")
         if faults.take(Fault.GARBAGE_REPLY):
             data = bytes(self._garbage.randrange(0x21, 0x7F) for _ in range(12))
         return Exchange(data + self.terminator, delay=faults.latency)

@@ -98,14 +98,17 @@ def _expansions(pattern: str) -> list[tuple[_Node, ...]]:
     return out
 
 
-Handler = Callable[..., "str | None"]
+Handler = Callable[..., "str | bytes | None"]
+"""A command handler: None for no reply, text, or bytes for replies that are not ASCII (an IEEE
+488.2 definite-length block of binary data, ``#<n><length><bytes>``)."""
 
 
 def command(pattern: str, *, query: bool = False) -> Callable[[Handler], Handler]:
     """Declare an emulator method as the handler of a command (or, with query=True, its query).
 
     The handler gets the parameters as an `Args` and the header's numeric suffixes (default 1)
-    as keyword `suffix` when the pattern has any. A query handler returns the reply text.
+    as keyword `suffix` when the pattern has any. A query handler returns the reply text, or
+    bytes for a binary block (see `definite_length_block`).
     """
 
     def mark(func: Handler) -> Handler:
@@ -238,7 +241,8 @@ class ScpiDevice:
 
     Subclasses set `identity` (the four *IDN? fields) and declare their commands with
     `@command`. `handle(message)` takes one program message (no terminator) and returns the
-    response message, or None when nothing is to be sent back.
+    response message (str, or bytes when a reply unit is a binary block), or None when nothing
+    is to be sent back.
     """
 
     identity: ClassVar[tuple[str, str, str, str]] = ("qnetlab", "emulator", "0", "0")
@@ -292,8 +296,8 @@ class ScpiDevice:
         return self.format_error(code, message)
 
     # -- dispatch -------------------------------------------------------------------------------
-    def handle(self, message: str) -> str | None:
-        replies: list[str] = []
+    def handle(self, message: str) -> str | bytes | None:
+        replies: list[str | bytes] = []
         parent: list[str] = []
         for unit in split_commands(message):
             header, _, rest = unit.partition(" ")
@@ -309,11 +313,16 @@ class ScpiDevice:
                 continue
             if reply is not None:
                 replies.append(reply)
-        return ";".join(replies) if replies else None
+        if not replies:
+            return None
+        if all(isinstance(r, str) for r in replies):
+            return ";".join(replies)  # type: ignore[arg-type]
+        # A binary block is not ASCII text: the whole response message becomes bytes.
+        return b";".join(r.encode("ascii") if isinstance(r, str) else r for r in replies)
 
     def _dispatch(
         self, header: str, is_query: bool, rest: str, parent: list[str]
-    ) -> tuple[str | None, list[str]]:
+    ) -> tuple[str | bytes | None, list[str]]:
         absolute = header.startswith(":")
         tokens = [t for t in header.strip(":").split(":") if t]
         if not tokens:
@@ -395,6 +404,12 @@ def no_argument(func: Handler) -> Handler:
     """Mark a setting command that takes no parameter (an event such as INITiate)."""
     func._no_argument = True  # type: ignore[attr-defined]
     return func
+
+
+def definite_length_block(data: bytes) -> bytes:
+    """An IEEE 488.2 (section 8.7.9) definite-length arbitrary block: #<n><length><data>."""
+    length = str(len(data))
+    return b"#" + str(len(length)).encode("ascii") + length.encode("ascii") + data
 
 
 def fmt(value: float) -> str:

@@ -1,0 +1,79 @@
+"""Soft limits and ramp rates from the lab config, enforced where parameters are set."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from instruments.errors import SafetyLimitError
+from instruments.safety import RAMP_TICK
+from instruments.station import load_station
+from sim_instruments.visa_backend import bench_of
+
+CONFIG = """
+qnetlab:
+  simulation: {seed: 1}
+instruments:
+  mw_source:
+    type: drivers.keysight.KeysightN5183B
+    address: {sim: keysight_n5183b}
+    parameters:
+      power: {limits: [-20, 10], ramp_rate: 5}
+      frequency: {limits: [1.0e9, 12.0e9], initial_value: 8.0e9}
+"""
+
+
+@pytest.fixture
+def mw_source(tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text(textwrap.dedent(CONFIG))
+    with load_station(path) as station:
+        yield station.instrument("mw_source")
+
+
+def test_initial_value_applied(mw_source):
+    assert bench_of(mw_source).world.mw_drive.frequency == 8.0e9
+
+
+def test_soft_limit_refuses_and_names_everything(mw_source):
+    with pytest.raises(SafetyLimitError) as info:
+        mw_source.frequency(15e9)  # inside the N5183B's 20 GHz, outside the lab's 12 GHz
+    message = str(info.value)
+    for part in ("mw_source_frequency", "1.5e+10 Hz", "above the soft limit 1.2e+10 Hz",
+                 "lab.yaml", "instruments.mw_source.parameters.frequency"):
+        assert part in message
+    assert bench_of(mw_source).world.mw_drive.frequency == 8.0e9  # untouched
+
+
+def test_hardware_validator_still_applies(mw_source):
+    with pytest.raises(ValueError, match="19"):
+        mw_source.power(25)
+
+
+def test_ramp_moves_in_steps_on_virtual_time(mw_source, monkeypatch):
+    world = bench_of(mw_source).world
+    mw_source.power(-20)
+    seen: list[float] = []
+    set_drive = world.set_mw_drive
+
+    def record(**kwargs):
+        set_drive(**kwargs)
+        seen.append(world.mw_drive.power_dbm)
+
+    monkeypatch.setattr(world, "set_mw_drive", record)
+    start = world.now()
+    mw_source.power(10)
+    steps = [b - a for a, b in zip([-20.0, *seen], seen, strict=False)]
+    assert seen[-1] == 10
+    assert 0 < min(steps) and max(steps) <= 5 * RAMP_TICK + 1e-9
+    # 30 dB at 5 dB/s: 60 steps, 59 waits of one tick, on the bench's virtual clock
+    assert len(seen) == 60
+    assert world.now() - start == pytest.approx(30 / 5 - RAMP_TICK, abs=1e-9)
+
+
+def test_ramp_refuses_out_of_limit_target_before_moving(mw_source):
+    mw_source.power(0)
+    with pytest.raises(SafetyLimitError):
+        mw_source.power(12)
+    assert mw_source.power() == 0
