@@ -93,11 +93,17 @@ def install_ramp(param: Parameter, rate: float, sleep: Callable[[float], None]) 
 
 def install_interlock(param: Parameter, sensor: Parameter, maximum: float, name: str,
                       source: str) -> None:
-    """Refuse to set `param` to anything but zero/off while `sensor` reads above `maximum`."""
+    """While `sensor` reads above `maximum`, refuse any setting of `param` that is not safer:
+    switching off, zero, or a value below the present one are always allowed."""
     guarded_set = param.set
 
     def interlocked_set(value: Any) -> None:
-        if value:  # zero and False (off) are always allowed: they make things safer
+        current = param.cache.get(get_if_invalid=False)
+        safer = not value or (
+            isinstance(value, int | float) and not isinstance(value, bool)
+            and isinstance(current, int | float) and value <= current
+        )
+        if not safer:
             reading = sensor.get()
             if reading > maximum:
                 unit = f" {sensor.unit}" if sensor.unit else ""

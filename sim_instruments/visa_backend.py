@@ -27,6 +27,8 @@ class _Session:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.pending = bytearray()
+        self.ready_at = 0.0
+        """time.monotonic() when a delayed (latency fault) reply becomes readable."""
         self.connected = True
         self.attrs: dict[Any, Any] = {
             ResourceAttribute.timeout_value: 2000,
@@ -115,9 +117,9 @@ class QnetlabVisaLibrary(highlevel.VisaLibraryBase):
                 sess.connected = False
                 sess.pending.clear()
                 return 0, self.handle_return_value(session, StatusCode.error_connection_lost)
-            if result.delay:
-                time.sleep(result.delay)
             if result.reply is not None:
+                if result.delay:
+                    sess.ready_at = time.monotonic() + result.delay
                 sess.pending.extend(result.reply)
         return len(data), StatusCode.success
 
@@ -130,10 +132,21 @@ class QnetlabVisaLibrary(highlevel.VisaLibraryBase):
         if not sess.pending:
             # Nothing will ever arrive: on virtual time the timeout has already elapsed.
             return b"", self.handle_return_value(session, StatusCode.error_timeout)
-        end = sess.pending.find(sess.endpoint.terminator)
-        if 0 <= end < count:
-            out = bytes(sess.pending[: end + 1])
-            del sess.pending[: end + 1]
+        wait = sess.ready_at - time.monotonic()
+        if wait > 0:
+            # A latency fault delays the reply in real time, as a slow instrument would.
+            timeout = sess.attrs[ResourceAttribute.timeout_value] / 1000.0
+            if wait > timeout:
+                time.sleep(timeout)
+                return b"", self.handle_return_value(session, StatusCode.error_timeout)
+            time.sleep(wait)
+        term = sess.endpoint.terminator
+        end = sess.pending.find(term)
+        # A terminator may be several bytes (CR LF on Lake Shore): take all of it, or the
+        # rest would start the next reply.
+        if end >= 0 and end + len(term) <= count:
+            out = bytes(sess.pending[: end + len(term)])
+            del sess.pending[: end + len(term)]
             return out, StatusCode.success_termination_character_read
         out = bytes(sess.pending[:count])
         del sess.pending[:count]

@@ -42,3 +42,59 @@ def sim_instrument(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield open_twin
     for inst in opened:
         inst.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Any]]:
+    """`qnetlab sim serve` on the transducer bench, in its own process, on free ports.
+
+    Yields the config path (whose real addresses point at the servers) and a control
+    client. The server stops at teardown, and by itself after 10 minutes at the latest.
+    """
+    import re
+    import subprocess
+    import sys
+    import time
+
+    from sim_instruments.server import ControlClient
+
+    text = BENCH_CONFIG.read_text()
+    text = re.sub(r"127\.0\.0\.1::\d+::SOCKET",
+                  lambda m: f"127.0.0.1::{_free_port()}::SOCKET", text)
+    config = tmp_path_factory.mktemp("served") / "transducer_bench.yaml"
+    config.write_text(text)
+    control_port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qnetlab", "sim", "serve", str(config), "--control-port",
+         str(control_port), "--max-seconds", "600"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    client = None
+    deadline = time.monotonic() + 30
+    while client is None:
+        try:
+            client = ControlClient(control_port)
+            client.request(op="ping")
+        except OSError:
+            client = None
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"sim serve did not start: {proc.stderr.read() if proc.stderr else ''}") from None
+            time.sleep(0.1)
+    try:
+        yield config, client
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

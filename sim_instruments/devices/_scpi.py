@@ -303,6 +303,7 @@ class ScpiDevice:
             header, _, rest = unit.partition(" ")
             is_query = header.endswith("?")
             header = header.rstrip("?")
+            reply: str | bytes | None
             try:
                 if header.startswith("*"):
                     reply = self._common(header.upper(), is_query, rest)
@@ -315,8 +316,9 @@ class ScpiDevice:
                 replies.append(reply)
         if not replies:
             return None
-        if all(isinstance(r, str) for r in replies):
-            return ";".join(replies)  # type: ignore[arg-type]
+        texts = [r for r in replies if isinstance(r, str)]
+        if len(texts) == len(replies):
+            return ";".join(texts)
         # A binary block is not ASCII text: the whole response message becomes bytes.
         return b";".join(r.encode("ascii") if isinstance(r, str) else r for r in replies)
 

@@ -8,6 +8,7 @@ values for the class and are marked as such.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .transducer import TransducerModel
@@ -51,6 +52,13 @@ def _preset(
     return TransducerPreset(model, operating_pump_power, quoted_efficiency, quoted_added_noise)
 
 
+def _cooperativity_for(internal_efficiency: float) -> float:
+    """The C < 1 root of 4C/(1+C)^2 = internal_efficiency."""
+    e = internal_efficiency
+    b = 4.0 - 2.0 * e
+    return (b - math.sqrt(b * b - 4.0 * e * e)) / (2.0 * e)
+
+
 _COMMON = {
     "mw_resonance_frequency": 8.0e9,
     "optical_resonance_wavelength": 1550.12e-9,
@@ -78,7 +86,7 @@ PRESETS: dict[str, TransducerPreset] = {
         kind="electro_optic",
         # internal efficiency 7e-3 at 1.48 mW gives C = 1.76e-3 there
         external_efficiency=3e-4 / 7e-3,
-        pump_power_at_unit_cooperativity=1.48e-3 / 1.76e-3,
+        pump_power_at_unit_cooperativity=1.48e-3 / _cooperativity_for(7e-3),
         operating_pump_power=1.48e-3,
         quoted_efficiency=3e-4,
         quoted_added_noise=5.5,

@@ -1,0 +1,210 @@
+"""Query round trips of both transports against bare baselines measured in the same run.
+
+    python benchmarks/bench_transport.py [--n 2000]
+
+Baselines: a bare socket echo (a plain Python socket client against a minimal echo server in
+its own process) and a bare pyvisa-sim dialogue. Ours: a raw VISA query to the simulated
+N5183B through the in-process backend and through `qnetlab sim serve` (its own process,
+reached by pyvisa-py over TCPIP SOCKET); and a QCoDeS get and set through the full driver
+stack (a set includes the SYST:ERR? check). Reports medians, p99 and max, the ratios to the
+baselines, and whether any round trip stalled like Nagle's algorithm does (>= 30 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyvisa
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ECHO_SERVER = textwrap.dedent("""
+    import socket, sys
+    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0)); srv.listen(1)
+    print(srv.getsockname()[1], flush=True)
+    srv.settimeout(120)
+    while True:
+        conn, _ = srv.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while data := conn.recv(4096):
+            conn.sendall(b"+5.000000000E+09\\n" if data.endswith(b"\\n") else b"")
+        conn.close()
+""")
+
+PYVISA_SIM = textwrap.dedent("""
+    spec: "1.1"
+    devices:
+      source:
+        eom:
+          TCPIP INSTR: {q: "\\n", r: "\\n"}
+        dialogues:
+          - q: "SOUR:FREQ?"
+            r: "+5.000000000E+09"
+    resources:
+      TCPIP0::sim::inst0::INSTR: {device: source}
+""")
+
+STALL = 0.030
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def timed(fn: Callable[[], object], n: int) -> np.ndarray:
+    for _ in range(min(200, n)):
+        fn()
+    out = np.empty(n)
+    for i in range(n):
+        t = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - t
+    return out
+
+
+def wait_for_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2000, help="round trips per measurement")
+    n = ap.parse_args().n
+    from drivers.keysight import KeysightN5183B
+
+    results: dict[str, np.ndarray] = {}
+    tmp = Path(tempfile.mkdtemp())
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        # -- bare socket echo ------------------------------------------------------------------
+        echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE,
+                                text=True)
+        procs.append(echo)
+        assert echo.stdout is not None
+        echo_port = int(echo.stdout.readline())
+        sock = socket.create_connection(("127.0.0.1", echo_port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def raw_echo() -> None:
+            sock.sendall(b"SOUR:FREQ?\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                buf += sock.recv(4096)
+
+        results["bare socket echo (python client)"] = timed(raw_echo, n)
+        sock.close()
+
+        # -- bare pyvisa-sim ---------------------------------------------------------------------
+        sim_yaml = tmp / "sim.yaml"
+        sim_yaml.write_text(PYVISA_SIM)
+        rm = pyvisa.ResourceManager(f"{sim_yaml}@sim")
+        res = rm.open_resource("TCPIP0::sim::inst0::INSTR", read_termination="\n",
+                               write_termination="\n")
+        results["bare pyvisa-sim query"] = timed(lambda: res.query("SOUR:FREQ?"), n)
+        res.close()
+
+        # -- ours: in-process and TCP -----------------------------------------------------------------
+        port, control = free_port(), free_port()
+        config = tmp / "bench.yaml"
+        config.write_text(textwrap.dedent(f"""
+            qnetlab:
+              simulation: {{seed: 1}}
+            instruments:
+              mw_source:
+                type: drivers.keysight.KeysightN5183B
+                address: {{sim: keysight_n5183b, real: "TCPIP0::127.0.0.1::{port}::SOCKET"}}
+        """))
+        rm = pyvisa.ResourceManager(f"{config}#{uuid.uuid4().hex}@qnetlab")
+        res = rm.open_resource("TCPIP0::mw_source::keysight_n5183b::INSTR",
+                               read_termination="\n", write_termination="\n")
+        results["ours: in-process backend query"] = timed(lambda: res.query("SOUR:FREQ?"), n)
+        res.close()
+
+        server = subprocess.Popen(
+            [sys.executable, "-m", "qnetlab", "sim", "serve", str(config), "--max-seconds",
+             "600"], cwd=REPO, stdout=subprocess.DEVNULL)
+        procs.append(server)
+        wait_for_port(port)
+        rm = pyvisa.ResourceManager("@py")
+        res = rm.open_resource(f"TCPIP0::127.0.0.1::{echo_port}::SOCKET",
+                               read_termination="\n", write_termination="\n")
+        results["pyvisa-py query to the bare echo server"] = timed(
+            lambda: res.query("SOUR:FREQ?"), n)
+        res.close()
+
+        # The trap the VISA base fixes: pyvisa-py with Nagle on, a write then a query.
+        res = rm.open_resource(f"TCPIP0::127.0.0.1::{port}::SOCKET",
+                               read_termination="\n", write_termination="\n")
+
+        def write_then_query() -> None:
+            res.write("SOUR:FREQ 6e9")
+            res.query("SYST:ERR?")
+
+        results["plain pyvisa-py, Nagle on: write + query"] = timed(write_then_query, 20)
+        res.close()
+
+        mw = KeysightN5183B("mw_tcp", f"TCPIP0::127.0.0.1::{port}::SOCKET", visalib="@py")
+        results["ours: SOCKET query (pyvisa-py -> sim serve)"] = timed(
+            lambda: mw.visa_handle.query("SOUR:FREQ?"), n)
+        results["ours: QCoDeS get over SOCKET"] = timed(mw.frequency.get, n)
+        results["ours: QCoDeS set over SOCKET (+ error check)"] = timed(
+            lambda: mw.frequency.set(6e9), n)
+        mw.close()
+
+        mw = KeysightN5183B("mw_inproc", "TCPIP0::mw_source::keysight_n5183b::INSTR",
+                            visalib=f"{config}#{uuid.uuid4().hex}@qnetlab")
+        results["ours: QCoDeS get in-process"] = timed(mw.frequency.get, n)
+        results["ours: QCoDeS set in-process (+ error check)"] = timed(
+            lambda: mw.frequency.set(6e9), n)
+        mw.close()
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+
+    width = max(map(len, results))
+    print(f"{'round trip':<{width}}  median_us  p99_us   max_us")
+    for name, t in results.items():
+        print(f"{name:<{width}}  {np.median(t) * 1e6:9.1f}  {np.percentile(t, 99) * 1e6:6.1f}"
+              f"  {t.max() * 1e6:7.1f}")
+    med = {k: float(np.median(v)) for k, v in results.items()}
+    echo_m = med["bare socket echo (python client)"]
+    sim_m = med["bare pyvisa-sim query"]
+    print()
+    print(f"SOCKET query / bare socket echo:           "
+          f"{med['ours: SOCKET query (pyvisa-py -> sim serve)'] / echo_m:.2f}x  (target <= 2)")
+    print(f"SOCKET query / pyvisa-py to bare echo:     "
+          f"{med['ours: SOCKET query (pyvisa-py -> sim serve)'] / med['pyvisa-py query to the bare echo server']:.2f}x")
+    print(f"in-process query / bare pyvisa-sim query:  "
+          f"{med['ours: in-process backend query'] / sim_m:.2f}x")
+    print(f"QCoDeS get over SOCKET / raw SOCKET query: "
+          f"{med['ours: QCoDeS get over SOCKET'] / med['ours: SOCKET query (pyvisa-py -> sim serve)']:.2f}x")
+    stalls = {k: int((v >= STALL).sum()) for k, v in results.items() if "Nagle on" not in k}
+    print(f"round trips >= {STALL * 1e3:.0f} ms (Nagle-class stalls): {sum(stalls.values())}"
+          + "".join(f"\n  {k}: {c}" for k, c in stalls.items() if c)
+          + " in our paths (the plain pyvisa-py write + query above shows the stall they avoid)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Lake Shore drivers."""
+
+from .model_372 import LakeshoreModel372
+
+__all__ = ["LakeshoreModel372"]

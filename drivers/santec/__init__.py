@@ -1,0 +1,5 @@
+"""Santec drivers."""
+
+from .tsl570 import SantecTSL570
+
+__all__ = ["SantecTSL570"]

@@ -1,0 +1,254 @@
+"""Emulator of the Thorlabs PM100D optical power meter console with an InGaAs photodiode sensor.
+
+Commands from the Thorlabs PM100D operation manual, chapter "Computer interface", SCPI
+command reference (shared by the PM100 series): the SENSe subsystem (``CORRection:WAVelength``
+in nm, ``AVERage[:COUNt]``, ``CORRection[:LOSS[:INPut[:MAGNitude]]]`` in dB,
+``CORRection:BEAMdiameter`` in mm, ``CORRection:COLLect:ZERO:MAGNitude?``,
+``POWer[:DC]:RANGe[:UPPer]`` / ``:AUTO``, ``CURRent[:DC]:RANGe[:UPPer]?``), the measurement
+commands (``CONFigure:POWer``, ``INITiate``, ``ABORt``, ``FETCh?``, ``READ?``,
+``MEASure:POWer?``, ``MEASure:CURRent?``, ``MEASure:FREQuency?``), ``STATus:OPERation``
+(``PTRansition``, ``NTRansition``, ``[EVENt]?``, ``CONDition?``) and ``SYSTem:ERRor?``.
+``MEASure`` is query-only there, so ``MEAS:POW`` without ``?`` is an undefined header.
+
+Physics: the sensor sees ``world.optical_output_power()`` at the pump wavelength. The console
+converts photocurrent to power with the responsivity at the *set* correction wavelength, so a
+wrong setting scales the reading by R(true)/R(set). Each sample carries Gaussian noise
+(`noise_floor`, W rms), and a reading averages `AVERage:COUNt` samples, so its noise is
+noise_floor / sqrt(count). The manual gives one sample as about 3 ms (`sample_time`): a
+measurement started by INITiate (or READ?, MEASure?) is done count * sample_time later in world
+time, and FETCh? lets the world's clock run until then. A FETCh? with no measurement ever
+taken is -230 "Data corrupt or stale". Not modelled: over-range on a fixed range, dark offset.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from ._scpi import Args, ScpiDevice, ScpiError, command, fmt, no_argument
+
+if TYPE_CHECKING:
+    from ..physics.world import LabWorld
+
+# Typical InGaAs photodiode responsivity (A/W) against wavelength (nm): a coarse curve of the
+# usual shape (rising to a maximum near 1600 nm, cut off by the band gap near 1700 nm). The
+# real console reads the calibrated curve from the sensor's EEPROM.
+_RESPONSIVITY_NM = np.array([800, 900, 1000, 1100, 1200, 1300, 1400, 1500, 1550, 1600, 1650,
+                             1700], dtype=float)
+_RESPONSIVITY_A_PER_W = np.array([0.15, 0.55, 0.65, 0.72, 0.80, 0.87, 0.93, 0.98, 1.00, 1.02,
+                                  0.95, 0.60])
+
+_DATA_STALE = (-230, "Data corrupt or stale")
+_OPERATION_DATA_READY = 1 << 9
+"""STATus:OPERation bit 9, set when a new measurement is available."""
+
+
+def responsivity(wavelength: float) -> float:
+    """Responsivity of the emulated InGaAs sensor at `wavelength` (m), A/W."""
+    return float(np.interp(wavelength * 1e9, _RESPONSIVITY_NM, _RESPONSIVITY_A_PER_W))
+
+
+class ThorlabsPM100DEmulator(ScpiDevice):
+    """A PM100D console with a fibre-coupled InGaAs photodiode sensor (800-1700 nm)."""
+
+    identity = ("Thorlabs", "PM100D", "P0012345", "2.8.0")
+    sample_time: ClassVar[float] = 3e-3
+    """s per sample ("1 sample takes approx. 3 ms", SENSe:AVERage in the PM100D manual)."""
+    noise_floor: ClassVar[float] = 50e-12
+    """W rms per sample at the sensor (modelling choice of the order of a large-area InGaAs
+    photodiode on the console's most sensitive range)."""
+    min_wavelength_nm: ClassVar[float] = 800.0
+    max_wavelength_nm: ClassVar[float] = 1700.0
+    max_power: ClassVar[float] = 20e-3
+    """W, the top power range of the sensor."""
+
+    def __init__(self, world: LabWorld, name: str) -> None:
+        super().__init__(world, name)
+        # One generator for the emulator's life: *RST must not replay the same noise.
+        self._rng = self.world.rng(self.name)
+
+    def reset(self) -> None:
+        self.wavelength_nm = 1550.0
+        self.average_count = 1
+        self.attenuation_db = 0.0
+        self.beam_diameter_mm = 5.0
+        self.power_range = self.max_power
+        self.auto_range = True
+        self.configuration = "POW"
+        self.ptr = 0xFFFF  # SCPI-1999 vol. 2, 9.3: positive transitions enabled at preset
+        self.ntr = 0
+        self.operation_event = 0
+        self._initiated = False
+        self._ready_at = 0.0
+        self._last: float | None = None
+
+    # -- measurement model ----------------------------------------------------------------------
+    def _sample(self) -> float:
+        """One reading (W or A, as configured) averaged over `average_count` samples."""
+        count = self.average_count
+        light = self.world.optical_output_power()
+        true_r = responsivity(self.world.pump.wavelength)
+        current = true_r * light + true_r * self._rng.normal(0.0, self.noise_floor / np.sqrt(count))
+        if self.configuration == "CURR":
+            return current
+        set_r = responsivity(self.wavelength_nm * 1e-9)
+        # The user attenuation (CORRection:LOSS) scales the displayed power up by its factor.
+        return current / set_r * 10 ** (self.attenuation_db / 10)
+
+    def _initiate_measurement(self) -> None:
+        self._initiated = True
+        self._ready_at = self.world.now() + self.average_count * self.sample_time
+
+    def _fetch(self) -> str:
+        """FETCh?: the result of the last INITiate, waiting (in world time) until it is done."""
+        if self._initiated:
+            wait = self._ready_at - self.world.now()
+            if wait > 0:
+                self.world.advance(wait)
+            self._last = self._sample()
+            self._initiated = False
+            self.operation_event |= _OPERATION_DATA_READY & self.ptr
+        if self._last is None:
+            raise ScpiError(_DATA_STALE)
+        return fmt(self._last)
+
+    # -- SENSe: corrections ----------------------------------------------------------------------
+    @command("[SENSe]:CORRection:WAVelength")
+    def _set_wavelength(self, args: Args) -> None:
+        # Plain nm, as the manual states; units=("",) answers a suffix with -131.
+        self.wavelength_nm = args.number(low=self.min_wavelength_nm, high=self.max_wavelength_nm,
+                                         units=("",))
+
+    @command("[SENSe]:CORRection:WAVelength", query=True)
+    def _get_wavelength(self, args: Args) -> str:
+        return fmt(self.wavelength_nm)
+
+    @command("[SENSe]:AVERage[:COUNt]")
+    def _set_average(self, args: Args) -> None:
+        self.average_count = args.integer(low=1, high=10_000)
+
+    @command("[SENSe]:AVERage[:COUNt]", query=True)
+    def _get_average(self, args: Args) -> str:
+        return str(self.average_count)
+
+    @command("[SENSe]:CORRection[:LOSS][:INPut][:MAGNitude]")
+    def _set_attenuation(self, args: Args) -> None:
+        self.attenuation_db = args.number(low=-60.0, high=60.0, units=("DB",))
+
+    @command("[SENSe]:CORRection[:LOSS][:INPut][:MAGNitude]", query=True)
+    def _get_attenuation(self, args: Args) -> str:
+        return fmt(self.attenuation_db)
+
+    @command("[SENSe]:CORRection:BEAMdiameter")
+    def _set_beam_diameter(self, args: Args) -> None:
+        self.beam_diameter_mm = args.number(low=1e-3, high=1e3, units=("",))  # mm
+
+    @command("[SENSe]:CORRection:BEAMdiameter", query=True)
+    def _get_beam_diameter(self, args: Args) -> str:
+        return fmt(self.beam_diameter_mm)
+
+    @command("[SENSe]:CORRection:COLLect:ZERO:MAGNitude", query=True)
+    def _get_zero(self, args: Args) -> str:
+        return fmt(0.0)  # a zeroed sensor: no dark offset
+
+    # -- SENSe: ranges ---------------------------------------------------------------------------
+    @command("[SENSe]:POWer[:DC]:RANGe[:UPPer]")
+    def _set_power_range(self, args: Args) -> None:
+        self.power_range = args.number(low=0.0, high=self.max_power, units=("W", "MW", "UW",
+                                                                             "NW"))
+        self.auto_range = False  # SCPI: setting a range switches auto-ranging off
+
+    @command("[SENSe]:POWer[:DC]:RANGe[:UPPer]", query=True)
+    def _get_power_range(self, args: Args) -> str:
+        return fmt(self.power_range)
+
+    @command("[SENSe]:POWer[:DC]:RANGe:AUTO")
+    def _set_auto_range(self, args: Args) -> None:
+        self.auto_range = args.boolean()
+
+    @command("[SENSe]:POWer[:DC]:RANGe:AUTO", query=True)
+    def _get_auto_range(self, args: Args) -> str:
+        return "1" if self.auto_range else "0"
+
+    @command("[SENSe]:CURRent[:DC]:RANGe[:UPPer]", query=True)
+    def _get_current_range(self, args: Args) -> str:
+        return fmt(self.power_range * responsivity(self.wavelength_nm * 1e-9))
+
+    # -- measurement commands --------------------------------------------------------------------
+    @command("CONFigure[:SCALar]:POWer")
+    @no_argument
+    def _configure_power(self, args: Args) -> None:
+        self.configuration = "POW"
+
+    @command("CONFigure[:SCALar]:CURRent[:DC]")
+    @no_argument
+    def _configure_current(self, args: Args) -> None:
+        self.configuration = "CURR"
+
+    @command("CONFigure", query=True)
+    def _get_configuration(self, args: Args) -> str:
+        return self.configuration
+
+    @command("INITiate[:IMMediate]")
+    @no_argument
+    def _initiate(self, args: Args) -> None:
+        self._initiate_measurement()
+
+    @command("ABORt")
+    @no_argument
+    def _abort(self, args: Args) -> None:
+        self._initiated = False
+
+    @command("FETCh", query=True)
+    def _fetch_query(self, args: Args) -> str:
+        return self._fetch()
+
+    def _read_now(self) -> str:
+        self._initiate_measurement()  # READ? = ABORt; INITiate; FETCh?
+        return self._fetch()
+
+    @command("READ", query=True)
+    def _read(self, args: Args) -> str:
+        return self._read_now()
+
+    @command("MEASure[:SCALar]:POWer", query=True)
+    def _measure_power(self, args: Args) -> str:
+        self.configuration = "POW"  # MEASure? = CONFigure + READ?
+        return self._read_now()
+
+    @command("MEASure[:SCALar]:CURRent[:DC]", query=True)
+    def _measure_current(self, args: Args) -> str:
+        self.configuration = "CURR"
+        return self._read_now()
+
+    @command("MEASure[:SCALar]:FREQuency", query=True)
+    def _measure_frequency(self, args: Args) -> str:
+        return fmt(0.0)  # the world's light is CW: no modulation frequency to count
+
+    # -- STATus:OPERation --------------------------------------------------------------------------
+    @command("STATus:OPERation:PTRansition")
+    def _set_ptr(self, args: Args) -> None:
+        self.ptr = args.integer(low=0, high=65535)
+
+    @command("STATus:OPERation:PTRansition", query=True)
+    def _get_ptr(self, args: Args) -> str:
+        return str(self.ptr)
+
+    @command("STATus:OPERation:NTRansition")
+    def _set_ntr(self, args: Args) -> None:
+        self.ntr = args.integer(low=0, high=65535)
+
+    @command("STATus:OPERation:NTRansition", query=True)
+    def _get_ntr(self, args: Args) -> str:
+        return str(self.ntr)
+
+    @command("STATus:OPERation[:EVENt]", query=True)
+    def _get_operation_event(self, args: Args) -> str:
+        value, self.operation_event = self.operation_event, 0  # reading clears the event register
+        return str(value)
+
+    @command("STATus:OPERation:CONDition", query=True)
+    def _get_operation_condition(self, args: Args) -> str:
+        return str(_OPERATION_DATA_READY if self._last is not None and not self._initiated
+                   else 0)

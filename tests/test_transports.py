@@ -1,0 +1,146 @@
+"""Every driver over both transports, the main job, and recovery from injected faults."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from instruments.conformance import assert_conforms
+from instruments.errors import (
+    InstrumentConnectionError,
+    InstrumentReportedError,
+    InstrumentTimeoutError,
+)
+from instruments.station import load_station
+from qnetlab.cli import main
+from sim_instruments.visa_backend import bench_of
+
+from conftest import BENCH_CONFIG
+
+INSTRUMENTS = ("mw_source", "pump_laser", "power_meter", "vna", "fridge")
+
+
+@pytest.fixture(params=["sim", "real"])
+def station(request, served_bench):
+    config = BENCH_CONFIG if request.param == "sim" else served_bench[0]
+    with load_station(config, request.param) as st:
+        yield st
+
+
+@pytest.mark.parametrize("name", INSTRUMENTS)
+def test_every_driver_conforms_on_both_transports(station, name):
+    assert_conforms(station.instrument(name))
+
+
+def test_main_job_prints_every_instrument(capsys):
+    assert main(["check", str(BENCH_CONFIG)]) == 0
+    out = capsys.readouterr().out
+    for name, model in [("mw_source", "N5183B"), ("pump_laser", "TSL-570"),
+                        ("power_meter", "PM100D"), ("vna", "P937"), ("fridge", "372")]:
+        assert name in out and model in out
+    for unit in (" GHz", " dBm", " µm", " mK"):
+        assert unit in out
+
+
+def test_main_job_over_tcp_rehearsal(served_bench, capsys):
+    assert main(["check", str(served_bench[0]), "--profile", "real", "--conformance"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("conforms") == len(INSTRUMENTS)
+
+
+def test_unreachable_instrument_exit_code(tmp_path, capsys):
+    # the bench's real addresses with nothing serving them
+    assert main(["check", str(BENCH_CONFIG), "--profile", "real"]) == 3
+    err = capsys.readouterr().err
+    assert "could not connect" in err and "qnetlab sim serve" in err
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sim", "real"])
+def faulty(request, served_bench):
+    """(station, inject) on either transport, for the microwave source."""
+    if request.param == "sim":
+        st = load_station(BENCH_CONFIG, "sim")
+        bench = bench_of(st.instrument("mw_source"))
+
+        def inject(fault: str, **kw) -> None:
+            bench.faults("mw_source").inject(fault, **kw)
+    else:
+        st = load_station(served_bench[0], "real")
+        client = served_bench[1]
+
+        def inject(fault: str, **kw) -> None:
+            client.inject("mw_source", fault, **kw)
+    st.instrument("mw_source").timeout(0.5)
+    yield st, inject
+    if request.param == "real":
+        served_bench[1].request(op="clear")
+    st.close()
+
+
+def _recovers(mw) -> None:
+    mw.frequency(7.25e9)
+    assert mw.frequency() == 7.25e9
+
+
+def test_no_reply_is_a_named_timeout_then_recovers(faulty):
+    station, inject = faulty
+    mw = station.instrument("mw_source")
+    inject("no_reply")
+    with pytest.raises(InstrumentTimeoutError, match=r"mw_source at TCPIP0::.*did not answer"):
+        mw.frequency()
+    _recovers(mw)
+
+
+def test_dropped_connection_is_reported_then_reconnects(faulty):
+    station, inject = faulty
+    mw = station.instrument("mw_source")
+    inject("drop_connection")
+    # pyvisa-py sees a closed socket as a read that never completes; in-process it is a lost
+    # connection. Either way the error names the instrument and its address.
+    with pytest.raises((InstrumentConnectionError, InstrumentTimeoutError), match="mw_source at"):
+        mw.frequency()
+    _recovers(mw)
+
+
+def test_garbage_reply_is_refused_then_recovers(faulty):
+    station, inject = faulty
+    mw = station.instrument("mw_source")
+    inject("garbage_reply")
+    with pytest.raises(ValueError, match="getting mw_source_frequency"):
+        mw.frequency()
+    _recovers(mw)
+
+
+def test_instrument_error_is_raised_from_the_error_queue(faulty):
+    station, inject = faulty
+    mw = station.instrument("mw_source")
+    mw.frequency(6e9)
+    inject("instrument_error")
+    with pytest.raises(InstrumentReportedError, match=r"mw_source at .* reported -240"):
+        mw.frequency(6.5e9)
+    assert mw.frequency() == 6e9  # the failed command changed nothing
+    _recovers(mw)
+
+
+def test_latency_delays_replies_but_loses_nothing(faulty):
+    station, inject = faulty
+    mw = station.instrument("mw_source")
+    inject("latency", seconds=0.1)
+    t = time.perf_counter()
+    assert mw.frequency() > 0
+    assert time.perf_counter() - t >= 0.1
+
+
+def test_latency_beyond_timeout_is_a_timeout_then_recovers(faulty):
+    station, inject = faulty
+    mw = station.instrument("mw_source")
+    inject("latency", seconds=1.0)
+    with pytest.raises(InstrumentTimeoutError):
+        mw.frequency()
+    inject("latency", seconds=0.001)  # replace the slow latency with a negligible one
+    time.sleep(1.0)  # let the late reply arrive; the reconnect must not read it as an answer
+    _recovers(mw)
