@@ -124,8 +124,8 @@ def main() -> None:
         results["bare pyvisa-sim query"] = timed(lambda: res.query("SOUR:FREQ?"), n)
         res.close()
 
-        # -- ours: in-process and TCP -----------------------------------------------------------------
-        port, control = free_port(), free_port()
+        # -- ours: in-process and TCP ------------------------------------------------------------
+        port = free_port()
         config = tmp / "bench.yaml"
         config.write_text(textwrap.dedent(f"""
             qnetlab:
@@ -192,14 +192,18 @@ def main() -> None:
     echo_m = med["bare socket echo (python client)"]
     sim_m = med["bare pyvisa-sim query"]
     print()
-    print(f"SOCKET query / bare socket echo:           "
-          f"{med['ours: SOCKET query (pyvisa-py -> sim serve)'] / echo_m:.2f}x  (target <= 2)")
-    print(f"SOCKET query / pyvisa-py to bare echo:     "
-          f"{med['ours: SOCKET query (pyvisa-py -> sim serve)'] / med['pyvisa-py query to the bare echo server']:.2f}x")
-    print(f"in-process query / bare pyvisa-sim query:  "
-          f"{med['ours: in-process backend query'] / sim_m:.2f}x")
-    print(f"QCoDeS get over SOCKET / raw SOCKET query: "
-          f"{med['ours: QCoDeS get over SOCKET'] / med['ours: SOCKET query (pyvisa-py -> sim serve)']:.2f}x")
+    sock_q = med["ours: SOCKET query (pyvisa-py -> sim serve)"]
+    ratios = [
+        ("SOCKET query / bare socket echo", sock_q / echo_m, "  (target <= 2)"),
+        ("SOCKET query / pyvisa-py to bare echo",
+         sock_q / med["pyvisa-py query to the bare echo server"], ""),
+        ("in-process query / bare pyvisa-sim query",
+         med["ours: in-process backend query"] / sim_m, ""),
+        ("QCoDeS get over SOCKET / raw SOCKET query",
+         med["ours: QCoDeS get over SOCKET"] / sock_q, ""),
+    ]
+    for label, ratio, note in ratios:
+        print(f"{label:<42} {ratio:.2f}x{note}")
     stalls = {k: int((v >= STALL).sum()) for k, v in results.items() if "Nagle on" not in k}
     print(f"round trips >= {STALL * 1e3:.0f} ms (Nagle-class stalls): {sum(stalls.values())}"
           + "".join(f"\n  {k}: {c}" for k, c in stalls.items() if c)

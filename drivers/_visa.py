@@ -14,6 +14,7 @@ It fixes three things plain `VisaInstrument` leaves to each driver:
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -60,10 +61,8 @@ class QnetVisaInstrument(VisaInstrument):
         """Close and reopen the VISA session (after a timeout or a dropped connection)."""
         address = self.address
         assert address is not None
-        try:
+        with contextlib.suppress(Exception):  # the old session may already be gone
             self.visa_handle.close()
-        except Exception:  # noqa: BLE001 - the old session may already be gone
-            pass
         try:
             self.set_address(address, self._visalib_spec)
         except Exception as exc:

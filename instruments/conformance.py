@@ -66,14 +66,14 @@ def check_conformance(instrument: Any) -> ConformanceReport:
                 report.failures.append(f"{where}: settable without a validator")
             try:
                 param.get()
-            except Exception as exc:  # noqa: BLE001 - report every failure
+            except Exception as exc:
                 report.failures.append(f"{where}: get failed: {exc}")
                 continue
             for value in spec.probe if spec.settable else ():
                 try:
                     param.set(value)
                     got = param.get()
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     report.failures.append(f"{where}: set {value!r} failed: {exc}")
                     continue
                 if not _agrees(value, got, spec.rel_tolerance):
@@ -82,7 +82,7 @@ def check_conformance(instrument: Any) -> ConformanceReport:
             report.checked.append(f"{role.__name__}.{check.__name__.strip('_')}")
             try:
                 problem = check(instrument)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 problem = f"raised {type(exc).__name__}: {exc}"
             if problem:
                 report.failures.append(f"{role.__name__}.{check.__name__.strip('_')}: {problem}")

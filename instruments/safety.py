@@ -88,7 +88,7 @@ def install_ramp(param: Parameter, rate: float, sleep: Callable[[float], None]) 
                 sleep(RAMP_TICK)
             step_set(float(v))
 
-    param.set = ramped_set  # type: ignore[method-assign]
+    param.set = ramped_set
 
 
 def install_interlock(param: Parameter, sensor: Parameter, maximum: float, name: str,
@@ -115,4 +115,4 @@ def install_interlock(param: Parameter, sensor: Parameter, maximum: float, name:
                 )
         guarded_set(value)
 
-    param.set = interlocked_set  # type: ignore[method-assign]
+    param.set = interlocked_set

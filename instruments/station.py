@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from qcodes.instrument import Instrument
+from qcodes.parameters import Parameter
 from qcodes.station import Station
 
 from .config import PROFILES, InstrumentConfig, LabConfig, load_config
@@ -33,7 +34,7 @@ class LabStation(Station):
 
     def __init__(self, config: LabConfig, profile: str, sleep: Callable[[float], None]) -> None:
         super().__init__()
-        self.config = config
+        self.lab_config = config  # QCoDeS's Station.config is its own StationConfig
         self.profile = profile
         self._sleep = sleep
         self.setup: TransducerSetup | None = None
@@ -99,7 +100,8 @@ def _connect(config: LabConfig, inst: InstrumentConfig, profile: str, token: str
     if Instrument.exist(inst.name):
         Instrument.find_instrument(inst.name).close()
     try:
-        return cls(inst.name, address=resource, **kwargs)
+        driver: Any = cls  # drivers take `address`; the base `Instrument` does not
+        return driver(inst.name, address=resource, **kwargs)
     except TypeError as exc:
         raise config.error(f"instruments.{inst.name}.init", f"{cls.__name__} refused the "
                            f"init arguments ({exc})", "check the names against the driver's "
@@ -119,7 +121,7 @@ def _apply_parameter_config(config: LabConfig, inst: InstrumentConfig, driver: I
     for pname, spec in inst.parameters.items():
         entry = f"instruments.{inst.name}.parameters.{pname}"
         param = driver.parameters.get(pname)
-        if param is None:
+        if not isinstance(param, Parameter):
             raise config.error(entry, f"{type(driver).__name__} has no parameter {pname!r}",
                                f"use one of: {', '.join(sorted(driver.parameters))}")
         if spec.limits is not None:
@@ -139,7 +141,7 @@ def _lab_clock(instruments: dict[str, Instrument]) -> Callable[[float], None]:
         visalib = getattr(getattr(inst, "visa_handle", None), "visalib", None)
         advance = getattr(visalib, "advance_time", None)
         if advance is not None:
-            return advance  # type: ignore[no-any-return]
+            return advance
     return time.sleep
 
 
@@ -159,7 +161,7 @@ def load_station(config: str | Path | LabConfig, profile: str = "sim") -> LabSta
         station = LabStation(config, profile, sleep)
         for name, inst in config.instruments.items():
             _apply_parameter_config(config, inst, opened[name], sleep)
-            station.add_component(opened[name])
+            station.add_component(opened[name], update_snapshot=False)
         for lock in config.interlocks:
             params = [_parameter(config, opened, ref, lock.name) for ref in lock.guards]
             sensor = _parameter(config, opened, lock.sensor, lock.name)
@@ -168,8 +170,8 @@ def load_station(config: str | Path | LabConfig, profile: str = "sim") -> LabSta
         if config.transducer_setup:
             station.setup = _build_setup(config, opened)
     except BaseException:
-        for inst in opened.values():
-            inst.close()
+        for driver in opened.values():
+            driver.close()
         raise
     return station
 

@@ -22,7 +22,7 @@ def _role_of(inst: Any) -> tuple[str, list[str]]:
 def run_check(config: str, profile: str, conformance: bool = False) -> int:
     failures: list[str] = []
     with load_station(config, profile) as station:
-        print(f"station {station.config.path} (profile {profile})\n")
+        print(f"station {station.lab_config.path} (profile {profile})\n")
         rows = []
         for name, inst in station.instruments().items():
             if inst is station.setup:
@@ -34,8 +34,8 @@ def run_check(config: str, profile: str, conformance: bool = False) -> int:
             for i, key in enumerate(keys):
                 param = inst.parameters[key]
                 try:
-                    value = format_value(param.get(), param.unit)
-                except Exception as exc:  # noqa: BLE001 - report and go on with the others
+                    value = format_value(param.get(), getattr(param, "unit", ""))
+                except Exception as exc:
                     value = f"FAILED: {exc}"
                     failures.append(f"{name}.{key}: {exc}")
                 rows.append([name if i == 0 else "", role if i == 0 else "",
@@ -47,7 +47,7 @@ def run_check(config: str, profile: str, conformance: bool = False) -> int:
             for key in ("pump_power", "pump_on", "pump_detuning", "mw_frequency", "mw_power",
                         "mxc_temperature", "optical_power"):
                 param = setup.parameters[key]
-                rows.append([key, format_value(param.get(), param.unit)])
+                rows.append([key, format_value(param.get(), getattr(param, "unit", ""))])
             print("\ntransducer setup\n" + table(rows, ["quantity", "value"]))
         if conformance:
             print()

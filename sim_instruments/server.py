@@ -188,7 +188,7 @@ class BenchServer:
         try:
             request: dict[str, Any] = json.loads(message)
             reply = self._control_op(request)
-        except Exception as exc:  # noqa: BLE001 - a bad request must not stop the lab
+        except Exception as exc:
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         return json.dumps(reply).encode()
 

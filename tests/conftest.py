@@ -44,7 +44,7 @@ def sim_instrument(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         inst.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -68,10 +68,10 @@ def served_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
 
     text = BENCH_CONFIG.read_text()
     text = re.sub(r"127\.0\.0\.1::\d+::SOCKET",
-                  lambda m: f"127.0.0.1::{_free_port()}::SOCKET", text)
+                  lambda m: f"127.0.0.1::{free_port()}::SOCKET", text)
     config = tmp_path_factory.mktemp("served") / "transducer_bench.yaml"
     config.write_text(text)
-    control_port = _free_port()
+    control_port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "qnetlab", "sim", "serve", str(config), "--control-port",
          str(control_port), "--max-seconds", "600"],
@@ -87,7 +87,8 @@ def served_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
             client = None
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"sim serve did not start: {proc.stderr.read() if proc.stderr else ''}") from None
+                detail = proc.stderr.read() if proc.stderr else ""
+                raise RuntimeError(f"sim serve did not start: {detail}") from None
             time.sleep(0.1)
     try:
         yield config, client

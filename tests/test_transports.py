@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
+from conftest import BENCH_CONFIG, free_port
 
 from instruments.conformance import assert_conforms
 from instruments.errors import (
@@ -15,8 +17,6 @@ from instruments.errors import (
 from instruments.station import load_station
 from qnetlab.cli import main
 from sim_instruments.visa_backend import bench_of
-
-from conftest import BENCH_CONFIG
 
 INSTRUMENTS = ("mw_source", "pump_laser", "power_meter", "vna", "fridge")
 
@@ -50,8 +50,11 @@ def test_main_job_over_tcp_rehearsal(served_bench, capsys):
 
 
 def test_unreachable_instrument_exit_code(tmp_path, capsys):
-    # the bench's real addresses with nothing serving them
-    assert main(["check", str(BENCH_CONFIG), "--profile", "real"]) == 3
+    # the bench's real addresses moved to a port with nothing serving it
+    config = tmp_path / "bench.yaml"
+    config.write_text(re.sub(r"::\d+::SOCKET", f"::{free_port()}::SOCKET",
+                             BENCH_CONFIG.read_text()))
+    assert main(["check", str(config), "--profile", "real"]) == 3
     err = capsys.readouterr().err
     assert "could not connect" in err and "qnetlab sim serve" in err
 

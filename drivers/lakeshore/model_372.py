@@ -54,6 +54,10 @@ _ESR_ERRORS = (
 )
 
 
+_MODEL_335_HTRSET_GROUP = ("output_type", "output_heater_resistance", "output_max_current",
+                           "output_max_user_current", "output_display")
+
+
 class LakeshoreModel372(QcodesLakeshoreModel372, QnetVisaInstrument, TemperatureController):
     """Lake Shore Model 372, as a qnetlab `TemperatureController`.
 
@@ -82,6 +86,13 @@ class LakeshoreModel372(QcodesLakeshoreModel372, QnetVisaInstrument, Temperature
         for channel in self.channels:
             # QCoDeS declares vals.Strings(15), a *minimum* length; the 372 takes at most 15.
             channel.sensor_name.vals = vals.Strings(max_length=15)
+        for output in self.submodules.values():
+            for pname in _MODEL_335_HTRSET_GROUP:
+                param = getattr(output, "parameters", {}).get(pname)
+                if param is not None:
+                    # Their HTRSET layout is the 335's; the 372 leaves a query for the analog
+                    # output unanswered, so a snapshot would wait out a timeout per parameter.
+                    param.snapshot_exclude = True
         source = getattr(self, f"ch{sensor_channel:02d}").temperature
         self.temperature: DelegateParameter = self.add_parameter(
             "temperature",

@@ -27,7 +27,7 @@ TWINS = tuple(sorted(_TWINS))
 def emulator_class(twin: str) -> type[ScpiDevice]:
     """The emulator class of a twin name; KeyError if there is none."""
     module, cls = _TWINS[twin].split(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
 def create_emulator(twin: str, world: LabWorld, name: str) -> ScpiDevice:

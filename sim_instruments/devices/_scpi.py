@@ -364,7 +364,7 @@ class ScpiDevice:
         self._cache[key] = result
         return result
 
-    # -- IEEE 488.2 common commands (IEEE 488.2-1992 section 10) -------------------------------------
+    # -- IEEE 488.2 common commands (IEEE 488.2-1992 section 10) ---------------------------
     def _common(self, header: str, is_query: bool, rest: str) -> str | None:
         if header == "*IDN" and is_query:
             return ",".join(self.identity)
@@ -392,7 +392,7 @@ class ScpiDevice:
             return "0" if is_query else None
         raise ScpiError(UNDEFINED_HEADER, header + ("?" if is_query else ""))
 
-    # -- common SCPI subsystem ----------------------------------------------------------------------
+    # -- common SCPI subsystem ---------------------------------------------------------------
     @command("SYSTem:ERRor[:NEXT]", query=True)
     def _system_error(self, args: Args) -> str:
         return self.next_error()
