@@ -25,8 +25,13 @@ from qcodes.station import Station
 
 from .config import PROFILES, InstrumentConfig, LabConfig, load_config
 from .errors import ConfigError, QnetlabError
+from .laser import Laser
+from .microwave_source import MicrowaveSource
+from .optical_power_meter import OpticalPowerMeter
 from .safety import install_interlock, install_ramp, install_soft_limits
+from .temperature_controller import TemperatureController
 from .transducer_setup import TransducerSetup
+from .vna import VNA
 
 
 class LabStation(Station):
@@ -185,10 +190,22 @@ def _parameter(config: LabConfig, opened: dict[str, Instrument], ref: str, lock:
     return param
 
 
+_SETUP_ROLES: dict[str, type] = {
+    "pump_laser": Laser, "mw_source": MicrowaveSource, "vna": VNA,
+    "power_meter": OpticalPowerMeter, "fridge": TemperatureController,
+}
+
+
 def _build_setup(config: LabConfig, opened: dict[str, Instrument]) -> TransducerSetup:
     spec = dict(config.transducer_setup or {})
-    members = {role: opened[spec.pop(role)] for role in
-               ("pump_laser", "mw_source", "vna", "power_meter", "fridge")}
+    members = {role: opened[spec.pop(role)] for role in _SETUP_ROLES}
+    for role, member in members.items():
+        if not isinstance(member, _SETUP_ROLES[role]):
+            raise config.error(f"qnetlab.transducer_setup.{role}",
+                               f"'{member.name}' ({type(member).__name__}) is not a "
+                               f"{_SETUP_ROLES[role].__name__}",
+                               f"name an instrument whose driver implements "
+                               f"{_SETUP_ROLES[role].__name__}")
     name = "transducer"
     if Instrument.exist(name):
         Instrument.find_instrument(name).close()

@@ -133,3 +133,12 @@ def test_interlock_naming_unknown_instrument(tmp_path):
 def test_missing_file():
     with pytest.raises(ConfigError, match="no such file"):
         load_config("lab_configs/does_not_exist.yaml")
+
+
+def test_setup_role_naming_the_wrong_kind_of_instrument(tmp_path):
+    from conftest import BENCH_CONFIG
+
+    text = BENCH_CONFIG.read_text().replace("    vna: vna\n", "    vna: power_meter\n")
+    err = refused(tmp_path, text)
+    assert err.entry == "qnetlab.transducer_setup.vna"
+    assert "is not a VNA" in err.problem

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import BENCH_CONFIG
 
 from instruments.errors import InterlockError, SafetyLimitError
 from instruments.station import load_station
 from sim_instruments.physics.transducer import SPEED_OF_LIGHT
 from sim_instruments.visa_backend import bench_of
+
+from conftest import BENCH_CONFIG
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import re
 import time
 
 import pytest
-from conftest import BENCH_CONFIG, free_port
 
 from instruments.conformance import assert_conforms
 from instruments.errors import (
@@ -17,6 +16,8 @@ from instruments.errors import (
 from instruments.station import load_station
 from qnetlab.cli import main
 from sim_instruments.visa_backend import bench_of
+
+from conftest import BENCH_CONFIG, free_port
 
 INSTRUMENTS = ("mw_source", "pump_laser", "power_meter", "vna", "fridge")
 
