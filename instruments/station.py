@@ -13,6 +13,7 @@ the error names the file, the entry and the fix.
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from .temperature_controller import TemperatureController
 from .transducer_setup import TransducerSetup
 from .vna import VNA
 
+log = logging.getLogger(__name__)
+
 
 class LabStation(Station):
     """A QCoDeS `Station` that knows its lab config, its profile and its lab clock."""
@@ -43,6 +46,8 @@ class LabStation(Station):
         self.profile = profile
         self._sleep = sleep
         self.setup: TransducerSetup | None = None
+        self.outside_limits: list[str] = []
+        """Parameters found outside their soft limits at load (left as found)."""
 
     def sleep(self, seconds: float) -> None:
         """Let lab time pass: virtual (instant) on the simulated bench, real otherwise."""
@@ -122,7 +127,11 @@ def _connect(config: LabConfig, inst: InstrumentConfig, profile: str, token: str
 
 
 def _apply_parameter_config(config: LabConfig, inst: InstrumentConfig, driver: Instrument,
-                            sleep: Callable[[float], None]) -> None:
+                            sleep: Callable[[float], None]) -> list[str]:
+    """Install the config's limits, ramps and initial values; return what lies outside its
+    limits. Values found outside are reported, not changed: moving an instrument nobody
+    asked to move (a pump laser, say) at connect would be a surprise."""
+    outside: list[str] = []
     for pname, spec in inst.parameters.items():
         entry = f"instruments.{inst.name}.parameters.{pname}"
         param = driver.parameters.get(pname)
@@ -139,6 +148,15 @@ def _apply_parameter_config(config: LabConfig, inst: InstrumentConfig, driver: I
             install_ramp(param, spec.ramp_rate, sleep)
         if spec.initial_value is not None:
             param.set(spec.initial_value)
+        elif spec.limits is not None:
+            value = param.get()
+            low, high = spec.limits
+            if isinstance(value, int | float) and not low <= value <= high:
+                unit = f" {param.unit}" if param.unit else ""
+                outside.append(f"{param.full_name} is {value:g}{unit}, outside its soft limits "
+                               f"[{low:g}, {high:g}]{unit} ({config.path}: {entry}); set it "
+                               "inside them before use, or give an initial_value")
+    return outside
 
 
 def _lab_clock(instruments: dict[str, Instrument]) -> Callable[[float], None]:
@@ -165,7 +183,7 @@ def load_station(config: str | Path | LabConfig, profile: str = "sim") -> LabSta
         sleep = _lab_clock(opened)
         station = LabStation(config, profile, sleep)
         for name, inst in config.instruments.items():
-            _apply_parameter_config(config, inst, opened[name], sleep)
+            station.outside_limits += _apply_parameter_config(config, inst, opened[name], sleep)
             station.add_component(opened[name], update_snapshot=False)
         for lock in config.interlocks:
             params = [_parameter(config, opened, ref, lock.name) for ref in lock.guards]
@@ -174,6 +192,8 @@ def load_station(config: str | Path | LabConfig, profile: str = "sim") -> LabSta
                 install_interlock(param, sensor, lock.maximum, lock.name, str(config.path))
         if config.transducer_setup:
             station.setup = _build_setup(config, opened)
+        for problem in station.outside_limits:
+            log.warning(problem)
     except BaseException:
         for driver in opened.values():
             driver.close()

@@ -23,6 +23,7 @@ def run_check(config: str, profile: str, conformance: bool = False) -> int:
     failures: list[str] = []
     with load_station(config, profile) as station:
         print(f"station {station.lab_config.path} (profile {profile})\n")
+        failures += station.outside_limits
         rows = []
         for name, inst in station.instruments().items():
             if inst is station.setup:

@@ -77,3 +77,18 @@ def test_ramp_refuses_out_of_limit_target_before_moving(mw_source):
     with pytest.raises(SafetyLimitError):
         mw_source.power(12)
     assert mw_source.power() == 0
+
+
+def test_value_found_outside_limits_is_reported_not_moved(tmp_path, capsys):
+    # the N5183B powers up at 20 GHz; a lab limit of 12 GHz without an initial_value
+    path = tmp_path / "lab.yaml"
+    path.write_text(textwrap.dedent(CONFIG).replace(", initial_value: 8.0e9", ""))
+    with load_station(path) as station:
+        mw = station.instrument("mw_source")
+        assert bench_of(mw).world.mw_drive.frequency == 20e9  # left as found
+        (problem,) = station.outside_limits
+        assert "mw_source_frequency is 2e+10 Hz, outside its soft limits" in problem
+    from qnetlab.cli import main
+
+    assert main(["check", str(path)]) == 1
+    assert "outside its soft limits" in capsys.readouterr().out
