@@ -105,6 +105,11 @@ class QnetVisaInstrument(VisaInstrument):
             return None
         except (pyvisa.errors.VisaIOError, OSError) as exc:
             raise self._failed(exc, cmd) from exc
+        except BaseException:
+            # Interrupted mid-exchange (Ctrl-C, an alarm): a reply may still be on its way
+            # and would be read as the answer to the next query. Start afresh next time.
+            self._needs_reconnect = True
+            raise
 
     def write_raw(self, cmd: str) -> None:
         self._io(cmd, query=False)

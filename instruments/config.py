@@ -218,7 +218,7 @@ def load_config(path: str | Path) -> LabConfig:
                     setup["optical_resonance_wavelength"])
         for role in _SETUP_ROLES:
             inst = setup[role]
-            if inst not in instruments:
+            if not isinstance(inst, str) or inst not in instruments:
                 raise ConfigError(file, f"qnetlab.transducer_setup.{role}",
                                   f"'{inst}' is not an instrument of this station",
                                   f"use one of: {', '.join(instruments)}")

@@ -41,6 +41,20 @@ def _agrees(expected: Any, got: Any, rel: float) -> bool:
 
 
 def check_conformance(instrument: Any) -> ConformanceReport:
+    """Hold `instrument` to its roles. Probed settings are put back as they were found."""
+    restore: list[tuple[Parameter, Any]] = []
+    try:
+        return _check(instrument, restore)
+    finally:
+        for param, value in reversed(restore):
+            try:
+                param.set(value)
+            except Exception as exc:  # report, but never leave the others unrestored
+                instrument.log.warning("could not restore %s to %r: %s", param.full_name,
+                                       value, exc)
+
+
+def _check(instrument: Any, restore: list[tuple[Parameter, Any]]) -> ConformanceReport:
     roles = [c for c in type(instrument).__mro__ if issubclass(c, Role) and "role_parameters"
              in vars(c)]
     report = ConformanceReport(instrument.name, [c.__name__ for c in roles])
@@ -65,10 +79,12 @@ def check_conformance(instrument: Any) -> ConformanceReport:
             if spec.settable and param.vals is None:
                 report.failures.append(f"{where}: settable without a validator")
             try:
-                param.get()
+                found = param.get()
             except Exception as exc:
                 report.failures.append(f"{where}: get failed: {exc}")
                 continue
+            if spec.settable and spec.probe:
+                restore.append((param, found))
             for value in spec.probe if spec.settable else ():
                 try:
                     param.set(value)

@@ -25,7 +25,7 @@ from qcodes.parameters import Parameter
 from qcodes.station import Station
 
 from .config import PROFILES, InstrumentConfig, LabConfig, load_config
-from .errors import ConfigError, QnetlabError
+from .errors import ConfigError, InstrumentTimeoutError, QnetlabError
 from .laser import Laser
 from .microwave_source import MicrowaveSource
 from .optical_power_meter import OpticalPowerMeter
@@ -112,12 +112,18 @@ def _connect(config: LabConfig, inst: InstrumentConfig, profile: str, token: str
     try:
         driver: Any = cls  # drivers take `address`; the base `Instrument` does not
         return driver(inst.name, address=resource, **kwargs)
-    except TypeError as exc:
-        raise config.error(f"instruments.{inst.name}.init", f"{cls.__name__} refused the "
-                           f"init arguments ({exc})", "check the names against the driver's "
-                           "docstring") from None
-    except ConfigError:
+    except ConfigError:  # from the simulated bench: an unknown twin or preset
         raise
+    except (TypeError, ValueError) as exc:
+        # A driver refusing its arguments raises these before any I/O is attempted.
+        raise config.error(f"instruments.{inst.name}.init", f"{cls.__name__} refused the "
+                           f"init arguments ({exc})", "check the names and values against "
+                           "the driver's docstring") from None
+    except InstrumentTimeoutError as exc:
+        raise config.error(f"{entry}.{profile}", f"{address} accepted the connection but "
+                           f"did not answer ({exc})", "check the instrument is the model "
+                           "the driver expects, is not busy, and uses the terminator the "
+                           "driver sends") from exc
     except Exception as exc:
         fix = ("start the simulated instruments with `qnetlab sim serve "
                f"{config.path}`, or check the address" if profile == "real" else
@@ -147,7 +153,12 @@ def _apply_parameter_config(config: LabConfig, inst: InstrumentConfig, driver: I
         if spec.ramp_rate is not None:
             install_ramp(param, spec.ramp_rate, sleep)
         if spec.initial_value is not None:
-            param.set(spec.initial_value)
+            try:
+                param.set(spec.initial_value)
+            except (ValueError, TypeError) as exc:
+                raise config.error(f"{entry}.initial_value", f"{spec.initial_value!r} was "
+                                   f"refused ({exc})", "give a value inside the limits, in "
+                                   "the parameter's unit, as a plain number") from None
         elif spec.limits is not None:
             value = param.get()
             low, high = spec.limits

@@ -29,6 +29,8 @@ def run_check(config: str, profile: str, conformance: bool = False) -> int:
             if inst is station.setup:
                 continue
             idn = inst.get_idn()
+            if not idn.get("vendor") or not idn.get("model"):
+                failures.append(f"{name}: *IDN? gave no identity ({idn})")
             identity = " ".join(str(idn.get(k) or "") for k in ("vendor", "model", "serial",
                                                                  "firmware")).strip()
             role, keys = _role_of(inst)

@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("config", help="station YAML")
     serve.add_argument("--control-port", type=int, default=None,
                        help="also open a JSON control port (fault injection, virtual time)")
+    serve.add_argument("--clock", choices=("paced", "virtual"), default="paced",
+                       help="paced (default): lab time keeps up with real time, so heating "
+                            "and the fridge evolve while clients wait, and acquisitions "
+                            "still return at once; virtual: time moves only with "
+                            "acquisitions and the control port's advance")
     serve.add_argument("--max-seconds", type=float, default=None,
                        help="stop by itself after this many seconds")
     return parser
@@ -68,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ConfigError,
         InstrumentConnectionError,
         InstrumentTimeoutError,
+        QnetlabError,
     )
 
     try:
@@ -83,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InstrumentTimeoutError, InstrumentConnectionError) as exc:
         print(f"qnetlab: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except QnetlabError as exc:  # an instrument refused or reported an error
+        print(f"qnetlab: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
     except KeyboardInterrupt:
         print("qnetlab: interrupted", file=sys.stderr)
         return 130
@@ -95,7 +104,7 @@ def _serve(args: Any) -> int:
 
     from ._format import table
 
-    bench = build_bench(args.config)
+    bench = build_bench(args.config, clock=args.clock)
     server = BenchServer(bench, control_port=args.control_port)
 
     def stop(signum: int, frame: object) -> None:

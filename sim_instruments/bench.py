@@ -17,7 +17,7 @@ from instruments.errors import ConfigError
 from .devices import TWINS, create_emulator
 from .devices._scpi import ScpiDevice
 from .faults import Endpoint, FaultPlan
-from .physics.clock import VirtualClock, WallClock
+from .physics.clock import Clock, PacedClock, VirtualClock, WallClock
 from .physics.fridge import FridgeModel
 from .physics.presets import PRESETS, get_preset
 from .physics.transducer import TransducerModel
@@ -55,7 +55,12 @@ def _dataclass_overrides(config: LabConfig, entry: str, cls: type, raw: Any) -> 
     return dict(raw)
 
 
-def build_world(config: LabConfig) -> LabWorld:
+_CLOCKS: dict[str, type[Clock]] = {"virtual": VirtualClock, "wall": WallClock,
+                                   "paced": PacedClock}
+
+
+def build_world(config: LabConfig, clock: str | None = None) -> LabWorld:
+    """The world of a lab config; `clock` overrides the config's (or the default 'virtual')."""
     sim = config.simulation
     for key in sim:
         if key not in _SIM_KEYS:
@@ -79,19 +84,22 @@ def build_world(config: LabConfig) -> LabWorld:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise config.error("qnetlab.simulation.seed", f"expected a whole number >= 0, got "
                            f"{seed!r}", "write e.g. 'seed: 1'")
-    clock_name = sim.get("clock", "virtual")
-    if clock_name not in ("virtual", "wall"):
+    clock_name = clock or sim.get("clock", "virtual")
+    if clock_name not in _CLOCKS:
         raise config.error("qnetlab.simulation.clock", f"unknown clock {clock_name!r}",
-                           "use 'virtual' (default) or 'wall'")
-    clock = VirtualClock() if clock_name == "virtual" else WallClock()
-    return LabWorld(model, fridge, seed=seed, clock=clock, settings=settings)
+                           f"use one of: {', '.join(_CLOCKS)} (default virtual)")
+    return LabWorld(model, fridge, seed=seed, clock=_CLOCKS[clock_name](), settings=settings)
 
 
-def build_bench(config: LabConfig | str | Path) -> SimulatedBench:
-    """The simulated bench of a lab config: its world and one emulator per simulated twin."""
+def build_bench(config: LabConfig | str | Path, clock: str | None = None) -> SimulatedBench:
+    """The simulated bench of a lab config: its world and one emulator per simulated twin.
+
+    `clock`: 'virtual' (time moves only with acquisitions and explicit waits), 'paced'
+    (virtual, but never behind real time: the TCP rehearsal's default) or 'wall'.
+    """
     if not isinstance(config, LabConfig):
         config = load_config(config)
-    world = build_world(config)
+    world = build_world(config, clock)
     endpoints: dict[str, Endpoint] = {}
     for name, inst in config.instruments.items():
         twin = inst.addresses.get("sim")

@@ -8,8 +8,8 @@ GIL, and replies that a latency fault delays are scheduled rather than slept on.
 
 A control port (JSON lines, 127.0.0.1 only) lets tests inject faults and move virtual time:
 ``{"op": "inject", "instrument": "mw_source", "fault": "no_reply", "count": 1}``,
-``{"op": "clear"}``, ``{"op": "advance", "seconds": 10}``, ``{"op": "ping"}``,
-``{"op": "stop"}``.
+``{"op": "clear"}``, ``{"op": "advance", "seconds": 10}``, ``{"op": "heat_load", "watts":
+1e-4}`` (an extra heat load on the mixing chamber), ``{"op": "ping"}``, ``{"op": "stop"}``.
 """
 
 from __future__ import annotations
@@ -52,11 +52,18 @@ def socket_port(bench: SimulatedBench, instrument: str) -> int:
     return int(parsed.port)
 
 
+MAX_UNSENT = 64 * 1024 * 1024
+"""A client that leaves this many reply bytes unread is disconnected, so that it cannot hold
+memory or, worse, the loop that serves every other instrument."""
+
+
 @dataclass
 class _Connection:
     sock: socket.socket
     endpoint: Endpoint | None  # None: the control port
     inbox: bytearray = field(default_factory=bytearray)
+    outbox: bytearray = field(default_factory=bytearray)
+    closed: bool = False
 
 
 class BenchServer:
@@ -68,7 +75,7 @@ class BenchServer:
         self.host = host
         self.selector = selectors.DefaultSelector()
         self.ports: dict[str, int] = {}
-        self._pending: list[tuple[float, int, socket.socket, bytes]] = []
+        self._pending: list[tuple[float, int, _Connection, bytes]] = []
         self._seq = 0
         self._running = False
         for name, endpoint in bench.endpoints.items():
@@ -106,11 +113,14 @@ class BenchServer:
             timeout = 0.5
             if self._pending:
                 timeout = max(0.0, min(timeout, self._pending[0][0] - now))
-            for key, _ in self.selector.select(timeout):
+            for key, events in self.selector.select(timeout):
                 kind, payload = key.data
                 if kind == "listen":
                     self._accept(key.fileobj, payload)  # type: ignore[arg-type]
-                else:
+                    continue
+                if events & selectors.EVENT_WRITE:
+                    self._write(payload)
+                if events & selectors.EVENT_READ and not payload.closed:
                     self._read(payload)
             self._flush_due()
         self.close()
@@ -131,8 +141,10 @@ class BenchServer:
         self.selector.register(sock, selectors.EVENT_READ, ("conn", _Connection(sock, endpoint)))
 
     def _drop(self, conn: _Connection) -> None:
-        self.selector.unregister(conn.sock)
-        conn.sock.close()
+        if not conn.closed:
+            conn.closed = True
+            self.selector.unregister(conn.sock)
+            conn.sock.close()
 
     def _read(self, conn: _Connection) -> None:
         try:
@@ -148,7 +160,7 @@ class BenchServer:
             message = bytes(conn.inbox[:end])
             del conn.inbox[: end + len(term)]
             if conn.endpoint is None:
-                self._send(conn.sock, self._control(message) + b"\n")
+                self._send(conn, self._control(message) + b"\n")
                 continue
             if not message.strip():
                 continue
@@ -161,27 +173,39 @@ class BenchServer:
             if result.delay:
                 self._seq += 1
                 heapq.heappush(self._pending, (time.monotonic() + result.delay, self._seq,
-                                               conn.sock, result.reply))
+                                               conn, result.reply))
             else:
-                self._send(conn.sock, result.reply)
+                self._send(conn, result.reply)
+            if conn.closed:
+                return
 
     def _flush_due(self) -> None:
         now = time.monotonic()
         while self._pending and self._pending[0][0] <= now:
-            _, _, sock, data = heapq.heappop(self._pending)
-            if sock.fileno() >= 0:
-                self._send(sock, data)
+            _, _, conn, data = heapq.heappop(self._pending)
+            if not conn.closed:
+                self._send(conn, data)
 
-    @staticmethod
-    def _send(sock: socket.socket, data: bytes) -> None:
-        # Replies are small next to the socket buffer; a blocking send keeps ordering simple.
-        sock.setblocking(True)
+    def _send(self, conn: _Connection, data: bytes) -> None:
+        """Queue a reply; what the socket does not take now goes when it can (never block)."""
+        conn.outbox.extend(data)
+        if len(conn.outbox) > MAX_UNSENT:
+            log.warning("dropping a client that left %d bytes unread", len(conn.outbox))
+            self._drop(conn)
+            return
+        self._write(conn)
+
+    def _write(self, conn: _Connection) -> None:
         try:
-            sock.sendall(data)
+            sent = conn.sock.send(conn.outbox)
+        except BlockingIOError:
+            sent = 0
         except OSError:
-            pass
-        finally:
-            sock.setblocking(False)
+            self._drop(conn)
+            return
+        del conn.outbox[:sent]
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.outbox else 0)
+        self.selector.modify(conn.sock, events, ("conn", conn))
 
     # -- control port -----------------------------------------------------------------------------
     def _control(self, message: bytes) -> bytes:
@@ -208,10 +232,14 @@ class BenchServer:
         if op == "advance":
             self.bench.world.advance(float(request["seconds"]))
             return {"ok": True, "time": self.bench.world.now()}
+        if op == "heat_load":
+            self.bench.world.set_extra_heat_load(float(request["watts"]))
+            return {"ok": True}
         if op == "stop":
             self.stop()
             return {"ok": True}
-        raise ValueError(f"unknown op {op!r}; use ping, inject, clear, advance or stop")
+        raise ValueError(f"unknown op {op!r}; use ping, inject, clear, advance, heat_load "
+                         "or stop")
 
 
 class ControlClient:

@@ -42,20 +42,21 @@ def test_converted_power_follows_the_cooperativity_model(station, pump_power):
     setup.pump_power(pump_power)
     setup.pump_on(True)
     meter = setup.power_meter
-    meter.wavelength(world.pump.wavelength)
+    meter.wavelength(setup.pump_laser.wavelength())
     meter.averaging(AVERAGING)
     readings = np.array([meter.power() for _ in range(READINGS)])
 
-    # the expectation, from the model's formulas and the powers the instruments delivered
-    p = world.pump.power
+    # the expectation, from the model's formulas and what was commanded through the drivers
+    # (the wavelength as the laser reports it: it settles on its 0.1 pm grid)
+    p = pump_power
+    wavelength = setup.pump_laser.wavelength()
     c = p / m.pump_power_at_unit_cooperativity
-    detuning = (SPEED_OF_LIGHT / world.pump.wavelength
-                - SPEED_OF_LIGHT / m.optical_resonance_wavelength)
+    detuning = SPEED_OF_LIGHT / wavelength - SPEED_OF_LIGHT / m.optical_resonance_wavelength
     eta = (m.external_efficiency * 4 * c / (1 + c) ** 2
            / (1 + (2 * detuning / m.optical_linewidth) ** 2))
     s = world.settings
     mw_watts = 1e-3 * 10 ** ((10.0 - s.mw_line_attenuation_db) / 10)
-    photon_ratio = (SPEED_OF_LIGHT / world.pump.wavelength) / m.mw_resonance_frequency
+    photon_ratio = (SPEED_OF_LIGHT / wavelength) / m.mw_resonance_frequency
     leak = p * 10 ** (-s.pump_filter_suppression_db / 10)
     expected = (eta * mw_watts * photon_ratio + leak) * 10 ** (-s.optical_output_loss_db / 10)
 

@@ -142,3 +142,32 @@ def test_setup_role_naming_the_wrong_kind_of_instrument(tmp_path):
     err = refused(tmp_path, text)
     assert err.entry == "qnetlab.transducer_setup.vna"
     assert "is not a VNA" in err.problem
+
+
+def test_initial_value_outside_limits(tmp_path):
+    err = refused(tmp_path, GOOD.replace("{limits: [-20, 10]}",
+                                         "{limits: [-20, 10], initial_value: 15}"))
+    assert err.entry == "instruments.mw_source.parameters.power.initial_value"
+    assert "soft limit" in err.problem
+
+
+def test_initial_value_of_wrong_type(tmp_path):
+    err = refused(tmp_path, GOOD.replace("{limits: [-20, 10]}",
+                                         "{limits: [-20, 10], initial_value: '-10 dBm'}"))
+    assert err.entry == "instruments.mw_source.parameters.power.initial_value"
+
+
+def test_bad_init_value_names_init_not_address(tmp_path):
+    from conftest import BENCH_CONFIG
+
+    err = refused(tmp_path, BENCH_CONFIG.read_text().replace("sensor_channel: 6",
+                                                             "sensor_channel: 17"))
+    assert err.entry == "instruments.fridge.init"
+    assert "sensor_channel" in err.problem
+
+
+def test_setup_entry_must_name_an_instrument(tmp_path):
+    from conftest import BENCH_CONFIG
+
+    err = refused(tmp_path, BENCH_CONFIG.read_text().replace("    vna: vna\n", "    vna: [vna]\n"))
+    assert err.entry == "qnetlab.transducer_setup.vna"

@@ -69,3 +69,29 @@ def test_interlock_keeps_the_pump_off_while_the_fridge_is_warm(station):
     world.advance(1200)
     station.setup.pump_on(True)
     assert world.pump.on
+
+
+def test_interlock_trips_in_the_tcp_rehearsal_too(served_bench):
+    config, control = served_bench
+    with load_station(config, "real") as station:
+        try:
+            control.request(op="heat_load", watts=200e-6)
+            control.request(op="advance", seconds=600)
+            assert station.setup.mxc_temperature() > 0.050
+            with pytest.raises(InterlockError, match="no_pump_on_warm_fridge"):
+                station.setup.pump_on(True)
+        finally:
+            control.request(op="heat_load", watts=0.0)
+            control.request(op="advance", seconds=1200)
+        station.setup.pump_on(True)
+        station.setup.pump_on(False)
+
+
+def test_rehearsal_lab_time_keeps_pace_with_real_time(served_bench):
+    import time
+
+    _, control = served_bench
+    t0 = control.request(op="advance", seconds=0)["time"]
+    time.sleep(0.3)
+    t1 = control.request(op="advance", seconds=0)["time"]
+    assert t1 - t0 >= 0.3

@@ -70,15 +70,16 @@ def faulty(request, served_bench):
         st = load_station(BENCH_CONFIG, "sim")
         bench = bench_of(st.instrument("mw_source"))
 
-        def inject(fault: str, **kw) -> None:
-            bench.faults("mw_source").inject(fault, **kw)
+        def inject(fault: str, instrument: str = "mw_source", **kw) -> None:
+            bench.faults(instrument).inject(fault, **kw)
     else:
         st = load_station(served_bench[0], "real")
         client = served_bench[1]
 
-        def inject(fault: str, **kw) -> None:
-            client.inject("mw_source", fault, **kw)
+        def inject(fault: str, instrument: str = "mw_source", **kw) -> None:
+            client.inject(instrument, fault, **kw)
     st.instrument("mw_source").timeout(0.5)
+    st.instrument("fridge").timeout(0.5)
     yield st, inject
     if request.param == "real":
         served_bench[1].request(op="clear")
@@ -148,3 +149,66 @@ def test_latency_beyond_timeout_is_a_timeout_then_recovers(faulty):
     inject("latency", seconds=0.001)  # replace the slow latency with a negligible one
     time.sleep(1.0)  # let the late reply arrive; the reconnect must not read it as an answer
     _recovers(mw)
+
+
+def test_conformance_check_puts_the_settings_back(station):
+    laser, mw = station.instrument("pump_laser"), station.instrument("mw_source")
+    before = (laser.power(), laser.wavelength(), mw.power(), mw.frequency())
+    assert_conforms(laser)
+    assert_conforms(mw)
+    assert (laser.power(), laser.wavelength(), mw.power(), mw.frequency()) == before
+
+
+def test_interrupted_query_does_not_shift_later_replies(faulty):
+    import signal
+
+    station, inject = faulty
+    mw = station.instrument("mw_source")
+    mw.power(-10.0)
+    inject("latency", seconds=0.3)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mw.frequency()
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    inject("latency", seconds=0.001)
+    time.sleep(0.3)  # the interrupted query's reply arrives now
+    assert mw.power() == -10.0  # not the late frequency reply
+    assert mw.frequency() == 8e9
+
+
+def test_a_client_that_stops_reading_does_not_freeze_the_server(served_bench):
+    import socket
+
+    config, _ = served_bench
+    with load_station(config, "real") as st:
+        port = int(st.instrument("mw_source").address.split("::")[2])
+        greedy = socket.create_connection(("127.0.0.1", port))
+        try:
+            # ~8 MB of replies that this client never reads: more than the socket buffers
+            greedy.sendall(b"*IDN?\n" * 150_000)
+            time.sleep(0.5)
+            fridge = st.instrument("fridge")
+            t = time.perf_counter()
+            assert fridge.temperature() > 0
+            assert time.perf_counter() - t < 1.0
+        finally:
+            greedy.close()
+
+
+@pytest.mark.parametrize("fault", ["no_reply", "drop_connection"])
+def test_crlf_instrument_recovers_from_faults(faulty, fault):
+    # the Lake Shore terminates with CR LF; recovery must not leave half a terminator behind
+    station, inject = faulty
+    fridge = station.instrument("fridge")
+    inject(fault, instrument="fridge")
+    with pytest.raises((InstrumentTimeoutError, InstrumentConnectionError), match="fridge at"):
+        fridge.temperature()
+    assert fridge.temperature() == pytest.approx(0.010, rel=0.05)
+    assert fridge.ch01.temperature() > 40

@@ -48,3 +48,24 @@ class WallClock:
     def advance(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+
+class PacedClock:
+    """Virtual time that also keeps pace with real time: for the TCP rehearsal.
+
+    Real seconds pass on it (so heating and the fridge evolve while a remote station waits
+    with real sleeps, and interlocks can trip), and an acquisition that advances it (a sweep,
+    an integration) still returns at once.
+    """
+
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+        self._ahead = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() - self._t0 + self._ahead
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"time cannot run backwards (advance by {seconds} s)")
+        self._ahead += seconds

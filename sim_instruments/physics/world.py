@@ -18,6 +18,7 @@ import numpy as np
 
 from .clock import Clock, VirtualClock
 from .fridge import FridgeModel
+from .photons import DetectionPath, incident_photon_rates
 from .transducer import PLANCK, SPEED_OF_LIGHT, TransducerModel
 
 
@@ -173,6 +174,15 @@ class LabWorld:
             return 0.0
         dbm = self.mw_drive.power_dbm - self.settings.mw_line_attenuation_db
         return 1e-3 * 10 ** (dbm / 10)
+
+    def mw_photon_flux(self) -> float:
+        """Microwave photons per second arriving at the transducer (0 with the drive off)."""
+        return self.mw_power_at_device() / (PLANCK * self.mw_drive.frequency)
+
+    def detector_photon_rate(self, path: DetectionPath | None = None) -> float:
+        """Photons/s incident on a detector behind `path`: converted signal, added noise and
+        pump leakage (see `photons.incident_photon_rates` for the formulas)."""
+        return incident_photon_rates(self, path).total
 
     def optical_output_power(self) -> float:
         """Mean optical power at the power meter, W: converted signal plus leaked pump.
