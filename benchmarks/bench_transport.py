@@ -30,17 +30,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 ECHO_SERVER = textwrap.dedent("""
-    import socket, sys
+    import socket, threading
     srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0)); srv.listen(1)
+    srv.bind(("127.0.0.1", 0)); srv.listen(4)
     print(srv.getsockname()[1], flush=True)
-    srv.settimeout(120)
-    while True:
-        conn, _ = srv.accept()
+    srv.settimeout(600)
+
+    def serve(conn):
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while data := conn.recv(4096):
             conn.sendall(b"+5.000000000E+09\\n" if data.endswith(b"\\n") else b"")
         conn.close()
+
+    while True:
+        threading.Thread(target=serve, args=(srv.accept()[0],), daemon=True).start()
 """)
 
 PYVISA_SIM = textwrap.dedent("""
@@ -57,6 +60,7 @@ PYVISA_SIM = textwrap.dedent("""
 """)
 
 STALL = 0.030
+ROUNDS = 10
 
 
 def free_port() -> int:
@@ -66,7 +70,7 @@ def free_port() -> int:
 
 
 def timed(fn: Callable[[], object], n: int) -> np.ndarray:
-    for _ in range(min(200, n)):
+    for _ in range(min(50, n)):
         fn()
     out = np.empty(n)
     for i in range(n):
@@ -93,11 +97,12 @@ def main() -> None:
     n = ap.parse_args().n
     from drivers.keysight import KeysightN5183B
 
-    results: dict[str, np.ndarray] = {}
+    paths: dict[str, Callable[[], object]] = {}
     tmp = Path(tempfile.mkdtemp())
     procs: list[subprocess.Popen[str]] = []
+    closers: list[Callable[[], object]] = []
     try:
-        # -- bare socket echo ------------------------------------------------------------------
+        # -- bare socket echo, in its own process --------------------------------------------
         echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE,
                                 text=True)
         procs.append(echo)
@@ -105,6 +110,7 @@ def main() -> None:
         echo_port = int(echo.stdout.readline())
         sock = socket.create_connection(("127.0.0.1", echo_port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        closers.append(sock.close)
 
         def raw_echo() -> None:
             sock.sendall(b"SOUR:FREQ?\n")
@@ -112,19 +118,16 @@ def main() -> None:
             while not buf.endswith(b"\n"):
                 buf += sock.recv(4096)
 
-        results["bare socket echo (python client)"] = timed(raw_echo, n)
-        sock.close()
+        paths["bare socket echo (python client)"] = raw_echo
 
-        # -- bare pyvisa-sim ---------------------------------------------------------------------
+        # -- bare pyvisa-sim -----------------------------------------------------------------------
         sim_yaml = tmp / "sim.yaml"
         sim_yaml.write_text(PYVISA_SIM)
-        rm = pyvisa.ResourceManager(f"{sim_yaml}@sim")
-        res = rm.open_resource("TCPIP0::sim::inst0::INSTR", read_termination="\n",
-                               write_termination="\n")
-        results["bare pyvisa-sim query"] = timed(lambda: res.query("SOUR:FREQ?"), n)
-        res.close()
+        sim_res = pyvisa.ResourceManager(f"{sim_yaml}@sim").open_resource(
+            "TCPIP0::sim::inst0::INSTR", read_termination="\n", write_termination="\n")
+        paths["bare pyvisa-sim query"] = lambda: sim_res.query("SOUR:FREQ?")
 
-        # -- ours: in-process and TCP ------------------------------------------------------------
+        # -- ours: in-process and TCP ------------------------------------------------------
         port = free_port()
         config = tmp / "bench.yaml"
         config.write_text(textwrap.dedent(f"""
@@ -135,50 +138,58 @@ def main() -> None:
                 type: drivers.keysight.KeysightN5183B
                 address: {{sim: keysight_n5183b, real: "TCPIP0::127.0.0.1::{port}::SOCKET"}}
         """))
-        rm = pyvisa.ResourceManager(f"{config}#{uuid.uuid4().hex}@qnetlab")
-        res = rm.open_resource("TCPIP0::mw_source::keysight_n5183b::INSTR",
-                               read_termination="\n", write_termination="\n")
-        results["ours: in-process backend query"] = timed(lambda: res.query("SOUR:FREQ?"), n)
-        res.close()
+        inproc = pyvisa.ResourceManager(f"{config}#{uuid.uuid4().hex}@qnetlab").open_resource(
+            "TCPIP0::mw_source::keysight_n5183b::INSTR", read_termination="\n",
+            write_termination="\n")
+        paths["ours: in-process backend query"] = lambda: inproc.query("SOUR:FREQ?")
 
         server = subprocess.Popen(
             [sys.executable, "-m", "qnetlab", "sim", "serve", str(config), "--max-seconds",
              "600"], cwd=REPO, stdout=subprocess.DEVNULL)
         procs.append(server)
         wait_for_port(port)
-        rm = pyvisa.ResourceManager("@py")
-        res = rm.open_resource(f"TCPIP0::127.0.0.1::{echo_port}::SOCKET",
-                               read_termination="\n", write_termination="\n")
-        results["pyvisa-py query to the bare echo server"] = timed(
-            lambda: res.query("SOUR:FREQ?"), n)
-        res.close()
-
-        # The trap the VISA base fixes: pyvisa-py with Nagle on, a write then a query.
-        res = rm.open_resource(f"TCPIP0::127.0.0.1::{port}::SOCKET",
-                               read_termination="\n", write_termination="\n")
-
-        def write_then_query() -> None:
-            res.write("SOUR:FREQ 6e9")
-            res.query("SYST:ERR?")
-
-        results["plain pyvisa-py, Nagle on: write + query"] = timed(write_then_query, 20)
-        res.close()
+        py = pyvisa.ResourceManager("@py")
+        echo_res = py.open_resource(f"TCPIP0::127.0.0.1::{echo_port}::SOCKET",
+                                    read_termination="\n", write_termination="\n")
+        paths["pyvisa-py query to the bare echo server"] = lambda: echo_res.query("SOUR:FREQ?")
 
         mw = KeysightN5183B("mw_tcp", f"TCPIP0::127.0.0.1::{port}::SOCKET", visalib="@py")
-        results["ours: SOCKET query (pyvisa-py -> sim serve)"] = timed(
-            lambda: mw.visa_handle.query("SOUR:FREQ?"), n)
-        results["ours: QCoDeS get over SOCKET"] = timed(mw.frequency.get, n)
-        results["ours: QCoDeS set over SOCKET (+ error check)"] = timed(
-            lambda: mw.frequency.set(6e9), n)
-        mw.close()
+        closers.append(mw.close)
+        paths["ours: SOCKET query (pyvisa-py -> sim serve)"] = (
+            lambda: mw.visa_handle.query("SOUR:FREQ?"))
+        paths["ours: QCoDeS get over SOCKET"] = mw.frequency.get
+        paths["ours: QCoDeS set over SOCKET (+ error check)"] = lambda: mw.frequency.set(6e9)
 
-        mw = KeysightN5183B("mw_inproc", "TCPIP0::mw_source::keysight_n5183b::INSTR",
-                            visalib=f"{config}#{uuid.uuid4().hex}@qnetlab")
-        results["ours: QCoDeS get in-process"] = timed(mw.frequency.get, n)
-        results["ours: QCoDeS set in-process (+ error check)"] = timed(
-            lambda: mw.frequency.set(6e9), n)
-        mw.close()
+        mw_in = KeysightN5183B("mw_inproc", "TCPIP0::mw_source::keysight_n5183b::INSTR",
+                               visalib=f"{config}#{uuid.uuid4().hex}@qnetlab")
+        closers.append(mw_in.close)
+        paths["ours: QCoDeS get in-process"] = mw_in.frequency.get
+        paths["ours: QCoDeS set in-process (+ error check)"] = lambda: mw_in.frequency.set(6e9)
+
+        # Interleaved rounds: every path runs in every round, so drift in the machine's load
+        # affects all of them alike; ratios are taken within a round.
+        per_round: dict[str, list[np.ndarray]] = {k: [] for k in paths}
+        for r in range(ROUNDS):
+            names = list(paths)
+            names = names[r % len(names):] + names[: r % len(names)]
+            for name in names:
+                per_round[name].append(timed(paths[name], max(1, n // ROUNDS)))
+        results = {k: np.concatenate(v) for k, v in per_round.items()}
+        round_medians = {k: np.array([np.median(x) for x in v]) for k, v in per_round.items()}
+
+        # The trap the VISA base fixes: pyvisa-py with Nagle on, a write then a query.
+        nagle = py.open_resource(f"TCPIP0::127.0.0.1::{port}::SOCKET",
+                                 read_termination="\n", write_termination="\n")
+
+        def write_then_query() -> None:
+            nagle.write("SOUR:FREQ 6e9")
+            nagle.query("SYST:ERR?")
+
+        results["plain pyvisa-py, Nagle on: write + query"] = timed(write_then_query, 20)
+        nagle.close()
     finally:
+        for close in closers:
+            close()
         for p in procs:
             p.terminate()
             p.wait(10)
@@ -188,22 +199,25 @@ def main() -> None:
     for name, t in results.items():
         print(f"{name:<{width}}  {np.median(t) * 1e6:9.1f}  {np.percentile(t, 99) * 1e6:6.1f}"
               f"  {t.max() * 1e6:7.1f}")
-    med = {k: float(np.median(v)) for k, v in results.items()}
-    echo_m = med["bare socket echo (python client)"]
-    sim_m = med["bare pyvisa-sim query"]
+    def ratio(a: str, b: str) -> float:
+        return float(np.median(round_medians[a] / round_medians[b]))
+
     print()
-    sock_q = med["ours: SOCKET query (pyvisa-py -> sim serve)"]
+    sock_q = "ours: SOCKET query (pyvisa-py -> sim serve)"
     ratios = [
-        ("SOCKET query / bare socket echo", sock_q / echo_m, "  (target <= 2)"),
+        ("SOCKET query / bare socket echo", ratio(sock_q, "bare socket echo (python client)"),
+         "  (target <= 2)"),
         ("SOCKET query / pyvisa-py to bare echo",
-         sock_q / med["pyvisa-py query to the bare echo server"], ""),
+         ratio(sock_q, "pyvisa-py query to the bare echo server"), ""),
         ("in-process query / bare pyvisa-sim query",
-         med["ours: in-process backend query"] / sim_m, ""),
+         ratio("ours: in-process backend query", "bare pyvisa-sim query"), ""),
         ("QCoDeS get over SOCKET / raw SOCKET query",
-         med["ours: QCoDeS get over SOCKET"] / sock_q, ""),
+         ratio("ours: QCoDeS get over SOCKET", sock_q), ""),
+        ("QCoDeS get in-process / pyvisa-sim query",
+         ratio("ours: QCoDeS get in-process", "bare pyvisa-sim query"), ""),
     ]
-    for label, ratio, note in ratios:
-        print(f"{label:<42} {ratio:.2f}x{note}")
+    for label, value, note in ratios:
+        print(f"{label:<42} {value:.2f}x{note}")
     stalls = {k: int((v >= STALL).sum()) for k, v in results.items() if "Nagle on" not in k}
     print(f"round trips >= {STALL * 1e3:.0f} ms (Nagle-class stalls): {sum(stalls.values())}"
           + "".join(f"\n  {k}: {c}" for k, c in stalls.items() if c)
