@@ -1,0 +1,1 @@
+"""Calibration sequences and the time-tag processing layer."""
