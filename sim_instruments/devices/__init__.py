@@ -19,6 +19,7 @@ _TWINS: dict[str, str] = {
     "thorlabs_pm100d": "thorlabs_pm100d:ThorlabsPM100DEmulator",
     "keysight_p9374a": "keysight_p9374a:KeysightP9374AEmulator",
     "lakeshore_372": "lakeshore_372:Lakeshore372Emulator",
+    "tektronix_awg5208": "tektronix_awg5208:TektronixAWG5208Emulator",
 }
 
 TWINS = tuple(sorted(_TWINS))
