@@ -71,6 +71,71 @@ class FaultPlan:
         return armed.seconds if armed else 0.0
 
 
+def split_messages(data: bytes | bytearray, terminator: bytes) -> tuple[list[bytes], int]:
+    """The complete program messages at the start of `data`, and how many bytes they took.
+
+    A terminator inside an IEEE 488.2 definite-length block (``#<n><length><bytes>``, outside
+    quotes) does not end the message: binary data may hold any byte. A message whose block
+    has not fully arrived is left for later.
+    """
+    if b"#" not in data:  # the common case, plain text: no byte-by-byte scan on the hot path
+        *complete, _rest = bytes(data).split(terminator)
+        return complete, len(data) - len(_rest)
+    out: list[bytes] = []
+    pos = start = 0
+    quote = 0
+    n = len(data)
+    while pos < n:
+        byte = data[pos]
+        if quote:
+            if byte == quote:
+                quote = 0
+            pos += 1
+        elif byte in (0x22, 0x27):  # " or '
+            quote = byte
+            pos += 1
+        elif byte == 0x23 and pos + 1 < n and 0x31 <= data[pos + 1] <= 0x39:  # #1..#9
+            digits = data[pos + 1] - 0x30
+            head = bytes(data[pos + 2:pos + 2 + digits])
+            if len(head) < digits or not head.isdigit():
+                if len(head) < digits:
+                    break  # the block's header is still on its way
+                pos += 1
+                continue
+            end = pos + 2 + digits + int(head)
+            if end > n:
+                break  # the block is still on its way
+            pos = end
+        elif data.startswith(terminator, pos):
+            out.append(bytes(data[start:pos]))
+            pos += len(terminator)
+            start = pos
+        else:
+            pos += 1
+    return out, start
+
+
+def _last_block_end(data: bytes) -> int:
+    """Where the last definite-length block of one message ends (0 if it has none)."""
+    if b"#" not in data:
+        return 0
+    end, pos, quote = 0, 0, 0
+    while pos < len(data):
+        byte = data[pos]
+        if quote:
+            quote = 0 if byte == quote else quote
+        elif byte in (0x22, 0x27):
+            quote = byte
+        elif byte == 0x23 and pos + 1 < len(data) and 0x31 <= data[pos + 1] <= 0x39:
+            digits = data[pos + 1] - 0x30
+            head = data[pos + 2:pos + 2 + digits]
+            if len(head) == digits and head.isdigit():
+                end = pos = min(pos + 2 + digits + int(head), len(data))
+                continue
+        pos += 1
+    return end
+
+
 @dataclass
 class Exchange:
     """What an endpoint does with one program message."""
@@ -94,7 +159,12 @@ class Endpoint:
         faults = self.faults
         if faults.take(Fault.DROP_CONNECTION):
             return Exchange(None, drop=True)
-        text = message.decode("ascii", errors="replace").strip()
+        # latin-1 maps every byte to one character, so a binary block survives the decoding
+        # (devices that take blocks re-encode it); ASCII text is unchanged. Trailing white
+        # space is stripped only after the last block, whose bytes may look like it.
+        head = message.lstrip()
+        end = _last_block_end(head)
+        text = (head[:end] + head[end:].rstrip()).decode("latin-1")
         with self.lock:
             if faults.take(Fault.INSTRUMENT_ERROR):
                 self.device.push_error(*HARDWARE_ERROR)

@@ -28,7 +28,7 @@ from pyvisa import rname
 from instruments.errors import ConfigError
 
 from .bench import SimulatedBench
-from .faults import Endpoint
+from .faults import Endpoint, split_messages
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +156,9 @@ class BenchServer:
             return
         conn.inbox.extend(data)
         term = conn.endpoint.terminator if conn.endpoint else b"\n"
-        while (end := conn.inbox.find(term)) >= 0:
-            message = bytes(conn.inbox[:end])
-            del conn.inbox[: end + len(term)]
+        messages, used = split_messages(conn.inbox, term)
+        del conn.inbox[:used]
+        for message in messages:
             if conn.endpoint is None:
                 self._send(conn, self._control(message) + b"\n")
                 continue

@@ -20,7 +20,7 @@ from pyvisa.constants import ResourceAttribute, StatusCode
 from pyvisa.util import LibraryPath
 
 from .bench import SimulatedBench, build_bench
-from .faults import Endpoint
+from .faults import Endpoint, split_messages
 
 
 class _Session:
@@ -109,7 +109,10 @@ class QnetlabVisaLibrary(highlevel.VisaLibraryBase):
             return 0, self.handle_return_value(session, StatusCode.error_invalid_object)
         if not sess.connected:
             return 0, self.handle_return_value(session, StatusCode.error_connection_lost)
-        for message in bytes(data).split(sess.endpoint.terminator):
+        messages, used = split_messages(bytes(data), sess.endpoint.terminator)
+        if used < len(data):  # the last message may come without a terminator (write_raw)
+            messages.append(bytes(data[used:]))
+        for message in messages:
             if not message.strip():
                 continue
             result = sess.endpoint.exchange(message)
