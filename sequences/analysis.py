@@ -1,0 +1,185 @@
+"""Analysis of a stored run: fitted values with uncertainties, a verdict, proposals, figures.
+
+An analysis takes only a run id and the database path: it reads the dataset back
+(`sequences.data.load_run`), so it gives the same result live, later, or on another machine.
+Its result is written into the dataset's metadata (``qnetlab_analysis``, JSON) and its
+figures as PNG files next to the database (`sequences.data.figure_dir`).
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import math
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from matplotlib.figure import Figure
+
+from .data import ANALYSIS, StoredRun, figure_dir, load_run, store_metadata
+
+
+class Reason(enum.StrEnum):
+    """Why a verdict is bad."""
+
+    POOR_FIT = "poor fit"
+    OUT_OF_RANGE = "out of plausible range"
+    TOO_FEW_POINTS = "too few points"
+    NO_SIGNAL = "no signal"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Good, or bad with a `reason` and a `detail` a scientist can act on."""
+
+    good: bool
+    reason: Reason | None = None
+    detail: str = ""
+
+    @classmethod
+    def ok(cls, detail: str = "") -> Verdict:
+        return cls(True, None, detail)
+
+    @classmethod
+    def bad(cls, reason: Reason, detail: str) -> Verdict:
+        return cls(False, reason, detail)
+
+    def __str__(self) -> str:
+        if self.good:
+            return "good" + (f" ({self.detail})" if self.detail else "")
+        return f"bad: {self.reason} ({self.detail})"
+
+
+@dataclass(frozen=True)
+class FitValue:
+    """A fitted value and its standard error (one sigma), in `unit`."""
+
+    value: float
+    stderr: float
+    unit: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.value:.6g} ± {self.stderr:.2g} {self.unit}".rstrip()
+
+
+@dataclass
+class AnalysisResult:
+    """What an analysis concludes about one run.
+
+    `proposed` holds the calibration values (parameter name -> value, SI units) the run
+    supports; it is empty unless the verdict is good, so a bad fit can never be taken up
+    as a calibration by mistake.
+    """
+
+    sequence: str
+    run_id: int
+    values: dict[str, FitValue]
+    verdict: Verdict
+    proposed: dict[str, float] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+    """PNG paths."""
+    details: dict[str, float] = field(default_factory=dict)
+    """Fit diagnostics (e.g. noise, residual whiteness)."""
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["verdict"]["reason"] = None if self.verdict.reason is None else str(
+            self.verdict.reason)
+        # JSON has no NaN/inf: a fit that failed stores null rather than an invalid file.
+        out["values"] = {k: {n: _finite(x) if isinstance(x, float) else x for n, x in v.items()}
+                         for k, v in out["values"].items()}
+        out["details"] = {k: _finite(v) for k, v in self.details.items()}
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AnalysisResult:
+        v = data["verdict"]
+        return cls(
+            sequence=data["sequence"], run_id=int(data["run_id"]),
+            values={k: FitValue(_number(x["value"]), _number(x["stderr"]), x.get("unit", ""))
+                    for k, x in data["values"].items()},
+            verdict=Verdict(bool(v["good"]), None if v["reason"] is None else Reason(
+                v["reason"]), v.get("detail", "")),
+            proposed={k: float(x) for k, x in data.get("proposed", {}).items()},
+            figures=list(data.get("figures", [])),
+            details={k: _number(x) for k, x in data.get("details", {}).items()},
+        )
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _number(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+class Analysis(ABC):
+    """Base of every analysis: subclasses implement `analyze` (and optionally `plot`)."""
+
+    sequence: ClassVar[str] = ""
+    """The sequence this analysis belongs to (names the result and the figures)."""
+
+    def run(self, run_id: int, db_path: str | Path, *, save: bool = True) -> AnalysisResult:
+        """Analyze stored run `run_id` of the database at `db_path`. With `save`, write the
+        figures (PNG) and store the result in the dataset's metadata."""
+        stored = load_run(run_id, db_path)
+        result = self.analyze(stored)
+        if stored.status == "interrupted" and result.verdict.good:
+            # A partial scan may fit well and still be the wrong answer: it saw less than
+            # was asked for, so it must not be taken up as a calibration.
+            where = stored.metadata.get("stopped_at") or {}
+            result.verdict = Verdict.bad(Reason.INTERRUPTED, f"run stopped at "
+                                         f"{where.get('label', 'an unknown step')}: "
+                                         f"{where.get('cause', 'unknown cause')}")
+        if not result.verdict.good:
+            result.proposed = {}
+        if save:
+            result.figures = self._save_figures(stored, result)
+            store_metadata(run_id, db_path, ANALYSIS, result.to_json())
+        return result
+
+    @abstractmethod
+    def analyze(self, run: StoredRun) -> AnalysisResult:
+        """Fit the stored data; never raise for bad data: return a bad verdict instead."""
+
+    def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
+        """Figures to save, by name (``matplotlib.figure.Figure``, no pyplot state)."""
+        return {}
+
+    def _save_figures(self, run: StoredRun, result: AnalysisResult) -> list[str]:
+        figures = self.plot(run, result)
+        if not figures:
+            return []
+        folder = figure_dir(run.db_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, fig in figures.items():
+            path = folder / f"run{run.run_id}_{self.sequence or 'analysis'}_{name}.png"
+            # A bare Figure renders through Agg: no GUI backend and no global pyplot state.
+            fig.savefig(path, dpi=100)
+            paths.append(str(path))
+        return paths
+
+
+def analyze_run(run_id: int, db_path: str | Path, *, save: bool = True) -> AnalysisResult:
+    """Re-run the analysis named in a stored run's metadata (``qnetlab analyze RUN_ID``)."""
+    stored = load_run(run_id, db_path)
+    path = str(stored.metadata.get("analysis_class", ""))
+    module_name, _, class_name = path.rpartition(".")
+    # Only qnetlab's own sequences are imported: the name comes from a file on disk.
+    if not module_name.startswith("sequences."):
+        raise ValueError(f"run {run_id} of {db_path} names no qnetlab analysis ({path!r})")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Analysis)):
+        raise ValueError(f"run {run_id} of {db_path}: {path!r} is not an Analysis")
+    return cls().run(run_id, db_path, save=save)
+
+
+def stored_analysis(run_id: int, db_path: str | Path) -> AnalysisResult | None:
+    """The analysis result stored with a run (None if it was never analyzed)."""
+    data = load_run(run_id, db_path).metadata.get("analysis")
+    return AnalysisResult.from_json(data) if isinstance(data, dict) else None

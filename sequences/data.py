@@ -1,0 +1,115 @@
+"""The lab's QCoDeS database: opening it, and reading a stored run back.
+
+One SQLite file per lab (REFERENCE.md section 4). Every connection is opened explicitly
+from the path the caller gives, never through ``qcodes.config.core.db_location``: a
+sequence run from a test or a script must not change QCoDeS's global database.
+
+What a sequence adds to a QCoDeS run, as dataset metadata (JSON strings, so that any QCoDeS
+reader can see them):
+
+``qnetlab_sequence``       the sequence's name
+``qnetlab_analysis_class`` import path of the analysis that re-runs on this dataset
+``qnetlab_options``        the sequence options (SI units)
+``qnetlab_status``         ``running``, ``completed`` or ``interrupted``
+``qnetlab_stopped_at``     where an interrupted run stopped (step, cause, points saved)
+``qnetlab_analysis``       the latest `AnalysisResult`
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qcodes.dataset import load_by_id
+from qcodes.dataset.sqlite.connection import AtomicConnection
+from qcodes.dataset.sqlite.database import connect
+
+SEQUENCE = "qnetlab_sequence"
+ANALYSIS_CLASS = "qnetlab_analysis_class"
+OPTIONS = "qnetlab_options"
+STATUS = "qnetlab_status"
+STOPPED_AT = "qnetlab_stopped_at"
+ANALYSIS = "qnetlab_analysis"
+
+
+@contextmanager
+def open_database(db_path: str | Path) -> Iterator[AtomicConnection]:
+    """Open (creating it and its folder if needed) the lab database at `db_path`, and
+    close it afterwards: a connection left open is how "database is locked" starts."""
+    path = Path(db_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(path)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def figure_dir(db_path: str | Path) -> Path:
+    """Where a run's figures go: ``<database stem>_figures/`` next to the database."""
+    path = Path(db_path)
+    return path.with_name(f"{path.stem}_figures")
+
+
+@dataclass
+class StoredRun:
+    """One run read back from the database: everything an analysis may use."""
+
+    run_id: int
+    db_path: Path
+    guid: str
+    name: str
+    data: dict[str, np.ndarray]
+    """Every stored parameter (dependent and setpoint) as a flat array, in insertion order."""
+    units: dict[str, str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The qnetlab metadata, JSON decoded (keys without the ``qnetlab_`` prefix)."""
+    snapshot: dict[str, Any] | None = None
+    """The station snapshot stored when the run started."""
+
+    @property
+    def status(self) -> str:
+        return str(self.metadata.get("status", "unknown"))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.metadata.get("options") or {})
+
+
+def load_run(run_id: int, db_path: str | Path) -> StoredRun:
+    """Read run `run_id` of the database at `db_path` (the run id is per database)."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no database at {path}")
+    with open_database(path) as conn:
+        ds = load_by_id(run_id, conn=conn)
+        data: dict[str, np.ndarray] = {}
+        for dependent in ds.get_parameter_data().values():
+            for name, values in dependent.items():
+                data.setdefault(name, np.asarray(values).ravel())
+        units = {spec.name: spec.unit for spec in ds.description.interdeps.paramspecs}
+        metadata = {key.removeprefix("qnetlab_"): _decode(value)
+                    for key, value in ds.metadata.items() if key.startswith("qnetlab_")}
+        snapshot = ds.snapshot
+        return StoredRun(run_id=run_id, db_path=path, guid=ds.guid, name=ds.name, data=data,
+                         units=units, metadata=metadata, snapshot=snapshot)
+
+
+def store_metadata(run_id: int, db_path: str | Path, key: str, value: Any) -> None:
+    """Write one qnetlab metadata entry (JSON) of a stored run, replacing an older one."""
+    with open_database(db_path) as conn:
+        load_by_id(run_id, conn=conn).add_metadata(key, json.dumps(value))
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
