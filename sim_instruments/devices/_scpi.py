@@ -193,6 +193,17 @@ class Args:
             raise ScpiError(ILLEGAL_PARAMETER_VALUE, word) from None
 
 
+def mnemonics(*words: str) -> dict[str, str]:
+    """Accepted spellings (short and long form) of SCPI character data -> the short form, for
+    `Args.choice`: mnemonics("CONTinuous") accepts CONT and CONTINUOUS, giving "CONT"."""
+    out = {}
+    for word in words:
+        short = "".join(c for c in word if not c.islower())
+        out[short.upper()] = short
+        out[word.upper()] = short
+    return out
+
+
 def split_params(text: str) -> list[str]:
     """Split a parameter list at commas outside quotes."""
     out, cur, quote = [], [], ""

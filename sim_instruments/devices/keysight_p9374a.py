@@ -36,6 +36,7 @@ from ._scpi import (
     command,
     definite_length_block,
     fmt,
+    mnemonics,
     no_argument,
 )
 
@@ -61,24 +62,15 @@ _IFBW_STEPS = tuple(sorted(
 _IFBW_STEPS = tuple(v for v in _IFBW_STEPS if v <= MAX_IFBW)
 
 
-def _mnemonics(*words: str) -> dict[str, str]:
-    """Accepted spellings (short and long form) of SCPI character data -> the short form."""
-    out = {}
-    for word in words:
-        short = "".join(c for c in word if not c.islower())
-        out[short.upper()] = short
-        out[word.upper()] = short
-    return out
 
-
-_SWEEP_MODES = _mnemonics("HOLD", "CONTinuous", "GROups", "SINGle")
-_SWEEP_TYPES = _mnemonics("LINear", "LOGarithmic", "POWer", "CW", "SEGMent", "PHASe")
-_TRIGGER_SOURCES = _mnemonics("EXTernal", "IMMediate", "MANual")
-_FORMATS = _mnemonics("MLINear", "MLOGarithmic", "PHASe", "UPHase", "IMAGinary", "REAL",
+_SWEEP_MODES = mnemonics("HOLD", "CONTinuous", "GROups", "SINGle")
+_SWEEP_TYPES = mnemonics("LINear", "LOGarithmic", "POWer", "CW", "SEGMent", "PHASe")
+_TRIGGER_SOURCES = mnemonics("EXTernal", "IMMediate", "MANual")
+_FORMATS = mnemonics("MLINear", "MLOGarithmic", "PHASe", "UPHase", "IMAGinary", "REAL",
                       "POLar", "SMITh", "SWR", "GDELay")
 _TWO_VALUE_FORMATS = ("POL", "SMIT")
-_BYTE_ORDERS = _mnemonics("NORMal", "SWAPped")
-_DATA_KINDS = _mnemonics("FDATa", "SDATa")
+_BYTE_ORDERS = mnemonics("NORMal", "SWAPped")
+_DATA_KINDS = mnemonics("FDATa", "SDATa")
 
 
 class _Measurement:
@@ -638,7 +630,7 @@ class KeysightP9374AEmulator(ScpiDevice):
     # -- FORMat -----------------------------------------------------------------------------------
     @command("FORMat[:DATA]")
     def _set_data_format(self, args: Args) -> None:
-        kind = args.choice(0, _mnemonics("ASCii", "REAL"))
+        kind = args.choice(0, mnemonics("ASCii", "REAL"))
         if kind == "ASC":
             self.data_format, self.data_bits = "ASC", 0
             return

@@ -38,6 +38,7 @@ from ._scpi import (
     ScpiError,
     command,
     fmt,
+    mnemonics,
     no_argument,
 )
 
@@ -63,17 +64,9 @@ _BLOCK_TOKEN = "#BLOCK"
 _BLOCK_START = re.compile(rb"#([1-9])")
 
 
-def _mnemonics(*words: str) -> dict[str, str]:
-    out = {}
-    for word in words:
-        short = "".join(c for c in word if not c.islower())
-        out[short.upper()] = short
-        out[word.upper()] = short
-    return out
 
-
-_CLOCK_SOURCES = _mnemonics("INTernal", "EFIXed", "EVARiable", "EXTernal")
-_MODES = _mnemonics("AWG", "FGEN")
+_CLOCK_SOURCES = mnemonics("INTernal", "EFIXed", "EVARiable", "EXTernal")
+_MODES = mnemonics("AWG", "FGEN")
 
 
 def _channel(suffix: int) -> int:
