@@ -44,6 +44,30 @@ def sim_instrument(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         inst.close()
 
 
+def free_port_run(count: int) -> int:
+    """A base port such that base..base+count are free, below Linux's ephemeral range
+    (32768-60999), so that no client socket opened meanwhile can take one of them."""
+    import random
+    import socket
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000 - count)
+        held = []
+        try:
+            for port in range(base, base + count + 1):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no run of free ports found")
+
+
 def free_port() -> int:
     import socket
 
@@ -67,11 +91,12 @@ def served_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     from sim_instruments.server import ControlClient
 
     text = BENCH_CONFIG.read_text()
+    ports = iter(range(free_port_run(8), 32000))
     text = re.sub(r"127\.0\.0\.1::\d+::SOCKET",
-                  lambda m: f"127.0.0.1::{free_port()}::SOCKET", text)
+                  lambda m: f"127.0.0.1::{next(ports)}::SOCKET", text)
     config = tmp_path_factory.mktemp("served") / "transducer_bench.yaml"
     config.write_text(text)
-    control_port = free_port()
+    control_port = next(ports)
     proc = subprocess.Popen(
         [sys.executable, "-m", "qnetlab", "sim", "serve", str(config), "--control-port",
          str(control_port), "--max-seconds", "600"],

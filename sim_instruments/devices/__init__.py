@@ -20,6 +20,7 @@ _TWINS: dict[str, str] = {
     "keysight_p9374a": "keysight_p9374a:KeysightP9374AEmulator",
     "lakeshore_372": "lakeshore_372:Lakeshore372Emulator",
     "tektronix_awg5208": "tektronix_awg5208:TektronixAWG5208Emulator",
+    "srs_sim900_quantum_opus": "srs_sim900_quantum_opus:SIM900QuantumOpusEmulator",
 }
 
 TWINS = tuple(sorted(_TWINS))

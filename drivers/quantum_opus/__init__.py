@@ -1,0 +1,5 @@
+"""Quantum Opus drivers."""
+
+from .sim900_snspd import QuantumOpusSIM900
+
+__all__ = ["QuantumOpusSIM900"]
