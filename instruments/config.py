@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from .errors import ConfigError
 PROFILES = ("sim", "real")
 
 _TOP_KEYS = {"instruments", "qnetlab"}
-_QNETLAB_KEYS = {"simulation", "interlocks", "transducer_setup", "database"}
+_QNETLAB_KEYS = {"simulation", "interlocks", "transducer_setup", "database", "wiring"}
 _INSTRUMENT_KEYS = {"type", "address", "init", "parameters", "enable_forced_reconnect"}
 _PARAMETER_KEYS = {"limits", "ramp_rate", "initial_value", "label"}
 _INTERLOCK_KEYS = {"name", "guards", "sensor", "max"}
@@ -75,6 +76,23 @@ class InterlockConfig:
 
 
 @dataclass(frozen=True)
+class Wire:
+    """What drives one time-tagger input: a detector channel (``snspd.ch1``: SIM900 slot 1)
+    or an AWG marker (``awg.ch1.marker2``)."""
+
+    instrument: str
+    channel: int
+    marker: int | None = None
+
+    def __str__(self) -> str:
+        tail = f".marker{self.marker}" if self.marker is not None else ""
+        return f"{self.instrument}.ch{self.channel}{tail}"
+
+
+_WIRE = re.compile(r"^(?P<inst>[A-Za-z_]\w*)\.ch(?P<ch>\d+)(?:\.marker(?P<m>\d+))?$")
+
+
+@dataclass(frozen=True)
 class LabConfig:
     path: Path
     instruments: dict[str, InstrumentConfig]
@@ -83,6 +101,8 @@ class LabConfig:
     transducer_setup: dict[str, Any] | None = None
     """Role -> instrument name, plus an optional optical_resonance_wavelength (m)."""
     database: Path | None = None
+    wiring: dict[str, dict[int, Wire]] = field(default_factory=dict)
+    """Cables into time taggers: tagger name -> input number -> what drives that input."""
 
     def error(self, entry: str, problem: str, fix: str = "") -> ConfigError:
         return ConfigError(str(self.path), entry, problem, fix)
@@ -173,6 +193,47 @@ def _parse_interlock(file: str, entry: str, data: Any) -> InterlockConfig:
                            _number(file, f"{entry}.max", data["max"]))
 
 
+def _parse_wiring(file: str, data: Any, instruments: dict[str, InstrumentConfig]
+                  ) -> dict[str, dict[int, Wire]]:
+    # The cabling is physical, so it lives beside the instruments (not under `simulation`):
+    # the loader feeds detector count rates from it in every profile, the simulated bench
+    # routes its clicks and marker edges along it.
+    entry = "qnetlab.wiring"
+    fix = ("write 'tagger_name: {input_number: detector.ch<slot> | awg.ch<n>.marker<m>}', "
+           "e.g. 'tagger: {1: snspd.ch1, 4: awg.ch1.marker1}'")
+    if not isinstance(data, dict):
+        raise ConfigError(file, entry, "expected a mapping", fix)
+    out: dict[str, dict[int, Wire]] = {}
+    for tagger, inputs in data.items():
+        if tagger not in instruments:
+            raise ConfigError(file, f"{entry}.{tagger}", f"'{tagger}' is not an instrument "
+                              "of this station", f"use one of: {', '.join(instruments)}")
+        if not isinstance(inputs, dict) or not inputs:
+            raise ConfigError(file, f"{entry}.{tagger}", "expected a mapping of inputs", fix)
+        wires: dict[int, Wire] = {}
+        for number, source in inputs.items():
+            where = f"{entry}.{tagger}.{number}"
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise ConfigError(file, where, f"input {number!r} is not a whole number >= 1",
+                                  "key each cable by the tagger's front-panel input number")
+            match = _WIRE.match(source) if isinstance(source, str) else None
+            if match is None:
+                raise ConfigError(file, where, f"cannot read {source!r}", fix)
+            inst = match["inst"]
+            if inst not in instruments or inst == tagger:
+                raise ConfigError(file, where, f"'{inst}' is not another instrument of this "
+                                  "station", f"use one of: {', '.join(instruments)}")
+            marker = int(match["m"]) if match["m"] is not None else None
+            wire = Wire(inst, int(match["ch"]), marker)
+            if wire in wires.values():
+                raise ConfigError(file, where, f"{wire} is already cabled to another input",
+                                  "a source drives one input here; split it in the source's "
+                                  "own config if it really fans out")
+            wires[number] = wire
+        out[str(tagger)] = wires
+    return out
+
+
 def load_config(path: str | Path) -> LabConfig:
     """Read and validate a lab config; raise `ConfigError` on the first problem."""
     path = Path(path)
@@ -227,6 +288,7 @@ def load_config(path: str | Path) -> LabConfig:
         raise ConfigError(file, "qnetlab.simulation", "expected a mapping",
                           "write e.g. 'simulation: {seed: 1, transducer: bulk_eo_cw}'")
     database = q.get("database")
+    wiring = _parse_wiring(file, q["wiring"], instruments) if "wiring" in q else {}
     return LabConfig(
         path=path,
         instruments=instruments,
@@ -234,4 +296,5 @@ def load_config(path: str | Path) -> LabConfig:
         interlocks=interlocks,
         transducer_setup=dict(setup) if setup else None,
         database=(path.parent / database) if database else None,
+        wiring=wiring,
     )

@@ -5,6 +5,15 @@ instrument to its simulated twin through the in-process VISA backend; ``profile=
 connects the same drivers to the real addresses (or, for the hardware-in-the-loop
 rehearsal, to ``qnetlab sim serve`` on 127.0.0.1). Switching is configuration, never code.
 
+An instrument whose driver is not a VISA instrument (the ID1000 time tagger, over ZeroMQ)
+gets, in the ``sim`` profile, its twin's servers started on 127.0.0.1 on free ports, on the
+same simulated bench as the station's VISA twins; the station stops them when it closes. That
+is the one place this package reaches `sim_instruments`: a lazy import in the sim branch of
+`_connect`, keyed by the twin name, so that configuration alone selects the simulator.
+
+``qnetlab.wiring`` (tagger input -> detector channel or AWG marker) feeds each wired
+detector's ``count_rate`` from the tagger's counter on its input, in every profile.
+
 Loading an instrument whose name is already taken closes the old one first, so re-running
 a notebook cell works. If any instrument fails, the ones already opened are closed again and
 the error names the file, the entry and the fix.
@@ -20,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qcodes.instrument import Instrument
+from qcodes.instrument import Instrument, VisaInstrument
 from qcodes.parameters import Parameter
 from qcodes.station import Station
 
@@ -30,6 +39,7 @@ from .laser import Laser
 from .microwave_source import MicrowaveSource
 from .optical_power_meter import OpticalPowerMeter
 from .safety import install_interlock, install_ramp, install_soft_limits
+from .single_photon_detector import CounterNotConnectedError
 from .temperature_controller import TemperatureController
 from .transducer_setup import TransducerSetup
 from .vna import VNA
@@ -48,6 +58,8 @@ class LabStation(Station):
         self.setup: TransducerSetup | None = None
         self.outside_limits: list[str] = []
         """Parameters found outside their soft limits at load (left as found)."""
+        self.servers: dict[str, Callable[[], None]] = {}
+        """Instrument name -> stop function of its simulated ZeroMQ twin's servers."""
 
     def sleep(self, seconds: float) -> None:
         """Let lab time pass: virtual (instant) on the simulated bench, real otherwise."""
@@ -66,6 +78,7 @@ class LabStation(Station):
             inst.close()
         for name in list(self.components):
             self.remove_component(name)
+        _stop_servers(self.servers)
 
     def __enter__(self) -> LabStation:
         return self
@@ -92,7 +105,37 @@ def _driver_class(config: LabConfig, inst: InstrumentConfig) -> type[Instrument]
     return cls
 
 
-def _connect(config: LabConfig, inst: InstrumentConfig, profile: str, token: str) -> Instrument:
+def _stop_servers(servers: dict[str, Callable[[], None]]) -> None:
+    while servers:
+        _, stop = servers.popitem()
+        try:
+            stop()
+        except Exception:  # one stuck server must not keep the others running
+            log.exception("stopping a simulated instrument server failed")
+
+
+def _visalib(config: LabConfig, token: str) -> str:
+    """The in-process VISA library of one station load: one bench per (config, token)."""
+    return f"{config.path.resolve()}#{token}@qnetlab"
+
+
+def _serve_zmq_twin(config: LabConfig, inst: InstrumentConfig, twin: str, token: str,
+                    servers: dict[str, Callable[[], None]]) -> tuple[str, dict[str, Any]]:
+    """Start the ZeroMQ twin of `inst` on the station's bench; its address and driver
+    arguments. The only import of sim_instruments here (see the module docstring)."""
+    from sim_instruments.zmq_twins import serve_twin
+
+    try:
+        served = serve_twin(_visalib(config, token), inst.name, twin)
+    except KeyError as exc:
+        raise config.error(f"instruments.{inst.name}.address.sim", str(exc.args[0]),
+                           "name the ZeroMQ twin of this driver") from None
+    servers[inst.name] = served.close
+    return served.address, served.driver_kwargs
+
+
+def _connect(config: LabConfig, inst: InstrumentConfig, profile: str, token: str,
+             servers: dict[str, Callable[[], None]]) -> Instrument:
     cls = _driver_class(config, inst)
     entry = f"instruments.{inst.name}.address"
     address = inst.addresses.get(profile)
@@ -101,14 +144,21 @@ def _connect(config: LabConfig, inst: InstrumentConfig, profile: str, token: str
                            f"add '{profile}:' under address, or use --profile "
                            f"{'real' if profile == 'sim' else 'sim'}")
     kwargs: dict[str, Any] = dict(inst.init)
-    if profile == "sim":
-        kwargs["visalib"] = f"{config.path.resolve()}#{token}@qnetlab"
+    is_visa = issubclass(cls, VisaInstrument)
+    if Instrument.exist(inst.name):
+        Instrument.find_instrument(inst.name).close()
+    if not is_visa:
+        # E.g. ZeroMQ: no visalib; real profile: the config's address as it stands.
+        resource = address
+        if profile == "sim":
+            resource, twin_kwargs = _serve_zmq_twin(config, inst, address, token, servers)
+            kwargs.update(twin_kwargs)
+    elif profile == "sim":
+        kwargs["visalib"] = _visalib(config, token)
         resource = f"TCPIP0::{inst.name}::{address}::INSTR"
     else:
         kwargs.setdefault("visalib", "@py")
         resource = address
-    if Instrument.exist(inst.name):
-        Instrument.find_instrument(inst.name).close()
     try:
         driver: Any = cls  # drivers take `address`; the base `Instrument` does not
         return driver(inst.name, address=resource, **kwargs)
@@ -188,11 +238,14 @@ def load_station(config: str | Path | LabConfig, profile: str = "sim") -> LabSta
                           f"use one of: {', '.join(PROFILES)}")
     token = uuid.uuid4().hex
     opened: dict[str, Instrument] = {}
+    servers: dict[str, Callable[[], None]] = {}
     try:
         for name, inst in config.instruments.items():
-            opened[name] = _connect(config, inst, profile, token)
+            opened[name] = _connect(config, inst, profile, token, servers)
         sleep = _lab_clock(opened)
         station = LabStation(config, profile, sleep)
+        station.servers = servers
+        _wire_counters(config, opened)
         for name, inst in config.instruments.items():
             station.outside_limits += _apply_parameter_config(config, inst, opened[name], sleep)
             station.add_component(opened[name], update_snapshot=False)
@@ -208,8 +261,73 @@ def load_station(config: str | Path | LabConfig, profile: str = "sim") -> LabSta
     except BaseException:
         for driver in opened.values():
             driver.close()
+        _stop_servers(servers)
         raise
     return station
+
+
+TAGGER_COUNTER_WINDOW_S = 1.0
+"""s: the integration window of a tagger input's ``counts`` (the ID1000's
+INPUt<n>:COUNter:INTEgrationtime, 1000 ms at reset). The loader does not change it; a lab
+that does must scale the detector's ``count_rate`` accordingly."""
+
+
+class _TaggerCounter:
+    """A detector's ``counter`` hook: slot -> Hz from the tagger input it is cabled to."""
+
+    def __init__(self, tagger: Any, inputs: dict[int, int], detector: str) -> None:
+        self.tagger = tagger
+        self.inputs = inputs
+        """Detector slot -> tagger input."""
+        self.detector = detector
+
+    def __call__(self, slot: int) -> float:
+        n = self.inputs.get(slot)
+        if n is None:
+            raise CounterNotConnectedError(
+                f"{self.detector} slot {slot} is not cabled to {self.tagger.name}. Fix: add "
+                f"it under qnetlab.wiring.{self.tagger.name}")
+        channel = self.tagger.tagger_channels[n]
+        if not channel.enabled():
+            # A disabled input counts nothing: 0 Hz would read as a dead detector.
+            raise CounterNotConnectedError(
+                f"{self.detector} slot {slot} is counted on {self.tagger.name} input {n}, "
+                f"which is disabled. Fix: {self.tagger.name}.input{n}.enabled(True)")
+        return float(channel.counts()) / TAGGER_COUNTER_WINDOW_S
+
+
+def _wire_counters(config: LabConfig, opened: dict[str, Instrument]) -> None:
+    """Give each detector cabled to a tagger a ``counter`` hook on that tagger's inputs."""
+    hooks: dict[str, _TaggerCounter] = {}
+    for tagger_name, wires in config.wiring.items():
+        entry = f"qnetlab.wiring.{tagger_name}"
+        tagger: Any = opened[tagger_name]
+        channels = getattr(tagger, "tagger_channels", None)
+        if channels is None:
+            raise config.error(entry, f"'{tagger_name}' ({type(tagger).__name__}) is not a "
+                               "time tagger", "key the wiring by a time tagger's name")
+        for n, wire in wires.items():
+            if n not in channels:
+                raise config.error(f"{entry}.{n}", f"{tagger_name} has no input {n}",
+                                   f"use one of: {', '.join(map(str, sorted(channels)))}")
+            detector: Any = opened[wire.instrument]
+            if wire.marker is not None or not hasattr(detector, "counter"):
+                continue  # a marker, or a source without a counter hook: nothing to feed
+            if wire.channel not in detector.detector_channels:
+                raise config.error(f"{entry}.{n}", f"{wire.instrument} has no channel "
+                                   f"{wire.channel}", "use one of: " + ", ".join(
+                                       map(str, sorted(detector.detector_channels))))
+            hook = hooks.get(wire.instrument)
+            if hook is None or hook.tagger is not tagger:
+                if hook is not None:
+                    raise config.error(f"{entry}.{n}", f"{wire.instrument} is already "
+                                       f"counted on {hook.tagger.name}",
+                                       "count one detector's channels on one tagger")
+                if detector.counter is not None:
+                    continue  # the lab gave its own counter (init): leave it
+                hook = hooks[wire.instrument] = _TaggerCounter(tagger, {}, wire.instrument)
+                detector.counter = hook
+            hook.inputs[wire.channel] = n
 
 
 def _parameter(config: LabConfig, opened: dict[str, Instrument], ref: str, lock: str) -> Any:

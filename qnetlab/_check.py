@@ -34,6 +34,8 @@ def run_check(config: str, profile: str, conformance: bool = False) -> int:
             identity = " ".join(str(idn.get(k) or "") for k in ("vendor", "model", "serial",
                                                                  "firmware")).strip()
             role, keys = _role_of(inst)
+            if not keys:  # a role held per channel (detectors, taggers): identity only
+                rows.append([name, role, identity, "(per channel)", ""])
             for i, key in enumerate(keys):
                 param = inst.parameters[key]
                 try:

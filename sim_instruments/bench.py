@@ -7,14 +7,14 @@ on the same `LabWorld`. Both transports serve a bench: the in-process VISA backe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from instruments.config import LabConfig, load_config
 from instruments.errors import ConfigError
 
-from .devices import TWINS, create_emulator
+from .devices import TWINS, ZMQ_TWINS, create_emulator
 from .devices._scpi import ScpiDevice
 from .faults import Endpoint, FaultPlan
 from .physics.clock import Clock, PacedClock, VirtualClock, WallClock
@@ -31,6 +31,8 @@ class SimulatedBench:
     config: LabConfig
     world: LabWorld
     endpoints: dict[str, Endpoint]
+    zmq_devices: dict[str, ScpiDevice] = field(default_factory=dict)
+    """Emulators of ZeroMQ instruments (no VISA endpoint; `zmq_twins` serves them)."""
 
     def device(self, instrument: str) -> ScpiDevice:
         return self.endpoints[instrument].device
@@ -101,14 +103,23 @@ def build_bench(config: LabConfig | str | Path, clock: str | None = None) -> Sim
         config = load_config(config)
     world = build_world(config, clock)
     endpoints: dict[str, Endpoint] = {}
+    zmq_devices: dict[str, ScpiDevice] = {}
     for name, inst in config.instruments.items():
         twin = inst.addresses.get("sim")
         if twin is None:
             continue
+        if twin in ZMQ_TWINS:
+            zmq_devices[name] = create_emulator(twin, world, name)
+            continue
         if twin not in TWINS:
             raise ConfigError(str(config.path), f"instruments.{name}.address.sim",
                               f"no simulated twin called {twin!r}",
-                              f"use one of: {', '.join(TWINS)}")
+                              f"use one of: {', '.join((*TWINS, *ZMQ_TWINS))}")
         device = create_emulator(twin, world, name)
         endpoints[name] = Endpoint(device, FaultPlan(), device.terminator.encode())
-    return SimulatedBench(config, world, endpoints)
+    if config.wiring:
+        from .wiring import wire_taggers  # only benches with cables need the device modules
+
+        wire_taggers(config, world, {**{n: e.device for n, e in endpoints.items()},
+                                     **zmq_devices})
+    return SimulatedBench(config, world, endpoints, zmq_devices)

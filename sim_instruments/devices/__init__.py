@@ -23,12 +23,19 @@ _TWINS: dict[str, str] = {
     "srs_sim900_quantum_opus": "srs_sim900_quantum_opus:SIM900QuantumOpusEmulator",
 }
 
+_ZMQ_TWINS: dict[str, str] = {
+    "idq_id1000": "idq_id1000:IDQuantiqueID1000Emulator",
+}
+"""Twins whose instrument speaks ZeroMQ, not VISA: the bench holds their emulators but gives
+them no VISA endpoint; `sim_instruments.zmq_twins` serves them."""
+
 TWINS = tuple(sorted(_TWINS))
+ZMQ_TWINS = tuple(sorted(_ZMQ_TWINS))
 
 
 def emulator_class(twin: str) -> type[ScpiDevice]:
     """The emulator class of a twin name; KeyError if there is none."""
-    module, cls = _TWINS[twin].split(":")
+    module, cls = {**_TWINS, **_ZMQ_TWINS}[twin].split(":")
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
@@ -36,4 +43,4 @@ def create_emulator(twin: str, world: LabWorld, name: str) -> ScpiDevice:
     return emulator_class(twin)(world, name)
 
 
-__all__ = ["TWINS", "ScpiDevice", "create_emulator", "emulator_class"]
+__all__ = ["TWINS", "ZMQ_TWINS", "ScpiDevice", "create_emulator", "emulator_class"]
