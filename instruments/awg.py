@@ -24,11 +24,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 from qcodes.instrument import InstrumentChannel
-from qcodes.parameters import Parameter
 
-from .conformance import _agrees
+from .conformance import check_channel_parameters
 from .errors import QnetlabError
-from .role import Role, RoleParameter
+from .role import ChannelParameter, Role, RoleParameter
 
 
 class WaveformRejectedError(QnetlabError, ValueError):
@@ -71,15 +70,6 @@ class AwgLimits:
     granularity: int = 1
     """A waveform's length must be a multiple of this, samples."""
 
-
-@dataclass(frozen=True)
-class ChannelParameter:
-    """A parameter every channel of the role must have (see the module docstring)."""
-
-    name: str
-    unit: str
-    probe: tuple[Any, ...] = ()
-    rel_tolerance: float = 1e-6
 
 
 def validate_sequence(steps: Sequence[AwgStep], limits: AwgLimits, who: str = "AWG") -> None:
@@ -141,31 +131,7 @@ def validate_sequence(steps: Sequence[AwgStep], limits: AwgLimits, who: str = "A
 
 
 def _channel_parameters(awg: Any) -> str | None:
-    problems: list[str] = []
-    restore: list[tuple[Parameter, Any]] = []
-    try:
-        for number, channel in awg.awg_channels.items():
-            for spec in awg.channel_parameters:
-                where = f"channel {number}.{spec.name}"
-                param = channel.parameters.get(spec.name)
-                if not isinstance(param, Parameter):
-                    problems.append(f"{where}: missing")
-                    continue
-                if (param.unit or "") != spec.unit:
-                    problems.append(f"{where}: unit {param.unit!r}, role says {spec.unit!r}")
-                if not param.settable or param.vals is None:
-                    problems.append(f"{where}: not settable with a validator")
-                    continue
-                restore.append((param, param.get()))
-                for value in spec.probe:
-                    param.set(value)
-                    got = param.get()
-                    if not _agrees(value, got, spec.rel_tolerance):
-                        problems.append(f"{where}: set {value!r}, read back {got!r}")
-    finally:
-        for param, value in reversed(restore):
-            param.set(value)
-    return "; ".join(problems) or None
+    return check_channel_parameters(awg.awg_channels, awg.channel_parameters)
 
 
 def _limits_sane(awg: Any) -> str | None:

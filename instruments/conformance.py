@@ -14,7 +14,7 @@ from typing import Any
 
 from qcodes.parameters import Parameter
 
-from .role import Role
+from .role import ChannelParameter, Role
 
 
 @dataclass
@@ -113,3 +113,48 @@ def assert_conforms(instrument: Any) -> ConformanceReport:
             + "\n  ".join(report.failures)
         )
     return report
+
+
+def check_channel_parameters(
+    channels: dict[Any, Any], specs: tuple[ChannelParameter, ...],
+    unanswerable: tuple[type[Exception], ...] = (),
+) -> str | None:
+    """Hold every channel to a role's per-channel parameters: present, right unit, settable
+    ones validated and reading back their probe values, read-only ones read-only and readable
+    (an exception in `unanswerable` counts as a documented answer). Probed settings are put
+    back. Returns None, or the problems found."""
+    problems: list[str] = []
+    restore: list[tuple[Parameter, Any]] = []
+    try:
+        for number, channel in channels.items():
+            for spec in specs:
+                where = f"channel {number}.{spec.name}"
+                param = channel.parameters.get(spec.name)
+                if not isinstance(param, Parameter):
+                    problems.append(f"{where}: missing")
+                    continue
+                if (param.unit or "") != spec.unit:
+                    problems.append(f"{where}: unit {param.unit!r}, role says {spec.unit!r}")
+                if not spec.settable:
+                    if param.settable:
+                        problems.append(f"{where}: settable, role says read-only")
+                    try:
+                        value = param.get()
+                    except unanswerable:
+                        continue
+                    if spec.unit and not float(value) >= 0.0:
+                        problems.append(f"{where}: read {value!r}, expected >= 0")
+                    continue
+                if not param.settable or param.vals is None:
+                    problems.append(f"{where}: not settable with a validator")
+                    continue
+                restore.append((param, param.get()))
+                for value in spec.probe:
+                    param.set(value)
+                    got = param.get()
+                    if not _agrees(value, got, spec.rel_tolerance):
+                        problems.append(f"{where}: set {value!r}, read back {got!r}")
+    finally:
+        for param, value in reversed(restore):
+            param.set(value)
+    return "; ".join(problems) or None

@@ -43,6 +43,18 @@ class RoleParameter:
         return bool(self.unit)
 
 
+@dataclass(frozen=True)
+class ChannelParameter:
+    """A parameter every channel of a role must have. QCoDeS's channel classes are the
+    vendor's, so a role cannot declare these abstract; its conformance check holds them."""
+
+    name: str
+    unit: str
+    settable: bool = True
+    probe: tuple[Any, ...] = ()
+    rel_tolerance: float = 1e-6
+
+
 class Role(Instrument):
     """Base of the roles: declares `role_parameters` as abstract QCoDeS parameters."""
 

@@ -28,68 +28,23 @@ and set and read back at the probe values (which stay below any sane switching c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from qcodes.instrument import InstrumentChannel
-from qcodes.parameters import Parameter
 
-from .conformance import _agrees
+from .conformance import _agrees, check_channel_parameters
 from .errors import QnetlabError
-from .role import Role, RoleParameter
+from .role import ChannelParameter, Role, RoleParameter
 
 
 class CounterNotConnectedError(QnetlabError, RuntimeError):
     """The detector electronics have no counter and none was given to the driver."""
 
 
-@dataclass(frozen=True)
-class DetectorChannelParameter:
-    """A parameter every detector channel must have (see the module docstring)."""
-
-    name: str
-    unit: str
-    settable: bool = True
-    probe: tuple[Any, ...] = ()
-    rel_tolerance: float = 1e-6
-
 
 def _channel_parameters(detector: Any) -> str | None:
-    problems: list[str] = []
-    restore: list[tuple[Parameter, Any]] = []
-    try:
-        for number, channel in detector.detector_channels.items():
-            for spec in detector.channel_parameters:
-                where = f"channel {number}.{spec.name}"
-                param = channel.parameters.get(spec.name)
-                if not isinstance(param, Parameter):
-                    problems.append(f"{where}: missing")
-                    continue
-                if (param.unit or "") != spec.unit:
-                    problems.append(f"{where}: unit {param.unit!r}, role says {spec.unit!r}")
-                if not spec.settable:
-                    if param.settable:
-                        problems.append(f"{where}: settable, role says read-only")
-                    try:
-                        value = param.get()
-                    except CounterNotConnectedError:
-                        continue  # the documented answer of electronics without a counter
-                    if spec.unit and not float(value) >= 0.0:
-                        problems.append(f"{where}: read {value!r}, expected >= 0")
-                    continue
-                if not param.settable or param.vals is None:
-                    problems.append(f"{where}: not settable with a validator")
-                    continue
-                restore.append((param, param.get()))
-                for value in spec.probe:
-                    param.set(value)
-                    got = param.get()
-                    if not _agrees(value, got, spec.rel_tolerance):
-                        problems.append(f"{where}: set {value!r}, read back {got!r}")
-    finally:
-        for param, value in reversed(restore):
-            param.set(value)
-    return "; ".join(problems) or None
+    return check_channel_parameters(detector.detector_channels, detector.channel_parameters,
+                                    unanswerable=(CounterNotConnectedError,))
 
 
 def _reset_keeps_the_bias(detector: Any) -> str | None:
@@ -125,12 +80,12 @@ class SinglePhotonDetector(Role):
     # No instrument-level parameters: everything is per channel. Declared so the conformance
     # check finds this role in the driver's classes.
     role_parameters: ClassVar[tuple[RoleParameter, ...]] = ()
-    channel_parameters: ClassVar[tuple[DetectorChannelParameter, ...]] = (
+    channel_parameters: ClassVar[tuple[ChannelParameter, ...]] = (
         # Probes well below the ~10 uA switching current of typical WSi/NbN wires.
-        DetectorChannelParameter("bias_current", "A", probe=(2.0e-6, 4.0e-6), rel_tolerance=1e-4),
-        DetectorChannelParameter("enabled", "", probe=(True, False)),
-        DetectorChannelParameter("count_rate", "Hz", settable=False),
-        DetectorChannelParameter("latched", "", settable=False),
+        ChannelParameter("bias_current", "A", probe=(2.0e-6, 4.0e-6), rel_tolerance=1e-4),
+        ChannelParameter("enabled", "", probe=(True, False)),
+        ChannelParameter("count_rate", "Hz", settable=False),
+        ChannelParameter("latched", "", settable=False),
     )
     role_checks = (_channel_parameters, _reset_keeps_the_bias, _refuses_unknown_channel)
 

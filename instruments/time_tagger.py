@@ -30,13 +30,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 from qcodes.instrument import InstrumentChannel
-from qcodes.parameters import Parameter
 
 from sequences.timetags.blocks import TagBlock
 
-from .awg import ChannelParameter
-from .conformance import _agrees
-from .role import Role, RoleParameter
+from .conformance import check_channel_parameters
+from .role import ChannelParameter, Role, RoleParameter
 
 
 def delay_to_ps(delay_s: float) -> int:
@@ -66,31 +64,7 @@ def merge_blocks(blocks: list[TagBlock], index: int | None = None) -> TagBlock:
 
 
 def _channel_parameters(tagger: Any) -> str | None:
-    problems: list[str] = []
-    restore: list[tuple[Parameter, Any]] = []
-    try:
-        for number, channel in tagger.tagger_channels.items():
-            for spec in tagger.channel_parameters:
-                where = f"channel {number}.{spec.name}"
-                param = channel.parameters.get(spec.name)
-                if not isinstance(param, Parameter):
-                    problems.append(f"{where}: missing")
-                    continue
-                if (param.unit or "") != spec.unit:
-                    problems.append(f"{where}: unit {param.unit!r}, role says {spec.unit!r}")
-                if not param.settable or param.vals is None:
-                    problems.append(f"{where}: not settable with a validator")
-                    continue
-                restore.append((param, param.get()))
-                for value in spec.probe:
-                    param.set(value)
-                    got = param.get()
-                    if not _agrees(value, got, spec.rel_tolerance):
-                        problems.append(f"{where}: set {value!r}, read back {got!r}")
-    finally:
-        for param, value in reversed(restore):
-            param.set(value)
-    return "; ".join(problems) or None
+    return check_channel_parameters(tagger.tagger_channels, tagger.channel_parameters)
 
 
 def _acquire_gives_a_tag_block(tagger: Any) -> str | None:
