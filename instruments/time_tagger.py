@@ -9,7 +9,7 @@ delay therefore holds to 1 ps, which the conformance probe tolerates).
 Actions:
 
 * ``acquire(duration_s)`` records for ``duration_s`` seconds and returns one
-  `sequences.timetags.blocks.TagBlock`: int64 picosecond timestamps counted from the start
+  `instruments.tag_blocks.TagBlock`: int64 picosecond timestamps counted from the start
   of the recording, sorted, with the input channel of each tag, and the overflow flag set when
   the tagger reported lost tags.
 * ``blocks(duration_s)`` yields TagBlocks as they arrive from a running recording (each block
@@ -31,10 +31,9 @@ from typing import Any, ClassVar
 import numpy as np
 from qcodes.instrument import InstrumentChannel
 
-from sequences.timetags.blocks import TagBlock
-
 from .conformance import check_channel_parameters
 from .role import ChannelParameter, Role, RoleParameter
+from .tag_blocks import TagBlock
 
 
 def delay_to_ps(delay_s: float) -> int:

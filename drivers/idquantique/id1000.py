@@ -44,8 +44,8 @@ from qcodes.validators import Bool, Numbers
 
 from drivers._zmq import ZmqInstrument, ZmqRequester
 from instruments.errors import InstrumentReportedError, InstrumentTimeoutError
+from instruments.tag_blocks import TagBlock
 from instruments.time_tagger import TimeTagger, delay_to_ps
-from sequences.timetags.blocks import TagBlock
 
 N_INPUTS = 4
 
