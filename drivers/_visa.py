@@ -39,12 +39,25 @@ def _switch_nagle_off(resource: MessageBasedResource) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+STANDARD_ESR_ERRORS: tuple[tuple[int, str], ...] = (
+    (1 << 5, "command error (CME: unrecognised command or bad syntax)"),
+    (1 << 4, "execution error (EXE: a parameter out of range)"),
+    (1 << 3, "device-dependent error (DDE)"),
+    (1 << 2, "query error (QYE)"),
+)
+"""IEEE 488.2 standard event status register bits that mean a command failed."""
+
+
 class QnetVisaInstrument(VisaInstrument):
     """VISA base of the qnetlab drivers: no Nagle stall, error-queue checks, clear errors."""
 
     error_query: ClassVar[str | None] = "SYST:ERR?"
     """Query that pops one entry of the error queue; None where the model has no queue."""
     max_errors_read: ClassVar[int] = 20
+    status_query: ClassVar[str | None] = None
+    """For models without an error queue: the IEEE 488.2 standard event status register query
+    (``*ESR?``, which also clears it), read after every write instead."""
+    esr_errors: ClassVar[tuple[tuple[int, str], ...]] = STANDARD_ESR_ERRORS
 
     def __init__(self, name: str, address: str | None = None, **kwargs: Any) -> None:
         self._visalib_spec: str | None = kwargs.get("visalib")
@@ -130,8 +143,10 @@ class QnetVisaInstrument(VisaInstrument):
             return -1, reply
 
     def check_error_queue(self, after: str = "") -> None:
-        """Read the error queue empty; raise if it held anything."""
+        """Read the error queue empty (or the event status register); raise on errors."""
         if self.error_query is None:
+            if self.status_query is not None:
+                self._check_event_status(after)
             return
         errors = []
         for _ in range(self.max_errors_read):
@@ -146,4 +161,23 @@ class QnetVisaInstrument(VisaInstrument):
                 f"{self.name} at {self.address} reported "
                 + "; ".join(errors)
                 + (f" after {after!r}" if after else "")
+            )
+
+    def _check_event_status(self, after: str) -> None:
+        assert self.status_query is not None
+        reply = self._io(self.status_query, query=True)
+        assert reply is not None
+        suffix = f" after {after!r}" if after else ""
+        try:
+            esr = int(reply.strip())
+        except ValueError:
+            raise InstrumentReportedError(
+                f"{self.name} at {self.address}: {self.status_query} gave {reply!r}, not a "
+                f"number{suffix}"
+            ) from None
+        errors = [text for bit, text in self.esr_errors if esr & bit]
+        if errors:
+            raise InstrumentReportedError(
+                f"{self.name} at {self.address} reported {'; '.join(errors)} "
+                f"({self.status_query} = {esr}){suffix}"
             )

@@ -45,13 +45,6 @@ MIXING_CHAMBER_CHANNEL = 6
 """The mixing-chamber thermometer on a typical Bluefors wiring (the Bluefors software names
 the 372's channels 1 "50K", 2 "4K", 3 "Magnet", 5 "Still", 6 "MXC", 7 and 8 user)."""
 
-# IEEE 488.2 standard event status register: the bits that mean a command failed.
-_ESR_ERRORS = (
-    (1 << 5, "command error (CME: unrecognised command or bad syntax)"),
-    (1 << 4, "execution error (EXE: a parameter out of range)"),
-    (1 << 3, "device-dependent error (DDE)"),
-    (1 << 2, "query error (QYE)"),
-)
 
 
 _MODEL_335_HTRSET_GROUP = ("output_type", "output_heater_resistance", "output_max_current",
@@ -121,22 +114,3 @@ class LakeshoreModel372(QcodesLakeshoreModel372, QnetVisaInstrument, Temperature
                 pass
             raise
 
-    def check_error_queue(self, after: str = "") -> None:
-        """Read the standard event status register (*ESR?, which clears it); raise on errors."""
-        reply = self._io(self.status_query, query=True)
-        assert reply is not None
-        try:
-            esr = int(reply.strip())
-        except ValueError:
-            raise InstrumentReportedError(
-                f"{self.name} at {self.address}: {self.status_query} gave {reply!r}, not a "
-                "number" + (f" after {after!r}" if after else "")
-            ) from None
-        errors = [text for bit, text in _ESR_ERRORS if esr & bit]
-        if errors:
-            raise InstrumentReportedError(
-                f"{self.name} at {self.address} reported "
-                + "; ".join(errors)
-                + f" (*ESR? = {esr})"
-                + (f" after {after!r}" if after else "")
-            )

@@ -56,7 +56,7 @@ from qcodes.parameters import Parameter
 from instruments.errors import InstrumentReportedError, InstrumentTimeoutError, QnetlabError
 from instruments.single_photon_detector import CounterNotConnectedError, SinglePhotonDetector
 
-from .._visa import QnetVisaInstrument
+from .._visa import STANDARD_ESR_ERRORS, QnetVisaInstrument
 
 N_PORTS = 8
 DAC_FULL_SCALE = 65535
@@ -75,13 +75,7 @@ MAX_GETN = 999
 
 # IEEE 488.2 standard event status register bits that mean a command failed (bit 1 is the
 # SRS "INP" input-buffer overflow).
-_ESR_ERRORS = (
-    (1 << 5, "command error (CME: unrecognised command or bad syntax)"),
-    (1 << 4, "execution error (EXE: a parameter out of range)"),
-    (1 << 3, "device-dependent error (DDE)"),
-    (1 << 2, "query error (QYE)"),
-    (1 << 1, "input buffer overflow (INP)"),
-)
+_ESR_ERRORS = (*STANDARD_ESR_ERRORS, (1 << 1, "input buffer overflow (INP)"))
 
 
 class SlotError(QnetlabError, ValueError):
@@ -212,6 +206,7 @@ class QuantumOpusSIM900(QnetVisaInstrument, SinglePhotonDetector):
 
     error_query = None
     status_query = "*ESR?"
+    esr_errors = _ESR_ERRORS
     default_terminator = "\n"
 
     def __init__(
@@ -316,22 +311,3 @@ class QuantumOpusSIM900(QnetVisaInstrument, SinglePhotonDetector):
         return bytes(data)
 
     # -- post-write check ---------------------------------------------------------------------
-    def check_error_queue(self, after: str = "") -> None:
-        """Read the standard event status register (*ESR?, which clears it); raise on errors."""
-        reply = self._io(self.status_query, query=True)
-        assert reply is not None
-        try:
-            esr = int(reply.strip())
-        except ValueError:
-            raise InstrumentReportedError(
-                f"{self.name} at {self.address}: {self.status_query} gave {reply!r}, not a "
-                "number" + (f" after {after!r}" if after else "")
-            ) from None
-        errors = [text for bit, text in _ESR_ERRORS if esr & bit]
-        if errors:
-            raise InstrumentReportedError(
-                f"{self.name} at {self.address} reported "
-                + "; ".join(errors)
-                + f" (*ESR? = {esr})"
-                + (f" after {after!r}" if after else "")
-            )
