@@ -276,11 +276,9 @@ def _plot_histograms(run: StoredRun, result: AnalysisResult, pairs: list[tuple[i
 
 # -- tagger input delays ---------------------------------------------------------------------
 @dataclass(frozen=True)
-class TaggerDelayOptions:
-    """Options of `TaggerDelayCalibration` (times in s unless the name says ps)."""
+class _CorrelationOptions:
+    """What both timing calibrations share: recordings of a marker train, correlated."""
 
-    inputs: tuple[int, ...] = (1, 2)
-    """Tagger inputs that see the common signal; the first is the reference."""
     duration: float = 0.005
     """Recording time per acquisition, s."""
     acquisitions: int = 1
@@ -293,30 +291,41 @@ class TaggerDelayOptions:
     """Width searched for the peak, ps: several times the expected jitter."""
     tagger: str = "tagger"
     """The station's time tagger."""
+    period_samples: int = 2400
+    """Marker period, AWG samples (2400 at 2.5 GS/s: 960 ns)."""
+    sample_rate: float = 2.5e9
+    """AWG sample rate, Hz."""
+
+    def _check_histogram(self, marker_train: bool) -> None:
+        if self.duration <= 0 or self.acquisitions < 1:
+            raise ValueError("duration must be > 0 s and acquisitions >= 1")
+        if self.range_ps % self.bin_width_ps or self.peak_window_ps > self.range_ps:
+            raise ValueError("range_ps must be a multiple of bin_width_ps and >= "
+                             "peak_window_ps")
+        if marker_train and 2 * self.range_ps * 1e-12 >= \
+                self.period_samples / self.sample_rate:
+            raise ValueError(f"+-{self.range_ps} ps spans half the marker period "
+                             f"({self.period_samples / self.sample_rate:g} s) or more: the "
+                             "histogram would hold several peaks")
+
+
+@dataclass(frozen=True)
+class TaggerDelayOptions(_CorrelationOptions):
+    """Options of `TaggerDelayCalibration` (times in s unless the name says ps)."""
+
+    inputs: tuple[int, ...] = (1, 2)
+    """Tagger inputs that see the common signal; the first is the reference."""
     awg: str | None = "awg"
     """AWG that drives the common signal (a marker train), or None for an external signal."""
     awg_channel: int = 1
     awg_markers: tuple[int, ...] = (1, 2, 3, 4)
     """Markers of `awg_channel` played together (rising edges at the same sample): cable one
     marker per input, or one marker through a splitter."""
-    period_samples: int = 2400
-    """Marker period, AWG samples (2400 at 2.5 GS/s: 960 ns)."""
-    sample_rate: float = 2.5e9
-    """AWG sample rate, Hz."""
 
     def __post_init__(self) -> None:
         if len(self.inputs) < 2 or len(set(self.inputs)) != len(self.inputs):
             raise ValueError(f"need two or more distinct inputs, got {self.inputs}")
-        if self.duration <= 0 or self.acquisitions < 1:
-            raise ValueError("duration must be > 0 s and acquisitions >= 1")
-        if self.range_ps % self.bin_width_ps or self.peak_window_ps > self.range_ps:
-            raise ValueError("range_ps must be a multiple of bin_width_ps and >= "
-                             "peak_window_ps")
-        if self.awg is not None and 2 * self.range_ps * 1e-12 >= \
-                self.period_samples / self.sample_rate:
-            raise ValueError(f"+-{self.range_ps} ps spans half the marker period "
-                             f"({self.period_samples / self.sample_rate:g} s) or more: the "
-                             "histogram would hold several peaks")
+        self._check_histogram(marker_train=self.awg is not None)
 
 
 class TaggerDelayAnalysis(Analysis):
@@ -451,7 +460,7 @@ class TaggerDelayCalibration(Sequence[TaggerDelayOptions]):
 
 # -- AWG skew ------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class AwgSkewOptions:
+class AwgSkewOptions(_CorrelationOptions):
     """Options of `AwgSkewCalibration` (times in s unless the name says ps)."""
 
     channels: tuple[int, ...] = (1, 2)
@@ -466,19 +475,7 @@ class AwgSkewOptions:
     """Standard error of those relative offsets, s (the delay calibration's error plus the
     1 ps rounding of the delay settings); added in quadrature to each skew's error."""
     marker: int = 1
-    duration: float = 0.005
-    """Recording time per acquisition, s."""
-    acquisitions: int = 1
-    range_ps: int = 20_000
-    """Half range of the correlation histogram, ps (below half the marker period)."""
-    bin_width_ps: int = 1
-    peak_window_ps: int = 500
-    tagger: str = "tagger"
     awg: str = "awg"
-    period_samples: int = 2400
-    """Marker period, AWG samples (2400 at 2.5 GS/s: 960 ns)."""
-    sample_rate: float = 2.5e9
-    """AWG sample rate, Hz."""
 
     def __post_init__(self) -> None:
         if len(self.channels) < 2 or len(set(self.channels)) != len(self.channels):
@@ -487,13 +484,9 @@ class AwgSkewOptions:
             raise ValueError("give one distinct tagger input per AWG channel")
         if self.input_offsets_s and len(self.input_offsets_s) != len(self.inputs):
             raise ValueError("input_offsets_s: one offset per input, or none")
-        if self.duration <= 0 or self.acquisitions < 1 or self.input_offset_stderr_s < 0:
-            raise ValueError("duration must be > 0 s, acquisitions >= 1, stderr >= 0")
-        if self.range_ps % self.bin_width_ps or self.peak_window_ps > self.range_ps:
-            raise ValueError("range_ps must be a multiple of bin_width_ps and >= "
-                             "peak_window_ps")
-        if 2 * self.range_ps * 1e-12 >= self.period_samples / self.sample_rate:
-            raise ValueError(f"+-{self.range_ps} ps spans half the marker period or more")
+        if self.input_offset_stderr_s < 0:
+            raise ValueError("input_offset_stderr_s must be >= 0")
+        self._check_histogram(marker_train=True)
 
 
 class AwgSkewAnalysis(Analysis):
