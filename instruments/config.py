@@ -45,7 +45,10 @@ _INSTRUMENT_KEYS = {"type", "address", "init", "parameters", "enable_forced_reco
 _PARAMETER_KEYS = {"limits", "ramp_rate", "initial_value", "label"}
 _INTERLOCK_KEYS = {"name", "guards", "sensor", "max"}
 _SETUP_ROLES = {"pump_laser", "mw_source", "vna", "power_meter", "fridge"}
-_SETUP_KEYS = _SETUP_ROLES | {"optical_resonance_wavelength"}
+_SETUP_CONSTANTS = {"optical_resonance_wavelength", "mw_line_attenuation",
+                    "optical_output_loss", "detection_efficiency"}
+"""Calibration constants of the setup, numbers in the TransducerSetup parameter's unit."""
+_SETUP_KEYS = _SETUP_ROLES | _SETUP_CONSTANTS | {"detector"}
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ class LabConfig:
     simulation: dict[str, Any] = field(default_factory=dict)
     interlocks: tuple[InterlockConfig, ...] = ()
     transducer_setup: dict[str, Any] | None = None
-    """Role -> instrument name, plus an optional optical_resonance_wavelength (m)."""
+    """Role -> instrument name; optionally the photon-counting `detector` channel
+    ('snspd.ch1') and calibration constants (`TransducerSetup` parameters, their units)."""
     database: Path | None = None
     wiring: dict[str, dict[int, Wire]] = field(default_factory=dict)
     """Cables into time taggers: tagger name -> input number -> what drives that input."""
@@ -274,9 +278,15 @@ def load_config(path: str | Path) -> LabConfig:
     setup = q.get("transducer_setup")
     if setup is not None:
         _check_keys(file, "qnetlab.transducer_setup", setup, _SETUP_KEYS, _SETUP_ROLES)
-        if "optical_resonance_wavelength" in setup:
-            _number(file, "qnetlab.transducer_setup.optical_resonance_wavelength",
-                    setup["optical_resonance_wavelength"])
+        for key in _SETUP_CONSTANTS & set(setup):
+            _number(file, f"qnetlab.transducer_setup.{key}", setup[key])
+        detector = setup.get("detector")
+        if detector is not None and (
+                not isinstance(detector, str) or detector.split(".")[0] not in instruments
+                or not re.fullmatch(r"[^.]+\.ch\d+", detector)):
+            raise ConfigError(file, "qnetlab.transducer_setup.detector",
+                              f"{detector!r} is not a detector channel of this station",
+                              "write <detector instrument>.ch<channel>, e.g. snspd.ch1")
         for role in _SETUP_ROLES:
             inst = setup[role]
             if not isinstance(inst, str) or inst not in instruments:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qcodes.instrument import Instrument, VisaInstrument
+from qcodes.instrument import Instrument, InstrumentChannel, VisaInstrument
 from qcodes.parameters import Parameter
 from qcodes.station import Station
 
@@ -39,7 +39,7 @@ from .laser import Laser
 from .microwave_source import MicrowaveSource
 from .optical_power_meter import OpticalPowerMeter
 from .safety import install_interlock, install_ramp, install_soft_limits
-from .single_photon_detector import CounterNotConnectedError
+from .single_photon_detector import CounterNotConnectedError, SinglePhotonDetector
 from .temperature_controller import TemperatureController
 from .transducer_setup import TransducerSetup
 from .vna import VNA
@@ -348,6 +348,9 @@ _SETUP_ROLES: dict[str, type] = {
 def _build_setup(config: LabConfig, opened: dict[str, Instrument]) -> TransducerSetup:
     spec = dict(config.transducer_setup or {})
     members = {role: opened[spec.pop(role)] for role in _SETUP_ROLES}
+    detector = spec.pop("detector", None)
+    if detector is not None:
+        spec["detector"] = _detector_channel(config, opened, detector)
     for role, member in members.items():
         if not isinstance(member, _SETUP_ROLES[role]):
             raise config.error(f"qnetlab.transducer_setup.{role}",
@@ -364,6 +367,21 @@ def _build_setup(config: LabConfig, opened: dict[str, Instrument]) -> Transducer
         raise config.error("qnetlab.transducer_setup", f"cannot build the setup: {exc}",
                            "each role must name an instrument whose driver implements it") \
             from exc
+
+
+def _detector_channel(config: LabConfig, opened: dict[str, Instrument],
+                      ref: str) -> InstrumentChannel[Any]:
+    entry = "qnetlab.transducer_setup.detector"
+    name, _, channel = ref.partition(".ch")
+    driver = opened[name]
+    if not isinstance(driver, SinglePhotonDetector):
+        raise config.error(entry, f"'{name}' ({type(driver).__name__}) is not a "
+                           "SinglePhotonDetector", "name a detector instrument's channel")
+    channels = driver.detector_channels
+    if int(channel) not in channels:
+        raise config.error(entry, f"'{name}' has no channel {channel}",
+                           f"use one of: {', '.join(f'{name}.ch{n}' for n in channels)}")
+    return channels[int(channel)]
 
 
 __all__ = ["LabStation", "QnetlabError", "load_station"]

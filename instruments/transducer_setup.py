@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qcodes.instrument import Instrument
+from qcodes.instrument import Instrument, InstrumentChannel
 from qcodes.parameters import DelegateParameter, Parameter
 from qcodes.validators import Numbers
 
@@ -30,11 +30,16 @@ class TransducerSetup(Instrument):
     def __init__(
         self, name: str, *, pump_laser: Laser, mw_source: MicrowaveSource, vna: VNA,
         power_meter: OpticalPowerMeter, fridge: TemperatureController,
-        optical_resonance_wavelength: float = 1550.12e-9, **kwargs: Any,
+        detector: InstrumentChannel[Any] | None = None,
+        optical_resonance_wavelength: float = 1550.12e-9, mw_line_attenuation: float = 60.0,
+        optical_output_loss: float = 3.0, detection_efficiency: float = 0.45, **kwargs: Any,
     ) -> None:
         super().__init__(name, **kwargs)
         self.pump_laser, self.mw_source, self.vna = pump_laser, mw_source, vna
         self.power_meter, self.fridge = power_meter, fridge
+        self.detector = detector
+        """The photon-counting channel behind the transducer's optical output (a
+        `SinglePhotonDetector` channel: bias_current, enabled, count_rate, latched), or None."""
 
         self.optical_resonance_wavelength: Parameter = self.add_parameter(
             "optical_resonance_wavelength", unit="m", label="Optical resonance (vacuum)",
@@ -42,6 +47,29 @@ class TransducerSetup(Instrument):
             vals=Numbers(400e-9, 2e-6),
             docstring="Wavelength of the transducer's optical (pump) resonance, from "
                       "calibration; pump_detuning is measured from it.",
+        )
+        self.mw_line_attenuation: Parameter = self.add_parameter(
+            "mw_line_attenuation", unit="dB", label="Microwave line attenuation",
+            initial_value=mw_line_attenuation, get_cmd=None, set_cmd=None,
+            vals=Numbers(0.0, 200.0),
+            docstring="Attenuation from the microwave source's output to the transducer's "
+                      "microwave port (fridge lines, attenuators), from calibration; converts "
+                      "mw_power to the photon flux that reaches the device.",
+        )
+        self.optical_output_loss: Parameter = self.add_parameter(
+            "optical_output_loss", unit="dB", label="Optical output loss",
+            initial_value=optical_output_loss, get_cmd=None, set_cmd=None,
+            vals=Numbers(0.0, 60.0),
+            docstring="Loss from the transducer's optical port to the power meter (fibre, "
+                      "connectors, pump filters' passband), from calibration.",
+        )
+        self.detection_efficiency: Parameter = self.add_parameter(
+            "detection_efficiency", unit="", label="Photon detection efficiency",
+            initial_value=detection_efficiency, get_cmd=None, set_cmd=None,
+            vals=Numbers(1e-6, 1.0),
+            docstring="Probability that a photon leaving the transducer's optical port is "
+                      "counted by `detector` at its operating bias (collection, filters and the "
+                      "detector's system efficiency), from calibration.",
         )
         self.pump_power: DelegateParameter = self.add_parameter(
             "pump_power", parameter_class=DelegateParameter, source=pump_laser.power,

@@ -8,13 +8,20 @@ reached or stopped answering.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+_VERB_MODULES: tuple[str, ...] = ()
+"""Modules of the later verbs. Each has ``add_parser(verbs)``, which adds its subparser with
+``set_defaults(handler=...)``; the handler takes the parsed arguments and returns an exit
+code. Their heavy imports happen inside the handler, so ``--help`` stays fast."""
 
 
 def _add_profile(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                             "acquisitions and the control port's advance")
     serve.add_argument("--max-seconds", type=float, default=None,
                        help="stop by itself after this many seconds")
+    for module in _VERB_MODULES:
+        importlib.import_module(module, __package__).add_parser(verbs)
     return parser
 
 
@@ -83,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_check(args.config, args.profile, args.conformance)
         if args.verb == "sim" and args.sim_verb == "serve":
             return _serve(args)
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
     except ConfigError as exc:
         print(f"qnetlab: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE if "could not connect" in exc.problem else EXIT_CONFIG
@@ -106,6 +118,7 @@ def _serve(args: Any) -> int:
 
     bench = build_bench(args.config, clock=args.clock)
     server = BenchServer(bench, control_port=args.control_port)
+    zmq_servers = _serve_zmq_twins(bench, args.max_seconds)
 
     def stop(signum: int, frame: object) -> None:
         server.stop()
@@ -113,7 +126,10 @@ def _serve(args: Any) -> int:
     signal.signal(signal.SIGTERM, stop)
     rows = [[name, bench.config.instruments[name].addresses["sim"],
              f"TCPIP0::127.0.0.1::{port}::SOCKET"] for name, port in server.ports.items()]
-    print(table(rows, ["instrument", "simulated model", "VISA address"]))
+    rows += [[name, bench.config.instruments[name].addresses["sim"],
+              f"{server.scpi_address} (data {server.data_address})"]
+             for name, server in zmq_servers.items()]
+    print(table(rows, ["instrument", "simulated model", "address"]))
     if server.control_port is not None:
         print(f"control port: 127.0.0.1:{server.control_port}")
     print("serving; Ctrl-C to stop", flush=True)
@@ -121,4 +137,39 @@ def _serve(args: Any) -> int:
         server.serve_forever(max_seconds=args.max_seconds)
     except KeyboardInterrupt:
         server.close()
+    finally:
+        for twin_server in zmq_servers.values():
+            twin_server.close()
     return EXIT_OK
+
+
+def _serve_zmq_twins(bench: Any, max_seconds: float | None) -> dict[str, Any]:
+    """Serve each ZeroMQ twin (the ID1000) on the ports of its real addresses: the SCPI
+    socket of ``address.real`` and the data link of ``init.data_address``. Returns
+    instrument name -> running server."""
+    from sim_instruments.zmq_server import ID1000Server
+
+    served: dict[str, Any] = {}
+    try:
+        for name, device in bench.zmq_devices.items():
+            inst = bench.config.instruments[name]
+            scpi_port = _tcp_port(bench.config, f"instruments.{name}.address.real",
+                                  inst.addresses.get("real"))
+            data_port = _tcp_port(bench.config, f"instruments.{name}.init.data_address",
+                                  inst.init.get("data_address"))
+            served[name] = ID1000Server(device, scpi_port=scpi_port, data_port=data_port,
+                                        max_lifetime_s=max_seconds or 7 * 24 * 3600.0)
+            served[name].start()
+    except BaseException:
+        for server in served.values():
+            server.close()
+        raise
+    return served
+
+
+def _tcp_port(config: Any, entry: str, address: object) -> int:
+    match = re.fullmatch(r"tcp://(127\.0\.0\.1|localhost):(\d+)", str(address))
+    if match is None:
+        raise config.error(entry, f"{address!r} is not a loopback ZeroMQ address",
+                           "sim serve serves on this machine: write tcp://127.0.0.1:PORT")
+    return int(match.group(2))

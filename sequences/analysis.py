@@ -83,6 +83,9 @@ class AnalysisResult:
     """PNG paths."""
     details: dict[str, float] = field(default_factory=dict)
     """Fit diagnostics (e.g. noise, residual whiteness)."""
+    tables: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """Derived per-point results a report shows as a table, column-oriented:
+    table name -> column name (with its unit, e.g. 'pump_power (W)') -> values."""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -92,6 +95,9 @@ class AnalysisResult:
         out["values"] = {k: {n: _finite(x) if isinstance(x, float) else x for n, x in v.items()}
                          for k, v in out["values"].items()}
         out["details"] = {k: _finite(v) for k, v in self.details.items()}
+        out["tables"] = {name: {col: [_finite(float(x)) for x in values]
+                                for col, values in table.items()}
+                         for name, table in self.tables.items()}
         return out
 
     @classmethod
@@ -106,6 +112,8 @@ class AnalysisResult:
             proposed={k: float(x) for k, x in data.get("proposed", {}).items()},
             figures=list(data.get("figures", [])),
             details={k: _number(x) for k, x in data.get("details", {}).items()},
+            tables={name: {col: [_number(x) for x in values] for col, values in table.items()}
+                    for name, table in data.get("tables", {}).items()},
         )
 
 

@@ -13,6 +13,8 @@ reader can see them):
 ``qnetlab_status``         ``running``, ``completed`` or ``interrupted``
 ``qnetlab_stopped_at``     where an interrupted run stopped (step, cause, points saved)
 ``qnetlab_analysis``       the latest `AnalysisResult`
+``qnetlab_interlock_events`` pauses of the pump by an interlock (`sequences.interlock`)
+``qnetlab_finish_error``   an error while restoring the bench after the run
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ OPTIONS = "qnetlab_options"
 STATUS = "qnetlab_status"
 STOPPED_AT = "qnetlab_stopped_at"
 ANALYSIS = "qnetlab_analysis"
+INTERLOCK_EVENTS = "qnetlab_interlock_events"
+FINISH_ERROR = "qnetlab_finish_error"
 
 
 @contextmanager

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,14 +34,25 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 from qcodes.dataset import Measurement, load_or_create_experiment
 
-from instruments.errors import QnetlabError
+from instruments.errors import InterlockError, QnetlabError
 from instruments.station import LabStation
 
 from .analysis import Analysis, AnalysisResult
-from .data import ANALYSIS_CLASS, OPTIONS, SEQUENCE, STATUS, STOPPED_AT, open_database
+from .data import (
+    ANALYSIS_CLASS,
+    FINISH_ERROR,
+    INTERLOCK_EVENTS,
+    OPTIONS,
+    SEQUENCE,
+    STATUS,
+    STOPPED_AT,
+    open_database,
+)
+from .interlock import PumpGuard
 from .progress import Progress
 
 OptionsT = TypeVar("OptionsT")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,8 @@ class RunResult:
     stopped_at: dict[str, Any] | None = None
     """For an interrupted run: step index and label, steps done of total, cause."""
     analysis: AnalysisResult | None = None
+    interlock_events: list[dict[str, Any]] = field(default_factory=list)
+    """Pauses of the pump by an interlock during the run (`sequences.interlock`)."""
 
     @property
     def interrupted(self) -> bool:
@@ -91,6 +105,8 @@ class Sequence(ABC, Generic[OptionsT]):
     name: ClassVar[str]
     options_class: ClassVar[type]
     analysis_class: ClassVar[type[Analysis]]
+    interlock_guard: ClassVar[dict[str, float]] = {}
+    """Keyword arguments of this sequence's `PumpGuard` (timeout, poll_period, s)."""
     write_period: ClassVar[float] = 1.0
     """s between the datasaver's flushes to the database (QCoDeS buffers in between)."""
 
@@ -116,6 +132,11 @@ class Sequence(ABC, Generic[OptionsT]):
     @abstractmethod
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
         """Measure one step: arrays of equal length, keyed by dataset column."""
+
+    def finish(self, station: LabStation) -> None:
+        """Put the bench back in a safe state (pump off, drive off, bias restored). Called
+        after the acquisition however it ended: completed, failed or interrupted (also after
+        Ctrl-C). An error here is reported after the data are saved, never instead of them."""
 
     # -- the run -----------------------------------------------------------------------------
     def run(self, station: LabStation, db_path: str | Path, *, quiet: bool = False,
@@ -150,12 +171,20 @@ class Sequence(ABC, Generic[OptionsT]):
                     f"{self.analysis_class.__module__}.{self.analysis_class.__qualname__}"))
                 ds.add_metadata(OPTIONS, json.dumps(_options_json(self.options)))
                 ds.add_metadata(STATUS, json.dumps("running"))
+                guard = PumpGuard(station, **self.interlock_guard)
                 try:
                     self.prepare(station)
                     prepared = True
                     for step in steps:
                         progress.update(done, step.label)
-                        results = self.measure(station, step)
+                        guard.check(step.index, step.label)
+                        try:
+                            results = self.measure(station, step)
+                        except InterlockError:
+                            if not guard.active:
+                                raise
+                            guard.check(step.index, step.label)  # pause until recovered
+                            results = self.measure(station, step)  # then retry, once
                         # One add_result per step with whole arrays: QCoDeS buffers them and
                         # commits every write_period, never one commit per row.
                         saver.add_result(*results.items())
@@ -164,6 +193,13 @@ class Sequence(ABC, Generic[OptionsT]):
                         progress.update(done, step.label)
                 except (QnetlabError, KeyboardInterrupt) as exc:
                     stop = exc
+                finally:
+                    finish_error = _finish(self, station)
+                if guard.events:
+                    ds.add_metadata(INTERLOCK_EVENTS, json.dumps(
+                        [e.to_json() for e in guard.events]))
+                if finish_error is not None:
+                    ds.add_metadata(FINISH_ERROR, json.dumps(repr(finish_error)))
                 # Anything else is a bug: QCoDeS still flushes and records the traceback.
                 stopped = None if stop is None else _stop_record(steps, done, points, stop,
                                                                   prepared)
@@ -175,8 +211,12 @@ class Sequence(ABC, Generic[OptionsT]):
                            f"stopped at {stopped['label']}: {stopped['cause']}")
             result = RunResult(run_id=ds.run_id, db_path=db_path, guid=ds.guid,
                                status="completed" if stop is None else "interrupted",
-                               points=points, stopped_at=stopped)
+                               points=points, stopped_at=stopped,
+                               interlock_events=[e.to_json() for e in guard.events])
         self.last_run = result
+        if finish_error is not None and not isinstance(stop, KeyboardInterrupt):
+            # The data are saved; now say loudly that the bench may not be safe.
+            raise finish_error
         if isinstance(stop, KeyboardInterrupt):
             stop.add_note(f"{self.name}: run {result.run_id} of {db_path} kept {points} "
                           f"points (stopped at {stopped and stopped['label']})")
@@ -184,6 +224,15 @@ class Sequence(ABC, Generic[OptionsT]):
         if analyze and points:
             result.analysis = self.analysis_class().run(result.run_id, db_path)
         return result
+
+
+def _finish(sequence: Sequence[Any], station: LabStation) -> Exception | None:
+    try:
+        sequence.finish(station)
+    except Exception as exc:  # reported after the data are saved (see Sequence.finish)
+        log.error("%s: could not restore the bench after the run: %r", sequence.name, exc)
+        return exc
+    return None
 
 
 def _lab_name(station: LabStation) -> str:

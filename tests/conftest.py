@@ -91,9 +91,10 @@ def served_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     from sim_instruments.server import ControlClient
 
     text = BENCH_CONFIG.read_text()
-    ports = iter(range(free_port_run(8), 32000))
+    ports = iter(range(free_port_run(10), 32000))
     text = re.sub(r"127\.0\.0\.1::\d+::SOCKET",
                   lambda m: f"127.0.0.1::{next(ports)}::SOCKET", text)
+    text = re.sub(r"tcp://127\.0\.0\.1:\d+", lambda m: f"tcp://127.0.0.1:{next(ports)}", text)
     config = tmp_path_factory.mktemp("served") / "transducer_bench.yaml"
     config.write_text(text)
     control_port = next(ports)

@@ -19,7 +19,7 @@ from sim_instruments.visa_backend import bench_of
 
 from conftest import BENCH_CONFIG, free_port
 
-INSTRUMENTS = ("mw_source", "pump_laser", "power_meter", "vna", "fridge")
+INSTRUMENTS = ("mw_source", "pump_laser", "power_meter", "vna", "fridge", "snspd", "tagger")
 
 
 @pytest.fixture(params=["sim", "real"])
@@ -38,7 +38,8 @@ def test_main_job_prints_every_instrument(capsys):
     assert main(["check", str(BENCH_CONFIG)]) == 0
     out = capsys.readouterr().out
     for name, model in [("mw_source", "N5183B"), ("pump_laser", "TSL-570"),
-                        ("power_meter", "PM100D"), ("vna", "P937"), ("fridge", "372")]:
+                        ("power_meter", "PM100D"), ("vna", "P937"), ("fridge", "372"),
+                        ("snspd", "SIM900"), ("tagger", "ID1000")]:
         assert name in out and model in out
     for unit in (" GHz", " dBm", " µm", " mK"):
         assert unit in out
