@@ -75,7 +75,8 @@ class LabStation(Station):
         if self.setup is not None:
             self.setup.close()
         for inst in self.instruments().values():
-            inst.close()
+            if inst is not self.setup:
+                inst.close()
         for name in list(self.components):
             self.remove_component(name)
         _stop_servers(self.servers)
@@ -256,6 +257,8 @@ def load_station(config: str | Path | LabConfig, profile: str = "sim") -> LabSta
                 install_interlock(param, sensor, lock.maximum, lock.name, str(config.path))
         if config.transducer_setup:
             station.setup = _build_setup(config, opened)
+            # In the snapshot, so every run records the calibration constants it used.
+            station.add_component(station.setup, update_snapshot=False)
         for problem in station.outside_limits:
             log.warning(problem)
     except BaseException:

@@ -84,6 +84,17 @@ class StoredRun:
     def options(self) -> dict[str, Any]:
         return dict(self.metadata.get("options") or {})
 
+    def snapshot_value(self, instrument: str, parameter: str) -> Any:
+        """A parameter's value in the station snapshot stored with the run (e.g.
+        ``snapshot_value("transducer", "mw_line_attenuation")``); KeyError naming what is
+        missing if the run's station did not have it."""
+        try:
+            return (self.snapshot or {})["station"]["instruments"][instrument][
+                "parameters"][parameter]["value"]
+        except KeyError:
+            raise KeyError(f"run {self.run_id} of {self.db_path}: the stored station snapshot "
+                           f"has no {instrument}.{parameter}") from None
+
 
 def load_run(run_id: int, db_path: str | Path) -> StoredRun:
     """Read run `run_id` of the database at `db_path` (the run id is per database)."""
