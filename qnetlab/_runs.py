@@ -1,0 +1,112 @@
+"""`qnetlab run SEQUENCE CONFIG` and `qnetlab analyze RUN_ID`: one sequence, one analysis."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ._format import format_value, table
+
+EXIT_OK, EXIT_BAD_VERDICT = 0, 1
+
+
+def add_parser(verbs: Any) -> None:
+    run = verbs.add_parser(
+        "run", help="run one sequence on a station and analyze it",
+        description="Run one sequence on a station, store its dataset in the lab database, "
+                    "analyze it and print the verdict. Exit code 1 if the verdict is bad.",
+    )
+    run.add_argument("sequence", help="sequence name, e.g. microwave_resonance_scan "
+                                      "(`qnetlab run list x` lists them)")
+    run.add_argument("config", help="station YAML")
+    add_station_options(run)
+    run.add_argument("--set", dest="options", action="append", default=[],
+                     metavar="NAME=VALUE", help="a sequence option, SI units (repeatable)")
+    run.set_defaults(handler=_run)
+
+    analyze = verbs.add_parser(
+        "analyze", help="re-run a stored run's analysis offline",
+        description="Re-run the analysis of a stored run from its dataset alone (no "
+                    "instruments), store the new result with the run and print it.",
+    )
+    analyze.add_argument("run_id", type=int, help="run id in the database")
+    where = analyze.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", type=Path, help="the lab database (.db)")
+    where.add_argument("--config", help="station YAML whose qnetlab.database to use")
+    analyze.set_defaults(handler=_analyze)
+
+
+def add_station_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=("sim", "real"), default="sim",
+                        help="sim: simulated twins (default); real: the real addresses")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="lab database (default: the config's qnetlab.database, else "
+                             "qnetlab_data/<config name>.db)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars (for scripts); results are still printed")
+
+
+def database_for(config: Any, db: Path | None) -> Path:
+    """The database a command writes to: --db, else the config's, else a default."""
+    if db is not None:
+        return db
+    if config.database is not None:
+        return Path(config.database)
+    return Path("qnetlab_data") / f"{Path(config.path).stem}.db"
+
+
+def print_result(result: Any) -> None:
+    """An AnalysisResult as the command line shows it."""
+    print(f"{result.sequence} run {result.run_id}: {result.verdict}")
+    rows = [[k, f"{format_value(v.value, v.unit)} ± {format_value(v.stderr, v.unit)}"]
+            for k, v in result.values.items()]
+    if rows:
+        print(table(rows, ["value", "fit ± 1 sigma"]))
+    if result.proposed:
+        print("proposed: " + ", ".join(f"{k} = {v:.6g}" for k, v in result.proposed.items()))
+    for path in result.figures:
+        print(f"figure: {path}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from instruments.config import load_config
+    from instruments.station import load_station
+    from sequences.registry import parse_options, sequence_class, sequence_names
+
+    if args.sequence == "list":
+        print("\n".join(sequence_names()))
+        return EXIT_OK
+    try:
+        cls = sequence_class(args.sequence)
+        options = parse_options(cls, args.options)
+    except ValueError as exc:
+        print(f"qnetlab: {exc}")
+        return 2
+    config = load_config(args.config)
+    db = database_for(config, args.db)
+    with load_station(config, args.profile) as station:
+        result = cls(options).run(station, db, quiet=args.quiet)
+    print(f"database: {db}")
+    if result.stopped_at:
+        print(f"stopped at {result.stopped_at['label']}: {result.stopped_at['cause']} "
+              f"({result.points} points kept)")
+    if result.analysis is None:
+        print(f"{cls.name} run {result.run_id}: no points measured, nothing to analyze")
+        return EXIT_BAD_VERDICT
+    print_result(result.analysis)
+    return EXIT_OK if result.analysis.verdict.good else EXIT_BAD_VERDICT
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from instruments.config import load_config
+    from sequences.analysis import analyze_run
+
+    db = args.db if args.db is not None else database_for(load_config(args.config), None)
+    try:
+        result = analyze_run(args.run_id, db)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"qnetlab: {exc}")
+        return 2
+    print_result(result)
+    return EXIT_OK if result.verdict.good else EXIT_BAD_VERDICT
