@@ -1,0 +1,324 @@
+"""`TransducerCharacterization`: one command from a cold transducer to its operating point.
+
+It runs, in order, sequences that each also run alone (``qnetlab run NAME``), handing each the
+results of the ones before:
+
+1. the microwave resonance (`MicrowaveResonanceScan`): a wide VNA scan, then a fine scan
+   around the dip it found;
+2. the optical resonance (`OpticalResonanceScan`), with the mw tone on its resonance;
+3. conversion efficiency against pump power and detuning (`EfficiencyMap`): eta_max, the
+   pump power at C = 1, the optical linewidth;
+4. the conversion bandwidth (`ConversionBandwidthScan`): efficiency against the mw tone;
+5. added noise against pump power by photon counting (`AddedNoiseScan`);
+6. pump heating: noise against delay after a pump pulse (`PumpHeatingScan`), and the
+   mixing-chamber temperature against pump power (`FridgeLoadScan`);
+7. the recommended operating point (`operating_point.recommend`).
+
+A step whose result a later step needs and which came out bad stops those later steps (they
+are listed in the report as skipped, with the reason), never feeds them a wrong number. Every
+run keeps its data in the lab database; the report (HTML + JSON, `sequences.report`) is
+written next to it, also when the characterization is interrupted (Ctrl-C re-raises after).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from instruments.station import LabStation
+
+from ..analysis import AnalysisResult, FitValue
+from ..framework import RunResult, Sequence
+from ..report import Report, ReportSection
+from ..resonance import MicrowaveResonanceScan
+from .added_noise import AddedNoiseScan
+from .bandwidth import ConversionBandwidthScan
+from .efficiency import EfficiencyMap
+from .fridge_load import FridgeLoadScan
+from .heating import PumpHeatingScan
+from .operating_point import EfficiencyModel, LinearModel, OperatingPoint, recommend
+from .optical_resonance import OpticalResonanceScan
+
+
+@dataclass(frozen=True)
+class CharacterizationOptions:
+    """Options of the whole characterization (SI units)."""
+
+    max_added_noise: float = 1.0
+    """N_add threshold (photons, referred to the input) of the operating point."""
+    fridge_budget: float = 10e-6
+    """Largest average pump power absorbed at the mixing chamber, W (about half the cooling
+    power of a dilution unit at 20 mK; REFERENCE.md section 1)."""
+    mw_search_center: float | None = None
+    """Centre of the wide VNA scan, Hz (None: the setup's present mw_frequency)."""
+    mw_search_span: float = 100e6
+    """Width of the wide VNA scan, Hz."""
+    mw_search_points: int = 20001
+    """Points of the wide VNA scan: 5 kHz apart over 100 MHz, enough to see a 20 kHz mode."""
+    fine_scan_linewidths: float = 20.0
+    """Width of the fine VNA scan in linewidths of the mode the wide scan found."""
+    step_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra options per step, by sequence name (e.g. {'efficiency_map': {'powers': 7}})."""
+
+    def __post_init__(self) -> None:
+        if self.max_added_noise <= 0 or self.fridge_budget <= 0:
+            raise ValueError("max_added_noise and fridge_budget must be > 0")
+        if self.mw_search_span <= 0 or self.mw_search_points < 20:
+            raise ValueError("mw_search_span must be > 0 Hz and mw_search_points >= 20")
+
+
+@dataclass
+class CharacterizationResult:
+    runs: dict[str, RunResult | None]
+    """Sequence name -> its run (None if skipped; see `notes`)."""
+    notes: dict[str, str]
+    operating_point: OperatingPoint | None
+    good: bool
+    verdict: str
+    report_html: Path | None = None
+    report_json: Path | None = None
+
+    def analysis(self, name: str) -> AnalysisResult | None:
+        run = self.runs.get(name)
+        return None if run is None else run.analysis
+
+
+class _Stop(Exception):
+    """A step gave no usable result; the later steps that need it are skipped."""
+
+
+class TransducerCharacterization:
+    """The composite of the module docstring. `run` returns a `CharacterizationResult`."""
+
+    name = "transducer_characterization"
+
+    def __init__(self, options: CharacterizationOptions | None = None, **changes: Any) -> None:
+        base = options or CharacterizationOptions()
+        self.options = dataclasses.replace(base, **changes) if changes else base
+
+    def run(self, station: LabStation, db_path: str | Path, *,
+            quiet: bool = False) -> CharacterizationResult:
+        if station.setup is None:
+            raise ValueError(f"{station.lab_config.path} has no qnetlab.transducer_setup: the "
+                             "characterization needs one (pump laser, mw source, VNA, power "
+                             "meter, fridge and a detector channel)")
+        db_path = Path(db_path)
+        state = _State(station, db_path, quiet, self.options)
+        try:
+            state.run_all()
+        finally:  # also on Ctrl-C: the report covers what was measured
+            result = state.result()
+            report = _report(station, db_path, result, state)
+            result.report_html, result.report_json = report.write()
+        return result
+
+
+_ORDER = ("microwave_resonance_scan", "optical_resonance_scan", "efficiency_map",
+          "conversion_bandwidth_scan", "added_noise_scan", "pump_heating_scan",
+          "fridge_load_scan")
+
+
+class _State:
+    """The steps of one characterization and what they found."""
+
+    def __init__(self, station: LabStation, db_path: Path, quiet: bool,
+                 options: CharacterizationOptions) -> None:
+        self.station, self.db_path, self.quiet, self.options = station, db_path, quiet, options
+        self.runs: dict[str, RunResult | None] = {}
+        self.notes: dict[str, str] = {}
+        self.coarse_mw: RunResult | None = None
+        self.operating_point: OperatingPoint | None = None
+
+    # -- running ----------------------------------------------------------------------------
+    def _run(self, sequence: Sequence[Any]) -> AnalysisResult:
+        run = sequence.run(self.station, self.db_path, quiet=self.quiet)
+        self.runs[sequence.name] = run
+        analysis = run.analysis
+        if analysis is None or not analysis.verdict.good:
+            raise _Stop(f"{sequence.name} run {run.run_id}: "
+                        f"{'no data' if analysis is None else analysis.verdict}")
+        return analysis
+
+    def _make(self, cls: type[Sequence[Any]], **values: Any) -> Sequence[Any]:
+        extra = self.options.step_options.get(cls.name, {})
+        return cls(**{**values, **extra})
+
+    def run_all(self) -> None:
+        setup = self.station.setup
+        assert setup is not None
+        try:
+            mw = self._microwave()
+            f0, kappa = mw.values["resonance_frequency"], mw.values["linewidth"]
+            setup.mw_frequency(f0.value)
+            optical = self._run(self._make(OpticalResonanceScan, mw_frequency=f0.value))
+            setup.optical_resonance_wavelength(
+                optical.proposed["optical_resonance_wavelength"])
+        except _Stop as stop:
+            self._skip(_ORDER[len(self.runs):], str(stop))
+            return
+        measured: dict[str, AnalysisResult] = {}
+        for cls, values in (
+            (EfficiencyMap, {"mw_frequency": f0.value}),
+            (ConversionBandwidthScan, {"center": f0.value, "span": 6 * kappa.value}),
+            (AddedNoiseScan, {"mw_frequency": f0.value, "mw_linewidth": kappa.value,
+                              "mw_linewidth_stderr": kappa.stderr}),
+            (PumpHeatingScan, {}),
+            (FridgeLoadScan, {}),
+        ):
+            try:
+                measured[cls.name] = self._run(self._make(cls, **values))
+            except _Stop as stop:
+                self.notes[cls.name] = str(stop)
+        self._recommend(measured)
+
+    def _microwave(self) -> AnalysisResult:
+        """Wide scan, then a fine scan around the dip the wide one found."""
+        o, setup = self.options, self.station.setup
+        assert setup is not None
+        center = o.mw_search_center if o.mw_search_center is not None else setup.mw_frequency()
+        wide = MicrowaveResonanceScan(center=center, span=o.mw_search_span,
+                                      points=o.mw_search_points, segments=10)
+        run = wide.run(self.station, self.db_path, quiet=self.quiet)
+        self.coarse_mw = run
+        found = run.analysis.values.get("resonance_frequency") if run.analysis else None
+        width = run.analysis.values.get("linewidth") if run.analysis else None
+        if found is None or width is None or not (found.value > 0 and width.value > 0):
+            self.runs["microwave_resonance_scan"] = run
+            raise _Stop(f"microwave_resonance_scan run {run.run_id}: no resonance in "
+                        f"{center / 1e9:.4g} GHz +- {o.mw_search_span / 2e6:.4g} MHz "
+                        f"({run.analysis.verdict if run.analysis else 'no data'})")
+        fine = MicrowaveResonanceScan(center=found.value,
+                                      span=o.fine_scan_linewidths * width.value,
+                                      points=401, segments=4)
+        return self._run(fine)
+
+    def _skip(self, names: tuple[str, ...], why: str) -> None:
+        for name in names:
+            self.runs.setdefault(name, None)
+            self.notes.setdefault(name, f"skipped: {why}")
+
+    def _recommend(self, measured: dict[str, AnalysisResult]) -> None:
+        needed = ("efficiency_map", "added_noise_scan", "fridge_load_scan")
+        missing = [n for n in needed if n not in measured]
+        if missing:
+            self.notes["operating_point"] = ("no recommendation: no good result from "
+                                             + ", ".join(missing))
+            return
+        eff, noise, fridge = (measured[n] for n in needed)
+        efficiency = EfficiencyModel(
+            eff.values["low_power_slope"].value, eff.values["cooperativity_slope"].value,
+            covariance=_covariance(eff))
+        added = LinearModel(noise.values["added_noise_intrinsic"].value,
+                            noise.values["added_noise_slope"].value,
+                            noise.values["added_noise_intrinsic"].stderr,
+                            noise.values["added_noise_slope"].stderr)
+        frac = fridge.values["absorbed_fraction"]
+        absorbed = LinearModel(0.0, frac.value, 0.0, frac.stderr)
+        powers = eff.tables.get("map", {}).get("pump_power (W)") or []
+        run = self.runs["efficiency_map"]
+        opts = {} if run is None else _stored_options(run)
+        low = min(powers) if powers else float(opts.get("min_pump_power", 1e-4))
+        high = max(powers) if powers else float(opts.get("max_pump_power", 1e-2))
+        self.operating_point = recommend(
+            efficiency, added, absorbed, pump_range=(low, high),
+            max_added_noise=self.options.max_added_noise,
+            fridge_budget=self.options.fridge_budget)
+
+    # -- the outcome --------------------------------------------------------------------------
+    def result(self) -> CharacterizationResult:
+        bad = [name for name in _ORDER if name in self.runs
+               and (self.runs[name] is None or self.runs[name].analysis is None  # type: ignore[union-attr]
+                    or not self.runs[name].analysis.verdict.good)]  # type: ignore[union-attr]
+        bad += [name for name in _ORDER if name not in self.runs and name in self.notes]
+        point = self.operating_point
+        if bad:
+            verdict = "bad: " + "; ".join(
+                f"{n}: {self.notes.get(n) or _verdict_text(self.runs.get(n))}" for n in bad)
+        elif point is None:
+            verdict = "incomplete: " + "; ".join(self.notes.values())
+        elif not point.found:
+            verdict = f"measured; no operating point: {point.reason}"
+        else:
+            verdict = (f"good: operate at {point.pump_power * 1e3:.3g} mW pump "
+                       f"(eta {point.efficiency:.3g}, N_add {point.added_noise:.3g}, absorbed "
+                       f"{point.absorbed_power * 1e6:.3g} uW; limited by {point.limited_by})")
+        complete = not bad and all(n in self.runs for n in _ORDER)
+        return CharacterizationResult(dict(self.runs), dict(self.notes), point,
+                                      good=complete and point is not None and point.found,
+                                      verdict=verdict)
+
+
+def _verdict_text(run: RunResult | None) -> str:
+    if run is None:
+        return "did not run"
+    return "no data" if run.analysis is None else str(run.analysis.verdict)
+
+
+def _covariance(result: AnalysisResult) -> tuple[tuple[float, float], tuple[float, float]]:
+    s, c = result.values["low_power_slope"], result.values["cooperativity_slope"]
+    rho = result.details.get("correlation_low_power_slope_cooperativity_slope", 0.0)
+    cross = rho * s.stderr * c.stderr
+    return ((s.stderr**2, cross), (cross, c.stderr**2))
+
+
+def _stored_options(run: RunResult) -> dict[str, Any]:
+    from ..data import load_run
+
+    return load_run(run.run_id, run.db_path).options
+
+
+_SUMMARY = (
+    ("microwave_resonance_scan", "resonance_frequency", "mw resonance"),
+    ("microwave_resonance_scan", "linewidth", "mw linewidth"),
+    ("optical_resonance_scan", "optical_resonance_wavelength", "optical resonance"),
+    ("efficiency_map", "eta_max", "eta_max"),
+    ("efficiency_map", "pump_power_at_unit_cooperativity", "pump power at C = 1"),
+    ("efficiency_map", "cooperativity_slope", "cooperativity slope"),
+    ("efficiency_map", "optical_linewidth", "optical linewidth"),
+    ("conversion_bandwidth_scan", "conversion_bandwidth", "conversion bandwidth"),
+    ("added_noise_scan", "added_noise_intrinsic", "N_add (P -> 0)"),
+    ("added_noise_scan", "added_noise_slope", "N_add slope"),
+    ("pump_heating_scan", "heating_tau_fast", "heating tau fast"),
+    ("pump_heating_scan", "heating_tau_slow", "heating tau slow"),
+    ("fridge_load_scan", "fridge_time_constant", "fridge time constant"),
+    ("fridge_load_scan", "absorbed_fraction", "absorbed pump fraction"),
+)
+
+
+def summary_values(result: CharacterizationResult) -> dict[str, FitValue]:
+    """The headline values of a characterization (good runs only), by label."""
+    out: dict[str, FitValue] = {}
+    for name, key, label in _SUMMARY:
+        analysis = result.analysis(name)
+        if analysis is not None and analysis.verdict.good and key in analysis.values:
+            out[label] = analysis.values[key]
+    return out
+
+
+def _report(station: LabStation, db_path: Path, result: CharacterizationResult,
+            state: _State) -> Report:
+    summary: dict[str, FitValue | float | str] = dict(summary_values(result))
+    point = result.operating_point
+    if point is not None and point.found:
+        summary["recommended pump power"] = FitValue(point.pump_power, 0.0, "W")
+        summary["efficiency there"] = FitValue(point.efficiency, point.efficiency_stderr)
+        summary["N_add there"] = FitValue(point.added_noise, point.added_noise_stderr)
+        summary["absorbed power there"] = FitValue(point.absorbed_power,
+                                                   point.absorbed_power_stderr, "W")
+    sections = []
+    if state.coarse_mw is not None:
+        sections.append(ReportSection("microwave resonance, wide scan", state.coarse_mw))
+    for name in _ORDER:
+        if name in result.runs or name in result.notes:
+            sections.append(ReportSection(name.replace("_", " "), result.runs.get(name),
+                                          result.notes.get(name, "")))
+    return Report(
+        title=f"Transducer characterization: {Path(station.lab_config.path).name} "
+              f"(profile {station.profile})",
+        db_path=db_path, good=result.good, verdict=result.verdict, summary=summary,
+        sections=sections,
+        extra={"operating_point": None if point is None else point.to_json(),
+               "options": dataclasses.asdict(state.options), "notes": result.notes},
+    )
