@@ -147,10 +147,11 @@ class _DetectorSequence:
 
     def _wrap_run(self, run: Callable[[], RunResult]) -> RunResult:
         self._restoring = _Restoring()
-        try:
-            return run()
-        finally:
-            self._restoring.restore()
+        return run()
+
+    def finish(self, station: LabStation) -> None:
+        """Put back what the run changed (light, pump power, bias), however it ended."""
+        self._restoring.restore()
 
 
 # -- dark counts ---------------------------------------------------------------------------------

@@ -452,10 +452,12 @@ class TaggerDelayCalibration(Sequence[TaggerDelayOptions]):
         block = TagBlock(block.timestamps[keep], block.channels[keep])
         rows = _tag_rows(block, step.index, self._first_tag)
         self._first_tag += block.timestamps.size
-        if step.index == o.acquisitions and o.awg is not None:
-            awg: Any = station.instrument(o.awg)
-            awg.stop()
         return rows
+
+    def finish(self, station: LabStation) -> None:
+        """Stop the AWG's marker train (also after an interrupted run)."""
+        if self.options.awg is not None:
+            station.instrument(self.options.awg).stop()
 
 
 # -- AWG skew ------------------------------------------------------------------------------
@@ -610,6 +612,8 @@ class AwgSkewCalibration(Sequence[AwgSkewOptions]):
         block = TagBlock(block.timestamps[keep], block.channels[keep])
         rows = _tag_rows(block, step.index, self._first_tag)
         self._first_tag += block.timestamps.size
-        if step.index == o.acquisitions:
-            awg.stop()
         return rows
+
+    def finish(self, station: LabStation) -> None:
+        """Stop the AWG's marker train (also after an interrupted run)."""
+        station.instrument(self.options.awg).stop()

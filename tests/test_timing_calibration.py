@@ -194,3 +194,24 @@ def test_uncorrelated_tags_show_no_peak() -> None:
     verdict = fit_peak(correlate(block, 1, 2, range_ps=20_000, bin_width_ps=1), 500)
     assert isinstance(verdict, Verdict) and not verdict.good
     assert verdict.reason == Reason.NO_SIGNAL
+
+
+def test_an_interrupted_calibration_stops_the_awg(station: LabStation, tmp_path: Path) -> None:
+    from instruments.errors import InstrumentTimeoutError
+
+    tagger = station.instrument("tagger")
+    real_acquire, calls = tagger.acquire, []
+
+    def acquire_then_time_out(duration: float) -> Any:
+        calls.append(duration)
+        if len(calls) == 2:
+            raise InstrumentTimeoutError("tagger did not answer (injected)")
+        return real_acquire(duration)
+
+    tagger.acquire = acquire_then_time_out
+    result = TaggerDelayCalibration(inputs=INPUTS, awg="awg", acquisitions=3).run(
+        station, tmp_path / "lab.db", quiet=True)
+    assert result.interrupted and result.stopped_at is not None
+    assert result.stopped_at["label"].startswith("acquisition 2")
+    _, awg_emu = emulators(station)
+    assert not awg_emu.running and station.instrument("awg").run_state() == "Stopped"
