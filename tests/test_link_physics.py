@@ -1,0 +1,314 @@
+"""The heralded-entanglement link simulator against its formulas (REFERENCE.md section 3).
+
+Statistical checks use fixed seeds and a tolerance of Z = 4.5 standard errors, each derived
+from the statistic it bounds (stated at the check). A correct model fails one such check with
+probability 6.8e-6, so the ~20 checks here together with ~1e-4; the model errors they guard
+against (a missing noise term, a wrong loss exponent, a wrong fidelity label) are tens to
+hundreds of standard errors wide, which `test_statistics_resolve_the_background` shows for
+the smallest of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from sim_instruments.physics.link import (
+    FIBRE_DELAY_S_PER_KM,
+    HERALD_TRUTH_DTYPE,
+    LinkModel,
+    LinkSimulator,
+    NodeOptics,
+    Scheme,
+    expected_fidelity,
+    expected_pair_rate,
+    expected_success_probability,
+    node_optics_from_preset,
+)
+from sim_instruments.physics.presets import PRESETS
+
+Z = 4.5
+SCHEMES: tuple[Scheme, ...] = ("single_click", "two_click")
+LENGTHS_KM = (0.0, 10.0, 25.0, 50.0)
+HERALDS_WANTED = 40_000
+"""Heralds per statistical run: the fidelity's standard error is then ~0.002."""
+
+
+def good_node(length_km: float, noise: float = 0.01) -> NodeOptics:
+    """A better-than-today node, so that 50 km two-click still heralds ~1e-3 per attempt.
+
+    With the presets (eta_t <= 0.47 with N_add >= 0.16) p at 50 km falls to ~1e-4 and the
+    fidelities are noise-dominated; this node keeps every term of the model visible.
+    """
+    return NodeOptics(length_km, transducer_efficiency=0.5, transducer_added_noise=noise,
+                      collection_efficiency=0.9)
+
+
+def link(scheme: Scheme, length_km: float, **changes: float) -> LinkModel:
+    # dark counts raised 1000x above an SNSPD's so that they matter at this sample size
+    fields: dict[str, float] = {"dark_count_rate": 1e4, "double_excitation_probability": 0.02}
+    fields.update(changes)
+    node = good_node(length_km)
+    return LinkModel(scheme, node, node, **fields)
+
+
+def quiet(model: LinkModel) -> LinkModel:
+    """The same link without dark counts or transducer noise."""
+    silent_a = dataclasses.replace(model.node_a, transducer_added_noise=0.0)
+    silent_b = dataclasses.replace(model.node_b, transducer_added_noise=0.0)
+    return dataclasses.replace(model, node_a=silent_a, node_b=silent_b, dark_count_rate=0.0)
+
+
+def simulate(model: LinkModel, seed: int, heralds: int = HERALDS_WANTED) -> tuple[int, np.ndarray]:
+    attempts = math.ceil(heralds / expected_success_probability(model))
+    batch = LinkSimulator(model, seed).run(attempts)
+    return batch.attempts, batch.heralds
+
+
+# -- success probability and fidelity against the formulas ------------------------------------
+@pytest.mark.parametrize("length_km", LENGTHS_KM)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_success_and_fidelity_match_the_formulas(scheme: Scheme, length_km: float) -> None:
+    model = link(scheme, length_km)
+    attempts, heralds = simulate(model, seed=int(length_km) + 7)
+    p = expected_success_probability(model)
+    # heralds per attempt: binomial, standard error sqrt(p (1 - p) / attempts)
+    p_err = math.sqrt(p * (1 - p) / attempts)
+    assert abs(heralds.size / attempts - p) < Z * p_err
+    # mean ground-truth fidelity: standard error of the mean of the heralds' fidelities
+    fidelity = heralds["fidelity"].astype(float)
+    f_err = fidelity.std(ddof=1) / math.sqrt(fidelity.size)
+    assert abs(fidelity.mean() - expected_fidelity(model)) < Z * f_err
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_formulas_hold_far_from_the_ideal(scheme: Scheme) -> None:
+    """Unequal arms, bright alpha, poor visibility, frequent double excitation, loud detectors.
+
+    Here the second-order terms the textbook forms drop (HOM bunching of a both-bright pair,
+    double excitation at either node, the weighting of unequal arms) move p and F by many
+    standard errors, so they are checked too. Same error bounds as above.
+    """
+    model = LinkModel(
+        scheme, good_node(3.0, noise=0.3), good_node(20.0, noise=0.1),
+        detector_efficiency=0.95, dark_count_rate=3e5, bright_state_population=0.3,
+        hom_visibility=0.7, double_excitation_probability=0.2,
+    )
+    attempts, heralds = simulate(model, seed=99, heralds=100_000)
+    p = expected_success_probability(model)
+    assert abs(heralds.size / attempts - p) < Z * math.sqrt(p * (1 - p) / attempts)
+    fidelity = heralds["fidelity"].astype(float)
+    f_err = fidelity.std(ddof=1) / math.sqrt(fidelity.size)
+    assert abs(fidelity.mean() - expected_fidelity(model)) < Z * f_err
+
+
+def test_background_clicks_come_from_dark_counts_and_transducer_noise() -> None:
+    """Without emission a herald is one background click: p = 2 q (1 - q).
+
+    Each transducer puts N_add * eta_t noise photons per mode into its arm; collection and
+    fibre attenuate them like the signal, the beam splitter halves each node's share per
+    detector, and the detector counts a fraction eta_d, so one detector sees a Poisson mean
+    of eta_d * (mu_a + mu_b) / 2 plus DCR * window, with mu the photons reaching the station.
+    """
+    a, b = good_node(0.0, noise=0.5), good_node(10.0, noise=0.2)
+    model = LinkModel("single_click", a, b, bright_state_population=0.0, dark_count_rate=2e6)
+    mu_a = 0.5 * 0.5 * 0.9
+    mu_b = 0.2 * 0.5 * 0.9 * 10 ** (-0.2 * 10 / 10)
+    q = 1 - math.exp(-(0.9 * (mu_a + mu_b) / 2 + 2e6 * 2e-9))
+    assert expected_success_probability(model) == pytest.approx(2 * q * (1 - q), rel=1e-12)
+    attempts, heralds = simulate(model, seed=4)
+    p = 2 * q * (1 - q)
+    assert abs(heralds.size / attempts - p) < Z * math.sqrt(p * (1 - p) / attempts)
+    assert not heralds["genuine"].any() and not heralds["fidelity"].any()  # |00>: worth 0
+
+
+def test_statistics_resolve_the_background() -> None:
+    """The checks above can fail: dropping dark counts and noise moves F by > 10 errors."""
+    for scheme in SCHEMES:
+        model = link(scheme, 50.0)
+        _, heralds = simulate(model, seed=3)
+        f_err = heralds["fidelity"].astype(float).std(ddof=1) / math.sqrt(heralds.size)
+        assert expected_fidelity(quiet(model)) - expected_fidelity(model) > 10 * f_err
+
+
+def test_formulas_reduce_to_the_textbook_forms() -> None:
+    # two-click without background or double excitation: p = eta_a eta_b / 2 and
+    # F = (1 + V) / 2 exactly, unequal arms included (both orders of rounds weigh the same)
+    a, b = good_node(3.0, noise=0.0), good_node(20.0, noise=0.0)
+    bk = LinkModel("two_click", a, b, dark_count_rate=0.0, hom_visibility=0.9)
+    eta_a, eta_b = bk.arm_transmission("a"), bk.arm_transmission("b")
+    assert expected_success_probability(bk) == pytest.approx(eta_a * eta_b / 2, rel=1e-12)
+    assert expected_fidelity(bk) == pytest.approx(0.95, rel=1e-12)
+    assert expected_pair_rate(bk) == pytest.approx(
+        eta_a * eta_b / 2 / bk.effective_attempt_period, rel=1e-12
+    )
+    # single-click, small alpha: p = 2 alpha eta (1 + O(alpha)) and F = (1 - alpha) with a
+    # correction of order alpha * eta (the both-bright heralds lose one of two photons less
+    # often than a single photon is detected); V = 1 and equal arms keep the genuine state pure
+    node = good_node(50.0, noise=0.0)
+    alpha = 0.01
+    sc = LinkModel("single_click", node, node, dark_count_rate=0.0, hom_visibility=1.0,
+                   bright_state_population=alpha)
+    eta = sc.arm_transmission("a")
+    assert expected_success_probability(sc) == pytest.approx(2 * alpha * eta, rel=alpha)
+    assert expected_fidelity(sc) == pytest.approx(1 - alpha, abs=alpha * eta)
+    # finite visibility: the photons' mode overlap sqrt(V) scales the coherence
+    sc_v = dataclasses.replace(sc, hom_visibility=0.81)
+    assert expected_fidelity(sc_v) == pytest.approx((1 - alpha) * (1 + 0.9) / 2, abs=alpha * eta)
+    # unequal arms: the click comes from node a with weight t_a, from b with t_b, so the
+    # state is t_a |10><10| + t_b |01><01| + sqrt(t_a t_b) sqrt(V) (coherences), normalised
+    uneven = dataclasses.replace(sc_v, node_b=good_node(10.0, noise=0.0))
+    t_a, t_b = uneven.arm_transmission("a"), uneven.arm_transmission("b")
+    coherent = 0.5 + 0.9 * math.sqrt(t_a * t_b) / (t_a + t_b)
+    assert coherent < 0.9  # the imbalance costs fidelity
+    assert expected_fidelity(uneven) == pytest.approx((1 - alpha) * coherent, abs=alpha * t_b)
+
+
+def test_background_and_double_excitation_lower_the_fidelity() -> None:
+    for scheme in SCHEMES:
+        base = quiet(link(scheme, 10.0, double_excitation_probability=0.0))
+        f0 = expected_fidelity(base)
+        assert expected_fidelity(dataclasses.replace(base, dark_count_rate=1e5)) < f0
+        noisy = dataclasses.replace(base, node_a=good_node(10.0, noise=0.1))
+        assert expected_fidelity(noisy) < f0
+        doubled = dataclasses.replace(base, double_excitation_probability=0.1)
+        assert expected_fidelity(doubled) < f0
+
+
+def test_ground_truth_labels_and_bell_states() -> None:
+    for scheme in SCHEMES:
+        model = link(scheme, 10.0)
+        _, heralds = simulate(model, seed=11, heralds=20_000)
+        assert heralds.dtype == HERALD_TRUTH_DTYPE
+        genuine = heralds["genuine"]
+        assert 0 < genuine.sum() < heralds.size  # both kinds occur with this background
+        # a genuine herald holds the coherent state; any other holds |01>/|10> or |00>/|11>
+        assert np.unique(heralds["fidelity"][genuine]).size == 1
+        assert set(np.unique(heralds["fidelity"][~genuine])) <= {0.0, 0.5}
+        # the two Bell states are equally likely: binomial(n, 1/2), error sqrt(n) / 2
+        n = heralds.size
+        assert abs(int(heralds["bell_state"].sum()) - n / 2) < Z * math.sqrt(n) / 2
+        assert set(np.unique(heralds["bell_state"])) == {0, 1}
+
+
+# -- timing --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("length_km", LENGTHS_KM)
+def test_attempt_period_respects_light_time(length_km: float) -> None:
+    model = dataclasses.replace(link("single_click", length_km), node_b=good_node(2.0))
+    longer = max(length_km, 2.0)
+    round_trip = 2 * longer * FIBRE_DELAY_S_PER_KM
+    assert model.effective_attempt_period == max(model.attempt_period, round_trip)
+    assert model.herald_delay("a") == pytest.approx(length_km * 4.9e-6, rel=1e-12)
+    assert model.herald_delay("b") == pytest.approx(2.0 * 4.9e-6, rel=1e-12)
+    sim = LinkSimulator(model, seed=1, start_ps=5_000)
+    heralds = sim.run(20_000).heralds
+    assert heralds.size > 0
+    period_ps = round(model.effective_attempt_period * 1e12)
+    delay_ps = round(longer * 4.9e-6 * 1e12)
+    expected_ps = 5_000 + heralds["attempt_id"].astype(np.int64) * period_ps + delay_ps
+    np.testing.assert_array_equal(heralds["time_ps"], expected_ps)
+    assert np.all(np.diff(heralds["time_ps"]) > 0)  # time order, one herald per attempt
+
+
+def test_run_until_paces_attempts_to_the_station_clock() -> None:
+    model = link("two_click", 25.0)  # period 245 us, decision 122.5 us after each start
+    start = 1_000_000
+    sim = LinkSimulator(model, seed=5, start_ps=start)
+    period, delay = sim.attempt_period_ps, sim.decision_delay_ps
+    assert period == 245_000_000 and delay == 122_500_000
+    assert sim.run_until(start + delay - 1).attempts == 0  # first decision not yet taken
+    assert sim.run_until(start + delay).attempts == 1
+    now = start + delay + 1000 * period + period // 2
+    batch = sim.run_until(now)
+    assert (batch.first_attempt_id, batch.attempts) == (1, 1000)
+    assert batch.heralds["time_ps"].max(initial=start) <= now
+    assert sim.run_until(now).attempts == 0  # nothing new, and never twice
+    assert sim.run_until(start).attempts == 0  # the clock going back makes nothing
+    assert sim.attempts_made == 1001
+    assert sim.decision_time_ps(1001) > now
+
+
+def test_reproducible_per_seed_whatever_the_call_pattern() -> None:
+    model = link("single_click", 0.0)
+    whole = LinkSimulator(model, seed=42).run(200_000).heralds
+    assert whole.size > 5_000  # enough heralds that equality means something
+    np.testing.assert_array_equal(whole, LinkSimulator(model, seed=42).run(200_000).heralds)
+    other = LinkSimulator(model, seed=43).run(200_000).heralds
+    assert not np.array_equal(whole["attempt_id"], other["attempt_id"][: whole.size])
+    # split across block boundaries and through run_until: the same attempts, the same truth
+    split = LinkSimulator(model, seed=42)
+    parts = [split.run(n).heralds for n in (1, 70_000, 0, 60_001)]
+    stop = split.decision_time_ps(199_999)
+    parts.append(split.run_until(stop).heralds)
+    assert split.attempts_made == 200_000
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_rate_follows_the_fibre_loss() -> None:
+    # two-click without background: p = eta_a eta_b / 2 exactly, so p(50 km) / p(0 km) is the
+    # loss factor squared, 10^(-0.2 * 50 / 10 * 2) = 0.01. Relative error of a ratio of two
+    # independent binomial estimates: sqrt((1 - p0) / n0 + (1 - p50) / n50) for n heralds.
+    near = quiet(link("two_click", 0.0, double_excitation_probability=0.0))
+    far = quiet(link("two_click", 50.0, double_excitation_probability=0.0))
+    ratio, rel_err = _simulated_ratio(near, far)
+    assert abs(ratio / 0.01 - 1) < Z * rel_err
+    # and the pair rate also pays for the longer period: 1 us -> 490 us round trip
+    assert expected_pair_rate(far) / expected_pair_rate(near) == pytest.approx(0.01 * 1 / 490)
+    # single-click: linear in the loss to first order; the both-bright heralds add a relative
+    # correction below alpha (0.05), which the tolerance adds to the statistical one
+    near_sc = quiet(link("single_click", 0.0, double_excitation_probability=0.0))
+    far_sc = quiet(link("single_click", 50.0, double_excitation_probability=0.0))
+    ratio, rel_err = _simulated_ratio(near_sc, far_sc)
+    assert abs(ratio / 0.1 - 1) < Z * rel_err + near_sc.bright_state_population
+
+
+def _simulated_ratio(near: LinkModel, far: LinkModel) -> tuple[float, float]:
+    n_near, h_near = simulate(near, seed=21, heralds=20_000)
+    n_far, h_far = simulate(far, seed=22, heralds=20_000)
+    p_near, p_far = h_near.size / n_near, h_far.size / n_far
+    rel_err = math.sqrt((1 - p_near) / h_near.size + (1 - p_far) / h_far.size)
+    return p_far / p_near, rel_err
+
+
+# -- presets and bad input ----------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_node_optics_from_preset_takes_the_operating_point(name: str) -> None:
+    optics = node_optics_from_preset(name, 12.5, collection_efficiency=0.7)
+    preset = PRESETS[name]
+    assert optics.transducer_efficiency == pytest.approx(preset.quoted_efficiency, rel=1e-9)
+    assert optics.transducer_added_noise == pytest.approx(preset.quoted_added_noise, rel=1e-9)
+    assert (optics.fibre_length_km, optics.collection_efficiency) == (12.5, 0.7)
+
+
+def test_bad_parameters_raise_clear_errors() -> None:
+    node = good_node(1.0)
+    with pytest.raises(ValueError, match=r"fibre_length_km = -1.0 must be a length >= 0 km"):
+        NodeOptics(-1.0, 0.5, 0.1)
+    with pytest.raises(ValueError, match=r"transducer_efficiency = 1.2 must be a probability"):
+        NodeOptics(1.0, 1.2, 0.1)
+    with pytest.raises(ValueError, match=r"collection_efficiency"):
+        NodeOptics(1.0, 0.5, 0.1, collection_efficiency=float("nan"))
+    with pytest.raises(ValueError, match=r"transducer_added_noise = -0.1"):
+        NodeOptics(1.0, 0.5, -0.1)
+    with pytest.raises(ValueError, match=r"scheme = 'three_click' is unknown.*single_click"):
+        LinkModel("three_click", node, node)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"detector_efficiency = 1.5"):
+        LinkModel("two_click", node, node, detector_efficiency=1.5)
+    with pytest.raises(ValueError, match=r"dark_count_rate = -1.0 must be >= 0 Hz"):
+        LinkModel("two_click", node, node, dark_count_rate=-1.0)
+    with pytest.raises(ValueError, match=r"detection_window = 0.0 must be a time > 0 s"):
+        LinkModel("two_click", node, node, detection_window=0.0)
+    with pytest.raises(ValueError, match=r"node_b must be a NodeOptics"):
+        LinkModel("two_click", node, 3.0)  # type: ignore[arg-type]
+    model = LinkModel("two_click", node, node)
+    with pytest.raises(ValueError, match=r"node 'c' is unknown; choose 'a' or 'b'"):
+        model.herald_delay("c")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"unknown transducer preset 'nope'"):
+        node_optics_from_preset("nope", 1.0)
+    with pytest.raises(ValueError, match=r"seed = -1 must be an integer >= 0"):
+        LinkSimulator(model, -1)
+    with pytest.raises(ValueError, match=r"attempts = -5 must be an integer >= 0"):
+        LinkSimulator(model, 1).run(-5)
