@@ -1,0 +1,406 @@
+"""The control plane's wire format: compact little-endian binary frames.
+
+Every frame starts with the protocol version byte (`VERSION`) and a `MsgType` byte. A herald
+frame carries 1..N `HERALD_DTYPE` records (27 bytes each, packed) after a uint32 count, so a
+station can batch the heralds that are ready into one send; a receiver turns the records into a
+numpy array with `np.frombuffer`, without Python work per record. Every other message is one
+fixed-size `struct` layout.
+
+Layouts after the two header bytes (``<`` little-endian, no padding):
+
+============== ========================================================================
+HERALDS        count u32, then count x (link u16, seq u64, attempt_id u64, bell_state u8,
+               timestamp_ps i64)
+ATTEMPT_STATS  link u16, first_attempt_id u64, attempts u64, heralds u64, window_end_ps i64
+CREATE         create_id u32, remote_node u16, min_fidelity f64, max_time_s f64,
+               purpose_id u16, number u32, priority u8, keep u8 (0/1)
+ACK            create_id u32, expected_time_s f64
+OK             create_id u32, link u16, seq u64, goodness f64, goodness_time_ps i64
+ERR            create_id u32, link u16, seq u64, code u8 (`ErrCode`)
+HEARTBEAT      sender_id u16, seq u64, time_ps i64
+CLOCK_REQUEST  sender_id u16, seq u64, t1_ns i64
+CLOCK_REPLY    sender_id u16, seq u64, t1_ns i64, t2_ns i64, t3_ns i64
+RESEND_REQUEST link u16, first_seq u64, last_seq u64 (inclusive)
+============== ========================================================================
+
+Decoding never trusts the frame: the length is checked before anything is read, and values
+with a closed set (error codes, Bell states, booleans, fidelities, ranges) are checked too. Any
+bad frame raises `MalformedMessage` with a short `.reason`; `Decoder` counts and drops them, so
+a process fed garbage keeps running.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar, TypeAlias
+
+import numpy as np
+
+VERSION = 1
+"""Protocol version: the first byte of every frame."""
+
+NO_SEQ = 2**64 - 1
+"""The seq of an OK/ERR that concerns a whole request rather than one pair (e.g. TIMEOUT)."""
+
+
+class MsgType(IntEnum):
+    """The second byte of every frame."""
+
+    HERALDS = 1
+    ATTEMPT_STATS = 2
+    CREATE = 3
+    ACK = 4
+    OK = 5
+    ERR = 6
+    HEARTBEAT = 7
+    CLOCK_REQUEST = 8
+    CLOCK_REPLY = 9
+    RESEND_REQUEST = 10
+
+
+class ErrCode(IntEnum):
+    """Why a link-layer request or pair failed (after Dahlberg et al. 2019)."""
+
+    EXPIRED = 1
+    """The herald was older than the node's memory cutoff: never delivered."""
+    UNSUPPORTED = 2
+    TIMEOUT = 3
+    NO_RESOURCES = 4
+    DISAGREED = 5
+    """The two nodes of the link did not both hold the pair."""
+    LOST = 6
+    """The herald never reached the node (not even by a resend)."""
+
+
+class MalformedMessage(ValueError):
+    """A frame that is not a valid message. `.reason` is one short word group, used as a
+    counter key: "not bytes", "truncated", "wrong version", "unknown type", "bad length",
+    "bad count", "bad value"."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"malformed message ({reason}){': ' + detail if detail else ''}")
+        self.reason = reason
+
+
+HERALD_DTYPE = np.dtype([("link", "<u2"), ("seq", "<u8"), ("attempt_id", "<u8"),
+                         ("bell_state", "u1"), ("timestamp_ps", "<i8")])
+"""One herald: link id, per-link sequence number (from 0, +1 per herald), attempt id, Bell
+state (0 = Psi+, 1 = Psi-) and the station's decision time in ps. Packed: 27 bytes."""
+
+_HEADER = struct.Struct("<BB")
+_HERALDS_HEADER = struct.Struct("<BBI")
+_HERALD_ONE = struct.Struct("<BBIHQQBq")
+_BELL_STATE_OFFSET = _HERALDS_HEADER.size + 2 + 8 + 8
+"""Byte offset of the first record's bell_state: checked without numpy for one herald."""
+assert HERALD_DTYPE.itemsize == 27 and _HERALD_ONE.size == _HERALDS_HEADER.size + 27
+
+
+def make_heralds(link: int | np.ndarray, seq: np.ndarray | int, attempt_id: np.ndarray | int,
+                 bell_state: np.ndarray | int, timestamp_ps: np.ndarray | int) -> np.ndarray:
+    """Build a `HERALD_DTYPE` array from columns (scalars broadcast)."""
+    columns = np.broadcast_arrays(np.asarray(link), np.asarray(seq), np.asarray(attempt_id),
+                                  np.asarray(bell_state), np.asarray(timestamp_ps))
+    records = np.empty(np.shape(columns[0]), dtype=HERALD_DTYPE)
+    for name, column in zip(HERALD_DTYPE.names or (), columns, strict=True):
+        records[name] = column
+    return np.atleast_1d(records)
+
+
+def encode_heralds(records: np.ndarray) -> bytes:
+    """One HERALDS frame holding every row of `records` (a 1-d `HERALD_DTYPE` array, >= 1 row)."""
+    if records.dtype != HERALD_DTYPE:
+        raise ValueError(f"herald records have dtype {records.dtype}; build them with "
+                         "network.messages.make_heralds or np.zeros(n, HERALD_DTYPE)")
+    if records.ndim != 1 or len(records) == 0:
+        raise ValueError(f"a HERALDS frame needs a 1-d array of at least one record, "
+                         f"got shape {records.shape}")
+    return (_HERALDS_HEADER.pack(VERSION, MsgType.HERALDS, len(records))
+            + np.ascontiguousarray(records).tobytes())
+
+
+def encode_herald(link: int, seq: int, attempt_id: int, bell_state: int,
+                  timestamp_ps: int) -> bytes:
+    """One herald in one frame: byte-identical to `encode_heralds` of a single row, faster."""
+    try:
+        return _HERALD_ONE.pack(VERSION, MsgType.HERALDS, 1, link, seq, attempt_id, bell_state,
+                                timestamp_ps)
+    except struct.error as err:
+        raise ValueError(f"herald field out of range (link u16, seq/attempt_id u64, "
+                         f"bell_state u8, timestamp_ps i64): {err}") from None
+
+
+@dataclass(frozen=True, eq=False)
+class Heralds:
+    """A decoded HERALDS frame. `records` is a read-only `HERALD_DTYPE` view of the frame."""
+
+    records: np.ndarray
+    TYPE: ClassVar[MsgType] = MsgType.HERALDS
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def encode(self) -> bytes:
+        return encode_heralds(self.records)
+
+
+class _Fixed:
+    """Shared encode/decode of the fixed-layout messages (one `struct.Struct` each)."""
+
+    TYPE: ClassVar[MsgType]
+    _STRUCT: ClassVar[struct.Struct]
+
+    def encode(self) -> bytes:
+        try:
+            return self._STRUCT.pack(VERSION, self.TYPE, *self._fields())
+        except struct.error as err:
+            raise ValueError(f"{type(self).__name__} field out of range for its wire layout "
+                             f"({self._STRUCT.format}): {err}; see network/messages.py") from None
+
+    def _fields(self) -> tuple[int | float, ...]:
+        return tuple(self.__dict__.values())
+
+    def _check(self) -> str:
+        """Why decoded values are inconsistent, or "" when they are fine."""
+        return ""
+
+
+def _fidelity_ok(value: float) -> bool:
+    return 0.0 <= value <= 1.0  # NaN fails both comparisons
+
+
+@dataclass(frozen=True)
+class AttemptStats(_Fixed):
+    """Attempts made on a link in a window, and how many were heralded."""
+
+    link: int
+    first_attempt_id: int
+    attempts: int
+    heralds: int
+    window_end_ps: int
+    """Station time (ps) at the end of the window."""
+    TYPE: ClassVar[MsgType] = MsgType.ATTEMPT_STATS
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQQQq")
+
+    def _check(self) -> str:
+        return "" if self.heralds <= self.attempts else "more heralds than attempts"
+
+
+@dataclass(frozen=True)
+class Create(_Fixed):
+    """Link-layer request for `number` entangled pairs with `remote_node`."""
+
+    create_id: int
+    remote_node: int
+    min_fidelity: float
+    max_time_s: float
+    """s; 0 means no limit."""
+    purpose_id: int
+    number: int
+    priority: int
+    keep: bool
+    """True: keep the pairs in memory (K type); False: measure directly (M type)."""
+    TYPE: ClassVar[MsgType] = MsgType.CREATE
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBIHddHIBB")
+
+    def _fields(self) -> tuple[int | float, ...]:
+        return (self.create_id, self.remote_node, self.min_fidelity, self.max_time_s,
+                self.purpose_id, self.number, self.priority, int(self.keep))
+
+    def _check(self) -> str:
+        if not _fidelity_ok(self.min_fidelity):
+            return "min_fidelity outside [0, 1]"
+        if not (math.isfinite(self.max_time_s) and self.max_time_s >= 0.0):
+            return "max_time_s negative or not finite"
+        return ""
+
+
+@dataclass(frozen=True)
+class Ack(_Fixed):
+    """A CREATE was accepted; pairs are expected within `expected_time_s` (s)."""
+
+    create_id: int
+    expected_time_s: float
+    TYPE: ClassVar[MsgType] = MsgType.ACK
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBId")
+
+    def _check(self) -> str:
+        ok = math.isfinite(self.expected_time_s) and self.expected_time_s >= 0.0
+        return "" if ok else "expected_time_s negative or not finite"
+
+
+@dataclass(frozen=True)
+class Ok(_Fixed):
+    """One pair delivered: herald `seq` on `link`, fidelity estimate `goodness` at
+    `goodness_time_ps` (station time, ps)."""
+
+    create_id: int
+    link: int
+    seq: int
+    goodness: float
+    goodness_time_ps: int
+    TYPE: ClassVar[MsgType] = MsgType.OK
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBIHQdq")
+
+    def _check(self) -> str:
+        return "" if _fidelity_ok(self.goodness) else "goodness outside [0, 1]"
+
+
+@dataclass(frozen=True)
+class Err(_Fixed):
+    """A pair (`seq`, or `NO_SEQ` for the whole request) failed, with the reason `code`."""
+
+    create_id: int
+    link: int
+    seq: int
+    code: ErrCode
+    TYPE: ClassVar[MsgType] = MsgType.ERR
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBIHQB")
+
+
+@dataclass(frozen=True)
+class Heartbeat(_Fixed):
+    """Liveness: the `seq`-th heartbeat of `sender_id`, sent at its `time_ps` (ps)."""
+
+    sender_id: int
+    seq: int
+    time_ps: int
+    TYPE: ClassVar[MsgType] = MsgType.HEARTBEAT
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQq")
+
+
+@dataclass(frozen=True)
+class ClockRequest(_Fixed):
+    """A node's clock probe, sent at its local `t1_ns` (ns)."""
+
+    sender_id: int
+    seq: int
+    t1_ns: int
+    TYPE: ClassVar[MsgType] = MsgType.CLOCK_REQUEST
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQq")
+
+
+@dataclass(frozen=True)
+class ClockReply(_Fixed):
+    """The station's answer: `t1_ns` echoed, its receive time `t2_ns` and send time `t3_ns`
+    (station clock, ns)."""
+
+    sender_id: int
+    seq: int
+    t1_ns: int
+    t2_ns: int
+    t3_ns: int
+    TYPE: ClassVar[MsgType] = MsgType.CLOCK_REPLY
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQqqq")
+
+    def _check(self) -> str:
+        return "" if self.t3_ns >= self.t2_ns else "t3_ns before t2_ns"
+
+
+@dataclass(frozen=True)
+class ResendRequest(_Fixed):
+    """Ask the station to send heralds `first_seq`..`last_seq` (inclusive) of `link` again."""
+
+    link: int
+    first_seq: int
+    last_seq: int
+    TYPE: ClassVar[MsgType] = MsgType.RESEND_REQUEST
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQQ")
+
+    def _check(self) -> str:
+        return "" if self.first_seq <= self.last_seq else "first_seq after last_seq"
+
+
+Message: TypeAlias = (Heralds | AttemptStats | Create | Ack | Ok | Err | Heartbeat
+                      | ClockRequest | ClockReply | ResendRequest)
+
+
+_FIXED: dict[int, type[_Fixed]] = {
+    cls.TYPE: cls for cls in (AttemptStats, Create, Ack, Ok, Err, Heartbeat, ClockRequest,
+                              ClockReply, ResendRequest)
+}
+
+
+def _decode_heralds(frame: bytes | bytearray | memoryview) -> Heralds:
+    size = len(frame)
+    if size < _HERALD_ONE.size:
+        raise MalformedMessage("truncated", f"HERALDS frame of {size} bytes")
+    (count,) = struct.unpack_from("<I", frame, 2)
+    if count == 0:
+        raise MalformedMessage("bad count", "HERALDS frame with zero records")
+    expected = _HERALDS_HEADER.size + count * HERALD_DTYPE.itemsize
+    if size != expected:
+        raise MalformedMessage("truncated" if size < expected else "bad length",
+                               f"HERALDS count {count} needs {expected} bytes, got {size}")
+    records = np.frombuffer(frame, dtype=HERALD_DTYPE, count=count,
+                            offset=_HERALDS_HEADER.size)
+    # One herald is the latency path: check its Bell state without numpy's per-call cost.
+    if (frame[_BELL_STATE_OFFSET] > 1 if count == 1
+            else bool((records["bell_state"] > 1).any())):
+        raise MalformedMessage("bad value", "bell_state other than 0 (Psi+) or 1 (Psi-)")
+    return Heralds(records)
+
+
+def _decode_fixed(cls: type[_Fixed], frame: bytes | bytearray | memoryview) -> _Fixed:
+    layout = cls._STRUCT
+    if len(frame) != layout.size:
+        raise MalformedMessage("truncated" if len(frame) < layout.size else "bad length",
+                               f"{cls.TYPE.name} is {layout.size} bytes, got {len(frame)}")
+    fields = layout.unpack(frame)[2:]
+    if cls is Err:
+        if fields[3] not in _ERR_CODES:
+            raise MalformedMessage("bad value", f"unknown ERR code {fields[3]}")
+        fields = (*fields[:3], ErrCode(fields[3]))
+    elif cls is Create:
+        if fields[7] > 1:
+            raise MalformedMessage("bad value", f"CREATE keep byte {fields[7]} (0 or 1)")
+        fields = (*fields[:7], bool(fields[7]))
+    message = cls(*fields)
+    problem = message._check()
+    if problem:
+        raise MalformedMessage("bad value", f"{cls.TYPE.name}: {problem}")
+    return message
+
+
+_ERR_CODES = frozenset(int(code) for code in ErrCode)
+
+
+def decode(frame: bytes | bytearray | memoryview) -> Message:
+    """The message in `frame`; raises `MalformedMessage` (never anything else) if it is not one."""
+    if not isinstance(frame, bytes | bytearray) and not (
+            isinstance(frame, memoryview) and frame.format == "B" and frame.ndim == 1
+            and frame.c_contiguous):
+        raise MalformedMessage("not bytes", f"got {type(frame).__name__}")
+    if len(frame) < _HEADER.size:
+        raise MalformedMessage("truncated", f"{len(frame)} bytes, no header")
+    if frame[0] != VERSION:
+        raise MalformedMessage("wrong version", f"version {frame[0]}, this code speaks {VERSION}")
+    kind = frame[1]
+    if kind == MsgType.HERALDS:
+        return _decode_heralds(frame)
+    cls = _FIXED.get(kind)
+    if cls is None:
+        raise MalformedMessage("unknown type", f"message type {kind}")
+    return _decode_fixed(cls, frame)  # type: ignore[return-value]
+
+
+class Decoder:
+    """`decode` for a receive loop: a bad frame is counted under its reason and dropped."""
+
+    def __init__(self) -> None:
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.decoded = 0
+        """Frames decoded successfully."""
+
+    def decode(self, frame: bytes | bytearray | memoryview) -> Message | None:
+        """The message in `frame`, or None (counted in `errors`) if it is malformed."""
+        try:
+            message = decode(frame)
+        except MalformedMessage as err:
+            self.errors[err.reason] += 1
+            return None
+        self.decoded += 1
+        return message
