@@ -1,0 +1,436 @@
+"""`FridgeLoadScan`: mixing-chamber temperature traces after pump-power steps.
+
+Each step sets the pump to the next power (``pump_powers``, W; 0 is the pump off) and reads
+the mixing-chamber temperature ``readings`` times, ``hold_time / readings`` s apart in lab
+time (instant on the simulated bench's virtual clock, but every reading is a real instrument
+query: hundreds of readings, not tens of thousands). A dilution unit's cooling power grows as
+T^2, so under an absorbed load f P (f the absorbed fraction)
+
+    T_eq(P)^2 = T_base^2 + f P / a,
+
+with ``a`` the fridge's cooling coefficient (W/K^2; option ``cooling_coefficient``, by
+default 0.04 W/K^2, the fridge's cooling-power spec, with its standard error), and the stage
+relaxes to T_eq with one time constant tau.
+
+Fit (`fit_fridge_traces`), in two stages:
+
+1. every segment of constant power (a step, or its part after a trip, below) is
+   ``T(t) = T_eq(P) + (T_0 - T_eq(P)) exp(-t / tau)`` from its first reading, with tau
+   shared, T_eq one per power and T_0 one per segment (free: the pump's 20 mW/s ramp and
+   whatever came before the segment then do not matter). For a fixed tau the model is linear
+   in the rest, so a grid over tau with linear least squares gives the start; weighted least
+   squares over all then gives the values. The reading noise is taken as relative (the Lake
+   Shore's 2e-4 of the resistance) with its size estimated from the residuals.
+2. T_eq^2 against P by generalised least squares with the covariance of stage 1:
+   intercept T_base^2, slope f / a. Values: ``fridge_time_constant`` (s),
+   ``base_temperature`` (K), ``absorbed_fraction`` (= slope x a).
+
+The ceiling. The lab config's interlock stops the pump above its maximum (50 mK on the
+bench), but the framework's guard only looks between steps: within a step this sequence
+watches the readings itself. A reading above the ceiling switches the pump off at once (the
+rest of the step records the cooling, which still constrains tau), and the next step stops
+the run (`FridgeCeilingError`: the run is 'interrupted', with everything measured kept). The
+analysis then gives a bad verdict, OUT_OF_RANGE, naming the power and its equilibrium
+temperature: the fridge cannot take that load.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from matplotlib.figure import Figure
+from scipy import stats
+from scipy.optimize import least_squares
+
+from instruments.errors import QnetlabError
+from instruments.station import LabStation
+from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from sequences.data import StoredRun
+from sequences.framework import DatasetParameter, Sequence, Step
+
+MIN_READINGS = 5
+"""Readings a segment needs to count in the fit."""
+SIGNIFICANCE = 5.0
+"""The warming must exceed this many standard errors to count as seen."""
+FIT_P_MIN = 1e-6
+"""A T_eq^2 line whose chi2 is less probable than this does not describe the fridge."""
+
+
+class FridgeCeilingError(QnetlabError, RuntimeError):
+    """The mixing chamber passed its ceiling during a step: the run stops (higher powers
+    would only pass it again)."""
+
+
+@dataclass(frozen=True)
+class FridgeLoadScanOptions:
+    """Options of `FridgeLoadScan` (SI units)."""
+
+    pump_powers: tuple[float, ...] = (0.0, 2.5e-3, 5e-3, 7.5e-3, 10e-3)
+    """W at the laser output, one step each; 0 is the pump off (the base temperature)."""
+    pump_detuning: float = 0.0
+    """Hz, the pump on the optical resonance (as in operation)."""
+    hold_time: float = 300.0
+    """s of lab time per step: several fridge time constants (60 s on the bench)."""
+    readings: int = 40
+    """Temperature readings per step."""
+    cooling_coefficient: float = 0.04
+    """a, W/K^2, in P_cool = a (T^2 - T_base^2): the fridge's cooling-power spec."""
+    cooling_coefficient_stderr: float = 0.0
+    """W/K^2, its standard error (propagated into absorbed_fraction)."""
+    temperature_ceiling: float | None = None
+    """K; None takes the lowest maximum of the lab config's interlocks on the pump (none:
+    no ceiling)."""
+
+    def __post_init__(self) -> None:
+        p = self.pump_powers
+        if len(p) < 2 or min(p) < 0 or len({float(x) for x in p}) < 2:
+            raise ValueError(f"pump_powers needs at least 2 different powers >= 0 W, got {p}")
+        if not (self.hold_time > 0 and self.readings >= MIN_READINGS):
+            raise ValueError(f"need hold_time > 0 s and readings >= {MIN_READINGS}")
+        if not (self.cooling_coefficient > 0 and self.cooling_coefficient_stderr >= 0):
+            raise ValueError("cooling_coefficient must be > 0 W/K^2 and its stderr >= 0")
+        if self.temperature_ceiling is not None and not self.temperature_ceiling > 0:
+            raise ValueError("temperature_ceiling must be > 0 K (or None for the interlock's)")
+
+
+# -- the fit --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FridgeFit:
+    """Both stages' results (K, s, W; one-sigma errors)."""
+
+    time_constant: float
+    time_constant_stderr: float
+    powers: np.ndarray
+    """The distinct powers, W, ascending."""
+    equilibrium: np.ndarray
+    """T_eq per power, K."""
+    equilibrium_cov: np.ndarray
+    base_temperature: float
+    base_temperature_stderr: float
+    slope: float
+    """f / a, K^2/W."""
+    slope_stderr: float
+    line_chi2: float
+    line_dof: int
+    relative_noise: float
+    """Estimated relative rms noise of one reading."""
+
+    @property
+    def line_p(self) -> float:
+        return 1.0 if self.line_dof < 1 else float(stats.chi2.sf(self.line_chi2,
+                                                                 self.line_dof))
+
+
+def segments(step: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """Segment index per reading: a new segment at each step and each change of power."""
+    s = np.asarray(step, float)
+    p = np.asarray(power, float)
+    new = np.ones(s.size, bool)
+    new[1:] = (np.diff(s) != 0) | (np.diff(p) != 0)
+    return np.cumsum(new) - 1
+
+
+def _design(t: np.ndarray, seg: np.ndarray, level: np.ndarray, tau: float, n_levels: int,
+            n_seg: int) -> np.ndarray:
+    decay = np.exp(-t / tau)
+    design = np.zeros((t.size, n_levels + n_seg))
+    design[np.arange(t.size), level] = 1.0 - decay
+    design[np.arange(t.size), n_levels + seg] = decay
+    return design
+
+
+def fit_fridge_traces(elapsed: np.ndarray, temperature: np.ndarray, power: np.ndarray,
+                      segment: np.ndarray) -> FridgeFit | None:
+    """Fit temperature traces (K) at `elapsed` s from each segment's first reading, under
+    `power` W, `segment` index per reading (see the module docstring). None if the data
+    cannot support it (fewer than two powers, or a failed fit)."""
+    t_abs = np.asarray(elapsed, float)
+    y = np.asarray(temperature, float)
+    seg_raw = np.asarray(segment, int)
+    _, seg = np.unique(seg_raw, return_inverse=True)
+    t = t_abs - np.array([t_abs[seg == k].min() for k in range(seg.max() + 1)])[seg]
+    levels, level = np.unique(np.asarray(power, float), return_inverse=True)
+    n_lv, n_seg = levels.size, int(seg.max()) + 1
+    if n_lv < 2 or y.size < n_lv + n_seg + 2 or np.any(y <= 0):
+        return None
+    w = 1.0 / y  # relative noise: residuals in units of the reading
+    positive = t[t > 0]
+    if positive.size == 0:
+        return None
+    grid = np.geomspace(float(positive.min()) / 3, float(t.max()) * 10, 60)
+    best: tuple[float, float] | None = None
+    for tau in grid:
+        a = _design(t, seg, level, float(tau), n_lv, n_seg) * w[:, None]
+        coef, *_ = np.linalg.lstsq(a, y * w, rcond=None)
+        cost = float(np.sum((a @ coef - y * w) ** 2))
+        if best is None or cost < best[0]:
+            best = (cost, float(tau))
+    assert best is not None
+    a = _design(t, seg, level, best[1], n_lv, n_seg) * w[:, None]
+    coef, *_ = np.linalg.lstsq(a, y * w, rcond=None)
+    scale = float(np.median(y))
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        tau = math.exp(p[0])
+        return (_design(t, seg, level, tau, n_lv, n_seg) @ (p[1:] * scale) - y) * w
+
+    p0 = np.concatenate([[math.log(best[1])], coef / scale])
+    try:
+        res = least_squares(residual, p0, x_scale="jac", method="lm")
+        dof = y.size - p0.size
+        s2 = float(2 * res.cost / dof)
+        cov = np.linalg.inv(res.jac.T @ res.jac) * s2
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    if not (res.success and np.all(np.isfinite(res.x)) and np.all(np.isfinite(cov))):
+        return None
+    p = res.x
+    tau = math.exp(p[0])
+    t_eq = p[1:1 + n_lv] * scale
+    cov_eq = cov[1:1 + n_lv, 1:1 + n_lv] * scale**2
+    # Stage 2: T_eq^2 = T_base^2 + slope P, generalised least squares.
+    jac = np.diag(2 * t_eq)
+    cov_y = jac @ cov_eq @ jac.T
+    design = np.column_stack([np.ones(n_lv), levels])
+    try:
+        inv = np.linalg.inv(cov_y)
+        cov_line = np.linalg.inv(design.T @ inv @ design)
+    except np.linalg.LinAlgError:
+        return None
+    line = cov_line @ design.T @ inv @ (t_eq**2)
+    r = t_eq**2 - design @ line
+    chi2 = float(r @ inv @ r)
+    base2 = float(line[0])
+    base = math.sqrt(base2) if base2 > 0 else math.nan
+    return FridgeFit(
+        time_constant=tau, time_constant_stderr=tau * math.sqrt(max(cov[0, 0], 0.0)),
+        powers=levels, equilibrium=t_eq, equilibrium_cov=cov_eq, base_temperature=base,
+        base_temperature_stderr=math.sqrt(max(cov_line[0, 0], 0.0)) / (2 * base)
+        if base2 > 0 else math.inf,
+        slope=float(line[1]), slope_stderr=math.sqrt(max(cov_line[1, 1], 0.0)),
+        line_chi2=chi2, line_dof=n_lv - 2, relative_noise=math.sqrt(s2))
+
+
+# -- analysis -------------------------------------------------------------------------------
+_COLUMNS = ("step", "elapsed", "pump_power", "temperature", "ceiling")
+
+
+class FridgeLoadAnalysis(Analysis):
+    """Fridge time constant, base temperature and the pump's absorbed fraction."""
+
+    sequence = "fridge_load_scan"
+
+    def analyze(self, run: StoredRun) -> AnalysisResult:
+        result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
+        d = {k: np.asarray(run.data.get(k, []), float) for k in _COLUMNS}
+        o = run.options
+        order = np.lexsort((d["elapsed"], d["step"]))
+        d = {k: v[order] for k, v in d.items()}
+        seg = segments(d["step"], d["pump_power"])
+        counts = np.bincount(seg) if seg.size else np.zeros(0, int)
+        keep = counts[seg] >= MIN_READINGS if seg.size else np.zeros(0, bool)
+        result.details["readings"] = float(d["temperature"].size)
+        fit = None
+        if np.unique(d["pump_power"][keep]).size >= 2:
+            fit = fit_fridge_traces(d["elapsed"][keep], d["temperature"][keep],
+                                    d["pump_power"][keep], seg[keep])
+        if fit is None:
+            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, "fewer than two pump powers "
+                                         f"with {MIN_READINGS} readings each, or the fit "
+                                         "failed: nothing to fit")
+            return result
+        a = float(o.get("cooling_coefficient", 0.04))
+        a_err = float(o.get("cooling_coefficient_stderr", 0.0))
+        f = fit.slope * a
+        result.values = {
+            "fridge_time_constant": FitValue(fit.time_constant, fit.time_constant_stderr, "s"),
+            "base_temperature": FitValue(fit.base_temperature, fit.base_temperature_stderr,
+                                         "K"),
+            "absorbed_fraction": FitValue(f, math.hypot(fit.slope_stderr * a,
+                                                        fit.slope * a_err), ""),
+        }
+        eq_err = np.sqrt(np.clip(np.diag(fit.equilibrium_cov), 0, None))
+        result.tables["fridge_load"] = {
+            "pump_power (W)": fit.powers.tolist(),
+            "equilibrium_temperature (K)": fit.equilibrium.tolist(),
+            "equilibrium_temperature stderr (K)": eq_err.tolist(),
+            "absorbed_power (W)": (f * fit.powers).tolist()}
+        ceiling = float(np.nanmin(d["ceiling"])) if d["ceiling"].size else math.inf
+        result.details.update({
+            "slope_K2_per_W": fit.slope, "slope_stderr": fit.slope_stderr,
+            "line_chi2": fit.line_chi2, "line_dof": float(fit.line_dof),
+            "line_p": fit.line_p, "relative_noise": fit.relative_noise,
+            "ceiling": ceiling, "max_temperature": float(d["temperature"].max())})
+        result.verdict = _verdict(fit, d, ceiling, hold=float(o.get("hold_time", 300.0)))
+        return result
+
+    def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
+        d = {k: np.asarray(run.data.get(k, []), float) for k in _COLUMNS}
+        order = np.lexsort((d["elapsed"], d["step"]))
+        d = {k: v[order] for k, v in d.items()}
+        fig = Figure(figsize=(11, 4))
+        ax_t, ax_sq = fig.subplots(1, 2)
+        # One time axis over the whole run: each step's readings after the previous step's.
+        offset, t_run = 0.0, np.zeros(d["step"].size)
+        hold = float(run.options.get("hold_time", 300.0))
+        for s in np.unique(d["step"]):
+            rows = d["step"] == s
+            t_run[rows] = offset + d["elapsed"][rows]
+            offset += hold
+        ax_t.plot(t_run, d["temperature"] * 1e3, ".", ms=3, label="MXC reading")
+        if d["ceiling"].size and np.isfinite(np.nanmin(d["ceiling"])):
+            ax_t.axhline(float(np.nanmin(d["ceiling"])) * 1e3, ls=":", color="r",
+                         label="ceiling")
+        ax_t.set_xlabel("time in the run (s)")
+        ax_t.set_ylabel("mixing-chamber temperature (mK)")
+        if ax_t.get_legend_handles_labels()[0]:
+            ax_t.legend(fontsize=8)
+        table = result.tables.get("fridge_load", {})
+        p = np.asarray(table.get("pump_power (W)", []), float)
+        teq = np.asarray(table.get("equilibrium_temperature (K)", []), float)
+        err = np.asarray(table.get("equilibrium_temperature stderr (K)", []), float)
+        if p.size:
+            ax_sq.errorbar(p * 1e3, teq**2 * 1e6, 2 * teq * err * 1e6, fmt="o",
+                           label="T_eq^2 from the traces")
+            slope = result.details.get("slope_K2_per_W")
+            base = result.values.get("base_temperature")
+            if slope is not None and base is not None and math.isfinite(base.value):
+                pp = np.linspace(0, float(p.max()), 50)
+                ax_sq.plot(pp * 1e3, (base.value**2 + slope * pp) * 1e6, "-",
+                           label="T_base^2 + (f/a) P")
+        ax_sq.set_xlabel("pump power (mW)")
+        ax_sq.set_ylabel("T_eq^2 (mK^2)")
+        if ax_sq.get_legend_handles_labels()[0]:
+            ax_sq.legend(fontsize=8)
+        fig.suptitle(f"run {run.run_id}: {result.verdict}"[:160], fontsize=8)
+        fig.tight_layout()
+        return {"fridge_load": fig}
+
+
+def _verdict(fit: FridgeFit, d: dict[str, np.ndarray], ceiling: float, hold: float
+             ) -> Verdict:
+    hot = fit.equilibrium > ceiling
+    tripped = (d["temperature"] > ceiling) & (d["pump_power"] > 0)
+    if np.any(hot) or np.any(tripped):
+        if np.any(hot):
+            i = int(np.argmax(hot))
+            power, t_eq = float(fit.powers[i]), float(fit.equilibrium[i])
+        else:
+            i = int(np.argmax(tripped))
+            power, t_eq = float(d["pump_power"][i]), float(d["temperature"][i])
+        return Verdict.bad(Reason.OUT_OF_RANGE, f"the fridge heats too fast: at pump power "
+                           f"{power * 1e3:.3g} mW the mixing chamber goes to {t_eq * 1e3:.3g} "
+                           f"mK, above its {ceiling * 1e3:.3g} mK ceiling (cooling "
+                           f"{fit.slope:.3g} K^2/W of pump): lower the pump power or duty "
+                           "cycle, or check the fridge's cooling")
+    if not fit.slope > SIGNIFICANCE * fit.slope_stderr:
+        return Verdict.bad(Reason.NO_SIGNAL, f"the mixing chamber does not warm with the pump "
+                           f"(T_eq^2 slope {fit.slope:.3g} ± {fit.slope_stderr:.2g} K^2/W): is "
+                           "the pump reaching the device, and the thermometer its stage?")
+    if not fit.time_constant < hold / 2:
+        return Verdict.bad(Reason.OUT_OF_RANGE, f"time constant {fit.time_constant:.3g} s is "
+                           f"not well below the hold time {hold:g} s: hold longer")
+    if not math.isfinite(fit.base_temperature):
+        return Verdict.bad(Reason.OUT_OF_RANGE, "T_eq^2 extrapolates below 0 at zero power: "
+                           "the T^2 cooling law does not hold")
+    if fit.line_p < FIT_P_MIN:
+        return Verdict.bad(Reason.POOR_FIT, f"T_eq^2 is not linear in the pump power (chi2 "
+                           f"{fit.line_chi2:.1f} for {fit.line_dof} dof)")
+    return Verdict.ok(f"tau = {fit.time_constant:.4g} ± {fit.time_constant_stderr:.2g} s, "
+                      f"T_base = {fit.base_temperature * 1e3:.4g} mK")
+
+
+# -- sequence -------------------------------------------------------------------------------
+class FridgeLoadScan(Sequence[FridgeLoadScanOptions]):
+    """Mixing-chamber temperature after pump-power steps; see the module docstring.
+    Proposes nothing (the composite takes absorbed_fraction for its fridge budget)."""
+
+    name: ClassVar[str] = "fridge_load_scan"
+    options_class: ClassVar[type] = FridgeLoadScanOptions
+    analysis_class: ClassVar[type[Analysis]] = FridgeLoadAnalysis
+
+    def dataset_parameters(self) -> list[DatasetParameter]:
+        sp = ("reading",)
+        return [DatasetParameter("reading", "", "Reading number in the run"),
+                DatasetParameter("step", "", "Step", sp),
+                DatasetParameter("elapsed", "s", "Lab time since the step began", sp),
+                DatasetParameter("pump_power", "W", "Pump power applied (0: off)", sp),
+                DatasetParameter("temperature", "K", "Mixing-chamber temperature", sp),
+                DatasetParameter("ceiling", "K", "Temperature ceiling", sp)]
+
+    def steps(self) -> list[Step]:
+        return [Step(i, f"pump {p * 1e3:.4g} mW", {"pump_power": float(p)})
+                for i, p in enumerate(self.options.pump_powers)]
+
+    def prepare(self, station: LabStation) -> None:
+        setup = station.setup
+        if setup is None:
+            raise ValueError("fridge_load_scan needs the station's transducer_setup (add "
+                             "qnetlab.transducer_setup to the lab config)")
+        setup.mw_source.rf_output(False)
+        self._saved_power = float(setup.pump_power())
+        self._saved_detuning = float(setup.pump_detuning())
+        setup.pump_detuning(self.options.pump_detuning)
+        ceiling = self.options.temperature_ceiling
+        self._ceiling = ceiling if ceiling is not None else _interlock_ceiling(station)
+        self._tripped: str | None = None
+
+    def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
+        o = self.options
+        setup = station.setup
+        assert setup is not None
+        if self._tripped is not None:
+            raise FridgeCeilingError(f"stopped before {step.label}: {self._tripped}")
+        power = step.settings["pump_power"]
+        if power > 0:
+            setup.pump_power(power)
+            setup.pump_on(True)
+        else:
+            setup.pump_on(False)
+        interval = o.hold_time / o.readings
+        applied = power
+        rows: dict[str, list[float]] = {k: [] for k in ("reading", *_COLUMNS)}
+        for i in range(o.readings):
+            if i:
+                station.sleep(interval)
+            temperature = float(setup.mxc_temperature())
+            for k, v in (("reading", step.index * o.readings + i), ("step", step.index),
+                         ("elapsed", i * interval), ("pump_power", applied),
+                         ("temperature", temperature), ("ceiling", self._ceiling)):
+                rows[k].append(float(v))
+            if applied > 0 and temperature > self._ceiling:
+                setup.pump_on(False)  # now, not at the next step: the stage is too warm
+                applied = 0.0
+                self._tripped = (f"the mixing chamber read {temperature * 1e3:.4g} mK, above "
+                                 f"its {self._ceiling * 1e3:.4g} mK ceiling, at pump power "
+                                 f"{power * 1e3:.4g} mW; the pump was switched off")
+        return {k: np.asarray(v) for k, v in rows.items()}
+
+    def finish(self, station: LabStation) -> None:
+        """Pump off and microwave off (the safe state), then the pump power and detuning back
+        to what they were (the power ramps with the pump off)."""
+        setup = station.setup
+        if setup is None:
+            return
+        setup.pump_on(False)
+        setup.mw_source.rf_output(False)
+        if hasattr(self, "_saved_power"):
+            setup.pump_power(self._saved_power)
+            setup.pump_detuning(self._saved_detuning)
+
+
+def _interlock_ceiling(station: LabStation) -> float:
+    """K: the lowest maximum of the lab config's interlocks that guard the pump and read the
+    setup's fridge (inf if there is none)."""
+    setup = station.setup
+    config: Any = getattr(station, "lab_config", None)
+    if setup is None or config is None:
+        return math.inf
+    pump, fridge = setup.pump_laser.name, setup.fridge.name
+    maxima = [float(lock.maximum) for lock in config.interlocks
+              if any(ref.split(".")[0] == pump for ref in lock.guards)
+              and lock.sensor.split(".")[0] == fridge]
+    return min(maxima, default=math.inf)

@@ -1,0 +1,406 @@
+"""`PumpHeatingScan`: added-noise counts against delay after a pump pulse (pump-probe).
+
+Each step is one delay t, measured ``repeats`` times by the cycle
+
+    pump off for cool_down s  ->  pump on for pulse_duration s (heat)  ->  pump off for t s
+    ->  pump on and read the detector (probe)  ->  pump off,
+
+with the microwave drive off and the pump on resonance, so the detector sees the converted
+noise (plus leakage and dark counts). The pump is switched with ``pump_on`` only: the pump
+*power* is ramped (20 mW/s on the bench) and set once, with the pump off, before the first
+cycle; heat and probe are at the same power, so the probe's efficiency and leakage are the
+same at every delay and only the heating changes. The pulse must charge the slow heating
+channel (the presets' slow times are 0.5-5 s: 30 s by default) and the delays, log-spaced,
+must cover both channels (1e-4 s to 60 s by default: tau_fast 1 ms, tau_slow up to 5 s).
+
+Probe reading. On the simulated bench the virtual clock stands still during a count-rate
+reading, so one counter window (1 s) is the instantaneous rate at delay t. On hardware a
+reading integrates in real time: the probe must be a short gated count (a gate much shorter
+than the shortest delay and than tau_fast, e.g. the tagger's counter on a gate from the AWG,
+repeated over many cycles), and the pump switching itself takes milliseconds over SCPI, so
+delays below it need a hardware-timed pump modulator. The dataset stores clicks and the time
+they were counted over in either case.
+
+Fit (`fit_heating`): the probe rate (dead-time corrected) is
+
+    R(t) = R_0 + A_f exp(-t / tau_f) + A_s exp(-t / tau_s),
+
+R_0 the rate of a cold device (intrinsic noise, leakage, dark counts) and A_f, A_s the
+heating channels' excess count rates left at the end of the pulse (Hz at the detector).
+A grid over (tau_f, tau_s) with the three amplitudes solved linearly gives the start (no
+local minimum from a poor guess); weighted least squares in (R_0, A_f, A_s, ln tau_f,
+ln tau_s) with the model's Poisson variances then gives the values and the covariance,
+scaled by chi2 / dof when that exceeds 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from matplotlib.figure import Figure
+from scipy import stats
+from scipy.optimize import least_squares
+
+from instruments.station import LabStation
+from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from sequences.data import StoredRun
+from sequences.framework import DatasetParameter, RunResult, Sequence, Step
+
+from ._counting import (
+    COUNTER_WINDOW_S,
+    MAX_DEAD_TIME_LOSS,
+    DeadTimeModel,
+    Restorer,
+    count_clicks,
+    counter_input_switch,
+    detector_channel,
+)
+
+MIN_DELAYS = 8
+"""Fewer delays cannot support a 5-parameter fit with a verdict."""
+SIGNIFICANCE = 5.0
+"""Each heating amplitude must exceed this many standard errors to count as seen."""
+FIT_P_MIN = 1e-6
+"""A fit whose chi2 is less probable than this does not describe the relaxation."""
+MIN_TAU_RATIO = 3.0
+"""tau_slow / tau_fast below this: two exponentials cannot be told apart."""
+
+
+@dataclass(frozen=True)
+class PumpHeatingScanOptions:
+    """Options of `PumpHeatingScan` (SI units)."""
+
+    pump_power: float = 2e-3
+    """W, of both the heating pulse and the probe."""
+    pump_detuning: float = 0.0
+    """Hz, the pump on the optical resonance (from `OpticalResonanceScan`)."""
+    pulse_duration: float = 30.0
+    """s: the heating pulse; several slow heating times, so both channels are charged."""
+    cool_down: float = 30.0
+    """s with the pump off before each pulse (lets the previous cycle's heat decay)."""
+    delay_min: float = 1e-4
+    """s, shortest delay after the pulse."""
+    delay_max: float = 60.0
+    """s, longest delay (several slow heating times: R_0 is seen there)."""
+    delays: int = 24
+    """Log-spaced delays from delay_min to delay_max, one step each."""
+    repeats: int = 1
+    """Pump-probe cycles per delay (their clicks are summed)."""
+    probe_windows: int = 1
+    """Counter windows read per probe."""
+    detector_bias: float = 10.5e-6
+    """A, the detector's operating bias during the run (restored afterwards)."""
+    dead_time: float = 20e-9
+    """s, detector dead time (`_counting` says where the defaults come from)."""
+    recovery_time: float = 8e-9
+    """s, detector efficiency recovery after the dead time."""
+    counter_dead_time: float = 3e-9
+    """s, tagger input dead time."""
+
+    def __post_init__(self) -> None:
+        if not self.pump_power > 0:
+            raise ValueError(f"pump_power must be > 0 W, got {self.pump_power}")
+        if not 0 < self.delay_min < self.delay_max:
+            raise ValueError(f"need 0 < delay_min < delay_max, got {self.delay_min:g} .. "
+                             f"{self.delay_max:g} s")
+        if self.delays < MIN_DELAYS or self.repeats < 1 or self.probe_windows < 1:
+            raise ValueError(f"need delays >= {MIN_DELAYS}, repeats >= 1 and probe_windows "
+                             ">= 1")
+        if self.pulse_duration <= 0 or self.cool_down < 0:
+            raise ValueError("pulse_duration must be > 0 s and cool_down >= 0 s")
+        if not self.detector_bias > 0:
+            raise ValueError("detector_bias must be > 0 A")
+        DeadTimeModel(self.dead_time, self.recovery_time, self.counter_dead_time)
+
+
+# -- the fit --------------------------------------------------------------------------------
+def heating_model(delay: np.ndarray, floor: float, amp_fast: float, tau_fast: float,
+                  amp_slow: float, tau_slow: float) -> np.ndarray:
+    """R(t) (Hz) at delays t (s): floor + A_f e^(-t/tau_f) + A_s e^(-t/tau_s)."""
+    t = np.asarray(delay, float)
+    return floor + amp_fast * np.exp(-t / tau_fast) + amp_slow * np.exp(-t / tau_slow)
+
+
+@dataclass(frozen=True)
+class HeatingFit:
+    """Two-exponential fit: values (Hz, s), one-sigma errors and fit statistics."""
+
+    floor: float
+    amp_fast: float
+    tau_fast: float
+    amp_slow: float
+    tau_slow: float
+    stderr: dict[str, float]
+    chi2: float
+    dof: int
+
+    @property
+    def fit_p(self) -> float:
+        return float(stats.chi2.sf(self.chi2, self.dof))
+
+
+def _linear_amplitudes(t: np.ndarray, y: np.ndarray, w: np.ndarray, tau_f: float,
+                       tau_s: float) -> tuple[np.ndarray, float]:
+    design = np.column_stack([np.ones_like(t), np.exp(-t / tau_f), np.exp(-t / tau_s)])
+    sw = np.sqrt(w)
+    coef, *_ = np.linalg.lstsq(design * sw[:, None], y * sw, rcond=None)
+    return coef, float(np.sum(w * (y - design @ coef) ** 2))
+
+
+def fit_heating(delay: np.ndarray, rate: np.ndarray, rate_err: np.ndarray,
+                exposure: np.ndarray) -> HeatingFit | None:
+    """Fit `heating_model` to rates (Hz, one-sigma Poisson errors `rate_err`) at delays (s).
+
+    `exposure` (s per point) sets the Poisson variances of the model, used as weights after
+    the start. None if the fit fails."""
+    t = np.asarray(delay, float)
+    y = np.asarray(rate, float)
+    e = np.asarray(rate_err, float)
+    expo = np.asarray(exposure, float)
+    if t.size < MIN_DELAYS or not np.all(np.isfinite(y)) or np.any(e <= 0):
+        return None
+    w = 1.0 / e**2
+    lo, hi = float(t.min()), float(t.max())
+    grid = np.geomspace(lo / 3, hi * 3, 25)
+    best: tuple[float, float, float] | None = None
+    for i, tf in enumerate(grid):
+        for ts in grid[i + 2:]:
+            _, chi2 = _linear_amplitudes(t, y, w, float(tf), float(ts))
+            if best is None or chi2 < best[0]:
+                best = (chi2, float(tf), float(ts))
+    assert best is not None
+    coef, _ = _linear_amplitudes(t, y, w, best[1], best[2])
+    p0 = np.array([coef[0], coef[1], math.log(best[1]), coef[2], math.log(best[2])])
+    scale = max(float(np.max(np.abs(y))), 1.0)
+
+    def residual(p: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        m = heating_model(t, p[0] * scale, p[1] * scale, math.exp(p[2]), p[3] * scale,
+                          math.exp(p[4]))
+        return (m - y) / sigma
+
+    p = p0.copy()
+    p[[0, 1, 3]] /= scale
+    sigma = e
+    try:
+        for _ in range(2):  # data weights first, then the model's Poisson variances
+            res = least_squares(residual, p, args=(sigma,), x_scale="jac", method="lm")
+            p = res.x
+            model = heating_model(t, p[0] * scale, p[1] * scale, math.exp(p[2]),
+                                  p[3] * scale, math.exp(p[4]))
+            # The data's errors carry the dead-time gain; rescale them to the model's counts.
+            sigma = e * np.sqrt(np.maximum(model, 1.0 / expo) / np.maximum(y, 1.0 / expo))
+        cov = np.linalg.inv(res.jac.T @ res.jac)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    if not (res.success and np.all(np.isfinite(p)) and np.all(np.isfinite(cov))):
+        return None
+    chi2 = float(np.sum(res.fun**2))
+    dof = max(t.size - 5, 1)
+    if chi2 / dof > 1:
+        cov = cov * (chi2 / dof)
+    err = np.sqrt(np.clip(np.diag(cov), 0, None))
+    tau_f, tau_s = math.exp(p[2]), math.exp(p[4])
+    values = [p[0] * scale, p[1] * scale, tau_f, p[3] * scale, tau_s]
+    errs = [err[0] * scale, err[1] * scale, err[2] * tau_f, err[3] * scale, err[4] * tau_s]
+    if tau_f > tau_s:  # name the channels by their time, not by the fit's order
+        values = [values[0], values[3], values[4], values[1], values[2]]
+        errs = [errs[0], errs[3], errs[4], errs[1], errs[2]]
+    names = ("floor", "amp_fast", "tau_fast", "amp_slow", "tau_slow")
+    v = [float(x) for x in values]
+    return HeatingFit(v[0], v[1], v[2], v[3], v[4],
+                      stderr={n: float(x) for n, x in zip(names, errs, strict=True)},
+                      chi2=chi2, dof=dof)
+
+
+# -- analysis -------------------------------------------------------------------------------
+class PumpHeatingAnalysis(Analysis):
+    """Two-exponential fit of the noise rate against delay after a pump pulse."""
+
+    sequence = "pump_heating_scan"
+
+    def analyze(self, run: StoredRun) -> AnalysisResult:
+        result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
+        d = {k: np.asarray(run.data.get(k, []), float)
+             for k in ("delay", "counts", "exposure", "latched", "bias")}
+        o = run.options
+        order = np.argsort(d["delay"], kind="stable")
+        d = {k: v[order] for k, v in d.items()}
+        result.details["points"] = float(d["delay"].size)
+        if np.any(d["latched"] > 0) or np.any(d["bias"] <= 0):
+            result.verdict = Verdict.bad(Reason.NO_SIGNAL, "the detector was latched or "
+                                         "unbiased: reset it and check detector_bias")
+            return result
+        if d["delay"].size and d["counts"].sum() == 0:
+            result.verdict = Verdict.bad(Reason.NO_SIGNAL, "the detector counted nothing at "
+                                         "any delay with the pump on: the channel is dead; "
+                                         "check the detector, amplifier, cable and the "
+                                         "counter's input and threshold")
+            return result
+        if d["delay"].size < MIN_DELAYS:
+            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, f"{d['delay'].size} delays, "
+                                         f"at least {MIN_DELAYS} needed")
+            return result
+        dead = DeadTimeModel(float(o.get("dead_time", 20e-9)), float(o.get("recovery_time",
+                                                                          8e-9)),
+                             float(o.get("counter_dead_time", 3e-9)))
+        rate, err = dead.correct(d["counts"], d["exposure"])
+        loss = dead.loss(d["counts"], d["exposure"])
+        result.details["max_dead_time_loss"] = float(loss.max())
+        result.tables["heating"] = {"delay (s)": d["delay"].tolist(), "rate (Hz)": rate.tolist(),
+                                    "rate stderr (Hz)": err.tolist()}
+        if np.any(loss > MAX_DEAD_TIME_LOSS):
+            result.verdict = Verdict.bad(Reason.OUT_OF_RANGE, f"the detector saturates (dead "
+                                         f"time loses {loss.max():.0%} of the clicks): lower "
+                                         "the pump power")
+            return result
+        fit = fit_heating(d["delay"], rate, err, d["exposure"])
+        if fit is None:
+            result.verdict = Verdict.bad(Reason.POOR_FIT, "the two-exponential fit did not "
+                                         "converge")
+            return result
+        s = fit.stderr
+        result.values = {
+            "heating_tau_fast": FitValue(fit.tau_fast, s["tau_fast"], "s"),
+            "heating_tau_slow": FitValue(fit.tau_slow, s["tau_slow"], "s"),
+            "heating_amplitude_fast": FitValue(fit.amp_fast, s["amp_fast"], "Hz"),
+            "heating_amplitude_slow": FitValue(fit.amp_slow, s["amp_slow"], "Hz"),
+        }
+        result.details.update({"cold_rate": fit.floor, "cold_rate_stderr": s["floor"],
+                               "chi2": fit.chi2, "dof": float(fit.dof), "fit_p": fit.fit_p})
+        result.verdict = _verdict(fit, d["delay"])
+        return result
+
+    def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
+        table = result.tables.get("heating", {})
+        t = np.asarray(table.get("delay (s)", []), float)
+        r = np.asarray(table.get("rate (Hz)", []), float)
+        e = np.asarray(table.get("rate stderr (Hz)", []), float)
+        fig = Figure(figsize=(7, 4))
+        ax = fig.subplots()
+        if t.size:
+            ax.errorbar(t, r, e, fmt="o", ms=4, label="probe count rate")
+        v = result.values
+        if t.size and "heating_tau_fast" in v:
+            tt = np.geomspace(float(t.min()), float(t.max()), 300)
+            ax.plot(tt, heating_model(tt, result.details["cold_rate"],
+                                      v["heating_amplitude_fast"].value,
+                                      v["heating_tau_fast"].value,
+                                      v["heating_amplitude_slow"].value,
+                                      v["heating_tau_slow"].value), "-",
+                    label=f"fit: tau_f {v['heating_tau_fast']}, tau_s {v['heating_tau_slow']}")
+        ax.set_xscale("log")
+        ax.set_xlabel("delay after the pump pulse (s)")
+        ax.set_ylabel("noise count rate (Hz)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        fig.suptitle(f"run {run.run_id}: {result.verdict}"[:160], fontsize=8)
+        fig.tight_layout()
+        return {"heating": fig}
+
+
+def _verdict(fit: HeatingFit, delay: np.ndarray) -> Verdict:
+    s = fit.stderr
+    for name, amp in (("fast", fit.amp_fast), ("slow", fit.amp_slow)):
+        if not amp > SIGNIFICANCE * s[f"amp_{name}"]:
+            return Verdict.bad(Reason.NO_SIGNAL, f"no {name} heating seen (amplitude "
+                               f"{amp:.3g} ± {s[f'amp_{name}']:.2g} Hz): a longer or stronger "
+                               "pulse, or only one heating channel?")
+    lo, hi = float(delay.min()), float(delay.max())
+    if fit.tau_fast < lo or fit.tau_slow > hi / 3:
+        return Verdict.bad(Reason.OUT_OF_RANGE, f"the relaxation times ({fit.tau_fast:.3g}, "
+                           f"{fit.tau_slow:.3g} s) are not inside the delays measured "
+                           f"({lo:.3g}-{hi:.3g} s): widen the delay range")
+    if fit.tau_slow < MIN_TAU_RATIO * fit.tau_fast:
+        return Verdict.bad(Reason.POOR_FIT, "the two times are too close to tell apart")
+    for name in ("tau_fast", "tau_slow"):
+        if not s[name] < 0.5 * getattr(fit, name):
+            return Verdict.bad(Reason.POOR_FIT, f"{name} is not constrained "
+                               f"({getattr(fit, name):.3g} ± {s[name]:.2g} s)")
+    if fit.fit_p < FIT_P_MIN:
+        return Verdict.bad(Reason.POOR_FIT, f"two exponentials do not describe the relaxation "
+                           f"(chi2 {fit.chi2:.1f} for {fit.dof} dof)")
+    return Verdict.ok(f"tau_fast = {fit.tau_fast:.4g} ± {s['tau_fast']:.2g} s, tau_slow = "
+                      f"{fit.tau_slow:.4g} ± {s['tau_slow']:.2g} s")
+
+
+# -- sequence -------------------------------------------------------------------------------
+class PumpHeatingScan(Sequence[PumpHeatingScanOptions]):
+    """Noise counts against delay after a pump pulse; see the module docstring. Proposes
+    nothing (the heating times are device properties)."""
+
+    name: ClassVar[str] = "pump_heating_scan"
+    options_class: ClassVar[type] = PumpHeatingScanOptions
+    analysis_class: ClassVar[type[Analysis]] = PumpHeatingAnalysis
+
+    def dataset_parameters(self) -> list[DatasetParameter]:
+        sp = ("delay",)
+        return [DatasetParameter("delay", "s", "Delay after the pump pulse"),
+                DatasetParameter("counts", "", "Probe clicks (all repeats)", sp),
+                DatasetParameter("exposure", "s", "Time counted over (all repeats)", sp),
+                DatasetParameter("latched", "", "Detector latched", sp),
+                DatasetParameter("bias", "A", "Detector bias", sp)]
+
+    def delays(self) -> np.ndarray:
+        """The delays, s."""
+        o = self.options
+        return np.geomspace(o.delay_min, o.delay_max, o.delays)
+
+    def steps(self) -> list[Step]:
+        return [Step(i, f"delay {t:.3g} s", {"delay": float(t)})
+                for i, t in enumerate(self.delays())]
+
+    def run(self, station: LabStation, db_path: Any, *, quiet: bool = False,
+            analyze: bool = True) -> RunResult:
+        """As `Sequence.run`; see `finish` for what is restored."""
+        self._restorer = Restorer()
+        return Sequence.run(self, station, db_path, quiet=quiet, analyze=analyze)
+
+    def prepare(self, station: LabStation) -> None:
+        o = self.options
+        setup = station.setup
+        channel = detector_channel(station, self.name)
+        assert setup is not None
+        setup.pump_on(False)  # the power ramps with the pump off: no heating before the pulse
+        setup.mw_source.rf_output(False)
+        r = self._restorer
+        switch = counter_input_switch(channel)
+        if switch is not None:
+            r.change(switch, True)
+        r.change(channel.bias_current, o.detector_bias)
+        r.change(setup.pump_detuning, o.pump_detuning)
+        r.change(setup.pump_power, o.pump_power)
+
+    def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
+        o = self.options
+        setup = station.setup
+        assert setup is not None
+        channel = detector_channel(station, self.name)
+        clicks, exposure = 0, 0.0
+        for _ in range(o.repeats):
+            setup.pump_on(False)
+            station.sleep(o.cool_down)
+            setup.pump_on(True)
+            station.sleep(o.pulse_duration)
+            setup.pump_on(False)
+            station.sleep(step.settings["delay"])
+            setup.pump_on(True)
+            probe = count_clicks(channel, min_clicks=math.inf,
+                                 max_time=o.probe_windows * COUNTER_WINDOW_S)
+            setup.pump_on(False)
+            clicks += probe.clicks
+            exposure += probe.exposure
+        row = {"delay": step.settings["delay"], "counts": clicks, "exposure": exposure,
+               "latched": float(bool(channel.latched())), "bias": float(channel.bias_current())}
+        return {k: np.array([float(v)]) for k, v in row.items()}
+
+    def finish(self, station: LabStation) -> None:
+        """Pump off and microwave off (the safe state), then the detector bias, tagger input,
+        pump power and detuning back to what they were."""
+        setup = station.setup
+        if setup is not None:
+            setup.pump_on(False)
+            setup.mw_source.rf_output(False)
+        self._restorer.restore()

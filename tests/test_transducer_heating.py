@@ -1,0 +1,201 @@
+"""`PumpHeatingScan` and `FridgeLoadScan` on the simulated transducer bench, and their pure
+fits.
+
+Statistics. Probe counts are Poisson and the Lake Shore's readings carry 2e-4 relative
+Gaussian noise; the fits' errors come from those (Poisson weights, resp. the residuals).
+|z| < 4 fails by chance with probability 6.3e-5 per value; this file compares 4 values x 6
+presets (heating) and 3 x 6 (fridge), so a false failure has probability ~3e-3; the lab
+config's seed makes every run deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from instruments.station import LabStation, load_station
+from sequences.analysis import Reason, analyze_run
+from sequences.transducer.fridge_load import FridgeLoadScan, fit_fridge_traces, segments
+from sequences.transducer.heating import PumpHeatingScan, fit_heating, heating_model
+from sim_instruments.physics.presets import PRESETS
+from sim_instruments.visa_backend import bench_of
+
+from conftest import BENCH_CONFIG
+
+Z_MAX = 4.0
+TRUE_DETECTION_EFFICIENCY = 0.5 * 0.9 / (1 + math.exp(-5.0))  # DetectionPath x SNSPD at 10.5 uA
+
+
+def bench_config(tmp_path: Path, preset: str, extra: str = "") -> Path:
+    text = re.sub(r"transducer: \w+", f"transducer: {preset}{extra}", BENCH_CONFIG.read_text())
+    path = tmp_path / f"{preset}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def open_bench(tmp_path: Path) -> Iterator[Any]:
+    opened: list[LabStation] = []
+
+    def open_(preset: str = "bulk_eo_cw", extra: str = "") -> LabStation:
+        station = load_station(bench_config(tmp_path, preset, extra))
+        opened.append(station)
+        return station
+
+    yield open_
+    for station in opened:
+        station.close()
+
+
+def world(station: LabStation) -> Any:
+    return bench_of(station.instrument("pump_laser")).world
+
+
+def z(value: Any, true: float) -> float:
+    return (value.value - true) / value.stderr
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_heating_scan_recovers_both_relaxation_times(open_bench: Any, tmp_path: Path,
+                                                     preset: str) -> None:
+    station = open_bench(preset)
+    m = world(station).transducer
+    # Half the operating power keeps the probe below ~5e5 counts/s (each 1e6 counts cost
+    # ~0.2 s on the simulated tagger); piezo_om's N_add ~ 100 needs an eighth.
+    power = PRESETS[preset].operating_pump_power / (8 if preset == "piezo_om" else 2)
+    scan = PumpHeatingScan(pump_power=power)
+    db = tmp_path / "lab.db"
+    result = scan.run(station, db, quiet=True)
+    a = result.analysis
+    assert result.status == "completed" and a is not None and a.verdict.good, a
+    v = a.values
+    assert abs(z(v["heating_tau_fast"], m.heating_tau_fast)) < Z_MAX, v
+    assert abs(z(v["heating_tau_slow"], m.heating_tau_slow)) < Z_MAX, v
+    # Amplitudes: the heating left at the pulse's end, as counts/s at the detector.
+    counts_per_n_add = (m.efficiency(power, 0.0, 0.0) * math.pi / 2 * m.mw_linewidth
+                        * TRUE_DETECTION_EFFICIENCY)
+    for name, per_watt, tau in (("fast", m.heating_noise_fast, m.heating_tau_fast),
+                                ("slow", m.heating_noise_slow, m.heating_tau_slow)):
+        charged = 1 - math.exp(-scan.options.pulse_duration / tau)
+        true = per_watt * m.absorbed_fraction * power * charged * counts_per_n_add
+        assert abs(z(v[f"heating_amplitude_{name}"], true)) < Z_MAX, (name, v, true)
+    assert len(a.figures) == 1 and Path(a.figures[0]).read_bytes()[:4] == b"\x89PNG"
+    setup = station.setup
+    assert setup is not None and setup.pump_on() is False
+    station.close()
+    assert analyze_run(result.run_id, db).to_json() == a.to_json()
+
+
+def test_heating_scan_with_a_dead_detector_is_no_signal(open_bench: Any,
+                                                        tmp_path: Path) -> None:
+    station = open_bench()
+    station.instrument("tagger").input1.trigger_level(1.5)
+    result = PumpHeatingScan(delays=8).run(station, tmp_path / "lab.db", quiet=True)
+    a = result.analysis
+    assert a is not None and not a.verdict.good
+    assert a.verdict.reason is Reason.NO_SIGNAL and "dead" in a.verdict.detail
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_fridge_scan_recovers_the_fridge_and_the_absorbed_fraction(
+        open_bench: Any, tmp_path: Path, preset: str) -> None:
+    station = open_bench(preset)
+    w = world(station)
+    db = tmp_path / "lab.db"
+    result = FridgeLoadScan().run(station, db, quiet=True)
+    a = result.analysis
+    assert result.status == "completed" and a is not None and a.verdict.good, a
+    v = a.values
+    assert abs(z(v["fridge_time_constant"], w.fridge.time_constant)) < Z_MAX, v
+    assert abs(z(v["base_temperature"], w.fridge.base_temperature)) < Z_MAX, v
+    # The default cooling coefficient is the simulated fridge's (0.04 W/K^2).
+    assert abs(z(v["absorbed_fraction"], w.transducer.absorbed_fraction)) < Z_MAX, v
+    table = a.tables["fridge_load"]
+    expected = [w.fridge.equilibrium_temperature(w.transducer.absorbed_fraction * p)
+                for p in table["pump_power (W)"]]
+    errors = table["equilibrium_temperature stderr (K)"]
+    for got, true, err in zip(table["equilibrium_temperature (K)"], expected, errors,
+                              strict=True):
+        assert abs(got - true) < Z_MAX * err
+    assert result.points <= 300  # hundreds of thermometer queries, not thousands
+    assert len(a.figures) == 1
+    station.close()
+    assert analyze_run(result.run_id, db).to_json() == a.to_json()
+
+
+def test_a_fridge_that_heats_too_fast_stops_the_run_and_is_out_of_range(
+        open_bench: Any, tmp_path: Path) -> None:
+    # 40x less cooling: 2.5 mW of pump (12.5 uW absorbed) would take the stage to 112 mK.
+    station = open_bench(extra="\n    fridge: {cooling_coefficient: 0.001}")
+    result = FridgeLoadScan().run(station, tmp_path / "lab.db", quiet=True)
+    assert result.status == "interrupted" and result.stopped_at is not None
+    assert "FridgeCeilingError" in result.stopped_at["cause"]
+    assert result.points == 2 * FridgeLoadScan().options.readings  # both steps kept
+    a = result.analysis
+    assert a is not None and not a.verdict.good
+    assert a.verdict.reason is Reason.OUT_OF_RANGE and "heats too fast" in a.verdict.detail
+    assert a.proposed == {}
+    setup = station.setup
+    assert setup is not None and setup.pump_on() is False
+    assert float(setup.mxc_temperature()) < 0.050
+
+
+def test_heating_fit_intervals_hold_the_truth_68_percent_of_the_time() -> None:
+    """Coverage of tau_fast and tau_slow under Poisson probe counts (the measurement's noise
+    model), bulk_eo_cw-like rates. 300 draws: binomial sd sqrt(0.683 x 0.317 / 300) = 0.027,
+    4 sd either side is [0.575, 0.79]. (Scaling the covariance by chi2/dof when above 1
+    makes the intervals slightly conservative, ~0.70-0.72 over 1000 draws.)"""
+    rng = np.random.default_rng(20261126)
+    delay = np.geomspace(1e-4, 60.0, 24)
+    true = (12000.0, 12000.0, 1e-3, 5000.0, 0.5)
+    exposure = np.ones(delay.size)
+    draws, inside = 300, np.zeros(2)
+    for _ in range(draws):
+        counts = rng.poisson(heating_model(delay, *true) * exposure)
+        fit = fit_heating(delay, counts / exposure, np.sqrt(np.maximum(counts, 1)) / exposure,
+                          exposure)
+        assert fit is not None
+        inside += [abs(fit.tau_fast - true[2]) < fit.stderr["tau_fast"],
+                   abs(fit.tau_slow - true[4]) < fit.stderr["tau_slow"]]
+    assert np.all(np.abs(inside / draws - 0.683) < 4 * math.sqrt(0.683 * 0.317 / draws)), \
+        inside / draws
+
+
+def test_fridge_fit_intervals_hold_the_truth_68_percent_of_the_time() -> None:
+    """Coverage of tau, T_base and f/a under 2e-4 relative Gaussian reading noise, the
+    default scan's schedule. 300 draws, the same binomial bound [0.575, 0.79]."""
+    rng = np.random.default_rng(20261126)
+    base, cooling, fraction, tau = 0.010, 0.04, 0.005, 60.0
+    powers, hold, n = (0.0, 2.5e-3, 5e-3, 7.5e-3, 10e-3), 300.0, 40
+    t = np.arange(n) * hold / n
+    draws, inside = 300, np.zeros(3)
+    for _ in range(draws):
+        temp, cols = base, []
+        for s, p in enumerate(powers):
+            eq = math.sqrt(base**2 + fraction * p / cooling)
+            cols.append((np.full(n, s), t, np.full(n, p), eq + (temp - eq) * np.exp(-t / tau)))
+            temp = eq + (temp - eq) * math.exp(-hold / tau)
+        step, elapsed, power, trace = (np.concatenate(c) for c in zip(*cols, strict=True))
+        trace = trace * (1 + 2e-4 * rng.standard_normal(trace.size))
+        fit = fit_fridge_traces(elapsed, trace, power, segments(step, power))
+        assert fit is not None
+        inside += [abs(fit.time_constant - tau) < fit.time_constant_stderr,
+                   abs(fit.base_temperature - base) < fit.base_temperature_stderr,
+                   abs(fit.slope - fraction / cooling) < fit.slope_stderr]
+    assert np.all(np.abs(inside / draws - 0.683) < 4 * math.sqrt(0.683 * 0.317 / draws)), \
+        inside / draws
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="delay_min"):
+        PumpHeatingScan(delay_min=1.0, delay_max=0.1)
+    with pytest.raises(ValueError, match="pump_powers"):
+        FridgeLoadScan(pump_powers=(1e-3,))
+    with pytest.raises(ValueError, match="cooling_coefficient"):
+        FridgeLoadScan(cooling_coefficient=0.0)
