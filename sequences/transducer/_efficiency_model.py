@@ -1,0 +1,461 @@
+"""Shared pieces of the efficiency-side transducer sequences (`OpticalResonanceScan`,
+`EfficiencyMap`, `ConversionBandwidthScan`): the photon-number efficiency from power-meter
+readings, the meter's noise, the acquisition of one converted-power point, and the pure
+fit functions their analyses call.
+
+Efficiency from the power meter (photon number in, photon number out):
+
+    Phi_mw = 1e-3 * 10^((mw_power_dBm - mw_line_attenuation) / 10) / (h f_mw)   photons/s
+    eta    = (P_on - P_off) / (Phi_mw * h c / lambda_pump * 10^(-optical_output_loss / 10))
+
+with P_on / P_off the optical power (W) with the microwave drive on / off: the difference is
+the converted light alone (pump leakage and meter offsets cancel).
+
+Noise: the power meter adds white Gaussian noise to every reading, the same with the drive on
+or off. Successive mw-off readings at one pump power differ by that noise alone (the
+background varies slowly), so sigma_P^2 = <(P_off[i+1] - P_off[i])^2> / 2 estimates it
+independently of any model, and the on-off difference has variance 2 sigma_P^2. The fits
+weight by it and scale their covariance by the residual chi^2 (so the errors stay honest if
+the noise is larger than the meter's), and report chi^2 against it for the verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import constants
+from scipy.optimize import least_squares
+
+from sequences.data import StoredRun
+
+PLANCK = constants.h
+SPEED_OF_LIGHT = constants.c
+LASER_WAVELENGTH_STEP = 0.1e-12
+"""m: the pump laser's (Santec TSL-570) wavelength setting resolution."""
+NOMINAL_WAVELENGTH = 1550e-9
+"""m: the wavelength used to plan detuning grids in laser steps (before any I/O)."""
+SETUP = "transducer"
+"""The station's name of the `TransducerSetup` (instruments.station)."""
+
+ON, OFF = "optical_power_mw_on", "optical_power_mw_off"
+"""Dataset columns of the two power-meter readings of each point, W."""
+
+
+def laser_step_frequency(wavelength: float = NOMINAL_WAVELENGTH) -> float:
+    """One laser wavelength step expressed in optical frequency, Hz (12.48 MHz at 1550 nm)."""
+    return SPEED_OF_LIGHT * LASER_WAVELENGTH_STEP / wavelength**2
+
+
+# -- acquisition helpers ---------------------------------------------------------------------
+
+
+def require_setup(station: Any, sequence: str) -> Any:
+    setup = getattr(station, "setup", None)
+    if setup is None:
+        raise ValueError(f"the station has no transducer_setup: {sequence} needs its pump "
+                         "laser, microwave source and power meter (add qnetlab.transducer_setup "
+                         "to the lab config)")
+    return setup
+
+
+def upper_limit(parameter: Any) -> float:
+    """The highest value `parameter` accepts: its soft limit if the lab set one, else its
+    validator's maximum (`instruments.safety.SoftLimits` or a QCoDeS `Numbers`)."""
+    vals = parameter.vals
+    for attr in ("high", "max_value"):
+        high = getattr(vals, attr, None)
+        if isinstance(high, int | float) and math.isfinite(high):
+            return float(high)
+    raise ValueError(f"{parameter.full_name} has no upper limit to take as the default: "
+                     "give the value explicitly in the sequence options")
+
+
+@dataclass
+class MeterState:
+    """What `prepare` changed on the power meter, so `finish` can put it back."""
+
+    averaging: int | None = None
+
+
+def prepare_meter(setup: Any, averaging: int, wavelength: float) -> MeterState:
+    """Set the power meter's averaging (samples of ~3 ms) and its responsivity correction to
+    the pump wavelength (m); returns what to restore."""
+    meter = setup.power_meter
+    state = MeterState(int(meter.averaging()) if hasattr(meter, "averaging") else None)
+    if state.averaging is not None:
+        meter.averaging(averaging)
+    meter.wavelength(wavelength)
+    return state
+
+
+def restore_meter(setup: Any, state: MeterState | None) -> None:
+    if state is not None and state.averaging is not None:
+        setup.power_meter.averaging(state.averaging)
+
+
+def prepare_drive(setup: Any, mw_frequency: float, mw_power: float | None, averaging: int
+                  ) -> MeterState:
+    """The microwave tone at `mw_frequency` (Hz) and `mw_power` (dBm at the source; None: the
+    strongest the soft limits allow, for the most converted light over the meter's noise),
+    its output off until a reading; the power meter set up. Returns what to restore."""
+    setup.mw_source.rf_output(False)
+    setup.mw_frequency(mw_frequency)
+    setup.mw_power(upper_limit(setup.mw_power) if mw_power is None else mw_power)
+    return prepare_meter(setup, averaging, float(setup.optical_resonance_wavelength()))
+
+
+def restore_bench(setup: Any, meter: MeterState | None) -> None:
+    """Pump off, microwave output off, power meter averaging back: every action is tried,
+    and the first failure raised afterwards."""
+    errors: list[Exception] = []
+    for action in (lambda: setup.pump_on(False),
+                   lambda: setup.mw_source.rf_output(False),
+                   lambda: restore_meter(setup, meter)):
+        try:
+            action()
+        except Exception as exc:  # the others must still run
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def switch_pump_on(setup: Any, pump_power: float, pump_detuning: float) -> None:
+    """Pump at `pump_detuning` (Hz) and `pump_power` (W, ramped by the setup) and on."""
+    setup.pump_detuning(pump_detuning)
+    setup.pump_power(pump_power)
+    setup.pump_on(True)
+
+
+def drive_readback(setup: Any) -> dict[str, float]:
+    """What the bench actually set, in dataset column names (SI; mw_power in dBm)."""
+    return {"pump_power": float(setup.pump_power()), "mw_frequency": float(setup.mw_frequency()),
+            "mw_power": float(setup.mw_power())}
+
+
+def scan_detunings(setup: Any, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """At each requested pump detuning (Hz): what the laser set (it tunes in 0.1 pm steps, so
+    the read-back detuning and wavelength are the setpoints) and the optical power with the
+    tone on and off (the meter's correction wavelength following the pump), plus the drive's
+    read-back settings; dataset columns."""
+    fixed = drive_readback(setup)
+    rows: dict[str, list[float]] = {k: [] for k in ("pump_detuning", "pump_wavelength", ON,
+                                                    OFF)}
+    for target in targets:
+        setup.pump_detuning(float(target))
+        rows["pump_detuning"].append(float(setup.pump_detuning()))
+        wavelength = float(setup.pump_laser.wavelength())
+        rows["pump_wavelength"].append(wavelength)
+        # The meter converts photocurrent with the responsivity at its correction wavelength:
+        # left at the resonance, it would tilt a GHz-wide line by ~1e-5 across the scan.
+        setup.power_meter.wavelength(wavelength)
+        on, off = read_on_off(setup)
+        rows[ON].append(on)
+        rows[OFF].append(off)
+    out = {k: np.asarray(v, float) for k, v in rows.items()}
+    out.update({k: np.full(len(targets), v) for k, v in fixed.items()})
+    return out
+
+
+def read_on_off(setup: Any) -> tuple[float, float]:
+    """Optical power (W) with the microwave drive on, then off (leaves it off)."""
+    rf = setup.mw_source.rf_output
+    rf(True)
+    on = float(setup.optical_power())
+    rf(False)
+    off = float(setup.optical_power())
+    return on, off
+
+
+# -- from stored readings to efficiency -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The bench's calibration constants, as stored with the run (dB)."""
+
+    mw_line_attenuation: float
+    optical_output_loss: float
+
+    @classmethod
+    def from_run(cls, run: StoredRun) -> Calibration:
+        """From the run's station snapshot; KeyError naming what is missing."""
+        return cls(float(run.snapshot_value(SETUP, "mw_line_attenuation")),
+                   float(run.snapshot_value(SETUP, "optical_output_loss")))
+
+
+def full_conversion_power(mw_power_dbm: np.ndarray, mw_frequency: np.ndarray,
+                          pump_wavelength: np.ndarray, cal: Calibration) -> np.ndarray:
+    """Optical power (W) at the meter that eta = 1 would give: Phi_mw * h c / lambda_pump,
+    less the output loss."""
+    flux = 1e-3 * 10 ** ((np.asarray(mw_power_dbm, float) - cal.mw_line_attenuation) / 10) \
+        / (PLANCK * np.asarray(mw_frequency, float))
+    photon_energy = PLANCK * SPEED_OF_LIGHT / np.asarray(pump_wavelength, float)
+    return np.asarray(flux * photon_energy * 10 ** (-cal.optical_output_loss / 10), float)
+
+
+def meter_noise(p_off: np.ndarray, groups: np.ndarray | None = None) -> tuple[float, int]:
+    """Power-meter noise per reading (W rms) from successive mw-off readings within each
+    group (e.g. one pump power), and the number of differences it rests on; NaN with fewer
+    than 2 differences."""
+    p_off = np.asarray(p_off, float)
+    keys = np.zeros(p_off.size) if groups is None else np.asarray(groups, float)
+    diffs = [np.diff(p_off[keys == k]) for k in np.unique(keys)]
+    d = np.concatenate(diffs) if diffs else np.empty(0)
+    if d.size < 2:
+        return math.nan, int(d.size)
+    return float(np.sqrt(np.mean(d**2) / 2)), int(d.size)
+
+
+@dataclass(frozen=True)
+class EfficiencyPoints:
+    """eta and its one-sigma noise per stored point."""
+
+    eta: np.ndarray
+    noise: np.ndarray
+    meter_noise: float
+    """W rms per reading."""
+    noise_samples: int
+    """Differences the noise estimate rests on."""
+
+
+def efficiency_points(run: StoredRun, groups: np.ndarray | None = None) -> EfficiencyPoints:
+    """eta per point of a run with the efficiency columns; KeyError if the snapshot lacks
+    the calibration constants."""
+    cal = Calibration.from_run(run)
+    full = full_conversion_power(run.data["mw_power"], run.data["mw_frequency"],
+                                 run.data["pump_wavelength"], cal)
+    p_on, p_off = np.asarray(run.data[ON], float), np.asarray(run.data[OFF], float)
+    sigma, samples = meter_noise(p_off, groups)
+    return EfficiencyPoints((p_on - p_off) / full, math.sqrt(2) * sigma / full, sigma, samples)
+
+
+def column(run: StoredRun, name: str) -> np.ndarray:
+    return np.asarray(run.data.get(name, []), float)
+
+
+# -- Lorentzian peak (optical resonance, conversion bandwidth) --------------------------------
+
+
+@dataclass(frozen=True)
+class LorentzianFit:
+    """y = peak / (1 + (2 (x - center) / fwhm)^2), with one-sigma errors (x units of input)."""
+
+    center: float
+    center_stderr: float
+    fwhm: float
+    fwhm_stderr: float
+    peak: float
+    peak_stderr: float
+    chi2_reduced: float
+    """Residual chi^2 per degree of freedom against the given noise (1 for a good fit)."""
+    points: int
+
+    def model(self, x: np.ndarray) -> np.ndarray:
+        return self.peak / (1 + (2 * (np.asarray(x, float) - self.center) / self.fwhm) ** 2)
+
+
+def lorentzian_start(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Start values (center, fwhm, peak): the highest point of the 3-point-smoothed trace and
+    the extent of the points above half of it."""
+    order = np.argsort(x)
+    xs, ys = x[order], y[order]
+    smooth = np.convolve(ys, np.ones(3) / 3, mode="same") if ys.size >= 3 else ys
+    i0 = int(np.argmax(smooth))
+    peak = float(max(ys[i0], smooth[i0]))
+    above = xs[smooth > peak / 2]
+    spacing = float(np.median(np.diff(xs))) if xs.size > 1 else 1.0
+    width = float(above.max() - above.min()) if above.size > 1 else spacing
+    return float(xs[i0]), max(width, spacing / 2), peak
+
+
+def fit_lorentzian(x: np.ndarray, y: np.ndarray, noise: np.ndarray | float
+                   ) -> LorentzianFit | None:
+    """Weighted least-squares Lorentzian peak (no background: the data are on-off
+    differences). Errors from the covariance scaled by the residual chi^2. None if the fit
+    fails or has no degrees of freedom."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    sigma = np.broadcast_to(np.asarray(noise, float), x.shape)
+    if x.size < 4 or not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
+        return None
+    c0, w0, a0 = lorentzian_start(x, y)
+    if a0 <= 0:
+        return None
+    # Work in units of the start width around the start centre, and of the start peak: the
+    # Jacobian's columns are then of similar size for the covariance inversion.
+    span = float(np.ptp(x)) or 1.0
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        xc = (x - (c0 + p[0] * w0)) / (p[1] * w0)
+        return (a0 * p[2] / (1 + 4 * xc**2) - y) / sigma
+
+    lower = [-(span / w0) - 2, 1e-3, 0.0]
+    upper = [(span / w0) + 2, 10 * span / w0 + 10, np.inf]
+    try:
+        res = least_squares(residual, [0.0, 1.0, 1.0], bounds=(lower, upper), x_scale="jac")
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    cov = _covariance(res)
+    if cov is None:
+        return None
+    p, chi2 = res.x, float(2 * res.cost / (x.size - 3))
+    err = np.sqrt(np.clip(np.diag(cov), 0.0, None) * chi2)
+    return LorentzianFit(c0 + p[0] * w0, err[0] * w0, p[1] * w0, err[1] * w0, a0 * p[2],
+                         a0 * err[2], chi2, int(x.size))
+
+
+def _covariance(res: Any) -> np.ndarray | None:
+    """(J^T J)^-1 of a converged least-squares result of weighted residuals (unit noise)."""
+    if not res.success or not np.all(np.isfinite(res.x)) or res.fun.size <= res.x.size:
+        return None
+    try:
+        cov = np.linalg.inv(res.jac.T @ res.jac)
+    except np.linalg.LinAlgError:
+        return None
+    return cov if np.all(np.isfinite(cov)) else None
+
+
+def chi2_bound(dof: int, noise_samples: int, sigmas: float = 5.0) -> float:
+    """A reduced chi^2 above this is a poor fit. For Gaussian noise chi^2/dof is a ratio of
+    two variance estimates (the residuals' with `dof` degrees of freedom, the meter noise's
+    from `noise_samples` differences): mean ~1, relative standard deviation
+    sqrt(2/dof + 3/noise_samples) (successive differences share a reading, which makes the
+    noise variance estimate's relative variance 3/n rather than 2/n). `sigmas` of that
+    above 1."""
+    return 1 + sigmas * math.sqrt(2 / max(dof, 1) + 3 / max(noise_samples, 1))
+
+
+# -- the cooperativity model eta(P, d) -------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class EfficiencyMapFit:
+    """eta(P, d) = s P / (1 + c P)^2 / (1 + (2 (d - d0) / G)^2), fitted.
+
+    With `detuning_offset` and `optical_linewidth` None, only the power dependence was
+    fitted (one detuning: the Lorentzian factor is folded into s). SI units: s and c in 1/W,
+    d0 and G in Hz. `covariance` is over (s, c[, d0, G]), already scaled by `chi2_reduced`.
+    """
+
+    low_power_slope: float
+    cooperativity_slope: float
+    detuning_offset: float | None
+    optical_linewidth: float | None
+    covariance: np.ndarray
+    chi2_reduced: float
+    points: int
+
+    def stderr(self, index: int) -> float:
+        return float(math.sqrt(max(self.covariance[index, index], 0.0)))
+
+    @property
+    def correlation_s_c(self) -> float:
+        denom = self.stderr(0) * self.stderr(1)
+        return float(self.covariance[0, 1] / denom) if denom > 0 else 0.0
+
+    @property
+    def eta_max(self) -> tuple[float, float]:
+        """Peak efficiency s / (4c) (at C = 1) and its standard error (first-order
+        propagation with the s, c covariance)."""
+        s, c = self.low_power_slope, self.cooperativity_slope
+        grad = np.array([1 / (4 * c), -s / (4 * c * c)])
+        var = float(grad @ self.covariance[:2, :2] @ grad)
+        return s / (4 * c), math.sqrt(max(var, 0.0))
+
+    @property
+    def pump_power_at_unit_cooperativity(self) -> tuple[float, float]:
+        """1 / c (W) and its standard error."""
+        c = self.cooperativity_slope
+        return 1 / c, self.stderr(1) / c**2
+
+    def model(self, pump_power: np.ndarray, detuning: np.ndarray | float = 0.0) -> np.ndarray:
+        p = np.asarray(pump_power, float)
+        eta = self.low_power_slope * p / (1 + self.cooperativity_slope * p) ** 2
+        if self.detuning_offset is None or self.optical_linewidth is None:
+            return np.asarray(eta * np.ones_like(np.asarray(detuning, float)), float)
+        x = 2 * (np.asarray(detuning, float) - self.detuning_offset) / self.optical_linewidth
+        return np.asarray(eta / (1 + x**2), float)
+
+
+def power_curve_start(pump_power: np.ndarray, eta: np.ndarray, noise: np.ndarray
+                      ) -> tuple[float, float]:
+    """Start values (s, c) of eta = s P / (1 + c P)^2: sqrt(P / eta) = (1 + c P) / sqrt(s)
+    is a straight line in P, fitted to the points well above the noise."""
+    use = eta > 3 * noise
+    if np.count_nonzero(use) < 2 or np.ptp(pump_power[use]) == 0:
+        use = eta > 0
+    if np.count_nonzero(use) < 2 or np.ptp(pump_power[use]) == 0:
+        return float(np.max(eta) / np.max(pump_power)), 0.0
+    b, a = np.polyfit(pump_power[use], np.sqrt(pump_power[use] / eta[use]), 1)
+    a = a if a > 0 else float(np.sqrt(np.min(pump_power[use] / eta[use])))
+    return float(1 / a**2), float(max(b / a, 0.0))
+
+
+def fit_efficiency_map(pump_power: np.ndarray, detuning: np.ndarray | None, eta: np.ndarray,
+                       noise: np.ndarray | float) -> EfficiencyMapFit | None:
+    """Weighted least-squares fit of the cooperativity model to eta at (P, d) points.
+
+    `detuning` None fits the power dependence alone (s, c). Errors: covariance (J^T J)^-1 of
+    the noise-weighted residuals scaled by the residual chi^2. None if the fit fails.
+    """
+    p, y = np.asarray(pump_power, float), np.asarray(eta, float)
+    sigma = np.broadcast_to(np.asarray(noise, float), p.shape)
+    n_par = 2 if detuning is None else 4
+    if p.size <= n_par or not np.all(np.isfinite(sigma)) or np.any(sigma <= 0) \
+            or not np.all(p > 0):
+        return None
+    p_ref = float(p.max())
+    if detuning is None:
+        d = np.zeros_like(p)
+        s0, c0 = power_curve_start(p, y, sigma)
+        d_pk, g0 = 0.0, 1.0
+    else:
+        d = np.asarray(detuning, float)
+        d_pk, g0, _ = lorentzian_start(*_detuning_profile(p, d, y))
+        column = np.isclose(d, d_pk, rtol=0, atol=1e3)
+        s0, c0 = power_curve_start(p[column], y[column], sigma[column])
+    s0 = s0 if s0 > 0 else float(np.max(np.abs(y)) / p_ref) or 1.0
+    span = float(np.ptp(d)) / g0 + 2
+
+    # Scaled parameters: s / s0, c * P_max, (d0 - d_pk) / g0, G / g0 (all of order one).
+    def model(q: np.ndarray) -> np.ndarray:
+        eta_p = s0 * q[0] * p / (1 + q[1] * p / p_ref) ** 2
+        if detuning is None:
+            return np.asarray(eta_p)
+        x = 2 * ((d - d_pk) / g0 - q[2]) / q[3]
+        return np.asarray(eta_p / (1 + x**2))
+
+    def residual(q: np.ndarray) -> np.ndarray:
+        return np.asarray((model(q) - y) / sigma)
+
+    q0 = [1.0, c0 * p_ref, 0.0, 1.0][:n_par]
+    lower = [0.0, -0.5, -span, 1e-3][:n_par]
+    upper = [np.inf, np.inf, span, 10 * span][:n_par]
+    try:
+        res = least_squares(residual, q0, bounds=(lower, upper), x_scale="jac")
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    cov = _covariance(res)
+    if cov is None:
+        return None
+    chi2 = float(2 * res.cost / (p.size - n_par))
+    scale = np.array([s0, 1 / p_ref, g0, g0][:n_par])
+    q = res.x
+    return EfficiencyMapFit(
+        low_power_slope=float(s0 * q[0]), cooperativity_slope=float(q[1] / p_ref),
+        detuning_offset=None if detuning is None else float(d_pk + g0 * q[2]),
+        optical_linewidth=None if detuning is None else float(g0 * q[3]),
+        covariance=cov * chi2 * np.outer(scale, scale), chi2_reduced=chi2, points=int(p.size))
+
+
+def _detuning_profile(p: np.ndarray, d: np.ndarray, eta: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """eta summed over pump powers at each distinct detuning (grid points that the laser set
+    alike at every power; 1 kHz apart counts as alike)."""
+    keys = np.round(d / 1e3)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    total = np.bincount(inverse, weights=eta)
+    centers = np.bincount(inverse, weights=d) / np.bincount(inverse)
+    return centers[: uniq.size], total

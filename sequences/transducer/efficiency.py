@@ -1,0 +1,398 @@
+"""`EfficiencyMap`: conversion efficiency against pump power and pump detuning.
+
+At each point of a pump power x pump detuning grid, the power meter reads the optical output
+with the microwave tone (at the microwave resonance, as strong as the soft limits allow) on
+and off; the difference, divided by what full conversion of the tone's photon flux would give
+(`_efficiency_model`, calibration constants from the run's station snapshot), is eta. The
+grid runs power by power upwards (one step per power, so the 20 mW/s pump ramp only ever
+climbs one grid spacing), the detunings of each power in alternating directions.
+
+The analysis fits the cooperativity model
+
+    eta(P, d) = s P / (1 + c P)^2 / (1 + (2 (d - d0) / G)^2)
+
+(s the low-power slope, 1/W; c the cooperativity per watt, C = c P; for an opto-mechanical
+device this is the exact form with C' = C_om / (1 + C_em)), and reports eta_max = s / 4c
+(at C = 1), the pump power at C = 1 (1 / c), c, s, d0 and G, errors from the fit covariance.
+
+Two regimes are reported as what they are:
+
+* an optical line narrower than 1.5 laser steps (0.1 pm, 12.5 MHz) is unresolved: G is not
+  reported, and s and c come from the power dependence at the brightest laser step alone.
+  c and 1/c do not depend on the detuning; eta_max and s are those at that step, so they are
+  lower bounds if the resonance falls between steps (the verdict says so; the details carry
+  ``eta_max_is_lower_bound``);
+* a device that stays far below C = 1 at the highest pump power (e.g. bulk electro-optic,
+  C ~ 0.01 at 10 mW) determines s well, while c (and so eta_max and P(C=1)) rests on the
+  slight bend of eta(P): their errors say how well. If c is poorly determined (below
+  `MIN_COOPERATIVITY_SIGMAS` standard errors), the verdict is bad (POOR_FIT), s stands, and
+  eta_max and 1/c carry conservative errors (see `MIN_COOPERATIVITY_SIGMAS`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from instruments.station import LabStation
+from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from sequences.data import StoredRun
+from sequences.framework import DatasetParameter, Sequence, Step
+
+from ._efficiency_model import (
+    OFF,
+    ON,
+    EfficiencyMapFit,
+    MeterState,
+    chi2_bound,
+    column,
+    efficiency_points,
+    fit_efficiency_map,
+    laser_step_frequency,
+    prepare_drive,
+    require_setup,
+    restore_bench,
+    scan_detunings,
+    switch_pump_on,
+)
+
+MIN_POWERS = 3
+"""Distinct pump powers needed for s and c (two parameters and a residual)."""
+MIN_DETUNINGS = 5
+"""Distinct detunings needed to fit d0 and G besides s and c."""
+MIN_RESOLVED_STEPS = 1.5
+"""A fitted optical FWHM below this many laser steps is unresolved (see the module)."""
+SIGNAL_SIGMAS = 6.0
+"""The highest eta must exceed its noise by this much to count as a signal (the largest of a
+few hundred noise points reaches ~3.5 sigma)."""
+MIN_COOPERATIVITY_SIGMAS = 5.0
+"""Below this significance c is poorly constrained: eta_max = s/4c and 1/c then have skewed,
+heavy-tailed errors (c - sigma_c near 0 puts no upper bound on them) that a first-order
+standard error misstates; at 5 sigma the first-order error is within ~20 % and the bias of
+1/c ~4 %. Below it the verdict is bad, and their errors are the conservative distance to the
+image of c - sigma_c (infinite if that is <= 0)."""
+WIDE_GRID_STEPS = 128
+"""Half-width, in laser steps (1.6 GHz), of the detuning grid without a linewidth hint."""
+
+
+@dataclass(frozen=True)
+class EfficiencyMapOptions:
+    """Options of `EfficiencyMap` (SI units; microwave power in dBm)."""
+
+    mw_frequency: float = 8.0e9
+    """Microwave tone, Hz: the microwave resonance (the VNA scan's result)."""
+    mw_power: float | None = None
+    """dBm at the source; None: the upper soft limit (the most converted light)."""
+    min_pump_power: float = 0.5e-3
+    """Lowest pump power, W (at the laser output)."""
+    max_pump_power: float = 10e-3
+    """Highest pump power, W: the bench's soft limit by default (C is largest there)."""
+    powers: int = 8
+    """Pump powers, evenly spaced from min to max."""
+    detuning_center: float = 0.0
+    """Pump detuning at the grid's centre, Hz (0: the setup's optical resonance)."""
+    optical_linewidth: float = 0.0
+    """Hz, a hint that shapes the detuning grid (0: unknown, a grid out to +-1.6 GHz dense
+    near the centre; else out to +-3 linewidths, at least +-4 laser steps)."""
+    averaging: int = 100
+    """Power-meter samples per reading (~3 ms each): noise 50 pW / sqrt(averaging)."""
+    settle_time: float = 0.0
+    """s of lab time to wait after each pump power change."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_pump_power < self.max_pump_power:
+            raise ValueError(f"need 0 < min_pump_power < max_pump_power, got "
+                             f"{self.min_pump_power:g} W and {self.max_pump_power:g} W")
+        if self.powers < MIN_POWERS:
+            raise ValueError(f"powers must be >= {MIN_POWERS} (s, c and a residual), got "
+                             f"{self.powers}")
+        if not self.mw_frequency > 0:
+            raise ValueError(f"mw_frequency must be > 0 Hz, got {self.mw_frequency:g}")
+        if self.optical_linewidth < 0 or self.settle_time < 0:
+            raise ValueError("optical_linewidth (Hz) and settle_time (s) must be >= 0")
+        if not 1 <= self.averaging <= 10_000:
+            raise ValueError(f"averaging must be 1..10000 samples, got {self.averaging}")
+
+    def pump_powers(self) -> np.ndarray:
+        """W, ascending, rounded to the laser's 0.1 uW setting resolution."""
+        p = np.linspace(self.min_pump_power, self.max_pump_power, self.powers)
+        return np.asarray(np.round(p, 7), float)
+
+    def detunings(self) -> np.ndarray:
+        """Requested pump detunings, Hz: whole laser steps, dense near the centre and
+        geometrically sparser out to the grid's edge."""
+        step = laser_step_frequency()
+        edge = WIDE_GRID_STEPS if self.optical_linewidth == 0 else max(
+            4.0, 3 * self.optical_linewidth / step)
+        far = np.round(np.geomspace(1, edge, 12))
+        offsets = np.unique(np.concatenate([np.arange(5), far]))
+        offsets = np.concatenate([-offsets[:0:-1], offsets])
+        return np.asarray(self.detuning_center + step * offsets, float)
+
+
+class EfficiencyMapAnalysis(Analysis):
+    """Joint fit of the cooperativity model to the measured efficiency map."""
+
+    sequence = "efficiency_map"
+
+    def analyze(self, run: StoredRun) -> AnalysisResult:
+        result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
+        p, d = column(run, "pump_power"), column(run, "pump_detuning")
+        if p.size < MIN_POWERS * 2 or np.unique(p).size < MIN_POWERS:
+            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, f"{p.size} points at "
+                                         f"{np.unique(p).size} pump powers; at least "
+                                         f"{MIN_POWERS} powers needed")
+            return result
+        try:
+            points = efficiency_points(run, groups=p)
+        except KeyError as exc:
+            result.verdict = Verdict.bad(Reason.OUT_OF_RANGE, f"cannot convert optical power "
+                                         f"to efficiency: {exc.args[0]}")
+            return result
+        eta, noise = points.eta, points.noise
+        if not np.all(np.isfinite(noise)) or np.any(noise <= 0):
+            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, "cannot estimate the power "
+                                         "meter's noise from the mw-off readings")
+            return result
+        step = laser_step_frequency(float(np.median(column(run, "pump_wavelength"))))
+        result.details.update({"meter_noise": points.meter_noise, "laser_step": step,
+                               "optical_linewidth_resolution_limit": MIN_RESOLVED_STEPS * step})
+        result.tables["map"] = {"pump_power (W)": p.tolist(), "pump_detuning (Hz)": d.tolist(),
+                                "eta": eta.tolist(), "eta_stderr": noise.tolist()}
+        best = int(np.argmax(eta / noise))
+        if eta[best] < SIGNAL_SIGMAS * noise[best]:
+            result.verdict = Verdict.bad(Reason.NO_SIGNAL, f"no converted light above the "
+                                         f"noise anywhere on the map (pump detuning "
+                                         f"{d.min() / 1e6:.4g}..{d.max() / 1e6:.4g} MHz): is "
+                                         "the pump near the optical resonance and the tone on "
+                                         "the microwave resonance?")
+            return result
+        fit, resolved = _fit(p, d, eta, noise, step)
+        if fit is None:
+            result.verdict = Verdict.bad(Reason.POOR_FIT, "the cooperativity model did not "
+                                         "converge on the map")
+            return result
+        _report(result, fit, resolved, p, d)
+        result.verdict = _verdict(fit, resolved, p, d, eta, noise, points.noise_samples)
+        return result
+
+    def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
+        return {"map": _plot(run, result)}
+
+
+def _fit(p: np.ndarray, d: np.ndarray, eta: np.ndarray, noise: np.ndarray, step: float
+         ) -> tuple[EfficiencyMapFit | None, bool]:
+    """The joint fit if the detuning axis resolves the line, else the power dependence at
+    the brightest laser step (see the module docstring)."""
+    if np.unique(np.round(d / 1e3)).size >= MIN_DETUNINGS:
+        fit = fit_efficiency_map(p, d, eta, noise)
+        if fit is not None and fit.optical_linewidth is not None \
+                and fit.optical_linewidth >= MIN_RESOLVED_STEPS * step:
+            return fit, True
+    keys = np.round(d / 1e3)
+    _, inverse = np.unique(keys, return_inverse=True)
+    brightest = int(np.argmax(np.bincount(inverse, weights=eta / noise**2)))
+    at = inverse == brightest
+    fit = fit_efficiency_map(p[at], None, eta[at], noise[at])
+    if fit is None:
+        return None, False
+    d_best = float(np.mean(d[at]))
+    # The resonance lies within half a step of the brightest step: uniform there.
+    cov = np.zeros((4, 4))
+    cov[:2, :2] = fit.covariance
+    cov[2, 2] = step**2 / 12
+    return EfficiencyMapFit(fit.low_power_slope, fit.cooperativity_slope, d_best, None, cov,
+                            fit.chi2_reduced, fit.points), False
+
+
+def _report(result: AnalysisResult, fit: EfficiencyMapFit, resolved: bool, p: np.ndarray,
+            d: np.ndarray) -> None:
+    v = result.values
+    s, c = fit.low_power_slope, fit.cooperativity_slope
+    if c > 0:
+        eta_max, eta_err = fit.eta_max
+        p1, p1_err = fit.pump_power_at_unit_cooperativity
+        low = c - fit.stderr(1)
+        if c < MIN_COOPERATIVITY_SIGMAS * fit.stderr(1):
+            eta_err = max(eta_err, s / (4 * low) - eta_max if low > 0 else math.inf)
+            p1_err = max(p1_err, 1 / low - p1 if low > 0 else math.inf)
+        v["eta_max"] = FitValue(eta_max, eta_err, "")
+        v["pump_power_at_unit_cooperativity"] = FitValue(p1, p1_err, "W")
+    v["cooperativity_slope"] = FitValue(c, fit.stderr(1), "1/W")
+    v["low_power_slope"] = FitValue(s, fit.stderr(0), "1/W")
+    if fit.detuning_offset is not None:
+        v["detuning_offset"] = FitValue(fit.detuning_offset, fit.stderr(2), "Hz")
+    if resolved and fit.optical_linewidth is not None:
+        v["optical_linewidth"] = FitValue(fit.optical_linewidth, fit.stderr(3), "Hz")
+    result.details.update({
+        "chi2_reduced": fit.chi2_reduced,
+        "correlation_low_power_slope_cooperativity_slope": fit.correlation_s_c,
+        "max_cooperativity": c * float(p.max()),
+        "optical_linewidth_resolved": float(resolved),
+        "eta_max_is_lower_bound": float(not resolved),
+        "detuning_span": float(np.ptp(d)),
+    })
+
+
+def _verdict(fit: EfficiencyMapFit, resolved: bool, p: np.ndarray, d: np.ndarray,
+             eta: np.ndarray, noise: np.ndarray, noise_samples: int) -> Verdict:
+    s, c = fit.low_power_slope, fit.cooperativity_slope
+    s_err, c_err = fit.stderr(0), fit.stderr(1)
+    if resolved and fit.detuning_offset is not None and fit.optical_linewidth is not None:
+        if not d.min() <= fit.detuning_offset <= d.max():
+            return Verdict.bad(Reason.NO_SIGNAL, f"only a tail of the optical line on the map: "
+                               f"the fit puts it at detuning {fit.detuning_offset / 1e6:.4g} "
+                               "MHz; centre the grid there")
+        if fit.optical_linewidth > np.ptp(d):
+            return Verdict.bad(Reason.OUT_OF_RANGE, f"optical linewidth "
+                               f"{fit.optical_linewidth:.3g} Hz is wider than the detuning "
+                               f"range ({np.ptp(d):.3g} Hz)")
+    if not s > 3 * s_err:
+        return Verdict.bad(Reason.NO_SIGNAL, f"low-power slope s = {s:.3g} +- {s_err:.2g} /W "
+                           "is not significant")
+    # More than 5 sigma above 1 at any point, or a peak above 1: the calibration (line
+    # attenuation, output loss) cannot be right.
+    if np.any(eta - 5 * noise > 1):
+        return Verdict.bad(Reason.OUT_OF_RANGE, f"measured eta up to {eta.max():.3g} > 1: "
+                           "check mw_line_attenuation and optical_output_loss")
+    bound = chi2_bound(fit.points - (4 if resolved else 2), noise_samples)
+    if fit.chi2_reduced > bound:
+        return Verdict.bad(Reason.POOR_FIT, f"reduced chi^2 {fit.chi2_reduced:.3g} against the "
+                           f"meter noise (above {bound:.3g}): the cooperativity model does not "
+                           "describe the map")
+    if not c > MIN_COOPERATIVITY_SIGMAS * c_err:
+        return Verdict.bad(Reason.POOR_FIT, f"cooperativity slope c = {c:.3g} +- {c_err:.2g} "
+                           f"/W is poorly constrained (below {MIN_COOPERATIVITY_SIGMAS:g} "
+                           f"sigma; C stayed far below 1 up to {p.max() * 1e3:.3g} mW): "
+                           "eta_max and the pump power at C = 1 are not determined (their "
+                           "errors are the conservative 1-sigma extent); the low-power slope "
+                           f"s = {s:.4g} +- {s_err:.2g} /W stands. More microwave power or "
+                           "averaging helps")
+    eta_max, eta_err = fit.eta_max
+    if eta_max - 5 * eta_err > 1:
+        return Verdict.bad(Reason.OUT_OF_RANGE, f"eta_max = {eta_max:.3g} +- {eta_err:.2g} > 1: "
+                           "check mw_line_attenuation and optical_output_loss")
+    notes = [f"eta_max {eta_max:.4g} +- {eta_err:.2g} at {1e3 / c:.4g} mW"]
+    if c * p.max() < 0.1:
+        notes.append(f"C reached only {c * p.max():.2g}: eta_max and P(C=1) are "
+                     "extrapolated along the fitted model")
+    if not resolved:
+        notes.append("optical linewidth unresolved (narrower than 1.5 laser steps): s and "
+                     "eta_max at the brightest laser step, lower bounds if the resonance lies "
+                     "between steps")
+    return Verdict.ok("; ".join(notes))
+
+
+class EfficiencyMap(Sequence[EfficiencyMapOptions]):
+    """Pump power x pump detuning map of the conversion efficiency (power meter, mw on/off)."""
+
+    name: ClassVar[str] = "efficiency_map"
+    options_class: ClassVar[type] = EfficiencyMapOptions
+    analysis_class: ClassVar[type[Analysis]] = EfficiencyMapAnalysis
+
+    def __init__(self, options: EfficiencyMapOptions | None = None, **changes: Any) -> None:
+        super().__init__(options, **changes)
+        self._meter: MeterState | None = None
+
+    def dataset_parameters(self) -> list[DatasetParameter]:
+        sp = ("pump_power", "pump_detuning")
+        return [DatasetParameter("pump_power", "W", "Pump power (read back)"),
+                DatasetParameter("pump_detuning", "Hz", "Pump detuning (read back)"),
+                DatasetParameter("pump_wavelength", "m", "Pump wavelength (read back)", sp),
+                DatasetParameter("mw_frequency", "Hz", "Microwave frequency (read back)", sp),
+                DatasetParameter("mw_power", "dBm", "Microwave power at source (read back)", sp),
+                DatasetParameter(ON, "W", "Optical power, mw on", sp),
+                DatasetParameter(OFF, "W", "Optical power, mw off", sp)]
+
+    def steps(self) -> list[Step]:
+        powers = self.options.pump_powers()
+        return [Step(i, f"pump {p * 1e3:.4g} mW ({i + 1}/{powers.size})", {"pump_power": p})
+                for i, p in enumerate(powers)]
+
+    def prepare(self, station: LabStation) -> None:
+        o = self.options
+        setup = require_setup(station, type(self).__name__)
+        self._meter = prepare_drive(setup, o.mw_frequency, o.mw_power, o.averaging)
+        switch_pump_on(setup, float(o.pump_powers()[0]), float(o.detunings()[0]))
+
+    def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
+        setup = require_setup(station, type(self).__name__)
+        setup.pump_power(step.settings["pump_power"])
+        if self.options.settle_time:
+            station.sleep(self.options.settle_time)
+        detunings = self.options.detunings()
+        # Serpentine: the laser never jumps back across the grid between powers.
+        return scan_detunings(setup, detunings[::-1] if step.index % 2 else detunings)
+
+    def finish(self, station: LabStation) -> None:
+        setup = getattr(station, "setup", None)
+        if setup is not None:
+            restore_bench(setup, self._meter)
+
+
+def _plot(run: StoredRun, result: AnalysisResult) -> Figure:
+    """The measured map (colour, against pump detuning on a symmetric-log axis and pump
+    power), and two cuts with the fitted model: eta against pump power at the resonance,
+    eta against detuning at the highest power."""
+    table = result.tables.get("map", {})
+    p = np.asarray(table.get("pump_power (W)", column(run, "pump_power")), float)
+    d = np.asarray(table.get("pump_detuning (Hz)", column(run, "pump_detuning")), float)
+    eta = np.asarray(table.get("eta", np.full(p.size, np.nan)), float)
+    err = np.asarray(table.get("eta_stderr", np.zeros(p.size)), float)
+    fig = Figure(figsize=(14, 4.2))
+    ax_map, ax_p, ax_d = fig.subplots(1, 3)
+    step = result.details.get("laser_step", laser_step_frequency())
+    if p.size:
+        art = ax_map.scatter(d / 1e6, p * 1e3, c=eta, s=28, marker="s", cmap="viridis")
+        fig.colorbar(art, ax=ax_map, label="eta")
+        ax_map.set_xscale("symlog", linthresh=5 * step / 1e6, linscale=3)
+    ax_map.set_xlabel("pump detuning (MHz)")
+    ax_map.set_ylabel("pump power (mW)")
+    ax_map.set_title("measured efficiency", fontsize=9)
+    model = _model_from_values(result)
+    d0 = result.values.get("detuning_offset")
+    if p.size:
+        keys = np.round(d / 1e3)
+        at = keys == keys[np.argmin(np.abs(d - (d0.value if d0 is not None else 0.0)))]
+        ax_p.errorbar(p[at] * 1e3, eta[at], err[at], fmt=".", label="measured")
+        top = p == p.max()
+        order = np.argsort(d[top])
+        ax_d.errorbar(d[top][order] / 1e6, eta[top][order], err[top][order], fmt=".",
+                      label="measured")
+        ax_d.set_xscale("symlog", linthresh=5 * step / 1e6, linscale=3)
+        if model is not None:
+            pp = np.linspace(0, p.max(), 200)
+            ax_p.plot(pp * 1e3, model.model(pp, float(np.mean(d[at]))), "-", label="fit")
+            if model.optical_linewidth is not None:
+                dd = np.linspace(d.min(), d.max(), 4000)
+                ax_d.plot(dd / 1e6, model.model(np.full(dd.size, p.max()), dd), "-",
+                          label="fit")
+            else:  # unresolved: the model holds at the brightest step only
+                ax_d.plot(np.mean(d[at]) / 1e6, model.model(p.max()), "x", ms=9,
+                          label="fit (linewidth unresolved)")
+            ax_d.legend(fontsize=8, loc="center right")
+    ax_p.set_xlabel("pump power (mW)")
+    ax_p.set_ylabel("eta")
+    ax_p.set_title("at the resonance", fontsize=9)
+    ax_d.set_xlabel("pump detuning (MHz)")
+    ax_d.set_ylabel("eta")
+    ax_d.set_title(f"at {p.max() * 1e3:.3g} mW" if p.size else "", fontsize=9)
+    ax_p.legend(fontsize=8)
+    fig.suptitle(f"run {run.run_id}: {result.verdict}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _model_from_values(result: AnalysisResult) -> EfficiencyMapFit | None:
+    v = result.values
+    if "low_power_slope" not in v or "cooperativity_slope" not in v:
+        return None
+    d0, width = v.get("detuning_offset"), v.get("optical_linewidth")
+    return EfficiencyMapFit(v["low_power_slope"].value, v["cooperativity_slope"].value,
+                            None if d0 is None or width is None else d0.value,
+                            None if width is None else width.value, np.zeros((4, 4)),
+                            math.nan, 0)

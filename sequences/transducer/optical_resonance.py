@@ -1,0 +1,312 @@
+"""`OpticalResonanceScan`: find the transducer's optical (pump) resonance from the light it
+converts.
+
+With the microwave tone on at the microwave resonance, the pump laser steps across the
+optical resonance; at each wavelength the power meter reads the optical output with the
+tone on and off, and the difference is the converted light alone. Its dependence on the pump
+detuning is the optical Lorentzian, fitted for its centre and linewidth (FWHM).
+
+Resolution: the laser tunes in 0.1 pm steps (12.5 MHz at 1550 nm). A line narrower than
+`MIN_RESOLVED_STEPS` steps is "unresolved": its width is not reported (only the fact and the
+resolution limit, in the details), and its centre is the laser step of the most converted
+light, with the standard error of a position known to lie within +-half a step (step/sqrt 12),
+never a Lorentzian's extrapolation between steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from instruments.station import LabStation
+from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from sequences.data import StoredRun
+from sequences.framework import DatasetParameter, Sequence, Step
+
+from ._efficiency_model import (
+    OFF,
+    ON,
+    SPEED_OF_LIGHT,
+    LorentzianFit,
+    MeterState,
+    chi2_bound,
+    column,
+    fit_lorentzian,
+    laser_step_frequency,
+    meter_noise,
+    prepare_drive,
+    require_setup,
+    restore_bench,
+    scan_detunings,
+    switch_pump_on,
+)
+
+MIN_POINTS = 10
+MIN_RESOLVED_STEPS = 1.5
+"""A fitted FWHM below this many laser steps is unresolved: the fit would rest on the line
+shape between steps, which the scan never sampled."""
+SIGNAL_SIGMAS = 6.0
+"""The brightest point must exceed the noise by this much: the largest of ~300 pure-noise
+points reaches ~3 sigma, and a 6-sigma excursion has odds ~1e-9 per point."""
+
+
+@dataclass(frozen=True)
+class OpticalResonanceOptions:
+    """Options of `OpticalResonanceScan` (SI units; microwave power in dBm)."""
+
+    mw_frequency: float = 8.0e9
+    """Microwave tone, Hz: the microwave resonance (the VNA scan's result)."""
+    mw_power: float | None = None
+    """dBm at the source; None: the upper soft limit (the most converted light)."""
+    pump_power: float = 2e-3
+    """W at the laser output."""
+    center: float = 0.0
+    """Centre of the scan, Hz of pump detuning from the setup's optical_resonance_wavelength."""
+    span: float = 4e9
+    """Width of the scan, Hz (covers a 1 GHz line with its tails)."""
+    laser_steps_per_point: int = 1
+    """Spacing of the points in laser steps (0.1 pm, ~12.5 MHz); 1 cannot step over a
+    line narrower than the step."""
+    averaging: int = 100
+    """Power-meter samples per reading (~3 ms each): noise 50 pW / sqrt(averaging)."""
+    segments: int = 16
+    """Steps the scan is split into (progress and interruption granularity)."""
+
+    def __post_init__(self) -> None:
+        if not self.mw_frequency > 0:
+            raise ValueError(f"mw_frequency must be > 0 Hz, got {self.mw_frequency:g}")
+        if not self.pump_power > 0:
+            raise ValueError(f"pump_power must be > 0 W, got {self.pump_power:g}")
+        if self.laser_steps_per_point < 1:
+            raise ValueError("laser_steps_per_point must be >= 1")
+        if not self.span >= MIN_POINTS * self.laser_steps_per_point * laser_step_frequency():
+            raise ValueError(f"span {self.span:g} Hz holds fewer than {MIN_POINTS} points "
+                             f"{self.laser_steps_per_point} laser step(s) "
+                             f"({laser_step_frequency():.3g} Hz each) apart: widen it")
+        if not 1 <= self.averaging <= 10_000:
+            raise ValueError(f"averaging must be 1..10000 samples, got {self.averaging}")
+        if self.segments < 1:
+            raise ValueError("segments must be >= 1")
+
+    def detunings(self) -> np.ndarray:
+        """Requested pump detunings, Hz, on the laser's step grid around `center`."""
+        step = self.laser_steps_per_point * laser_step_frequency()
+        half = int(self.span / 2 // step)
+        return np.asarray(self.center + step * np.arange(-half, half + 1), float)
+
+
+class OpticalResonanceAnalysis(Analysis):
+    """Lorentzian fit of converted optical power against the pump's optical frequency."""
+
+    sequence = "optical_resonance_scan"
+
+    def analyze(self, run: StoredRun) -> AnalysisResult:
+        result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
+        scan = _Scan.from_run(run)
+        if scan.nu.size < MIN_POINTS:
+            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, f"{scan.nu.size} points, at "
+                                         f"least {MIN_POINTS} needed")
+            return result
+        sigma_p, samples = meter_noise(scan.p_off)
+        if not (math.isfinite(sigma_p) and sigma_p > 0):
+            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, "cannot estimate the power "
+                                         "meter's noise from the mw-off readings")
+            return result
+        noise = math.sqrt(2) * sigma_p
+        step = laser_step_frequency(float(np.median(scan.wavelength)))
+        result.details.update({"meter_noise": sigma_p, "laser_step": step,
+                               "peak_converted_power": float(scan.converted.max()),
+                               "optical_linewidth_resolution_limit": MIN_RESOLVED_STEPS * step})
+        if scan.converted.max() < SIGNAL_SIGMAS * noise:
+            result.verdict = Verdict.bad(Reason.NO_SIGNAL, f"no converted light above the "
+                                         f"noise ({noise:.2g} W) in the scan "
+                                         f"{scan.window_text()}: move the scan or check the "
+                                         "microwave drive and the pump")
+            return result
+        # The line is Lorentzian in photon number: power per photon energy h nu, which
+        # changes by 1e-5 across a GHz-wide line (enough to pull its centre by a kHz).
+        per_photon = scan.nu_ref / scan.nu
+        fit = fit_lorentzian(scan.nu - scan.nu_ref, scan.converted * per_photon,
+                             noise * per_photon)
+        resolved = fit is not None and fit.fwhm >= MIN_RESOLVED_STEPS * step
+        if fit is not None:
+            result.details["chi2_reduced"] = fit.chi2_reduced
+        if resolved and fit is not None:
+            result.verdict = self._resolved(result, scan, fit, samples)
+        else:
+            result.verdict = self._unresolved(result, scan, step, noise)
+        if result.verdict.good:
+            result.proposed = {"optical_resonance_wavelength":
+                               result.values["optical_resonance_wavelength"].value}
+        return result
+
+    @staticmethod
+    def _resolved(result: AnalysisResult, scan: _Scan, fit: LorentzianFit, samples: int
+                  ) -> Verdict:
+        nu0 = scan.nu_ref + fit.center
+        wavelength = SPEED_OF_LIGHT / nu0
+        result.values["optical_resonance_wavelength"] = FitValue(
+            wavelength, wavelength**2 / SPEED_OF_LIGHT * fit.center_stderr, "m")
+        result.values["optical_linewidth"] = FitValue(fit.fwhm, fit.fwhm_stderr, "Hz")
+        result.details.update({"optical_linewidth_resolved": 1.0, "fitted_peak_power": fit.peak,
+                               "center_detuning": scan.detuning_at(nu0)})
+        if not scan.nu.min() <= nu0 <= scan.nu.max():
+            return Verdict.bad(Reason.NO_SIGNAL, f"only a tail in the scan "
+                               f"{scan.window_text()}: the fit puts the resonance at detuning "
+                               f"{scan.detuning_at(nu0) / 1e6:.4g} MHz; centre the scan there")
+        if fit.fwhm > np.ptp(scan.nu):
+            return Verdict.bad(Reason.OUT_OF_RANGE, f"linewidth {fit.fwhm:.3g} Hz is wider than "
+                               f"the scan ({np.ptp(scan.nu):.3g} Hz): widen the span")
+        bound = chi2_bound(fit.points - 3, samples)
+        if fit.chi2_reduced > bound:
+            return Verdict.bad(Reason.POOR_FIT, f"reduced chi^2 {fit.chi2_reduced:.3g} against "
+                               f"the meter noise (above {bound:.3g}): the converted light is "
+                               "not one Lorentzian line")
+        return Verdict.ok(f"resonance at {wavelength * 1e9:.7f} nm, linewidth "
+                          f"{result.values['optical_linewidth']}")
+
+    @staticmethod
+    def _unresolved(result: AnalysisResult, scan: _Scan, step: float, noise: float) -> Verdict:
+        i = int(np.argmax(scan.converted))
+        bright = int(np.count_nonzero(scan.converted > scan.converted[i] / 2))
+        if bright > 2:
+            return Verdict.bad(Reason.POOR_FIT, f"the Lorentzian fit did not converge on a "
+                               f"line {bright} points wide")
+        nu0 = float(scan.nu[i])
+        wavelength = SPEED_OF_LIGHT / nu0
+        # The resonance lies within half a step of the brightest step: uniform there.
+        result.values["optical_resonance_wavelength"] = FitValue(
+            wavelength, wavelength**2 / SPEED_OF_LIGHT * step / math.sqrt(12), "m")
+        result.details.update({"optical_linewidth_resolved": 0.0,
+                               "center_detuning": scan.detuning_at(nu0)})
+        if i in (0, scan.nu.size - 1):
+            return Verdict.bad(Reason.NO_SIGNAL, f"the brightest point is at the edge of the "
+                               f"scan {scan.window_text()}: centre the scan there")
+        return Verdict.ok(f"resonance at {wavelength * 1e9:.7f} nm (the brightest laser step); "
+                          f"linewidth unresolved: narrower than "
+                          f"{MIN_RESOLVED_STEPS * step / 1e6:.3g} MHz ({MIN_RESOLVED_STEPS} "
+                          f"laser steps of 0.1 pm)")
+
+    def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
+        scan = _Scan.from_run(run)
+        fig = Figure(figsize=(10, 4))
+        axes = fig.subplots(1, 2)
+        wl = result.values.get("optical_resonance_wavelength")
+        width = result.values.get("optical_linewidth")
+        d_center = result.details.get("center_detuning")
+        zoom = 10 * (width.value if width is not None else laser_step_frequency())
+        for ax, window in zip(axes, (math.inf, zoom), strict=True):
+            keep = np.ones(scan.nu.size, bool) if d_center is None or not math.isfinite(
+                window) else np.abs(scan.detuning - d_center) <= window
+            ax.plot(scan.detuning[keep] / 1e6, scan.converted[keep] * 1e9, ".", ms=3,
+                    label="measured (mw on - off)")
+            if wl is not None and width is not None and np.any(keep):
+                nu0 = SPEED_OF_LIGHT / wl.value
+                d = np.linspace(scan.detuning[keep].min(), scan.detuning[keep].max(), 2000)
+                nu = d + (scan.nu - scan.detuning)[0]
+                peak = float(result.details.get("fitted_peak_power", 0.0))
+                model = peak / (1 + (2 * (nu - nu0) / width.value) ** 2)
+                ax.plot(d / 1e6, model * 1e9, "-", label="Lorentzian fit")
+            elif d_center is not None:
+                ax.axvline(d_center / 1e6, color="C1", ls="--", label="brightest step "
+                           "(linewidth unresolved)")
+            ax.set_xlabel("pump detuning (MHz)")
+            ax.set_ylabel("converted optical power (nW)")
+        axes[0].set_title("whole scan", fontsize=9)
+        axes[1].set_title("around the resonance", fontsize=9)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"run {run.run_id}: {result.verdict}", fontsize=9)
+        fig.tight_layout()
+        return {"resonance": fig}
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """A stored scan, ordered by pump frequency."""
+
+    nu: np.ndarray
+    """Pump optical frequency, Hz (c / pump_wavelength)."""
+    detuning: np.ndarray
+    wavelength: np.ndarray
+    converted: np.ndarray
+    """Optical power with the mw tone on minus off, W."""
+    p_off: np.ndarray
+    """mw-off readings in acquisition order (their successive differences are noise)."""
+
+    @classmethod
+    def from_run(cls, run: StoredRun) -> _Scan:
+        wavelength = column(run, "pump_wavelength")
+        detuning = column(run, "pump_detuning")
+        p_on, p_off = column(run, ON), column(run, OFF)
+        n = min(wavelength.size, detuning.size, p_on.size, p_off.size)
+        wavelength, detuning, p_on, p_off = (a[:n] for a in (wavelength, detuning, p_on, p_off))
+        nu = SPEED_OF_LIGHT / wavelength if n else np.empty(0)
+        order = np.argsort(nu, kind="stable")
+        return cls(nu[order], detuning[order], wavelength[order], (p_on - p_off)[order], p_off)
+
+    @property
+    def nu_ref(self) -> float:
+        return float(np.round(np.mean(self.nu), -6))
+
+    def detuning_at(self, nu: float) -> float:
+        """Pump detuning (the setup's, at run time) of optical frequency `nu`."""
+        return float(nu - np.median(self.nu - self.detuning))
+
+    def window_text(self) -> str:
+        return (f"{self.detuning.min() / 1e6:.4g}..{self.detuning.max() / 1e6:.4g} MHz of "
+                "pump detuning")
+
+
+class OpticalResonanceScan(Sequence[OpticalResonanceOptions]):
+    """Pump-detuning scan of the converted light (power meter, mw tone on minus off).
+
+    Proposes ``optical_resonance_wavelength`` (m) when the verdict is good.
+    """
+
+    name: ClassVar[str] = "optical_resonance_scan"
+    options_class: ClassVar[type] = OpticalResonanceOptions
+    analysis_class: ClassVar[type[Analysis]] = OpticalResonanceAnalysis
+
+    def __init__(self, options: OpticalResonanceOptions | None = None, **changes: Any) -> None:
+        super().__init__(options, **changes)
+        self._meter: MeterState | None = None
+
+    def dataset_parameters(self) -> list[DatasetParameter]:
+        sp = ("pump_detuning",)
+        return [DatasetParameter("pump_detuning", "Hz", "Pump detuning (read back)"),
+                DatasetParameter("pump_wavelength", "m", "Pump wavelength (read back)", sp),
+                DatasetParameter("pump_power", "W", "Pump power (read back)", sp),
+                DatasetParameter("mw_frequency", "Hz", "Microwave frequency (read back)", sp),
+                DatasetParameter("mw_power", "dBm", "Microwave power at source (read back)", sp),
+                DatasetParameter(ON, "W", "Optical power, mw on", sp),
+                DatasetParameter(OFF, "W", "Optical power, mw off", sp)]
+
+    def _chunks(self) -> list[np.ndarray]:
+        return [c for c in np.array_split(self.options.detunings(), self.options.segments)
+                if c.size]
+
+    def steps(self) -> list[Step]:
+        chunks = self._chunks()
+        return [Step(i, f"detuning {c[0] / 1e6:.5g}..{c[-1] / 1e6:.5g} MHz ({i + 1}/"
+                     f"{len(chunks)})", {"start": float(c[0]), "stop": float(c[-1]),
+                                         "points": float(c.size)})
+                for i, c in enumerate(chunks)]
+
+    def prepare(self, station: LabStation) -> None:
+        o = self.options
+        setup = require_setup(station, type(self).__name__)
+        self._meter = prepare_drive(setup, o.mw_frequency, o.mw_power, o.averaging)
+        switch_pump_on(setup, o.pump_power, float(o.detunings()[0]))
+
+    def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
+        setup = require_setup(station, type(self).__name__)
+        return scan_detunings(setup, self._chunks()[step.index])
+
+    def finish(self, station: LabStation) -> None:
+        setup = getattr(station, "setup", None)
+        if setup is not None:
+            restore_bench(setup, self._meter)
