@@ -1,4 +1,43 @@
 """The ZeroMQ control plane: heralds, node agents, link layer, clock sync.
 
-Empty so far: it arrives with the heralded-entanglement issue. See ARCHITECTURE.md.
+A heralding station, a node agent per node and an orchestrator, each its own OS process over
+TCP (addresses from the lab config), every socket CURVE-authenticated. The curated API:
+
+- config: `load_network_config`, `NetworkConfig`;
+- processes: `ProcessGroup`, `plan_lab`, `start_lab`, `read_report`, `LinkReport`,
+  `require_keys`; the process entry points `run_station`, `run_node_agent`,
+  `run_orchestrator` and their settings;
+- herald sources for the station: anything with ``run_until(station_time_ps)`` (the
+  simulated link is built by `qnetlab link`), or the test signal `PeriodicHeralds`;
+  `StationFaults` for fault injection.
+
+The wire format (`network.messages`), keys (`network.keys`), sequence tracking
+(`network.tracker`) and clock sync (`network.clock`) are imported from their modules.
 """
+
+from ._proc import ProcessGroup
+from .config import NetworkConfig, load_network_config
+from .lab import LabPlan, LinkReport, plan_lab, read_report, require_keys, start_lab
+from .node_agent import NodeSettings, run_node_agent
+from .orchestrator import OrchestratorSettings, run_orchestrator
+from .station import PeriodicHeralds, StationFaults, StationSettings, run_station
+
+__all__ = [
+    "LabPlan",
+    "LinkReport",
+    "NetworkConfig",
+    "NodeSettings",
+    "OrchestratorSettings",
+    "PeriodicHeralds",
+    "ProcessGroup",
+    "StationFaults",
+    "StationSettings",
+    "load_network_config",
+    "plan_lab",
+    "read_report",
+    "require_keys",
+    "run_node_agent",
+    "run_orchestrator",
+    "run_station",
+    "start_lab",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._format import format_value, table
+from ._format import format_fit, table
 from ._runs import add_station_options, database_for
 
 EXIT_OK, EXIT_BAD = 0, 1
@@ -44,7 +44,7 @@ def _characterize(args: argparse.Namespace) -> int:
                                                   fridge_budget=args.fridge_budget)
     with load_station(config, args.profile) as station:
         result = characterization.run(station, db, quiet=args.quiet)
-    rows = [[label, f"{format_value(v.value, v.unit)} ± {format_value(v.stderr, v.unit)}"]
+    rows = [[label, format_fit(v.value, v.stderr, v.unit)]
             for label, v in summary_values(result).items()]
     if rows:
         print(table(rows, ["quantity", "value ± 1 sigma"]))

@@ -8,6 +8,8 @@ from typing import Any
 _PREFIXES = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"),
              (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f")]
 _NO_PREFIX = {"dBm", "dB", "", "%"}
+_PREFIXED = {"Hz", "W", "s", "m", "K", "A", "V"}
+"""Base units that take an SI prefix in a fitted value (not '1/W', 'photons/W', ...)."""
 
 
 def format_value(value: Any, unit: str) -> str:
@@ -29,3 +31,22 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     line = "  ".join("-" * w for w in widths)
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*header), line, *(fmt.format(*r) for r in rows)])
+
+
+def format_fit(value: float, stderr: float, unit: str) -> str:
+    """A fitted value with its one-sigma error on one scale, the error to 2 significant
+    digits: (8.0e9, 1514.8, 'Hz') -> '8.0000000 ± 0.0000015 GHz'."""
+    if not (math.isfinite(value) and math.isfinite(stderr)) or stderr <= 0:
+        return f"{format_value(value, unit)} ± {stderr:.2g}"
+    scale, prefix = 1.0, ""
+    if unit in _PREFIXED and value != 0:
+        scale, prefix = next(((f, p) for f, p in _PREFIXES if abs(value) >= f * 0.9995),
+                             _PREFIXES[-1])
+    v, e = value / scale, stderr / scale
+    decimals = max(0, 1 - math.floor(math.log10(e)))
+    if decimals > 12 or abs(v) >= 1e6 or (v != 0 and abs(v) < 1e-3):
+        # No sensible fixed point: enough significant digits to show the error's place.
+        digits = min(17, max(2, math.floor(math.log10(abs(v))) - math.floor(math.log10(e))
+                             + 2)) if v != 0 else 2
+        return f"{v:.{digits}g} ± {e:.2g} {prefix}{unit}".rstrip()
+    return f"{v:.{decimals}f} ± {e:.{decimals}f} {prefix}{unit}".rstrip()

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._format import format_value, table
+from ._format import format_fit, table
 
 EXIT_OK, EXIT_BAD_VERDICT = 0, 1
 
@@ -59,7 +59,7 @@ def database_for(config: Any, db: Path | None) -> Path:
 def print_result(result: Any) -> None:
     """An AnalysisResult as the command line shows it."""
     print(f"{result.sequence} run {result.run_id}: {result.verdict}")
-    rows = [[k, f"{format_value(v.value, v.unit)} ± {format_value(v.stderr, v.unit)}"]
+    rows = [[k, format_fit(v.value, v.stderr, v.unit)]
             for k, v in result.values.items()]
     if rows:
         print(table(rows, ["value", "fit ± 1 sigma"]))

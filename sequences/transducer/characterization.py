@@ -3,8 +3,8 @@
 It runs, in order, sequences that each also run alone (``qnetlab run NAME``), handing each the
 results of the ones before:
 
-1. the microwave resonance (`MicrowaveResonanceScan`): a wide VNA scan, then a fine scan
-   around the dip it found;
+1. the microwave resonance (`MicrowaveResonanceScan`): a wide VNA scan, and a fine scan
+   around the dip it found if the wide one could not resolve it;
 2. the optical resonance (`OpticalResonanceScan`), with the mw tone on its resonance;
 3. conversion efficiency against pump power and detuning (`EfficiencyMap`): eta_max, the
    pump power at C = 1, the optical linewidth;
@@ -155,12 +155,14 @@ class _State:
             optical = self._run(self._make(OpticalResonanceScan, mw_frequency=f0.value))
             setup.optical_resonance_wavelength(
                 optical.proposed["optical_resonance_wavelength"])
+            width = optical.values.get("optical_linewidth")  # absent if not resolved
         except _Stop as stop:
             self._skip(_ORDER[len(self.runs):], str(stop))
             return
         measured: dict[str, AnalysisResult] = {}
         for cls, values in (
-            (EfficiencyMap, {"mw_frequency": f0.value}),
+            (EfficiencyMap, {"mw_frequency": f0.value,
+                             "optical_linewidth": 0.0 if width is None else width.value}),
             (ConversionBandwidthScan, {"center": f0.value, "span": 6 * kappa.value}),
             (AddedNoiseScan, {"mw_frequency": f0.value, "mw_linewidth": kappa.value,
                               "mw_linewidth_stderr": kappa.stderr}),
@@ -181,7 +183,6 @@ class _State:
         wide = MicrowaveResonanceScan(center=center, span=o.mw_search_span,
                                       points=o.mw_search_points, segments=10)
         run = wide.run(self.station, self.db_path, quiet=self.quiet)
-        self.coarse_mw = run
         found = run.analysis.values.get("resonance_frequency") if run.analysis else None
         width = run.analysis.values.get("linewidth") if run.analysis else None
         if found is None or width is None or not (found.value > 0 and width.value > 0):
@@ -189,6 +190,11 @@ class _State:
             raise _Stop(f"microwave_resonance_scan run {run.run_id}: no resonance in "
                         f"{center / 1e9:.4g} GHz +- {o.mw_search_span / 2e6:.4g} MHz "
                         f"({run.analysis.verdict if run.analysis else 'no data'})")
+        if run.analysis is not None and run.analysis.verdict.good:
+            self.runs["microwave_resonance_scan"] = run
+            return run.analysis
+        # Found but not resolved well enough (a narrow mode): zoom in on it.
+        self.coarse_mw = run
         fine = MicrowaveResonanceScan(center=found.value,
                                       span=o.fine_scan_linewidths * width.value,
                                       points=401, segments=4)

@@ -1,0 +1,217 @@
+"""One link's processes planned from a `NetworkConfig`, started, and their files read back.
+
+`plan_lab` turns the config into the settings each process gets; `start_lab` starts the
+station, the node agents and the orchestrator in a `ProcessGroup`; `read_report` gathers
+what they wrote in the run directory into a `LinkReport` (delivered pairs and their true
+fidelity, latency, every error counted).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._proc import ProcessGroup
+from .config import NetworkConfig
+from .keys import load_keypair, load_public_key
+from .node_agent import LATENCY_DTYPE, PAIR_LOG_DTYPE, NodeSettings, run_node_agent
+from .orchestrator import OrchestratorSettings, run_orchestrator
+from .station import (
+    TRUTH_DTYPE,
+    HeraldSourceFactory,
+    StationFaults,
+    StationSettings,
+    run_station,
+)
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    station: StationSettings
+    nodes: dict[str, NodeSettings]
+    orchestrator: OrchestratorSettings
+
+    @property
+    def run_dir(self) -> Path:
+        return self.station.run_dir
+
+
+def require_keys(config: NetworkConfig) -> None:
+    """Raise `KeyError_` (naming the file and `qnetlab keys`) unless every process's keys
+    are in the config's key directory."""
+    for name in config.key_names():
+        load_keypair(config.key_dir, name)
+        load_public_key(config.key_dir, name)
+
+
+def plan_lab(config: NetworkConfig, *, pairs: int, run_dir: Path, epoch_ns: int,
+             goodness: float, expected_pair_rate: float, curve: bool = True,
+             faults: StationFaults | None = None, max_seconds: float | None = None,
+             same_host: bool = True) -> LabPlan:
+    """Settings of every process. `curve=False` only for the benchmark's comparison;
+    `same_host=False` makes the nodes read station time from their clock exchanges alone."""
+    key_dir = config.key_dir if curve else None
+    link = config.link
+    station = StationSettings(
+        name=config.station.name, link_id=link.id,
+        herald_address=config.station.herald_address,
+        request_address=config.station.request_address, key_dir=key_dir, run_dir=run_dir,
+        epoch_ns=epoch_ns, heartbeat_period=config.heartbeat_period,
+        stats_period=config.stats_period, history=config.station.history,
+        faults=faults or StationFaults(), max_seconds=max_seconds)
+    node_ids = {name: i + 1 for i, name in enumerate(config.nodes)}
+    nodes = {
+        name: NodeSettings(
+            name=name, node_id=node_ids[name], link_id=link.id,
+            station_name=config.station.name,
+            herald_address=config.station.herald_address,
+            request_address=config.station.request_address,
+            orchestrator_name=config.orchestrator.name,
+            orchestrator_address=config.orchestrator.address, key_dir=key_dir,
+            run_dir=run_dir, memory_cutoff=config.nodes[name].memory_cutoff,
+            goodness=goodness, expected_pair_rate=expected_pair_rate,
+            epoch_ns=epoch_ns if same_host else None,
+            heartbeat_period=config.heartbeat_period,
+            heartbeat_misses=config.heartbeat_misses, clock_period=config.clock_period,
+            resend_timeout=config.resend_timeout, resend_attempts=config.resend_attempts,
+            max_seconds=max_seconds)
+        for name in link.nodes
+    }
+    orchestrator = OrchestratorSettings(
+        name=config.orchestrator.name, address=config.orchestrator.address, key_dir=key_dir,
+        run_dir=run_dir, link_id=link.id, nodes=link.nodes,
+        node_ids=(node_ids[link.nodes[0]], node_ids[link.nodes[1]]), pairs=pairs,
+        epoch_ns=epoch_ns, max_time=config.orchestrator.max_time,
+        reconcile_timeout=config.orchestrator.reconcile_timeout,
+        heartbeat_period=config.heartbeat_period, heartbeat_misses=config.heartbeat_misses,
+        max_seconds=max_seconds)
+    return LabPlan(station, nodes, orchestrator)
+
+
+def start_lab(group: ProcessGroup, plan: LabPlan, source_factory: HeraldSourceFactory, *,
+              orchestrator: bool = True) -> None:
+    """Start the station, the node agents and (unless told not to) the orchestrator, each
+    as its own process, named as in the config."""
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    group.start(plan.station.name, run_station, plan.station, source_factory)
+    for name, settings in plan.nodes.items():
+        group.start(name, run_node_agent, settings)
+    if orchestrator:
+        group.start(plan.orchestrator.name, run_orchestrator, plan.orchestrator)
+
+
+def read_pairs(run_dir: Path, node: str) -> np.ndarray:
+    """Every pair event a node logged (`PAIR_LOG_DTYPE`), across its restarts."""
+    path = run_dir / f"{node}_pairs.bin"
+    return np.fromfile(path, PAIR_LOG_DTYPE) if path.exists() else np.zeros(0, PAIR_LOG_DTYPE)
+
+
+def read_events(run_dir: Path, name: str) -> list[dict[str, Any]]:
+    path = run_dir / f"{name}_events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+@dataclass
+class LinkReport:
+    requested: int
+    delivered: int
+    rate_hz: float
+    """Delivered pairs per second of link time, from the request to the last delivery."""
+    fidelity_mean: float
+    """Ground truth of the delivered pairs (the station's truth file), NaN without it."""
+    fidelity_stderr: float
+    latency_s: np.ndarray
+    """Per herald heard by every node: the later node's latency, s."""
+    errors: dict[str, int]
+    clock: dict[str, dict[str, float]]
+    failed: str
+    agree: bool
+    """Both nodes logged exactly the same delivered (link, seq) set."""
+    genuine_fraction: float = float("nan")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_report(plan: LabPlan) -> LinkReport:
+    run_dir = plan.run_dir
+    result = _json(run_dir / f"{plan.orchestrator.name}_result.json")
+    station = _json(run_dir / f"{plan.station.name}_summary.json")
+    truth_path = run_dir / f"{plan.station.name}_truth.npy"
+    truth = np.load(truth_path) if truth_path.exists() else np.zeros(0, TRUTH_DTYPE)
+    delivered = np.array([d["seq"] for d in result.get("delivered", [])], dtype=np.uint64)
+    found = np.isin(truth["seq"], delivered)
+    fidelity = truth["fidelity"][found].astype(float)
+    span_s = (max(int(truth["time_ps"][found].max()), result.get("start_ps", 0))
+              - result.get("start_ps", 0)) * 1e-12 if found.any() else float("nan")
+    errors: dict[str, int] = {}
+
+    def add(key: str, value: int) -> None:
+        errors[key] = errors.get(key, 0) + int(value)
+
+    sets = []
+    latencies = []
+    clock = {}
+    for name in plan.nodes:
+        summary = _json(run_dir / f"{name}_summary.json")
+        tracker = summary.get("tracker", {})
+        counters = summary.get("counters", {})
+        resync = counters.get("resync_heralds", 0)
+        # The history fetched at a (re)start shows up in the tracker as one gap: not a loss.
+        add("gaps", tracker.get("gaps_detected", 0) - resync)
+        add("recovered", tracker.get("recovered", 0) - min(resync, tracker.get("recovered", 0)))
+        for key in ("duplicates", "lost", "late"):
+            add(key, tracker.get(key, 0))
+        for key in ("resend_requests", "heralds_resent", "expired", "station_lost",
+                    "station_restarts", "resync_heralds", "resync_expired"):
+            add(key, counters.get(key, 0))
+        add("malformed", sum(summary.get("malformed", {}).values()))
+        if "clock" in summary:
+            clock[name] = summary["clock"]
+        log = read_pairs(run_dir, name)
+        done = log[log["event"] == 2]
+        sets.append(set(zip(done["link"].tolist(), done["seq"].tolist(), strict=True)))
+        path = run_dir / f"{name}_latency.npy"
+        latencies.append(np.load(path) if path.exists() else np.zeros(0, LATENCY_DTYPE))
+    add("malformed", sum(station.get("malformed", {}).values()))
+    add("malformed", sum(result.get("malformed", {}).values()))
+    counters = result.get("counters", {})
+    for key in ("disagreements", "boundary", "stale", "err_expired", "err_lost",
+                "node_restarts", "node_lost"):
+        add(key, counters.get(key, 0))
+    return LinkReport(
+        requested=int(result.get("pairs_requested", plan.orchestrator.pairs)),
+        delivered=len(delivered),
+        rate_hz=len(delivered) / span_s if span_s > 0 else float("nan"),
+        fidelity_mean=float(fidelity.mean()) if len(fidelity) else float("nan"),
+        fidelity_stderr=(float(fidelity.std(ddof=1) / np.sqrt(len(fidelity)))
+                         if len(fidelity) > 1 else float("nan")),
+        latency_s=_later_arrival(latencies),
+        errors=errors, clock=clock, failed=str(result.get("failed", "no result file")),
+        agree=all(s == sets[0] for s in sets),
+        genuine_fraction=float(truth["genuine"][found].mean()) if found.any() else float("nan"),
+        extra={"station": station.get("counters", {}), "truth_heralds": len(truth)},
+    )
+
+
+def _later_arrival(latencies: list[np.ndarray]) -> np.ndarray:
+    """For each herald every node received from the PUB, the later of the latencies (s)."""
+    if not latencies or any(len(x) == 0 for x in latencies):
+        return np.zeros(0)
+    common = latencies[0]["seq"]
+    for other in latencies[1:]:
+        common = np.intersect1d(common, other["seq"])
+    worst = np.full(len(common), np.iinfo(np.int64).min)
+    for x in latencies:
+        _, first = np.unique(x["seq"], return_index=True)
+        x = x[first]
+        worst = np.maximum(worst, x["latency_ps"][np.searchsorted(x["seq"], common)])
+    return worst * 1e-12

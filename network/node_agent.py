@@ -1,0 +1,508 @@
+"""A node agent process: receives its link's heralds and answers the link layer's CREATEs.
+
+Sockets (all CURVE clients that trust only the configured server keys):
+
+- SUB to the station's herald socket: heralds, heartbeats, AttemptStats;
+- DEALER to the station's request socket: ResendRequest for gaps, ClockRequest;
+- DEALER to the orchestrator: Heartbeat (liveness; seq 0 after a restart), ACK, OK and ERR
+  out; CREATE, and the orchestrator's verdicts (OK = delivered, ERR = released) in.
+
+Every herald is classified by a `SequenceTracker`; a gap is asked for again (up to
+``resend_attempts`` times, ``resend_timeout`` apart) and then given up (LOST). A herald
+older than the memory cutoff at arrival is expired (ERR EXPIRED), never OK'd. After a
+(re)start the node asks the station's history for the last ``resync_depth`` heralds before
+the first one it sees, so it resynchronises without waiting. A station silent for
+``heartbeat_misses`` periods is declared lost; a heartbeat from a new incarnation (the high
+half of its seq, `network.station.incarnation_seq`) means the station restarted: its herald
+seqs start again at 0, so the node forgets its seq state and resynchronises.
+
+Files in ``run_dir``: ``<name>_pairs.bin`` (`PAIR_LOG_DTYPE`, appended and flushed per event,
+so a crash keeps them), ``<name>_events.jsonl``, and at exit ``<name>_summary.json`` and
+``<name>_latency.npy`` (herald latency, station decision -> receipt, ps).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import zmq
+
+from .clock import ClockSync
+from .keys import make_curve_client
+from .messages import (
+    NO_SEQ,
+    Ack,
+    AttemptStats,
+    ClockReply,
+    ClockRequest,
+    Create,
+    Decoder,
+    Err,
+    ErrCode,
+    Heartbeat,
+    Heralds,
+    Ok,
+    ResendRequest,
+)
+from .station import incarnation_seq, new_incarnation
+from .tracker import SequenceTracker, expired
+
+PAIR_LOG_DTYPE = np.dtype([("link", "<u2"), ("seq", "<u8"), ("attempt_id", "<u8"),
+                           ("herald_ps", "<i8"), ("event_ps", "<i8"), ("create_id", "<u4"),
+                           ("event", "u1")])
+"""One pair event of a node: herald and event times in station ps."""
+
+
+LATENCY_DTYPE = np.dtype([("seq", "<u8"), ("latency_ps", "<i8")])
+"""Herald latency: station decision -> this node's receipt (station time, ps)."""
+
+
+class PairEvent(IntEnum):
+    OK_SENT = 1
+    """The node held a fresh pair and reported it to the orchestrator."""
+    DELIVERED = 2
+    """The orchestrator confirmed it: both nodes hold it."""
+    RELEASED = 3
+    """The orchestrator released it (ERR: the other node did not hold it, or outside the
+    request); the memory is freed."""
+    EXPIRED = 4
+    """Older than the memory cutoff at arrival: ERR EXPIRED sent, never delivered."""
+    LOST = 5
+    """Never arrived, not even by resend: ERR LOST sent."""
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    name: str
+    node_id: int
+    """sender_id of this node's heartbeats and clock requests."""
+    link_id: int
+    station_name: str
+    herald_address: str
+    request_address: str
+    orchestrator_name: str
+    orchestrator_address: str
+    key_dir: Path | None
+    run_dir: Path
+    memory_cutoff: float
+    """s"""
+    goodness: float
+    """Fidelity estimate reported with each OK (the link's expected fidelity)."""
+    expected_pair_rate: float
+    """Heralds/s, for the ACK's expected time."""
+    epoch_ns: int | None = None
+    """The station's epoch on this host's monotonic clock, when it runs on this host: station
+    time is then read exactly. None across hosts: the clock exchanges' estimate is used."""
+    heartbeat_period: float = 0.05
+    heartbeat_misses: int = 4
+    clock_period: float = 0.05
+    resend_timeout: float = 0.005
+    resend_attempts: int = 4
+    resync_depth: int = 256
+    """Heralds before the first one seen that a (re)started node asks the history for."""
+    max_seconds: float | None = None
+
+
+class _Node:
+    def __init__(self, s: NodeSettings, sub: zmq.Socket, station: zmq.Socket,
+                 orchestrator: zmq.Socket, pairs: IO[bytes], events: IO[str]) -> None:
+        self.s = s
+        self.sub, self.station, self.orchestrator = sub, station, orchestrator
+        self.pairs_file, self.events_file = pairs, events
+        self.tracker = SequenceTracker()
+        self.base: int | None = None
+        self.first_seen = 0
+        """First seq heard since the (re)start: older ones are the resync from history."""
+        """Seq the tracker counts from (seq - base); None until the first herald."""
+        self.clock = ClockSync()
+        self.decoder = Decoder()
+        self.counters: Counter[str] = Counter()
+        self.latency: list[np.ndarray] = []
+        self.requested: dict[tuple[int, int], list[float]] = {}
+        """Missing range (tracker numbering) -> [requests sent, next deadline (monotonic s)]."""
+        self.create: Create | None = None
+        self.create_start_ps = 0
+        self.remaining = 0
+        self.held: dict[int, np.ndarray] = {}
+        """OK'd pairs awaiting the orchestrator's verdict, by seq."""
+        self.station_heartbeat: int | None = None
+        self.station_heard = time.monotonic()
+        self.station_lost = False
+        self.clock_seq = 0
+        self.heartbeat_seq = 0
+        self.incarnation = new_incarnation()
+
+    # -- time ---------------------------------------------------------------------------
+    def station_ps(self, local_ns: int) -> int | None:
+        """Station time (ps) of this node's monotonic `local_ns`; None while unknown."""
+        if self.s.epoch_ns is not None:
+            return (local_ns - self.s.epoch_ns) * 1000
+        if self.clock.ready:
+            return self.clock.to_station_ns(local_ns) * 1000
+        return None
+
+    def station_ps_many(self, local_ns: np.ndarray) -> np.ndarray | None:
+        if self.s.epoch_ns is not None:
+            return (local_ns - self.s.epoch_ns) * 1000
+        if self.clock.ready:  # one offset for the batch: drift over a batch is negligible
+            reference = int(local_ns[-1])
+            return (local_ns + (self.clock.to_station_ns(reference) - reference)) * 1000
+        return None
+
+    def event(self, kind: str, **detail: Any) -> None:
+        line = {"event": kind, "t_ns": time.monotonic_ns(), **detail}
+        self.events_file.write(json.dumps(line) + "\n")
+        self.events_file.flush()
+
+    def log_pairs(self, rows: np.ndarray, event: PairEvent, event_ps: int) -> None:
+        out = np.empty(len(rows), PAIR_LOG_DTYPE)
+        out["link"] = self.s.link_id
+        out["seq"] = rows["seq"]
+        out["attempt_id"] = rows["attempt_id"]
+        out["herald_ps"] = rows["timestamp_ps"]
+        out["event_ps"] = event_ps
+        out["create_id"] = self.create.create_id if self.create is not None else 0
+        out["event"] = event
+        self.pairs_file.write(out.tobytes())
+        self.pairs_file.flush()
+
+    # -- heralds ------------------------------------------------------------------------
+    def on_heralds(self, records: np.ndarray, received_ns: int | np.ndarray,
+                   fresh: bool) -> None:
+        if bool((records["link"] != self.s.link_id).any()):
+            self.counters["other_link"] += int((records["link"] != self.s.link_id).sum())
+            records = records[records["link"] == self.s.link_id]
+            if not len(records):
+                return
+        received_ps = (self.station_ps_many(received_ns) if isinstance(received_ns, np.ndarray)
+                       else self.station_ps(received_ns))
+        if fresh and received_ps is not None:
+            sample = np.empty(len(records), LATENCY_DTYPE)
+            sample["seq"] = records["seq"]
+            sample["latency_ps"] = received_ps - records["timestamp_ps"]
+            self.latency.append(sample)
+        seqs = records["seq"].astype(np.int64)
+        if self.base is None:
+            self.first_seen = int(seqs.min())
+            self.base = max(0, self.first_seen - self.s.resync_depth)
+            self.counters["resync_heralds"] += self.first_seen - self.base
+            self.event("resync", first_seq=self.first_seen, base=self.base)
+        below = seqs < self.base
+        if below.any():
+            self.counters["before_resync"] += int(below.sum())
+            records, seqs = records[~below], seqs[~below]
+        use = records[self.tracker.observe_many(seqs - self.base)]
+        self.request_gaps()
+        if not len(use):
+            return
+        now_ps = self.station_ps(time.monotonic_ns())
+        if now_ps is None:  # no time reference yet: cannot judge age, so cannot use them
+            self.counters["no_clock"] += len(use)
+            return
+        old = np.asarray(expired(use["timestamp_ps"], now_ps, self.s.memory_cutoff), bool)
+        resync = use["seq"].astype(np.int64) < self.first_seen
+        self.counters["expired"] += int((old & ~resync).sum())
+        self.counters["resync_expired"] += int((old & resync).sum())
+        if self.create is None:
+            return
+        in_request = use["timestamp_ps"] >= self.create_start_ps
+        stale = use[old & in_request]
+        for row in stale:
+            self.send_orchestrator(Err(self.create.create_id, self.s.link_id, int(row["seq"]),
+                                       ErrCode.EXPIRED))
+        if len(stale):
+            self.log_pairs(stale, PairEvent.EXPIRED, now_ps)
+        good = use[~old & in_request][:self.remaining]
+        for i in range(len(good)):
+            seq = int(good["seq"][i])
+            self.send_orchestrator(Ok(self.create.create_id, self.s.link_id, seq,
+                                      self.s.goodness, now_ps))
+            self.held[seq] = good[i:i + 1]
+        if len(good):
+            self.log_pairs(good, PairEvent.OK_SENT, now_ps)
+            self.counters["ok_sent"] += len(good)
+            self.remaining -= len(good)
+            if self.remaining <= 0:
+                self.create = None
+
+    def request_gaps(self) -> None:
+        assert self.base is not None or not self.tracker.missing()
+        now = time.monotonic()
+        missing = self.tracker.missing()
+        for key in list(self.requested):
+            if key not in missing:
+                del self.requested[key]
+        for first, last in missing:
+            state = self.requested.get((first, last))
+            if state is not None and now < state[1]:
+                continue
+            if state is not None and state[0] >= self.s.resend_attempts:
+                self.give_up(first, last)
+                del self.requested[(first, last)]
+                continue
+            base = self.base or 0
+            self.station.send(ResendRequest(self.s.link_id, base + first, base + last).encode())
+            self.counters["resend_requests"] += 1
+            if state is None:
+                self.requested[(first, last)] = [1, now + self.s.resend_timeout]
+            else:
+                state[0] += 1
+                state[1] = now + self.s.resend_timeout
+
+    def give_up(self, first: int, last: int) -> None:
+        self.tracker.give_up(first, last)
+        if self.create is None:
+            return
+        base = self.base or 0
+        seqs = np.arange(base + first, base + min(last, first + 1023) + 1, dtype=np.uint64)
+        for seq in seqs:
+            self.send_orchestrator(Err(self.create.create_id, self.s.link_id, int(seq),
+                                       ErrCode.LOST))
+        rows = np.zeros(len(seqs), [("seq", "<u8"), ("attempt_id", "<u8"),
+                                    ("timestamp_ps", "<i8")])
+        rows["seq"] = seqs
+        self.log_pairs(rows, PairEvent.LOST, self.station_ps(time.monotonic_ns()) or 0)
+
+    # -- station liveness and clock -------------------------------------------------------
+    def on_station_heartbeat(self, beat: Heartbeat) -> None:
+        if self.station_heartbeat is not None and beat.seq >> 32 != self.station_heartbeat >> 32:
+            self.event("station_restarted", heartbeat_seq=beat.seq)
+            self.counters["station_restarts"] += 1
+            self.tracker.reset()
+            self.base = None
+            self.requested.clear()
+            self.clock.reset()
+        if self.station_lost:
+            self.event("station_back", heartbeat_seq=beat.seq)
+            self.station_lost = False
+        self.station_heartbeat = beat.seq
+        self.station_heard = time.monotonic()
+
+    def check_station(self) -> None:
+        silent = time.monotonic() - self.station_heard
+        if self.station_heartbeat is None:  # not heard yet: starting, not lost
+            return
+        if not self.station_lost and silent > self.s.heartbeat_misses * self.s.heartbeat_period:
+            self.station_lost = True
+            self.counters["station_lost"] += 1
+            self.event("station_lost", silent_s=silent)
+
+    def send_clock_request(self) -> None:
+        self.station.send(ClockRequest(self.s.node_id, self.clock_seq,
+                                       time.monotonic_ns()).encode())
+        self.clock_seq += 1
+
+    def on_clock_reply(self, reply: ClockReply, received_ns: int) -> None:
+        if reply.sender_id != self.s.node_id or reply.t1_ns > received_ns:
+            self.counters["clock_reply_rejected"] += 1
+            return
+        self.clock.add(reply.t1_ns, reply.t2_ns, reply.t3_ns, received_ns)
+
+    # -- link layer ----------------------------------------------------------------------
+    def send_orchestrator(self, message: Ok | Err | Ack | Heartbeat) -> None:
+        self.orchestrator.send(message.encode())
+
+    def heartbeat(self) -> None:
+        """Liveness to the orchestrator, which takes the first one as "ready": so it starts
+        only once the station's heralds reach this node and its clock is known."""
+        if self.station_heartbeat is None or self.station_ps(time.monotonic_ns()) is None:
+            return
+        now_ps = self.station_ps(time.monotonic_ns()) or 0
+        seq = incarnation_seq(self.heartbeat_seq, self.incarnation)
+        self.send_orchestrator(Heartbeat(self.s.node_id, seq, now_ps))
+        self.heartbeat_seq += 1
+
+    def on_orchestrator(self, message: object) -> None:
+        if isinstance(message, Create):
+            self.on_create(message)
+        elif isinstance(message, Ok | Err):
+            row = self.held.pop(message.seq, None)
+            now_ps = self.station_ps(time.monotonic_ns()) or 0
+            if isinstance(message, Err) and message.seq == NO_SEQ:
+                if self.create is not None and self.create.create_id == message.create_id:
+                    self.create = None
+                self.counters[f"request_{message.code.name.lower()}"] += 1
+            elif row is None:
+                self.counters["verdict_for_unknown_pair"] += 1
+            elif isinstance(message, Ok):
+                self.log_pairs(row, PairEvent.DELIVERED, now_ps)
+                self.counters["delivered"] += 1
+            else:
+                self.log_pairs(row, PairEvent.RELEASED, now_ps)
+                self.counters[f"released_{message.code.name.lower()}"] += 1
+        elif message is not None:
+            self.counters["unexpected_from_orchestrator"] += 1
+
+    def on_create(self, create: Create) -> None:
+        if create.number == 0:  # a CREATE for no pairs cancels that request
+            if self.create is not None and self.create.create_id == create.create_id:
+                self.create = None
+            return
+        if create.min_fidelity > self.s.goodness:
+            self.send_orchestrator(Err(create.create_id, self.s.link_id, NO_SEQ,
+                                       ErrCode.UNSUPPORTED))
+            return
+        start = self.station_ps(time.monotonic_ns())
+        if start is None:
+            self.send_orchestrator(Err(create.create_id, self.s.link_id, NO_SEQ,
+                                       ErrCode.NO_RESOURCES))
+            return
+        self.create, self.create_start_ps, self.remaining = create, start, create.number
+        self.send_orchestrator(Ack(create.create_id,
+                                   create.number / max(self.s.expected_pair_rate, 1e-9)))
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.s.name, "counters": dict(self.counters),
+                               "tracker": dict(self.tracker.counters),
+                               "malformed": dict(self.decoder.errors)}
+        if self.clock.ready:
+            estimate = self.clock.estimate()
+            out["clock"] = {"offset_s": estimate.offset_s, "drift": estimate.drift,
+                            "residual_rms_s": estimate.residual_rms_s,
+                            "delay_s": estimate.delay_s, "samples": estimate.samples}
+            if self.s.epoch_ns is not None:
+                # Same host: the true offset (station - node) is -epoch exactly.
+                out["clock"]["error_s"] = estimate.offset_s + self.s.epoch_ns * 1e-9
+        return out
+
+
+def _drain(socket: zmq.Socket, handle: Any) -> None:
+    while True:
+        try:
+            frame = socket.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        handle(frame, time.monotonic_ns())
+
+
+_DRAIN_FRAMES = 4096
+"""Herald frames taken off the SUB socket before they are handled as one batch."""
+
+
+def _drain_heralds(node: _Node, socket: zmq.Socket, other: Any) -> None:
+    """Everything queued on the herald socket; heralds handled together, in one vectorised
+    pass, so a backlog is cleared at full speed (the latency of each is still its own)."""
+    batch: list[np.ndarray] = []
+    received: list[int] = []
+    for _ in range(_DRAIN_FRAMES):
+        try:
+            frame = socket.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            break
+        received_ns = time.monotonic_ns()
+        message = node.decoder.decode(frame)
+        if isinstance(message, Heralds):
+            batch.append(message.records)
+            received.append(received_ns)
+        else:
+            other(message)
+    if len(batch) == 1:
+        node.on_heralds(batch[0], received[0], fresh=True)
+    elif batch:
+        times = np.repeat(np.array(received, np.int64), [len(b) for b in batch])
+        node.on_heralds(np.concatenate(batch), times, fresh=True)
+
+
+def run_node_agent(settings: NodeSettings, stop: Any) -> None:
+    """The node agent's loop until `stop` (a StopFlag) or `max_seconds`."""
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    station = context.socket(zmq.DEALER)
+    orchestrator = context.socket(zmq.DEALER)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir, name = settings.run_dir, settings.name
+    node: _Node | None = None
+    try:
+        if settings.key_dir is not None:
+            make_curve_client(sub, settings.key_dir, name, settings.station_name)
+            make_curve_client(station, settings.key_dir, name, settings.station_name)
+            make_curve_client(orchestrator, settings.key_dir, name,
+                              settings.orchestrator_name)
+        for socket in (sub, station, orchestrator):
+            socket.linger = 0
+        sub.rcvhwm = 1_000_000
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        station.identity = orchestrator.identity = name.encode()
+        sub.connect(settings.herald_address)
+        station.connect(settings.request_address)
+        orchestrator.connect(settings.orchestrator_address)
+        pairs = open(run_dir / f"{name}_pairs.bin", "ab")  # noqa: SIM115 (closed below)
+        events = open(run_dir / f"{name}_events.jsonl", "a")  # noqa: SIM115
+        node = _Node(settings, sub, station, orchestrator, pairs, events)
+        node.event("started", pid=os.getpid())
+        _loop(node, settings, stop)
+    finally:
+        for socket in (sub, station, orchestrator):
+            socket.close()
+        context.term()
+        if node is not None:
+            node.pairs_file.close()
+            node.events_file.close()
+            (run_dir / f"{name}_summary.json").write_text(json.dumps(node.summary(), indent=1))
+            latency = (np.concatenate(node.latency) if node.latency
+                       else np.zeros(0, LATENCY_DTYPE))
+            np.save(run_dir / f"{name}_latency.npy", latency)
+
+
+def _loop(node: _Node, s: NodeSettings, stop: Any) -> None:
+    poller = zmq.Poller()
+    for socket in (node.sub, node.station, node.orchestrator):
+        poller.register(socket, zmq.POLLIN)
+
+    def from_station_pub(message: object) -> None:
+        if isinstance(message, Heartbeat):
+            node.on_station_heartbeat(message)
+        elif isinstance(message, AttemptStats):
+            node.counters["attempt_stats"] += 1
+        elif message is not None:
+            node.counters["unexpected_from_station"] += 1
+
+    def from_station_router(frame: bytes, received_ns: int) -> None:
+        message = node.decoder.decode(frame)
+        if isinstance(message, Heralds):
+            node.counters["heralds_resent"] += len(message)
+            node.on_heralds(message.records, received_ns, fresh=False)
+        elif isinstance(message, ClockReply):
+            node.on_clock_reply(message, received_ns)
+        elif message is not None:
+            node.counters["unexpected_from_station"] += 1
+
+    def from_orchestrator(frame: bytes, received_ns: int) -> None:
+        node.on_orchestrator(node.decoder.decode(frame))
+
+    started = time.monotonic()
+    next_heartbeat = next_clock = started
+    clock_burst = 8  # quick exchanges first, so station time is known within ~40 ms
+    while not stop:
+        now = time.monotonic()
+        if s.max_seconds is not None and now - started > s.max_seconds:
+            break
+        if now >= next_heartbeat:
+            node.heartbeat()
+            next_heartbeat = now + s.heartbeat_period
+        if now >= next_clock:
+            node.send_clock_request()
+            next_clock = now + (0.005 if node.clock_seq < clock_burst else s.clock_period)
+        node.check_station()
+        if node.requested:
+            node.request_gaps()
+        deadlines = [next_heartbeat, next_clock, node.station_heard
+                     + s.heartbeat_misses * s.heartbeat_period]
+        deadlines += [state[1] for state in node.requested.values()]
+        timeout_ms = max(0.0, min(deadlines) - time.monotonic()) * 1e3
+        ready = dict(poller.poll(math.ceil(min(timeout_ms, 100.0))))
+        if node.sub in ready:
+            _drain_heralds(node, node.sub, from_station_pub)
+        if node.station in ready:
+            _drain(node.station, from_station_router)
+        if node.orchestrator in ready:
+            _drain(node.orchestrator, from_orchestrator)

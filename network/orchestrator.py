@@ -1,0 +1,274 @@
+"""The orchestrator process: requests pairs from both nodes of a link and reconciles them.
+
+It binds a ROUTER (CURVE server) that the node agents' DEALERs connect to, identified by
+node name. Once both nodes have sent a heartbeat it sends each a CREATE (`number` pairs with
+the other node) and collects their ACKs and per-pair OK / ERR. A pair (link, seq) is delivered
+only when both nodes said OK: then both get an OK back (the verdict). If only one node holds
+it (the other reported ERR, or said nothing within ``reconcile_timeout``), both get ERR
+DISAGREED and the holder frees it. Pairs one node OK'd before the other node's request even
+started are released the same way, counted apart (``boundary``). Each node stops at `number`
+OKs, so a request whose two nodes started one herald apart is topped up by a follow-up CREATE.
+A node restart (a heartbeat from a new incarnation) ends the current CREATE: whatever only
+the survivor holds is released, and a new CREATE asks for the rest.
+
+A CREATE with ``number == 0`` cancels a request (a convention of this orchestrator and
+`network.node_agent`). The outcome goes to ``<run_dir>/<name>_result.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from .keys import make_curve_server, start_authenticator
+from .messages import NO_SEQ, Ack, Create, Decoder, Err, ErrCode, Heartbeat, Ok
+
+
+@dataclass(frozen=True)
+class OrchestratorSettings:
+    name: str
+    address: str
+    key_dir: Path | None
+    run_dir: Path
+    link_id: int
+    nodes: tuple[str, str]
+    node_ids: tuple[int, int]
+    pairs: int
+    """Pairs to deliver."""
+    epoch_ns: int
+    min_fidelity: float = 0.0
+    max_time: float = 30.0
+    """s from the first CREATE until the request is given up (TIMEOUT)."""
+    reconcile_timeout: float = 0.05
+    heartbeat_period: float = 0.05
+    heartbeat_misses: int = 4
+    max_seconds: float | None = None
+    """Stop by itself after this long (s), done or not."""
+
+
+@dataclass
+class _Report:
+    first_heard: float
+    """monotonic s of the first node's report."""
+    verdicts: dict[str, Ok | Err] = field(default_factory=dict)
+
+
+class _Orchestrator:
+    def __init__(self, s: OrchestratorSettings, router: zmq.Socket) -> None:
+        self.s = s
+        self.router = router
+        self.decoder = Decoder()
+        self.counters: Counter[str] = Counter()
+        self.heartbeat: dict[str, int] = {}
+        self.heard: dict[str, float] = {}
+        self.lost: set[str] = set()
+        self.create_id = 0
+        self.number = 0
+        self.active = False
+        self.ok_count: dict[str, int] = {}
+        self.first_seq: dict[str, int] = {}
+        self.last_seq: dict[str, int] = {}
+        """First and last seq each node reported for the current CREATE."""
+        self.reports: dict[int, _Report] = {}
+        self.delivered: list[dict[str, Any]] = []
+        self.started: float | None = None
+        self.start_ps = 0
+        self.restart_pending = False
+        self.events: list[dict[str, Any]] = []
+        self.failed = ""
+
+    def now_ps(self) -> int:
+        return (time.monotonic_ns() - self.s.epoch_ns) * 1000
+
+    def send(self, node: str, message: Create | Ok | Err) -> None:
+        self.router.send_multipart([node.encode(), message.encode()])
+
+    def other(self, node: str) -> str:
+        a, b = self.s.nodes
+        return b if node == a else a
+
+    # -- requests -------------------------------------------------------------------------
+    def new_create(self) -> None:
+        self.create_id += 1
+        self.number = self.s.pairs - len(self.delivered)
+        self.active = True
+        self.ok_count = dict.fromkeys(self.s.nodes, 0)
+        self.first_seq, self.last_seq = {}, {}
+        if self.started is None:
+            self.started, self.start_ps = time.monotonic(), self.now_ps()
+        for node, node_id in zip(self.s.nodes, self.s.node_ids, strict=True):
+            remote = self.s.node_ids[1 - self.s.node_ids.index(node_id)]
+            self.send(node, Create(self.create_id, remote, self.s.min_fidelity,
+                                   self.s.max_time, 0, self.number, 0, True))
+        self.counters["creates"] += 1
+
+    def cancel(self) -> None:
+        if self.active:
+            for node in self.s.nodes:
+                self.send(node, Create(self.create_id, 0, 0.0, 0.0, 0, 0, 0, True))
+        self.active = False
+
+    def done(self) -> bool:
+        return len(self.delivered) >= self.s.pairs or bool(self.failed)
+
+    def on_message(self, node: str, message: object) -> None:
+        if isinstance(message, Heartbeat):
+            self.on_heartbeat(node, message)
+        elif isinstance(message, Ack):
+            self.counters["acks"] += 1
+        elif isinstance(message, Ok | Err):
+            self.on_verdict(node, message)
+        elif message is not None:
+            self.counters["unexpected"] += 1
+
+    def on_heartbeat(self, node: str, beat: Heartbeat) -> None:
+        last = self.heartbeat.get(node)
+        if last is not None and beat.seq >> 32 != last >> 32:  # a new incarnation
+            self.events.append({"event": "node_restarted", "node": node,
+                                "t_ns": time.monotonic_ns()})
+            self.counters["node_restarts"] += 1
+            self.end_create_after_restart()
+        if node in self.lost:
+            self.lost.discard(node)
+            self.events.append({"event": "node_back", "node": node,
+                                "t_ns": time.monotonic_ns()})
+        self.heartbeat[node] = beat.seq
+        self.heard[node] = time.monotonic()
+
+    def end_create_after_restart(self) -> None:
+        self.cancel()
+        for seq in sorted(self.reports):
+            self.settle(seq, boundary=False)
+        self.restart_pending = True
+
+    def on_verdict(self, node: str, message: Ok | Err) -> None:
+        if message.seq == NO_SEQ:
+            assert isinstance(message, Err)
+            self.counters[f"request_{message.code.name.lower()}"] += 1
+            self.failed = f"{node} refused the request: {message.code.name}"
+            return
+        if message.create_id != self.create_id or not self.active:
+            # A pair OK'd under a cancelled request: nobody will pair it, free it.
+            if isinstance(message, Ok):
+                self.send(node, Err(message.create_id, message.link, message.seq,
+                                    ErrCode.DISAGREED))
+                self.counters["stale"] += 1
+            return
+        if isinstance(message, Ok):
+            self.ok_count[node] += 1
+        else:
+            self.counters[f"err_{message.code.name.lower()}"] += 1
+        self.first_seq[node] = min(self.first_seq.get(node, message.seq), message.seq)
+        self.last_seq[node] = max(self.last_seq.get(node, message.seq), message.seq)
+        report = self.reports.setdefault(message.seq, _Report(time.monotonic()))
+        report.verdicts[node] = message
+        if len(report.verdicts) == 2:
+            self.settle(message.seq, boundary=False)
+
+    def settle(self, seq: int, *, boundary: bool) -> None:
+        report = self.reports.pop(seq)
+        oks = {n: v for n, v in report.verdicts.items() if isinstance(v, Ok)}
+        if len(oks) == 2 and not self.done():
+            first = next(iter(oks.values()))
+            self.delivered.append({"link": self.s.link_id, "seq": seq,
+                                   "goodness": first.goodness, "decided_ps": self.now_ps()})
+            for node, ok in oks.items():
+                self.send(node, ok)
+            if self.done():
+                self.cancel()
+            return
+        for node, ok in oks.items():
+            self.send(node, Err(ok.create_id, ok.link, seq, ErrCode.DISAGREED))
+        if oks:
+            self.counters["boundary" if boundary else "disagreements"] += 1
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        for node in self.s.nodes:
+            heard = self.heard.get(node)
+            silent = self.s.heartbeat_misses * self.s.heartbeat_period
+            if heard is not None and node not in self.lost and now - heard > silent:
+                self.lost.add(node)
+                self.counters["node_lost"] += 1
+                self.events.append({"event": "node_lost", "node": node,
+                                    "t_ns": time.monotonic_ns()})
+        for seq in [s for s, r in self.reports.items()
+                    if now - r.first_heard > self.s.reconcile_timeout]:
+            other = self.other(next(iter(self.reports[seq].verdicts)))
+            # Outside the other node's share of the request: before its first report, or
+            # after its last once it has sent all its OKs. Not a disagreement.
+            before = other not in self.first_seq or seq < self.first_seq[other]
+            after = (self.ok_count.get(other, 0) >= self.number
+                     and seq > self.last_seq.get(other, -1))
+            self.settle(seq, boundary=before or after)
+        if self.done():
+            return
+        if self.started is not None and now - self.started > self.s.max_time:
+            for node in self.s.nodes:
+                self.send(node, Err(self.create_id, self.s.link_id, NO_SEQ, ErrCode.TIMEOUT))
+            self.failed = f"TIMEOUT: {len(self.delivered)} of {self.s.pairs} pairs delivered"
+            return
+        both_here = all(n in self.heard and n not in self.lost for n in self.s.nodes)
+        quota_met = self.active and all(c >= self.number for c in self.ok_count.values())
+        if both_here and (not self.started or self.restart_pending
+                          or (quota_met and not self.reports)):
+            self.restart_pending = False
+            self.cancel()
+            self.new_create()
+
+    def result(self) -> dict[str, Any]:
+        last_ps = max((d["decided_ps"] for d in self.delivered), default=self.now_ps())
+        return {"name": self.s.name, "pairs_requested": self.s.pairs,
+                "delivered": self.delivered, "counters": dict(self.counters),
+                "malformed": dict(self.decoder.errors), "events": self.events,
+                "start_ps": self.start_ps, "last_delivery_ps": last_ps,
+                "failed": self.failed}
+
+
+def run_orchestrator(settings: OrchestratorSettings, stop: Any) -> None:
+    """Deliver `settings.pairs` pairs, write the result file, and return (or on `stop`)."""
+    context = zmq.Context()
+    authenticator = None
+    router = context.socket(zmq.ROUTER)
+    orchestrator = _Orchestrator(settings, router)
+    try:
+        if settings.key_dir is not None:
+            authenticator = start_authenticator(context, settings.key_dir)
+            make_curve_server(router, settings.key_dir, settings.name)
+        router.linger = 1000  # the last verdicts must reach the nodes
+        router.router_mandatory = False
+        router.bind(settings.address)
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        known = {n.encode() for n in settings.nodes}
+        begun = time.monotonic()
+        while not stop and not orchestrator.done():
+            if settings.max_seconds is not None and time.monotonic() - begun > settings.max_seconds:
+                orchestrator.failed = orchestrator.failed or "stopped at max_seconds"
+                break
+            if poller.poll(5):
+                while True:
+                    try:
+                        frames = router.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    if len(frames) != 2 or frames[0] not in known:
+                        orchestrator.counters["unknown_sender"] += 1
+                        continue
+                    orchestrator.on_message(frames[0].decode(),
+                                            orchestrator.decoder.decode(frames[1]))
+            orchestrator.tick()
+    finally:
+        router.close()
+        if authenticator is not None:
+            authenticator.stop()
+        context.term()
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        (settings.run_dir / f"{settings.name}_result.json").write_text(
+            json.dumps(orchestrator.result(), indent=1))

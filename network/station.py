@@ -1,0 +1,407 @@
+"""The heralding station process: runs the herald source in real time and publishes heralds.
+
+The station's clock is ``(monotonic_ns - epoch_ns)`` in ps, `epoch_ns` handed over by the
+launcher, so every process on one host can read station time exactly (across hosts the nodes
+use their clock exchanges instead). The herald source (the simulated link, or a real time
+tagger's gateware) is computed a little ahead of that clock; each herald is published when the
+clock reaches its decision time, all heralds due at once in one frame. The station:
+
+- PUB (``herald_address``): HERALDS frames, a Heartbeat every ``heartbeat_period``,
+  AttemptStats every ``stats_period``. The send high-water mark is raised, and seq numbers
+  make any drop visible to the nodes anyway;
+- ROUTER (``request_address``): ResendRequest (answered from the `HeraldHistory`) and
+  ClockRequest (answered with a ClockReply).
+
+Every socket is a CURVE server; the ZAP handler admits only keys in the lab's key directory.
+Injected faults (`StationFaults`) skip, delay or corrupt publications for the fault tests.
+At exit the ground truth of every decided herald goes to ``<run_dir>/<name>_truth.npy``
+(`TRUTH_DTYPE`) and the counters to ``<run_dir>/<name>_summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import zmq
+
+from .keys import make_curve_server, start_authenticator
+from .messages import (
+    HERALD_DTYPE,
+    AttemptStats,
+    ClockReply,
+    ClockRequest,
+    Decoder,
+    Heartbeat,
+    ResendRequest,
+    encode_heralds,
+)
+from .tracker import HeraldHistory
+
+STATION_SENDER_ID = 0
+"""sender_id of the station's heartbeats."""
+
+
+def incarnation_seq(count: int, incarnation: int) -> int:
+    """A heartbeat seq: the sender's incarnation (wall-clock ms at its start, 31 bits) in the
+    high 32 bits, its heartbeat count in the low 32. A receiver that sees the high half
+    change knows the sender restarted, even if it missed the new incarnation's first beats."""
+    return (incarnation << 32) | (count & 0xFFFFFFFF)
+
+
+def new_incarnation() -> int:
+    return (time.time_ns() // 1_000_000) & 0x7FFFFFFF
+
+TRUTH_DTYPE = np.dtype([("seq", "<u8"), ("attempt_id", "<u8"), ("time_ps", "<i8"),
+                        ("bell_state", "u1"), ("fidelity", "<f4"), ("genuine", "?")])
+"""Ground truth of one herald, as the simulated world knows it (never sent on the wire)."""
+
+_MAX_RESEND = 4096
+"""Heralds per resend reply frame (~110 kB)."""
+
+_MALFORMED = (b"", b"\x01", b"\x02\x01\x00", b"\x01\x63", b"\x01\x01\x02\x00\x00\x00\x00",
+              b"\x01\x07\x00")
+"""Frames injected by `StationFaults.malformed_every`: empty, truncated header, wrong
+version, unknown type, truncated herald batch, truncated heartbeat."""
+
+
+class AttemptBatchLike(Protocol):
+    attempts: int
+    first_attempt_id: int
+    heralds: np.ndarray
+    """Rows with at least attempt_id, time_ps, bell_state (fidelity, genuine: ground truth)."""
+
+
+class HeraldSource(Protocol):
+    """What the station runs: every attempt up to a station time (ps), as one batch."""
+
+    def run_until(self, station_time_ps: int) -> AttemptBatchLike: ...
+
+
+class HeraldSourceFactory(Protocol):
+    """Builds the herald source at the station's start (a picklable callable, e.g.
+    ``functools.partial(LinkSimulator, model, seed)``), so its first attempt is "now"."""
+
+    def __call__(self, *, start_ps: int) -> HeraldSource: ...
+
+
+@dataclass(frozen=True)
+class StationFaults:
+    """Injected faults, for the fault tests (none by default)."""
+
+    skip_every: int = 0
+    """Every n-th herald (seq % n == n - 1) is not published; it stays in the history."""
+    skip_history: bool = False
+    """Skipped heralds are not kept for resends either, so the nodes must report them lost."""
+    delay_every: int = 0
+    """Every n-th herald (seq % n == n // 2) is published `delay_s` late."""
+    delay_s: float = 0.0
+    malformed_every: int = 0
+    """A malformed frame is published after every n-th herald frame."""
+
+
+@dataclass(frozen=True)
+class StationSettings:
+    name: str
+    link_id: int
+    herald_address: str
+    request_address: str
+    key_dir: Path | None
+    """CURVE keys; None only for the benchmark's without-CURVE comparison."""
+    run_dir: Path
+    epoch_ns: int
+    """time.monotonic_ns() at station time 0 (shared by the launcher)."""
+    heartbeat_period: float = 0.05
+    stats_period: float = 0.1
+    history: int = 65536
+    lookahead_s: float = 0.002
+    """s the source is computed ahead of the clock."""
+    faults: StationFaults = field(default_factory=StationFaults)
+    max_seconds: float | None = None
+    """Stop by itself after this long (s); None: until stopped."""
+
+
+@dataclass
+class HeraldBatch:
+    """A plain `AttemptBatchLike` (what `PeriodicHeralds` returns)."""
+
+    attempts: int
+    first_attempt_id: int
+    heralds: np.ndarray
+
+
+_PERIODIC_DTYPE = np.dtype([("attempt_id", "<u8"), ("time_ps", "<i8"), ("bell_state", "u1")])
+
+
+class PeriodicHeralds:
+    """A test-signal herald source: one herald every `period_ps`, no ground truth. For the
+    benchmark and the fault tests, which need a known, steady herald rate.
+    ``functools.partial(PeriodicHeralds, period_ps)`` is a `HeraldSourceFactory`."""
+
+    def __init__(self, period_ps: int, *, start_ps: int) -> None:
+        self.period_ps, self.start_ps = int(period_ps), int(start_ps)
+        self.next_id = 0
+
+    def run_until(self, station_time_ps: int) -> HeraldBatch:
+        end = max(self.next_id, (station_time_ps - self.start_ps) // self.period_ps + 1)
+        ids = np.arange(self.next_id, end, dtype=np.uint64)
+        heralds = np.empty(len(ids), _PERIODIC_DTYPE)
+        heralds["attempt_id"] = ids
+        heralds["time_ps"] = self.start_ps + ids.astype(np.int64) * self.period_ps
+        heralds["bell_state"] = ids % 2
+        batch = HeraldBatch(len(ids), self.next_id, heralds)
+        self.next_id = int(end)
+        return batch
+
+
+def station_now_ps(epoch_ns: int) -> int:
+    return (time.monotonic_ns() - epoch_ns) * 1000
+
+
+class _Station:
+    def __init__(self, settings: StationSettings, source: HeraldSource, pub: zmq.Socket,
+                 router: zmq.Socket) -> None:
+        self.s = settings
+        self.source = source
+        self.pub, self.router = pub, router
+        self.history = HeraldHistory(settings.history)
+        self.decoder = Decoder()
+        self.counters: Counter[str] = Counter()
+        self.pending = np.zeros(0, HERALD_DTYPE)
+        """Heralds computed ahead, waiting for their decision time (time order)."""
+        self.delayed = np.zeros(0, HERALD_DTYPE)
+        self.truth: list[np.ndarray] = []
+        self.next_seq = 0
+        self.computed_until_ps = station_now_ps(settings.epoch_ns)
+        self.heartbeat_seq = 0
+        self.incarnation = new_incarnation()
+        self.publish_lag_ps: list[int] = []
+        """Per frame: send time - decision time of its latest herald (the station's own
+        share of the latency: waking up, encoding, handing the frame to zmq)."""
+        self.stats_first_attempt: int | None = None
+        self.stats_attempts = 0
+        self.stats_heralds = 0
+
+    # -- the herald source -------------------------------------------------------------
+    def compute_ahead(self, now_ps: int) -> None:
+        lookahead_ps = round(self.s.lookahead_s * 1e12)
+        if self.computed_until_ps >= now_ps + lookahead_ps // 2:
+            return
+        until = now_ps + lookahead_ps
+        batch = self.source.run_until(until)
+        self.computed_until_ps = until
+        if self.stats_first_attempt is None:
+            self.stats_first_attempt = int(batch.first_attempt_id)
+        self.stats_attempts += int(batch.attempts)
+        rows = batch.heralds
+        n = len(rows)
+        self.stats_heralds += n
+        self.counters["attempts"] += int(batch.attempts)
+        if n == 0:
+            return
+        records = np.empty(n, HERALD_DTYPE)
+        records["link"] = self.s.link_id
+        records["seq"] = np.arange(self.next_seq, self.next_seq + n, dtype=np.uint64)
+        records["attempt_id"] = rows["attempt_id"]
+        records["bell_state"] = rows["bell_state"]
+        records["timestamp_ps"] = rows["time_ps"]
+        self.next_seq += n
+        names = rows.dtype.names or ()
+        if "fidelity" in names:
+            truth = np.empty(n, TRUTH_DTYPE)
+            truth["seq"] = records["seq"]
+            for key in ("attempt_id", "time_ps", "bell_state", "fidelity", "genuine"):
+                truth[key] = rows[key]
+            self.truth.append(truth)
+        self.pending = np.concatenate([self.pending, records]) if len(self.pending) else records
+
+    # -- publishing ---------------------------------------------------------------------
+    def publish_due(self, now_ps: int) -> None:
+        if len(self.delayed):
+            release = self.delayed["timestamp_ps"] + round(self.s.faults.delay_s * 1e12)
+            ready = release <= now_ps
+            if ready.any():
+                self._send(self.delayed[ready])
+                self.delayed = self.delayed[~ready]
+        if not len(self.pending) or self.pending["timestamp_ps"][0] > now_ps:
+            return
+        cut = int(np.searchsorted(self.pending["timestamp_ps"], now_ps, side="right"))
+        due, self.pending = self.pending[:cut], self.pending[cut:]
+        faults = self.s.faults
+        if not (faults.skip_every or faults.delay_every):
+            self._send(due)  # first: the bookkeeping below is not on the latency path
+            self.history.append(due)
+            return
+        publish = np.ones(len(due), bool)
+        keep = np.ones(len(due), bool)
+        seqs = due["seq"].astype(np.int64)
+        if faults.skip_every:
+            skipped = seqs % faults.skip_every == faults.skip_every - 1
+            publish &= ~skipped
+            if faults.skip_history:
+                keep &= ~skipped
+            self.counters["skipped_by_fault"] += int(skipped.sum())
+        if faults.delay_every:
+            late = (seqs % faults.delay_every == faults.delay_every // 2) & publish
+            publish &= ~late
+            self.counters["delayed_by_fault"] += int(late.sum())
+            self.delayed = np.concatenate([self.delayed, due[late]])
+        self.history.append(due[keep])
+        if publish.all():
+            self._send(due)
+        elif publish.any():
+            self._send(due[publish])
+
+    def _send(self, records: np.ndarray) -> None:
+        self.pub.send(encode_heralds(records), copy=False)
+        if len(self.publish_lag_ps) < 1_000_000:
+            self.publish_lag_ps.append(station_now_ps(self.s.epoch_ns)
+                                       - int(records["timestamp_ps"][-1]))
+        self.counters["herald_frames"] += 1
+        self.counters["heralds_published"] += len(records)
+        every = self.s.faults.malformed_every
+        if every and self.counters["herald_frames"] % every == 0:
+            bad = _MALFORMED[self.counters["malformed_injected"] % len(_MALFORMED)]
+            self.pub.send(bad)
+            self.counters["malformed_injected"] += 1
+
+    def heartbeat(self, now_ps: int) -> None:
+        seq = incarnation_seq(self.heartbeat_seq, self.incarnation)
+        self.pub.send(Heartbeat(STATION_SENDER_ID, seq, now_ps).encode())
+        self.heartbeat_seq += 1
+
+    def stats(self, now_ps: int) -> None:
+        if self.stats_first_attempt is None:
+            return
+        self.pub.send(AttemptStats(self.s.link_id, self.stats_first_attempt,
+                                   self.stats_attempts, self.stats_heralds,
+                                   self.computed_until_ps).encode())
+        self.stats_first_attempt = None
+        self.stats_attempts = self.stats_heralds = 0
+
+    # -- requests -----------------------------------------------------------------------
+    def serve_requests(self) -> None:
+        """Answer every request already queued on the ROUTER (never blocks)."""
+        while True:
+            try:
+                identity, frame = self.router.recv_multipart(zmq.NOBLOCK, copy=True)[:2]
+            except zmq.Again:
+                return
+            except ValueError:  # fewer than two frames: not ours
+                self.counters["malformed_requests"] += 1
+                continue
+            t2_ns = time.monotonic_ns() - self.s.epoch_ns
+            message = self.decoder.decode(frame)
+            if isinstance(message, ClockRequest):
+                reply = ClockReply(message.sender_id, message.seq, message.t1_ns, t2_ns,
+                                   time.monotonic_ns() - self.s.epoch_ns)
+                self.router.send_multipart([identity, reply.encode()])
+                self.counters["clock_requests"] += 1
+            elif isinstance(message, ResendRequest):
+                self.counters["resend_requests"] += 1
+                if message.link != self.s.link_id:
+                    self.counters["resend_wrong_link"] += 1
+                    continue
+                last = min(message.last_seq, message.first_seq + _MAX_RESEND - 1)
+                rows = self.history.get(message.first_seq, last)
+                if len(rows):
+                    self.router.send_multipart([identity, encode_heralds(rows)])
+                    self.counters["heralds_resent"] += len(rows)
+                else:
+                    self.counters["resend_unavailable"] += 1
+            elif message is not None:
+                self.counters["unexpected_requests"] += 1
+
+    def summary(self) -> dict[str, Any]:
+        lag = np.array(self.publish_lag_ps or [0]) * 1e-12
+        return {"name": self.s.name, "counters": dict(self.counters),
+                "publish_lag_s": {"median": float(np.median(lag)),
+                                  "p99": float(np.percentile(lag, 99)),
+                                  "max": float(lag.max())},
+                "malformed": dict(self.decoder.errors), "heralds": self.next_seq,
+                "faults": asdict(self.s.faults)}
+
+
+def _wait_until(poller: zmq.Poller, deadline_ns: int) -> None:
+    """Serve nothing, but wake at `deadline_ns` (monotonic) or when a request is queued.
+    zmq's poll counts whole ms, so the last ms is slept (precise with the lowered timer
+    slack), the remaining time recomputed after each step so no lateness adds up."""
+    left_ms = (deadline_ns - time.monotonic_ns()) * 1e-6
+    if left_ms >= 2.0 and poller.poll(int(left_ms) - 1):
+        return
+    left_s = (deadline_ns - time.monotonic_ns()) * 1e-9
+    if left_s > 0:
+        time.sleep(left_s)
+
+
+def run_station(settings: StationSettings, source_factory: HeraldSourceFactory,
+                stop: Any) -> None:
+    """The station's main loop until `stop` (a StopFlag) or `max_seconds`."""
+    context = zmq.Context()
+    authenticator = None
+    pub = context.socket(zmq.PUB)
+    router = context.socket(zmq.ROUTER)
+    station: _Station | None = None
+    try:
+        if settings.key_dir is not None:
+            authenticator = start_authenticator(context, settings.key_dir)
+            make_curve_server(pub, settings.key_dir, settings.name)
+            make_curve_server(router, settings.key_dir, settings.name)
+        pub.sndhwm = 1_000_000
+        pub.linger = 500
+        router.linger = 0
+        pub.bind(settings.herald_address)
+        router.bind(settings.request_address)
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        source = source_factory(start_ps=station_now_ps(settings.epoch_ns))
+        station = _Station(settings, source, pub, router)
+        started = time.monotonic()
+        next_heartbeat = next_stats = started
+        while not stop:
+            now = time.monotonic()
+            if settings.max_seconds is not None and now - started > settings.max_seconds:
+                break
+            now_ps = station_now_ps(settings.epoch_ns)
+            if now >= next_heartbeat:  # first: a restarted station's heartbeat 0 leads
+                station.heartbeat(now_ps)
+                next_heartbeat = max(next_heartbeat + settings.heartbeat_period, now)
+            station.publish_due(now_ps)  # heralds due now go out before any other work
+            station.compute_ahead(now_ps)
+            if now >= next_stats:
+                station.stats(now_ps)
+                next_stats = max(next_stats + settings.stats_period, now)
+            station.serve_requests()
+            wake_ps = station.computed_until_ps - round(settings.lookahead_s * 0.5e12)
+            if len(station.pending):
+                wake_ps = min(wake_ps, int(station.pending["timestamp_ps"][0]))
+            if len(station.delayed):
+                wake_ps = min(wake_ps, int(station.delayed["timestamp_ps"].min())
+                              + round(settings.faults.delay_s * 1e12))
+            wake_ns = min(settings.epoch_ns + wake_ps // 1000,
+                          round(min(next_heartbeat, next_stats) * 1e9))
+            _wait_until(poller, wake_ns)
+    finally:
+        pub.close()
+        router.close()
+        if authenticator is not None:
+            authenticator.stop()
+        context.term()
+        if station is not None:
+            _write_files(settings, station)
+
+
+def _write_files(settings: StationSettings, station: _Station) -> None:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    truth = (np.concatenate(station.truth) if station.truth
+             else np.zeros(0, TRUTH_DTYPE))
+    # Only heralds whose decision time has come happened; the rest were computed ahead.
+    decided = truth[truth["time_ps"] <= station_now_ps(settings.epoch_ns)]
+    np.save(settings.run_dir / f"{settings.name}_truth.npy", decided)
+    path = settings.run_dir / f"{settings.name}_summary.json"
+    path.write_text(json.dumps(station.summary(), indent=1))

@@ -1,0 +1,339 @@
+"""The running link: station, node agents and orchestrator as separate processes on loopback.
+
+Every process binds or connects only on 127.0.0.1 on free ports and stops by itself
+(max_seconds) if a test fails before stopping it. The link is the shipped config switched to
+single-click with alpha 0.2 (~1.3 k heralds/s), so pairs come quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zmq
+
+from network._proc import ProcessGroup
+from network.config import NetworkConfig, load_network_config
+from network.keys import generate_lab_keys, make_curve_client
+from network.lab import LabPlan, plan_lab, read_events, read_pairs, read_report, start_lab
+from network.messages import ClockReply, ClockRequest, Heartbeat, decode
+from network.node_agent import PairEvent, run_node_agent
+from network.station import TRUTH_DTYPE, PeriodicHeralds, StationFaults, run_station
+from qnetlab._link import build_link_model, sim_source_factory
+from sim_instruments.physics.link import expected_fidelity, expected_pair_rate
+
+from conftest import REPO, free_port_run
+
+CONFIG = REPO / "lab_configs" / "two_node_link.yaml"
+LIMIT = 30.0
+"""s after which every process of a test stops by itself."""
+
+
+def lab_config(tmp_path: Path) -> NetworkConfig:
+    config = load_network_config(CONFIG).with_ports(free_port_run(3))
+    link = dataclasses.replace(
+        config.link, scheme="single_click",
+        physics={**config.link.physics, "bright_state_population": 0.2})
+    config = dataclasses.replace(config, key_dir=tmp_path / "keys", run_dir=tmp_path / "runs",
+                                 link=link)
+    generate_lab_keys(config.key_dir, config.key_names())
+    return config
+
+
+def plan(config: NetworkConfig, pairs: int, **options: object) -> LabPlan:
+    model = build_link_model(config)
+    return plan_lab(config, pairs=pairs, run_dir=config.run_dir, epoch_ns=time.monotonic_ns(),
+                    goodness=expected_fidelity(model), expected_pair_rate=expected_pair_rate(model),
+                    max_seconds=LIMIT, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def group() -> Iterator[ProcessGroup]:
+    with ProcessGroup() as processes:
+        yield processes
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def finish(group: ProcessGroup, lab: LabPlan, timeout: float = 20.0) -> None:
+    """Wait for the orchestrator to end, then stop the rest (they write their files)."""
+    assert group.join(lab.orchestrator.name, timeout) == 0, "orchestrator did not finish"
+    time.sleep(0.1)  # its last verdicts reach the nodes
+    group.stop_all()
+
+
+def delivered(lab: LabPlan, node: str) -> set[int]:
+    log = read_pairs(lab.run_dir, node)
+    return set(log["seq"][log["event"] == PairEvent.DELIVERED].tolist())
+
+
+def orchestrator_result(lab: LabPlan) -> dict[str, Any]:
+    return json.loads((lab.run_dir / "orchestrator_result.json").read_text())
+
+
+def check_pairs_against_truth(lab: LabPlan, cutoff_s: float) -> set[int]:
+    """Every pair the orchestrator delivered was OK'd by both nodes, within the memory
+    cutoff of its true decision time, for the true attempt. Returns the delivered seqs."""
+    truth = np.load(lab.run_dir / "station_truth.npy")
+    assert truth.dtype == TRUTH_DTYPE
+    by_seq = {int(row["seq"]): row for row in truth}
+    seqs = {d["seq"] for d in orchestrator_result(lab)["delivered"]}
+    for node in lab.nodes:
+        log = read_pairs(lab.run_dir, node)
+        oks = log[log["event"] == PairEvent.OK_SENT]
+        ok_by_seq = {int(row["seq"]): row for row in oks}
+        for seq in seqs:
+            row = ok_by_seq[seq]  # KeyError: delivered though this node never held it
+            true = by_seq[seq]
+            assert int(row["attempt_id"]) == int(true["attempt_id"])
+            assert int(row["herald_ps"]) == int(true["time_ps"])
+            assert 0 <= int(row["event_ps"]) - int(true["time_ps"]) <= cutoff_s * 1e12
+    return seqs
+
+
+def test_pairs_delivered_agreed_and_fresh(tmp_path, group):
+    config = lab_config(tmp_path)
+    lab = plan(config, pairs=150)
+    start_lab(group, lab, sim_source_factory(config, build_link_model(config)))
+    finish(group, lab)
+    seqs = check_pairs_against_truth(lab, config.nodes["node_a"].memory_cutoff)
+    assert len(seqs) == 150
+    assert delivered(lab, "node_a") == delivered(lab, "node_b") == seqs
+    report = read_report(lab)
+    assert report.agree and report.delivered == 150 and not report.failed
+    assert report.errors["disagreements"] == 0 and report.errors["malformed"] == 0
+    assert len(report.latency_s) > 100
+    assert set(report.clock) == {"node_a", "node_b"}
+
+
+def test_node_agent_killed_and_restarted_resynchronises(tmp_path, group):
+    config = lab_config(tmp_path)
+    lab = plan(config, pairs=1200)
+    start_lab(group, lab, sim_source_factory(config, build_link_model(config)))
+    wait_for(lambda: len(delivered(lab, "node_b")) >= 200, 15, "the first pairs")
+    group.kill("node_b")  # a crash: no goodbye, its held pairs are gone
+    time.sleep(0.3)
+    group.start("node_b", run_node_agent, lab.nodes["node_b"])
+    finish(group, lab, timeout=25)
+
+    result = orchestrator_result(lab)
+    assert not result["failed"] and len(result["delivered"]) == 1200
+    assert result["counters"]["node_restarts"] == 1
+    seqs = check_pairs_against_truth(lab, config.nodes["node_b"].memory_cutoff)
+    a, b = delivered(lab, "node_a"), delivered(lab, "node_b")
+    assert a == seqs  # the survivor heard every verdict
+    assert b <= seqs
+    # Only verdicts in flight at the kill can be missing at the killed node: at ~1.3 k
+    # pairs/s that is a handful; 20 leaves room for a slow machine.
+    assert len(seqs - b) <= 20
+    events = read_events(lab.run_dir, "node_b")
+    assert [e["event"] for e in events].count("started") == 2
+    resyncs = [e for e in events if e["event"] == "resync"]
+    assert len(resyncs) == 2 and resyncs[1]["first_seq"] > resyncs[0]["first_seq"]
+    summary = json.loads((lab.run_dir / "node_b_summary.json").read_text())
+    # The restarted node fetched the heralds before its first one from the history, and
+    # used none of them: they were older than its memory cutoff.
+    assert summary["counters"]["resync_heralds"] > 0
+    assert summary["counters"]["resync_expired"] > 0
+
+
+def test_station_restart_noticed_through_missed_heartbeats(tmp_path, group):
+    config = lab_config(tmp_path)
+    lab = plan(config, pairs=1)
+    source = functools.partial(PeriodicHeralds, 1_000_000_000)  # 1 kHz
+    start_lab(group, lab, source, orchestrator=False)
+    wait_for(lambda: all(any(e["event"] == "resync" for e in read_events(lab.run_dir, n))
+                         for n in lab.nodes), 15, "heralds at both nodes")
+    time.sleep(3 * config.heartbeat_period)  # each node has heard a heartbeat
+    killed_ns = time.monotonic_ns()
+    group.kill(lab.station.name)
+    bound_s = config.heartbeat_period * (config.heartbeat_misses + 1) + 0.05
+    time.sleep(bound_s + 0.2)
+    group.start(lab.station.name, run_station, lab.station, source)
+    wait_for(lambda: all(any(e["event"] == "station_restarted"
+                             for e in read_events(lab.run_dir, n)) for n in lab.nodes),
+             10, "the nodes to see the restarted station")
+    group.stop_all()
+    for node in lab.nodes:
+        events = read_events(lab.run_dir, node)
+        lost = [e for e in events if e["event"] == "station_lost"]
+        assert len(lost) == 1
+        # Silent heartbeat_misses periods since the last heartbeat (sent at most one period
+        # before the kill), plus 50 ms for the node's loop to wake and a loaded machine.
+        assert 0 < (lost[0]["t_ns"] - killed_ns) * 1e-9 <= bound_s
+        kinds = [e["event"] for e in events]
+        assert kinds.index("station_lost") < kinds.index("station_restarted")
+        assert kinds.count("resync") == 2  # it numbers from 0 again: the node resynchronised
+        summary = json.loads((lab.run_dir / f"{node}_summary.json").read_text())
+        assert summary["counters"]["station_restarts"] == 1
+
+
+@pytest.mark.parametrize("skip_history", [False, True])
+def test_skipped_delayed_and_malformed_frames_recovered_or_reported(tmp_path, group,
+                                                                   skip_history):
+    config = lab_config(tmp_path)
+    faults = StationFaults(skip_every=7, skip_history=skip_history, delay_every=11,
+                           delay_s=0.003, malformed_every=5)
+    lab = plan(config, pairs=300, faults=faults)
+    start_lab(group, lab, sim_source_factory(config, build_link_model(config)))
+    finish(group, lab)
+    seqs = check_pairs_against_truth(lab, config.nodes["node_a"].memory_cutoff)
+    assert len(seqs) == 300
+    assert delivered(lab, "node_a") == delivered(lab, "node_b") == seqs
+    report = read_report(lab)
+    assert report.errors["gaps"] > 0 and report.errors["resend_requests"] > 0
+    assert report.errors["malformed"] >= 2 * 10  # both nodes counted and dropped them
+    if skip_history:
+        # Never published, never resendable: every node gives them up and says so.
+        assert not any(seq % 7 == 6 for seq in seqs)
+        assert report.errors["lost"] > 0
+        assert report.errors["err_lost"] > 0
+    else:
+        assert report.errors["err_lost"] == 0  # no pair of the request had to be given up
+        assert report.errors["recovered"] > 0
+        assert any(seq % 7 == 6 for seq in seqs)  # skipped on the PUB, delivered by resend
+        # A delayed herald is resent first, so its late original is a duplicate.
+        assert report.errors["duplicates"] > 0
+
+
+def _rogue_keys(tmp_path: Path) -> Path:
+    rogue = tmp_path / "rogue_keys"
+    generate_lab_keys(rogue, ["rogue"])
+    return rogue
+
+
+def test_process_without_lab_key_cannot_receive_or_inject(tmp_path, group):
+    config = lab_config(tmp_path)
+    lab = plan(config, pairs=1)
+    start_lab(group, lab, functools.partial(PeriodicHeralds, 1_000_000_000), orchestrator=False)
+    rogue_dir = _rogue_keys(tmp_path)
+    for name in ("station", "orchestrator", "node_a"):  # it knows the lab's public keys
+        (rogue_dir / "public" / f"{name}.key").write_bytes(
+            (config.key_dir / "public" / f"{name}.key").read_bytes())
+    context = zmq.Context()
+    try:
+        # 1. Eavesdropping on the station's herald socket with an unknown key: nothing.
+        spy = context.socket(zmq.SUB)
+        make_curve_client(spy, rogue_dir, "rogue", "station")
+        spy.setsockopt(zmq.SUBSCRIBE, b"")
+        spy.connect(lab.station.herald_address)
+        # ... while a lab key on the same socket hears heralds.
+        member = context.socket(zmq.SUB)
+        make_curve_client(member, config.key_dir, "node_a", "station")
+        member.setsockopt(zmq.SUBSCRIBE, b"")
+        member.connect(lab.station.herald_address)
+        member.rcvtimeo = 5000
+        assert member.recv()
+        spy.rcvtimeo = 1000
+        with pytest.raises(zmq.Again):
+            spy.recv()
+
+        # 2. Impersonating the station to a node agent: a node pointed at a rogue publisher
+        # (its own keys) completes no handshake and takes none of its heralds.
+        port = free_port_run(2)
+        fake = context.socket(zmq.PUB)
+        fake.curve_secretkey = zmq.auth.load_certificate(
+            rogue_dir / "private" / "rogue.key_secret")[1]
+        fake.curve_publickey = zmq.auth.load_certificate(
+            rogue_dir / "private" / "rogue.key_secret")[0]
+        fake.curve_server = True
+        fake.bind(f"tcp://127.0.0.1:{port}")
+        fooled = dataclasses.replace(lab.nodes["node_b"], name="node_a", node_id=9,
+                                     herald_address=f"tcp://127.0.0.1:{port}",
+                                     run_dir=tmp_path / "fooled", max_seconds=1.5)
+        group.start("fooled", run_node_agent, fooled)
+        for i in range(300):
+            fake.send(Heartbeat(0, i, 0).encode())
+            time.sleep(0.004)
+        assert group.join("fooled", 10) == 0
+        summary = json.loads((tmp_path / "fooled" / "node_a_summary.json").read_text())
+        assert summary["tracker"]["received"] == 0
+        assert "station_lost" not in summary["counters"]  # it never heard a "station"
+        fake.close(0)
+
+        # 3. Injecting into the station's request socket with an unknown key: no answer,
+        # where a lab key gets one.
+        for keys, name, answered in ((rogue_dir, "rogue", False),
+                                     (config.key_dir, "node_b", True)):
+            dealer = context.socket(zmq.DEALER)
+            make_curve_client(dealer, keys, name, "station")
+            dealer.connect(lab.station.request_address)
+            dealer.send(ClockRequest(7, 1, time.monotonic_ns()).encode())
+            dealer.rcvtimeo = 1500
+            if answered:
+                assert isinstance(decode(dealer.recv()), ClockReply)
+            else:
+                with pytest.raises(zmq.Again):
+                    dealer.recv()
+            dealer.close(0)
+        spy.close(0)
+        member.close(0)
+    finally:
+        context.term()
+    group.stop_all()
+    station = json.loads((lab.run_dir / "station_summary.json").read_text())
+    assert station["counters"]["clock_requests"] >= 1  # the lab key's, and the nodes'
+
+
+def test_malformed_requests_counted_and_station_keeps_answering(tmp_path, group):
+    config = lab_config(tmp_path)
+    lab = plan(config, pairs=1)
+    start_lab(group, lab, functools.partial(PeriodicHeralds, 1_000_000_000), orchestrator=False)
+    context = zmq.Context()
+    dealer = context.socket(zmq.DEALER)
+    make_curve_client(dealer, config.key_dir, "orchestrator", "station")
+    dealer.connect(lab.station.request_address)
+    dealer.rcvtimeo = 5000
+    garbage = [b"", b"\x01", b"\x09\x08", b"\x01\x63\x00", b"\x01\x0a\x00\x00",
+               ClockRequest(7, 1, 5).encode()[:-1], b"\x01\x01" + bytes(40)]
+    try:
+        for frame in garbage:
+            dealer.send(frame)
+        dealer.send(ClockRequest(7, 2, time.monotonic_ns()).encode())
+        reply = decode(dealer.recv())
+        assert isinstance(reply, ClockReply) and reply.seq == 2
+    finally:
+        dealer.close(0)
+        context.term()
+    group.stop_all()
+    station = json.loads((lab.run_dir / "station_summary.json").read_text())
+    assert sum(station["malformed"].values()) == len(garbage)
+
+
+def test_qnetlab_link_command(tmp_path):
+    config = lab_config(tmp_path)
+    text = CONFIG.read_text()
+    for old, new in ((load_network_config(CONFIG).station.herald_address,
+                      config.station.herald_address),
+                     (load_network_config(CONFIG).station.request_address,
+                      config.station.request_address),
+                     (load_network_config(CONFIG).orchestrator.address,
+                      config.orchestrator.address),
+                     ("../lab_data/keys/two_node_link", str(config.key_dir)),
+                     ("../lab_data/runs/two_node_link", str(config.run_dir))):
+        text = text.replace(old, new)
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "qnetlab", "link", str(path), "--pairs",
+                             "40", "--timeout", "30"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "40 of 40 pairs delivered; both nodes agree: yes" in result.stdout
+    for words in ("rate", "fidelity", "median", "p99", "max", "gaps", "duplicates",
+                  "resend_requests", "expired", "malformed", "disagreements"):
+        assert words in result.stdout
