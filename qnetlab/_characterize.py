@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ._format import format_fit, table
-from ._runs import add_station_options, database_for
+from ._runs import add_station_options, database_for, quiet_output
 
 EXIT_OK, EXIT_BAD = 0, 1
 
@@ -42,7 +42,9 @@ def _characterize(args: argparse.Namespace) -> int:
     db = database_for(config, args.db)
     characterization = TransducerCharacterization(max_added_noise=args.max_added_noise,
                                                   fridge_budget=args.fridge_budget)
-    with load_station(config, args.profile) as station:
+    with quiet_output(args.quiet):
+        station = load_station(config, args.profile)
+    with station:
         result = characterization.run(station, db, quiet=args.quiet)
     rows = [[label, format_fit(v.value, v.stderr, v.unit)]
             for label, v in summary_values(result).items()]

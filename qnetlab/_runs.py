@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,16 @@ def add_station_options(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars (for scripts); results are still printed")
 
 
+@contextlib.contextmanager
+def quiet_output(quiet: bool) -> Iterator[None]:
+    """With --quiet, swallow what QCoDeS prints while connecting ("Connected to: ...")."""
+    if not quiet:
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
 def database_for(config: Any, db: Path | None) -> Path:
     """The database a command writes to: --db, else the config's, else a default."""
     if db is not None:
@@ -81,11 +95,13 @@ def _run(args: argparse.Namespace) -> int:
         cls = sequence_class(args.sequence)
         options = parse_options(cls, args.options)
     except ValueError as exc:
-        print(f"qnetlab: {exc}")
+        print(f"qnetlab: {exc}", file=sys.stderr)
         return 2
     config = load_config(args.config)
     db = database_for(config, args.db)
-    with load_station(config, args.profile) as station:
+    with quiet_output(args.quiet):
+        station = load_station(config, args.profile)
+    with station:
         result = cls(options).run(station, db, quiet=args.quiet)
     print(f"database: {db}")
     if result.stopped_at:
@@ -106,7 +122,7 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         result = analyze_run(args.run_id, db)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"qnetlab: {exc}")
+        print(f"qnetlab: {exc}", file=sys.stderr)
         return 2
     print_result(result)
     return EXIT_OK if result.verdict.good else EXIT_BAD_VERDICT

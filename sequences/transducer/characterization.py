@@ -133,7 +133,12 @@ class _State:
 
     # -- running ----------------------------------------------------------------------------
     def _run(self, sequence: Sequence[Any]) -> AnalysisResult:
-        run = sequence.run(self.station, self.db_path, quiet=self.quiet)
+        try:
+            run = sequence.run(self.station, self.db_path, quiet=self.quiet)
+        except KeyboardInterrupt:
+            if sequence.last_run is not None:  # its points are saved: the report shows them
+                self.runs[sequence.name] = sequence.last_run
+            raise
         self.runs[sequence.name] = run
         analysis = run.analysis
         if analysis is None or not analysis.verdict.good:
@@ -161,7 +166,8 @@ class _State:
             return
         measured: dict[str, AnalysisResult] = {}
         for cls, values in (
-            (EfficiencyMap, {"mw_frequency": f0.value,
+            (EfficiencyMap, {"mw_frequency": f0.value, "mw_frequency_stderr": f0.stderr,
+                             "mw_linewidth": kappa.value,
                              "optical_linewidth": 0.0 if width is None else width.value}),
             (ConversionBandwidthScan, {"center": f0.value, "span": 6 * kappa.value}),
             (AddedNoiseScan, {"mw_frequency": f0.value, "mw_linewidth": kappa.value,
@@ -222,11 +228,15 @@ class _State:
                             noise.values["added_noise_slope"].stderr)
         frac = fridge.values["absorbed_fraction"]
         absorbed = LinearModel(0.0, frac.value, 0.0, frac.stderr)
-        powers = eff.tables.get("map", {}).get("pump_power (W)") or []
-        run = self.runs["efficiency_map"]
-        opts = {} if run is None else _stored_options(run)
-        low = min(powers) if powers else float(opts.get("min_pump_power", 1e-4))
-        high = max(powers) if powers else float(opts.get("max_pump_power", 1e-2))
+        # Only where both efficiency and noise were measured: no extrapolation.
+        ranges = [_measured_powers(eff, "map"), _measured_powers(noise, "added_noise")]
+        low, high = max(r[0] for r in ranges), min(r[1] for r in ranges)
+        if not low < high:
+            self.notes["operating_point"] = (
+                f"no recommendation: the efficiency map ({ranges[0][0]:.3g}-{ranges[0][1]:.3g} "
+                f"W) and the noise scan ({ranges[1][0]:.3g}-{ranges[1][1]:.3g} W) share no "
+                "pump-power range")
+            return
         self.operating_point = recommend(
             efficiency, added, absorbed, pump_range=(low, high),
             max_added_noise=self.options.max_added_noise,
@@ -269,10 +279,15 @@ def _covariance(result: AnalysisResult) -> tuple[tuple[float, float], tuple[floa
     return ((s.stderr**2, cross), (cross, c.stderr**2))
 
 
-def _stored_options(run: RunResult) -> dict[str, Any]:
-    from ..data import load_run
-
-    return load_run(run.run_id, run.db_path).options
+def _measured_powers(result: AnalysisResult, table: str) -> tuple[float, float]:
+    """The pump-power range (W) a run measured, from its result table."""
+    column = next((values for name, values in result.tables.get(table, {}).items()
+                   if name.startswith("pump_power")), [])
+    powers = [p for p in column if p is not None and p > 0]
+    if not powers:
+        raise KeyError(f"{result.sequence} run {result.run_id}: no pump powers in its "
+                       f"'{table}' table")
+    return min(powers), max(powers)
 
 
 _SUMMARY = (

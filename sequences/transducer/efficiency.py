@@ -102,8 +102,17 @@ class EfficiencyMapOptions:
     """Power-meter samples per reading (~3 ms each): noise 50 pW / sqrt(averaging)."""
     settle_time: float = 0.0
     """s of lab time to wait after each pump power change."""
+    mw_linewidth: float = 0.0
+    """Hz, the microwave mode's FWHM (the VNA scan's), with `mw_frequency_stderr`: the tone
+    can sit only as close to the resonance as the VNA found it, which lowers every measured
+    efficiency by the Lorentzian factor. With both given, eta_max and the low-power slope are
+    corrected for the expected loss and carry its spread (0: no correction)."""
+    mw_frequency_stderr: float = 0.0
+    """Hz, one-sigma error of `mw_frequency` as the resonance (the VNA fit's)."""
 
     def __post_init__(self) -> None:
+        if self.mw_linewidth < 0 or self.mw_frequency_stderr < 0:
+            raise ValueError("mw_linewidth and mw_frequency_stderr must be >= 0 Hz")
         if not 0 < self.min_pump_power < self.max_pump_power:
             raise ValueError(f"need 0 < min_pump_power < max_pump_power, got "
                              f"{self.min_pump_power:g} W and {self.max_pump_power:g} W")
@@ -177,6 +186,7 @@ class EfficiencyMapAnalysis(Analysis):
                                          "converge on the map")
             return result
         _report(result, fit, resolved, p, d)
+        _correct_for_tone_detuning(result, run.options)
         result.verdict = _verdict(fit, resolved, p, d, eta, noise, points.noise_samples)
         return result
 
@@ -207,6 +217,25 @@ def _fit(p: np.ndarray, d: np.ndarray, eta: np.ndarray, noise: np.ndarray, step:
     cov[2, 2] = step**2 / 12
     return EfficiencyMapFit(fit.low_power_slope, fit.cooperativity_slope, d_best, None, cov,
                             fit.chi2_reduced, fit.points), False
+
+
+def _correct_for_tone_detuning(result: AnalysisResult, options: dict[str, Any]) -> None:
+    """The tone sits at the VNA's resonance estimate, delta ~ N(0, sigma) from the truth, so
+    each efficiency is measured times 1 / (1 + (2 delta / kappa)^2) ~ 1 - x (2 delta/sigma)^2/4
+    with x = (2 sigma / kappa)^2: on average 1 - x, spread sqrt(2) x (chi-square, 1 dof).
+    Scale eta_max and s by 1 + x and add the spread in quadrature (relative)."""
+    kappa = float(options.get("mw_linewidth") or 0.0)
+    sigma = float(options.get("mw_frequency_stderr") or 0.0)
+    if kappa <= 0 or sigma <= 0:
+        return
+    x = (2 * sigma / kappa) ** 2
+    for key in ("eta_max", "low_power_slope"):
+        v = result.values.get(key)
+        if v is not None:
+            value = v.value * (1 + x)
+            result.values[key] = FitValue(value, math.hypot(v.stderr * (1 + x),
+                                                            math.sqrt(2) * x * value), v.unit)
+    result.details["mw_tone_detuning_correction"] = x
 
 
 def _report(result: AnalysisResult, fit: EfficiencyMapFit, resolved: bool, p: np.ndarray,
