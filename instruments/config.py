@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,6 +306,6 @@ def load_config(path: str | Path) -> LabConfig:
         simulation=dict(simulation),
         interlocks=interlocks,
         transducer_setup=dict(setup) if setup else None,
-        database=(path.parent / database) if database else None,
+        database=Path(os.path.normpath(path.parent / database)) if database else None,
         wiring=wiring,
     )

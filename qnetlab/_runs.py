@@ -22,8 +22,8 @@ def add_parser(verbs: Any) -> None:
                     "analyze it and print the verdict. Exit code 1 if the verdict is bad.",
     )
     run.add_argument("sequence", help="sequence name, e.g. microwave_resonance_scan "
-                                      "(`qnetlab run list x` lists them)")
-    run.add_argument("config", help="station YAML")
+                                      "(`qnetlab run list` lists them)")
+    run.add_argument("config", nargs="?", help="station YAML")
     add_station_options(run)
     run.add_argument("--set", dest="options", action="append", default=[],
                      metavar="NAME=VALUE", help="a sequence option, SI units (repeatable)")
@@ -94,6 +94,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         cls = sequence_class(args.sequence)
         options = parse_options(cls, args.options)
+        if args.config is None:
+            raise ValueError(f"which station? write: qnetlab run {args.sequence} CONFIG")
     except ValueError as exc:
         print(f"qnetlab: {exc}", file=sys.stderr)
         return 2

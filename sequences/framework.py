@@ -173,7 +173,14 @@ class Sequence(ABC, Generic[OptionsT]):
                 ds.add_metadata(STATUS, json.dumps("running"))
                 guard = PumpGuard(station, **self.interlock_guard)
                 try:
-                    self.prepare(station)
+                    guard.check(-1, "preparation")
+                    try:
+                        self.prepare(station)
+                    except InterlockError:
+                        if not guard.active:
+                            raise
+                        guard.check(-1, "preparation")  # pause until recovered, retry once
+                        self.prepare(station)
                     prepared = True
                     for step in steps:
                         progress.update(done, step.label)

@@ -142,8 +142,7 @@ class _State:
         self.runs[sequence.name] = run
         analysis = run.analysis
         if analysis is None or not analysis.verdict.good:
-            raise _Stop(f"{sequence.name} run {run.run_id}: "
-                        f"{'no data' if analysis is None else analysis.verdict}")
+            raise _Stop(f"{sequence.name} run {run.run_id}: {_verdict_text(run)}")
         return analysis
 
     def _make(self, cls: type[Sequence[Any]], **values: Any) -> Sequence[Any]:
@@ -251,7 +250,7 @@ class _State:
         point = self.operating_point
         if bad:
             verdict = "bad: " + "; ".join(
-                f"{n}: {self.notes.get(n) or _verdict_text(self.runs.get(n))}" for n in bad)
+                self.notes.get(n) or f"{n}: {_verdict_text(self.runs.get(n))}" for n in bad)
         elif point is None:
             verdict = "incomplete: " + "; ".join(self.notes.values())
         elif not point.found:
@@ -269,7 +268,10 @@ class _State:
 def _verdict_text(run: RunResult | None) -> str:
     if run is None:
         return "did not run"
-    return "no data" if run.analysis is None else str(run.analysis.verdict)
+    if run.analysis is not None:
+        return str(run.analysis.verdict)
+    where = run.stopped_at or {}
+    return f"no data (stopped at {where.get('label', '?')}: {where.get('cause', '?')})"
 
 
 def _covariance(result: AnalysisResult) -> tuple[tuple[float, float], tuple[float, float]]:
