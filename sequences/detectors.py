@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -71,7 +70,6 @@ from matplotlib.figure import Figure
 from scipy import stats
 from scipy.optimize import curve_fit
 
-from instruments.errors import QnetlabError
 from instruments.station import TAGGER_COUNTER_WINDOW_S, LabStation
 
 from .analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
@@ -112,46 +110,12 @@ def _light_parameter(station: LabStation, spec: str) -> Any:
     return station.setup.pump_on
 
 
-class _Restoring:
-    """Remembers settings before a sequence changes them and puts them back afterwards."""
-
-    def __init__(self) -> None:
-        self._saved: list[tuple[Any, Any]] = []
-
-    def change(self, param: Any, value: Any) -> None:
-        if not any(p is param for p, _ in self._saved):
-            self._saved.append((param, param.get()))
-        param.set(value)
-
-    def restore(self) -> None:
-        for param, value in reversed(self._saved):
-            try:
-                param.set(value)
-            except (QnetlabError, ValueError) as exc:
-                log.warning("could not restore %s to %r: %s", param.full_name, value, exc)
-        self._saved.clear()
-
-
 def _counts(channel: Any, integration_time: float, window: float) -> tuple[int, float]:
     """Clicks over `integration_time` s of `window`-s counter readings, and the time (s)
     actually counted over."""
     readings = max(1, round(integration_time / window))
     total = sum(round(float(channel.count_rate()) * window) for _ in range(readings))
     return int(total), readings * window
-
-
-class _DetectorSequence:
-    """What both detector sequences share: light control and restoring settings."""
-
-    _restoring: _Restoring
-
-    def _wrap_run(self, run: Callable[[], RunResult]) -> RunResult:
-        self._restoring = _Restoring()
-        return run()
-
-    def finish(self, station: LabStation) -> None:
-        """Put back what the run changed (light, pump power, bias), however it ended."""
-        self._restoring.restore()
 
 
 # -- dark counts ---------------------------------------------------------------------------------
@@ -296,7 +260,7 @@ def _dark_problem(c: int, n: float, t: float, bias: float, latched: bool, expect
     return None
 
 
-class DarkCountScan(_DetectorSequence, Sequence[DarkCountScanOptions]):
+class DarkCountScan(Sequence[DarkCountScanOptions]):
     """Dark-count rate of each detector channel at its present bias, light off.
 
     Proposes ``dark_count_rate_ch<n>`` (Hz) per channel when the verdict is good.
@@ -328,11 +292,10 @@ class DarkCountScan(_DetectorSequence, Sequence[DarkCountScanOptions]):
         if not self.options.channels:
             self._all_channels = tuple(sorted(
                 station.instrument(self.options.detector).detector_channels))
-        return self._wrap_run(lambda: Sequence.run(self, station, db_path, quiet=quiet,
-                                                   analyze=analyze))
+        return Sequence.run(self, station, db_path, quiet=quiet, analyze=analyze)
 
     def prepare(self, station: LabStation) -> None:
-        self._restoring.change(_light_parameter(station, self.options.light_switch), False)
+        self.restorer.change(_light_parameter(station, self.options.light_switch), False)
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
         o = self.options
@@ -576,7 +539,7 @@ def _efficiency_verdict(c: int, b: np.ndarray, result: AnalysisResult, margin: f
                                                        f", plateau {plateau}"))
 
 
-class EfficiencyBiasScan(_DetectorSequence, Sequence[EfficiencyBiasScanOptions]):
+class EfficiencyBiasScan(Sequence[EfficiencyBiasScanOptions]):
     """Detection efficiency (count rate, light on minus off) of one channel against bias.
 
     Proposes ``bias_current_ch<n>`` (A) and, with a known incident photon rate,
@@ -609,19 +572,18 @@ class EfficiencyBiasScan(_DetectorSequence, Sequence[EfficiencyBiasScanOptions])
             analyze: bool = True) -> RunResult:
         """As `Sequence.run`; the light, pump power and bias are restored after the run."""
         self._latched_at: float | None = None
-        return self._wrap_run(lambda: Sequence.run(self, station, db_path, quiet=quiet,
-                                                   analyze=analyze))
+        return Sequence.run(self, station, db_path, quiet=quiet, analyze=analyze)
 
     def prepare(self, station: LabStation) -> None:
         o = self.options
         channel = self._channel(station)
         self._light = _light_parameter(station, o.light_switch)
-        self._restoring.change(channel.bias_current, 0.0)  # also clears a latch
-        self._restoring.change(self._light, False)
+        self.restorer.change(channel.bias_current, 0.0)  # also clears a latch
+        self.restorer.change(self._light, False)
         if o.pump_power is not None:
             if station.setup is None:
                 raise ValueError("pump_power needs the station's transducer_setup")
-            self._restoring.change(station.setup.pump_power, o.pump_power)
+            self.restorer.change(station.setup.pump_power, o.pump_power)
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
         o = self.options

@@ -50,6 +50,7 @@ from .data import (
 )
 from .interlock import PumpGuard
 from .progress import Progress
+from .restore import Restorer
 
 OptionsT = TypeVar("OptionsT")
 log = logging.getLogger(__name__)
@@ -116,6 +117,9 @@ class Sequence(ABC, Generic[OptionsT]):
             base = dataclasses.replace(options, **changes)  # type: ignore[type-var]
         self.options: OptionsT = base
         self.last_run: RunResult | None = None
+        self.restorer = Restorer()
+        """`restorer.change(param, value)` in `prepare`/`measure` sets a parameter and puts
+        it back after the run, after `finish`, however the run ended."""
 
     # -- what subclasses provide -------------------------------------------------------------
     @abstractmethod
@@ -172,6 +176,7 @@ class Sequence(ABC, Generic[OptionsT]):
                 ds.add_metadata(OPTIONS, json.dumps(_options_json(self.options)))
                 ds.add_metadata(STATUS, json.dumps("running"))
                 guard = PumpGuard(station, **self.interlock_guard)
+                self.restorer = Restorer()
                 try:
                     guard.check(-1, "preparation")
                     try:
@@ -234,12 +239,14 @@ class Sequence(ABC, Generic[OptionsT]):
 
 
 def _finish(sequence: Sequence[Any], station: LabStation) -> Exception | None:
-    try:
-        sequence.finish(station)
-    except Exception as exc:  # reported after the data are saved (see Sequence.finish)
-        log.error("%s: could not restore the bench after the run: %r", sequence.name, exc)
-        return exc
-    return None
+    first: Exception | None = None
+    for step in (sequence.finish, lambda _: sequence.restorer.restore()):
+        try:
+            step(station)
+        except Exception as exc:  # reported after the data are saved (see Sequence.finish)
+            log.error("%s: could not restore the bench after the run: %r", sequence.name, exc)
+            first = first or exc
+    return first
 
 
 def _lab_name(station: LabStation) -> str:

@@ -45,7 +45,6 @@ import numpy as np
 from scipy import special
 from scipy.optimize import brentq
 
-from instruments.errors import QnetlabError
 from instruments.station import TAGGER_COUNTER_WINDOW_S, LabStation
 
 log = logging.getLogger(__name__)
@@ -181,30 +180,3 @@ def counter_input_switch(channel: Any) -> Any | None:
     if tagger is None or not isinstance(inputs, dict) or slot not in inputs:
         return None
     return tagger.tagger_channels[inputs[slot]].parameters.get("enabled")
-
-
-class Restorer:
-    """Remembers settings before a sequence changes them and puts them back afterwards
-    (last changed, first restored)."""
-
-    def __init__(self) -> None:
-        self._saved: list[tuple[Any, Any]] = []
-
-    def change(self, param: Any, value: Any) -> None:
-        if not any(p is param for p, _ in self._saved):
-            self._saved.append((param, param.get()))
-        param.set(value)
-
-    def restore(self) -> None:
-        """Put every changed setting back; a failure is logged and the rest still restored,
-        then the first failure is raised (the framework reports it after saving the data)."""
-        first: Exception | None = None
-        for param, value in reversed(self._saved):
-            try:
-                param.set(value)
-            except (QnetlabError, ValueError) as exc:
-                log.warning("could not restore %s to %r: %s", param.full_name, value, exc)
-                first = first or exc
-        self._saved.clear()
-        if first is not None:
-            raise first

@@ -49,12 +49,11 @@ from scipy import constants, stats
 from instruments.station import LabStation
 from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from sequences.data import StoredRun
-from sequences.framework import DatasetParameter, RunResult, Sequence, Step
+from sequences.framework import DatasetParameter, Sequence, Step
 
 from ._counting import (
     MAX_DEAD_TIME_LOSS,
     DeadTimeModel,
-    Restorer,
     count_clicks,
     counter_input_switch,
     detector_channel,
@@ -412,12 +411,6 @@ class AddedNoiseScan(Sequence[AddedNoiseScanOptions]):
         return [Step(i, f"pump {p * 1e3:.4g} mW", {"pump_power": float(p)})
                 for i, p in enumerate(self.options.pump_powers)]
 
-    def run(self, station: LabStation, db_path: Any, *, quiet: bool = False,
-            analyze: bool = True) -> RunResult:
-        """As `Sequence.run`; see `finish` for what is restored."""
-        self._restorer = Restorer()
-        return Sequence.run(self, station, db_path, quiet=quiet, analyze=analyze)
-
     def prepare(self, station: LabStation) -> None:
         o = self.options
         setup = station.setup
@@ -425,7 +418,7 @@ class AddedNoiseScan(Sequence[AddedNoiseScanOptions]):
         assert setup is not None
         setup.pump_on(False)
         setup.mw_source.rf_output(False)
-        r = self._restorer
+        r = self.restorer
         r.change(setup.pump_detuning, o.pump_detuning)
         r.change(setup.mw_frequency, o.mw_frequency)
         r.change(setup.mw_power, o.mw_power)
@@ -474,10 +467,10 @@ class AddedNoiseScan(Sequence[AddedNoiseScanOptions]):
         return {k: np.array([float(v)]) for k, v in row.items()}
 
     def finish(self, station: LabStation) -> None:
-        """Pump off and microwave off first (the safe state), then every other setting back
-        (detector bias, tagger input, power meter, pump power and detuning, mw settings)."""
+        """Pump off and microwave off first (the safe state); the framework's restorer then
+        puts every other setting back (detector bias, tagger input, power meter, pump power
+        and detuning, mw settings)."""
         setup = station.setup
         if setup is not None:
             setup.pump_on(False)
             setup.mw_source.rf_output(False)
-        self._restorer.restore()

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -47,13 +47,12 @@ from scipy.optimize import least_squares
 from instruments.station import LabStation
 from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from sequences.data import StoredRun
-from sequences.framework import DatasetParameter, RunResult, Sequence, Step
+from sequences.framework import DatasetParameter, Sequence, Step
 
 from ._counting import (
     COUNTER_WINDOW_S,
     MAX_DEAD_TIME_LOSS,
     DeadTimeModel,
-    Restorer,
     count_clicks,
     counter_input_switch,
     detector_channel,
@@ -352,12 +351,6 @@ class PumpHeatingScan(Sequence[PumpHeatingScanOptions]):
         return [Step(i, f"delay {t:.3g} s", {"delay": float(t)})
                 for i, t in enumerate(self.delays())]
 
-    def run(self, station: LabStation, db_path: Any, *, quiet: bool = False,
-            analyze: bool = True) -> RunResult:
-        """As `Sequence.run`; see `finish` for what is restored."""
-        self._restorer = Restorer()
-        return Sequence.run(self, station, db_path, quiet=quiet, analyze=analyze)
-
     def prepare(self, station: LabStation) -> None:
         o = self.options
         setup = station.setup
@@ -365,7 +358,7 @@ class PumpHeatingScan(Sequence[PumpHeatingScanOptions]):
         assert setup is not None
         setup.pump_on(False)  # the power ramps with the pump off: no heating before the pulse
         setup.mw_source.rf_output(False)
-        r = self._restorer
+        r = self.restorer
         switch = counter_input_switch(channel)
         if switch is not None:
             r.change(switch, True)
@@ -397,10 +390,9 @@ class PumpHeatingScan(Sequence[PumpHeatingScanOptions]):
         return {k: np.array([float(v)]) for k, v in row.items()}
 
     def finish(self, station: LabStation) -> None:
-        """Pump off and microwave off (the safe state), then the detector bias, tagger input,
-        pump power and detuning back to what they were."""
+        """Pump off and microwave off (the safe state); the framework's restorer then puts
+        the detector bias, tagger input, pump power and detuning back."""
         setup = station.setup
         if setup is not None:
             setup.pump_on(False)
             setup.mw_source.rf_output(False)
-        self._restorer.restore()
