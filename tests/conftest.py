@@ -14,6 +14,43 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH_CONFIG = REPO / "lab_configs" / "transducer_bench.yaml"
 
 
+def bench_config(folder: Path, preset: str = "bulk_eo_pulsed", simulation: str = "",
+                 setup: dict[str, str] | None = None) -> Path:
+    """The transducer bench (lab_configs/transducer_bench.yaml) written to `folder` with
+    another transducer preset, extra ``qnetlab.simulation`` entries (YAML lines such as
+    ``fridge: {cooling_coefficient: 0.004}``) and changed ``transducer_setup`` values."""
+    import re
+
+    text = re.sub(r"(\n    transducer:) \w+", rf"\1 {preset}", BENCH_CONFIG.read_text(),
+                  count=1)
+    lines = "".join(f"    {line.strip()}\n" for line in simulation.strip().splitlines())
+    text = text.replace("  simulation:\n", "  simulation:\n" + lines, 1)
+    for key, value in (setup or {}).items():
+        text, found = re.subn(rf"(\n    {key}: )[^\s#]+", rf"\g<1>{value}", text, count=1)
+        assert found, f"transducer_setup has no {key!r}"
+    path = folder / f"{preset}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def open_bench(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Opens `bench_config(...)` stations (closed at teardown): ``open_bench(preset,
+    simulation)``."""
+    from instruments.station import load_station
+
+    opened: list[Any] = []
+
+    def open_(preset: str = "bulk_eo_cw", simulation: str = "") -> Any:
+        station = load_station(bench_config(tmp_path, preset, simulation))
+        opened.append(station)
+        return station
+
+    yield open_
+    for station in opened:
+        station.close()
+
+
 @pytest.fixture
 def sim_instrument(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Open one driver against its simulated twin over the in-process VISA backend.

@@ -34,23 +34,9 @@ from sequences.transducer.characterization import (
 from sim_instruments.physics.presets import PRESETS
 from sim_instruments.visa_backend import bench_of
 
-from conftest import BENCH_CONFIG
+from conftest import BENCH_CONFIG, bench_config
 
 SIGMAS = 4.5
-
-
-def bench_config(folder: Path, preset: str = "bulk_eo_pulsed", extra_sim: str = "",
-                 setup_changes: dict[str, str] | None = None) -> Path:
-    """The shipped bench with another preset, extra simulation keys or setup entries."""
-    text = re.sub(r"transducer: \w+", f"transducer: {preset}", BENCH_CONFIG.read_text(),
-                  count=1)
-    if extra_sim:
-        text = text.replace("  simulation:\n", f"  simulation:\n    {extra_sim}\n", 1)
-    for key, value in (setup_changes or {}).items():
-        text = re.sub(rf"(\n    {key}: )[^\s#]+", rf"\g<1>{value}", text, count=1)
-    path = folder / "bench.yaml"
-    path.write_text(text)
-    return path
 
 
 def truth(model: Any) -> dict[str, float]:
@@ -176,7 +162,7 @@ def test_analyze_verb_reruns_a_stored_run(main_job: tuple[Path, int, str],
 
 def test_a_detuned_laser_stops_at_the_optical_scan(tmp_path: Path) -> None:
     # The setup believes the optical resonance is 60 GHz (0.48 nm) from where it is.
-    config = bench_config(tmp_path, setup_changes={"optical_resonance_wavelength": "1550.60e-9"})
+    config = bench_config(tmp_path, setup={"optical_resonance_wavelength": "1550.60e-9"})
     result, _ = characterize(config, tmp_path / "lab.db")
     optical = result.analysis("optical_resonance_scan")
     assert optical is not None and optical.verdict.reason is Reason.NO_SIGNAL
@@ -203,7 +189,7 @@ def test_a_dead_detector_channel_gives_no_noise_figure_and_no_recommendation(
 
 def test_a_fridge_that_heats_too_fast_is_reported_not_hidden(tmp_path: Path) -> None:
     # A tenth of the cooling power: the mixing chamber passes its 50 mK interlock at ~2 mW.
-    config = bench_config(tmp_path, extra_sim="fridge: {cooling_coefficient: 0.004}")
+    config = bench_config(tmp_path, simulation="fridge: {cooling_coefficient: 0.004}")
     result, _ = characterize(config, tmp_path / "lab.db")
     fridge = result.analysis("fridge_load_scan")
     assert fridge is not None and not fridge.verdict.good

@@ -14,15 +14,12 @@ probability ~0.4 % (and never, with the fixed seeds, once it passes).
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from instruments.station import LabStation, load_station
 from sequences.analysis import AnalysisResult, Reason, analyze_run
 from sequences.data import load_run
 from sequences.transducer._efficiency_model import (
@@ -41,33 +38,7 @@ from sequences.transducer.optical_resonance import (
 from sim_instruments.physics.presets import PRESETS
 from sim_instruments.physics.transducer import TransducerModel
 
-from conftest import BENCH_CONFIG
-
 Z_BOUND = 4.0  # see the module docstring
-
-
-def bench_config(tmp_path: Path, preset: str, simulation: str = "") -> Path:
-    """The bench config with another preset, and extra `qnetlab.simulation` entries."""
-    text = re.sub(r"(\n    transducer:) \w+", rf"\1 {preset}", BENCH_CONFIG.read_text())
-    if simulation:
-        text = text.replace("\n    transducer:", f"\n{simulation}\n    transducer:", 1)
-    path = tmp_path / f"{preset}.yaml"
-    path.write_text(text)
-    return path
-
-
-@pytest.fixture
-def open_bench(tmp_path: Path) -> Iterator[Any]:
-    opened: list[LabStation] = []
-
-    def open_(preset: str, simulation: str = "") -> LabStation:
-        station = load_station(bench_config(tmp_path, preset, simulation))
-        opened.append(station)
-        return station
-
-    yield open_
-    for station in opened:
-        station.close()
 
 
 def truth(model: TransducerModel) -> dict[str, float]:

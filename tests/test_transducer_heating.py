@@ -11,46 +11,21 @@ config's seed makes every run deterministic.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from instruments.station import LabStation, load_station
+from instruments.station import LabStation
 from sequences.analysis import Reason, analyze_run
 from sequences.transducer.fridge_load import FridgeLoadScan, fit_fridge_traces, segments
 from sequences.transducer.heating import PumpHeatingScan, fit_heating, heating_model
 from sim_instruments.physics.presets import PRESETS
 from sim_instruments.visa_backend import bench_of
 
-from conftest import BENCH_CONFIG
-
 Z_MAX = 4.0
 TRUE_DETECTION_EFFICIENCY = 0.5 * 0.9 / (1 + math.exp(-5.0))  # DetectionPath x SNSPD at 10.5 uA
-
-
-def bench_config(tmp_path: Path, preset: str, extra: str = "") -> Path:
-    text = re.sub(r"transducer: \w+", f"transducer: {preset}{extra}", BENCH_CONFIG.read_text())
-    path = tmp_path / f"{preset}.yaml"
-    path.write_text(text)
-    return path
-
-
-@pytest.fixture
-def open_bench(tmp_path: Path) -> Iterator[Any]:
-    opened: list[LabStation] = []
-
-    def open_(preset: str = "bulk_eo_cw", extra: str = "") -> LabStation:
-        station = load_station(bench_config(tmp_path, preset, extra))
-        opened.append(station)
-        return station
-
-    yield open_
-    for station in opened:
-        station.close()
 
 
 def world(station: LabStation) -> Any:
@@ -132,7 +107,7 @@ def test_fridge_scan_recovers_the_fridge_and_the_absorbed_fraction(
 def test_a_fridge_that_heats_too_fast_stops_the_run_and_is_out_of_range(
         open_bench: Any, tmp_path: Path) -> None:
     # 40x less cooling: 2.5 mW of pump (12.5 uW absorbed) would take the stage to 112 mK.
-    station = open_bench(extra="\n    fridge: {cooling_coefficient: 0.001}")
+    station = open_bench(simulation="fridge: {cooling_coefficient: 0.001}")
     result = FridgeLoadScan().run(station, tmp_path / "lab.db", quiet=True)
     assert result.status == "interrupted" and result.stopped_at is not None
     assert "FridgeCeilingError" in result.stopped_at["cause"]

@@ -10,15 +10,13 @@ probability ~1e-3 with the seeds fixed by the lab config (each run is determinis
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from instruments.station import LabStation, load_station
+from instruments.station import LabStation
 from sequences.analysis import Reason, analyze_run
 from sequences.transducer._counting import DeadTimeModel
 from sequences.transducer.added_noise import (
@@ -30,32 +28,8 @@ from sim_instruments.physics.presets import PRESETS
 from sim_instruments.physics.snspd import SnspdModel
 from sim_instruments.visa_backend import bench_of
 
-from conftest import BENCH_CONFIG
-
 Z_MAX = 4.0
 MAX_POWER = 10e-3  # W, the bench's soft limit on the pump
-
-
-def bench_config(tmp_path: Path, preset: str, extra: str = "") -> Path:
-    """The transducer bench with another preset (and extra simulation keys)."""
-    text = re.sub(r"transducer: \w+", f"transducer: {preset}{extra}", BENCH_CONFIG.read_text())
-    path = tmp_path / f"{preset}.yaml"
-    path.write_text(text)
-    return path
-
-
-@pytest.fixture
-def open_bench(tmp_path: Path) -> Iterator[Any]:
-    opened: list[LabStation] = []
-
-    def open_(preset: str = "bulk_eo_cw", extra: str = "") -> LabStation:
-        station = load_station(bench_config(tmp_path, preset, extra))
-        opened.append(station)
-        return station
-
-    yield open_
-    for station in opened:
-        station.close()
 
 
 def truth(station: LabStation) -> Any:
