@@ -6,12 +6,13 @@ memory cutoff or an address must never pass silently.
 
 The layout::
 
-    network:   {key_dir, run_dir, heartbeat_period, heartbeat_misses, stats_period,
+    network:   {key_dir, run_dir, database, heartbeat_period, heartbeat_misses, stats_period,
                 clock_period, resend_timeout, resend_attempts}
     station:   {name, herald_address, request_address, history}
     orchestrator: {name, address, reconcile_timeout, max_time}
     nodes:     {NODE_NAME: {transducer, fibre_length_km, collection_efficiency,
-                            memory_cutoff}, ...}
+                            memory_cutoff, station, parameter_address}, ...}
+    calibration: {nodes: {...}}   the link's calibration graph (sequences.calibration)
     link:      {id, scheme, nodes: [A, B], seed, detector_efficiency, dark_count_rate,
                 detection_window, bright_state_population, hom_visibility,
                 double_excitation_probability, attempt_period}
@@ -35,12 +36,14 @@ from instruments.errors import ConfigError
 
 SCHEMES = ("single_click", "two_click")
 
-_TOP = {"network", "station", "orchestrator", "nodes", "link"}
-_NETWORK = {"key_dir", "run_dir", "heartbeat_period", "heartbeat_misses", "stats_period",
-            "clock_period", "resend_timeout", "resend_attempts"}
+_TOP = {"network", "station", "orchestrator", "nodes", "link", "calibration"}
+_REQUIRED_TOP = _TOP - {"calibration"}
+_NETWORK = {"key_dir", "run_dir", "database", "heartbeat_period", "heartbeat_misses",
+            "stats_period", "clock_period", "resend_timeout", "resend_attempts"}
 _STATION = {"name", "herald_address", "request_address", "history"}
 _ORCHESTRATOR = {"name", "address", "reconcile_timeout", "max_time"}
-_NODE = {"transducer", "fibre_length_km", "collection_efficiency", "memory_cutoff"}
+_NODE = {"transducer", "fibre_length_km", "collection_efficiency", "memory_cutoff", "station",
+         "parameter_address"}
 _LINK = {"id", "scheme", "nodes", "seed", "detector_efficiency", "dark_count_rate",
          "detection_window", "bright_state_population", "hom_visibility",
          "double_excitation_probability", "attempt_period"}
@@ -81,6 +84,11 @@ class NodeConfig:
     collection_efficiency: float = 0.5
     memory_cutoff: float = 0.01
     """s: a herald older than this is expired, never delivered as a pair."""
+    station: Path | None = None
+    """The node's own lab (station config, with its calibration graph and database)."""
+    parameter_address: str | None = None
+    """Where the node publishes its calibrated values, read-only (the other node's link
+    calibrations read them)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,10 @@ class NetworkConfig:
     """s a node waits for a resend before asking again."""
     resend_attempts: int = 4
     """Resend requests per gap before it is given up as lost."""
+    database: Path | None = None
+    """The link's own database: its calibrations (the nodes' are in their labs')."""
+    calibration: dict[str, Any] = field(default_factory=dict)
+    """The link's calibration graph section, raw (validated by sequences.calibration)."""
 
     def key_names(self) -> list[str]:
         """Every process that holds a CURVE key: station, orchestrator, nodes."""
@@ -207,6 +219,11 @@ def _parse_nodes(file: str, data: Any) -> dict[str, NodeConfig]:
             raise ConfigError(file, f"{entry}.transducer", "expected a preset name",
                               "name a preset of sim_instruments.physics.presets, e.g. "
                               "bulk_eo_pulsed")
+        station = spec.get("station")
+        if station is not None and (not isinstance(station, str) or not station):
+            raise ConfigError(file, f"{entry}.station", "expected a station config path",
+                              "write a path relative to this file, e.g. node_a_lab.yaml")
+        address = spec.get("parameter_address")
         nodes[name] = NodeConfig(
             name, spec["transducer"],
             _positive(file, f"{entry}.fibre_length_km", spec["fibre_length_km"], "km",
@@ -214,6 +231,9 @@ def _parse_nodes(file: str, data: Any) -> dict[str, NodeConfig]:
             _fraction(file, f"{entry}.collection_efficiency",
                       spec.get("collection_efficiency", 0.5)),
             _positive(file, f"{entry}.memory_cutoff", spec.get("memory_cutoff", 0.01), "s"),
+            None if station is None else (Path(file).parent / station).resolve(),
+            None if address is None else _address(file, f"{entry}.parameter_address",
+                                                  address),
         )
     return nodes
 
@@ -249,6 +269,13 @@ def _parse_link(file: str, data: Any, nodes: dict[str, NodeConfig]) -> LinkConfi
                       _whole(file, "link.seed", data.get("seed", 1), 0), physics)
 
 
+def _mapping(file: str, entry: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(file, entry, f"expected a mapping, got {type(value).__name__}",
+                          "write it as 'key: value' lines")
+    return dict(value)
+
+
 def load_network_config(path: str | Path) -> NetworkConfig:
     """Read and validate a network lab config; raise `ConfigError` on the first problem."""
     path = Path(path)
@@ -260,7 +287,7 @@ def load_network_config(path: str | Path) -> NetworkConfig:
                           "config is lab_configs/two_node_link.yaml") from None
     except YAMLError as exc:
         raise ConfigError(file, "", f"not valid YAML: {exc}", "fix the YAML syntax") from None
-    _keys(file, "", data, _TOP, _TOP)
+    _keys(file, "", data, _TOP, _REQUIRED_TOP)
     net = data["network"]
     _keys(file, "network", net, _NETWORK, {"key_dir", "run_dir"})
     for key in ("key_dir", "run_dir"):
@@ -291,7 +318,8 @@ def load_network_config(path: str | Path) -> NetworkConfig:
             raise ConfigError(file, "", f"the name '{name}' is used by two processes",
                               "give the station, the orchestrator and every node its own "
                               "name (each names a CURVE key)")
-    addresses = [station.herald_address, station.request_address, orchestrator.address]
+    addresses = [station.herald_address, station.request_address, orchestrator.address,
+                 *(n.parameter_address for n in nodes.values() if n.parameter_address)]
     if len(set(addresses)) != len(addresses):
         raise ConfigError(file, "station/orchestrator", "two sockets share one address",
                           "give the herald, request and orchestrator sockets their own ports")
@@ -312,6 +340,8 @@ def load_network_config(path: str | Path) -> NetworkConfig:
                                  net.get("resend_timeout", 0.005), "s"),
         resend_attempts=_whole(file, "network.resend_attempts",
                                net.get("resend_attempts", 4), 1),
+        database=(path.parent / net["database"]).resolve() if net.get("database") else None,
+        calibration=_mapping(file, "calibration", data.get("calibration") or {}),
     )
     for node in nodes.values():
         if node.memory_cutoff <= config.resend_timeout:
