@@ -41,7 +41,8 @@ from .errors import ConfigError
 PROFILES = ("sim", "real")
 
 _TOP_KEYS = {"instruments", "qnetlab"}
-_QNETLAB_KEYS = {"simulation", "interlocks", "transducer_setup", "database", "wiring"}
+_QNETLAB_KEYS = {"simulation", "interlocks", "transducer_setup", "database", "wiring",
+                 "calibration"}
 _INSTRUMENT_KEYS = {"type", "address", "init", "parameters", "enable_forced_reconnect"}
 _PARAMETER_KEYS = {"limits", "ramp_rate", "initial_value", "label"}
 _INTERLOCK_KEYS = {"name", "guards", "sensor", "max"}
@@ -108,6 +109,9 @@ class LabConfig:
     database: Path | None = None
     wiring: dict[str, dict[int, Wire]] = field(default_factory=dict)
     """Cables into time taggers: tagger name -> input number -> what drives that input."""
+    calibration: dict[str, Any] = field(default_factory=dict)
+    """The raw ``qnetlab.calibration`` mapping (the lab's calibration graph); validated by
+    `sequences.calibration.config`, since instruments do not know the sequences."""
 
     def error(self, entry: str, problem: str, fix: str = "") -> ConfigError:
         return ConfigError(str(self.path), entry, problem, fix)
@@ -300,6 +304,10 @@ def load_config(path: str | Path) -> LabConfig:
                           "write e.g. 'simulation: {seed: 1, transducer: bulk_eo_cw}'")
     database = q.get("database")
     wiring = _parse_wiring(file, q["wiring"], instruments) if "wiring" in q else {}
+    calibration = q.get("calibration") or {}
+    if not isinstance(calibration, dict):
+        raise ConfigError(file, "qnetlab.calibration", "expected a mapping",
+                          "write 'calibration: {nodes: {NAME: {sequence: ..., ...}}}'")
     return LabConfig(
         path=path,
         instruments=instruments,
@@ -308,4 +316,5 @@ def load_config(path: str | Path) -> LabConfig:
         transducer_setup=dict(setup) if setup else None,
         database=Path(os.path.normpath(path.parent / database)) if database else None,
         wiring=wiring,
+        calibration=dict(calibration),
     )

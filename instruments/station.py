@@ -230,14 +230,24 @@ def _lab_clock(instruments: dict[str, Instrument]) -> Callable[[float], None]:
     return time.sleep
 
 
-def load_station(config: str | Path | LabConfig, profile: str = "sim") -> LabStation:
-    """Connect every instrument of a lab config for `profile` ('sim' or 'real')."""
+def load_station(config: str | Path | LabConfig, profile: str = "sim", *,
+                 sim_session: str | None = None) -> LabStation:
+    """Connect every instrument of a lab config for `profile` ('sim' or 'real').
+
+    `sim_session` (sim profile only): loads with the same session string share one simulated
+    bench (world, instrument states, hidden parameters), so a station can be closed and
+    opened again on the same physics; None (the default) gives every load a fresh bench.
+    """
     if not isinstance(config, LabConfig):
         config = load_config(config)
     if profile not in PROFILES:
         raise ConfigError(str(config.path), "", f"unknown profile {profile!r}",
                           f"use one of: {', '.join(PROFILES)}")
-    token = uuid.uuid4().hex
+    if sim_session is not None and (not sim_session or "@" in sim_session):
+        raise ValueError(f"sim_session {sim_session!r}: give a non-empty string without '@' "
+                         "(it becomes part of the simulated VISA library's name)")
+    # PyVISA keeps one library per path (`_visalib`), so a reused token reuses the bench.
+    token = uuid.uuid4().hex if sim_session is None else f"session-{sim_session}"
     opened: dict[str, Instrument] = {}
     servers: dict[str, Callable[[], None]] = {}
     try:

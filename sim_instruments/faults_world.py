@@ -1,0 +1,70 @@
+"""Faults injected into a simulated bench's physics, for tests of calibration and diagnosis.
+
+Unlike `sim_instruments.faults` (a connection misbehaving), these change the lab itself, the
+way drift and ageing do: nothing the drivers read says so, only measurements show it. Each
+takes an open station of the sim profile (or its `SimulatedBench`) and returns the new true
+value, so a test can compare a calibration's result with it.
+
+* `drop_detector_efficiency`: an SNSPD channel's plateau efficiency falls (a fibre
+  connector degrading, the detector's optical alignment moving);
+* `drift_optical_resonance`: the transducer's optical resonance moves away from the pump
+  laser (a temperature or strain drift of the optical mode);
+* `shift_tagger_input_delay`: a time-tagger input's hidden delay changes (a cable or fibre
+  replaced by a longer one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .bench import SimulatedBench
+from .physics.transducer import SPEED_OF_LIGHT
+from .visa_backend import bench_of
+
+
+def simulated_bench(station: Any) -> SimulatedBench:
+    """The simulated bench behind a station (or `station` itself if it is one)."""
+    if isinstance(station, SimulatedBench):
+        return station
+    for inst in station.instruments().values():
+        if hasattr(inst, "visa_handle"):
+            return bench_of(inst)
+    raise TypeError("the station has no instrument on the qnetlab simulator: load it with "
+                    "profile='sim'")
+
+
+def drop_detector_efficiency(station: Any, factor: float, *, detector: str = "snspd",
+                             slot: int = 1) -> float:
+    """Multiply the plateau efficiency of `detector` channel `slot` by `factor` (0 < f < 1
+    for a drop); returns the new plateau efficiency."""
+    if not factor > 0:
+        raise ValueError(f"factor must be > 0, got {factor}")
+    module = simulated_bench(station).device(detector).module(slot)  # type: ignore[attr-defined]
+    module.model = dataclasses.replace(module.model,
+                                       max_efficiency=module.model.max_efficiency * factor)
+    return float(module.model.max_efficiency)
+
+
+def drift_optical_resonance(station: Any, shift: float) -> float:
+    """Move the transducer's optical resonance by `shift` Hz (positive: to higher frequency,
+    shorter wavelength), leaving the pump laser where it is; returns the new resonance
+    wavelength, m (vacuum)."""
+    world = simulated_bench(station).world
+    frequency = world.transducer.optical_resonance_frequency + shift
+    world.transducer = world.transducer.with_changes(
+        optical_resonance_wavelength=SPEED_OF_LIGHT / frequency)
+    return float(world.transducer.optical_resonance_wavelength)
+
+
+def shift_tagger_input_delay(station: Any, tagger_input: int, shift_ps: int, *,
+                             tagger: str = "tagger") -> int:
+    """Lengthen the hidden delay of `tagger` input `tagger_input` (from 1) by `shift_ps` ps;
+    returns the new hidden delay, ps."""
+    emulator = simulated_bench(station).zmq_devices[tagger]
+    model = emulator.model  # type: ignore[attr-defined]
+    channels = list(model.channels)
+    old = channels[tagger_input - 1]
+    channels[tagger_input - 1] = dataclasses.replace(old, delay_ps=old.delay_ps + int(shift_ps))
+    emulator.model = dataclasses.replace(model, channels=tuple(channels))  # type: ignore[attr-defined]
+    return int(channels[tagger_input - 1].delay_ps)
