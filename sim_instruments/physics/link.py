@@ -42,6 +42,16 @@ The analytic formulas enumerate this same finite outcome tree exactly (no trunca
 alpha or eta), so simulation and formulas agree within statistics for any parameters; the
 textbook forms above are their leading orders.
 
+Heralding windows: the station looks for each arm's photons in a window of width W
+(``detection_window``) centred where it EXPECTS them, at its calibrated arm delay; they arrive
+at the TRUE light time of the fibre, spread by a Gaussian of ``arrival_time_spread`` (s rms:
+SNSPD and time-tagger jitter and the photon's duration together). A window offset
+``Delta = expected - true`` keeps the fraction ``Phi((W/2 - Delta)/s) - Phi((-W/2 - Delta)/s)``
+of the arm's photons (and of its transducer's noise photons, which share the photon's mode)
+inside the window; the rest are lost like fibre loss. Dark counts are uniform in time and do
+not care. With the default offsets of 0 (a calibrated station) and W >> s the fraction is 1.
+`arrival_histogram` is the measurement that calibrates the expected delays.
+
 Timing: photons must meet at the beam splitter, so the node on the shorter arm emits later by
 the difference in light time. Attempt k starts when the farther node emits, at
 ``start_ps + k * period``; the station decides at start plus the longer arm's light time.
@@ -58,6 +68,7 @@ from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import ndtr
 
 from .presets import get_preset
 
@@ -170,6 +181,14 @@ class LinkModel:
     double_excitation_probability: float = 0.0
     attempt_period: float = 1e-6
     """s, the emitters' shortest period."""
+    window_offset_a: float = 0.0
+    """s, where the station expects arm a's photons minus where they arrive (0: calibrated)."""
+    window_offset_b: float = 0.0
+    """s, the same for arm b."""
+    arrival_time_spread: float = 70e-12
+    """s rms of a photon's arrival time at the station as the time tagger sees it: SNSPD jitter
+    (20-50 ps, REFERENCE.md s.2) and tagger jitter (~10 ps) in quadrature with the photon's
+    own duration (~50 ps rms for the pulsed transducers); 70 ps in all."""
 
     def __post_init__(self) -> None:
         schemes = get_args(Scheme)
@@ -193,11 +212,17 @@ class LinkModel:
             math.isfinite(self.dark_count_rate) and self.dark_count_rate >= 0.0,
             f"LinkModel.dark_count_rate = {self.dark_count_rate!r} must be >= 0 Hz",
         )
-        for name in ("detection_window", "attempt_period"):
+        for name in ("detection_window", "attempt_period", "arrival_time_spread"):
             value = getattr(self, name)
             _require(
                 math.isfinite(value) and value > 0.0,
                 f"LinkModel.{name} = {value!r} must be a time > 0 s",
+            )
+        for name in ("window_offset_a", "window_offset_b"):
+            value = getattr(self, name)
+            _require(
+                math.isfinite(value),
+                f"LinkModel.{name} = {value!r} must be a finite time in s",
             )
 
     def _node(self, node: Node) -> NodeOptics:
@@ -207,9 +232,21 @@ class LinkModel:
             return self.node_b
         raise ValueError(f"node {node!r} is unknown; choose 'a' or 'b'")
 
+    def window_acceptance(self, node: Node) -> float:
+        """Fraction of `node`'s photons that arrive inside the station's window for its arm."""
+        self._node(node)  # refuses an unknown node
+        offset = self.window_offset_a if node == "a" else self.window_offset_b
+        return window_acceptance(offset, self.detection_window, self.arrival_time_spread)
+
+    def signal_transmission(self, node: Node) -> float:
+        """Probability that a photon emitted by `node` reaches the beam splitter inside the
+        station's window for its arm."""
+        return self._node(node).station_transmission * self.window_acceptance(node)
+
     def arm_transmission(self, node: Node) -> float:
-        """Probability that a photon emitted by `node` clicks a station detector."""
-        return self._node(node).station_transmission * self.detector_efficiency
+        """Probability that a photon emitted by `node` clicks a station detector in its
+        heralding window."""
+        return self.signal_transmission(node) * self.detector_efficiency
 
     @property
     def effective_attempt_period(self) -> float:
@@ -224,7 +261,8 @@ class LinkModel:
     @property
     def background_click_probability(self) -> float:
         """Probability that one detector clicks in one window without a signal photon."""
-        noise = self.node_a.noise_photons_at_station + self.node_b.noise_photons_at_station
+        noise = (self.node_a.noise_photons_at_station * self.window_acceptance("a")
+                 + self.node_b.noise_photons_at_station * self.window_acceptance("b"))
         mean = self.dark_count_rate * self.detection_window
         mean += self.detector_efficiency * noise / 2.0
         return -math.expm1(-mean)
@@ -239,10 +277,17 @@ class LinkModel:
         v = self.hom_visibility
         if self.scheme == "two_click":
             return (1.0 + v) / 2.0
-        ta, tb = self.node_a.station_transmission, self.node_b.station_transmission
+        ta, tb = self.signal_transmission("a"), self.signal_transmission("b")
         if ta + tb == 0.0:
             return 0.5
         return 0.5 + math.sqrt(v) * math.sqrt(ta * tb) / (ta + tb)
+
+
+def window_acceptance(offset: float, window: float, spread: float) -> float:
+    """Fraction of Gaussian arrivals (rms `spread`, s) inside a window of width `window` (s)
+    whose centre is `offset` (s) away from the arrivals' mean."""
+    half = window / 2.0
+    return float(ndtr((half - offset) / spread) - ndtr((-half - offset) / spread))
 
 
 def node_optics_from_preset(
@@ -306,8 +351,8 @@ def _window_outcomes(
 def _expectation(model: LinkModel) -> tuple[float, float]:
     """(success probability per attempt, mean ground-truth fidelity of heralded states)."""
     emit, double = model._emission_probability, model.double_excitation_probability
-    tree_a = _node_outcomes(emit, double, model.node_a.station_transmission)
-    tree_b = _node_outcomes(emit, double, model.node_b.station_transmission)
+    tree_a = _node_outcomes(emit, double, model.signal_transmission("a"))
+    tree_b = _node_outcomes(emit, double, model.signal_transmission("b"))
     f_genuine = model._genuine_fidelity
     success = weighted_fidelity = 0.0
     for bright_a, double_a, ka, pa in tree_a:
@@ -453,8 +498,8 @@ class LinkSimulator:
         )
         """ps from an attempt's start to the station's decision."""
         emit, double = model._emission_probability, model.double_excitation_probability
-        self._node_a = _NodeSampler(emit, double, model.node_a.station_transmission)
-        self._node_b = _NodeSampler(emit, double, model.node_b.station_transmission)
+        self._node_a = _NodeSampler(emit, double, model.signal_transmission("a"))
+        self._node_b = _NodeSampler(emit, double, model.signal_transmission("b"))
         self._background = model.background_click_probability
         self._genuine_fidelity = np.float32(model._genuine_fidelity)
         self._next_attempt = 0
@@ -534,3 +579,55 @@ class LinkSimulator:
         rows["genuine"] = genuine[herald]
         self._cached = (block, rows)
         return rows
+
+
+# -- the arm-delay calibration measurement -------------------------------------------------------
+_MAX_PULSE_PHOTONS = 12
+"""Photons per detector and pulse drawn at most; the Poisson tail beyond is < 1e-12 for the
+weak pulses (mean << 1 per detector) this measurement uses."""
+
+
+def arrival_histogram(
+    model: LinkModel, node: Node, attempts: int, edges: npt.ArrayLike, seed: int,
+    *, pulse_photons: float = 0.2,
+) -> IntArray:
+    """Station clicks per time bin, relative to the emission of `node`'s calibration pulse.
+
+    Per attempt `node` launches a weak laser pulse (mean `pulse_photons` into its fibre; the
+    calibration laser shares the fibre, not the transducer) and the other node is dark. Its
+    photons reach the beam splitter at the fibre's TRUE light time, spread by
+    ``arrival_time_spread``, and split fairly between the two detectors. The time tagger
+    keeps each detector's first click of the attempt inside the gate ``[edges[0],
+    edges[-1])`` (s): the earliest photon detected, or a dark count, uniform over the gate,
+    if that came first. Both detectors go into one histogram over `edges` (s). Keep the
+    pulse weak (<< 1 photon per detector): with several photons the first one is early.
+    """
+    edges = np.asarray(edges, dtype=float)
+    _require(edges.ndim == 1 and edges.size >= 2 and bool(np.all(np.diff(edges) > 0)),
+             "arrival_histogram: edges must be >= 2 increasing times in s")
+    _require(isinstance(attempts, int | np.integer) and attempts >= 0,
+             f"arrival_histogram: attempts = {attempts!r} must be an integer >= 0")
+    _require(math.isfinite(pulse_photons) and 0.0 <= pulse_photons <= 1.0,
+             f"arrival_histogram: pulse_photons = {pulse_photons!r} must be 0..1 photons; "
+             "a brighter pulse biases the first click early")
+    rng = np.random.default_rng(seed)
+    start, stop = float(edges[0]), float(edges[-1])
+    optics = model._node(node)
+    cells = 2 * int(attempts)  # (attempt, detector)
+    mean = pulse_photons * optics.fibre_transmission * model.detector_efficiency / 2.0
+    k = np.arange(_MAX_PULSE_PHOTONS + 1)
+    pmf = np.exp(-mean) * mean**k / np.array([math.factorial(int(i)) for i in k])
+    per_k = rng.multinomial(cells, pmf / pmf.sum())
+    photon_times = [
+        optics.light_time
+        + model.arrival_time_spread * rng.standard_normal((int(n), int(j))).min(axis=1)
+        for j, n in enumerate(per_k) if j > 0 and n > 0
+    ]
+    first = np.concatenate(photon_times) if photon_times else np.empty(0)
+    first[(first < start) | (first >= stop)] = np.inf  # outside the gate: never recorded
+    q_dark = -math.expm1(-model.dark_count_rate * (stop - start))
+    dark = rng.random(first.size) < q_dark
+    first[dark] = np.minimum(first[dark], rng.uniform(start, stop, int(dark.sum())))
+    dark_only = rng.uniform(start, stop, int(rng.binomial(cells - first.size, q_dark)))
+    times = np.concatenate([first[np.isfinite(first)], dark_only])
+    return np.histogram(times, edges)[0].astype(np.int64)
