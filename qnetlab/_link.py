@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,29 +61,37 @@ def sim_source_factory(config: Any, model: Any) -> Any:
     return functools.partial(LinkSimulator, model, config.link.seed)
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class Delivery:
+    """What one `qnetlab link` session delivered."""
+
+    report: Any
+    """network.lab.LinkReport"""
+    expected_rate: float
+    expected_fidelity: float
+    trouble: str
+    text: str
+    """The printed summary."""
+
+    @property
+    def ok(self) -> bool:
+        r = self.report
+        return not self.trouble and not r.failed and r.delivered == r.requested and r.agree
+
+
+def deliver(config: Any, pairs: int, timeout: float | None = None) -> Delivery:
+    """Start the station, both node agents and the orchestrator, deliver `pairs`, stop them
+    all (also on Ctrl-C or SIGTERM) and read their report."""
     from network._proc import ProcessGroup, sigterm_as_interrupt
-    from network.config import load_network_config
-    from network.keys import KeyError_
     from network.lab import plan_lab, read_report, require_keys, start_lab
     from sim_instruments.physics.link import expected_fidelity, expected_pair_rate
 
-    from .cli import EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK
-
-    if args.pairs < 1:
-        print("qnetlab: --pairs must be at least 1", file=sys.stderr)
-        return EXIT_CONFIG
-    config = load_network_config(args.config)
-    try:
-        require_keys(config)
-    except KeyError_ as exc:
-        print(f"qnetlab: {exc}".replace("CONFIG", str(args.config)), file=sys.stderr)
-        return EXIT_CONFIG
+    require_keys(config)
     model = build_link_model(config)
     rate, fidelity = expected_pair_rate(model), expected_fidelity(model)
-    timeout = args.timeout if args.timeout is not None else config.orchestrator.max_time + 10
+    timeout = timeout if timeout is not None else config.orchestrator.max_time + 10
     run_dir = config.run_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    plan = plan_lab(config, pairs=args.pairs, run_dir=run_dir, epoch_ns=time.monotonic_ns(),
+    plan = plan_lab(config, pairs=pairs, run_dir=run_dir, epoch_ns=time.monotonic_ns(),
                     goodness=fidelity, expected_pair_rate=rate, max_seconds=timeout + 5)
     trouble = ""
     with sigterm_as_interrupt(), ProcessGroup() as group:
@@ -100,13 +109,29 @@ def run(args: argparse.Namespace) -> int:
                 break
         time.sleep(0.1)  # the orchestrator's last verdicts reach the nodes
     report = read_report(plan)
-    print(_format(config, plan, report, rate, fidelity))
-    if trouble or report.failed:
-        print(f"qnetlab: {trouble or report.failed}", file=sys.stderr)
-        return EXIT_CHECK_FAILED
-    if report.delivered != args.pairs or not report.agree:
-        return EXIT_CHECK_FAILED
-    return EXIT_OK
+    return Delivery(report, rate, fidelity, trouble, _format(config, plan, report, rate,
+                                                             fidelity))
+
+
+def run(args: argparse.Namespace) -> int:
+    from network.config import load_network_config
+    from network.keys import KeyError_
+
+    from .cli import EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK
+
+    if args.pairs < 1:
+        print("qnetlab: --pairs must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
+    config = load_network_config(args.config)
+    try:
+        delivery = deliver(config, args.pairs, args.timeout)
+    except KeyError_ as exc:
+        print(f"qnetlab: {exc}".replace("CONFIG", str(args.config)), file=sys.stderr)
+        return EXIT_CONFIG
+    print(delivery.text)
+    if delivery.trouble or delivery.report.failed:
+        print(f"qnetlab: {delivery.trouble or delivery.report.failed}", file=sys.stderr)
+    return EXIT_OK if delivery.ok else EXIT_CHECK_FAILED
 
 
 def _us(seconds: float) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 
-_VERB_MODULES: tuple[str, ...] = ("._runs", "._characterize", "._link", "._keys")
+_VERB_MODULES: tuple[str, ...] = ("._runs", "._characterize", "._link", "._keys", "._calibrate")
 """Modules of the later verbs. Each has ``add_parser(verbs)``, which adds its subparser with
 ``set_defaults(handler=...)``; the handler takes the parsed arguments and returns an exit
 code. Their heavy imports happen inside the handler, so ``--help`` stays fast."""

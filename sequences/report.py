@@ -44,8 +44,17 @@ class Report:
     sections: list[ReportSection] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     """Further JSON-able content (e.g. the recommended operating point)."""
+    figures: list[Path] = field(default_factory=list)
+    """Figures of the whole report (PNG), shown after the summary."""
+    notes: list[str] = field(default_factory=list)
+    """Lines shown after the summary (e.g. what a calibration session did, and why)."""
+
+    name: str = ""
+    """File name stem of the report; default ``<database>_report_run<first run id>``."""
 
     def stem(self) -> str:
+        if self.name:
+            return self.name
         first = next((s.run.run_id for s in self.sections if s.run is not None), 0)
         return f"{self.db_path.stem}_report_run{first}"
 
@@ -64,6 +73,7 @@ class Report:
             "title": self.title, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "database": str(self.db_path), "good": self.good, "verdict": self.verdict,
             "summary": {k: _json_value(v) for k, v in self.summary.items()},
+            "notes": self.notes, "figures": [str(f) for f in self.figures],
             "runs": [_section_json(s) for s in self.sections],
             **_clean(self.extra),
         }
@@ -79,6 +89,9 @@ class Report:
                 f"<p class='meta'>database {e(str(self.db_path))}; written "
                 f"{datetime.now(UTC).isoformat(timespec='seconds')}</p>",
                 f"<table class='summary'>{rows}</table>"]
+        if self.notes:
+            body.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in self.notes) + "</ul>")
+        body += [_figure_html(path) for path in self.figures]
         body += [_section_html(s) for s in self.sections]
         return _PAGE.format(title=e(self.title), body="\n".join(body))
 

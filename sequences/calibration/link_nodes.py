@@ -276,9 +276,10 @@ class HeraldingCalibration(CalibrationNode):
         if sorted(i.node for i in inputs) != sorted(config.link.nodes):
             raise ValueError(f"{name}: inputs are for {[i.node for i in inputs]}, the link "
                              f"joins {list(config.link.nodes)}; give one NodeInputs per node")
-        if sum(i.detection_efficiency is not None for i in inputs) != 1:
-            raise ValueError(f"{name}: name the station's detection efficiency on exactly one "
-                             "node's NodeInputs (the lab that calibrates the SNSPDs)")
+        if sum(i.detection_efficiency is not None for i in inputs) > 1:
+            raise ValueError(f"{name}: name the station's detection efficiency on at most one "
+                             "node's NodeInputs (the lab that calibrates the SNSPDs; none: "
+                             "the network config's link.detector_efficiency)")
         arms = [f"link.arm_delay_{n}" for n in config.link.nodes]
         super().__init__(name, scope=LINK_SCOPE, depends_on=[*arms, *depends_on],
                          timeout=timeout, description="heralded success vs calibrated parts")

@@ -24,7 +24,8 @@ is what ``qnetlab calibrate`` prints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from .graph import CalibrationContext, CalibrationGraph, CheckOutcome, DataResult
 
@@ -39,6 +40,8 @@ class Action:
     """Why this operation happened."""
     detail: str = ""
     run_id: int | None = None
+    run: Any = field(default=None, compare=False, repr=False)
+    """The `RunResult` the operation measured, if any (for reports)."""
 
     def __str__(self) -> str:
         run = f" [run {self.run_id}]" if self.run_id is not None else ""
@@ -189,7 +192,7 @@ class Maintainer:
     def _log(self, name: str, operation: str, outcome: str, reason: str, detail: str = "",
              run: object = None) -> None:
         self.log.append(Action(name, operation, outcome, reason, detail,
-                               getattr(run, "run_id", None)))
+                               getattr(run, "run_id", None), run))
 
     @property
     def measured(self) -> list[Action]:

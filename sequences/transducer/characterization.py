@@ -343,5 +343,5 @@ def _report(station: LabStation, db_path: Path, result: CharacterizationResult,
         db_path=db_path, good=result.good, verdict=result.verdict, summary=summary,
         sections=sections,
         extra={"operating_point": None if point is None else point.to_json(),
-               "options": dataclasses.asdict(state.options), "notes": result.notes},
+               "options": dataclasses.asdict(state.options), "step_notes": result.notes},
     )

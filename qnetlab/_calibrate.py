@@ -1,0 +1,214 @@
+"""`qnetlab calibrate CONFIG [NODE]` and `qnetlab bringup CONFIG`: the calibration graph.
+
+``calibrate`` maintains the graph of a network lab (two_node_link.yaml: both nodes' labs and
+the link) or of one lab (a station config with ``qnetlab.calibration``): everything, or one
+node and its dependencies, printing what it checked, what it measured, what it recalibrated
+and why. ``bringup`` is the whole story: the lab's keys if missing, the calibration of both
+nodes and the link (from cold on a new lab), then heralded pairs delivered over the control
+plane, and one report of it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ._runs import quiet_output
+
+EXIT_OK, EXIT_BAD = 0, 1
+
+
+def add_parser(verbs: Any) -> None:
+    calibrate = verbs.add_parser(
+        "calibrate", help="maintain the calibration graph (check, measure, recalibrate)",
+        description="Maintain the calibration graph of a network lab (e.g. "
+                    "lab_configs/two_node_link.yaml) or of one lab's station config: check "
+                    "each calibration's state, measure quickly where it is stale, "
+                    "recalibrate what is out of spec, and print what was done and why. "
+                    "Exit code 0 when the requested calibrations end good.")
+    calibrate.add_argument("config", help="network or station YAML with a calibration graph")
+    calibrate.add_argument("node", nargs="?", default=None,
+                           help="one calibration (e.g. node_a.optical_resonance) and its "
+                                "dependencies; default: the whole graph")
+    calibrate.add_argument("--diagnose", action="store_true",
+                           help="with NODE: walk back from it through its dependencies "
+                                "while the data are out of spec, then recalibrate forward")
+    _common(calibrate)
+    calibrate.set_defaults(handler=_calibrate)
+
+    bringup = verbs.add_parser(
+        "bringup", help="calibrate both nodes and the link, then deliver pairs; one report",
+        description="Bring a two-node lab up: generate its CURVE keys if missing, maintain "
+                    "the whole calibration graph (from cold on a new lab, including each "
+                    "node's transducer characterization), deliver --pairs heralded pairs, "
+                    "and write one HTML + JSON report next to the link's database.")
+    bringup.add_argument("config", help="network YAML, e.g. lab_configs/two_node_link.yaml")
+    bringup.add_argument("--pairs", type=int, default=100, help="pairs to deliver (100)")
+    _common(bringup)
+    bringup.set_defaults(handler=_bringup)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=("sim", "real"), default="sim",
+                        help="sim: simulated twins (default); real: the real addresses")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _session(config: str, profile: str, quiet: bool) -> Any:
+    """A calibration session over a network config or a single station config."""
+    from ruamel.yaml import YAML
+
+    from instruments.config import load_config
+    from sequences.calibration import LabContext, Scope
+    from sequences.calibration.config import parse_calibration
+    from sequences.calibration.network_lab import NetworkCalibration, network_calibration
+    from sequences.calibration.nodes import lab_graph
+
+    data = YAML(typ="safe").load(Path(config).read_text()) if Path(config).is_file() else None
+    if isinstance(data, dict) and "network" in data:
+        return network_calibration(config, profile=profile, quiet=quiet)
+    lab_config = load_config(config)
+    lab = parse_calibration(lab_config).lab
+    db = Path(lab_config.database or Path(config).with_suffix(".db"))
+    ctx = LabContext({lab: Scope(lab, db, Path(config), profile)}, quiet=quiet)
+    return NetworkCalibration(None, lab_graph(lab_config), ctx)  # type: ignore[arg-type]
+
+
+def _resolve(graph: Any, name: str) -> str:
+    if name in graph.nodes:
+        return name
+    matches = [n for n in graph.nodes if n.endswith(f".{name}")]
+    if len(matches) == 1:
+        return matches[0]
+    raise KeyError(f"no calibration {name!r}; known: {', '.join(graph.order)}")
+
+
+def maintain(session: Any, node: str | None = None, diagnose: bool = False) -> Any:
+    """Run one maintenance (or diagnosis) over the session's graph; the `Maintainer`."""
+    from sequences.calibration import Maintainer
+
+    maintainer = Maintainer(session.graph, session.ctx)
+    if node is None:
+        maintainer.maintain_all()
+    elif diagnose:
+        maintainer.diagnose(node, "asked to diagnose")
+        maintainer.maintain(node, "after the diagnosis")
+    else:
+        maintainer.maintain(node, "requested")
+    return maintainer
+
+
+def describe(maintainer: Any) -> list[str]:
+    """What the session did, in the order it happened, as lines for a person."""
+    verbs = {"check_state": "state", "check_data": "checked", "calibrate": "CALIBRATED",
+             "skip": "skipped"}
+    lines = []
+    for action in maintainer.log:
+        if action.operation == "check_state" and action.outcome == "pass":
+            continue  # summarised below: nothing measured
+        run = f" [run {action.run_id}]" if action.run_id is not None else ""
+        detail = f" -- {action.detail}" if action.detail else ""
+        lines.append(f"{verbs.get(action.operation, action.operation):<10} {action.node}: "
+                     f"{action.outcome}{run}; why: {action.reason}{detail}")
+    fresh = [a.node for a in maintainer.log if a.operation == "check_state"
+             and a.outcome == "pass"]
+    if fresh:
+        lines.append(f"fresh, nothing measured: {', '.join(fresh)}")
+    return lines
+
+
+def _figure(session: Any, maintainer: Any) -> Path:
+    folder = session.ctx.db_path(next(iter(session.ctx.scopes))).parent
+    path = folder / f"calibration_graph_{time.strftime('%Y%m%d-%H%M%S')}.png"
+    session.graph.figure(maintainer.states).savefig(path, dpi=90)
+    return path
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    with quiet_output(args.quiet), _session(args.config, args.profile, args.quiet) as session:
+        try:
+            node = None if args.node is None else _resolve(session.graph, args.node)
+        except KeyError as exc:
+            print(f"qnetlab: {exc.args[0]}", file=sys.stderr)
+            return 2
+        started = time.perf_counter()
+        maintainer = maintain(session, node, args.diagnose)
+        figure = _figure(session, maintainer)
+    print("\n".join(describe(maintainer)))
+    bad = [n for n, s in maintainer.states.items() if s in ("failed", "skipped")]
+    print(f"\n{len(maintainer.measured)} measurements, {len(maintainer.recalibrated)} "
+          f"recalibrations in {time.perf_counter() - started:.1f} s; graph: {figure}")
+    if bad:
+        print(f"not good: {', '.join(bad)}", file=sys.stderr)
+    return EXIT_BAD if bad else EXIT_OK
+
+
+def _bringup(args: argparse.Namespace) -> int:
+    from network.config import load_network_config
+    from network.keys import generate_lab_keys
+
+    from ._link import deliver
+
+    config = load_network_config(args.config)
+    generate_lab_keys(config.key_dir, config.key_names())  # keeps existing keys
+    started = time.perf_counter()
+    with quiet_output(args.quiet), _session(args.config, args.profile, args.quiet) as session:
+        maintainer = maintain(session)
+        figure = _figure(session, maintainer)
+        db = session.ctx.db_path("link")
+    calibrated = time.perf_counter() - started
+    lines = describe(maintainer)
+    print("\n".join(lines))
+    bad = [n for n, s in maintainer.states.items() if s in ("failed", "skipped")]
+    delivery = None
+    if not bad:
+        delivery = deliver(config, args.pairs)
+        print("\n" + delivery.text)
+    report = _report(config, db, maintainer, lines, figure, delivery, calibrated,
+                     time.perf_counter() - started)
+    html, json_path = report.write()
+    print(f"\n{report.verdict}\nreport: {html}\nsummary: {json_path}")
+    return EXIT_OK if report.good else EXIT_BAD
+
+
+def _report(config: Any, db: Path, maintainer: Any, lines: list[str], figure: Path,
+            delivery: Any, calibrated: float, total: float) -> Any:
+    from sequences.analysis import FitValue
+    from sequences.report import Report, ReportSection
+
+    bad = [n for n, s in maintainer.states.items() if s in ("failed", "skipped")]
+    summary: dict[str, FitValue | float | str] = {
+        "calibrations": f"{len(maintainer.recalibrated)} recalibrated, "
+                        f"{len(maintainer.measured)} measurements, {calibrated:.1f} s"}
+    for lab in config.link.nodes:
+        store = maintainer.ctx.store(lab)
+        for name in ("transducer_efficiency", "transducer_added_noise"):
+            value = store.current(name)
+            if value is not None:
+                summary[f"{lab} {name}"] = FitValue(value.value, 0.0, value.unit)
+    if delivery is not None:
+        r = delivery.report
+        summary["pairs delivered"] = f"{r.delivered} of {r.requested}, both nodes agree: " \
+                                     f"{'yes' if r.agree else 'NO'}"
+        summary["pair rate"] = f"{r.rate_hz:.1f} /s (expected {delivery.expected_rate:.1f} /s)"
+        summary["mean fidelity"] = (f"{r.fidelity_mean:.3f} +- {r.fidelity_stderr:.3f} "
+                                    f"(expected {delivery.expected_fidelity:.3f})")
+    good = not bad and delivery is not None and delivery.ok
+    if bad:
+        verdict = f"not brought up: {', '.join(bad)} not good (see the calibration log)"
+    elif delivery is None or not delivery.ok:
+        verdict = "calibrated, but the link did not deliver: " + (
+            "no delivery" if delivery is None else delivery.trouble or "see the link results")
+    else:
+        verdict = (f"brought up in {total:.0f} s: both nodes and the link calibrated, "
+                   f"{delivery.report.delivered} pairs delivered")
+    sections = [ReportSection(f"{a.node}: {a.operation} ({a.reason})", a.run, a.detail)
+                for a in maintainer.log if a.run is not None]
+    return Report(title=f"Network bring-up: {Path(config.path).name}", db_path=db, good=good,
+                  verdict=verdict, summary=summary, sections=sections, figures=[figure],
+                  notes=lines + ([] if delivery is None else delivery.text.splitlines()),
+                  extra={"states": maintainer.states},
+                  name=f"bringup_{time.strftime('%Y%m%d-%H%M%S')}")

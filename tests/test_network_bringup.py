@@ -1,0 +1,97 @@
+"""`qnetlab bringup` and `qnetlab calibrate` on the simulated two-node lab.
+
+The shipped configs (two_node_link.yaml and the two node labs it names) are copied into a temp
+folder with every tcp port moved to free ports, so the lab's databases, keys and runs land in
+that folder and nothing collides with another run. The graph's rules are tested in
+tests/test_calibration_graph.py, a node lab's faults in tests/test_calibration_lab.py and the
+link's in tests/test_link_calibration.py; here: the whole story from cold, then fresh.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qnetlab.cli import main
+
+from conftest import REPO, free_port_run
+
+FILES = ("two_node_link.yaml", "node_a_lab.yaml", "node_b_lab.yaml")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("network_lab")
+    configs = root / "lab_configs"
+    configs.mkdir()
+    ports = iter(range(free_port_run(40), 32000))
+    mapping: dict[str, int] = {}
+
+    def move(match: re.Match[str]) -> str:
+        # The same port in two files (none today) keeps one new port.
+        new = mapping.setdefault(match.group(0), next(ports))
+        return re.sub(r"\d+$", str(new), match.group(0)) if "tcp" in match.group(0) \
+            else f"127.0.0.1::{new}::SOCKET"
+
+    for name in FILES:
+        text = (REPO / "lab_configs" / name).read_text()
+        text = re.sub(r"tcp://127\.0\.0\.1:\d+|127\.0\.0\.1::\d+::SOCKET", move, text)
+        (configs / name).write_text(text)
+    yield configs / "two_node_link.yaml"
+
+
+@pytest.fixture(scope="module")
+def bringup(lab: Path) -> tuple[int, dict[str, object]]:
+    code = main(["bringup", str(lab), "--pairs", "60", "--quiet"])
+    (report,) = (lab.parent.parent / "lab_data").glob("bringup_*.json")
+    return code, json.loads(report.read_text())
+
+
+def test_bringup_calibrates_both_nodes_and_the_link_then_delivers(
+        bringup: tuple[int, dict[str, object]]) -> None:
+    code, report = bringup
+    assert code == 0, report["verdict"]
+    assert report["good"] is True
+    states = report["states"]
+    assert isinstance(states, dict) and set(states.values()) == {"calibrated"}
+    for lab in ("node_a", "node_b"):
+        assert {f"{lab}.{n}" for n in ("dark_counts", "detector_efficiency", "tagger_delays",
+                                       "awg_skew", "mw_resonance", "optical_resonance",
+                                       "transducer_efficiency", "added_noise",
+                                       "link_operating_point")} <= set(states)
+    assert {"link.arm_delay_node_a", "link.arm_delay_node_b", "link.heralding"} <= set(states)
+    summary = report["summary"]
+    assert isinstance(summary, dict)
+    assert str(summary["pairs delivered"]).startswith("60 of 60, both nodes agree: yes")
+    # One report: the graph figure and every calibration run's figures, embedded.
+    html = Path(str(report["figures"][0])).parent  # type: ignore[index]
+    (page,) = html.glob("bringup_*.html")
+    assert page.read_text().count("data:image/png;base64,") >= 10
+
+
+def test_afterwards_calibrate_finds_everything_fresh_and_measures_nothing(
+        bringup: tuple[int, dict[str, object]], lab: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["calibrate", str(lab), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "0 measurements, 0 recalibrations" in out
+    assert "fresh, nothing measured: node_a.dark_counts" in out
+
+
+def test_calibrate_one_node_and_unknown_names(bringup: tuple[int, dict[str, object]],
+                                              lab: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["calibrate", str(lab), "optical_resonance", "--quiet"]) == 2  # ambiguous
+    assert "no calibration 'optical_resonance'" in capsys.readouterr().err
+    assert main(["calibrate", str(lab), "node_b.optical_resonance", "--diagnose",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    # The diagnosis measures the node and walks back only where the data are out of spec.
+    assert "checked    node_b.optical_resonance: in spec" in out
+    assert "node_a." not in out and "CALIBRATED" not in out
