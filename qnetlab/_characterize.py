@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ._format import format_fit, table
-from ._runs import add_station_options, database_for, quiet_output
+from ._runs import add_station_options, database_for, open_lab_station, quiet_output
 
 EXIT_OK, EXIT_BAD = 0, 1
 
@@ -32,7 +32,6 @@ def add_parser(verbs: Any) -> None:
 
 def _characterize(args: argparse.Namespace) -> int:
     from instruments.config import load_config
-    from instruments.station import load_station
     from sequences.transducer.characterization import (
         TransducerCharacterization,
         summary_values,
@@ -43,7 +42,7 @@ def _characterize(args: argparse.Namespace) -> int:
     characterization = TransducerCharacterization(max_added_noise=args.max_added_noise,
                                                   fridge_budget=args.fridge_budget)
     with quiet_output(args.quiet):
-        station = load_station(config, args.profile)
+        station = open_lab_station(config, args.profile)
     with station:
         result = characterization.run(station, db, quiet=args.quiet)
     rows = [[label, format_fit(v.value, v.stderr, v.unit)]

@@ -61,6 +61,18 @@ def quiet_output(quiet: bool) -> Iterator[None]:
         yield
 
 
+def open_lab_station(config: Any, profile: str) -> Any:
+    """The station of `config`; a lab with a calibration graph and a database gets its
+    current calibrated values applied at start-up (`sequences.calibration.startup`)."""
+    from instruments.station import load_station
+
+    if config.calibration and config.database is not None and Path(config.database).is_file():
+        from sequences.calibration.startup import open_calibrated_station
+
+        return open_calibrated_station(config, profile)
+    return load_station(config, profile)
+
+
 def database_for(config: Any, db: Path | None) -> Path:
     """The database a command writes to: --db, else the config's, else a default."""
     if db is not None:
@@ -85,7 +97,6 @@ def print_result(result: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from instruments.config import load_config
-    from instruments.station import load_station
     from sequences.registry import parse_options, sequence_class, sequence_names
 
     if args.sequence == "list":
@@ -102,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     db = database_for(config, args.db)
     with quiet_output(args.quiet):
-        station = load_station(config, args.profile)
+        station = open_lab_station(config, args.profile)
     with station:
         result = cls(options).run(station, db, quiet=args.quiet)
     print(f"database: {db}")

@@ -95,3 +95,21 @@ def test_calibrate_one_node_and_unknown_names(bringup: tuple[int, dict[str, obje
     # The diagnosis measures the node and walks back only where the data are out of spec.
     assert "checked    node_b.optical_resonance: in spec" in out
     assert "node_a." not in out and "CALIBRATED" not in out
+
+
+def test_a_fibre_delay_change_is_diagnosed_to_its_arm_and_nothing_else(
+        bringup: tuple[int, dict[str, object]], lab: Path) -> None:
+    from sequences.calibration import Maintainer
+    from sequences.calibration.network_lab import network_calibration
+
+    with network_calibration(lab) as session:
+        heralding = session.graph["link.heralding"]
+        bench = heralding.bench.get(session.ctx)  # type: ignore[attr-defined]
+        bench.change_fibre_length("node_b", 2.02)  # 20 m more: photons 98 ns later
+        doctor = Maintainer(session.graph, session.ctx)
+        assert doctor.diagnose("link.heralding", "the pair rate collapsed")
+    assert doctor.recalibrated == ["link.arm_delay_node_b", "link.heralding"]
+    # The nodes' labs were only consulted through their cheap checks, never re-measured.
+    checked = {a.node for a in doctor.log if a.operation == "check_data"}
+    assert {"link.arm_delay_node_a", "link.arm_delay_node_b"} <= checked
+    assert all(a.run is None for a in doctor.log if a.node.startswith("node_"))
