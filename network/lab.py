@@ -21,6 +21,7 @@ from .keys import load_keypair, load_public_key
 from .node_agent import LATENCY_DTYPE, PAIR_LOG_DTYPE, NodeSettings, run_node_agent
 from .orchestrator import OrchestratorSettings, run_orchestrator
 from .station import (
+    SEND_DTYPE,
     TRUTH_DTYPE,
     HeraldSourceFactory,
     StationFaults,
@@ -131,17 +132,25 @@ class LinkReport:
     """Ground truth of the delivered pairs (the station's truth file), NaN without it."""
     fidelity_stderr: float
     latency_s: np.ndarray
-    """Per herald heard by every node: the later node's latency, s."""
+    """Per herald heard by every node from the PUB: the later node's receipt - the herald's
+    (simulated) decision time, s. Includes the station's pacing: its timer's overshoot and
+    its loop before the send."""
     errors: dict[str, int]
     clock: dict[str, dict[str, float]]
     failed: str
     agree: bool
     """Both nodes logged exactly the same delivered (link, seq) set."""
     genuine_fraction: float = float("nan")
+    handoff_latency_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Per herald heard by every node from the PUB: the later node's receipt - the
+    station's hand-off of its frame (taken right before encoding and sending), s: the
+    software latency of a station that holds the herald, like a bare one-way figure."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def read_report(plan: LabPlan) -> LinkReport:
+def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
+    """What the run's processes wrote. Latencies leave out heralds decided within
+    `warmup_s` s of the first one a node received (processes still starting up)."""
     run_dir = plan.run_dir
     result = _json(run_dir / f"{plan.orchestrator.name}_result.json")
     station = _json(run_dir / f"{plan.station.name}_summary.json")
@@ -180,7 +189,11 @@ def read_report(plan: LabPlan) -> LinkReport:
         done = log[log["event"] == 2]
         sets.append(set(zip(done["link"].tolist(), done["seq"].tolist(), strict=True)))
         path = run_dir / f"{name}_latency.npy"
-        latencies.append(np.load(path) if path.exists() else np.zeros(0, LATENCY_DTYPE))
+        latencies.append(_load(path, LATENCY_DTYPE))
+    if warmup_s > 0 and any(len(x) for x in latencies):
+        decided = [x["received_ps"] - x["latency_ps"] for x in latencies]
+        start_ps = min(int(d.min()) for d in decided if len(d)) + round(warmup_s * 1e12)
+        latencies = [x[d >= start_ps] for x, d in zip(latencies, decided, strict=True)]
     add("malformed", sum(station.get("malformed", {}).values()))
     add("malformed", sum(result.get("malformed", {}).values()))
     counters = result.get("counters", {})
@@ -195,11 +208,32 @@ def read_report(plan: LabPlan) -> LinkReport:
         fidelity_stderr=(float(fidelity.std(ddof=1) / np.sqrt(len(fidelity)))
                          if len(fidelity) > 1 else float("nan")),
         latency_s=_later_arrival(latencies),
+        handoff_latency_s=_later_arrival(
+            [_since_handoff(x, _load(run_dir / f"{plan.station.name}_sends.npy", SEND_DTYPE))
+             for x in latencies]),
         errors=errors, clock=clock, failed=str(result.get("failed", "no result file")),
         agree=all(s == sets[0] for s in sets),
         genuine_fraction=float(truth["genuine"][found].mean()) if found.any() else float("nan"),
         extra={"station": station.get("counters", {}), "truth_heralds": len(truth)},
     )
+
+
+def _load(path: Path, dtype: np.dtype[Any]) -> np.ndarray:
+    return np.load(path) if path.exists() else np.zeros(0, dtype)
+
+
+def _since_handoff(latency: np.ndarray, sends: np.ndarray) -> np.ndarray:
+    """`latency` rows (LATENCY_DTYPE) re-timed from their frame's hand-off at the station
+    (joined by seq; rows of no logged frame dropped)."""
+    if not len(sends) or not len(latency):
+        return np.zeros(0, LATENCY_DTYPE)
+    sends = np.sort(sends, order="first_seq")  # a delayed herald's frame comes later
+    frame = np.searchsorted(sends["first_seq"], latency["seq"], side="right") - 1
+    ok = frame >= 0
+    ok[ok] &= latency["seq"][ok] <= sends["last_seq"][frame[ok]]
+    out = latency[ok].copy()
+    out["latency_ps"] = out["received_ps"] - sends["send_ps"][frame[ok]]
+    return out
 
 
 def _later_arrival(latencies: list[np.ndarray]) -> np.ndarray:

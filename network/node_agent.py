@@ -18,7 +18,14 @@ seqs start again at 0, so the node forgets its seq state and resynchronises.
 
 Files in ``run_dir``: ``<name>_pairs.bin`` (`PAIR_LOG_DTYPE`, appended and flushed per event,
 so a crash keeps them), ``<name>_events.jsonl``, and at exit ``<name>_summary.json`` and
-``<name>_latency.npy`` (herald latency, station decision -> receipt, ps).
+``<name>_latency.npy`` (`LATENCY_DTYPE`: receipt time and latency from the station's
+decision, ps).
+
+Receiving: a herald's receipt is stamped right after the recv that took it. While no reply
+from the station is expected (a clock exchange or a resend in flight), the node blocks on the
+herald socket alone (a timed recv, which costs less between the frame's arrival and the
+stamp than a poll over all three sockets) and looks at its other two sockets after each wake:
+a message from the orchestrator waits at most ``idle_check`` s when no heralds come.
 """
 
 from __future__ import annotations
@@ -26,12 +33,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import time
 from collections import Counter
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import zmq
@@ -54,16 +62,21 @@ from .messages import (
     ResendRequest,
 )
 from .station import incarnation_seq, new_incarnation
-from .tracker import SequenceTracker, expired
+from .tracker import Arrival, SequenceTracker, expired
 
 PAIR_LOG_DTYPE = np.dtype([("link", "<u2"), ("seq", "<u8"), ("attempt_id", "<u8"),
                            ("herald_ps", "<i8"), ("event_ps", "<i8"), ("create_id", "<u4"),
                            ("event", "u1")])
 """One pair event of a node: herald and event times in station ps."""
 
+_PAIR_LOG_ROW = struct.Struct("<HQQqqIB")
+"""One `PAIR_LOG_DTYPE` row, packed without numpy (the one-herald path)."""
+assert _PAIR_LOG_ROW.size == PAIR_LOG_DTYPE.itemsize
 
-LATENCY_DTYPE = np.dtype([("seq", "<u8"), ("latency_ps", "<i8")])
-"""Herald latency: station decision -> this node's receipt (station time, ps)."""
+
+LATENCY_DTYPE = np.dtype([("seq", "<u8"), ("latency_ps", "<i8"), ("received_ps", "<i8")])
+"""Per herald from the PUB: this node's receipt (station time, ps) and its latency from the
+station's decision (receipt - herald timestamp, ps)."""
 
 
 class PairEvent(IntEnum):
@@ -110,6 +123,15 @@ class NodeSettings:
     resync_depth: int = 256
     """Heralds before the first one seen that a (re)started node asks the history for."""
     max_seconds: float | None = None
+    receive: Literal["blocking", "poller"] = "blocking"
+    """How heralds are waited for: a blocking recv on the herald socket (see the module
+    docstring), or one zmq.Poller over all three sockets (kept for comparison)."""
+    idle_check: float = 0.002
+    """s: the longest a blocking herald recv waits before the other sockets are looked at."""
+    handling_delay: float = 0.0
+    """s a received herald (its receipt already stamped) waits before it is handled, with
+    whatever arrives meanwhile (stamped when taken). Only for measuring, on one host, how
+    much a node's handling delays the other node's receipt: 0 in real use."""
 
 
 class _Node:
@@ -127,6 +149,8 @@ class _Node:
         self.decoder = Decoder()
         self.counters: Counter[str] = Counter()
         self.latency: list[np.ndarray] = []
+        self.latency_one: list[tuple[int, int, int]] = []
+        """Latency samples of heralds taken by the one-herald path (`LATENCY_DTYPE` rows)."""
         self.requested: dict[tuple[int, int], list[float]] = {}
         """Missing range (tracker numbering) -> [requests sent, next deadline (monotonic s)]."""
         self.create: Create | None = None
@@ -138,6 +162,8 @@ class _Node:
         self.station_heard = time.monotonic()
         self.station_lost = False
         self.clock_seq = 0
+        self.clock_awaited_until = 0.0
+        """monotonic s until which a clock reply is expected (its t4 is stamped at recv)."""
         self.heartbeat_seq = 0
         self.incarnation = new_incarnation()
 
@@ -175,7 +201,57 @@ class _Node:
         self.pairs_file.write(out.tobytes())
         self.pairs_file.flush()
 
+    def log_pair(self, seq: int, attempt_id: int, herald_ps: int, event: PairEvent,
+                 event_ps: int) -> None:
+        """`log_pairs` of one row, without numpy."""
+        create_id = self.create.create_id if self.create is not None else 0
+        self.pairs_file.write(_PAIR_LOG_ROW.pack(self.s.link_id, seq, attempt_id, herald_ps,
+                                                 event_ps, create_id, event))
+        self.pairs_file.flush()
+
+    def latency_samples(self) -> np.ndarray:
+        one = np.array(self.latency_one, LATENCY_DTYPE)
+        return np.concatenate([*self.latency, one]) if self.latency else one
+
     # -- heralds ------------------------------------------------------------------------
+    def on_herald(self, record: np.ndarray, received_ns: int) -> None:
+        """One fresh herald (a one-row frame): the common case at any moderate rate, done in
+        plain Python, since on 2 cores the node's CPU time right after a herald delays the
+        other node's receipt. Anything unusual (no seq base yet, another link, out of order,
+        no station time) goes to `on_heralds`, whose outcome is the same."""
+        link, seq, attempt_id, _, herald_ps = record.item(0)
+        base = self.base
+        if (base is None or link != self.s.link_id or seq - base != self.tracker.next_seq):
+            self.on_heralds(record, received_ns, fresh=True)
+            return
+        received_ps = self.station_ps(received_ns)
+        if received_ps is None:
+            self.on_heralds(record, received_ns, fresh=True)
+            return
+        self.latency_one.append((seq, received_ps - herald_ps, received_ps))
+        arrival = self.tracker.observe(seq - base)
+        assert arrival is Arrival.NEW
+        now_ps = self.station_ps(time.monotonic_ns())
+        assert now_ps is not None
+        old = expired(herald_ps, now_ps, self.s.memory_cutoff)
+        if old:
+            self.counters["expired"] += 1
+        create = self.create
+        if create is None or herald_ps < self.create_start_ps:
+            return
+        if old:
+            self.send_orchestrator(Err(create.create_id, self.s.link_id, seq, ErrCode.EXPIRED))
+            self.log_pair(seq, attempt_id, herald_ps, PairEvent.EXPIRED, now_ps)
+            return
+        self.send_orchestrator(Ok(create.create_id, self.s.link_id, seq, self.s.goodness,
+                                  now_ps))
+        self.held[seq] = record
+        self.log_pair(seq, attempt_id, herald_ps, PairEvent.OK_SENT, now_ps)
+        self.counters["ok_sent"] += 1
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.create = None
+
     def on_heralds(self, records: np.ndarray, received_ns: int | np.ndarray,
                    fresh: bool) -> None:
         if bool((records["link"] != self.s.link_id).any()):
@@ -189,6 +265,7 @@ class _Node:
             sample = np.empty(len(records), LATENCY_DTYPE)
             sample["seq"] = records["seq"]
             sample["latency_ps"] = received_ps - records["timestamp_ps"]
+            sample["received_ps"] = received_ps
             self.latency.append(sample)
         seqs = records["seq"].astype(np.int64)
         if self.base is None:
@@ -300,8 +377,15 @@ class _Node:
         self.station.send(ClockRequest(self.s.node_id, self.clock_seq,
                                        time.monotonic_ns()).encode())
         self.clock_seq += 1
+        self.clock_awaited_until = time.monotonic() + 0.01
+
+    def awaiting_station(self) -> bool:
+        """A reply from the station is due: a clock exchange or a resend in flight."""
+        return bool(self.requested) or time.monotonic() < self.clock_awaited_until
 
     def on_clock_reply(self, reply: ClockReply, received_ns: int) -> None:
+        if reply.seq == self.clock_seq - 1:
+            self.clock_awaited_until = 0.0
         if reply.sender_id != self.s.node_id or reply.t1_ns > received_ns:
             self.counters["clock_reply_rejected"] += 1
             return
@@ -384,28 +468,42 @@ def _drain(socket: zmq.Socket, handle: Any) -> None:
         handle(frame, time.monotonic_ns())
 
 
+def _readable(socket: zmq.Socket) -> bool:
+    """Whether a message waits on `socket` (zmq.EVENTS: no poll, no wait)."""
+    return bool(int(socket.get(zmq.EVENTS)) & zmq.POLLIN)
+
+
 _DRAIN_FRAMES = 4096
 """Herald frames taken off the SUB socket before they are handled as one batch."""
 
 
-def _drain_heralds(node: _Node, socket: zmq.Socket, other: Any) -> None:
-    """Everything queued on the herald socket; heralds handled together, in one vectorised
-    pass, so a backlog is cleared at full speed (the latency of each is still its own)."""
+def _drain_heralds(node: _Node, socket: zmq.Socket, other: Any,
+                   first: tuple[bytes, int] | None = None) -> None:
+    """Everything queued on the herald socket (after `first`, a frame and its receipt time
+    already taken); heralds handled together, in one vectorised pass, so a backlog is
+    cleared at full speed (the latency of each is still its own)."""
     batch: list[np.ndarray] = []
     received: list[int] = []
     for _ in range(_DRAIN_FRAMES):
-        try:
-            frame = socket.recv(zmq.NOBLOCK)
-        except zmq.Again:
+        if first is not None:
+            (frame, received_ns), first = first, None
+        elif not _readable(socket):  # cheaper than a recv raising zmq.Again
             break
-        received_ns = time.monotonic_ns()
+        else:
+            try:
+                frame = socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            received_ns = time.monotonic_ns()
         message = node.decoder.decode(frame)
         if isinstance(message, Heralds):
             batch.append(message.records)
             received.append(received_ns)
         else:
             other(message)
-    if len(batch) == 1:
+    if len(batch) == 1 and len(batch[0]) == 1:
+        node.on_herald(batch[0], received[0])
+    elif len(batch) == 1:
         node.on_heralds(batch[0], received[0], fresh=True)
     elif batch:
         times = np.repeat(np.array(received, np.int64), [len(b) for b in batch])
@@ -448,9 +546,7 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
             node.pairs_file.close()
             node.events_file.close()
             (run_dir / f"{name}_summary.json").write_text(json.dumps(node.summary(), indent=1))
-            latency = (np.concatenate(node.latency) if node.latency
-                       else np.zeros(0, LATENCY_DTYPE))
-            np.save(run_dir / f"{name}_latency.npy", latency)
+            np.save(run_dir / f"{name}_latency.npy", node.latency_samples())
 
 
 def _loop(node: _Node, s: NodeSettings, stop: Any) -> None:
@@ -482,6 +578,7 @@ def _loop(node: _Node, s: NodeSettings, stop: Any) -> None:
     started = time.monotonic()
     next_heartbeat = next_clock = started
     clock_burst = 8  # quick exchanges first, so station time is known within ~40 ms
+    sub_timeout_ms = -1
     while not stop:
         now = time.monotonic()
         if s.max_seconds is not None and now - started > s.max_seconds:
@@ -499,10 +596,28 @@ def _loop(node: _Node, s: NodeSettings, stop: Any) -> None:
                      + s.heartbeat_misses * s.heartbeat_period]
         deadlines += [state[1] for state in node.requested.values()]
         timeout_ms = max(0.0, min(deadlines) - time.monotonic()) * 1e3
-        ready = dict(poller.poll(math.ceil(min(timeout_ms, 100.0))))
-        if node.sub in ready:
-            _drain_heralds(node, node.sub, from_station_pub)
-        if node.station in ready:
+        if s.receive == "poller" or node.awaiting_station():
+            ready = dict(poller.poll(math.ceil(min(timeout_ms, 100.0))))
+            if node.sub in ready:
+                _drain_heralds(node, node.sub, from_station_pub)
+            if node.station in ready:
+                _drain(node.station, from_station_router)
+            if node.orchestrator in ready:
+                _drain(node.orchestrator, from_orchestrator)
+            continue
+        wait_ms = max(1, math.ceil(min(timeout_ms, s.idle_check * 1e3)))
+        if wait_ms != sub_timeout_ms:
+            node.sub.rcvtimeo = sub_timeout_ms = wait_ms
+        try:
+            frame = node.sub.recv()
+        except zmq.Again:
+            pass
+        else:
+            received_ns = time.monotonic_ns()
+            if s.handling_delay > 0:
+                time.sleep(s.handling_delay)
+            _drain_heralds(node, node.sub, from_station_pub, (frame, received_ns))
+        if _readable(node.station):
             _drain(node.station, from_station_router)
-        if node.orchestrator in ready:
+        if _readable(node.orchestrator):
             _drain(node.orchestrator, from_orchestrator)

@@ -4,7 +4,15 @@ The station's clock is ``(monotonic_ns - epoch_ns)`` in ps, `epoch_ns` handed ov
 launcher, so every process on one host can read station time exactly (across hosts the nodes
 use their clock exchanges instead). The herald source (the simulated link, or a real time
 tagger's gateware) is computed a little ahead of that clock; each herald is published when the
-clock reaches its decision time, all heralds due at once in one frame. The station:
+clock reaches its decision time, all heralds due at once in one frame.
+
+A herald is on the latency path from the moment it is due until both nodes hold it, and on 2
+cores the nodes need the CPU for that. So right after a send the station does nothing but
+wait: its bookkeeping (filing sent heralds in the history, computing ahead, heartbeats,
+AttemptStats, requests) waits for a quiet time, ``settle_s`` after the last send and at least
+``guard_s`` before the next herald, or is done anyway once it has waited ``max_defer_s``
+(when heralds come too fast for a quiet time). The source is computed ``lookahead_s`` ahead
+(refilled at half), so that work is rare. The station:
 
 - PUB (``herald_address``): HERALDS frames, a Heartbeat every ``heartbeat_period``,
   AttemptStats every ``stats_period``. The send high-water mark is raised, and seq numbers
@@ -15,7 +23,9 @@ clock reaches its decision time, all heralds due at once in one frame. The stati
 Every socket is a CURVE server; the ZAP handler admits only keys in the lab's key directory.
 Injected faults (`StationFaults`) skip, delay or corrupt publications for the fault tests.
 At exit the ground truth of every decided herald goes to ``<run_dir>/<name>_truth.npy``
-(`TRUTH_DTYPE`) and the counters to ``<run_dir>/<name>_summary.json``.
+(`TRUTH_DTYPE`), the hand-off time of every herald frame (taken right before it is encoded
+and sent) to ``<run_dir>/<name>_sends.npy`` (`SEND_DTYPE`), and the counters to
+``<run_dir>/<name>_summary.json``.
 """
 
 from __future__ import annotations
@@ -60,6 +70,15 @@ def new_incarnation() -> int:
 TRUTH_DTYPE = np.dtype([("seq", "<u8"), ("attempt_id", "<u8"), ("time_ps", "<i8"),
                         ("bell_state", "u1"), ("fidelity", "<f4"), ("genuine", "?")])
 """Ground truth of one herald, as the simulated world knows it (never sent on the wire)."""
+
+SEND_DTYPE = np.dtype([("first_seq", "<u8"), ("last_seq", "<u8"), ("send_ps", "<i8"),
+                       ("decided_ps", "<i8")])
+"""One published herald frame: its seq range, its hand-off time (station ps, taken right
+before encoding and sending: where a real station's software latency starts) and the
+decision time of its latest herald (station ps)."""
+
+_MAX_SEND_LOG = 4_000_000
+"""Frames whose hand-off time is kept (~100 MB of Python tuples at most)."""
 
 _MAX_RESEND = 4096
 """Heralds per resend reply frame (~110 kB)."""
@@ -119,8 +138,15 @@ class StationSettings:
     heartbeat_period: float = 0.05
     stats_period: float = 0.1
     history: int = 65536
-    lookahead_s: float = 0.002
-    """s the source is computed ahead of the clock."""
+    lookahead_s: float = 0.05
+    """s the source is computed ahead of the clock (refilled when half is left, at most a
+    quarter per quiet time, so no single computation holds the loop for long)."""
+    settle_s: float = 0.0003
+    """s after a send during which the station only waits: the nodes are receiving."""
+    guard_s: float = 0.00015
+    """s before the next herald in which no bookkeeping is started."""
+    max_defer_s: float = 0.002
+    """s bookkeeping may wait for a quiet time before it is done regardless."""
     faults: StationFaults = field(default_factory=StationFaults)
     max_seconds: float | None = None
     """Stop by itself after this long (s); None: until stopped."""
@@ -180,9 +206,13 @@ class _Station:
         self.computed_until_ps = station_now_ps(settings.epoch_ns)
         self.heartbeat_seq = 0
         self.incarnation = new_incarnation()
-        self.publish_lag_ps: list[int] = []
-        """Per frame: send time - decision time of its latest herald (the station's own
-        share of the latency: waking up, encoding, handing the frame to zmq)."""
+        self.sends: list[tuple[int, int, int, int]] = []
+        """Per published frame, as `SEND_DTYPE`."""
+        self.unlogged: list[tuple[np.ndarray, int]] = []
+        """Frames sent (and their hand-off time, ps) not yet in `sends` or the counters."""
+        self.unfiled: list[np.ndarray] = []
+        """Heralds published (or skipped) but not yet in the history: filed at a quiet time,
+        always before a resend request is served."""
         self.stats_first_attempt: int | None = None
         self.stats_attempts = 0
         self.stats_heralds = 0
@@ -192,7 +222,8 @@ class _Station:
         lookahead_ps = round(self.s.lookahead_s * 1e12)
         if self.computed_until_ps >= now_ps + lookahead_ps // 2:
             return
-        until = now_ps + lookahead_ps
+        until = min(now_ps + lookahead_ps,
+                    max(self.computed_until_ps, now_ps) + lookahead_ps // 4)
         batch = self.source.run_until(until)
         self.computed_until_ps = until
         if self.stats_first_attempt is None:
@@ -221,22 +252,39 @@ class _Station:
         self.pending = np.concatenate([self.pending, records]) if len(self.pending) else records
 
     # -- publishing ---------------------------------------------------------------------
-    def publish_due(self, now_ps: int) -> None:
+    def refill_ps(self) -> int:
+        """Station time (ps) at which the source must be computed further ahead."""
+        return self.computed_until_ps - round(self.s.lookahead_s * 0.5e12)
+
+    def next_due_ps(self) -> int | None:
+        """Station time (ps) of the next publication (a herald, or a delayed one's release);
+        None when nothing computed is waiting."""
+        due = int(self.pending["timestamp_ps"][0]) if len(self.pending) else None
+        if len(self.delayed):
+            release = (int(self.delayed["timestamp_ps"].min())
+                       + round(self.s.faults.delay_s * 1e12))
+            due = release if due is None else min(due, release)
+        return due
+
+    def publish_due(self, now_ps: int) -> bool:
+        """Publish every herald due by `now_ps`; whether anything was sent."""
+        sent = False
         if len(self.delayed):
             release = self.delayed["timestamp_ps"] + round(self.s.faults.delay_s * 1e12)
             ready = release <= now_ps
             if ready.any():
                 self._send(self.delayed[ready])
                 self.delayed = self.delayed[~ready]
+                sent = True
         if not len(self.pending) or self.pending["timestamp_ps"][0] > now_ps:
-            return
+            return sent
         cut = int(np.searchsorted(self.pending["timestamp_ps"], now_ps, side="right"))
         due, self.pending = self.pending[:cut], self.pending[cut:]
         faults = self.s.faults
         if not (faults.skip_every or faults.delay_every):
-            self._send(due)  # first: the bookkeeping below is not on the latency path
-            self.history.append(due)
-            return
+            self._send(due)
+            self.unfiled.append(due)
+            return True
         publish = np.ones(len(due), bool)
         keep = np.ones(len(due), bool)
         seqs = due["seq"].astype(np.int64)
@@ -251,21 +299,19 @@ class _Station:
             publish &= ~late
             self.counters["delayed_by_fault"] += int(late.sum())
             self.delayed = np.concatenate([self.delayed, due[late]])
-        self.history.append(due[keep])
+        self.unfiled.append(due[keep])
         if publish.all():
             self._send(due)
         elif publish.any():
             self._send(due[publish])
+        return sent or bool(publish.any())
 
     def _send(self, records: np.ndarray) -> None:
+        send_ps = station_now_ps(self.s.epoch_ns)
         self.pub.send(encode_heralds(records), copy=False)
-        if len(self.publish_lag_ps) < 1_000_000:
-            self.publish_lag_ps.append(station_now_ps(self.s.epoch_ns)
-                                       - int(records["timestamp_ps"][-1]))
-        self.counters["herald_frames"] += 1
-        self.counters["heralds_published"] += len(records)
+        self.unlogged.append((records, send_ps))  # logged at a quiet time
         every = self.s.faults.malformed_every
-        if every and self.counters["herald_frames"] % every == 0:
+        if every and (self.counters["herald_frames"] + len(self.unlogged)) % every == 0:
             bad = _MALFORMED[self.counters["malformed_injected"] % len(_MALFORMED)]
             self.pub.send(bad)
             self.counters["malformed_injected"] += 1
@@ -283,6 +329,20 @@ class _Station:
                                    self.computed_until_ps).encode())
         self.stats_first_attempt = None
         self.stats_attempts = self.stats_heralds = 0
+
+    def file_history(self) -> None:
+        for records, send_ps in self.unlogged:
+            self.counters["herald_frames"] += 1
+            self.counters["heralds_published"] += len(records)
+            if len(self.sends) < _MAX_SEND_LOG:
+                seqs = records["seq"]
+                self.sends.append((int(seqs[0]), int(seqs[-1]), send_ps,
+                                   int(records["timestamp_ps"][-1])))
+        self.unlogged.clear()
+        if self.unfiled:
+            for records in self.unfiled:
+                self.history.append(records)
+            self.unfiled.clear()
 
     # -- requests -----------------------------------------------------------------------
     def serve_requests(self) -> None:
@@ -317,8 +377,18 @@ class _Station:
             elif message is not None:
                 self.counters["unexpected_requests"] += 1
 
+    def send_log(self) -> np.ndarray:
+        return np.array(self.sends, SEND_DTYPE) if self.sends else np.zeros(0, SEND_DTYPE)
+
+    def publish_lag_s(self) -> np.ndarray:
+        """Per frame: hand-off time - decision time of its latest herald, s (the station's
+        own share of the decision -> receipt latency: its timer's overshoot and loop)."""
+        log = self.send_log()
+        return (log["send_ps"] - log["decided_ps"]) * 1e-12 if len(log) else np.zeros(1)
+
     def summary(self) -> dict[str, Any]:
-        lag = np.array(self.publish_lag_ps or [0]) * 1e-12
+        self.file_history()
+        lag = self.publish_lag_s()
         return {"name": self.s.name, "counters": dict(self.counters),
                 "publish_lag_s": {"median": float(np.median(lag)),
                                   "p99": float(np.percentile(lag, 99)),
@@ -327,16 +397,45 @@ class _Station:
                 "faults": asdict(self.s.faults)}
 
 
-def _wait_until(poller: zmq.Poller, deadline_ns: int) -> None:
-    """Serve nothing, but wake at `deadline_ns` (monotonic) or when a request is queued.
-    zmq's poll counts whole ms, so the last ms is slept (precise with the lowered timer
-    slack), the remaining time recomputed after each step so no lateness adds up."""
+def _wait_until(poller: zmq.Poller | None, deadline_ns: int) -> None:
+    """Wake at `deadline_ns` (monotonic), or when a request is queued if a `poller` watches
+    the ROUTER. zmq's poll counts whole ms, so the last ms is slept (precise with the
+    lowered timer slack), the remaining time recomputed after each step so no lateness adds
+    up."""
     left_ms = (deadline_ns - time.monotonic_ns()) * 1e-6
-    if left_ms >= 2.0 and poller.poll(int(left_ms) - 1):
+    if poller is not None and left_ms >= 2.0 and poller.poll(int(left_ms) - 1):
         return
     left_s = (deadline_ns - time.monotonic_ns()) * 1e-9
     if left_s > 0:
         time.sleep(left_s)
+
+
+class _Chores:
+    """The station's bookkeeping and when it is due (monotonic s)."""
+
+    def __init__(self, settings: StationSettings, station: _Station, now: float) -> None:
+        self.s, self.station = settings, station
+        self.next_heartbeat = self.next_stats = now
+        self.last_done_ns = time.monotonic_ns()
+
+    def due_ns(self) -> int:
+        """When the next chore falls due (monotonic ns)."""
+        refill_ns = self.s.epoch_ns + self.station.refill_ps() // 1000
+        return min(refill_ns, round(min(self.next_heartbeat, self.next_stats) * 1e9))
+
+    def do(self) -> None:
+        station, now = self.station, time.monotonic()
+        now_ps = station_now_ps(self.s.epoch_ns)
+        if now >= self.next_heartbeat:  # first: a restarted station's heartbeat 0 leads
+            station.heartbeat(now_ps)
+            self.next_heartbeat = max(self.next_heartbeat + self.s.heartbeat_period, now)
+        station.file_history()  # before any resend request is served
+        station.compute_ahead(now_ps)
+        if now >= self.next_stats:
+            station.stats(now_ps)
+            self.next_stats = max(self.next_stats + self.s.stats_period, now)
+        station.serve_requests()
+        self.last_done_ns = time.monotonic_ns()
 
 
 def run_station(settings: StationSettings, source_factory: HeraldSourceFactory,
@@ -362,30 +461,35 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory,
         source = source_factory(start_ps=station_now_ps(settings.epoch_ns))
         station = _Station(settings, source, pub, router)
         started = time.monotonic()
-        next_heartbeat = next_stats = started
+        chores = _Chores(settings, station, started)
+        settle_ns, guard_ns = round(settings.settle_s * 1e9), round(settings.guard_s * 1e9)
+        max_defer_ns = round(settings.max_defer_s * 1e9)
+        last_send_ns = 0
+
+        def next_herald_ns() -> int:
+            due = station.next_due_ps()
+            return settings.epoch_ns - (-due // 1000) if due is not None else 2**62
+
         while not stop:
-            now = time.monotonic()
-            if settings.max_seconds is not None and now - started > settings.max_seconds:
+            if (settings.max_seconds is not None
+                    and time.monotonic() - started > settings.max_seconds):
                 break
-            now_ps = station_now_ps(settings.epoch_ns)
-            if now >= next_heartbeat:  # first: a restarted station's heartbeat 0 leads
-                station.heartbeat(now_ps)
-                next_heartbeat = max(next_heartbeat + settings.heartbeat_period, now)
-            station.publish_due(now_ps)  # heralds due now go out before any other work
-            station.compute_ahead(now_ps)
-            if now >= next_stats:
-                station.stats(now_ps)
-                next_stats = max(next_stats + settings.stats_period, now)
-            station.serve_requests()
-            wake_ps = station.computed_until_ps - round(settings.lookahead_s * 0.5e12)
-            if len(station.pending):
-                wake_ps = min(wake_ps, int(station.pending["timestamp_ps"][0]))
-            if len(station.delayed):
-                wake_ps = min(wake_ps, int(station.delayed["timestamp_ps"].min())
-                              + round(settings.faults.delay_s * 1e12))
-            wake_ns = min(settings.epoch_ns + wake_ps // 1000,
-                          round(min(next_heartbeat, next_stats) * 1e9))
-            _wait_until(poller, wake_ns)
+            if station.publish_due(station_now_ps(settings.epoch_ns)):
+                # Straight to sleep: the frame is on its way and the nodes need the cores.
+                last_send_ns = time.monotonic_ns()
+                _wait_until(None, min(last_send_ns + settle_ns, next_herald_ns()))
+            now_ns = time.monotonic_ns()
+            next_ns = next_herald_ns()
+            quiet_from_ns = last_send_ns + settle_ns
+            quiet = now_ns >= quiet_from_ns and next_ns - now_ns >= guard_ns
+            if quiet or now_ns - chores.last_done_ns >= max_defer_ns:
+                chores.do()
+                next_ns = next_herald_ns()
+            if quiet:  # idle until the next herald or chore, or a request
+                _wait_until(poller, min(next_ns, chores.due_ns()))
+            else:  # the nodes are receiving, or a herald is imminent: only wait
+                wake_ns = next_ns if now_ns >= quiet_from_ns else min(next_ns, quiet_from_ns)
+                _wait_until(None, min(wake_ns, chores.last_done_ns + max_defer_ns))
     finally:
         pub.close()
         router.close()
@@ -397,11 +501,13 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory,
 
 
 def _write_files(settings: StationSettings, station: _Station) -> None:
+    station.file_history()
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     truth = (np.concatenate(station.truth) if station.truth
              else np.zeros(0, TRUTH_DTYPE))
     # Only heralds whose decision time has come happened; the rest were computed ahead.
     decided = truth[truth["time_ps"] <= station_now_ps(settings.epoch_ns)]
     np.save(settings.run_dir / f"{settings.name}_truth.npy", decided)
+    np.save(settings.run_dir / f"{settings.name}_sends.npy", station.send_log())
     path = settings.run_dir / f"{settings.name}_summary.json"
     path.write_text(json.dumps(station.summary(), indent=1))

@@ -27,7 +27,13 @@ from network.keys import generate_lab_keys, make_curve_client
 from network.lab import LabPlan, plan_lab, read_events, read_pairs, read_report, start_lab
 from network.messages import ClockReply, ClockRequest, Heartbeat, decode
 from network.node_agent import PairEvent, run_node_agent
-from network.station import TRUTH_DTYPE, PeriodicHeralds, StationFaults, run_station
+from network.station import (
+    SEND_DTYPE,
+    TRUTH_DTYPE,
+    PeriodicHeralds,
+    StationFaults,
+    run_station,
+)
 from qnetlab._link import build_link_model, sim_source_factory
 from sim_instruments.physics.link import expected_fidelity, expected_pair_rate
 
@@ -106,9 +112,12 @@ def check_pairs_against_truth(lab: LabPlan, cutoff_s: float) -> set[int]:
     return seqs
 
 
-def test_pairs_delivered_agreed_and_fresh(tmp_path, group):
+@pytest.mark.parametrize("receive", ["blocking", "poller"])
+def test_pairs_delivered_agreed_and_fresh(tmp_path, group, receive):
     config = lab_config(tmp_path)
     lab = plan(config, pairs=150)
+    lab = dataclasses.replace(lab, nodes={name: dataclasses.replace(node, receive=receive)
+                                          for name, node in lab.nodes.items()})
     start_lab(group, lab, sim_source_factory(config, build_link_model(config)))
     finish(group, lab)
     seqs = check_pairs_against_truth(lab, config.nodes["node_a"].memory_cutoff)
@@ -119,6 +128,41 @@ def test_pairs_delivered_agreed_and_fresh(tmp_path, group):
     assert report.errors["disagreements"] == 0 and report.errors["malformed"] == 0
     assert len(report.latency_s) > 100
     assert set(report.clock) == {"node_a", "node_b"}
+
+
+def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group):
+    config = lab_config(tmp_path)
+    lab = plan(config, pairs=1)
+    start_lab(group, lab, functools.partial(PeriodicHeralds, 1_000_000_000), orchestrator=False)
+    wait_for(lambda: all(any(e["event"] == "resync" for e in read_events(lab.run_dir, n))
+                         for n in lab.nodes), 15, "heralds at both nodes")
+    time.sleep(0.5)
+    group.stop_all()
+    sends = np.load(lab.run_dir / "station_sends.npy")
+    assert sends.dtype == SEND_DTYPE and len(sends) > 300
+    # One herald per frame at 1 kHz, seqs in order, each handed off at or after its decision.
+    assert np.array_equal(sends["first_seq"], sends["last_seq"])
+    assert np.array_equal(sends["first_seq"], np.arange(len(sends)))
+    assert (sends["send_ps"] >= sends["decided_ps"]).all()
+    report = read_report(lab)
+    decided, handoff = report.latency_s, report.handoff_latency_s
+    assert len(handoff) == len(decided) > 300
+    # Per herald (same seq order), decision -> receipt = decision -> hand-off + hand-off ->
+    # receipt, and neither part is negative. Both nodes share the station's clock exactly.
+    assert (handoff > 0).all() and (decided >= handoff).all()
+    received: list[dict[int, int]] = []
+    for node in lab.nodes:
+        rows = np.load(lab.run_dir / f"{node}_latency.npy")
+        assert np.array_equal(rows["received_ps"] - rows["latency_ps"],
+                              sends["decided_ps"][rows["seq"].astype(np.int64)])
+        received.append(dict(zip(rows["seq"].tolist(), rows["received_ps"].tolist(),
+                                 strict=True)))
+    common = sorted(set(received[0]) & set(received[1]))
+    expected = [max(r[s] for r in received) - int(sends["send_ps"][s]) for s in common]
+    assert np.array_equal(np.round(handoff * 1e12), expected)
+    # Bookkeeping at quiet times still keeps heartbeats and the history going.
+    station = json.loads((lab.run_dir / "station_summary.json").read_text())
+    assert station["counters"]["herald_frames"] == len(sends)
 
 
 def test_node_agent_killed_and_restarted_resynchronises(tmp_path, group):
