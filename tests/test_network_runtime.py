@@ -140,10 +140,14 @@ def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group)
     group.stop_all()
     sends = np.load(lab.run_dir / "station_sends.npy")
     assert sends.dtype == SEND_DTYPE and len(sends) > 300
-    # One herald per frame at 1 kHz, seqs in order, each handed off at or after its decision.
-    assert np.array_equal(sends["first_seq"], sends["last_seq"])
-    assert np.array_equal(sends["first_seq"], np.arange(len(sends)))
+    # Frames cover the seqs in order without a gap or an overlap (one herald each at 1 kHz,
+    # several when the station woke late on a loaded machine: they go out together), each
+    # handed off at or after its decision.
+    assert sends["first_seq"][0] == 0 and (sends["last_seq"] >= sends["first_seq"]).all()
+    assert np.array_equal(sends["first_seq"][1:], sends["last_seq"][:-1] + 1)
     assert (sends["send_ps"] >= sends["decided_ps"]).all()
+    frame_of = np.repeat(np.arange(len(sends)),
+                         (sends["last_seq"] - sends["first_seq"] + 1).astype(np.int64))
     report = read_report(lab)
     decided, handoff = report.latency_s, report.handoff_latency_s
     assert len(handoff) == len(decided) > 300
@@ -153,12 +157,14 @@ def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group)
     received: list[dict[int, int]] = []
     for node in lab.nodes:
         rows = np.load(lab.run_dir / f"{node}_latency.npy")
-        assert np.array_equal(rows["received_ps"] - rows["latency_ps"],
-                              sends["decided_ps"][rows["seq"].astype(np.int64)])
+        # received - latency is the herald's decision: never after its frame's hand-off.
+        assert (rows["received_ps"] - rows["latency_ps"]
+                <= sends["send_ps"][frame_of[rows["seq"].astype(np.int64)]]).all()
         received.append(dict(zip(rows["seq"].tolist(), rows["received_ps"].tolist(),
                                  strict=True)))
     common = sorted(set(received[0]) & set(received[1]))
-    expected = [max(r[s] for r in received) - int(sends["send_ps"][s]) for s in common]
+    expected = [max(r[s] for r in received) - int(sends["send_ps"][frame_of[s]])
+                for s in common]
     assert np.array_equal(np.round(handoff * 1e12), expected)
     # Bookkeeping at quiet times still keeps heartbeats and the history going.
     station = json.loads((lab.run_dir / "station_summary.json").read_text())
