@@ -151,12 +151,13 @@ def _format(config: Any, plan: Any, report: Any, rate: float, fidelity: float) -
     lines.append(f"  {'fidelity':<10}"
                  f"{f'{report.fidelity_mean:.3f} +- {report.fidelity_stderr:.3f}':<26}"
                  f"{fidelity:.3f}   (ground truth of the delivered pairs)")
-    lat = report.latency_s
-    if len(lat):
-        median, p99 = np.percentile(lat, [50, 99])
-        lines.append(f"  herald latency, station decision -> later of the two node agents "
-                     f"(same-host monotonic clock, exact): median {_us(median)}, p99 "
-                     f"{_us(p99)}, max {_us(lat.max())} over {len(lat)} heralds")
+    for label, lat in (("station hand-off", report.handoff_latency_s),
+                       ("simulated decision", report.latency_s)):
+        if len(lat):
+            median, p99 = np.percentile(lat, [50, 99])
+            lines.append(f"  herald latency, {label} -> later of the two node agents "
+                         f"(same-host monotonic clock): median {_us(median)}, p99 "
+                         f"{_us(p99)}, max {_us(lat.max())} over {len(lat)} heralds")
     for name, clock in report.clock.items():
         error = clock.get("error_s")
         lines.append(f"  clock sync {name}: offset residual {_us(clock['residual_rms_s'])}, "
