@@ -117,7 +117,9 @@ class LabConfig:
         return ConfigError(str(self.path), entry, problem, fix)
 
 
-def _check_keys(file: str, entry: str, data: Any, allowed: set[str], required: set[str]) -> None:
+def check_keys(file: str, entry: str, data: Any, allowed: set[str], required: set[str]) -> None:
+    """Refuse a non-mapping, an unknown key (suggesting the closest allowed one) or a missing
+    required key of config entry `entry`, naming the file, the entry and the fix."""
     if not isinstance(data, dict):
         raise ConfigError(file, entry, f"expected a mapping, got {type(data).__name__}",
                           f"write it as 'key: value' lines ({', '.join(sorted(allowed))})")
@@ -140,7 +142,7 @@ def _number(file: str, entry: str, value: Any) -> float:
 
 
 def _parse_parameter(file: str, entry: str, data: Any) -> ParameterConfig:
-    _check_keys(file, entry, data, _PARAMETER_KEYS, set())
+    check_keys(file, entry, data, _PARAMETER_KEYS, set())
     limits = None
     if "limits" in data:
         raw = data["limits"]
@@ -163,7 +165,7 @@ def _parse_parameter(file: str, entry: str, data: Any) -> ParameterConfig:
 
 def _parse_instrument(file: str, name: str, data: Any) -> InstrumentConfig:
     entry = f"instruments.{name}"
-    _check_keys(file, entry, data, _INSTRUMENT_KEYS, {"type", "address"})
+    check_keys(file, entry, data, _INSTRUMENT_KEYS, {"type", "address"})
     if not isinstance(data["type"], str) or "." not in data["type"]:
         raise ConfigError(file, f"{entry}.type", f"expected 'package.module.Class', got "
                           f"{data['type']!r}", "name the driver class, e.g. "
@@ -172,7 +174,7 @@ def _parse_instrument(file: str, name: str, data: Any) -> InstrumentConfig:
     if isinstance(address, str):
         addresses = {"real": address}
     else:
-        _check_keys(file, f"{entry}.address", address, set(PROFILES), set())
+        check_keys(file, f"{entry}.address", address, set(PROFILES), set())
         addresses = {k: str(v) for k, v in address.items()}
     init = data.get("init") or {}
     if not isinstance(init, dict):
@@ -190,7 +192,7 @@ def _parse_instrument(file: str, name: str, data: Any) -> InstrumentConfig:
 
 
 def _parse_interlock(file: str, entry: str, data: Any) -> InterlockConfig:
-    _check_keys(file, entry, data, _INTERLOCK_KEYS, _INTERLOCK_KEYS)
+    check_keys(file, entry, data, _INTERLOCK_KEYS, _INTERLOCK_KEYS)
     guards = data["guards"]
     if isinstance(guards, str):
         guards = [guards]
@@ -256,7 +258,7 @@ def load_config(path: str | Path) -> LabConfig:
         data = YAML(typ="safe").load(text)
     except YAMLError as exc:
         raise ConfigError(file, "", f"not valid YAML: {exc}", "fix the YAML syntax") from None
-    _check_keys(file, "", data, _TOP_KEYS, {"instruments"})
+    check_keys(file, "", data, _TOP_KEYS, {"instruments"})
     if not isinstance(data["instruments"], dict) or not data["instruments"]:
         raise ConfigError(file, "instruments", "no instruments listed",
                           "list at least one instrument under 'instruments:'")
@@ -265,7 +267,7 @@ def load_config(path: str | Path) -> LabConfig:
         for name, spec in data["instruments"].items()
     }
     q = data.get("qnetlab") or {}
-    _check_keys(file, "qnetlab", q, _QNETLAB_KEYS, set())
+    check_keys(file, "qnetlab", q, _QNETLAB_KEYS, set())
     interlocks_raw = q.get("interlocks") or []
     if not isinstance(interlocks_raw, list):
         raise ConfigError(file, "qnetlab.interlocks", "expected a list",
@@ -282,7 +284,7 @@ def load_config(path: str | Path) -> LabConfig:
                                   f"use one of: {', '.join(instruments)}")
     setup = q.get("transducer_setup")
     if setup is not None:
-        _check_keys(file, "qnetlab.transducer_setup", setup, _SETUP_KEYS, _SETUP_ROLES)
+        check_keys(file, "qnetlab.transducer_setup", setup, _SETUP_KEYS, _SETUP_ROLES)
         for key in _SETUP_CONSTANTS & set(setup):
             _number(file, f"qnetlab.transducer_setup.{key}", setup[key])
         detector = setup.get("detector")

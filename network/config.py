@@ -23,7 +23,6 @@ runs on one machine (127.0.0.1) or across hosts.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from instruments.config import check_keys
 from instruments.errors import ConfigError
 
 SCHEMES = ("single_click", "two_click")
@@ -144,18 +144,7 @@ class NetworkConfig:
         return ConfigError(str(self.path), entry, problem, fix)
 
 
-def _keys(file: str, entry: str, data: Any, allowed: set[str], required: set[str]) -> None:
-    if not isinstance(data, dict):
-        raise ConfigError(file, entry, f"expected a mapping, got {type(data).__name__}",
-                          f"write it as 'key: value' lines ({', '.join(sorted(allowed))})")
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(file, f"{entry}.{key}", f"unknown key '{key}'",
-                              f"{hint} allowed here: {', '.join(sorted(allowed))}".strip())
-    for key in sorted(required - set(data)):
-        raise ConfigError(file, entry, f"missing required key '{key}'", f"add '{key}:'")
+_keys = check_keys
 
 
 def _positive(file: str, entry: str, value: Any, unit: str, *, zero_ok: bool = False

@@ -54,7 +54,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from instruments.config import LabConfig
+from instruments.config import LabConfig, check_keys
 from instruments.errors import ConfigError
 
 from ..registry import sequence_class
@@ -275,18 +275,7 @@ def _ancestors(name: str, nodes: dict[str, NodeConfig]) -> set[str]:
 
 
 # -- pieces ---------------------------------------------------------------------------------
-def _keys(file: str, entry: str, data: Any, allowed: set[str], required: set[str]) -> None:
-    if not isinstance(data, dict):
-        raise ConfigError(file, entry, f"expected a mapping, got {type(data).__name__}",
-                          f"write it as 'key: value' lines ({', '.join(sorted(allowed))})")
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise ConfigError(file, f"{entry}.{key}", f"unknown key '{key}'",
-                              f"{hint}allowed here: {', '.join(sorted(allowed))}")
-    for key in sorted(required - set(data)):
-        raise ConfigError(file, entry, f"missing required key '{key}'", f"add '{key}:'")
+_keys = check_keys
 
 
 def _positive(file: str, entry: str, value: Any, unit: str) -> float:
