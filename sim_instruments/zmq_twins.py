@@ -13,7 +13,6 @@ its servers on 127.0.0.1 on free ports and tells the driver where they are.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from pyvisa import highlevel
 
 from .bench import SimulatedBench
 from .devices.idq_id1000 import N_INPUTS, IDQuantiqueID1000Emulator
+from .ports import free_port_run
 from .visa_backend import QnetlabVisaLibrary
 from .zmq_server import ID1000Server
 
@@ -48,31 +48,6 @@ def bench_for(visalib: str) -> SimulatedBench:
     return lib.bench
 
 
-def _free_port_run(count: int) -> int:
-    """A base port such that base+1 .. base+count are free now, below Linux's ephemeral range
-    (32768-60999) so that a client socket opened meanwhile cannot take one. A small race
-    remains (another process may bind one before the driver asks for it); a bind failure is
-    then reported by the data-link service when the stream starts."""
-    import random
-
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - count)
-        held: list[socket.socket] = []
-        try:
-            for port in range(base + 1, base + count + 1):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no run of free loopback ports found for the tagger's streams")
-
-
 def _serve_id1000(device: Any) -> ServedTwin:
     if not isinstance(device, IDQuantiqueID1000Emulator):
         raise TypeError(f"expected an ID1000 emulator, got {type(device).__name__}")
@@ -81,7 +56,7 @@ def _serve_id1000(device: Any) -> ServedTwin:
     kwargs = {"data_address": server.data_address,
               # The driver's default stream ports (4242-4245) are fixed: two stations (or
               # test workers) at once would collide, so each load gets its own run.
-              "stream_port_base": _free_port_run(N_INPUTS)}
+              "stream_port_base": free_port_run(N_INPUTS)}
     return ServedTwin(server.scpi_address, kwargs, server.close, {"server": server})
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from qcodes.instrument import Instrument
 
+from sim_instruments.ports import free_port_run
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH_CONFIG = REPO / "lab_configs" / "transducer_bench.yaml"
 
@@ -79,30 +81,6 @@ def sim_instrument(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield open_twin
     for inst in opened:
         inst.close()
-
-
-def free_port_run(count: int) -> int:
-    """A base port such that base..base+count are free, below Linux's ephemeral range
-    (32768-60999), so that no client socket opened meanwhile can take one of them."""
-    import random
-    import socket
-
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - count)
-        held = []
-        try:
-            for port in range(base, base + count + 1):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no run of free ports found")
 
 
 def free_port() -> int:
