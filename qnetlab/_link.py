@@ -84,7 +84,7 @@ def deliver(config: Any, pairs: int, timeout: float | None = None) -> Delivery:
     all (also on Ctrl-C or SIGTERM) and read their report."""
     from network._proc import ProcessGroup, sigterm_as_interrupt
     from network.lab import plan_lab, read_report, require_keys, start_lab
-    from sim_instruments.physics.link import expected_fidelity, expected_pair_rate
+    from network.link_model import expected_fidelity, expected_pair_rate
 
     require_keys(config)
     model = build_link_model(config)

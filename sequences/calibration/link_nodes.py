@@ -294,7 +294,7 @@ class HeraldingCalibration(CalibrationNode):
     def expectation(self, ctx: CalibrationContext) -> tuple[float, float] | str:
         """(success probability, fidelity) predicted from the calibrated values, or what is
         missing."""
-        from sim_instruments.physics.link import (
+        from network.link_model import (
             FIBRE_DELAY_S_PER_KM,
             LinkModel,
             NodeOptics,
