@@ -29,7 +29,9 @@ rounds repeated; per-round ratios and their median over rounds are printed. The 
 `--warmup` s of each of our runs (processes still starting) are left out.
 
 Variants (--variants): "poller" = node agents wait with a zmq.Poller over their three
-sockets instead of a blocking recv on the herald socket; "deferred" = node agents
+sockets instead of a blocking recv on the herald socket; "noyield" = node agents handle a
+herald right after stamping it, without first yielding the CPU once (the default before the
+yield); "deferred" = node agents
 handle a herald 0.2 ms after stamping its receipt (does one node's handling delay the
 other's receipt on 2 cores?); "requests" = the orchestrator runs
 and requests pairs all along, so node agents send an OK per herald, log pairs and receive
@@ -182,7 +184,8 @@ def bare(subscribers: int, count: int, period: float, workdir: Path, *,
 # -- ours ----------------------------------------------------------------------------------
 def ours(rate: float, seconds: float, workdir: Path, *, curve: bool, tag: str,
          receive: Literal["blocking", "poller"] = "blocking", requests: bool = False,
-         handling_delay: float = 0.0, warmup: float = 0.0) -> LinkReport:
+         handling_delay: float = 0.0, yield_after_receipt: bool = True,
+         warmup: float = 0.0) -> LinkReport:
     config = load_network_config(CONFIG)
     config = config.with_ports(free_port_run(3))
     config = type(config)(**{**config.__dict__, "key_dir": workdir / "keys",
@@ -191,7 +194,8 @@ def ours(rate: float, seconds: float, workdir: Path, *, curve: bool, tag: str,
                     epoch_ns=time.monotonic_ns(), goodness=0.5, expected_pair_rate=rate,
                     curve=curve, max_seconds=seconds + 30)
     plan = dataclasses.replace(plan, nodes={
-        name: dataclasses.replace(node, receive=receive, handling_delay=handling_delay)
+        name: dataclasses.replace(node, receive=receive, handling_delay=handling_delay,
+                                  yield_after_receipt=yield_after_receipt)
         for name, node in plan.nodes.items()})
     source = functools.partial(PeriodicHeralds, round(1e12 / rate))
     with ProcessGroup() as group:
@@ -239,6 +243,9 @@ def latency(args: argparse.Namespace, workdir: Path) -> None:
             ("ours CURVE on", True, {}), ("ours CURVE off", False, {})]
         if "poller" in args.variants:
             runs.append(("ours CURVE on, node Poller", True, {"receive": "poller"}))
+        if "noyield" in args.variants:
+            runs.append(("ours CURVE on, no yield after receipt", True,
+                         {"yield_after_receipt": False}))
         if "deferred" in args.variants:
             runs.append(("ours CURVE on, handling deferred 0.2 ms", True,
                          {"handling_delay": 0.0002}))
@@ -310,7 +317,7 @@ def main() -> None:
     parser.add_argument("--throughput", type=float, default=1_000_000.0,
                         help="heralds/s offered for throughput")
     parser.add_argument("--variants", nargs="*", default=[],
-                        choices=("poller", "requests", "deferred"))
+                        choices=("poller", "requests", "deferred", "noyield"))
     parser.add_argument("--only", choices=("latency", "throughput"), default=None)
     args = parser.parse_args()
     config = load_network_config(CONFIG)

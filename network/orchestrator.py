@@ -18,6 +18,7 @@ A CREATE with ``number == 0`` cancels a request (a convention of this orchestrat
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -222,6 +223,21 @@ class _Orchestrator:
             self.cancel()
             self.new_create()
 
+    def wait_ms(self) -> int:
+        """ms until `tick` has something to do (a node falling silent, a report's reconcile
+        timeout, the request's max_time), 1..20: waking every few ms regardless would take
+        CPU from the node agents' receives on a small host."""
+        now = time.monotonic()
+        silent = self.s.heartbeat_misses * self.s.heartbeat_period
+        due = [heard + silent for node, heard in self.heard.items() if node not in self.lost]
+        if self.reports:  # in arrival order: the first is the oldest
+            due.append(next(iter(self.reports.values())).first_heard
+                       + self.s.reconcile_timeout)
+        if self.started is not None:
+            due.append(self.started + self.s.max_time)
+        wait = min(due, default=now + 1.0) - now
+        return min(20, max(1, math.ceil(wait * 1e3)))
+
     def result(self) -> dict[str, Any]:
         last_ps = max((d["decided_ps"] for d in self.delivered), default=self.now_ps())
         return {"name": self.s.name, "pairs_requested": self.s.pairs,
@@ -252,7 +268,7 @@ def run_orchestrator(settings: OrchestratorSettings, stop: Any) -> None:
             if settings.max_seconds is not None and time.monotonic() - begun > settings.max_seconds:
                 orchestrator.failed = orchestrator.failed or "stopped at max_seconds"
                 break
-            if poller.poll(5):
+            if poller.poll(orchestrator.wait_ms()):
                 while True:
                     try:
                         frames = router.recv_multipart(zmq.NOBLOCK)

@@ -8,11 +8,12 @@ clock reaches its decision time, all heralds due at once in one frame.
 
 A herald is on the latency path from the moment it is due until both nodes hold it, and on 2
 cores the nodes need the CPU for that. So right after a send the station does nothing but
-wait: its bookkeeping (filing sent heralds in the history, computing ahead, heartbeats,
-AttemptStats, requests) waits for a quiet time, ``settle_s`` after the last send and at least
-``guard_s`` before the next herald, or is done anyway once it has waited ``max_defer_s``
-(when heralds come too fast for a quiet time). The source is computed ``lookahead_s`` ahead
-(refilled at half), so that work is rare. The station:
+sleep (the wake time is computed before the hand-off): its bookkeeping (filing sent heralds in
+the history, computing ahead, heartbeats, AttemptStats, requests) is done only when some of it
+is due (a timer, a request queued, ``_FILE_EVERY`` frames unfiled), and then waits for a quiet
+time, ``settle_s`` after the last send and at least ``guard_s`` before the next herald, or is
+done anyway once it has waited ``max_defer_s`` (when heralds come too fast for a quiet time).
+The source is computed ``lookahead_s`` ahead (refilled at half), so that work is rare. The station:
 
 - PUB (``herald_address``): HERALDS frames, a Heartbeat every ``heartbeat_period``,
   AttemptStats every ``stats_period``. The send high-water mark is raised, and seq numbers
@@ -79,6 +80,10 @@ decision time of its latest herald (station ps)."""
 
 _MAX_SEND_LOG = 4_000_000
 """Frames whose hand-off time is kept (~100 MB of Python tuples at most)."""
+
+_FILE_EVERY = 64
+"""Frames sent before their filing in the history (and the send log) is a chore of its own;
+otherwise it waits for the next timed chore or resend request (a few ms)."""
 
 _MAX_RESEND = 4096
 """Heralds per resend reply frame (~110 kB)."""
@@ -206,6 +211,8 @@ class _Station:
         self.computed_until_ps = station_now_ps(settings.epoch_ns)
         self.heartbeat_seq = 0
         self.incarnation = new_incarnation()
+        self.last_send_ns = 0
+        """monotonic ns of the latest herald frame's hand-off."""
         self.sends: list[tuple[int, int, int, int]] = []
         """Per published frame, as `SEND_DTYPE`."""
         self.unlogged: list[tuple[np.ndarray, int]] = []
@@ -282,7 +289,7 @@ class _Station:
         due, self.pending = self.pending[:cut], self.pending[cut:]
         faults = self.s.faults
         if not (faults.skip_every or faults.delay_every):
-            self._send(due)
+            self._send(due, settle=True)
             self.unfiled.append(due)
             return True
         publish = np.ones(len(due), bool)
@@ -306,10 +313,21 @@ class _Station:
             self._send(due[publish])
         return sent or bool(publish.any())
 
-    def _send(self, records: np.ndarray) -> None:
-        send_ps = station_now_ps(self.s.epoch_ns)
-        self.pub.send(encode_heralds(records), copy=False)
-        self.unlogged.append((records, send_ps))  # logged at a quiet time
+    def _send(self, records: np.ndarray, *, settle: bool = False) -> None:
+        """Hand `records` to the PUB. With `settle`, then sleep ``settle_s`` (or until the
+        next herald is due) before anything else: on 2 cores any Python work here would hold
+        a core that the PUB's I/O thread and both nodes' receives need right now."""
+        next_ns = 2**62
+        if settle:  # before the hand-off, so that nothing but the send precedes the sleep
+            due_ps = self.next_due_ps()
+            if due_ps is not None:
+                next_ns = self.s.epoch_ns - (-due_ps // 1000)
+        send_ns = time.monotonic_ns()
+        self.pub.send(encode_heralds(records))
+        if settle:
+            _sleep_until(min(send_ns + round(self.s.settle_s * 1e9), next_ns))
+        self.last_send_ns = send_ns
+        self.unlogged.append((records, (send_ns - self.s.epoch_ns) * 1000))  # filed later
         every = self.s.faults.malformed_every
         if every and (self.counters["herald_frames"] + len(self.unlogged)) % every == 0:
             bad = _MALFORMED[self.counters["malformed_injected"] % len(_MALFORMED)]
@@ -397,6 +415,12 @@ class _Station:
                 "faults": asdict(self.s.faults)}
 
 
+def _sleep_until(deadline_ns: int) -> None:
+    left_s = (deadline_ns - time.monotonic_ns()) * 1e-9
+    if left_s > 0:
+        time.sleep(left_s)
+
+
 def _wait_until(poller: zmq.Poller | None, deadline_ns: int) -> None:
     """Wake at `deadline_ns` (monotonic), or when a request is queued if a `poller` watches
     the ROUTER. zmq's poll counts whole ms, so the last ms is slept (precise with the
@@ -405,9 +429,7 @@ def _wait_until(poller: zmq.Poller | None, deadline_ns: int) -> None:
     left_ms = (deadline_ns - time.monotonic_ns()) * 1e-6
     if poller is not None and left_ms >= 2.0 and poller.poll(int(left_ms) - 1):
         return
-    left_s = (deadline_ns - time.monotonic_ns()) * 1e-9
-    if left_s > 0:
-        time.sleep(left_s)
+    _sleep_until(deadline_ns)
 
 
 class _Chores:
@@ -465,6 +487,8 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory,
         settle_ns, guard_ns = round(settings.settle_s * 1e9), round(settings.guard_s * 1e9)
         max_defer_ns = round(settings.max_defer_s * 1e9)
         last_send_ns = 0
+        needed_since_ns: int | None = None
+        """monotonic ns since when chores have been waiting for a quiet time."""
 
         def next_herald_ns() -> int:
             due = station.next_due_ps()
@@ -475,21 +499,29 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory,
                     and time.monotonic() - started > settings.max_seconds):
                 break
             if station.publish_due(station_now_ps(settings.epoch_ns)):
-                # Straight to sleep: the frame is on its way and the nodes need the cores.
-                last_send_ns = time.monotonic_ns()
+                # Normally `_send` slept already; not after a fault's extra send.
+                last_send_ns = station.last_send_ns
                 _wait_until(None, min(last_send_ns + settle_ns, next_herald_ns()))
             now_ns = time.monotonic_ns()
             next_ns = next_herald_ns()
             quiet_from_ns = last_send_ns + settle_ns
             quiet = now_ns >= quiet_from_ns and next_ns - now_ns >= guard_ns
-            if quiet or now_ns - chores.last_done_ns >= max_defer_ns:
+            if needed_since_ns is None and (
+                    now_ns >= chores.due_ns() or len(station.unlogged) >= _FILE_EVERY
+                    or int(router.get(zmq.EVENTS)) & zmq.POLLIN):
+                needed_since_ns = now_ns
+            if needed_since_ns is not None and (
+                    quiet or now_ns - needed_since_ns >= max_defer_ns):
                 chores.do()
+                needed_since_ns = None
                 next_ns = next_herald_ns()
             if quiet:  # idle until the next herald or chore, or a request
                 _wait_until(poller, min(next_ns, chores.due_ns()))
             else:  # the nodes are receiving, or a herald is imminent: only wait
                 wake_ns = next_ns if now_ns >= quiet_from_ns else min(next_ns, quiet_from_ns)
-                _wait_until(None, min(wake_ns, chores.last_done_ns + max_defer_ns))
+                if needed_since_ns is not None:
+                    wake_ns = min(wake_ns, needed_since_ns + max_defer_ns)
+                _wait_until(None, wake_ns)
     finally:
         pub.close()
         router.close()

@@ -387,3 +387,32 @@ def test_qnetlab_link_command(tmp_path):
     for words in ("rate", "fidelity", "median", "p99", "max", "gaps", "duplicates",
                   "resend_requests", "expired", "malformed", "disagreements"):
         assert words in result.stdout
+
+
+def test_orchestrator_sleeps_until_its_next_deadline(tmp_path):
+    """Between messages the orchestrator wakes only when `tick` has work (a node falling
+    silent, a report's reconcile timeout), never later than that, and at most 20 ms apart."""
+    from network.messages import Ok
+    from network.orchestrator import _Orchestrator
+
+    config = lab_config(tmp_path)
+    settings = dataclasses.replace(plan(config, pairs=10).orchestrator, max_time=30.0)
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    try:
+        orchestrator = _Orchestrator(settings, router)
+        assert orchestrator.wait_ms() == 20  # nothing due
+        silent_s = settings.heartbeat_misses * settings.heartbeat_period
+        orchestrator.heard["node_a"] = time.monotonic() - silent_s + 0.005
+        assert 1 <= orchestrator.wait_ms() <= 6  # node_a counts as lost in 5 ms
+        orchestrator.heard["node_a"] = time.monotonic()
+        orchestrator.new_create()  # sends to nobody (router_mandatory off)
+        orchestrator.on_verdict("node_a", Ok(orchestrator.create_id, settings.link_id, 7,
+                                             0.9, 0))
+        report_due_ms = settings.reconcile_timeout * 1e3
+        assert 1 <= orchestrator.wait_ms() <= min(20, report_due_ms + 1)
+        orchestrator.reports[7].first_heard -= settings.reconcile_timeout
+        assert orchestrator.wait_ms() == 1  # overdue: tick at once
+    finally:
+        router.close(linger=0)
+        context.term()
