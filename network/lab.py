@@ -127,7 +127,8 @@ class LinkReport:
     requested: int
     delivered: int
     rate_hz: float
-    """Delivered pairs per second of link time, from the request to the last delivery."""
+    """Delivered pairs per second of link time, from the first delivered herald to the last
+    (reconciling a pair the nodes disagreed on delays the ones after it: that is in here)."""
     fidelity_mean: float
     """Ground truth of the delivered pairs (the station's truth file), NaN without it."""
     fidelity_stderr: float
@@ -141,6 +142,9 @@ class LinkReport:
     agree: bool
     """Both nodes logged exactly the same delivered (link, seq) set."""
     genuine_fraction: float = float("nan")
+    herald_rate_hz: float = float("nan")
+    """Heralds per second the station decided over the same span (delivered or not): the
+    link's physics, to hold against the model's pair rate."""
     handoff_latency_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """Per herald heard by every node from the PUB: the later node's receipt - the
     station's hand-off of its frame (taken right before encoding and sending), s: the
@@ -159,8 +163,11 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
     delivered = np.array([d["seq"] for d in result.get("delivered", [])], dtype=np.uint64)
     found = np.isin(truth["seq"], delivered)
     fidelity = truth["fidelity"][found].astype(float)
-    span_s = (max(int(truth["time_ps"][found].max()), result.get("start_ps", 0))
-              - result.get("start_ps", 0)) * 1e-12 if found.any() else float("nan")
+    # The link's pair rate: (N - 1) over the time from the first delivered herald to the last
+    # (an unbiased Poisson rate estimate, relative error 1/sqrt(N)); the request's start-up
+    # (CREATE, the nodes' first clock exchanges) is not the link's rate.
+    times = np.sort(truth["time_ps"][found].astype(np.int64))
+    span_s = (times[-1] - times[0]) * 1e-12 if len(times) > 1 else float("nan")
     errors: dict[str, int] = {}
 
     def add(key: str, value: int) -> None:
@@ -203,7 +210,8 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
     return LinkReport(
         requested=int(result.get("pairs_requested", plan.orchestrator.pairs)),
         delivered=len(delivered),
-        rate_hz=len(delivered) / span_s if span_s > 0 else float("nan"),
+        rate_hz=(len(times) - 1) / span_s if span_s > 0 else float("nan"),
+        herald_rate_hz=_herald_rate(truth["time_ps"], times),
         fidelity_mean=float(fidelity.mean()) if len(fidelity) else float("nan"),
         fidelity_stderr=(float(fidelity.std(ddof=1) / np.sqrt(len(fidelity)))
                          if len(fidelity) > 1 else float("nan")),
@@ -216,6 +224,14 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
         genuine_fraction=float(truth["genuine"][found].mean()) if found.any() else float("nan"),
         extra={"station": station.get("counters", {}), "truth_heralds": len(truth)},
     )
+
+
+def _herald_rate(all_ps: np.ndarray, delivered_ps: np.ndarray) -> float:
+    """(heralds decided from the first delivered to the last, minus one) per second."""
+    if len(delivered_ps) < 2 or delivered_ps[-1] <= delivered_ps[0]:
+        return float("nan")
+    inside = np.count_nonzero((all_ps >= delivered_ps[0]) & (all_ps <= delivered_ps[-1]))
+    return (inside - 1) / ((delivered_ps[-1] - delivered_ps[0]) * 1e-12)
 
 
 def _load(path: Path, dtype: np.dtype[Any]) -> np.ndarray:

@@ -147,7 +147,8 @@ def _format(config: Any, plan: Any, report: Any, rate: float, fidelity: float) -
     rate_err = report.rate_hz / math.sqrt(report.delivered) if report.delivered else math.nan
     lines.append(f"  {'':<10}{'delivered':<26}expected (analytic)")
     lines.append(f"  {'rate':<10}{f'{report.rate_hz:.1f} +- {rate_err:.1f} pairs/s':<26}"
-                 f"{rate:.1f} pairs/s")
+                 f"{rate:.1f} pairs/s   (heralds over the same span: "
+                 f"{report.herald_rate_hz:.1f} /s)")
     lines.append(f"  {'fidelity':<10}"
                  f"{f'{report.fidelity_mean:.3f} +- {report.fidelity_stderr:.3f}':<26}"
                  f"{fidelity:.3f}   (ground truth of the delivered pairs)")
