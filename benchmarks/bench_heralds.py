@@ -48,7 +48,6 @@ import argparse
 import dataclasses
 import functools
 import multiprocessing
-import socket
 import struct
 import sys
 import tempfile
@@ -71,29 +70,9 @@ from network.keys import (  # noqa: E402
 )
 from network.lab import LinkReport, plan_lab, read_report, start_lab  # noqa: E402
 from network.station import PeriodicHeralds  # noqa: E402
+from sim_instruments.ports import free_port_run  # noqa: E402
 
 CONFIG = REPO / "lab_configs" / "two_node_link.yaml"
-
-
-def free_port_run(count: int) -> int:
-    import random
-
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - count)
-        held = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no free ports")
 
 
 # -- bare pyzmq ----------------------------------------------------------------------------
