@@ -50,8 +50,9 @@ NODE_A = REPO / "lab_configs" / "node_a_lab.yaml"
 NODE_B = REPO / "lab_configs" / "node_b_lab.yaml"
 Outcomes = dict[str, CalibrationOutcome]
 """Node entry -> its cold calibration."""
-ORDER = ("dark_counts", "tagger_delays", "mw_resonance", "detector_efficiency", "awg_skew",
-         "optical_resonance", "transducer_efficiency", "added_noise")
+ORDER = ("dark_counts", "tagger_delays", "mw_resonance", "fridge_load", "detector_efficiency",
+         "awg_skew", "optical_resonance", "transducer_efficiency", "conversion_bandwidth",
+         "pump_heating", "added_noise")
 
 
 def context(db: Path, config: Path = NODE_A) -> LabContext:
