@@ -193,6 +193,16 @@ def _tag_rows(block: TagBlock, acquisition: int, first: int) -> dict[str, np.nda
             "acquisition": np.full(n, float(acquisition))}
 
 
+def _acquisition_rows(tagger: Any, duration: float, inputs: tuple[int, ...],
+                      acquisition: int, first: int) -> dict[str, np.ndarray]:
+    """One recording of `duration` s, kept to the calibrated `inputs`, as dataset rows
+    numbered from tag `first`."""
+    block = tagger.acquire(duration)
+    keep = np.isin(block.channels, inputs)
+    return _tag_rows(TagBlock(block.timestamps[keep], block.channels[keep]), acquisition,
+                     first)
+
+
 def _stored_blocks(run: StoredRun) -> list[TagBlock]:
     """The stored acquisitions as TagBlocks (ps), in acquisition order."""
     ts = np.asarray(run.data.get("timestamp", []), float)
@@ -447,11 +457,8 @@ class TaggerDelayCalibration(Sequence[TaggerDelayOptions]):
                                                       float),
                     "input_enabled": np.asarray([float(bool(chans[n].enabled()))
                                                  for n in o.inputs])}
-        block = tagger.acquire(o.duration)
-        keep = np.isin(block.channels, o.inputs)
-        block = TagBlock(block.timestamps[keep], block.channels[keep])
-        rows = _tag_rows(block, step.index, self._first_tag)
-        self._first_tag += block.timestamps.size
+        rows = _acquisition_rows(tagger, o.duration, o.inputs, step.index, self._first_tag)
+        self._first_tag += rows["tag"].size
         return rows
 
     def finish(self, station: LabStation) -> None:
@@ -607,11 +614,8 @@ class AwgSkewCalibration(Sequence[AwgSkewOptions]):
                                              for c in o.channels]),
                     "input_enabled": np.asarray([float(bool(inputs[n].enabled()))
                                                  for n in o.inputs])}
-        block = tagger.acquire(o.duration)
-        keep = np.isin(block.channels, o.inputs)
-        block = TagBlock(block.timestamps[keep], block.channels[keep])
-        rows = _tag_rows(block, step.index, self._first_tag)
-        self._first_tag += block.timestamps.size
+        rows = _acquisition_rows(tagger, o.duration, o.inputs, step.index, self._first_tag)
+        self._first_tag += rows["tag"].size
         return rows
 
     def finish(self, station: LabStation) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 from scipy import constants
 from scipy.optimize import least_squares
 
+from sequences.analysis import Reason, Verdict
 from sequences.data import StoredRun
 
 PLANCK = constants.h
@@ -459,3 +460,19 @@ def _detuning_profile(p: np.ndarray, d: np.ndarray, eta: np.ndarray
     total = np.bincount(inverse, weights=eta)
     centers = np.bincount(inverse, weights=d) / np.bincount(inverse)
     return centers[: uniq.size], total
+
+
+def usable_efficiency_points(run: StoredRun, groups: np.ndarray | None = None
+                             ) -> EfficiencyPoints | Verdict:
+    """`efficiency_points`, or the bad verdict that says why a run's optical power cannot be
+    turned into efficiencies (calibration constants missing from its snapshot, or no meter
+    noise estimate from the mw-off readings)."""
+    try:
+        points = efficiency_points(run, groups=groups)
+    except KeyError as exc:
+        return Verdict.bad(Reason.OUT_OF_RANGE,
+                           f"cannot convert optical power to efficiency: {exc.args[0]}")
+    if not np.all(np.isfinite(points.noise)) or np.any(points.noise <= 0):
+        return Verdict.bad(Reason.TOO_FEW_POINTS, "cannot estimate the power meter's noise "
+                           "from the mw-off readings")
+    return points

@@ -29,13 +29,13 @@ from ._efficiency_model import (
     chi2_bound,
     column,
     drive_readback,
-    efficiency_points,
     fit_lorentzian,
     prepare_drive,
     read_on_off,
     require_setup,
     restore_bench,
     switch_pump_on,
+    usable_efficiency_points,
 )
 
 MIN_POINTS = 10
@@ -97,17 +97,11 @@ class ConversionBandwidthAnalysis(Analysis):
             result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, f"{f.size} points, at least "
                                          f"{MIN_POINTS} needed")
             return result
-        try:
-            points = efficiency_points(run)
-        except KeyError as exc:
-            result.verdict = Verdict.bad(Reason.OUT_OF_RANGE, f"cannot convert optical power "
-                                         f"to efficiency: {exc.args[0]}")
+        points = usable_efficiency_points(run)
+        if isinstance(points, Verdict):
+            result.verdict = points
             return result
         eta, noise = points.eta, points.noise
-        if not np.all(np.isfinite(noise)) or np.any(noise <= 0):
-            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, "cannot estimate the power "
-                                         "meter's noise from the mw-off readings")
-            return result
         order = np.argsort(f, kind="stable")
         f, eta, noise = f[order], eta[order], noise[order]
         spacing = float(np.ptp(f)) / (f.size - 1)

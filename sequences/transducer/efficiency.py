@@ -50,7 +50,6 @@ from ._efficiency_model import (
     MeterState,
     chi2_bound,
     column,
-    efficiency_points,
     fit_efficiency_map,
     laser_step_frequency,
     prepare_drive,
@@ -58,6 +57,7 @@ from ._efficiency_model import (
     restore_bench,
     scan_detunings,
     switch_pump_on,
+    usable_efficiency_points,
 )
 
 MIN_POWERS = 3
@@ -156,17 +156,11 @@ class EfficiencyMapAnalysis(Analysis):
                                          f"{np.unique(p).size} pump powers; at least "
                                          f"{MIN_POWERS} powers needed")
             return result
-        try:
-            points = efficiency_points(run, groups=p)
-        except KeyError as exc:
-            result.verdict = Verdict.bad(Reason.OUT_OF_RANGE, f"cannot convert optical power "
-                                         f"to efficiency: {exc.args[0]}")
+        points = usable_efficiency_points(run, groups=p)
+        if isinstance(points, Verdict):
+            result.verdict = points
             return result
         eta, noise = points.eta, points.noise
-        if not np.all(np.isfinite(noise)) or np.any(noise <= 0):
-            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, "cannot estimate the power "
-                                         "meter's noise from the mw-off readings")
-            return result
         step = laser_step_frequency(float(np.median(column(run, "pump_wavelength"))))
         result.details.update({"meter_noise": points.meter_noise, "laser_step": step,
                                "optical_linewidth_resolution_limit": MIN_RESOLVED_STEPS * step})
