@@ -1,41 +1,37 @@
 """Herald latency and throughput across processes on TCP loopback, against bare pyzmq.
 
-    python benchmarks/bench_heralds.py [--seconds 3] [--rounds 3] [--rate 1000]
-                                       [--throughput 1000000] [--only latency|throughput]
+    python benchmarks/bench_heralds.py [--seconds 40] [--slot 0.1] [--rate 1000]
+                                       [--throughput 1000000] [--throughput-seconds 3]
+                                       [--only latency|throughput] [--check-method]
 
-Latency. The station process publishes a herald every 1/rate s (a periodic test source) at
-its decision time; each node agent process stamps its receipt right after the recv, on the
-same host's monotonic clock as the station, so no clock-sync error enters. Two figures per
-herald, both for the LATER of the two node agents:
+Latency. In each session two setups run at once, on one machine, each publishing only in
+its own time slots (``--slot`` s, in turn), so they alternate every 200 ms and share whatever
+the 2-core machine is doing. Run one after another instead, the same bare setup's median
+moved between 55 and 130 us from run to run here, and the ratio of two such runs says little.
 
-  (a) hand-off -> receipt: station process takes the time right before it encodes and sends
-      the herald's frame; node receipt minus that. Joined by seq. This is the software
-      latency of a real station, which holds a herald the moment its tagger's stream
-      delivers it, and it is measured like the bare figures below (stamp right before
-      send). The targets apply to it.
-  (b) decision -> receipt: node receipt minus the simulated gateware's decision time. It adds
-      the station's pacing: its sleep until the decision time (timer overshoot) and its loop
-      up to the hand-off. A real station has no such pacing; reported so it is not hidden.
+  - bare fan-out: a bare pyzmq PUB process sends a 32-byte frame every 1/rate s, stamped
+    right before the send, to two SUB processes (blocking recv, stamped right after it); the
+    later of the two arrivals. With CURVE, the same keys and ZAP handler as ours.
+  - ours: the station process with a periodic herald source, and both node agent
+    processes, exactly as `qnetlab link` runs them (no orchestrator, so no pairs are
+    requested: the receive path alone). The later node's receipt (stamped right after the
+    recv) minus the station's hand-off (stamped right before it encodes and sends the frame),
+    joined by seq: (a), to which the targets apply. Also (b): minus the simulated decision
+    time instead, which adds the station's pacing (its sleep until the decision time).
 
-Bare pyzmq, in the same run: a PUB process sends a 32-byte frame every 1/rate s stamped
-right before the send, to two SUB processes (fan-out: the later of the two arrivals),
-blocking recv; without CURVE and with CURVE (same key handling as ours), so CURVE's own cost
-is stated and the ratios are like for like. Plus a one-way (one SUB) once, for reference.
-Ours with CURVE is compared with bare with CURVE; ours without CURVE with bare without.
+Sessions: bare | ours with CURVE on (the targets), the same with CURVE off, and bare CURVE off
+| bare CURVE on (CURVE's own cost). Every process is started the same way (`ProcessGroup`)
+and stamps on the host's monotonic clock, so no clock-sync error enters. The first
+``--warmup`` s of each setup are left out. Each ratio comes with a 95 % interval from a
+block bootstrap over slots, and per quarter of the session, so drift would show.
+
+Bias, stated: in the bare setup's slots our three processes are idle but not silent (station
+heartbeats and AttemptStats, node clock exchanges, at 10-20 Hz each, each node's idle check
+every 10 ms), while the bare processes are silent in ours. That can only flatter us.
+``--check-method`` runs two identical bare setups instead: their ratio shows what the method
+resolves.
+
 Targets: (a) median <= 1.25x and p99 <= 1.5x of the bare fan-out.
-
-The machine is shared (2 cores), so every configuration runs once per round, interleaved,
-rounds repeated; per-round ratios and their median over rounds are printed. The first
-`--warmup` s of each of our runs (processes still starting) are left out.
-
-Variants (--variants): "poller" = node agents wait with a zmq.Poller over their three
-sockets instead of a blocking recv on the herald socket; "noyield" = node agents handle a
-herald right after stamping it, without first yielding the CPU once (the default before the
-yield); "deferred" = node agents
-handle a herald 0.2 ms after stamping its receipt (does one node's handling delay the
-other's receipt on 2 cores?); "requests" = the orchestrator runs
-and requests pairs all along, so node agents send an OK per herald, log pairs and receive
-the verdicts (the post-receipt work of a real run), CURVE on.
 
 Throughput: the station fed heralds at --throughput per second (batched into one frame per
 loop turn) to both node agents for --seconds; counts what each node received, and any seq it
@@ -45,22 +41,22 @@ missed. Both with CURVE (the lab's keys) and without.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
-import multiprocessing
 import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from network._proc import ProcessGroup, precise_timers  # noqa: E402
+from network._proc import ProcessGroup  # noqa: E402
 from network.config import load_network_config  # noqa: E402
 from network.keys import (  # noqa: E402
     generate_lab_keys,
@@ -68,19 +64,21 @@ from network.keys import (  # noqa: E402
     make_curve_server,
     start_authenticator,
 )
-from network.lab import LinkReport, plan_lab, read_report, start_lab  # noqa: E402
-from network.station import PeriodicHeralds  # noqa: E402
+from network.lab import LabPlan, LinkReport, plan_lab, read_report, start_lab  # noqa: E402
+from network.station import PeriodicHeralds, TimeSlots  # noqa: E402
 from sim_instruments.ports import free_port_run  # noqa: E402
 
 CONFIG = REPO / "lab_configs" / "two_node_link.yaml"
+TARGET_MEDIAN, TARGET_P99 = 1.25, 1.5
 
 
 # -- bare pyzmq ----------------------------------------------------------------------------
-def _bare_pub(port: int, count: int, period: float, subscribers: int,
-              key_dir: Path | None) -> None:
+def _bare_pub(port: int, key_dir: Path | None, epoch_ns: int, period_ns: int,
+              slots: TimeSlots, end_ns: int, stop: Any) -> None:
+    """Every `period_ns` on the epoch's grid that falls in `slots`, until `end_ns`: one frame
+    holding its send time (monotonic ns, stamped right before the send)."""
     import zmq
 
-    precise_timers()
     context = zmq.Context()
     pub = context.socket(zmq.PUB)
     authenticator = None
@@ -89,100 +87,111 @@ def _bare_pub(port: int, count: int, period: float, subscribers: int,
         make_curve_server(pub, key_dir, "station")
     pub.sndhwm = 1_000_000
     pub.bind(f"tcp://127.0.0.1:{port}")
-    ready = context.socket(zmq.PULL)
-    ready.bind(f"tcp://127.0.0.1:{port + 1}")
-    for _ in range(subscribers):
-        ready.recv()
-    time.sleep(0.3)  # every subscription has reached the PUB
     pad = bytes(24)
-    next_t = time.monotonic()
-    for _ in range(count):
-        next_t += period
-        delay = next_t - time.monotonic()
+    tick = (time.monotonic_ns() - epoch_ns) // period_ns + 1
+    while not stop:
+        due_ns = tick * period_ns
+        tick += 1
+        if epoch_ns + due_ns > end_ns:
+            break
+        if not slots.contains(due_ns * 1000):
+            continue
+        delay = (epoch_ns + due_ns - time.monotonic_ns()) * 1e-9
         if delay > 0:
             time.sleep(delay)
         pub.send(struct.pack("<q", time.monotonic_ns()) + pad)
-    time.sleep(0.2)
     pub.send(b"end")
     pub.close(linger=1000)
-    ready.close()
     if authenticator is not None:
         authenticator.stop()
     context.term()
 
 
-def _bare_sub(port: int, out: str, key_dir: Path | None, name: str) -> None:
+def _bare_sub(port: int, key_dir: Path | None, name: str, out: str, stop: Any) -> None:
+    """Until the publisher's "end": per frame (send ns, receipt ns) to `out`."""
     import zmq
 
-    precise_timers()
     context = zmq.Context()
     sub = context.socket(zmq.SUB)
     if key_dir is not None:
         make_curve_client(sub, key_dir, name, "station")
     sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.rcvtimeo = 20_000
+    sub.rcvtimeo = 1000  # longer than any gap between our slots: only so `stop` is seen
     sub.connect(f"tcp://127.0.0.1:{port}")
-    push = context.socket(zmq.PUSH)
-    push.connect(f"tcp://127.0.0.1:{port + 1}")
-    time.sleep(0.2)
-    push.send(b"ready")
-    latencies = []
-    while True:
-        frame = sub.recv()
+    rows = []
+    while not stop:
+        try:
+            frame = sub.recv()
+        except zmq.Again:
+            continue
         now = time.monotonic_ns()
         if frame == b"end":
             break
-        latencies.append(now - struct.unpack_from("<q", frame)[0])
-    np.save(out, np.array(latencies, np.int64))
+        rows.append((struct.unpack_from("<q", frame)[0], now))
+    np.save(out, np.array(rows, np.int64).reshape(-1, 2))
     sub.close()
-    push.close()
     context.term()
 
 
-def bare(subscribers: int, count: int, period: float, workdir: Path, *,
-         curve: bool) -> np.ndarray:
-    """Per message: the later arrival over the subscribers, s."""
-    context = multiprocessing.get_context("spawn")
-    port = free_port_run(2)
-    key_dir = workdir / "keys" if curve else None
-    names = ["node_a", "node_b", "orchestrator"][:subscribers]
-    outs = [str(workdir / f"bare_{subscribers}_{i}.npy") for i in range(subscribers)]
-    subs = [context.Process(target=_bare_sub, args=(port, out, key_dir, name))
-            for out, name in zip(outs, names, strict=True)]
-    for proc in subs:
-        proc.start()
-    pub = context.Process(target=_bare_pub, args=(port, count, period, subscribers, key_dir))
-    pub.start()
-    for proc in [pub, *subs]:
-        proc.join(120)
-    arrays = [np.load(out) for out in outs]
-    n = min(len(a) for a in arrays)
-    return np.max([a[:n] for a in arrays], axis=0) * 1e-9
+@dataclasses.dataclass(frozen=True)
+class _Bare:
+    label: str
+    curve: bool
+    outs: tuple[str, str]
+
+    def start(self, group: ProcessGroup, workdir: Path, epoch_ns: int, period_ns: int,
+              slots: TimeSlots, end_ns: int) -> None:
+        port = free_port_run(1)
+        key_dir = workdir / "keys" if self.curve else None
+        for name, out in zip(("node_a", "node_b"), self.outs, strict=True):
+            group.start(f"{name}_{port}", _bare_sub, port, key_dir, name, out)
+        group.start(f"pub_{port}", _bare_pub, port, key_dir, epoch_ns, period_ns, slots,
+                    end_ns)
+
+    def latency_s(self, warmup_s: float) -> np.ndarray:
+        """The later arrival per frame both subscribers got, in send order, after warmup."""
+        a, b = (np.load(out) for out in self.outs)
+        common, ia, ib = np.intersect1d(a[:, 0], b[:, 0], return_indices=True)
+        later = np.maximum(a[ia, 1], b[ib, 1]) - common
+        keep = common >= common[0] + round(warmup_s * 1e9) if len(common) else []
+        return later[keep] * 1e-9
 
 
-# -- ours ----------------------------------------------------------------------------------
-def ours(rate: float, seconds: float, workdir: Path, *, curve: bool, tag: str,
-         receive: Literal["blocking", "poller"] = "blocking", requests: bool = False,
-         handling_delay: float = 0.0, yield_after_receipt: bool = True,
-         warmup: float = 0.0) -> LinkReport:
-    config = load_network_config(CONFIG)
-    config = config.with_ports(free_port_run(3))
-    config = type(config)(**{**config.__dict__, "key_dir": workdir / "keys",
-                             "run_dir": workdir / "runs"})
-    plan = plan_lab(config, pairs=10**7 if requests else 1, run_dir=workdir / "runs" / tag,
-                    epoch_ns=time.monotonic_ns(), goodness=0.5, expected_pair_rate=rate,
-                    curve=curve, max_seconds=seconds + 30)
-    plan = dataclasses.replace(plan, nodes={
-        name: dataclasses.replace(node, receive=receive, handling_delay=handling_delay,
-                                  yield_after_receipt=yield_after_receipt)
-        for name, node in plan.nodes.items()})
-    source = functools.partial(PeriodicHeralds, round(1e12 / rate))
+@dataclasses.dataclass(frozen=True)
+class _Ours:
+    label: str
+    curve: bool
+    plan: LabPlan
+
+    def start(self, group: ProcessGroup, slots: TimeSlots, period_ps: int) -> None:
+        start_lab(group, self.plan, functools.partial(PeriodicHeralds, period_ps, slots=slots),
+                  orchestrator=False)
+
+    def report(self, warmup_s: float) -> LinkReport:
+        return read_report(self.plan, warmup_s=warmup_s)
+
+
+def _plan(workdir: Path, tag: str, *, curve: bool, epoch_ns: int, rate: float,
+          seconds: float, pairs: int = 1) -> LabPlan:
+    config = load_network_config(CONFIG).with_ports(free_port_run(3))
+    config = dataclasses.replace(config, key_dir=workdir / "keys", run_dir=workdir / "runs")
+    return plan_lab(config, pairs=pairs, run_dir=workdir / "runs" / tag, epoch_ns=epoch_ns,
+                    goodness=0.5, expected_pair_rate=rate, curve=curve,
+                    max_seconds=seconds)
+
+
+def ours(rate: float, seconds: float, workdir: Path, *, curve: bool, tag: str) -> LinkReport:
+    """Our lab alone, heralds at `rate` for `seconds` (the throughput runs)."""
+    plan = _plan(workdir, tag, curve=curve, epoch_ns=time.monotonic_ns(), rate=rate,
+                 seconds=seconds + 30)
     with ProcessGroup() as group:
-        start_lab(group, plan, source, orchestrator=requests)
-        time.sleep(seconds + warmup + 1.0)  # ~1 s to start the processes and connect
-    return read_report(plan, warmup_s=warmup)
+        start_lab(group, plan, functools.partial(PeriodicHeralds, round(1e12 / rate)),
+                  orchestrator=False)
+        time.sleep(seconds + 1.0)  # ~1 s to start the processes and connect
+    return read_report(plan)
 
 
+# -- statistics ----------------------------------------------------------------------------
 def _stats(x: np.ndarray) -> tuple[float, float, float]:
     if not len(x):
         return float("nan"), float("nan"), float("nan")
@@ -194,79 +203,129 @@ def _us(x: float) -> str:
     return f"{x * 1e6:7.1f} us"
 
 
-_HEAD = f"    {'':<52}{'median':>10}{'p99':>11}{'max':>11}{'n':>7}"
+_HEAD = f"    {'':<46}{'median':>10}{'p99':>11}{'max':>11}{'n':>7}"
 
 
 def _row(label: str, x: np.ndarray) -> str:
     median, p99, top = _stats(x)
-    return f"    {label:<52}{_us(median)}{_us(p99)} {_us(top)}{len(x):>7}"
+    return f"    {label:<46}{_us(median)}{_us(p99)} {_us(top)}{len(x):>7}"
+
+
+def _ratio_interval(x: np.ndarray, ref: np.ndarray, block: int, q: float,
+                    draws: int = 400) -> tuple[float, float]:
+    """95 % block-bootstrap interval of percentile(x, q) / percentile(ref, q). Blocks of
+    `block` consecutive samples (one slot's worth) keep the slots' correlations."""
+    rng = np.random.default_rng(20261126)
+
+    def blocks(y: np.ndarray) -> list[np.ndarray]:
+        return [y[i:i + block] for i in range(0, len(y), block)]
+
+    bx, br = blocks(x), blocks(ref)
+    ratios = []
+    for _ in range(draws):
+        sx = np.concatenate([bx[i] for i in rng.integers(len(bx), size=len(bx))])
+        sr = np.concatenate([br[i] for i in rng.integers(len(br), size=len(br))])
+        ratios.append(np.percentile(sx, q) / np.percentile(sr, q))
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
+# -- the latency run -----------------------------------------------------------------------
+_BARE_ON, _BARE_OFF = "bare fan-out, CURVE on", "bare fan-out, CURVE off"
+_OURS_ON, _OURS_OFF = "ours, CURVE on", "ours, CURVE off"
+
+
+def _session(args: argparse.Namespace, workdir: Path, tag: str,
+             labels: tuple[str, str]) -> dict[str, np.ndarray]:
+    """Both setups at once, each in its own slots in turn; each one's later-arrival latency
+    (ours: (a)), in the order sent."""
+    period_ns = round(1e9 / args.rate)
+    slot_ps = round(args.slot * 1e12)
+    epoch_ns = time.monotonic_ns()
+    end_ns = epoch_ns + round((args.warmup + args.seconds + 2.0) * 1e9)
+    setups: list[_Bare | _Ours] = []
+    for i, label in enumerate(labels):
+        curve = "CURVE on" in label
+        if label.startswith("ours"):
+            plan = _plan(workdir, f"{tag}_{i}", curve=curve, epoch_ns=epoch_ns, rate=args.rate,
+                         seconds=(end_ns - time.monotonic_ns()) * 1e-9)
+            setups.append(_Ours(label, curve, plan))
+        else:
+            setups.append(_Bare(label, curve, (str(workdir / f"{tag}_{i}_a.npy"),
+                                               str(workdir / f"{tag}_{i}_b.npy"))))
+    with contextlib.ExitStack() as stack:
+        for i, setup in enumerate(setups):
+            group = stack.enter_context(ProcessGroup())
+            slots = TimeSlots(len(setups) * slot_ps, i * slot_ps, slot_ps)
+            if isinstance(setup, _Ours):
+                setup.start(group, slots, period_ns * 1000)
+            else:
+                setup.start(group, workdir, epoch_ns, period_ns, slots, end_ns)
+        time.sleep(max(0.0, (end_ns - time.monotonic_ns()) * 1e-9) + 1.5)
+    samples: dict[str, np.ndarray] = {}
+    print(_HEAD)
+    for setup, label in zip(setups, labels, strict=True):
+        key = label if label not in samples else f"{label} (2nd)"
+        if isinstance(setup, _Ours):
+            report = setup.report(args.warmup)
+            samples[key] = report.handoff_latency_s
+            print(_row(f"{key} (a)", report.handoff_latency_s))
+            print(_row(f"{key} (b)", report.latency_s))
+        else:
+            samples[key] = setup.latency_s(args.warmup)
+            print(_row(key, samples[key]))
+    return samples
+
+
+def _compare(args: argparse.Namespace, x: np.ndarray, ref: np.ndarray, what: str,
+             targets: bool) -> None:
+    """Median and p99 ratio of `x` to `ref`, with a 95 % interval and per quarter."""
+    if not len(x) or not len(ref):
+        print(f"    {what}: no samples")
+        return
+    block = max(1, round(args.slot * args.rate))
+    for name, q, target in (("median", 50, TARGET_MEDIAN), ("p99", 99, TARGET_P99)):
+        ratio = np.percentile(x, q) / np.percentile(ref, q)
+        low, high = _ratio_interval(x, ref, block, q)
+        quarters = ", ".join(
+            f"{np.percentile(a, q) / np.percentile(b, q):.2f}"
+            for a, b in zip(np.array_split(x, 4), np.array_split(ref, 4), strict=True))
+        verdict = (f" (target <= {target}x: {'MET' if ratio <= target else 'not met'})"
+                   if targets else "")
+        print(f"    {what}: {name} {ratio:.2f}x [{low:.2f}, {high:.2f}]{verdict}; "
+              f"quarters {quarters}")
 
 
 def latency(args: argparse.Namespace, workdir: Path) -> None:
-    count = int(args.seconds * args.rate)
-    period = 1 / args.rate
-    print(f"latency: {args.rate:g} heralds/s, {args.seconds:g} s per run, {args.rounds} "
-          f"interleaved rounds; same-host monotonic clock; later of the two receivers")
+    print(f"latency: {args.rate:g} heralds/s; in each session two setups run at once, each "
+          f"in its own {args.slot * 1e3:g} ms slots in turn, {args.seconds:g} s after a "
+          f"{args.warmup:g} s warm-up; the later of the two receivers")
     print("  (a) = station hand-off (right before encode+send) -> node receipt [targets]")
     print("  (b) = simulated decision time -> node receipt (adds the station's pacing)")
-    one = bare(1, count, period, workdir, curve=False)
-    print(_HEAD)
-    print(_row("bare PUB/SUB one-way (1 SUB), no CURVE", one))
-    ratios: dict[str, list[tuple[float, float]]] = {}
-    pooled: dict[str, list[np.ndarray]] = {}
-    for round_ in range(args.rounds):
-        print(f"  round {round_ + 1}")
-        print(_HEAD)
-        ref = {curve: bare(2, count, period, workdir, curve=curve) for curve in (False, True)}
-        runs: list[tuple[str, bool, dict[str, Any]]] = [
-            ("ours CURVE on", True, {}), ("ours CURVE off", False, {})]
-        if "poller" in args.variants:
-            runs.append(("ours CURVE on, node Poller", True, {"receive": "poller"}))
-        if "noyield" in args.variants:
-            runs.append(("ours CURVE on, no yield after receipt", True,
-                         {"yield_after_receipt": False}))
-        if "deferred" in args.variants:
-            runs.append(("ours CURVE on, handling deferred 0.2 ms", True,
-                         {"handling_delay": 0.0002}))
-        if "requests" in args.variants:
-            runs.append(("ours CURVE on, pairs requested", True, {"requests": True}))
-        for curve in (False, True):
-            label = f"bare fan-out, CURVE {'on' if curve else 'off'}"
-            print(_row(label, ref[curve]))
-            pooled.setdefault(label, []).append(ref[curve])
-        results: list[tuple[str, bool, LinkReport]] = []
-        for label, curve, options in runs:
-            report = ours(args.rate, args.seconds, workdir, curve=curve,
-                          tag=f"lat_{round_}_{len(results)}", warmup=args.warmup, **options)
-            results.append((label, curve, report))
-            for kind, x in (("(a)", report.handoff_latency_s), ("(b)", report.latency_s)):
-                print(_row(f"{label} {kind}", x))
-                pooled.setdefault(f"{label} {kind}", []).append(x)
-        for label, curve, report in results:
-            base_median, base_p99, _ = _stats(ref[curve])
-            median, p99, _ = _stats(report.handoff_latency_s)
-            key = f"{label} (a) / bare fan-out CURVE {'on' if curve else 'off'}"
-            ratios.setdefault(key, []).append((median / base_median, p99 / base_p99))
-            print(f"    {key}: median {median / base_median:.2f}x, p99 "
-                  f"{p99 / base_p99:.2f}x")
-        curve_cost = _stats(ref[True])[0] - _stats(ref[False])[0]
-        print(f"    CURVE cost, bare fan-out median: {curve_cost * 1e6:+.1f} us")
-    print(f"  pooled over {args.rounds} rounds")
-    print(_HEAD)
-    for label, xs in pooled.items():
-        print(_row(label, np.concatenate(xs)))
-    print("  ratios, median over rounds (targets: median <= 1.25x, p99 <= 1.5x)")
-    for key, values in ratios.items():
-        m, p = np.median(np.array(values), axis=0)
-        each = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in values)
-        verdict = "MET" if m <= 1.25 and p <= 1.5 else "not met"
-        print(f"    {key}: median {m:.2f}x, p99 {p:.2f}x -> {verdict}   (rounds: {each})")
+    print("  ratios: [95 % block-bootstrap interval]; then per quarter of the session")
+    if args.check_method:
+        sessions = [(_BARE_ON, _BARE_ON)]
+    else:
+        sessions = [(_BARE_ON, _OURS_ON), (_BARE_OFF, _OURS_OFF), (_BARE_OFF, _BARE_ON)]
+    for i, labels in enumerate(sessions):
+        print(f"  session {i + 1}: {labels[0]} | {labels[1]}")
+        samples = _session(args, workdir, f"lat{i}", labels)
+        ref, x = samples[labels[0]], list(samples.values())[1]
+        if labels[1].startswith("ours"):
+            _compare(args, x, ref, f"{labels[1]} (a) / {labels[0]}", targets=True)
+        elif labels[1] == labels[0]:
+            _compare(args, x, ref, "second / first (should be 1)", targets=False)
+        else:
+            _compare(args, x, ref, "CURVE on / off", targets=False)
+            print(f"    CURVE cost: median {(np.median(x) - np.median(ref)) * 1e6:+.1f} us, "
+                  f"p99 {(np.percentile(x, 99) - np.percentile(ref, 99)) * 1e6:+.1f} us")
 
 
 def throughput(args: argparse.Namespace, workdir: Path) -> None:
-    print(f"throughput ({args.throughput:g} heralds/s offered, {args.seconds:g} s)")
+    seconds = args.throughput_seconds
+    print(f"throughput ({args.throughput:g} heralds/s offered, {seconds:g} s)")
     for curve in (True, False):
-        report = ours(args.throughput, args.seconds, workdir, curve=curve,
+        report = ours(args.throughput, seconds, workdir, curve=curve,
                       tag=f"tp_{curve}")
         station = report.extra["station"]
         published = station.get("heralds_published", 0)
@@ -288,15 +347,20 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=0.5,
-                        help="s of our runs left out at the start")
+    parser.add_argument("--seconds", type=float, default=40.0,
+                        help="s of latency measurement, shared by the setups")
+    parser.add_argument("--throughput-seconds", type=float, default=3.0,
+                        help="s per throughput run")
+    parser.add_argument("--slot", type=float, default=0.1,
+                        help="s each latency setup publishes before the next one's turn")
+    parser.add_argument("--warmup", type=float, default=3.0,
+                        help="s of each latency setup left out at the start")
     parser.add_argument("--rate", type=float, default=1000.0, help="heralds/s for latency")
     parser.add_argument("--throughput", type=float, default=1_000_000.0,
                         help="heralds/s offered for throughput")
-    parser.add_argument("--variants", nargs="*", default=[],
-                        choices=("poller", "requests", "deferred", "noyield"))
+    parser.add_argument("--check-method", action="store_true",
+                        help="a second bare fan-out in place of ours (CURVE on): its ratio "
+                             "shows what the method resolves")
     parser.add_argument("--only", choices=("latency", "throughput"), default=None)
     args = parser.parse_args()
     config = load_network_config(CONFIG)

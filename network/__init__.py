@@ -8,8 +8,8 @@ TCP (addresses from the lab config), every socket CURVE-authenticated. The curat
   `require_keys`; the process entry points `run_station`, `run_node_agent`,
   `run_orchestrator` and their settings;
 - herald sources for the station: anything with ``run_until(station_time_ps)`` (the
-  simulated link is built by `qnetlab link`), or the test signal `PeriodicHeralds`;
-  `StationFaults` for fault injection.
+  simulated link is built by `qnetlab link`), or the test signal `PeriodicHeralds`
+  (optionally only in `TimeSlots`); `StationFaults` for fault injection.
 
 The wire format (`network.messages`), keys (`network.keys`), sequence tracking
 (`network.tracker`) and clock sync (`network.clock`) are imported from their modules.
@@ -20,7 +20,13 @@ from .config import NetworkConfig, load_network_config
 from .lab import LabPlan, LinkReport, plan_lab, read_report, require_keys, start_lab
 from .node_agent import NodeSettings, run_node_agent
 from .orchestrator import OrchestratorSettings, run_orchestrator
-from .station import PeriodicHeralds, StationFaults, StationSettings, run_station
+from .station import (
+    PeriodicHeralds,
+    StationFaults,
+    StationSettings,
+    TimeSlots,
+    run_station,
+)
 
 __all__ = [
     "LabPlan",
@@ -32,6 +38,7 @@ __all__ = [
     "ProcessGroup",
     "StationFaults",
     "StationSettings",
+    "TimeSlots",
     "load_network_config",
     "plan_lab",
     "read_report",

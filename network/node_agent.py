@@ -128,8 +128,10 @@ class NodeSettings:
     receive: Literal["blocking", "poller"] = "blocking"
     """How heralds are waited for: a blocking recv on the herald socket (see the module
     docstring), or one zmq.Poller over all three sockets (kept for comparison)."""
-    idle_check: float = 0.002
-    """s: the longest a blocking herald recv waits before the other sockets are looked at."""
+    idle_check: float = 0.01
+    """s: the longest a blocking herald recv waits before the other sockets are looked at
+    (only matters while no heralds come: after each herald they are looked at anyway). Each
+    idle wake costs the machine a few us of CPU, so not much below the heartbeat period."""
     yield_after_receipt: bool = True
     """Give up the CPU once (sched_yield) between stamping a herald's receipt and handling
     it, so a receive that is runnable on the same core (the other node's, on one host) goes

@@ -169,25 +169,44 @@ class HeraldBatch:
 _PERIODIC_DTYPE = np.dtype([("attempt_id", "<u8"), ("time_ps", "<i8"), ("bell_state", "u1")])
 
 
-class PeriodicHeralds:
-    """A test-signal herald source: one herald every `period_ps`, no ground truth. For the
-    benchmark and the fault tests, which need a known, steady herald rate.
-    ``functools.partial(PeriodicHeralds, period_ps)`` is a `HeraldSourceFactory`."""
+@dataclass(frozen=True)
+class TimeSlots:
+    """Repeating windows of station time: every `cycle_ps`, from `offset_ps` for `length_ps`.
+    A benchmark gives each setup on one machine its own slots, so that setups measured in the
+    same run alternate every few hundred ms and share whatever the machine is doing."""
 
-    def __init__(self, period_ps: int, *, start_ps: int) -> None:
+    cycle_ps: int
+    offset_ps: int
+    length_ps: int
+
+    def contains(self, time_ps: np.ndarray | int) -> np.ndarray | bool:
+        return (np.asarray(time_ps) - self.offset_ps) % self.cycle_ps < self.length_ps
+
+
+class PeriodicHeralds:
+    """A test-signal herald source: one herald every `period_ps` (only inside `slots`, if
+    given), no ground truth. For the benchmark and the fault tests, which need a known, steady
+    herald rate. ``functools.partial(PeriodicHeralds, period_ps)`` is a
+    `HeraldSourceFactory`."""
+
+    def __init__(self, period_ps: int, *, start_ps: int, slots: TimeSlots | None = None) -> None:
         self.period_ps, self.start_ps = int(period_ps), int(start_ps)
+        self.slots = slots
         self.next_id = 0
 
     def run_until(self, station_time_ps: int) -> HeraldBatch:
         end = max(self.next_id, (station_time_ps - self.start_ps) // self.period_ps + 1)
         ids = np.arange(self.next_id, end, dtype=np.uint64)
+        times = self.start_ps + ids.astype(np.int64) * self.period_ps
+        first, self.next_id = self.next_id, int(end)
+        if self.slots is not None:
+            on = np.asarray(self.slots.contains(times), bool)
+            ids, times = ids[on], times[on]
         heralds = np.empty(len(ids), _PERIODIC_DTYPE)
         heralds["attempt_id"] = ids
-        heralds["time_ps"] = self.start_ps + ids.astype(np.int64) * self.period_ps
+        heralds["time_ps"] = times
         heralds["bell_state"] = ids % 2
-        batch = HeraldBatch(len(ids), self.next_id, heralds)
-        self.next_id = int(end)
-        return batch
+        return HeraldBatch(int(end) - first, first, heralds)
 
 
 def station_now_ps(epoch_ns: int) -> int:
