@@ -174,7 +174,8 @@ def _fidelity_ok(value: float) -> bool:
 
 @dataclass(frozen=True)
 class AttemptStats(_Fixed):
-    """Attempts made on a link in a window, and how many were heralded."""
+    """Attempts made on a link in a window, how many were heralded, and how many heralds
+    have been decided so far."""
 
     link: int
     first_attempt_id: int
@@ -182,8 +183,12 @@ class AttemptStats(_Fixed):
     heralds: int
     window_end_ps: int
     """Station time (ps) at the end of the window."""
+    heralds_decided: int
+    """Heralds of the link decided (due, and so published) so far: one past the highest seq.
+    A node that has not seen a seq below it asks for it, so the lost tail of a stream (no
+    later herald to reveal the gap) is found too."""
     TYPE: ClassVar[MsgType] = MsgType.ATTEMPT_STATS
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQQQq")
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQQQqQ")
 
     def _check(self) -> str:
         return "" if self.heralds <= self.attempts else "more heralds than attempts"

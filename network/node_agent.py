@@ -7,7 +7,8 @@ Sockets (all CURVE clients that trust only the configured server keys):
 - DEALER to the orchestrator: Heartbeat (liveness; seq 0 after a restart), ACK, OK and ERR
   out; CREATE, and the orchestrator's verdicts (OK = delivered, ERR = released) in.
 
-Every herald is classified by a `SequenceTracker`; a gap is asked for again (up to
+Every herald is classified by a `SequenceTracker`; a gap (a seq jumped over, or one below the
+count of decided heralds in the station's AttemptStats: a lost tail) is asked for again (up to
 ``resend_attempts`` times, ``resend_timeout`` apart) and then given up (LOST). A herald
 older than the memory cutoff at arrival is expired (ERR EXPIRED), never OK'd. After a
 (re)start the node asks the station's history for the last ``resync_depth`` heralds before
@@ -357,6 +358,17 @@ class _Node:
         rows["seq"] = seqs
         self.log_pairs(rows, PairEvent.LOST, self.station_ps(time.monotonic_ns()) or 0)
 
+    def on_attempt_stats(self, stats: AttemptStats) -> None:
+        """The station's count of decided heralds: any below it not seen yet is a gap (the
+        only way a lost tail of the stream shows, when no later herald comes)."""
+        self.counters["attempt_stats"] += 1
+        if self.base is None or stats.link != self.s.link_id:
+            return  # before the first herald the resync sets the base; another link's
+        unseen = self.tracker.expect_through(stats.heralds_decided - 1 - self.base)
+        if unseen:
+            self.counters["tail_gaps"] += unseen
+            self.request_gaps()
+
     # -- station liveness and clock -------------------------------------------------------
     def on_station_heartbeat(self, beat: Heartbeat) -> None:
         if self.station_heartbeat is not None and beat.seq >> 32 != self.station_heartbeat >> 32:
@@ -566,7 +578,7 @@ def _loop(node: _Node, s: NodeSettings, stop: Any) -> None:
         if isinstance(message, Heartbeat):
             node.on_station_heartbeat(message)
         elif isinstance(message, AttemptStats):
-            node.counters["attempt_stats"] += 1
+            node.on_attempt_stats(message)
         elif message is not None:
             node.counters["unexpected_from_station"] += 1
 

@@ -16,7 +16,8 @@ done anyway once it has waited ``max_defer_s`` (when heralds come too fast for a
 The source is computed ``lookahead_s`` ahead (refilled at half), so that work is rare. The station:
 
 - PUB (``herald_address``): HERALDS frames, a Heartbeat every ``heartbeat_period``,
-  AttemptStats every ``stats_period``. The send high-water mark is raised, and seq numbers
+  AttemptStats every ``stats_period`` (with the count of heralds decided so far, so a node
+  also finds a lost tail of the stream). The send high-water mark is raised, and seq numbers
   make any drop visible to the nodes anyway;
 - ROUTER (``request_address``): ResendRequest (answered from the `HeraldHistory`) and
   ClockRequest (answered with a ClockReply).
@@ -127,6 +128,10 @@ class StationFaults:
     delay_s: float = 0.0
     malformed_every: int = 0
     """A malformed frame is published after every n-th herald frame."""
+    drop_tail_from: int | None = None
+    """Heralds from this seq on are not published (they stay in the history): a stream's end
+    lost, as when a socket closes with frames still queued (libzmq issue 4660). No later
+    herald reveals the gap; only the AttemptStats' count of decided heralds does."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,10 @@ class _Station:
         self.delayed = np.zeros(0, HERALD_DTYPE)
         self.truth: list[np.ndarray] = []
         self.next_seq = 0
+        """Seq of the next herald computed."""
+        self.decided_seq = 0
+        """Seq of the next herald to fall due (every one below it has been published, or
+        withheld by an injected fault)."""
         self.computed_until_ps = station_now_ps(settings.epoch_ns)
         self.heartbeat_seq = 0
         self.incarnation = new_incarnation()
@@ -307,15 +316,21 @@ class _Station:
         cut = int(np.searchsorted(self.pending["timestamp_ps"], now_ps, side="right"))
         due, self.pending = self.pending[:cut], self.pending[cut:]
         faults = self.s.faults
-        if not (faults.skip_every or faults.delay_every):
+        if not (faults.skip_every or faults.delay_every or faults.drop_tail_from is not None):
             self._send(due, settle=True)
             self.unfiled.append(due)
+            self.decided_seq = int(due["seq"][-1]) + 1
             return True
+        self.decided_seq = int(due["seq"][-1]) + 1
         publish = np.ones(len(due), bool)
         keep = np.ones(len(due), bool)
         seqs = due["seq"].astype(np.int64)
-        if faults.skip_every:
-            skipped = seqs % faults.skip_every == faults.skip_every - 1
+        if faults.skip_every or faults.drop_tail_from is not None:
+            skipped = np.zeros(len(due), bool)
+            if faults.skip_every:
+                skipped |= seqs % faults.skip_every == faults.skip_every - 1
+            if faults.drop_tail_from is not None:
+                skipped |= seqs >= faults.drop_tail_from
             publish &= ~skipped
             if faults.skip_history:
                 keep &= ~skipped
@@ -363,7 +378,7 @@ class _Station:
             return
         self.pub.send(AttemptStats(self.s.link_id, self.stats_first_attempt,
                                    self.stats_attempts, self.stats_heralds,
-                                   self.computed_until_ps).encode())
+                                   self.computed_until_ps, self.decided_seq).encode())
         self.stats_first_attempt = None
         self.stats_attempts = self.stats_heralds = 0
 

@@ -199,6 +199,18 @@ class SequenceTracker:
         self._next = end
         return first_time
 
+    def expect_through(self, last: int) -> int:
+        """Seqs up to `last` exist (the station said so): unseen ones beyond the highest seen
+        become a gap (``gaps_detected``), to be asked for like any other. Returns how many."""
+        if last < self._next:
+            return 0
+        count = last + 1 - self._next
+        self.counters["gaps_detected"] += count
+        self._gap_first.append(self._next)
+        self._gap_last.append(last)
+        self._next = last + 1
+        return count
+
     def missing(self) -> list[tuple[int, int]]:
         """Inclusive seq ranges not yet seen (below the highest seen), oldest first."""
         return list(zip(self._gap_first, self._gap_last, strict=True))

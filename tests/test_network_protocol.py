@@ -229,6 +229,20 @@ def test_give_up_counts_losses_and_a_late_arrival_is_not_used() -> None:
         tracker.give_up(5, 4)
 
 
+def test_expected_tail_becomes_a_gap_to_ask_for() -> None:
+    tracker = SequenceTracker()
+    for seq in (0, 1, 2, 4):
+        tracker.observe(seq)
+    assert tracker.expect_through(2) == 0  # already seen: nothing new
+    assert tracker.expect_through(7) == 3  # 5, 6, 7 were decided but never came
+    assert tracker.missing() == [(3, 3), (5, 7)]
+    assert tracker.observe(6) is Arrival.FILLED_GAP
+    assert tracker.observe(8) is Arrival.NEW
+    c = tracker.counters
+    assert (c["gaps_detected"], c["recovered"]) == (4, 1)
+    assert c["gaps_detected"] == c["recovered"] + c["lost"] + 3  # 3, 5, 7 still missing
+
+
 def _lossy_stream(rng: np.random.Generator, n: int) -> np.ndarray:
     """0..n-1 with drops (5 %), local reordering (within 3 places) and duplicates (5 %) that
     arrive up to 200 places after their original."""

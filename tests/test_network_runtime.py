@@ -278,6 +278,40 @@ def test_skipped_delayed_and_malformed_frames_recovered_or_reported(tmp_path, gr
         assert report.errors["duplicates"] > 0
 
 
+def test_lost_tail_of_the_stream_found_through_attempt_stats(tmp_path, group):
+    # A 0.4 s burst of 1 kHz heralds, then none; those from seq 120 on are never published
+    # (kept in the history), as when a closing socket drops its queue. No later herald
+    # reveals the gap: only the AttemptStats' count of decided heralds can.
+    config = lab_config(tmp_path)
+    lab = plan(config, pairs=1, faults=StationFaults(drop_tail_from=120))
+    lab.run_dir.mkdir(parents=True, exist_ok=True)
+    for name, settings in lab.nodes.items():  # listening before the burst begins
+        group.start(name, run_node_agent, settings)
+    wait_for(lambda: all(any(e["event"] == "started" for e in read_events(lab.run_dir, n))
+                         for n in lab.nodes), 15, "both node agents started")
+    begin_ps = (time.monotonic_ns() - lab.station.epoch_ns) * 1000 + 2 * 10**12
+    burst = TimeSlots(cycle_ps=10**15, offset_ps=begin_ps, length_ps=400 * 10**9)
+    group.start("station", run_station, lab.station,
+                functools.partial(PeriodicHeralds, 10**9, slots=burst))
+    wait_for(lambda: all(any(e["event"] == "resync" for e in read_events(lab.run_dir, n))
+                         for n in lab.nodes), 15, "heralds at both nodes")
+    time.sleep(1.0)  # the burst is over; several AttemptStats (every 0.1 s) have gone out
+    group.stop_all()
+    station = json.loads((lab.run_dir / "station_summary.json").read_text())
+    decided = station["heralds"]  # computed, and all due by now
+    withheld = station["counters"]["skipped_by_fault"]
+    assert decided > 300 and withheld == decided - 120
+    for node in lab.nodes:
+        summary = json.loads((lab.run_dir / f"{node}_summary.json").read_text())
+        tracker, counters = summary["tracker"], summary["counters"]
+        assert counters["tail_gaps"] == withheld  # found, all of them, and only them
+        # Every withheld herald was fetched from the history; nothing was given up.
+        assert tracker["lost"] == 0
+        assert tracker["recovered"] - counters.get("resync_heralds", 0) == withheld
+        live = np.load(lab.run_dir / f"{node}_latency.npy")["seq"]
+        assert len(live) and live.max() < 120  # none of the tail came live
+
+
 def _rogue_keys(tmp_path: Path) -> Path:
     rogue = tmp_path / "rogue_keys"
     generate_lab_keys(rogue, ["rogue"])
