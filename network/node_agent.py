@@ -278,10 +278,7 @@ class _Node:
             self.latency.append(sample)
         seqs = records["seq"].astype(np.int64)
         if self.base is None:
-            self.first_seen = int(seqs.min())
-            self.base = max(0, self.first_seen - self.s.resync_depth)
-            self.counters["resync_heralds"] += self.first_seen - self.base
-            self.event("resync", first_seq=self.first_seen, base=self.base)
+            self.start_resync(int(seqs.min()))
         below = seqs < self.base
         if below.any():
             self.counters["before_resync"] += int(below.sum())
@@ -358,16 +355,28 @@ class _Node:
         rows["seq"] = seqs
         self.log_pairs(rows, PairEvent.LOST, self.station_ps(time.monotonic_ns()) or 0)
 
+    def start_resync(self, first_seen: int) -> None:
+        """Nothing seen since the (re)start, and `first_seen` is the first seq known: ask the
+        history for up to ``resync_depth`` heralds before it (the tracker's base)."""
+        self.first_seen = first_seen
+        self.base = max(0, first_seen - self.s.resync_depth)
+        self.counters["resync_heralds"] += first_seen - self.base
+        self.event("resync", first_seq=first_seen, base=self.base)
+
     def on_attempt_stats(self, stats: AttemptStats) -> None:
-        """The station's count of decided heralds: any below it not seen yet is a gap (the
-        only way a lost tail of the stream shows, when no later herald comes)."""
+        """The station's count of decided heralds: any below it not seen yet is a gap. The
+        only way a lost tail of the stream shows (no later herald comes), and how a node
+        (re)started while the link is quiet resynchronises."""
         self.counters["attempt_stats"] += 1
-        if self.base is None or stats.link != self.s.link_id:
-            return  # before the first herald the resync sets the base; another link's
-        unseen = self.tracker.expect_through(stats.heralds_decided - 1 - self.base)
-        if unseen:
+        if stats.link != self.s.link_id or stats.heralds_decided <= 0:
+            return
+        if self.base is None:
+            self.start_resync(stats.heralds_decided)
+            self.tracker.expect_through(stats.heralds_decided - 1 - self.base)
+        else:
+            unseen = self.tracker.expect_through(stats.heralds_decided - 1 - self.base)
             self.counters["tail_gaps"] += unseen
-            self.request_gaps()
+        self.request_gaps()
 
     # -- station liveness and clock -------------------------------------------------------
     def on_station_heartbeat(self, beat: Heartbeat) -> None:

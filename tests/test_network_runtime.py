@@ -312,6 +312,35 @@ def test_lost_tail_of_the_stream_found_through_attempt_stats(tmp_path, group):
         assert len(live) and live.max() < 120  # none of the tail came live
 
 
+def test_node_restarted_on_a_quiet_link_resynchronises_from_attempt_stats(tmp_path, group):
+    # A burst of heralds, then silence; node_b is restarted in the silence. No herald will
+    # come to show it where the stream is: the AttemptStats' count does.
+    config = lab_config(tmp_path)
+    lab = plan(config, pairs=1)
+    burst = TimeSlots(cycle_ps=10**15, offset_ps=2 * 10**12, length_ps=300 * 10**9)
+    start_lab(group, lab, functools.partial(PeriodicHeralds, 10**9, slots=burst),
+              orchestrator=False)
+
+    def resyncs() -> list[dict[str, Any]]:
+        return [e for e in read_events(lab.run_dir, "node_b") if e["event"] == "resync"]
+
+    wait_for(lambda: len(resyncs()) == 1, 15, "node_b hearing the burst")
+    silence = lab.station.epoch_ns + 2_300_000_000 + 200_000_000
+    time.sleep(max(0.0, (silence - time.monotonic_ns()) * 1e-9))
+    group.kill("node_b")
+    group.start("node_b", run_node_agent, lab.nodes["node_b"])
+    wait_for(lambda: len(resyncs()) == 2, 15, "node_b resynchronised after its restart")
+    time.sleep(0.5)
+    group.stop_all()
+    decided = json.loads((lab.run_dir / "station_summary.json").read_text())["heralds"]
+    assert decided > 200 and resyncs()[1]["first_seq"] == decided
+    summary = json.loads((lab.run_dir / "node_b_summary.json").read_text())
+    depth = lab.nodes["node_b"].resync_depth
+    assert summary["counters"]["resync_heralds"] == min(decided, depth)
+    assert summary["tracker"]["recovered"] == min(decided, depth)  # all fetched
+    assert summary["tracker"]["lost"] == 0
+
+
 def _rogue_keys(tmp_path: Path) -> Path:
     rogue = tmp_path / "rogue_keys"
     generate_lab_keys(rogue, ["rogue"])
