@@ -277,13 +277,12 @@ class _Node:
             sample["received_ps"] = received_ps
             self.latency.append(sample)
         seqs = records["seq"].astype(np.int64)
-        if self.base is None:
-            self.start_resync(int(seqs.min()))
-        below = seqs < self.base
+        base = self.base if self.base is not None else self.start_resync(int(seqs.min()))
+        below = seqs < base
         if below.any():
             self.counters["before_resync"] += int(below.sum())
             records, seqs = records[~below], seqs[~below]
-        use = records[self.tracker.observe_many(seqs - self.base)]
+        use = records[self.tracker.observe_many(seqs - base)]
         self.request_gaps()
         if not len(use):
             return
@@ -355,13 +354,15 @@ class _Node:
         rows["seq"] = seqs
         self.log_pairs(rows, PairEvent.LOST, self.station_ps(time.monotonic_ns()) or 0)
 
-    def start_resync(self, first_seen: int) -> None:
-        """Nothing seen since the (re)start, and `first_seen` is the first seq known: ask the
-        history for up to ``resync_depth`` heralds before it (the tracker's base)."""
+    def start_resync(self, first_seen: int) -> int:
+        """Nothing seen since the (re)start, and `first_seen` is the first seq known: the
+        tracker's base (returned) goes up to ``resync_depth`` heralds before it, so the gap
+        below `first_seen` is asked of the history."""
         self.first_seen = first_seen
-        self.base = max(0, first_seen - self.s.resync_depth)
-        self.counters["resync_heralds"] += first_seen - self.base
-        self.event("resync", first_seq=first_seen, base=self.base)
+        base = self.base = max(0, first_seen - self.s.resync_depth)
+        self.counters["resync_heralds"] += first_seen - base
+        self.event("resync", first_seq=first_seen, base=base)
+        return base
 
     def on_attempt_stats(self, stats: AttemptStats) -> None:
         """The station's count of decided heralds: any below it not seen yet is a gap. The
@@ -371,8 +372,8 @@ class _Node:
         if stats.link != self.s.link_id or stats.heralds_decided <= 0:
             return
         if self.base is None:
-            self.start_resync(stats.heralds_decided)
-            self.tracker.expect_through(stats.heralds_decided - 1 - self.base)
+            base = self.start_resync(stats.heralds_decided)
+            self.tracker.expect_through(stats.heralds_decided - 1 - base)
         else:
             unseen = self.tracker.expect_through(stats.heralds_decided - 1 - self.base)
             self.counters["tail_gaps"] += unseen
