@@ -8,6 +8,14 @@ Layout of a key directory (the `zmq.auth.create_certificates` file format)::
 A server socket (`make_curve_server`) accepts only clients whose public key is in
 ``<key_dir>/public`` (checked by the ZAP handler that `start_authenticator` runs for the
 context), so a process without a lab key can neither receive heralds nor inject one.
+
+The ZAP handler also names who holds the key: every message a server socket receives over an
+authenticated connection carries the ZAP User-Id property set to the key's owner, the name of
+its public key file (``node_a`` for ``public/node_a.key``; `key_owner` reads it). A peer's
+routing identity, by contrast, is whatever the peer chose to call itself, so any holder of
+any lab key could claim to be another process; a server that acts on who a peer is must go
+by `key_owner` (the orchestrator does, see `network.orchestrator`).
+Two key files holding one public key would make the owner ambiguous: refused.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 from instruments.errors import QnetlabError
 
@@ -115,21 +124,63 @@ def load_public_key(key_dir: Path, name: str) -> bytes:
     return _load(public_dir(key_dir) / f"{name}.key")[0]
 
 
-def start_authenticator(context: zmq.Context, key_dir: Path) -> ThreadAuthenticator:
-    """Start the ZAP handler of `context`: CURVE clients whose public key is in
-    ``<key_dir>/public`` are allowed, no one else. Call before binding server sockets;
-    `.stop()` it before terminating the context."""
+class LabAuthenticator(ThreadAuthenticator):
+    """pyzmq's ZAP handler thread, giving each allowed CURVE client its key's owner (the
+    name of its public key file) as User-Id instead of the Z85 key."""
+
+    def __init__(self, context: zmq.Context, owners: dict[bytes, str]) -> None:
+        super().__init__(context)
+        self.owners = dict(owners)
+        """Z85 public key -> owner name; read by the ZAP thread, never changed after start."""
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        # Called by the ZAP thread for allowed keys only, with the raw 32-byte key. A key the
+        # map lacks (allowed by a later configure_curve elsewhere) keeps pyzmq's Z85 id,
+        # which names no process, so it can never pass for one.
+        owner = self.owners.get(z85.encode(client_public_key))
+        return owner if owner is not None else super().curve_user_id(client_public_key)
+
+
+def key_owners(key_dir: Path) -> dict[bytes, str]:
+    """Z85 public key -> owner name (the file's stem) for every ``<key_dir>/public/*.key``.
+    Raises `KeyError_` for an unreadable file or two files holding the same key."""
     public = public_dir(key_dir)
     if not public.is_dir():
         raise KeyError_(public, "public key directory not found")
-    if not any(public.glob("*.key")):
+    owners: dict[bytes, str] = {}
+    for path in sorted(public.glob("*.key")):
+        key = _load(path)[0]  # a bad file would make zmq.auth silently allow no one
+        if key in owners:
+            raise KeyError_(path, f"same public key as {owners[key]}.key, so the key's owner "
+                            "is ambiguous", "give every process its own keypair "
+                            "(`qnetlab keys CONFIG`) and remove the copy")
+        owners[key] = path.stem
+    if not owners:
         raise KeyError_(public, "no public keys (*.key) in the key directory")
-    for path in public.glob("*.key"):
-        _load(path)  # a bad file would make zmq.auth silently allow no one
-    authenticator = ThreadAuthenticator(context)
+    return owners
+
+
+def start_authenticator(context: zmq.Context, key_dir: Path) -> LabAuthenticator:
+    """Start the ZAP handler of `context`: CURVE clients whose public key is in
+    ``<key_dir>/public`` are allowed, no one else, and each message from them carries its
+    key's owner as User-Id (`key_owner`). Call before binding server sockets; `.stop()` it
+    before terminating the context."""
+    owners = key_owners(key_dir)
+    authenticator = LabAuthenticator(context, owners)
     authenticator.start()
-    authenticator.configure_curve(domain="*", location=str(public))
+    authenticator.configure_curve(domain="*", location=str(public_dir(key_dir)))
     return authenticator
+
+
+def key_owner(frame: zmq.Frame) -> str | None:
+    """The owner of the key that authenticated the connection `frame` came in on (a frame
+    received with ``copy=False`` on a socket made by `make_curve_server` under
+    `start_authenticator`); None when the connection carries no User-Id (CURVE off)."""
+    try:
+        owner = frame.get("User-Id")
+    except zmq.ZMQError:  # EINVAL: no such property on this message
+        return None
+    return owner if isinstance(owner, str) else None
 
 
 def make_curve_server(socket: zmq.Socket, key_dir: Path, name: str) -> None:

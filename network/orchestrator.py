@@ -1,7 +1,7 @@
 """The orchestrator process: requests pairs from both nodes of a link and reconciles them.
 
-It binds a ROUTER (CURVE server) that the node agents' DEALERs connect to, identified by
-node name. Once both nodes have sent a heartbeat it sends each a CREATE (`number` pairs with
+It binds a ROUTER (CURVE server) that the node agents' DEALERs connect to (who is who: see
+below). Once both nodes have sent a heartbeat it sends each a CREATE (`number` pairs with
 the other node) and collects their ACKs and per-pair OK / ERR. A pair (link, seq) is delivered
 only when both nodes said OK: then both get an OK back (the verdict). If only one node holds
 it (the other reported ERR, or said nothing within ``reconcile_timeout``), both get ERR
@@ -13,6 +13,16 @@ the survivor holds is released, and a new CREATE asks for the rest.
 
 A CREATE with ``number == 0`` cancels a request (a convention of this orchestrator and
 `network.node_agent`). The outcome goes to ``<run_dir>/<name>_result.json``.
+
+Who speaks: with CURVE on, a node is the owner of the key that authenticated its connection
+(the ZAP User-Id, `network.keys.key_owner`), never what the peer calls itself: node agents
+leave their routing identity to the ROUTER, and replies go to the connection a node was last
+heard on. So a holder of some other lab key (the station's, say) can neither speak as a node
+(confirm pairs it never held, keep a dead node "alive") nor, by claiming a node's name as its
+routing identity first, lock the node out. Its messages are dropped, counted
+(``counters["not_a_node"]``) and, the first time for each key owner, recorded as a
+``not_a_node`` event. Without CURVE (the benchmark's comparison only) there are no keys: the
+node agents then set their routing identity to their name and that is taken as given.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from typing import Any
 
 import zmq
 
-from .keys import make_curve_server, start_authenticator
+from .keys import key_owner, make_curve_server, start_authenticator
 from .messages import NO_SEQ, Ack, Create, Decoder, Err, ErrCode, Heartbeat, Ok
 
 
@@ -82,13 +92,18 @@ class _Orchestrator:
         self.start_ps = 0
         self.restart_pending = False
         self.events: list[dict[str, Any]] = []
+        self.route = {node: node.encode() for node in s.nodes}
+        """Routing identity of the connection each node was last heard on (without CURVE, the
+        node's name, which it sets itself)."""
+        self.strangers: set[str | None] = set()
+        """Key owners already recorded as a ``not_a_node`` event."""
         self.failed = ""
 
     def now_ps(self) -> int:
         return (time.monotonic_ns() - self.s.epoch_ns) * 1000
 
     def send(self, node: str, message: Create | Ok | Err) -> None:
-        self.router.send_multipart([node.encode(), message.encode()])
+        self.router.send_multipart([self.route[node], message.encode()])
 
     def other(self, node: str) -> str:
         a, b = self.s.nodes
@@ -127,6 +142,16 @@ class _Orchestrator:
             self.on_verdict(node, message)
         elif message is not None:
             self.counters["unexpected"] += 1
+
+    def on_stranger(self, owner: str | None) -> None:
+        """A message over a connection whose key is no node of this link (None: no key
+        owner on it): dropped. One event per owner keeps a flood from growing the result
+        file; the counter has them all."""
+        self.counters["not_a_node"] += 1
+        if owner not in self.strangers:
+            self.strangers.add(owner)
+            self.events.append({"event": "not_a_node", "key_owner": owner,
+                                "t_ns": time.monotonic_ns()})
 
     def on_heartbeat(self, node: str, beat: Heartbeat) -> None:
         last = self.heartbeat.get(node)
@@ -262,7 +287,8 @@ def run_orchestrator(settings: OrchestratorSettings, stop: Any) -> None:
         router.bind(settings.address)
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
-        known = {n.encode() for n in settings.nodes}
+        known = {n.encode(): n for n in settings.nodes}
+        curve = settings.key_dir is not None
         begun = time.monotonic()
         while not stop and not orchestrator.done():
             if settings.max_seconds is not None and time.monotonic() - begun > settings.max_seconds:
@@ -271,14 +297,24 @@ def run_orchestrator(settings: OrchestratorSettings, stop: Any) -> None:
             if poller.poll(orchestrator.wait_ms()):
                 while True:
                     try:
-                        frames = router.recv_multipart(zmq.NOBLOCK)
+                        frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    if len(frames) != 2 or frames[0] not in known:
+                    if curve:  # who holds the key, whatever the peer calls itself
+                        node = key_owner(frames[-1])
+                        if node not in orchestrator.route:
+                            orchestrator.on_stranger(node)
+                            continue
+                        orchestrator.route[node] = frames[0].bytes
+                    else:
+                        node = known.get(frames[0].bytes)
+                        if node is None:
+                            orchestrator.counters["unknown_sender"] += 1
+                            continue
+                    if len(frames) != 2:
                         orchestrator.counters["unknown_sender"] += 1
                         continue
-                    orchestrator.on_message(frames[0].decode(),
-                                            orchestrator.decoder.decode(frames[1]))
+                    orchestrator.on_message(node, orchestrator.decoder.decode(frames[1].buffer))
             orchestrator.tick()
     finally:
         router.close()

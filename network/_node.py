@@ -1,0 +1,473 @@
+"""What a node agent knows and decides: its link's herald sequence, its clock to the
+station, the pairs it holds, and its side of the link layer (`Node`; the process around it is
+`network.node_agent`).
+
+Every herald is classified by a `SequenceTracker`; a gap (a seq jumped over, or one below the
+count of decided heralds in the station's AttemptStats: a lost tail) is asked for again (up to
+``resend_attempts`` times, ``resend_timeout`` apart) and then given up (LOST). A herald
+older than the memory cutoff at arrival is expired (ERR EXPIRED), never OK'd. After a
+(re)start the node asks the station's history for the last ``resync_depth`` heralds before
+the first one it sees (or, on a quiet link, before the AttemptStats' count), so it
+resynchronises without waiting. A station silent for ``heartbeat_misses`` periods is declared
+lost; a heartbeat from a new incarnation (the high half of its seq,
+`network.station.incarnation_seq`) means the station restarted: its herald seqs start again
+at 0, so the node forgets its seq state and resynchronises.
+
+Files in ``run_dir``: ``<name>_pairs.bin`` (`PAIR_LOG_DTYPE`, appended and flushed per event,
+so a crash keeps them), ``<name>_events.jsonl``, and at exit ``<name>_summary.json`` and
+``<name>_latency.npy`` (`LATENCY_DTYPE`: receipt time and latency from the station's
+decision, ps).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from collections import Counter
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import numpy as np
+import zmq
+
+from .clock import ClockSync
+from .messages import (
+    NO_SEQ,
+    Ack,
+    AttemptStats,
+    ClockReply,
+    ClockRequest,
+    Create,
+    Decoder,
+    Err,
+    ErrCode,
+    Heartbeat,
+    Ok,
+    ResendRequest,
+)
+from .station import incarnation_seq, new_incarnation
+from .tracker import Arrival, SequenceTracker, expired
+
+PAIR_LOG_DTYPE = np.dtype([("link", "<u2"), ("seq", "<u8"), ("attempt_id", "<u8"),
+                           ("herald_ps", "<i8"), ("event_ps", "<i8"), ("create_id", "<u4"),
+                           ("event", "u1")])
+"""One pair event of a node: herald and event times in station ps."""
+
+_PAIR_LOG_ROW = struct.Struct("<HQQqqIB")
+"""One `PAIR_LOG_DTYPE` row, packed without numpy (the one-herald path)."""
+assert _PAIR_LOG_ROW.size == PAIR_LOG_DTYPE.itemsize
+
+
+LATENCY_DTYPE = np.dtype([("seq", "<u8"), ("latency_ps", "<i8"), ("received_ps", "<i8")])
+"""Per herald from the PUB: this node's receipt (station time, ps) and its latency from the
+station's decision (receipt - herald timestamp, ps)."""
+
+
+class PairEvent(IntEnum):
+    OK_SENT = 1
+    """The node held a fresh pair and reported it to the orchestrator."""
+    DELIVERED = 2
+    """The orchestrator confirmed it: both nodes hold it."""
+    RELEASED = 3
+    """The orchestrator released it (ERR: the other node did not hold it, or outside the
+    request); the memory is freed."""
+    EXPIRED = 4
+    """Older than the memory cutoff at arrival: ERR EXPIRED sent, never delivered."""
+    LOST = 5
+    """Never arrived, not even by resend: ERR LOST sent."""
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    name: str
+    node_id: int
+    """sender_id of this node's heartbeats and clock requests."""
+    link_id: int
+    station_name: str
+    herald_address: str
+    request_address: str
+    orchestrator_name: str
+    orchestrator_address: str
+    key_dir: Path | None
+    run_dir: Path
+    memory_cutoff: float
+    """s"""
+    goodness: float
+    """Fidelity estimate reported with each OK (the link's expected fidelity)."""
+    expected_pair_rate: float
+    """Heralds/s, for the ACK's expected time."""
+    epoch_ns: int | None = None
+    """The station's epoch on this host's monotonic clock, when it runs on this host: station
+    time is then read exactly. None across hosts: the clock exchanges' estimate is used."""
+    heartbeat_period: float = 0.05
+    heartbeat_misses: int = 4
+    clock_period: float = 0.05
+    resend_timeout: float = 0.005
+    resend_attempts: int = 4
+    resync_depth: int = 256
+    """Heralds before the first one seen that a (re)started node asks the history for."""
+    max_seconds: float | None = None
+    receive: Literal["blocking", "poller"] = "blocking"
+    """How heralds are waited for: a blocking recv on the herald socket (see the module
+    docstring), or one zmq.Poller over all three sockets (kept for comparison)."""
+    idle_check: float = 0.01
+    """s: the longest a blocking herald recv waits before the other sockets are looked at
+    (only matters while no heralds come: after each herald they are looked at anyway). Each
+    idle wake costs the machine a few us of CPU, so not much below the heartbeat period."""
+    yield_after_receipt: bool = True
+    """Give up the CPU once (sched_yield) between stamping a herald's receipt and handling
+    it, so a receive that is runnable on the same core (the other node's, on one host) goes
+    first; costs ~1 us when nothing else is waiting. False only for comparison."""
+    handling_delay: float = 0.0
+    """s a received herald (its receipt already stamped) waits before it is handled, with
+    whatever arrives meanwhile (stamped when taken). Only for measuring, on one host, how
+    much a node's handling delays the other node's receipt: 0 in real use."""
+
+
+class Node:
+    def __init__(self, s: NodeSettings, sub: zmq.Socket, station: zmq.Socket,
+                 orchestrator: zmq.Socket, pairs: IO[bytes], events: IO[str]) -> None:
+        self.s = s
+        self.sub, self.station, self.orchestrator = sub, station, orchestrator
+        self.pairs_file, self.events_file = pairs, events
+        self.tracker = SequenceTracker()
+        self.base: int | None = None
+        self.first_seen = 0
+        """First seq heard since the (re)start: older ones are the resync from history."""
+        """Seq the tracker counts from (seq - base); None until the first herald."""
+        self.clock = ClockSync()
+        self.decoder = Decoder()
+        self.counters: Counter[str] = Counter()
+        self.latency: list[np.ndarray] = []
+        self.latency_one: list[tuple[int, int, int]] = []
+        """Latency samples of heralds taken by the one-herald path (`LATENCY_DTYPE` rows)."""
+        self.requested: dict[tuple[int, int], list[float]] = {}
+        """Missing range (tracker numbering) -> [requests sent, next deadline (monotonic s)]."""
+        self.create: Create | None = None
+        self.create_start_ps = 0
+        self.remaining = 0
+        self.held: dict[int, np.ndarray] = {}
+        """OK'd pairs awaiting the orchestrator's verdict, by seq."""
+        self.station_heartbeat: int | None = None
+        self.station_heard = time.monotonic()
+        self.station_lost = False
+        self.clock_seq = 0
+        self.clock_awaited_until = 0.0
+        """monotonic s until which a clock reply is expected (its t4 is stamped at recv)."""
+        self.heartbeat_seq = 0
+        self.incarnation = new_incarnation()
+
+    # -- time ---------------------------------------------------------------------------
+    def station_ps(self, local_ns: int) -> int | None:
+        """Station time (ps) of this node's monotonic `local_ns`; None while unknown."""
+        if self.s.epoch_ns is not None:
+            return (local_ns - self.s.epoch_ns) * 1000
+        if self.clock.ready:
+            return self.clock.to_station_ns(local_ns) * 1000
+        return None
+
+    def station_ps_many(self, local_ns: np.ndarray) -> np.ndarray | None:
+        if self.s.epoch_ns is not None:
+            return (local_ns - self.s.epoch_ns) * 1000
+        if self.clock.ready:  # one offset for the batch: drift over a batch is negligible
+            reference = int(local_ns[-1])
+            return (local_ns + (self.clock.to_station_ns(reference) - reference)) * 1000
+        return None
+
+    def event(self, kind: str, **detail: Any) -> None:
+        line = {"event": kind, "t_ns": time.monotonic_ns(), **detail}
+        self.events_file.write(json.dumps(line) + "\n")
+        self.events_file.flush()
+
+    def log_pairs(self, rows: np.ndarray, event: PairEvent, event_ps: int) -> None:
+        out = np.empty(len(rows), PAIR_LOG_DTYPE)
+        out["link"] = self.s.link_id
+        out["seq"] = rows["seq"]
+        out["attempt_id"] = rows["attempt_id"]
+        out["herald_ps"] = rows["timestamp_ps"]
+        out["event_ps"] = event_ps
+        out["create_id"] = self.create.create_id if self.create is not None else 0
+        out["event"] = event
+        self.pairs_file.write(out.tobytes())
+        self.pairs_file.flush()
+
+    def log_pair(self, seq: int, attempt_id: int, herald_ps: int, event: PairEvent,
+                 event_ps: int) -> None:
+        """`log_pairs` of one row, without numpy."""
+        create_id = self.create.create_id if self.create is not None else 0
+        self.pairs_file.write(_PAIR_LOG_ROW.pack(self.s.link_id, seq, attempt_id, herald_ps,
+                                                 event_ps, create_id, event))
+        self.pairs_file.flush()
+
+    def latency_samples(self) -> np.ndarray:
+        one = np.array(self.latency_one, LATENCY_DTYPE)
+        return np.concatenate([*self.latency, one]) if self.latency else one
+
+    # -- heralds ------------------------------------------------------------------------
+    def on_herald(self, record: np.ndarray, received_ns: int) -> None:
+        """One fresh herald (a one-row frame): the common case at any moderate rate, done in
+        plain Python, since on 2 cores the node's CPU time right after a herald delays the
+        other node's receipt. Anything unusual (no seq base yet, another link, out of order,
+        no station time) goes to `on_heralds`, whose outcome is the same."""
+        link, seq, attempt_id, _, herald_ps = record.item(0)
+        base = self.base
+        if (base is None or link != self.s.link_id or seq - base != self.tracker.next_seq):
+            self.on_heralds(record, received_ns, fresh=True)
+            return
+        received_ps = self.station_ps(received_ns)
+        if received_ps is None:
+            self.on_heralds(record, received_ns, fresh=True)
+            return
+        self.latency_one.append((seq, received_ps - herald_ps, received_ps))
+        arrival = self.tracker.observe(seq - base)
+        assert arrival is Arrival.NEW
+        now_ps = self.station_ps(time.monotonic_ns())
+        assert now_ps is not None
+        old = expired(herald_ps, now_ps, self.s.memory_cutoff)
+        if old:
+            self.counters["expired"] += 1
+        create = self.create
+        if create is None or herald_ps < self.create_start_ps:
+            return
+        if old:
+            self.send_orchestrator(Err(create.create_id, self.s.link_id, seq, ErrCode.EXPIRED))
+            self.log_pair(seq, attempt_id, herald_ps, PairEvent.EXPIRED, now_ps)
+            return
+        self.send_orchestrator(Ok(create.create_id, self.s.link_id, seq, self.s.goodness,
+                                  now_ps))
+        self.held[seq] = record
+        self.log_pair(seq, attempt_id, herald_ps, PairEvent.OK_SENT, now_ps)
+        self.counters["ok_sent"] += 1
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.create = None
+
+    def on_heralds(self, records: np.ndarray, received_ns: int | np.ndarray,
+                   fresh: bool) -> None:
+        if bool((records["link"] != self.s.link_id).any()):
+            self.counters["other_link"] += int((records["link"] != self.s.link_id).sum())
+            records = records[records["link"] == self.s.link_id]
+            if not len(records):
+                return
+        received_ps = (self.station_ps_many(received_ns) if isinstance(received_ns, np.ndarray)
+                       else self.station_ps(received_ns))
+        if fresh and received_ps is not None:
+            sample = np.empty(len(records), LATENCY_DTYPE)
+            sample["seq"] = records["seq"]
+            sample["latency_ps"] = received_ps - records["timestamp_ps"]
+            sample["received_ps"] = received_ps
+            self.latency.append(sample)
+        seqs = records["seq"].astype(np.int64)
+        base = self.base if self.base is not None else self.start_resync(int(seqs.min()))
+        below = seqs < base
+        if below.any():
+            self.counters["before_resync"] += int(below.sum())
+            records, seqs = records[~below], seqs[~below]
+        use = records[self.tracker.observe_many(seqs - base)]
+        self.request_gaps()
+        if not len(use):
+            return
+        now_ps = self.station_ps(time.monotonic_ns())
+        if now_ps is None:  # no time reference yet: cannot judge age, so cannot use them
+            self.counters["no_clock"] += len(use)
+            return
+        old = np.asarray(expired(use["timestamp_ps"], now_ps, self.s.memory_cutoff), bool)
+        resync = use["seq"].astype(np.int64) < self.first_seen
+        self.counters["expired"] += int((old & ~resync).sum())
+        self.counters["resync_expired"] += int((old & resync).sum())
+        if self.create is None:
+            return
+        in_request = use["timestamp_ps"] >= self.create_start_ps
+        stale = use[old & in_request]
+        for row in stale:
+            self.send_orchestrator(Err(self.create.create_id, self.s.link_id, int(row["seq"]),
+                                       ErrCode.EXPIRED))
+        if len(stale):
+            self.log_pairs(stale, PairEvent.EXPIRED, now_ps)
+        good = use[~old & in_request][:self.remaining]
+        for i in range(len(good)):
+            seq = int(good["seq"][i])
+            self.send_orchestrator(Ok(self.create.create_id, self.s.link_id, seq,
+                                      self.s.goodness, now_ps))
+            self.held[seq] = good[i:i + 1]
+        if len(good):
+            self.log_pairs(good, PairEvent.OK_SENT, now_ps)
+            self.counters["ok_sent"] += len(good)
+            self.remaining -= len(good)
+            if self.remaining <= 0:
+                self.create = None
+
+    def request_gaps(self) -> None:
+        assert self.base is not None or not self.tracker.missing()
+        now = time.monotonic()
+        missing = self.tracker.missing()
+        for key in list(self.requested):
+            if key not in missing:
+                del self.requested[key]
+        for first, last in missing:
+            state = self.requested.get((first, last))
+            if state is not None and now < state[1]:
+                continue
+            if state is not None and state[0] >= self.s.resend_attempts:
+                self.give_up(first, last)
+                del self.requested[(first, last)]
+                continue
+            base = self.base or 0
+            self.station.send(ResendRequest(self.s.link_id, base + first, base + last).encode())
+            self.counters["resend_requests"] += 1
+            if state is None:
+                self.requested[(first, last)] = [1, now + self.s.resend_timeout]
+            else:
+                state[0] += 1
+                state[1] = now + self.s.resend_timeout
+
+    def give_up(self, first: int, last: int) -> None:
+        self.tracker.give_up(first, last)
+        if self.create is None:
+            return
+        base = self.base or 0
+        seqs = np.arange(base + first, base + min(last, first + 1023) + 1, dtype=np.uint64)
+        for seq in seqs:
+            self.send_orchestrator(Err(self.create.create_id, self.s.link_id, int(seq),
+                                       ErrCode.LOST))
+        rows = np.zeros(len(seqs), [("seq", "<u8"), ("attempt_id", "<u8"),
+                                    ("timestamp_ps", "<i8")])
+        rows["seq"] = seqs
+        self.log_pairs(rows, PairEvent.LOST, self.station_ps(time.monotonic_ns()) or 0)
+
+    def start_resync(self, first_seen: int) -> int:
+        """Nothing seen since the (re)start, and `first_seen` is the first seq known: the
+        tracker's base (returned) goes up to ``resync_depth`` heralds before it, so the gap
+        below `first_seen` is asked of the history."""
+        self.first_seen = first_seen
+        base = self.base = max(0, first_seen - self.s.resync_depth)
+        self.counters["resync_heralds"] += first_seen - base
+        self.event("resync", first_seq=first_seen, base=base)
+        return base
+
+    def on_attempt_stats(self, stats: AttemptStats) -> None:
+        """The station's count of decided heralds: any below it not seen yet is a gap. The
+        only way a lost tail of the stream shows (no later herald comes), and how a node
+        (re)started while the link is quiet resynchronises."""
+        self.counters["attempt_stats"] += 1
+        if stats.link != self.s.link_id or stats.heralds_decided <= 0:
+            return
+        if self.base is None:
+            base = self.start_resync(stats.heralds_decided)
+            self.tracker.expect_through(stats.heralds_decided - 1 - base)
+        else:
+            unseen = self.tracker.expect_through(stats.heralds_decided - 1 - self.base)
+            self.counters["tail_gaps"] += unseen
+        self.request_gaps()
+
+    # -- station liveness and clock -------------------------------------------------------
+    def on_station_heartbeat(self, beat: Heartbeat) -> None:
+        if self.station_heartbeat is not None and beat.seq >> 32 != self.station_heartbeat >> 32:
+            self.event("station_restarted", heartbeat_seq=beat.seq)
+            self.counters["station_restarts"] += 1
+            self.tracker.reset()
+            self.base = None
+            self.requested.clear()
+            self.clock.reset()
+        if self.station_lost:
+            self.event("station_back", heartbeat_seq=beat.seq)
+            self.station_lost = False
+        self.station_heartbeat = beat.seq
+        self.station_heard = time.monotonic()
+
+    def check_station(self) -> None:
+        silent = time.monotonic() - self.station_heard
+        if self.station_heartbeat is None:  # not heard yet: starting, not lost
+            return
+        if not self.station_lost and silent > self.s.heartbeat_misses * self.s.heartbeat_period:
+            self.station_lost = True
+            self.counters["station_lost"] += 1
+            self.event("station_lost", silent_s=silent)
+
+    def send_clock_request(self) -> None:
+        self.station.send(ClockRequest(self.s.node_id, self.clock_seq,
+                                       time.monotonic_ns()).encode())
+        self.clock_seq += 1
+        self.clock_awaited_until = time.monotonic() + 0.01
+
+    def awaiting_station(self) -> bool:
+        """A reply from the station is due: a clock exchange or a resend in flight."""
+        return bool(self.requested) or time.monotonic() < self.clock_awaited_until
+
+    def on_clock_reply(self, reply: ClockReply, received_ns: int) -> None:
+        if reply.seq == self.clock_seq - 1:
+            self.clock_awaited_until = 0.0
+        if reply.sender_id != self.s.node_id or reply.t1_ns > received_ns:
+            self.counters["clock_reply_rejected"] += 1
+            return
+        self.clock.add(reply.t1_ns, reply.t2_ns, reply.t3_ns, received_ns)
+
+    # -- link layer ----------------------------------------------------------------------
+    def send_orchestrator(self, message: Ok | Err | Ack | Heartbeat) -> None:
+        self.orchestrator.send(message.encode())
+
+    def heartbeat(self) -> None:
+        """Liveness to the orchestrator, which takes the first one as "ready": so it starts
+        only once the station's heralds reach this node and its clock is known."""
+        if self.station_heartbeat is None or self.station_ps(time.monotonic_ns()) is None:
+            return
+        now_ps = self.station_ps(time.monotonic_ns()) or 0
+        seq = incarnation_seq(self.heartbeat_seq, self.incarnation)
+        self.send_orchestrator(Heartbeat(self.s.node_id, seq, now_ps))
+        self.heartbeat_seq += 1
+
+    def on_orchestrator(self, message: object) -> None:
+        if isinstance(message, Create):
+            self.on_create(message)
+        elif isinstance(message, Ok | Err):
+            row = self.held.pop(message.seq, None)
+            now_ps = self.station_ps(time.monotonic_ns()) or 0
+            if isinstance(message, Err) and message.seq == NO_SEQ:
+                if self.create is not None and self.create.create_id == message.create_id:
+                    self.create = None
+                self.counters[f"request_{message.code.name.lower()}"] += 1
+            elif row is None:
+                self.counters["verdict_for_unknown_pair"] += 1
+            elif isinstance(message, Ok):
+                self.log_pairs(row, PairEvent.DELIVERED, now_ps)
+                self.counters["delivered"] += 1
+            else:
+                self.log_pairs(row, PairEvent.RELEASED, now_ps)
+                self.counters[f"released_{message.code.name.lower()}"] += 1
+        elif message is not None:
+            self.counters["unexpected_from_orchestrator"] += 1
+
+    def on_create(self, create: Create) -> None:
+        if create.number == 0:  # a CREATE for no pairs cancels that request
+            if self.create is not None and self.create.create_id == create.create_id:
+                self.create = None
+            return
+        if create.min_fidelity > self.s.goodness:
+            self.send_orchestrator(Err(create.create_id, self.s.link_id, NO_SEQ,
+                                       ErrCode.UNSUPPORTED))
+            return
+        start = self.station_ps(time.monotonic_ns())
+        if start is None:
+            self.send_orchestrator(Err(create.create_id, self.s.link_id, NO_SEQ,
+                                       ErrCode.NO_RESOURCES))
+            return
+        self.create, self.create_start_ps, self.remaining = create, start, create.number
+        self.send_orchestrator(Ack(create.create_id,
+                                   create.number / max(self.s.expected_pair_rate, 1e-9)))
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.s.name, "counters": dict(self.counters),
+                               "tracker": dict(self.tracker.counters),
+                               "malformed": dict(self.decoder.errors)}
+        if self.clock.ready:
+            estimate = self.clock.estimate()
+            out["clock"] = {"offset_s": estimate.offset_s, "drift": estimate.drift,
+                            "residual_rms_s": estimate.residual_rms_s,
+                            "delay_s": estimate.delay_s, "samples": estimate.samples}
+            if self.s.epoch_ns is not None:
+                # Same host: the true offset (station - node) is -epoch exactly.
+                out["clock"]["error_s"] = estimate.offset_s + self.s.epoch_ns * 1e-9
+        return out
