@@ -187,7 +187,7 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
         for key in ("duplicates", "lost", "late"):
             add(key, tracker.get(key, 0))
         for key in ("resend_requests", "heralds_resent", "expired", "station_lost",
-                    "station_restarts", "resync_heralds", "resync_expired"):
+                    "station_restarts", "resync_heralds", "resync_expired", "tail_gaps"):
             add(key, counters.get(key, 0))
         add("malformed", sum(summary.get("malformed", {}).values()))
         if "clock" in summary:

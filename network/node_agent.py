@@ -58,8 +58,10 @@ _DRAIN_FRAMES = 4096
 def _drain_heralds(node: Node, socket: zmq.Socket, other: Any,
                    first: tuple[bytes, int] | None = None) -> None:
     """Everything queued on the herald socket (after `first`, a frame and its receipt time
-    already taken); heralds handled together, in one vectorised pass, so a backlog is
-    cleared at full speed (the latency of each is still its own)."""
+    already taken), in the order it came: consecutive herald frames are handled together, in
+    one vectorised pass, so a backlog is cleared at full speed (the latency of each is still
+    its own); any other message (AttemptStats, Heartbeat) only after the heralds before it,
+    since it speaks of them (a count of decided heralds, a station restart)."""
     batch: list[np.ndarray] = []
     received: list[int] = []
     for _ in range(_DRAIN_FRAMES):
@@ -78,7 +80,13 @@ def _drain_heralds(node: Node, socket: zmq.Socket, other: Any,
             batch.append(message.records)
             received.append(received_ns)
         else:
+            _handle_heralds(node, batch, received)
+            batch, received = [], []
             other(message)
+    _handle_heralds(node, batch, received)
+
+
+def _handle_heralds(node: Node, batch: list[np.ndarray], received: list[int]) -> None:
     if len(batch) == 1 and len(batch[0]) == 1:
         node.on_herald(batch[0], received[0])
     elif len(batch) == 1:
