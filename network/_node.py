@@ -128,6 +128,9 @@ class NodeSettings:
 
 
 class Node:
+    """One node agent's state and decisions; `network.node_agent` feeds it what its sockets
+    receive and calls its timers."""
+
     def __init__(self, s: NodeSettings, sub: zmq.Socket, station: zmq.Socket,
                  orchestrator: zmq.Socket, pairs: IO[bytes], events: IO[str]) -> None:
         self.s = s
@@ -135,9 +138,10 @@ class Node:
         self.pairs_file, self.events_file = pairs, events
         self.tracker = SequenceTracker()
         self.base: int | None = None
+        """Seq the tracker counts from (seq - base); None until the first herald (or the
+        first AttemptStats' count) since the (re)start."""
         self.first_seen = 0
-        """First seq heard since the (re)start: older ones are the resync from history."""
-        """Seq the tracker counts from (seq - base); None until the first herald."""
+        """First seq known since the (re)start: older ones are the resync from history."""
         self.clock = ClockSync()
         self.decoder = Decoder()
         self.counters: Counter[str] = Counter()

@@ -12,7 +12,7 @@ A node restart (a heartbeat from a new incarnation) ends the current CREATE: wha
 the survivor holds is released, and a new CREATE asks for the rest.
 
 A CREATE with ``number == 0`` cancels a request (a convention of this orchestrator and
-`network.node_agent`). The outcome goes to ``<run_dir>/<name>_result.json``.
+`network._node.Node.on_create`). The outcome goes to ``<run_dir>/<name>_result.json``.
 
 Who speaks: with CURVE on, a node is the owner of the key that authenticated its connection
 (the ZAP User-Id, `network.keys.key_owner`), never what the peer calls itself: node agents
@@ -21,8 +21,13 @@ heard on. So a holder of some other lab key (the station's, say) can neither spe
 (confirm pairs it never held, keep a dead node "alive") nor, by claiming a node's name as its
 routing identity first, lock the node out. Its messages are dropped, counted
 (``counters["not_a_node"]``) and, the first time for each key owner, recorded as a
-``not_a_node`` event. Without CURVE (the benchmark's comparison only) there are no keys: the
-node agents then set their routing identity to their name and that is taken as given.
+``not_a_node`` event. A second connection with a node's key is ignored while the node is
+alive on the first (``duplicate_connection``): a restarted node is taken on its new
+connection once the old one has fallen silent. After a reconnect, what the orchestrator
+sends a node before the node's next heartbeat (within ``heartbeat_period``) is lost, as it
+is while the node is disconnected. Without CURVE (the benchmark's comparison only) there
+are no keys: the node agents then set their routing identity to their name and that is
+taken as given.
 """
 
 from __future__ import annotations
@@ -92,18 +97,44 @@ class _Orchestrator:
         self.start_ps = 0
         self.restart_pending = False
         self.events: list[dict[str, Any]] = []
-        self.route = {node: node.encode() for node in s.nodes}
-        """Routing identity of the connection each node was last heard on (without CURVE, the
-        node's name, which it sets itself)."""
+        self.route = {} if s.key_dir is not None else {n: n.encode() for n in s.nodes}
+        """Routing identity of each node's connection (with CURVE, the one it was heard on;
+        without, the node's name, which it sets itself)."""
         self.strangers: set[str | None] = set()
         """Key owners already recorded as a ``not_a_node`` event."""
+        self.duplicated: set[str] = set()
+        """Nodes already recorded as a ``duplicate_connection`` event."""
         self.failed = ""
 
     def now_ps(self) -> int:
         return (time.monotonic_ns() - self.s.epoch_ns) * 1000
 
     def send(self, node: str, message: Create | Ok | Err) -> None:
-        self.router.send_multipart([self.route[node], message.encode()])
+        route = self.route.get(node)
+        if route is None:  # never heard (CURVE on): nowhere to send it
+            self.counters["unroutable"] += 1
+            return
+        self.router.send_multipart([route, message.encode()])
+
+    def take_route(self, node: str, routing_id: bytes) -> bool:
+        """Whether a message from `node`'s key on connection `routing_id` is taken. A second
+        connection with the same key is ignored while the first one's node is alive (heard
+        within the silence limit): two live processes holding one key would otherwise take
+        turns being the node, each turn looking like a restart. A restarted node's new
+        connection is taken once the old one has fallen silent."""
+        current = self.route.get(node)
+        if current is not None and current != routing_id:
+            heard = self.heard.get(node)
+            silent = self.s.heartbeat_misses * self.s.heartbeat_period
+            if node not in self.lost and heard is not None and time.monotonic() - heard <= silent:
+                self.counters["duplicate_connection"] += 1
+                if node not in self.duplicated:
+                    self.duplicated.add(node)
+                    self.events.append({"event": "duplicate_connection", "node": node,
+                                        "t_ns": time.monotonic_ns()})
+                return False
+        self.route[node] = routing_id
+        return True
 
     def other(self, node: str) -> str:
         a, b = self.s.nodes
@@ -302,10 +333,11 @@ def run_orchestrator(settings: OrchestratorSettings, stop: Any) -> None:
                         break
                     if curve:  # who holds the key, whatever the peer calls itself
                         node = key_owner(frames[-1])
-                        if node not in orchestrator.route:
+                        if node is None or node not in settings.nodes:
                             orchestrator.on_stranger(node)
                             continue
-                        orchestrator.route[node] = frames[0].bytes
+                        if not orchestrator.take_route(node, frames[0].bytes):
+                            continue
                     else:
                         node = known.get(frames[0].bytes)
                         if node is None:

@@ -234,8 +234,9 @@ class _Station:
         self.next_seq = 0
         """Seq of the next herald computed."""
         self.decided_seq = 0
-        """Seq of the next herald to fall due (every one below it has been published, or
-        withheld by an injected fault)."""
+        """Seq of the next herald to fall due: every one below it has been published, or
+        withheld or held back by an injected fault (a node then fetches a held-back one from
+        the history, and its late copy is a duplicate)."""
         self.computed_until_ps = station_now_ps(settings.epoch_ns)
         self.heartbeat_seq = 0
         self.incarnation = new_incarnation()

@@ -108,11 +108,12 @@ def result(config: NetworkConfig) -> dict[str, Any]:
     return json.loads((config.run_dir / f"{config.orchestrator.name}_result.json").read_text())
 
 
-def serve_request(config: NetworkConfig, nodes: dict[str, zmq.Socket],
-                  also: Any = None) -> dict[str, set[int]]:
+def serve_request(config: NetworkConfig, nodes: dict[str, zmq.Socket], also: Any = None,
+                  incarnation: dict[str, int] | None = None) -> dict[str, set[int]]:
     """Heartbeat as the genuine nodes until each has a CREATE, answer it with an ACK and OKs
     for seqs 0..PAIRS-1, and collect the verdicts until the orchestrator has delivered.
-    Returns the seqs each node got an OK verdict for. `also()` runs on every round."""
+    Returns the seqs each node got an OK verdict for. `also()` runs on every round; a node's
+    heartbeats carry its `incarnation` (default 0) in their high 32 bits."""
     node_ids = {name: i + 1 for i, name in enumerate(config.nodes)}
     creates: dict[str, Create] = {}
     verdicts: dict[str, set[int]] = {name: set() for name in nodes}
@@ -122,7 +123,8 @@ def serve_request(config: NetworkConfig, nodes: dict[str, zmq.Socket],
         assert time.monotonic() < deadline, f"request not served: {creates}, {verdicts}"
         beat += 1
         for name, socket in list(nodes.items()):
-            socket.send(Heartbeat(node_ids[name], beat, 0).encode())
+            high = (incarnation or {}).get(name, 0) << 32
+            socket.send(Heartbeat(node_ids[name], high | beat, 0).encode())
             for message in drain(socket):
                 if isinstance(message, Create) and message.number > 0 and name not in creates:
                     creates[name] = message
@@ -185,6 +187,40 @@ def test_other_key_holder_calling_itself_a_node_is_dropped_and_cannot_lock_it_ou
     assert "disagreements" not in counters and "stale" not in counters
     events = [e for e in outcome["events"] if e["event"] == "not_a_node"]
     assert [e["key_owner"] for e in events] == [owner]
+
+
+def test_second_connection_with_a_live_nodes_key_is_ignored_until_the_first_falls_silent(
+        tmp_path, group, context):
+    config = lab_config(tmp_path)
+    settings = orchestrator_settings(config)
+    group.start(settings.name, run_orchestrator, settings)
+    first = dealer(context, config, key="node_a", handshake=True)
+    second = dealer(context, config, key="node_a", handshake=True)  # a stale twin, say
+    node_b = dealer(context, config, key="node_b", handshake=True)
+    for beat in range(1, 11):  # 10 x 40 ms, both twins talking
+        first.send(Heartbeat(1, beat, 0).encode())
+        second.send(Heartbeat(1, (7 << 32) | beat, 0).encode())  # another incarnation
+        node_b.send(Heartbeat(2, beat, 0).encode())
+        time.sleep(0.04)
+    # The first connection is node_a: it (and node_b) got the CREATE, the twin nothing, and
+    # the twin's other incarnation was not taken for a restart.
+    assert [type(m) for m in drain(first)] == [Create]
+    assert [type(m) for m in drain(node_b)] == [Create]
+    assert drain(second) == []
+    first.close(0)
+    # Once the first has been silent past the limit (4 x 50 ms), the second is node_a, a
+    # restarted one (its own incarnation): the request starts again with it.
+    time.sleep(0.3)
+    verdicts = serve_request(config, {"node_a": second, "node_b": node_b},
+                             incarnation={"node_a": 7})
+    assert group.join(settings.name, 10) == 0, "orchestrator did not finish"
+    assert verdicts == {"node_a": set(range(PAIRS)), "node_b": set(range(PAIRS))}
+    outcome = result(config)
+    counters = outcome["counters"]
+    assert counters["duplicate_connection"] == 10  # the twin's heartbeats while first lived
+    assert counters["node_restarts"] == 1  # the switch to the second, once
+    assert [e["node"] for e in outcome["events"] if e["event"] == "duplicate_connection"] \
+        == ["node_a"]
 
 
 def test_without_curve_no_key_is_asked_for(tmp_path, group, context):
