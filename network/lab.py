@@ -149,6 +149,10 @@ class LinkReport:
     """Per herald heard by every node from the PUB: the later node's receipt - the
     station's hand-off of its frame (taken right before encoding and sending), s: the
     software latency of a station that holds the herald, like a bare one-way figure."""
+    decided_at_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Station time (s) of each herald's decision, aligned with `latency_s`."""
+    handoff_at_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Station time (s) of each herald's hand-off, aligned with `handoff_latency_s`."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -201,6 +205,9 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
         decided = [x["received_ps"] - x["latency_ps"] for x in latencies]
         start_ps = min(int(d.min()) for d in decided if len(d)) + round(warmup_s * 1e12)
         latencies = [x[d >= start_ps] for x, d in zip(latencies, decided, strict=True)]
+    from_decision = _later_arrival(latencies)
+    sends = _load(run_dir / f"{plan.station.name}_sends.npy", SEND_DTYPE)
+    from_handoff = _later_arrival([_since_handoff(x, sends) for x in latencies])
     add("malformed", sum(station.get("malformed", {}).values()))
     add("malformed", sum(result.get("malformed", {}).values()))
     counters = result.get("counters", {})
@@ -215,10 +222,8 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
         fidelity_mean=float(fidelity.mean()) if len(fidelity) else float("nan"),
         fidelity_stderr=(float(fidelity.std(ddof=1) / np.sqrt(len(fidelity)))
                          if len(fidelity) > 1 else float("nan")),
-        latency_s=_later_arrival(latencies),
-        handoff_latency_s=_later_arrival(
-            [_since_handoff(x, _load(run_dir / f"{plan.station.name}_sends.npy", SEND_DTYPE))
-             for x in latencies]),
+        latency_s=from_decision[0], decided_at_s=from_decision[1],
+        handoff_latency_s=from_handoff[0], handoff_at_s=from_handoff[1],
         errors=errors, clock=clock, failed=str(result.get("failed", "no result file")),
         agree=all(s == sets[0] for s in sets),
         genuine_fraction=float(truth["genuine"][found].mean()) if found.any() else float("nan"),
@@ -252,16 +257,20 @@ def _since_handoff(latency: np.ndarray, sends: np.ndarray) -> np.ndarray:
     return out
 
 
-def _later_arrival(latencies: list[np.ndarray]) -> np.ndarray:
-    """For each herald every node received from the PUB, the later of the latencies (s)."""
+def _later_arrival(latencies: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """For each herald every node received from the PUB (in seq order), the later of the
+    latencies (s), and the station time (s) they are counted from (receipt - latency: the
+    same at every node)."""
     if not latencies or any(len(x) == 0 for x in latencies):
-        return np.zeros(0)
+        return np.zeros(0), np.zeros(0)
     common = latencies[0]["seq"]
     for other in latencies[1:]:
         common = np.intersect1d(common, other["seq"])
     worst = np.full(len(common), np.iinfo(np.int64).min)
+    origin = np.zeros(len(common), np.int64)
     for x in latencies:
         _, first = np.unique(x["seq"], return_index=True)
-        x = x[first]
-        worst = np.maximum(worst, x["latency_ps"][np.searchsorted(x["seq"], common)])
-    return worst * 1e-12
+        x = x[first][np.searchsorted(x["seq"][first], common)]
+        worst = np.maximum(worst, x["latency_ps"])
+        origin = x["received_ps"] - x["latency_ps"]
+    return worst * 1e-12, origin * 1e-12

@@ -187,6 +187,11 @@ class TimeSlots:
     def contains(self, time_ps: np.ndarray | int) -> np.ndarray | bool:
         return (np.asarray(time_ps) - self.offset_ps) % self.cycle_ps < self.length_ps
 
+    def next_on(self, time_ps: int) -> int:
+        """The first time (ps) at or after `time_ps` inside a slot (plain ints: cheap)."""
+        into = (time_ps - self.offset_ps) % self.cycle_ps
+        return time_ps if into < self.length_ps else time_ps + self.cycle_ps - into
+
 
 class PeriodicHeralds:
     """A test-signal herald source: one herald every `period_ps` (only inside `slots`, if

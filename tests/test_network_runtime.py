@@ -143,6 +143,9 @@ def test_periodic_heralds_in_time_slots_keep_every_attempt_counted():
     ms = whole.heralds["time_ps"] // 10**9
     assert np.array_equal(ms, [t for t in range(1000) if 100 <= t % 300 < 200])
     assert np.array_equal(whole.heralds["attempt_id"], ms)  # ids count every period
+    # next_on: the benchmark's bare publisher skips to its next slot with it
+    assert [slots.next_on(t * 10**9) // 10**9 for t in (0, 99, 100, 150, 199, 200, 350)] \
+        == [100, 100, 100, 150, 199, 400, 400]
 
 
 def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group):
@@ -181,6 +184,10 @@ def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group)
     expected = [max(r[s] for r in received) - int(sends["send_ps"][frame_of[s]])
                 for s in common]
     assert np.array_equal(np.round(handoff * 1e12), expected)
+    # Each latency comes with the station time it counts from.
+    assert np.array_equal(np.round(report.handoff_at_s * 1e12),
+                          [int(sends["send_ps"][frame_of[s]]) for s in common])
+    assert (report.decided_at_s <= report.handoff_at_s).all()
     # Bookkeeping at quiet times still keeps heartbeats and the history going.
     station = json.loads((lab.run_dir / "station_summary.json").read_text())
     assert station["counters"]["herald_frames"] == len(sends)
