@@ -359,6 +359,12 @@ class Node:
         self.counters["attempt_stats"] += 1
         if stats.link != self.s.link_id or stats.heralds_decided <= 0:
             return
+        if (self.station_heartbeat is not None
+                and stats.incarnation != self.station_heartbeat >> 32):
+            # A station restarted and its heartbeat has not come yet (or an old one's
+            # stats): its count is not in the numbering the tracker holds.
+            self.counters["stats_other_incarnation"] += 1
+            return
         if self.base is None:
             base = self.start_resync(stats.heralds_decided)
             self.tracker.expect_through(stats.heralds_decided - 1 - base)

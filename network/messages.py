@@ -187,8 +187,11 @@ class AttemptStats(_Fixed):
     """Heralds of the link decided (due, and so published) so far: one past the highest seq.
     A node that has not seen a seq below it asks for it, so the lost tail of a stream (no
     later herald to reveal the gap) is found too."""
+    incarnation: int
+    """The sending station's incarnation (as in its heartbeats' high 32 bits): seqs count
+    from 0 again in a new one, so a count from another incarnation says nothing."""
     TYPE: ClassVar[MsgType] = MsgType.ATTEMPT_STATS
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQQQqQ")
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQQQqQI")
 
     def _check(self) -> str:
         return "" if self.heralds <= self.attempts else "more heralds than attempts"

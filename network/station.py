@@ -384,7 +384,8 @@ class _Station:
             return
         self.pub.send(AttemptStats(self.s.link_id, self.stats_first_attempt,
                                    self.stats_attempts, self.stats_heralds,
-                                   self.computed_until_ps, self.decided_seq).encode())
+                                   self.computed_until_ps, self.decided_seq,
+                                   self.incarnation).encode())
         self.stats_first_attempt = None
         self.stats_attempts = self.stats_heralds = 0
 

@@ -38,7 +38,7 @@ U16, U32, U64, I64_MIN, I64_MAX = 2**16 - 1, 2**32 - 1, 2**64 - 1, -(2**63), 2**
 
 FIXED_MESSAGES = [
     AttemptStats(link=U16, first_attempt_id=U64, attempts=U64, heralds=7, window_end_ps=I64_MIN,
-                 heralds_decided=U64),
+                 heralds_decided=U64, incarnation=U32),
     Create(create_id=U32, remote_node=3, min_fidelity=0.8, max_time_s=2.5, purpose_id=U16,
            number=U32, priority=255, keep=True),
     Create(create_id=0, remote_node=0, min_fidelity=0.0, max_time_s=0.0, purpose_id=0,
@@ -139,7 +139,7 @@ TWO_HERALDS = encode_heralds(herald_batch(2))
     (Create(1, 2, 0.5, math.inf, 0, 1, 0, True).encode(), "bad value"),
     (Ack(1, -1.0).encode(), "bad value"),
     (ResendRequest(1, 5, 4).encode(), "bad value"),
-    (AttemptStats(1, 0, 3, 4, 0, 0).encode(), "bad value"),
+    (AttemptStats(1, 0, 3, 4, 0, 0, 0).encode(), "bad value"),
     (ClockReply(1, 2, 3, 10, 9).encode(), "bad value"),
 ])
 def test_bad_frames_raise_malformed_message_with_their_reason(frame: bytes, reason: str) -> None:
