@@ -4,14 +4,14 @@ station, the pairs it holds, and its side of the link layer (`Node`; the process
 
 Every herald is classified by a `SequenceTracker`; a gap (a seq jumped over, or one below the
 count of decided heralds in the station's AttemptStats: a lost tail) is asked for again (up to
-``resend_attempts`` times, ``resend_timeout`` apart) and then given up (LOST). A herald
-older than the memory cutoff at arrival is expired (ERR EXPIRED), never OK'd. After a
-(re)start the node asks the station's history for the last ``resync_depth`` heralds before
-the first one it sees (or, on a quiet link, before the AttemptStats' count), so it
-resynchronises without waiting. A station silent for ``heartbeat_misses`` periods is declared
-lost; a heartbeat from a new incarnation (the high half of its seq,
-`network.station.incarnation_seq`) means the station restarted: its herald seqs start again
-at 0, so the node forgets its seq state and resynchronises.
+``resend_attempts`` times, waiting ``resend_timeout`` and then twice as long each time) and
+then given up (LOST). A herald older than the memory cutoff at arrival is expired (ERR
+EXPIRED), never OK'd. After a (re)start the node asks the station's history for the last
+``resync_depth`` heralds before the first one it sees (or, on a quiet link, before the
+AttemptStats' count), so it resynchronises without waiting. A station silent for
+``heartbeat_misses`` periods is declared lost; a heartbeat from a new incarnation (the high
+half of its seq, `network.station.incarnation_seq`) means the station restarted: its herald
+seqs start again at 0, so the node forgets its seq state and resynchronises.
 
 Files in ``run_dir``: ``<name>_pairs.bin`` (`PAIR_LOG_DTYPE`, appended and flushed per event,
 so a crash keeps them), ``<name>_events.jsonl``, and at exit ``<name>_summary.json`` and
@@ -106,6 +106,8 @@ class NodeSettings:
     heartbeat_misses: int = 4
     clock_period: float = 0.05
     resend_timeout: float = 0.005
+    """s a node waits for its first resend request to be answered; each later wait is
+    twice the one before."""
     resend_attempts: int = 4
     resync_depth: int = 256
     """Heralds before the first one seen that a (re)started node asks the history for."""
@@ -322,11 +324,13 @@ class Node:
             base = self.base or 0
             self.station.send(ResendRequest(self.s.link_id, base + first, base + last).encode())
             self.counters["resend_requests"] += 1
+            # Each wait twice the one before: a station or host briefly busy (a start-up, a
+            # burst) gets time to answer before the gap is given up for lost.
             if state is None:
                 self.requested[(first, last)] = [1, now + self.s.resend_timeout]
             else:
                 state[0] += 1
-                state[1] = now + self.s.resend_timeout
+                state[1] = now + self.s.resend_timeout * 2 ** (state[0] - 1)
 
     def give_up(self, first: int, last: int) -> None:
         self.tracker.give_up(first, last)

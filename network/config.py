@@ -119,7 +119,7 @@ class NetworkConfig:
     clock_period: float = 0.05
     """s between clock exchanges of a node with the station."""
     resend_timeout: float = 0.005
-    """s a node waits for a resend before asking again."""
+    """s a node waits for a resend before asking again (each later wait twice as long)."""
     resend_attempts: int = 4
     """Resend requests per gap before it is given up as lost."""
     database: Path | None = None
