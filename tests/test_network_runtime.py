@@ -77,6 +77,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def wait_for_heralds_at_both_nodes(lab: LabPlan) -> None:
+    """Until each node agent has heard a herald (its first one starts its resync)."""
+    wait_for(lambda: all(any(e["event"] == "resync" for e in read_events(lab.run_dir, n))
+                         for n in lab.nodes), 15, "heralds at both nodes")
+
+
 def finish(group: ProcessGroup, lab: LabPlan, timeout: float = 20.0) -> None:
     """Wait for the orchestrator to end, then stop the rest (they write their files)."""
     assert group.join(lab.orchestrator.name, timeout) == 0, "orchestrator did not finish"
@@ -152,8 +158,7 @@ def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group)
     config = lab_config(tmp_path)
     lab = plan(config, pairs=1)
     start_lab(group, lab, functools.partial(PeriodicHeralds, 1_000_000_000), orchestrator=False)
-    wait_for(lambda: all(any(e["event"] == "resync" for e in read_events(lab.run_dir, n))
-                         for n in lab.nodes), 15, "heralds at both nodes")
+    wait_for_heralds_at_both_nodes(lab)
     time.sleep(0.5)
     group.stop_all()
     sends = np.load(lab.run_dir / "station_sends.npy")
@@ -229,8 +234,7 @@ def test_station_restart_noticed_through_missed_heartbeats(tmp_path, group):
     lab = plan(config, pairs=1)
     source = functools.partial(PeriodicHeralds, 1_000_000_000)  # 1 kHz
     start_lab(group, lab, source, orchestrator=False)
-    wait_for(lambda: all(any(e["event"] == "resync" for e in read_events(lab.run_dir, n))
-                         for n in lab.nodes), 15, "heralds at both nodes")
+    wait_for_heralds_at_both_nodes(lab)
     time.sleep(3 * config.heartbeat_period)  # each node has heard a heartbeat
     killed_ns = time.monotonic_ns()
     group.kill(lab.station.name)
@@ -293,8 +297,7 @@ def test_backlogged_stream_has_no_false_gaps(tmp_path, group):
     config = lab_config(tmp_path)
     lab = plan(config, pairs=1)
     start_lab(group, lab, functools.partial(PeriodicHeralds, 3_333_333), orchestrator=False)
-    wait_for(lambda: all(any(e["event"] == "resync" for e in read_events(lab.run_dir, n))
-                         for n in lab.nodes), 15, "heralds at both nodes")
+    wait_for_heralds_at_both_nodes(lab)
     time.sleep(1.5)
     group.stop_all()
     report = read_report(lab)
@@ -320,8 +323,7 @@ def test_lost_tail_of_the_stream_found_through_attempt_stats(tmp_path, group):
     burst = TimeSlots(cycle_ps=10**15, offset_ps=begin_ps, length_ps=400 * 10**9)
     group.start("station", run_station, lab.station,
                 functools.partial(PeriodicHeralds, 10**9, slots=burst))
-    wait_for(lambda: all(any(e["event"] == "resync" for e in read_events(lab.run_dir, n))
-                         for n in lab.nodes), 15, "heralds at both nodes")
+    wait_for_heralds_at_both_nodes(lab)
     time.sleep(1.0)  # the burst is over; several AttemptStats (every 0.1 s) have gone out
     group.stop_all()
     station = json.loads((lab.run_dir / "station_summary.json").read_text())
