@@ -266,11 +266,10 @@ def _later_arrival(latencies: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]
     common = latencies[0]["seq"]
     for other in latencies[1:]:
         common = np.intersect1d(common, other["seq"])
-    worst = np.full(len(common), np.iinfo(np.int64).min)
-    origin = np.zeros(len(common), np.int64)
+    rows = []
     for x in latencies:
         _, first = np.unique(x["seq"], return_index=True)
-        x = x[first][np.searchsorted(x["seq"][first], common)]
-        worst = np.maximum(worst, x["latency_ps"])
-        origin = x["received_ps"] - x["latency_ps"]
+        rows.append(x[first][np.searchsorted(x["seq"][first], common)])
+    worst = np.max([r["latency_ps"] for r in rows], axis=0)
+    origin = rows[0]["received_ps"] - rows[0]["latency_ps"]
     return worst * 1e-12, origin * 1e-12

@@ -325,7 +325,7 @@ class _Station:
         if not (faults.skip_every or faults.delay_every or faults.drop_tail_from is not None):
             self._send(due, settle=True)
             self.unfiled.append(due)
-            self.decided_seq = int(due["seq"][-1]) + 1
+            self.decided_seq = int(due["seq"][-1]) + 1  # after the send: off the latency path
             return True
         self.decided_seq = int(due["seq"][-1]) + 1
         publish = np.ones(len(due), bool)

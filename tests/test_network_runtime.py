@@ -77,6 +77,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def start_periodic(group: ProcessGroup, lab: LabPlan, period_ps: int = 10**9,
+                   slots: TimeSlots | None = None) -> None:
+    """The station with the test-signal source (1 kHz unless told), and both node agents;
+    no orchestrator, so no pairs are requested."""
+    start_lab(group, lab, functools.partial(PeriodicHeralds, period_ps, slots=slots),
+              orchestrator=False)
+
+
 def wait_for_heralds_at_both_nodes(lab: LabPlan) -> None:
     """Until each node agent has heard a herald (its first one starts its resync)."""
     wait_for(lambda: all(any(e["event"] == "resync" for e in read_events(lab.run_dir, n))
@@ -157,7 +165,7 @@ def test_periodic_heralds_in_time_slots_keep_every_attempt_counted():
 def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group):
     config = lab_config(tmp_path)
     lab = plan(config, pairs=1)
-    start_lab(group, lab, functools.partial(PeriodicHeralds, 1_000_000_000), orchestrator=False)
+    start_periodic(group, lab)
     wait_for_heralds_at_both_nodes(lab)
     time.sleep(0.5)
     group.stop_all()
@@ -296,7 +304,7 @@ def test_backlogged_stream_has_no_false_gaps(tmp_path, group):
     # a needless resend, then a duplicate).
     config = lab_config(tmp_path)
     lab = plan(config, pairs=1)
-    start_lab(group, lab, functools.partial(PeriodicHeralds, 3_333_333), orchestrator=False)
+    start_periodic(group, lab, period_ps=3_333_333)
     wait_for_heralds_at_both_nodes(lab)
     time.sleep(1.5)
     group.stop_all()
@@ -347,8 +355,7 @@ def test_node_restarted_on_a_quiet_link_resynchronises_from_attempt_stats(tmp_pa
     config = lab_config(tmp_path)
     lab = plan(config, pairs=1)
     burst = TimeSlots(cycle_ps=10**15, offset_ps=2 * 10**12, length_ps=300 * 10**9)
-    start_lab(group, lab, functools.partial(PeriodicHeralds, 10**9, slots=burst),
-              orchestrator=False)
+    start_periodic(group, lab, slots=burst)
 
     def resyncs() -> list[dict[str, Any]]:
         return [e for e in read_events(lab.run_dir, "node_b") if e["event"] == "resync"]
@@ -379,7 +386,7 @@ def _rogue_keys(tmp_path: Path) -> Path:
 def test_process_without_lab_key_cannot_receive_or_inject(tmp_path, group):
     config = lab_config(tmp_path)
     lab = plan(config, pairs=1)
-    start_lab(group, lab, functools.partial(PeriodicHeralds, 1_000_000_000), orchestrator=False)
+    start_periodic(group, lab)
     rogue_dir = _rogue_keys(tmp_path)
     for name in ("station", "orchestrator", "node_a"):  # it knows the lab's public keys
         (rogue_dir / "public" / f"{name}.key").write_bytes(
@@ -452,7 +459,7 @@ def test_process_without_lab_key_cannot_receive_or_inject(tmp_path, group):
 def test_malformed_requests_counted_and_station_keeps_answering(tmp_path, group):
     config = lab_config(tmp_path)
     lab = plan(config, pairs=1)
-    start_lab(group, lab, functools.partial(PeriodicHeralds, 1_000_000_000), orchestrator=False)
+    start_periodic(group, lab)
     context = zmq.Context()
     dealer = context.socket(zmq.DEALER)
     make_curve_client(dealer, config.key_dir, "orchestrator", "station")
