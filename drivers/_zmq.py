@@ -10,6 +10,8 @@ It gives what `drivers._visa.QnetVisaInstrument` gives VISA drivers:
   instrument, address, command and reply. ID Quantique's Time Controllers reply to every
   command, ending a failure with ``SCPI_ERR_<kind>`` (e.g. ``SCPI_ERR_INVALID_CMD``,
   ``SCPI_ERR_PARAM_TYPE``), so ``reply_error_marker`` defaults to that.
+* A reply a parameter cannot parse raises `InstrumentReplyError` (instrument, address,
+  command, reply), not a bare ValueError, and the socket is reopened before the next request.
 
 `ZmqRequester` is the socket logic on its own, for other REQ/REP services (a data-link
 service) that are not QCoDeS instruments.
@@ -18,6 +20,7 @@ service) that are not QCoDeS instruments.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import zmq
@@ -26,9 +29,12 @@ from qcodes.validators import Numbers
 
 from instruments.errors import (
     InstrumentConnectionError,
+    InstrumentReplyError,
     InstrumentReportedError,
     InstrumentTimeoutError,
 )
+
+from ._replies import ConnectedMeta, guard_replies, parse_reply
 
 
 class ZmqRequester:
@@ -95,7 +101,7 @@ class ZmqRequester:
             raise
 
 
-class ZmqInstrument(Instrument):
+class ZmqInstrument(Instrument, metaclass=ConnectedMeta):
     """QCoDeS instrument over a ZeroMQ REQ socket: ``address`` is ``tcp://host:port``."""
 
     reply_error_marker: ClassVar[str] = "SCPI_ERR_"
@@ -104,12 +110,35 @@ class ZmqInstrument(Instrument):
     def __init__(self, name: str, address: str, timeout: float = 5.0, **kwargs: Any) -> None:
         self.address = address
         self._requester = ZmqRequester(address, timeout, f"{name} at {address}")
+        self._last_query: tuple[str, str] | None = None
         super().__init__(name, **kwargs)
         self.add_parameter(
             "timeout", unit="s", label="Reply timeout",
             get_cmd=lambda: self._requester.timeout, set_cmd=self._set_timeout,
             vals=Numbers(1e-3, 3600.0),
         )
+
+    def _after_init(self) -> None:
+        """Once the whole ``__init__`` ran (`ConnectedMeta`): guard reply parsing."""
+        guard_replies(self, self)
+
+    def reply_error(self, reply: Any, problem: str, command: str | None = None,
+                    what: str = "") -> InstrumentReplyError:
+        """The error for a reply that cannot be parsed; the socket is reopened before the next
+        request. `command` defaults to the last query, if `reply` answered it."""
+        if command is None and self._last_query is not None and self._last_query[1] == reply:
+            command = self._last_query[0]
+        self._requester.reset()
+        sent = f" to {command!r}" if command else ""
+        for_what = f" (for {what})" if what else ""
+        return InstrumentReplyError(
+            f"{self.name} at {self.address}: could not parse the reply {reply!r}{sent}"
+            f"{for_what} ({problem}). The socket is reopened before the next command; if "
+            "this repeats, check the instrument model and its firmware")
+
+    def ask_parsed(self, cmd: str, parser: Callable[[str], Any], what: str = "") -> Any:
+        """``parser(self.ask(cmd))``; a reply it cannot parse raises InstrumentReplyError."""
+        return parse_reply(self, cmd, self.ask(cmd), parser, what)
 
     def _set_timeout(self, value: float) -> None:
         self._requester.timeout = float(value)
@@ -123,7 +152,9 @@ class ZmqInstrument(Instrument):
         return reply
 
     def ask_raw(self, cmd: str) -> str:
-        return self._check_reply(cmd, self._requester.request(cmd)).strip()
+        reply = self._check_reply(cmd, self._requester.request(cmd)).strip()
+        self._last_query = (cmd, reply)
+        return reply
 
     def write_raw(self, cmd: str) -> None:
         # REQ/REP: a command is answered too (often with an empty or echo reply), and the

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyvisa import rname
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -176,6 +177,8 @@ def _parse_instrument(file: str, name: str, data: Any) -> InstrumentConfig:
     else:
         check_keys(file, f"{entry}.address", address, set(PROFILES), set())
         addresses = {k: str(v) for k, v in address.items()}
+    if "real" in addresses:
+        _check_visa_address(file, f"{entry}.address.real", addresses["real"])
     init = data.get("init") or {}
     if not isinstance(init, dict):
         raise ConfigError(file, f"{entry}.init", "expected a mapping of keyword arguments",
@@ -189,6 +192,46 @@ def _parse_instrument(file: str, name: str, data: Any) -> InstrumentConfig:
         for p, spec in params_raw.items()
     }
     return InstrumentConfig(name, data["type"], addresses, dict(init), parameters)
+
+
+_VISA_INTERFACE = re.compile(r"^(TCPIP|GPIB|ASRL|USB|VXI|PXI|VICP)\d*(::|$)", re.IGNORECASE)
+_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_VISA_FIX = ("write the VISA resource name with '::' between its parts: "
+             "TCPIP0::HOST::PORT::SOCKET (a raw socket, e.g. port 5025) or TCPIP0::HOST::INSTR "
+             "(VXI-11), GPIB0::ADDRESS::INSTR, ASRL/dev/ttyUSB0::INSTR")
+
+
+def _visa_address_problem(address: str) -> str | None:
+    """What is wrong with a VISA resource name, or None. Checked here because pyvisa-py
+    accepts some malformed names (``TCPIP0::host:5025:SOCKET`` parses as a VXI-11 host
+    called ``host:5025:SOCKET``) and then fails deep inside a socket call."""
+    try:
+        parsed = rname.parse_resource_name(address)
+    except rname.InvalidResourceName as exc:
+        return f"{address!r} is not a VISA resource name ({exc})"
+    host = getattr(parsed, "host_address", None)
+    if host is not None and not _HOST.match(host):
+        return f"{address!r}: {host!r} is not a host name or IPv4 address"
+    port = getattr(parsed, "port", None)
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        return f"{address!r}: port {port!r} is not a TCP port (1 to 65535)"
+    return None
+
+
+def _check_visa_address(file: str, entry: str, address: str) -> None:
+    """Refuse a malformed VISA address at load. Addresses of other transports (``tcp://``
+    for ZeroMQ) and VISA aliases (no interface prefix, no '::') are left to the driver."""
+    if "://" in address or not (_VISA_INTERFACE.match(address) or "::" in address):
+        return
+    problem = _visa_address_problem(address)
+    if problem is None:
+        return
+    # The usual slip: single colons where VISA wants double ones.
+    repaired = re.sub(r"(?<!:):(?!:)", "::", address)
+    if repaired != address and _visa_address_problem(repaired) is None:
+        raise ConfigError(file, entry, problem,
+                          f"write '{repaired}' (VISA separates the parts with '::')")
+    raise ConfigError(file, entry, problem, _VISA_FIX)
 
 
 def _parse_interlock(file: str, entry: str, data: Any) -> InterlockConfig:
@@ -254,6 +297,14 @@ def load_config(path: str | Path) -> LabConfig:
     except FileNotFoundError:
         raise ConfigError(file, "", "no such file",
                           "check the path; the shipped configs are in lab_configs/") from None
+    except IsADirectoryError:
+        raise ConfigError(file, "", "is a directory, not a lab config",
+                          "name the YAML file itself, e.g. lab_configs/transducer_bench.yaml"
+                          ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, "", f"cannot be read ({exc})",
+                          "check the file's permissions and that it is a UTF-8 YAML file"
+                          ) from None
     try:
         data = YAML(typ="safe").load(text)
     except YAMLError as exc:

@@ -71,8 +71,10 @@ def install_soft_limits(param: Parameter, low: float, high: float, source: str) 
 def install_ramp(param: Parameter, rate: float, sleep: Callable[[float], None]) -> None:
     """Make `param` move at most `rate` (its unit per second) towards any new value.
 
-    The target is validated before the first step, so a refused value moves nothing.
-    `sleep` is the lab clock's: virtual on the simulated bench, real on hardware.
+    The target is validated before the first step, so a refused value moves nothing. Each
+    step goes through QCoDeS's set, which validates it first, so interlocks (`Interlock`)
+    are checked at every step. `sleep` is the lab clock's: virtual on the simulated bench,
+    real on hardware.
     """
     step_set = param.set
 
@@ -91,28 +93,55 @@ def install_ramp(param: Parameter, rate: float, sleep: Callable[[float], None]) 
     param.set = ramped_set
 
 
+class Interlock(Validator[Any]):
+    """Refuses a value of `param` that is not safer while `sensor` reads above `maximum`:
+    switching off, zero, or a value at or below the present one are always allowed.
+
+    A validator, so QCoDeS checks it before every value it sends, and a ramp (`install_ramp`)
+    sends each of its steps through QCoDeS's set: the sensor is read at every step, and a
+    long ramp stops at the last step taken while the sensor was below its maximum.
+    """
+
+    def __init__(self, param: Parameter, sensor: Parameter, maximum: float, name: str,
+                 source: str) -> None:
+        self.param, self.sensor, self.maximum = param, sensor, maximum
+        self.name, self.source = name, source
+        self._valid_values = ()
+        self.is_numeric = False
+
+    def _safer(self, value: Any) -> bool:
+        if not value:
+            return True
+        # After a reconnect the cache is invalid: the instrument's state is unknown.
+        cache = self.param.cache
+        current = cache.get(get_if_invalid=False) if cache.valid else None
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and isinstance(current, int | float) and value <= current)
+
+    def validate(self, value: Any, context: str = "") -> None:
+        # The parameter's own limits first: a value they refuse needs no sensor reading.
+        for other in reversed(self.param.validators):
+            if not isinstance(other, Interlock):
+                other.validate(value, context)
+        if self._safer(value):
+            return
+        reading = self.sensor.get()
+        if reading > self.maximum:
+            unit = f" {self.sensor.unit}" if self.sensor.unit else ""
+            raise InterlockError(
+                f"interlock '{self.name}' ({self.source}): refusing to set "
+                f"{self.param.full_name} to {value!r} while {self.sensor.full_name} reads "
+                f"{reading:g}{unit}, above its maximum {self.maximum:g}{unit}; that value was "
+                "not sent (a ramp stays at its last step). Wait for "
+                f"{self.sensor.full_name} to recover"
+            )
+
+    def __repr__(self) -> str:
+        return f"<Interlock {self.name}: {self.sensor.full_name} <= {self.maximum:g}>"
+
+
 def install_interlock(param: Parameter, sensor: Parameter, maximum: float, name: str,
                       source: str) -> None:
-    """While `sensor` reads above `maximum`, refuse any setting of `param` that is not safer:
-    switching off, zero, or a value below the present one are always allowed."""
-    guarded_set = param.set
-
-    def interlocked_set(value: Any) -> None:
-        current = param.cache.get(get_if_invalid=False)
-        safer = not value or (
-            isinstance(value, int | float) and not isinstance(value, bool)
-            and isinstance(current, int | float) and value <= current
-        )
-        if not safer:
-            reading = sensor.get()
-            if reading > maximum:
-                unit = f" {sensor.unit}" if sensor.unit else ""
-                raise InterlockError(
-                    f"interlock '{name}' ({source}): refusing to set {param.full_name} to "
-                    f"{value!r} while {sensor.full_name} reads {reading:g}{unit}, above its "
-                    f"maximum {maximum:g}{unit}; the instrument was not changed. Wait for "
-                    f"{sensor.full_name} to recover"
-                )
-        guarded_set(value)
-
-    param.set = interlocked_set
+    """While `sensor` reads above `maximum`, refuse any setting of `param` that is not safer
+    (see `Interlock`), at every value QCoDeS sends: each step of a ramp included."""
+    param.add_validator(Interlock(param, sensor, maximum, name, source))

@@ -15,26 +15,37 @@ is the one place this package reaches `sim_instruments`: a lazy import in the si
 detector's ``count_rate`` from the tagger's counter on its input, in every profile.
 
 Loading an instrument whose name is already taken closes the old one first, so re-running
-a notebook cell works. If any instrument fails, the ones already opened are closed again and
-the error names the file, the entry and the fix.
+a notebook cell works. What the config alone can show is refused before anything connects
+(in the sim profile, the simulated lab too: see `_check_before_connecting`). If any
+instrument fails, the ones already opened are closed again and the error names the file,
+the entry and the fix: a `ConfigError` for the config, an `InstrumentUnreachableError` (the
+address, what was sent) for an instrument that cannot be reached or makes no sense.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pyvisa.errors import VisaIOError
+from pyvisa.highlevel import open_visa_library
 from qcodes.instrument import Instrument, InstrumentChannel, VisaInstrument
 from qcodes.parameters import Parameter
 from qcodes.station import Station
 
 from .config import PROFILES, InstrumentConfig, LabConfig, load_config
-from .errors import ConfigError, InstrumentTimeoutError, QnetlabError
+from .errors import (
+    ConfigError,
+    InstrumentTimeoutError,
+    InstrumentUnreachableError,
+    QnetlabError,
+)
 from .laser import Laser
 from .microwave_source import MicrowaveSource
 from .optical_power_meter import OpticalPowerMeter
@@ -166,21 +177,60 @@ def _connect(config: LabConfig, inst: InstrumentConfig, profile: str, token: str
     except ConfigError:  # from the simulated bench: an unknown twin or preset
         raise
     except (TypeError, ValueError) as exc:
-        # A driver refusing its arguments raises these before any I/O is attempted.
-        raise config.error(f"instruments.{inst.name}.init", f"{cls.__name__} refused the "
-                           f"init arguments ({exc})", "check the names and values against "
-                           "the driver's docstring") from None
+        if not _from_instrument(exc):
+            # A driver refusing its arguments raises these before any I/O is attempted.
+            raise config.error(f"instruments.{inst.name}.init", f"{cls.__name__} refused "
+                               f"the init arguments ({_describe(exc)})", "check the names "
+                               "and values against the driver's docstring") from None
+        raise _unreachable(config, f"{entry}.{profile}", f"{address} answered, but "
+                           f"{cls.__name__} could not use the reply ({_describe(exc)})",
+                           "check " + _wrong_model_fix(cls)) from exc
     except InstrumentTimeoutError as exc:
-        raise config.error(f"{entry}.{profile}", f"{address} accepted the connection but "
-                           f"did not answer ({exc})", "check the instrument is the model "
-                           "the driver expects, is not busy, and uses the terminator the "
-                           "driver sends") from exc
-    except Exception as exc:
+        raise _unreachable(config, f"{entry}.{profile}", f"{address} accepted the "
+                           f"connection but did not answer ({_describe(exc)})",
+                           "check the instrument is on and not busy, "
+                           + _wrong_model_fix(cls)) from exc
+    except (OSError, VisaIOError) as exc:
         fix = ("start the simulated instruments with `qnetlab sim serve "
                f"{config.path}`, or check the address" if profile == "real" else
                "check the twin name")
-        raise config.error(f"{entry}.{profile}", f"could not connect to {address} "
+        raise _unreachable(config, f"{entry}.{profile}", f"could not connect to {address} "
                            f"({type(exc).__name__}: {exc})", fix) from exc
+    except Exception as exc:  # connected, but the instrument's replies made no sense
+        raise _unreachable(config, f"{entry}.{profile}", f"{address} connected, but "
+                           f"{cls.__name__} could not set it up ({type(exc).__name__}: "
+                           f"{_describe(exc)})", "check " + _wrong_model_fix(cls)) from exc
+
+
+_IO_CONTEXTS = ("asking ", "writing ", "getting ")
+"""How QCoDeS's ``ask``/``write`` and a parameter's ``get`` prefix the context they add to
+an exception's args ("asking '*OPT?' to <...>", "getting vna_active_trace"). A TypeError or
+ValueError carrying one came out of an exchange with the instrument (a reply that would not
+parse), not from the driver's arguments; a ``setting ...`` context is a validator refusing a
+value, which is the config's business."""
+
+
+def _from_instrument(exc: BaseException) -> bool:
+    return any(isinstance(a, str) and a.startswith(_IO_CONTEXTS) for a in exc.args[1:])
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception's message with QCoDeS's context (what was sent) in brackets, on one line,
+    instead of the raw args tuple."""
+    if not exc.args:
+        return type(exc).__name__
+    first, *context = (str(a) for a in exc.args)
+    return first + (f" [{'; '.join(context)}]" if context else "")
+
+
+def _wrong_model_fix(cls: type) -> str:
+    return (f"that the address names a {cls.__name__} (the model the driver expects) and "
+            "that it uses the terminator the driver sends")
+
+
+def _unreachable(config: LabConfig, entry: str, problem: str,
+                 fix: str) -> InstrumentUnreachableError:
+    return InstrumentUnreachableError(str(config.path), entry, problem, fix)
 
 
 def _apply_parameter_config(config: LabConfig, inst: InstrumentConfig, driver: Instrument,
@@ -250,9 +300,11 @@ def load_station(config: str | Path | LabConfig, profile: str = "sim", *,
     token = uuid.uuid4().hex if sim_session is None else f"session-{sim_session}"
     opened: dict[str, Instrument] = {}
     servers: dict[str, Callable[[], None]] = {}
+    _check_before_connecting(config, profile, token)
     try:
-        for name, inst in config.instruments.items():
-            opened[name] = _connect(config, inst, profile, token, servers)
+        with _qcodes_connect_log_quieted():
+            for name, inst in config.instruments.items():
+                opened[name] = _connect(config, inst, profile, token, servers)
         sleep = _lab_clock(opened)
         station = LabStation(config, profile, sleep)
         station.servers = servers
@@ -277,6 +329,57 @@ def load_station(config: str | Path | LabConfig, profile: str = "sim", *,
         _stop_servers(servers)
         raise
     return station
+
+
+def _check_before_connecting(config: LabConfig, profile: str, token: str) -> None:
+    """Refuse what can be refused before any instrument is touched: a driver class that does
+    not exist, a missing address for the profile and, in the sim profile, the simulated lab
+    itself (``qnetlab.simulation``, the twin names, the wiring). The simulated backend
+    validates that when its VISA library opens, so opening it here (the very library the
+    instruments then share) checks the config without this package importing the
+    simulator: PyVISA imports it by the ``@qnetlab`` name."""
+    for inst in config.instruments.values():
+        _driver_class(config, inst)
+        if profile not in inst.addresses:
+            raise config.error(f"instruments.{inst.name}.address", f"no '{profile}' address",
+                               f"add '{profile}:' under address, or use --profile "
+                               f"{'real' if profile == 'sim' else 'sim'}")
+    if profile == "sim":
+        open_visa_library(_visalib(config, token))
+
+
+class _QcodesConnectNoise(logging.Filter):
+    """QCoDeS logs a full traceback when a VISA resource fails to open ("Could not connect
+    at ...") and when ``*IDN?`` fails in its connect message; the station re-raises the first
+    with its cause named, and recovers from the second. Drop the first; keep the second as
+    one line with the exception's message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Could not connect at" in message:
+            return False
+        if "Error getting or interpreting *IDN?" in message and record.exc_info:
+            exc = record.exc_info[1]
+            record.msg, record.args = f"{message} ({_describe(exc) if exc else ''})", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_QCODES_CONNECT_LOGGERS = ("qcodes.instrument.instrument_base",
+                           "qcodes.instrument.instrument_base.com.visa")
+
+
+@contextlib.contextmanager
+def _qcodes_connect_log_quieted() -> Iterator[None]:
+    noise = _QcodesConnectNoise()
+    loggers = [logging.getLogger(name) for name in _QCODES_CONNECT_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(noise)
 
 
 TAGGER_COUNTER_WINDOW_S = 1.0

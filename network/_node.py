@@ -13,6 +13,12 @@ AttemptStats' count), so it resynchronises without waiting. A station silent for
 half of its seq, `network.station.incarnation_seq`) means the station restarted: its herald
 seqs start again at 0, so the node forgets its seq state and resynchronises.
 
+Nothing received is trusted: besides the decoder's range checks (`network.messages`), a
+herald decided more than a second ahead of the node's station time, a seq (or AttemptStats
+count) more than ``max_seq_jump`` beyond the stream, a clock reply to no request of this node
+(or one that moves the clock by more than a second), a heartbeat from no station and a verdict
+for another link are counted as malformed (``Decoder.reject``) and dropped.
+
 Files in ``run_dir``: ``<name>_pairs.bin`` (`PAIR_LOG_DTYPE`, appended and flushed per event,
 so a crash keeps them), ``<name>_events.jsonl``, and at exit ``<name>_summary.json`` and
 ``<name>_latency.npy`` (`LATENCY_DTYPE`: receipt time and latency from the station's
@@ -35,6 +41,9 @@ import zmq
 
 from .clock import ClockSync
 from .messages import (
+    MAX_INCARNATION,
+    MAX_RESEND_RANGE,
+    MAX_STATION_TIME_PS,
     NO_SEQ,
     Ack,
     AttemptStats,
@@ -45,10 +54,11 @@ from .messages import (
     Err,
     ErrCode,
     Heartbeat,
+    Heralds,
     Ok,
     ResendRequest,
 )
-from .station import incarnation_seq, new_incarnation
+from .station import STATION_SENDER_ID, incarnation_seq, new_incarnation
 from .tracker import Arrival, SequenceTracker, expired
 
 PAIR_LOG_DTYPE = np.dtype([("link", "<u2"), ("seq", "<u8"), ("attempt_id", "<u8"),
@@ -64,6 +74,25 @@ assert _PAIR_LOG_ROW.size == PAIR_LOG_DTYPE.itemsize
 LATENCY_DTYPE = np.dtype([("seq", "<u8"), ("latency_ps", "<i8"), ("received_ps", "<i8")])
 """Per herald from the PUB: this node's receipt (station time, ps) and its latency from the
 station's decision (receipt - herald timestamp, ps)."""
+
+
+_FUTURE_TOLERANCE_PS = 10**12
+"""ps a herald's decision time may lie ahead of this node's reading of station time (1 s:
+far beyond any clock error) before the herald is taken as hostile: a real station publishes
+a herald only once its time has come."""
+
+_MAX_CLOCK_STEP_NS = 10**9
+"""ns a clock exchange's offset may differ from the current estimate (1 s, far beyond any
+real drift between exchanges); a station restart resets the estimate."""
+
+_CLOCK_REQUESTS_KEPT = 64
+"""Clock requests remembered (seq -> t1) to match their replies against."""
+
+
+def _station_time_ok(time_ps: int) -> bool:
+    """A reading of station time within `MAX_STATION_TIME_PS` (strictly), so its difference
+    with any legal herald timestamp fits int64."""
+    return -MAX_STATION_TIME_PS < time_ps < MAX_STATION_TIME_PS
 
 
 class PairEvent(IntEnum):
@@ -111,6 +140,11 @@ class NodeSettings:
     resend_attempts: int = 4
     resync_depth: int = 256
     """Heralds before the first one seen that a (re)started node asks the history for."""
+    max_seq_jump: int = 2**32
+    """Seqs a herald (or the AttemptStats' count) may lie beyond the highest one known
+    before it is not believed (counted malformed, dropped): a corrupted seq would otherwise
+    open a gap that, given up, makes every later herald LATE. 2^32 is an hour of heralds at
+    1 MHz; a (re)started node takes its first seq as it comes."""
     max_seconds: float | None = None
     receive: Literal["blocking", "poller"] = "blocking"
     """How heralds are waited for: a blocking recv on the herald socket (see the module
@@ -161,6 +195,8 @@ class Node:
         self.station_heard = time.monotonic()
         self.station_lost = False
         self.clock_seq = 0
+        self.clock_sent: dict[int, int] = {}
+        """The last clock requests' t1 (ns) by seq: a reply must answer one of them."""
         self.clock_awaited_until = 0.0
         """monotonic s until which a clock reply is expected (its t4 is stamped at recv)."""
         self.heartbeat_seq = 0
@@ -168,20 +204,25 @@ class Node:
 
     # -- time ---------------------------------------------------------------------------
     def station_ps(self, local_ns: int) -> int | None:
-        """Station time (ps) of this node's monotonic `local_ns`; None while unknown."""
+        """Station time (ps) of this node's monotonic `local_ns`; None while unknown (or
+        outside the legal range of station times)."""
         if self.s.epoch_ns is not None:
-            return (local_ns - self.s.epoch_ns) * 1000
-        if self.clock.ready:
-            return self.clock.to_station_ns(local_ns) * 1000
-        return None
+            time_ps = (local_ns - self.s.epoch_ns) * 1000
+        elif self.clock.ready:
+            time_ps = self.clock.to_station_ns(local_ns) * 1000
+        else:
+            return None
+        return time_ps if _station_time_ok(time_ps) else None
 
     def station_ps_many(self, local_ns: np.ndarray) -> np.ndarray | None:
+        # Both ends of the batch are in range, so is every time between (and no int64 wraps).
+        first, last = self.station_ps(int(local_ns[0])), self.station_ps(int(local_ns[-1]))
+        if first is None or last is None:
+            return None
         if self.s.epoch_ns is not None:
             return (local_ns - self.s.epoch_ns) * 1000
-        if self.clock.ready:  # one offset for the batch: drift over a batch is negligible
-            reference = int(local_ns[-1])
-            return (local_ns + (self.clock.to_station_ns(reference) - reference)) * 1000
-        return None
+        # One offset for the batch: drift over a batch is negligible.
+        return local_ns * 1000 + (last - int(local_ns[-1]) * 1000)
 
     def event(self, kind: str, **detail: Any) -> None:
         line = {"event": kind, "t_ns": time.monotonic_ns(), **detail}
@@ -224,7 +265,7 @@ class Node:
             self.on_heralds(record, received_ns, fresh=True)
             return
         received_ps = self.station_ps(received_ns)
-        if received_ps is None:
+        if received_ps is None or herald_ps > received_ps + _FUTURE_TOLERANCE_PS:
             self.on_heralds(record, received_ns, fresh=True)
             return
         self.latency_one.append((seq, received_ps - herald_ps, received_ps))
@@ -260,6 +301,17 @@ class Node:
                 return
         received_ps = (self.station_ps_many(received_ns) if isinstance(received_ns, np.ndarray)
                        else self.station_ps(received_ns))
+        if received_ps is not None:  # a real station publishes a herald once it is due
+            records, received_ps = self._drop(
+                records, received_ps, "herald from the future",
+                records["timestamp_ps"] > received_ps + _FUTURE_TOLERANCE_PS)
+        if self.base is not None and len(records):
+            records, received_ps = self._drop(
+                records, received_ps, "herald seq beyond belief",
+                records["seq"].astype(np.int64) - self.base
+                > self.tracker.next_seq + self.s.max_seq_jump)
+        if not len(records):
+            return
         if fresh and received_ps is not None:
             sample = np.empty(len(records), LATENCY_DTYPE)
             sample["seq"] = records["seq"]
@@ -306,6 +358,17 @@ class Node:
             if self.remaining <= 0:
                 self.create = None
 
+    def _drop(self, records: np.ndarray, received_ps: np.ndarray | int | None, reason: str,
+              bad: np.ndarray) -> tuple[np.ndarray, np.ndarray | int | None]:
+        """`records` (and their receipt times, when one per record) without the `bad` ones,
+        which are counted as malformed under `reason`."""
+        if not bad.any():
+            return records, received_ps
+        self.decoder.errors[reason] += int(bad.sum())
+        if isinstance(received_ps, np.ndarray):
+            received_ps = received_ps[~bad]
+        return records[~bad], received_ps
+
     def request_gaps(self) -> None:
         assert self.base is not None or not self.tracker.missing()
         now = time.monotonic()
@@ -322,7 +385,10 @@ class Node:
                 del self.requested[(first, last)]
                 continue
             base = self.base or 0
-            self.station.send(ResendRequest(self.s.link_id, base + first, base + last).encode())
+            # One request asks for one frame's worth; what is left is asked for next time.
+            ask_last = min(last, first + MAX_RESEND_RANGE - 1)
+            self.station.send(ResendRequest(self.s.link_id, base + first,
+                                            base + ask_last).encode())
             self.counters["resend_requests"] += 1
             # Each wait twice the one before: a station or host briefly busy (a start-up, a
             # burst) gets time to answer before the gap is given up for lost.
@@ -361,7 +427,14 @@ class Node:
         only way a lost tail of the stream shows (no later herald comes), and how a node
         (re)started while the link is quiet resynchronises."""
         self.counters["attempt_stats"] += 1
-        if stats.link != self.s.link_id or stats.heralds_decided <= 0:
+        if stats.link != self.s.link_id:
+            self.decoder.reject("attempt stats of another link")
+            return
+        if stats.heralds_decided <= 0:
+            return
+        if (self.base is not None and stats.heralds_decided - 1 - self.base
+                > self.tracker.next_seq + self.s.max_seq_jump):
+            self.decoder.reject("heralds_decided beyond belief")
             return
         if (self.station_heartbeat is not None
                 and stats.incarnation != self.station_heartbeat >> 32):
@@ -377,8 +450,36 @@ class Node:
             self.counters["tail_gaps"] += unseen
         self.request_gaps()
 
+    # -- what the sockets bring ------------------------------------------------------------
+    def on_station_pub(self, message: object) -> None:
+        """A decoded message from the station's PUB other than heralds (None: malformed,
+        already counted)."""
+        if isinstance(message, Heartbeat):
+            self.on_station_heartbeat(message)
+        elif isinstance(message, AttemptStats):
+            self.on_attempt_stats(message)
+        elif message is not None:
+            self.counters["unexpected_from_station"] += 1
+
+    def on_station_reply(self, frame: bytes, received_ns: int) -> None:
+        """A frame from the station's ROUTER: resent heralds or a clock reply."""
+        message = self.decoder.decode(frame)
+        if isinstance(message, Heralds):
+            self.counters["heralds_resent"] += len(message)
+            self.on_heralds(message.records, received_ns, fresh=False)
+        elif isinstance(message, ClockReply):
+            self.on_clock_reply(message, received_ns)
+        elif message is not None:
+            self.counters["unexpected_from_station"] += 1
+
+    def on_orchestrator_frame(self, frame: bytes, received_ns: int) -> None:
+        self.on_orchestrator(self.decoder.decode(frame))
+
     # -- station liveness and clock -------------------------------------------------------
     def on_station_heartbeat(self, beat: Heartbeat) -> None:
+        if beat.sender_id != STATION_SENDER_ID or beat.seq >> 32 > MAX_INCARNATION:
+            self.decoder.reject("heartbeat not from a station")
+            return
         if self.station_heartbeat is not None and beat.seq >> 32 != self.station_heartbeat >> 32:
             self.event("station_restarted", heartbeat_seq=beat.seq)
             self.counters["station_restarts"] += 1
@@ -402,8 +503,10 @@ class Node:
             self.event("station_lost", silent_s=silent)
 
     def send_clock_request(self) -> None:
-        self.station.send(ClockRequest(self.s.node_id, self.clock_seq,
-                                       time.monotonic_ns()).encode())
+        t1_ns = time.monotonic_ns()
+        self.station.send(ClockRequest(self.s.node_id, self.clock_seq, t1_ns).encode())
+        self.clock_sent[self.clock_seq] = t1_ns
+        self.clock_sent.pop(self.clock_seq - _CLOCK_REQUESTS_KEPT, None)
         self.clock_seq += 1
         self.clock_awaited_until = time.monotonic() + 0.01
 
@@ -414,10 +517,26 @@ class Node:
     def on_clock_reply(self, reply: ClockReply, received_ns: int) -> None:
         if reply.seq == self.clock_seq - 1:
             self.clock_awaited_until = 0.0
-        if reply.sender_id != self.s.node_id or reply.t1_ns > received_ns:
+        problem = self._clock_reply_problem(reply, received_ns)
+        if problem:
             self.counters["clock_reply_rejected"] += 1
+            self.decoder.reject(problem)
             return
+        del self.clock_sent[reply.seq]
         self.clock.add(reply.t1_ns, reply.t2_ns, reply.t3_ns, received_ns)
+
+    def _clock_reply_problem(self, reply: ClockReply, received_ns: int) -> str:
+        """Why `reply` cannot be a true answer to one of this node's clock requests."""
+        if reply.sender_id != self.s.node_id or self.clock_sent.get(reply.seq) != reply.t1_ns:
+            return "clock reply to no request of this node"
+        if reply.t1_ns > received_ns or (reply.t3_ns - reply.t2_ns
+                                         > received_ns - reply.t1_ns):
+            return "clock reply held longer than its round trip"
+        if self.clock.ready:
+            predicted = self.clock.to_station_ns((reply.t1_ns + received_ns) // 2)
+            if abs((reply.t2_ns + reply.t3_ns) // 2 - predicted) > _MAX_CLOCK_STEP_NS:
+                return "clock reply far from the clock's estimate"
+        return ""
 
     # -- link layer ----------------------------------------------------------------------
     def send_orchestrator(self, message: Ok | Err | Ack | Heartbeat) -> None:
@@ -436,6 +555,8 @@ class Node:
     def on_orchestrator(self, message: object) -> None:
         if isinstance(message, Create):
             self.on_create(message)
+        elif isinstance(message, Ok | Err) and message.link != self.s.link_id:
+            self.decoder.reject("verdict for another link")
         elif isinstance(message, Ok | Err):
             row = self.held.pop(message.seq, None)
             now_ps = self.station_ps(time.monotonic_ns()) or 0

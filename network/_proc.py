@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -26,7 +27,7 @@ _PR_SET_TIMERSLACK = 29
 
 
 class StopFlag:
-    """Set by SIGTERM or SIGINT, or when the parent process is gone."""
+    """Set by SIGTERM, SIGINT or SIGHUP, or when the parent process is gone."""
 
     def __init__(self, parent_pid: int | None = None) -> None:
         self._set = False
@@ -43,12 +44,14 @@ class StopFlag:
         return self._set
 
     def install(self) -> None:
-        """Route SIGTERM and SIGINT to this flag (main thread only)."""
+        """Route SIGTERM, SIGINT and SIGHUP to this flag (main thread only): a closed
+        terminal hangs up the whole process group, and each child must still write its
+        files."""
         def handler(signum: int, frame: FrameType | None) -> None:
             self.set(signal.Signals(signum).name)
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, handler)
 
 
 def _prctl(option: int, value: int) -> None:
@@ -62,14 +65,30 @@ def precise_timers() -> None:
     _prctl(_PR_SET_TIMERSLACK, 1000)
 
 
-def _child(target: Callable[..., None], args: tuple[Any, ...], parent_pid: int) -> None:
+EXIT_FAULT = 2
+"""A child's exit code after a fault it reported to the launcher (see `network._faults`)."""
+
+
+def _child(target: Callable[..., None], args: tuple[Any, ...], parent_pid: int,
+           report_to: Path | None = None, name: str = "") -> None:
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     stop = StopFlag(parent_pid)
     stop.install()
     precise_timers()
     if os.getppid() != parent_pid:  # died before the death signal was armed
         return
-    target(*args, stop)
+    if report_to is None:
+        target(*args, stop)
+        return
+    try:
+        target(*args, stop)
+    except Exception as exc:
+        from ._faults import report_exception
+
+        if report_exception(report_to, name, exc):
+            # The launcher names the cause (an address in use, a bad key): no traceback.
+            raise SystemExit(EXIT_FAULT) from None
+        raise  # a bug: its traceback is wanted
 
 
 class ProcessGroup:
@@ -83,14 +102,25 @@ class ProcessGroup:
         self._context = multiprocessing.get_context("spawn")
         self._procs: dict[str, BaseProcess] = {}
 
-    def start(self, name: str, target: Callable[..., None], *args: Any) -> None:
+    def start(self, name: str, target: Callable[..., None], *args: Any,
+              report_to: Path | None = None) -> None:
+        """Start `target` as process `name`. With `report_to` (the run directory), what
+        stops it with an exception is reported there for the launcher
+        (`network._faults.read_faults`), and a known fault (an address in use, a bad key)
+        ends it with exit code `EXIT_FAULT` and no traceback."""
         old = self._procs.get(name)
         if old is not None and old.is_alive():
             raise RuntimeError(f"process {name!r} is already running (pid {old.pid})")
-        proc = self._context.Process(target=_child, args=(target, args, os.getpid()),
-                                     name=name, daemon=True)
+        proc = self._context.Process(
+            target=_child, args=(target, args, os.getpid(), report_to, name), name=name,
+            daemon=True)
         proc.start()
         self._procs[name] = proc
+
+    @property
+    def names(self) -> list[str]:
+        """Every process started, in start order."""
+        return list(self._procs)
 
     def pid(self, name: str) -> int | None:
         return self._procs[name].pid
@@ -150,10 +180,14 @@ class ProcessGroup:
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """In a launcher: treat SIGTERM like Ctrl-C, so ``with ProcessGroup()`` stops the
-    children on either."""
+    children on either. A handler already installed (the `qnetlab` command line's, which
+    names the signal) is left in place."""
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    if callable(signal.getsignal(signal.SIGTERM)):
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield

@@ -16,6 +16,11 @@ routing identity, by contrast, is whatever the peer chose to call itself, so any
 any lab key could claim to be another process; a server that acts on who a peer is must go
 by `key_owner` (the orchestrator does, see `network.orchestrator`).
 Two key files holding one public key would make the owner ambiguous: refused.
+
+A public key file that does not hold the public half of its owner's secret key makes every
+handshake with that process fail (the other side silently drops it, or its ZAP handler refuses
+it); `check_lab_keys` finds that before anything starts, by deriving each public key from its
+secret (`zmq.curve_public`), and `generate_lab_keys` rewrites such a file from the secret.
 """
 
 from __future__ import annotations
@@ -31,18 +36,26 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-from instruments.errors import QnetlabError
+from instruments.errors import ConfigError
 
-_FIX = "run `qnetlab keys CONFIG` to generate the lab's keys"
+CONFIG = "CONFIG"
+"""Stands for the lab config's path in a fix, until `KeyError_.for_config` fills it in."""
+_FIX = f"run `qnetlab keys {CONFIG}` to generate the lab's keys"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
-class KeyError_(QnetlabError):  # trailing "_": not builtins.KeyError
-    """A key directory or key file is missing or unreadable. Names the path and the fix."""
+class KeyError_(ConfigError):  # trailing "_": not builtins.KeyError
+    """A key directory or key file is missing, unreadable or does not match its pair. Names
+    the path and the fix. A config error (the CLI's exit code 2): the lab's keys are part of
+    its configuration."""
 
     def __init__(self, path: Path, problem: str, fix: str = _FIX) -> None:
-        self.path, self.problem, self.fix = path, problem, fix
-        super().__init__(f"{path}: {problem}. Fix: {fix}")
+        self.path = path
+        super().__init__(str(path), "", problem, fix)
+
+    def for_config(self, config_path: str | Path) -> KeyError_:
+        """The same error with the lab config's real path in the fix."""
+        return KeyError_(self.path, self.problem, self.fix.replace(CONFIG, str(config_path)))
 
 
 def public_dir(key_dir: Path) -> Path:
@@ -78,14 +91,16 @@ def generate_lab_keys(key_dir: Path, names: Iterable[str], *,
     for name in names:
         public_file, secret_file = public / f"{name}.key", private / f"{name}.key_secret"
         if not overwrite and public_file.exists() and secret_file.exists():
+            if _repair_public(public_file, secret_file):
+                written.append(public_file)
             continue
         if not overwrite and (public_file.exists() or secret_file.exists()):
             present, absent = ((public_file, secret_file) if public_file.exists()
                                else (secret_file, public_file))
             raise KeyError_(absent, f"missing, but {present.name} exists",
                             "copy the matching file from the host that generated it, or "
-                            "regenerate with overwrite (every host then needs the new "
-                            "public key)")
+                            f"regenerate with `qnetlab keys {CONFIG} --overwrite` (every host "
+                            "then needs the new public key)")
         # mkdtemp makes a 0700 directory, so the secret is never readable by others.
         with tempfile.TemporaryDirectory(dir=private) as staging:
             new_public, new_secret = zmq.auth.create_certificates(staging, name)
@@ -95,6 +110,62 @@ def generate_lab_keys(key_dir: Path, names: Iterable[str], *,
             os.replace(new_public, public_file)
         written += [public_file, secret_file]
     return written
+
+
+def derived_public(secret: bytes) -> bytes:
+    """The Z85 public key that belongs to the Z85 `secret` key."""
+    return zmq.curve_public(secret)
+
+
+def _repair_public(public_file: Path, secret_file: Path) -> bool:
+    """Rewrite `public_file` from the secret key when it holds another key (a stale copy,
+    another process's key); whether it was rewritten. The secret is the authority: it never
+    leaves its host, and the public key is derived from it."""
+    _, secret = _load(secret_file)
+    if not secret:
+        raise KeyError_(secret_file, "holds no secret key")
+    public = derived_public(secret)
+    try:
+        if _load(public_file)[0] == public:
+            return False
+    except KeyError_:
+        pass  # unreadable: rewritten like a wrong one
+    staging = public_file.with_name(f".{public_file.name}.new")
+    staging.write_text("#   ZeroMQ CURVE Public Certificate (rewritten by qnetlab keys "
+                       "from the secret key)\nmetadata\ncurve\n"
+                       f'    public-key = "{public.decode()}"\n')
+    os.chmod(staging, 0o644)
+    os.replace(staging, public_file)
+    return True
+
+
+def check_lab_keys(key_dir: Path, names: Iterable[str]) -> None:
+    """Raise `KeyError_` naming the file and the fix unless every process of `names` has
+    its secret key, its public key file, no two public key files hold one key, and each
+    public key file holds the public half of its owner's secret (derived from it): a
+    mismatched copy would otherwise show only as handshakes that silently never complete."""
+    names = list(names)
+    for name in names:
+        load_keypair(key_dir, name)
+        load_public_key(key_dir, name)
+    key_owners(key_dir)  # two files with one key: names the copy
+    for name in names:
+        secret_file = private_dir(key_dir) / f"{name}.key_secret"
+        public_file = public_dir(key_dir) / f"{name}.key"
+        stored, secret = load_keypair(key_dir, name)
+        public = derived_public(secret)
+        if stored != public:
+            raise KeyError_(secret_file, "its public key line does not belong to its secret "
+                            "key (the file is damaged)",
+                            f"restore it from a backup, or regenerate with `qnetlab keys "
+                            f"{CONFIG} --overwrite` (every host then needs the new public "
+                            "keys)")
+        if load_public_key(key_dir, name) != public:
+            raise KeyError_(public_file, f"does not hold {name}'s public key (it does not "
+                            f"match {secret_file.name}), so every handshake with {name} "
+                            "would fail", f"run `qnetlab keys {CONFIG}` (it rewrites the file "
+                            f"from the secret key), or copy public/{name}.key from the host "
+                            f"that runs {name}")
 
 
 def _load(path: Path) -> tuple[bytes, bytes | None]:
@@ -152,8 +223,8 @@ def key_owners(key_dir: Path) -> dict[bytes, str]:
         key = _load(path)[0]  # a bad file would make zmq.auth silently allow no one
         if key in owners:
             raise KeyError_(path, f"same public key as {owners[key]}.key, so the key's owner "
-                            "is ambiguous", "give every process its own keypair "
-                            "(`qnetlab keys CONFIG`) and remove the copy")
+                            "is ambiguous", f"run `qnetlab keys {CONFIG}` (it rewrites each "
+                            "public key file from its owner's secret key), or remove the copy")
         owners[key] = path.stem
     if not owners:
         raise KeyError_(public, "no public keys (*.key) in the key directory")

@@ -1,23 +1,35 @@
 """One link's processes planned from a `NetworkConfig`, started, and their files read back.
 
+`require_keys` and `check_ports` refuse a lab that cannot start (a key that does not match
+its secret, two processes with one key, an address in use) before anything starts;
 `plan_lab` turns the config into the settings each process gets; `start_lab` starts the
-station, the node agents and the orchestrator in a `ProcessGroup`; `read_report` gathers
-what they wrote in the run directory into a `LinkReport` (delivered pairs and their true
-fidelity, latency, every error counted).
+station, the node agents and the orchestrator in a `ProcessGroup` (their pids in
+``<run_dir>/processes.json``); `supervise` waits for the run, stopping at the first fault a
+process reports (`network._faults`) with a `ConfigError` naming the process, the peer and the
+key file or address, and names every process that stopped early; `read_report` gathers what
+they wrote in the run directory into a `LinkReport` (delivered pairs and their true fidelity,
+latency, every error counted), from the nodes' own pair logs when the orchestrator left no
+result.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from instruments.errors import ConfigError
+
+from ._faults import describe_exit, read_faults
 from ._proc import ProcessGroup
 from .config import NetworkConfig
-from .keys import load_keypair, load_public_key
+from .keys import CONFIG, KeyError_, check_lab_keys
 from .node_agent import LATENCY_DTYPE, PAIR_LOG_DTYPE, NodeSettings, run_node_agent
 from .orchestrator import OrchestratorSettings, run_orchestrator
 from .station import (
@@ -42,11 +54,56 @@ class LabPlan:
 
 
 def require_keys(config: NetworkConfig) -> None:
-    """Raise `KeyError_` (naming the file and `qnetlab keys`) unless every process's keys
-    are in the config's key directory."""
-    for name in config.key_names():
-        load_keypair(config.key_dir, name)
-        load_public_key(config.key_dir, name)
+    """Raise `KeyError_` (a `ConfigError`, naming the file and the fix with the config's
+    path) unless every process's keys are in the config's key directory, each public key
+    file holds the public half of its owner's secret, and no two hold the same key."""
+    try:
+        check_lab_keys(config.key_dir, config.key_names())
+    except KeyError_ as exc:
+        raise exc.for_config(config.path) from None
+
+
+def bound_addresses(config: NetworkConfig) -> dict[str, str]:
+    """Config entry -> tcp address of every socket the link's processes bind."""
+    return {"station.herald_address": config.station.herald_address,
+            "station.request_address": config.station.request_address,
+            "orchestrator.address": config.orchestrator.address}
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def check_ports(config: NetworkConfig) -> None:
+    """Raise `ConfigError` naming the entry and the address unless every address the link
+    binds can be bound on this host now: a test bind, with SO_REUSEADDR as libzmq binds (so
+    a port left in TIME_WAIT by the last run is not taken for one in use)."""
+    for entry, address in bound_addresses(config).items():
+        host, port = _split(address)
+        try:
+            family, kind, proto, _, sockaddr = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM)[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(sockaddr)
+        except socket.gaierror as exc:
+            raise config.error(entry, f"cannot resolve the host of {address} ({exc})",
+                               "write an IP address of this host, e.g. 127.0.0.1") from None
+        except OSError as exc:
+            raise _bind_error(config, entry, address, exc.errno) from None
+
+
+def _bind_error(config: NetworkConfig, entry: str, address: str,
+                code: int | None) -> ConfigError:
+    port = _split(address)[1]
+    if code == errno.EADDRNOTAVAIL:
+        return config.error(entry, f"{address} is not an address of this host",
+                            "`qnetlab link` runs every process on this host: write 127.0.0.1 "
+                            "or one of this host's addresses")
+    return config.error(entry, f"{address} is in use by another process",
+                        f"stop what listens there (`ss -ltnp 'sport = :{port}'` shows it), or "
+                        f"give {entry} a free port")
 
 
 def plan_lab(config: NetworkConfig, *, pairs: int, run_dir: Path, epoch_ns: int,
@@ -97,12 +154,85 @@ def start_lab(group: ProcessGroup, plan: LabPlan, source_factory: HeraldSourceFa
               orchestrator: bool = True) -> None:
     """Start the station, the node agents and (unless told not to) the orchestrator, each
     as its own process, named as in the config."""
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
-    group.start(plan.station.name, run_station, plan.station, source_factory)
+    run_dir = plan.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    group.start(plan.station.name, run_station, plan.station, source_factory,
+                report_to=run_dir)
     for name, settings in plan.nodes.items():
-        group.start(name, run_node_agent, settings)
+        group.start(name, run_node_agent, settings, report_to=run_dir)
     if orchestrator:
-        group.start(plan.orchestrator.name, run_orchestrator, plan.orchestrator)
+        group.start(plan.orchestrator.name, run_orchestrator, plan.orchestrator,
+                    report_to=run_dir)
+    # Which pid is which process (for a person, and for the fault tests that kill one).
+    (run_dir / "processes.json").write_text(json.dumps(
+        {name: group.pid(name) for name in group.names}, indent=1))
+
+
+@dataclass
+class Supervision:
+    """How a run's processes ended, as its launcher saw them."""
+
+    trouble: str
+    """Why the wait ended early ("" when the orchestrator finished)."""
+    stopped_early: dict[str, str] = field(default_factory=dict)
+    """Process -> how it ended (`describe_exit`, with its reported fault if any), for every
+    process that stopped before the launcher stopped it (the orchestrator: with an exit code
+    other than 0)."""
+
+
+_FATAL = ("auth", "bind", "config")
+"""Fault kinds that end the run at once: nothing will work until the config is fixed."""
+
+
+def supervise(group: ProcessGroup, plan: LabPlan, config: NetworkConfig,
+              timeout: float) -> Supervision:
+    """Wait (at most `timeout` s) for the orchestrator to finish, checking every 0.1 s for a
+    process that stopped or reported a fault. A fault that no waiting can cure (a failed
+    handshake, an address that cannot be bound, a key refused) raises `ConfigError` naming the
+    process, its peer and the key file or address, within ~0.1 s of the report."""
+    deadline = time.monotonic() + timeout
+    orchestrator, others = plan.orchestrator.name, [plan.station.name, *plan.nodes]
+    trouble = ""
+    while True:
+        finished = group.join(orchestrator, 0.1) is not None
+        dead = [n for n in others if not group.is_alive(n)]
+        # Read after the exit checks: a child writes its fault before it exits.
+        _raise_fatal(read_faults(plan.run_dir), config)
+        if finished or dead:
+            break
+        if time.monotonic() > deadline:
+            trouble = f"no result within {timeout:g} s"
+            break
+    faults = {f["process"]: f for f in read_faults(plan.run_dir)}
+    stopped = {}
+    for name in group.names:
+        code = group.exitcode(name)
+        if code is None or (name == orchestrator and code == 0):
+            continue
+        cause = faults.get(name, {}).get("message")
+        stopped[name] = describe_exit(code) + (f": {cause}" if cause else "")
+    if stopped:
+        listed = "; ".join(f"{n} ({how})" for n, how in stopped.items())
+        trouble = f"stopped early: {listed}; see {plan.run_dir}" + (
+            f" ({trouble})" if trouble else "")
+    return Supervision(trouble, stopped)
+
+
+def _raise_fatal(faults: list[dict[str, Any]], config: NetworkConfig) -> None:
+    fatal = [f for f in faults if f.get("kind") in _FATAL]
+    if not fatal:
+        return
+    fault = fatal[0]
+    process, message = str(fault["process"]), str(fault.get("message", ""))
+    if fault["kind"] == "bind":
+        address = str(fault.get("address", ""))
+        entries = [e for e, a in bound_addresses(config).items() if a == address]
+        error = _bind_error(config, entries[0] if entries else process, address,
+                            fault.get("errno"))
+        raise ConfigError(error.file, error.entry, f"{process} could not bind: "
+                          f"{error.problem}", error.fix)
+    fix = str(fault.get("fix", "")).replace(CONFIG, str(config.path))
+    raise config.error(process, message, fix)
 
 
 def read_pairs(run_dir: Path, node: str) -> np.ndarray:
@@ -141,6 +271,11 @@ class LinkReport:
     failed: str
     agree: bool
     """Both nodes logged exactly the same delivered (link, seq) set."""
+    nodes_logged: bool = True
+    """Every node agent left its pair log: without, `agree` says nothing (no node ran)."""
+    delivered_from: str = "orchestrator"
+    """Where `delivered` was counted: the orchestrator's result, or, when it left none (it
+    died), the pairs both nodes' own logs hold as delivered (``node pair logs``)."""
     genuine_fraction: float = float("nan")
     herald_rate_hz: float = float("nan")
     """Heralds per second the station decided over the same span (delivered or not): the
@@ -160,11 +295,20 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
     """What the run's processes wrote. Latencies leave out heralds decided within
     `warmup_s` s of the first one a node received (processes still starting up)."""
     run_dir = plan.run_dir
-    result = _json(run_dir / f"{plan.orchestrator.name}_result.json")
+    result_path = run_dir / f"{plan.orchestrator.name}_result.json"
+    result = _json(result_path)
     station = _json(run_dir / f"{plan.station.name}_summary.json")
     truth_path = run_dir / f"{plan.station.name}_truth.npy"
     truth = np.load(truth_path) if truth_path.exists() else np.zeros(0, TRUTH_DTYPE)
-    delivered = np.array([d["seq"] for d in result.get("delivered", [])], dtype=np.uint64)
+    sets = [_delivered_set(run_dir, name) for name in plan.nodes]
+    if result_path.exists():
+        delivered = np.array([d["seq"] for d in result.get("delivered", [])], dtype=np.uint64)
+        delivered_from = "orchestrator"
+    else:  # the orchestrator died: what both nodes hold as delivered is what was delivered
+        both = set.intersection(*sets) if sets else set()
+        delivered = np.array(sorted(seq for link, seq in both if link == plan.station.link_id),
+                             dtype=np.uint64)
+        delivered_from = "node pair logs"
     found = np.isin(truth["seq"], delivered)
     fidelity = truth["fidelity"][found].astype(float)
     # The link's pair rate: (N - 1) over the time from the first delivered herald to the last
@@ -177,7 +321,6 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
     def add(key: str, value: int) -> None:
         errors[key] = errors.get(key, 0) + int(value)
 
-    sets = []
     latencies = []
     clock = {}
     for name in plan.nodes:
@@ -196,9 +339,6 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
         add("malformed", sum(summary.get("malformed", {}).values()))
         if "clock" in summary:
             clock[name] = summary["clock"]
-        log = read_pairs(run_dir, name)
-        done = log[log["event"] == 2]
-        sets.append(set(zip(done["link"].tolist(), done["seq"].tolist(), strict=True)))
         path = run_dir / f"{name}_latency.npy"
         latencies.append(_load(path, LATENCY_DTYPE))
     if warmup_s > 0 and any(len(x) for x in latencies):
@@ -224,11 +364,21 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
                          if len(fidelity) > 1 else float("nan")),
         latency_s=from_decision[0], decided_at_s=from_decision[1],
         handoff_latency_s=from_handoff[0], handoff_at_s=from_handoff[1],
-        errors=errors, clock=clock, failed=str(result.get("failed", "no result file")),
+        errors=errors, clock=clock,
+        failed=str(result.get("failed", f"{plan.orchestrator.name} wrote no result file")),
         agree=all(s == sets[0] for s in sets),
+        nodes_logged=all((run_dir / f"{name}_pairs.bin").exists() for name in plan.nodes),
+        delivered_from=delivered_from,
         genuine_fraction=float(truth["genuine"][found].mean()) if found.any() else float("nan"),
         extra={"station": station.get("counters", {}), "truth_heralds": len(truth)},
     )
+
+
+def _delivered_set(run_dir: Path, node: str) -> set[tuple[int, int]]:
+    """(link, seq) of every pair `node`'s own log holds as delivered."""
+    log = read_pairs(run_dir, node)
+    done = log[log["event"] == 2]  # PairEvent.DELIVERED
+    return set(zip(done["link"].tolist(), done["seq"].tolist(), strict=True))
 
 
 def _herald_rate(all_ps: np.ndarray, delivered_ps: np.ndarray) -> float:

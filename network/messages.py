@@ -23,10 +23,20 @@ CLOCK_REPLY    sender_id u16, seq u64, t1_ns i64, t2_ns i64, t3_ns i64
 RESEND_REQUEST link u16, first_seq u64, last_seq u64 (inclusive)
 ============== ========================================================================
 
-Decoding never trusts the frame: the length is checked before anything is read, and values
-with a closed set (error codes, Bell states, booleans, fidelities, ranges) are checked too. Any
-bad frame raises `MalformedMessage` with a short `.reason`; `Decoder` counts and drops them, so
-a process fed garbage keeps running.
+Decoding never trusts the frame: the length is checked before anything is read, and every
+field is held to its legal range, defined once here (seqs up to `MAX_SEQ`, counts within
+`MAX_HERALDS_PER_FRAME`, `MAX_RESEND_RANGE`, `MAX_PAIRS_PER_CREATE`, station times within
+`MAX_STATION_TIME_PS`, closed sets such as error codes (`REQUEST_ERR_CODES` only with
+`NO_SEQ`), Bell states and booleans, fidelities in [0, 1]). Any bad frame raises
+`MalformedMessage` with a short `.reason`; `Decoder` counts and drops them, so a process fed
+garbage keeps running.
+What only the receiver can judge (a link that is not its own, a seq beyond what the station
+can have decided, a clock reply it never asked for) its handler checks, and counts with
+`Decoder.reject` beside the decoding errors.
+
+Every socket of the lab refuses, inside libzmq, a frame longer than `SOCKET_MAXMSGSIZE` (the
+largest legal message plus CURVE's framing; `limit_frame_size`): the peer is disconnected
+before the frame is read, so a flood of huge frames costs neither memory nor time.
 """
 
 from __future__ import annotations
@@ -39,12 +49,34 @@ from enum import IntEnum
 from typing import ClassVar, TypeAlias
 
 import numpy as np
+import zmq
 
 VERSION = 1
 """Protocol version: the first byte of every frame."""
 
 NO_SEQ = 2**64 - 1
-"""The seq of an OK/ERR that concerns a whole request rather than one pair (e.g. TIMEOUT)."""
+"""The seq of an ERR that concerns a whole request rather than one pair (e.g. TIMEOUT)."""
+
+MAX_SEQ = 2**62 - 1
+"""Highest legal herald seq (146 years of heralds at 1 GHz). Seqs are handled as int64; this
+bound leaves room for one past it and for differences of two seqs, so no arithmetic on a
+legal seq can wrap."""
+
+MAX_STATION_TIME_PS = 2**62
+"""Station times (ps, herald timestamps and a clock reply's times) lie within +-this (53 days
+from the station's epoch), so the difference of two of them fits int64."""
+
+MAX_HERALDS_PER_FRAME = 4096
+"""Records one HERALDS frame may carry (110 kB); a station splits a longer batch."""
+
+MAX_RESEND_RANGE = MAX_HERALDS_PER_FRAME
+"""Seqs one ResendRequest may ask for (its answer is one HERALDS frame)."""
+
+MAX_PAIRS_PER_CREATE = 1_000_000
+"""Pairs one CREATE may ask for; a larger request is made of several CREATEs."""
+
+MAX_INCARNATION = 2**31 - 1
+"""Incarnations are wall-clock ms at start, 31 bits (`network.station.new_incarnation`)."""
 
 
 class MsgType(IntEnum):
@@ -94,8 +126,6 @@ state (0 = Psi+, 1 = Psi-) and the station's decision time in ps. Packed: 27 byt
 _HEADER = struct.Struct("<BB")
 _HERALDS_HEADER = struct.Struct("<BBI")
 _HERALD_ONE = struct.Struct("<BBIHQQBq")
-_BELL_STATE_OFFSET = _HERALDS_HEADER.size + 2 + 8 + 8
-"""Byte offset of the first record's bell_state: checked without numpy for one herald."""
 assert HERALD_DTYPE.itemsize == 27 and _HERALD_ONE.size == _HERALDS_HEADER.size + 27
 
 
@@ -194,7 +224,13 @@ class AttemptStats(_Fixed):
     _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQQQqQI")
 
     def _check(self) -> str:
-        return "" if self.heralds <= self.attempts else "more heralds than attempts"
+        if self.heralds > self.attempts:
+            return "more heralds than attempts"
+        if self.heralds_decided > MAX_SEQ + 1:
+            return f"heralds_decided beyond MAX_SEQ + 1 ({MAX_SEQ + 1})"
+        if self.incarnation > MAX_INCARNATION:
+            return "incarnation beyond 31 bits"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -223,6 +259,8 @@ class Create(_Fixed):
             return "min_fidelity outside [0, 1]"
         if not (math.isfinite(self.max_time_s) and self.max_time_s >= 0.0):
             return "max_time_s negative or not finite"
+        if self.number > MAX_PAIRS_PER_CREATE:
+            return f"number beyond MAX_PAIRS_PER_CREATE ({MAX_PAIRS_PER_CREATE})"
         return ""
 
 
@@ -254,6 +292,8 @@ class Ok(_Fixed):
     _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBIHQdq")
 
     def _check(self) -> str:
+        if self.seq > MAX_SEQ:  # NO_SEQ included: only an ERR may speak of a whole request
+            return f"seq beyond MAX_SEQ ({MAX_SEQ})"
         return "" if _fidelity_ok(self.goodness) else "goodness outside [0, 1]"
 
 
@@ -267,6 +307,14 @@ class Err(_Fixed):
     code: ErrCode
     TYPE: ClassVar[MsgType] = MsgType.ERR
     _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBIHQB")
+
+    def _check(self) -> str:
+        if self.seq == NO_SEQ:
+            ok = self.code in REQUEST_ERR_CODES
+            return "" if ok else f"{self.code.name} for a whole request (NO_SEQ)"
+        if self.seq > MAX_SEQ:
+            return f"seq beyond MAX_SEQ ({MAX_SEQ})"
+        return "" if self.code not in REQUEST_ERR_CODES else f"{self.code.name} for one pair"
 
 
 @dataclass(frozen=True)
@@ -305,7 +353,12 @@ class ClockReply(_Fixed):
     _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQqqq")
 
     def _check(self) -> str:
-        return "" if self.t3_ns >= self.t2_ns else "t3_ns before t2_ns"
+        if self.t3_ns < self.t2_ns:
+            return "t3_ns before t2_ns"
+        limit_ns = MAX_STATION_TIME_PS // 1000
+        if not -limit_ns <= self.t2_ns <= self.t3_ns <= limit_ns:
+            return "station time beyond MAX_STATION_TIME_PS"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -319,11 +372,41 @@ class ResendRequest(_Fixed):
     _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQQ")
 
     def _check(self) -> str:
-        return "" if self.first_seq <= self.last_seq else "first_seq after last_seq"
+        if self.first_seq > self.last_seq:
+            return "first_seq after last_seq"
+        if self.last_seq > MAX_SEQ:
+            return f"last_seq beyond MAX_SEQ ({MAX_SEQ})"
+        if self.last_seq - self.first_seq >= MAX_RESEND_RANGE:
+            return f"more than MAX_RESEND_RANGE ({MAX_RESEND_RANGE}) seqs"
+        return ""
 
 
 Message: TypeAlias = (Heralds | AttemptStats | Create | Ack | Ok | Err | Heartbeat
                       | ClockRequest | ClockReply | ResendRequest)
+
+
+REQUEST_ERR_CODES = frozenset({ErrCode.UNSUPPORTED, ErrCode.TIMEOUT, ErrCode.NO_RESOURCES})
+"""The codes of an ERR about a whole request (seq `NO_SEQ`); every other code is about one
+pair (a real seq)."""
+
+MAX_FRAME_BYTES = max(_HERALDS_HEADER.size + MAX_HERALDS_PER_FRAME * HERALD_DTYPE.itemsize,
+                      *(cls._STRUCT.size for cls in (AttemptStats, Create, Ack, Ok, Err,
+                                                     Heartbeat, ClockRequest, ClockReply,
+                                                     ResendRequest)))
+"""Bytes of the largest legal frame (a full HERALDS frame)."""
+
+SOCKET_MAXMSGSIZE = MAX_FRAME_BYTES + 1024
+"""`zmq.MAXMSGSIZE` of every socket of the lab. libzmq holds each wire frame to it, and with
+CURVE a wire frame is the message plus its box (33 bytes), and the handshake's commands
+(INITIATE carries the socket's metadata: a few hundred bytes) pass the same check; 1 kB
+covers both."""
+
+
+def limit_frame_size(*sockets: zmq.Socket) -> None:
+    """Make libzmq refuse (and disconnect the peer of) any frame longer than
+    `SOCKET_MAXMSGSIZE`, before reading it. Set before connect/bind."""
+    for socket in sockets:
+        socket.setsockopt(zmq.MAXMSGSIZE, SOCKET_MAXMSGSIZE)
 
 
 _FIXED: dict[int, type[_Fixed]] = {
@@ -339,17 +422,46 @@ def _decode_heralds(frame: bytes | bytearray | memoryview) -> Heralds:
     (count,) = struct.unpack_from("<I", frame, 2)
     if count == 0:
         raise MalformedMessage("bad count", "HERALDS frame with zero records")
+    if count > MAX_HERALDS_PER_FRAME:
+        raise MalformedMessage("bad count", f"HERALDS count {count} beyond "
+                               f"MAX_HERALDS_PER_FRAME ({MAX_HERALDS_PER_FRAME})")
     expected = _HERALDS_HEADER.size + count * HERALD_DTYPE.itemsize
     if size != expected:
         raise MalformedMessage("truncated" if size < expected else "bad length",
                                f"HERALDS count {count} needs {expected} bytes, got {size}")
     records = np.frombuffer(frame, dtype=HERALD_DTYPE, count=count,
                             offset=_HERALDS_HEADER.size)
-    # One herald is the latency path: check its Bell state without numpy's per-call cost.
-    if (frame[_BELL_STATE_OFFSET] > 1 if count == 1
-            else bool((records["bell_state"] > 1).any())):
-        raise MalformedMessage("bad value", "bell_state other than 0 (Psi+) or 1 (Psi-)")
+    # One herald is the latency path: check it without numpy's per-call cost.
+    if count == 1:
+        seq, _, bell_state, timestamp_ps = _HERALD_TAIL.unpack_from(frame, _SEQ_OFFSET)
+        if (seq <= MAX_SEQ and bell_state <= 1
+                and -MAX_STATION_TIME_PS <= timestamp_ps <= MAX_STATION_TIME_PS):
+            return Heralds(records)
+        problem = _herald_problem(seq > MAX_SEQ, bell_state > 1, True)
+    else:
+        timestamps = records["timestamp_ps"]
+        problem = _herald_problem(
+            bool((records["seq"] > MAX_SEQ).any()), bool((records["bell_state"] > 1).any()),
+            bool(((timestamps < -MAX_STATION_TIME_PS) | (timestamps > MAX_STATION_TIME_PS))
+                 .any()))
+    if problem:
+        raise MalformedMessage("bad value", problem)
     return Heralds(records)
+
+
+_SEQ_OFFSET = _HERALDS_HEADER.size + 2
+_HERALD_TAIL = struct.Struct("<QQBq")
+"""seq, attempt_id, bell_state, timestamp_ps of a frame's first record."""
+
+
+def _herald_problem(bad_seq: bool, bad_bell_state: bool, bad_time: bool) -> str:
+    if bad_seq:
+        return f"herald seq beyond MAX_SEQ ({MAX_SEQ})"
+    if bad_bell_state:
+        return "bell_state other than 0 (Psi+) or 1 (Psi-)"
+    if bad_time:
+        return f"herald timestamp_ps beyond +-MAX_STATION_TIME_PS ({MAX_STATION_TIME_PS})"
+    return ""
 
 
 def _decode_fixed(cls: type[_Fixed], frame: bytes | bytearray | memoryview) -> _Fixed:
@@ -412,3 +524,8 @@ class Decoder:
             return None
         self.decoded += 1
         return message
+
+    def reject(self, reason: str) -> None:
+        """Count a decoded message its handler found out of range for this receiver (a link
+        not its own, a seq it cannot believe, ...) as malformed under `reason`."""
+        self.errors[reason] += 1

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import zmq
 
+from ._faults import HandshakeWatch, watch_node_handshakes
 from ._node import LATENCY_DTYPE, PAIR_LOG_DTYPE, Node, NodeSettings, PairEvent
 from .keys import make_curve_client
-from .messages import AttemptStats, ClockReply, Heartbeat, Heralds
+from .messages import Heralds, limit_frame_size
 
 __all__ = ["LATENCY_DTYPE", "PAIR_LOG_DTYPE", "NodeSettings", "PairEvent", "run_node_agent"]
 
@@ -105,14 +106,18 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     run_dir, name = settings.run_dir, settings.name
     node: Node | None = None
+    watch: HandshakeWatch | None = None
     try:
         if settings.key_dir is not None:
             make_curve_client(sub, settings.key_dir, name, settings.station_name)
             make_curve_client(station, settings.key_dir, name, settings.station_name)
             make_curve_client(orchestrator, settings.key_dir, name,
                               settings.orchestrator_name)
+            # A wrong key is reported to the launcher at once (before connecting).
+            watch = watch_node_handshakes(settings, sub, station, orchestrator)
         for socket in (sub, station, orchestrator):
             socket.linger = 0
+        limit_frame_size(sub, station, orchestrator)
         sub.rcvhwm = 1_000_000
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         if settings.key_dir is None:  # no keys to tell who is who: say it (benchmark only)
@@ -126,6 +131,8 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
         node.event("started", pid=os.getpid())
         _loop(node, settings, stop)
     finally:
+        if watch is not None:
+            watch.stop()
         for socket in (sub, station, orchestrator):
             socket.close()
         context.term()
@@ -141,27 +148,9 @@ def _loop(node: Node, s: NodeSettings, stop: Any) -> None:
     for socket in (node.sub, node.station, node.orchestrator):
         poller.register(socket, zmq.POLLIN)
 
-    def from_station_pub(message: object) -> None:
-        if isinstance(message, Heartbeat):
-            node.on_station_heartbeat(message)
-        elif isinstance(message, AttemptStats):
-            node.on_attempt_stats(message)
-        elif message is not None:
-            node.counters["unexpected_from_station"] += 1
-
-    def from_station_router(frame: bytes, received_ns: int) -> None:
-        message = node.decoder.decode(frame)
-        if isinstance(message, Heralds):
-            node.counters["heralds_resent"] += len(message)
-            node.on_heralds(message.records, received_ns, fresh=False)
-        elif isinstance(message, ClockReply):
-            node.on_clock_reply(message, received_ns)
-        elif message is not None:
-            node.counters["unexpected_from_station"] += 1
-
-    def from_orchestrator(frame: bytes, received_ns: int) -> None:
-        node.on_orchestrator(node.decoder.decode(frame))
-
+    from_station_pub = node.on_station_pub
+    from_station_router = node.on_station_reply
+    from_orchestrator = node.on_orchestrator_frame
     started = time.monotonic()
     next_heartbeat = next_clock = started
     clock_burst = 8  # quick exchanges first, so station time is known within ~40 ms

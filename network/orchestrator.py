@@ -11,6 +11,10 @@ OKs, so a request whose two nodes started one herald apart is topped up by a fol
 A node restart (a heartbeat from a new incarnation) ends the current CREATE: whatever only
 the survivor holds is released, and a new CREATE asks for the rest.
 
+What a node says is checked before it is used: a verdict for another link, a refusal (ERR
+for a whole request) of a request other than the current one, a verdict for a pair already
+delivered, a heartbeat with another node's sender id are counted as malformed and dropped.
+
 A CREATE with ``number == 0`` cancels a request (a convention of this orchestrator and
 `network._node.Node.on_create`). The outcome goes to ``<run_dir>/<name>_result.json``.
 
@@ -36,6 +40,7 @@ import json
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +48,19 @@ from typing import Any
 import zmq
 
 from .keys import key_owner, make_curve_server, start_authenticator
-from .messages import NO_SEQ, Ack, Create, Decoder, Err, ErrCode, Heartbeat, Ok
+from .messages import (
+    MAX_INCARNATION,
+    MAX_PAIRS_PER_CREATE,
+    NO_SEQ,
+    Ack,
+    Create,
+    Decoder,
+    Err,
+    ErrCode,
+    Heartbeat,
+    Ok,
+    limit_frame_size,
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,11 @@ class _Orchestrator:
         """First and last seq each node reported for the current CREATE."""
         self.reports: dict[int, _Report] = {}
         self.delivered: list[dict[str, Any]] = []
+        self.delivered_seqs: set[int] = set()
+        """Seqs delivered: a verdict repeated for one of them cannot deliver it twice."""
+        self.node_ids = dict(zip(s.nodes, s.node_ids, strict=True))
+        self.known = {n.encode(): n for n in s.nodes}
+        """Without CURVE: the routing identities the node agents set themselves."""
         self.started: float | None = None
         self.start_ps = 0
         self.restart_pending = False
@@ -143,7 +165,8 @@ class _Orchestrator:
     # -- requests -------------------------------------------------------------------------
     def new_create(self) -> None:
         self.create_id += 1
-        self.number = self.s.pairs - len(self.delivered)
+        # A request beyond one CREATE's bound is topped up by the next (see `tick`).
+        self.number = min(self.s.pairs - len(self.delivered), MAX_PAIRS_PER_CREATE)
         self.active = True
         self.ok_count = dict.fromkeys(self.s.nodes, 0)
         self.first_seq, self.last_seq = {}, {}
@@ -163,6 +186,27 @@ class _Orchestrator:
 
     def done(self) -> bool:
         return len(self.delivered) >= self.s.pairs or bool(self.failed)
+
+    def receive(self, frames: Sequence[zmq.Frame]) -> None:
+        """One multipart message off the ROUTER (routing id, then the frame): who sent it,
+        then what it says. Nothing in it is trusted before it is checked."""
+        if self.s.key_dir is not None:  # who holds the key, whatever the peer calls itself
+            node = key_owner(frames[-1])
+            if node is None or node not in self.s.nodes:
+                self.on_stranger(node)
+                return
+            if not self.take_route(node, frames[0].bytes):
+                return
+        else:
+            known = self.known.get(frames[0].bytes)
+            if known is None:
+                self.counters["unknown_sender"] += 1
+                return
+            node = known
+        if len(frames) != 2:
+            self.counters["unknown_sender"] += 1
+            return
+        self.on_message(node, self.decoder.decode(frames[1].buffer))
 
     def on_message(self, node: str, message: object) -> None:
         if isinstance(message, Heartbeat):
@@ -185,6 +229,9 @@ class _Orchestrator:
                                 "t_ns": time.monotonic_ns()})
 
     def on_heartbeat(self, node: str, beat: Heartbeat) -> None:
+        if beat.sender_id != self.node_ids[node] or beat.seq >> 32 > MAX_INCARNATION:
+            self.decoder.reject("heartbeat not of its node")
+            return
         last = self.heartbeat.get(node)
         if last is not None and beat.seq >> 32 != last >> 32:  # a new incarnation
             self.events.append({"event": "node_restarted", "node": node,
@@ -205,10 +252,18 @@ class _Orchestrator:
         self.restart_pending = True
 
     def on_verdict(self, node: str, message: Ok | Err) -> None:
-        if message.seq == NO_SEQ:
-            assert isinstance(message, Err)
+        if message.link != self.s.link_id:
+            self.decoder.reject("verdict for another link")
+            return
+        if isinstance(message, Err) and message.seq == NO_SEQ:  # (the decoder allows no OK)
+            if message.create_id != self.create_id:
+                self.decoder.reject("refusal of another request")
+                return
             self.counters[f"request_{message.code.name.lower()}"] += 1
             self.failed = f"{node} refused the request: {message.code.name}"
+            return
+        if message.seq in self.delivered_seqs:
+            self.decoder.reject("verdict for a pair already delivered")
             return
         if message.create_id != self.create_id or not self.active:
             # A pair OK'd under a cancelled request: nobody will pair it, free it.
@@ -235,6 +290,7 @@ class _Orchestrator:
             first = next(iter(oks.values()))
             self.delivered.append({"link": self.s.link_id, "seq": seq,
                                    "goodness": first.goodness, "decided_ps": self.now_ps()})
+            self.delivered_seqs.add(seq)
             for node, ok in oks.items():
                 self.send(node, ok)
             if self.done():
@@ -314,12 +370,11 @@ def run_orchestrator(settings: OrchestratorSettings, stop: Any) -> None:
             authenticator = start_authenticator(context, settings.key_dir)
             make_curve_server(router, settings.key_dir, settings.name)
         router.linger = 1000  # the last verdicts must reach the nodes
+        limit_frame_size(router)
         router.router_mandatory = False
         router.bind(settings.address)
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
-        known = {n.encode(): n for n in settings.nodes}
-        curve = settings.key_dir is not None
         begun = time.monotonic()
         while not stop and not orchestrator.done():
             if settings.max_seconds is not None and time.monotonic() - begun > settings.max_seconds:
@@ -331,22 +386,7 @@ def run_orchestrator(settings: OrchestratorSettings, stop: Any) -> None:
                         frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    if curve:  # who holds the key, whatever the peer calls itself
-                        node = key_owner(frames[-1])
-                        if node is None or node not in settings.nodes:
-                            orchestrator.on_stranger(node)
-                            continue
-                        if not orchestrator.take_route(node, frames[0].bytes):
-                            continue
-                    else:
-                        node = known.get(frames[0].bytes)
-                        if node is None:
-                            orchestrator.counters["unknown_sender"] += 1
-                            continue
-                    if len(frames) != 2:
-                        orchestrator.counters["unknown_sender"] += 1
-                        continue
-                    orchestrator.on_message(node, orchestrator.decoder.decode(frames[1].buffer))
+                    orchestrator.receive(frames)
             orchestrator.tick()
     finally:
         router.close()

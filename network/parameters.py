@@ -34,6 +34,10 @@ VERSION = 1
 GET = b"GET"
 _POLL_MS = 50
 """How often the server looks at its stop flag, ms."""
+_MAX_REQUEST_BYTES = 4096
+"""The server's `zmq.MAXMSGSIZE`: a request is 4 bytes, CURVE's handshake a few hundred."""
+_MAX_REPLY_BYTES = 1 << 20
+"""The client's `zmq.MAXMSGSIZE`: a node's values as JSON are a few kB."""
 
 
 class ParameterServiceError(QnetlabError):
@@ -119,6 +123,7 @@ class ParameterServer:
             authenticator = start_authenticator(context, self._key_dir)
             socket = context.socket(zmq.ROUTER)
             socket.linger = 0
+            socket.setsockopt(zmq.MAXMSGSIZE, _MAX_REQUEST_BYTES)
             make_curve_server(socket, self._key_dir, self.name)
             socket.bind(self.address)
             endpoint = socket.getsockopt(zmq.LAST_ENDPOINT)
@@ -163,6 +168,7 @@ def request(address: str, key_dir: Path, client_name: str, server_name: str,
     """Send one raw request and return the decoded reply (for tests and tools)."""
     socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
     socket.linger = 0
+    socket.setsockopt(zmq.MAXMSGSIZE, _MAX_REPLY_BYTES)
     try:
         make_curve_client(socket, Path(key_dir), client_name, server_name)
         socket.connect(address)
@@ -200,4 +206,8 @@ def fetch_parameters(address: str, key_dir: Path, client_name: str, server_name:
     values = reply.get("values")
     if not isinstance(values, dict):
         raise ParameterServiceError(f"parameter service at {address} sent no values")
-    return {str(k): float(v) for k, v in values.items()}
+    try:
+        return {str(k): float(v) for k, v in values.items()}
+    except (TypeError, ValueError):
+        raise ParameterServiceError(f"parameter service at {address} sent a value that is "
+                                    "not a number") from None

@@ -19,8 +19,9 @@ The source is computed ``lookahead_s`` ahead (refilled at half), so that work is
   AttemptStats every ``stats_period`` (with the count of heralds decided so far, so a node
   also finds a lost tail of the stream). The send high-water mark is raised, and seq numbers
   make any drop visible to the nodes anyway;
-- ROUTER (``request_address``): ResendRequest (answered from the `HeraldHistory`) and
-  ClockRequest (answered with a ClockReply).
+- ROUTER (``request_address``): ResendRequest (answered from the `HeraldHistory`; one of
+  another link or of seqs not yet decided is counted malformed and dropped) and
+  ClockRequest (answered with a ClockReply), each by `_Station.answer`.
 
 Every socket is a CURVE server; the ZAP handler admits only keys in the lab's key directory.
 Injected faults (`StationFaults`) skip, delay or corrupt publications for the fault tests.
@@ -45,6 +46,7 @@ import zmq
 from .keys import make_curve_server, start_authenticator
 from .messages import (
     HERALD_DTYPE,
+    MAX_HERALDS_PER_FRAME,
     AttemptStats,
     ClockReply,
     ClockRequest,
@@ -52,6 +54,7 @@ from .messages import (
     Heartbeat,
     ResendRequest,
     encode_heralds,
+    limit_frame_size,
 )
 from .tracker import HeraldHistory
 
@@ -86,7 +89,7 @@ _FILE_EVERY = 64
 """Frames sent before their filing in the history (and the send log) is a chore of its own;
 otherwise it waits for the next timed chore or resend request (a few ms)."""
 
-_MAX_RESEND = 4096
+_MAX_RESEND = MAX_HERALDS_PER_FRAME
 """Heralds per resend reply frame (~110 kB)."""
 
 _MALFORMED = (b"", b"\x01", b"\x02\x01\x00", b"\x01\x63", b"\x01\x01\x02\x00\x00\x00\x00",
@@ -363,7 +366,11 @@ class _Station:
             if due_ps is not None:
                 next_ns = self.s.epoch_ns - (-due_ps // 1000)
         send_ns = time.monotonic_ns()
-        self.pub.send(encode_heralds(records))
+        if len(records) <= MAX_HERALDS_PER_FRAME:
+            self.pub.send(encode_heralds(records))
+        else:  # a backlog (the station was held up): no frame beyond the receivers' limit
+            for start in range(0, len(records), MAX_HERALDS_PER_FRAME):
+                self.pub.send(encode_heralds(records[start:start + MAX_HERALDS_PER_FRAME]))
         if settle:
             _sleep_until(min(send_ns + round(self.s.settle_s * 1e9), next_ns))
         self.last_send_ns = send_ns
@@ -414,27 +421,38 @@ class _Station:
             except ValueError:  # fewer than two frames: not ours
                 self.counters["malformed_requests"] += 1
                 continue
-            t2_ns = time.monotonic_ns() - self.s.epoch_ns
-            message = self.decoder.decode(frame)
-            if isinstance(message, ClockRequest):
-                reply = ClockReply(message.sender_id, message.seq, message.t1_ns, t2_ns,
-                                   time.monotonic_ns() - self.s.epoch_ns)
-                self.router.send_multipart([identity, reply.encode()])
-                self.counters["clock_requests"] += 1
-            elif isinstance(message, ResendRequest):
-                self.counters["resend_requests"] += 1
-                if message.link != self.s.link_id:
-                    self.counters["resend_wrong_link"] += 1
-                    continue
-                last = min(message.last_seq, message.first_seq + _MAX_RESEND - 1)
-                rows = self.history.get(message.first_seq, last)
-                if len(rows):
-                    self.router.send_multipart([identity, encode_heralds(rows)])
-                    self.counters["heralds_resent"] += len(rows)
-                else:
-                    self.counters["resend_unavailable"] += 1
-            elif message is not None:
-                self.counters["unexpected_requests"] += 1
+            reply = self.answer(frame, time.monotonic_ns() - self.s.epoch_ns)
+            if reply is not None:
+                self.router.send_multipart([identity, reply])
+
+    def answer(self, frame: bytes, t2_ns: int) -> bytes | None:
+        """The reply to one request frame received at station time `t2_ns` (ns), or None.
+        Every field is checked before use: a frame that is no legal request, or a resend of
+        another link or of seqs not yet decided, is counted (``malformed``) and dropped."""
+        message = self.decoder.decode(frame)
+        if isinstance(message, ClockRequest):
+            self.counters["clock_requests"] += 1
+            return ClockReply(message.sender_id, message.seq, message.t1_ns, t2_ns,
+                              time.monotonic_ns() - self.s.epoch_ns).encode()
+        if isinstance(message, ResendRequest):
+            self.counters["resend_requests"] += 1
+            if message.link != self.s.link_id:
+                self.counters["resend_wrong_link"] += 1
+                self.decoder.reject("resend of another link")
+                return None
+            if message.first_seq >= self.decided_seq:
+                self.decoder.reject("resend beyond the heralds decided")
+                return None
+            last = min(message.last_seq, message.first_seq + _MAX_RESEND - 1)
+            rows = self.history.get(message.first_seq, last)
+            if not len(rows):
+                self.counters["resend_unavailable"] += 1
+                return None
+            self.counters["heralds_resent"] += len(rows)
+            return encode_heralds(rows)
+        if message is not None:
+            self.counters["unexpected_requests"] += 1
+        return None
 
     def send_log(self) -> np.ndarray:
         return np.array(self.sends, SEND_DTYPE) if self.sends else np.zeros(0, SEND_DTYPE)
@@ -514,6 +532,7 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory,
             authenticator = start_authenticator(context, settings.key_dir)
             make_curve_server(pub, settings.key_dir, settings.name)
             make_curve_server(router, settings.key_dir, settings.name)
+        limit_frame_size(pub, router)  # a PUB receives too: its subscribers' subscriptions
         pub.sndhwm = 1_000_000
         pub.linger = 500
         router.linger = 0

@@ -26,10 +26,11 @@ from typing import overload
 
 import numpy as np
 
-from .messages import HERALD_DTYPE
+from .messages import HERALD_DTYPE, MAX_SEQ
 
-_MAX_SEQ = 2**63 - 1
-"""Seqs are handled as int64; a link would need 2^63 heralds to reach it."""
+_MAX_SEQ = MAX_SEQ
+"""Seqs are handled as int64, with room above the highest legal one (the wire's limit: a
+decoded herald never exceeds it, so the checks below guard only direct calls)."""
 
 
 class Arrival(Enum):
@@ -86,7 +87,7 @@ class SequenceTracker:
             return Arrival.NEW
         if seq > self._next:
             if seq > _MAX_SEQ:
-                raise ValueError(f"herald seq {seq} beyond 2^63 - 1")
+                raise ValueError(f"herald seq {seq} beyond MAX_SEQ ({_MAX_SEQ})")
             self._gap_first.append(self._next)
             self._gap_last.append(seq - 1)
             counters["gaps_detected"] += seq - self._next
@@ -129,7 +130,7 @@ class SequenceTracker:
         if seqs.dtype.kind not in "iu":
             raise ValueError(f"herald seqs must be integers, got dtype {seqs.dtype}")
         if seqs.dtype.kind == "u" and int(seqs.max()) > _MAX_SEQ:
-            raise ValueError(f"herald seq {int(seqs.max())} beyond 2^63 - 1")
+            raise ValueError(f"herald seq {int(seqs.max())} beyond MAX_SEQ ({_MAX_SEQ})")
         seqs = seqs.astype(np.int64, copy=False)
         first = int(seqs[0])
         self.counters["received"] += n

@@ -69,6 +69,12 @@ def _session(config: str, profile: str, quiet: bool) -> Any:
 
     data = YAML(typ="safe").load(Path(config).read_text()) if Path(config).is_file() else None
     if isinstance(data, dict) and "network" in data:
+        from network.config import load_network_config
+        from network.lab import require_keys
+
+        # The link's calibrations read the other node's values over CURVE: without the
+        # lab's keys nothing can start (a ConfigError naming the file and this config).
+        require_keys(load_network_config(config))
         return network_calibration(config, profile=profile, quiet=quiet)
     lab_config = load_config(config)
     lab = parse_calibration(lab_config).lab
@@ -148,12 +154,15 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _bringup(args: argparse.Namespace) -> int:
     from network.config import load_network_config
-    from network.keys import generate_lab_keys
+    from network.keys import KeyError_, generate_lab_keys
 
     from ._link import deliver
 
     config = load_network_config(args.config)
-    generate_lab_keys(config.key_dir, config.key_names())  # keeps existing keys
+    try:  # keeps existing keys, rewrites a public key that does not match its secret
+        generate_lab_keys(config.key_dir, config.key_names())
+    except KeyError_ as exc:
+        raise exc.for_config(config.path) from None
     started = time.perf_counter()
     with quiet_output(args.quiet), _session(args.config, args.profile, args.quiet) as session:
         maintainer = maintain(session)

@@ -52,7 +52,10 @@ def _characterize(args: argparse.Namespace) -> int:
     for name, run in result.runs.items():
         if run is None:
             print(f"{name}: {result.notes.get(name, 'skipped')}")
-        elif run.analysis is not None and not run.analysis.verdict.good:
+        elif run.analysis is None:
+            print(result.notes.get(name) or f"{name} run {run.run_id}: not analyzed "
+                  f"({run.status}, {run.points} points)")
+        elif not run.analysis.verdict.good:
             print(f"{name} run {run.run_id}: {run.analysis.verdict}")
     print(f"\n{result.verdict}")
     print(f"report: {result.report_html}\nsummary: {result.report_json}\ndatabase: {db}")

@@ -11,7 +11,8 @@ def add_parser(verbs: Any) -> None:
         "keys", help="generate the lab's CURVE keys (station, orchestrator, nodes)",
         description="Generate a CURVE keypair for the station, the orchestrator and every node "
                     "of a network config, into its network.key_dir. Existing keypairs are "
-                    "kept unless --overwrite. Copy key_dir/public to every host and each "
+                    "kept unless --overwrite; a public key file that does not match its "
+                    "secret key is rewritten from it. Copy key_dir/public to every host and each "
                     "private/<name>.key_secret only to the host that runs <name>.")
     parser.add_argument("config", help="network YAML, e.g. lab_configs/two_node_link.yaml")
     parser.add_argument("--overwrite", action="store_true",
@@ -22,13 +23,19 @@ def add_parser(verbs: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from network.config import load_network_config
-    from network.keys import generate_lab_keys
+    from network.keys import KeyError_, generate_lab_keys
 
     config = load_network_config(args.config)
     names = config.key_names()
-    written = generate_lab_keys(config.key_dir, names, overwrite=args.overwrite)
-    kept = [n for n in names if not any(p.stem == n for p in written)]
+    try:
+        written = generate_lab_keys(config.key_dir, names, overwrite=args.overwrite)
+    except KeyError_ as exc:
+        raise exc.for_config(args.config) from None
     print(f"key directory: {config.key_dir}")
     for name in names:
-        print(f"  {name:<16} {'kept (exists)' if name in kept else 'generated'}")
+        files = {p.suffix for p in written if p.stem == name}
+        state = ("generated" if ".key_secret" in files
+                 else "repaired (public key rewritten from the secret key)" if files
+                 else "kept (exists)")
+        print(f"  {name:<16} {state}")
     return 0

@@ -76,46 +76,62 @@ class Delivery:
     @property
     def ok(self) -> bool:
         r = self.report
-        return not self.trouble and not r.failed and r.delivered == r.requested and r.agree
+        return (not self.trouble and not r.failed and r.delivered == r.requested and r.agree
+                and r.nodes_logged)
 
 
 def deliver(config: Any, pairs: int, timeout: float | None = None) -> Delivery:
     """Start the station, both node agents and the orchestrator, deliver `pairs`, stop them
     all (also on Ctrl-C or SIGTERM) and read their report."""
     from network._proc import ProcessGroup, sigterm_as_interrupt
-    from network.lab import plan_lab, read_report, require_keys, start_lab
+    from network.lab import (
+        check_ports,
+        plan_lab,
+        read_report,
+        require_keys,
+        start_lab,
+        supervise,
+    )
     from network.link_model import expected_fidelity, expected_pair_rate
 
+    # What would only show as processes waiting for each other is refused before any starts.
     require_keys(config)
+    check_ports(config)
     model = build_link_model(config)
     rate, fidelity = expected_pair_rate(model), expected_fidelity(model)
     timeout = timeout if timeout is not None else config.orchestrator.max_time + 10
     run_dir = config.run_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     plan = plan_lab(config, pairs=pairs, run_dir=run_dir, epoch_ns=time.monotonic_ns(),
                     goodness=fidelity, expected_pair_rate=rate, max_seconds=timeout + 5)
-    trouble = ""
-    with sigterm_as_interrupt(), ProcessGroup() as group:
-        start_lab(group, plan, sim_source_factory(config, model))
-        deadline = time.monotonic() + timeout
-        others = [plan.station.name, *plan.nodes]
-        while group.join(plan.orchestrator.name, 0.1) is None:
-            dead = [n for n in others if not group.is_alive(n)]
-            if dead:
-                trouble = f"{', '.join(dead)} stopped early (exit code " \
-                          f"{group.exitcode(dead[0])}); see {run_dir}"
-                break
-            if time.monotonic() > deadline:
-                trouble = f"no result within {timeout:g} s"
-                break
-        time.sleep(0.1)  # the orchestrator's last verdicts reach the nodes
+    try:
+        with sigterm_as_interrupt(), ProcessGroup() as group:
+            start_lab(group, plan, sim_source_factory(config, model))
+            # Raises ConfigError (after stopping them all) when a process reports a key or
+            # address fault: the run never started, so there is no summary to print.
+            outcome = supervise(group, plan, config, timeout)
+            time.sleep(0.1)  # the orchestrator's last verdicts reach the nodes
+    except KeyboardInterrupt as exc:
+        # The processes have stopped and written their files: say what the run kept.
+        exc.add_note(_interrupted_note(plan, pairs))
+        raise
     report = read_report(plan)
-    return Delivery(report, rate, fidelity, trouble, _format(config, plan, report, rate,
-                                                             fidelity))
+    return Delivery(report, rate, fidelity, outcome.trouble,
+                    _format(config, plan, report, rate, fidelity))
+
+
+def _interrupted_note(plan: Any, pairs: int) -> str:
+    from network.lab import read_report
+
+    try:
+        report = read_report(plan)
+    except Exception as exc:  # a note must never hide the interrupt
+        return f"link: run folder {plan.run_dir} (its files could not be read: {exc})"
+    return (f"link: {report.delivered} of {pairs} pairs delivered before the stop "
+            f"(counted from the {report.delivered_from}); run folder {plan.run_dir}")
 
 
 def run(args: argparse.Namespace) -> int:
     from network.config import load_network_config
-    from network.keys import KeyError_
 
     from .cli import EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK
 
@@ -123,11 +139,9 @@ def run(args: argparse.Namespace) -> int:
         print("qnetlab: --pairs must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
     config = load_network_config(args.config)
-    try:
-        delivery = deliver(config, args.pairs, args.timeout)
-    except KeyError_ as exc:
-        print(f"qnetlab: {exc}".replace("CONFIG", str(args.config)), file=sys.stderr)
-        return EXIT_CONFIG
+    # A key or address fault raises ConfigError (`qnetlab.cli` exits 2), the config's path
+    # already in its fix.
+    delivery = deliver(config, args.pairs, args.timeout)
     print(delivery.text)
     if delivery.trouble or delivery.report.failed:
         print(f"qnetlab: {delivery.trouble or delivery.report.failed}", file=sys.stderr)
@@ -141,9 +155,16 @@ def _us(seconds: float) -> str:
 def _format(config: Any, plan: Any, report: Any, rate: float, fidelity: float) -> str:
     a, b = config.link.nodes
     lengths = f"{config.nodes[a].fibre_length_km:g} + {config.nodes[b].fibre_length_km:g} km"
+    counted = ("" if report.delivered_from == "orchestrator" else
+               f" (counted from the {report.delivered_from}: the orchestrator left no result)")
+    # Agreement on nothing is no agreement: a run that delivered nothing says so.
+    agree = ("unknown (no node logged anything)" if not report.nodes_logged
+             else "NO" if not report.agree
+             else "nothing to agree on (no pair delivered)" if not report.delivered
+             else "yes")
     lines = [f"link {config.link.id} ({config.link.scheme}, {a} - {b}, {lengths}): "
-             f"{report.delivered} of {report.requested} pairs delivered; both nodes agree: "
-             f"{'yes' if report.agree else 'NO'}"]
+             f"{report.delivered} of {report.requested} pairs delivered{counted}; both nodes "
+             f"agree: {agree}"]
     rate_err = report.rate_hz / math.sqrt(report.delivered) if report.delivered else math.nan
     lines.append(f"  {'':<10}{'delivered':<26}expected (analytic)")
     lines.append(f"  {'rate':<10}{f'{report.rate_hz:.1f} +- {rate_err:.1f} pairs/s':<26}"

@@ -118,8 +118,10 @@ def _run(args: argparse.Namespace) -> int:
         result = cls(options).run(station, db, quiet=args.quiet)
     print(f"database: {db}")
     if result.stopped_at:
+        unfinished = result.stopped_at.get("points_of_unfinished_step", 0)
+        of_step = f", {unfinished} of them from the unfinished step" if unfinished else ""
         print(f"stopped at {result.stopped_at['label']}: {result.stopped_at['cause']} "
-              f"({result.points} points kept)")
+              f"({result.points} points kept{of_step})")
     if result.analysis is None:
         print(f"{cls.name} run {result.run_id}: no points measured, nothing to analyze")
         return EXIT_BAD_VERDICT
@@ -128,13 +130,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    """Exit 2 when the run cannot be found (no database, no such run, no qnetlab analysis
+    named with it); an analysis that cannot proceed is a bad verdict with its reason, exit 1
+    (`sequences.analysis.Analysis.run`)."""
     from instruments.config import load_config
     from sequences.analysis import analyze_run
 
     db = args.db if args.db is not None else database_for(load_config(args.config), None)
     try:
         result = analyze_run(args.run_id, db)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"qnetlab: {exc}", file=sys.stderr)
         return 2
     print_result(result)

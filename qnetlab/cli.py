@@ -2,21 +2,26 @@
 
 Exit codes: 0 success; 1 an instrument answered but failed its check; 2 a usage or lab-config
 error (the message names the file, the entry and the fix); 3 an instrument could not be
-reached or stopped answering.
+reached or stopped answering; 130 interrupted (Ctrl-C, SIGTERM or SIGHUP: the bench is put
+back and an interrupted run keeps its points, as on Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import re
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130
 
 _VERB_MODULES: tuple[str, ...] = ("._runs", "._characterize", "._link", "._keys", "._calibrate")
 """Modules of the later verbs. Each has ``add_parser(verbs)``, which adds its subparser with
@@ -78,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    with stop_signals_as_interrupt():
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from instruments.errors import (
         ConfigError,
         InstrumentConnectionError,
@@ -97,17 +107,73 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(handler(args))
     except ConfigError as exc:
         print(f"qnetlab: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE if "could not connect" in exc.problem else EXIT_CONFIG
+        return EXIT_CONFIG
     except (InstrumentTimeoutError, InstrumentConnectionError) as exc:
+        # Includes InstrumentUnreachableError: a station could not connect an instrument.
         print(f"qnetlab: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except QnetlabError as exc:  # an instrument refused or reported an error
         print(f"qnetlab: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    except KeyboardInterrupt:
-        print("qnetlab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(interrupted_message(exc), file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_CONFIG
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread as a KeyboardInterrupt, so everything
+    that puts the bench back on Ctrl-C (a sequence's finish and stop record, closing the
+    station, stopping the link's processes) does the same on a polite kill. ``str()`` is the
+    signal's name."""
+
+
+STOP_SIGNALS: tuple[str, ...] = ("SIGTERM", "SIGHUP")
+
+
+def stop_signals_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """While the body runs, SIGTERM and SIGHUP raise `StopSignal` in the main thread (as
+    Ctrl-C raises KeyboardInterrupt); the previous handlers come back afterwards. A second
+    signal while the first is being handled is ignored, so a supervisor repeating its
+    SIGTERM cannot cut the bench's restoration short (SIGKILL still ends the process)."""
+    stopping = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise StopSignal(signal.Signals(signum).name)
+
+    return _signals_call(handler)
+
+
+@contextlib.contextmanager
+def _signals_call(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """While the body runs, the stop signals (SIGTERM, SIGHUP) call `handler`; the previous
+    handlers come back afterwards. A signal ignored when the process started stays ignored
+    (``nohup qnetlab sim serve ... &`` must survive the terminal closing). Outside the main
+    thread (Python delivers signals only there, and refuses handlers from elsewhere) nothing
+    is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+    wanted = [signum for signum in wanted if signal.getsignal(signum) is not signal.SIG_IGN]
+    previous = {signum: signal.signal(signum, handler) for signum in wanted}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def interrupted_message(exc: KeyboardInterrupt) -> str:
+    """What an interrupted command says: by what, and the notes the framework and the verbs
+    attached on the way up (the run id, the points kept, where it stopped, the report)."""
+    how = f"stopped by {exc}" if isinstance(exc, StopSignal) else "interrupted"
+    notes = [str(note) for note in getattr(exc, "__notes__", ())]
+    return "\n".join([f"qnetlab: {how}", *(f"  {note}" for note in notes)])
 
 
 def _serve(args: Any) -> int:
@@ -118,28 +184,36 @@ def _serve(args: Any) -> int:
 
     bench = build_bench(args.config, clock=args.clock)
     server = BenchServer(bench, control_port=args.control_port)
-    zmq_servers = _serve_zmq_twins(bench, args.max_seconds)
+    zmq_servers: dict[str, Any] = {}
+    stopped_by: list[str] = []
 
-    def stop(signum: int, frame: object) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # The loop notices within one select timeout and closes every socket itself.
+        stopped_by.append(signal.Signals(signum).name)
         server.stop()
 
-    signal.signal(signal.SIGTERM, stop)
-    rows = [[name, bench.config.instruments[name].addresses["sim"],
-             f"TCPIP0::127.0.0.1::{port}::SOCKET"] for name, port in server.ports.items()]
-    rows += [[name, bench.config.instruments[name].addresses["sim"],
-              f"{server.scpi_address} (data {server.data_address})"]
-             for name, server in zmq_servers.items()]
-    print(table(rows, ["instrument", "simulated model", "address"]))
-    if server.control_port is not None:
-        print(f"control port: 127.0.0.1:{server.control_port}")
-    print("serving; Ctrl-C to stop", flush=True)
     try:
-        server.serve_forever(max_seconds=args.max_seconds)
-    except KeyboardInterrupt:
-        server.close()
+        zmq_servers = _serve_zmq_twins(bench, args.max_seconds)
+        rows = [[name, bench.config.instruments[name].addresses["sim"],
+                 server.resource(name)] for name in server.ports]
+        rows += [[name, bench.config.instruments[name].addresses["sim"],
+                  f"{twin.scpi_address} (data {twin.data_address})"]
+                 for name, twin in zmq_servers.items()]
+        print(table(rows, ["instrument", "simulated model", "address"]))
+        if server.control_port is not None:
+            print(f"control port: 127.0.0.1:{server.control_port}")
+        print("serving; Ctrl-C to stop", flush=True)
+        with _signals_call(stop):
+            server.serve_forever(max_seconds=args.max_seconds)
+    except KeyboardInterrupt:  # Ctrl-C, or a stop signal before serving began
+        stopped_by.append("Ctrl-C")
     finally:
+        server.close()  # idempotent: serve_forever closes when it returns
         for twin_server in zmq_servers.values():
             twin_server.close()
+    if stopped_by:
+        print(f"qnetlab: sim serve stopped ({stopped_by[0]}); every port closed",
+              file=sys.stderr)
     return EXIT_OK
 
 

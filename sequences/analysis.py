@@ -4,12 +4,25 @@ An analysis takes only a run id and the database path: it reads the dataset back
 (`sequences.data.load_run`), so it gives the same result live, later, or on another machine.
 Its result is written into the dataset's metadata (``qnetlab_analysis``, JSON) and its
 figures as PNG files next to the database (`sequences.data.figure_dir`).
+
+An analysis that cannot proceed (its fit or its figures raise) gives a bad verdict
+(``analysis failed``) naming the error, never a traceback; values fitted before the figures
+failed are kept.
+
+Partial steps (``qnetlab_partial_steps``, `sequences.data`). The first attempt of a step that
+an interlock paused and that was then measured again is never analyzed (the step's points
+are there in full after it). The points of the step an interrupted run stopped in are used
+only by analyses that set `Analysis.uses_partial_steps` (where every stored row is a complete
+point on its own, e.g. one efficiency at one pump power and detuning); the others leave them
+out. Either way the verdict's detail says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import importlib
+import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -20,6 +33,8 @@ from matplotlib.figure import Figure
 
 from .data import ANALYSIS, StoredRun, figure_dir, load_run, store_metadata
 
+log = logging.getLogger(__name__)
+
 
 class Reason(enum.StrEnum):
     """Why a verdict is bad."""
@@ -29,6 +44,7 @@ class Reason(enum.StrEnum):
     TOO_FEW_POINTS = "too few points"
     NO_SIGNAL = "no signal"
     INTERRUPTED = "interrupted"
+    ANALYSIS_FAILED = "analysis failed"
 
 
 @dataclass(frozen=True)
@@ -130,12 +146,24 @@ class Analysis(ABC):
 
     sequence: ClassVar[str] = ""
     """The sequence this analysis belongs to (names the result and the figures)."""
+    uses_partial_steps: ClassVar[bool] = False
+    """True if every stored row is a complete point on its own, so that the points of the
+    step an interrupted run stopped in are valid data (module docstring)."""
 
     def run(self, run_id: int, db_path: str | Path, *, save: bool = True) -> AnalysisResult:
         """Analyze stored run `run_id` of the database at `db_path`. With `save`, write the
-        figures (PNG) and store the result in the dataset's metadata."""
+        figures (PNG) and store the result in the dataset's metadata. A missing database or
+        run raises (FileNotFoundError, ValueError); an analysis that fails returns a bad
+        verdict (module docstring)."""
         stored = load_run(run_id, db_path)
-        result = self.analyze(stored)
+        stored, partial_note = self._select_rows(stored)
+        try:
+            result = self.analyze(stored)
+        except Exception as exc:  # any failure of a fit is a verdict, not a crash
+            log.warning("%s run %s: analysis failed", self.sequence, run_id, exc_info=True)
+            result = AnalysisResult(self.sequence, run_id, {}, Verdict.bad(
+                Reason.ANALYSIS_FAILED, f"the analysis could not proceed: "
+                f"{type(exc).__name__}: {exc}"))
         if stored.status == "interrupted" and result.verdict.good:
             # A partial scan may fit well and still be the wrong answer: it saw less than
             # was asked for, so it must not be taken up as a calibration.
@@ -143,12 +171,43 @@ class Analysis(ABC):
             result.verdict = Verdict.bad(Reason.INTERRUPTED, f"run stopped at "
                                          f"{where.get('label', 'an unknown step')}: "
                                          f"{where.get('cause', 'unknown cause')}")
+        if partial_note:
+            result.verdict = dataclasses.replace(result.verdict, detail="; ".join(
+                x for x in (result.verdict.detail, partial_note) if x))
         if not result.verdict.good:
             result.proposed = {}
         if save:
-            result.figures = self._save_figures(stored, result)
+            try:
+                result.figures = self._save_figures(stored, result)
+            except Exception as exc:  # the fitted values stand without figures
+                log.warning("%s run %s: figures failed", self.sequence, run_id, exc_info=True)
+                result.figures = []
+                result.proposed = {}
+                result.verdict = Verdict.bad(Reason.ANALYSIS_FAILED, "; ".join(x for x in (
+                    f"the figures could not be drawn: {type(exc).__name__}: {exc}",
+                    f"the fit said: {result.verdict}") if x))
             store_metadata(run_id, db_path, ANALYSIS, result.to_json())
         return result
+
+    def _select_rows(self, stored: StoredRun) -> tuple[StoredRun, str]:
+        """Leave out the partial steps this analysis must not see; a note saying what was
+        left out or used ("" when the run has no partial step)."""
+        notes = []
+        retried = [p for p in stored.partial_steps if str(p.get("why", "")).startswith(
+            "paused")]
+        unfinished = [p for p in stored.partial_steps if str(p.get("why", "")).startswith(
+            "unfinished")]
+        if retried:
+            stored = stored.without_partial_steps("paused")
+            notes.append(f"left out {sum(int(p['rows']) for p in retried)} points of first "
+                         "attempts an interlock paused (measured again)")
+        for p in unfinished:
+            rows = f"{p['rows']} points of the unfinished step {p['label']} (rows " \
+                   f"{p['first_row']}-{int(p['first_row']) + int(p['rows']) - 1})"
+            notes.append(("used " if self.uses_partial_steps else "left out ") + rows)
+        if unfinished and not self.uses_partial_steps:
+            stored = stored.without_partial_steps("unfinished")
+        return stored, "; ".join(notes)
 
     @abstractmethod
     def analyze(self, run: StoredRun) -> AnalysisResult:

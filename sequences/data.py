@@ -15,10 +15,17 @@ reader can see them):
 ``qnetlab_analysis``       the latest `AnalysisResult`
 ``qnetlab_interlock_events`` pauses of the pump by an interlock (`sequences.interlock`)
 ``qnetlab_finish_error``   an error while restoring the bench after the run
+``qnetlab_partial_steps``  points of steps that did not finish: a list of records, each with
+                           the step's index and label, ``first_row`` and ``rows`` (row
+                           numbers of the whole dataset, in insertion order), ``columns``
+                           (column -> [first index, count] in that column's stored array) and
+                           ``why`` (``unfinished: ...`` for the step the run stopped in,
+                           ``paused by an interlock; ...`` for a first attempt measured again)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +46,7 @@ STOPPED_AT = "qnetlab_stopped_at"
 ANALYSIS = "qnetlab_analysis"
 INTERLOCK_EVENTS = "qnetlab_interlock_events"
 FINISH_ERROR = "qnetlab_finish_error"
+PARTIAL_STEPS = "qnetlab_partial_steps"
 
 
 @contextmanager
@@ -83,6 +91,26 @@ class StoredRun:
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.metadata.get("options") or {})
+
+    @property
+    def partial_steps(self) -> list[dict[str, Any]]:
+        """The records of steps that did not finish (module docstring); [] if none."""
+        found = self.metadata.get("partial_steps") or []
+        return [p for p in found if isinstance(p, dict)]
+
+    def without_partial_steps(self, which: str = "") -> StoredRun:
+        """A copy without the rows of the partial steps whose ``why`` starts with `which`
+        ("" for all of them): for an analysis that must see whole steps only."""
+        drop: dict[str, np.ndarray] = {}
+        for record in self.partial_steps:
+            if not str(record.get("why", "")).startswith(which):
+                continue
+            for name, (first, count) in (record.get("columns") or {}).items():
+                if name in self.data:
+                    mask = drop.setdefault(name, np.zeros(self.data[name].size, bool))
+                    mask[int(first):int(first) + int(count)] = True
+        data = {k: v[~drop[k]] if k in drop else v for k, v in self.data.items()}
+        return dataclasses.replace(self, data=data)
 
     def snapshot_value(self, instrument: str, parameter: str) -> Any:
         """A parameter's value in the station snapshot stored with the run (e.g.

@@ -15,7 +15,18 @@ Interruption policy:
   go on;
 * Ctrl-C (KeyboardInterrupt) does the same bookkeeping and then *re-raises*: the user asked
   to stop. The partial result is on `Sequence.last_run`, and the exception carries a note
-  naming the run.
+  naming the run;
+* any other exception (a reply a driver could not parse before it learnt to say so, or a bug
+  in a sequence) does the same bookkeeping too (points kept, `finish`, the run marked
+  ``interrupted`` with its stop record, the kept points analyzed), then *re-raises* with a
+  note naming the run: a run is never left ``running``.
+
+Partial steps. A step that measures point by point hands each point over as it is measured
+(`Sequence.keep`); when the run stops inside the step, the points it kept are written, and
+the run's metadata (``qnetlab_partial_steps``, `sequences.data`) says which rows belong to the
+unfinished step. The same holds for the first attempt of a step that an interlock paused and
+that was then measured again. Writes stay batched: a completed step is still one
+`add_result` with whole arrays, however many points it kept on the way.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ from .data import (
     FINISH_ERROR,
     INTERLOCK_EVENTS,
     OPTIONS,
+    PARTIAL_STEPS,
     SEQUENCE,
     STATUS,
     STOPPED_AT,
@@ -94,6 +106,11 @@ class RunResult:
     analysis: AnalysisResult | None = None
     interlock_events: list[dict[str, Any]] = field(default_factory=list)
     """Pauses of the pump by an interlock during the run (`sequences.interlock`)."""
+    partial_steps: list[dict[str, Any]] = field(default_factory=list)
+    """Points of steps that did not finish (`Sequence.keep`): step, label, rows, why."""
+    analysis_interrupted: bool = False
+    """The acquisition finished but Ctrl-C stopped its analysis (``qnetlab analyze`` redoes
+    it from the stored run)."""
 
     @property
     def interrupted(self) -> bool:
@@ -117,6 +134,7 @@ class Sequence(ABC, Generic[OptionsT]):
             base = dataclasses.replace(options, **changes)  # type: ignore[type-var]
         self.options: OptionsT = base
         self.last_run: RunResult | None = None
+        self._buffer = _StepBuffer()
         self.restorer = Restorer()
         """`restorer.change(param, value)` in `prepare`/`measure` sets a parameter and puts
         it back after the run, after `finish`, however the run ended."""
@@ -135,7 +153,20 @@ class Sequence(ABC, Generic[OptionsT]):
 
     @abstractmethod
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
-        """Measure one step: arrays of equal length, keyed by dataset column."""
+        """Measure one step: arrays of equal length, keyed by dataset column.
+
+        A step that measures point after point should hand each point to `keep` as soon as
+        it is measured and return ``{}`` (or only what it did not keep): then an interrupt,
+        a timeout or an instrument error in the middle of the step loses none of them."""
+
+    def keep(self, points: Mapping[str, Any]) -> None:
+        """Hand over points of the running step as they are measured: values (or arrays of
+        equal length) keyed by dataset column, the same columns at every call of a step.
+
+        Nothing is written per call (a commit per row is ~36x slower): the points are held
+        until the step ends and written with it in one `add_result`, or, if the run stops
+        inside the step, written then and recorded as the unfinished step's."""
+        self._buffer.add(points)
 
     def finish(self, station: LabStation) -> None:
         """Put the bench back in a safe state (pump off, drive off, bias restored). Called
@@ -152,6 +183,7 @@ class Sequence(ABC, Generic[OptionsT]):
         """
         db_path = Path(db_path)
         steps = self.steps()
+        self._buffer = _StepBuffer()
         progress = Progress(len(steps), self.name, quiet=quiet)
         points, done, prepared = 0, 0, False
         stop: BaseException | None = None
@@ -177,6 +209,7 @@ class Sequence(ABC, Generic[OptionsT]):
                 ds.add_metadata(STATUS, json.dumps("running"))
                 guard = PumpGuard(station, **self.interlock_guard)
                 self.restorer = Restorer()
+                writer = _Writer(saver)
                 try:
                     guard.check(-1, "preparation")
                     try:
@@ -190,31 +223,50 @@ class Sequence(ABC, Generic[OptionsT]):
                     for step in steps:
                         progress.update(done, step.label)
                         guard.check(step.index, step.label)
+                        self._buffer = _StepBuffer()
                         try:
-                            results = self.measure(station, step)
+                            returned = self.measure(station, step)
                         except InterlockError:
                             if not guard.active:
                                 raise
+                            # What the first attempt measured is kept, marked as such.
+                            writer.write_partial(self._buffer, step, "paused by an interlock; "
+                                                 "the step was measured again")
+                            self._buffer = _StepBuffer()
                             guard.check(step.index, step.label)  # pause until recovered
-                            results = self.measure(station, step)  # then retry, once
+                            returned = self.measure(station, step)  # then retry, once
                         # One add_result per step with whole arrays: QCoDeS buffers them and
                         # commits every write_period, never one commit per row.
-                        saver.add_result(*results.items())
-                        points += len(next(iter(results.values())))
+                        writer.write(self._buffer.merged(returned))
+                        self._buffer = _StepBuffer()
                         done += 1
                         progress.update(done, step.label)
-                except (QnetlabError, KeyboardInterrupt) as exc:
+                except (Exception, KeyboardInterrupt) as exc:
+                    # Every error ends the run the same way (module docstring); which of
+                    # them is re-raised is decided after the data are saved.
                     stop = exc
                 finally:
                     finish_error = _finish(self, station)
+                if stop is not None and prepared and done < len(steps):
+                    try:
+                        writer.write_partial(self._buffer, steps[done], "unfinished: the "
+                                             "run stopped inside this step")
+                    except Exception as exc:  # the run must still be marked, not "running"
+                        log.error("%s: could not write the unfinished step's points: %r",
+                                  self.name, exc)
+                        stop.add_note(f"the points of the unfinished step could not be "
+                                      f"written: {exc!r}")
+                self._buffer = _StepBuffer()
+                points = writer.points
                 if guard.events:
                     ds.add_metadata(INTERLOCK_EVENTS, json.dumps(
                         [e.to_json() for e in guard.events]))
+                if writer.partial:
+                    ds.add_metadata(PARTIAL_STEPS, json.dumps(writer.partial))
                 if finish_error is not None:
                     ds.add_metadata(FINISH_ERROR, json.dumps(repr(finish_error)))
-                # Anything else is a bug: QCoDeS still flushes and records the traceback.
                 stopped = None if stop is None else _stop_record(steps, done, points, stop,
-                                                                  prepared)
+                                                                  prepared, writer.partial)
                 ds.add_metadata(STATUS, json.dumps("completed" if stop is None
                                                    else "interrupted"))
                 if stopped is not None:
@@ -224,18 +276,110 @@ class Sequence(ABC, Generic[OptionsT]):
             result = RunResult(run_id=ds.run_id, db_path=db_path, guid=ds.guid,
                                status="completed" if stop is None else "interrupted",
                                points=points, stopped_at=stopped,
-                               interlock_events=[e.to_json() for e in guard.events])
+                               interlock_events=[e.to_json() for e in guard.events],
+                               partial_steps=writer.partial)
         self.last_run = result
-        if finish_error is not None and not isinstance(stop, KeyboardInterrupt):
+        where = (f"{self.name}: run {result.run_id} of {db_path} kept {points} points "
+                 f"(stopped at {stopped and stopped['label']})")
+        if isinstance(stop, KeyboardInterrupt):
+            stop.add_note(where)
+            if finish_error is not None:
+                stop.add_note(f"the bench may not be safe: finish failed: {finish_error!r}")
+            raise stop
+        bug = stop is not None and not isinstance(stop, QnetlabError)
+        if finish_error is not None and not bug:
             # The data are saved; now say loudly that the bench may not be safe.
             raise finish_error
-        if isinstance(stop, KeyboardInterrupt):
-            stop.add_note(f"{self.name}: run {result.run_id} of {db_path} kept {points} "
-                          f"points (stopped at {stopped and stopped['label']})")
-            raise stop
         if analyze and points:
-            result.analysis = self.analysis_class().run(result.run_id, db_path)
+            self._analyze(result)
+        if bug:
+            assert stop is not None
+            stop.add_note(f"{where}; the run is marked interrupted and its points are saved")
+            if finish_error is not None:
+                stop.add_note(f"the bench may not be safe: finish failed: {finish_error!r}")
+            raise stop
         return result
+
+    def _analyze(self, result: RunResult) -> None:
+        """Analyze a finished run; on Ctrl-C say that the data are safe and how to redo it."""
+        try:
+            result.analysis = self.analysis_class().run(result.run_id, result.db_path)
+        except KeyboardInterrupt as exc:
+            result.analysis_interrupted = True
+            exc.add_note(f"{self.name}: run {result.run_id} of {result.db_path} is measured "
+                         f"({result.points} points saved, {result.status}); its analysis was "
+                         f"interrupted: re-run it with qnetlab analyze {result.run_id} --db "
+                         f"{result.db_path}")
+            raise
+
+
+class _StepBuffer:
+    """The points one step handed to `Sequence.keep`, held until the step is written."""
+
+    def __init__(self) -> None:
+        self.chunks: list[dict[str, np.ndarray]] = []
+
+    def add(self, points: Mapping[str, Any]) -> None:
+        arrays = {k: np.atleast_1d(np.asarray(v)) for k, v in points.items()}
+        sizes = {a.size for a in arrays.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"keep: the columns {sorted(arrays)} must hold the same number "
+                             f"of points, got sizes {sorted(sizes)}")
+        if self.chunks and arrays.keys() != self.chunks[0].keys():
+            raise ValueError(f"keep: every call of a step must hand over the same columns; "
+                             f"got {sorted(arrays)} after {sorted(self.chunks[0])}")
+        self.chunks.append(arrays)  # one append: a Ctrl-C leaves the point in or out, whole
+
+    @property
+    def rows(self) -> int:
+        return sum(next(iter(c.values())).size for c in self.chunks)
+
+    def merged(self, returned: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The kept points, then those `measure` returned, as one array per column."""
+        chunks = list(self.chunks)
+        if returned:
+            chunks.append({k: np.atleast_1d(np.asarray(v)) for k, v in returned.items()})
+        if not chunks:
+            return {}
+        columns = chunks[0].keys()
+        if any(c.keys() != columns for c in chunks):
+            raise ValueError(f"the points kept during the step and those measure() returned "
+                             f"have different columns: {sorted(columns)} and "
+                             f"{sorted(chunks[-1])}")
+        return {k: np.concatenate([c[k] for c in chunks]) for k in columns}
+
+
+class _Writer:
+    """Writes steps to the datasaver, counting the rows of every column (what a partial
+    step's record points at)."""
+
+    def __init__(self, saver: Any) -> None:
+        self.saver = saver
+        self.points = 0
+        self.column_rows: dict[str, int] = {}
+        self.partial: list[dict[str, Any]] = []
+
+    def write(self, results: Mapping[str, np.ndarray]) -> None:
+        if not results:
+            return
+        self.saver.add_result(*results.items())
+        self.points += len(next(iter(results.values())))
+        for name, values in results.items():
+            self.column_rows[name] = self.column_rows.get(name, 0) + len(values)
+
+    def write_partial(self, buffer: _StepBuffer, step: Step, why: str) -> None:
+        """Write what an unfinished step kept and record which rows they are: the row
+        numbers of the whole dataset (``first_row``, ``rows``) and, per column, the
+        positions in that column's stored array (``columns``: name -> [first, count])."""
+        results = buffer.merged()
+        if not results:
+            return
+        first = self.points
+        columns = {name: [self.column_rows.get(name, 0), len(values)]
+                   for name, values in results.items()}
+        self.write(results)
+        self.partial.append({"step": step.index, "label": step.label, "first_row": first,
+                             "rows": self.points - first, "columns": columns, "why": why})
 
 
 def _finish(sequence: Sequence[Any], station: LabStation) -> Exception | None:
@@ -261,7 +405,7 @@ def _options_json(options: Any) -> dict[str, Any]:
 
 
 def _stop_record(steps: list[Step], done: int, points: int, exc: BaseException,
-                 prepared: bool) -> dict[str, Any]:
+                 prepared: bool, partial: list[dict[str, Any]]) -> dict[str, Any]:
     """Where a run stopped: the step that did not finish (or the preparation)."""
     if not prepared:
         index, label, settings = -1, "preparation", {}
@@ -270,7 +414,11 @@ def _stop_record(steps: list[Step], done: int, points: int, exc: BaseException,
         index, label, settings = step.index, step.label, dict(step.settings)
     else:  # cannot happen from the loop, but a stop record must never fail
         index, label, settings = len(steps), "end", {}
-    cause = "interrupted by the user (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) \
-        else f"{type(exc).__name__}: {exc}"
+    # A stop signal arrives as a KeyboardInterrupt named after it (qnetlab.cli.StopSignal).
+    cause = (f"stopped by {exc}" if str(exc) else "interrupted by the user (Ctrl-C)") \
+        if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    unfinished = [p["rows"] for p in partial if p["step"] == index
+                  and p["why"].startswith("unfinished")]
     return {"step": index, "label": label, "settings": settings, "steps_done": done,
-            "steps_total": len(steps), "points_saved": points, "cause": cause}
+            "steps_total": len(steps), "points_saved": points,
+            "points_of_unfinished_step": sum(unfinished), "cause": cause}

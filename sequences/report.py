@@ -102,6 +102,7 @@ def _section_json(section: ReportSection) -> dict[str, Any]:
     if run is not None:
         out.update(run_id=run.run_id, guid=run.guid, status=run.status, points=run.points,
                    stopped_at=run.stopped_at, interlock_events=run.interlock_events,
+                   partial_steps=run.partial_steps,
                    analysis=None if run.analysis is None else run.analysis.to_json())
     return _clean(out)
 
@@ -123,8 +124,9 @@ def _section_html(section: ReportSection) -> str:
         where = run.stopped_at
         parts.append(f"<p class='stop'>stopped at {e(str(where.get('label')))} "
                      f"({where.get('steps_done')} of {where.get('steps_total')} steps done, "
-                     f"{where.get('points_saved')} points saved): {e(str(where.get('cause')))}"
-                     "</p>")
+                     f"{where.get('points_saved')} points saved, "
+                     f"{where.get('points_of_unfinished_step', 0)} of them from the unfinished "
+                     f"step): {e(str(where.get('cause')))}</p>")
     for event in run.interlock_events:
         parts.append(f"<p class='stop'>interlock {e(str(event['interlock']))} paused the pump "
                      f"at step {e(str(event['label']))}: reading {event['reading']:.4g} "

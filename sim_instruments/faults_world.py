@@ -10,7 +10,9 @@ value, so a test can compare a calibration's result with it.
 * `drift_optical_resonance`: the transducer's optical resonance moves away from the pump
   laser (a temperature or strain drift of the optical mode);
 * `shift_tagger_input_delay`: a time-tagger input's hidden delay changes (a cable or fibre
-  replaced by a longer one).
+  replaced by a longer one);
+* `heat_mixing_chamber`: an extra heat load on the fridge's mixing chamber (it warms with
+  lab time, which on the simulated bench passes as a sequence or a ramp waits).
 """
 
 from __future__ import annotations
@@ -68,3 +70,15 @@ def shift_tagger_input_delay(station: Any, tagger_input: int, shift_ps: int, *,
     channels[tagger_input - 1] = dataclasses.replace(old, delay_ps=old.delay_ps + int(shift_ps))
     emulator.model = dataclasses.replace(model, channels=tuple(channels))  # type: ignore[attr-defined]
     return int(channels[tagger_input - 1].delay_ps)
+
+
+def heat_mixing_chamber(station: Any, watts: float) -> float:
+    """Put an extra heat load of `watts` W on the mixing chamber (a heater left on, a thermal
+    short), from now on, besides the absorbed pump power; 0 removes it. Returns the
+    temperature (K) the mixing chamber relaxes towards, with its time constant, under the
+    load and the pump as it is now."""
+    if not watts >= 0:
+        raise ValueError(f"watts must be >= 0, got {watts}")
+    world = simulated_bench(station).world
+    world.set_extra_heat_load(watts)
+    return float(world.fridge.equilibrium_temperature(world.absorbed_pump_power + watts))

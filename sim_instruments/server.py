@@ -1,12 +1,19 @@
 """TCP socket servers for a simulated bench (``qnetlab sim serve CONFIG``).
 
-Each simulated instrument listens on the port of its ``real`` address in the lab config
-(``TCPIP0::127.0.0.1::PORT::SOCKET``), as an LXI instrument serves SCPI on port 5025, so the
-real drivers reach it with pyvisa-py exactly as they would reach hardware. One process
-serves the whole bench on one world, from a single selector loop: no threads contend for the
-GIL, and replies that a latency fault delays are scheduled rather than slept on.
+Each simulated instrument listens on the host and port of its ``real`` address in the lab
+config (``TCPIP0::127.0.0.1::PORT::SOCKET``), as an LXI instrument serves SCPI on port 5025,
+so the real drivers reach it with pyvisa-py exactly as they would reach hardware. The host
+may be any loopback address (127.0.0.0/8), so each instrument can have its own address and
+its vendor's port, as on a lab network: ``TCPIP0::127.0.0.2::5025::SOCKET`` for the N5183B
+and ``TCPIP0::127.0.0.3::5025::SOCKET`` for the P9374A. Input is bounded per connection as an
+instrument's input buffer is (`MAX_INPUT_BYTES`, `MAX_BLOCK_BYTES`): a longer message is
+discarded and queues SCPI error -363 "Input buffer overrun"; the connection stays open.
+One process serves the whole bench on one world, from a single selector loop: no threads
+contend for the GIL, and replies that a latency fault delays are scheduled rather than slept
+on.
 
-A control port (JSON lines, 127.0.0.1 only) lets tests inject faults and move virtual time:
+A control port (JSON lines of at most `MAX_CONTROL_BYTES`, 127.0.0.1 only) lets tests inject
+faults and move virtual time:
 ``{"op": "inject", "instrument": "mw_source", "fault": "no_reply", "count": 1}``,
 ``{"op": "clear"}``, ``{"op": "advance", "seconds": 10}``, ``{"op": "heat_load", "watts":
 1e-4}`` (an extra heat load on the mixing chamber), ``{"op": "ping"}``, ``{"op": "stop"}``.
@@ -15,6 +22,7 @@ A control port (JSON lines, 127.0.0.1 only) lets tests inject faults and move vi
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import json
 import logging
 import selectors
@@ -28,46 +36,93 @@ from pyvisa import rname
 from instruments.errors import ConfigError
 
 from .bench import SimulatedBench
-from .faults import Endpoint, split_messages
+from .faults import Endpoint, MessageScanner, Overrun
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK_NET = ipaddress.ip_network("127.0.0.0/8")
+"""Where the rehearsal lab's instruments may listen: Linux routes all of 127.0.0.0/8 to the
+loopback interface, so each instrument can have its own address, as on a lab network."""
 
 
-def socket_port(bench: SimulatedBench, instrument: str) -> int:
-    """The loopback port an instrument's `real` address names; ConfigError otherwise."""
+def socket_address(bench: SimulatedBench, instrument: str) -> tuple[str, int]:
+    """The loopback (host, port) an instrument's `real` address names; ConfigError otherwise.
+
+    Any host of 127.0.0.0/8 (or ``localhost``, or ``::1``) is served, so two instruments can
+    each take their vendor's port (5025 for both Keysight instruments) on their own address.
+    """
     config = bench.config
     address = config.instruments[instrument].addresses.get("real")
     entry = f"instruments.{instrument}.address.real"
-    fix = "give a loopback SOCKET address such as TCPIP0::127.0.0.1::5025::SOCKET"
+    fix = ("give a loopback SOCKET address such as TCPIP0::127.0.0.1::5025::SOCKET (any "
+           "127.x.y.z: TCPIP0::127.0.0.2::5025::SOCKET gives the instrument its own address)")
     if address is None:
         raise config.error(entry, "missing: the server listens on the real address's port", fix)
     try:
         parsed = rname.parse_resource_name(address)
     except rname.InvalidResourceName as exc:
         raise config.error(entry, f"not a VISA resource name: {exc}", fix) from None
-    if not isinstance(parsed, rname.TCPIPSocket) or parsed.host_address not in LOOPBACK:
-        raise config.error(entry, f"{address} is not a SOCKET address on this machine", fix)
-    return int(parsed.port)
+    if not isinstance(parsed, rname.TCPIPSocket):
+        raise config.error(entry, f"{address} is not a SOCKET address", fix)
+    host = _loopback_host(parsed.host_address)
+    if host is None:
+        raise config.error(entry, f"{address}: host {parsed.host_address} is not a loopback "
+                           "address, and `qnetlab sim serve` serves on this machine only", fix)
+    return host, int(parsed.port)
+
+
+def _loopback_host(host: str) -> str | None:
+    """`host` as an address to bind, if it is on this machine's loopback interface."""
+    if host.lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip in LOOPBACK_NET or ip == ipaddress.IPv6Address("::1"):
+        return str(ip)
+    return None
 
 
 MAX_UNSENT = 64 * 1024 * 1024
 """A client that leaves this many reply bytes unread is disconnected, so that it cannot hold
 memory or, worse, the loop that serves every other instrument."""
 
+RECV_BYTES = 64 * 1024
+"""The most bytes read from one connection at a time."""
+
+MAX_INPUT_BYTES = 1024 * 1024
+"""The input buffer of an instrument connection (bytes): the most text of one program message
+(everything outside its definite-length blocks) held while its terminator has not arrived.
+The longest command a qnetlab driver sends is a few hundred bytes: 1 MiB refuses nothing
+legal, and a client that never sends a terminator costs at most this much."""
+
+MAX_BLOCK_BYTES = 64 * 1024 * 1024
+"""The most bytes the definite-length blocks of one program message may declare: a waveform
+of 16 M float32 samples for the AWG, far more than any sequence here uploads at once."""
+
+MAX_MESSAGE_BYTES = MAX_INPUT_BYTES + MAX_BLOCK_BYTES
+"""The most bytes an instrument connection holds of a message between reads."""
+
+MAX_CONTROL_BYTES = 64 * 1024
+"""The most bytes of one control-port request (a JSON line of a few hundred bytes)."""
+
+INPUT_BUFFER_OVERRUN = (-363, "Input buffer overrun")
+"""SCPI-1999 vol. 2, chapter 21: the device-specific error of an overflowing input buffer."""
+
 
 @dataclass
 class _Connection:
     sock: socket.socket
     endpoint: Endpoint | None  # None: the control port
-    inbox: bytearray = field(default_factory=bytearray)
+    scanner: MessageScanner
     outbox: bytearray = field(default_factory=bytearray)
     closed: bool = False
 
 
 class BenchServer:
-    """Serves every instrument of a bench on its own loopback port."""
+    """Serves every instrument of a bench on the loopback address and port of its `real`
+    address (`socket_address`); the control port listens on `host`."""
 
     def __init__(self, bench: SimulatedBench, control_port: int | None = None,
                  host: str = "127.0.0.1") -> None:
@@ -75,25 +130,52 @@ class BenchServer:
         self.host = host
         self.selector = selectors.DefaultSelector()
         self.ports: dict[str, int] = {}
+        self.hosts: dict[str, str] = {}
         self._pending: list[tuple[float, int, _Connection, bytes]] = []
         self._seq = 0
         self._running = False
-        for name, endpoint in bench.endpoints.items():
-            port = socket_port(bench, name)
-            self._listen(port, endpoint, name)
-            self.ports[name] = port
-        self.control_port = self._listen(control_port, None, "control") if (
-            control_port is not None) else None
+        try:
+            addresses = self._addresses()
+            for name, endpoint in bench.endpoints.items():
+                host_, port = addresses[name]
+                self.ports[name] = self._listen(host_, port, endpoint, name)
+                self.hosts[name] = host_
+            self.control_port = self._listen(host, control_port, None, "control") if (
+                control_port is not None) else None
+        except BaseException:
+            self.close()  # the ports already bound
+            raise
 
-    def _listen(self, port: int, endpoint: Endpoint | None, name: str) -> int:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def _addresses(self) -> dict[str, tuple[str, int]]:
+        """Each instrument's (host, port), checked for two instruments on one address."""
+        addresses: dict[str, tuple[str, int]] = {}
+        for name in self.bench.endpoints:
+            address = socket_address(self.bench, name)
+            other = next((o for o, a in addresses.items() if a == address), None)
+            if other is not None:
+                raise self.bench.config.error(
+                    f"instruments.{name}.address.real",
+                    f"{address[0]}:{address[1]} is also {other}'s address",
+                    "give each instrument its own port, or a loopback host of its own "
+                    f"(127.0.0.2, 127.0.0.3, ...: TCPIP0::127.0.0.N::{address[1]}::SOCKET)")
+            addresses[name] = address
+        return addresses
+
+    def resource(self, instrument: str) -> str:
+        """The VISA resource name a driver opens to reach `instrument` on this server."""
+        host = self.hosts[instrument]
+        return f"TCPIP0::{host}::{self.ports[instrument]}::SOCKET"
+
+    def _listen(self, host: str, port: int, endpoint: Endpoint | None, name: str) -> int:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self.host, port))
+            sock.bind((host, port))
         except OSError as exc:
             sock.close()
             raise ConfigError(str(self.bench.config.path), f"instruments.{name}",
-                              f"cannot listen on {self.host}:{port} ({exc.strerror})",
+                              f"cannot listen on {host}:{port} ({exc.strerror})",
                               "stop whatever holds the port (another `qnetlab sim serve`?) "
                               "or change the port in the config") from None
         sock.listen(8)
@@ -129,6 +211,8 @@ class BenchServer:
         self._running = False
 
     def close(self) -> None:
+        if self.selector.get_map() is None:  # closed already (serve_forever closes)
+            return
         for key in list(self.selector.get_map().values()):
             self.selector.unregister(key.fileobj)
             key.fileobj.close()  # type: ignore[union-attr]
@@ -138,7 +222,13 @@ class BenchServer:
         sock, _ = listener.accept()
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.selector.register(sock, selectors.EVENT_READ, ("conn", _Connection(sock, endpoint)))
+        if endpoint is None:  # JSON lines: a '#' or a quote is just text
+            scanner = MessageScanner(b"\n", max_text=MAX_CONTROL_BYTES, blocks=False)
+        else:
+            scanner = MessageScanner(endpoint.terminator, max_text=MAX_INPUT_BYTES,
+                                     max_block=MAX_BLOCK_BYTES)
+        self.selector.register(sock, selectors.EVENT_READ,
+                               ("conn", _Connection(sock, endpoint, scanner)))
 
     def _drop(self, conn: _Connection) -> None:
         if not conn.closed:
@@ -148,17 +238,16 @@ class BenchServer:
 
     def _read(self, conn: _Connection) -> None:
         try:
-            data = conn.sock.recv(65536)
+            data = conn.sock.recv(RECV_BYTES)
         except (ConnectionResetError, BlockingIOError):
             data = b""
         if not data:
             self._drop(conn)
             return
-        conn.inbox.extend(data)
-        term = conn.endpoint.terminator if conn.endpoint else b"\n"
-        messages, used = split_messages(conn.inbox, term)
-        del conn.inbox[:used]
-        for message in messages:
+        for message in conn.scanner.feed(data):
+            if isinstance(message, Overrun):
+                self._overrun(conn, message)
+                continue
             if conn.endpoint is None:
                 self._send(conn, self._control(message) + b"\n")
                 continue
@@ -178,6 +267,27 @@ class BenchServer:
                 self._send(conn, result.reply)
             if conn.closed:
                 return
+
+    def _overrun(self, conn: _Connection, overrun: Overrun) -> None:
+        """A message longer than the input buffer: discarded, and reported as an instrument
+        reports it.
+
+        The connection is kept and the overlong message discarded, parsing going on after
+        its terminator, as LXI instruments typically do: an IEEE 488.2 instrument reports a
+        message it cannot take through its error queue and status byte rather than by
+        hanging up, and keeping the socket lets the client read the error
+        (``SYSTem:ERRor?``) on the connection that caused it. Memory stays bounded either
+        way: the rest of the message is discarded as it arrives (`MessageScanner`).
+        """
+        if conn.endpoint is None:
+            reply = {"ok": False, "error": f"request longer than {MAX_CONTROL_BYTES} bytes: "
+                     "discarded; send one JSON object a line"}
+            self._send(conn, json.dumps(reply).encode() + b"\n")
+            return
+        log.warning("%s: input buffer overrun (%d bytes without a terminator): message "
+                    "discarded", conn.endpoint.device.name, overrun.held)
+        with conn.endpoint.lock:
+            conn.endpoint.device.push_error(*INPUT_BUFFER_OVERRUN)
 
     def _flush_due(self) -> None:
         now = time.monotonic()

@@ -48,6 +48,17 @@ from .devices.idq_id1000 import IDQuantiqueID1000Emulator
 _POLL_S = 0.05
 """How often a blocked receive wakes to check for close (s)."""
 
+MAX_REQUEST_BYTES = 4096
+"""The largest request either REP socket takes (bytes), as its ``zmq.MAXMSGSIZE``: ZeroMQ
+disconnects a peer that sends more, before the message is buffered whole. The longest legal
+messages are a few dozen bytes (``DELAy4:INPOrt:LINK INPU4``, ``start-stream --channel 4
+--address <ip> --stream-port <port>``); the bound leaves room for ';'-joined SCPI commands."""
+
+MAX_STREAM_INBOUND_BYTES = 256
+"""A stream's PAIR socket only sends, so nothing legal arrives on it but ZMTP's handshake
+commands, which pass the same limit (0 would refuse the peer's READY command and no stream
+would ever connect; 256 bytes holds it with room to spare)."""
+
 
 @dataclass
 class _Stream:
@@ -115,6 +126,7 @@ class ID1000Server:
     def _bind_rep(self, port: int) -> tuple[zmq.Socket[Any], int]:
         sock = self._context.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         sock.setsockopt(zmq.RCVTIMEO, round(_POLL_S * 1e3))
         if port == 0:
             port = sock.bind_to_random_port(f"tcp://{self.host}")
@@ -273,6 +285,7 @@ class ID1000Server:
     def _send_stream(self, stream: _Stream) -> None:
         # The PAIR socket is created, used and closed in this thread only.
         sock = self._context.socket(zmq.PAIR)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_STREAM_INBOUND_BYTES)
         sock.setsockopt(zmq.LINGER, round(self.send_timeout_s * 1e3))
         sock.setsockopt(zmq.SNDTIMEO, round(self.send_timeout_s * 1e3))
         try:

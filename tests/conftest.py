@@ -107,8 +107,9 @@ def served_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
 
     text = BENCH_CONFIG.read_text()
     ports = iter(range(free_port_run(10), 32000))
-    text = re.sub(r"127\.0\.0\.1::\d+::SOCKET",
-                  lambda m: f"127.0.0.1::{next(ports)}::SOCKET", text)
+    # Each instrument keeps its loopback host (127.0.0.x: see sim_instruments/server.py).
+    text = re.sub(r"(127\.\d+\.\d+\.\d+)::\d+::SOCKET",
+                  lambda m: f"{m.group(1)}::{next(ports)}::SOCKET", text)
     text = re.sub(r"tcp://127\.0\.0\.1:\d+", lambda m: f"tcp://127.0.0.1:{next(ports)}", text)
     config = tmp_path_factory.mktemp("served") / "transducer_bench.yaml"
     config.write_text(text)

@@ -234,6 +234,37 @@ def test_ctrl_c_keeps_the_data_and_writes_the_report(tmp_path: Path,
     assert summary["good"] is False
 
 
+def test_ctrl_c_in_a_steps_analysis_says_measured_and_how_to_analyze(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 item 7: a complete run whose analysis was interrupted is not 'no data'."""
+    from sequences.transducer.optical_resonance import OpticalResonanceAnalysis
+
+    def ctrl_c(self: Any, run: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(OpticalResonanceAnalysis, "analyze", ctrl_c)
+    db = tmp_path / "lab.db"
+    with load_station(bench_config(tmp_path)) as station, \
+            pytest.raises(KeyboardInterrupt) as info:
+        TransducerCharacterization().run(station, db, quiet=True)
+    (report_json,) = tmp_path.glob("lab_report_run*.json")
+    notes = info.value.__notes__
+    assert f"report: {report_json.with_suffix('.html')}" in notes
+    assert any("analysis was interrupted: re-run it with qnetlab analyze" in n for n in notes)
+    summary = json.loads(report_json.read_text())
+    optical = {run["title"]: run for run in summary["runs"]}["optical resonance scan"]
+    assert optical["status"] == "completed" and optical["points"] > 0
+    assert optical["analysis"] is None
+    expected = (f"optical_resonance_scan run {optical['run_id']}: measured, analysis "
+                f"interrupted; re-run with qnetlab analyze {optical['run_id']} --db {db}")
+    assert optical["note"] == expected
+    assert expected in summary["verdict"] and "no data" not in summary["verdict"]
+    assert summary["good"] is False
+    # ... and the stored run analyzes offline as the note says
+    monkeypatch.undo()
+    assert analyze_run(optical["run_id"], db).verdict.good
+
+
 def test_run_verb_runs_one_sequence_and_checks_its_options(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "lab.db")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from instruments.config import load_config
-from instruments.errors import ConfigError
+from instruments.errors import ConfigError, InstrumentUnreachableError
 from instruments.station import load_station
 
 GOOD = """
@@ -108,9 +108,53 @@ def test_missing_address_for_profile(tmp_path):
 
 
 def test_unreachable_real_address(tmp_path):
-    err = refused(tmp_path, GOOD, profile="real")
+    # Not a config error: the instrument is unreachable (CLI exit code 3, not 2).
+    path = write(tmp_path, GOOD)
+    with pytest.raises(InstrumentUnreachableError) as info:
+        load_station(path, "real").close()
+    err = info.value
+    assert not isinstance(err, ConfigError) and str(path) in str(err)
     assert err.entry == "instruments.mw_source.address.real"
     assert "could not connect" in err.problem and "qnetlab sim serve" in err.fix
+
+
+@pytest.mark.parametrize("address", ["TCPIP0::127.0.0.1:21101:SOCKET",
+                                     "TCPIP0:127.0.0.1::21101::SOCKET"])
+def test_malformed_visa_address_refused_at_load_with_the_repair(tmp_path, address):
+    path = write(tmp_path, GOOD.replace("TCPIP0::127.0.0.1::1::SOCKET", address))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.entry == "instruments.mw_source.address.real"
+    assert address in info.value.problem
+    assert "TCPIP0::127.0.0.1::21101::SOCKET" in info.value.fix
+
+
+@pytest.mark.parametrize(("address", "problem"), [
+    ("TCPIP0::127.0.0.1::70000::SOCKET", "not a TCP port"),
+    ("TCPIP0::127.0.0.1::SOCKET", "not a VISA resource name"),
+    ("TCPIP0::host name::5025::SOCKET", "not a host name"),
+])
+def test_invalid_visa_address_refused_at_load(tmp_path, address, problem):
+    path = write(tmp_path, GOOD.replace("TCPIP0::127.0.0.1::1::SOCKET", address))
+    with pytest.raises(ConfigError, match=problem) as info:
+        load_config(path)
+    assert info.value.entry == "instruments.mw_source.address.real"
+    assert "'::'" in info.value.fix
+
+
+@pytest.mark.parametrize("address", ["TCPIP0::lab-n5183b.example::5025::SOCKET",
+                                     "TCPIP::10.0.0.12::INSTR", "GPIB0::19::INSTR",
+                                     "ASRL/dev/ttyUSB0::INSTR", "tcp://127.0.0.1:5555",
+                                     "my_visa_alias"])
+def test_valid_addresses_of_every_kind_load(tmp_path, address):
+    path = write(tmp_path, GOOD.replace("TCPIP0::127.0.0.1::1::SOCKET", address))
+    assert load_config(path).instruments["mw_source"].addresses["real"] == address
+
+
+def test_config_path_that_is_a_directory(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory") as info:
+        load_config(tmp_path)
+    assert "name the YAML file" in info.value.fix
 
 
 def test_unknown_profile(tmp_path):

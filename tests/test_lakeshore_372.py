@@ -184,7 +184,10 @@ def test_status_register_bits_at_the_emulator(ls):
 
 def test_heater_setup_follows_the_372_manual(ls):
     ls.write("HTRSET 0,100,0,0,2")
-    assert ls.ask("HTRSET? 0") == "100,0,+0.000,2"
+    # Manual, HTRSET?: +nnn.nnn,n,+nnn.nnn,n for the sample heater, n,n,+nnn.nnn,n warm-up.
+    assert ls.ask("HTRSET? 0") == "+100.000,0,+000.000,2"
+    ls.write("HTRSET 1,2,0,0.5,1")
+    assert ls.ask("HTRSET? 1") == "2,0,+000.500,1"
     # QCoDeS's heater_group sends the Model 335 layout, with an extra field: rejected.
     with pytest.raises(InstrumentReportedError, match="command error"):
         ls.write("HTRSET 0,0,1,0,0,1")
@@ -226,3 +229,23 @@ def test_over_tcp_socket(tmp_path: Path):
         inst.close()
         server.stop()
         thread.join(5)
+
+
+def test_rdg_queries_of_the_372_manual(ls):
+    """Model 372 manual ch. 6: RDGK? (K), RDGR? (ohm), RDGPWR? (W), all +n.nnnnE+nn."""
+    kelvin, ohm, power = (ls.ask(f"{q}? 6") for q in ("RDGK", "RDGR", "RDGPWR"))
+    assert all(NR3.match(r) for r in (kelvin, ohm, power))
+    assert float(kelvin) == pytest.approx(float(ls.ask("KRDG? 6")), rel=2e-3)
+    assert float(ohm) == pytest.approx(resistance_of(float(kelvin)), rel=2e-3)
+    # Excitation power: I^2 R for current excitation; range 7 is 1 nA (1 pA * 10^(6/2)).
+    ls.write("INTYPE 6,1,7")
+    assert float(ls.ask("RDGPWR? 6")) == pytest.approx((1e-9) ** 2 * float(ohm), rel=2e-3)
+    # Voltage excitation: V^2 / R, range 3 is 20 uV.
+    ls.write("INTYPE 6,0,3")
+    assert float(ls.ask("RDGPWR? 6")) == pytest.approx((20e-6) ** 2 / float(ohm), rel=2e-3)
+    assert float(ls.ask("RDGPWR? 4")) == 0.0  # no sensor on input 4
+
+
+def test_heater_output_reads_in_the_manual_format(ls):
+    assert re.fullmatch(r"[+-]\d\d\.\d{3}", ls.ask("HTR? 0"))  # +nn.nnn
+    assert ls.sample_heater.output() == 0.0

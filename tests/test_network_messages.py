@@ -12,6 +12,12 @@ import pytest
 
 from network.messages import (
     HERALD_DTYPE,
+    MAX_HERALDS_PER_FRAME,
+    MAX_INCARNATION,
+    MAX_PAIRS_PER_CREATE,
+    MAX_RESEND_RANGE,
+    MAX_SEQ,
+    MAX_STATION_TIME_PS,
     NO_SEQ,
     VERSION,
     Ack,
@@ -38,18 +44,20 @@ U16, U32, U64, I64_MIN, I64_MAX = 2**16 - 1, 2**32 - 1, 2**64 - 1, -(2**63), 2**
 
 FIXED_MESSAGES = [
     AttemptStats(link=U16, first_attempt_id=U64, attempts=U64, heralds=7, window_end_ps=I64_MIN,
-                 heralds_decided=U64, incarnation=U32),
+                 heralds_decided=MAX_SEQ + 1, incarnation=MAX_INCARNATION),
     Create(create_id=U32, remote_node=3, min_fidelity=0.8, max_time_s=2.5, purpose_id=U16,
-           number=U32, priority=255, keep=True),
+           number=MAX_PAIRS_PER_CREATE, priority=255, keep=True),
     Create(create_id=0, remote_node=0, min_fidelity=0.0, max_time_s=0.0, purpose_id=0,
            number=1, priority=0, keep=False),
     Ack(create_id=17, expected_time_s=0.125),
-    Ok(create_id=17, link=2, seq=U64 - 1, goodness=0.93, goodness_time_ps=I64_MAX),
+    Ok(create_id=17, link=2, seq=MAX_SEQ, goodness=0.93, goodness_time_ps=I64_MAX),
+    Err(create_id=17, link=2, seq=MAX_SEQ, code=ErrCode.LOST),
     Err(create_id=17, link=2, seq=NO_SEQ, code=ErrCode.TIMEOUT),
     Heartbeat(sender_id=9, seq=123456789, time_ps=-5),
     ClockRequest(sender_id=1, seq=2, t1_ns=I64_MAX),
-    ClockReply(sender_id=1, seq=2, t1_ns=I64_MIN, t2_ns=10, t3_ns=11),
+    ClockReply(sender_id=1, seq=2, t1_ns=I64_MIN, t2_ns=10, t3_ns=MAX_STATION_TIME_PS // 1000),
     ResendRequest(link=1, first_seq=40, last_seq=40),
+    ResendRequest(link=1, first_seq=MAX_SEQ - MAX_RESEND_RANGE + 1, last_seq=MAX_SEQ),
 ]
 
 
@@ -79,7 +87,7 @@ def test_layout_is_little_endian_and_packed() -> None:
 
 
 def test_single_herald_fast_path_is_byte_identical_to_the_batch_encoder() -> None:
-    fields = (65535, 2**64 - 2, 2**63 + 5, 1, -(2**40))
+    fields = (65535, MAX_SEQ, 2**63 + 5, 1, -MAX_STATION_TIME_PS)
     frame = encode_herald(*fields)
     assert frame == encode_heralds(make_heralds(*fields))
     assert len(frame) == 2 + 4 + 27
@@ -141,6 +149,27 @@ TWO_HERALDS = encode_heralds(herald_batch(2))
     (ResendRequest(1, 5, 4).encode(), "bad value"),
     (AttemptStats(1, 0, 3, 4, 0, 0, 0).encode(), "bad value"),
     (ClockReply(1, 2, 3, 10, 9).encode(), "bad value"),
+    # Field values the layout can carry but no legal message has (issue 11, items 9-11).
+    (Ok(1, 2, NO_SEQ, 0.9, 0).encode(), "bad value"),  # stopped the orchestrator
+    (Ok(1, 2, MAX_SEQ + 1, 0.9, 0).encode(), "bad value"),
+    (AttemptStats(1, 0, 3, 1, 0, U64, 0).encode(), "bad value"),  # OverflowError in a node
+    (AttemptStats(1, 0, 3, 1, 0, 5, MAX_INCARNATION + 1).encode(), "bad value"),
+    (encode_herald(1, 2**63, 3, 0, 4), "bad value"),  # wrapped through astype(int64)
+    (encode_herald(1, 2, 3, 0, MAX_STATION_TIME_PS + 1), "bad value"),
+    (encode_herald(1, 2, 3, 0, -MAX_STATION_TIME_PS - 1), "bad value"),
+    (encode_heralds(make_heralds(1, np.array([5, U64], np.uint64), 0, 0, 0)), "bad value"),
+    (encode_heralds(make_heralds(1, np.arange(2), 0, 0, np.array([0, I64_MIN]))), "bad value"),
+    (encode_heralds(make_heralds(1, np.arange(MAX_HERALDS_PER_FRAME + 1), 0, 0, 0)),
+     "bad count"),
+    (struct.pack("<BBI", VERSION, MsgType.HERALDS, U32) + bytes(27), "bad count"),
+    (ResendRequest(1, 0, MAX_RESEND_RANGE).encode(), "bad value"),
+    (ResendRequest(1, 0, U64).encode(), "bad value"),
+    (Create(1, 2, 0.5, 1.0, 0, MAX_PAIRS_PER_CREATE + 1, 0, True).encode(), "bad value"),
+    (Err(1, 2, NO_SEQ, ErrCode.LOST).encode(), "bad value"),
+    (Err(1, 2, 7, ErrCode.TIMEOUT).encode(), "bad value"),
+    (Err(1, 2, MAX_SEQ + 1, ErrCode.LOST).encode(), "bad value"),
+    (ClockReply(1, 2, 3, 10, MAX_STATION_TIME_PS // 1000 + 1).encode(), "bad value"),
+    (ClockReply(1, 2, 3, I64_MIN, 0).encode(), "bad value"),
 ])
 def test_bad_frames_raise_malformed_message_with_their_reason(frame: bytes, reason: str) -> None:
     with pytest.raises(MalformedMessage) as info:
@@ -216,3 +245,15 @@ def test_encoders_refuse_values_that_do_not_fit_the_layout() -> None:
         encode_heralds(np.zeros(3, dtype=np.int64))
     with pytest.raises(ValueError, match="at least one"):
         encode_heralds(np.zeros(0, dtype=HERALD_DTYPE))
+
+
+def test_largest_legal_frame_fits_the_socket_limit() -> None:
+    """`MAX_FRAME_BYTES` is the largest frame a legal message makes (a full HERALDS frame),
+    and the sockets' limit leaves CURVE's framing room on top of it."""
+    from network.messages import MAX_FRAME_BYTES, SOCKET_MAXMSGSIZE
+
+    full = encode_heralds(make_heralds(1, np.arange(MAX_HERALDS_PER_FRAME), 0, 0, 0))
+    assert len(full) == MAX_FRAME_BYTES
+    assert isinstance(decode(full), Heralds)
+    assert all(len(m.encode()) < MAX_FRAME_BYTES for m in FIXED_MESSAGES)
+    assert MAX_FRAME_BYTES < SOCKET_MAXMSGSIZE <= MAX_FRAME_BYTES + 4096

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import textwrap
 
+import numpy as np
 import pytest
 
-from instruments.errors import SafetyLimitError
+from instruments.errors import InterlockError, SafetyLimitError
 from instruments.safety import RAMP_TICK
 from instruments.station import load_station
 from sim_instruments.visa_backend import bench_of
@@ -92,3 +93,55 @@ def test_value_found_outside_limits_is_reported_not_moved(tmp_path, capsys):
 
     assert main(["check", str(path)]) == 1
     assert "outside its soft limits" in capsys.readouterr().out
+
+
+INTERLOCKED = """
+qnetlab:
+  simulation: {seed: 1}
+  interlocks:
+    - name: no_pump_on_warm_fridge
+      guards: [pump_laser.power, pump_laser.output]
+      sensor: fridge.temperature
+      max: 0.050
+instruments:
+  pump_laser:
+    type: drivers.santec.SantecTSL570
+    address: {sim: santec_tsl570}
+    parameters:
+      power: {limits: [0.04e-3, 0.010], ramp_rate: 1.0e-4}
+  fridge:
+    type: drivers.lakeshore.LakeshoreModel372
+    address: {sim: lakeshore_372}
+"""
+
+
+def test_interlock_is_checked_at_every_ramp_step(tmp_path):
+    # 0.1 mW -> 5 mW at 0.1 mW/s: a 49 s ramp of 490 steps on the bench's virtual clock. A
+    # 1 mW heat load warms the mixing chamber past 50 mK about 19 s into it (60 s time
+    # constant, equilibrium 0.16 K): the ramp must stop there, not at its target.
+    from sim_instruments.faults_world import heat_mixing_chamber
+
+    path = tmp_path / "lab.yaml"
+    path.write_text(textwrap.dedent(INTERLOCKED))
+    with load_station(path) as station:
+        laser = station.instrument("pump_laser")
+        fridge = station.instrument("fridge")
+        world = bench_of(laser).world
+        laser.power(0.1e-3)
+        assert fridge.temperature() < 0.050
+        assert heat_mixing_chamber(station, 1e-3) > 0.050
+        start = world.now()
+        with pytest.raises(InterlockError) as info:
+            laser.power(5e-3)
+        for part in ("no_pump_on_warm_fridge", "pump_laser_power", "fridge_temperature",
+                     "above its maximum 0.05 K", "a ramp stays at its last step"):
+            assert part in str(info.value)
+        reached = world.pump.power
+        steps = np.linspace(0.1e-3, 5e-3, 491)[1:]
+        assert 0.1e-3 < reached < 1e-3 * 2.5  # stopped early, well short of the target
+        assert np.isclose(steps, reached, rtol=0, atol=1e-8).any()  # at a step it took
+        assert laser.power() == pytest.approx(reached, abs=1e-8)
+        assert 10 < world.now() - start < 30  # stopped near the 19 s crossing, not at 49 s
+        assert fridge.temperature() > 0.050
+        laser.power(0.1e-3)  # down is always allowed, warm or not
+        assert world.pump.power == pytest.approx(0.1e-3)

@@ -98,3 +98,42 @@ def test_rst_keeps_settings_and_clears_errors(sim_instrument):
     assert laser.ask(":SYST:ERR?") == '0,"No error"'
     assert laser.wavelength() == pytest.approx(1560e-9)
     assert laser.output() is True
+
+
+def test_actual_power_and_shutter(sim_instrument):
+    """TSL-570 command reference: :POW:ACT? reads the output, :POW:SHUT 1 closes the
+    shutter (0 opens it); the pump reaches the transducer only through an open shutter."""
+    laser = sim_instrument(SantecTSL570, "santec_tsl570")
+    pump = bench_of(laser).world.pump
+    laser.power(2e-3)
+    laser.output(True)
+    assert float(laser.ask(":POW:ACT?")) == pytest.approx(2.0)  # mW, the :POW:UNIT
+    laser.write(":SOUR:POW:SHUT 1")  # the [:SOURce] root the public libraries send
+    assert laser.ask(":POW:SHUT?") == "1"
+    assert not pump.on
+    assert float(laser.ask(":POW:ACT?")) == 0.0
+    laser.write(":POWer:SHUTter 0")
+    assert pump.on
+    assert float(laser.ask(":POWer:ACTual?")) == pytest.approx(2.0)
+
+
+def test_sweep_settings_run_on_the_world_clock(sim_instrument):
+    laser = sim_instrument(SantecTSL570, "santec_tsl570")
+    bench = bench_of(laser)
+    laser.write(":WAV:SWE:STAR 1540;:WAV:SWE:STOP 1560")
+    laser.write(":WAV:SWE:MOD 1;:WAV:SWE:SPE 20;:WAV:SWE:CYCL 3")
+    laser.write(":TRIG:OUTP 2")
+    assert [laser.ask(q) for q in (":WAV:SWE:STAR?", ":WAV:SWE:STOP?", ":WAV:SWE:MOD?",
+                                   ":WAV:SWE:SPE?", ":WAV:SWE:CYCL?", ":TRIG:OUTP?")] == [
+        "1540.0000", "1560.0000", "1", "20.0", "3", "2"]
+    laser.write(":WAV:SWE:STAT 1")
+    assert laser.ask(":WAV:SWE:STAT?") == "1"
+    bench.world.advance(1.5)  # 20 nm at 20 nm/s: one cycle a second
+    assert laser.ask(":WAV:SWE:COUN?") == "1"
+    bench.world.advance(2.0)
+    assert laser.ask(":WAV:SWE:STAT?") == "0"
+    assert laser.ask(":WAV:SWE:COUN?") == "3"
+    with pytest.raises(InstrumentReportedError, match="-222"):
+        laser.write(":WAV:SWE:SPE 500")  # 0.5-200 nm/s
+    with pytest.raises(InstrumentReportedError, match="-222"):
+        laser.write(":TRIG:OUTP 7")

@@ -179,3 +179,61 @@ def test_options_are_checked() -> None:
         MicrowaveResonanceScan(center=8e9, points=10, segments=10)
     with pytest.raises(ValueError, match="span"):
         MicrowaveResonanceScan(center=8e9, span=-1.0)
+
+
+# -- any error a driver can raise ends the run cleanly (issue 11 item 4) ----------------------
+def test_a_garbage_reply_mid_run_ends_the_run_as_interrupted(
+        station: LabStation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "lab.db"
+    vna = station.setup.vna  # type: ignore[union-attr]
+    faults = bench_of(vna).faults("vna")
+    monkeypatch.setattr(vna, "sweep", _SweepStopsAt(vna, 4,
+                                                    lambda: faults.inject("garbage_reply")))
+    scan = MicrowaveResonanceScan(center=8.0e9, span=80e6, points=200, segments=10)
+    try:
+        # A driver that says what it could not parse raises a QnetlabError: the partial
+        # result is returned. One that lets a bare ValueError out is a bug: the same
+        # bookkeeping, then the error again, with a note naming the run.
+        result = scan.run(station, db, quiet=True)
+    except Exception as exc:  # either outcome is checked below
+        assert not isinstance(exc, QnetlabError)
+        assert any(f"run {scan.last_run.run_id} of {db}" in n  # type: ignore[union-attr]
+                   and "marked interrupted" in n for n in exc.__notes__)
+        result = scan.last_run  # type: ignore[assignment]
+    assert result is not None and result.interrupted and result.points == 60
+    assert result.stopped_at is not None and result.stopped_at["step"] == 3
+    stored = load_run(result.run_id, db)
+    assert stored.status == "interrupted"
+    assert stored.metadata["stopped_at"] == result.stopped_at
+    assert stored.data["s11"].size == 60
+    # analyzed on the points kept, and never good
+    assert result.analysis is not None and not result.analysis.verdict.good
+    assert stored_analysis(result.run_id, db) is not None
+    assert vna.start() > 0  # the session recovered: the next query is answered
+
+
+def test_a_bug_in_measure_marks_the_run_interrupted_and_reraises(
+        station: LabStation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "lab.db"
+    vna = station.setup.vna  # type: ignore[union-attr]
+    finished: list[bool] = []
+
+    def bug() -> None:
+        raise ValueError("could not convert string to float: 'garbage'")
+
+    monkeypatch.setattr(vna, "sweep", _SweepStopsAt(vna, 3, bug))
+    scan = MicrowaveResonanceScan(center=8.0e9, span=80e6, points=200, segments=10)
+    monkeypatch.setattr(scan, "finish", lambda st: finished.append(True))
+    with pytest.raises(ValueError, match="could not convert") as info:
+        scan.run(station, db, quiet=True)
+    partial = scan.last_run
+    assert partial is not None and partial.interrupted and partial.points == 40
+    assert finished == [True]
+    notes = info.value.__notes__
+    assert len(notes) == 1 and f"run {partial.run_id} of {db}" in notes[0]
+    assert "kept 40 points" in notes[0] and "segment 3/10" in notes[0]
+    stored = load_run(partial.run_id, db)
+    assert stored.status == "interrupted"  # never left "running"
+    assert stored.metadata["stopped_at"]["cause"].startswith("ValueError: could not convert")
+    assert partial.analysis is not None and not partial.analysis.verdict.good
+    assert stored.metadata["analysis"]["verdict"]["good"] is False

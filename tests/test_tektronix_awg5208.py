@@ -59,7 +59,8 @@ def test_out_of_range_is_reported_from_the_error_queue(sim_instrument):
     awg.visa_handle.write("CLOCK:SRATE 9e9;:SOUR1:SKEW 1")
     assert awg.ask("SYST:ERR?").startswith("-222,")
     assert awg.ask("SYST:ERR?").startswith("-222,")
-    assert awg.ask("SYST:ERR?") == '+0,"No error"'
+    # AWG5200 programmer manual: an empty queue reads 0,"No error", no sign.
+    assert awg.ask("SYST:ERR?") == '0,"No error"'
 
 
 @pytest.mark.parametrize(("step", "match"), [
@@ -146,3 +147,41 @@ def test_transports_keep_binary_blocks_whole():
     messages, used = split_messages(stream, b"\n")
     assert messages == [b'W:DATA "x",' + block, b"*OPC?"]
     assert stream[used:] == b"W:DATA #15ab"  # its block has not fully arrived: wait
+
+
+def test_qcodes_channel_settings_are_answered(sim_instrument):
+    """The QCoDeS driver's marker, hold, function-generator and clock settings (AWG5200
+    programmer manual) are kept and read back, in the forms its parameters parse."""
+    awg = sim_instrument(TektronixAWG5208, "tektronix_awg5208")
+    ch = awg.ch2
+    ch.marker3_high(1.2)
+    ch.marker3_low(0.1)
+    assert (ch.marker3_high(), ch.marker3_low(), ch.marker1_high()) == (1.2, 0.1, 1.0)
+    assert ch.marker3_waitvalue() == "LOW" and ch.marker3_stoppedvalue() == "LOW"
+    ch.marker3_waitvalue("HIGH")
+    assert ch.marker3_waitvalue() == "HIGH"
+    assert ch.hold() == "ZERO"
+    ch.fgen_type("SQUARE")
+    ch.fgen_frequency(2e6)
+    ch.fgen_signalpath("DC High Voltage")
+    assert (ch.fgen_type(), ch.fgen_frequency(), ch.fgen_period()) == ("SQUARE", 2e6, 5e-7)
+    assert ch.fgen_signalpath() == "DC High Voltage"
+    assert awg.ch1.fgen_type() == "SINE"  # the other channels keep theirs
+    assert awg.clock_external_frequency() == 2.5e9
+    assert awg.all_output_off() is False
+    with pytest.raises(InstrumentReportedError, match="-222"):
+        awg.write("SOURce1:MARKer1:VOLTage:HIGH 3")
+
+
+def test_dac_resolution_takes_markers_away(sim_instrument):
+    awg = sim_instrument(TektronixAWG5208, "tektronix_awg5208")
+    emu = emulator(awg)
+    markers = np.ones((4, N), dtype=bool)
+    markers[:, N // 2:] = False
+    awg.upload_sequence([AwgStep({1: AwgWaveform(np.zeros(N), markers)})])
+    awg.ch1.output(True)
+    awg.ch1.resolution(14)  # 16 - 14 = 2 markers left
+    awg.run()
+    assert sorted(emu.marker_edges(1e-6)) == [(1, 1), (1, 2)]
+    awg.all_output_off(True)
+    assert emu.marker_edges(1e-6) == {}

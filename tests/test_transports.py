@@ -10,6 +10,7 @@ import pytest
 from instruments.conformance import assert_conforms
 from instruments.errors import (
     InstrumentConnectionError,
+    InstrumentReplyError,
     InstrumentReportedError,
     InstrumentTimeoutError,
 )
@@ -116,7 +117,7 @@ def test_garbage_reply_is_refused_then_recovers(faulty):
     station, inject = faulty
     mw = station.instrument("mw_source")
     inject("garbage_reply")
-    with pytest.raises(ValueError, match="getting mw_source_frequency"):
+    with pytest.raises(InstrumentReplyError, match=r"mw_source at .*could not parse the reply"):
         mw.frequency()
     _recovers(mw)
 
@@ -213,3 +214,31 @@ def test_crlf_instrument_recovers_from_faults(faulty, fault):
         fridge.temperature()
     assert fridge.temperature() == pytest.approx(0.010, rel=0.05)
     assert fridge.ch01.temperature() > 40
+
+
+def test_an_overlong_message_is_an_input_buffer_overrun(served_bench):
+    # 8 MB without a terminator to `qnetlab sim serve`: the message is discarded as it arrives
+    # and reported as an instrument reports it; the server serves everyone meanwhile.
+    import socket
+
+    from sim_instruments.server import MAX_INPUT_BYTES
+
+    config, _ = served_bench
+    with load_station(config, "real") as st:
+        _, host, port, _ = st.instrument("mw_source").address.split("::")
+        with socket.create_connection((host, int(port)), timeout=30) as flood:
+            chunk = b"x" * 65536
+            for _ in range(8 * MAX_INPUT_BYTES // len(chunk)):
+                flood.sendall(chunk)
+            assert st.instrument("fridge").temperature() > 0
+            flood.sendall(b"\n*IDN?\nSYST:ERR?\nSYST:ERR?\n")
+            replies = b""
+            while replies.count(b"\n") < 3:
+                data = flood.recv(4096)
+                assert data, "the server closed the connection that overran"
+                replies += data
+        idn, error, empty = replies.decode().splitlines()
+        assert "N5183B" in idn
+        assert error == '-363,"Input buffer overrun"'
+        assert empty.startswith("+0,")
+        _recovers(st.instrument("mw_source"))

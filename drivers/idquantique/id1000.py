@@ -43,7 +43,11 @@ from qcodes.instrument import InstrumentChannel
 from qcodes.validators import Bool, Numbers
 
 from drivers._zmq import ZmqInstrument, ZmqRequester
-from instruments.errors import InstrumentReportedError, InstrumentTimeoutError
+from instruments.errors import (
+    InstrumentReplyError,
+    InstrumentReportedError,
+    InstrumentTimeoutError,
+)
 from instruments.tag_blocks import TagBlock
 from instruments.time_tagger import TimeTagger, delay_to_ps
 
@@ -134,9 +138,18 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
     def data_service(self, command: str) -> Any:
         """Send one command to the data-link service; its JSON reply (errors raise)."""
         text = self._data.request(command)
-        answer = json.loads(text) if text.strip() else None
+        try:
+            answer = json.loads(text) if text.strip() else None
+        except ValueError as exc:
+            self._data.reset()
+            raise InstrumentReplyError(
+                f"{self.name}'s data-link service at {self.data_address}: could not parse "
+                f"the reply {text[:200]!r} to {command!r} (not JSON: {exc}). The socket is "
+                "reopened before the next command") from exc
         if isinstance(answer, dict) and "error" in answer:
-            description = (answer.get("error") or {}).get("description") or "unknown error"
+            error = answer.get("error")
+            description = (error.get("description") if isinstance(error, dict) else
+                           None) or "unknown error"
             raise InstrumentReportedError(
                 f"{self.name}'s data-link service at {self.data_address} refused "
                 f"{command!r}: {description}")
@@ -166,6 +179,11 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                 sock = context.socket(zmq.PAIR)
                 sock.setsockopt(zmq.LINGER, 0)
                 sock.connect(f"tcp://{data_host}:{port}")
+                if not isinstance(answer, dict) or "id" not in answer:
+                    sock.close(0)
+                    raise InstrumentReplyError(
+                        f"{self.name}'s data-link service at {self.data_address}: its reply "
+                        f"{answer!r} to start-stream has no stream id")
                 streams[n] = (str(answer["id"]), sock)
                 self.write(f"RAW{n}:SEND ON")
             t_play = time.monotonic()
@@ -220,7 +238,7 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                 continue
             next_block = now + self.block_interval_s
             for n in sockets:
-                errors = int(_number(self.ask(f"RAW{n}:ERRORS?")))
+                errors = int(self.ask_parsed(f"RAW{n}:ERRORS?", _number, "a count"))
                 if errors > seen_errors[n]:
                     seen_errors[n] = errors
                     # Lost tags lie between what was handed on and what has arrived.

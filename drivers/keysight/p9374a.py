@@ -16,9 +16,13 @@ import numpy as np
 from qcodes.instrument_drivers.Keysight import KeysightP9374A as QcodesKeysightP9374A
 from qcodes.validators import Numbers
 
+from instruments.errors import InstrumentReplyError
 from instruments.vna import VNA
 
 from .._visa import QnetVisaInstrument
+
+_OTHER_SWEEP_TYPES = frozenset({"POW", "CW", "SEGM", "PHAS"})
+"""Sweep types of the P937xA that have no frequency axis (programming guide, SENS:SWE:TYPE)."""
 
 MIN_FREQUENCY, MAX_FREQUENCY = 300e3, 20e9
 """Hz: the P9374A's frequency range (Streamline P937xA data sheet)."""
@@ -39,6 +43,13 @@ class KeysightP9374A(QcodesKeysightP9374A, QnetVisaInstrument, VNA):
         for param in (self.start, self.stop, self.center, self.cw):
             param.vals = Numbers(MIN_FREQUENCY, MAX_FREQUENCY)
 
+    def connect_setup(self) -> None:
+        """At connect and after every reconnect: traces as big-endian float32 blocks
+        (``FORM REAL,32``, ``FORM:BORD NORM``), which the QCoDeS trace parsing assumes (it
+        sends them in its ``__init__`` only)."""
+        self.write("FORM REAL,32")
+        self.write("FORM:BORD NORM")
+
     def sweep(self) -> tuple[np.ndarray, np.ndarray]:
         """Run one sweep of trace 1: frequencies (Hz) and complex S-parameter (linear).
 
@@ -50,7 +61,13 @@ class KeysightP9374A(QcodesKeysightP9374A, QnetVisaInstrument, VNA):
             axis = self.frequency_axis
         elif sweep_type == "LOG":
             axis = self.frequency_log_axis
-        else:
+        elif sweep_type in _OTHER_SWEEP_TYPES:
             raise ValueError(f"{self.name}: sweep() needs a LIN or LOG sweep, not {sweep_type}")
+        else:  # not a sweep type at all: the reply is garbled, the session out of step
+            self._needs_reconnect = True
+            raise InstrumentReplyError(
+                f"{self.name} at {self.address}: 'SENS:SWE:TYPE?' gave {sweep_type!r}, which "
+                "is no sweep type of the P937xA (LIN, LOG, POW, CW, SEGM, PHAS). The session "
+                "is reopened before the next command")
         s = np.asarray(self.polar(), dtype=complex)
         return np.asarray(axis(), dtype=float), s

@@ -13,11 +13,12 @@ parameter out of range sets bit 4 (EXE, execution error), and ``*ESR?`` returns 
 and clears it. So after every write this driver reads ``*ESR?`` and raises
 `InstrumentReportedError` if an error bit (2 QYE, 3 DDE, 4 EXE, 5 CME) is set. That costs one
 query per write, and it reports the kind of error only (the register holds bits, not
-messages). The register is read once at connection to drop stale bits (for example PON from
-power-up, or errors left by another program). An unknown *query* gets no reply at all from
-the 372, so its read times out; the driver then reads ``*ESR?`` (after reopening the session)
-and, if the 372 flagged the query, raises `InstrumentReportedError` for it, chained to the
-timeout. Without that, the flag would stay set and the next write would be blamed for it.
+messages). The register is read at connection and after every reconnect to drop stale bits
+(for example PON from power-up, or errors left by another program). An unknown *query* gets
+no reply at all from the 372, so its read times out; the VISA base then reads ``*ESR?`` (after
+reopening the session) and, if the 372 flagged the query, raises `InstrumentReportedError` for
+it, chained to the timeout. Without that, the flag would stay set and the next write would be
+blamed for it.
 
 Known limitation of the reused driver: its heater-setup group (``output_type``,
 ``output_heater_resistance``, ... sent as ``HTRSET <output>,<type>,<resistance>,...``) has the
@@ -35,7 +36,6 @@ from qcodes import validators as vals
 from qcodes.instrument_drivers.Lakeshore import LakeshoreModel372 as QcodesLakeshoreModel372
 from qcodes.parameters import DelegateParameter
 
-from instruments.errors import InstrumentReportedError, InstrumentTimeoutError
 from instruments.temperature_controller import TemperatureController
 
 from .._visa import QnetVisaInstrument
@@ -75,7 +75,6 @@ class LakeshoreModel372(QcodesLakeshoreModel372, QnetVisaInstrument, Temperature
             )
         self._sensor_channel = sensor_channel
         super().__init__(name, address, **kwargs)
-        self.ask(self.status_query)  # drop stale event bits (PON, another program's errors)
         for channel in self.channels:
             # QCoDeS declares vals.Strings(15), a *minimum* length; the 372 takes at most 15.
             channel.sensor_name.vals = vals.Strings(max_length=15)
@@ -101,16 +100,3 @@ class LakeshoreModel372(QcodesLakeshoreModel372, QnetVisaInstrument, Temperature
     def sensor_channel(self) -> int:
         """The input (1-16) whose reading is ``temperature``."""
         return self._sensor_channel
-
-    def ask_raw(self, cmd: str) -> str:
-        try:
-            return super().ask_raw(cmd)
-        except InstrumentTimeoutError as timeout:
-            try:
-                self.check_error_queue(cmd)
-            except InstrumentReportedError as reported:
-                raise reported from timeout
-            except Exception:  # still unreachable: the timeout is what to report
-                pass
-            raise
-

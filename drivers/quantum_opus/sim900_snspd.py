@@ -32,7 +32,9 @@ Post-write check. The SIM900 has no ``SYST:ERR?`` queue; it has the IEEE 488.2 s
 event status register. After every write the driver reads ``*ESR?`` (which clears it) and
 raises `InstrumentReportedError` if an error bit is set: 5 CME (bad command or syntax), 4 EXE
 (a port or count out of range), 3 DDE, 2 QYE, 1 INP (input buffer overflow, the SRS bit
-meaning). It is read once at connection to drop stale bits. The mainframe cannot report the
+meaning). It is read at connection and after every reconnect to drop stale bits; the port
+buffers are flushed, the modules' presence checked and their ADC gain set then too
+(`connect_setup`). The mainframe cannot report the
 *module's* view of a message (the amp-sim module has no error report that is publicly
 documented), so the driver validates every module setting before sending it, and a module
 query that gets no answer raises `InstrumentTimeoutError` naming the slot and the command.
@@ -53,9 +55,10 @@ from qcodes import validators as vals
 from qcodes.instrument import InstrumentChannel
 from qcodes.parameters import Parameter
 
-from instruments.errors import InstrumentReportedError, InstrumentTimeoutError, QnetlabError
+from instruments.errors import InstrumentReplyError, InstrumentTimeoutError, QnetlabError
 from instruments.single_photon_detector import CounterNotConnectedError, SinglePhotonDetector
 
+from .._replies import parse_reply
 from .._visa import STANDARD_ESR_ERRORS, QnetVisaInstrument
 
 N_PORTS = 8
@@ -126,7 +129,7 @@ class AmpSimChannel(InstrumentChannel["QuantumOpusSIM900"]):
         )
         self.device_voltage: Parameter = self.add_parameter(
             "device_voltage", unit="V", label="Device voltage",
-            get_cmd=lambda: int(parent.ask_module(slot, "+C?")) * ADC_HIGH_GAIN_VOLTS
+            get_cmd=lambda: parent.ask_module_parsed(slot, "+C?", int) * ADC_HIGH_GAIN_VOLTS
             / ADC_FULL_SCALE,
             docstring="Voltage across the detector (+C?, high ADC gain), V.",
         )
@@ -136,13 +139,13 @@ class AmpSimChannel(InstrumentChannel["QuantumOpusSIM900"]):
         )
         self.auto_reset: Parameter = self.add_parameter(
             "auto_reset", label="Auto-reset",
-            get_cmd=lambda: bool(int(parent.ask_module(slot, "+E?"))),
+            get_cmd=lambda: bool(parent.ask_module_parsed(slot, "+E?", int)),
             set_cmd=lambda on: parent.write_module(slot, f"+E{int(on)};"), vals=vals.Bool(),
             docstring="Reset automatically when the module sees a latch (+E).",
         )
         self.reset_duration: Parameter = self.add_parameter(
             "reset_duration", unit="s", label="Reset duration",
-            get_cmd=lambda: int(parent.ask_module(slot, "+D?")) * RESET_DURATION_STEP,
+            get_cmd=lambda: parent.ask_module_parsed(slot, "+D?", int) * RESET_DURATION_STEP,
             set_cmd=lambda s: parent.write_module(
                 slot, f"+D{round(s / RESET_DURATION_STEP)};"),
             vals=vals.Numbers(0.0, 255 * RESET_DURATION_STEP),
@@ -150,13 +153,7 @@ class AmpSimChannel(InstrumentChannel["QuantumOpusSIM900"]):
         )
 
     def _get_dac(self) -> int:
-        reply = self.parent.ask_module(self.slot, "+B?")
-        try:
-            return int(reply)
-        except ValueError:
-            raise InstrumentReportedError(
-                f"{self.parent.name} slot {self.slot}: +B? gave {reply!r}, not DAC units"
-            ) from None
+        return int(self.parent.ask_module_parsed(self.slot, "+B?", int))
 
     def _set_dac(self, dac: int) -> None:
         self.parent.write_module(self.slot, f"+B{int(dac)};")
@@ -220,23 +217,28 @@ class QuantumOpusSIM900(QnetVisaInstrument, SinglePhotonDetector):
         if not slot_list or len(set(slot_list)) != len(slot_list):
             raise SlotError(f"slots must name each amp-sim port once, got {slot_list!r}")
         self.counter = counter
+        self._slots = slot_list
         super().__init__(name, address, terminator=terminator, **kwargs)
-        self.ask(self.status_query)  # drop stale event bits (PON, another program's errors)
-        self.write("FLSH")  # bytes another program left in the port buffers
-        occupied = int(self.ask("CTCR?"))
-        empty = [slot for slot in slot_list if not occupied >> slot & 1]
-        if empty:
-            raise SlotError(
-                f"{name} at {address}: SIM900 ports {empty} hold no module (CTCR? = "
-                f"{occupied}). Fix: give the ports of the amp-sim modules as slots"
-            )
         self._channels: dict[int, AmpSimChannel] = {}
         for slot in slot_list:
             channel = AmpSimChannel(self, f"ch{slot}", slot)
             self.add_submodule(f"ch{slot}", channel)
             self._channels[slot] = channel
-            self.write_module(slot, "+C0;")  # high ADC gain: `latched` needs a known scale
         self.connect_message()
+
+    def connect_setup(self) -> None:
+        """At connect and after every reconnect: flush the port buffers, check that every
+        slot holds a module, and set high ADC gain (`latched` needs a known scale)."""
+        self.write("FLSH")  # bytes another program (or the last session) left in the ports
+        occupied = self.ask_parsed("CTCR?", int, "the occupied ports, a bit mask")
+        empty = [slot for slot in self._slots if not occupied >> slot & 1]
+        if empty:
+            raise SlotError(
+                f"{self.name} at {self.address}: SIM900 ports {empty} hold no module (CTCR? = "
+                f"{occupied}). Fix: give the ports of the amp-sim modules as slots"
+            )
+        for slot in self._slots:
+            self.write_module(slot, "+C0;")
 
     # -- role ----------------------------------------------------------------------------------
     @property
@@ -258,6 +260,11 @@ class QuantumOpusSIM900(QnetVisaInstrument, SinglePhotonDetector):
             raise ValueError(f"a module message cannot hold a double quote: {message!r}")
         self.write(f'SNDT {slot},"{message}"')
 
+    def ask_module_parsed(self, slot: int, message: str, parser: Callable[[str], Any]) -> Any:
+        """`parser` of the module's reply to `message`; InstrumentReplyError if it cannot."""
+        return parse_reply(self, f'SNDT {slot},"{message}"', self.ask_module(slot, message),
+                           parser, f"the module in SIM900 port {slot}")
+
     def ask_module(self, slot: int, message: str) -> str:
         """Send a query to the module in port `slot` and return its reply (without the line
         feed). Polls NINP? and reads with GETN? until the reply line is complete; raises
@@ -267,7 +274,7 @@ class QuantumOpusSIM900(QnetVisaInstrument, SinglePhotonDetector):
         deadline = time.monotonic() + timeout
         data = bytearray()
         while not data.endswith(b"\n"):
-            waiting = int(self.ask(f"NINP? {slot}"))
+            waiting = self.ask_parsed(f"NINP? {slot}", int, "a byte count")
             if waiting:
                 data += self._get_bytes(slot, min(waiting, MAX_GETN))
             elif time.monotonic() > deadline:
@@ -293,17 +300,14 @@ class QuantumOpusSIM900(QnetVisaInstrument, SinglePhotonDetector):
             handle.write(cmd)
             head = handle.read_bytes(5)
             if head[:2] != b"#3" or not head[2:].isdigit():
-                self._needs_reconnect = True  # out of step: start afresh next time
-                raise InstrumentReportedError(
-                    f"{self.name} at {self.address}: {cmd!r} gave {bytes(head)!r}, not a "
-                    "'#3nnn' block header"
-                )
+                # out of step: reply_error has the session reopened before the next command
+                raise self.reply_error(bytes(head), "not a '#3nnn' block header", cmd)
             n = int(head[2:])
             data = handle.read_bytes(n) if n else b""
             handle.read()  # the mainframe's terminator after the block
         except (pyvisa.errors.VisaIOError, OSError) as exc:
             raise self._failed(exc, cmd) from exc
-        except InstrumentReportedError:
+        except InstrumentReplyError:
             raise
         except BaseException:
             self._needs_reconnect = True

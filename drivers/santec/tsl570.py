@@ -10,9 +10,10 @@ Santec model), so this one is written from the santec TSL-570 Instruction Manual
 * ``:POWer:STATe 0|1``: LD current (optical output) off / on.
 * ``:SYSTem:ERRor?``: error queue, ``0,"No error"`` when empty.
 
-Units: the driver sets ``:POWer:UNIT 1`` (mW) at connect so that power is linear and the
-W <-> mW conversion is a plain factor 1e-3; if someone switches the front panel to dBm
-afterwards, call `set_power_unit_mw()` again. Ranges (data sheet, 1480-1640 nm type):
+Units: the driver sets ``:POWer:UNIT 1`` (mW) at connect and again after every reconnect
+(`connect_setup`: the laser comes back from a power cycle in dBm) so that power is linear and
+the W <-> mW conversion is a plain factor 1e-3; if someone switches the front panel to dBm
+meanwhile, call `set_power_unit_mw()` again. Ranges (data sheet, 1480-1640 nm type):
 output power -15 dBm to +13 dBm, i.e. 0.04 mW to 20 mW as the manual states them in mW.
 The wavelength validator uses the range the instrument reports, so every TSL-570 type
 (O-, E-, S/C/L-band) is held to its own limits.
@@ -49,9 +50,8 @@ class SantecTSL570(QnetVisaInstrument, Laser):
 
     def __init__(self, name: str, address: str, **kwargs: Any) -> None:
         super().__init__(name, address, **kwargs)
-        self.set_power_unit_mw()
-        min_nm = float(self.ask(":WAV:MIN?"))
-        max_nm = float(self.ask(":WAV:MAX?"))
+        min_nm = self.ask_parsed(":WAV:MIN?", float, "the shortest wavelength, nm")
+        max_nm = self.ask_parsed(":WAV:MAX?", float, "the longest wavelength, nm")
 
         self.wavelength: Parameter = self.add_parameter(
             "wavelength",
@@ -91,6 +91,10 @@ class SantecTSL570(QnetVisaInstrument, Laser):
             val_mapping=create_on_off_val_mapping(on_val="1", off_val="0"),
         )
         self.connect_message()
+
+    def connect_setup(self) -> None:
+        """At connect and after every reconnect: ``power`` assumes mW (see the module)."""
+        self.set_power_unit_mw()
 
     def set_power_unit_mw(self) -> None:
         """Make ``:POWer`` values mW (``:POWer:UNIT 1``), which the ``power`` scale assumes."""

@@ -107,9 +107,9 @@ class TektronixAWG5208(QcodesAWG5208, QnetVisaInstrument, AWG):
         return AwgLimits(
             n_channels=self.num_channels,
             n_markers=N_MARKERS,
-            memory_samples=int(self.ask("WLISt:WAVeform:LMAXimum?")),
-            min_samples=int(self.ask("WLISt:WAVeform:LMINimum?")),
-            granularity=int(self.ask("WLISt:WAVeform:GRANularity?")),
+            memory_samples=self.ask_parsed("WLISt:WAVeform:LMAXimum?", int, "samples"),
+            min_samples=self.ask_parsed("WLISt:WAVeform:LMINimum?", int, "samples"),
+            granularity=self.ask_parsed("WLISt:WAVeform:GRANularity?", int, "samples"),
         )
 
     def _upload(self, steps: Sequence[AwgStep], name: str, limits: AwgLimits) -> None:

@@ -108,10 +108,10 @@ class ThorlabsPM100D(Thorlab_PM100D, QnetVisaInstrument, OpticalPowerMeter):
 
     def _get_power(self) -> float:
         """Measure the power, W: one ``MEAS:POW?`` (query form, as the reference defines it)."""
-        return float(self.ask("MEAS:POW?"))
+        return float(self.ask_parsed("MEAS:POW?", float, "the power, W"))
 
     def _check_error(self) -> None:
-        code, message = self.parse_error(self.ask("SYST:ERR?"))
-        if code != 0:
-            raise InstrumentReportedError(f"{self.name} at {self.address} reported {code}: "
-                                          f"{message}")
+        errors = self.read_error_state()
+        if errors:
+            raise InstrumentReportedError(f"{self.name} at {self.address} reported "
+                                          + "; ".join(errors))

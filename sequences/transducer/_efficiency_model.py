@@ -22,6 +22,7 @@ the noise is larger than the meter's), and report chi^2 against it for the verdi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,28 +137,34 @@ def drive_readback(setup: Any) -> dict[str, float]:
             "mw_power": float(setup.mw_power())}
 
 
-def scan_detunings(setup: Any, targets: np.ndarray) -> dict[str, np.ndarray]:
+def scan_detunings(setup: Any, targets: np.ndarray,
+                   keep: Callable[[dict[str, float]], None] | None = None
+                   ) -> dict[str, np.ndarray]:
     """At each requested pump detuning (Hz): what the laser set (it tunes in 0.1 pm steps, so
     the read-back detuning and wavelength are the setpoints) and the optical power with the
     tone on and off (the meter's correction wavelength following the pump), plus the drive's
-    read-back settings; dataset columns."""
+    read-back settings; dataset columns. With `keep` (`Sequence.keep`), each point is handed
+    over as soon as it is measured and nothing is returned (an interrupted scan keeps its
+    points)."""
     fixed = drive_readback(setup)
     rows: dict[str, list[float]] = {k: [] for k in ("pump_detuning", "pump_wavelength", ON,
-                                                    OFF)}
+                                                    OFF, *fixed)}
     for target in targets:
         setup.pump_detuning(float(target))
-        rows["pump_detuning"].append(float(setup.pump_detuning()))
+        detuning = float(setup.pump_detuning())
         wavelength = float(setup.pump_laser.wavelength())
-        rows["pump_wavelength"].append(wavelength)
         # The meter converts photocurrent with the responsivity at its correction wavelength:
         # left at the resonance, it would tilt a GHz-wide line by ~1e-5 across the scan.
         setup.power_meter.wavelength(wavelength)
         on, off = read_on_off(setup)
-        rows[ON].append(on)
-        rows[OFF].append(off)
-    out = {k: np.asarray(v, float) for k, v in rows.items()}
-    out.update({k: np.full(len(targets), v) for k, v in fixed.items()})
-    return out
+        point = {"pump_detuning": detuning, "pump_wavelength": wavelength, ON: on, OFF: off,
+                 **fixed}
+        if keep is not None:
+            keep(point)
+            continue
+        for k, v in point.items():
+            rows[k].append(v)
+    return {} if keep is not None else {k: np.asarray(v, float) for k, v in rows.items()}
 
 
 def read_on_off(setup: Any) -> tuple[float, float]:

@@ -89,6 +89,8 @@ class ConversionBandwidthAnalysis(Analysis):
     """Lorentzian fit of eta against the microwave frequency."""
 
     sequence = "conversion_bandwidth_scan"
+    uses_partial_steps = True
+    """Every row is one complete on/off reading at one mw frequency."""
 
     def analyze(self, run: StoredRun) -> AnalysisResult:
         result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
@@ -220,18 +222,13 @@ class ConversionBandwidthScan(Sequence[ConversionBandwidthOptions]):
         setup = require_setup(station, type(self).__name__)
         pump = {"pump_detuning": float(setup.pump_detuning()),
                 "pump_wavelength": float(setup.pump_laser.wavelength())}
-        rows: dict[str, list[float]] = {k: [] for k in ("mw_frequency", "mw_power",
-                                                        "pump_power", ON, OFF)}
+        # Point by point into the step's buffer: an interrupted chunk keeps its frequencies.
         for frequency in self._chunks()[step.index]:
             setup.mw_frequency(float(frequency))
-            for k, v in drive_readback(setup).items():
-                rows[k].append(v)
-            on, off = read_on_off(setup)
-            rows[ON].append(on)
-            rows[OFF].append(off)
-        out = {k: np.asarray(v, float) for k, v in rows.items()}
-        out.update({k: np.full(out[ON].size, v) for k, v in pump.items()})
-        return out
+            point = dict(drive_readback(setup))
+            point[ON], point[OFF] = read_on_off(setup)
+            self.keep({**point, **pump})
+        return {}
 
     def finish(self, station: LabStation) -> None:
         setup = getattr(station, "setup", None)

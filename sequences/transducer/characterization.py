@@ -108,11 +108,29 @@ class TransducerCharacterization:
         state = _State(station, db_path, quiet, self.options)
         try:
             state.run_all()
-        finally:  # also on Ctrl-C: the report covers what was measured
-            result = state.result()
-            report = _report(station, db_path, result, state)
-            result.report_html, result.report_json = report.write()
+        except BaseException as exc:  # also on Ctrl-C: the report covers what was measured
+            _write_report(station, db_path, state, exc)
+            raise
+        return _write_report(station, db_path, state, None)
+
+
+def _write_report(station: LabStation, db_path: Path, state: _State,
+                  stop: BaseException | None) -> CharacterizationResult:
+    """The result and its report; when `stop` ends the characterization, the report's path
+    goes onto it as a note (``report: PATH``), and a report that cannot be written does not
+    hide `stop`."""
+    result = state.result()
+    try:
+        report = _report(station, db_path, result, state)
+        result.report_html, result.report_json = report.write()
+    except Exception as exc:
+        if stop is None:
+            raise
+        stop.add_note(f"the report could not be written: {type(exc).__name__}: {exc}")
         return result
+    if stop is not None:
+        stop.add_note(f"report: {result.report_html}")
+    return result
 
 
 _ORDER = ("microwave_resonance_scan", "optical_resonance_scan", "efficiency_map",
@@ -132,13 +150,24 @@ class _State:
         self.operating_point: OperatingPoint | None = None
 
     # -- running ----------------------------------------------------------------------------
-    def _run(self, sequence: Sequence[Any]) -> AnalysisResult:
+    def _acquire(self, sequence: Sequence[Any], key: str | None = None) -> RunResult:
+        """Run one sequence; when it raises (Ctrl-C, a bug) its saved run still goes into
+        the report, under `key` (default: the sequence's name)."""
+        key = key or sequence.name
         try:
-            run = sequence.run(self.station, self.db_path, quiet=self.quiet)
-        except KeyboardInterrupt:
-            if sequence.last_run is not None:  # its points are saved: the report shows them
-                self.runs[sequence.name] = sequence.last_run
+            return sequence.run(self.station, self.db_path, quiet=self.quiet)
+        except BaseException:
+            run = sequence.last_run
+            if run is not None:  # its points are saved: the report shows them
+                self.runs[key] = run
+                if run.analysis_interrupted:
+                    self.notes[key] = (f"{key} run {run.run_id}: measured, analysis "
+                                       f"interrupted; re-run with qnetlab analyze "
+                                       f"{run.run_id} --db {self.db_path}")
             raise
+
+    def _run(self, sequence: Sequence[Any]) -> AnalysisResult:
+        run = self._acquire(sequence)
         self.runs[sequence.name] = run
         analysis = run.analysis
         if analysis is None or not analysis.verdict.good:
@@ -187,7 +216,7 @@ class _State:
         center = o.mw_search_center if o.mw_search_center is not None else setup.mw_frequency()
         wide = MicrowaveResonanceScan(center=center, span=o.mw_search_span,
                                       points=o.mw_search_points, segments=10)
-        run = wide.run(self.station, self.db_path, quiet=self.quiet)
+        run = self._acquire(wide)
         found = run.analysis.values.get("resonance_frequency") if run.analysis else None
         width = run.analysis.values.get("linewidth") if run.analysis else None
         if found is None or width is None or not (found.value > 0 and width.value > 0):
@@ -270,7 +299,12 @@ def _verdict_text(run: RunResult | None) -> str:
         return "did not run"
     if run.analysis is not None:
         return str(run.analysis.verdict)
-    where = run.stopped_at or {}
+    if run.analysis_interrupted:
+        return (f"measured, analysis interrupted; re-run with qnetlab analyze {run.run_id} "
+                f"--db {run.db_path}")
+    if run.stopped_at is None:
+        return f"measured ({run.points} points), not analyzed"
+    where = run.stopped_at
     return f"no data (stopped at {where.get('label', '?')}: {where.get('cause', '?')})"
 
 

@@ -147,6 +147,10 @@ class EfficiencyMapAnalysis(Analysis):
     """Joint fit of the cooperativity model to the measured efficiency map."""
 
     sequence = "efficiency_map"
+    uses_partial_steps = True
+    """Every row is one complete on/off reading at one power and detuning: the detunings an
+    interrupted power did measure are data like any other (the meter noise comes from
+    successive readings within each power, which a shorter power still gives)."""
 
     def analyze(self, run: StoredRun) -> AnalysisResult:
         result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
@@ -349,7 +353,9 @@ class EfficiencyMap(Sequence[EfficiencyMapOptions]):
             station.sleep(self.options.settle_time)
         detunings = self.options.detunings()
         # Serpentine: the laser never jumps back across the grid between powers.
-        return scan_detunings(setup, detunings[::-1] if step.index % 2 else detunings)
+        # Point by point into the step's buffer: an interrupted power keeps its detunings.
+        return scan_detunings(setup, detunings[::-1] if step.index % 2 else detunings,
+                              keep=self.keep)
 
     def finish(self, station: LabStation) -> None:
         setup = getattr(station, "setup", None)

@@ -222,6 +222,10 @@ class FridgeLoadAnalysis(Analysis):
     """Fridge time constant, base temperature and the pump's absorbed fraction."""
 
     sequence = "fridge_load_scan"
+    uses_partial_steps = True
+    """Every row is one temperature reading at a known time after its step began, and the
+    fit takes each segment from its first reading with its own start temperature: a hold
+    cut short is a shorter segment (kept if it has `MIN_READINGS`)."""
 
     def analyze(self, run: StoredRun) -> AnalysisResult:
         result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
@@ -293,8 +297,10 @@ class FridgeLoadAnalysis(Analysis):
         teq = np.asarray(table.get("equilibrium_temperature (K)", []), float)
         err = np.asarray(table.get("equilibrium_temperature stderr (K)", []), float)
         if p.size:
-            ax_sq.errorbar(p * 1e3, teq**2 * 1e6, 2 * teq * err * 1e6, fmt="o",
-                           label="T_eq^2 from the traces")
+            # d(T^2) = 2 |T| dT: a fitted T_eq below 0 (a segment too short to pin it; the
+            # verdict says so) must not give a negative error bar. NaN draws no bar.
+            yerr = np.abs(2 * teq) * np.where(err >= 0, err, np.nan) * 1e6
+            ax_sq.errorbar(p * 1e3, teq**2 * 1e6, yerr, fmt="o", label="T_eq^2 from the traces")
             slope = result.details.get("slope_K2_per_W")
             base = result.values.get("base_temperature")
             if slope is not None and base is not None and math.isfinite(base.value):
@@ -312,6 +318,13 @@ class FridgeLoadAnalysis(Analysis):
 
 def _verdict(fit: FridgeFit, d: dict[str, np.ndarray], ceiling: float, hold: float
              ) -> Verdict:
+    unphysical = ~(fit.equilibrium > 0)
+    if np.any(unphysical):
+        i = int(np.argmax(unphysical))
+        return Verdict.bad(Reason.POOR_FIT, f"the fitted equilibrium temperature at pump power "
+                           f"{fit.powers[i] * 1e3:.3g} mW is {fit.equilibrium[i] * 1e3:.3g} mK, "
+                           "not above 0 K: its readings do not pin it (a hold cut short, or "
+                           "one ended by the ceiling); hold longer or lower the power")
     hot = fit.equilibrium > ceiling
     tripped = (d["temperature"] > ceiling) & (d["pump_power"] > 0)
     if np.any(hot) or np.any(tripped):
@@ -392,22 +405,22 @@ class FridgeLoadScan(Sequence[FridgeLoadScanOptions]):
             setup.pump_on(False)
         interval = o.hold_time / o.readings
         applied = power
-        rows: dict[str, list[float]] = {k: [] for k in ("reading", *_COLUMNS)}
+        # Reading by reading into the step's buffer: an interrupted hold keeps its readings.
         for i in range(o.readings):
             if i:
                 station.sleep(interval)
             temperature = float(setup.mxc_temperature())
-            for k, v in (("reading", step.index * o.readings + i), ("step", step.index),
-                         ("elapsed", i * interval), ("pump_power", applied),
-                         ("temperature", temperature), ("ceiling", self._ceiling)):
-                rows[k].append(float(v))
+            self.keep({"reading": float(step.index * o.readings + i),
+                       "step": float(step.index), "elapsed": i * interval,
+                       "pump_power": float(applied), "temperature": temperature,
+                       "ceiling": float(self._ceiling)})
             if applied > 0 and temperature > self._ceiling:
                 setup.pump_on(False)  # now, not at the next step: the stage is too warm
                 applied = 0.0
                 self._tripped = (f"the mixing chamber read {temperature * 1e3:.4g} mK, above "
                                  f"its {self._ceiling * 1e3:.4g} mK ceiling, at pump power "
                                  f"{power * 1e3:.4g} mW; the pump was switched off")
-        return {k: np.asarray(v) for k, v in rows.items()}
+        return {}
 
     def finish(self, station: LabStation) -> None:
         """Pump off and microwave off (the safe state), then the pump power and detuning back

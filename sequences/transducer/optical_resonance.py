@@ -103,6 +103,8 @@ class OpticalResonanceAnalysis(Analysis):
     """Lorentzian fit of converted optical power against the pump's optical frequency."""
 
     sequence = "optical_resonance_scan"
+    uses_partial_steps = True
+    """Every row is one complete on/off reading at one pump detuning."""
 
     def analyze(self, run: StoredRun) -> AnalysisResult:
         result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
@@ -304,7 +306,7 @@ class OpticalResonanceScan(Sequence[OpticalResonanceOptions]):
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
         setup = require_setup(station, type(self).__name__)
-        return scan_detunings(setup, self._chunks()[step.index])
+        return scan_detunings(setup, self._chunks()[step.index], keep=self.keep)
 
     def finish(self, station: LabStation) -> None:
         setup = getattr(station, "setup", None)

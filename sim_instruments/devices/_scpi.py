@@ -284,6 +284,15 @@ class ScpiDevice:
     def reset(self) -> None:
         pass
 
+    def power_on(self) -> None:
+        """Switch the instrument off and on again (the `restart` fault): the error queue is
+        emptied, the event status register holds only PON (bit 7, IEEE 488.2 11.5.1.1.2) and
+        the settings are the power-on ones, which are the *RST ones unless a model says
+        otherwise (it then extends this method)."""
+        self._errors.clear()
+        self._esr = 1 << 7
+        self.reset()
+
     # -- error queue --------------------------------------------------------------------------
     def push_error(self, code: int, message: str) -> None:
         if code <= -100 and code > -200:

@@ -3,7 +3,13 @@
 Commands from the Keysight X-Series Signal Generators SCPI Command Reference
 (N5181B/N5182B/N5183B, manual part N5180-90056): FREQuency, POWer, PHASe, OUTPut,
 ROSCillator and the pulse modulation subsystem (option UNW). The source drives the world's
-microwave tone into the transducer.
+microwave tone into the transducer. These answer every query of QCoDeS's `KeysightN51x1`
+driver, which the qnetlab driver subclasses.
+
+Deliberately left out (the driver's features touch none of them): AM, FM and phase
+modulation, frequency and power sweeps (LIST, SWEep), ALC and power search, the LF output,
+user flatness correction, MMEMory and the DIAGnostic subsystem. They queue -113 Undefined
+header and, as queries, get no reply.
 """
 
 from __future__ import annotations

@@ -21,6 +21,12 @@ sweeps divides it by sqrt(N). A triggered sweep takes points / IF bandwidth of v
 The subsystems live in private mixins: SENSe in `_p9374a_sense`, CALCulate, FORMat and
 DISPlay in `_p9374a_calculate`; this module holds the state, the sweeps, SOURce, OUTPut,
 TRIGger, INITiate and SYSTem.
+
+Deliberately left out (neither the QCoDeS driver nor the `VNA` role uses them): channels
+other than 1, calibration (SENSe:CORRection:COLLect, cal kits, CSET), markers
+(CALCulate:MARKer), limit and ripple tests, segment sweeps, time-domain transforms, fixture
+de-embedding, MMEMory and the DISPlay layout beyond trace visibility. They queue -113
+Undefined header and, as queries, get no reply.
 """
 
 from __future__ import annotations

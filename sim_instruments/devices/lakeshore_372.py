@@ -3,8 +3,11 @@
 Commands from the Lake Shore Model 372 user's manual, chapter 6 (remote operation): the
 IEEE 488.2 common commands and the instrument's own command set, here the part QCoDeS's
 ``LakeshoreModel372`` driver sends (``Lakeshore_model_372.py``, ``lakeshore_base.py``) plus
-SCAN: readings KRDG? SRDG? RDGST?, inputs INSET INTYPE INNAME TLIMIT SCAN, and the heater
-outputs OUTMODE HTRSET RANGE SETP PID RAMP RAMPST? HTR?. Lake Shore commands are not SCPI:
+SCAN: readings KRDG? SRDG? RDGST? and the 372's own RDGK? RDGR? RDGPWR? (kelvin, ohm and
+excitation power, ``+n.nnnnE+nn``), inputs INSET INTYPE INNAME TLIMIT SCAN, and the heater
+outputs OUTMODE HTRSET RANGE SETP PID RAMP RAMPST? HTR? (``HTR?`` reads ``+nn.nnn``, the
+sample heater in % or W; ``HTRSET?`` reads ``+nnn.nnn,n,+nnn.nnn,n`` for the sample heater
+and ``n,n,+nnn.nnn,n`` for the warm-up heater). Lake Shore commands are not SCPI:
 one all-caps mnemonic, a space, comma-separated fields; a field left empty keeps its present
 value (the Lake Shore convention for skipping parameters). Replies end in CR LF.
 
@@ -28,6 +31,12 @@ a relative noise of 2e-4 rms (seeded per instrument), and the kelvin reading is 
 resistance through the inverse curve. Not modelled: the scanner (the real 372 measures one
 channel at a time and holds the others' last readings; here every enabled channel reads live),
 excitation and range limits, and the heaters' effect on the fridge.
+
+Deliberately left out (no driver feature touches them): curves (CRVHDR, CRVPT, CRVDEL),
+alarms and relays (ALARM, RELAY), the analog and still outputs' AOUT?/ANALOG/STILL, manual
+output MOUT, heater status HTRST?, the filter (FILTER), display and front-panel settings
+(DISPLAY, DISPFLD, BRIGT, LOCK), the interface and network settings (IEEE, NET, MODE) and
+quadrature readings (RDGIQ?). They get the unknown-command treatment above.
 """
 
 from __future__ import annotations
@@ -114,7 +123,7 @@ class _Output:
     filter: int = 0
     delay: int = 1
     """s"""
-    resistance: int = 120
+    resistance: float = 120
     """ohm for the sample heater; 1 = 25 ohm, 2 = 50 ohm for the warm-up heater"""
     max_current: int = 0
     max_user_current: float = 0.0
@@ -153,6 +162,18 @@ def _reading(value: float) -> str:
     return f"{value:+.4E}"
 
 
+def excitation_power(inp: _Input, resistance: float) -> float:
+    """W dissipated in a sensor of `resistance` (ohm) by `inp`'s excitation: ranges step by
+    sqrt(10), current from 1 pA (range 1) to 31.6 mA (22), voltage from 2 uV (1) to 632 uV
+    (12) (manual, INTYPE)."""
+    if resistance <= 0:
+        return 0.0
+    step = 10 ** ((inp.excitation - 1) / 2)
+    if inp.mode == 1:
+        return (1e-12 * step) ** 2 * resistance
+    return (2e-6 * step) ** 2 / resistance
+
+
 class Lakeshore372Emulator(ScpiDevice):
     identity = ("LSCI", "MODEL372", "LSA2Q4N/LSA2Q4M", "1.4")
     terminator = "\r\n"
@@ -167,6 +188,7 @@ class Lakeshore372Emulator(ScpiDevice):
             self.inputs[channel].curve = curve
         self.inputs["6"].name = "MXC"
         self.outputs = {n: _Output() for n in _OUTPUT_MODES}
+        self.outputs[1].resistance = 1  # the warm-up heater's setting: 1 = 25 ohm, 2 = 50 ohm
         self.scan_channel = "1"
         self.autoscan = 1
         super().__init__(world, name)
@@ -230,6 +252,20 @@ class Lakeshore372Emulator(ScpiDevice):
     @command("SRDG", query=True)
     def _sensor_reading(self, args: Args) -> str:
         return _reading(self._measure(self._input_id(args))[1])
+
+    @command("RDGK", query=True)
+    def _rdg_kelvin(self, args: Args) -> str:
+        return _reading(self._measure(self._input_id(args))[0])
+
+    @command("RDGR", query=True)
+    def _rdg_resistance(self, args: Args) -> str:
+        return _reading(self._measure(self._input_id(args))[1])
+
+    @command("RDGPWR", query=True)
+    def _rdg_power(self, args: Args) -> str:
+        channel = self._input_id(args)
+        resistance = self._measure(channel)[1]
+        return _reading(excitation_power(self.inputs[channel], resistance))
 
     @command("RDGST", query=True)
     def _reading_status(self, args: Args) -> str:
@@ -345,10 +381,11 @@ class Lakeshore372Emulator(ScpiDevice):
         _at_most(args, 5)
         number = args.integer(0, low=0, high=1)
         out = self.outputs[number]
-        if number == 0:
-            resistance = _keep_or_int(args, 1, out.resistance, 1, 2000)
+        resistance: float
+        if number == 0:  # ohms, n,nnn.nnn
+            resistance = _keep_or_number(args, 1, out.resistance, 1.0, 2000.0)
         else:
-            resistance = _keep_or_int(args, 1, out.resistance, 1, 2)
+            resistance = _keep_or_int(args, 1, int(out.resistance), 1, 2)  # 1 = 25, 2 = 50 ohm
         max_current = _keep_or_int(args, 2, out.max_current, 0, 2)
         user = _keep_or_number(args, 3, out.max_user_current, 0.0, 0.63)
         display = _keep_or_int(args, 4, out.display, 1, 2)
@@ -357,8 +394,12 @@ class Lakeshore372Emulator(ScpiDevice):
 
     @command("HTRSET", query=True)
     def _get_heater_setup(self, args: Args) -> str:
-        out = self.outputs[args.integer(0, low=0, high=1)]
-        return f"{out.resistance},{out.max_current},{out.max_user_current:+.3f},{out.display}"
+        number = args.integer(0, low=0, high=1)
+        out = self.outputs[number]
+        user = f"{out.max_user_current:+08.3f}"
+        if number == 0:  # the sample heater's resistance is ohms, +nnn.nnn
+            return f"{out.resistance:+08.3f},{out.max_current},{user},{out.display}"
+        return f"{int(out.resistance)},{out.max_current},{user},{out.display}"
 
     @command("RANGE")
     def _set_range(self, args: Args) -> None:
@@ -375,9 +416,11 @@ class Lakeshore372Emulator(ScpiDevice):
     def _get_heater_output(self, args: Args) -> str:
         # Output in % of the range. No control loop or manual output (MOUT) is modelled, so
         # every output stays at 0 %.
+        # Manual: HTR? takes no field and applies to the sample heater only; QCoDeS sends
+        # the output number after it, which is checked and otherwise ignored.
         if len(args):
             self._output_id(args)
-        return _reading(0.0)
+        return f"{0.0:+07.3f}"
 
     @command("SETP")
     def _set_setpoint(self, args: Args) -> None:

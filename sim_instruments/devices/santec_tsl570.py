@@ -5,11 +5,28 @@ command set (``:SYSTem:COMMunicate:CODe 1``): ``:WAVelength`` (nm), ``:WAVelengt
 ``:WAVelength:FREQuency`` (THz), ``:WAVelength:MINimum?/MAXimum?``, ``:POWer[:LEVel]`` in the
 unit chosen with ``:POWer:UNIT`` (0 = dBm, 1 = mW), ``:POWer:STATe`` (LD current on/off),
 ``:COHControl``, ``:SYSTem:ERRor?``, ``:SYSTem:ALERt?`` and the IEEE 488.2 common commands.
+Also, from the same command reference, what the public libraries that drive a TSL-570 use:
+``:POWer:ACTual[:LEVel]?`` (the monitored output power, in the ``:POWer:UNIT``),
+``:POWer:SHUTter`` (0 open, 1 closed), the sweep settings ``:WAVelength:SWEep:STARt``,
+``:STOP`` (nm), ``:MODe`` (0 step one-way, 1 continuous one-way, 2 step two-way, 3 continuous
+two-way), ``:SPEed`` (nm/s), ``:STEP[:WIDTh]`` (nm), ``:DWELl`` (s), ``:CYCLes``,
+``:STATe`` (1 starts, 0 stops; the query reads 1 while a sweep runs), ``:COUNt?``, and the
+trigger output ``:TRIGger:OUTPut`` (0 none, 1 stop, 2 start, 3 step) with
+``:TRIGger:OUTPut:STEP`` (nm) and ``:TRIGger:INPut:EXTernal``.
 Ranges are those of the TSL-570 data sheet for the 1480-1640 nm type: output power settable
-from -15 dBm to +13 dBm (0.04 mW to 20 mW as the manual gives them in mW).
+from -15 dBm to +13 dBm (0.04 mW to 20 mW as the manual gives them in mW), sweep speed
+0.5 to 200 nm/s.
 
 The laser pushes its output into the world: the pump reaches the transducer only while the
-LD is on. Messages end with CR, the TSL-570's default delimiter.
+LD is on and the shutter open. Messages end with CR, the TSL-570's default delimiter.
+
+Deliberately left out: a sweep runs on the world's clock (``:WAV:SWE:STAT?`` reads 1 until
+its cycles are over, ``:COUNt?`` counts finished cycles) but does not move the pump's
+wavelength, and the trigger output produces no pulses; the attenuator (``:POWer:ATTenuation``),
+fine tuning (``:WAVelength:FINetuning``), the logging functions (``:READout...``), the
+network and GP-IB settings of ``:SYSTem:COMMunicate`` and the Santec legacy command set.
+With the LD off or the shutter closed ``:POW:ACT?`` reads 0 mW, or the monitor's floor of
+-40 dBm in dBm (a choice of the emulator: the manual gives no figure).
 """
 
 from __future__ import annotations
@@ -23,6 +40,11 @@ _SPEED_OF_LIGHT = 299_792_458.0
 # The TSL-570 lists -148 "Character data not allowed" in its error table for a word where a
 # number is expected; it has no -224.
 _CHARACTER_DATA_NOT_ALLOWED = (-148, "Character data not allowed")
+SWEEP_SPEED_RANGE = (0.5, 200.0)
+"""nm/s"""
+MAX_SWEEP_CYCLES = 999
+MONITOR_FLOOR_DBM = -40.0
+"""What :POW:ACT? reads in dBm with no light out (the emulator's choice)."""
 
 
 def _dbm_to_mw(dbm: float) -> float:
@@ -59,12 +81,41 @@ class SantecTSL570Emulator(ScpiDevice):
         self.power_unit = 1 if pump.power > 0 else 0
         self.wavelength_unit = 0
         self.ld_on = False
+        self.shutter_closed = False
         self.coherence_control = False
+        self.sweep_start_nm = self.min_wavelength_nm
+        self.sweep_stop_nm = self.max_wavelength_nm
+        self.sweep_mode = 1
+        self.sweep_speed = 10.0
+        """nm/s"""
+        self.sweep_step_nm = 1.0
+        self.sweep_dwell_s = 0.5
+        self.sweep_cycles = 1
+        self.sweep_started_at: float | None = None
+        """World time (s) of the last :WAV:SWE:STAT 1; None when stopped."""
+        self.trigger_output = 0
+        self.trigger_step_nm = 1.0
+        self.trigger_input_external = False
+        self._push()
+
+    def power_on(self) -> None:
+        # Switched off and on, the laser keeps its wavelength and power setting but comes up
+        # with the LD off and :POWer in the factory unit, dBm: a driver must set its unit
+        # again (what the `restart` fault shows).
+        super().power_on()
+        self.power_unit = 0
+        self.ld_on = False
+        self.sweep_started_at = None
         self._push()
 
     def _push(self) -> None:
         self.world.set_pump(power=self.power_mw * 1e-3, wavelength=self.wavelength_nm * 1e-9,
-                            on=self.ld_on)
+                            on=self.emitting)
+
+    @property
+    def emitting(self) -> bool:
+        """Light leaves the fibre: LD on and shutter open."""
+        return self.ld_on and not self.shutter_closed
 
     def format_error(self, code: int, message: str) -> str:
         # The TSL-570 answers '0,"No error"': no sign on the code.
@@ -97,57 +148,57 @@ class SantecTSL570Emulator(ScpiDevice):
         return int(value)
 
     # -- wavelength ------------------------------------------------------------------------------
-    @command(":WAVelength")
+    @command("[:SOURce]:WAVelength")
     def _set_wavelength(self, args: Args) -> None:
         value = self._number(args, self.min_wavelength_nm, self.max_wavelength_nm)
         self.wavelength_nm = round(value, 4)  # setting resolution 0.1 pm
         self._push()
 
-    @command(":WAVelength", query=True)
+    @command("[:SOURce]:WAVelength", query=True)
     def _get_wavelength(self, args: Args) -> str:
         return f"{self.wavelength_nm:.4f}"
 
-    @command(":WAVelength:MINimum", query=True)
+    @command("[:SOURce]:WAVelength:MINimum", query=True)
     def _get_min_wavelength(self, args: Args) -> str:
         return f"{self.min_wavelength_nm:.4f}"
 
-    @command(":WAVelength:MAXimum", query=True)
+    @command("[:SOURce]:WAVelength:MAXimum", query=True)
     def _get_max_wavelength(self, args: Args) -> str:
         return f"{self.max_wavelength_nm:.4f}"
 
-    @command(":WAVelength:UNIT")
+    @command("[:SOURce]:WAVelength:UNIT")
     def _set_wavelength_unit(self, args: Args) -> None:
         # Display unit only (0 nm, 1 THz); :WAVelength stays in nm, :WAV:FREQ in THz.
         self.wavelength_unit = self._switch(args)
 
-    @command(":WAVelength:UNIT", query=True)
+    @command("[:SOURce]:WAVelength:UNIT", query=True)
     def _get_wavelength_unit(self, args: Args) -> str:
         return str(self.wavelength_unit)
 
     def _thz(self, nm: float) -> float:
         return _SPEED_OF_LIGHT / (nm * 1e-9) / 1e12
 
-    @command(":WAVelength:FREQuency")
+    @command("[:SOURce]:WAVelength:FREQuency")
     def _set_frequency(self, args: Args) -> None:
         thz = self._number(args, self._thz(self.max_wavelength_nm),
                            self._thz(self.min_wavelength_nm))
         self.wavelength_nm = round(_SPEED_OF_LIGHT / (thz * 1e12) * 1e9, 4)
         self._push()
 
-    @command(":WAVelength:FREQuency", query=True)
+    @command("[:SOURce]:WAVelength:FREQuency", query=True)
     def _get_frequency(self, args: Args) -> str:
         return f"{self._thz(self.wavelength_nm):.5f}"  # 10 MHz resolution
 
-    @command(":WAVelength:FREQuency:MINimum", query=True)
+    @command("[:SOURce]:WAVelength:FREQuency:MINimum", query=True)
     def _get_min_frequency(self, args: Args) -> str:
         return f"{self._thz(self.max_wavelength_nm):.5f}"
 
-    @command(":WAVelength:FREQuency:MAXimum", query=True)
+    @command("[:SOURce]:WAVelength:FREQuency:MAXimum", query=True)
     def _get_max_frequency(self, args: Args) -> str:
         return f"{self._thz(self.min_wavelength_nm):.5f}"
 
     # -- power -----------------------------------------------------------------------------------
-    @command(":POWer[:LEVel]")
+    @command("[:SOURce]:POWer[:LEVel]")
     def _set_power(self, args: Args) -> None:
         if self.power_unit == 1:
             self.power_mw = self._number(args, *self.power_range_mw)
@@ -155,28 +206,28 @@ class SantecTSL570Emulator(ScpiDevice):
             self.power_mw = _dbm_to_mw(self._number(args, *self.power_range_dbm))
         self._push()
 
-    @command(":POWer[:LEVel]", query=True)
+    @command("[:SOURce]:POWer[:LEVel]", query=True)
     def _get_power(self, args: Args) -> str:
         if self.power_unit == 1:
             return f"{self.power_mw:.4f}"
         return f"{_mw_to_dbm(self.power_mw):.4f}"
 
-    @command(":POWer:UNIT")
+    @command("[:SOURce]:POWer:UNIT")
     def _set_power_unit(self, args: Args) -> None:
         word = args.text().upper()
         units = {"DBM": 0, "MW": 1}
         self.power_unit = units[word] if word in units else self._integer(args, 0, 1)
 
-    @command(":POWer:UNIT", query=True)
+    @command("[:SOURce]:POWer:UNIT", query=True)
     def _get_power_unit(self, args: Args) -> str:
         return str(self.power_unit)
 
-    @command(":POWer:STATe")
+    @command("[:SOURce]:POWer:STATe")
     def _set_ld(self, args: Args) -> None:
         self.ld_on = bool(self._switch(args))
         self._push()
 
-    @command(":POWer:STATe", query=True)
+    @command("[:SOURce]:POWer:STATe", query=True)
     def _get_ld(self, args: Args) -> str:
         return "1" if self.ld_on else "0"
 
@@ -192,3 +243,142 @@ class SantecTSL570Emulator(ScpiDevice):
     @command(":SYSTem:ALERt", query=True)
     def _get_alert(self, args: Args) -> str:
         return "No alerts."
+
+    # -- output monitor and shutter --------------------------------------------------------------
+    @command("[:SOURce]:POWer:ACTual[:LEVel]", query=True)
+    def _get_actual_power(self, args: Args) -> str:
+        if self.power_unit == 1:
+            return f"{self.power_mw if self.emitting else 0.0:.4f}"
+        return f"{_mw_to_dbm(self.power_mw) if self.emitting else MONITOR_FLOOR_DBM:.4f}"
+
+    @command("[:SOURce]:POWer:SHUTter")
+    def _set_shutter(self, args: Args) -> None:
+        self.shutter_closed = bool(self._switch(args))
+        self._push()
+
+    @command("[:SOURce]:POWer:SHUTter", query=True)
+    def _get_shutter(self, args: Args) -> str:
+        return "1" if self.shutter_closed else "0"
+
+    # -- sweep -----------------------------------------------------------------------------------
+    @command("[:SOURce]:WAVelength:SWEep:STARt")
+    def _set_sweep_start(self, args: Args) -> None:
+        self.sweep_start_nm = round(
+            self._number(args, self.min_wavelength_nm, self.max_wavelength_nm), 4)
+
+    @command("[:SOURce]:WAVelength:SWEep:STARt", query=True)
+    def _get_sweep_start(self, args: Args) -> str:
+        return f"{self.sweep_start_nm:.4f}"
+
+    @command("[:SOURce]:WAVelength:SWEep:STOP")
+    def _set_sweep_stop(self, args: Args) -> None:
+        self.sweep_stop_nm = round(
+            self._number(args, self.min_wavelength_nm, self.max_wavelength_nm), 4)
+
+    @command("[:SOURce]:WAVelength:SWEep:STOP", query=True)
+    def _get_sweep_stop(self, args: Args) -> str:
+        return f"{self.sweep_stop_nm:.4f}"
+
+    @command("[:SOURce]:WAVelength:SWEep:MODe")
+    def _set_sweep_mode(self, args: Args) -> None:
+        self.sweep_mode = self._integer(args, 0, 3)
+
+    @command("[:SOURce]:WAVelength:SWEep:MODe", query=True)
+    def _get_sweep_mode(self, args: Args) -> str:
+        return str(self.sweep_mode)
+
+    @command("[:SOURce]:WAVelength:SWEep:SPEed")
+    def _set_sweep_speed(self, args: Args) -> None:
+        self.sweep_speed = round(self._number(args, *SWEEP_SPEED_RANGE), 1)
+
+    @command("[:SOURce]:WAVelength:SWEep:SPEed", query=True)
+    def _get_sweep_speed(self, args: Args) -> str:
+        return f"{self.sweep_speed:.1f}"
+
+    @command("[:SOURce]:WAVelength:SWEep:STEP[:WIDTh]")
+    def _set_sweep_step(self, args: Args) -> None:
+        span = self.max_wavelength_nm - self.min_wavelength_nm
+        self.sweep_step_nm = round(self._number(args, 0.0001, span), 4)
+
+    @command("[:SOURce]:WAVelength:SWEep:STEP[:WIDTh]", query=True)
+    def _get_sweep_step(self, args: Args) -> str:
+        return f"{self.sweep_step_nm:.4f}"
+
+    @command("[:SOURce]:WAVelength:SWEep:DWELl")
+    def _set_sweep_dwell(self, args: Args) -> None:
+        self.sweep_dwell_s = round(self._number(args, 0.0, 999.9), 1)
+
+    @command("[:SOURce]:WAVelength:SWEep:DWELl", query=True)
+    def _get_sweep_dwell(self, args: Args) -> str:
+        return f"{self.sweep_dwell_s:.1f}"
+
+    @command("[:SOURce]:WAVelength:SWEep:CYCLes")
+    def _set_sweep_cycles(self, args: Args) -> None:
+        self.sweep_cycles = self._integer(args, 0, MAX_SWEEP_CYCLES)
+
+    @command("[:SOURce]:WAVelength:SWEep:CYCLes", query=True)
+    def _get_sweep_cycles(self, args: Args) -> str:
+        return str(self.sweep_cycles)
+
+    def _cycle_duration(self) -> float:
+        """One sweep cycle, s: continuous at the speed, or stepped with the dwell per step;
+        a two-way sweep goes there and back."""
+        span = abs(self.sweep_stop_nm - self.sweep_start_nm)
+        if self.sweep_mode in (1, 3):
+            one_way = span / self.sweep_speed
+        else:
+            one_way = (math.floor(span / self.sweep_step_nm) + 1) * self.sweep_dwell_s
+        return one_way * (2 if self.sweep_mode in (2, 3) else 1)
+
+    def _cycles_done(self) -> int:
+        if self.sweep_started_at is None:
+            return 0
+        elapsed = self.world.now() - self.sweep_started_at
+        duration = self._cycle_duration()
+        cycles = max(self.sweep_cycles, 1)  # CYCLes 0 runs one sweep here
+        if duration <= 0:
+            return cycles
+        return min(int(elapsed // duration), cycles)
+
+    def _sweeping(self) -> bool:
+        return self.sweep_started_at is not None and self._cycles_done() < max(
+            self.sweep_cycles, 1)
+
+    @command("[:SOURce]:WAVelength:SWEep[:STATe]")
+    def _set_sweep_state(self, args: Args) -> None:
+        start = bool(self._switch(args))
+        self.sweep_started_at = self.world.now() if start else None
+
+    @command("[:SOURce]:WAVelength:SWEep[:STATe]", query=True)
+    def _get_sweep_state(self, args: Args) -> str:
+        return "1" if self._sweeping() else "0"
+
+    @command("[:SOURce]:WAVelength:SWEep:COUNt", query=True)
+    def _get_sweep_count(self, args: Args) -> str:
+        return str(self._cycles_done())
+
+    # -- triggers --------------------------------------------------------------------------------
+    @command(":TRIGger:OUTPut")
+    def _set_trigger_output(self, args: Args) -> None:
+        self.trigger_output = self._integer(args, 0, 3)
+
+    @command(":TRIGger:OUTPut", query=True)
+    def _get_trigger_output(self, args: Args) -> str:
+        return str(self.trigger_output)
+
+    @command(":TRIGger:OUTPut:STEP")
+    def _set_trigger_step(self, args: Args) -> None:
+        span = self.max_wavelength_nm - self.min_wavelength_nm
+        self.trigger_step_nm = round(self._number(args, 0.0001, span), 4)
+
+    @command(":TRIGger:OUTPut:STEP", query=True)
+    def _get_trigger_step(self, args: Args) -> str:
+        return f"{self.trigger_step_nm:.4f}"
+
+    @command(":TRIGger:INPut:EXTernal")
+    def _set_trigger_input(self, args: Args) -> None:
+        self.trigger_input_external = bool(self._switch(args))
+
+    @command(":TRIGger:INPut:EXTernal", query=True)
+    def _get_trigger_input(self, args: Args) -> str:
+        return "1" if self.trigger_input_external else "0"

@@ -8,7 +8,18 @@ OUTPut<n>:STATe), the waveform list (WLISt:WAVeform:NEW, :DATA and :MARKer:DATA 
 :GRANularity?), the sequence list (SLISt:SEQuence:NEW, :STEP<n>:TASSet<m>:WAVeform,
 :STEP<n>:RCOunt, :DELete, SLISt:SIZE?, SLISt:NAME?), channel assets (SOURce<n>:CASSet...)
 and AWGControl:RUN/STOP/RSTATe?. Errors go to the queue (SYSTem:ERRor?), including
-SYSTem:ERRor:CODE? which the QCoDeS driver reads after a pre-delete.
+SYSTem:ERRor:CODE? which the QCoDeS driver reads after a pre-delete; an empty queue reads
+``0,"No error"`` (the manual's form, no sign). Every other setting the QCoDeS driver reads
+or sets (marker levels, wait/stopped values, DAC resolution, the function generator, the
+external clock frequency, OUTPut:OFF, forced jumps and triggers) is in
+`._awg5208_settings`, so that ``snapshot(update=True)`` gets an answer to every query.
+
+Deliberately left out: the file route of QCoDeS's uploads (MMEMory:DATA, MMEMory:OPEN,
+MMEMory:OPEN:SASSet:SEQuence, MMEMory:DELete: the emulator has no disk, the list commands
+above do the same), assigning a lone waveform (SOURce<n>:CASSet:WAVeform), event jumps
+(SLISt:SEQuence:STEP<n>:EJUMp), triggered run modes (RSTATe? never reads 1, "waiting for
+trigger") and function-generator output (FGEN settings are kept, nothing is synthesised).
+Unknown commands queue -113 Undefined header and, for a query, send no reply.
 
 Physics (`sim_instruments.physics.awg.AwgModel`): on RUN the assigned sequence is checked
 by the model and starts at the world's present time; `marker_edges(run_duration_s)` gives
@@ -27,6 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..physics.awg import AwgModel, SequenceStep, Waveform
+from ._awg5208_settings import ChannelSettingsMixin
 from ._scpi import (
     DATA_OUT_OF_RANGE,
     EXECUTION_ERROR,
@@ -87,7 +99,7 @@ class _Sequence:
         self.repeats = [1] * steps
 
 
-class TektronixAWG5208Emulator(ScpiDevice):
+class TektronixAWG5208Emulator(ChannelSettingsMixin, ScpiDevice):
     identity = ("TEKTRONIX", "AWG5208", "B010000", "FV:6.3.0080.0")
 
     def __init__(self, world: LabWorld, name: str) -> None:
@@ -117,6 +129,11 @@ class TektronixAWG5208Emulator(ScpiDevice):
         self.run_start_ps = 0
         self._run_sequence: list[SequenceStep] = []
         self._run_skews_ps: dict[int, float] = {}
+        self.reset_settings()
+
+    def format_error(self, code: int, message: str) -> str:
+        # AWG5200 programmer manual, SYSTem:ERRor[:NEXT]?: '0,"No error"', no sign.
+        return f'{code},"{message}"'
 
     # -- binary blocks ------------------------------------------------------------------------
     def handle(self, message: str) -> str | bytes | None:
@@ -185,14 +202,19 @@ class TektronixAWG5208Emulator(ScpiDevice):
     def marker_edges(self, run_duration_s: float) -> dict[tuple[int, int], np.ndarray]:
         """Rising-edge times (int64 ps, world time) of every marker of the channels playing,
         over the first `run_duration_s` of the present run; keys (channel from 1, marker
-        from 1). Only channels whose output is on give edges. Empty when stopped."""
+        from 1). Only channels whose output is on give edges, only markers the DAC
+        resolution leaves. Empty when stopped."""
         if not self.running:
             return {}
         model = dataclasses.replace(self.model, sample_rate=self.sample_rate)
         edges = model.marker_edges(self._run_sequence, run_duration_s,
                                    start_ps=self.run_start_ps,
                                    user_skews_ps=self._run_skews_ps)
-        return {(ch + 1, m + 1): t for (ch, m), t in edges.items() if self.output[ch]}
+        # A marker gives edges while its channel's output is on (and OUTPut:OFF is not), and
+        # only if the DAC resolution leaves it (12 bits: 4 markers, 13: 3, ...).
+        return {(ch + 1, m + 1): t for (ch, m), t in edges.items()
+                if self.output[ch] and not self.all_outputs_off
+                and m < self.settings[ch].n_markers}
 
     @property
     def intrinsic_skews_s(self) -> tuple[float, ...]:

@@ -18,6 +18,13 @@ noise_floor / sqrt(count). The manual gives one sample as about 3 ms (`sample_ti
 measurement started by INITiate (or READ?, MEASure?) is done count * sample_time later in world
 time, and FETCh? lets the world's clock run until then. A FETCh? with no measurement ever
 taken is -230 "Data corrupt or stale". Not modelled: over-range on a fixed range, dark offset.
+
+Deliberately left out (the contrib driver and the `OpticalPowerMeter` role use none of
+them): energy and frequency measurements of pyroelectric and thermal sensors, the sensor
+information queries (SYSTem:SENSor:IDN?), photodiode responsivity and thermopile settings
+(SENSe:CORRection:POWer...), bandwidth and line-frequency settings, the zero adjustment
+(SENSe:CORRection:COLLect:ZERO[:INITiate]), the display and the other STATus registers.
+They queue -113 Undefined header and, as queries, get no reply.
 """
 
 from __future__ import annotations
