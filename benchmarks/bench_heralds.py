@@ -65,17 +65,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from network._proc import ProcessGroup  # noqa: E402
-from network.config import load_network_config  # noqa: E402
-from network.keys import (  # noqa: E402
+from qnetlab.network._proc import ProcessGroup  # noqa: E402
+from qnetlab.network.heralding_station import PeriodicHeralds, TimeSlots  # noqa: E402
+from qnetlab.network.keys import (  # noqa: E402
     generate_lab_keys,
     make_curve_client,
     make_curve_server,
     start_authenticator,
 )
-from network.lab import LabPlan, LinkReport, plan_lab, read_report, start_lab  # noqa: E402
-from network.station import PeriodicHeralds, TimeSlots  # noqa: E402
-from sim_instruments.ports import free_port_run  # noqa: E402
+from qnetlab.network.lab import LabPlan, LinkReport, plan_lab, read_report, start_lab  # noqa: E402
+from qnetlab.network.network_config import load_network_config  # noqa: E402
+from qnetlab.sim_instruments.ports import free_port_run  # noqa: E402
 
 CONFIG = REPO / "lab_configs" / "two_node_link.yaml"
 TARGET_MEDIAN, TARGET_P99 = 1.25, 1.5

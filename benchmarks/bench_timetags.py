@@ -40,7 +40,7 @@ from numba import njit
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sequences.timetags import (  # noqa: E402
+from qnetlab.sequences.timetags import (  # noqa: E402
     CoincidenceCounter,
     Correlator,
     TagBlock,

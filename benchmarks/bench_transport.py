@@ -95,7 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000, help="round trips per measurement")
     n = ap.parse_args().n
-    from drivers.keysight import KeysightN5183B
+    from qnetlab.drivers.keysight import KeysightN5183B
 
     paths: dict[str, Callable[[], object]] = {}
     tmp = Path(tempfile.mkdtemp())
@@ -135,7 +135,7 @@ def main() -> None:
               simulation: {{seed: 1}}
             instruments:
               mw_source:
-                type: drivers.keysight.KeysightN5183B
+                type: qnetlab.drivers.keysight.KeysightN5183B
                 address: {{sim: keysight_n5183b, real: "TCPIP0::127.0.0.1::{port}::SOCKET"}}
         """))
         inproc = pyvisa.ResourceManager(f"{config}#{uuid.uuid4().hex}@qnetlab").open_resource(

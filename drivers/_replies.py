@@ -19,7 +19,7 @@ from qcodes.instrument import InstrumentBase
 from qcodes.instrument.instrument_meta import InstrumentMeta
 from qcodes.parameters import DelegateParameter, Parameter
 
-from instruments.errors import InstrumentReplyError
+from qnetlab.instruments.errors import InstrumentReplyError
 
 PARSE_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, IndexError,
                                              ArithmeticError)

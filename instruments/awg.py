@@ -161,7 +161,6 @@ class AWG(Role):
     upload and run primitives `_upload(...)`, `_run()`, `_stop()`, `_is_running()`.
     """
 
-    role_name = "AWG"
     role_parameters: ClassVar[tuple[RoleParameter, ...]] = (
         RoleParameter("sample_rate", "Hz", "Sample rate", probe=(1.0e9, 2.5e9)),
     )

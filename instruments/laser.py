@@ -14,7 +14,6 @@ class Laser(Role):
     (bool: the shutter / LD current on).
     """
 
-    role_name = "laser"
     role_parameters: ClassVar[tuple[RoleParameter, ...]] = (
         RoleParameter("wavelength", "m", "Wavelength", probe=(1550.0e-9, 1550.1234e-9),
                       rel_tolerance=1e-7),

@@ -14,7 +14,6 @@ class MicrowaveSource(Role):
     (bool).
     """
 
-    role_name = "microwave source"
     role_parameters: ClassVar[tuple[RoleParameter, ...]] = (
         RoleParameter("frequency", "Hz", "Frequency", probe=(5.0e9, 8.123456e9)),
         RoleParameter("power", "dBm", "Power", probe=(-10.0, 0.0), rel_tolerance=1e-3),

@@ -21,7 +21,6 @@ class OpticalPowerMeter(Role):
     Parameters: ``wavelength`` (m, the responsivity correction), ``power`` (W, read-only).
     """
 
-    role_name = "optical power meter"
     role_parameters: ClassVar[tuple[RoleParameter, ...]] = (
         RoleParameter("wavelength", "m", "Correction wavelength", probe=(1550e-9, 1310e-9),
                       rel_tolerance=1e-6),

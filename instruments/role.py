@@ -59,7 +59,6 @@ class Role(Instrument):
     """Base of the roles: declares `role_parameters` as abstract QCoDeS parameters."""
 
     role_parameters: ClassVar[tuple[RoleParameter, ...]] = ()
-    role_name: ClassVar[str] = "instrument"
     role_checks: ClassVar[tuple[Callable[[Any], str | None], ...]] = ()
     """Extra conformance checks of the role's actions: each returns None or a failure."""
 

@@ -76,7 +76,6 @@ class SinglePhotonDetector(Role):
     of `channel_parameters`) and `_reset(channel)`.
     """
 
-    role_name = "single-photon detector"
     # No instrument-level parameters: everything is per channel. Declared so the conformance
     # check finds this role in the driver's classes.
     role_parameters: ClassVar[tuple[RoleParameter, ...]] = ()

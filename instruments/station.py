@@ -39,13 +39,13 @@ from qcodes.instrument import Instrument, InstrumentChannel, VisaInstrument
 from qcodes.parameters import Parameter
 from qcodes.station import Station
 
-from .config import PROFILES, InstrumentConfig, LabConfig, load_config
 from .errors import (
     ConfigError,
     InstrumentTimeoutError,
     InstrumentUnreachableError,
     QnetlabError,
 )
+from .lab_config import PROFILES, InstrumentConfig, LabConfig, load_config
 from .laser import Laser
 from .microwave_source import MicrowaveSource
 from .optical_power_meter import OpticalPowerMeter
@@ -135,7 +135,7 @@ def _serve_zmq_twin(config: LabConfig, inst: InstrumentConfig, twin: str, token:
                     servers: dict[str, Callable[[], None]]) -> tuple[str, dict[str, Any]]:
     """Start the ZeroMQ twin of `inst` on the station's bench; its address and driver
     arguments. The only import of sim_instruments here (see the module docstring)."""
-    from sim_instruments.zmq_twins import serve_twin
+    from qnetlab.sim_instruments.zmq_twins import serve_twin
 
     try:
         served = serve_twin(_visalib(config, token), inst.name, twin)

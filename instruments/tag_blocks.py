@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
-from instruments.errors import QnetlabError
+from qnetlab.instruments.errors import QnetlabError
 
 __all__ = ["TagBlock", "TagBlockError", "first_out_of_order"]
 

@@ -22,7 +22,6 @@ class TemperatureController(Role):
     names as this controller's (for a dilution fridge, the mixing chamber).
     """
 
-    role_name = "temperature controller"
     role_parameters: ClassVar[tuple[RoleParameter, ...]] = (
         RoleParameter("temperature", "K", "Temperature", settable=False),
     )

@@ -85,7 +85,6 @@ class TimeTagger(Role):
     (a generator of TagBlocks from one recording); `acquire` and `stream` are built on it.
     """
 
-    role_name = "time tagger"
     role_parameters: ClassVar[tuple[RoleParameter, ...]] = ()
     channel_parameters: ClassVar[tuple[ChannelParameter, ...]] = (
         ChannelParameter("trigger_level", "V", probe=(0.5, 0.25), rel_tolerance=1e-3),

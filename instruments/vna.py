@@ -29,7 +29,6 @@ class VNA(Role):
     and the complex S-parameter (linear) of the measured trace.
     """
 
-    role_name = "vector network analyzer"
     role_parameters: ClassVar[tuple[RoleParameter, ...]] = (
         RoleParameter("start", "Hz", "Start frequency", probe=(7.9e9, 7.95e9)),
         RoleParameter("stop", "Hz", "Stop frequency", probe=(8.1e9, 8.05e9)),

@@ -16,17 +16,17 @@ The wire format (`network.messages`), keys (`network.keys`), sequence tracking
 """
 
 from ._proc import ProcessGroup
-from .config import NetworkConfig, load_network_config
-from .lab import LabPlan, LinkReport, plan_lab, read_report, require_keys, start_lab
-from .node_agent import NodeSettings, run_node_agent
-from .orchestrator import OrchestratorSettings, run_orchestrator
-from .station import (
+from .heralding_station import (
     PeriodicHeralds,
     StationFaults,
     StationSettings,
     TimeSlots,
     run_station,
 )
+from .lab import LabPlan, LinkReport, plan_lab, read_report, require_keys, start_lab
+from .network_config import NetworkConfig, load_network_config
+from .node_agent import NodeSettings, run_node_agent
+from .orchestrator import OrchestratorSettings, run_orchestrator
 
 __all__ = [
     "LabPlan",

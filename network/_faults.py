@@ -185,7 +185,7 @@ def report_exception(run_dir: Path, process: str, exc: BaseException) -> bool:
     """Report what stopped a child process; whether it was a known fault (an address it
     could not bind, a qnetlab error such as a bad key), which needs no traceback: the
     launcher names the cause. Anything else is reported as a crash and is a bug."""
-    from instruments.errors import QnetlabError
+    from qnetlab.instruments.errors import QnetlabError
 
     if isinstance(exc, zmq.ZMQError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
         match = _ADDR.search(str(exc))

@@ -10,8 +10,8 @@ EXPIRED), never OK'd. After a (re)start the node asks the station's history for 
 ``resync_depth`` heralds before the first one it sees (or, on a quiet link, before the
 AttemptStats' count), so it resynchronises without waiting. A station silent for
 ``heartbeat_misses`` periods is declared lost; a heartbeat from a new incarnation (the high
-half of its seq, `network.station.incarnation_seq`) means the station restarted: its herald
-seqs start again at 0, so the node forgets its seq state and resynchronises.
+half of its seq, `network.heralding_station.incarnation_seq`) means the station restarted:
+its herald seqs start again at 0, so the node forgets its seq state and resynchronises.
 
 Nothing received is trusted: besides the decoder's range checks (`network.messages`), a
 herald decided more than a second ahead of the node's station time, a seq (or AttemptStats
@@ -40,6 +40,7 @@ import numpy as np
 import zmq
 
 from .clock import ClockSync
+from .heralding_station import STATION_SENDER_ID, incarnation_seq, new_incarnation
 from .messages import (
     MAX_INCARNATION,
     MAX_RESEND_RANGE,
@@ -58,7 +59,6 @@ from .messages import (
     Ok,
     ResendRequest,
 )
-from .station import STATION_SENDER_ID, incarnation_seq, new_incarnation
 from .tracker import Arrival, SequenceTracker, expired
 
 PAIR_LOG_DTYPE = np.dtype([("link", "<u2"), ("seq", "<u8"), ("attempt_id", "<u8"),
@@ -169,7 +169,7 @@ class Node:
 
     def __init__(self, s: NodeSettings, sub: zmq.Socket, station: zmq.Socket,
                  orchestrator: zmq.Socket, pairs: IO[bytes], events: IO[str]) -> None:
-        self.s = s
+        self.settings = s
         self.sub, self.station, self.orchestrator = sub, station, orchestrator
         self.pairs_file, self.events_file = pairs, events
         self.tracker = SequenceTracker()
@@ -206,8 +206,8 @@ class Node:
     def station_ps(self, local_ns: int) -> int | None:
         """Station time (ps) of this node's monotonic `local_ns`; None while unknown (or
         outside the legal range of station times)."""
-        if self.s.epoch_ns is not None:
-            time_ps = (local_ns - self.s.epoch_ns) * 1000
+        if self.settings.epoch_ns is not None:
+            time_ps = (local_ns - self.settings.epoch_ns) * 1000
         elif self.clock.ready:
             time_ps = self.clock.to_station_ns(local_ns) * 1000
         else:
@@ -219,8 +219,8 @@ class Node:
         first, last = self.station_ps(int(local_ns[0])), self.station_ps(int(local_ns[-1]))
         if first is None or last is None:
             return None
-        if self.s.epoch_ns is not None:
-            return (local_ns - self.s.epoch_ns) * 1000
+        if self.settings.epoch_ns is not None:
+            return (local_ns - self.settings.epoch_ns) * 1000
         # One offset for the batch: drift over a batch is negligible.
         return local_ns * 1000 + (last - int(local_ns[-1]) * 1000)
 
@@ -231,7 +231,7 @@ class Node:
 
     def log_pairs(self, rows: np.ndarray, event: PairEvent, event_ps: int) -> None:
         out = np.empty(len(rows), PAIR_LOG_DTYPE)
-        out["link"] = self.s.link_id
+        out["link"] = self.settings.link_id
         out["seq"] = rows["seq"]
         out["attempt_id"] = rows["attempt_id"]
         out["herald_ps"] = rows["timestamp_ps"]
@@ -245,7 +245,7 @@ class Node:
                  event_ps: int) -> None:
         """`log_pairs` of one row, without numpy."""
         create_id = self.create.create_id if self.create is not None else 0
-        self.pairs_file.write(_PAIR_LOG_ROW.pack(self.s.link_id, seq, attempt_id, herald_ps,
+        self.pairs_file.write(_PAIR_LOG_ROW.pack(self.settings.link_id, seq, attempt_id, herald_ps,
                                                  event_ps, create_id, event))
         self.pairs_file.flush()
 
@@ -261,7 +261,7 @@ class Node:
         no station time) goes to `on_heralds`, whose outcome is the same."""
         link, seq, attempt_id, _, herald_ps = record.item(0)
         base = self.base
-        if (base is None or link != self.s.link_id or seq - base != self.tracker.next_seq):
+        if (base is None or link != self.settings.link_id or seq - base != self.tracker.next_seq):
             self.on_heralds(record, received_ns, fresh=True)
             return
         received_ps = self.station_ps(received_ns)
@@ -273,18 +273,19 @@ class Node:
         assert arrival is Arrival.NEW
         now_ps = self.station_ps(time.monotonic_ns())
         assert now_ps is not None
-        old = expired(herald_ps, now_ps, self.s.memory_cutoff)
+        old = expired(herald_ps, now_ps, self.settings.memory_cutoff)
         if old:
             self.counters["expired"] += 1
         create = self.create
         if create is None or herald_ps < self.create_start_ps:
             return
         if old:
-            self.send_orchestrator(Err(create.create_id, self.s.link_id, seq, ErrCode.EXPIRED))
+            self.send_orchestrator(Err(create.create_id, self.settings.link_id, seq,
+                                       ErrCode.EXPIRED))
             self.log_pair(seq, attempt_id, herald_ps, PairEvent.EXPIRED, now_ps)
             return
-        self.send_orchestrator(Ok(create.create_id, self.s.link_id, seq, self.s.goodness,
-                                  now_ps))
+        self.send_orchestrator(Ok(create.create_id, self.settings.link_id, seq,
+                                  self.settings.goodness, now_ps))
         self.held[seq] = record
         self.log_pair(seq, attempt_id, herald_ps, PairEvent.OK_SENT, now_ps)
         self.counters["ok_sent"] += 1
@@ -294,9 +295,9 @@ class Node:
 
     def on_heralds(self, records: np.ndarray, received_ns: int | np.ndarray,
                    fresh: bool) -> None:
-        if bool((records["link"] != self.s.link_id).any()):
-            self.counters["other_link"] += int((records["link"] != self.s.link_id).sum())
-            records = records[records["link"] == self.s.link_id]
+        if bool((records["link"] != self.settings.link_id).any()):
+            self.counters["other_link"] += int((records["link"] != self.settings.link_id).sum())
+            records = records[records["link"] == self.settings.link_id]
             if not len(records):
                 return
         received_ps = (self.station_ps_many(received_ns) if isinstance(received_ns, np.ndarray)
@@ -309,7 +310,7 @@ class Node:
             records, received_ps = self._drop(
                 records, received_ps, "herald seq beyond belief",
                 records["seq"].astype(np.int64) - self.base
-                > self.tracker.next_seq + self.s.max_seq_jump)
+                > self.tracker.next_seq + self.settings.max_seq_jump)
         if not len(records):
             return
         if fresh and received_ps is not None:
@@ -332,7 +333,7 @@ class Node:
         if now_ps is None:  # no time reference yet: cannot judge age, so cannot use them
             self.counters["no_clock"] += len(use)
             return
-        old = np.asarray(expired(use["timestamp_ps"], now_ps, self.s.memory_cutoff), bool)
+        old = np.asarray(expired(use["timestamp_ps"], now_ps, self.settings.memory_cutoff), bool)
         resync = use["seq"].astype(np.int64) < self.first_seen
         self.counters["expired"] += int((old & ~resync).sum())
         self.counters["resync_expired"] += int((old & resync).sum())
@@ -341,15 +342,15 @@ class Node:
         in_request = use["timestamp_ps"] >= self.create_start_ps
         stale = use[old & in_request]
         for row in stale:
-            self.send_orchestrator(Err(self.create.create_id, self.s.link_id, int(row["seq"]),
-                                       ErrCode.EXPIRED))
+            self.send_orchestrator(Err(self.create.create_id, self.settings.link_id,
+                                       int(row["seq"]), ErrCode.EXPIRED))
         if len(stale):
             self.log_pairs(stale, PairEvent.EXPIRED, now_ps)
         good = use[~old & in_request][:self.remaining]
         for i in range(len(good)):
             seq = int(good["seq"][i])
-            self.send_orchestrator(Ok(self.create.create_id, self.s.link_id, seq,
-                                      self.s.goodness, now_ps))
+            self.send_orchestrator(Ok(self.create.create_id, self.settings.link_id, seq,
+                                      self.settings.goodness, now_ps))
             self.held[seq] = good[i:i + 1]
         if len(good):
             self.log_pairs(good, PairEvent.OK_SENT, now_ps)
@@ -380,23 +381,23 @@ class Node:
             state = self.requested.get((first, last))
             if state is not None and now < state[1]:
                 continue
-            if state is not None and state[0] >= self.s.resend_attempts:
+            if state is not None and state[0] >= self.settings.resend_attempts:
                 self.give_up(first, last)
                 del self.requested[(first, last)]
                 continue
             base = self.base or 0
             # One request asks for one frame's worth; what is left is asked for next time.
             ask_last = min(last, first + MAX_RESEND_RANGE - 1)
-            self.station.send(ResendRequest(self.s.link_id, base + first,
+            self.station.send(ResendRequest(self.settings.link_id, base + first,
                                             base + ask_last).encode())
             self.counters["resend_requests"] += 1
             # Each wait twice the one before: a station or host briefly busy (a start-up, a
             # burst) gets time to answer before the gap is given up for lost.
             if state is None:
-                self.requested[(first, last)] = [1, now + self.s.resend_timeout]
+                self.requested[(first, last)] = [1, now + self.settings.resend_timeout]
             else:
                 state[0] += 1
-                state[1] = now + self.s.resend_timeout * 2 ** (state[0] - 1)
+                state[1] = now + self.settings.resend_timeout * 2 ** (state[0] - 1)
 
     def give_up(self, first: int, last: int) -> None:
         self.tracker.give_up(first, last)
@@ -405,7 +406,7 @@ class Node:
         base = self.base or 0
         seqs = np.arange(base + first, base + min(last, first + 1023) + 1, dtype=np.uint64)
         for seq in seqs:
-            self.send_orchestrator(Err(self.create.create_id, self.s.link_id, int(seq),
+            self.send_orchestrator(Err(self.create.create_id, self.settings.link_id, int(seq),
                                        ErrCode.LOST))
         rows = np.zeros(len(seqs), [("seq", "<u8"), ("attempt_id", "<u8"),
                                     ("timestamp_ps", "<i8")])
@@ -417,7 +418,7 @@ class Node:
         tracker's base (returned) goes up to ``resync_depth`` heralds before it, so the gap
         below `first_seen` is asked of the history."""
         self.first_seen = first_seen
-        base = self.base = max(0, first_seen - self.s.resync_depth)
+        base = self.base = max(0, first_seen - self.settings.resync_depth)
         self.counters["resync_heralds"] += first_seen - base
         self.event("resync", first_seq=first_seen, base=base)
         return base
@@ -427,13 +428,13 @@ class Node:
         only way a lost tail of the stream shows (no later herald comes), and how a node
         (re)started while the link is quiet resynchronises."""
         self.counters["attempt_stats"] += 1
-        if stats.link != self.s.link_id:
+        if stats.link != self.settings.link_id:
             self.decoder.reject("attempt stats of another link")
             return
         if stats.heralds_decided <= 0:
             return
         if (self.base is not None and stats.heralds_decided - 1 - self.base
-                > self.tracker.next_seq + self.s.max_seq_jump):
+                > self.tracker.next_seq + self.settings.max_seq_jump):
             self.decoder.reject("heralds_decided beyond belief")
             return
         if (self.station_heartbeat is not None
@@ -497,14 +498,15 @@ class Node:
         silent = time.monotonic() - self.station_heard
         if self.station_heartbeat is None:  # not heard yet: starting, not lost
             return
-        if not self.station_lost and silent > self.s.heartbeat_misses * self.s.heartbeat_period:
+        allowed = self.settings.heartbeat_misses * self.settings.heartbeat_period
+        if not self.station_lost and silent > allowed:
             self.station_lost = True
             self.counters["station_lost"] += 1
             self.event("station_lost", silent_s=silent)
 
     def send_clock_request(self) -> None:
         t1_ns = time.monotonic_ns()
-        self.station.send(ClockRequest(self.s.node_id, self.clock_seq, t1_ns).encode())
+        self.station.send(ClockRequest(self.settings.node_id, self.clock_seq, t1_ns).encode())
         self.clock_sent[self.clock_seq] = t1_ns
         self.clock_sent.pop(self.clock_seq - _CLOCK_REQUESTS_KEPT, None)
         self.clock_seq += 1
@@ -527,7 +529,8 @@ class Node:
 
     def _clock_reply_problem(self, reply: ClockReply, received_ns: int) -> str:
         """Why `reply` cannot be a true answer to one of this node's clock requests."""
-        if reply.sender_id != self.s.node_id or self.clock_sent.get(reply.seq) != reply.t1_ns:
+        if (reply.sender_id != self.settings.node_id
+                or self.clock_sent.get(reply.seq) != reply.t1_ns):
             return "clock reply to no request of this node"
         if reply.t1_ns > received_ns or (reply.t3_ns - reply.t2_ns
                                          > received_ns - reply.t1_ns):
@@ -549,13 +552,13 @@ class Node:
             return
         now_ps = self.station_ps(time.monotonic_ns()) or 0
         seq = incarnation_seq(self.heartbeat_seq, self.incarnation)
-        self.send_orchestrator(Heartbeat(self.s.node_id, seq, now_ps))
+        self.send_orchestrator(Heartbeat(self.settings.node_id, seq, now_ps))
         self.heartbeat_seq += 1
 
     def on_orchestrator(self, message: object) -> None:
         if isinstance(message, Create):
             self.on_create(message)
-        elif isinstance(message, Ok | Err) and message.link != self.s.link_id:
+        elif isinstance(message, Ok | Err) and message.link != self.settings.link_id:
             self.decoder.reject("verdict for another link")
         elif isinstance(message, Ok | Err):
             row = self.held.pop(message.seq, None)
@@ -580,21 +583,21 @@ class Node:
             if self.create is not None and self.create.create_id == create.create_id:
                 self.create = None
             return
-        if create.min_fidelity > self.s.goodness:
-            self.send_orchestrator(Err(create.create_id, self.s.link_id, NO_SEQ,
+        if create.min_fidelity > self.settings.goodness:
+            self.send_orchestrator(Err(create.create_id, self.settings.link_id, NO_SEQ,
                                        ErrCode.UNSUPPORTED))
             return
         start = self.station_ps(time.monotonic_ns())
         if start is None:
-            self.send_orchestrator(Err(create.create_id, self.s.link_id, NO_SEQ,
+            self.send_orchestrator(Err(create.create_id, self.settings.link_id, NO_SEQ,
                                        ErrCode.NO_RESOURCES))
             return
         self.create, self.create_start_ps, self.remaining = create, start, create.number
         self.send_orchestrator(Ack(create.create_id,
-                                   create.number / max(self.s.expected_pair_rate, 1e-9)))
+                                   create.number / max(self.settings.expected_pair_rate, 1e-9)))
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.s.name, "counters": dict(self.counters),
+        out: dict[str, Any] = {"name": self.settings.name, "counters": dict(self.counters),
                                "tracker": dict(self.tracker.counters),
                                "malformed": dict(self.decoder.errors)}
         if self.clock.ready:
@@ -602,7 +605,7 @@ class Node:
             out["clock"] = {"offset_s": estimate.offset_s, "drift": estimate.drift,
                             "residual_rms_s": estimate.residual_rms_s,
                             "delay_s": estimate.delay_s, "samples": estimate.samples}
-            if self.s.epoch_ns is not None:
+            if self.settings.epoch_ns is not None:
                 # Same host: the true offset (station - node) is -epoch exactly.
-                out["clock"]["error_s"] = estimate.offset_s + self.s.epoch_ns * 1e-9
+                out["clock"]["error_s"] = estimate.offset_s + self.settings.epoch_ns * 1e-9
         return out

@@ -36,15 +36,15 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-from instruments.errors import ConfigError
+from qnetlab.instruments.errors import ConfigError
 
 CONFIG = "CONFIG"
-"""Stands for the lab config's path in a fix, until `KeyError_.for_config` fills it in."""
+"""Stands for the lab config's path in a fix, until `LabKeyError.for_config` fills it in."""
 _FIX = f"run `qnetlab keys {CONFIG}` to generate the lab's keys"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
-class KeyError_(ConfigError):  # trailing "_": not builtins.KeyError
+class LabKeyError(ConfigError):  # trailing "_": not builtins.KeyError
     """A key directory or key file is missing, unreadable or does not match its pair. Names
     the path and the fix. A config error (the CLI's exit code 2): the lab's keys are part of
     its configuration."""
@@ -53,9 +53,9 @@ class KeyError_(ConfigError):  # trailing "_": not builtins.KeyError
         self.path = path
         super().__init__(str(path), "", problem, fix)
 
-    def for_config(self, config_path: str | Path) -> KeyError_:
+    def for_config(self, config_path: str | Path) -> LabKeyError:
         """The same error with the lab config's real path in the fix."""
-        return KeyError_(self.path, self.problem, self.fix.replace(CONFIG, str(config_path)))
+        return LabKeyError(self.path, self.problem, self.fix.replace(CONFIG, str(config_path)))
 
 
 def public_dir(key_dir: Path) -> Path:
@@ -97,7 +97,7 @@ def generate_lab_keys(key_dir: Path, names: Iterable[str], *,
         if not overwrite and (public_file.exists() or secret_file.exists()):
             present, absent = ((public_file, secret_file) if public_file.exists()
                                else (secret_file, public_file))
-            raise KeyError_(absent, f"missing, but {present.name} exists",
+            raise LabKeyError(absent, f"missing, but {present.name} exists",
                             "copy the matching file from the host that generated it, or "
                             f"regenerate with `qnetlab keys {CONFIG} --overwrite` (every host "
                             "then needs the new public key)")
@@ -123,12 +123,12 @@ def _repair_public(public_file: Path, secret_file: Path) -> bool:
     leaves its host, and the public key is derived from it."""
     _, secret = _load(secret_file)
     if not secret:
-        raise KeyError_(secret_file, "holds no secret key")
+        raise LabKeyError(secret_file, "holds no secret key")
     public = derived_public(secret)
     try:
         if _load(public_file)[0] == public:
             return False
-    except KeyError_:
+    except LabKeyError:
         pass  # unreadable: rewritten like a wrong one
     staging = public_file.with_name(f".{public_file.name}.new")
     staging.write_text("#   ZeroMQ CURVE Public Certificate (rewritten by qnetlab keys "
@@ -140,7 +140,7 @@ def _repair_public(public_file: Path, secret_file: Path) -> bool:
 
 
 def check_lab_keys(key_dir: Path, names: Iterable[str]) -> None:
-    """Raise `KeyError_` naming the file and the fix unless every process of `names` has
+    """Raise `LabKeyError` naming the file and the fix unless every process of `names` has
     its secret key, its public key file, no two public key files hold one key, and each
     public key file holds the public half of its owner's secret (derived from it): a
     mismatched copy would otherwise show only as handshakes that silently never complete."""
@@ -155,13 +155,13 @@ def check_lab_keys(key_dir: Path, names: Iterable[str]) -> None:
         stored, secret = load_keypair(key_dir, name)
         public = derived_public(secret)
         if stored != public:
-            raise KeyError_(secret_file, "its public key line does not belong to its secret "
+            raise LabKeyError(secret_file, "its public key line does not belong to its secret "
                             "key (the file is damaged)",
                             f"restore it from a backup, or regenerate with `qnetlab keys "
                             f"{CONFIG} --overwrite` (every host then needs the new public "
                             "keys)")
         if load_public_key(key_dir, name) != public:
-            raise KeyError_(public_file, f"does not hold {name}'s public key (it does not "
+            raise LabKeyError(public_file, f"does not hold {name}'s public key (it does not "
                             f"match {secret_file.name}), so every handshake with {name} "
                             "would fail", f"run `qnetlab keys {CONFIG}` (it rewrites the file "
                             f"from the secret key), or copy public/{name}.key from the host "
@@ -170,13 +170,13 @@ def check_lab_keys(key_dir: Path, names: Iterable[str]) -> None:
 
 def _load(path: Path) -> tuple[bytes, bytes | None]:
     if not path.parent.is_dir():
-        raise KeyError_(path.parent, "key directory not found")
+        raise LabKeyError(path.parent, "key directory not found")
     if not path.is_file():
-        raise KeyError_(path, "key file not found")
+        raise LabKeyError(path, "key file not found")
     try:
         return zmq.auth.load_certificate(path)
     except (OSError, ValueError) as err:
-        raise KeyError_(path, f"not a readable CURVE certificate ({err})") from None
+        raise LabKeyError(path, f"not a readable CURVE certificate ({err})") from None
 
 
 def load_keypair(key_dir: Path, name: str) -> tuple[bytes, bytes]:
@@ -185,7 +185,7 @@ def load_keypair(key_dir: Path, name: str) -> tuple[bytes, bytes]:
     path = private_dir(key_dir) / f"{name}.key_secret"
     public, secret = _load(path)
     if not secret:
-        raise KeyError_(path, "holds no secret key")
+        raise LabKeyError(path, "holds no secret key")
     return public, secret
 
 
@@ -214,20 +214,20 @@ class LabAuthenticator(ThreadAuthenticator):
 
 def key_owners(key_dir: Path) -> dict[bytes, str]:
     """Z85 public key -> owner name (the file's stem) for every ``<key_dir>/public/*.key``.
-    Raises `KeyError_` for an unreadable file or two files holding the same key."""
+    Raises `LabKeyError` for an unreadable file or two files holding the same key."""
     public = public_dir(key_dir)
     if not public.is_dir():
-        raise KeyError_(public, "public key directory not found")
+        raise LabKeyError(public, "public key directory not found")
     owners: dict[bytes, str] = {}
     for path in sorted(public.glob("*.key")):
         key = _load(path)[0]  # a bad file would make zmq.auth silently allow no one
         if key in owners:
-            raise KeyError_(path, f"same public key as {owners[key]}.key, so the key's owner "
+            raise LabKeyError(path, f"same public key as {owners[key]}.key, so the key's owner "
                             "is ambiguous", f"run `qnetlab keys {CONFIG}` (it rewrites each "
                             "public key file from its owner's secret key), or remove the copy")
         owners[key] = path.stem
     if not owners:
-        raise KeyError_(public, "no public keys (*.key) in the key directory")
+        raise LabKeyError(public, "no public keys (*.key) in the key directory")
     return owners
 
 

@@ -24,15 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from instruments.errors import ConfigError
+from qnetlab.instruments.errors import ConfigError
 
 from ._faults import describe_exit, read_faults
 from ._proc import ProcessGroup
-from .config import NetworkConfig
-from .keys import CONFIG, KeyError_, check_lab_keys
-from .node_agent import LATENCY_DTYPE, PAIR_LOG_DTYPE, NodeSettings, run_node_agent
-from .orchestrator import OrchestratorSettings, run_orchestrator
-from .station import (
+from .heralding_station import (
     SEND_DTYPE,
     TRUTH_DTYPE,
     HeraldSourceFactory,
@@ -40,6 +36,10 @@ from .station import (
     StationSettings,
     run_station,
 )
+from .keys import CONFIG, LabKeyError, check_lab_keys
+from .network_config import NetworkConfig
+from .node_agent import LATENCY_DTYPE, PAIR_LOG_DTYPE, NodeSettings, run_node_agent
+from .orchestrator import OrchestratorSettings, run_orchestrator
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,12 @@ class LabPlan:
 
 
 def require_keys(config: NetworkConfig) -> None:
-    """Raise `KeyError_` (a `ConfigError`, naming the file and the fix with the config's
+    """Raise `LabKeyError` (a `ConfigError`, naming the file and the fix with the config's
     path) unless every process's keys are in the config's key directory, each public key
     file holds the public half of its owner's secret, and no two hold the same key."""
     try:
         check_lab_keys(config.key_dir, config.key_names())
-    except KeyError_ as exc:
+    except LabKeyError as exc:
         raise exc.for_config(config.path) from None
 
 
@@ -276,7 +276,6 @@ class LinkReport:
     delivered_from: str = "orchestrator"
     """Where `delivered` was counted: the orchestrator's result, or, when it left none (it
     died), the pairs both nodes' own logs hold as delivered (``node pair logs``)."""
-    genuine_fraction: float = float("nan")
     herald_rate_hz: float = float("nan")
     """Heralds per second the station decided over the same span (delivered or not): the
     link's physics, to hold against the model's pair rate."""
@@ -369,7 +368,6 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
         agree=all(s == sets[0] for s in sets),
         nodes_logged=all((run_dir / f"{name}_pairs.bin").exists() for name in plan.nodes),
         delivered_from=delivered_from,
-        genuine_fraction=float(truth["genuine"][found].mean()) if found.any() else float("nan"),
         extra={"station": station.get("counters", {}), "truth_heralds": len(truth)},
     )
 

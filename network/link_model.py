@@ -78,7 +78,7 @@ FIBRE_LOSS_DB_PER_KM = 0.2
 FIBRE_DELAY_S_PER_KM = 4.9e-6
 
 Scheme = Literal["single_click", "two_click"]
-Node = Literal["a", "b"]
+Arm = Literal["a", "b"]
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -204,25 +204,25 @@ class LinkModel:
                 f"LinkModel.{name} = {value!r} must be a finite time in s",
             )
 
-    def _node(self, node: Node) -> NodeOptics:
+    def _node(self, node: Arm) -> NodeOptics:
         if node == "a":
             return self.node_a
         if node == "b":
             return self.node_b
         raise ValueError(f"node {node!r} is unknown; choose 'a' or 'b'")
 
-    def window_acceptance(self, node: Node) -> float:
+    def window_acceptance(self, node: Arm) -> float:
         """Fraction of `node`'s photons that arrive inside the station's window for its arm."""
         self._node(node)  # refuses an unknown node
         offset = self.window_offset_a if node == "a" else self.window_offset_b
         return window_acceptance(offset, self.detection_window, self.arrival_time_spread)
 
-    def signal_transmission(self, node: Node) -> float:
+    def signal_transmission(self, node: Arm) -> float:
         """Probability that a photon emitted by `node` reaches the beam splitter inside the
         station's window for its arm."""
         return self._node(node).station_transmission * self.window_acceptance(node)
 
-    def arm_transmission(self, node: Node) -> float:
+    def arm_transmission(self, node: Arm) -> float:
         """Probability that a photon emitted by `node` clicks a station detector in its
         heralding window."""
         return self.signal_transmission(node) * self.detector_efficiency
@@ -233,7 +233,7 @@ class LinkModel:
         longest = max(self.node_a.fibre_length_km, self.node_b.fibre_length_km)
         return max(self.attempt_period, 2.0 * longest * FIBRE_DELAY_S_PER_KM)
 
-    def herald_delay(self, node: Node) -> float:
+    def herald_delay(self, node: Arm) -> float:
         """s, from `node`'s emission to the station's decision (its arm's light time)."""
         return self._node(node).light_time
 

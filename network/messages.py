@@ -76,7 +76,8 @@ MAX_PAIRS_PER_CREATE = 1_000_000
 """Pairs one CREATE may ask for; a larger request is made of several CREATEs."""
 
 MAX_INCARNATION = 2**31 - 1
-"""Incarnations are wall-clock ms at start, 31 bits (`network.station.new_incarnation`)."""
+"""Incarnations are wall-clock ms at start, 31 bits
+(`network.heralding_station.new_incarnation`)."""
 
 
 class MsgType(IntEnum):

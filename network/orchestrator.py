@@ -94,7 +94,7 @@ class _Report:
 
 class _Orchestrator:
     def __init__(self, s: OrchestratorSettings, router: zmq.Socket) -> None:
-        self.s = s
+        self.settings = s
         self.router = router
         self.decoder = Decoder()
         self.counters: Counter[str] = Counter()
@@ -129,7 +129,7 @@ class _Orchestrator:
         self.failed = ""
 
     def now_ps(self) -> int:
-        return (time.monotonic_ns() - self.s.epoch_ns) * 1000
+        return (time.monotonic_ns() - self.settings.epoch_ns) * 1000
 
     def send(self, node: str, message: Create | Ok | Err) -> None:
         route = self.route.get(node)
@@ -147,7 +147,7 @@ class _Orchestrator:
         current = self.route.get(node)
         if current is not None and current != routing_id:
             heard = self.heard.get(node)
-            silent = self.s.heartbeat_misses * self.s.heartbeat_period
+            silent = self.settings.heartbeat_misses * self.settings.heartbeat_period
             if node not in self.lost and heard is not None and time.monotonic() - heard <= silent:
                 self.counters["duplicate_connection"] += 1
                 if node not in self.duplicated:
@@ -159,40 +159,40 @@ class _Orchestrator:
         return True
 
     def other(self, node: str) -> str:
-        a, b = self.s.nodes
+        a, b = self.settings.nodes
         return b if node == a else a
 
     # -- requests -------------------------------------------------------------------------
     def new_create(self) -> None:
         self.create_id += 1
         # A request beyond one CREATE's bound is topped up by the next (see `tick`).
-        self.number = min(self.s.pairs - len(self.delivered), MAX_PAIRS_PER_CREATE)
+        self.number = min(self.settings.pairs - len(self.delivered), MAX_PAIRS_PER_CREATE)
         self.active = True
-        self.ok_count = dict.fromkeys(self.s.nodes, 0)
+        self.ok_count = dict.fromkeys(self.settings.nodes, 0)
         self.first_seq, self.last_seq = {}, {}
         if self.started is None:
             self.started, self.start_ps = time.monotonic(), self.now_ps()
-        for node, node_id in zip(self.s.nodes, self.s.node_ids, strict=True):
-            remote = self.s.node_ids[1 - self.s.node_ids.index(node_id)]
-            self.send(node, Create(self.create_id, remote, self.s.min_fidelity,
-                                   self.s.max_time, 0, self.number, 0, True))
+        for node, node_id in zip(self.settings.nodes, self.settings.node_ids, strict=True):
+            remote = self.settings.node_ids[1 - self.settings.node_ids.index(node_id)]
+            self.send(node, Create(self.create_id, remote, self.settings.min_fidelity,
+                                   self.settings.max_time, 0, self.number, 0, True))
         self.counters["creates"] += 1
 
     def cancel(self) -> None:
         if self.active:
-            for node in self.s.nodes:
+            for node in self.settings.nodes:
                 self.send(node, Create(self.create_id, 0, 0.0, 0.0, 0, 0, 0, True))
         self.active = False
 
     def done(self) -> bool:
-        return len(self.delivered) >= self.s.pairs or bool(self.failed)
+        return len(self.delivered) >= self.settings.pairs or bool(self.failed)
 
     def receive(self, frames: Sequence[zmq.Frame]) -> None:
         """One multipart message off the ROUTER (routing id, then the frame): who sent it,
         then what it says. Nothing in it is trusted before it is checked."""
-        if self.s.key_dir is not None:  # who holds the key, whatever the peer calls itself
+        if self.settings.key_dir is not None:  # who holds the key, whatever the peer calls itself
             node = key_owner(frames[-1])
-            if node is None or node not in self.s.nodes:
+            if node is None or node not in self.settings.nodes:
                 self.on_stranger(node)
                 return
             if not self.take_route(node, frames[0].bytes):
@@ -252,7 +252,7 @@ class _Orchestrator:
         self.restart_pending = True
 
     def on_verdict(self, node: str, message: Ok | Err) -> None:
-        if message.link != self.s.link_id:
+        if message.link != self.settings.link_id:
             self.decoder.reject("verdict for another link")
             return
         if isinstance(message, Err) and message.seq == NO_SEQ:  # (the decoder allows no OK)
@@ -288,7 +288,7 @@ class _Orchestrator:
         oks = {n: v for n, v in report.verdicts.items() if isinstance(v, Ok)}
         if len(oks) == 2 and not self.done():
             first = next(iter(oks.values()))
-            self.delivered.append({"link": self.s.link_id, "seq": seq,
+            self.delivered.append({"link": self.settings.link_id, "seq": seq,
                                    "goodness": first.goodness, "decided_ps": self.now_ps()})
             self.delivered_seqs.add(seq)
             for node, ok in oks.items():
@@ -303,16 +303,16 @@ class _Orchestrator:
 
     def tick(self) -> None:
         now = time.monotonic()
-        for node in self.s.nodes:
+        for node in self.settings.nodes:
             heard = self.heard.get(node)
-            silent = self.s.heartbeat_misses * self.s.heartbeat_period
+            silent = self.settings.heartbeat_misses * self.settings.heartbeat_period
             if heard is not None and node not in self.lost and now - heard > silent:
                 self.lost.add(node)
                 self.counters["node_lost"] += 1
                 self.events.append({"event": "node_lost", "node": node,
                                     "t_ns": time.monotonic_ns()})
         for seq in [s for s, r in self.reports.items()
-                    if now - r.first_heard > self.s.reconcile_timeout]:
+                    if now - r.first_heard > self.settings.reconcile_timeout]:
             other = self.other(next(iter(self.reports[seq].verdicts)))
             # Outside the other node's share of the request: before its first report, or
             # after its last once it has sent all its OKs. Not a disagreement.
@@ -322,12 +322,12 @@ class _Orchestrator:
             self.settle(seq, boundary=before or after)
         if self.done():
             return
-        if self.started is not None and now - self.started > self.s.max_time:
-            for node in self.s.nodes:
-                self.send(node, Err(self.create_id, self.s.link_id, NO_SEQ, ErrCode.TIMEOUT))
-            self.failed = f"TIMEOUT: {len(self.delivered)} of {self.s.pairs} pairs delivered"
+        if self.started is not None and now - self.started > self.settings.max_time:
+            for node in self.settings.nodes:
+                self.send(node, Err(self.create_id, self.settings.link_id, NO_SEQ, ErrCode.TIMEOUT))
+            self.failed = f"TIMEOUT: {len(self.delivered)} of {self.settings.pairs} pairs delivered"
             return
-        both_here = all(n in self.heard and n not in self.lost for n in self.s.nodes)
+        both_here = all(n in self.heard and n not in self.lost for n in self.settings.nodes)
         quota_met = self.active and all(c >= self.number for c in self.ok_count.values())
         if both_here and (not self.started or self.restart_pending
                           or (quota_met and not self.reports)):
@@ -340,19 +340,19 @@ class _Orchestrator:
         timeout, the request's max_time), 1..20: waking every few ms regardless would take
         CPU from the node agents' receives on a small host."""
         now = time.monotonic()
-        silent = self.s.heartbeat_misses * self.s.heartbeat_period
+        silent = self.settings.heartbeat_misses * self.settings.heartbeat_period
         due = [heard + silent for node, heard in self.heard.items() if node not in self.lost]
         if self.reports:  # in arrival order: the first is the oldest
             due.append(next(iter(self.reports.values())).first_heard
-                       + self.s.reconcile_timeout)
+                       + self.settings.reconcile_timeout)
         if self.started is not None:
-            due.append(self.started + self.s.max_time)
+            due.append(self.started + self.settings.max_time)
         wait = min(due, default=now + 1.0) - now
         return min(20, max(1, math.ceil(wait * 1e3)))
 
     def result(self) -> dict[str, Any]:
         last_ps = max((d["decided_ps"] for d in self.delivered), default=self.now_ps())
-        return {"name": self.s.name, "pairs_requested": self.s.pairs,
+        return {"name": self.settings.name, "pairs_requested": self.settings.pairs,
                 "delivered": self.delivered, "counters": dict(self.counters),
                 "malformed": dict(self.decoder.errors), "events": self.events,
                 "start_ps": self.start_ps, "last_delivery_ps": last_ps,

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import zmq
 
-from instruments.errors import QnetlabError
+from qnetlab.instruments.errors import QnetlabError
 
 from .keys import make_curve_client, make_curve_server, start_authenticator
 

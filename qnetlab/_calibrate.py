@@ -61,16 +61,16 @@ def _session(config: str, profile: str, quiet: bool) -> Any:
     """A calibration session over a network config or a single station config."""
     from ruamel.yaml import YAML
 
-    from instruments.config import load_config
-    from sequences.calibration import LabContext, Scope
-    from sequences.calibration.config import parse_calibration
-    from sequences.calibration.network_lab import NetworkCalibration, network_calibration
-    from sequences.calibration.nodes import lab_graph
+    from qnetlab.instruments.lab_config import load_config
+    from qnetlab.sequences.calibration import LabContext, Scope
+    from qnetlab.sequences.calibration.graph_config import parse_calibration
+    from qnetlab.sequences.calibration.network_lab import NetworkCalibration, network_calibration
+    from qnetlab.sequences.calibration.nodes import lab_graph
 
     data = YAML(typ="safe").load(Path(config).read_text()) if Path(config).is_file() else None
     if isinstance(data, dict) and "network" in data:
-        from network.config import load_network_config
-        from network.lab import require_keys
+        from qnetlab.network.lab import require_keys
+        from qnetlab.network.network_config import load_network_config
 
         # The link's calibrations read the other node's values over CURVE: without the
         # lab's keys nothing can start (a ConfigError naming the file and this config).
@@ -80,7 +80,7 @@ def _session(config: str, profile: str, quiet: bool) -> Any:
     lab = parse_calibration(lab_config).lab
     db = Path(lab_config.database or Path(config).with_suffix(".db"))
     ctx = LabContext({lab: Scope(lab, db, Path(config), profile)}, quiet=quiet)
-    return NetworkCalibration(None, lab_graph(lab_config), ctx)  # type: ignore[arg-type]
+    return NetworkCalibration(None, lab_graph(lab_config), ctx)
 
 
 def _resolve(graph: Any, name: str) -> str:
@@ -94,7 +94,7 @@ def _resolve(graph: Any, name: str) -> str:
 
 def maintain(session: Any, node: str | None = None, diagnose: bool = False) -> Any:
     """Run one maintenance (or diagnosis) over the session's graph; the `Maintainer`."""
-    from sequences.calibration import Maintainer
+    from qnetlab.sequences.calibration import Maintainer
 
     maintainer = Maintainer(session.graph, session.ctx)
     if node is None:
@@ -153,15 +153,15 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _bringup(args: argparse.Namespace) -> int:
-    from network.config import load_network_config
-    from network.keys import KeyError_, generate_lab_keys
+    from qnetlab.network.keys import LabKeyError, generate_lab_keys
+    from qnetlab.network.network_config import load_network_config
 
     from ._link import deliver
 
     config = load_network_config(args.config)
     try:  # keeps existing keys, rewrites a public key that does not match its secret
         generate_lab_keys(config.key_dir, config.key_names())
-    except KeyError_ as exc:
+    except LabKeyError as exc:
         raise exc.for_config(config.path) from None
     started = time.perf_counter()
     with quiet_output(args.quiet), _session(args.config, args.profile, args.quiet) as session:
@@ -185,8 +185,8 @@ def _bringup(args: argparse.Namespace) -> int:
 
 def _report(config: Any, db: Path, maintainer: Any, lines: list[str], figure: Path,
             delivery: Any, calibrated: float, total: float) -> Any:
-    from sequences.analysis import FitValue
-    from sequences.report import Report, ReportSection
+    from qnetlab.sequences.analysis import FitValue
+    from qnetlab.sequences.report import Report, ReportSection
 
     bad = [n for n, s in maintainer.states.items() if s in ("failed", "skipped")]
     summary: dict[str, FitValue | float | str] = {

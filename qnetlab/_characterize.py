@@ -31,8 +31,8 @@ def add_parser(verbs: Any) -> None:
 
 
 def _characterize(args: argparse.Namespace) -> int:
-    from instruments.config import load_config
-    from sequences.transducer.characterization import (
+    from qnetlab.instruments.lab_config import load_config
+    from qnetlab.sequences.transducer.characterization import (
         TransducerCharacterization,
         summary_values,
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from instruments.conformance import check_conformance
-from instruments.role import Role
-from instruments.station import load_station
+from qnetlab.instruments.conformance import check_conformance
+from qnetlab.instruments.role import Role
+from qnetlab.instruments.station import load_station
 
 from ._format import format_value, table
 

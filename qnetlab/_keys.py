@@ -22,14 +22,14 @@ def add_parser(verbs: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from network.config import load_network_config
-    from network.keys import KeyError_, generate_lab_keys
+    from qnetlab.network.keys import LabKeyError, generate_lab_keys
+    from qnetlab.network.network_config import load_network_config
 
     config = load_network_config(args.config)
     names = config.key_names()
     try:
         written = generate_lab_keys(config.key_dir, names, overwrite=args.overwrite)
-    except KeyError_ as exc:
+    except LabKeyError as exc:
         raise exc.for_config(args.config) from None
     print(f"key directory: {config.key_dir}")
     for name in names:

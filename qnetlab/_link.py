@@ -37,8 +37,8 @@ def add_parser(verbs: Any) -> None:
 
 def build_link_model(config: Any) -> Any:
     """The `LinkModel` of a `NetworkConfig` (transducer presets at their operating point)."""
-    from instruments.errors import ConfigError
-    from sim_instruments.physics.link import LinkModel, node_optics_from_preset
+    from qnetlab.instruments.errors import ConfigError
+    from qnetlab.sim_instruments.physics.link import LinkModel, node_optics_from_preset
 
     optics = []
     for name in config.link.nodes:
@@ -56,7 +56,7 @@ def build_link_model(config: Any) -> Any:
 
 
 def sim_source_factory(config: Any, model: Any) -> Any:
-    from sim_instruments.physics.link import LinkSimulator
+    from qnetlab.sim_instruments.physics.link import LinkSimulator
 
     return functools.partial(LinkSimulator, model, config.link.seed)
 
@@ -83,8 +83,8 @@ class Delivery:
 def deliver(config: Any, pairs: int, timeout: float | None = None) -> Delivery:
     """Start the station, both node agents and the orchestrator, deliver `pairs`, stop them
     all (also on Ctrl-C or SIGTERM) and read their report."""
-    from network._proc import ProcessGroup, sigterm_as_interrupt
-    from network.lab import (
+    from qnetlab.network._proc import ProcessGroup, sigterm_as_interrupt
+    from qnetlab.network.lab import (
         check_ports,
         plan_lab,
         read_report,
@@ -92,7 +92,7 @@ def deliver(config: Any, pairs: int, timeout: float | None = None) -> Delivery:
         start_lab,
         supervise,
     )
-    from network.link_model import expected_fidelity, expected_pair_rate
+    from qnetlab.network.link_model import expected_fidelity, expected_pair_rate
 
     # What would only show as processes waiting for each other is refused before any starts.
     require_keys(config)
@@ -120,7 +120,7 @@ def deliver(config: Any, pairs: int, timeout: float | None = None) -> Delivery:
 
 
 def _interrupted_note(plan: Any, pairs: int) -> str:
-    from network.lab import read_report
+    from qnetlab.network.lab import read_report
 
     try:
         report = read_report(plan)
@@ -131,7 +131,7 @@ def _interrupted_note(plan: Any, pairs: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from network.config import load_network_config
+    from qnetlab.network.network_config import load_network_config
 
     from .cli import EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK
 

@@ -64,10 +64,10 @@ def quiet_output(quiet: bool) -> Iterator[None]:
 def open_lab_station(config: Any, profile: str) -> Any:
     """The station of `config`; a lab with a calibration graph and a database gets its
     current calibrated values applied at start-up (`sequences.calibration.startup`)."""
-    from instruments.station import load_station
+    from qnetlab.instruments.station import load_station
 
     if config.calibration and config.database is not None and Path(config.database).is_file():
-        from sequences.calibration.startup import open_calibrated_station
+        from qnetlab.sequences.calibration.startup import open_calibrated_station
 
         return open_calibrated_station(config, profile)
     return load_station(config, profile)
@@ -96,8 +96,8 @@ def print_result(result: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from instruments.config import load_config
-    from sequences.registry import parse_options, sequence_class, sequence_names
+    from qnetlab.instruments.lab_config import load_config
+    from qnetlab.sequences.registry import parse_options, sequence_class, sequence_names
 
     if args.sequence == "list":
         print("\n".join(sequence_names()))
@@ -133,8 +133,8 @@ def _analyze(args: argparse.Namespace) -> int:
     """Exit 2 when the run cannot be found (no database, no such run, no qnetlab analysis
     named with it); an analysis that cannot proceed is a bad verdict with its reason, exit 1
     (`sequences.analysis.Analysis.run`)."""
-    from instruments.config import load_config
-    from sequences.analysis import analyze_run
+    from qnetlab.instruments.lab_config import load_config
+    from qnetlab.sequences.analysis import analyze_run
 
     db = args.db if args.db is not None else database_for(load_config(args.config), None)
     try:

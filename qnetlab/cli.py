@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from instruments.errors import (
+    from qnetlab.instruments.errors import (
         ConfigError,
         InstrumentConnectionError,
         InstrumentTimeoutError,
@@ -177,8 +177,8 @@ def interrupted_message(exc: KeyboardInterrupt) -> str:
 
 
 def _serve(args: Any) -> int:
-    from sim_instruments.bench import build_bench
-    from sim_instruments.server import BenchServer
+    from qnetlab.sim_instruments.bench import build_bench
+    from qnetlab.sim_instruments.server import BenchServer
 
     from ._format import table
 
@@ -221,7 +221,7 @@ def _serve_zmq_twins(bench: Any, max_seconds: float | None) -> dict[str, Any]:
     """Serve each ZeroMQ twin (the ID1000) on the ports of its real addresses: the SCPI
     socket of ``address.real`` and the data link of ``init.data_address``. Returns
     instrument name -> running server."""
-    from sim_instruments.zmq_server import ID1000Server
+    from qnetlab.sim_instruments.zmq_server import ID1000Server
 
     served: dict[str, Any] = {}
     try:

@@ -237,8 +237,10 @@ def analyze_run(run_id: int, db_path: str | Path, *, save: bool = True) -> Analy
     stored = load_run(run_id, db_path)
     path = str(stored.metadata.get("analysis_class", ""))
     module_name, _, class_name = path.rpartition(".")
+    if module_name.startswith("sequences."):  # stored before the qnetlab namespace (0.1)
+        module_name = f"qnetlab.{module_name}"
     # Only qnetlab's own sequences are imported: the name comes from a file on disk.
-    if not module_name.startswith("sequences."):
+    if not module_name.startswith("qnetlab.sequences."):
         raise ValueError(f"run {run_id} of {db_path} names no qnetlab analysis ({path!r})")
     cls = getattr(importlib.import_module(module_name), class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Analysis)):

@@ -70,11 +70,11 @@ from matplotlib.figure import Figure
 from scipy import stats
 from scipy.optimize import curve_fit
 
-from instruments.station import TAGGER_COUNTER_WINDOW_S, LabStation
+from qnetlab.instruments.station import TAGGER_COUNTER_WINDOW_S, LabStation
 
 from .analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from .data import StoredRun
-from .framework import DatasetParameter, RunResult, Sequence, Step
+from .framework import DatasetParameter, LabSequence, RunResult, Step
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ def _dark_problem(c: int, n: float, t: float, bias: float, latched: bool, expect
     return None
 
 
-class DarkCountScan(Sequence[DarkCountScanOptions]):
+class DarkCountScan(LabSequence[DarkCountScanOptions]):
     """Dark-count rate of each detector channel at its present bias, light off.
 
     Proposes ``dark_count_rate_ch<n>`` (Hz) per channel when the verdict is good.
@@ -288,11 +288,11 @@ class DarkCountScan(Sequence[DarkCountScanOptions]):
 
     def run(self, station: LabStation, db_path: Any, *, quiet: bool = False,
             analyze: bool = True) -> RunResult:
-        """As `Sequence.run`; the light is switched off for the run and restored after."""
+        """As `LabSequence.run`; the light is switched off for the run and restored after."""
         if not self.options.channels:
             self._all_channels = tuple(sorted(
                 station.instrument(self.options.detector).detector_channels))
-        return Sequence.run(self, station, db_path, quiet=quiet, analyze=analyze)
+        return LabSequence.run(self, station, db_path, quiet=quiet, analyze=analyze)
 
     def prepare(self, station: LabStation) -> None:
         self.restorer.change(_light_parameter(station, self.options.light_switch), False)
@@ -539,7 +539,7 @@ def _efficiency_verdict(c: int, b: np.ndarray, result: AnalysisResult, margin: f
                                                        f", plateau {plateau}"))
 
 
-class EfficiencyBiasScan(Sequence[EfficiencyBiasScanOptions]):
+class EfficiencyBiasScan(LabSequence[EfficiencyBiasScanOptions]):
     """Detection efficiency (count rate, light on minus off) of one channel against bias.
 
     Proposes ``bias_current_ch<n>`` (A) and, with a known incident photon rate,
@@ -570,9 +570,9 @@ class EfficiencyBiasScan(Sequence[EfficiencyBiasScanOptions]):
 
     def run(self, station: LabStation, db_path: Any, *, quiet: bool = False,
             analyze: bool = True) -> RunResult:
-        """As `Sequence.run`; the light, pump power and bias are restored after the run."""
+        """As `LabSequence.run`; the light, pump power and bias are restored after the run."""
         self._latched_at: float | None = None
-        return Sequence.run(self, station, db_path, quiet=quiet, analyze=analyze)
+        return LabSequence.run(self, station, db_path, quiet=quiet, analyze=analyze)
 
     def prepare(self, station: LabStation) -> None:
         o = self.options

@@ -3,7 +3,7 @@ analysis that follows it (the qiskit-experiments shape: a small experiment, an a
 returns a verdict).
 
 A subclass declares its dataset columns (`dataset_parameters`), plans its steps (`steps`),
-and measures one step at a time (`measure`); `Sequence.run` does the rest: database and
+and measures one step at a time (`measure`); `LabSequence.run` does the rest: database and
 experiment, station snapshot, buffered writes, progress bar, interruption, analysis.
 
 Interruption policy:
@@ -14,7 +14,7 @@ Interruption policy:
   `RunResult` (analyzed, with a bad verdict) so that a calibration graph can report it and
   go on;
 * Ctrl-C (KeyboardInterrupt) does the same bookkeeping and then *re-raises*: the user asked
-  to stop. The partial result is on `Sequence.last_run`, and the exception carries a note
+  to stop. The partial result is on `LabSequence.last_run`, and the exception carries a note
   naming the run;
 * any other exception (a reply a driver could not parse before it learnt to say so, or a bug
   in a sequence) does the same bookkeeping too (points kept, `finish`, the run marked
@@ -22,7 +22,7 @@ Interruption policy:
   note naming the run: a run is never left ``running``.
 
 Partial steps. A step that measures point by point hands each point over as it is measured
-(`Sequence.keep`); when the run stops inside the step, the points it kept are written, and
+(`LabSequence.keep`); when the run stops inside the step, the points it kept are written, and
 the run's metadata (``qnetlab_partial_steps``, `sequences.data`) says which rows belong to the
 unfinished step. The same holds for the first attempt of a step that an interlock paused and
 that was then measured again. Writes stay batched: a completed step is still one
@@ -45,8 +45,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 from qcodes.dataset import Measurement, load_or_create_experiment
 
-from instruments.errors import InterlockError, QnetlabError
-from instruments.station import LabStation
+from qnetlab.instruments.errors import InterlockError, QnetlabError
+from qnetlab.instruments.station import LabStation
 
 from .analysis import Analysis, AnalysisResult
 from .data import (
@@ -92,7 +92,7 @@ class Step:
 
 @dataclass
 class RunResult:
-    """The outcome of `Sequence.run`."""
+    """The outcome of `LabSequence.run`."""
 
     run_id: int
     db_path: Path
@@ -107,7 +107,7 @@ class RunResult:
     interlock_events: list[dict[str, Any]] = field(default_factory=list)
     """Pauses of the pump by an interlock during the run (`sequences.interlock`)."""
     partial_steps: list[dict[str, Any]] = field(default_factory=list)
-    """Points of steps that did not finish (`Sequence.keep`): step, label, rows, why."""
+    """Points of steps that did not finish (`LabSequence.keep`): step, label, rows, why."""
     analysis_interrupted: bool = False
     """The acquisition finished but Ctrl-C stopped its analysis (``qnetlab analyze`` redoes
     it from the stored run)."""
@@ -117,7 +117,7 @@ class RunResult:
         return self.status == "interrupted"
 
 
-class Sequence(ABC, Generic[OptionsT]):
+class LabSequence(ABC, Generic[OptionsT]):
     """Base of every sequence. Subclasses set `name`, `options_class`, `analysis_class`."""
 
     name: ClassVar[str]
@@ -314,7 +314,7 @@ class Sequence(ABC, Generic[OptionsT]):
 
 
 class _StepBuffer:
-    """The points one step handed to `Sequence.keep`, held until the step is written."""
+    """The points one step handed to `LabSequence.keep`, held until the step is written."""
 
     def __init__(self) -> None:
         self.chunks: list[dict[str, np.ndarray]] = []
@@ -382,12 +382,12 @@ class _Writer:
                              "rows": self.points - first, "columns": columns, "why": why})
 
 
-def _finish(sequence: Sequence[Any], station: LabStation) -> Exception | None:
+def _finish(sequence: LabSequence[Any], station: LabStation) -> Exception | None:
     first: Exception | None = None
     for step in (sequence.finish, lambda _: sequence.restorer.restore()):
         try:
             step(station)
-        except Exception as exc:  # reported after the data are saved (see Sequence.finish)
+        except Exception as exc:  # reported after the data are saved (see LabSequence.finish)
             log.error("%s: could not restore the bench after the run: %r", sequence.name, exc)
             first = first or exc
     return first

@@ -26,8 +26,8 @@ from typing import Any
 
 from qcodes.parameters import Parameter
 
-from instruments.errors import QnetlabError
-from instruments.station import LabStation
+from qnetlab.instruments.errors import QnetlabError
+from qnetlab.instruments.station import LabStation
 
 
 class InterlockTimeoutError(QnetlabError, TimeoutError):

@@ -11,20 +11,20 @@ import importlib
 import typing
 from typing import Any
 
-from .framework import Sequence
+from .framework import LabSequence
 
 _SEQUENCES = {
-    "microwave_resonance_scan": "sequences.resonance:MicrowaveResonanceScan",
-    "dark_count_scan": "sequences.detectors:DarkCountScan",
-    "efficiency_bias_scan": "sequences.detectors:EfficiencyBiasScan",
-    "tagger_delay_calibration": "sequences.timing:TaggerDelayCalibration",
-    "awg_skew_calibration": "sequences.timing:AwgSkewCalibration",
-    "optical_resonance_scan": "sequences.transducer.optical_resonance:OpticalResonanceScan",
-    "efficiency_map": "sequences.transducer.efficiency:EfficiencyMap",
-    "conversion_bandwidth_scan": "sequences.transducer.bandwidth:ConversionBandwidthScan",
-    "added_noise_scan": "sequences.transducer.added_noise:AddedNoiseScan",
-    "pump_heating_scan": "sequences.transducer.heating:PumpHeatingScan",
-    "fridge_load_scan": "sequences.transducer.fridge_load:FridgeLoadScan",
+    "microwave_resonance_scan": "qnetlab.sequences.resonance:MicrowaveResonanceScan",
+    "dark_count_scan": "qnetlab.sequences.detectors:DarkCountScan",
+    "efficiency_bias_scan": "qnetlab.sequences.detectors:EfficiencyBiasScan",
+    "tagger_delay_calibration": "qnetlab.sequences.timing:TaggerDelayCalibration",
+    "awg_skew_calibration": "qnetlab.sequences.timing:AwgSkewCalibration",
+    "optical_resonance_scan": "qnetlab.sequences.transducer.optical_resonance:OpticalResonanceScan",
+    "efficiency_map": "qnetlab.sequences.transducer.efficiency:EfficiencyMap",
+    "conversion_bandwidth_scan": "qnetlab.sequences.transducer.bandwidth:ConversionBandwidthScan",
+    "added_noise_scan": "qnetlab.sequences.transducer.added_noise:AddedNoiseScan",
+    "pump_heating_scan": "qnetlab.sequences.transducer.heating:PumpHeatingScan",
+    "fridge_load_scan": "qnetlab.sequences.transducer.fridge_load:FridgeLoadScan",
 }
 
 
@@ -32,18 +32,18 @@ def sequence_names() -> list[str]:
     return sorted(_SEQUENCES)
 
 
-def sequence_class(name: str) -> type[Sequence[Any]]:
+def sequence_class(name: str) -> type[LabSequence[Any]]:
     """The sequence class called `name`; ValueError naming the known ones otherwise."""
     if name not in _SEQUENCES:
         close = difflib.get_close_matches(name, _SEQUENCES, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ValueError(f"unknown sequence {name!r}; {hint}known: {', '.join(sequence_names())}")
     module, _, cls = _SEQUENCES[name].partition(":")
-    found: type[Sequence[Any]] = getattr(importlib.import_module(module), cls)
+    found: type[LabSequence[Any]] = getattr(importlib.import_module(module), cls)
     return found
 
 
-def parse_options(cls: type[Sequence[Any]], assignments: list[str]) -> Any:
+def parse_options(cls: type[LabSequence[Any]], assignments: list[str]) -> Any:
     """Build `cls`'s options from ``name=value`` strings (numbers in SI units, true/false,
     comma-separated lists for tuple fields); errors name the option and list the known ones."""
     options_class = cls.options_class

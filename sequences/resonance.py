@@ -24,11 +24,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.optimize import least_squares
 
-from instruments.station import LabStation
+from qnetlab.instruments.station import LabStation
 
 from .analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from .data import StoredRun
-from .framework import DatasetParameter, Sequence, Step
+from .framework import DatasetParameter, LabSequence, Step
 
 MIN_POINTS = 20
 """Fewer points than this cannot support a 5-parameter complex fit with a verdict."""
@@ -227,7 +227,7 @@ def _verdict(f: np.ndarray, values: dict[str, FitValue], details: dict[str, floa
     return Verdict.ok(f"f0 = {f0}, linewidth = {kappa}, eta_e = {eta}")
 
 
-class MicrowaveResonanceScan(Sequence[ResonanceScanOptions]):
+class MicrowaveResonanceScan(LabSequence[ResonanceScanOptions]):
     """VNA scan of the transducer's microwave mode (the station's `TransducerSetup` VNA).
 
     Proposes ``mw_resonance_frequency`` and ``mw_linewidth`` (Hz) when the verdict is good.

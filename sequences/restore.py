@@ -1,11 +1,11 @@
-"""Settings a sequence changed, put back after the run (`Sequence.restorer`)."""
+"""Settings a sequence changed, put back after the run (`LabSequence.restorer`)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from instruments.errors import QnetlabError
+from qnetlab.instruments.errors import QnetlabError
 
 log = logging.getLogger(__name__)
 

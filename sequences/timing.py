@@ -44,12 +44,12 @@ from matplotlib.figure import Figure
 from scipy.optimize import minimize
 from scipy.special import ndtr
 
-from instruments.awg import AwgStep, AwgWaveform
-from instruments.station import LabStation
+from qnetlab.instruments.awg import AwgStep, AwgWaveform
+from qnetlab.instruments.station import LabStation
 
 from .analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from .data import StoredRun
-from .framework import DatasetParameter, Sequence, Step
+from .framework import DatasetParameter, LabSequence, Step
 from .timetags import Correlation, TagBlock, correlate
 
 PEAK_SIGNIFICANCE = 5.0
@@ -408,7 +408,7 @@ class TaggerDelayAnalysis(Analysis):
                                 "inputs")
 
 
-class TaggerDelayCalibration(Sequence[TaggerDelayOptions]):
+class TaggerDelayCalibration(LabSequence[TaggerDelayOptions]):
     """Relative delays of time-tagger inputs that see one common signal.
 
     With ``awg`` set, `prepare` uploads a marker train on ``awg_markers`` of ``awg_channel``,
@@ -566,7 +566,7 @@ class AwgSkewAnalysis(Analysis):
                                 "inputs")
 
 
-class AwgSkewCalibration(Sequence[AwgSkewOptions]):
+class AwgSkewCalibration(LabSequence[AwgSkewOptions]):
     """Skew of AWG channels measured by the time tagger.
 
     `prepare` uploads one marker train played by every channel in ``channels`` at the same

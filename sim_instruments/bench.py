@@ -11,11 +11,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from instruments.config import LabConfig, load_config
-from instruments.errors import ConfigError
+from qnetlab.instruments.errors import ConfigError
+from qnetlab.instruments.lab_config import LabConfig, load_config
 
 from .devices import TWINS, ZMQ_TWINS, create_emulator
-from .devices._scpi import ScpiDevice
+from .devices.scpi import ScpiDevice
 from .faults import Endpoint, FaultPlan
 from .physics.clock import Clock, PacedClock, VirtualClock, WallClock
 from .physics.fridge import FridgeModel

@@ -14,7 +14,7 @@ import re
 import threading
 from dataclasses import dataclass
 
-from .devices._scpi import HARDWARE_ERROR, ScpiDevice
+from .devices.scpi import HARDWARE_ERROR, ScpiDevice
 
 
 class Fault(enum.Enum):

@@ -1,8 +1,8 @@
 """The simulated link bench: two nodes' fibres to a midpoint heralding station, for calibration.
 
-Built from a network lab config (`network.config.load_network_config`) the way `qnetlab link`
-builds its `LinkModel` (transducer presets at their operating points, the link's physics
-keys), it holds what the world knows and the station does not:
+Built from a network lab config (`network.network_config.load_network_config`) the way
+`qnetlab link` builds its `LinkModel` (transducer presets at their operating points, the
+link's physics keys), it holds what the world knows and the station does not:
 
 * the TRUE fibre lengths (a fault can change one: "a fibre's delay changes"), hence the true
   light times (4.9 us/km) at which each node's photons arrive;
@@ -39,7 +39,7 @@ from .physics.link import (
 )
 
 if TYPE_CHECKING:
-    from network.config import NetworkConfig
+    from qnetlab.network.network_config import NetworkConfig
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class SimulatedLinkBench:
         """The link as it is: true fibres, the station's windows where it expects them."""
         a, b = self.nodes
         return LinkModel(
-            self.scheme,  # type: ignore[arg-type]  # validated by network.config
+            self.scheme,  # type: ignore[arg-type]  # validated by network.network_config
             self._optics[a], self._optics[b],
             window_offset_a=self._expected[a] - self.true_delay(a),
             window_offset_b=self._expected[b] - self.true_delay(b),

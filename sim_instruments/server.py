@@ -33,7 +33,7 @@ from typing import Any
 
 from pyvisa import rname
 
-from instruments.errors import ConfigError
+from qnetlab.instruments.errors import ConfigError
 
 from .bench import SimulatedBench
 from .faults import Endpoint, MessageScanner, Overrun

@@ -32,9 +32,9 @@ from .devices.srs_sim900_quantum_opus import SIM900QuantumOpusEmulator
 from .devices.tektronix_awg5208 import N_CHANNELS, N_MARKERS, TektronixAWG5208Emulator
 
 if TYPE_CHECKING:
-    from instruments.config import LabConfig
+    from qnetlab.instruments.lab_config import LabConfig
 
-    from .devices._scpi import ScpiDevice
+    from .devices.scpi import ScpiDevice
     from .physics.world import LabWorld
 
 

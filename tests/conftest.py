@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from qcodes.instrument import Instrument
 
-from sim_instruments.ports import free_port_run
+from qnetlab.sim_instruments.ports import free_port_run
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_CONFIG = REPO / "lab_configs" / "transducer_bench.yaml"
@@ -39,7 +39,7 @@ def bench_config(folder: Path, preset: str = "bulk_eo_pulsed", simulation: str =
 def open_bench(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Opens `bench_config(...)` stations (closed at teardown): ``open_bench(preset,
     simulation)``."""
-    from instruments.station import load_station
+    from qnetlab.instruments.station import load_station
 
     opened: list[Any] = []
 
@@ -103,7 +103,7 @@ def served_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     import sys
     import time
 
-    from sim_instruments.server import ControlClient
+    from qnetlab.sim_instruments.server import ControlClient
 
     text = BENCH_CONFIG.read_text()
     ports = iter(range(free_port_run(10), 32000))

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instruments.station import LabStation, load_station
 from qnetlab.cli import main
-from sequences.analysis import AnalysisResult, Reason, analyze_run
-from sequences.data import load_run
-from sequences.transducer import fridge_load
-from sequences.transducer.fridge_load import FridgeFit, FridgeLoadAnalysis, FridgeLoadScan
+from qnetlab.instruments.station import LabStation, load_station
+from qnetlab.sequences.analysis import AnalysisResult, Reason, analyze_run
+from qnetlab.sequences.data import load_run
+from qnetlab.sequences.transducer import fridge_load
+from qnetlab.sequences.transducer.fridge_load import FridgeFit, FridgeLoadAnalysis, FridgeLoadScan
 
 from conftest import BENCH_CONFIG
 

@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from instruments.station import load_station
-from sim_instruments.devices.thorlabs_pm100d import ThorlabsPM100DEmulator
-from sim_instruments.physics.transducer import SPEED_OF_LIGHT
-from sim_instruments.visa_backend import bench_of
+from qnetlab.instruments.station import load_station
+from qnetlab.sim_instruments.devices.thorlabs_pm100d import ThorlabsPM100DEmulator
+from qnetlab.sim_instruments.physics.transducer import SPEED_OF_LIGHT
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import BENCH_CONFIG
 

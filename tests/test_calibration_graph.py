@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sequences.calibration import (
+from qnetlab.sequences.calibration import (
     CalibrationGraph,
     CalibrationNode,
     CalibrationOutcome,

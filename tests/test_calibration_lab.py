@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from instruments.config import load_config
-from sequences.calibration import LabContext, Maintainer, Scope
-from sequences.calibration.config import parse_calibration
-from sequences.calibration.nodes import lab_graph
-from sim_instruments.faults_world import drift_optical_resonance, drop_detector_efficiency
+from qnetlab.instruments.lab_config import load_config
+from qnetlab.sequences.calibration import LabContext, Maintainer, Scope
+from qnetlab.sequences.calibration.graph_config import parse_calibration
+from qnetlab.sequences.calibration.nodes import lab_graph
+from qnetlab.sim_instruments.faults_world import drift_optical_resonance, drop_detector_efficiency
 
 from conftest import REPO
 

@@ -24,25 +24,25 @@ from typing import Any
 
 import pytest
 
-from instruments.config import load_config
-from instruments.errors import ConfigError
-from instruments.station import load_station
-from sequences.calibration import (
+from qnetlab.instruments.errors import ConfigError
+from qnetlab.instruments.lab_config import load_config
+from qnetlab.instruments.station import load_station
+from qnetlab.sequences.calibration import (
     CalibrationOutcome,
     DataResult,
     LabContext,
     ParameterStore,
     Scope,
 )
-from sequences.calibration.config import parse_calibration
-from sequences.calibration.nodes import SequenceNode, calibration_nodes, lab_graph
-from sequences.calibration.startup import open_calibrated_station
-from sim_instruments.faults_world import (
+from qnetlab.sequences.calibration.graph_config import parse_calibration
+from qnetlab.sequences.calibration.nodes import SequenceNode, calibration_nodes, lab_graph
+from qnetlab.sequences.calibration.startup import open_calibrated_station
+from qnetlab.sim_instruments.faults_world import (
     drift_optical_resonance,
     drop_detector_efficiency,
     simulated_bench,
 )
-from sim_instruments.physics.transducer import SPEED_OF_LIGHT
+from qnetlab.sim_instruments.physics.transducer import SPEED_OF_LIGHT
 
 from conftest import REPO
 

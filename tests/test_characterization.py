@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from instruments.station import LabStation, load_station
 from qnetlab.cli import main
-from sequences.analysis import Reason, analyze_run
-from sequences.transducer.characterization import (
+from qnetlab.instruments.station import LabStation, load_station
+from qnetlab.sequences.analysis import Reason, analyze_run
+from qnetlab.sequences.transducer.characterization import (
     CharacterizationResult,
     TransducerCharacterization,
 )
-from sim_instruments.physics.presets import PRESETS
-from sim_instruments.visa_backend import bench_of
+from qnetlab.sim_instruments.physics.presets import PRESETS
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import BENCH_CONFIG, bench_config
 
@@ -209,7 +209,7 @@ def test_a_fridge_that_heats_too_fast_is_reported_not_hidden(tmp_path: Path) -> 
 
 def test_ctrl_c_keeps_the_data_and_writes_the_report(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from sequences.transducer.added_noise import AddedNoiseScan
+    from qnetlab.sequences.transducer.added_noise import AddedNoiseScan
 
     original = AddedNoiseScan.measure
     calls = []
@@ -237,7 +237,7 @@ def test_ctrl_c_keeps_the_data_and_writes_the_report(tmp_path: Path,
 def test_ctrl_c_in_a_steps_analysis_says_measured_and_how_to_analyze(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 11 item 7: a complete run whose analysis was interrupted is not 'no data'."""
-    from sequences.transducer.optical_resonance import OpticalResonanceAnalysis
+    from qnetlab.sequences.transducer.optical_resonance import OpticalResonanceAnalysis
 
     def ctrl_c(self: Any, run: Any) -> Any:
         raise KeyboardInterrupt

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from instruments.errors import InstrumentConnectionError, InstrumentUnreachableError
-from instruments.station import load_station
 from qnetlab.cli import StopSignal, interrupted_message, main
+from qnetlab.instruments.errors import InstrumentConnectionError, InstrumentUnreachableError
+from qnetlab.instruments.station import load_station
 
 from conftest import BENCH_CONFIG, REPO
 
@@ -96,7 +96,7 @@ def _one_instrument(tmp_path: Path, driver: str, address: str, timeout_s: float 
     return config
 
 
-DRIVERS = ["drivers.keysight.KeysightN5183B", "drivers.keysight.KeysightP9374A"]
+DRIVERS = ["qnetlab.drivers.keysight.KeysightN5183B", "qnetlab.drivers.keysight.KeysightP9374A"]
 
 
 # -- 16: an instrument that does not answer, or answers nonsense, is an instrument problem ---------
@@ -209,8 +209,8 @@ def test_simulated_lab_config_error_prints_one_line(tmp_path):
 
 
 def test_recovered_idn_fault_logs_one_line_without_traceback(caplog):
-    from instruments.station import _qcodes_connect_log_quieted
-    from sim_instruments.visa_backend import bench_of
+    from qnetlab.instruments.station import _qcodes_connect_log_quieted
+    from qnetlab.sim_instruments.visa_backend import bench_of
 
     # QCoDeS's connect message asks *IDN? and survives a failure, logging a traceback; while
     # a station connects, that is one line with the cause.

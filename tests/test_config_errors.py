@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from instruments.config import load_config
-from instruments.errors import ConfigError, InstrumentUnreachableError
-from instruments.station import load_station
+from qnetlab.instruments.errors import ConfigError, InstrumentUnreachableError
+from qnetlab.instruments.lab_config import load_config
+from qnetlab.instruments.station import load_station
 
 GOOD = """
 qnetlab:
   simulation: {seed: 1, transducer: bulk_eo_cw}
 instruments:
   mw_source:
-    type: drivers.keysight.KeysightN5183B
+    type: qnetlab.drivers.keysight.KeysightN5183B
     address: {sim: keysight_n5183b, real: "TCPIP0::127.0.0.1::1::SOCKET"}
     parameters:
       power: {limits: [-20, 10]}
@@ -67,7 +67,7 @@ def test_wrong_driver_type(tmp_path):
 
 
 def test_unimportable_driver_module(tmp_path):
-    err = refused(tmp_path, GOOD.replace("drivers.keysight.", "drivers.keysigth."))
+    err = refused(tmp_path, GOOD.replace("qnetlab.drivers.keysight.", "qnetlab.drivers.keysigth."))
     assert "cannot import" in err.problem
 
 

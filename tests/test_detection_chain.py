@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import zmq
 
-from drivers.idquantique import IDQuantiqueID1000
-from instruments.awg import AwgStep, AwgWaveform
-from instruments.config import load_config
-from instruments.errors import ConfigError
-from instruments.single_photon_detector import CounterNotConnectedError
-from instruments.station import LabStation, load_station
-from sim_instruments.bench import build_bench
-from sim_instruments.visa_backend import bench_of
+from qnetlab.drivers.idquantique import IDQuantiqueID1000
+from qnetlab.instruments.awg import AwgStep, AwgWaveform
+from qnetlab.instruments.errors import ConfigError
+from qnetlab.instruments.lab_config import load_config
+from qnetlab.instruments.single_photon_detector import CounterNotConnectedError
+from qnetlab.instruments.station import LabStation, load_station
+from qnetlab.sim_instruments.bench import build_bench
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import REPO
 

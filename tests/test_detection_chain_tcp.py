@@ -14,11 +14,11 @@ import time
 import numpy as np
 import pytest
 
-from drivers.quantum_opus import QuantumOpusSIM900
-from drivers.tektronix import TektronixAWG5208
-from instruments.awg import AwgStep, AwgWaveform
-from instruments.conformance import assert_conforms
-from sim_instruments.server import ControlClient
+from qnetlab.drivers.quantum_opus import QuantumOpusSIM900
+from qnetlab.drivers.tektronix import TektronixAWG5208
+from qnetlab.instruments.awg import AwgStep, AwgWaveform
+from qnetlab.instruments.conformance import assert_conforms
+from qnetlab.sim_instruments.server import ControlClient
 
 from conftest import REPO, free_port_run
 
@@ -32,11 +32,11 @@ def served(tmp_path_factory):
           simulation: {{seed: 3}}
         instruments:
           snspd:
-            type: drivers.quantum_opus.QuantumOpusSIM900
+            type: qnetlab.drivers.quantum_opus.QuantumOpusSIM900
             address: {{sim: srs_sim900_quantum_opus,
                        real: "TCPIP0::127.0.0.1::{base}::SOCKET"}}
           awg:
-            type: drivers.tektronix.TektronixAWG5208
+            type: qnetlab.drivers.tektronix.TektronixAWG5208
             address: {{sim: tektronix_awg5208, real: "TCPIP0::127.0.0.1::{base + 1}::SOCKET"}}
     """))
     proc = subprocess.Popen(

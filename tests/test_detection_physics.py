@@ -14,24 +14,24 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from sim_instruments.physics.awg import AwgModel, SequenceStep, Waveform
-from sim_instruments.physics.fridge import FridgeModel
-from sim_instruments.physics.photons import (
+from qnetlab.sim_instruments.physics.awg import AwgModel, SequenceStep, Waveform
+from qnetlab.sim_instruments.physics.fridge import FridgeModel
+from qnetlab.sim_instruments.physics.photons import (
     DetectionPath,
     incident_photon_rates,
     noise_bandwidth,
 )
-from sim_instruments.physics.presets import get_preset
-from sim_instruments.physics.snspd import SnspdChannel, SnspdModel
-from sim_instruments.physics.time_tagger import (
+from qnetlab.sim_instruments.physics.presets import get_preset
+from qnetlab.sim_instruments.physics.snspd import SnspdChannel, SnspdModel
+from qnetlab.sim_instruments.physics.time_tagger import (
     CHANNEL_DTYPE,
     TaggerChannel,
     TaggerStream,
     TimeTaggerModel,
     apply_dead_time,
 )
-from sim_instruments.physics.transducer import PLANCK, SPEED_OF_LIGHT
-from sim_instruments.physics.world import LabWorld
+from qnetlab.sim_instruments.physics.transducer import PLANCK, SPEED_OF_LIGHT
+from qnetlab.sim_instruments.physics.world import LabWorld
 
 Z = 5.0  # standard errors allowed in every statistical check
 

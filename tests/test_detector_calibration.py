@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from instruments.station import LabStation, load_station
-from sequences.analysis import Reason, analyze_run
-from sequences.data import load_run
-from sequences.detectors import (
+from qnetlab.instruments.station import LabStation, load_station
+from qnetlab.sequences.analysis import Reason, analyze_run
+from qnetlab.sequences.data import load_run
+from qnetlab.sequences.detectors import (
     DarkCountScan,
     EfficiencyBiasAnalysis,
     EfficiencyBiasScan,
 )
-from sim_instruments.physics.photons import DetectionPath
-from sim_instruments.visa_backend import bench_of
+from qnetlab.sim_instruments.physics.photons import DetectionPath
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import REPO
 

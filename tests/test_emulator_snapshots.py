@@ -21,14 +21,14 @@ from typing import Any
 
 import pytest
 
-from drivers.idquantique import IDQuantiqueID1000
-from drivers.keysight import KeysightN5183B, KeysightP9374A
-from drivers.lakeshore import LakeshoreModel372
-from drivers.quantum_opus import QuantumOpusSIM900
-from drivers.santec import SantecTSL570
-from drivers.tektronix import TektronixAWG5208
-from drivers.thorlabs import ThorlabsPM100D
-from sim_instruments.server import ControlClient
+from qnetlab.drivers.idquantique import IDQuantiqueID1000
+from qnetlab.drivers.keysight import KeysightN5183B, KeysightP9374A
+from qnetlab.drivers.lakeshore import LakeshoreModel372
+from qnetlab.drivers.quantum_opus import QuantumOpusSIM900
+from qnetlab.drivers.santec import SantecTSL570
+from qnetlab.drivers.tektronix import TektronixAWG5208
+from qnetlab.drivers.thorlabs import ThorlabsPM100D
+from qnetlab.sim_instruments.server import ControlClient
 
 from conftest import REPO, free_port_run
 
@@ -66,7 +66,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
         f"    address: {{sim: {twin}, real: '{addresses[name]}'}}\n"
         for name, (driver, twin, _) in VISA_MODELS.items())
     entries += (
-        "  tagger:\n    type: drivers.idquantique.IDQuantiqueID1000\n"
+        "  tagger:\n    type: qnetlab.drivers.idquantique.IDQuantiqueID1000\n"
         f"    address: {{sim: idq_id1000, real: '{addresses['tagger']}'}}\n"
         f"    init: {{data_address: '{addresses['tagger_data']}'}}\n")
     folder = tmp_path_factory.mktemp("snapshots")

@@ -27,11 +27,17 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_network_runtime import lab_config, plan, wait_for_heralds_at_both_nodes
 
-from network._node import Node, NodeSettings
-from network._proc import ProcessGroup
-from network.keys import make_curve_client
-from network.lab import read_pairs, start_lab
-from network.messages import (
+from qnetlab.network._node import Node, NodeSettings
+from qnetlab.network._proc import ProcessGroup
+from qnetlab.network.heralding_station import (
+    PeriodicHeralds,
+    StationSettings,
+    _Station,
+    incarnation_seq,
+)
+from qnetlab.network.keys import make_curve_client
+from qnetlab.network.lab import read_pairs, start_lab
+from qnetlab.network.messages import (
     _FIXED,
     MAX_HERALDS_PER_FRAME,
     MAX_SEQ,
@@ -55,9 +61,8 @@ from network.messages import (
     decode,
     encode_herald,
 )
-from network.node_agent import PairEvent, _drain_heralds
-from network.orchestrator import OrchestratorSettings, _Orchestrator, run_orchestrator
-from network.station import PeriodicHeralds, StationSettings, _Station, incarnation_seq
+from qnetlab.network.node_agent import PairEvent, _drain_heralds
+from qnetlab.network.orchestrator import OrchestratorSettings, _Orchestrator, run_orchestrator
 
 LINK = 3
 NODE_IDS = {"node_a": 1, "node_b": 2}
@@ -195,7 +200,7 @@ def station(context: zmq.Context, tmp_path_factory: pytest.TempPathFactory) -> _
 
 def _station_serves(station: _Station) -> None:
     """A clock request is answered, and a resend of held heralds returns them."""
-    t2_ns = time.monotonic_ns() - station.s.epoch_ns
+    t2_ns = time.monotonic_ns() - station.settings.epoch_ns
     reply = decode(station.answer(ClockRequest(9, 77, 123).encode(), t2_ns) or b"")
     assert isinstance(reply, ClockReply)
     assert (reply.sender_id, reply.seq, reply.t1_ns, reply.t2_ns) == (9, 77, 123, t2_ns)
@@ -216,7 +221,7 @@ def test_station_answers_every_frame_without_raising_and_keeps_serving(
     decoder = station.decoder
     before = decoder.decoded + sum(decoder.errors.values())
     for frame in frames:
-        reply = station.answer(frame, time.monotonic_ns() - station.s.epoch_ns)
+        reply = station.answer(frame, time.monotonic_ns() - station.settings.epoch_ns)
         if reply is not None:  # whatever it sends is itself a legal message
             assert isinstance(decode(reply), ClockReply | Heralds)
             assert len(reply) <= SOCKET_MAXMSGSIZE
@@ -323,7 +328,7 @@ def _node_serves(rig: NodeRig) -> None:
     node = rig.node
     while rig.orchestrator.poll(0):  # what the hostile frames made it send
         rig.orchestrator.recv_multipart()
-    if not node.clock.ready and node.s.epoch_ns is None:  # a station restart reset it
+    if not node.clock.ready and node.settings.epoch_ns is None:  # a station restart reset it
         rig.sync_clock()
     node.on_orchestrator_frame(Create(99, 2, 0.0, 0.0, 0, 5, 0, True).encode(), 0)
     rig.received(rig.orchestrator, Ack, lambda m: m.create_id == 99)
@@ -372,7 +377,7 @@ def test_node_handles_every_frame_without_raising_and_keeps_serving(
             seq, t1_ns = rig.sync_clock()
             for t2_ns, t3_ns, delay_ns in clock_replies:
                 frame = ClockReply._STRUCT.pack(VERSION, MsgType.CLOCK_REPLY,
-                                                node.s.node_id, seq, t1_ns, t2_ns, t3_ns)
+                                                node.settings.node_id, seq, t1_ns, t2_ns, t3_ns)
                 node.on_station_reply(frame, t1_ns + abs(delay_ns) % 10**10)
         node.on_orchestrator_frame(Create(1, 2, 0.0, 0.0, 0, 1000, 0, True).encode(), 0)
         for channel, frame in frames:
@@ -624,10 +629,15 @@ def test_frames_beyond_maxmsgsize_are_refused_and_heralds_keep_coming(tmp_path, 
 def test_parameter_service_refuses_an_oversized_request_and_keeps_answering(tmp_path):
     """The read-only parameter service's socket holds requests to a few kB too: a 4 MB one
     is refused inside libzmq (no answer), and the next GET is answered."""
-    from network.keys import generate_lab_keys
-    from network.parameters import GET, ParameterServer, ParameterServiceError, fetch_parameters
-    from network.parameters import VERSION as PARAMETERS_VERSION
-    from network.parameters import request as parameter_request
+    from qnetlab.network.keys import generate_lab_keys
+    from qnetlab.network.parameters import (
+        GET,
+        ParameterServer,
+        ParameterServiceError,
+        fetch_parameters,
+    )
+    from qnetlab.network.parameters import VERSION as PARAMETERS_VERSION
+    from qnetlab.network.parameters import request as parameter_request
 
     keys = tmp_path / "keys"
     generate_lab_keys(keys, ["node_a", "node_b"])

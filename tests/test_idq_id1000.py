@@ -13,19 +13,19 @@ import numpy as np
 import pytest
 import zmq
 
-from drivers._zmq import ZmqInstrument
-from drivers.idquantique import IDQuantiqueID1000
-from instruments.conformance import assert_conforms
-from instruments.errors import InstrumentReportedError, InstrumentTimeoutError
-from sequences.timetags.blocks import TagBlock
-from sim_instruments.devices.idq_id1000 import (
+from qnetlab.drivers.idquantique import IDQuantiqueID1000
+from qnetlab.drivers.zmq_instrument import ZmqInstrument
+from qnetlab.instruments.conformance import assert_conforms
+from qnetlab.instruments.errors import InstrumentReportedError, InstrumentTimeoutError
+from qnetlab.sequences.timetags.blocks import TagBlock
+from qnetlab.sim_instruments.devices.idq_id1000 import (
     CoincidentPulses,
     IDQuantiqueID1000Emulator,
     PoissonClicks,
 )
-from sim_instruments.physics.presets import get_preset
-from sim_instruments.physics.world import LabWorld
-from sim_instruments.zmq_server import ID1000Server
+from qnetlab.sim_instruments.physics.presets import get_preset
+from qnetlab.sim_instruments.physics.world import LabWorld
+from qnetlab.sim_instruments.zmq_server import ID1000Server
 
 from conftest import free_port_run
 
@@ -170,7 +170,7 @@ def test_stream_delivers_blocks(tagger):
 def test_stream_overflows_above_the_rate_cap(tagger):
     from dataclasses import replace
 
-    from sim_instruments.devices.idq_id1000 import default_model
+    from qnetlab.sim_instruments.devices.idq_id1000 import default_model
 
     model = replace(default_model(), max_stream_rate=50e3)
     driver, server = tagger(PoissonClicks({1: 200e3}), model=model)

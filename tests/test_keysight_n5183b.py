@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.keysight import KeysightN5183B
-from instruments.conformance import assert_conforms
-from instruments.errors import InstrumentReportedError
-from sim_instruments.visa_backend import bench_of
+from qnetlab.drivers.keysight import KeysightN5183B
+from qnetlab.instruments.conformance import assert_conforms
+from qnetlab.instruments.errors import InstrumentReportedError
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 
 def test_conforms_to_microwave_source(sim_instrument):

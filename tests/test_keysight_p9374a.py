@@ -12,10 +12,10 @@ import math
 import numpy as np
 import pytest
 
-from drivers.keysight import KeysightP9374A
-from instruments.conformance import assert_conforms
-from instruments.errors import InstrumentReportedError
-from sim_instruments.visa_backend import bench_of
+from qnetlab.drivers.keysight import KeysightP9374A
+from qnetlab.instruments.conformance import assert_conforms
+from qnetlab.instruments.errors import InstrumentReportedError
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 K = 5.0  # tolerance in units of the noise sigma (see the module docstring)
 

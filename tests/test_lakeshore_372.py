@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.lakeshore import LakeshoreModel372
-from instruments.conformance import assert_conforms
-from instruments.errors import InstrumentReportedError
-from sim_instruments.bench import build_bench
-from sim_instruments.devices.lakeshore_372 import (
+from qnetlab.drivers.lakeshore import LakeshoreModel372
+from qnetlab.instruments.conformance import assert_conforms
+from qnetlab.instruments.errors import InstrumentReportedError
+from qnetlab.sim_instruments.bench import build_bench
+from qnetlab.sim_instruments.devices.lakeshore_372 import (
     RESISTANCE_NOISE,
     Lakeshore372Emulator,
     resistance_of,
     temperature_of,
 )
-from sim_instruments.physics.presets import get_preset
-from sim_instruments.physics.world import LabWorld
-from sim_instruments.visa_backend import bench_of
+from qnetlab.sim_instruments.physics.presets import get_preset
+from qnetlab.sim_instruments.physics.world import LabWorld
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 TWIN = "lakeshore_372"
 NR3 = re.compile(r"^[+-]\d\.\d{4}E[+-]\d{2}$")  # the manual's +n.nnnnE+nn
@@ -203,7 +203,7 @@ def test_reset_restores_power_up_state_but_keeps_configuration(ls):
 
 @pytest.mark.tcp
 def test_over_tcp_socket(tmp_path: Path):
-    from sim_instruments.server import BenchServer
+    from qnetlab.sim_instruments.server import BenchServer
 
     with socket.socket() as probe:  # a free port for the simulated 372
         probe.bind(("127.0.0.1", 0))
@@ -211,7 +211,7 @@ def test_over_tcp_socket(tmp_path: Path):
     config = tmp_path / "ls_tcp.yaml"
     config.write_text(
         "qnetlab:\n  simulation: {seed: 1}\ninstruments:\n  fridge_ls:\n"
-        "    type: drivers.lakeshore.LakeshoreModel372\n"
+        "    type: qnetlab.drivers.lakeshore.LakeshoreModel372\n"
         f"    address: {{sim: {TWIN}, real: 'TCPIP0::127.0.0.1::{port}::SOCKET'}}\n"
     )
     server = BenchServer(build_bench(config))

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from network.config import NetworkConfig, load_network_config
-from network.keys import generate_lab_keys
-from network.parameters import (
+from qnetlab.network.keys import generate_lab_keys
+from qnetlab.network.network_config import NetworkConfig, load_network_config
+from qnetlab.network.parameters import (
     GET,
     VERSION,
     ParameterServer,
@@ -33,7 +33,7 @@ from network.parameters import (
     fetch_parameters,
     request,
 )
-from sequences.calibration import (
+from qnetlab.sequences.calibration import (
     CalibrationGraph,
     CalibrationNode,
     CalibrationOutcome,
@@ -43,14 +43,14 @@ from sequences.calibration import (
     Maintainer,
     Scope,
 )
-from sequences.calibration.link_nodes import (
+from qnetlab.sequences.calibration.link_nodes import (
     LinkBenchHandle,
     NodeInputs,
     RemoteParameters,
     link_calibrations,
 )
-from sim_instruments.link_bench import SimulatedLinkBench
-from sim_instruments.physics.link import (
+from qnetlab.sim_instruments.link_bench import SimulatedLinkBench
+from qnetlab.sim_instruments.physics.link import (
     FIBRE_DELAY_S_PER_KM,
     LinkModel,
     LinkSimulator,

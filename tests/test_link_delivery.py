@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from network.config import NetworkConfig, load_network_config
-from network.keys import generate_lab_keys
-from network.link_model import expected_fidelity, expected_pair_rate
 from qnetlab._link import build_link_model, deliver
+from qnetlab.network.keys import generate_lab_keys
+from qnetlab.network.link_model import expected_fidelity, expected_pair_rate
+from qnetlab.network.network_config import NetworkConfig, load_network_config
 
 from conftest import REPO, free_port_run
 

@@ -28,15 +28,15 @@ from pathlib import Path
 import pytest
 from test_network_runtime import wait_for
 
-from instruments.errors import ConfigError
-from network._proc import ProcessGroup
-from network.config import NetworkConfig, load_network_config
-from network.keys import check_lab_keys, generate_lab_keys
-from network.lab import LabPlan, plan_lab, read_pairs, read_report, start_lab, supervise
-from network.node_agent import PairEvent
 from qnetlab._link import _format, build_link_model, sim_source_factory
 from qnetlab.cli import main
-from sim_instruments.physics.link import expected_fidelity, expected_pair_rate
+from qnetlab.instruments.errors import ConfigError
+from qnetlab.network._proc import ProcessGroup
+from qnetlab.network.keys import check_lab_keys, generate_lab_keys
+from qnetlab.network.lab import LabPlan, plan_lab, read_pairs, read_report, start_lab, supervise
+from qnetlab.network.network_config import NetworkConfig, load_network_config
+from qnetlab.network.node_agent import PairEvent
+from qnetlab.sim_instruments.physics.link import expected_fidelity, expected_pair_rate
 
 from conftest import REPO, free_port_run
 

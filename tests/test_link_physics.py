@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from sim_instruments.physics.link import (
+from qnetlab.sim_instruments.physics.link import (
     FIBRE_DELAY_S_PER_KM,
     HERALD_TRUTH_DTYPE,
     LinkModel,
@@ -28,7 +28,7 @@ from sim_instruments.physics.link import (
     expected_success_probability,
     node_optics_from_preset,
 )
-from sim_instruments.physics.presets import PRESETS
+from qnetlab.sim_instruments.physics.presets import PRESETS
 
 Z = 4.5
 SCHEMES: tuple[Scheme, ...] = ("single_click", "two_click")

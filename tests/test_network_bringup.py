@@ -99,8 +99,8 @@ def test_calibrate_one_node_and_unknown_names(bringup: tuple[int, dict[str, obje
 
 def test_a_fibre_delay_change_is_diagnosed_to_its_arm_and_nothing_else(
         bringup: tuple[int, dict[str, object]], lab: Path) -> None:
-    from sequences.calibration import Maintainer
-    from sequences.calibration.network_lab import network_calibration
+    from qnetlab.sequences.calibration import Maintainer
+    from qnetlab.sequences.calibration.network_lab import network_calibration
 
     with network_calibration(lab) as session:
         heralding = session.graph["link.heralding"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from instruments.errors import ConfigError
-from network.config import load_network_config
+from qnetlab.instruments.errors import ConfigError
+from qnetlab.network.network_config import load_network_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "lab_configs" / "two_node_link.yaml"

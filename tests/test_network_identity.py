@@ -20,10 +20,9 @@ import zmq
 from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
-from network._proc import ProcessGroup
-from network.config import NetworkConfig, load_network_config
-from network.keys import (
-    KeyError_,
+from qnetlab.network._proc import ProcessGroup
+from qnetlab.network.keys import (
+    LabKeyError,
     generate_lab_keys,
     key_owner,
     load_public_key,
@@ -31,9 +30,10 @@ from network.keys import (
     make_curve_server,
     start_authenticator,
 )
-from network.lab import plan_lab
-from network.messages import Ack, Create, Err, ErrCode, Heartbeat, Ok, decode
-from network.orchestrator import OrchestratorSettings, run_orchestrator
+from qnetlab.network.lab import plan_lab
+from qnetlab.network.messages import Ack, Create, Err, ErrCode, Heartbeat, Ok, decode
+from qnetlab.network.network_config import NetworkConfig, load_network_config
+from qnetlab.network.orchestrator import OrchestratorSettings, run_orchestrator
 
 from conftest import REPO, free_port_run
 
@@ -282,5 +282,5 @@ def test_one_key_under_two_names_is_refused(tmp_path, context):
     config = lab_config(tmp_path)
     public = config.key_dir / "public"
     (public / "node_c.key").write_bytes((public / "node_a.key").read_bytes())
-    with pytest.raises(KeyError_, match=r"node_c\.key.*same public key as node_a\.key"):
+    with pytest.raises(LabKeyError, match=r"node_c\.key.*same public key as node_a\.key"):
         start_authenticator(context, config.key_dir)

@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import pytest
 
-from network.messages import (
+from qnetlab.network.messages import (
     HERALD_DTYPE,
     MAX_HERALDS_PER_FRAME,
     MAX_INCARNATION,
@@ -250,7 +250,7 @@ def test_encoders_refuse_values_that_do_not_fit_the_layout() -> None:
 def test_largest_legal_frame_fits_the_socket_limit() -> None:
     """`MAX_FRAME_BYTES` is the largest frame a legal message makes (a full HERALDS frame),
     and the sockets' limit leaves CURVE's framing room on top of it."""
-    from network.messages import MAX_FRAME_BYTES, SOCKET_MAXMSGSIZE
+    from qnetlab.network.messages import MAX_FRAME_BYTES, SOCKET_MAXMSGSIZE
 
     full = encode_heralds(make_heralds(1, np.arange(MAX_HERALDS_PER_FRAME), 0, 0, 0))
     assert len(full) == MAX_FRAME_BYTES

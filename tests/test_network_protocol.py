@@ -13,9 +13,9 @@ import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from network.clock import ClockSync
-from network.keys import (
-    KeyError_,
+from qnetlab.network.clock import ClockSync
+from qnetlab.network.keys import (
+    LabKeyError,
     generate_lab_keys,
     load_keypair,
     load_public_key,
@@ -23,8 +23,8 @@ from network.keys import (
     make_curve_server,
     start_authenticator,
 )
-from network.messages import HERALD_DTYPE, make_heralds
-from network.tracker import Arrival, HeraldHistory, SequenceTracker, expired
+from qnetlab.network.messages import HERALD_DTYPE, make_heralds
+from qnetlab.network.tracker import Arrival, HeraldHistory, SequenceTracker, expired
 
 # --------------------------------------------------------------------------- keys
 
@@ -55,19 +55,19 @@ def test_generating_again_keeps_existing_keys_unless_overwrite(tmp_path: Path) -
 
 
 def test_missing_or_bad_keys_name_the_file_and_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(KeyError_, match=r"private.*directory not found.*qnetlab keys CONFIG"):
+    with pytest.raises(LabKeyError, match=r"private.*directory not found.*qnetlab keys CONFIG"):
         load_keypair(tmp_path, "station")
-    with pytest.raises(KeyError_, match=r"public.*qnetlab keys CONFIG"):
+    with pytest.raises(LabKeyError, match=r"public.*qnetlab keys CONFIG"):
         start_authenticator(zmq.Context.instance(), tmp_path)
     generate_lab_keys(tmp_path, ["station"])
-    with pytest.raises(KeyError_, match=r"public/node_a\.key: key file not found.*qnetlab keys"):
+    with pytest.raises(LabKeyError, match=r"public/node_a\.key: key file not found.*qnetlab keys"):
         load_public_key(tmp_path, "node_a")
     (tmp_path / "public/junk.key").write_text("not a certificate\n")
-    with pytest.raises(KeyError_, match=r"junk\.key: not a readable CURVE certificate"):
+    with pytest.raises(LabKeyError, match=r"junk\.key: not a readable CURVE certificate"):
         load_public_key(tmp_path, "junk")
     # Half a keypair is refused rather than silently replaced.
     (tmp_path / "private/station.key_secret").unlink()
-    with pytest.raises(KeyError_, match=r"station\.key_secret: missing, but station\.key"):
+    with pytest.raises(LabKeyError, match=r"station\.key_secret: missing, but station\.key"):
         generate_lab_keys(tmp_path, ["station"])
     with pytest.raises(ValueError, match="file name"):
         generate_lab_keys(tmp_path, ["../evil"])

@@ -21,13 +21,9 @@ import numpy as np
 import pytest
 import zmq
 
-from network._proc import ProcessGroup
-from network.config import NetworkConfig, load_network_config
-from network.keys import generate_lab_keys, make_curve_client
-from network.lab import LabPlan, plan_lab, read_events, read_pairs, read_report, start_lab
-from network.messages import ClockReply, ClockRequest, Heartbeat, decode
-from network.node_agent import PairEvent, run_node_agent
-from network.station import (
+from qnetlab._link import build_link_model, sim_source_factory
+from qnetlab.network._proc import ProcessGroup
+from qnetlab.network.heralding_station import (
     SEND_DTYPE,
     TRUTH_DTYPE,
     PeriodicHeralds,
@@ -35,8 +31,12 @@ from network.station import (
     TimeSlots,
     run_station,
 )
-from qnetlab._link import build_link_model, sim_source_factory
-from sim_instruments.physics.link import expected_fidelity, expected_pair_rate
+from qnetlab.network.keys import generate_lab_keys, make_curve_client
+from qnetlab.network.lab import LabPlan, plan_lab, read_events, read_pairs, read_report, start_lab
+from qnetlab.network.messages import ClockReply, ClockRequest, Heartbeat, decode
+from qnetlab.network.network_config import NetworkConfig, load_network_config
+from qnetlab.network.node_agent import PairEvent, run_node_agent
+from qnetlab.sim_instruments.physics.link import expected_fidelity, expected_pair_rate
 
 from conftest import REPO, free_port_run
 
@@ -512,8 +512,8 @@ def test_qnetlab_link_command(tmp_path):
 def test_orchestrator_sleeps_until_its_next_deadline(tmp_path):
     """Between messages the orchestrator wakes only when `tick` has work (a node falling
     silent, a report's reconcile timeout), never later than that, and at most 20 ms apart."""
-    from network.messages import Ok
-    from network.orchestrator import _Orchestrator
+    from qnetlab.network.messages import Ok
+    from qnetlab.network.orchestrator import _Orchestrator
 
     config = lab_config(tmp_path)
     settings = dataclasses.replace(plan(config, pairs=10).orchestrator, max_time=30.0)

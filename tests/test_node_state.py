@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from network._node import Node, NodeSettings
-from network.messages import AttemptStats, Heartbeat, make_heralds
-from network.station import incarnation_seq
+from qnetlab.network._node import Node, NodeSettings
+from qnetlab.network.heralding_station import incarnation_seq
+from qnetlab.network.messages import AttemptStats, Heartbeat, make_heralds
 
 from conftest import free_port_run
 

@@ -1,6 +1,6 @@
 """Points measured inside a step that did not finish are kept (issue 11 item 2).
 
-A step that measures point by point hands each point to `Sequence.keep`; when the run stops
+A step that measures point by point hands each point to `LabSequence.keep`; when the run stops
 inside the step (an instrument timeout, Ctrl-C, an interlock pause that retries the step),
 the framework writes those points and records which rows they are
 (``qnetlab_partial_steps``). Writes stay batched: one ``add_result`` per step.
@@ -18,15 +18,15 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from instruments.errors import InstrumentTimeoutError, InterlockError
-from instruments.station import LabStation, load_station
-from sequences.analysis import Analysis, AnalysisResult, Verdict
-from sequences.data import StoredRun, load_run
-from sequences.framework import DatasetParameter, Sequence, Step
-from sequences.transducer.bandwidth import ConversionBandwidthScan
-from sequences.transducer.efficiency import EfficiencyMap
-from sequences.transducer.fridge_load import FridgeLoadScan
-from sim_instruments.visa_backend import bench_of
+from qnetlab.instruments.errors import InstrumentTimeoutError, InterlockError
+from qnetlab.instruments.station import LabStation, load_station
+from qnetlab.sequences.analysis import Analysis, AnalysisResult, Verdict
+from qnetlab.sequences.data import StoredRun, load_run
+from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
+from qnetlab.sequences.transducer.bandwidth import ConversionBandwidthScan
+from qnetlab.sequences.transducer.efficiency import EfficiencyMap
+from qnetlab.sequences.transducer.fridge_load import FridgeLoadScan
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import BENCH_CONFIG
 
@@ -37,7 +37,7 @@ def station() -> Iterator[LabStation]:
         yield st
 
 
-def _stop_after(sequence: Sequence[Any], step: int, kept: int, action: Any) -> None:
+def _stop_after(sequence: LabSequence[Any], step: int, kept: int, action: Any) -> None:
     """Call `action` once `sequence` has kept `kept` points of step `step` (the moment a
     fault or a Ctrl-C arrives between two points)."""
     original = sequence.keep
@@ -52,11 +52,11 @@ def _stop_after(sequence: Sequence[Any], step: int, kept: int, action: Any) -> N
     sequence.keep = keep  # type: ignore[method-assign]
 
 
-def _current_step(sequence: Sequence[Any]) -> int:
+def _current_step(sequence: LabSequence[Any]) -> int:
     return int(getattr(sequence, "_step_index", -1))
 
 
-def _track_steps(sequence: Sequence[Any]) -> None:
+def _track_steps(sequence: LabSequence[Any]) -> None:
     measure = sequence.measure
 
     def tracked(station: LabStation, step: Step) -> dict[str, np.ndarray]:
@@ -192,7 +192,7 @@ class ToyUsingPartial(ToyAnalysis):
     uses_partial_steps = True
 
 
-class ToyScan(Sequence[ToyOptions]):
+class ToyScan(LabSequence[ToyOptions]):
     """Keeps one point at a time; step 1's first attempt is refused by an interlock after
     two points (`fail_first_attempt`), or step `stop_at` raises `error` after two points."""
 

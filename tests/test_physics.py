@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from sim_instruments.physics.fridge import FridgeModel
-from sim_instruments.physics.presets import PRESETS, get_preset
-from sim_instruments.physics.transducer import SPEED_OF_LIGHT
-from sim_instruments.physics.world import LabWorld
+from qnetlab.sim_instruments.physics.fridge import FridgeModel
+from qnetlab.sim_instruments.physics.presets import PRESETS, get_preset
+from qnetlab.sim_instruments.physics.transducer import SPEED_OF_LIGHT
+from qnetlab.sim_instruments.physics.world import LabWorld
 
 
 def world_for(preset: str, seed: int = 1) -> LabWorld:

@@ -18,18 +18,18 @@ from typing import Any
 
 import pytest
 
-import drivers.quantum_opus.sim900_snspd as sim900_snspd
-from drivers.quantum_opus import QuantumOpusSIM900
-from drivers.quantum_opus.sim900_snspd import SlotError, bias_to_dac, dac_to_bias
-from instruments.conformance import assert_conforms
-from instruments.errors import InstrumentReportedError, InstrumentTimeoutError
-from instruments.single_photon_detector import CounterNotConnectedError
-from sim_instruments.bench import build_bench
-from sim_instruments.devices.srs_sim900_quantum_opus import (
+import qnetlab.drivers.quantum_opus.sim900_snspd as sim900_snspd
+from qnetlab.drivers.quantum_opus import QuantumOpusSIM900
+from qnetlab.drivers.quantum_opus.sim900_snspd import SlotError, bias_to_dac, dac_to_bias
+from qnetlab.instruments.conformance import assert_conforms
+from qnetlab.instruments.errors import InstrumentReportedError, InstrumentTimeoutError
+from qnetlab.instruments.single_photon_detector import CounterNotConnectedError
+from qnetlab.sim_instruments.bench import build_bench
+from qnetlab.sim_instruments.devices.srs_sim900_quantum_opus import (
     MODULE_ID,
     SIM900QuantumOpusEmulator,
 )
-from sim_instruments.visa_backend import bench_of
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 TWIN = "srs_sim900_quantum_opus"
 Z = 5.0
@@ -339,7 +339,7 @@ def test_click_rate_follows_the_efficiency_plateau(det: QuantumOpusSIM900) -> No
 # -- over a real TCP socket (pyvisa-py), as `qnetlab sim serve` offers it ----------------------
 @pytest.mark.tcp
 def test_over_tcp_socket(tmp_path: Path) -> None:
-    from sim_instruments.server import BenchServer
+    from qnetlab.sim_instruments.server import BenchServer
 
     with socket.socket() as probe:  # a free port for the simulated SIM900
         probe.bind(("127.0.0.1", 0))
@@ -347,7 +347,7 @@ def test_over_tcp_socket(tmp_path: Path) -> None:
     config = tmp_path / "sim900_tcp.yaml"
     config.write_text(
         "qnetlab:\n  simulation: {seed: 1}\ninstruments:\n  snspd:\n"
-        "    type: drivers.quantum_opus.QuantumOpusSIM900\n"
+        "    type: qnetlab.drivers.quantum_opus.QuantumOpusSIM900\n"
         f"    address: {{sim: {TWIN}, real: 'TCPIP0::127.0.0.1::{port}::SOCKET'}}\n"
     )
     server = BenchServer(build_bench(config))

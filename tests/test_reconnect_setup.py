@@ -13,34 +13,34 @@ import textwrap
 import numpy as np
 import pytest
 
-from drivers.keysight import KeysightN5183B, KeysightP9374A
-from drivers.lakeshore import LakeshoreModel372
-from drivers.quantum_opus import QuantumOpusSIM900
-from drivers.santec import SantecTSL570
-from drivers.tektronix import TektronixAWG5208
-from drivers.thorlabs import ThorlabsPM100D
-from instruments.conformance import assert_conforms
-from instruments.errors import (
+from qnetlab.drivers.keysight import KeysightN5183B, KeysightP9374A
+from qnetlab.drivers.lakeshore import LakeshoreModel372
+from qnetlab.drivers.quantum_opus import QuantumOpusSIM900
+from qnetlab.drivers.santec import SantecTSL570
+from qnetlab.drivers.tektronix import TektronixAWG5208
+from qnetlab.drivers.thorlabs import ThorlabsPM100D
+from qnetlab.instruments.conformance import assert_conforms
+from qnetlab.instruments.errors import (
     InstrumentConnectionError,
     InstrumentTimeoutError,
     LimitsViolatedAfterReconnect,
     SafetyLimitError,
 )
-from instruments.station import load_station
-from sim_instruments.visa_backend import bench_of
+from qnetlab.instruments.station import load_station
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 CONFIG = """
 qnetlab:
   simulation: {seed: 3}
 instruments:
   mw_source:
-    type: drivers.keysight.KeysightN5183B
+    type: qnetlab.drivers.keysight.KeysightN5183B
     address: {sim: keysight_n5183b}
     parameters:
       power: {limits: [-20, 10], initial_value: -20}
       frequency: {limits: [1.0e9, 12.0e9], initial_value: 8.0e9}
   pump_laser:
-    type: drivers.santec.SantecTSL570
+    type: qnetlab.drivers.santec.SantecTSL570
     address: {sim: santec_tsl570}
     parameters:
       power: {limits: [0.04e-3, 0.010], ramp_rate: 0.020}

@@ -8,22 +8,22 @@ import textwrap
 
 import pytest
 
-from drivers.quantum_opus import QuantumOpusSIM900
-from instruments.errors import (
+from qnetlab.drivers.quantum_opus import QuantumOpusSIM900
+from qnetlab.instruments.errors import (
     InstrumentReplyError,
     InstrumentReportedError,
     InstrumentTimeoutError,
     QnetlabError,
 )
-from instruments.station import load_station
-from sim_instruments.visa_backend import bench_of
+from qnetlab.instruments.station import load_station
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 CONFIG = """
 qnetlab:
   simulation: {seed: 5}
 instruments:
   mw_source:
-    type: drivers.keysight.KeysightN5183B
+    type: qnetlab.drivers.keysight.KeysightN5183B
     address: {sim: keysight_n5183b}
     parameters:
       frequency: {limits: [1.0e9, 12.0e9], initial_value: 8.0e9}
@@ -100,11 +100,11 @@ def test_garbage_reply_with_a_queued_error_names_both(tmp_path):
 def test_zmq_reply_that_cannot_be_parsed_names_command_and_reply(monkeypatch):
     import uuid
 
-    from drivers.idquantique import IDQuantiqueID1000
-    from sim_instruments.devices.idq_id1000 import IDQuantiqueID1000Emulator
-    from sim_instruments.physics.presets import get_preset
-    from sim_instruments.physics.world import LabWorld
-    from sim_instruments.zmq_server import ID1000Server
+    from qnetlab.drivers.idquantique import IDQuantiqueID1000
+    from qnetlab.sim_instruments.devices.idq_id1000 import IDQuantiqueID1000Emulator
+    from qnetlab.sim_instruments.physics.presets import get_preset
+    from qnetlab.sim_instruments.physics.world import LabWorld
+    from qnetlab.sim_instruments.zmq_server import ID1000Server
 
     world = LabWorld(get_preset("bulk_eo_cw").model, seed=7)
     server = ID1000Server(IDQuantiqueID1000Emulator(world, "id1000"), scpi_port=0,

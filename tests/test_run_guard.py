@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from instruments.station import LabStation, load_station
-from sequences.analysis import Analysis, AnalysisResult, Reason, Verdict
-from sequences.data import StoredRun, load_run
-from sequences.framework import DatasetParameter, Sequence, Step
-from sim_instruments.visa_backend import bench_of
+from qnetlab.instruments.station import LabStation, load_station
+from qnetlab.sequences.analysis import Analysis, AnalysisResult, Reason, Verdict
+from qnetlab.sequences.data import StoredRun, load_run
+from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import BENCH_CONFIG
 
@@ -45,7 +45,7 @@ class _Analysis(Analysis):
             "mxc_temperature", np.empty(0)).size else Verdict.bad(Reason.NO_SIGNAL, "no data"))
 
 
-class _PumpAndRead(Sequence[_Options]):
+class _PumpAndRead(LabSequence[_Options]):
     name: ClassVar[str] = "pump_and_read"
     options_class = _Options
     analysis_class = _Analysis

@@ -7,17 +7,17 @@ import textwrap
 import numpy as np
 import pytest
 
-from instruments.errors import InterlockError, SafetyLimitError
-from instruments.safety import RAMP_TICK
-from instruments.station import load_station
-from sim_instruments.visa_backend import bench_of
+from qnetlab.instruments.errors import InterlockError, SafetyLimitError
+from qnetlab.instruments.safety import RAMP_TICK
+from qnetlab.instruments.station import load_station
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 CONFIG = """
 qnetlab:
   simulation: {seed: 1}
 instruments:
   mw_source:
-    type: drivers.keysight.KeysightN5183B
+    type: qnetlab.drivers.keysight.KeysightN5183B
     address: {sim: keysight_n5183b}
     parameters:
       power: {limits: [-20, 10], ramp_rate: 5}
@@ -105,12 +105,12 @@ qnetlab:
       max: 0.050
 instruments:
   pump_laser:
-    type: drivers.santec.SantecTSL570
+    type: qnetlab.drivers.santec.SantecTSL570
     address: {sim: santec_tsl570}
     parameters:
       power: {limits: [0.04e-3, 0.010], ramp_rate: 1.0e-4}
   fridge:
-    type: drivers.lakeshore.LakeshoreModel372
+    type: qnetlab.drivers.lakeshore.LakeshoreModel372
     address: {sim: lakeshore_372}
 """
 
@@ -119,7 +119,7 @@ def test_interlock_is_checked_at_every_ramp_step(tmp_path):
     # 0.1 mW -> 5 mW at 0.1 mW/s: a 49 s ramp of 490 steps on the bench's virtual clock. A
     # 1 mW heat load warms the mixing chamber past 50 mK about 19 s into it (60 s time
     # constant, equilibrium 0.16 K): the ramp must stop there, not at its target.
-    from sim_instruments.faults_world import heat_mixing_chamber
+    from qnetlab.sim_instruments.faults_world import heat_mixing_chamber
 
     path = tmp_path / "lab.yaml"
     path.write_text(textwrap.dedent(INTERLOCKED))

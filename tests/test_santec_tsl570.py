@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.santec import SantecTSL570
-from instruments.conformance import assert_conforms
-from instruments.errors import InstrumentReportedError
-from sim_instruments.visa_backend import bench_of
+from qnetlab.drivers.santec import SantecTSL570
+from qnetlab.instruments.conformance import assert_conforms
+from qnetlab.instruments.errors import InstrumentReportedError
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 
 def test_conforms_to_laser(sim_instrument):

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from instruments.errors import InstrumentTimeoutError, QnetlabError
-from instruments.station import LabStation, load_station
-from sequences.analysis import AnalysisResult, Reason, analyze_run, stored_analysis
-from sequences.data import load_run
-from sequences.resonance import MicrowaveResonanceAnalysis, MicrowaveResonanceScan
-from sim_instruments.visa_backend import bench_of
+from qnetlab.instruments.errors import InstrumentTimeoutError, QnetlabError
+from qnetlab.instruments.station import LabStation, load_station
+from qnetlab.sequences.analysis import AnalysisResult, Reason, analyze_run, stored_analysis
+from qnetlab.sequences.data import load_run
+from qnetlab.sequences.resonance import MicrowaveResonanceAnalysis, MicrowaveResonanceScan
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import BENCH_CONFIG
 

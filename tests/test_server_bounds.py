@@ -20,23 +20,23 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instruments.errors import ConfigError
-from instruments.station import load_station
 from qnetlab.cli import main
-from sim_instruments.bench import build_bench
-from sim_instruments.devices.idq_id1000 import IDQuantiqueID1000Emulator, PoissonClicks
-from sim_instruments.faults import MessageScanner, Overrun, split_messages
-from sim_instruments.physics.presets import get_preset
-from sim_instruments.physics.world import LabWorld
-from sim_instruments.ports import free_port_run
-from sim_instruments.server import (
+from qnetlab.instruments.errors import ConfigError
+from qnetlab.instruments.station import load_station
+from qnetlab.sim_instruments.bench import build_bench
+from qnetlab.sim_instruments.devices.idq_id1000 import IDQuantiqueID1000Emulator, PoissonClicks
+from qnetlab.sim_instruments.faults import MessageScanner, Overrun, split_messages
+from qnetlab.sim_instruments.physics.presets import get_preset
+from qnetlab.sim_instruments.physics.world import LabWorld
+from qnetlab.sim_instruments.ports import free_port_run
+from qnetlab.sim_instruments.server import (
     MAX_BLOCK_BYTES,
     MAX_CONTROL_BYTES,
     MAX_INPUT_BYTES,
     BenchServer,
     _Connection,
 )
-from sim_instruments.zmq_server import MAX_REQUEST_BYTES, ID1000Server
+from qnetlab.sim_instruments.zmq_server import MAX_REQUEST_BYTES, ID1000Server
 
 FLOOD_BYTES = 8 * 1024 * 1024
 """What a misbehaving client sends without a terminator: 8x the input buffer."""
@@ -48,9 +48,9 @@ def _config(folder: Path, mw: str, vna: str) -> Path:
     path = folder / "two_keysights.yaml"
     path.write_text(
         "qnetlab:\n  simulation: {seed: 1}\ninstruments:\n"
-        "  mw_source:\n    type: drivers.keysight.KeysightN5183B\n"
+        "  mw_source:\n    type: qnetlab.drivers.keysight.KeysightN5183B\n"
         f"    address: {{sim: keysight_n5183b, real: '{mw}'}}\n"
-        "  vna:\n    type: drivers.keysight.KeysightP9374A\n"
+        "  vna:\n    type: qnetlab.drivers.keysight.KeysightP9374A\n"
         f"    address: {{sim: keysight_p9374a, real: '{vna}'}}\n")
     return path
 

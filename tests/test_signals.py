@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from sim_instruments.ports import free_port_run
+from qnetlab.sim_instruments.ports import free_port_run
 
 from conftest import BENCH_CONFIG, REPO
 
@@ -86,8 +86,8 @@ def _qnetlab(*args: str) -> _Output:
 
 def _pump_state(config: Path) -> tuple[bool, float]:
     """(LD on, output power in W) of the pump laser, read with its own driver over TCP."""
-    from drivers.santec import SantecTSL570
-    from instruments.config import load_config
+    from qnetlab.drivers.santec import SantecTSL570
+    from qnetlab.instruments.lab_config import load_config
 
     address = load_config(config).instruments["pump_laser"].addresses["real"]
     laser = SantecTSL570("pump_after_signal", address=address, visalib="@py")
@@ -102,7 +102,7 @@ def _pump_state(config: Path) -> tuple[bool, float]:
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP", "SIGINT"])
 def test_signal_mid_run_turns_pump_off_and_keeps_the_points(served_bench, tmp_path, signame):
-    from sequences.data import load_run
+    from qnetlab.sequences.data import load_run
 
     config, client = served_bench
     client.request(op="clear")
@@ -193,7 +193,7 @@ def _port_is_free(port: int) -> bool:
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
 def test_sim_serve_stops_cleanly_on_signal_and_frees_its_ports(tmp_path, signame):
-    from sim_instruments.server import ControlClient
+    from qnetlab.sim_instruments.server import ControlClient
 
     config, ports = _served_config(tmp_path)
     control_port = ports[-1]
@@ -215,7 +215,7 @@ def test_sim_serve_stops_cleanly_on_signal_and_frees_its_ports(tmp_path, signame
 
 
 def test_sim_serve_under_nohup_ignores_sighup(tmp_path):
-    from sim_instruments.server import ControlClient
+    from qnetlab.sim_instruments.server import ControlClient
 
     config, ports = _served_config(tmp_path)
     control_port = ports[-1]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from qcodes.instrument import Instrument
 
-from instruments.station import load_station
-from sim_instruments.visa_backend import bench_of
+from qnetlab.instruments.station import load_station
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import BENCH_CONFIG
 

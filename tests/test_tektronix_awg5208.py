@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from drivers.tektronix import TektronixAWG5208
-from instruments.awg import AwgStep, AwgWaveform, WaveformRejectedError
-from instruments.conformance import assert_conforms
-from instruments.errors import InstrumentReportedError
-from sim_instruments.visa_backend import bench_of
+from qnetlab.drivers.tektronix import TektronixAWG5208
+from qnetlab.instruments.awg import AwgStep, AwgWaveform, WaveformRejectedError
+from qnetlab.instruments.conformance import assert_conforms
+from qnetlab.instruments.errors import InstrumentReportedError
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 N = 2400  # the emulator's shortest waveform
 
@@ -140,7 +140,7 @@ def test_run_without_a_sequence_is_reported(sim_instrument):
 
 
 def test_transports_keep_binary_blocks_whole():
-    from sim_instruments.faults import split_messages
+    from qnetlab.sim_instruments.faults import split_messages
 
     block = b"#14a\n;\n"  # a 4-byte block holding terminators
     stream = b'W:DATA "x",' + block + b"\n*OPC?\n" + b"W:DATA #15ab"

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from drivers.thorlabs import ThorlabsPM100D
-from instruments.conformance import assert_conforms
-from instruments.errors import InstrumentReportedError
-from sim_instruments.devices.thorlabs_pm100d import ThorlabsPM100DEmulator, responsivity
-from sim_instruments.visa_backend import bench_of
+from qnetlab.drivers.thorlabs import ThorlabsPM100D
+from qnetlab.instruments.conformance import assert_conforms
+from qnetlab.instruments.errors import InstrumentReportedError
+from qnetlab.sim_instruments.devices.thorlabs_pm100d import ThorlabsPM100DEmulator, responsivity
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 NOISE = ThorlabsPM100DEmulator.noise_floor
 SAMPLE_TIME = ThorlabsPM100DEmulator.sample_time

@@ -8,8 +8,8 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from instruments.errors import QnetlabError
-from sequences.timetags import (
+from qnetlab.instruments.errors import QnetlabError
+from qnetlab.sequences.timetags import (
     CoincidenceCounter,
     Correlator,
     TagBlock,

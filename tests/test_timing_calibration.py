@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from instruments.station import LabStation, load_station
-from sequences.analysis import Reason, Verdict, analyze_run
-from sequences.timetags import TagBlock, correlate
-from sequences.timing import (
+from qnetlab.instruments.station import LabStation, load_station
+from qnetlab.sequences.analysis import Reason, Verdict, analyze_run
+from qnetlab.sequences.timetags import TagBlock, correlate
+from qnetlab.sequences.timing import (
     AwgSkewCalibration,
     TaggerDelayCalibration,
     fit_peak,
 )
-from sim_instruments.visa_backend import bench_of
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import REPO
 
@@ -197,7 +197,7 @@ def test_uncorrelated_tags_show_no_peak() -> None:
 
 
 def test_an_interrupted_calibration_stops_the_awg(station: LabStation, tmp_path: Path) -> None:
-    from instruments.errors import InstrumentTimeoutError
+    from qnetlab.instruments.errors import InstrumentTimeoutError
 
     tagger = station.instrument("tagger")
     real_acquire, calls = tagger.acquire, []

@@ -20,23 +20,26 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sequences.analysis import AnalysisResult, Reason, analyze_run
-from sequences.data import load_run
-from sequences.transducer._efficiency_model import (
+from qnetlab.sequences.analysis import AnalysisResult, Reason, analyze_run
+from qnetlab.sequences.data import load_run
+from qnetlab.sequences.transducer._efficiency_model import (
     OFF,
     ON,
     fit_efficiency_map,
     fit_lorentzian,
     laser_step_frequency,
 )
-from sequences.transducer.bandwidth import ConversionBandwidthOptions, ConversionBandwidthScan
-from sequences.transducer.efficiency import EfficiencyMap, EfficiencyMapOptions
-from sequences.transducer.optical_resonance import (
+from qnetlab.sequences.transducer.bandwidth import (
+    ConversionBandwidthOptions,
+    ConversionBandwidthScan,
+)
+from qnetlab.sequences.transducer.efficiency import EfficiencyMap, EfficiencyMapOptions
+from qnetlab.sequences.transducer.optical_resonance import (
     OpticalResonanceOptions,
     OpticalResonanceScan,
 )
-from sim_instruments.physics.presets import PRESETS
-from sim_instruments.physics.transducer import TransducerModel
+from qnetlab.sim_instruments.physics.presets import PRESETS
+from qnetlab.sim_instruments.physics.transducer import TransducerModel
 
 Z_BOUND = 4.0  # see the module docstring
 

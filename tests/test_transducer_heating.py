@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from instruments.station import LabStation
-from sequences.analysis import Reason, analyze_run
-from sequences.transducer.fridge_load import FridgeLoadScan, fit_fridge_traces, segments
-from sequences.transducer.heating import PumpHeatingScan, fit_heating, heating_model
-from sim_instruments.physics.presets import PRESETS
-from sim_instruments.visa_backend import bench_of
+from qnetlab.instruments.station import LabStation
+from qnetlab.sequences.analysis import Reason, analyze_run
+from qnetlab.sequences.transducer.fridge_load import FridgeLoadScan, fit_fridge_traces, segments
+from qnetlab.sequences.transducer.heating import PumpHeatingScan, fit_heating, heating_model
+from qnetlab.sim_instruments.physics.presets import PRESETS
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 Z_MAX = 4.0
 TRUE_DETECTION_EFFICIENCY = 0.5 * 0.9 / (1 + math.exp(-5.0))  # DetectionPath x SNSPD at 10.5 uA

@@ -16,17 +16,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from instruments.station import LabStation
-from sequences.analysis import Reason, analyze_run
-from sequences.transducer._counting import DeadTimeModel
-from sequences.transducer.added_noise import (
+from qnetlab.instruments.station import LabStation
+from qnetlab.sequences.analysis import Reason, analyze_run
+from qnetlab.sequences.transducer._counting import DeadTimeModel
+from qnetlab.sequences.transducer.added_noise import (
     AddedNoiseScan,
     added_noise_points,
     fit_added_noise,
 )
-from sim_instruments.physics.presets import PRESETS
-from sim_instruments.physics.snspd import SnspdModel
-from sim_instruments.visa_backend import bench_of
+from qnetlab.sim_instruments.physics.presets import PRESETS
+from qnetlab.sim_instruments.physics.snspd import SnspdModel
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 Z_MAX = 4.0
 MAX_POWER = 10e-3  # W, the bench's soft limit on the pump

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from instruments.errors import InterlockError, SafetyLimitError
-from instruments.station import load_station
-from sim_instruments.physics.transducer import SPEED_OF_LIGHT
-from sim_instruments.visa_backend import bench_of
+from qnetlab.instruments.errors import InterlockError, SafetyLimitError
+from qnetlab.instruments.station import load_station
+from qnetlab.sim_instruments.physics.transducer import SPEED_OF_LIGHT
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import BENCH_CONFIG
 

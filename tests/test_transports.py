@@ -7,16 +7,16 @@ import time
 
 import pytest
 
-from instruments.conformance import assert_conforms
-from instruments.errors import (
+from qnetlab.cli import main
+from qnetlab.instruments.conformance import assert_conforms
+from qnetlab.instruments.errors import (
     InstrumentConnectionError,
     InstrumentReplyError,
     InstrumentReportedError,
     InstrumentTimeoutError,
 )
-from instruments.station import load_station
-from qnetlab.cli import main
-from sim_instruments.visa_backend import bench_of
+from qnetlab.instruments.station import load_station
+from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import BENCH_CONFIG, free_port
 
@@ -221,7 +221,7 @@ def test_an_overlong_message_is_an_input_buffer_overrun(served_bench):
     # and reported as an instrument reports it; the server serves everyone meanwhile.
     import socket
 
-    from sim_instruments.server import MAX_INPUT_BYTES
+    from qnetlab.sim_instruments.server import MAX_INPUT_BYTES
 
     config, _ = served_bench
     with load_station(config, "real") as st:

@@ -6,7 +6,7 @@ as exercised by IDQ's example scripts (redistributed in github.com/vxcarson/thes
 driver (github.com/MSLNZ/pr-single-photons, ``photons/equipment/idq_time_controller.py``):
 
 * control: SCPI text over ZeroMQ REQ/REP, ``tcp://<tc>:5555``; every command is answered and
-  a failure ends in ``SCPI_ERR_...`` (`drivers._zmq.ZmqInstrument`);
+  a failure ends in ``SCPI_ERR_...`` (`drivers.zmq_instrument.ZmqInstrument`);
 * per input n: ``INPUt<n>:ENABle``, ``INPUt<n>:THREshold <V>V``; the delay is a DELAY block
   linked to the input (``DELAy<n>:INPOrt:LINK INPU<n>``, ``DELAy<n>:VALUe <ps>``);
 * timestamps: IDQ's data-link service (``DataLinkTargetService``, REQ/REP on port 6060 of the
@@ -42,14 +42,14 @@ import zmq
 from qcodes.instrument import InstrumentChannel
 from qcodes.validators import Bool, Numbers
 
-from drivers._zmq import ZmqInstrument, ZmqRequester
-from instruments.errors import (
+from qnetlab.drivers.zmq_instrument import ZmqInstrument, ZmqRequester
+from qnetlab.instruments.errors import (
     InstrumentReplyError,
     InstrumentReportedError,
     InstrumentTimeoutError,
 )
-from instruments.tag_blocks import TagBlock
-from instruments.time_tagger import TimeTagger, delay_to_ps
+from qnetlab.instruments.tag_blocks import TagBlock
+from qnetlab.instruments.time_tagger import TimeTagger, delay_to_ps
 
 N_INPUTS = 4
 

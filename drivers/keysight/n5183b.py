@@ -11,9 +11,9 @@ from typing import Any
 
 from qcodes.instrument_drivers.Keysight.N51x1 import KeysightN51x1
 
-from instruments.microwave_source import MicrowaveSource
+from qnetlab.instruments.microwave_source import MicrowaveSource
 
-from .._visa import QnetVisaInstrument
+from ..visa import QnetVisaInstrument
 
 
 class KeysightN5183B(KeysightN51x1, QnetVisaInstrument, MicrowaveSource):

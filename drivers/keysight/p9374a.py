@@ -16,10 +16,10 @@ import numpy as np
 from qcodes.instrument_drivers.Keysight import KeysightP9374A as QcodesKeysightP9374A
 from qcodes.validators import Numbers
 
-from instruments.errors import InstrumentReplyError
-from instruments.vna import VNA
+from qnetlab.instruments.errors import InstrumentReplyError
+from qnetlab.instruments.vna import VNA
 
-from .._visa import QnetVisaInstrument
+from ..visa import QnetVisaInstrument
 
 _OTHER_SWEEP_TYPES = frozenset({"POW", "CW", "SEGM", "PHAS"})
 """Sweep types of the P937xA that have no frequency axis (programming guide, SENS:SWE:TYPE)."""

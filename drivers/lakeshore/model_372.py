@@ -36,9 +36,9 @@ from qcodes import validators as vals
 from qcodes.instrument_drivers.Lakeshore import LakeshoreModel372 as QcodesLakeshoreModel372
 from qcodes.parameters import DelegateParameter
 
-from instruments.temperature_controller import TemperatureController
+from qnetlab.instruments.temperature_controller import TemperatureController
 
-from .._visa import QnetVisaInstrument
+from ..visa import QnetVisaInstrument
 
 N_CHANNELS = 16
 MIXING_CHAMBER_CHANNEL = 6

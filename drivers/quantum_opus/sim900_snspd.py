@@ -55,11 +55,14 @@ from qcodes import validators as vals
 from qcodes.instrument import InstrumentChannel
 from qcodes.parameters import Parameter
 
-from instruments.errors import InstrumentReplyError, InstrumentTimeoutError, QnetlabError
-from instruments.single_photon_detector import CounterNotConnectedError, SinglePhotonDetector
+from qnetlab.instruments.errors import InstrumentReplyError, InstrumentTimeoutError, QnetlabError
+from qnetlab.instruments.single_photon_detector import (
+    CounterNotConnectedError,
+    SinglePhotonDetector,
+)
 
 from .._replies import parse_reply
-from .._visa import STANDARD_ESR_ERRORS, QnetVisaInstrument
+from ..visa import STANDARD_ESR_ERRORS, QnetVisaInstrument
 
 N_PORTS = 8
 DAC_FULL_SCALE = 65535

@@ -26,9 +26,9 @@ from typing import Any
 from qcodes.parameters import Parameter, create_on_off_val_mapping
 from qcodes.validators import Numbers
 
-from instruments.laser import Laser
+from qnetlab.instruments.laser import Laser
 
-from .._visa import QnetVisaInstrument
+from ..visa import QnetVisaInstrument
 
 MIN_POWER = 0.04e-3
 """W, lowest settable output power (-15 dBm, given as 0.04 mW in the manual)."""

@@ -42,10 +42,10 @@ from qcodes.instrument_drivers.tektronix import TektronixAWG5208 as QcodesAWG520
 from qcodes.parameters import create_on_off_val_mapping
 from qcodes.validators import Numbers
 
-from instruments.awg import AWG, AwgLimits, AwgStep
-from instruments.errors import InstrumentReportedError
+from qnetlab.instruments.awg import AWG, AwgLimits, AwgStep
+from qnetlab.instruments.errors import InstrumentReportedError
 
-from .._visa import QnetVisaInstrument
+from ..visa import QnetVisaInstrument
 
 N_MARKERS = 4
 """Markers per channel (AWG5208 at 12-bit DAC resolution, the *RST setting)."""

@@ -33,10 +33,10 @@ import qcodes.validators as vals
 from qcodes.parameters import Parameter
 from qcodes_contrib_drivers.drivers.Thorlabs.PM100D import Thorlab_PM100D
 
-from instruments.errors import InstrumentReportedError
-from instruments.optical_power_meter import OpticalPowerMeter
+from qnetlab.instruments.errors import InstrumentReportedError
+from qnetlab.instruments.optical_power_meter import OpticalPowerMeter
 
-from .._visa import QnetVisaInstrument
+from ..visa import QnetVisaInstrument
 
 MAX_AVERAGING = 10_000
 """Upper bound of the averaging count this driver allows (30 s of samples at ~3 ms each)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from instruments.station import LabStation
+from qnetlab.instruments.station import LabStation
 
 from .store import ParameterStore
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from instruments.station import LabStation
+    from qnetlab.instruments.station import LabStation
 
     from ..framework import RunResult
     from .store import ParameterStore

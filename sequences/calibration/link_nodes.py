@@ -44,7 +44,7 @@ from .graph import (
 )
 
 if TYPE_CHECKING:
-    from network.config import NetworkConfig
+    from qnetlab.network.network_config import NetworkConfig
 
 LINK_SCOPE = "link"
 Z = 4.0
@@ -72,7 +72,7 @@ def open_link_bench(config: NetworkConfig, profile: str = "sim") -> LinkBench:
     if profile != "sim":
         raise ValueError(f"no link bench for profile {profile!r}: only the simulated link "
                          "exists ('sim'); a hardware link needs a station driver first")
-    from sim_instruments.link_bench import SimulatedLinkBench
+    from qnetlab.sim_instruments.link_bench import SimulatedLinkBench
 
     return SimulatedLinkBench(config)
 
@@ -237,7 +237,7 @@ class RemoteParameters:
     timeout: float = 2.0
 
     def fetch(self) -> dict[str, float]:
-        from network.parameters import fetch_parameters
+        from qnetlab.network.parameters import fetch_parameters
 
         return fetch_parameters(self.address, self.key_dir, self.client_name,
                                 self.server_name, self.timeout)
@@ -294,7 +294,7 @@ class HeraldingCalibration(CalibrationNode):
     def expectation(self, ctx: CalibrationContext) -> tuple[float, float] | str:
         """(success probability, fidelity) predicted from the calibrated values, or what is
         missing."""
-        from network.link_model import (
+        from qnetlab.network.link_model import (
             FIBRE_DELAY_S_PER_KM,
             LinkModel,
             NodeOptics,

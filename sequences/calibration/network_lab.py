@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from instruments.config import load_config
-from instruments.errors import ConfigError
-from network.config import NetworkConfig, load_network_config
+from qnetlab.instruments.errors import ConfigError
+from qnetlab.instruments.lab_config import load_config
+from qnetlab.network.network_config import NetworkConfig, load_network_config
 
-from .config import parse_calibration
 from .context import LabContext, Scope
 from .graph import CalibrationGraph, CalibrationNode
+from .graph_config import parse_calibration
 from .link_nodes import LINK_SCOPE, NodeInputs, RemoteParameters, link_calibrations
 from .nodes import calibration_nodes
 from .operating_node import LinkOperatingPoint
@@ -40,7 +40,8 @@ _SECTION_KEYS = {"operating_points"}
 class NetworkCalibration:
     """A calibration session over a network lab (module docstring). Close it when done."""
 
-    config: NetworkConfig
+    config: NetworkConfig | None
+    """None for a session over one node's lab alone (`qnetlab calibrate NODE_LAB`)."""
     graph: CalibrationGraph
     ctx: LabContext
     servers: list[Any] = field(default_factory=list)
@@ -123,7 +124,7 @@ def _operating_points(config: NetworkConfig) -> dict[str, float]:
 def _inputs(config: NetworkConfig, session: NetworkCalibration
             ) -> tuple[NodeInputs, NodeInputs]:
     """The first node's values from its store; the second's over the network."""
-    from network.parameters import ParameterServer
+    from qnetlab.network.parameters import ParameterServer
 
     local, remote = config.link.nodes
     address = config.nodes[remote].parameter_address

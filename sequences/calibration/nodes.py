@@ -27,14 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from instruments.config import LabConfig, load_config
-from instruments.errors import QnetlabError
-from instruments.station import LabStation
+from qnetlab.instruments.errors import QnetlabError
+from qnetlab.instruments.lab_config import LabConfig, load_config
+from qnetlab.instruments.station import LabStation
 
 from ..analysis import AnalysisResult
 from ..framework import RunResult
 from ..registry import sequence_class
-from .config import Committed, NodeConfig, parse_calibration
 from .graph import (
     CalibrationContext,
     CalibrationGraph,
@@ -43,6 +42,7 @@ from .graph import (
     CheckOutcome,
     DataResult,
 )
+from .graph_config import Committed, NodeConfig, parse_calibration
 from .store import ParameterStore
 
 log = logging.getLogger(__name__)

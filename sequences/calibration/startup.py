@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from instruments.config import LabConfig, load_config
-from instruments.station import LabStation, load_station
+from qnetlab.instruments.lab_config import LabConfig, load_config
+from qnetlab.instruments.station import LabStation, load_station
 
-from .config import parse_calibration
+from .graph_config import parse_calibration
 from .nodes import apply_values
 from .store import ParameterStore, StoredValue
 

@@ -6,7 +6,7 @@ non-negative, in stream order, no overflow unless accepted) and a bad block rais
 Pairs split across a block boundary count once. The passes are numba-compiled and cached on
 disk (the first call in a fresh environment compiles, about a second per kernel).
 
-    from sequences.timetags import TagBlock, CoincidenceCounter, Correlator
+    from qnetlab.sequences.timetags import TagBlock, CoincidenceCounter, Correlator
 
     counter = CoincidenceCounter(1, 2, window_ps=1000)
     g2 = Correlator(1, 2)                        # +-100 ns, 100 ps bins

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from instruments.tag_blocks import TagBlock, check_overflow, order_error
+from qnetlab.instruments.tag_blocks import TagBlock, check_overflow, order_error
 
 _EMPTY = np.empty(0, np.int64)
 

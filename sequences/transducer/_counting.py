@@ -45,7 +45,7 @@ import numpy as np
 from scipy import special
 from scipy.optimize import brentq
 
-from instruments.station import TAGGER_COUNTER_WINDOW_S, LabStation
+from qnetlab.instruments.station import TAGGER_COUNTER_WINDOW_S, LabStation
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ import numpy as np
 from scipy import constants
 from scipy.optimize import least_squares
 
-from sequences.analysis import Reason, Verdict
-from sequences.data import StoredRun
+from qnetlab.sequences.analysis import Reason, Verdict
+from qnetlab.sequences.data import StoredRun
 
 PLANCK = constants.h
 SPEED_OF_LIGHT = constants.c
@@ -143,7 +143,7 @@ def scan_detunings(setup: Any, targets: np.ndarray,
     """At each requested pump detuning (Hz): what the laser set (it tunes in 0.1 pm steps, so
     the read-back detuning and wavelength are the setpoints) and the optical power with the
     tone on and off (the meter's correction wavelength following the pump), plus the drive's
-    read-back settings; dataset columns. With `keep` (`Sequence.keep`), each point is handed
+    read-back settings; dataset columns. With `keep` (`LabSequence.keep`), each point is handed
     over as soon as it is measured and nothing is returned (an interrupted scan keeps its
     points)."""
     fixed = drive_readback(setup)

@@ -46,10 +46,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import constants, stats
 
-from instruments.station import LabStation
-from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
-from sequences.data import StoredRun
-from sequences.framework import DatasetParameter, Sequence, Step
+from qnetlab.instruments.station import LabStation
+from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
 from ._counting import (
     MAX_DEAD_TIME_LOSS,
@@ -385,7 +385,7 @@ def _conclude(result: AnalysisResult, power: np.ndarray, pts: _Points) -> Analys
 
 
 # -- sequence -------------------------------------------------------------------------------
-class AddedNoiseScan(Sequence[AddedNoiseScanOptions]):
+class AddedNoiseScan(LabSequence[AddedNoiseScanOptions]):
     """Added noise (input-referred) against pump power by photon counting; see the module
     docstring. Proposes nothing (the results are device properties, not settings)."""
 

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import numpy as np
 from matplotlib.figure import Figure
 
-from instruments.station import LabStation
-from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
-from sequences.data import StoredRun
-from sequences.framework import DatasetParameter, Sequence, Step
+from qnetlab.instruments.station import LabStation
+from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
 from ._efficiency_model import (
     OFF,
@@ -181,7 +181,7 @@ def _verdict(values: dict[str, FitValue], f: np.ndarray, spacing: float, chi2: f
     return Verdict.ok(f"bandwidth {width}, centre {f0.value / 1e9:.9g} GHz, peak eta {peak}")
 
 
-class ConversionBandwidthScan(Sequence[ConversionBandwidthOptions]):
+class ConversionBandwidthScan(LabSequence[ConversionBandwidthOptions]):
     """Microwave-frequency scan of the conversion efficiency at a fixed pump."""
 
     name: ClassVar[str] = "conversion_bandwidth_scan"

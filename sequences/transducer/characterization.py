@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from instruments.station import LabStation
+from qnetlab.instruments.station import LabStation
 
 from ..analysis import AnalysisResult, FitValue
-from ..framework import RunResult, Sequence
+from ..framework import LabSequence, RunResult
 from ..report import Report, ReportSection
 from ..resonance import MicrowaveResonanceScan
 from .added_noise import AddedNoiseScan
@@ -72,7 +72,7 @@ class CharacterizationOptions:
 @dataclass
 class CharacterizationResult:
     runs: dict[str, RunResult | None]
-    """Sequence name -> its run (None if skipped; see `notes`)."""
+    """LabSequence name -> its run (None if skipped; see `notes`)."""
     notes: dict[str, str]
     operating_point: OperatingPoint | None
     good: bool
@@ -150,7 +150,7 @@ class _State:
         self.operating_point: OperatingPoint | None = None
 
     # -- running ----------------------------------------------------------------------------
-    def _acquire(self, sequence: Sequence[Any], key: str | None = None) -> RunResult:
+    def _acquire(self, sequence: LabSequence[Any], key: str | None = None) -> RunResult:
         """Run one sequence; when it raises (Ctrl-C, a bug) its saved run still goes into
         the report, under `key` (default: the sequence's name)."""
         key = key or sequence.name
@@ -166,7 +166,7 @@ class _State:
                                        f"{run.run_id} --db {self.db_path}")
             raise
 
-    def _run(self, sequence: Sequence[Any]) -> AnalysisResult:
+    def _run(self, sequence: LabSequence[Any]) -> AnalysisResult:
         run = self._acquire(sequence)
         self.runs[sequence.name] = run
         analysis = run.analysis
@@ -174,7 +174,7 @@ class _State:
             raise _Stop(f"{sequence.name} run {run.run_id}: {_verdict_text(run)}")
         return analysis
 
-    def _make(self, cls: type[Sequence[Any]], **values: Any) -> Sequence[Any]:
+    def _make(self, cls: type[LabSequence[Any]], **values: Any) -> LabSequence[Any]:
         extra = self.options.step_options.get(cls.name, {})
         return cls(**{**values, **extra})
 

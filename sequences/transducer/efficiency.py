@@ -38,10 +38,10 @@ from typing import Any, ClassVar
 import numpy as np
 from matplotlib.figure import Figure
 
-from instruments.station import LabStation
-from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
-from sequences.data import StoredRun
-from sequences.framework import DatasetParameter, Sequence, Step
+from qnetlab.instruments.station import LabStation
+from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
 from ._efficiency_model import (
     OFF,
@@ -314,7 +314,7 @@ def _verdict(fit: EfficiencyMapFit, resolved: bool, p: np.ndarray, d: np.ndarray
     return Verdict.ok("; ".join(notes))
 
 
-class EfficiencyMap(Sequence[EfficiencyMapOptions]):
+class EfficiencyMap(LabSequence[EfficiencyMapOptions]):
     """Pump power x pump detuning map of the conversion efficiency (power meter, mw on/off)."""
 
     name: ClassVar[str] = "efficiency_map"

@@ -45,11 +45,11 @@ from matplotlib.figure import Figure
 from scipy import stats
 from scipy.optimize import least_squares
 
-from instruments.errors import QnetlabError
-from instruments.station import LabStation
-from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
-from sequences.data import StoredRun
-from sequences.framework import DatasetParameter, Sequence, Step
+from qnetlab.instruments.errors import QnetlabError
+from qnetlab.instruments.station import LabStation
+from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
 MIN_READINGS = 5
 """Readings a segment needs to count in the fit."""
@@ -357,7 +357,7 @@ def _verdict(fit: FridgeFit, d: dict[str, np.ndarray], ceiling: float, hold: flo
 
 
 # -- sequence -------------------------------------------------------------------------------
-class FridgeLoadScan(Sequence[FridgeLoadScanOptions]):
+class FridgeLoadScan(LabSequence[FridgeLoadScanOptions]):
     """Mixing-chamber temperature after pump-power steps; see the module docstring.
     Proposes nothing (the composite takes absorbed_fraction for its fridge budget)."""
 

@@ -44,10 +44,10 @@ from matplotlib.figure import Figure
 from scipy import stats
 from scipy.optimize import least_squares
 
-from instruments.station import LabStation
-from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
-from sequences.data import StoredRun
-from sequences.framework import DatasetParameter, Sequence, Step
+from qnetlab.instruments.station import LabStation
+from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
 from ._counting import (
     COUNTER_WINDOW_S,
@@ -326,7 +326,7 @@ def _verdict(fit: HeatingFit, delay: np.ndarray) -> Verdict:
 
 
 # -- sequence -------------------------------------------------------------------------------
-class PumpHeatingScan(Sequence[PumpHeatingScanOptions]):
+class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
     """Noise counts against delay after a pump pulse; see the module docstring. Proposes
     nothing (the heating times are device properties)."""
 

@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 import numpy as np
 from matplotlib.figure import Figure
 
-from instruments.station import LabStation
-from sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
-from sequences.data import StoredRun
-from sequences.framework import DatasetParameter, Sequence, Step
+from qnetlab.instruments.station import LabStation
+from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
 from ._efficiency_model import (
     OFF,
@@ -263,7 +263,7 @@ class _Scan:
                 "pump detuning")
 
 
-class OpticalResonanceScan(Sequence[OpticalResonanceOptions]):
+class OpticalResonanceScan(LabSequence[OpticalResonanceOptions]):
     """Pump-detuning scan of the converted light (power meter, mw tone on minus off).
 
     Proposes ``optical_resonance_wavelength`` (m) when the verdict is good.

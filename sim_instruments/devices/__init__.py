@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from ._scpi import ScpiDevice
+from .scpi import ScpiDevice
 
 if TYPE_CHECKING:
     from ..physics.world import LabWorld

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ._scpi import (
+from .scpi import (
     SUFFIX_OUT_OF_RANGE,
     Args,
     ScpiError,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._p9374a_sense import check_channel
-from ._scpi import (
+from .scpi import (
     ILLEGAL_PARAMETER_VALUE,
     SETTINGS_CONFLICT,
     Args,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._scpi import (
+from .scpi import (
     SETTINGS_CONFLICT,
     SUFFIX_OUT_OF_RANGE,
     Args,

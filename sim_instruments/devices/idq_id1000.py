@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 
 from ..physics.time_tagger import TaggerChannel, TaggerStream, TimeTaggerModel
-from ._scpi import (
+from .scpi import (
     DATA_OUT_OF_RANGE,
     SETTINGS_CONFLICT,
     Args,

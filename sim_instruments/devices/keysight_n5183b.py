@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from ._scpi import Args, ScpiDevice, command, fmt
+from .scpi import Args, ScpiDevice, command, fmt
 
 # Frequency option -> upper limit (Hz), power limits for the N5183B (data sheet 5991-0038EN).
 _MAX_FREQUENCY = {"520": 20e9, "532": 31.8e9, "540": 40e9}

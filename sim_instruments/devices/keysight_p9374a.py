@@ -47,7 +47,7 @@ from ._p9374a_sense import (
     SenseMixin,
     check_channel,
 )
-from ._scpi import (
+from .scpi import (
     SUFFIX_OUT_OF_RANGE,
     Args,
     ScpiDevice,

@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._scpi import (
+from .scpi import (
     DATA_OUT_OF_RANGE,
     MISSING_PARAMETER,
     PARAMETER_NOT_ALLOWED,

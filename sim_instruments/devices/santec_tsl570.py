@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from ._scpi import DATA_OUT_OF_RANGE, Args, ScpiDevice, ScpiError, command
+from .scpi import DATA_OUT_OF_RANGE, Args, ScpiDevice, ScpiError, command
 
 _SPEED_OF_LIGHT = 299_792_458.0
 # The TSL-570 lists -148 "Character data not allowed" in its error table for a word where a

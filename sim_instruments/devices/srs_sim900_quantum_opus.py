@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ..physics.photons import DetectionPath
 from ..physics.snspd import SnspdModel
-from ._scpi import MISSING_PARAMETER, Args, ScpiDevice, ScpiError, command, no_argument
+from .scpi import MISSING_PARAMETER, Args, ScpiDevice, ScpiError, command, no_argument
 
 if TYPE_CHECKING:
     import numpy as np

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..physics.awg import AwgModel, SequenceStep, Waveform
 from ._awg5208_settings import ChannelSettingsMixin
-from ._scpi import (
+from .scpi import (
     DATA_OUT_OF_RANGE,
     EXECUTION_ERROR,
     ILLEGAL_PARAMETER_VALUE,

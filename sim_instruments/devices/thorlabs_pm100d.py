@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from ._scpi import Args, ScpiDevice, ScpiError, command, fmt, no_argument
+from .scpi import Args, ScpiDevice, ScpiError, command, fmt, no_argument
 
 if TYPE_CHECKING:
     from ..physics.world import LabWorld

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from network.link_model import (
+from qnetlab.network.link_model import (
     FIBRE_DELAY_S_PER_KM,
     FIBRE_LOSS_DB_PER_KM,
+    Arm,
     LinkModel,
-    Node,
     NodeOptics,
     Scheme,
     expected_fidelity,
@@ -273,7 +273,7 @@ weak pulses (mean << 1 per detector) this measurement uses."""
 
 
 def arrival_histogram(
-    model: LinkModel, node: Node, attempts: int, edges: npt.ArrayLike, seed: int,
+    model: LinkModel, node: Arm, attempts: int, edges: npt.ArrayLike, seed: int,
     *, pulse_photons: float = 0.2,
 ) -> IntArray:
     """Station clicks per time bin, relative to the emission of `node`'s calibration pulse.
@@ -319,7 +319,7 @@ def arrival_histogram(
 
 __all__ = [  # the model is re-exported: simulator users need not know where it lives
     "FIBRE_DELAY_S_PER_KM", "FIBRE_LOSS_DB_PER_KM", "HERALD_TRUTH_DTYPE", "AttemptBatch",
-    "LinkModel", "LinkSimulator", "Node", "NodeOptics", "Scheme", "arrival_histogram",
+    "LinkModel", "LinkSimulator", "NodeOptics", "Scheme", "arrival_histogram",
     "expected_fidelity", "expected_pair_rate", "expected_success_probability",
     "node_optics_from_preset", "window_acceptance",
 ]

@@ -1,6 +1,6 @@
 """Reading and validating a network lab config (e.g. lab_configs/two_node_link.yaml).
 
-Strict like `instruments.config`: an unknown key, a wrong type or an impossible value is
+Strict like `instruments.lab_config`: an unknown key, a wrong type or an impossible value is
 refused with a `ConfigError` naming the file, the entry and the fix, because a typo in a
 memory cutoff or an address must never pass silently.
 
@@ -31,8 +31,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from instruments.config import check_keys
-from instruments.errors import ConfigError
+from qnetlab.instruments.errors import ConfigError
+from qnetlab.instruments.lab_config import check_keys
 
 SCHEMES = ("single_click", "two_click")
 

@@ -1,6 +1,6 @@
 """The ZeroMQ base for instruments whose control interface is text over a REQ/REP socket.
 
-It gives what `drivers._visa.QnetVisaInstrument` gives VISA drivers:
+It gives what `drivers.visa.QnetVisaInstrument` gives VISA drivers:
 
 * Every request has a receive timeout. A REQ socket that sent a request and got no reply
   refuses to send again (and a late reply would be read as the answer to the next query), so
@@ -27,7 +27,7 @@ import zmq
 from qcodes.instrument import Instrument
 from qcodes.validators import Numbers
 
-from instruments.errors import (
+from qnetlab.instruments.errors import (
     InstrumentConnectionError,
     InstrumentReplyError,
     InstrumentReportedError,

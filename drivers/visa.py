@@ -36,14 +36,14 @@ import pyvisa
 import pyvisa.constants
 from qcodes.instrument import VisaInstrument
 
-from instruments.errors import (
+from qnetlab.instruments.errors import (
     InstrumentConnectionError,
     InstrumentReplyError,
     InstrumentReportedError,
     InstrumentTimeoutError,
     LimitsViolatedAfterReconnect,
 )
-from instruments.safety import SoftLimits
+from qnetlab.instruments.safety import SoftLimits
 
 from ._replies import ConnectedMeta, all_parameters, guard_replies, parse_reply
 

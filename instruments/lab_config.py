@@ -18,7 +18,7 @@ Example::
                          power_meter: power_meter, fridge: fridge}
     instruments:
       mw_source:
-        type: drivers.keysight.KeysightN5183B
+        type: qnetlab.drivers.keysight.KeysightN5183B
         address: {sim: keysight_n5183b, real: "TCPIP0::192.168.1.20::5025::SOCKET"}
         parameters:
           power: {limits: [-20, 10], ramp_rate: 5}   # dBm, dBm/s
@@ -112,7 +112,7 @@ class LabConfig:
     """Cables into time taggers: tagger name -> input number -> what drives that input."""
     calibration: dict[str, Any] = field(default_factory=dict)
     """The raw ``qnetlab.calibration`` mapping (the lab's calibration graph); validated by
-    `sequences.calibration.config`, since instruments do not know the sequences."""
+    `sequences.calibration.graph_config`, since instruments do not know the sequences."""
 
     def error(self, entry: str, problem: str, fix: str = "") -> ConfigError:
         return ConfigError(str(self.path), entry, problem, fix)
@@ -170,7 +170,7 @@ def _parse_instrument(file: str, name: str, data: Any) -> InstrumentConfig:
     if not isinstance(data["type"], str) or "." not in data["type"]:
         raise ConfigError(file, f"{entry}.type", f"expected 'package.module.Class', got "
                           f"{data['type']!r}", "name the driver class, e.g. "
-                          "drivers.keysight.KeysightN5183B")
+                          "qnetlab.drivers.keysight.KeysightN5183B")
     address = data["address"]
     if isinstance(address, str):
         addresses = {"real": address}

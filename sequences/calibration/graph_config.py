@@ -54,8 +54,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from instruments.config import LabConfig, check_keys
-from instruments.errors import ConfigError
+from qnetlab.instruments.errors import ConfigError
+from qnetlab.instruments.lab_config import LabConfig, check_keys
 
 from ..registry import sequence_class
 

@@ -229,7 +229,7 @@ def station_now_ps(epoch_ns: int) -> int:
 class _Station:
     def __init__(self, settings: StationSettings, source: HeraldSource, pub: zmq.Socket,
                  router: zmq.Socket) -> None:
-        self.s = settings
+        self.settings = settings
         self.source = source
         self.pub, self.router = pub, router
         self.history = HeraldHistory(settings.history)
@@ -263,7 +263,7 @@ class _Station:
 
     # -- the herald source -------------------------------------------------------------
     def compute_ahead(self, now_ps: int) -> None:
-        lookahead_ps = round(self.s.lookahead_s * 1e12)
+        lookahead_ps = round(self.settings.lookahead_s * 1e12)
         if self.computed_until_ps >= now_ps + lookahead_ps // 2:
             return
         until = min(now_ps + lookahead_ps,
@@ -280,7 +280,7 @@ class _Station:
         if n == 0:
             return
         records = np.empty(n, HERALD_DTYPE)
-        records["link"] = self.s.link_id
+        records["link"] = self.settings.link_id
         records["seq"] = np.arange(self.next_seq, self.next_seq + n, dtype=np.uint64)
         records["attempt_id"] = rows["attempt_id"]
         records["bell_state"] = rows["bell_state"]
@@ -298,7 +298,7 @@ class _Station:
     # -- publishing ---------------------------------------------------------------------
     def refill_ps(self) -> int:
         """Station time (ps) at which the source must be computed further ahead."""
-        return self.computed_until_ps - round(self.s.lookahead_s * 0.5e12)
+        return self.computed_until_ps - round(self.settings.lookahead_s * 0.5e12)
 
     def next_due_ps(self) -> int | None:
         """Station time (ps) of the next publication (a herald, or a delayed one's release);
@@ -306,7 +306,7 @@ class _Station:
         due = int(self.pending["timestamp_ps"][0]) if len(self.pending) else None
         if len(self.delayed):
             release = (int(self.delayed["timestamp_ps"].min())
-                       + round(self.s.faults.delay_s * 1e12))
+                       + round(self.settings.faults.delay_s * 1e12))
             due = release if due is None else min(due, release)
         return due
 
@@ -314,7 +314,7 @@ class _Station:
         """Publish every herald due by `now_ps`; whether anything was sent."""
         sent = False
         if len(self.delayed):
-            release = self.delayed["timestamp_ps"] + round(self.s.faults.delay_s * 1e12)
+            release = self.delayed["timestamp_ps"] + round(self.settings.faults.delay_s * 1e12)
             ready = release <= now_ps
             if ready.any():
                 self._send(self.delayed[ready])
@@ -324,7 +324,7 @@ class _Station:
             return sent
         cut = int(np.searchsorted(self.pending["timestamp_ps"], now_ps, side="right"))
         due, self.pending = self.pending[:cut], self.pending[cut:]
-        faults = self.s.faults
+        faults = self.settings.faults
         if not (faults.skip_every or faults.delay_every or faults.drop_tail_from is not None):
             self._send(due, settle=True)
             self.unfiled.append(due)
@@ -364,7 +364,7 @@ class _Station:
         if settle:  # before the hand-off, so that nothing but the send precedes the sleep
             due_ps = self.next_due_ps()
             if due_ps is not None:
-                next_ns = self.s.epoch_ns - (-due_ps // 1000)
+                next_ns = self.settings.epoch_ns - (-due_ps // 1000)
         send_ns = time.monotonic_ns()
         if len(records) <= MAX_HERALDS_PER_FRAME:
             self.pub.send(encode_heralds(records))
@@ -372,10 +372,10 @@ class _Station:
             for start in range(0, len(records), MAX_HERALDS_PER_FRAME):
                 self.pub.send(encode_heralds(records[start:start + MAX_HERALDS_PER_FRAME]))
         if settle:
-            _sleep_until(min(send_ns + round(self.s.settle_s * 1e9), next_ns))
+            _sleep_until(min(send_ns + round(self.settings.settle_s * 1e9), next_ns))
         self.last_send_ns = send_ns
-        self.unlogged.append((records, (send_ns - self.s.epoch_ns) * 1000))  # filed later
-        every = self.s.faults.malformed_every
+        self.unlogged.append((records, (send_ns - self.settings.epoch_ns) * 1000))  # filed later
+        every = self.settings.faults.malformed_every
         if every and (self.counters["herald_frames"] + len(self.unlogged)) % every == 0:
             bad = _MALFORMED[self.counters["malformed_injected"] % len(_MALFORMED)]
             self.pub.send(bad)
@@ -389,7 +389,7 @@ class _Station:
     def stats(self, now_ps: int) -> None:
         if self.stats_first_attempt is None:
             return
-        self.pub.send(AttemptStats(self.s.link_id, self.stats_first_attempt,
+        self.pub.send(AttemptStats(self.settings.link_id, self.stats_first_attempt,
                                    self.stats_attempts, self.stats_heralds,
                                    self.computed_until_ps, self.decided_seq,
                                    self.incarnation).encode())
@@ -421,7 +421,7 @@ class _Station:
             except ValueError:  # fewer than two frames: not ours
                 self.counters["malformed_requests"] += 1
                 continue
-            reply = self.answer(frame, time.monotonic_ns() - self.s.epoch_ns)
+            reply = self.answer(frame, time.monotonic_ns() - self.settings.epoch_ns)
             if reply is not None:
                 self.router.send_multipart([identity, reply])
 
@@ -433,10 +433,10 @@ class _Station:
         if isinstance(message, ClockRequest):
             self.counters["clock_requests"] += 1
             return ClockReply(message.sender_id, message.seq, message.t1_ns, t2_ns,
-                              time.monotonic_ns() - self.s.epoch_ns).encode()
+                              time.monotonic_ns() - self.settings.epoch_ns).encode()
         if isinstance(message, ResendRequest):
             self.counters["resend_requests"] += 1
-            if message.link != self.s.link_id:
+            if message.link != self.settings.link_id:
                 self.counters["resend_wrong_link"] += 1
                 self.decoder.reject("resend of another link")
                 return None
@@ -466,12 +466,12 @@ class _Station:
     def summary(self) -> dict[str, Any]:
         self.file_history()
         lag = self.publish_lag_s()
-        return {"name": self.s.name, "counters": dict(self.counters),
+        return {"name": self.settings.name, "counters": dict(self.counters),
                 "publish_lag_s": {"median": float(np.median(lag)),
                                   "p99": float(np.percentile(lag, 99)),
                                   "max": float(lag.max())},
                 "malformed": dict(self.decoder.errors), "heralds": self.next_seq,
-                "faults": asdict(self.s.faults)}
+                "faults": asdict(self.settings.faults)}
 
 
 def _sleep_until(deadline_ns: int) -> None:
@@ -495,28 +495,26 @@ class _Chores:
     """The station's bookkeeping and when it is due (monotonic s)."""
 
     def __init__(self, settings: StationSettings, station: _Station, now: float) -> None:
-        self.s, self.station = settings, station
+        self.settings, self.station = settings, station
         self.next_heartbeat = self.next_stats = now
-        self.last_done_ns = time.monotonic_ns()
 
     def due_ns(self) -> int:
         """When the next chore falls due (monotonic ns)."""
-        refill_ns = self.s.epoch_ns + self.station.refill_ps() // 1000
+        refill_ns = self.settings.epoch_ns + self.station.refill_ps() // 1000
         return min(refill_ns, round(min(self.next_heartbeat, self.next_stats) * 1e9))
 
     def do(self) -> None:
         station, now = self.station, time.monotonic()
-        now_ps = station_now_ps(self.s.epoch_ns)
+        now_ps = station_now_ps(self.settings.epoch_ns)
         if now >= self.next_heartbeat:  # first: a restarted station's heartbeat 0 leads
             station.heartbeat(now_ps)
-            self.next_heartbeat = max(self.next_heartbeat + self.s.heartbeat_period, now)
+            self.next_heartbeat = max(self.next_heartbeat + self.settings.heartbeat_period, now)
         station.file_history()  # before any resend request is served
         station.compute_ahead(now_ps)
         if now >= self.next_stats:
             station.stats(now_ps)
-            self.next_stats = max(self.next_stats + self.s.stats_period, now)
+            self.next_stats = max(self.next_stats + self.settings.stats_period, now)
         station.serve_requests()
-        self.last_done_ns = time.monotonic_ns()
 
 
 def run_station(settings: StationSettings, source_factory: HeraldSourceFactory,
