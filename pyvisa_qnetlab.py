@@ -1,5 +1,17 @@
-"""PyVISA backend entry point: ``visalib="<lab config>@qnetlab"`` loads this module."""
+"""PyVISA backend entry point: ``visalib="<token>@qnetlab"`` loads this module.
 
-from qnetlab.sim_instruments.visa_backend import WRAPPER_CLASS, QnetlabVisaLibrary
+A token names a simulated world registered from a parsed lab config:
+``world = pyvisa_qnetlab.register_world(load_config("lab.yaml"))``, then open instruments
+with ``visalib=world.visalib`` (`qnetlab.sim_instruments.visa_backend` explains).
+"""
 
-__all__ = ["WRAPPER_CLASS", "QnetlabVisaLibrary"]
+from qnetlab.sim_instruments.visa_backend import (
+    WRAPPER_CLASS,
+    QnetlabVisaLibrary,
+    RegisteredWorld,
+    register_world,
+    registered_world,
+)
+
+__all__ = ["WRAPPER_CLASS", "QnetlabVisaLibrary", "RegisteredWorld", "register_world",
+           "registered_world"]

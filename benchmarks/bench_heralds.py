@@ -65,7 +65,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from qnetlab.network._proc import ProcessGroup  # noqa: E402
+from qnetlab.network import ProcessGroup  # noqa: E402
 from qnetlab.network.heralding_station import PeriodicHeralds, TimeSlots  # noqa: E402
 from qnetlab.network.keys import (  # noqa: E402
     generate_lab_keys,

@@ -19,7 +19,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,7 +94,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000, help="round trips per measurement")
     n = ap.parse_args().n
+    import pyvisa_qnetlab
     from qnetlab.drivers.keysight import KeysightN5183B
+    from qnetlab.instruments.lab_config import load_config
 
     paths: dict[str, Callable[[], object]] = {}
     tmp = Path(tempfile.mkdtemp())
@@ -138,7 +139,8 @@ def main() -> None:
                 type: qnetlab.drivers.keysight.KeysightN5183B
                 address: {{sim: keysight_n5183b, real: "TCPIP0::127.0.0.1::{port}::SOCKET"}}
         """))
-        inproc = pyvisa.ResourceManager(f"{config}#{uuid.uuid4().hex}@qnetlab").open_resource(
+        inproc = pyvisa.ResourceManager(
+            pyvisa_qnetlab.register_world(load_config(config)).visalib).open_resource(
             "TCPIP0::mw_source::keysight_n5183b::INSTR", read_termination="\n",
             write_termination="\n")
         paths["ours: in-process backend query"] = lambda: inproc.query("SOUR:FREQ?")
@@ -161,7 +163,8 @@ def main() -> None:
         paths["ours: QCoDeS set over SOCKET (+ error check)"] = lambda: mw.frequency.set(6e9)
 
         mw_in = KeysightN5183B("mw_inproc", "TCPIP0::mw_source::keysight_n5183b::INSTR",
-                               visalib=f"{config}#{uuid.uuid4().hex}@qnetlab")
+                               visalib=pyvisa_qnetlab.register_world(
+                                   load_config(config)).visalib)
         closers.append(mw_in.close)
         paths["ours: QCoDeS get in-process"] = mw_in.frequency.get
         paths["ours: QCoDeS set in-process (+ error check)"] = lambda: mw_in.frequency.set(6e9)

@@ -1,0 +1,166 @@
+"""The instrument layer: roles, conformance checks, lab configs, station loading, safety, errors.
+
+What users and driver authors need is importable from here (``from qnetlab.instruments
+import load_station, MicrowaveSource``); the modules hold the rest. Names load on first use
+(`__getattr__`), so importing one light thing (an error class, in a network process) does not
+import QCoDeS.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .awg import AWG, AwgLimits, AwgStep, AwgWaveform, WaveformRejectedError, validate_sequence
+    from .conformance import ConformanceReport, assert_conforms, check_conformance
+    from .errors import (
+        ConfigError,
+        InstrumentCommunicationError,
+        InstrumentConnectionError,
+        InstrumentError,
+        InstrumentRefusedError,
+        InstrumentReplyError,
+        InstrumentReportedError,
+        InstrumentTimeoutError,
+        InstrumentUnreachableError,
+        InterlockError,
+        Interrupted,
+        LimitsViolatedAfterReconnect,
+        QnetlabError,
+        SafetyLimitError,
+        StopSignal,
+        VerdictError,
+    )
+    from .lab_config import (
+        PROFILES,
+        InstrumentConfig,
+        InterlockConfig,
+        LabConfig,
+        ParameterConfig,
+        Wire,
+        check_keys,
+        load_config,
+    )
+    from .laser import Laser
+    from .microwave_source import MicrowaveSource
+    from .optical_power_meter import OpticalPowerMeter
+    from .role import ChannelParameter, Role, RoleParameter
+    from .safety import (
+        Interlock,
+        SoftLimits,
+        install_interlock,
+        install_ramp,
+        install_soft_limits,
+    )
+    from .single_photon_detector import CounterNotConnectedError, SinglePhotonDetector
+    from .station import LabStation, load_station
+    from .tag_blocks import TagBlock, TagBlockError
+    from .temperature_controller import TemperatureController
+    from .time_tagger import TimeTagger, delay_to_ps
+    from .transducer_setup import TransducerSetup
+    from .vna import VNA
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    # roles, and what a new role is made of
+    ".role": ("ChannelParameter", "Role", "RoleParameter"),
+    ".awg": ("AWG", "AwgLimits", "AwgStep", "AwgWaveform", "WaveformRejectedError",
+             "validate_sequence"),
+    ".laser": ("Laser",),
+    ".microwave_source": ("MicrowaveSource",),
+    ".optical_power_meter": ("OpticalPowerMeter",),
+    ".single_photon_detector": ("CounterNotConnectedError", "SinglePhotonDetector"),
+    ".temperature_controller": ("TemperatureController",),
+    ".time_tagger": ("TimeTagger", "delay_to_ps"),
+    ".tag_blocks": ("TagBlock", "TagBlockError"),
+    ".vna": ("VNA",),
+    ".transducer_setup": ("TransducerSetup",),
+    # holding a driver to its role
+    ".conformance": ("ConformanceReport", "assert_conforms", "check_conformance"),
+    # lab configs and stations
+    ".lab_config": ("PROFILES", "InstrumentConfig", "InterlockConfig", "LabConfig",
+                    "ParameterConfig", "Wire", "check_keys", "load_config"),
+    ".station": ("LabStation", "load_station"),
+    # safety on the parameters (the station installs them from the config)
+    ".safety": ("Interlock", "SoftLimits", "install_interlock", "install_ramp",
+                "install_soft_limits"),
+    # the error tree (see `errors`)
+    ".errors": ("ConfigError", "InstrumentCommunicationError", "InstrumentConnectionError",
+                "InstrumentError", "InstrumentRefusedError", "InstrumentReplyError",
+                "InstrumentReportedError", "InstrumentTimeoutError",
+                "InstrumentUnreachableError", "InterlockError", "Interrupted",
+                "LimitsViolatedAfterReconnect", "QnetlabError", "SafetyLimitError",
+                "StopSignal", "VerdictError"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = [
+    "AWG",
+    "PROFILES",
+    "VNA",
+    "AwgLimits",
+    "AwgStep",
+    "AwgWaveform",
+    "ChannelParameter",
+    "ConfigError",
+    "ConformanceReport",
+    "CounterNotConnectedError",
+    "InstrumentCommunicationError",
+    "InstrumentConfig",
+    "InstrumentConnectionError",
+    "InstrumentError",
+    "InstrumentRefusedError",
+    "InstrumentReplyError",
+    "InstrumentReportedError",
+    "InstrumentTimeoutError",
+    "InstrumentUnreachableError",
+    "Interlock",
+    "InterlockConfig",
+    "InterlockError",
+    "Interrupted",
+    "LabConfig",
+    "LabStation",
+    "Laser",
+    "LimitsViolatedAfterReconnect",
+    "MicrowaveSource",
+    "OpticalPowerMeter",
+    "ParameterConfig",
+    "QnetlabError",
+    "Role",
+    "RoleParameter",
+    "SafetyLimitError",
+    "SinglePhotonDetector",
+    "SoftLimits",
+    "StopSignal",
+    "TagBlock",
+    "TagBlockError",
+    "TemperatureController",
+    "TimeTagger",
+    "TransducerSetup",
+    "VerdictError",
+    "WaveformRejectedError",
+    "Wire",
+    "assert_conforms",
+    "check_conformance",
+    "check_keys",
+    "delay_to_ps",
+    "install_interlock",
+    "install_ramp",
+    "install_soft_limits",
+    "load_config",
+    "load_station",
+    "validate_sequence",
+]
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

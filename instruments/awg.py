@@ -26,11 +26,11 @@ import numpy as np
 from qcodes.instrument import InstrumentChannel
 
 from .conformance import check_channel_parameters
-from .errors import QnetlabError
+from .errors import InstrumentRefusedError
 from .role import ChannelParameter, Role, RoleParameter
 
 
-class WaveformRejectedError(QnetlabError, ValueError):
+class WaveformRejectedError(InstrumentRefusedError, ValueError):
     """A sequence the AWG cannot play; nothing was uploaded."""
 
 

@@ -27,8 +27,11 @@ Example::
 from __future__ import annotations
 
 import difflib
+import io
 import os
 import re
+from collections.abc import Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,8 +117,93 @@ class LabConfig:
     """The raw ``qnetlab.calibration`` mapping (the lab's calibration graph); validated by
     `sequences.calibration.graph_config`, since instruments do not know the sequences."""
 
+    document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The YAML mapping this config was parsed from; the `with_*` methods change a copy of
+    it and parse that again, so a changed config is validated like a loaded one."""
+
     def error(self, entry: str, problem: str, fix: str = "") -> ConfigError:
         return ConfigError(str(self.path), entry, problem, fix)
+
+    @property
+    def port_count(self) -> int:
+        """How many TCP ports the real addresses take (what `with_ports` assigns)."""
+        return len(_real_port_entries(self.document))
+
+    def with_ports(self, first_port: int) -> LabConfig:
+        """The same lab with its real TCP addresses on ports first_port, first_port + 1, ...
+        in file order (`port_count` of them), each keeping its host (tests and rehearsals
+        on free loopback ports; cf. `NetworkConfig.with_ports`)."""
+        document = deepcopy(self.document)
+        for port, (mapping, key) in enumerate(_real_port_entries(document), first_port):
+            mapping[key] = _with_port(mapping[key], port)
+        return parse_config(self.path, document)
+
+    def with_simulation(self, **entries: Any) -> LabConfig:
+        """The same lab with ``qnetlab.simulation`` entries set (replacing those of the
+        same name), e.g. ``with_simulation(transducer="silicon_cw")``."""
+        document = deepcopy(self.document)
+        qnetlab = document.setdefault("qnetlab", {}) or {}
+        document["qnetlab"] = qnetlab
+        qnetlab["simulation"] = {**(qnetlab.get("simulation") or {}), **entries}
+        return parse_config(self.path, document)
+
+    def with_transducer_setup(self, **values: Any) -> LabConfig:
+        """The same lab with ``qnetlab.transducer_setup`` values changed (calibration
+        constants in the `TransducerSetup` parameters' units, or roles)."""
+        if self.transducer_setup is None:
+            raise self.error("qnetlab.transducer_setup", "this lab has no transducer setup",
+                             "add a 'transducer_setup:' section before changing it")
+        document = deepcopy(self.document)
+        document["qnetlab"]["transducer_setup"].update(values)
+        return parse_config(self.path, document)
+
+    def to_yaml(self, path: str | Path) -> LabConfig:
+        """Write this config to `path` as YAML (comments are not kept; relative paths such
+        as ``database`` now resolve from `path`'s folder) and return it loaded from
+        there."""
+        path = Path(path)
+        stream = io.StringIO()
+        yaml = YAML(typ="safe")
+        yaml.default_flow_style = False
+        # Keep the file's order (instruments, ports); ruamel annotates this flag as None.
+        yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+        yaml.dump(self.document, stream)
+        path.write_text(stream.getvalue())
+        return load_config(path)
+
+
+_PORTED = (re.compile(r"^(TCPIP\d*::[^:]+::)\d+(::SOCKET)$", re.IGNORECASE),
+           re.compile(r"^(tcp://[^/]+:)\d+()$"))
+"""Addresses with a TCP port: a VISA socket resource (``TCPIP0::HOST::PORT::SOCKET``) and a
+ZeroMQ TCP address (``tcp://HOST:PORT``); groups 1 and 2 are what surrounds the port."""
+
+
+def _with_port(address: str, port: int) -> str:
+    for pattern in _PORTED:
+        match = pattern.match(address)
+        if match:
+            return f"{match[1]}{port}{match[2]}"
+    return address
+
+
+def _has_port(value: Any) -> bool:
+    return isinstance(value, str) and any(p.match(value) for p in _PORTED)
+
+
+def _real_port_entries(document: Mapping[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(mapping, key) of every real TCP address with a port in a config's YAML `document`,
+    in file order: each instrument's real address and the ``tcp://`` addresses among its
+    ``init`` values (the ID1000's data link)."""
+    entries: list[tuple[dict[str, Any], str]] = []
+    for spec in (document.get("instruments") or {}).values():
+        address = spec.get("address")
+        holder, key = (spec, "address") if isinstance(address, str) else (address, "real")
+        if isinstance(holder, dict) and _has_port(holder.get(key)):
+            entries.append((holder, key))
+        init = spec.get("init") or {}
+        entries += [(init, name) for name, value in init.items()
+                    if _has_port(value) and value.startswith("tcp://")]
+    return entries
 
 
 def check_keys(file: str, entry: str, data: Any, allowed: set[str], required: set[str]) -> None:
@@ -309,6 +397,13 @@ def load_config(path: str | Path) -> LabConfig:
         data = YAML(typ="safe").load(text)
     except YAMLError as exc:
         raise ConfigError(file, "", f"not valid YAML: {exc}", "fix the YAML syntax") from None
+    return parse_config(path, data)
+
+
+def parse_config(path: Path, data: Any) -> LabConfig:
+    """Validate a lab config's parsed YAML `data` (errors name `path`)."""
+    file = str(path)
+    document = deepcopy(data)
     check_keys(file, "", data, _TOP_KEYS, {"instruments"})
     if not isinstance(data["instruments"], dict) or not data["instruments"]:
         raise ConfigError(file, "instruments", "no instruments listed",
@@ -370,4 +465,5 @@ def load_config(path: str | Path) -> LabConfig:
         database=Path(os.path.normpath(path.parent / database)) if database else None,
         wiring=wiring,
         calibration=dict(calibration),
+        document=document,
     )

@@ -33,11 +33,11 @@ from typing import Any, ClassVar
 from qcodes.instrument import InstrumentChannel
 
 from .conformance import _agrees, check_channel_parameters
-from .errors import QnetlabError
+from .errors import InstrumentError
 from .role import ChannelParameter, Role, RoleParameter
 
 
-class CounterNotConnectedError(QnetlabError, RuntimeError):
+class CounterNotConnectedError(InstrumentError, RuntimeError):
     """The detector electronics have no counter and none was given to the driver."""
 
 

@@ -5,6 +5,13 @@ instrument to its simulated twin through the in-process VISA backend; ``profile=
 connects the same drivers to the real addresses (or, for the hardware-in-the-loop
 rehearsal, to ``qnetlab sim serve`` on 127.0.0.1). Switching is configuration, never code.
 
+In the ``sim`` profile the station registers its simulated world once, from the config it
+already parsed, with the backend named ``qnetlab`` (`_register_world`: PyVISA imports the
+plugin `pyvisa_qnetlab`, so this package does not import the simulator); the instruments
+then open ``visalib="<token>@qnetlab"`` and the backend finds the world by its token. The
+station is given a lab clock (`LabStation.clock`, `lab_clock.LabClock`): the world's clock
+in the ``sim`` profile (virtual by default), real time in the ``real`` profile.
+
 An instrument whose driver is not a VISA instrument (the ID1000 time tagger, over ZeroMQ)
 gets, in the ``sim`` profile, its twin's servers started on 127.0.0.1 on free ports, on the
 same simulated bench as the station's VISA twins; the station stops them when it closes. That
@@ -27,14 +34,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pyvisa.errors import VisaIOError
-from pyvisa.highlevel import open_visa_library
+from pyvisa.highlevel import get_wrapper_class
 from qcodes.instrument import Instrument, InstrumentChannel, VisaInstrument
 from qcodes.parameters import Parameter
 from qcodes.station import Station
@@ -45,6 +50,7 @@ from .errors import (
     InstrumentUnreachableError,
     QnetlabError,
 )
+from .lab_clock import LabClock, RealTimeClock
 from .lab_config import PROFILES, InstrumentConfig, LabConfig, load_config
 from .laser import Laser
 from .microwave_source import MicrowaveSource
@@ -58,14 +64,35 @@ from .vna import VNA
 log = logging.getLogger(__name__)
 
 
+SIM_BACKEND = "qnetlab"
+"""The PyVISA backend of the ``sim`` profile (the plugin module `pyvisa_qnetlab`)."""
+
+
+class SimulatedWorld(Protocol):
+    """What the station needs of a world registered with the simulated backend."""
+
+    @property
+    def token(self) -> str: ...
+    @property
+    def visalib(self) -> str:
+        """``"<token>@qnetlab"``: the VISA library name its instruments open."""
+        ...
+    @property
+    def clock(self) -> LabClock: ...
+
+
 class LabStation(Station):
     """A QCoDeS `Station` that knows its lab config, its profile and its lab clock."""
 
-    def __init__(self, config: LabConfig, profile: str, sleep: Callable[[float], None]) -> None:
+    def __init__(self, config: LabConfig, profile: str, clock: LabClock,
+                 world: SimulatedWorld | None = None) -> None:
         super().__init__()
         self.lab_config = config  # QCoDeS's Station.config is its own StationConfig
         self.profile = profile
-        self._sleep = sleep
+        self.clock = clock
+        """The lab clock the station was given (module docstring)."""
+        self.world = world
+        """The registered simulated world (sim profile), else None."""
         self.setup: TransducerSetup | None = None
         self.outside_limits: list[str] = []
         """Parameters found outside their soft limits at load (left as found)."""
@@ -73,8 +100,9 @@ class LabStation(Station):
         """Instrument name -> stop function of its simulated ZeroMQ twin's servers."""
 
     def sleep(self, seconds: float) -> None:
-        """Let lab time pass: virtual (instant) on the simulated bench, real otherwise."""
-        self._sleep(seconds)
+        """Let lab time pass on the station's clock: virtual (instant) on the simulated
+        bench, real otherwise."""
+        self.clock.sleep(seconds)
 
     def instrument(self, name: str) -> Any:
         return self.components[name]
@@ -126,19 +154,25 @@ def _stop_servers(servers: dict[str, Callable[[], None]]) -> None:
             log.exception("stopping a simulated instrument server failed")
 
 
-def _visalib(config: LabConfig, token: str) -> str:
-    """The in-process VISA library of one station load: one bench per (config, token)."""
-    return f"{config.path.resolve()}#{token}@qnetlab"
+def _register_world(config: LabConfig, sim_session: str | None) -> SimulatedWorld:
+    """Register the simulated world of `config` (parsed once, by the caller) with the
+    ``qnetlab`` VISA backend, reached through PyVISA by that name, so that configuration
+    alone selects the simulator and this package never imports it. The backend builds the
+    bench (refusing, with a `ConfigError`, a simulated lab the config cannot build) and
+    returns its token, VISA library name and clock. `sim_session`: see `load_station`."""
+    backend: Any = get_wrapper_class(SIM_BACKEND)  # a VisaLibraryBase with the registry
+    world: SimulatedWorld = backend.register_world(config, sim_session)
+    return world
 
 
-def _serve_zmq_twin(config: LabConfig, inst: InstrumentConfig, twin: str, token: str,
+def _serve_zmq_twin(config: LabConfig, inst: InstrumentConfig, twin: str, visalib: str,
                     servers: dict[str, Callable[[], None]]) -> tuple[str, dict[str, Any]]:
     """Start the ZeroMQ twin of `inst` on the station's bench; its address and driver
     arguments. The only import of sim_instruments here (see the module docstring)."""
     from qnetlab.sim_instruments.zmq_twins import serve_twin
 
     try:
-        served = serve_twin(_visalib(config, token), inst.name, twin)
+        served = serve_twin(visalib, inst.name, twin)
     except KeyError as exc:
         raise config.error(f"instruments.{inst.name}.address.sim", str(exc.args[0]),
                            "name the ZeroMQ twin of this driver") from None
@@ -146,7 +180,8 @@ def _serve_zmq_twin(config: LabConfig, inst: InstrumentConfig, twin: str, token:
     return served.address, served.driver_kwargs
 
 
-def _connect(config: LabConfig, inst: InstrumentConfig, profile: str, token: str,
+def _connect(config: LabConfig, inst: InstrumentConfig, profile: str,
+             world: SimulatedWorld | None,
              servers: dict[str, Callable[[], None]]) -> Instrument:
     cls = _driver_class(config, inst)
     entry = f"instruments.{inst.name}.address"
@@ -162,11 +197,12 @@ def _connect(config: LabConfig, inst: InstrumentConfig, profile: str, token: str
     if not is_visa:
         # E.g. ZeroMQ: no visalib; real profile: the config's address as it stands.
         resource = address
-        if profile == "sim":
-            resource, twin_kwargs = _serve_zmq_twin(config, inst, address, token, servers)
+        if world is not None:
+            resource, twin_kwargs = _serve_zmq_twin(config, inst, address, world.visalib,
+                                                    servers)
             kwargs.update(twin_kwargs)
-    elif profile == "sim":
-        kwargs["visalib"] = _visalib(config, token)
+    elif world is not None:
+        kwargs["visalib"] = world.visalib
         resource = f"TCPIP0::{inst.name}::{address}::INSTR"
     else:
         kwargs.setdefault("visalib", "@py")
@@ -271,22 +307,18 @@ def _apply_parameter_config(config: LabConfig, inst: InstrumentConfig, driver: I
     return outside
 
 
-def _lab_clock(instruments: dict[str, Instrument]) -> Callable[[float], None]:
-    for inst in instruments.values():
-        visalib = getattr(getattr(inst, "visa_handle", None), "visalib", None)
-        advance = getattr(visalib, "advance_time", None)
-        if advance is not None:
-            return advance
-    return time.sleep
-
-
 def load_station(config: str | Path | LabConfig, profile: str = "sim", *,
                  sim_session: str | None = None) -> LabStation:
     """Connect every instrument of a lab config for `profile` ('sim' or 'real').
 
-    `sim_session` (sim profile only): loads with the same session string share one simulated
-    bench (world, instrument states, hidden parameters), so a station can be closed and
-    opened again on the same physics; None (the default) gives every load a fresh bench.
+    `sim_session` (sim profile only): loads of the same config file with the same session
+    string share one simulated bench (world, instrument states, hidden parameters), so a
+    station can be closed and opened again on the same physics; None (the default) gives
+    every load a fresh bench.
+
+    The config is parsed once, here. In the sim profile its simulated world is registered
+    with the ``qnetlab`` VISA backend (`_register_world`) before anything connects; the
+    station's clock (`LabStation.clock`) is that world's, else real time.
     """
     if not isinstance(config, LabConfig):
         config = load_config(config)
@@ -296,17 +328,17 @@ def load_station(config: str | Path | LabConfig, profile: str = "sim", *,
     if sim_session is not None and (not sim_session or "@" in sim_session):
         raise ValueError(f"sim_session {sim_session!r}: give a non-empty string without '@' "
                          "(it becomes part of the simulated VISA library's name)")
-    # PyVISA keeps one library per path (`_visalib`), so a reused token reuses the bench.
-    token = uuid.uuid4().hex if sim_session is None else f"session-{sim_session}"
     opened: dict[str, Instrument] = {}
     servers: dict[str, Callable[[], None]] = {}
-    _check_before_connecting(config, profile, token)
+    _check_before_connecting(config, profile)
+    world = _register_world(config, sim_session) if profile == "sim" else None
+    clock: LabClock = world.clock if world is not None else RealTimeClock()
     try:
         with _qcodes_connect_log_quieted():
             for name, inst in config.instruments.items():
-                opened[name] = _connect(config, inst, profile, token, servers)
-        sleep = _lab_clock(opened)
-        station = LabStation(config, profile, sleep)
+                opened[name] = _connect(config, inst, profile, world, servers)
+        sleep = clock.sleep
+        station = LabStation(config, profile, clock, world)
         station.servers = servers
         _wire_counters(config, opened)
         for name, inst in config.instruments.items():
@@ -331,21 +363,17 @@ def load_station(config: str | Path | LabConfig, profile: str = "sim", *,
     return station
 
 
-def _check_before_connecting(config: LabConfig, profile: str, token: str) -> None:
+def _check_before_connecting(config: LabConfig, profile: str) -> None:
     """Refuse what can be refused before any instrument is touched: a driver class that does
-    not exist, a missing address for the profile and, in the sim profile, the simulated lab
-    itself (``qnetlab.simulation``, the twin names, the wiring). The simulated backend
-    validates that when its VISA library opens, so opening it here (the very library the
-    instruments then share) checks the config without this package importing the
-    simulator: PyVISA imports it by the ``@qnetlab`` name."""
+    not exist, a missing address for the profile. (In the sim profile the simulated lab
+    itself, ``qnetlab.simulation``, the twin names and the wiring, is checked next, when
+    `_register_world` builds it, still before anything connects.)"""
     for inst in config.instruments.values():
         _driver_class(config, inst)
         if profile not in inst.addresses:
             raise config.error(f"instruments.{inst.name}.address", f"no '{profile}' address",
                                f"add '{profile}:' under address, or use --profile "
                                f"{'real' if profile == 'sim' else 'sim'}")
-    if profile == "sim":
-        open_visa_library(_visalib(config, token))
 
 
 class _QcodesConnectNoise(logging.Filter):

@@ -21,12 +21,12 @@ import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
-from qnetlab.instruments.errors import QnetlabError
+from qnetlab.instruments.errors import InstrumentError
 
 __all__ = ["TagBlock", "TagBlockError", "first_out_of_order"]
 
 
-class TagBlockError(QnetlabError, ValueError):
+class TagBlockError(InstrumentError, ValueError):
     """A tag block that cannot be counted correctly: names the block, the position and the fix.
 
     Attributes: ``block`` (the block's index in its stream, or None when unknown),

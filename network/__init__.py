@@ -4,18 +4,32 @@ A heralding station, a node agent per node and an orchestrator, each its own OS 
 TCP (addresses from the lab config), every socket CURVE-authenticated. The curated API:
 
 - config: `load_network_config`, `NetworkConfig`;
-- processes: `ProcessGroup`, `plan_lab`, `start_lab`, `read_report`, `LinkReport`,
-  `require_keys`; the process entry points `run_station`, `run_node_agent`,
+- keys: `generate_lab_keys`, `check_lab_keys`, `require_keys`, `LabKeyError`;
+- processes: `ProcessGroup`, `sigterm_as_interrupt`, `plan_lab`, `check_ports`,
+  `start_lab`, `supervise`, `read_report`, `LinkReport`, `read_pairs` (with `PairEvent`),
+  `read_events`; the process entry points `run_station`, `run_node_agent`,
   `run_orchestrator` and their settings;
 - herald sources for the station: anything with ``run_until(station_time_ps)`` (the
   simulated link is built by `qnetlab link`), or the test signal `PeriodicHeralds`
-  (optionally only in `TimeSlots`); `StationFaults` for fault injection.
+  (optionally only in `TimeSlots`); `StationFaults` for fault injection;
+- the analytic link model: `LinkModel`, `NodeOptics`, `expected_success_probability`,
+  `expected_fidelity`, `expected_pair_rate` (loaded on first use: it imports SciPy, which
+  the lab's processes do not need);
+- a node's parameters for the link's calibration: `ParameterServer`, `fetch_parameters`,
+  `ParameterServiceError`.
 
-The wire format (`network.messages`), keys (`network.keys`), sequence tracking
-(`network.tracker`) and clock sync (`network.clock`) are imported from their modules.
+The wire format (`network.messages`), sequence tracking (`network.tracker`) and clock sync
+(`network.clock`) are imported from their modules.
+
+The link model and the protocol: docs/link.md.
 """
 
-from ._proc import ProcessGroup
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ._proc import ProcessGroup, sigterm_as_interrupt
 from .heralding_station import (
     PeriodicHeralds,
     StationFaults,
@@ -23,28 +37,86 @@ from .heralding_station import (
     TimeSlots,
     run_station,
 )
-from .lab import LabPlan, LinkReport, plan_lab, read_report, require_keys, start_lab
+from .keys import LabKeyError, check_lab_keys, generate_lab_keys
+from .lab import (
+    LabPlan,
+    LinkReport,
+    check_ports,
+    plan_lab,
+    read_events,
+    read_pairs,
+    read_report,
+    require_keys,
+    start_lab,
+    supervise,
+)
 from .network_config import NetworkConfig, load_network_config
-from .node_agent import NodeSettings, run_node_agent
+from .node_agent import NodeSettings, PairEvent, run_node_agent
 from .orchestrator import OrchestratorSettings, run_orchestrator
+from .parameters import ParameterServer, ParameterServiceError, fetch_parameters
+
+if TYPE_CHECKING:
+    from .link_model import (
+        LinkModel,
+        NodeOptics,
+        expected_fidelity,
+        expected_pair_rate,
+        expected_success_probability,
+    )
+
+_MODULE_OF: dict[str, str] = {
+    name: ".link_model"
+    for name in ("LinkModel", "NodeOptics", "expected_fidelity", "expected_pair_rate",
+                 "expected_success_probability")
+}
 
 __all__ = [
+    "LabKeyError",
     "LabPlan",
+    "LinkModel",
     "LinkReport",
     "NetworkConfig",
+    "NodeOptics",
     "NodeSettings",
     "OrchestratorSettings",
+    "PairEvent",
+    "ParameterServer",
+    "ParameterServiceError",
     "PeriodicHeralds",
     "ProcessGroup",
     "StationFaults",
     "StationSettings",
     "TimeSlots",
+    "check_lab_keys",
+    "check_ports",
+    "expected_fidelity",
+    "expected_pair_rate",
+    "expected_success_probability",
+    "fetch_parameters",
+    "generate_lab_keys",
     "load_network_config",
     "plan_lab",
+    "read_events",
+    "read_pairs",
     "read_report",
     "require_keys",
     "run_node_agent",
     "run_orchestrator",
     "run_station",
+    "sigterm_as_interrupt",
     "start_lab",
+    "supervise",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,6 +7,8 @@ from the truth by half the asymmetry of the two one-way delays, and its round tr
 exchanges with the shortest round trips (delay filtering) and fits offset = a + drift * t by
 least squares over them, t being node time. A fixed asymmetry of the path (different routes or
 NIC latencies each way) cannot be seen by any two-way exchange: it stays in the offset.
+
+See docs/link.md#clock-sync.
 """
 
 from __future__ import annotations

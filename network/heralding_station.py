@@ -1,34 +1,15 @@
 """The heralding station process: runs the herald source in real time and publishes heralds.
 
-The station's clock is ``(monotonic_ns - epoch_ns)`` in ps, `epoch_ns` handed over by the
-launcher, so every process on one host can read station time exactly (across hosts the nodes
-use their clock exchanges instead). The herald source (the simulated link, or a real time
-tagger's gateware) is computed a little ahead of that clock; each herald is published when the
-clock reaches its decision time, all heralds due at once in one frame.
+Station time is ``(monotonic_ns - epoch_ns)`` in ps (`epoch_ns` from the launcher). The herald
+source is computed ahead of that clock and each herald is published when the clock reaches its
+decision time; bookkeeping waits for a quiet time so it never delays a herald. Sockets: PUB
+(``herald_address``: HERALDS, Heartbeat, AttemptStats) and ROUTER (``request_address``:
+ResendRequest, ClockRequest), all CURVE servers admitting only the lab's keys. Injected faults
+(`StationFaults`) skip, delay or corrupt publications for the fault tests. At exit: ground
+truth ``<run_dir>/<name>_truth.npy`` (`TRUTH_DTYPE`), send times ``<name>_sends.npy``
+(`SEND_DTYPE`), counters ``<name>_summary.json``.
 
-A herald is on the latency path from the moment it is due until both nodes hold it, and on 2
-cores the nodes need the CPU for that. So right after a send the station does nothing but
-sleep (the wake time is computed before the hand-off): its bookkeeping (filing sent heralds in
-the history, computing ahead, heartbeats, AttemptStats, requests) is done only when some of it
-is due (a timer, a request queued, ``_FILE_EVERY`` frames unfiled), and then waits for a quiet
-time, ``settle_s`` after the last send and at least ``guard_s`` before the next herald, or is
-done anyway once it has waited ``max_defer_s`` (when heralds come too fast for a quiet time).
-The source is computed ``lookahead_s`` ahead (refilled at half), so that work is rare. The station:
-
-- PUB (``herald_address``): HERALDS frames, a Heartbeat every ``heartbeat_period``,
-  AttemptStats every ``stats_period`` (with the count of heralds decided so far, so a node
-  also finds a lost tail of the stream). The send high-water mark is raised, and seq numbers
-  make any drop visible to the nodes anyway;
-- ROUTER (``request_address``): ResendRequest (answered from the `HeraldHistory`; one of
-  another link or of seqs not yet decided is counted malformed and dropped) and
-  ClockRequest (answered with a ClockReply), each by `_Station.answer`.
-
-Every socket is a CURVE server; the ZAP handler admits only keys in the lab's key directory.
-Injected faults (`StationFaults`) skip, delay or corrupt publications for the fault tests.
-At exit the ground truth of every decided herald goes to ``<run_dir>/<name>_truth.npy``
-(`TRUTH_DTYPE`), the hand-off time of every herald frame (taken right before it is encoded
-and sent) to ``<run_dir>/<name>_sends.npy`` (`SEND_DTYPE`), and the counters to
-``<run_dir>/<name>_summary.json``.
+Scheduling and protocol: docs/link.md#the-stations-schedule.
 """
 
 from __future__ import annotations

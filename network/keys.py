@@ -1,26 +1,13 @@
 """The lab's CURVE keys: generating them, loading them, and securing sockets with them.
 
-Layout of a key directory (the `zmq.auth.create_certificates` file format)::
+A key directory holds ``public/<name>.key`` (one per process, safe to copy to every host) and
+``private/<name>.key_secret`` (only on the host that runs <name>, mode 0600), the
+`zmq.auth.create_certificates` format. A server socket (`make_curve_server`) admits only
+clients whose public key is in ``<key_dir>/public``; the ZAP handler tags each message with
+the key's owner (`key_owner`), which is how a server must tell who a peer is. `check_lab_keys`
+finds a public key file that does not match its secret before anything starts.
 
-    <key_dir>/public/<name>.key            one per process of the lab; safe to copy to every host
-    <key_dir>/private/<name>.key_secret    only on the host that runs <name>; mode 0600
-
-A server socket (`make_curve_server`) accepts only clients whose public key is in
-``<key_dir>/public`` (checked by the ZAP handler that `start_authenticator` runs for the
-context), so a process without a lab key can neither receive heralds nor inject one.
-
-The ZAP handler also names who holds the key: every message a server socket receives over an
-authenticated connection carries the ZAP User-Id property set to the key's owner, the name of
-its public key file (``node_a`` for ``public/node_a.key``; `key_owner` reads it). A peer's
-routing identity, by contrast, is whatever the peer chose to call itself, so any holder of
-any lab key could claim to be another process; a server that acts on who a peer is must go
-by `key_owner` (the orchestrator does, see `network.orchestrator`).
-Two key files holding one public key would make the owner ambiguous: refused.
-
-A public key file that does not hold the public half of its owner's secret key makes every
-handshake with that process fail (the other side silently drops it, or its ZAP handler refuses
-it); `check_lab_keys` finds that before anything starts, by deriving each public key from its
-secret (`zmq.curve_public`), and `generate_lab_keys` rewrites such a file from the secret.
+Details: docs/link.md#keys.
 """
 
 from __future__ import annotations

@@ -1,66 +1,12 @@
 """The heralded two-node link, analytically: its parts, and the rate and fidelity they give.
 
-The model and its exact expectation (REFERENCE.md s.3), which the control plane and the link's
-calibration use; `sim_instruments.physics.link` draws attempts from the same outcome tree.
+`LinkModel` sums the exact outcome tree of single-click and Barrett-Kok heralding (fibre loss
+and delay, detector efficiency, dark counts, transducer noise, double excitation, heralding
+windows). The control plane and the link's calibration use it; `sim_instruments.physics.link`
+draws attempts from the same tree, so formulas and simulation agree within statistics.
 
-
-Each node emits through its transducer (efficiency ``eta_t``, added noise ``N_add`` referred
-to the input) and a collection optic into fibre (0.2 dB/km, 4.9 us/km) to a midpoint station:
-a 50:50 beam splitter and two SNSPDs of efficiency ``eta_d``. The per-arm probability that an
-emitted photon clicks a detector is ``eta = eta_t * collection * 10^(-0.02 L) * eta_d``.
-
-Schemes, with the states the nodes hold (``|1>`` is a node's bright, photon-emitting state):
-
-* ``single_click``: each node emits with probability alpha (bright-state population); a herald
-  is exactly one detector clicking, which detector giving Psi+ (0) or Psi- (1). Success
-  ``p ~ 2 alpha eta``; a genuine herald holds a state of fidelity
-  ``1/2 + sqrt(V) sqrt(t_a t_b) / (t_a + t_b)`` (the photons' mode overlap is sqrt(V) for HOM
-  visibility V; t the arm transmissions weight the two branches), and the both-bright
-  admixture brings the mean to ``~ (1 - alpha)`` times that. A phase-stable link is assumed.
-* ``two_click`` (Barrett-Kok): each node is in an equal superposition and emits in exactly one
-  of two rounds (a spin flip between them); a herald is exactly one click in each round, the
-  same detector twice giving Psi+ (0), different detectors Psi- (1). Success
-  ``p = eta_a eta_b / 2``; a genuine herald holds fidelity ``(1 + V) / 2``.
-
-Imperfections, each drawn per attempt:
-
-* Double excitation: a bright emitter emits a second photon with probability
-  ``double_excitation_probability``; the extra photon carries which-path information, so a
-  herald involving it holds an incoherent state.
-* Background clicks per detector and detection window: dark counts (``DCR * window``) and the
-  transducers' noise photons, ``N_add * eta_t`` per mode leaving each transducer, attenuated
-  like the signal and split by the beam splitter. All are Poisson, so each detector's
-  background click is an independent Bernoulli draw with ``q = 1 - exp(-mean)``.
-* Two photons arriving together, one from each node, bunch into one detector with
-  probability ``(1 + V) / 2``; other multi-photon cases (which need a double excitation)
-  route independently. SNSPDs do not resolve photon number.
-
-Ground truth per herald: the fidelity with the announced Bell state of the spin state the
-nodes hold, given which nodes emitted. Genuine (the intended photons clicked, no double
-excitation): the coherent values above. Exactly one excitation shared but coherence lost (the
-photon was lost and background clicked, or a double excitation): ``|01>`` or ``|10>``,
-fidelity 0.5. Both or neither excited: ``|00>`` or ``|11>``, fidelity 0. This replaces a
-blanket "mixed state, 0.25": a false single-click herald is usually ``|00>`` and worth 0.
-
-The analytic formulas enumerate this same finite outcome tree exactly (no truncation in
-alpha or eta), so simulation and formulas agree within statistics for any parameters; the
-textbook forms above are their leading orders.
-
-Heralding windows: the station looks for each arm's photons in a window of width W
-(``detection_window``) centred where it EXPECTS them, at its calibrated arm delay; they arrive
-at the TRUE light time of the fibre, spread by a Gaussian of ``arrival_time_spread`` (s rms:
-SNSPD and time-tagger jitter and the photon's duration together). A window offset
-``Delta = expected - true`` keeps the fraction ``Phi((W/2 - Delta)/s) - Phi((-W/2 - Delta)/s)``
-of the arm's photons (and of its transducer's noise photons, which share the photon's mode)
-inside the window; the rest are lost like fibre loss. Dark counts are uniform in time and do
-not care. With the default offsets of 0 (a calibrated station) and W >> s the fraction is 1.
-`arrival_histogram` is the measurement that calibrates the expected delays.
-
-Timing: photons must meet at the beam splitter, so the node on the shorter arm emits later by
-the difference in light time. Attempt k starts when the farther node emits, at
-``start_ps + k * period``; the station decides at start plus the longer arm's light time.
-The period is at least the round trip over the longer arm (the node waits for the herald)
-and at least ``attempt_period``; a Barrett-Kok attempt fits both rounds inside it.
+Derivation: docs/link.md#3-imperfections-and-the-outcome-tree (schemes, ground truth per
+herald, heralding windows and timing in docs/link.md sections 2-4).
 """
 
 from __future__ import annotations
@@ -166,7 +112,7 @@ class LinkModel:
     """s, the same for arm b."""
     arrival_time_spread: float = 70e-12
     """s rms of a photon's arrival time at the station as the time tagger sees it: SNSPD jitter
-    (20-50 ps, REFERENCE.md s.2) and tagger jitter (~10 ps) in quadrature with the photon's
+    (20-50 ps, docs/detectors.md) and tagger jitter (~10 ps) in quadrature with the photon's
     own duration (~50 ps rms for the pulsed transducers); 70 ps in all."""
 
     def __post_init__(self) -> None:

@@ -1,42 +1,13 @@
 """The control plane's wire format: compact little-endian binary frames.
 
-Every frame starts with the protocol version byte (`VERSION`) and a `MsgType` byte. A herald
-frame carries 1..N `HERALD_DTYPE` records (27 bytes each, packed) after a uint32 count, so a
-station can batch the heralds that are ready into one send; a receiver turns the records into a
-numpy array with `np.frombuffer`, without Python work per record. Every other message is one
-fixed-size `struct` layout.
+Every frame starts with the protocol version byte (`VERSION`) and a `MsgType` byte, then one
+fixed `struct` layout; a HERALDS frame batches 27-byte `HERALD_DTYPE` records that a receiver
+reads with `np.frombuffer`. Decoding never trusts the frame: lengths and every field's legal
+range (defined once here) are checked, and a bad frame raises `MalformedMessage`, which
+`Decoder` counts and drops, so a process fed garbage keeps running.
 
-Layouts after the two header bytes (``<`` little-endian, no padding):
-
-============== ========================================================================
-HERALDS        count u32, then count x (link u16, seq u64, attempt_id u64, bell_state u8,
-               timestamp_ps i64)
-ATTEMPT_STATS  link u16, first_attempt_id u64, attempts u64, heralds u64, window_end_ps i64
-CREATE         create_id u32, remote_node u16, min_fidelity f64, max_time_s f64,
-               purpose_id u16, number u32, priority u8, keep u8 (0/1)
-ACK            create_id u32, expected_time_s f64
-OK             create_id u32, link u16, seq u64, goodness f64, goodness_time_ps i64
-ERR            create_id u32, link u16, seq u64, code u8 (`ErrCode`)
-HEARTBEAT      sender_id u16, seq u64, time_ps i64
-CLOCK_REQUEST  sender_id u16, seq u64, t1_ns i64
-CLOCK_REPLY    sender_id u16, seq u64, t1_ns i64, t2_ns i64, t3_ns i64
-RESEND_REQUEST link u16, first_seq u64, last_seq u64 (inclusive)
-============== ========================================================================
-
-Decoding never trusts the frame: the length is checked before anything is read, and every
-field is held to its legal range, defined once here (seqs up to `MAX_SEQ`, counts within
-`MAX_HERALDS_PER_FRAME`, `MAX_RESEND_RANGE`, `MAX_PAIRS_PER_CREATE`, station times within
-`MAX_STATION_TIME_PS`, closed sets such as error codes (`REQUEST_ERR_CODES` only with
-`NO_SEQ`), Bell states and booleans, fidelities in [0, 1]). Any bad frame raises
-`MalformedMessage` with a short `.reason`; `Decoder` counts and drops them, so a process fed
-garbage keeps running.
-What only the receiver can judge (a link that is not its own, a seq beyond what the station
-can have decided, a clock reply it never asked for) its handler checks, and counts with
-`Decoder.reject` beside the decoding errors.
-
-Every socket of the lab refuses, inside libzmq, a frame longer than `SOCKET_MAXMSGSIZE` (the
-largest legal message plus CURVE's framing; `limit_frame_size`): the peer is disconnected
-before the frame is read, so a flood of huge frames costs neither memory nor time.
+Layouts, ranges and the link-layer messages (after Dahlberg et al. 2019):
+docs/link.md#messages-and-wire-format.
 """
 
 from __future__ import annotations

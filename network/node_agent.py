@@ -1,22 +1,11 @@
 """A node agent process: receives its link's heralds and answers the link layer's CREATEs.
 
-Sockets (all CURVE clients that trust only the configured server keys):
-
-- SUB to the station's herald socket: heralds, heartbeats, AttemptStats;
-- DEALER to the station's request socket: ResendRequest for gaps, ClockRequest;
-- DEALER to the orchestrator: Heartbeat (liveness; seq 0 after a restart), ACK, OK and ERR
-  out; CREATE, and the orchestrator's verdicts (OK = delivered, ERR = released) in.
-
-What the node does with them (sequence tracking, resends, expiry, resync, clock, pairs) is
-`network._node.Node`; its files are listed there.
-
-Receiving: a herald's receipt is stamped right after the recv that took it. While no reply
-from the station is expected (a clock exchange or a resend in flight), the node blocks on the
-herald socket alone (a timed recv, which costs less between the frame's arrival and the
-stamp than a poll over all three sockets) and looks at its other two sockets after each wake:
-a message from the orchestrator waits at most ``idle_check`` s when no heralds come. Between
-stamping a herald's receipt and handling it the node yields the CPU once
-(``yield_after_receipt``).
+Sockets (all CURVE clients that trust only the configured server keys): SUB to the station's
+heralds (heralds, heartbeats, AttemptStats); DEALER to the station's requests (ResendRequest,
+ClockRequest); DEALER to the orchestrator (Heartbeat, ACK, OK, ERR out; CREATE and verdicts
+in). What the node does with them is `network.node_state.Node`. A herald's receipt is stamped right
+after the recv that took it; the receive loop is arranged so that stamp is as early as it can
+be (docs/link.md#the-node-agent).
 """
 
 from __future__ import annotations
@@ -31,9 +20,9 @@ import numpy as np
 import zmq
 
 from ._faults import HandshakeWatch, watch_node_handshakes
-from ._node import LATENCY_DTYPE, PAIR_LOG_DTYPE, Node, NodeSettings, PairEvent
 from .keys import make_curve_client
 from .messages import Heralds, limit_frame_size
+from .node_state import LATENCY_DTYPE, PAIR_LOG_DTYPE, Node, NodeSettings, PairEvent
 
 __all__ = ["LATENCY_DTYPE", "PAIR_LOG_DTYPE", "NodeSettings", "PairEvent", "run_node_agent"]
 

@@ -1,37 +1,14 @@
 """The orchestrator process: requests pairs from both nodes of a link and reconciles them.
 
-It binds a ROUTER (CURVE server) that the node agents' DEALERs connect to (who is who: see
-below). Once both nodes have sent a heartbeat it sends each a CREATE (`number` pairs with
-the other node) and collects their ACKs and per-pair OK / ERR. A pair (link, seq) is delivered
-only when both nodes said OK: then both get an OK back (the verdict). If only one node holds
-it (the other reported ERR, or said nothing within ``reconcile_timeout``), both get ERR
-DISAGREED and the holder frees it. Pairs one node OK'd before the other node's request even
-started are released the same way, counted apart (``boundary``). Each node stops at `number`
-OKs, so a request whose two nodes started one herald apart is topped up by a follow-up CREATE.
-A node restart (a heartbeat from a new incarnation) ends the current CREATE: whatever only
-the survivor holds is released, and a new CREATE asks for the rest.
+It binds a ROUTER (CURVE server) for the node agents, sends each node a CREATE once both are
+alive, and delivers a pair (link, seq) only when both nodes said OK (both get OK back);
+otherwise both get ERR DISAGREED and the holder frees it. A node restart ends the current
+CREATE and a new one asks for the rest; a CREATE with ``number == 0`` cancels. A node is the
+owner of the key that authenticated its connection (`network.keys.key_owner`), never what it
+calls itself; whatever fails these checks is counted and dropped. The outcome goes to
+``<run_dir>/<name>_result.json``.
 
-What a node says is checked before it is used: a verdict for another link, a refusal (ERR
-for a whole request) of a request other than the current one, a verdict for a pair already
-delivered, a heartbeat with another node's sender id are counted as malformed and dropped.
-
-A CREATE with ``number == 0`` cancels a request (a convention of this orchestrator and
-`network._node.Node.on_create`). The outcome goes to ``<run_dir>/<name>_result.json``.
-
-Who speaks: with CURVE on, a node is the owner of the key that authenticated its connection
-(the ZAP User-Id, `network.keys.key_owner`), never what the peer calls itself: node agents
-leave their routing identity to the ROUTER, and replies go to the connection a node was last
-heard on. So a holder of some other lab key (the station's, say) can neither speak as a node
-(confirm pairs it never held, keep a dead node "alive") nor, by claiming a node's name as its
-routing identity first, lock the node out. Its messages are dropped, counted
-(``counters["not_a_node"]``) and, the first time for each key owner, recorded as a
-``not_a_node`` event. A second connection with a node's key is ignored while the node is
-alive on the first (``duplicate_connection``): a restarted node is taken on its new
-connection once the old one has fallen silent. After a reconnect, what the orchestrator
-sends a node before the node's next heartbeat (within ``heartbeat_period``) is lost, as it
-is while the node is disconnected. Without CURVE (the benchmark's comparison only) there
-are no keys: the node agents then set their routing identity to their name and that is
-taken as given.
+Protocol and identity rules: docs/link.md#the-orchestrator.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import zmq
 
-from qnetlab.instruments.errors import QnetlabError
+from qnetlab.instruments.errors import InstrumentCommunicationError
 
 from .keys import make_curve_client, make_curve_server, start_authenticator
 
@@ -40,7 +40,7 @@ _MAX_REPLY_BYTES = 1 << 20
 """The client's `zmq.MAXMSGSIZE`: a node's values as JSON are a few kB."""
 
 
-class ParameterServiceError(QnetlabError):
+class ParameterServiceError(InstrumentCommunicationError):
     """A parameter request failed: no answer in time, or the server refused it."""
 
 

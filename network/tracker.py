@@ -16,6 +16,8 @@ Counter meanings (`SequenceTracker.counters`), all counts of sequence numbers:
 - ``late``: arrivals of a seq already given up (never delivered: the peer was told it was lost).
 
 Invariant: ``gaps_detected == recovered + lost + (seqs still missing)``.
+
+Protocol context: docs/link.md#sequence-numbers.
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ def _bringup(args: argparse.Namespace) -> int:
     from qnetlab.network.keys import LabKeyError, generate_lab_keys
     from qnetlab.network.network_config import load_network_config
 
-    from ._link import deliver
+    from .link import deliver
 
     config = load_network_config(args.config)
     try:  # keeps existing keys, rewrites a public key that does not match its secret

@@ -1,9 +1,11 @@
 """The `qnetlab` command line: each verb a thin layer over the packages.
 
-Exit codes: 0 success; 1 an instrument answered but failed its check; 2 a usage or lab-config
-error (the message names the file, the entry and the fix); 3 an instrument could not be
-reached or stopped answering; 130 interrupted (Ctrl-C, SIGTERM or SIGHUP: the bench is put
-back and an interrupted run keeps its points, as on Ctrl-C).
+Exit codes: 0 success; 1 an instrument answered but failed its check, refused a setting, or
+a verdict is bad; 2 a usage or lab-config error (the message names the file, the entry and
+the fix); 3 an instrument could not be reached, stopped answering or answered nonsense; 130
+interrupted (Ctrl-C, SIGTERM or SIGHUP: the bench is put back and an interrupted run keeps
+its points, as on Ctrl-C). An exception a verb lets through gets its code from its family
+(`EXIT_CODES`; the families are in `qnetlab.instruments.errors`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,40 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
+from qnetlab.instruments.errors import (
+    ConfigError,
+    InstrumentCommunicationError,
+    InstrumentError,
+    QnetlabError,
+    StopSignal,
+    VerdictError,
+)
+
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
 
-_VERB_MODULES: tuple[str, ...] = ("._runs", "._characterize", "._link", "._keys", "._calibrate")
+EXIT_CODES: dict[type[BaseException], int] = {
+    ConfigError: EXIT_CONFIG,
+    InstrumentCommunicationError: EXIT_UNREACHABLE,
+    InstrumentError: EXIT_CHECK_FAILED,  # refused, reported, or failed otherwise
+    VerdictError: EXIT_CHECK_FAILED,
+    QnetlabError: EXIT_CHECK_FAILED,
+    KeyboardInterrupt: EXIT_INTERRUPTED,  # Ctrl-C, and qnetlab's Interrupted / StopSignal
+}
+"""Exception family -> exit code. An exception gets the code of the first class of its
+MRO found here, so the most specific family wins (an `InstrumentUnreachableError` is an
+`InstrumentCommunicationError` before it is an `InstrumentError`)."""
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The exit code of `exc`'s family (`EXIT_CODES`); None if it belongs to none."""
+    for cls in type(exc).__mro__:
+        code = EXIT_CODES.get(cls)
+        if code is not None:
+            return code
+    return None
+
+_VERB_MODULES: tuple[str, ...] = ("._runs", "._characterize", ".link", "._keys", "._calibrate")
 """Modules of the later verbs. Each has ``add_parser(verbs)``, which adds its subparser with
 ``set_defaults(handler=...)``; the handler takes the parsed arguments and returns an exit
 code. Their heavy imports happen inside the handler, so ``--help`` stays fast."""
@@ -88,13 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from qnetlab.instruments.errors import (
-        ConfigError,
-        InstrumentConnectionError,
-        InstrumentTimeoutError,
-        QnetlabError,
-    )
-
     try:
         if args.verb == "check":
             from ._check import run_check
@@ -105,27 +130,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         handler = getattr(args, "handler", None)
         if handler is not None:
             return int(handler(args))
-    except ConfigError as exc:
-        print(f"qnetlab: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (InstrumentTimeoutError, InstrumentConnectionError) as exc:
-        # Includes InstrumentUnreachableError: a station could not connect an instrument.
-        print(f"qnetlab: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except QnetlabError as exc:  # an instrument refused or reported an error
-        print(f"qnetlab: {exc}", file=sys.stderr)
-        return EXIT_CHECK_FAILED
     except KeyboardInterrupt as exc:
         print(interrupted_message(exc), file=sys.stderr)
         return EXIT_INTERRUPTED
+    except QnetlabError as exc:
+        print(f"qnetlab: {exc}", file=sys.stderr)
+        return exit_code(exc) or EXIT_CHECK_FAILED
     return EXIT_CONFIG
-
-
-class StopSignal(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread as a KeyboardInterrupt, so everything
-    that puts the bench back on Ctrl-C (a sequence's finish and stop record, closing the
-    station, stopping the link's processes) does the same on a polite kill. ``str()`` is the
-    signal's name."""
 
 
 STOP_SIGNALS: tuple[str, ...] = ("SIGTERM", "SIGHUP")

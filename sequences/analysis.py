@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 
 from matplotlib.figure import Figure
 
+from qnetlab.instruments.errors import VerdictError
+
 from .data import ANALYSIS, StoredRun, figure_dir, load_run, store_metadata
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,12 @@ class Verdict:
         if self.good:
             return "good" + (f" ({self.detail})" if self.detail else "")
         return f"bad: {self.reason} ({self.detail})"
+
+    def raise_if_bad(self, what: str = "the run") -> None:
+        """For a script or notebook that wants an exception rather than a verdict to read:
+        `VerdictError` (exit code 1 from the command line) if the verdict is bad."""
+        if not self.good:
+            raise VerdictError(f"{what}: verdict {self}", verdict=self)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The lab's QCoDeS database: opening it, and reading a stored run back.
 
-One SQLite file per lab (REFERENCE.md section 4). Every connection is opened explicitly
+One SQLite file per lab (QCoDeS's one database per setup). Every connection is opened explicitly
 from the path the caller gives, never through ``qcodes.config.core.db_location``: a
 sequence run from a test or a script must not change QCoDeS's global database.
 
@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from qcodes.dataset import load_by_id
@@ -47,6 +47,8 @@ ANALYSIS = "qnetlab_analysis"
 INTERLOCK_EVENTS = "qnetlab_interlock_events"
 FINISH_ERROR = "qnetlab_finish_error"
 PARTIAL_STEPS = "qnetlab_partial_steps"
+
+OptionsT = TypeVar("OptionsT")
 
 
 @contextmanager
@@ -91,6 +93,18 @@ class StoredRun:
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.metadata.get("options") or {})
+
+    def options_as(self, cls: type[OptionsT]) -> OptionsT:
+        """The stored options rebuilt as the options dataclass `cls`, so an analysis reads
+        typed fields and never restates a default: a field the run did not store (an older
+        run) takes `cls`'s default, a stored key `cls` no longer has is ignored, and JSON
+        lists become tuples (the options hold sequences as tuples)."""
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"{cls!r} is not an options dataclass")
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        stored = {k: tuple(v) if isinstance(v, list) else v
+                  for k, v in self.options.items() if k in names}
+        return cls(**stored)
 
     @property
     def partial_steps(self) -> list[dict[str, Any]]:

@@ -1,61 +1,8 @@
-"""Detector calibrations: dark-count rate per channel, and detection efficiency against bias.
-
-Both work through the `SinglePhotonDetector` role only (``bias_current``, ``count_rate``,
-``latched`` of the detector's channels) and switch the light with one boolean parameter,
-by default the station's transducer pump (``station.setup.pump_on``; with the pump off the
-transducer emits no photons at all: no conversion, no added noise, no pump leakage). Every
-setting they change (light, pump power, bias) is put back when the run ends, however it
-ends.
-
-Counting. ``count_rate`` (Hz) of a detector cabled to a time tagger is the tagger counter's
-clicks in its integration window (`instruments.station.TAGGER_COUNTER_WINDOW_S`, 1 s) over
-that window, so one reading is ``count_rate * counter_window`` whole clicks. An
-integration time of T s is ``T / counter_window`` consecutive readings, and the dataset
-stores the clicks themselves (Poisson counts) with the time they were counted over.
-
-`DarkCountScan` reads each channel at the bias it is set to, light off, ``repeats`` times
-``integration_time`` s. The rate is the Poisson maximum-likelihood estimate ``N / T`` (all
-repeats pooled) with standard error ``sqrt(N) / T``; the repeats are checked against one
-Poisson rate (Pearson chi2, survival probability >= `DISPERSION_P_MIN`), which catches a
-light leak that comes and goes. A channel is *dead* when it reads no click over a time in
-which its bias implies more than `DEAD_CHANNEL_EXPECTED_COUNTS` dark counts; the implied
-rate is a conservative floor, ``reference_dark_count_rate * exp((I - reference_bias) /
-dark_count_current_scale)`` (the exponential dark-count law of SNSPDs, with a floor of 1 Hz
-at 10.5 uA by default: REFERENCE.md s.2 gives 1-130 Hz).
-
-`EfficiencyBiasScan` sweeps one channel's bias from low to high. At each bias it counts
-light off (dark counts at that bias) then light on, and the net rate ``(N_on - N_off) / T``
-is fitted with the sigmoid of an SNSPD's efficiency curve,
-
-    R(I) = R_plateau / (1 + exp(-(I - I_mid) / w)),
-
-by weighted least squares (scipy ``curve_fit``), the weights being the Poisson variances of
-the model (``(R + 2 R_dark) / T``, iterated once from the data's own), so low-count points
-are not over-weighted. Standard errors are the covariance with ``absolute_sigma``, scaled by
-``sqrt(chi2 / dof)`` when that exceeds 1. The sweep stops at the first latched point: the
-channel is unbiased at once (which clears the latch) and the remaining biases are recorded
-as latched, not measured; the first latched bias is reported as the switching current
-(resolution: one bias step).
-
-Absolute or relative efficiency. The counts give ``eta(I) * Phi`` with ``Phi`` the incident
-photon rate; the efficiency itself needs ``Phi`` from outside the detector (a calibrated
-attenuated source: power meter and attenuators; on the simulated bench, the emulator's known
-photon rate). When ``incident_photon_rate`` (photons/s, with its standard error) is given it
-is stored with the run's options and the analysis reports the absolute plateau efficiency
-``R_plateau / Phi``; otherwise it reports the plateau count rate and the curve relative to
-its own plateau, which is all the recommended bias needs. The pump's photons (leakage and
-added noise) are not a known reference on their own, hence the choice is the caller's.
-
-The recommended bias is where the fitted efficiency reaches ``plateau_fraction`` (98 % by
-default) of the plateau, ``I_rec = I_mid + w ln(f / (1 - f))``: the lowest bias with the full
-efficiency, so the fewest dark counts. It must lie within the measured range and at least
-``switching_margin`` below the switching current (the first latched bias, or, when nothing
-latched, the highest bias measured, a lower bound of it).
-
-Limits: dead-time saturation is not corrected (``R_out = R_in / (1 + R_in (t_d + tau))``,
-0.02 % at 6 kHz for a 28 ns recovery: keep the light below ~1e5 photons/s); the light must
-be steady over the sweep (its drift enters the fitted shape); after-pulsing is not modelled;
-the counter window is taken from the options, not read from the tagger.
+"""Detector calibrations: dark-count rate per channel (`DarkCountScan`) and detection
+efficiency against bias (`EfficiencyBiasScan`, sigmoid fit, recommended bias), through the
+`SinglePhotonDetector` role only; the light is switched with one boolean parameter (by
+default the transducer pump) and every setting changed is put back however the run ends.
+Derivation, counting and limits: docs/detectors.md#4-calibrations-sequencesdetectorspy.
 """
 
 from __future__ import annotations
@@ -74,7 +21,9 @@ from qnetlab.instruments.station import TAGGER_COUNTER_WINDOW_S, LabStation
 
 from .analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from .data import StoredRun
+from .fitting import chi2_p_value, scale_covariance
 from .framework import DatasetParameter, LabSequence, RunResult, Step
+from .transducer.counting import count_clicks
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +60,12 @@ def _light_parameter(station: LabStation, spec: str) -> Any:
 
 
 def _counts(channel: Any, integration_time: float, window: float) -> tuple[int, float]:
-    """Clicks over `integration_time` s of `window`-s counter readings, and the time (s)
-    actually counted over."""
+    """Clicks over `integration_time` s of whole `window`-s counter readings (at least one),
+    and the time (s) actually counted over: `count_clicks` for a fixed number of readings."""
     readings = max(1, round(integration_time / window))
-    total = sum(round(float(channel.count_rate()) * window) for _ in range(readings))
-    return int(total), readings * window
+    count = count_clicks(channel, min_clicks=math.inf, max_time=readings * window,
+                         window=window)
+    return count.clicks, count.exposure
 
 
 # -- dark counts ---------------------------------------------------------------------------------
@@ -166,7 +116,7 @@ class DarkCountAnalysis(Analysis):
         if d["channel"].size == 0:
             result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, "no integration stored")
             return result
-        o = run.options
+        options = run.options_as(DarkCountScanOptions)
         problems: list[tuple[Reason, str]] = []
         for c in sorted({int(x) for x in d["channel"]}):
             rows = d["channel"] == c
@@ -178,7 +128,7 @@ class DarkCountAnalysis(Analysis):
             result.details[f"counts_ch{c}"] = n
             result.details[f"time_ch{c}"] = t
             result.details[f"bias_ch{c}"] = bias
-            expected = _implied_dark_rate(bias, o) * t
+            expected = _implied_dark_rate(bias, options) * t
             result.details[f"implied_min_counts_ch{c}"] = expected
             per = d["counts"][rows]
             times = d["integration_time"][rows]
@@ -219,13 +169,13 @@ class DarkCountAnalysis(Analysis):
         return {"dark_counts": fig}
 
 
-def _implied_dark_rate(bias: float, options: dict[str, Any]) -> float:
+def _implied_dark_rate(bias: float, options: DarkCountScanOptions) -> float:
     """Hz: the conservative floor of a live channel's dark-count rate at `bias` (A)."""
     if bias <= 0:
         return 0.0
-    ref = float(options.get("reference_bias", 10.5e-6))
-    rate = float(options.get("reference_dark_count_rate", 1.0))
-    scale = float(options.get("dark_count_current_scale", 0.6e-6))
+    ref = float(options.reference_bias)
+    rate = float(options.reference_dark_count_rate)
+    scale = float(options.dark_count_current_scale)
     return rate * math.exp(min((bias - ref) / scale, 50.0))
 
 
@@ -298,12 +248,13 @@ class DarkCountScan(LabSequence[DarkCountScanOptions]):
         self.restorer.change(_light_parameter(station, self.options.light_switch), False)
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
-        o = self.options
-        channel = station.instrument(o.detector).detector_channels[int(step.settings["channel"])]
+        options = self.options
+        channel = station.instrument(options.detector).detector_channels[
+            int(step.settings["channel"])]
         bias = float(channel.bias_current())
         latched = bool(channel.latched())
-        n, t = (0, o.integration_time) if latched else _counts(
-            channel, o.integration_time, o.counter_window)
+        n, t = (0, options.integration_time) if latched else _counts(
+            channel, options.integration_time, options.counter_window)
         return {"channel": np.array([step.settings["channel"]]),
                 "repeat": np.array([step.settings["repeat"]]),
                 "counts": np.array([float(n)]), "integration_time": np.array([t]),
@@ -369,15 +320,15 @@ class EfficiencyBiasAnalysis(Analysis):
     sequence = "efficiency_bias_scan"
 
     def analyze(self, run: StoredRun) -> AnalysisResult:
-        o = run.options
-        c = int(o.get("channel", 1))
+        options = run.options_as(EfficiencyBiasScanOptions)
+        c = int(options.channel)
         d = {k: np.asarray(run.data.get(k, []), float)
              for k in ("bias", "counts_light", "counts_dark", "integration_time", "latched")}
         result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
         latched = d["latched"] > 0
         if np.any(latched):
             i_latch = float(np.min(d["bias"][latched]))
-            result.values["switching_current"] = FitValue(i_latch, _bias_step(o), "A")
+            result.values["switching_current"] = FitValue(i_latch, _bias_step(options), "A")
         ok = ~latched & np.isfinite(d["counts_light"]) & np.isfinite(d["counts_dark"])
         b, n_on, n_off, t = (d[k][ok] for k in ("bias", "counts_light", "counts_dark",
                                                 "integration_time"))
@@ -408,23 +359,23 @@ class EfficiencyBiasAnalysis(Analysis):
         p, cov, chi2, dof = fit
         err = np.sqrt(np.clip(np.diag(cov), 0, None))
         result.details.update({"chi2": chi2, "dof": float(dof),
-                               "fit_p": float(stats.chi2.sf(chi2, dof))})
+                               "fit_p": chi2_p_value(chi2, dof)})
         result.values["plateau_count_rate"] = FitValue(float(p[0]), float(err[0]), "Hz")
         result.values["midpoint_current"] = FitValue(float(p[1]), float(err[1]), "A")
         result.values["sigmoid_width"] = FitValue(float(p[2]), float(err[2]), "A")
-        phi = o.get("incident_photon_rate")
+        phi = options.incident_photon_rate
         result.details["absolute"] = float(phi is not None)
         if phi is not None:
-            phi, s_phi = float(phi), float(o.get("incident_photon_rate_stderr", 0.0))
+            phi, s_phi = float(phi), float(options.incident_photon_rate_stderr)
             eta = p[0] / phi
             result.values["plateau_efficiency"] = FitValue(
                 float(eta), float(eta * math.hypot(err[0] / p[0], s_phi / phi)), "")
-        f = float(o.get("plateau_fraction", 0.98))
+        f = float(options.plateau_fraction)
         lever = math.log(f / (1 - f))
         i_rec = float(p[1] + lever * p[2])
         s_rec = math.sqrt(max(cov[1, 1] + lever ** 2 * cov[2, 2] + 2 * lever * cov[1, 2], 0))
         result.values["recommended_bias"] = FitValue(i_rec, s_rec, "A")
-        result.verdict = _efficiency_verdict(c, b, result, float(o.get("switching_margin", 0)),
+        result.verdict = _efficiency_verdict(c, b, result, float(options.switching_margin),
                                              f)
         if result.verdict.good:
             result.proposed[f"bias_current_ch{c}"] = i_rec
@@ -465,9 +416,9 @@ class EfficiencyBiasAnalysis(Analysis):
         return {"efficiency": fig}
 
 
-def _bias_step(options: dict[str, Any]) -> float:
-    points = int(options.get("points", 2))
-    return (float(options.get("bias_stop", 0)) - float(options.get("bias_start", 0))) / max(
+def _bias_step(options: EfficiencyBiasScanOptions) -> float:
+    points = int(options.points)
+    return (float(options.bias_stop) - float(options.bias_start)) / max(
         points - 1, 1)
 
 
@@ -503,8 +454,7 @@ def _fit_sigmoid(b: np.ndarray, n_on: np.ndarray, n_off: np.ndarray, t: np.ndarr
     model = sigmoid(x, *p)
     chi2 = float(np.sum(((y - model) / sigma) ** 2))
     dof = max(y.size - 3, 1)
-    if chi2 / dof > 1:  # the scatter exceeds Poisson: widen the errors, do not claim more
-        cov = cov * (chi2 / dof)
+    cov = scale_covariance(cov, chi2, dof)  # scatter beyond Poisson widens the errors
     jac = np.diag([1.0, s, s])
     return np.array([p[0], p[1] * s, p[2] * s]), jac @ cov @ jac, chi2, dof
 
@@ -561,8 +511,8 @@ class EfficiencyBiasScan(LabSequence[EfficiencyBiasScanOptions]):
 
     def biases(self) -> np.ndarray:
         """The sweep's biases, A."""
-        o = self.options
-        return np.linspace(o.bias_start, o.bias_stop, o.points)
+        options = self.options
+        return np.linspace(options.bias_start, options.bias_stop, options.points)
 
     def steps(self) -> list[Step]:
         return [Step(i, f"ch{self.options.channel} at {b * 1e6:.4g} uA", {"bias": float(b)})
@@ -575,18 +525,18 @@ class EfficiencyBiasScan(LabSequence[EfficiencyBiasScanOptions]):
         return LabSequence.run(self, station, db_path, quiet=quiet, analyze=analyze)
 
     def prepare(self, station: LabStation) -> None:
-        o = self.options
+        options = self.options
         channel = self._channel(station)
-        self._light = _light_parameter(station, o.light_switch)
+        self._light = _light_parameter(station, options.light_switch)
         self.restorer.change(channel.bias_current, 0.0)  # also clears a latch
         self.restorer.change(self._light, False)
-        if o.pump_power is not None:
+        if options.pump_power is not None:
             if station.setup is None:
                 raise ValueError("pump_power needs the station's transducer_setup")
-            self.restorer.change(station.setup.pump_power, o.pump_power)
+            self.restorer.change(station.setup.pump_power, options.pump_power)
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
-        o = self.options
+        options = self.options
         channel = self._channel(station)
         row = {"bias_setpoint": np.array([step.settings["bias"]])}
         if self._latched_at is None:
@@ -601,9 +551,9 @@ class EfficiencyBiasScan(LabSequence[EfficiencyBiasScanOptions]):
                     "latched": np.array([1.0])}
         bias = float(channel.bias_current())
         self._light.set(False)
-        dark, t = _counts(channel, o.integration_time, o.counter_window)
+        dark, t = _counts(channel, options.integration_time, options.counter_window)
         self._light.set(True)
-        light, _ = _counts(channel, o.integration_time, o.counter_window)
+        light, _ = _counts(channel, options.integration_time, options.counter_window)
         return {**row, "bias": np.array([bias]), "counts_light": np.array([float(light)]),
                 "counts_dark": np.array([float(dark)]), "integration_time": np.array([t]),
                 "latched": np.array([0.0])}

@@ -414,7 +414,8 @@ def _stop_record(steps: list[Step], done: int, points: int, exc: BaseException,
         index, label, settings = step.index, step.label, dict(step.settings)
     else:  # cannot happen from the loop, but a stop record must never fail
         index, label, settings = len(steps), "end", {}
-    # A stop signal arrives as a KeyboardInterrupt named after it (qnetlab.cli.StopSignal).
+    # A stop signal arrives as a KeyboardInterrupt named after it
+    # (qnetlab.instruments.errors.StopSignal).
     cause = (f"stopped by {exc}" if str(exc) else "interrupted by the user (Ctrl-C)") \
         if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
     unfinished = [p["rows"] for p in partial if p["step"] == index

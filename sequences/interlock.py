@@ -7,9 +7,10 @@ fridge to recover, and then carry on where it was, or, if the fridge does not re
 stop cleanly with everything measured so far. `PumpGuard` does that between steps:
 
 * before each step it reads every interlock sensor that guards the pump;
-* above the maximum it switches the pump off, then polls the sensor (in lab time: instant on
-  the simulated bench) until it reads below ``resume_fraction`` x maximum (hysteresis, so the
-  pump does not chatter at the threshold), for at most ``timeout`` s;
+* above the maximum it switches the pump off, then polls the sensor (on the station's lab
+  clock, `LabStation.clock`: instant on the simulated bench) until it reads below
+  ``resume_fraction`` x maximum (hysteresis, so the pump does not chatter at the
+  threshold), for at most ``timeout`` s;
 * recovered: the pump is switched back on if it was on, and the step runs; not recovered: the
   run stops with `InterlockTimeoutError` (an instrument error, so the framework keeps the data
   and marks the run interrupted, saying where and why).
@@ -26,11 +27,11 @@ from typing import Any
 
 from qcodes.parameters import Parameter
 
-from qnetlab.instruments.errors import QnetlabError
+from qnetlab.instruments.errors import InstrumentRefusedError
 from qnetlab.instruments.station import LabStation
 
 
-class InterlockTimeoutError(QnetlabError, TimeoutError):
+class InterlockTimeoutError(InstrumentRefusedError, TimeoutError):
     """The interlock sensor did not recover within the guard's timeout."""
 
 
@@ -96,7 +97,7 @@ class PumpGuard:
         waited, value = 0.0, reading
         while value > self.resume_fraction * watch.maximum and waited < self.timeout:
             step_s = min(self.poll_period, self.timeout - waited)
-            self.station.sleep(step_s)
+            self.station.clock.sleep(step_s)
             waited += step_s
             value = float(watch.sensor.get())
         recovered = value <= self.resume_fraction * watch.maximum

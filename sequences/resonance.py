@@ -1,17 +1,8 @@
-"""`MicrowaveResonanceScan`: find the transducer's microwave resonance with the VNA.
-
-The acquisition sweeps the scan window in `segments` VNA sweeps (so that the progress bar
-moves and an interrupted scan keeps its finished segments), each averaged `averages` times
-in software (the role's `sweep()` only, so any `VNA` driver works).
-
-The analysis fits the one-port reflection of a mode with external coupling ratio eta_e,
-
-    S11(f) = a * (1 - 2 eta_e / (1 + 2i (f - f0) / kappa)),
-
-to the complex trace, with the complex background `a` (line loss and phase) free. The
-standard errors come from the covariance (J^T J)^-1 s^2 of the least-squares fit, with the
-noise variance s^2 estimated from the residuals themselves (receiver noise is white and
-complex Gaussian, so the residuals of a good fit are that noise).
+"""`MicrowaveResonanceScan`: find the transducer's microwave resonance with the VNA (the role's
+`sweep()` only, in `segments` software-averaged sweeps so an interrupted scan keeps its
+finished segments), fitting S11(f) = a (1 - 2 eta_e / (1 + 2i (f - f0) / kappa)) to the
+complex trace with the background `a` free; the noise is estimated from the residuals.
+Derivation: docs/transducer.md#5-how-the-characterization-measures-it (step 1).
 """
 
 from __future__ import annotations
@@ -28,6 +19,7 @@ from qnetlab.instruments.station import LabStation
 
 from .analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from .data import StoredRun
+from .fitting import scale_covariance
 from .framework import DatasetParameter, LabSequence, Step
 
 MIN_POINTS = 20
@@ -172,7 +164,9 @@ def _fit(f: np.ndarray, s: np.ndarray) -> tuple[dict[str, FitValue], dict[str, f
     dof = res.fun.size - p.size
     s2 = float(2 * res.cost / dof)  # variance per quadrature
     try:
-        cov = np.linalg.inv(res.jac.T @ res.jac) * s2
+        # Unit weights: the residuals estimate the noise (docs/fitting.md#2-covariance-inflation).
+        cov = scale_covariance(np.linalg.inv(res.jac.T @ res.jac), 2 * res.cost, dof,
+                               shrink=True)
         err = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     except np.linalg.LinAlgError:
         err = np.full(p.size, math.inf)
@@ -243,8 +237,9 @@ class MicrowaveResonanceScan(LabSequence[ResonanceScanOptions]):
                                  "complex")]
 
     def frequencies(self) -> np.ndarray:
-        o = self.options
-        return np.linspace(o.center - o.span / 2, o.center + o.span / 2, o.points)
+        options = self.options
+        return np.linspace(options.center - options.span / 2,
+                           options.center + options.span / 2, options.points)
 
     def steps(self) -> list[Step]:
         chunks = np.array_split(self.frequencies(), self.options.segments)

@@ -1,0 +1,76 @@
+"""The simulated lab: a bench of emulated instruments on one physics world, and its transports.
+
+`build_bench` makes a `SimulatedBench` from a lab config; the drivers reach it through the
+in-process VISA backend (`QnetlabVisaLibrary`, selected by the station's ``sim`` profile) or
+through the TCP servers of ``qnetlab sim serve`` (`BenchServer`, `ControlClient` for its
+JSON control port; `ID1000Server` for the ZeroMQ time tagger). Faults: `FaultPlan` on a
+connection, the `faults_world` functions on the physics. The models are in `physics`, the
+emulators in `devices`. Names load on first use (`__getattr__`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .bench import SimulatedBench, build_bench, build_world
+    from .faults import Fault, FaultPlan
+    from .faults_world import (
+        drift_optical_resonance,
+        drop_detector_efficiency,
+        heat_mixing_chamber,
+        shift_tagger_input_delay,
+        simulated_bench,
+    )
+    from .link_bench import SimulatedLinkBench
+    from .ports import free_port_run
+    from .server import BenchServer, ControlClient
+    from .visa_backend import QnetlabVisaLibrary, bench_of
+    from .zmq_server import ID1000Server
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    ".bench": ("SimulatedBench", "build_bench", "build_world"),
+    ".visa_backend": ("QnetlabVisaLibrary", "bench_of"),
+    ".server": ("BenchServer", "ControlClient"),
+    ".zmq_server": ("ID1000Server",),
+    ".ports": ("free_port_run",),
+    ".faults": ("Fault", "FaultPlan"),
+    ".faults_world": ("drift_optical_resonance", "drop_detector_efficiency",
+                      "heat_mixing_chamber", "shift_tagger_input_delay", "simulated_bench"),
+    ".link_bench": ("SimulatedLinkBench",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = [
+    "BenchServer",
+    "ControlClient",
+    "Fault",
+    "FaultPlan",
+    "ID1000Server",
+    "QnetlabVisaLibrary",
+    "SimulatedBench",
+    "SimulatedLinkBench",
+    "bench_of",
+    "build_bench",
+    "build_world",
+    "drift_optical_resonance",
+    "drop_detector_efficiency",
+    "free_port_run",
+    "heat_mixing_chamber",
+    "shift_tagger_input_delay",
+    "simulated_bench",
+]
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -13,6 +13,8 @@ value, so a test can compare a calibration's result with it.
   replaced by a longer one);
 * `heat_mixing_chamber`: an extra heat load on the fridge's mixing chamber (it warms with
   lab time, which on the simulated bench passes as a sequence or a ramp waits).
+
+All the faults: docs/simulation.md#5-fault-injection.
 """
 
 from __future__ import annotations

@@ -1,21 +1,13 @@
 """The simulated link bench: two nodes' fibres to a midpoint heralding station, for calibration.
 
-Built from a network lab config (`network.network_config.load_network_config`) the way
-`qnetlab link` builds its `LinkModel` (transducer presets at their operating points, the
-link's physics keys), it holds what the world knows and the station does not:
+Built from a network lab config the way `qnetlab link` builds its `LinkModel`, it holds what
+the world knows and the station does not: the true fibre lengths (hence light times), the
+station's expected arm delays (set by calibration, `set_expected_delay`), and the transducers'
+and detectors' true efficiencies (faults can change all of them). Two measurements,
+`arrival_histogram` and `herald`, each drawn from its own generator seeded by (link seed,
+measurement number), so a session is reproducible.
 
-* the TRUE fibre lengths (a fault can change one: "a fibre's delay changes"), hence the true
-  light times (4.9 us/km) at which each node's photons arrive;
-* the station's EXPECTED arm delays, where it centres each arm's heralding window. They start
-  at the config's nominal light times (what a lab computes from the fibre spool's label) and
-  are set by calibration (`set_expected_delay`);
-* the transducers' true efficiency and added noise, and the station's detector efficiency
-  (faults can change them too).
-
-Two measurements: `arrival_histogram` (one node's calibration pulses at the station, relative
-to their emission) and `herald` (N heralding attempts: the success count, and the ground truth
-the control software must not see). Each measurement draws from its own generator, seeded by
-(the link's seed, the measurement's number), so a session is reproducible.
+Physics: docs/link.md; role in the simulated lab: docs/simulation.md.
 """
 
 from __future__ import annotations

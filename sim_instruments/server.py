@@ -1,22 +1,15 @@
 """TCP socket servers for a simulated bench (``qnetlab sim serve CONFIG``).
 
 Each simulated instrument listens on the host and port of its ``real`` address in the lab
-config (``TCPIP0::127.0.0.1::PORT::SOCKET``), as an LXI instrument serves SCPI on port 5025,
-so the real drivers reach it with pyvisa-py exactly as they would reach hardware. The host
-may be any loopback address (127.0.0.0/8), so each instrument can have its own address and
-its vendor's port, as on a lab network: ``TCPIP0::127.0.0.2::5025::SOCKET`` for the N5183B
-and ``TCPIP0::127.0.0.3::5025::SOCKET`` for the P9374A. Input is bounded per connection as an
-instrument's input buffer is (`MAX_INPUT_BYTES`, `MAX_BLOCK_BYTES`): a longer message is
-discarded and queues SCPI error -363 "Input buffer overrun"; the connection stays open.
-One process serves the whole bench on one world, from a single selector loop: no threads
-contend for the GIL, and replies that a latency fault delays are scheduled rather than slept
-on.
+config (any 127.0.0.0/8 host, e.g. ``TCPIP0::127.0.0.2::5025::SOCKET``), so the real drivers
+reach it with pyvisa-py exactly as they would reach hardware. Input is bounded per connection
+like an instrument's input buffer (`MAX_INPUT_BYTES`, `MAX_BLOCK_BYTES`: SCPI error -363). One
+process serves the whole bench from a single selector loop; latency faults are scheduled, not
+slept on. A control port (JSON lines of at most `MAX_CONTROL_BYTES`, 127.0.0.1 only) injects
+faults and moves lab time: ``{"op": "inject", "instrument": "mw_source", "fault": "no_reply",
+"count": 1}``, ``clear``, ``advance`` (``seconds``), ``heat_load`` (``watts``), ``ping``, ``stop``.
 
-A control port (JSON lines of at most `MAX_CONTROL_BYTES`, 127.0.0.1 only) lets tests inject
-faults and move virtual time:
-``{"op": "inject", "instrument": "mw_source", "fault": "no_reply", "count": 1}``,
-``{"op": "clear"}``, ``{"op": "advance", "seconds": 10}``, ``{"op": "heat_load", "watts":
-1e-4}`` (an extra heat load on the mixing chamber), ``{"op": "ping"}``, ``{"op": "stop"}``.
+Transports and faults: docs/simulation.md#4-transports.
 """
 
 from __future__ import annotations

@@ -1,10 +1,16 @@
 """An in-process PyVISA backend that talks to a simulated bench.
 
-Selected with ``visalib="<lab config path>@qnetlab"`` (PyVISA imports the top-level module
-`pyvisa_qnetlab`, which re-exports this one). The library path names the lab config whose
-bench to build; text after a ``#`` makes a separate bench, so every station load gets a
-fresh world (no state leaks between tests or notebook re-runs), while all instruments of one
-station share theirs. Resources are ``TCPIP0::<instrument name>::<twin model>::INSTR``.
+A simulated world is registered first, from an already-parsed lab config:
+``register_world(config)`` builds its bench once and returns a `RegisteredWorld` whose
+``visalib`` (``"<token>@qnetlab"``) instruments are opened with; the backend looks the bench
+up by that token (no config path in the library name, no second YAML parse). PyVISA imports
+the top-level module `pyvisa_qnetlab` (which re-exports this one) for ``@qnetlab``, so
+`instruments.station.load_station` reaches the registry by the backend's name
+(``pyvisa.highlevel.get_wrapper_class("qnetlab").register_world``), never by importing this
+package. Every registration gets a fresh world (no state leaks between tests or notebook
+re-runs) unless it names a session seen before; all instruments of one station share
+theirs, and the world's clock is the station's lab clock (`RegisteredWorld.clock`).
+Resources are ``TCPIP0::<instrument name>::<twin model>::INSTR``.
 
 Unlike pyvisa-sim, replies are returned whole, not byte by byte, and a fault that withholds
 a reply raises a VISA timeout at once (the bench runs on virtual time).
@@ -12,15 +18,98 @@ a reply raises a VISA timeout at once (the bench runs on virtual time).
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from pyvisa import constants, highlevel, rname
 from pyvisa.constants import ResourceAttribute, StatusCode
 from pyvisa.util import LibraryPath
 
+from qnetlab.instruments.lab_config import LabConfig
+
 from .bench import SimulatedBench, build_bench
 from .faults import Endpoint, split_messages
+from .physics.world import LabWorld
+
+BACKEND = "qnetlab"
+"""The PyVISA backend name: ``visalib="<token>@qnetlab"``."""
+
+
+class WorldClock:
+    """The lab clock (`instruments.lab_clock.LabClock`) of a simulated world: its time, and
+    waits that advance it (instantly on the default virtual clock)."""
+
+    def __init__(self, world: LabWorld) -> None:
+        self.world = world
+
+    def now(self) -> float:
+        return self.world.now()
+
+    def sleep(self, seconds: float) -> None:
+        self.world.advance(seconds)
+
+
+@dataclass(frozen=True)
+class RegisteredWorld:
+    """A simulated bench registered with the backend under `token`."""
+
+    token: str
+    bench: SimulatedBench
+
+    @property
+    def visalib(self) -> str:
+        """The VISA library name instruments open this world with."""
+        return f"{self.token}@{BACKEND}"
+
+    @property
+    def clock(self) -> WorldClock:
+        """The world's clock, for the station (ramps, waits, the interlock guard)."""
+        return WorldClock(self.bench.world)
+
+
+_WORLDS: dict[str, SimulatedBench] = {}
+_WORLDS_LOCK = threading.Lock()
+
+
+def register_world(config: LabConfig, session: str | None = None) -> RegisteredWorld:
+    """Build the simulated bench of an already-parsed lab config and register it; returns
+    its token, VISA library name and clock.
+
+    `session`: None gives a fresh world under a new token; a session string gives the world
+    registered before under the same config file and session (built on first use), so a
+    station can be closed and opened again on the same physics. Raises `ConfigError` for a
+    simulated lab the config cannot build (unknown twin, preset, wiring).
+    """
+    if session is None:
+        token = uuid.uuid4().hex
+    else:
+        if not session or "@" in session:
+            raise ValueError(f"session {session!r}: give a non-empty string without '@' "
+                             "(it becomes part of the simulated VISA library's name)")
+        where = hashlib.sha1(str(config.path.resolve()).encode()).hexdigest()[:12]
+        token = f"session-{session}-{where}"
+    with _WORLDS_LOCK:
+        bench = _WORLDS.get(token)
+        if bench is None:
+            bench = _WORLDS[token] = build_bench(config)
+    return RegisteredWorld(token, bench)
+
+
+def registered_world(token: str) -> RegisteredWorld:
+    """The world registered under `token`; ValueError naming the fix if there is none."""
+    with _WORLDS_LOCK:
+        bench = _WORLDS.get(token)
+    if bench is None:
+        raise ValueError(
+            f"no simulated world is registered as {token!r}: register one first, e.g. "
+            "`world = pyvisa_qnetlab.register_world(load_config('lab.yaml'))`, then open "
+            "instruments with visalib=world.visalib (load_station does this for the sim "
+            "profile)")
+    return RegisteredWorld(token, bench)
 
 
 class _Session:
@@ -43,6 +132,8 @@ class QnetlabVisaLibrary(highlevel.VisaLibraryBase):
     """The in-process transport to simulated instruments."""
 
     bench: SimulatedBench
+    register_world = staticmethod(register_world)
+    """The registry, reachable through PyVISA by the backend's name (module docstring)."""
 
     @staticmethod
     def get_library_paths() -> tuple[LibraryPath, ...]:
@@ -53,12 +144,8 @@ class QnetlabVisaLibrary(highlevel.VisaLibraryBase):
         return {"backend": "qnetlab simulated bench"}
 
     def _init(self) -> None:
-        config_path = str(self.library_path).split("#", 1)[0]
-        if config_path == "unset":
-            raise ValueError(
-                "the qnetlab backend needs a lab config: use visalib='<config.yaml>@qnetlab'"
-            )
-        self.bench = build_bench(config_path)
+        # The library path is the token of a registered world (module docstring).
+        self.bench = registered_world(str(self.library_path)).bench
         self.sessions: dict[int, Any] = {}
         self._next_session = 1000
 
@@ -179,10 +266,6 @@ class QnetlabVisaLibrary(highlevel.VisaLibraryBase):
             return StatusCode.error_invalid_object
         sess.attrs[attribute] = attribute_state
         return StatusCode.success
-
-    def advance_time(self, seconds: float) -> None:
-        """Let lab time pass on the bench's clock (instantly on virtual time)."""
-        self.bench.world.advance(seconds)
 
     def disable_event(self, session: Any, event_type: Any, mechanism: Any) -> StatusCode:
         return StatusCode.success

@@ -2,21 +2,13 @@
 
 `BenchEvents` is an `EventSource` for the ID1000 emulator. Following the lab config's
 ``qnetlab.wiring``, a tagger input cabled to a detector (``snspd.ch1``) sees that SNSPD's
-clicks, and one cabled to an AWG marker (``awg.ch1.marker1``) sees the marker's rising edges;
-an input with no cable sees nothing.
+clicks, one cabled to an AWG marker (``awg.ch1.marker1``) the marker's rising edges, and an
+uncabled input nothing. Clicks are Poisson at the SIM900 emulator's `click_rate(slot)` (drawing
+every photon with `SnspdModel.clicks` is far too slow at a saturated detector); the tagger model
+imposes its own dead time. A recording's window starting at 0 sets the epoch: world time now,
+and the virtual clock stands still during a recording.
 
-Clicks are Poisson at the SIM900 emulator's `click_rate(slot)`, evaluated when each chunk of a
-recording is generated: it carries the world's photon flux (pump, microwave drive, noise and
-leakage), the bias-dependent efficiency and dark counts, latching and the detector's dead-time
-saturation of the mean. Poisson rather than `SnspdModel.clicks` because the latter draws every
-incident photon, which at a saturated detector (1e9 photons/s and more) is far too slow; the
-tagger model still imposes its own dead time on the tags. Not modelled: the sub-Poissonian
-spacing of a detector near saturation (see `SnspdModel.counts`).
-
-Time. The AWG's marker edges are on the world's clock; the tagger's events are ps from the
-start of a recording (or of a counter window), which always begins at 0. A window starting
-at 0 therefore sets the epoch: world time now. The virtual clock stands still during a
-recording, so one recording sees one consistent stretch of the AWG's run.
+Details: docs/simulation.md#1-physics.
 """
 
 from __future__ import annotations

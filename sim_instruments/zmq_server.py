@@ -18,13 +18,14 @@ exact ``status`` fields beyond those IDQ's example reads (``acquisitions_count``
 ``inactivity``, ``timestamps_count``, ``error``/``errors``); and the type of an id (a string).
 
 Everything binds to 127.0.0.1 unless told otherwise; a server stops after ``max_lifetime_s``
-by itself and on `close`. Receives block with a timeout (never busy-poll: REFERENCE.md s.5).
+by itself and on `close`. Receives block with a timeout (never busy-poll: its p99
+latency is milliseconds on 2 cores, docs/link.md#6-the-control-plane).
 PAIR sends block when the peer is slow (PAIR never drops at the high-water mark, unlike
 PUB/SUB) and give up after ``send_timeout_s``, which the stream's status then reports.
 
 Run in a thread with ``ID1000Server(emulator).start()`` (tests) or in its own process with
-``python -m sim_instruments.zmq_server`` (a server thread inside the client's process halves
-its query rate, REFERENCE.md s.5).
+``python -m qnetlab.sim_instruments.zmq_server`` (a server thread inside the client's process halves
+its query rate, docs/simulation.md#4-transports).
 """
 
 from __future__ import annotations

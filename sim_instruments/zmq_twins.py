@@ -4,9 +4,10 @@
 instrument, in the ``sim`` profile, and only through this function (a lazy import keyed by
 the twin name in the config): `instruments` never imports `sim_instruments` otherwise.
 
-The bench is the one the in-process VISA backend builds for the station's
-``<config>#<token>@qnetlab`` library: PyVISA keeps one library object per library path, so
-opening that path here returns (or first builds) the very bench the VISA twins talk to. The
+The bench is the world the station registered with the in-process VISA backend, named by
+its ``<token>@qnetlab`` library: opening that library here returns the very bench the VISA
+twins talk to (PyVISA keeps one library object per name; the backend finds the registered
+world by its token). The
 ZeroMQ twin's emulator lives on that bench (`SimulatedBench.zmq_devices`); this module puts
 its servers on 127.0.0.1 on free ports and tells the driver where they are.
 """
@@ -41,7 +42,7 @@ class ServedTwin:
 
 
 def bench_for(visalib: str) -> SimulatedBench:
-    """The bench of an in-process VISA library specification (``<config>#<token>@qnetlab``)."""
+    """The bench of an in-process VISA library specification (``<token>@qnetlab``)."""
     lib = highlevel.open_visa_library(visalib)
     if not isinstance(lib, QnetlabVisaLibrary):
         raise TypeError(f"{visalib!r} is not a qnetlab simulated bench")

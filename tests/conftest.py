@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,29 +11,104 @@ from typing import Any
 import pytest
 from qcodes.instrument import Instrument
 
+from qnetlab.instruments.lab_config import load_config
 from qnetlab.sim_instruments.ports import free_port_run
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_CONFIG = REPO / "lab_configs" / "transducer_bench.yaml"
 
 
-def bench_config(folder: Path, preset: str = "bulk_eo_pulsed", simulation: str = "",
-                 setup: dict[str, str] | None = None) -> Path:
+def bench_config(folder: Path, preset: str = "bulk_eo_pulsed",
+                 simulation: str | dict[str, Any] = "",
+                 setup: dict[str, Any] | None = None) -> Path:
     """The transducer bench (lab_configs/transducer_bench.yaml) written to `folder` with
-    another transducer preset, extra ``qnetlab.simulation`` entries (YAML lines such as
-    ``fridge: {cooling_coefficient: 0.004}``) and changed ``transducer_setup`` values."""
-    import re
+    another transducer preset, extra ``qnetlab.simulation`` entries (a mapping, or YAML text
+    such as ``fridge: {cooling_coefficient: 0.004}``) and changed ``transducer_setup``
+    values (numbers, or YAML text such as ``"1550.60e-9"``)."""
+    extra = _yaml_value(simulation) if isinstance(simulation, str) else simulation
+    values = {key: _yaml_value(v) if isinstance(v, str) else v
+              for key, v in (setup or {}).items()}
+    config = load_config(BENCH_CONFIG).with_simulation(transducer=preset, **(extra or {}))
+    if values:
+        assert set(values) <= set(config.transducer_setup or {}), \
+            f"transducer_setup has no {sorted(set(values) - set(config.transducer_setup or {}))}"
+        config = config.with_transducer_setup(**values)
+    return config.to_yaml(folder / f"{preset}.yaml").path
 
-    text = re.sub(r"(\n    transducer:) \w+", rf"\1 {preset}", BENCH_CONFIG.read_text(),
-                  count=1)
-    lines = "".join(f"    {line.strip()}\n" for line in simulation.strip().splitlines())
-    text = text.replace("  simulation:\n", "  simulation:\n" + lines, 1)
-    for key, value in (setup or {}).items():
-        text, found = re.subn(rf"(\n    {key}: )[^\s#]+", rf"\g<1>{value}", text, count=1)
-        assert found, f"transducer_setup has no {key!r}"
-    path = folder / f"{preset}.yaml"
-    path.write_text(text)
-    return path
+
+def _yaml_value(text: str) -> Any:
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(text)
+
+
+def bench_on_free_ports(folder: Path, name: str = "transducer_bench.yaml") -> tuple[Path, int]:
+    """The transducer bench with every real address on a free loopback port, written to
+    `folder`/`name`; returns its path and one more free port (for `sim serve`'s control
+    socket). Each instrument keeps its loopback host (127.0.0.x: see
+    sim_instruments/server.py)."""
+    config = load_config(BENCH_CONFIG)
+    hosts = sorted({host for inst in config.instruments.values()
+                    for host in re.findall(r"127\.\d+\.\d+\.\d+",
+                                           inst.addresses.get("real", ""))} or {"127.0.0.1"})
+    base = free_port_run(config.port_count, hosts)  # base .. base + port_count, all free
+    return config.with_ports(base).to_yaml(folder / name).path, base + config.port_count
+
+
+NETWORK_FILES = ("two_node_link.yaml", "node_a_lab.yaml", "node_b_lab.yaml")
+"""The shipped two-node network and the node labs it names (lab_configs/)."""
+
+
+def network_lab_on_free_ports(folder: Path) -> Path:
+    """The shipped two-node network and its node labs written to `folder`/lab_configs, every
+    TCP port moved to a free one; keys, runs and databases then go to `folder`/lab_data
+    (the configs' relative paths). Returns the network config's path."""
+    from ruamel.yaml import YAML
+
+    configs = folder / "lab_configs"
+    configs.mkdir()
+    labs = [load_config(REPO / "lab_configs" / name) for name in NETWORK_FILES[1:]]
+    yaml = YAML(typ="safe")
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False
+    network = yaml.load((REPO / "lab_configs" / NETWORK_FILES[0]).read_text())
+    addresses = _tcp_addresses(network)
+    port = free_port_run(len(addresses) + sum(lab.port_count for lab in labs))
+    for holder, key in addresses:
+        holder[key] = re.sub(r":\d+$", f":{port}", holder[key])
+        port += 1
+    with (configs / NETWORK_FILES[0]).open("w") as out:
+        yaml.dump(network, out)
+    for name, lab in zip(NETWORK_FILES[1:], labs, strict=True):
+        lab.with_ports(port).to_yaml(configs / name)
+        port += lab.port_count
+    return configs / NETWORK_FILES[0]
+
+
+def _tcp_addresses(node: Any) -> list[tuple[dict[str, Any], str]]:
+    """(mapping, key) of every ``tcp://HOST:PORT`` string in a parsed YAML document."""
+    found: list[tuple[dict[str, Any], str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and re.fullmatch(r"tcp://[^/]+:\d+", value):
+                found.append((node, key))
+            else:
+                found += _tcp_addresses(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _tcp_addresses(item)
+    return found
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str,
+               poll: float = 0.02) -> None:
+    """Poll `predicate` every `poll` s until it is true; fail naming `what` after `timeout`
+    s. Polling with a deadline, not a sleep: a loaded machine only makes it slower."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(poll)
 
 
 @pytest.fixture
@@ -62,6 +138,8 @@ def sim_instrument(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     Each call gets a fresh world. `sim_instruments.visa_backend.bench_of(inst)` gives the
     bench (world, emulator, faults) behind it.
     """
+    import pyvisa_qnetlab  # the simulated VISA backend's registry (its module docstring)
+
     opened: list[Instrument] = []
 
     def open_twin(driver: type, twin: str, *, transducer: str = "bulk_eo_cw", seed: int = 1,
@@ -73,8 +151,9 @@ def sim_instrument(tmp_path: Path) -> Iterator[Callable[..., Any]]:
             f"instruments:\n  {name}:\n    type: {driver.__module__}.{driver.__name__}\n"
             f"    address: {{sim: {twin}}}\n"
         )
-        inst = driver(name, f"TCPIP0::{name}::{twin}::INSTR",
-                      visalib=f"{config}#{uuid.uuid4().hex}@qnetlab", **init)
+        # Register the world explicitly (a fresh token each call), as load_station does.
+        world = pyvisa_qnetlab.register_world(load_config(config))
+        inst = driver(name, f"TCPIP0::{name}::{twin}::INSTR", visalib=world.visalib, **init)
         opened.append(inst)
         return inst
 
@@ -98,22 +177,12 @@ def served_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     Yields the config path (whose real addresses point at the servers) and a control
     client. The server stops at teardown, and by itself after 10 minutes at the latest.
     """
-    import re
     import subprocess
     import sys
-    import time
 
     from qnetlab.sim_instruments.server import ControlClient
 
-    text = BENCH_CONFIG.read_text()
-    ports = iter(range(free_port_run(10), 32000))
-    # Each instrument keeps its loopback host (127.0.0.x: see sim_instruments/server.py).
-    text = re.sub(r"(127\.\d+\.\d+\.\d+)::\d+::SOCKET",
-                  lambda m: f"{m.group(1)}::{next(ports)}::SOCKET", text)
-    text = re.sub(r"tcp://127\.0\.0\.1:\d+", lambda m: f"tcp://127.0.0.1:{next(ports)}", text)
-    config = tmp_path_factory.mktemp("served") / "transducer_bench.yaml"
-    config.write_text(text)
-    control_port = next(ports)
+    config, control_port = bench_on_free_ports(tmp_path_factory.mktemp("served"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "qnetlab", "sim", "serve", str(config), "--control-port",
          str(control_port), "--max-seconds", "600"],
@@ -141,3 +210,13 @@ def served_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test on the `served_bench` fixture starts `qnetlab sim serve` (a process, 1-2 s to
+    come up): mark it `processes` and `slow`. Modules that start processes throughout say
+    so in their own ``pytestmark``."""
+    for item in items:
+        if "served_bench" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.processes)
+            item.add_marker(pytest.mark.slow)

@@ -25,6 +25,8 @@ from qnetlab.sim_instruments.faults_world import drift_optical_resonance, drop_d
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 NODE_A = REPO / "lab_configs" / "node_a_lab.yaml"
 LAB = parse_calibration(load_config(NODE_A)).lab
 GRAPH = lab_graph(NODE_A)

@@ -46,6 +46,8 @@ from qnetlab.sim_instruments.physics.transducer import SPEED_OF_LIGHT
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 NODE_A = REPO / "lab_configs" / "node_a_lab.yaml"
 NODE_B = REPO / "lab_configs" / "node_b_lab.yaml"
 Outcomes = dict[str, CalibrationOutcome]

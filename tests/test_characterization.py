@@ -36,6 +36,8 @@ from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import BENCH_CONFIG, bench_config
 
+pytestmark = pytest.mark.slow
+
 SIGMAS = 4.5
 
 

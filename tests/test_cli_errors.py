@@ -7,7 +7,6 @@ pyvisa-py TCP sockets to small servers here, or the simulated twins.
 from __future__ import annotations
 
 import logging
-import re
 import socket
 import subprocess
 import sys
@@ -162,8 +161,11 @@ def test_config_path_that_is_a_directory_exits_2(tmp_path, capsys):
 
 def test_malformed_visa_address_exits_2_naming_entry_and_fix(tmp_path, capsys):
     config = tmp_path / "lab.yaml"
-    config.write_text(re.sub(r"TCPIP0::127\.0\.0\.1::50102::SOCKET",
-                             "TCPIP0::127.0.0.1:21101:SOCKET", BENCH_CONFIG.read_text()))
+    text = BENCH_CONFIG.read_text()
+    assert "TCPIP0::127.0.0.1::50102::SOCKET" in text
+    # A deliberately malformed address: text, since the config API refuses to build one.
+    config.write_text(text.replace("TCPIP0::127.0.0.1::50102::SOCKET",
+                                   "TCPIP0::127.0.0.1:21101:SOCKET"))
     # Refused at load, in either profile: nothing is connected.
     for profile in ("real", "sim"):
         assert main(["check", str(config), "--profile", profile]) == 2
@@ -196,6 +198,7 @@ def test_simulated_lab_config_error_connects_nothing_and_logs_no_traceback(
     assert not [r for r in caplog.records if r.exc_info], "QCoDeS logged a traceback"
 
 
+@pytest.mark.processes
 def test_simulated_lab_config_error_prints_one_line(tmp_path):
     # As a user sees it: the real stderr of the command, with its own logging set-up.
     config = tmp_path / "lab.yaml"

@@ -22,6 +22,8 @@ from qnetlab.sim_instruments.server import ControlClient
 
 from conftest import REPO, free_port_run
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):

@@ -1,4 +1,4 @@
-"""The detection chain's physics against its own formulas (REFERENCE.md sections 2 and 3).
+"""The detection chain's physics against its own formulas (docs/detectors.md, docs/timing.md).
 
 Statistical checks use fixed seeds and a tolerance of 5 standard errors, each derived from
 the statistic it bounds (stated at the check): a correct model fails one with probability
@@ -67,7 +67,7 @@ def test_efficiency_is_a_sigmoid_with_a_plateau_then_latches():
 
 def test_dark_counts_rise_exponentially_with_bias():
     m = SNSPD
-    assert m.dark_count_rate(I_OP) == pytest.approx(10.0)  # REFERENCE.md s.2 typical
+    assert m.dark_count_rate(I_OP) == pytest.approx(10.0)  # docs/detectors.md: 10 Hz typical
     currents = np.linspace(0.6, 0.99, 12) * m.switching_current
     log_dcr = np.log([m.dark_count_rate(i) for i in currents])
     slope = np.polyfit(currents, log_dcr, 1)[0]

@@ -32,7 +32,7 @@ from qnetlab.sim_instruments.server import ControlClient
 
 from conftest import REPO, free_port_run
 
-pytestmark = pytest.mark.tcp
+pytestmark = [pytest.mark.tcp, pytest.mark.processes]
 
 TIMEOUT_S = 3.0
 """VISA timeout given to the drivers. The tests count timeouts rather than time the snapshot,

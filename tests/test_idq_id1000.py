@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -95,10 +94,13 @@ def test_timeout_names_instrument_and_recovers():
     rep.setsockopt(zmq.LINGER, 0)
     port = rep.bind_to_random_port("tcp://127.0.0.1")
 
+    timed_out, late_sent = threading.Event(), threading.Event()
+
     def serve() -> None:
         rep.recv()
-        time.sleep(0.3)
+        timed_out.wait(10)  # answer only once the client has given up: late by construction
         rep.send_string("late")
+        late_sent.set()
         rep.recv()
         rep.send_string("ID Quantique,ID1000,0,0")
 
@@ -110,7 +112,8 @@ def test_timeout_names_instrument_and_recovers():
         with pytest.raises(InstrumentTimeoutError,
                            match=rf"{inst.name} at tcp://127.0.0.1:{port} did not answer"):
             inst.ask("*IDN?")
-        time.sleep(0.35)
+        timed_out.set()
+        assert late_sent.wait(10), "the peer never sent its late answer"
         inst.timeout(2.0)
         assert inst.ask("*IDN?") == "ID Quantique,ID1000,0,0"
     finally:

@@ -59,6 +59,8 @@ from qnetlab.sim_instruments.physics.link import (
     expected_success_probability,
 )
 
+pytestmark = pytest.mark.slow
+
 Z = 4.5
 CONFIG = Path(__file__).parents[1] / "lab_configs" / "two_node_link.yaml"
 FIRST_PHOTON_BIAS = 2e-12

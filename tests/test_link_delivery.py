@@ -24,12 +24,14 @@ from pathlib import Path
 
 import pytest
 
-from qnetlab._link import build_link_model, deliver
+from qnetlab.link import build_link_model, deliver
 from qnetlab.network.keys import generate_lab_keys
 from qnetlab.network.link_model import expected_fidelity, expected_pair_rate
 from qnetlab.network.network_config import NetworkConfig, load_network_config
 
 from conftest import REPO, free_port_run
+
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 SIGMAS = 4.5
 
@@ -65,7 +67,10 @@ def test_delivered_rate_and_fidelity_match_the_model(
     report = delivery.report
     assert delivery.ok, (delivery.trouble, report.failed)
     assert report.delivered == pairs and report.agree
-    assert report.errors["err_expired"] == 0 and report.errors["disagreements"] == 0
+    # No bound on expiries or disagreements: a loaded machine can delay a verdict past a
+    # node's memory cutoff, so that node expires the pair while the other holds it (a
+    # disagreement, reconciled and never delivered; `report.agree` above). Expiry goes by
+    # age, not by state, so it biases neither the herald rate nor the delivered fidelity.
     # The station's heralds over the delivery span are the link's physics; the delivered
     # rate can only be lower (a pair the nodes disagreed on is reconciled, costing up to the
     # orchestrator's reconcile timeout), never higher.

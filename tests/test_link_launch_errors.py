@@ -26,19 +26,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_network_runtime import wait_for
 
-from qnetlab._link import _format, build_link_model, sim_source_factory
 from qnetlab.cli import main
 from qnetlab.instruments.errors import ConfigError
-from qnetlab.network._proc import ProcessGroup
+from qnetlab.link import _format, build_link_model, sim_source_factory
+from qnetlab.network import ProcessGroup
 from qnetlab.network.keys import check_lab_keys, generate_lab_keys
 from qnetlab.network.lab import LabPlan, plan_lab, read_pairs, read_report, start_lab, supervise
 from qnetlab.network.network_config import NetworkConfig, load_network_config
 from qnetlab.network.node_agent import PairEvent
 from qnetlab.sim_instruments.physics.link import expected_fidelity, expected_pair_rate
 
-from conftest import REPO, free_port_run
+from conftest import REPO, network_lab_on_free_ports, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 TIMEOUT = 60.0
 """s: the link's timeout in these tests; every fault must be named well before it."""
@@ -48,20 +49,7 @@ def write_lab(folder: Path) -> Path:
     """two_node_link.yaml and the node labs it names in `folder`/lab_configs, with every
     port moved to a free one; keys, runs and databases go to `folder`/lab_data (the
     configs' relative paths)."""
-    configs = folder / "lab_configs"
-    configs.mkdir()
-    ports = iter(range(free_port_run(40), 32000))
-
-    def move(match: re.Match[str]) -> str:
-        port = next(ports)
-        return (f"tcp://127.0.0.1:{port}" if match.group(0).startswith("tcp")
-                else f"127.0.0.1::{port}::SOCKET")
-
-    for name in ("two_node_link.yaml", "node_a_lab.yaml", "node_b_lab.yaml"):
-        text = (REPO / "lab_configs" / name).read_text()
-        (configs / name).write_text(
-            re.sub(r"tcp://127\.0\.0\.1:\d+|127\.0\.0\.1::\d+::SOCKET", move, text))
-    return configs / "two_node_link.yaml"
+    return network_lab_on_free_ports(folder)
 
 
 @pytest.fixture
@@ -266,10 +254,10 @@ def test_after_the_orchestrator_dies_the_summary_counts_the_nodes_pairs_and_name
         text=True, env=env, start_new_session=True)
     try:
         runs = load_network_config(lab).run_dir
-        wait_for(lambda: any(runs.glob(f"*-{link.pid}/processes.json")), TIMEOUT / 2,
+        wait_until(lambda: any(runs.glob(f"*-{link.pid}/processes.json")), TIMEOUT / 2,
                  "the link's processes")
         (run_dir,) = runs.glob(f"*-{link.pid}")
-        wait_for(lambda: len(delivered_at_both(run_dir)) >= before, TIMEOUT / 2,
+        wait_until(lambda: len(delivered_at_both(run_dir)) >= before, TIMEOUT / 2,
                  f"{before} pairs at both nodes")
         pid = json.loads((run_dir / "processes.json").read_text())["orchestrator"]
         assert os.getpgid(pid) == link.pid  # one of this link's processes

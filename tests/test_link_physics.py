@@ -1,4 +1,4 @@
-"""The heralded-entanglement link simulator against its formulas (REFERENCE.md section 3).
+"""The heralded-entanglement link simulator against its formulas (docs/link.md).
 
 Statistical checks use fixed seeds and a tolerance of Z = 4.5 standard errors, each derived
 from the statistic it bounds (stated at the check). A correct model fails one such check with

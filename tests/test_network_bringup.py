@@ -10,7 +10,6 @@ link's in tests/test_link_calibration.py; here: the whole story from cold, then 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,30 +17,14 @@ import pytest
 
 from qnetlab.cli import main
 
-from conftest import REPO, free_port_run
+from conftest import network_lab_on_free_ports
 
-FILES = ("two_node_link.yaml", "node_a_lab.yaml", "node_b_lab.yaml")
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("network_lab")
-    configs = root / "lab_configs"
-    configs.mkdir()
-    ports = iter(range(free_port_run(40), 32000))
-    mapping: dict[str, int] = {}
-
-    def move(match: re.Match[str]) -> str:
-        # The same port in two files (none today) keeps one new port.
-        new = mapping.setdefault(match.group(0), next(ports))
-        return re.sub(r"\d+$", str(new), match.group(0)) if "tcp" in match.group(0) \
-            else f"127.0.0.1::{new}::SOCKET"
-
-    for name in FILES:
-        text = (REPO / "lab_configs" / name).read_text()
-        text = re.sub(r"tcp://127\.0\.0\.1:\d+|127\.0\.0\.1::\d+::SOCKET", move, text)
-        (configs / name).write_text(text)
-    yield configs / "two_node_link.yaml"
+    yield network_lab_on_free_ports(tmp_path_factory.mktemp("network_lab"))
 
 
 @pytest.fixture(scope="module")

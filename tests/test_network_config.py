@@ -70,6 +70,7 @@ def _qnetlab(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, timeout=60)
 
 
+@pytest.mark.processes
 def test_keys_then_link_refuses_missing_keys(tmp_path):
     path = variant(tmp_path, "../lab_data/keys/two_node_link", str(tmp_path / "keys"))
     result = _qnetlab("link", str(path), "--pairs", "5")

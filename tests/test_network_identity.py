@@ -20,7 +20,7 @@ import zmq
 from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
-from qnetlab.network._proc import ProcessGroup
+from qnetlab.network import ProcessGroup
 from qnetlab.network.keys import (
     LabKeyError,
     generate_lab_keys,
@@ -36,6 +36,8 @@ from qnetlab.network.network_config import NetworkConfig, load_network_config
 from qnetlab.network.orchestrator import OrchestratorSettings, run_orchestrator
 
 from conftest import REPO, free_port_run
+
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 CONFIG = REPO / "lab_configs" / "two_node_link.yaml"
 LIMIT = 15.0

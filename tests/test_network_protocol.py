@@ -336,7 +336,7 @@ def test_herald_history_returns_what_it_still_holds() -> None:
 
 def test_expiry_by_memory_cutoff() -> None:
     now_ps = 10**15
-    cutoff_s = 13e-3  # QNodeOS memory time (REFERENCE.md section 3)
+    cutoff_s = 13e-3  # QNodeOS memory time (docs/link.md#5-published-reference-points)
     ages_ps = np.array([0, 13 * 10**9, 13 * 10**9 + 1, 10**12])
     assert expired(now_ps - ages_ps, now_ps, cutoff_s).tolist() == [False, False, True, True]
     assert expired(now_ps - 13 * 10**9 - 1, now_ps, cutoff_s) is True

@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import zmq
 
-from qnetlab._link import build_link_model, sim_source_factory
-from qnetlab.network._proc import ProcessGroup
+from qnetlab.link import build_link_model, sim_source_factory
+from qnetlab.network import ProcessGroup
 from qnetlab.network.heralding_station import (
     SEND_DTYPE,
     TRUTH_DTYPE,
@@ -38,7 +38,9 @@ from qnetlab.network.network_config import NetworkConfig, load_network_config
 from qnetlab.network.node_agent import PairEvent, run_node_agent
 from qnetlab.sim_instruments.physics.link import expected_fidelity, expected_pair_rate
 
-from conftest import REPO, free_port_run
+from conftest import REPO, free_port_run, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 CONFIG = REPO / "lab_configs" / "two_node_link.yaml"
 LIMIT = 30.0
@@ -69,14 +71,6 @@ def group() -> Iterator[ProcessGroup]:
         yield processes
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def start_periodic(group: ProcessGroup, lab: LabPlan, period_ps: int = 10**9,
                    slots: TimeSlots | None = None) -> None:
     """The station with the test-signal source (1 kHz unless told), and both node agents;
@@ -87,14 +81,16 @@ def start_periodic(group: ProcessGroup, lab: LabPlan, period_ps: int = 10**9,
 
 def wait_for_heralds_at_both_nodes(lab: LabPlan) -> None:
     """Until each node agent has heard a herald (its first one starts its resync)."""
-    wait_for(lambda: all(any(e["event"] == "resync" for e in read_events(lab.run_dir, n))
+    wait_until(lambda: all(any(e["event"] == "resync" for e in read_events(lab.run_dir, n))
                          for n in lab.nodes), 15, "heralds at both nodes")
 
 
 def finish(group: ProcessGroup, lab: LabPlan, timeout: float = 20.0) -> None:
     """Wait for the orchestrator to end, then stop the rest (they write their files)."""
     assert group.join(lab.orchestrator.name, timeout) == 0, "orchestrator did not finish"
-    time.sleep(0.1)  # its last verdicts reach the nodes
+    # A grace period, not an event: the nodes log nothing per verdict, so the last ones are
+    # given 0.1 s to arrive before the nodes stop and write their files.
+    time.sleep(0.1)
     group.stop_all()
 
 
@@ -167,7 +163,7 @@ def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group)
     lab = plan(config, pairs=1)
     start_periodic(group, lab)
     wait_for_heralds_at_both_nodes(lab)
-    time.sleep(0.5)
+    time.sleep(0.5)  # a measured duration: stream for 0.5 s (500 heralds at 1 kHz)
     group.stop_all()
     sends = np.load(lab.run_dir / "station_sends.npy")
     assert sends.dtype == SEND_DTYPE and len(sends) > 300
@@ -210,9 +206,9 @@ def test_node_agent_killed_and_restarted_resynchronises(tmp_path, group):
     config = lab_config(tmp_path)
     lab = plan(config, pairs=1200)
     start_lab(group, lab, sim_source_factory(config, build_link_model(config)))
-    wait_for(lambda: len(delivered(lab, "node_b")) >= 200, 15, "the first pairs")
+    wait_until(lambda: len(delivered(lab, "node_b")) >= 200, 15, "the first pairs")
     group.kill("node_b")  # a crash: no goodbye, its held pairs are gone
-    time.sleep(0.3)
+    time.sleep(0.3)  # a measured duration: node_b stays down for 0.3 s
     group.start("node_b", run_node_agent, lab.nodes["node_b"])
     finish(group, lab, timeout=25)
 
@@ -247,9 +243,9 @@ def test_station_restart_noticed_through_missed_heartbeats(tmp_path, group):
     killed_ns = time.monotonic_ns()
     group.kill(lab.station.name)
     bound_s = config.heartbeat_period * (config.heartbeat_misses + 1) + 0.05
-    time.sleep(bound_s + 0.2)
+    time.sleep(bound_s + 0.2)  # a measured duration: down past the heartbeat bound
     group.start(lab.station.name, run_station, lab.station, source)
-    wait_for(lambda: all(any(e["event"] == "station_restarted"
+    wait_until(lambda: all(any(e["event"] == "station_restarted"
                              for e in read_events(lab.run_dir, n)) for n in lab.nodes),
              10, "the nodes to see the restarted station")
     group.stop_all()
@@ -306,7 +302,7 @@ def test_backlogged_stream_has_no_false_gaps(tmp_path, group):
     lab = plan(config, pairs=1)
     start_periodic(group, lab, period_ps=3_333_333)
     wait_for_heralds_at_both_nodes(lab)
-    time.sleep(1.5)
+    time.sleep(1.5)  # a measured duration: stream the backlog for 1.5 s
     group.stop_all()
     report = read_report(lab)
     assert len(report.handoff_latency_s) > 200_000
@@ -329,7 +325,7 @@ def test_lost_tail_of_the_stream_found_through_attempt_stats(tmp_path, group):
     lab.run_dir.mkdir(parents=True, exist_ok=True)
     for name, settings in lab.nodes.items():  # listening before the burst begins
         group.start(name, run_node_agent, settings)
-    wait_for(lambda: all(any(e["event"] == "started" for e in read_events(lab.run_dir, n))
+    wait_until(lambda: all(any(e["event"] == "started" for e in read_events(lab.run_dir, n))
                          for n in lab.nodes), 15, "both node agents started")
     begin_ps = (time.monotonic_ns() - lab.station.epoch_ns) * 1000 + 2 * 10**12
     burst = TimeSlots(cycle_ps=10**15, offset_ps=begin_ps, length_ps=400 * 10**9)
@@ -364,13 +360,13 @@ def test_node_restarted_on_a_quiet_link_resynchronises_from_attempt_stats(tmp_pa
     def resyncs() -> list[dict[str, Any]]:
         return [e for e in read_events(lab.run_dir, "node_b") if e["event"] == "resync"]
 
-    wait_for(lambda: len(resyncs()) == 1, 15, "node_b hearing the burst")
+    wait_until(lambda: len(resyncs()) == 1, 15, "node_b hearing the burst")
     silence = lab.station.epoch_ns + 2_300_000_000 + 200_000_000
     time.sleep(max(0.0, (silence - time.monotonic_ns()) * 1e-9))
     group.kill("node_b")
     group.start("node_b", run_node_agent, lab.nodes["node_b"])
-    wait_for(lambda: len(resyncs()) == 2, 15, "node_b resynchronised after its restart")
-    time.sleep(0.5)
+    wait_until(lambda: len(resyncs()) == 2, 15, "node_b resynchronised after its restart")
+    time.sleep(0.5)  # a grace period: its history fetch completes (it logs no event for it)
     group.stop_all()
     decided = json.loads((lab.run_dir / "station_summary.json").read_text())["heralds"]
     assert decided > 200 and resyncs()[1]["first_seq"] == decided
@@ -429,7 +425,7 @@ def test_process_without_lab_key_cannot_receive_or_inject(tmp_path, group):
         group.start("fooled", run_node_agent, fooled)
         for i in range(300):
             fake.send(Heartbeat(0, i, 0).encode())
-            time.sleep(0.004)
+            time.sleep(0.004)  # pacing: 300 heartbeats over ~1.2 s
         assert group.join("fooled", 10) == 0
         summary = json.loads((tmp_path / "fooled" / "node_a_summary.json").read_text())
         assert summary["tracker"]["received"] == 0

@@ -1,4 +1,4 @@
-"""A node agent's state machine (`network._node.Node`) fed messages directly, without the
+"""A node agent's state machine (`network.node_state.Node`) fed messages directly, without the
 process around it: what the station's AttemptStats and heartbeats do to its sequence state."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from qnetlab.network._node import Node, NodeSettings
 from qnetlab.network.heralding_station import incarnation_seq
 from qnetlab.network.messages import AttemptStats, Heartbeat, make_heralds
+from qnetlab.network.node_state import Node, NodeSettings
 
 from conftest import free_port_run
 

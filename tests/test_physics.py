@@ -1,4 +1,4 @@
-"""The simulated world against the model's own formulas (REFERENCE.md section 1)."""
+"""The simulated world against the model's own formulas (docs/transducer.md)."""
 
 from __future__ import annotations
 
@@ -129,8 +129,8 @@ def test_fridge_warms_to_equilibrium_with_its_time_constant():
 
 
 def test_fridge_cooling_power_matches_reference():
-    # REFERENCE.md: ~10-20 uW of cooling power at ~15 mK (marked "check"); the model's
-    # a*(T^2 - T0^2) must land in that class.
+    # docs/transducer.md#3-the-fridge: ~10-20 uW of cooling power at ~15 mK (marked
+    # "check"); the model's a*(T^2 - T0^2) must land in that class.
     f = FridgeModel()
     power_at_15mk = f.cooling_coefficient * (0.015**2 - f.base_temperature**2)
     assert 3e-6 < power_at_15mk < 20e-6

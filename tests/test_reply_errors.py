@@ -18,6 +18,8 @@ from qnetlab.instruments.errors import (
 from qnetlab.instruments.station import load_station
 from qnetlab.sim_instruments.visa_backend import bench_of
 
+pytestmark = pytest.mark.slow
+
 CONFIG = """
 qnetlab:
   simulation: {seed: 5}

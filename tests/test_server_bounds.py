@@ -217,6 +217,7 @@ def test_control_port_bounds_a_request(two_keysights):
 # -- the ZeroMQ twin -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_id1000_twin_disconnects_an_oversized_request():
     world = LabWorld(get_preset("bulk_eo_cw").model, seed=1)
     device = IDQuantiqueID1000Emulator(world, "id1000", source=PoissonClicks({1: 1e3}))

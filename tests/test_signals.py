@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from qnetlab.sim_instruments.ports import free_port_run
+from qnetlab.instruments.lab_config import load_config
 
-from conftest import BENCH_CONFIG, REPO
+from conftest import BENCH_CONFIG, REPO, bench_on_free_ports, network_lab_on_free_ports
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+              pytest.mark.slow, pytest.mark.processes]
 
 DEADLINE_S = 120.0
 """Generous: a noisy 2-core CI box, and the run's own settle times."""
@@ -171,15 +172,9 @@ def test_signal_during_check_closes_the_station_and_exits_130(served_bench, sign
 def _served_config(folder: Path) -> tuple[Path, list[int]]:
     """The transducer bench on free loopback ports: its config and every port `sim serve`
     takes (the SCPI sockets, the ID1000's SCPI and data ports, the control port last)."""
-    base = free_port_run(10)
-    ports = iter(range(base, base + 10))
-    text = re.sub(r"127\.0\.0\.1::\d+::SOCKET",
-                  lambda m: f"127.0.0.1::{next(ports)}::SOCKET", BENCH_CONFIG.read_text())
-    text = re.sub(r"tcp://127\.0\.0\.1:\d+", lambda m: f"tcp://127.0.0.1:{next(ports)}",
-                  text)
-    path = folder / "served.yaml"
-    path.write_text(text)
-    return path, list(range(base, next(ports) + 1))
+    path, control_port = bench_on_free_ports(folder, "served.yaml")
+    first = control_port - load_config(path).port_count
+    return path, list(range(first, control_port + 1))
 
 
 def _port_is_free(port: int) -> bool:
@@ -245,21 +240,7 @@ def test_sim_serve_under_nohup_ignores_sighup(tmp_path):
 def _network_lab(folder: Path) -> Path:
     """The shipped two-node network (and the node labs it names) on free ports, in `folder`,
     with its CURVE keys generated."""
-    configs = folder / "lab_configs"
-    configs.mkdir()
-    ports = iter(range(free_port_run(40), 32000))
-    moved: dict[str, int] = {}
-
-    def move(match: re.Match[str]) -> str:
-        new = moved.setdefault(match.group(0), next(ports))
-        return re.sub(r"\d+$", str(new), match.group(0)) if "tcp" in match.group(0) \
-            else f"127.0.0.1::{new}::SOCKET"
-
-    for name in ("two_node_link.yaml", "node_a_lab.yaml", "node_b_lab.yaml"):
-        text = (REPO / "lab_configs" / name).read_text()
-        (configs / name).write_text(
-            re.sub(r"tcp://127\.0\.0\.1:\d+|127\.0\.0\.1::\d+::SOCKET", move, text))
-    config = configs / "two_node_link.yaml"
+    config = network_lab_on_free_ports(folder)
     keys = subprocess.run([sys.executable, "-m", "qnetlab", "keys", str(config)], cwd=REPO,
                           capture_output=True, text=True, timeout=DEADLINE_S)
     assert keys.returncode == 0, keys.stderr

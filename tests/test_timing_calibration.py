@@ -30,15 +30,14 @@ import pytest
 
 from qnetlab.instruments.station import LabStation, load_station
 from qnetlab.sequences.analysis import Reason, Verdict, analyze_run
+from qnetlab.sequences.fitting import fit_peak
 from qnetlab.sequences.timetags import TagBlock, correlate
-from qnetlab.sequences.timing import (
-    AwgSkewCalibration,
-    TaggerDelayCalibration,
-    fit_peak,
-)
+from qnetlab.sequences.timing import AwgSkewCalibration, TaggerDelayCalibration
 from qnetlab.sim_instruments.visa_backend import bench_of
 
 from conftest import REPO
+
+pytestmark = pytest.mark.slow
 
 SIGMAS = 5.0
 INPUTS = (1, 2, 3, 4)

@@ -22,18 +22,13 @@ import pytest
 
 from qnetlab.sequences.analysis import AnalysisResult, Reason, analyze_run
 from qnetlab.sequences.data import load_run
-from qnetlab.sequences.transducer._efficiency_model import (
-    OFF,
-    ON,
-    fit_efficiency_map,
-    fit_lorentzian,
-    laser_step_frequency,
-)
 from qnetlab.sequences.transducer.bandwidth import (
     ConversionBandwidthOptions,
     ConversionBandwidthScan,
 )
+from qnetlab.sequences.transducer.bench import OFF, ON, laser_step_frequency
 from qnetlab.sequences.transducer.efficiency import EfficiencyMap, EfficiencyMapOptions
+from qnetlab.sequences.transducer.efficiency_fits import fit_efficiency_map, fit_lorentzian
 from qnetlab.sequences.transducer.optical_resonance import (
     OpticalResonanceOptions,
     OpticalResonanceScan,
@@ -41,12 +36,14 @@ from qnetlab.sequences.transducer.optical_resonance import (
 from qnetlab.sim_instruments.physics.presets import PRESETS
 from qnetlab.sim_instruments.physics.transducer import TransducerModel
 
+pytestmark = pytest.mark.slow
+
 Z_BOUND = 4.0  # see the module docstring
 
 
 def truth(model: TransducerModel) -> dict[str, float]:
-    """The fitted quantities' true values (characterization_spec.md): the opto-mechanical
-    efficiency is the electro-optic shape with C' = C_om / (1 + C_em)."""
+    """The fitted quantities' true values (docs/transducer.md#1-conversion-efficiency): the
+    opto-mechanical efficiency is the electro-optic shape with C' = C_om / (1 + C_em)."""
     om = model.kind == "optomechanical"
     c_em = model.em_cooperativity
     eta_max = model.external_efficiency * (c_em / (1 + c_em) if om else 1.0)

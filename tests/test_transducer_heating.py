@@ -24,6 +24,8 @@ from qnetlab.sequences.transducer.heating import PumpHeatingScan, fit_heating, h
 from qnetlab.sim_instruments.physics.presets import PRESETS
 from qnetlab.sim_instruments.visa_backend import bench_of
 
+pytestmark = pytest.mark.slow
+
 Z_MAX = 4.0
 TRUE_DETECTION_EFFICIENCY = 0.5 * 0.9 / (1 + math.exp(-5.0))  # DetectionPath x SNSPD at 10.5 uA
 

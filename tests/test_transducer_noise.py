@@ -18,15 +18,17 @@ import pytest
 
 from qnetlab.instruments.station import LabStation
 from qnetlab.sequences.analysis import Reason, analyze_run
-from qnetlab.sequences.transducer._counting import DeadTimeModel
 from qnetlab.sequences.transducer.added_noise import (
     AddedNoiseScan,
     added_noise_points,
     fit_added_noise,
 )
+from qnetlab.sequences.transducer.counting import DeadTimeModel
 from qnetlab.sim_instruments.physics.presets import PRESETS
 from qnetlab.sim_instruments.physics.snspd import SnspdModel
 from qnetlab.sim_instruments.visa_backend import bench_of
+
+pytestmark = pytest.mark.slow
 
 Z_MAX = 4.0
 MAX_POWER = 10e-3  # W, the bench's soft limit on the pump

@@ -1,5 +1,5 @@
 """Quantum Opus drivers."""
 
-from .sim900_snspd import QuantumOpusSIM900
+from .sim900_snspd import QuantumOpusSIM900, SlotError
 
-__all__ = ["QuantumOpusSIM900"]
+__all__ = ["QuantumOpusSIM900", "SlotError"]

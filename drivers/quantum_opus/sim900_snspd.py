@@ -55,7 +55,11 @@ from qcodes import validators as vals
 from qcodes.instrument import InstrumentChannel
 from qcodes.parameters import Parameter
 
-from qnetlab.instruments.errors import InstrumentReplyError, InstrumentTimeoutError, QnetlabError
+from qnetlab.instruments.errors import (
+    InstrumentRefusedError,
+    InstrumentReplyError,
+    InstrumentTimeoutError,
+)
 from qnetlab.instruments.single_photon_detector import (
     CounterNotConnectedError,
     SinglePhotonDetector,
@@ -84,7 +88,7 @@ MAX_GETN = 999
 _ESR_ERRORS = (*STANDARD_ESR_ERRORS, (1 << 1, "input buffer overflow (INP)"))
 
 
-class SlotError(QnetlabError, ValueError):
+class SlotError(InstrumentRefusedError, ValueError):
     """A slot given to the driver is not a SIM900 port or holds no module."""
 
 

@@ -9,6 +9,8 @@ in `sequences.calibration.maintain`.
 
 A node belongs to a `scope`: the lab whose station and database it uses ("node_a", "node_b",
 or "link" for the calibrations between them). Node names are unique in a graph.
+
+Semantics of the operations and the config: docs/calibration_graph.md.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from matplotlib.figure import Figure
+
+from qnetlab.instruments.errors import ConfigError
 
 if TYPE_CHECKING:
     from qnetlab.instruments.station import LabStation
@@ -99,8 +103,13 @@ class CalibrationNode(ABC):
         return f"<{type(self).__name__} {self.name} ({self.scope})>"
 
 
-class GraphError(ValueError):
-    """The graph is not a valid calibration graph (unknown dependency, cycle, duplicate)."""
+class GraphError(ConfigError):
+    """The graph is not a valid calibration graph (unknown dependency, cycle, duplicate).
+    A `ConfigError`: the graph comes from a lab config's ``qnetlab.calibration``."""
+
+    def __init__(self, message: str) -> None:
+        where, _, problem = message.partition(": ")  # "calibration graph (<source>): ..."
+        super().__init__(where, "", problem)
 
 
 class CalibrationGraph:

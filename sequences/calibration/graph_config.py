@@ -1,49 +1,12 @@
 """The ``qnetlab.calibration`` section of a station config: a lab's calibration graph.
 
-Example (lab_configs/node_a_lab.yaml has the full graph of a network node)::
+Parses each node's ``sequence``, ``depends_on``, ``timeout``, ``options``/``check_options``,
+``inputs``/``check_inputs``, ``settings``, ``commit``, ``spec`` and ``apply`` into `NodeConfig`.
+Parsing is strict: every problem raises `ConfigError` naming the file, the entry and the fix;
+cycles and unknown qualified dependencies are `CalibrationGraph`'s checks.
 
-    qnetlab:
-      calibration:
-        lab: node_a                      # the scope: node names become "node_a.<entry>"
-        nodes:
-          mw_resonance:
-            sequence: microwave_resonance_scan
-            timeout: 86400               # s after a good calibration when it is stale
-            options: {center: 8.0e9, span: 100.0e6}      # the full calibration
-            check_options: {span: 40.0e6}                # the quick check (over `options`)
-            check_inputs: {center: mw_resonance_frequency}  # option <- stored value
-            commit:                      # name: unit, or {unit, from, field}
-              mw_resonance_frequency: Hz
-              mw_linewidth_stderr: {unit: Hz, from: linewidth, field: stderr}
-            spec:                        # the quick check against the stored value
-              mw_resonance_frequency: {absolute: 0.5e6, sigmas: 5}
-            apply:                       # committed value -> station parameter
-              mw_resonance_frequency: transducer.mw_frequency
-          optical_resonance:
-            sequence: optical_resonance_scan
-            depends_on: [mw_resonance]
-            settings: {pump_laser.power: 1.0e-3}   # set for the run, restored after
-            inputs: {mw_frequency: mw_resonance_frequency}
-            ...
-
-Keys of a node: ``sequence`` (required), ``depends_on``, ``timeout`` (s, required),
-``description``, ``options``, ``check_options``, ``inputs``, ``check_inputs``, ``settings``,
-``commit`` (required), ``spec``, ``apply``.
-
-* A committed value is looked up by its ``from`` name (default: its own name) in the
-  analysis' proposals, then in its fitted values; ``field: stderr`` takes a fitted value's
-  standard error instead.
-* A tolerance has any of ``relative`` (of the stored value), ``absolute`` (in the value's
-  unit) and ``sigmas`` (standard errors of the quick check's value). A change is out of spec
-  only when it exceeds every tolerance given: larger than the lab cares about *and* larger
-  than the check can resolve.
-* ``inputs`` name values stored by this node or by a node it depends on (directly or not),
-  so the graph always measures them first.
-* Dependencies are entries of this lab; a name with a dot (``link.timing``) names a node of
-  another scope as it stands, and is checked when the graph is built.
-
-Parsing is strict: every problem raises `ConfigError` naming the file, the entry and the fix.
-The graph's own checks (cycles, unknown qualified dependencies) are `CalibrationGraph`'s.
+Semantics of every key, with an example: docs/calibration_graph.md#3-the-graph-config
+(full graph of a network node: lab_configs/node_a_lab.yaml).
 """
 
 from __future__ import annotations

@@ -1,26 +1,13 @@
 """The link's calibrations (scope "link"): where each arm's photons arrive, and the heralding.
 
-* `ArmDelayCalibration` (``link.arm_delay_<node>``): the node emits a weak calibration pulse
-  per attempt, the other is dark; the station histograms its clicks relative to the emission,
-  coarse over the whole attempt (1 ns bins) to find the peak, then fine around it (10 ps bins)
-  where a Gaussian on a flat background is fitted. Commits ``arm_delay_<node>`` (s), its
-  standard error ``arm_delay_<node>_error`` (s) and the arrival spread
-  ``arrival_spread_<node>`` (s rms); applying sets where the station centres that arm's
-  heralding window. The quick check repeats it with fewer attempts: in spec while the window,
-  centred at the stored delay, still keeps all but `max_acceptance_loss` of the photons, with
-  the check's and the stored value's errors counted against it; bad data without a peak.
-* `HeraldingCalibration` (``link.heralding``): N heralding attempts; the success probability
-  is compared with the one the CALIBRATED parts predict (each node's transducer efficiency
-  and added noise, the station's detector efficiency, the fibre lengths from the calibrated
-  arm delays; the rest from the network config) within Z binomial errors plus a stated model
-  tolerance. Its own node's values come from that node's store, the other node's over the
-  network (`network.parameters`, read-only). The heralding has no knob of its own, so a
-  measurement that disagrees with the prediction is BAD DATA (something upstream is off:
-  diagnose walks back); agreeing but far from the committed rate is OUT OF SPEC. Commits the
-  measured success probability (and its error) and the expected fidelity.
+`ArmDelayCalibration` (``link.arm_delay_<node>``) finds where one node's photons arrive at the
+station and centres that arm's heralding window there; `HeraldingCalibration`
+(``link.heralding``) compares the measured success probability with what the calibrated parts
+predict, so a disagreement is bad data that diagnosis walks back from.
 
 The nodes reach the link bench only through configuration (`open_link_bench`, like the VISA
 backend): nothing here imports `sim_instruments` before a measurement is made.
+What each measures, commits and holds in spec: docs/calibration_graph.md#5-the-network-lab.
 """
 
 from __future__ import annotations

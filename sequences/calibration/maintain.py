@@ -1,25 +1,10 @@
 """Keeping a calibration graph in spec: check_state, check_data, calibrate, diagnose, maintain.
 
-The four operations of Kelly et al. 2018 ("Physical qubit calibration on a directed acyclic
-graph"), on the nodes of a `CalibrationGraph`:
+The operations of Kelly et al. 2018 on the nodes of a `CalibrationGraph`, and ``maintain``
+that ties them together, dependencies first. Every operation is logged as an `Action` (what,
+on which node, the outcome, and why), which is what ``qnetlab calibrate`` prints.
 
-* ``check_state(node)``, no measurement: passes when the node has a good calibration younger
-  than its timeout, nothing has failed since, no dependency has been recalibrated since, and
-  every dependency passes ``check_state``;
-* ``check_data(node)``: the node's quick measurement, in spec / out of spec / bad data;
-* ``calibrate(node)``: the full calibration; its values are committed (and applied to the
-  station) only when good;
-* ``diagnose(node)``: walk back through the dependencies while the data are not in spec, then
-  calibrate forward from the node responsible to `node`. Returns whether it recalibrated.
-
-``maintain(node)`` ties them together, dependencies first: a node whose state passes costs
-nothing; one that never had a good calibration is calibrated; otherwise its quick check
-decides: in spec -> done, out of spec -> calibrate it, bad data -> diagnose its dependencies,
-then calibrate it. A calibration that fails keeps the previous good values, and nothing that
-depends on it runs in that pass (it is reported as skipped, with the reason).
-
-Every operation is logged as an `Action` (what, on which node, the outcome, and why), which
-is what ``qnetlab calibrate`` prints.
+Semantics of each operation: docs/calibration_graph.md#2-the-operations.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Calibration nodes backed by the lab's sequences, built from ``qnetlab.calibration``.
 
-A `SequenceNode` is one entry of a lab config's calibration graph (`config.NodeConfig`):
+A `SequenceNode` is one entry of a lab config's calibration graph (`graph_config.NodeConfig`):
 
 * ``calibrate`` runs the sequence with the node's ``options`` (plus its ``inputs``: options
   taken from values already stored, e.g. the microwave linewidth an added-noise scan needs),

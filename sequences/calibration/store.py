@@ -1,18 +1,12 @@
 """The parameter store: every calibrated value with its provenance, in the lab's database.
 
-Two tables in the lab's SQLite file, beside QCoDeS's own:
+Two tables beside QCoDeS's own, ``qnetlab_calibration_events`` (one row per calibrate or
+check_data) and ``qnetlab_parameters`` (one row per committed value, with its node, event and
+validity). Values are committed only on a good verdict and never overwritten: a newer commit
+supersedes, `invalidate` marks a node's values no longer valid. Times are seconds since the
+epoch from the store's clock.
 
-``qnetlab_calibration_events``  one row per calibrate or check_data of a graph node: when,
-                                what came out (good / bad, in spec / out of spec / bad data),
-                                why, and the run that measured it;
-``qnetlab_parameters``          one row per committed value: name, value, unit, the node and
-                                the event (hence the run) it came from, and whether it is still
-                                valid.
-
-A calibration's values are committed only when its verdict is good: a failed calibration
-leaves the previous good values current. Values are never overwritten; a newer commit of the
-same name supersedes the older one, and `invalidate` marks a node's values no longer valid
-(they stay in the history). Times are seconds since the epoch from the store's clock.
+Details: docs/calibration_graph.md#4-provenance-and-start-up.
 """
 
 from __future__ import annotations

@@ -1,57 +1,26 @@
-"""`AddedNoiseScan`: the transducer's added noise against pump power, referred to its input.
-
-Per pump power P (one step each), with the pump on resonance (``pump_detuning``) and left
-``settle_time`` s to reach its steady heating state:
-
-1. efficiency eta(P) on the power meter, the microwave tone (``mw_frequency``, ``mw_power``)
-   switched on and off ``power_readings`` times each, interleaved:
-   ``eta = (P_on - P_off) / (Phi_mw h c / lambda 10^(-L_o / 10))`` with
-   ``Phi_mw = 1e-3 10^((mw_dBm - L_mw) / 10) / (h f_mw)``, ``L_mw`` and ``L_o`` the setup's
-   ``mw_line_attenuation`` and ``optical_output_loss`` (dB) from the run's snapshot, lambda
-   the pump wavelength read back. Its error is the scatter of the readings;
-2. microwave off, photon counts with the pump on resonance (converted noise + pump leakage +
-   dark counts: rate R_on), then detuned by ``far_detuning`` (leakage + dark: R_far; the
-   far detuning must be many optical linewidths, so that no converted noise is left: the
-   default 50 GHz leaves 1e-4 of it for a 1 GHz linewidth, the widest of the presets), then
-   with the pump off (dark only: R_dark, a check of the detector and of the leakage).
-
-Counts go through `_counting` (Poisson errors, dead-time correction: the rates below are
-incident rates). The output noise, photons per second per hertz of band at the device, is
-
-    N_out = (R_on - R_far) / (eta_det B),   B = (pi / 2) mw_linewidth,
-
-with eta_det the setup's ``detection_efficiency`` (snapshot) and B the noise-equivalent width
-of the conversion band (a Lorentzian of FWHM ``mw_linewidth``), and N_add = N_out / eta.
-``mw_linewidth`` comes from the VNA (`MicrowaveResonanceScan`) and must be passed with its
-standard error: the default (10 MHz +- 5 MHz) is a placeholder of the device classes' order,
-not this bench's value, and a run that used it says so in its verdict detail. The errors of B
-and eta_det are common to every point: they scale all N_add together, so they are added to
-the fitted values after the fit (and are not in its chi2).
-
-The fit is the heating model N_add(P) = n_0 + k P by weighted least squares (per-point
-errors from Poisson counts and the power-meter scatter); its covariance is scaled by
-chi2 / dof when that exceeds 1. Values: ``added_noise_intrinsic`` (n_0, photons),
-``added_noise_slope`` (k, photons/W), ``added_noise_at_max_power`` (the N_add measured at the
-highest power). The intercept-slope covariance is in ``details`` for the operating-point
-recommendation.
+"""`AddedNoiseScan`: the transducer's added noise against pump power, referred to its input
+(efficiency on the power meter, noise by photon counting on and off resonance, then the line
+N_add(P) = n_0 + k P by weighted least squares, `fit_added_noise`). Derivation and the
+placeholder linewidth: docs/transducer.md#added-noise-the-measurement-in-detail.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from matplotlib.figure import Figure
-from scipy import constants, stats
+from scipy import constants
 
 from qnetlab.instruments.station import LabStation
 from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.fitting import chi2_p_value, scale_covariance
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
-from ._counting import (
+from .counting import (
     MAX_DEAD_TIME_LOSS,
     DeadTimeModel,
     count_clicks,
@@ -102,7 +71,7 @@ class AddedNoiseScanOptions:
     detection_efficiency_stderr: float = 0.0
     """Standard error of the setup's ``detection_efficiency`` (propagated like B's)."""
     dead_time: float = 20e-9
-    """s, detector dead time (`_counting` says where the defaults come from)."""
+    """s, detector dead time (`counting.DeadTimeModel` says where the defaults come from)."""
     recovery_time: float = 8e-9
     """s, detector efficiency recovery after the dead time."""
     counter_dead_time: float = 3e-9
@@ -196,8 +165,7 @@ def fit_added_noise(power: np.ndarray, n_add: np.ndarray, n_add_err: np.ndarray,
     p = cov @ (design.T @ (w * y))
     chi2 = float(np.sum(w * (y - design @ p) ** 2))
     dof = max(x.size - 2, 1)
-    if chi2 / dof > 1:
-        cov = cov * (chi2 / dof)
+    cov = scale_covariance(cov, chi2, dof)
     cov = cov + scale_rel_err**2 * np.outer(p, p)
     return AddedNoiseFit(float(p[0]), float(p[1]), math.sqrt(cov[0, 0]), math.sqrt(cov[1, 1]),
                          float(cov[0, 1]), chi2, dof)
@@ -217,7 +185,7 @@ class AddedNoiseAnalysis(Analysis):
     def analyze(self, run: StoredRun) -> AnalysisResult:
         result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
         d = {k: np.asarray(run.data.get(k, []), float) for k in _COLUMNS}
-        o = run.options
+        options = run.options_as(AddedNoiseScanOptions)
         n = d["pump_power"].size
         result.details["points"] = float(n)
         if n == 0:
@@ -236,7 +204,7 @@ class AddedNoiseAnalysis(Analysis):
                                          "counter's input and threshold")
             return result
         try:
-            computed = _points(run, d, o)
+            computed = _points(run, d, options)
         except KeyError as exc:
             result.verdict = Verdict.bad(Reason.NO_SIGNAL, f"calibration constant missing: "
                                          f"{exc}")
@@ -284,21 +252,21 @@ class _Points:
     details: dict[str, float]
 
 
-def _points(run: StoredRun, d: dict[str, np.ndarray], o: dict[str, Any]) -> _Points:
+def _points(run: StoredRun, d: dict[str, np.ndarray], options: AddedNoiseScanOptions) -> _Points:
     line = float(run.snapshot_value("transducer", "mw_line_attenuation"))
     loss_db = float(run.snapshot_value("transducer", "optical_output_loss"))
     det = float(run.snapshot_value("transducer", "detection_efficiency"))
     flux = mw_photon_flux(d["mw_power"], line, d["mw_frequency"])
     eta, eta_err = conversion_efficiency(d["power_mw_on"], d["power_mw_off"], d["power_err"],
                                          flux, d["pump_wavelength"], loss_db)
-    dead = DeadTimeModel(float(o.get("dead_time", 20e-9)), float(o.get("recovery_time", 8e-9)),
-                         float(o.get("counter_dead_time", 3e-9)))
+    dead = DeadTimeModel(float(options.dead_time), float(options.recovery_time),
+                         float(options.counter_dead_time))
     r_on, e_on = dead.correct(d["counts_on"], d["time_on"])
     r_far, e_far = dead.correct(d["counts_far"], d["time_far"])
     r_dark, _ = dead.correct(d["counts_dark"], d["time_dark"])
-    bandwidth = 0.5 * math.pi * float(o.get("mw_linewidth", 10e6))
-    rel_b = float(o.get("mw_linewidth_stderr", 0.0)) / float(o.get("mw_linewidth", 10e6))
-    rel_det = float(o.get("detection_efficiency_stderr", 0.0)) / det
+    bandwidth = 0.5 * math.pi * float(options.mw_linewidth)
+    rel_b = float(options.mw_linewidth_stderr) / float(options.mw_linewidth)
+    rel_det = float(options.detection_efficiency_stderr) / det
     n_add, n_err = added_noise_points(eta, eta_err, r_on, e_on, r_far, e_far, det, bandwidth)
     table = {"pump_power (W)": d["pump_power"].tolist(), "eta": eta.tolist(),
              "eta stderr": eta_err.tolist(), "rate_on (Hz)": r_on.tolist(),
@@ -310,15 +278,15 @@ def _points(run: StoredRun, d: dict[str, np.ndarray], o: dict[str, Any]) -> _Poi
                "scale_relative_error": math.hypot(rel_b, rel_det),
                "max_dead_time_loss": float(np.max(loss)),
                "dark_rate": float(np.sum(d["counts_dark"]) / max(np.sum(d["time_dark"]), 1e-9)),
-               "mw_linewidth_is_default": float(_is_default_linewidth(o))}
+               "mw_linewidth_is_default": float(_is_default_linewidth(options))}
     return _Points(n_add, n_err, eta, eta_err, r_on - r_far, np.hypot(e_on, e_far), loss,
                    math.hypot(rel_b, rel_det), table, details)
 
 
-def _is_default_linewidth(o: dict[str, Any]) -> bool:
+def _is_default_linewidth(options: AddedNoiseScanOptions) -> bool:
     default = AddedNoiseScanOptions()
-    return (float(o.get("mw_linewidth", default.mw_linewidth)) == default.mw_linewidth
-            and float(o.get("mw_linewidth_stderr", default.mw_linewidth_stderr))
+    return (float(options.mw_linewidth) == default.mw_linewidth
+            and float(options.mw_linewidth_stderr)
             == default.mw_linewidth_stderr)
 
 
@@ -360,7 +328,7 @@ def _conclude(result: AnalysisResult, power: np.ndarray, pts: _Points) -> Analys
     at_max = float(pts.n_add[top])
     result.values["added_noise_at_max_power"] = FitValue(
         at_max, math.hypot(float(pts.n_add_err[top]), at_max * pts.scale_rel_err), "photons")
-    fit_p = float(stats.chi2.sf(fit.chi2, fit.dof))
+    fit_p = chi2_p_value(fit.chi2, fit.dof)
     result.details.update({"chi2": fit.chi2, "dof": float(fit.dof), "fit_p": fit_p,
                            "intercept_slope_covariance": fit.covariance,
                            "max_pump_power": float(power[top])})
@@ -412,50 +380,53 @@ class AddedNoiseScan(LabSequence[AddedNoiseScanOptions]):
                 for i, p in enumerate(self.options.pump_powers)]
 
     def prepare(self, station: LabStation) -> None:
-        o = self.options
+        options = self.options
         setup = station.setup
         channel = detector_channel(station, self.name)
         assert setup is not None
         setup.pump_on(False)
         setup.mw_source.rf_output(False)
         r = self.restorer
-        r.change(setup.pump_detuning, o.pump_detuning)
-        r.change(setup.mw_frequency, o.mw_frequency)
-        r.change(setup.mw_power, o.mw_power)
+        r.change(setup.pump_detuning, options.pump_detuning)
+        r.change(setup.mw_frequency, options.mw_frequency)
+        r.change(setup.mw_power, options.mw_power)
         meter = setup.power_meter
         r.change(meter.wavelength, float(setup.pump_laser.wavelength()))
         if "averaging" in meter.parameters:
-            r.change(meter.parameters["averaging"], o.power_meter_averages)
+            r.change(meter.parameters["averaging"], options.power_meter_averages)
         switch = counter_input_switch(channel)
         if switch is not None:
             r.change(switch, True)
-        r.change(channel.bias_current, o.detector_bias)
-        r.change(setup.pump_power, o.pump_powers[0])
+        r.change(channel.bias_current, options.detector_bias)
+        r.change(setup.pump_power, options.pump_powers[0])
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
-        o = self.options
+        options = self.options
         setup = station.setup
         assert setup is not None
         channel = detector_channel(station, self.name)
-        setup.pump_detuning(o.pump_detuning)
+        setup.pump_detuning(options.pump_detuning)
         setup.pump_power(step.settings["pump_power"])
         setup.pump_on(True)
-        station.sleep(o.settle_time)
+        station.sleep(options.settle_time)
         rf = setup.mw_source.rf_output
         on, off = [], []
-        for _ in range(o.power_readings):
+        for _ in range(options.power_readings):
             rf(True)
             on.append(float(setup.optical_power()))
             rf(False)
             off.append(float(setup.optical_power()))
         err = math.sqrt(np.var(on, ddof=1) / len(on) + np.var(off, ddof=1) / len(off))
         wavelength = float(setup.pump_laser.wavelength())
-        resonant = count_clicks(channel, min_clicks=o.min_clicks, max_time=o.integration_time)
-        setup.pump_detuning(o.far_detuning)
-        far = count_clicks(channel, min_clicks=o.min_clicks, max_time=o.integration_time)
+        resonant = count_clicks(channel, min_clicks=options.min_clicks,
+                                 max_time=options.integration_time)
+        setup.pump_detuning(options.far_detuning)
+        far = count_clicks(channel, min_clicks=options.min_clicks,
+                                 max_time=options.integration_time)
         setup.pump_on(False)
-        dark = count_clicks(channel, min_clicks=o.min_clicks, max_time=o.integration_time)
-        setup.pump_detuning(o.pump_detuning)
+        dark = count_clicks(channel, min_clicks=options.min_clicks,
+                                 max_time=options.integration_time)
+        setup.pump_detuning(options.pump_detuning)
         row = {"pump_power_setpoint": step.settings["pump_power"],
                "pump_power": float(setup.pump_power()), "pump_wavelength": wavelength,
                "mw_frequency": float(setup.mw_frequency()), "mw_power": float(setup.mw_power()),

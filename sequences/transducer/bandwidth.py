@@ -2,7 +2,7 @@
 
 At a fixed pump (power and detuning), the microwave tone steps across the microwave
 resonance; at each frequency the power meter reads the optical output with the tone on and
-off, and eta follows from the difference (`_efficiency_model`, calibration from the run's
+off, and eta follows from the difference (`efficiency_fits`, calibration from the run's
 station snapshot; the photon flux of the tone is computed at each frequency). The
 conversion band is the microwave mode's Lorentzian: the fit gives its FWHM (the conversion
 bandwidth), its centre and the peak efficiency, errors from the covariance of the
@@ -20,21 +20,23 @@ from matplotlib.figure import Figure
 from qnetlab.instruments.station import LabStation
 from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.fitting import chi2_bound
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
-from ._efficiency_model import (
+from .bench import (
     OFF,
     ON,
     MeterState,
-    chi2_bound,
-    column,
     drive_readback,
-    fit_lorentzian,
     prepare_drive,
     read_on_off,
     require_setup,
     restore_bench,
     switch_pump_on,
+)
+from .efficiency_fits import (
+    column,
+    fit_lorentzian,
     usable_efficiency_points,
 )
 
@@ -213,10 +215,11 @@ class ConversionBandwidthScan(LabSequence[ConversionBandwidthOptions]):
                 for i, c in enumerate(chunks)]
 
     def prepare(self, station: LabStation) -> None:
-        o = self.options
+        options = self.options
         setup = require_setup(station, type(self).__name__)
-        self._meter = prepare_drive(setup, float(o.frequencies()[0]), o.mw_power, o.averaging)
-        switch_pump_on(setup, o.pump_power, o.pump_detuning)
+        self._meter = prepare_drive(setup, float(options.frequencies()[0]), options.mw_power,
+                                    options.averaging)
+        switch_pump_on(setup, options.pump_power, options.pump_detuning)
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
         setup = require_setup(station, type(self).__name__)

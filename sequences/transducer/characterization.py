@@ -50,7 +50,7 @@ class CharacterizationOptions:
     """N_add threshold (photons, referred to the input) of the operating point."""
     fridge_budget: float = 10e-6
     """Largest average pump power absorbed at the mixing chamber, W (about half the cooling
-    power of a dilution unit at 20 mK; REFERENCE.md section 1)."""
+    power of a dilution unit at 20 mK; docs/transducer.md#3-the-fridge)."""
     mw_search_center: float | None = None
     """Centre of the wide VNA scan, Hz (None: the setup's present mw_frequency)."""
     mw_search_span: float = 100e6
@@ -211,18 +211,19 @@ class _State:
 
     def _microwave(self) -> AnalysisResult:
         """Wide scan, then a fine scan around the dip the wide one found."""
-        o, setup = self.options, self.station.setup
+        options, setup = self.options, self.station.setup
         assert setup is not None
-        center = o.mw_search_center if o.mw_search_center is not None else setup.mw_frequency()
-        wide = MicrowaveResonanceScan(center=center, span=o.mw_search_span,
-                                      points=o.mw_search_points, segments=10)
+        center = options.mw_search_center if options.mw_search_center is not None \
+            else setup.mw_frequency()
+        wide = MicrowaveResonanceScan(center=center, span=options.mw_search_span,
+                                      points=options.mw_search_points, segments=10)
         run = self._acquire(wide)
         found = run.analysis.values.get("resonance_frequency") if run.analysis else None
         width = run.analysis.values.get("linewidth") if run.analysis else None
         if found is None or width is None or not (found.value > 0 and width.value > 0):
             self.runs["microwave_resonance_scan"] = run
             raise _Stop(f"microwave_resonance_scan run {run.run_id}: no resonance in "
-                        f"{center / 1e9:.4g} GHz +- {o.mw_search_span / 2e6:.4g} MHz "
+                        f"{center / 1e9:.4g} GHz +- {options.mw_search_span / 2e6:.4g} MHz "
                         f"({run.analysis.verdict if run.analysis else 'no data'})")
         if run.analysis is not None and run.analysis.verdict.good:
             self.runs["microwave_resonance_scan"] = run
@@ -230,7 +231,7 @@ class _State:
         # Found but not resolved well enough (a narrow mode): zoom in on it.
         self.coarse_mw = run
         fine = MicrowaveResonanceScan(center=found.value,
-                                      span=o.fine_scan_linewidths * width.value,
+                                      span=options.fine_scan_linewidths * width.value,
                                       points=401, segments=4)
         return self._run(fine)
 

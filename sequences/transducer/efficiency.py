@@ -1,32 +1,9 @@
-"""`EfficiencyMap`: conversion efficiency against pump power and pump detuning.
-
-At each point of a pump power x pump detuning grid, the power meter reads the optical output
-with the microwave tone (at the microwave resonance, as strong as the soft limits allow) on
-and off; the difference, divided by what full conversion of the tone's photon flux would give
-(`_efficiency_model`, calibration constants from the run's station snapshot), is eta. The
-grid runs power by power upwards (one step per power, so the 20 mW/s pump ramp only ever
-climbs one grid spacing), the detunings of each power in alternating directions.
-
-The analysis fits the cooperativity model
-
-    eta(P, d) = s P / (1 + c P)^2 / (1 + (2 (d - d0) / G)^2)
-
-(s the low-power slope, 1/W; c the cooperativity per watt, C = c P; for an opto-mechanical
-device this is the exact form with C' = C_om / (1 + C_em)), and reports eta_max = s / 4c
-(at C = 1), the pump power at C = 1 (1 / c), c, s, d0 and G, errors from the fit covariance.
-
-Two regimes are reported as what they are:
-
-* an optical line narrower than 1.5 laser steps (0.1 pm, 12.5 MHz) is unresolved: G is not
-  reported, and s and c come from the power dependence at the brightest laser step alone.
-  c and 1/c do not depend on the detuning; eta_max and s are those at that step, so they are
-  lower bounds if the resonance falls between steps (the verdict says so; the details carry
-  ``eta_max_is_lower_bound``);
-* a device that stays far below C = 1 at the highest pump power (e.g. bulk electro-optic,
-  C ~ 0.01 at 10 mW) determines s well, while c (and so eta_max and P(C=1)) rests on the
-  slight bend of eta(P): their errors say how well. If c is poorly determined (below
-  `MIN_COOPERATIVITY_SIGMAS` standard errors), the verdict is bad (POOR_FIT), s stands, and
-  eta_max and 1/c carry conservative errors (see `MIN_COOPERATIVITY_SIGMAS`).
+"""`EfficiencyMap`: conversion efficiency against pump power and pump detuning (power meter,
+tone on minus off), fitted with the cooperativity model
+eta(P, d) = s P / (1 + c P)^2 / (1 + (2 (d - d0) / G)^2) for eta_max, P(C=1), d0 and G. The
+grid runs power by power upwards, so the 20 mW/s pump ramp only climbs one spacing at a time.
+An unresolved optical line and a device far below C = 1 are reported as what they are.
+Model and regimes: docs/transducer.md#5-how-the-characterization-measures-it (step 3).
 """
 
 from __future__ import annotations
@@ -41,22 +18,24 @@ from matplotlib.figure import Figure
 from qnetlab.instruments.station import LabStation
 from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.fitting import chi2_bound
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
-from ._efficiency_model import (
+from .bench import (
     OFF,
     ON,
-    EfficiencyMapFit,
     MeterState,
-    chi2_bound,
-    column,
-    fit_efficiency_map,
     laser_step_frequency,
     prepare_drive,
     require_setup,
     restore_bench,
     scan_detunings,
     switch_pump_on,
+)
+from .efficiency_fits import (
+    EfficiencyMapFit,
+    column,
+    fit_efficiency_map,
     usable_efficiency_points,
 )
 
@@ -184,7 +163,7 @@ class EfficiencyMapAnalysis(Analysis):
                                          "converge on the map")
             return result
         _report(result, fit, resolved, p, d)
-        _correct_for_tone_detuning(result, run.options)
+        _correct_for_tone_detuning(result, run.options_as(EfficiencyMapOptions))
         result.verdict = _verdict(fit, resolved, p, d, eta, noise, points.noise_samples)
         return result
 
@@ -217,13 +196,13 @@ def _fit(p: np.ndarray, d: np.ndarray, eta: np.ndarray, noise: np.ndarray, step:
                             fit.chi2_reduced, fit.points), False
 
 
-def _correct_for_tone_detuning(result: AnalysisResult, options: dict[str, Any]) -> None:
+def _correct_for_tone_detuning(result: AnalysisResult, options: EfficiencyMapOptions) -> None:
     """The tone sits at the VNA's resonance estimate, delta ~ N(0, sigma) from the truth, so
     each efficiency is measured times 1 / (1 + (2 delta / kappa)^2) ~ 1 - x (2 delta/sigma)^2/4
     with x = (2 sigma / kappa)^2: on average 1 - x, spread sqrt(2) x (chi-square, 1 dof).
     Scale eta_max and s by 1 + x and add the spread in quadrature (relative)."""
-    kappa = float(options.get("mw_linewidth") or 0.0)
-    sigma = float(options.get("mw_frequency_stderr") or 0.0)
+    kappa = float(options.mw_linewidth or 0.0)
+    sigma = float(options.mw_frequency_stderr or 0.0)
     if kappa <= 0 or sigma <= 0:
         return
     x = (2 * sigma / kappa) ** 2
@@ -341,10 +320,11 @@ class EfficiencyMap(LabSequence[EfficiencyMapOptions]):
                 for i, p in enumerate(powers)]
 
     def prepare(self, station: LabStation) -> None:
-        o = self.options
+        options = self.options
         setup = require_setup(station, type(self).__name__)
-        self._meter = prepare_drive(setup, o.mw_frequency, o.mw_power, o.averaging)
-        switch_pump_on(setup, float(o.pump_powers()[0]), float(o.detunings()[0]))
+        self._meter = prepare_drive(setup, options.mw_frequency, options.mw_power,
+                                    options.averaging)
+        switch_pump_on(setup, float(options.pump_powers()[0]), float(options.detunings()[0]))
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
         setup = require_setup(station, type(self).__name__)

@@ -1,37 +1,9 @@
-"""`FridgeLoadScan`: mixing-chamber temperature traces after pump-power steps.
-
-Each step sets the pump to the next power (``pump_powers``, W; 0 is the pump off) and reads
-the mixing-chamber temperature ``readings`` times, ``hold_time / readings`` s apart in lab
-time (instant on the simulated bench's virtual clock, but every reading is a real instrument
-query: hundreds of readings, not tens of thousands). A dilution unit's cooling power grows as
-T^2, so under an absorbed load f P (f the absorbed fraction)
-
-    T_eq(P)^2 = T_base^2 + f P / a,
-
-with ``a`` the fridge's cooling coefficient (W/K^2; option ``cooling_coefficient``, by
-default 0.04 W/K^2, the fridge's cooling-power spec, with its standard error), and the stage
-relaxes to T_eq with one time constant tau.
-
-Fit (`fit_fridge_traces`), in two stages:
-
-1. every segment of constant power (a step, or its part after a trip, below) is
-   ``T(t) = T_eq(P) + (T_0 - T_eq(P)) exp(-t / tau)`` from its first reading, with tau
-   shared, T_eq one per power and T_0 one per segment (free: the pump's 20 mW/s ramp and
-   whatever came before the segment then do not matter). For a fixed tau the model is linear
-   in the rest, so a grid over tau with linear least squares gives the start; weighted least
-   squares over all then gives the values. The reading noise is taken as relative (the Lake
-   Shore's 2e-4 of the resistance) with its size estimated from the residuals.
-2. T_eq^2 against P by generalised least squares with the covariance of stage 1:
-   intercept T_base^2, slope f / a. Values: ``fridge_time_constant`` (s),
-   ``base_temperature`` (K), ``absorbed_fraction`` (= slope x a).
-
-The ceiling. The lab config's interlock stops the pump above its maximum (50 mK on the
-bench), but the framework's guard only looks between steps: within a step this sequence
-watches the readings itself. A reading above the ceiling switches the pump off at once (the
-rest of the step records the cooling, which still constrains tau), and the next step stops
-the run (`FridgeCeilingError`: the run is 'interrupted', with everything measured kept). The
-analysis then gives a bad verdict, OUT_OF_RANGE, naming the power and its equilibrium
-temperature: the fridge cannot take that load.
+"""`FridgeLoadScan`: mixing-chamber temperature traces after pump-power steps, fitted for the
+fridge's time constant, its base temperature and the absorbed fraction of the pump power
+(`fit_fridge_traces`). The framework's interlock guard looks only between steps, so within a
+step this sequence watches the readings itself: above the ceiling it switches the pump off at
+once and the next step stops the run (`FridgeCeilingError`, everything measured kept).
+Model and fit: docs/transducer.md#fridge-load.
 """
 
 from __future__ import annotations
@@ -42,13 +14,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 from matplotlib.figure import Figure
-from scipy import stats
 from scipy.optimize import least_squares
 
-from qnetlab.instruments.errors import QnetlabError
+from qnetlab.instruments.errors import InstrumentRefusedError
 from qnetlab.instruments.station import LabStation
 from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.fitting import chi2_p_value, scale_covariance
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
 MIN_READINGS = 5
@@ -59,7 +31,7 @@ FIT_P_MIN = 1e-6
 """A T_eq^2 line whose chi2 is less probable than this does not describe the fridge."""
 
 
-class FridgeCeilingError(QnetlabError, RuntimeError):
+class FridgeCeilingError(InstrumentRefusedError, RuntimeError):
     """The mixing chamber passed its ceiling during a step: the run stops (higher powers
     would only pass it again)."""
 
@@ -120,8 +92,7 @@ class FridgeFit:
 
     @property
     def line_p(self) -> float:
-        return 1.0 if self.line_dof < 1 else float(stats.chi2.sf(self.line_chi2,
-                                                                 self.line_dof))
+        return 1.0 if self.line_dof < 1 else chi2_p_value(self.line_chi2, self.line_dof)
 
 
 def segments(step: np.ndarray, power: np.ndarray) -> np.ndarray:
@@ -182,7 +153,9 @@ def fit_fridge_traces(elapsed: np.ndarray, temperature: np.ndarray, power: np.nd
         res = least_squares(residual, p0, x_scale="jac", method="lm")
         dof = y.size - p0.size
         s2 = float(2 * res.cost / dof)
-        cov = np.linalg.inv(res.jac.T @ res.jac) * s2
+        # Unit weights: the residuals estimate the noise (docs/fitting.md#2-covariance-inflation).
+        cov = scale_covariance(np.linalg.inv(res.jac.T @ res.jac), 2 * res.cost, dof,
+                               shrink=True)
     except (ValueError, np.linalg.LinAlgError):
         return None
     if not (res.success and np.all(np.isfinite(res.x)) and np.all(np.isfinite(cov))):
@@ -230,7 +203,7 @@ class FridgeLoadAnalysis(Analysis):
     def analyze(self, run: StoredRun) -> AnalysisResult:
         result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
         d = {k: np.asarray(run.data.get(k, []), float) for k in _COLUMNS}
-        o = run.options
+        options = run.options_as(FridgeLoadScanOptions)
         order = np.lexsort((d["elapsed"], d["step"]))
         d = {k: v[order] for k, v in d.items()}
         seg = segments(d["step"], d["pump_power"])
@@ -246,8 +219,8 @@ class FridgeLoadAnalysis(Analysis):
                                          f"with {MIN_READINGS} readings each, or the fit "
                                          "failed: nothing to fit")
             return result
-        a = float(o.get("cooling_coefficient", 0.04))
-        a_err = float(o.get("cooling_coefficient_stderr", 0.0))
+        a = float(options.cooling_coefficient)
+        a_err = float(options.cooling_coefficient_stderr)
         f = fit.slope * a
         result.values = {
             "fridge_time_constant": FitValue(fit.time_constant, fit.time_constant_stderr, "s"),
@@ -268,7 +241,7 @@ class FridgeLoadAnalysis(Analysis):
             "line_chi2": fit.line_chi2, "line_dof": float(fit.line_dof),
             "line_p": fit.line_p, "relative_noise": fit.relative_noise,
             "ceiling": ceiling, "max_temperature": float(d["temperature"].max())})
-        result.verdict = _verdict(fit, d, ceiling, hold=float(o.get("hold_time", 300.0)))
+        result.verdict = _verdict(fit, d, ceiling, hold=float(options.hold_time))
         return result
 
     def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
@@ -279,7 +252,7 @@ class FridgeLoadAnalysis(Analysis):
         ax_t, ax_sq = fig.subplots(1, 2)
         # One time axis over the whole run: each step's readings after the previous step's.
         offset, t_run = 0.0, np.zeros(d["step"].size)
-        hold = float(run.options.get("hold_time", 300.0))
+        hold = run.options_as(FridgeLoadScanOptions).hold_time
         for s in np.unique(d["step"]):
             rows = d["step"] == s
             t_run[rows] = offset + d["elapsed"][rows]
@@ -392,7 +365,7 @@ class FridgeLoadScan(LabSequence[FridgeLoadScanOptions]):
         self._tripped: str | None = None
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
-        o = self.options
+        options = self.options
         setup = station.setup
         assert setup is not None
         if self._tripped is not None:
@@ -403,14 +376,14 @@ class FridgeLoadScan(LabSequence[FridgeLoadScanOptions]):
             setup.pump_on(True)
         else:
             setup.pump_on(False)
-        interval = o.hold_time / o.readings
+        interval = options.hold_time / options.readings
         applied = power
         # Reading by reading into the step's buffer: an interrupted hold keeps its readings.
-        for i in range(o.readings):
+        for i in range(options.readings):
             if i:
                 station.sleep(interval)
             temperature = float(setup.mxc_temperature())
-            self.keep({"reading": float(step.index * o.readings + i),
+            self.keep({"reading": float(step.index * options.readings + i),
                        "step": float(step.index), "elapsed": i * interval,
                        "pump_power": float(applied), "temperature": temperature,
                        "ceiling": float(self._ceiling)})

@@ -1,36 +1,7 @@
-"""`PumpHeatingScan`: added-noise counts against delay after a pump pulse (pump-probe).
-
-Each step is one delay t, measured ``repeats`` times by the cycle
-
-    pump off for cool_down s  ->  pump on for pulse_duration s (heat)  ->  pump off for t s
-    ->  pump on and read the detector (probe)  ->  pump off,
-
-with the microwave drive off and the pump on resonance, so the detector sees the converted
-noise (plus leakage and dark counts). The pump is switched with ``pump_on`` only: the pump
-*power* is ramped (20 mW/s on the bench) and set once, with the pump off, before the first
-cycle; heat and probe are at the same power, so the probe's efficiency and leakage are the
-same at every delay and only the heating changes. The pulse must charge the slow heating
-channel (the presets' slow times are 0.5-5 s: 30 s by default) and the delays, log-spaced,
-must cover both channels (1e-4 s to 60 s by default: tau_fast 1 ms, tau_slow up to 5 s).
-
-Probe reading. On the simulated bench the virtual clock stands still during a count-rate
-reading, so one counter window (1 s) is the instantaneous rate at delay t. On hardware a
-reading integrates in real time: the probe must be a short gated count (a gate much shorter
-than the shortest delay and than tau_fast, e.g. the tagger's counter on a gate from the AWG,
-repeated over many cycles), and the pump switching itself takes milliseconds over SCPI, so
-delays below it need a hardware-timed pump modulator. The dataset stores clicks and the time
-they were counted over in either case.
-
-Fit (`fit_heating`): the probe rate (dead-time corrected) is
-
-    R(t) = R_0 + A_f exp(-t / tau_f) + A_s exp(-t / tau_s),
-
-R_0 the rate of a cold device (intrinsic noise, leakage, dark counts) and A_f, A_s the
-heating channels' excess count rates left at the end of the pulse (Hz at the detector).
-A grid over (tau_f, tau_s) with the three amplitudes solved linearly gives the start (no
-local minimum from a poor guess); weighted least squares in (R_0, A_f, A_s, ln tau_f,
-ln tau_s) with the model's Poisson variances then gives the values and the covariance,
-scaled by chi2 / dof when that exceeds 1.
+"""`PumpHeatingScan`: added-noise counts against delay after a pump pulse (pump-probe), fitted
+with a floor plus two exponentials (`fit_heating`) for the heating channels' amplitudes and
+time constants. The cycle, the probe reading on hardware and the fit:
+docs/transducer.md#pump-heating-the-cycle-and-the-probe.
 """
 
 from __future__ import annotations
@@ -41,15 +12,15 @@ from typing import ClassVar
 
 import numpy as np
 from matplotlib.figure import Figure
-from scipy import stats
 from scipy.optimize import least_squares
 
 from qnetlab.instruments.station import LabStation
 from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.fitting import chi2_p_value, scale_covariance
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
-from ._counting import (
+from .counting import (
     COUNTER_WINDOW_S,
     MAX_DEAD_TIME_LOSS,
     DeadTimeModel,
@@ -93,7 +64,7 @@ class PumpHeatingScanOptions:
     detector_bias: float = 10.5e-6
     """A, the detector's operating bias during the run (restored afterwards)."""
     dead_time: float = 20e-9
-    """s, detector dead time (`_counting` says where the defaults come from)."""
+    """s, detector dead time (`counting.DeadTimeModel` says where the defaults come from)."""
     recovery_time: float = 8e-9
     """s, detector efficiency recovery after the dead time."""
     counter_dead_time: float = 3e-9
@@ -138,7 +109,7 @@ class HeatingFit:
 
     @property
     def fit_p(self) -> float:
-        return float(stats.chi2.sf(self.chi2, self.dof))
+        return chi2_p_value(self.chi2, self.dof)
 
 
 def _linear_amplitudes(t: np.ndarray, y: np.ndarray, w: np.ndarray, tau_f: float,
@@ -198,8 +169,7 @@ def fit_heating(delay: np.ndarray, rate: np.ndarray, rate_err: np.ndarray,
         return None
     chi2 = float(np.sum(res.fun**2))
     dof = max(t.size - 5, 1)
-    if chi2 / dof > 1:
-        cov = cov * (chi2 / dof)
+    cov = scale_covariance(cov, chi2, dof)
     err = np.sqrt(np.clip(np.diag(cov), 0, None))
     tau_f, tau_s = math.exp(p[2]), math.exp(p[4])
     values = [p[0] * scale, p[1] * scale, tau_f, p[3] * scale, tau_s]
@@ -224,7 +194,7 @@ class PumpHeatingAnalysis(Analysis):
         result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
         d = {k: np.asarray(run.data.get(k, []), float)
              for k in ("delay", "counts", "exposure", "latched", "bias")}
-        o = run.options
+        options = run.options_as(PumpHeatingScanOptions)
         order = np.argsort(d["delay"], kind="stable")
         d = {k: v[order] for k, v in d.items()}
         result.details["points"] = float(d["delay"].size)
@@ -242,9 +212,8 @@ class PumpHeatingAnalysis(Analysis):
             result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, f"{d['delay'].size} delays, "
                                          f"at least {MIN_DELAYS} needed")
             return result
-        dead = DeadTimeModel(float(o.get("dead_time", 20e-9)), float(o.get("recovery_time",
-                                                                          8e-9)),
-                             float(o.get("counter_dead_time", 3e-9)))
+        dead = DeadTimeModel(float(options.dead_time), float(options.recovery_time),
+                             float(options.counter_dead_time))
         rate, err = dead.correct(d["counts"], d["exposure"])
         loss = dead.loss(d["counts"], d["exposure"])
         result.details["max_dead_time_loss"] = float(loss.max())
@@ -344,15 +313,15 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
 
     def delays(self) -> np.ndarray:
         """The delays, s."""
-        o = self.options
-        return np.geomspace(o.delay_min, o.delay_max, o.delays)
+        options = self.options
+        return np.geomspace(options.delay_min, options.delay_max, options.delays)
 
     def steps(self) -> list[Step]:
         return [Step(i, f"delay {t:.3g} s", {"delay": float(t)})
                 for i, t in enumerate(self.delays())]
 
     def prepare(self, station: LabStation) -> None:
-        o = self.options
+        options = self.options
         setup = station.setup
         channel = detector_channel(station, self.name)
         assert setup is not None
@@ -362,26 +331,26 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
         switch = counter_input_switch(channel)
         if switch is not None:
             r.change(switch, True)
-        r.change(channel.bias_current, o.detector_bias)
-        r.change(setup.pump_detuning, o.pump_detuning)
-        r.change(setup.pump_power, o.pump_power)
+        r.change(channel.bias_current, options.detector_bias)
+        r.change(setup.pump_detuning, options.pump_detuning)
+        r.change(setup.pump_power, options.pump_power)
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
-        o = self.options
+        options = self.options
         setup = station.setup
         assert setup is not None
         channel = detector_channel(station, self.name)
         clicks, exposure = 0, 0.0
-        for _ in range(o.repeats):
+        for _ in range(options.repeats):
             setup.pump_on(False)
-            station.sleep(o.cool_down)
+            station.sleep(options.cool_down)
             setup.pump_on(True)
-            station.sleep(o.pulse_duration)
+            station.sleep(options.pulse_duration)
             setup.pump_on(False)
             station.sleep(step.settings["delay"])
             setup.pump_on(True)
             probe = count_clicks(channel, min_clicks=math.inf,
-                                 max_time=o.probe_windows * COUNTER_WINDOW_S)
+                                 max_time=options.probe_windows * COUNTER_WINDOW_S)
             setup.pump_on(False)
             clicks += probe.clicks
             exposure += probe.exposure

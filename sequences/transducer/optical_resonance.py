@@ -25,24 +25,26 @@ from matplotlib.figure import Figure
 from qnetlab.instruments.station import LabStation
 from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.fitting import chi2_bound
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
-from ._efficiency_model import (
+from .bench import (
     OFF,
     ON,
     SPEED_OF_LIGHT,
-    LorentzianFit,
     MeterState,
-    chi2_bound,
-    column,
-    fit_lorentzian,
     laser_step_frequency,
-    meter_noise,
     prepare_drive,
     require_setup,
     restore_bench,
     scan_detunings,
     switch_pump_on,
+)
+from .efficiency_fits import (
+    LorentzianFit,
+    column,
+    fit_lorentzian,
+    meter_noise,
 )
 
 MIN_POINTS = 10
@@ -299,10 +301,11 @@ class OpticalResonanceScan(LabSequence[OpticalResonanceOptions]):
                 for i, c in enumerate(chunks)]
 
     def prepare(self, station: LabStation) -> None:
-        o = self.options
+        options = self.options
         setup = require_setup(station, type(self).__name__)
-        self._meter = prepare_drive(setup, o.mw_frequency, o.mw_power, o.averaging)
-        switch_pump_on(setup, o.pump_power, float(o.detunings()[0]))
+        self._meter = prepare_drive(setup, options.mw_frequency, options.mw_power,
+                                    options.averaging)
+        switch_pump_on(setup, options.pump_power, float(options.detunings()[0]))
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
         setup = require_setup(station, type(self).__name__)

@@ -1,6 +1,9 @@
 """Emulators, one per supported instrument model, by the twin name used in lab configs.
 
-Each is imported on first use, so a bench loads only the models it has.
+Each is imported on first use, so a bench loads only the models it has. An emulator author
+builds on `ScpiDevice` (the SCPI engine of `devices.scpi`): handlers declared with `command` in
+the manual's notation take the parsed `Args`, `ScpiError` queues an instrument error, and
+`fmt` formats a number as instruments reply.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .scpi import ScpiDevice
+from .scpi import Args, ScpiDevice, ScpiError, command, definite_length_block, fmt, no_argument
 
 if TYPE_CHECKING:
     from ..physics.world import LabWorld
@@ -43,4 +46,16 @@ def create_emulator(twin: str, world: LabWorld, name: str) -> ScpiDevice:
     return emulator_class(twin)(world, name)
 
 
-__all__ = ["TWINS", "ZMQ_TWINS", "ScpiDevice", "create_emulator", "emulator_class"]
+__all__ = [
+    "TWINS",
+    "ZMQ_TWINS",
+    "Args",
+    "ScpiDevice",
+    "ScpiError",
+    "command",
+    "create_emulator",
+    "definite_length_block",
+    "emulator_class",
+    "fmt",
+    "no_argument",
+]

@@ -1,19 +1,10 @@
 """Arbitrary waveform generator model: sequences of waveforms with markers, per-channel skew.
 
-A sequence is a list of steps; each step plays one waveform per channel (a channel left out
-idles at 0 V with its markers low) and repeats ``repeat`` times; the whole sequence loops
-until the run ends. A marker's rising edges (low -> high between consecutive samples, and at
-the start of the run, where every marker starts low) start attempts. Sample ``n`` of the run
-leaves channel ``ch`` at
+Steps of per-channel waveforms, repeated and looped; marker rising edges start attempts; each
+sample leaves a channel at its time plus the channel's hidden skew and the user's skew.
+Defaults follow the Tektronix AWG5208.
 
-    t_n = round(n * 1e12 / f_s + s_ch + s_user)   (ps)
-
-with ``f_s`` the sample rate, ``s_ch`` the channel's intrinsic skew (output paths differ:
-what a skew calibration must find) and ``s_user`` the skew the user sets.
-
-Defaults follow the Tektronix AWG5208 (the QCoDeS-driven model issue 3 prefers): 8 channels,
-2.5 GS/s, 2 GSample of waveform memory per channel (check), 4 markers per channel (check),
-normalised amplitudes in [-1, 1] (the full scale is set per channel).
+Model: docs/timing.md#2-awg-model.
 """
 
 from __future__ import annotations

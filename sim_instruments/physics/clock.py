@@ -3,6 +3,8 @@
 Virtual time is the default: an integration of one second returns at once, and the
 world integrates its slow dynamics (heating, fridge) over the virtual interval. A wall
 clock is used where latency is the point (the network simulation).
+
+Which clock when: docs/simulation.md#2-time-virtual-paced-wall.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Dilution refrigerator model: the mixing-chamber temperature under a heat load.
 
-A dilution unit's cooling power grows as T^2, so the equilibrium temperature under a load P
-is ``sqrt(T_base^2 + P / a)``; the stage relaxes towards it with one time constant. With
-a = 0.04 W/K^2 the unit absorbs 9 uW at 15 mK (REFERENCE.md: 10-20 uW at ~15 mK, check).
+Cooling power ``a (T^2 - T_base^2)``, so the equilibrium under a load P is
+``sqrt(T_base^2 + P / a)``, reached with one time constant.
+Numbers and their sources: docs/transducer.md#3-the-fridge.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ photon arrival times. `node_optics_from_preset` puts a `presets` transducer on a
 Simulation: attempts come in independently seeded blocks of 65,536, so results do not depend
 on how calls split them; within a block only attempts where something can click are drawn in
 detail (exact conditional samples, no Python loop per attempt).
+
+The model: docs/link.md#3-imperfections-and-the-outcome-tree.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """The optical photons that reach a detector behind the transducer.
 
-Three contributions, in photons/s at the device's optical port (REFERENCE.md section 1):
+Converted signal, added noise (over the conversion band's noise-equivalent width) and pump
+leakage through the filters, in photons/s at the device's optical port, times the collection
+efficiency of the path. Pump off: nothing; drive off: noise and leakage, which is how labs
+measure N_add.
 
-* converted signal: ``eta * Phi_mw`` with ``Phi_mw = P_mw / (h f_mw)`` the microwave photon
-  flux at the device (zero with the drive off);
-* added noise: ``N_add`` is referred to the input, so the output carries ``N_add * eta_0``
-  photons per second per hertz of conversion band, with ``eta_0`` the efficiency at the
-  centre of the band (pump detuning included, no microwave detuning: the noise does not
-  follow the drive tone). Over the Lorentzian band of FWHM ``kappa_mw`` that is
-  ``N_add * eta_0 * B`` with ``B = (pi / 2) kappa_mw``, the band's noise-equivalent width;
-* pump leakage: ``P_pump * 10^(-S / 10) / (h c / lambda_pump)`` through filters of total
-  suppression ``S`` dB.
-
-The sum times the collection efficiency of the path (fibre coupling, filter-cavity passband,
-connectors) is the incident rate at the detector. With the pump off all three vanish (eta,
-and hence the output noise, is zero); with the microwave drive off noise and leakage remain,
-which is how labs measure N_add: counts pump on vs off, over efficiency and eta.
+Derivation: docs/transducer.md#2-added-noise-and-heating.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Transducer presets, one per device class of REFERENCE.md section 1.
+"""Transducer presets, one per published device class.
 
-Each preset reproduces the headline numbers of its paper at its operating pump power
-(`operating_pump_power`): the efficiency and the added noise there. Pulsed devices are
-modelled with their average pump power. Linewidths not stated in REFERENCE.md are typical
-values for the class and are marked as such.
+Each preset reproduces the headline efficiency and added noise of its paper at its operating
+pump power (`operating_pump_power`); pulsed devices are modelled with their average pump power.
+Linewidths the papers do not state are typical values for the class and are marked as such.
+
+The papers and their numbers: docs/transducer.md#4-presets.
 """
 
 from __future__ import annotations

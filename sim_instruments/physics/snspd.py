@@ -1,39 +1,11 @@
 """Superconducting nanowire single-photon detector (SNSPD) channel model.
 
-Numbers from REFERENCE.md section 2: system detection efficiency 0.90 typical (0.98 best),
-dark-count rate ~10 Hz typical (1-130 Hz range), timing jitter 20-50 ps RMS, recovery
-20-50 ns with the efficiency coming back gradually.
+Efficiency a sigmoid in the bias current up to latching at the switching current, dark counts
+exponential in the bias, a hard dead time then exponential recovery, Gaussian jitter; the click
+stream is a renewal process whose mean rate `SnspdModel.click_rate` gives exactly.
+Not modelled: jitter growth above ~10 MHz count rate, after-pulsing.
 
-Model, with the bias current ``I`` in A (its magnitude; the nanowire works in either
-polarity):
-
-* Detection efficiency, a sigmoid in the bias current that saturates on a plateau, and zero
-  once the bias reaches the switching current (the wire latches into the normal state and
-  stops detecting)::
-
-      eta(I) = eta_max / (1 + exp(-(I - I_mid) / w))   for I < I_sw, else 0
-
-* Dark-count rate, exponential in the bias current (the intrinsic, vortex-crossing dark
-  counts dominate near the switching current)::
-
-      DCR(I) = DCR_op * exp((I - I_op) / I_dc)           for I < I_sw, else 0
-
-* Recovery after a click: a hard dead time ``t_d`` (no click at all), then the efficiency
-  (and the dark-count hazard) recovers as ``r(u) = 1 - exp(-u / tau)`` with ``u`` the time
-  past the dead time.
-* Timing jitter: Gaussian with RMS ``sigma``, applied to when the hotspot forms, before the
-  dead time is decided, so the emitted clicks honour the dead time exactly.
-
-A click stream is then a renewal process: after each click the detection hazard is
-``R_in * r(t - t_d)`` with ``R_in = eta(I) * Phi + DCR(I)`` for a Poisson photon flux
-``Phi``. Its mean interval (derivation in `SnspdModel.click_rate`) is::
-
-      E[T] = t_d + tau * exp(a) * a^(-a) * Gamma(a) * P(a, a),   a = R_in * tau
-
-(``P`` the regularised lower incomplete gamma function), so the click rate is
-``R_out = 1 / E[T]``; for ``tau -> 0`` this is the textbook non-paralysable
-``R_in / (1 + R_in t_d)``, and at low rates ``R_out ~ R_in / (1 + R_in (t_d + tau))``.
-Not modelled: the jitter growth above ~10 MHz count rate and after-pulsing.
+Model, defaults and their sources: docs/detectors.md#2-the-model.
 """
 
 from __future__ import annotations
@@ -55,7 +27,7 @@ class SnspdModel:
     """Parameters of one SNSPD channel; currents in A, rates in Hz, times in ps."""
 
     max_efficiency: float = 0.90
-    """Plateau system detection efficiency eta_max (REFERENCE.md s.2: 0.90 typical)."""
+    """Plateau system detection efficiency eta_max (0.90 typical: docs/detectors.md)."""
     switching_current: float = 12.0e-6
     """I_sw, A: at and above it the wire latches (no clicks). Typical of WSi/NbN wires."""
     midpoint_current: float = 8.0e-6
@@ -65,17 +37,17 @@ class SnspdModel:
     operating_current: float = 10.5e-6
     """I_op, A: the typical operating point, on the plateau below I_sw."""
     dark_count_rate_at_operating: float = 10.0
-    """DCR_op, Hz, at I_op (REFERENCE.md s.2: 10 Hz typical)."""
+    """DCR_op, Hz, at I_op (10 Hz typical: docs/detectors.md)."""
     dark_count_current_scale: float = 0.6e-6
     """I_dc, A: DCR grows by e per I_dc: 10 Hz at I_op, ~120 Hz just below I_sw
-    (REFERENCE.md s.2: 1-130 Hz range)."""
+    (1-130 Hz range: docs/detectors.md)."""
     jitter_rms_ps: float = 30.0
-    """sigma, ps (REFERENCE.md s.2: 20-50 ps RMS)."""
+    """sigma, ps (20-50 ps RMS typical: docs/detectors.md)."""
     dead_time_ps: int = 20_000
     """t_d, ps: no click at all this long after a click."""
     recovery_tau_ps: float = 8_000.0
     """tau, ps: efficiency recovery past the dead time; 95 % back after t_d + 3 tau = 44 ns
-    (REFERENCE.md s.2: 20-50 ns)."""
+    (20-50 ns typical: docs/detectors.md)."""
 
     # -- steady state --------------------------------------------------------------------
     def is_latched(self, bias: float) -> bool:

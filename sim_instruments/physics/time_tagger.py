@@ -1,25 +1,12 @@
 """Time tagger model: int64 picosecond timestamps from several input channels.
 
-Each input event (an SNSPD click, an AWG marker edge), arriving at ``t`` ps, becomes a tag at
+Each input event becomes a tag after the channel's hidden delay, the user's delay, Gaussian
+jitter and the timestamp resolution; a channel has a non-paralysable dead time; channels merge
+into one time-sorted block (Swabian ``TimeTagStream`` / PicoQuant TTTR layout); streaming is
+capped at ``max_stream_rate`` tags/s (overflowing blocks keep their earliest tags and are
+flagged). Defaults follow the Swabian Time Tagger Ultra.
 
-    t_tag = floor((t + d_ch + d_user + round(N(0, sigma_ch))) / res) * res
-
-with ``d_ch`` the channel's intrinsic delay (cables, input electronics: what a delay
-calibration must find), ``d_user`` the delay the user sets, ``sigma_ch`` the channel's RMS
-jitter and ``res`` the timestamp resolution. A channel does not tag again within its dead time
-of its last tag (non-paralysable). The channels are merged into one block sorted by time (ties
-by channel number): an int64 timestamp array and a small-int channel array, the layout of
-Swabian's ``TimeTagStream`` and PicoQuant's TTTR records after unwrapping.
-
-Streaming is capped at ``max_stream_rate`` tags/s (REFERENCE.md s.2: ~80 Mtags/s for a
-Swabian Time Tagger Ultra over USB3; 100 over 10 GbE, 300 with the high-rate option). A block
-of duration ``T`` can carry ``floor(max_stream_rate * T)`` tags; beyond that the block keeps
-its earliest tags, drops the rest and is flagged as overflowed. The on-board buffer that real
-taggers use to ride out short bursts is not modelled.
-
-Defaults follow the Swabian Time Tagger Ultra: 1 ps timestamps, 8 channels, RMS jitter 9 ps
-(Performance edition, check) and 2 ns dead time (check). Channels here are indices
-0..n-1; vendor numbering (Swabian counts from 1) is the emulator's business.
+Model and sources: docs/timing.md#1-time-tagger-model.
 """
 
 from __future__ import annotations
@@ -46,7 +33,7 @@ class TaggerChannel:
     jitter_rms_ps: float = 9.0
     """sigma_ch, ps (Swabian Time Tagger Ultra Performance: 9 ps RMS, check)."""
     dead_time_ps: int = 2_000
-    """ps (Time Tagger Ultra: ~2 ns, check; PicoQuant MultiHarp 160: 650 ps, REFERENCE.md)."""
+    """ps (Time Tagger Ultra: ~2 ns, check; PicoQuant MultiHarp 160: 650 ps; docs/timing.md)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +99,7 @@ class TimeTaggerModel:
         default_factory=lambda: tuple(TaggerChannel() for _ in range(8))
     )
     max_stream_rate: float = 80e6
-    """Tags/s the stream carries (REFERENCE.md s.2: Time Tagger Ultra over USB3)."""
+    """Tags/s the stream carries (~80 Mtags/s for a Time Tagger Ultra over USB3: docs/timing.md)."""
     resolution_ps: int = 1
     """Timestamp LSB, ps."""
 

@@ -1,12 +1,10 @@
-"""Microwave-to-optical transducer model (REFERENCE.md section 1).
+"""Microwave-to-optical transducer model: efficiency, added noise, microwave reflection.
 
-On resonance an electro-optic transducer converts with
-``eta = eta_e * eta_o * 4C / (1 + C)^2`` and an opto-mechanical one with
-``eta = eta_e * eta_o * 4 C_em C_om / (1 + C_em + C_om)^2``; the pump-driven cooperativity
-(C, or C_om) is proportional to the pump power. Detuning of the pump from the optical
-resonance and of the microwave tone from the microwave resonance each multiply in a
-Lorentzian. Added noise, referred to the input, is an intrinsic floor plus two heating
-terms that follow the absorbed pump power with a fast and a slow relaxation time.
+Electro-optic (``eta = eta_e eta_o 4C / (1 + C)^2``) or opto-mechanical devices, cooperativity
+proportional to pump power, a Lorentzian per detuning, and added noise referred to the input
+with a fast and a slow heating channel driven by the absorbed pump power.
+
+Model and sources: docs/transducer.md (sections 1-2).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ transducer and the fridge. The world integrates its slow state (transducer heati
 mixing-chamber temperature) lazily, exactly, for piecewise-constant inputs, whenever it is
 read or its inputs change. Random numbers come from per-consumer generators derived from
 one seed, so results do not depend on the order instruments are queried in.
+
+What each model covers: docs/simulation.md#1-physics.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ class Delivery:
 def deliver(config: Any, pairs: int, timeout: float | None = None) -> Delivery:
     """Start the station, both node agents and the orchestrator, deliver `pairs`, stop them
     all (also on Ctrl-C or SIGTERM) and read their report."""
-    from qnetlab.network._proc import ProcessGroup, sigterm_as_interrupt
+    from qnetlab.network import ProcessGroup, sigterm_as_interrupt
     from qnetlab.network.lab import (
         check_ports,
         plan_lab,

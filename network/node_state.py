@@ -2,27 +2,15 @@
 station, the pairs it holds, and its side of the link layer (`Node`; the process around it is
 `network.node_agent`).
 
-Every herald is classified by a `SequenceTracker`; a gap (a seq jumped over, or one below the
-count of decided heralds in the station's AttemptStats: a lost tail) is asked for again (up to
-``resend_attempts`` times, waiting ``resend_timeout`` and then twice as long each time) and
-then given up (LOST). A herald older than the memory cutoff at arrival is expired (ERR
-EXPIRED), never OK'd. After a (re)start the node asks the station's history for the last
-``resync_depth`` heralds before the first one it sees (or, on a quiet link, before the
-AttemptStats' count), so it resynchronises without waiting. A station silent for
-``heartbeat_misses`` periods is declared lost; a heartbeat from a new incarnation (the high
-half of its seq, `network.heralding_station.incarnation_seq`) means the station restarted:
-its herald seqs start again at 0, so the node forgets its seq state and resynchronises.
+Gaps in the herald sequence are asked for again and then given up (LOST); heralds older than
+the memory cutoff are expired (ERR EXPIRED); a station restart (a new incarnation in its
+heartbeat) makes the node resynchronise from the station's history. Nothing received is
+trusted: out-of-range or implausible messages are counted as malformed and dropped.
+Files in ``run_dir``: ``<name>_pairs.bin`` (`PAIR_LOG_DTYPE`, flushed per event),
+``<name>_events.jsonl``, and at exit ``<name>_summary.json`` and ``<name>_latency.npy``
+(`LATENCY_DTYPE`).
 
-Nothing received is trusted: besides the decoder's range checks (`network.messages`), a
-herald decided more than a second ahead of the node's station time, a seq (or AttemptStats
-count) more than ``max_seq_jump`` beyond the stream, a clock reply to no request of this node
-(or one that moves the clock by more than a second), a heartbeat from no station and a verdict
-for another link are counted as malformed (``Decoder.reject``) and dropped.
-
-Files in ``run_dir``: ``<name>_pairs.bin`` (`PAIR_LOG_DTYPE`, appended and flushed per event,
-so a crash keeps them), ``<name>_events.jsonl``, and at exit ``<name>_summary.json`` and
-``<name>_latency.npy`` (`LATENCY_DTYPE`: receipt time and latency from the station's
-decision, ps).
+Protocol: docs/link.md#sequence-numbers.
 """
 
 from __future__ import annotations

@@ -1,181 +1,23 @@
-"""Shared pieces of the efficiency-side transducer sequences (`OpticalResonanceScan`,
-`EfficiencyMap`, `ConversionBandwidthScan`): the photon-number efficiency from power-meter
-readings, the meter's noise, the acquisition of one converted-power point, and the pure
-fit functions their analyses call.
-
-Efficiency from the power meter (photon number in, photon number out):
-
-    Phi_mw = 1e-3 * 10^((mw_power_dBm - mw_line_attenuation) / 10) / (h f_mw)   photons/s
-    eta    = (P_on - P_off) / (Phi_mw * h c / lambda_pump * 10^(-optical_output_loss / 10))
-
-with P_on / P_off the optical power (W) with the microwave drive on / off: the difference is
-the converted light alone (pump leakage and meter offsets cancel).
-
-Noise: the power meter adds white Gaussian noise to every reading, the same with the drive on
-or off. Successive mw-off readings at one pump power differ by that noise alone (the
-background varies slowly), so sigma_P^2 = <(P_off[i+1] - P_off[i])^2> / 2 estimates it
-independently of any model, and the on-off difference has variance 2 sigma_P^2. The fits
-weight by it and scale their covariance by the residual chi^2 (so the errors stay honest if
-the noise is larger than the meter's), and report chi^2 against it for the verdict.
+"""The fits of the efficiency-side transducer sequences: photon-number efficiency from
+stored power-meter readings, the meter's noise, the Lorentzian peak (optical resonance,
+conversion bandwidth) and the cooperativity model eta(P, d) (efficiency map).
+Derivation: docs/transducer.md#5-how-the-characterization-measures-it (step 3).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import constants
 from scipy.optimize import least_squares
 
 from qnetlab.sequences.analysis import Reason, Verdict
 from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.fitting import scale_covariance
 
-PLANCK = constants.h
-SPEED_OF_LIGHT = constants.c
-LASER_WAVELENGTH_STEP = 0.1e-12
-"""m: the pump laser's (Santec TSL-570) wavelength setting resolution."""
-NOMINAL_WAVELENGTH = 1550e-9
-"""m: the wavelength used to plan detuning grids in laser steps (before any I/O)."""
-SETUP = "transducer"
-"""The station's name of the `TransducerSetup` (instruments.station)."""
-
-ON, OFF = "optical_power_mw_on", "optical_power_mw_off"
-"""Dataset columns of the two power-meter readings of each point, W."""
-
-
-def laser_step_frequency(wavelength: float = NOMINAL_WAVELENGTH) -> float:
-    """One laser wavelength step expressed in optical frequency, Hz (12.48 MHz at 1550 nm)."""
-    return SPEED_OF_LIGHT * LASER_WAVELENGTH_STEP / wavelength**2
-
-
-# -- acquisition helpers ---------------------------------------------------------------------
-
-
-def require_setup(station: Any, sequence: str) -> Any:
-    setup = getattr(station, "setup", None)
-    if setup is None:
-        raise ValueError(f"the station has no transducer_setup: {sequence} needs its pump "
-                         "laser, microwave source and power meter (add qnetlab.transducer_setup "
-                         "to the lab config)")
-    return setup
-
-
-def upper_limit(parameter: Any) -> float:
-    """The highest value `parameter` accepts: its soft limit if the lab set one, else its
-    validator's maximum (`instruments.safety.SoftLimits` or a QCoDeS `Numbers`)."""
-    vals = parameter.vals
-    for attr in ("high", "max_value"):
-        high = getattr(vals, attr, None)
-        if isinstance(high, int | float) and math.isfinite(high):
-            return float(high)
-    raise ValueError(f"{parameter.full_name} has no upper limit to take as the default: "
-                     "give the value explicitly in the sequence options")
-
-
-@dataclass
-class MeterState:
-    """What `prepare` changed on the power meter, so `finish` can put it back."""
-
-    averaging: int | None = None
-
-
-def prepare_meter(setup: Any, averaging: int, wavelength: float) -> MeterState:
-    """Set the power meter's averaging (samples of ~3 ms) and its responsivity correction to
-    the pump wavelength (m); returns what to restore."""
-    meter = setup.power_meter
-    state = MeterState(int(meter.averaging()) if hasattr(meter, "averaging") else None)
-    if state.averaging is not None:
-        meter.averaging(averaging)
-    meter.wavelength(wavelength)
-    return state
-
-
-def restore_meter(setup: Any, state: MeterState | None) -> None:
-    if state is not None and state.averaging is not None:
-        setup.power_meter.averaging(state.averaging)
-
-
-def prepare_drive(setup: Any, mw_frequency: float, mw_power: float | None, averaging: int
-                  ) -> MeterState:
-    """The microwave tone at `mw_frequency` (Hz) and `mw_power` (dBm at the source; None: the
-    strongest the soft limits allow, for the most converted light over the meter's noise),
-    its output off until a reading; the power meter set up. Returns what to restore."""
-    setup.mw_source.rf_output(False)
-    setup.mw_frequency(mw_frequency)
-    setup.mw_power(upper_limit(setup.mw_power) if mw_power is None else mw_power)
-    return prepare_meter(setup, averaging, float(setup.optical_resonance_wavelength()))
-
-
-def restore_bench(setup: Any, meter: MeterState | None) -> None:
-    """Pump off, microwave output off, power meter averaging back: every action is tried,
-    and the first failure raised afterwards."""
-    errors: list[Exception] = []
-    for action in (lambda: setup.pump_on(False),
-                   lambda: setup.mw_source.rf_output(False),
-                   lambda: restore_meter(setup, meter)):
-        try:
-            action()
-        except Exception as exc:  # the others must still run
-            errors.append(exc)
-    if errors:
-        raise errors[0]
-
-
-def switch_pump_on(setup: Any, pump_power: float, pump_detuning: float) -> None:
-    """Pump at `pump_detuning` (Hz) and `pump_power` (W, ramped by the setup) and on."""
-    setup.pump_detuning(pump_detuning)
-    setup.pump_power(pump_power)
-    setup.pump_on(True)
-
-
-def drive_readback(setup: Any) -> dict[str, float]:
-    """What the bench actually set, in dataset column names (SI; mw_power in dBm)."""
-    return {"pump_power": float(setup.pump_power()), "mw_frequency": float(setup.mw_frequency()),
-            "mw_power": float(setup.mw_power())}
-
-
-def scan_detunings(setup: Any, targets: np.ndarray,
-                   keep: Callable[[dict[str, float]], None] | None = None
-                   ) -> dict[str, np.ndarray]:
-    """At each requested pump detuning (Hz): what the laser set (it tunes in 0.1 pm steps, so
-    the read-back detuning and wavelength are the setpoints) and the optical power with the
-    tone on and off (the meter's correction wavelength following the pump), plus the drive's
-    read-back settings; dataset columns. With `keep` (`LabSequence.keep`), each point is handed
-    over as soon as it is measured and nothing is returned (an interrupted scan keeps its
-    points)."""
-    fixed = drive_readback(setup)
-    rows: dict[str, list[float]] = {k: [] for k in ("pump_detuning", "pump_wavelength", ON,
-                                                    OFF, *fixed)}
-    for target in targets:
-        setup.pump_detuning(float(target))
-        detuning = float(setup.pump_detuning())
-        wavelength = float(setup.pump_laser.wavelength())
-        # The meter converts photocurrent with the responsivity at its correction wavelength:
-        # left at the resonance, it would tilt a GHz-wide line by ~1e-5 across the scan.
-        setup.power_meter.wavelength(wavelength)
-        on, off = read_on_off(setup)
-        point = {"pump_detuning": detuning, "pump_wavelength": wavelength, ON: on, OFF: off,
-                 **fixed}
-        if keep is not None:
-            keep(point)
-            continue
-        for k, v in point.items():
-            rows[k].append(v)
-    return {} if keep is not None else {k: np.asarray(v, float) for k, v in rows.items()}
-
-
-def read_on_off(setup: Any) -> tuple[float, float]:
-    """Optical power (W) with the microwave drive on, then off (leaves it off)."""
-    rf = setup.mw_source.rf_output
-    rf(True)
-    on = float(setup.optical_power())
-    rf(False)
-    off = float(setup.optical_power())
-    return on, off
-
+from .bench import OFF, ON, PLANCK, SETUP, SPEED_OF_LIGHT
 
 # -- from stored readings to efficiency -------------------------------------------------------
 
@@ -308,8 +150,10 @@ def fit_lorentzian(x: np.ndarray, y: np.ndarray, noise: np.ndarray | float
     cov = _covariance(res)
     if cov is None:
         return None
+    # The point errors are a noise estimate: the residuals scale them both ways.
     p, chi2 = res.x, float(2 * res.cost / (x.size - 3))
-    err = np.sqrt(np.clip(np.diag(cov), 0.0, None) * chi2)
+    cov = scale_covariance(cov, 2 * res.cost, x.size - 3, shrink=True)
+    err = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     return LorentzianFit(c0 + p[0] * w0, err[0] * w0, p[1] * w0, err[1] * w0, a0 * p[2],
                          a0 * err[2], chi2, int(x.size))
 
@@ -323,16 +167,6 @@ def _covariance(res: Any) -> np.ndarray | None:
     except np.linalg.LinAlgError:
         return None
     return cov if np.all(np.isfinite(cov)) else None
-
-
-def chi2_bound(dof: int, noise_samples: int, sigmas: float = 5.0) -> float:
-    """A reduced chi^2 above this is a poor fit. For Gaussian noise chi^2/dof is a ratio of
-    two variance estimates (the residuals' with `dof` degrees of freedom, the meter noise's
-    from `noise_samples` differences): mean ~1, relative standard deviation
-    sqrt(2/dof + 3/noise_samples) (successive differences share a reading, which makes the
-    noise variance estimate's relative variance 3/n rather than 2/n). `sigmas` of that
-    above 1."""
-    return 1 + sigmas * math.sqrt(2 / max(dof, 1) + 3 / max(noise_samples, 1))
 
 
 # -- the cooperativity model eta(P, d) -------------------------------------------------------
@@ -455,7 +289,8 @@ def fit_efficiency_map(pump_power: np.ndarray, detuning: np.ndarray | None, eta:
         low_power_slope=float(s0 * q[0]), cooperativity_slope=float(q[1] / p_ref),
         detuning_offset=None if detuning is None else float(d_pk + g0 * q[2]),
         optical_linewidth=None if detuning is None else float(g0 * q[3]),
-        covariance=cov * chi2 * np.outer(scale, scale), chi2_reduced=chi2, points=int(p.size))
+        covariance=scale_covariance(cov, 2 * res.cost, p.size - n_par, shrink=True)
+        * np.outer(scale, scale), chi2_reduced=chi2, points=int(p.size))
 
 
 def _detuning_profile(p: np.ndarray, d: np.ndarray, eta: np.ndarray

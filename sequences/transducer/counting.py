@@ -1,37 +1,7 @@
-"""Photon counting through the transducer setup's detector channel, shared by the noise
-sequences (`added_noise`, `heating`).
-
-Counting. ``station.setup.detector.count_rate`` (Hz) is the clicks of the tagger input the
-detector is cabled to (lab config ``qnetlab.wiring``) in the tagger counter's integration
-window (`instruments.station.TAGGER_COUNTER_WINDOW_S`, 1 s: the ID1000's
-``INPUt<n>:COUNter:INTEgrationtime`` at reset, which the station loader does not change), over
-that window. One reading is therefore ``count_rate * window`` whole clicks: a Poisson count,
-and the sequences store those clicks with the time they were counted over, so the analysis
-gets the Poisson errors from the data (``sqrt(N) / T``). `count_clicks` reads whole windows
-until it has `min_clicks` or `max_time`: at a high rate one window is enough (and a reading
-of ~1e6 clicks costs ~0.2 s on the simulated tagger), at a low rate it integrates longer.
-Stopping on a click count biases the rate by O(1 / min_clicks), far below its Poisson error.
-
-Dead time. The chain loses clicks at high rates: after a click the SNSPD is blind for its
-dead time ``t_d``, then its efficiency recovers as ``1 - exp(-u / tau)``; the tagger input
-then drops any event within its own dead time ``t_c`` of the last (non-paralysable).
-`DeadTimeModel.counted_rate` is that chain's mean counted rate for an incident click hazard
-``R_in`` (efficiency x photon rate + dark counts):
-
-    R_1 = 1 / (t_d + tau e^a a^-a gamma(a, a)),  a = R_in tau     (renewal process; for
-                                                                   tau -> 0, R_in/(1+R_in t_d))
-    R   = R_1 / (1 + R_1 t_c)
-
-and `DeadTimeModel.incident_rate` inverts it (monotonic, so a bracketed root). At low rates
-``R ~ R_in / (1 + R_in (t_d + tau + t_c))``: 3 % low at 1e6 counts/s with the defaults, 13 %
-at 5e6. Defaults, and where they come from: t_d = 20 ns and tau = 8 ns are the simulated
-SNSPD's (`sim_instruments.physics.snspd.SnspdModel`: REFERENCE.md s.2 gives a 20-50 ns
-recovery), t_c = 3 ns the simulated ID1000 input's (`sim_instruments.devices.idq_id1000.
-default_model`, a modelling choice, not a datasheet value). On hardware, take t_d and tau
-from the detector's measured recovery (click autocorrelation) and t_c from the tagger's
-datasheet; there the detector's dead time usually exceeds the tagger's, so t_c adds nothing
-and should be set to 0. Above `MAX_DEAD_TIME_LOSS` the correction itself is the measurement:
-the analyses refuse such points (lower the pump power or attenuate the light).
+"""Photon counting through the transducer setup's detector channel: whole counter windows
+read until a click count or a time (`count_clicks`, also used by the detector calibrations),
+and the detector-plus-tagger dead-time correction (`DeadTimeModel`). Derivation and where
+the defaults come from: docs/detectors.md#3-counting-and-dead-time.
 """
 
 from __future__ import annotations
@@ -57,7 +27,14 @@ MAX_DEAD_TIME_LOSS = 0.25
 
 @dataclass(frozen=True)
 class DeadTimeModel:
-    """The counting chain's dead times, s (module docstring: model and defaults' sources)."""
+    """The counting chain's dead times, s (model: docs/detectors.md#3-counting-and-dead-time).
+
+    Defaults: t_d = 20 ns and tau = 8 ns are the simulated SNSPD's
+    (`sim_instruments.physics.snspd.SnspdModel`; docs/detectors.md gives a 20-50 ns
+    recovery), t_c = 3 ns the simulated ID1000 input's (a modelling choice, not a datasheet
+    value). On hardware take t_d and tau from the detector's measured recovery and t_c from
+    the tagger's datasheet (usually 0: the detector's dead time dominates).
+    """
 
     dead_time: float = 20e-9
     """t_d, s: the detector counts nothing this long after a click."""

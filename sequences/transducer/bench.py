@@ -1,0 +1,160 @@
+"""Bench operations shared by the efficiency-side transducer sequences
+(`OpticalResonanceScan`, `EfficiencyMap`, `ConversionBandwidthScan`): preparing and restoring
+the power meter and the microwave drive, switching the pump, scanning the laser detuning and
+reading one mw-on/mw-off pair of optical powers. Their fits are in `efficiency_fits`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import constants
+
+PLANCK = constants.h
+SPEED_OF_LIGHT = constants.c
+LASER_WAVELENGTH_STEP = 0.1e-12
+"""m: the pump laser's (Santec TSL-570) wavelength setting resolution."""
+NOMINAL_WAVELENGTH = 1550e-9
+"""m: the wavelength used to plan detuning grids in laser steps (before any I/O)."""
+SETUP = "transducer"
+"""The station's name of the `TransducerSetup` (instruments.station)."""
+
+ON, OFF = "optical_power_mw_on", "optical_power_mw_off"
+"""Dataset columns of the two power-meter readings of each point, W."""
+
+
+def laser_step_frequency(wavelength: float = NOMINAL_WAVELENGTH) -> float:
+    """One laser wavelength step expressed in optical frequency, Hz (12.48 MHz at 1550 nm)."""
+    return SPEED_OF_LIGHT * LASER_WAVELENGTH_STEP / wavelength**2
+
+
+# -- acquisition helpers ---------------------------------------------------------------------
+
+
+def require_setup(station: Any, sequence: str) -> Any:
+    setup = getattr(station, "setup", None)
+    if setup is None:
+        raise ValueError(f"the station has no transducer_setup: {sequence} needs its pump "
+                         "laser, microwave source and power meter (add qnetlab.transducer_setup "
+                         "to the lab config)")
+    return setup
+
+
+def upper_limit(parameter: Any) -> float:
+    """The highest value `parameter` accepts: its soft limit if the lab set one, else its
+    validator's maximum (`instruments.safety.SoftLimits` or a QCoDeS `Numbers`)."""
+    vals = parameter.vals
+    for attr in ("high", "max_value"):
+        high = getattr(vals, attr, None)
+        if isinstance(high, int | float) and math.isfinite(high):
+            return float(high)
+    raise ValueError(f"{parameter.full_name} has no upper limit to take as the default: "
+                     "give the value explicitly in the sequence options")
+
+
+@dataclass
+class MeterState:
+    """What `prepare` changed on the power meter, so `finish` can put it back."""
+
+    averaging: int | None = None
+
+
+def prepare_meter(setup: Any, averaging: int, wavelength: float) -> MeterState:
+    """Set the power meter's averaging (samples of ~3 ms) and its responsivity correction to
+    the pump wavelength (m); returns what to restore."""
+    meter = setup.power_meter
+    state = MeterState(int(meter.averaging()) if hasattr(meter, "averaging") else None)
+    if state.averaging is not None:
+        meter.averaging(averaging)
+    meter.wavelength(wavelength)
+    return state
+
+
+def restore_meter(setup: Any, state: MeterState | None) -> None:
+    if state is not None and state.averaging is not None:
+        setup.power_meter.averaging(state.averaging)
+
+
+def prepare_drive(setup: Any, mw_frequency: float, mw_power: float | None, averaging: int
+                  ) -> MeterState:
+    """The microwave tone at `mw_frequency` (Hz) and `mw_power` (dBm at the source; None: the
+    strongest the soft limits allow, for the most converted light over the meter's noise),
+    its output off until a reading; the power meter set up. Returns what to restore."""
+    setup.mw_source.rf_output(False)
+    setup.mw_frequency(mw_frequency)
+    setup.mw_power(upper_limit(setup.mw_power) if mw_power is None else mw_power)
+    return prepare_meter(setup, averaging, float(setup.optical_resonance_wavelength()))
+
+
+def restore_bench(setup: Any, meter: MeterState | None) -> None:
+    """Pump off, microwave output off, power meter averaging back: every action is tried,
+    and the first failure raised afterwards."""
+    errors: list[Exception] = []
+    for action in (lambda: setup.pump_on(False),
+                   lambda: setup.mw_source.rf_output(False),
+                   lambda: restore_meter(setup, meter)):
+        try:
+            action()
+        except Exception as exc:  # the others must still run
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def switch_pump_on(setup: Any, pump_power: float, pump_detuning: float) -> None:
+    """Pump at `pump_detuning` (Hz) and `pump_power` (W, ramped by the setup) and on."""
+    setup.pump_detuning(pump_detuning)
+    setup.pump_power(pump_power)
+    setup.pump_on(True)
+
+
+def drive_readback(setup: Any) -> dict[str, float]:
+    """What the bench actually set, in dataset column names (SI; mw_power in dBm)."""
+    return {"pump_power": float(setup.pump_power()), "mw_frequency": float(setup.mw_frequency()),
+            "mw_power": float(setup.mw_power())}
+
+
+def scan_detunings(setup: Any, targets: np.ndarray,
+                   keep: Callable[[dict[str, float]], None] | None = None
+                   ) -> dict[str, np.ndarray]:
+    """At each requested pump detuning (Hz): what the laser set (it tunes in 0.1 pm steps, so
+    the read-back detuning and wavelength are the setpoints) and the optical power with the
+    tone on and off (the meter's correction wavelength following the pump), plus the drive's
+    read-back settings; dataset columns. With `keep` (`LabSequence.keep`), each point is handed
+    over as soon as it is measured and nothing is returned (an interrupted scan keeps its
+    points)."""
+    fixed = drive_readback(setup)
+    rows: dict[str, list[float]] = {k: [] for k in ("pump_detuning", "pump_wavelength", ON,
+                                                    OFF, *fixed)}
+    for target in targets:
+        setup.pump_detuning(float(target))
+        detuning = float(setup.pump_detuning())
+        wavelength = float(setup.pump_laser.wavelength())
+        # The meter converts photocurrent with the responsivity at its correction wavelength:
+        # left at the resonance, it would tilt a GHz-wide line by ~1e-5 across the scan.
+        setup.power_meter.wavelength(wavelength)
+        on, off = read_on_off(setup)
+        point = {"pump_detuning": detuning, "pump_wavelength": wavelength, ON: on, OFF: off,
+                 **fixed}
+        if keep is not None:
+            keep(point)
+            continue
+        for k, v in point.items():
+            rows[k].append(v)
+    return {} if keep is not None else {k: np.asarray(v, float) for k, v in rows.items()}
+
+
+def read_on_off(setup: Any) -> tuple[float, float]:
+    """Optical power (W) with the microwave drive on, then off (leaves it off)."""
+    rf = setup.mw_source.rf_output
+    rf(True)
+    on = float(setup.optical_power())
+    rf(False)
+    off = float(setup.optical_power())
+    return on, off
+
+
