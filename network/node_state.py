@@ -272,10 +272,10 @@ class Node:
                                        ErrCode.EXPIRED))
             self.log_pair(seq, attempt_id, herald_ps, PairEvent.EXPIRED, now_ps)
             return
+        self.log_pair(seq, attempt_id, herald_ps, PairEvent.OK_SENT, now_ps)  # before the OK
         self.send_orchestrator(Ok(create.create_id, self.settings.link_id, seq,
                                   self.settings.goodness, now_ps))
         self.held[seq] = record
-        self.log_pair(seq, attempt_id, herald_ps, PairEvent.OK_SENT, now_ps)
         self.counters["ok_sent"] += 1
         self.remaining -= 1
         if self.remaining <= 0:
@@ -335,13 +335,16 @@ class Node:
         if len(stale):
             self.log_pairs(stale, PairEvent.EXPIRED, now_ps)
         good = use[~old & in_request][:self.remaining]
+        if len(good):
+            # Logged before the OKs leave: a node killed between the two must not leave a
+            # delivered pair that its own record says it never held.
+            self.log_pairs(good, PairEvent.OK_SENT, now_ps)
         for i in range(len(good)):
             seq = int(good["seq"][i])
             self.send_orchestrator(Ok(self.create.create_id, self.settings.link_id, seq,
                                       self.settings.goodness, now_ps))
             self.held[seq] = good[i:i + 1]
         if len(good):
-            self.log_pairs(good, PairEvent.OK_SENT, now_ps)
             self.counters["ok_sent"] += len(good)
             self.remaining -= len(good)
             if self.remaining <= 0:

@@ -1,6 +1,6 @@
 """Lab sequences and their analyses: the framework a sequence author builds on
-(`LabSequence`, `Step`, `DatasetParameter`, `Analysis`), the shared fitting layer
-(`sequences.fitting`, docs/fitting.md), stored runs, and the calibration sequences.
+(`LabSequence`, `Step`, `DatasetParameter`, `Analysis`, `CurveAnalysis`), the shared
+fitting layer (`sequences.fitting`, docs/fitting.md), stored runs, and the calibration sequences.
 
 Transducer characterization is in `qnetlab.sequences.transducer`, time-tag processing in
 `qnetlab.sequences.timetags`, the calibration graph in `qnetlab.sequences.calibration`.
@@ -15,6 +15,7 @@ from .analysis import (
     analyze_run,
     stored_analysis,
 )
+from .curve_analysis import CurveAnalysis
 from .data import StoredRun, load_run, open_database
 from .detectors import (
     DarkCountScan,
@@ -50,6 +51,7 @@ __all__ = [
     "AnalysisResult",
     "AwgSkewCalibration",
     "AwgSkewOptions",
+    "CurveAnalysis",
     "DarkCountScan",
     "DarkCountScanOptions",
     "DatasetParameter",

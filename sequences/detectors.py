@@ -20,8 +20,9 @@ from scipy.optimize import curve_fit
 from qnetlab.instruments.station import TAGGER_COUNTER_WINDOW_S, LabStation
 
 from .analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from .curve_analysis import CurveAnalysis, CurveData, Param
 from .data import StoredRun
-from .fitting import chi2_p_value, scale_covariance
+from .fitting import Fit, scale_covariance
 from .framework import DatasetParameter, LabSequence, RunResult, Step
 from .transducer.counting import count_clicks
 
@@ -105,7 +106,10 @@ class DarkCountScanOptions:
 
 
 class DarkCountAnalysis(Analysis):
-    """Dark-count rate (Hz) per channel, Poisson estimate from the pooled counts."""
+    """Dark-count rate (Hz) per channel, Poisson estimate from the pooled counts.
+
+    Not a `CurveAnalysis`: one rate per channel and a dispersion test of its repeats, no
+    curve to fit; the errors and the p-value follow `sequences.fitting`."""
 
     sequence = "dark_count_scan"
 
@@ -313,107 +317,105 @@ def sigmoid(bias: np.ndarray, plateau: float, midpoint: float, width: float) -> 
     return plateau / (1.0 + np.exp(x))
 
 
-class EfficiencyBiasAnalysis(Analysis):
+class EfficiencyBiasAnalysis(CurveAnalysis):
     """Sigmoid fit of the net count rate against bias: plateau, half-point, width, and the
-    recommended bias on the plateau."""
+    recommended bias on the plateau (own optimiser: `_fit_sigmoid` reweights with the
+    model's Poisson variances)."""
 
     sequence = "efficiency_bias_scan"
+    params = (Param("plateau_count_rate", "Hz"), Param("midpoint_current", "A"),
+              Param("sigmoid_width", "A"))
+    min_points = MIN_SWEEP_POINTS
+    figure_name = "efficiency"
+    x_label, y_label, x_scale = "bias current (uA)", "count rate, light on - off (Hz)", 1e-6
 
-    def analyze(self, run: StoredRun) -> AnalysisResult:
+    def model(self, x: np.ndarray, *p: float) -> np.ndarray:
+        return sigmoid(x, *p)
+
+    def load(self, run: StoredRun) -> CurveData | Verdict:
         options = run.options_as(EfficiencyBiasScanOptions)
-        c = int(options.channel)
         d = {k: np.asarray(run.data.get(k, []), float)
              for k in ("bias", "counts_light", "counts_dark", "integration_time", "latched")}
-        result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
+        known = {}
         latched = d["latched"] > 0
         if np.any(latched):
-            i_latch = float(np.min(d["bias"][latched]))
-            result.values["switching_current"] = FitValue(i_latch, _bias_step(options), "A")
+            known["switching_current"] = FitValue(float(np.min(d["bias"][latched])),
+                                                  _bias_step(options), "A")
         ok = ~latched & np.isfinite(d["counts_light"]) & np.isfinite(d["counts_dark"])
         b, n_on, n_off, t = (d[k][ok] for k in ("bias", "counts_light", "counts_dark",
                                                 "integration_time"))
         order = np.argsort(b, kind="stable")
         b, n_on, n_off, t = b[order], n_on[order], n_off[order], t[order]
-        result.details["points"] = float(b.size)
-        if b.size < MIN_SWEEP_POINTS:
-            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, f"ch{c}: {b.size} unlatched "
-                                         f"biases, at least {MIN_SWEEP_POINTS} needed")
-            return result
-        net, spread = float(np.sum(n_on - n_off)), math.sqrt(float(np.sum(n_on + n_off)) + 1)
-        result.details["net_counts"] = net
-        if n_on.sum() == 0:
-            result.verdict = Verdict.bad(Reason.NO_SIGNAL, f"ch{c} is dead: no click at any "
-                                         "bias, light on or off; check the detector, "
-                                         "amplifier, cable and counter threshold")
-            return result
-        if net < SIGNAL_SIGNIFICANCE * spread:
-            result.verdict = Verdict.bad(Reason.NO_SIGNAL, f"ch{c}: no light signal (net "
-                                         f"{net:.0f} ± {spread:.0f} counts, light on minus "
-                                         "off): is the light reaching the detector?")
-            return result
-        fit = _fit_sigmoid(b, n_on, n_off, t)
-        if fit is None:
-            result.verdict = Verdict.bad(Reason.POOR_FIT, f"ch{c}: the sigmoid fit did not "
-                                         "converge")
-            return result
-        p, cov, chi2, dof = fit
-        err = np.sqrt(np.clip(np.diag(cov), 0, None))
-        result.details.update({"chi2": chi2, "dof": float(dof),
-                               "fit_p": chi2_p_value(chi2, dof)})
-        result.values["plateau_count_rate"] = FitValue(float(p[0]), float(err[0]), "Hz")
-        result.values["midpoint_current"] = FitValue(float(p[1]), float(err[1]), "A")
-        result.values["sigmoid_width"] = FitValue(float(p[2]), float(err[2]), "A")
-        phi = options.incident_photon_rate
-        result.details["absolute"] = float(phi is not None)
-        if phi is not None:
-            phi, s_phi = float(phi), float(options.incident_photon_rate_stderr)
-            eta = p[0] / phi
-            result.values["plateau_efficiency"] = FitValue(
-                float(eta), float(eta * math.hypot(err[0] / p[0], s_phi / phi)), "")
-        f = float(options.plateau_fraction)
-        lever = math.log(f / (1 - f))
-        i_rec = float(p[1] + lever * p[2])
-        s_rec = math.sqrt(max(cov[1, 1] + lever ** 2 * cov[2, 2] + 2 * lever * cov[1, 2], 0))
-        result.values["recommended_bias"] = FitValue(i_rec, s_rec, "A")
-        result.verdict = _efficiency_verdict(c, b, result, float(options.switching_margin),
-                                             f)
-        if result.verdict.good:
-            result.proposed[f"bias_current_ch{c}"] = i_rec
-            if "plateau_efficiency" in result.values:
-                result.proposed[f"detection_efficiency_ch{c}"] = \
-                    result.values["plateau_efficiency"].value
-        return result
+        net = float(np.sum(n_on - n_off))
+        return CurveData(b, (n_on - n_off) / t, np.sqrt(np.maximum(n_on + n_off, 1.0)) / t,
+                         {"points": float(b.size), "net_counts": net},
+                         extra={"options": options, "n_on": n_on, "n_off": n_off, "t": t,
+                                "net": net}, values=known)
 
-    def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
-        b = np.asarray(run.data.get("bias", []), float)
-        on = np.asarray(run.data.get("counts_light", []), float)
-        off = np.asarray(run.data.get("counts_dark", []), float)
-        t = np.asarray(run.data.get("integration_time", []), float)
-        fig = Figure(figsize=(7, 4))
-        ax = fig.subplots()
-        good = np.isfinite(on) & np.isfinite(off)
-        ax.errorbar(b[good] * 1e6, (on - off)[good] / t[good],
-                    np.sqrt(np.maximum(on + off, 1.0))[good] / t[good], fmt=".",
-                    label="light on - off")
-        ax.plot(b[good] * 1e6, off[good] / t[good], ".", label="dark")
+    def too_few(self, points: int, data: CurveData | None) -> str:
+        c = data.extra["options"].channel if data is not None else "?"
+        return f"ch{c}: {points} unlatched biases, at least {MIN_SWEEP_POINTS} needed"
+
+    def no_signal(self, data: CurveData) -> str:
+        c, e = data.extra["options"].channel, data.extra
+        spread = math.sqrt(float(np.sum(e["n_on"] + e["n_off"])) + 1)
+        if e["n_on"].sum() == 0:
+            return (f"ch{c} is dead: no click at any bias, light on or off; check the "
+                    "detector, amplifier, cable and counter threshold")
+        if e["net"] < SIGNAL_SIGNIFICANCE * spread:
+            return (f"ch{c}: no light signal (net {e['net']:.0f} ± {spread:.0f} counts, light "
+                    "on minus off): is the light reaching the detector?")
+        return ""
+
+    def fit(self, data: CurveData) -> Fit | Verdict:
+        e = data.extra
+        fit = _fit_sigmoid(data.x, e["n_on"], e["n_off"], e["t"])
+        if fit is None:
+            return Verdict.bad(Reason.POOR_FIT, f"ch{e['options'].channel}: the sigmoid fit "
+                               "did not converge")
+        return fit
+
+    def values(self, fit: Fit, data: CurveData) -> dict[str, FitValue]:
+        options, (p, cov, err) = data.extra["options"], (fit.params, fit.covariance, fit.stderr)
+        values = fit.values()
+        if options.incident_photon_rate is not None:
+            phi, s_phi = float(options.incident_photon_rate), \
+                float(options.incident_photon_rate_stderr)
+            eta = p[0] / phi
+            values["plateau_efficiency"] = FitValue(
+                float(eta), float(eta * math.hypot(err[0] / p[0], s_phi / phi)), "")
+        lever = math.log(options.plateau_fraction / (1 - options.plateau_fraction))
+        values["recommended_bias"] = FitValue(float(p[1] + lever * p[2]), math.sqrt(max(
+            cov[1, 1] + lever ** 2 * cov[2, 2] + 2 * lever * cov[1, 2], 0)), "A")
+        return values
+
+    def fit_details(self, fit: Fit, data: CurveData) -> dict[str, float]:
+        absolute = data.extra["options"].incident_photon_rate is not None
+        return {**fit.diagnostics(), "absolute": float(absolute)}
+
+    def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
+        o = data.extra["options"]
+        return _efficiency_verdict(int(o.channel), data.x, values, fit,
+                                   float(o.switching_margin), float(o.plateau_fraction))
+
+    def propose(self, values: dict[str, FitValue], data: CurveData) -> dict[str, float]:
+        c = data.extra["options"].channel
+        out = {f"bias_current_ch{c}": values["recommended_bias"].value}
+        if "plateau_efficiency" in values:
+            out[f"detection_efficiency_ch{c}"] = values["plateau_efficiency"].value
+        return out
+
+    def annotate(self, ax: Any, data: CurveData, result: AnalysisResult) -> None:
+        if "n_off" in data.extra:
+            ax.plot(data.x * 1e6, data.extra["n_off"] / data.extra["t"], ".", label="dark")
         v = result.values
-        if all(k in v for k in ("plateau_count_rate", "midpoint_current", "sigmoid_width")):
-            bb = np.linspace(float(b.min()), float(b.max()), 400)
-            ax.plot(bb * 1e6, sigmoid(bb, v["plateau_count_rate"].value,
-                                      v["midpoint_current"].value, v["sigmoid_width"].value),
-                    "-", label="sigmoid fit")
         if "recommended_bias" in v:
             ax.axvline(v["recommended_bias"].value * 1e6, ls="--", color="g",
                        label="recommended bias")
         if "switching_current" in v:
             ax.axvline(v["switching_current"].value * 1e6, ls=":", color="r",
                        label="latched")
-        ax.set_xlabel("bias current (uA)")
-        ax.set_ylabel("count rate (Hz)")
         ax.legend(fontsize=8)
-        fig.suptitle(f"run {run.run_id}: {result.verdict}"[:160], fontsize=8)
-        fig.tight_layout()
-        return {"efficiency": fig}
 
 
 def _bias_step(options: EfficiencyBiasScanOptions) -> float:
@@ -423,9 +425,10 @@ def _bias_step(options: EfficiencyBiasScanOptions) -> float:
 
 
 def _fit_sigmoid(b: np.ndarray, n_on: np.ndarray, n_off: np.ndarray, t: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, float, int] | None:
+                 ) -> Fit | None:
     """Weighted least-squares sigmoid fit of the net rate (Hz) against bias (A): parameters
-    (plateau Hz, midpoint A, width A), their covariance, chi2 and degrees of freedom."""
+    (plateau Hz, midpoint A, width A), their covariance, chi2 and degrees of freedom; the
+    point errors are the model's Poisson ones of the last pass."""
     y = (n_on - n_off) / t
     dark = np.maximum(n_off, 0) / t
     top = float(np.mean(np.sort(y)[-3:]))
@@ -456,12 +459,14 @@ def _fit_sigmoid(b: np.ndarray, n_on: np.ndarray, n_off: np.ndarray, t: np.ndarr
     dof = max(y.size - 3, 1)
     cov = scale_covariance(cov, chi2, dof)  # scatter beyond Poisson widens the errors
     jac = np.diag([1.0, s, s])
-    return np.array([p[0], p[1] * s, p[2] * s]), jac @ cov @ jac, chi2, dof
+    return Fit(("plateau_count_rate", "midpoint_current", "sigmoid_width"),
+               np.array([p[0], p[1] * s, p[2] * s]), jac @ cov @ jac, chi2, dof, b, y, model,
+               sigma, {"plateau_count_rate": "Hz", "midpoint_current": "A",
+                       "sigmoid_width": "A"})
 
 
-def _efficiency_verdict(c: int, b: np.ndarray, result: AnalysisResult, margin: float,
-                        fraction: float) -> Verdict:
-    v = result.values
+def _efficiency_verdict(c: int, b: np.ndarray, v: dict[str, FitValue], fit: Fit,
+                        margin: float, fraction: float) -> Verdict:
     plateau, i_rec = v["plateau_count_rate"], v["recommended_bias"]
     if not (plateau.stderr < 0.1 * plateau.value and math.isfinite(i_rec.stderr)):
         return Verdict.bad(Reason.POOR_FIT, f"ch{c}: the plateau is not determined "
@@ -479,10 +484,10 @@ def _efficiency_verdict(c: int, b: np.ndarray, result: AnalysisResult, margin: f
         return Verdict.bad(Reason.OUT_OF_RANGE, f"ch{c}: the plateau point "
                            f"{i_rec.value * 1e6:.4g} uA is within {margin * 1e6:.3g} uA of "
                            f"switching ({switching * 1e6:.4g} uA): no safe operating bias")
-    if result.details["fit_p"] < FIT_P_MIN:
+    if fit.p_value < FIT_P_MIN:
         return Verdict.bad(Reason.POOR_FIT, f"ch{c}: the sigmoid does not describe the curve "
-                           f"(chi2 {result.details['chi2']:.1f} for "
-                           f"{result.details['dof']:.0f} dof): unsteady light or saturation?")
+                           f"(chi2 {fit.chi2:.1f} for {float(fit.dof):.0f} dof): unsteady "
+                           "light or saturation?")
     eff = v.get("plateau_efficiency")
     return Verdict.ok(f"ch{c}: recommended bias {i_rec}, midpoint {v['midpoint_current']}, "
                       f"width {v['sigmoid_width']}" + (f", efficiency {eff}" if eff else

@@ -107,8 +107,9 @@ class Fit:
 
     @property
     def residuals(self) -> np.ndarray:
-        """(data - model) / sigma per point."""
-        return np.asarray((self.y - self.model_y) / self.sigma, float)
+        """(data - model) / sigma per point (complex for complex data: per quadrature)."""
+        r = np.asarray((self.y - self.model_y) / self.sigma)
+        return r if np.iscomplexobj(r) else r.astype(float)
 
     def values(self) -> dict[str, FitValue]:
         """Every parameter as a `FitValue` (value, one-sigma error, unit)."""

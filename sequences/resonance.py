@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from matplotlib.figure import Figure
 from scipy.optimize import least_squares
 
 from qnetlab.instruments.station import LabStation
 
-from .analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from .analysis import Analysis, FitValue, Reason, Verdict
+from .curve_analysis import CurveAnalysis, CurveData, Param
 from .data import StoredRun
-from .fitting import scale_covariance
+from .fitting import Fit, scale_covariance
 from .framework import DatasetParameter, LabSequence, Step
 
 MIN_POINTS = 20
@@ -58,78 +58,74 @@ class ResonanceScanOptions:
             raise ValueError("if_bandwidth must be > 0 Hz and averages >= 1")
 
 
-class MicrowaveResonanceAnalysis(Analysis):
-    """Complex Lorentzian fit of S11: resonance frequency, linewidth (FWHM), eta_e."""
+class MicrowaveResonanceAnalysis(CurveAnalysis):
+    """Complex Lorentzian fit of S11: resonance frequency, linewidth (FWHM), eta_e (own
+    bounded optimiser `_fit` on the complex trace; the figure shows |S11|)."""
 
     sequence = "microwave_resonance_scan"
+    x_column = "frequency"
+    params = (Param("resonance_frequency", "Hz"), Param("linewidth", "Hz"), Param("eta_e"),
+              Param("background_re"), Param("background_im"))
+    min_points = MIN_POINTS
+    figure_name = "s11"
+    x_label, y_label, x_scale = "frequency (GHz)", "|S11|", 1e9
 
-    def analyze(self, run: StoredRun) -> AnalysisResult:
+    def model(self, x: np.ndarray, *p: float) -> np.ndarray:
+        return _model(x, p[0], p[1], p[2], complex(p[3], p[4]))
+
+    def load(self, run: StoredRun) -> CurveData | Verdict:
         f = np.asarray(run.data.get("frequency", []), float)
         s = np.asarray(run.data.get("s11", []), complex)
         order = np.argsort(f, kind="stable")
         f, s = f[order], s[order]
-        result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
-        if f.size < MIN_POINTS:
-            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS,
-                                         f"{f.size} points, at least {MIN_POINTS} needed")
-            return result
         # Point-to-point differences estimate the noise without a model (the trace is
         # smooth on the scale of one point spacing when the linewidth is resolved).
         noise = float(np.sqrt(np.mean(np.abs(np.diff(s)) ** 2) / 2))
-        result.details["noise_estimate"] = noise
-        if np.median(np.abs(s)) < 5 * noise:
-            result.verdict = Verdict.bad(Reason.NO_SIGNAL, "no reflected signal above the "
-                                         "receiver noise: check the VNA output and the line")
-            return result
-        fit = _fit(f, s)
-        if fit is None:
-            result.verdict = Verdict.bad(Reason.POOR_FIT, "the fit did not converge")
-            return result
-        values, details = fit
-        result.values = values
-        result.details.update(details)
-        result.verdict = _verdict(f, values, details)
-        if result.verdict.good:
-            result.proposed = {
-                "mw_resonance_frequency": float(values["resonance_frequency"].value),
-                "mw_linewidth": float(values["linewidth"].value)}
-        return result
+        return CurveData(f, s, np.full(f.size, noise), {"noise_estimate": noise})
 
-    def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
-        f = np.asarray(run.data.get("frequency", []), float)
-        s = np.asarray(run.data.get("s11", []), complex)
-        order = np.argsort(f, kind="stable")
-        f, s = f[order], s[order]
-        fig = Figure(figsize=(10, 4))
-        ax_mag, ax_iq = fig.subplots(1, 2)
-        ax_mag.plot(f / 1e9, 20 * np.log10(np.maximum(np.abs(s), 1e-12)), ".", ms=3,
-                    label="measured")
-        ax_iq.plot(s.real, s.imag, ".", ms=3, label="measured")
-        v = result.values
-        if f.size and all(k in v for k in ("resonance_frequency", "linewidth", "eta_e")):
-            ff = np.linspace(f[0], f[-1], 2000)
-            model = _model(ff, v["resonance_frequency"].value, v["linewidth"].value,
-                           v["eta_e"].value, complex(result.details.get("background_re", 1.0),
-                                                     result.details.get("background_im", 0)))
-            ax_mag.plot(ff / 1e9, 20 * np.log10(np.maximum(np.abs(model), 1e-12)), "-",
-                        label="fit")
-            ax_iq.plot(model.real, model.imag, "-", label="fit")
-        ax_mag.set_xlabel("frequency (GHz)")
-        ax_mag.set_ylabel("|S11| (dB)")
-        ax_iq.set_xlabel("Re S11")
-        ax_iq.set_ylabel("Im S11")
-        ax_iq.set_aspect("equal", adjustable="datalim")
-        ax_mag.legend()
-        fig.suptitle(f"run {run.run_id}: {result.verdict}", fontsize=9)
-        fig.tight_layout()
-        return {"s11": fig}
+    def no_signal(self, data: CurveData) -> str:
+        if np.median(np.abs(data.y)) < 5 * data.details["noise_estimate"]:
+            return "no reflected signal above the receiver noise: check the VNA output and " \
+                   "the line"
+        return ""
+
+    def fit(self, data: CurveData) -> Fit | Verdict:
+        fit = _fit(data.x, data.y)
+        if fit is None:
+            return Verdict.bad(Reason.POOR_FIT, "the fit did not converge")
+        data.extra["values"], data.extra["details"], curve = fit
+        return curve
+
+    def values(self, fit: Fit, data: CurveData) -> dict[str, FitValue]:
+        return dict(data.extra["values"])
+
+    def fit_details(self, fit: Fit, data: CurveData) -> dict[str, float]:
+        return dict(data.extra["details"])
+
+    def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
+        return _verdict(data.x, values, data.extra["details"])
+
+    def x_axis(self, data: CurveData) -> tuple[float, float, str]:
+        return _detuning_axis(data.x)
+
+    def propose(self, values: dict[str, FitValue], data: CurveData) -> dict[str, float]:
+        return {"mw_resonance_frequency": float(values["resonance_frequency"].value),
+                "mw_linewidth": float(values["linewidth"].value)}
+
+
+def _detuning_axis(f: np.ndarray) -> tuple[float, float, str]:
+    """A figure's frequency axis as the detuning from the window's centre, in MHz or kHz."""
+    ref = float(np.round(np.mean(f))) if f.size else 0.0
+    scale, unit = (1e6, "MHz") if f.size and np.ptp(f) > 5e6 else (1e3, "kHz")
+    return ref, scale, f"frequency - {ref / 1e9:.9g} GHz ({unit})"
 
 
 def _model(f: np.ndarray, f0: float, kappa: float, eta: float, a: complex) -> np.ndarray:
     return a * (1.0 - 2.0 * eta / (1.0 + 2j * (f - f0) / kappa))
 
 
-def _fit(f: np.ndarray, s: np.ndarray) -> tuple[dict[str, FitValue], dict[str, float]] | None:
+def _fit(f: np.ndarray, s: np.ndarray
+         ) -> tuple[dict[str, FitValue], dict[str, float], Fit] | None:
     # Work in units of the span around the window centre: the Jacobian's columns are then
     # of similar size, which the covariance inversion needs.
     fc, span = float((f[0] + f[-1]) / 2), float(f[-1] - f[0])
@@ -169,6 +165,7 @@ def _fit(f: np.ndarray, s: np.ndarray) -> tuple[dict[str, FitValue], dict[str, f
                                shrink=True)
         err = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     except np.linalg.LinAlgError:
+        cov = np.diag(np.full(p.size, math.inf))
         err = np.full(p.size, math.inf)
     r = res.fun[: f.size] + 1j * res.fun[f.size:]
     values = {
@@ -187,7 +184,16 @@ def _fit(f: np.ndarray, s: np.ndarray) -> tuple[dict[str, FitValue], dict[str, f
         "point_spacing": span / (f.size - 1), "points": float(f.size),
         "eta_e_at_bound": float(p[2] <= 1e-6 or p[2] >= 1 - 1e-6),
     }
-    return values, details
+    # The same fit in physical parameters, for the figure's band and residuals; the point
+    # errors are the residuals' own scatter, so chi2 = dof by construction (the whiteness
+    # above is this fit's test).
+    scale = np.diag([span, span, 1.0, 1.0, 1.0])
+    phys = np.array([fc + p[0] * span, p[1] * span, p[2], p[3], p[4]])
+    model = _model(f, phys[0], phys[1], phys[2], complex(p[3], p[4]))
+    curve = Fit(("resonance_frequency", "linewidth", "eta_e", "background_re",
+                 "background_im"), phys, scale @ cov @ scale, 2 * res.cost / s2, dof, f, s, model,
+                np.full(f.size, math.sqrt(s2)), {"resonance_frequency": "Hz", "linewidth": "Hz"})
+    return values, details, curve
 
 
 def _verdict(f: np.ndarray, values: dict[str, FitValue], details: dict[str, float]) -> Verdict:

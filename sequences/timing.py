@@ -138,7 +138,10 @@ class TaggerDelayOptions(_CorrelationOptions):
 
 
 class _PeakAnalysis(Analysis):
-    """What both timing analyses share: the figure of every fitted correlation peak."""
+    """What both timing analyses share: the figure of every fitted correlation peak.
+
+    Not a `CurveAnalysis`: one Poisson peak fit per input pair (`fitting.fit_peak`), so a
+    run holds several curves, and the verdict combines them."""
 
     options_class: ClassVar[type[_CorrelationOptions]]
 

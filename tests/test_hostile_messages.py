@@ -621,7 +621,9 @@ def test_frames_beyond_maxmsgsize_are_refused_and_heralds_keep_coming(tmp_path, 
     assert "not_a_node" not in result["counters"]
     for node in lab.nodes:
         summary = json.loads((lab.run_dir / f"{node}_summary.json").read_text())
-        assert summary["tracker"]["lost"] == 0, node
+        # Only the history fetched at start-up (heralds before a node's first one) may be
+        # answered too late on a loaded machine and counted lost; never one after it.
+        assert summary["tracker"]["lost"] <= summary["counters"]["resync_heralds"], node
         log = read_pairs(lab.run_dir, node)
         assert int((log["event"] == PairEvent.DELIVERED).sum()) == pairs
         # A pair may expire when a loaded machine delays its verdict past the memory cutoff

@@ -178,7 +178,10 @@ _COLUMNS = ("pump_power", "pump_wavelength", "mw_frequency", "mw_power", "power_
 
 
 class AddedNoiseAnalysis(Analysis):
-    """N_add = N_out / eta per pump power, and the line n_0 + k P through it."""
+    """N_add = N_out / eta per pump power, and the line n_0 + k P through it.
+
+    Not a `CurveAnalysis`: each point is itself derived from a count and an efficiency
+    fit of its own; the line uses `sequences.fitting`."""
 
     sequence = "added_noise_scan"
 

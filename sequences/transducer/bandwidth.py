@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from qnetlab.instruments.station import LabStation
-from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from qnetlab.sequences.analysis import Analysis, FitValue, Reason, Verdict
+from qnetlab.sequences.curve_analysis import CurveAnalysis, CurveData, Param
 from qnetlab.sequences.data import StoredRun
-from qnetlab.sequences.fitting import chi2_bound
+from qnetlab.sequences.fitting import Fit, chi2_bound
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
 from .bench import (
@@ -87,76 +87,79 @@ class ConversionBandwidthOptions:
                                     self.points))
 
 
-class ConversionBandwidthAnalysis(Analysis):
-    """Lorentzian fit of eta against the microwave frequency."""
+class ConversionBandwidthAnalysis(CurveAnalysis):
+    """Lorentzian fit of eta against the microwave frequency (own bounded optimiser,
+    `efficiency_fits.fit_lorentzian`; the verdict judges chi2 by the meter-noise bound)."""
 
     sequence = "conversion_bandwidth_scan"
     uses_partial_steps = True
     """Every row is one complete on/off reading at one mw frequency."""
+    x_column = "mw_frequency"
+    params = (Param("conversion_bandwidth", "Hz"), Param("conversion_center_frequency", "Hz"),
+              Param("peak_efficiency"))
+    min_points = MIN_POINTS
+    figure_name = "bandwidth"
+    y_label = "eta"
 
-    def analyze(self, run: StoredRun) -> AnalysisResult:
-        result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
+    def model(self, x: np.ndarray, *p: float) -> np.ndarray:
+        width, center, peak = p
+        return peak / (1 + (2 * (np.asarray(x, float) - center) / width) ** 2)
+
+    def load(self, run: StoredRun) -> CurveData | Verdict:
         f = column(run, "mw_frequency")
-        if f.size < MIN_POINTS:
-            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, f"{f.size} points, at least "
-                                         f"{MIN_POINTS} needed")
-            return result
         points = usable_efficiency_points(run)
         if isinstance(points, Verdict):
-            result.verdict = points
-            return result
-        eta, noise = points.eta, points.noise
+            return points
         order = np.argsort(f, kind="stable")
-        f, eta, noise = f[order], eta[order], noise[order]
+        f, eta, noise = f[order], points.eta[order], points.noise[order]
         spacing = float(np.ptp(f)) / (f.size - 1)
-        result.details.update({"meter_noise": points.meter_noise, "point_spacing": spacing})
-        result.tables["bandwidth"] = {"mw_frequency (Hz)": f.tolist(), "eta": eta.tolist(),
-                                      "eta_stderr": noise.tolist()}
+        return CurveData(f, eta, noise, {"meter_noise": points.meter_noise,
+                                         "point_spacing": spacing},
+                         {"bandwidth": {"mw_frequency (Hz)": f.tolist(), "eta": eta.tolist(),
+                                        "eta_stderr": noise.tolist()}},
+                         {"noise_samples": points.noise_samples})
+
+    def no_signal(self, data: CurveData) -> str:
+        f, eta, noise = data.x, data.y, data.sigma
+        assert noise is not None
         best = int(np.argmax(eta / noise))
         if eta[best] < SIGNAL_SIGMAS * noise[best]:
-            result.verdict = Verdict.bad(Reason.NO_SIGNAL, f"no converted light above the "
-                                         f"noise at {f[0] / 1e9:.6g}..{f[-1] / 1e9:.6g} GHz: "
-                                         "check the pump (on the optical resonance?) and the "
-                                         "microwave window")
-            return result
-        f_ref = float(np.round(np.mean(f)))
-        fit = fit_lorentzian(f - f_ref, eta, noise)
-        if fit is None:
-            result.verdict = Verdict.bad(Reason.POOR_FIT, "the Lorentzian fit did not converge")
-            return result
-        result.values = {
-            "conversion_bandwidth": FitValue(fit.fwhm, fit.fwhm_stderr, "Hz"),
-            "conversion_center_frequency": FitValue(f_ref + fit.center, fit.center_stderr, "Hz"),
-            "peak_efficiency": FitValue(fit.peak, fit.peak_stderr, ""),
-        }
-        result.details["chi2_reduced"] = fit.chi2_reduced
-        result.verdict = _verdict(result.values, f, spacing, fit.chi2_reduced,
-                                  chi2_bound(fit.points - 3, points.noise_samples))
-        return result
+            return (f"no converted light above the noise at {f[0] / 1e9:.6g}.."
+                    f"{f[-1] / 1e9:.6g} GHz: check the pump (on the optical resonance?) and "
+                    "the microwave window")
+        return ""
 
-    def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
-        table = result.tables.get("bandwidth", {})
-        f = np.asarray(table.get("mw_frequency (Hz)", column(run, "mw_frequency")), float)
-        eta = np.asarray(table.get("eta", np.full(f.size, np.nan)), float)
-        err = np.asarray(table.get("eta_stderr", np.zeros(f.size)), float)
-        v = result.values
-        ref = v["conversion_center_frequency"].value if "conversion_center_frequency" in v \
-            else float(np.mean(f)) if f.size else 0.0
-        fig = Figure(figsize=(9, 4.2))
-        ax = fig.subplots()
-        ax.errorbar((f - ref) / 1e6, eta, err, fmt=".", label="measured")
-        if f.size and all(k in v for k in ("conversion_bandwidth", "peak_efficiency")):
-            ff = np.linspace(f.min(), f.max(), 2000)
-            model = v["peak_efficiency"].value / (
-                1 + (2 * (ff - ref) / v["conversion_bandwidth"].value) ** 2)
-            ax.plot((ff - ref) / 1e6, model, "-", label=f"Lorentzian fit, FWHM "
-                    f"{v['conversion_bandwidth'].value / 1e6:.4g} MHz")
-        ax.set_xlabel(f"microwave detuning from {ref / 1e9:.7g} GHz (MHz)")
-        ax.set_ylabel("eta")
-        ax.legend(fontsize=8)
-        fig.suptitle(f"run {run.run_id}: {result.verdict}", fontsize=9)
-        fig.tight_layout()
-        return {"bandwidth": fig}
+    def x_axis(self, data: CurveData) -> tuple[float, float, str]:
+        ref = float(np.round(np.mean(data.x))) if data.x.size else 0.0
+        return ref, 1e6, f"microwave frequency - {ref / 1e9:.9g} GHz (MHz)"
+
+    def fit(self, data: CurveData) -> Fit | Verdict:
+        assert data.sigma is not None
+        f_ref = float(np.round(np.mean(data.x)))
+        fit = fit_lorentzian(data.x - f_ref, data.y, data.sigma)
+        if fit is None:
+            return Verdict.bad(Reason.POOR_FIT, "the Lorentzian fit did not converge")
+        data.extra["chi2_reduced"] = fit.chi2_reduced
+        data.extra["stderr"] = (fit.fwhm_stderr, fit.center_stderr, fit.peak_stderr)
+        p = np.array([fit.fwhm, f_ref + fit.center, fit.peak])
+        # fit_lorentzian keeps only the errors: the band is drawn from the diagonal.
+        cov = np.diag(np.square(data.extra["stderr"]))
+        dof = fit.points - 3
+        return Fit(tuple(x.name for x in self.params), p, cov, fit.chi2_reduced * dof, dof,
+                   data.x, data.y, self.model(data.x, *p), data.sigma,
+                   {x.name: x.unit for x in self.params})
+
+    def values(self, fit: Fit, data: CurveData) -> dict[str, FitValue]:
+        return {x.name: FitValue(float(v), float(e), x.unit) for x, v, e in
+                zip(self.params, fit.params, data.extra["stderr"], strict=True)}
+
+    def fit_details(self, fit: Fit, data: CurveData) -> dict[str, float]:
+        return {"chi2_reduced": data.extra["chi2_reduced"]}
+
+    def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
+        spacing = float(np.ptp(data.x)) / (data.x.size - 1)
+        return _verdict(values, data.x, spacing, data.extra["chi2_reduced"],
+                        chi2_bound(fit.dof, data.extra["noise_samples"]))
 
 
 def _verdict(values: dict[str, FitValue], f: np.ndarray, spacing: float, chi2: float,

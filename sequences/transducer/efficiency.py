@@ -123,7 +123,10 @@ class EfficiencyMapOptions:
 
 
 class EfficiencyMapAnalysis(Analysis):
-    """Joint fit of the cooperativity model to the measured efficiency map."""
+    """Joint fit of the cooperativity model to the measured efficiency map.
+
+    Not a `CurveAnalysis`: a 2-D surface eta(P, d), fitted in `efficiency_fits` with the
+    rules of `sequences.fitting`."""
 
     sequence = "efficiency_map"
     uses_partial_steps = True

@@ -192,7 +192,10 @@ _COLUMNS = ("step", "elapsed", "pump_power", "temperature", "ceiling")
 
 
 class FridgeLoadAnalysis(Analysis):
-    """Fridge time constant, base temperature and the pump's absorbed fraction."""
+    """Fridge time constant, base temperature and the pump's absorbed fraction.
+
+    Not a `CurveAnalysis`: two stages (relaxation traces of every power step sharing one
+    time constant, then T_eq^2 against power), with the rules of `sequences.fitting`."""
 
     sequence = "fridge_load_scan"
     uses_partial_steps = True

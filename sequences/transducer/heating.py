@@ -186,7 +186,10 @@ def fit_heating(delay: np.ndarray, rate: np.ndarray, rate_err: np.ndarray,
 
 # -- analysis -------------------------------------------------------------------------------
 class PumpHeatingAnalysis(Analysis):
-    """Two-exponential fit of the noise rate against delay after a pump pulse."""
+    """Two-exponential fit of the noise rate against delay after a pump pulse.
+
+    Not (yet) a `CurveAnalysis`: the rates are dead-time corrected from the probe's counts
+    and `fit_heating` starts from a grid; the fit uses the rules of `sequences.fitting`."""
 
     sequence = "pump_heating_scan"
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from qnetlab.instruments.station import LabStation
 from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from qnetlab.sequences.curve_analysis import CurveAnalysis, CurveData, Param
 from qnetlab.sequences.data import StoredRun
-from qnetlab.sequences.fitting import chi2_bound
+from qnetlab.sequences.fitting import Fit, chi2_bound
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
 from .bench import (
@@ -101,131 +101,138 @@ class OpticalResonanceOptions:
         return np.asarray(self.center + step * np.arange(-half, half + 1), float)
 
 
-class OpticalResonanceAnalysis(Analysis):
-    """Lorentzian fit of converted optical power against the pump's optical frequency."""
+class OpticalResonanceAnalysis(CurveAnalysis):
+    """Lorentzian fit of converted optical power against the pump's optical frequency (own
+    optimiser `efficiency_fits.fit_lorentzian`). A line narrower than `MIN_RESOLVED_STEPS`
+    laser steps ends without a curve: the brightest step is the result (module docstring)."""
 
     sequence = "optical_resonance_scan"
     uses_partial_steps = True
     """Every row is one complete on/off reading at one pump detuning."""
+    params = (Param("optical_frequency", "Hz"), Param("optical_linewidth", "Hz"),
+              Param("fitted_peak_power", "W"))
+    min_points = MIN_POINTS
+    figure_name = "resonance"
+    y_label = "converted optical power (W)"
 
-    def analyze(self, run: StoredRun) -> AnalysisResult:
-        result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
+    def model(self, x: np.ndarray, *p: float) -> np.ndarray:
+        return p[2] / (1 + (2 * (np.asarray(x, float) - p[0]) / p[1]) ** 2)
+
+    def load(self, run: StoredRun) -> CurveData | Verdict:
         scan = _Scan.from_run(run)
-        if scan.nu.size < MIN_POINTS:
-            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, f"{scan.nu.size} points, at "
-                                         f"least {MIN_POINTS} needed")
-            return result
+        if scan.nu.size < MIN_POINTS:  # the base says "too few points"
+            return CurveData(scan.nu, scan.converted)
         sigma_p, samples = meter_noise(scan.p_off)
         if not (math.isfinite(sigma_p) and sigma_p > 0):
-            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, "cannot estimate the power "
-                                         "meter's noise from the mw-off readings")
-            return result
+            return Verdict.bad(Reason.TOO_FEW_POINTS, "cannot estimate the power meter's "
+                               "noise from the mw-off readings")
         noise = math.sqrt(2) * sigma_p
         step = laser_step_frequency(float(np.median(scan.wavelength)))
-        result.details.update({"meter_noise": sigma_p, "laser_step": step,
-                               "peak_converted_power": float(scan.converted.max()),
-                               "optical_linewidth_resolution_limit": MIN_RESOLVED_STEPS * step})
-        if scan.converted.max() < SIGNAL_SIGMAS * noise:
-            result.verdict = Verdict.bad(Reason.NO_SIGNAL, f"no converted light above the "
-                                         f"noise ({noise:.2g} W) in the scan "
-                                         f"{scan.window_text()}: move the scan or check the "
-                                         "microwave drive and the pump")
-            return result
         # The line is Lorentzian in photon number: power per photon energy h nu, which
         # changes by 1e-5 across a GHz-wide line (enough to pull its centre by a kHz).
         per_photon = scan.nu_ref / scan.nu
-        fit = fit_lorentzian(scan.nu - scan.nu_ref, scan.converted * per_photon,
-                             noise * per_photon)
-        resolved = fit is not None and fit.fwhm >= MIN_RESOLVED_STEPS * step
+        return CurveData(scan.nu, scan.converted * per_photon, noise * per_photon, {
+            "meter_noise": sigma_p, "laser_step": step,
+            "peak_converted_power": float(scan.converted.max()),
+            "optical_linewidth_resolution_limit": MIN_RESOLVED_STEPS * step},
+            extra={"scan": scan, "noise": noise, "step": step, "samples": samples})
+
+    def no_signal(self, data: CurveData) -> str:
+        scan, noise = data.extra["scan"], data.extra["noise"]
+        if scan.converted.max() < SIGNAL_SIGMAS * noise:
+            return (f"no converted light above the noise ({noise:.2g} W) in the scan "
+                    f"{scan.window_text()}: move the scan or check the microwave drive and "
+                    "the pump")
+        return ""
+
+    def fit(self, data: CurveData) -> Fit | Verdict:
+        scan, step, sigma = data.extra["scan"], data.extra["step"], data.sigma
+        assert sigma is not None
+        fit = fit_lorentzian(scan.nu - scan.nu_ref, data.y, sigma)
         if fit is not None:
-            result.details["chi2_reduced"] = fit.chi2_reduced
-        if resolved and fit is not None:
-            result.verdict = self._resolved(result, scan, fit, samples)
-        else:
-            result.verdict = self._unresolved(result, scan, step, noise)
-        if result.verdict.good:
-            result.proposed = {"optical_resonance_wavelength":
-                               result.values["optical_resonance_wavelength"].value}
-        return result
+            data.details["chi2_reduced"] = fit.chi2_reduced
+        if fit is None or fit.fwhm < MIN_RESOLVED_STEPS * step:
+            # No curve: what the brightest step says, in data.values (kept by the base).
+            return _unresolved(data.values, data.details, scan, step)
+        data.extra["verdict"] = _resolved(data.values, data.details, scan, fit,
+                                          data.extra["samples"])
+        p = np.array([scan.nu_ref + fit.center, fit.fwhm, fit.peak])
+        cov = np.diag(np.square([fit.center_stderr, fit.fwhm_stderr, fit.peak_stderr]))
+        dof = fit.points - 3
+        # fit_lorentzian keeps only the errors: the band is drawn from the diagonal.
+        return Fit(tuple(x.name for x in self.params), p, cov, fit.chi2_reduced * dof, dof,
+                   data.x, data.y, self.model(data.x, *p), sigma)
 
-    @staticmethod
-    def _resolved(result: AnalysisResult, scan: _Scan, fit: LorentzianFit, samples: int
-                  ) -> Verdict:
-        nu0 = scan.nu_ref + fit.center
-        wavelength = SPEED_OF_LIGHT / nu0
-        result.values["optical_resonance_wavelength"] = FitValue(
-            wavelength, wavelength**2 / SPEED_OF_LIGHT * fit.center_stderr, "m")
-        result.values["optical_linewidth"] = FitValue(fit.fwhm, fit.fwhm_stderr, "Hz")
-        result.details.update({"optical_linewidth_resolved": 1.0, "fitted_peak_power": fit.peak,
-                               "center_detuning": scan.detuning_at(nu0)})
-        if not scan.nu.min() <= nu0 <= scan.nu.max():
-            return Verdict.bad(Reason.NO_SIGNAL, f"only a tail in the scan "
-                               f"{scan.window_text()}: the fit puts the resonance at detuning "
-                               f"{scan.detuning_at(nu0) / 1e6:.4g} MHz; centre the scan there")
-        if fit.fwhm > np.ptp(scan.nu):
-            return Verdict.bad(Reason.OUT_OF_RANGE, f"linewidth {fit.fwhm:.3g} Hz is wider than "
-                               f"the scan ({np.ptp(scan.nu):.3g} Hz): widen the span")
-        bound = chi2_bound(fit.points - 3, samples)
-        if fit.chi2_reduced > bound:
-            return Verdict.bad(Reason.POOR_FIT, f"reduced chi^2 {fit.chi2_reduced:.3g} against "
-                               f"the meter noise (above {bound:.3g}): the converted light is "
-                               "not one Lorentzian line")
-        return Verdict.ok(f"resonance at {wavelength * 1e9:.7f} nm, linewidth "
-                          f"{result.values['optical_linewidth']}")
+    def values(self, fit: Fit, data: CurveData) -> dict[str, FitValue]:
+        return {}  # `_resolved` put them in data.values
 
-    @staticmethod
-    def _unresolved(result: AnalysisResult, scan: _Scan, step: float, noise: float) -> Verdict:
-        i = int(np.argmax(scan.converted))
-        bright = int(np.count_nonzero(scan.converted > scan.converted[i] / 2))
-        if bright > 2:
-            return Verdict.bad(Reason.POOR_FIT, f"the Lorentzian fit did not converge on a "
-                               f"line {bright} points wide")
-        nu0 = float(scan.nu[i])
-        wavelength = SPEED_OF_LIGHT / nu0
-        # The resonance lies within half a step of the brightest step: uniform there.
-        result.values["optical_resonance_wavelength"] = FitValue(
-            wavelength, wavelength**2 / SPEED_OF_LIGHT * step / math.sqrt(12), "m")
-        result.details.update({"optical_linewidth_resolved": 0.0,
-                               "center_detuning": scan.detuning_at(nu0)})
-        if i in (0, scan.nu.size - 1):
-            return Verdict.bad(Reason.NO_SIGNAL, f"the brightest point is at the edge of the "
-                               f"scan {scan.window_text()}: centre the scan there")
-        return Verdict.ok(f"resonance at {wavelength * 1e9:.7f} nm (the brightest laser step); "
-                          f"linewidth unresolved: narrower than "
-                          f"{MIN_RESOLVED_STEPS * step / 1e6:.3g} MHz ({MIN_RESOLVED_STEPS} "
-                          f"laser steps of 0.1 pm)")
+    def fit_details(self, fit: Fit, data: CurveData) -> dict[str, float]:
+        return dict(data.details)
 
-    def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
-        scan = _Scan.from_run(run)
-        fig = Figure(figsize=(10, 4))
-        axes = fig.subplots(1, 2)
-        wl = result.values.get("optical_resonance_wavelength")
-        width = result.values.get("optical_linewidth")
-        d_center = result.details.get("center_detuning")
-        zoom = 10 * (width.value if width is not None else laser_step_frequency())
-        for ax, window in zip(axes, (math.inf, zoom), strict=True):
-            keep = np.ones(scan.nu.size, bool) if d_center is None or not math.isfinite(
-                window) else np.abs(scan.detuning - d_center) <= window
-            ax.plot(scan.detuning[keep] / 1e6, scan.converted[keep] * 1e9, ".", ms=3,
-                    label="measured (mw on - off)")
-            if wl is not None and width is not None and np.any(keep):
-                nu0 = SPEED_OF_LIGHT / wl.value
-                d = np.linspace(scan.detuning[keep].min(), scan.detuning[keep].max(), 2000)
-                nu = d + (scan.nu - scan.detuning)[0]
-                peak = float(result.details.get("fitted_peak_power", 0.0))
-                model = peak / (1 + (2 * (nu - nu0) / width.value) ** 2)
-                ax.plot(d / 1e6, model * 1e9, "-", label="Lorentzian fit")
-            elif d_center is not None:
-                ax.axvline(d_center / 1e6, color="C1", ls="--", label="brightest step "
-                           "(linewidth unresolved)")
-            ax.set_xlabel("pump detuning (MHz)")
-            ax.set_ylabel("converted optical power (nW)")
-        axes[0].set_title("whole scan", fontsize=9)
-        axes[1].set_title("around the resonance", fontsize=9)
-        axes[0].legend(fontsize=8)
-        fig.suptitle(f"run {run.run_id}: {result.verdict}", fontsize=9)
-        fig.tight_layout()
-        return {"resonance": fig}
+    def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
+        return data.extra["verdict"]
+
+    def propose(self, values: dict[str, FitValue], data: CurveData) -> dict[str, float]:
+        return {"optical_resonance_wavelength": values["optical_resonance_wavelength"].value}
+
+    def x_axis(self, data: CurveData) -> tuple[float, float, str]:
+        scan = data.extra.get("scan")
+        offset = float(np.median(scan.nu - scan.detuning)) if scan is not None and \
+            scan.nu.size else 0.0
+        return offset, 1e6, "pump detuning (MHz)"
+
+    def annotate(self, ax: Any, data: CurveData, result: AnalysisResult) -> None:
+        if result.details.get("optical_linewidth_resolved") == 0.0:
+            ax.axvline(result.details["center_detuning"] / 1e6, color="C1", ls="--",
+                       label="brightest step (linewidth unresolved)")
+            ax.legend(fontsize=8)
+
+
+def _resolved(values: dict[str, FitValue], details: dict[str, float], scan: _Scan,
+              fit: LorentzianFit, samples: int) -> Verdict:
+    nu0 = scan.nu_ref + fit.center
+    wavelength = SPEED_OF_LIGHT / nu0
+    values["optical_resonance_wavelength"] = FitValue(
+        wavelength, wavelength**2 / SPEED_OF_LIGHT * fit.center_stderr, "m")
+    values["optical_linewidth"] = FitValue(fit.fwhm, fit.fwhm_stderr, "Hz")
+    details.update({"optical_linewidth_resolved": 1.0, "fitted_peak_power": fit.peak,
+                    "center_detuning": scan.detuning_at(nu0)})
+    if not scan.nu.min() <= nu0 <= scan.nu.max():
+        return Verdict.bad(Reason.NO_SIGNAL, f"only a tail in the scan "
+                           f"{scan.window_text()}: the fit puts the resonance at detuning "
+                           f"{scan.detuning_at(nu0) / 1e6:.4g} MHz; centre the scan there")
+    if fit.fwhm > np.ptp(scan.nu):
+        return Verdict.bad(Reason.OUT_OF_RANGE, f"linewidth {fit.fwhm:.3g} Hz is wider than "
+                           f"the scan ({np.ptp(scan.nu):.3g} Hz): widen the span")
+    bound = chi2_bound(fit.points - 3, samples)
+    if fit.chi2_reduced > bound:
+        return Verdict.bad(Reason.POOR_FIT, f"reduced chi^2 {fit.chi2_reduced:.3g} against "
+                           f"the meter noise (above {bound:.3g}): the converted light is "
+                           "not one Lorentzian line")
+    return Verdict.ok(f"resonance at {wavelength * 1e9:.7f} nm, linewidth "
+                      f"{values['optical_linewidth']}")
+
+
+def _unresolved(values: dict[str, FitValue], details: dict[str, float], scan: _Scan,
+                step: float) -> Verdict:
+    i = int(np.argmax(scan.converted))
+    bright = int(np.count_nonzero(scan.converted > scan.converted[i] / 2))
+    if bright > 2:
+        return Verdict.bad(Reason.POOR_FIT, f"the Lorentzian fit did not converge on a "
+                           f"line {bright} points wide")
+    nu0 = float(scan.nu[i])
+    wavelength = SPEED_OF_LIGHT / nu0
+    # The resonance lies within half a step of the brightest step: uniform there.
+    values["optical_resonance_wavelength"] = FitValue(
+        wavelength, wavelength**2 / SPEED_OF_LIGHT * step / math.sqrt(12), "m")
+    details.update({"optical_linewidth_resolved": 0.0, "center_detuning": scan.detuning_at(nu0)})
+    if i in (0, scan.nu.size - 1):
+        return Verdict.bad(Reason.NO_SIGNAL, f"the brightest point is at the edge of the "
+                           f"scan {scan.window_text()}: centre the scan there")
+    return Verdict.ok(f"resonance at {wavelength * 1e9:.7f} nm (the brightest laser step); "
+                      f"linewidth unresolved: narrower than "
+                      f"{MIN_RESOLVED_STEPS * step / 1e6:.3g} MHz ({MIN_RESOLVED_STEPS} "
+                      f"laser steps of 0.1 pm)")
 
 
 @dataclass(frozen=True)
