@@ -1,4 +1,5 @@
-"""`CurveAnalysis`: the shared base of the single-curve analyses (one y against one x).
+"""`CurveAnalysis`: the shared base of the curve analyses (one y against one x; or several
+such curves in one run, `CurveAnalysis.groups`, each fitted on its own).
 
 A subclass declares only what is specific to its measurement: the stored columns, the model,
 its parameters (names, units, plausible ranges), the start values, the fit method and what a
@@ -6,7 +7,8 @@ good fit proposes. The base loads the data, checks the number of points and the 
 (`fitting.weighted_least_squares` or `fitting.poisson_ml`, or the subclass's own `fit`), gives
 the `FitValue`s and the verdict, and draws one figure: the data with error bars, the fitted
 curve with its one-sigma band (delta method from the covariance) and the normalised
-residuals below. docs/fitting.md#7-writing-an-analysis shows an example.
+residuals below (a column per curve). docs/fitting.md#7-writing-an-analysis shows an
+example.
 """
 
 from __future__ import annotations
@@ -51,11 +53,17 @@ class CurveData:
     extra: dict[str, Any] = field(default_factory=dict)
     values: dict[str, FitValue] = field(default_factory=dict)
     """Values known before the fit (kept in the result whatever the fit gives)."""
+    group: str = ""
+    """The curve's name among several (`CurveAnalysis.groups`); "" for the only one."""
+    stop: Verdict | None = None
+    """A bad verdict found while loading that ends the analysis before the fit, keeping the
+    details, tables and values loaded so far (a saturated detector)."""
 
 
 class CurveAnalysis(Analysis):
-    """Base of an analysis that fits one model curve y(x) to one stored run (module
-    docstring). Override `model` and `guess`; the other hooks have defaults."""
+    """Base of an analysis that fits a model curve y(x) to one stored run, or to each of its
+    curves (`groups`); module docstring. Override `model` and `guess`; the other hooks have
+    defaults."""
 
     x_column: ClassVar[str] = ""
     y_column: ClassVar[str] = ""
@@ -75,8 +83,14 @@ class CurveAnalysis(Analysis):
     y_label: ClassVar[str] = "y"
     x_scale: ClassVar[float] = 1.0
     """The figure's x axis shows x / x_scale (e.g. 1e6 for MHz)."""
+    x_log: ClassVar[bool] = False
+    """Draw x on a log axis (the curve at log-spaced abscissae)."""
     last_fit: tuple[int, Fit, CurveData] | None = None
-    """Run id, fit and data of the last `analyze` (what `plot` draws)."""
+    """Run id, fit and data of the last curve `analyze` fitted."""
+    last_run: int | None = None
+    last_fits: dict[str, tuple[Fit | None, CurveData]] = {}
+    """Fit (None: not fitted) and data of each curve of run `last_run` (what `plot` draws;
+    `analyze` assigns a new dict, so the class default is never changed)."""
 
     # -- what a subclass declares -------------------------------------------------------------
     def model(self, x: np.ndarray, *p: float) -> np.ndarray:
@@ -131,16 +145,19 @@ class CurveAnalysis(Analysis):
 
     def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
         """Default verdict: a parameter outside its plausible range, then a poor fit by the
-        chi2 p-value (`fit_p_min`), else good with the values."""
+        chi2 p-value (`fit_p_min`), else good with the values (of this curve: `values`
+        holds the run's, a named curve's suffixed ``_<group>``)."""
+        suffix = f"_{data.group}" if data.group else ""
         for p in self.params:
-            v = values[p.name]
+            v = values[p.name + suffix]
             if p.plausible is not None and not p.plausible[0] <= v.value <= p.plausible[1]:
                 return Verdict.bad(Reason.OUT_OF_RANGE, f"{p.name} = {v} outside the "
                                    f"plausible {p.plausible[0]:g}..{p.plausible[1]:g}")
         if fit.dof > 0 and poor_fit(fit.chi2, fit.dof, self.fit_p_min):
             return Verdict.bad(Reason.POOR_FIT, f"chi2 {fit.chi2:.4g} for {fit.dof} degrees "
                                f"of freedom (p = {fit.p_value:.2g} < {self.fit_p_min:g})")
-        return Verdict.ok(", ".join(f"{k} = {v}" for k, v in values.items()))
+        return Verdict.ok(", ".join(f"{k} = {v}" for k, v in values.items()
+                                    if not suffix or k.endswith(suffix)))
 
     def too_few(self, points: int, data: CurveData | None) -> str:
         """The detail of a ``too few points`` verdict (`data` is None when the stored rows
@@ -151,67 +168,109 @@ class CurveAnalysis(Analysis):
         """Calibration values a good fit supports (default: none)."""
         return {}
 
+    def groups(self, run: StoredRun) -> dict[str, CurveData] | Verdict:
+        """The curves of one run, by name, each fitted on its own (default: one unnamed
+        curve, `load`). A named curve's `FitValue`s are suffixed ``_<name>``; a bad
+        `Verdict` stops the analysis with it."""
+        data = self.load(run)
+        return data if isinstance(data, Verdict) else {"": data}
+
+    def propose_groups(self, values: dict[str, FitValue],
+                       groups: dict[str, CurveData]) -> dict[str, float]:
+        """Calibration values of a good run of several curves (default: `propose` of each)."""
+        return {k: v for data in groups.values() for k, v in self.propose(values, data).items()}
+
     # -- what the base does -------------------------------------------------------------------
     def analyze(self, run: StoredRun) -> AnalysisResult:
         result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
         self.last_fit = None
+        self.last_run, self.last_fits = run.run_id, {}
         stored = len(run.data.get(self.x_column, [])) if self.x_column else None
         if stored is not None and stored < self.min_points:
             result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, self.too_few(stored, None))
             return result
-        data = self.load(run)
-        if isinstance(data, Verdict):
-            result.verdict = data
+        groups = self.groups(run)
+        if isinstance(groups, Verdict):
+            result.verdict = groups
             return result
+        verdicts = []
+        for name, data in groups.items():
+            data.group = name
+            verdict = self._analyze_curve(run, result, stored, data)
+            if not verdict.good:
+                result.verdict = verdict
+                return result
+            verdicts.append(verdict)
+        result.verdict = verdicts[0] if len(verdicts) == 1 else Verdict.ok(
+            ", ".join(v.detail for v in verdicts if v.detail))
+        result.proposed = self.propose_groups(result.values, groups)
+        return result
+
+    def _analyze_curve(self, run: StoredRun, result: AnalysisResult, stored: int | None,
+                       data: CurveData) -> Verdict:
+        """Load, fit and judge one curve into `result`; its verdict."""
         result.values.update(data.values)
         result.details.update(data.details)
         result.tables.update(data.tables)
+        self.last_fits[data.group] = (None, data)
+        if data.stop is not None:
+            return data.stop
         if stored is None and data.x.size < self.min_points:
-            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, self.too_few(data.x.size, data))
-            return result
+            return Verdict.bad(Reason.TOO_FEW_POINTS, self.too_few(data.x.size, data))
         why = self.no_signal(data)
         if why:
-            result.verdict = Verdict.bad(Reason.NO_SIGNAL, why)
-            return result
+            return Verdict.bad(Reason.NO_SIGNAL, why)
         fit = self.fit(data)
         if isinstance(fit, Verdict):
             # The fit hook may end without a curve: bad, or good when the data answer
             # without one (an unresolved line's brightest step); its data.values stand.
             result.values.update(data.values)
             result.details.update(data.details)
-            result.verdict = fit
-            if fit.good:
-                result.proposed = self.propose(result.values, data)
-            return result
+            return fit
         self.last_fit = (run.run_id, fit, data)
-        result.values.update(self.values(fit, data))
+        self.last_fits[data.group] = (fit, data)
+        suffix = f"_{data.group}" if data.group else ""
+        result.values.update({k + suffix: v for k, v in self.values(fit, data).items()})
         result.values.update(data.values)
         result.details.update(self.fit_details(fit, data))
-        result.verdict = self.judge(fit, data, result.values)
-        if result.verdict.good:
-            result.proposed = self.propose(result.values, data)
-        return result
+        return self.judge(fit, data, result.values)
 
     def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
         """Data with error bars, the fitted curve with its one-sigma band, and the
-        normalised residuals below."""
-        fit: Fit | None = None
-        if self.last_fit is not None and self.last_fit[0] == run.run_id:
-            _, fit, data = self.last_fit
+        normalised residuals below; a column per curve."""
+        curves: dict[str, tuple[Fit | None, CurveData]]
+        if self.last_fits and self.last_run == run.run_id:
+            curves = dict(self.last_fits)
         else:
-            loaded = self.load(run)
-            if isinstance(loaded, Verdict):
-                loaded = CurveData(np.empty(0), np.empty(0))
-            data = loaded
-        fig = Figure(figsize=(8, 6))
-        ax, ax_res = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+            groups = self.groups(run)
+            if isinstance(groups, Verdict):
+                groups = {"": CurveData(np.empty(0), np.empty(0))}
+            curves = {name: (None, data) for name, data in groups.items()}
+        fig = Figure(figsize=(8 if len(curves) == 1 else 5 * len(curves), 6))
+        axes = fig.subplots(2, len(curves), sharex="col", height_ratios=(3, 1), squeeze=False)
+        for i, (name, (fit, data)) in enumerate(curves.items()):
+            self._draw(axes[0, i], axes[1, i], fit, data, result)
+            if name:
+                axes[0, i].set_title(self.group_title(name, data), fontsize=9)
+        fig.suptitle(textwrap.fill(f"run {run.run_id}: {result.verdict}", 120), fontsize=8)
+        fig.tight_layout()
+        return {self.figure_name: fig}
+
+    def group_title(self, name: str, data: CurveData) -> str:
+        """The title of a named curve's panels (default: its name)."""
+        return name
+
+    def _draw(self, ax: Any, ax_res: Any, fit: Fit | None, data: CurveData,
+              result: AnalysisResult) -> None:
         x0, k, x_label = self.x_axis(data)
         err = data.sigma if data.sigma is not None else (
             np.sqrt(np.maximum(data.y, 1.0)) if self.counts else None)
         # Complex data (a reflection trace) are drawn as magnitudes; residuals per quadrature.
         ax.errorbar((data.x - x0) / k, _shown(data.y), err, fmt=".", ms=4, label="measured")
         if fit is not None and data.x.size:
-            xx = np.linspace(float(data.x.min()), float(data.x.max()), BAND_POINTS)
+            lo, hi = float(data.x.min()), float(data.x.max())
+            xx = (np.geomspace(lo, hi, BAND_POINTS) if self.x_log and lo > 0
+                  else np.linspace(lo, hi, BAND_POINTS))
             curve, band = self.band(fit, xx)
             ax.plot((xx - x0) / k, curve, "-", label="fit")
             ax.fill_between((xx - x0) / k, curve - band, curve + band, alpha=0.3, lw=0,
@@ -226,14 +285,13 @@ class CurveAnalysis(Analysis):
             ax_res.set_title(f"chi2/dof = {fit.reduced_chi2:.3g} ({fit.dof} dof)",
                              fontsize=8)
         self.annotate(ax, data, result)
+        if self.x_log:
+            ax.set_xscale("log")
         ax_res.axhline(0.0, color="grey", lw=0.8)
         ax.set_ylabel(self.y_label)
         ax.legend(fontsize=8)
         ax_res.set_xlabel(x_label)
         ax_res.set_ylabel("residual / sigma")
-        fig.suptitle(textwrap.fill(f"run {run.run_id}: {result.verdict}", 120), fontsize=8)
-        fig.tight_layout()
-        return {self.figure_name: fig}
 
     def x_axis(self, data: CurveData) -> tuple[float, float, str]:
         """The figure's abscissa: (offset, scale, label); it shows (x - offset) / scale.

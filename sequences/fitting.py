@@ -217,6 +217,10 @@ class PeakFit:
     """Pearson chi2/dof over the bins expecting >= 5 pairs (nan if too few)."""
     error_scale: float
     """Factor applied to the Fisher errors: sqrt of `inflation_factor`."""
+    covariance: np.ndarray | None = field(default=None, compare=False)
+    """Of (pairs, delay_ps, sigma_ps), scaled like the errors (for a figure's band)."""
+    dof: int = 0
+    """Degrees of freedom of `chi2_reduced`."""
 
 
 def fit_peak(corr: Correlation, peak_window_ps: int) -> PeakFit | Verdict:
@@ -295,4 +299,5 @@ def fit_peak(corr: Correlation, peak_window_ps: int) -> PeakFit | Verdict:
     return PeakFit(delay_ps=float(t_mean + p[1] * s0), delay_stderr_ps=float(err[1] * factor),
                    sigma_ps=float(p[2] * s0), sigma_stderr_ps=float(err[2] * factor),
                    pairs=float(p[0] * peak), background_per_bin=background,
-                   chi2_reduced=chi2, error_scale=factor)
+                   chi2_reduced=chi2, error_scale=factor,
+                   covariance=cov * factor**2, dof=dof)

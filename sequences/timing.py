@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from matplotlib.figure import Figure
+from scipy.special import ndtr
 
 from qnetlab.instruments.awg import AwgStep, AwgWaveform
 from qnetlab.instruments.station import LabStation
 
-from .analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from .analysis import Analysis, FitValue, Reason, Verdict
+from .curve_analysis import CurveAnalysis, CurveData, Param
 from .data import StoredRun
-from .fitting import PeakFit, fit_peak
+from .fitting import Fit, PeakFit, fit_peak
 from .framework import DatasetParameter, LabSequence, Step
 from .timetags.storage import TAG_COLUMNS, acquisition_rows, correlate_all, stored_blocks
 
@@ -53,34 +54,6 @@ def _settings(run: StoredRun, key: str, column: str) -> dict[int, float]:
     keys = np.asarray(run.data.get(key, []), float)
     values = np.asarray(run.data.get(column, []), float)
     return {int(k): float(v) for k, v in zip(keys, values, strict=False)}
-
-
-def _plot_histograms(run: StoredRun, result: AnalysisResult, pairs: list[tuple[int, int]],
-                     range_ps: int, bin_width_ps: int, label: str) -> dict[str, Figure]:
-    blocks = stored_blocks(run)
-    fig = Figure(figsize=(5 * max(len(pairs), 1), 3.5))
-    axes = fig.subplots(1, max(len(pairs), 1), squeeze=False)[0]
-    for ax, (a, b) in zip(axes, pairs, strict=False):
-        corr = correlate_all(blocks, a, b, range_ps, bin_width_ps)
-        x = corr.edges_ps[:-1] + 0.5 * (corr.bin_width_ps - 1)
-        centre = result.details.get(f"peak_{a}_{b}_ps", math.nan)
-        sigma = result.details.get(f"sigma_{a}_{b}_ps", math.nan)
-        if math.isfinite(centre) and math.isfinite(sigma):
-            sel = np.abs(x - centre) < 8 * sigma
-            ax.step(x[sel], corr.counts[sel], where="mid", label="pairs")
-            pairs_n = result.details.get(f"pairs_{a}_{b}", 0.0)
-            xx = np.linspace(centre - 8 * sigma, centre + 8 * sigma, 400)
-            ax.plot(xx, pairs_n * corr.bin_width_ps / (sigma * math.sqrt(2 * math.pi))
-                    * np.exp(-0.5 * ((xx - centre) / sigma) ** 2), "-", label="fit")
-        else:
-            ax.step(x, corr.counts, where="mid", label="pairs")
-        ax.set_xlabel(f"t{b} - t{a} (ps)")
-        ax.set_ylabel("pairs per bin")
-        ax.set_title(f"{label} {a} -> {b}", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"run {run.run_id}: {result.verdict}", fontsize=8)
-    fig.tight_layout()
-    return {"correlation": fig}
 
 
 # -- tagger input delays ---------------------------------------------------------------------
@@ -137,19 +110,51 @@ class TaggerDelayOptions(_CorrelationOptions):
         self._check_histogram(marker_train=self.awg is not None)
 
 
-class _PeakAnalysis(Analysis):
-    """What both timing analyses share: the figure of every fitted correlation peak.
-
-    Not a `CurveAnalysis`: one Poisson peak fit per input pair (`fitting.fit_peak`), so a
-    run holds several curves, and the verdict combines them."""
+class _PeakAnalysis(CurveAnalysis):
+    """What both timing analyses share: one curve per input pair (`groups`), the
+    coincidence histogram against t_b - t_a, fitted by `fitting.fit_peak` (Poisson
+    likelihood, the search for the peak and its window its own); the figure draws the fit
+    within 8 peak widths."""
 
     options_class: ClassVar[type[_CorrelationOptions]]
+    counts = True
+    params = (Param("pairs"), Param("delay_ps", "ps"), Param("sigma_ps", "ps"),
+              Param("background_per_bin"), Param("bin_width_ps", "ps"))
+    """The peak's model (`model`); the bin width is fixed (zero variance)."""
+    figure_name = "correlation"
+    y_label = "pairs per bin"
 
-    def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
-        options = run.options_as(self.options_class)
-        inputs = list(getattr(options, "inputs", ()))
-        return _plot_histograms(run, result, [(inputs[0], n) for n in inputs[1:]],
-                                options.range_ps, options.bin_width_ps, "inputs")
+    def model(self, x: np.ndarray, *p: float) -> np.ndarray:
+        pairs, t0, s, background, w = p
+        x = np.asarray(x, float)
+        return background + pairs * (ndtr((x + w / 2 - t0) / s) - ndtr((x - w / 2 - t0) / s))
+
+    def pair(self, blocks: list[Any], a: int, b: int, options: _CorrelationOptions,
+             **extra: Any) -> CurveData:
+        """The correlation of inputs a -> b as a curve (x: bin centres, ps)."""
+        corr = correlate_all(blocks, a, b, options.range_ps, options.bin_width_ps)
+        x = corr.edges_ps[:-1] + 0.5 * (corr.bin_width_ps - 1)
+        return CurveData(np.asarray(x, float), np.asarray(corr.counts, float),
+                         extra={"corr": corr, "a": a, "b": b, "options": options, **extra})
+
+    def peak_fit(self, data: CurveData, peak: PeakFit) -> Fit:
+        """`peak` as a `Fit` (chi2 and dof: `fit_peak`'s Pearson chi2) over the bins within
+        8 peak widths, which `data` keeps for the figure. The background is fixed in the fit
+        (no variance)."""
+        w = float(data.extra["corr"].bin_width_ps)
+        p = np.array([peak.pairs, peak.delay_ps, peak.sigma_ps, peak.background_per_bin, w])
+        sel = np.abs(data.x - peak.delay_ps) < 8 * peak.sigma_ps
+        data.x, data.y = data.x[sel], data.y[sel]
+        cov = np.zeros((5, 5))
+        if peak.covariance is not None:
+            cov[:3, :3] = peak.covariance
+        model_y = self.model(data.x, *p)
+        return Fit(tuple(x.name for x in self.params), p, cov, peak.chi2_reduced * peak.dof,
+                   peak.dof, data.x, data.y, model_y, np.sqrt(np.maximum(model_y, 1.0)),
+                   {x.name: x.unit for x in self.params})
+
+    def x_axis(self, data: CurveData) -> tuple[float, float, str]:
+        return 0.0, 1.0, f"t{data.extra.get('b', 'b')} - t{data.extra.get('a', 'a')} (ps)"
 
 
 class TaggerDelayAnalysis(_PeakAnalysis):
@@ -163,57 +168,61 @@ class TaggerDelayAnalysis(_PeakAnalysis):
     sequence = "tagger_delay_calibration"
     options_class = TaggerDelayOptions
 
-    def analyze(self, run: StoredRun) -> AnalysisResult:
+    def groups(self, run: StoredRun) -> dict[str, CurveData] | Verdict:
         options: TaggerDelayOptions = run.options_as(TaggerDelayOptions)
-        result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
         blocks = stored_blocks(run)
-        settings = _settings(run, "input", "input_delay_setting")
         enabled = _settings(run, "input", "input_enabled")
-        ref = options.inputs[0]
         tags = {n: sum(int(np.count_nonzero(b.channels == n)) for b in blocks)
                 for n in options.inputs}
         dead = [n for n in options.inputs if tags[n] == 0]
         if dead:
-            why = "; ".join(f"input {n} recorded no tags" + (
-                " (it was disabled: enable it)" if enabled.get(n, 1.0) == 0.0
-                else " (check its cable, threshold and the signal)") for n in dead)
-            result.verdict = Verdict.bad(Reason.NO_SIGNAL, why)
-            return result
-        offsets: dict[int, tuple[float, float]] = {ref: (0.0, 0.0)}
-        for n in options.inputs[1:]:
-            corr = correlate_all(blocks, ref, n, options.range_ps, options.bin_width_ps)
-            fit = fit_peak(corr, options.peak_window_ps)
-            if isinstance(fit, Verdict):
-                result.verdict = fit
-                return result
-            bad = _peak_verdict(fit, options.range_ps, options.peak_window_ps, f"inputs {ref}-{n}")
-            self._record(result, ref, n, fit)
-            if bad is not None:
-                result.verdict = bad
-                return result
-            offsets[n] = (fit.delay_ps, fit.delay_stderr_ps)
-        # Align every input with the latest: new setting = old + (latest - own arrival).
-        latest = max(t for t, _ in offsets.values())
-        result.proposed = {
-            f"{options.tagger}.input{n}.delay": settings.get(n, 0.0) + (latest - t) * 1e-12
-            for n, (t, _) in offsets.items()}
-        result.verdict = Verdict.ok(", ".join(
-            f"input {n} - input {ref} = {result.values[f'delay_input{n}']}"
-            for n in options.inputs[1:]))
-        return result
+            return Verdict.bad(Reason.NO_SIGNAL, "; ".join(
+                f"input {n} recorded no tags" + (
+                    " (it was disabled: enable it)" if enabled.get(n, 1.0) == 0.0
+                    else " (check its cable, threshold and the signal)") for n in dead))
+        ref = options.inputs[0]
+        settings = _settings(run, "input", "input_delay_setting")
+        return {f"input{n}": self.pair(blocks, ref, n, options, settings=settings)
+                for n in options.inputs[1:]}
 
-    @staticmethod
-    def _record(result: AnalysisResult, a: int, b: int, fit: PeakFit) -> None:
-        result.values[f"delay_input{b}"] = FitValue(fit.delay_ps * 1e-12,
-                                                    fit.delay_stderr_ps * 1e-12, "s")
-        result.values[f"jitter_input{b}"] = FitValue(fit.sigma_ps * 1e-12,
-                                                     fit.sigma_stderr_ps * 1e-12, "s")
-        result.details.update({f"peak_{a}_{b}_ps": fit.delay_ps,
-                               f"sigma_{a}_{b}_ps": fit.sigma_ps,
-                               f"pairs_{a}_{b}": fit.pairs,
-                               f"background_{a}_{b}_per_bin": fit.background_per_bin,
-                               f"chi2_reduced_{a}_{b}": fit.chi2_reduced,
-                               f"error_scale_{a}_{b}": fit.error_scale})
+    def group_title(self, name: str, data: CurveData) -> str:
+        return f"inputs {data.extra['a']} -> {data.extra['b']}"
+
+    def fit(self, data: CurveData) -> Fit | Verdict:
+        peak = fit_peak(data.extra["corr"], data.extra["options"].peak_window_ps)
+        if isinstance(peak, Verdict):
+            return peak
+        data.extra["peak"] = peak
+        return self.peak_fit(data, peak)
+
+    def values(self, fit: Fit, data: CurveData) -> dict[str, FitValue]:
+        f: PeakFit = data.extra["peak"]
+        return {"delay": FitValue(f.delay_ps * 1e-12, f.delay_stderr_ps * 1e-12, "s"),
+                "jitter": FitValue(f.sigma_ps * 1e-12, f.sigma_stderr_ps * 1e-12, "s")}
+
+    def fit_details(self, fit: Fit, data: CurveData) -> dict[str, float]:
+        f: PeakFit = data.extra["peak"]
+        a, b = data.extra["a"], data.extra["b"]
+        return {f"peak_{a}_{b}_ps": f.delay_ps, f"sigma_{a}_{b}_ps": f.sigma_ps,
+                f"pairs_{a}_{b}": f.pairs, f"background_{a}_{b}_per_bin": f.background_per_bin,
+                f"chi2_reduced_{a}_{b}": f.chi2_reduced, f"error_scale_{a}_{b}": f.error_scale}
+
+    def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
+        o, a, b = data.extra["options"], data.extra["a"], data.extra["b"]
+        bad = _peak_verdict(data.extra["peak"], o.range_ps, o.peak_window_ps,
+                            f"inputs {a}-{b}")
+        return bad or Verdict.ok(f"input {b} - input {a} = {values[f'delay_input{b}']}")
+
+    def propose_groups(self, values: dict[str, FitValue],
+                       groups: dict[str, CurveData]) -> dict[str, float]:
+        # Align every input with the latest: new setting = old + (latest - own arrival).
+        first = next(iter(groups.values())).extra
+        arrival = {first["a"]: 0.0, **{d.extra["b"]: d.extra["peak"].delay_ps
+                                       for d in groups.values()}}
+        latest = max(arrival.values())
+        return {f"{first['options'].tagger}.input{n}.delay":
+                first["settings"].get(n, 0.0) + (latest - t) * 1e-12
+                for n, t in arrival.items()}
 
 
 class TaggerDelayCalibration(LabSequence[TaggerDelayOptions]):
@@ -318,11 +327,9 @@ class AwgSkewAnalysis(_PeakAnalysis):
     sequence = "awg_skew_calibration"
     options_class = AwgSkewOptions
 
-    def analyze(self, run: StoredRun) -> AnalysisResult:
+    def groups(self, run: StoredRun) -> dict[str, CurveData] | Verdict:
         options: AwgSkewOptions = run.options_as(AwgSkewOptions)
-        result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
         blocks = stored_blocks(run)
-        skews = _settings(run, "awg_channel", "skew_setting")
         outputs = _settings(run, "awg_channel", "output_on")
         enabled = _settings(run, "awg_channel", "input_enabled")
         tags = {n: sum(int(np.count_nonzero(b.channels == n)) for b in blocks)
@@ -337,39 +344,57 @@ class AwgSkewAnalysis(_PeakAnalysis):
                          else f"check the cable to input {n} and its threshold")
                 why.append(f"AWG ch{ch} marker {options.marker} showed no edges on input {n} "
                            f"({cause})")
-            result.verdict = Verdict.bad(Reason.NO_SIGNAL, "; ".join(why))
-            return result
+            return Verdict.bad(Reason.NO_SIGNAL, "; ".join(why))
         offsets = options.input_offsets_s or (0.0,) * len(options.inputs)
-        ref_ch, ref_in = options.channels[0], options.inputs[0]
-        found: dict[int, float] = {ref_ch: 0.0}
-        for ch, n, off in zip(options.channels[1:], options.inputs[1:], offsets[1:], strict=True):
-            corr = correlate_all(blocks, ref_in, n, options.range_ps, options.bin_width_ps)
-            fit = fit_peak(corr, options.peak_window_ps)
-            if isinstance(fit, Verdict):
-                result.verdict = Verdict.bad(fit.reason or Reason.NO_SIGNAL,
-                                             f"AWG ch{ref_ch} -> ch{ch}: {fit.detail}")
-                return result
-            result.details.update({f"peak_{ref_in}_{n}_ps": fit.delay_ps,
-                                   f"sigma_{ref_in}_{n}_ps": fit.sigma_ps,
-                                   f"pairs_{ref_in}_{n}": fit.pairs,
-                                   f"chi2_reduced_{ref_in}_{n}": fit.chi2_reduced,
-                                   f"error_scale_{ref_in}_{n}": fit.error_scale})
-            bad = _peak_verdict(fit, options.range_ps, options.peak_window_ps,
-                                f"AWG ch{ref_ch}-ch{ch}")
-            if bad is not None:
-                result.verdict = bad
-                return result
-            # Input n sees the signal `off` later than the reference input: remove it.
-            skew_ps = fit.delay_ps - (off - offsets[0]) * 1e12
-            err_ps = math.hypot(fit.delay_stderr_ps, options.input_offset_stderr_s * 1e12)
-            result.values[f"skew_ch{ch}"] = FitValue(skew_ps * 1e-12, err_ps * 1e-12, "s")
-            found[ch] = skew_ps * 1e-12
-        result.proposed = {f"{options.awg}.ch{ch}.skew": skews.get(ch, 0.0) - s
-                           for ch, s in found.items()}
-        result.verdict = Verdict.ok(", ".join(
-            f"ch{ch} - ch{ref_ch} = {result.values[f'skew_ch{ch}']}"
-            for ch in options.channels[1:]))
-        return result
+        skews = _settings(run, "awg_channel", "skew_setting")
+        return {f"ch{ch}": self.pair(blocks, options.inputs[0], n, options, ch=ch,
+                                     offset=off - offsets[0], skews=skews)
+                for ch, n, off in zip(options.channels[1:], options.inputs[1:], offsets[1:],
+                                      strict=True)}
+
+    def group_title(self, name: str, data: CurveData) -> str:
+        e = data.extra
+        return f"AWG ch{e['options'].channels[0]} -> {name} (inputs {e['a']} -> {e['b']})"
+
+    def fit(self, data: CurveData) -> Fit | Verdict:
+        """The peak's details are kept, its verdict given, before the skew is a value."""
+        o: AwgSkewOptions = data.extra["options"]
+        ref_ch, ch, a, b = o.channels[0], data.extra["ch"], data.extra["a"], data.extra["b"]
+        peak = fit_peak(data.extra["corr"], o.peak_window_ps)
+        if isinstance(peak, Verdict):
+            return Verdict.bad(peak.reason or Reason.NO_SIGNAL,
+                               f"AWG ch{ref_ch} -> ch{ch}: {peak.detail}")
+        data.extra["peak"] = peak
+        data.details.update({f"peak_{a}_{b}_ps": peak.delay_ps,
+                             f"sigma_{a}_{b}_ps": peak.sigma_ps, f"pairs_{a}_{b}": peak.pairs,
+                             f"chi2_reduced_{a}_{b}": peak.chi2_reduced,
+                             f"error_scale_{a}_{b}": peak.error_scale})
+        bad = _peak_verdict(peak, o.range_ps, o.peak_window_ps, f"AWG ch{ref_ch}-ch{ch}")
+        return bad or self.peak_fit(data, peak)
+
+    def values(self, fit: Fit, data: CurveData) -> dict[str, FitValue]:
+        # Input b sees the signal `offset` later than the reference input: remove it.
+        o: AwgSkewOptions = data.extra["options"]
+        skew_ps = data.extra["peak"].delay_ps - data.extra["offset"] * 1e12
+        err_ps = math.hypot(data.extra["peak"].delay_stderr_ps,
+                            o.input_offset_stderr_s * 1e12)
+        return {"skew": FitValue(skew_ps * 1e-12, err_ps * 1e-12, "s")}
+
+    def fit_details(self, fit: Fit, data: CurveData) -> dict[str, float]:
+        return dict(data.details)
+
+    def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
+        ch = data.extra["ch"]
+        return Verdict.ok(f"ch{ch} - ch{data.extra['options'].channels[0]} = "
+                          f"{values[f'skew_ch{ch}']}")
+
+    def propose_groups(self, values: dict[str, FitValue],
+                       groups: dict[str, CurveData]) -> dict[str, float]:
+        o: AwgSkewOptions = next(iter(groups.values())).extra["options"]
+        skews = next(iter(groups.values())).extra["skews"]
+        found = {o.channels[0]: 0.0, **{d.extra["ch"]: values[f"skew_{k}"].value
+                                        for k, d in groups.items()}}
+        return {f"{o.awg}.ch{ch}.skew": skews.get(ch, 0.0) - s for ch, s in found.items()}
 
 
 class AwgSkewCalibration(LabSequence[AwgSkewOptions]):

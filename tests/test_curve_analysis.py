@@ -19,6 +19,7 @@ from qnetlab.sequences import CurveAnalysis
 from qnetlab.sequences.analysis import FitValue, Reason, Verdict
 from qnetlab.sequences.curve_analysis import CurveData, Param
 from qnetlab.sequences.data import StoredRun
+from qnetlab.sequences.fitting import Fit
 
 SIGMAS = 5.0
 TRUTH = {"amplitude": 2.0, "decay_time": 1.3, "offset": 0.1}
@@ -173,3 +174,49 @@ def test_a_fit_hook_may_answer_without_a_curve() -> None:
     assert a.proposed == {"decay_time": 0.0}
     assert analysis.last_fit is None
     assert len(analysis.plot(run, a)[analysis.figure_name].axes) == 2
+
+
+class TwoDecays(Decay):
+    """Two curves in one run (columns signal_a / signal_b), each fitted on its own."""
+
+    def groups(self, run: StoredRun) -> dict[str, CurveData] | Verdict:
+        t = np.asarray(run.data["time"], float)
+        return {g: CurveData(t, np.asarray(run.data[f"signal_{g}"], float),
+                             np.asarray(run.data["signal_err"], float)) for g in ("a", "b")}
+
+    def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
+        verdict = super().judge(fit, data, values)
+        return verdict if not verdict.good else Verdict.ok(f"{data.group} fitted")
+
+    def propose(self, values: dict, data: CurveData) -> dict[str, float]:
+        return {f"decay_time_{data.group}": values[f"decay_time_{data.group}"].value}
+
+
+def two_decay_run(truth_b: dict[str, float]) -> StoredRun:
+    t = np.linspace(0.0, 6.0, 60)
+    rng = np.random.default_rng(5)
+    signal = {g: tr["amplitude"] * np.exp(-t / tr["decay_time"]) + tr["offset"]
+              + rng.normal(0.0, NOISE, t.size) for g, tr in (("a", TRUTH), ("b", truth_b))}
+    return stored({"time": t, "signal_a": signal["a"], "signal_b": signal["b"],
+                   "signal_err": np.full(t.size, NOISE)})
+
+
+def test_several_curves_are_fitted_named_judged_and_drawn_each() -> None:
+    truth_b = {"amplitude": 1.0, "decay_time": 0.4, "offset": -0.2}
+    run = two_decay_run(truth_b)
+    analysis = TwoDecays()
+    a = analysis.analyze(run)
+    assert a.verdict.good and a.verdict.detail == "a fitted, b fitted", a.verdict
+    for group, truth in (("a", TRUTH), ("b", truth_b)):
+        for name, true in truth.items():
+            v = a.values[f"{name}_{group}"]
+            assert abs(v.value - true) < SIGMAS * v.stderr, (group, name, v, true)
+    assert a.proposed == {f"decay_time_{g}": a.values[f"decay_time_{g}"].value
+                          for g in ("a", "b")}
+    fig = analysis.plot(run, a)[analysis.figure_name]
+    assert len(fig.axes) == 4 and [ax.get_title() for ax in fig.axes[:2]] == ["a", "b"]
+    # The first bad curve ends the analysis with its verdict; nothing is proposed.
+    flat = analysis.analyze(two_decay_run({"amplitude": 0.0, "decay_time": 1.0,
+                                           "offset": 0.1}))
+    assert flat.verdict.reason is Reason.NO_SIGNAL and flat.proposed == {}
+    assert "decay_time_a" in flat.values and "decay_time_b" not in flat.values

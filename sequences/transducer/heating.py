@@ -7,17 +7,17 @@ docs/transducer.md#pump-heating-the-cycle-and-the-probe.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-from matplotlib.figure import Figure
 from scipy.optimize import least_squares
 
 from qnetlab.instruments.station import LabStation
-from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from qnetlab.sequences.analysis import Analysis, FitValue, Reason, Verdict
+from qnetlab.sequences.curve_analysis import CurveAnalysis, CurveData, Param
 from qnetlab.sequences.data import StoredRun
-from qnetlab.sequences.fitting import chi2_p_value, scale_covariance
+from qnetlab.sequences.fitting import Fit, chi2_p_value, scale_covariance
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
 from .counting import (
@@ -106,6 +106,8 @@ class HeatingFit:
     stderr: dict[str, float]
     chi2: float
     dof: int
+    covariance: np.ndarray | None = field(default=None, compare=False)
+    """Of (floor, amp_fast, tau_fast, amp_slow, tau_slow), for the figure's band."""
 
     @property
     def fit_p(self) -> float:
@@ -174,102 +176,98 @@ def fit_heating(delay: np.ndarray, rate: np.ndarray, rate_err: np.ndarray,
     tau_f, tau_s = math.exp(p[2]), math.exp(p[4])
     values = [p[0] * scale, p[1] * scale, tau_f, p[3] * scale, tau_s]
     errs = [err[0] * scale, err[1] * scale, err[2] * tau_f, err[3] * scale, err[4] * tau_s]
+    jac = np.diag([scale, scale, tau_f, scale, tau_s])  # to the physical parameters
+    cov = jac @ cov @ jac
     if tau_f > tau_s:  # name the channels by their time, not by the fit's order
         values = [values[0], values[3], values[4], values[1], values[2]]
         errs = [errs[0], errs[3], errs[4], errs[1], errs[2]]
+        cov = cov[np.ix_([0, 3, 4, 1, 2], [0, 3, 4, 1, 2])]
     names = ("floor", "amp_fast", "tau_fast", "amp_slow", "tau_slow")
     v = [float(x) for x in values]
     return HeatingFit(v[0], v[1], v[2], v[3], v[4],
                       stderr={n: float(x) for n, x in zip(names, errs, strict=True)},
-                      chi2=chi2, dof=dof)
+                      chi2=chi2, dof=dof, covariance=cov)
 
 
 # -- analysis -------------------------------------------------------------------------------
-class PumpHeatingAnalysis(Analysis):
-    """Two-exponential fit of the noise rate against delay after a pump pulse.
-
-    Not (yet) a `CurveAnalysis`: the rates are dead-time corrected from the probe's counts
-    and `fit_heating` starts from a grid; the fit uses the rules of `sequences.fitting`."""
+class PumpHeatingAnalysis(CurveAnalysis):
+    """Two-exponential fit of the dead-time corrected noise rate against the delay after a
+    pump pulse (own optimiser: `fit_heating` starts from a grid of time pairs)."""
 
     sequence = "pump_heating_scan"
+    params = (Param("floor", "Hz"), Param("amp_fast", "Hz"), Param("tau_fast", "s"),
+              Param("amp_slow", "Hz"), Param("tau_slow", "s"))
+    min_points = MIN_DELAYS
+    figure_name = "heating"
+    x_label, y_label, x_log = "delay after the pump pulse (s)", "noise count rate (Hz)", True
 
-    def analyze(self, run: StoredRun) -> AnalysisResult:
-        result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
+    def model(self, x: np.ndarray, *p: float) -> np.ndarray:
+        return heating_model(x, *p)
+
+    def load(self, run: StoredRun) -> CurveData | Verdict:
         d = {k: np.asarray(run.data.get(k, []), float)
              for k in ("delay", "counts", "exposure", "latched", "bias")}
-        options = run.options_as(PumpHeatingScanOptions)
         order = np.argsort(d["delay"], kind="stable")
         d = {k: v[order] for k, v in d.items()}
-        result.details["points"] = float(d["delay"].size)
+        t, n = d["delay"], d["delay"].size
+        data = CurveData(t, d["counts"], None, {"points": float(n)}, extra={"exposure":
+                                                                          d["exposure"]})
         if np.any(d["latched"] > 0) or np.any(d["bias"] <= 0):
-            result.verdict = Verdict.bad(Reason.NO_SIGNAL, "the detector was latched or "
-                                         "unbiased: reset it and check detector_bias")
-            return result
-        if d["delay"].size and d["counts"].sum() == 0:
-            result.verdict = Verdict.bad(Reason.NO_SIGNAL, "the detector counted nothing at "
-                                         "any delay with the pump on: the channel is dead; "
-                                         "check the detector, amplifier, cable and the "
-                                         "counter's input and threshold")
-            return result
-        if d["delay"].size < MIN_DELAYS:
-            result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, f"{d['delay'].size} delays, "
-                                         f"at least {MIN_DELAYS} needed")
-            return result
-        dead = DeadTimeModel(float(options.dead_time), float(options.recovery_time),
-                             float(options.counter_dead_time))
-        rate, err = dead.correct(d["counts"], d["exposure"])
+            data.stop = Verdict.bad(Reason.NO_SIGNAL, "the detector was latched or unbiased: "
+                                    "reset it and check detector_bias")
+        elif n and d["counts"].sum() == 0:
+            data.stop = Verdict.bad(Reason.NO_SIGNAL, "the detector counted nothing at any "
+                                    "delay with the pump on: the channel is dead; check the "
+                                    "detector, amplifier, cable and the counter's input and "
+                                    "threshold")
+        elif n < MIN_DELAYS:
+            data.stop = Verdict.bad(Reason.TOO_FEW_POINTS, f"{n} delays, at least "
+                                    f"{MIN_DELAYS} needed")
+        if data.stop is not None:
+            return data
+        o = run.options_as(PumpHeatingScanOptions)
+        dead = DeadTimeModel(float(o.dead_time), float(o.recovery_time),
+                             float(o.counter_dead_time))
+        data.y, data.sigma = dead.correct(d["counts"], d["exposure"])
         loss = dead.loss(d["counts"], d["exposure"])
-        result.details["max_dead_time_loss"] = float(loss.max())
-        result.tables["heating"] = {"delay (s)": d["delay"].tolist(), "rate (Hz)": rate.tolist(),
-                                    "rate stderr (Hz)": err.tolist()}
+        data.details["max_dead_time_loss"] = float(loss.max())
+        data.tables["heating"] = {"delay (s)": t.tolist(), "rate (Hz)": data.y.tolist(),
+                                  "rate stderr (Hz)": data.sigma.tolist()}
         if np.any(loss > MAX_DEAD_TIME_LOSS):
-            result.verdict = Verdict.bad(Reason.OUT_OF_RANGE, f"the detector saturates (dead "
-                                         f"time loses {loss.max():.0%} of the clicks): lower "
-                                         "the pump power")
-            return result
-        fit = fit_heating(d["delay"], rate, err, d["exposure"])
-        if fit is None:
-            result.verdict = Verdict.bad(Reason.POOR_FIT, "the two-exponential fit did not "
-                                         "converge")
-            return result
-        s = fit.stderr
-        result.values = {
-            "heating_tau_fast": FitValue(fit.tau_fast, s["tau_fast"], "s"),
-            "heating_tau_slow": FitValue(fit.tau_slow, s["tau_slow"], "s"),
-            "heating_amplitude_fast": FitValue(fit.amp_fast, s["amp_fast"], "Hz"),
-            "heating_amplitude_slow": FitValue(fit.amp_slow, s["amp_slow"], "Hz"),
-        }
-        result.details.update({"cold_rate": fit.floor, "cold_rate_stderr": s["floor"],
-                               "chi2": fit.chi2, "dof": float(fit.dof), "fit_p": fit.fit_p})
-        result.verdict = _verdict(fit, d["delay"])
-        return result
+            data.stop = Verdict.bad(Reason.OUT_OF_RANGE, f"the detector saturates (dead time "
+                                    f"loses {loss.max():.0%} of the clicks): lower the pump "
+                                    "power")
+        return data
 
-    def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
-        table = result.tables.get("heating", {})
-        t = np.asarray(table.get("delay (s)", []), float)
-        r = np.asarray(table.get("rate (Hz)", []), float)
-        e = np.asarray(table.get("rate stderr (Hz)", []), float)
-        fig = Figure(figsize=(7, 4))
-        ax = fig.subplots()
-        if t.size:
-            ax.errorbar(t, r, e, fmt="o", ms=4, label="probe count rate")
-        v = result.values
-        if t.size and "heating_tau_fast" in v:
-            tt = np.geomspace(float(t.min()), float(t.max()), 300)
-            ax.plot(tt, heating_model(tt, result.details["cold_rate"],
-                                      v["heating_amplitude_fast"].value,
-                                      v["heating_tau_fast"].value,
-                                      v["heating_amplitude_slow"].value,
-                                      v["heating_tau_slow"].value), "-",
-                    label=f"fit: tau_f {v['heating_tau_fast']}, tau_s {v['heating_tau_slow']}")
-        ax.set_xscale("log")
-        ax.set_xlabel("delay after the pump pulse (s)")
-        ax.set_ylabel("noise count rate (Hz)")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        fig.suptitle(f"run {run.run_id}: {result.verdict}"[:160], fontsize=8)
-        fig.tight_layout()
-        return {"heating": fig}
+    def fit(self, data: CurveData) -> Fit | Verdict:
+        assert data.sigma is not None
+        f = fit_heating(data.x, data.y, data.sigma, data.extra["exposure"])
+        if f is None:
+            return Verdict.bad(Reason.POOR_FIT, "the two-exponential fit did not converge")
+        data.extra["fit"] = f
+        p = np.array([f.floor, f.amp_fast, f.tau_fast, f.amp_slow, f.tau_slow])
+        cov = f.covariance if f.covariance is not None else np.diag(
+            [f.stderr[x.name] ** 2 for x in self.params])
+        # Residuals with the errors of the fit's last pass (rescaled to the model's counts).
+        model_y, expo = self.model(data.x, *p), data.extra["exposure"]
+        sigma = data.sigma * np.sqrt(np.maximum(model_y, 1.0 / expo)
+                                     / np.maximum(data.y, 1.0 / expo))
+        return Fit(tuple(x.name for x in self.params), p, cov, f.chi2, f.dof, data.x, data.y,
+                   model_y, sigma, {x.name: x.unit for x in self.params})
+
+    def values(self, fit: Fit, data: CurveData) -> dict[str, FitValue]:
+        f: HeatingFit = data.extra["fit"]
+        return {f"heating_{k}": FitValue(getattr(f, x), f.stderr[x], u) for k, x, u in (
+            ("tau_fast", "tau_fast", "s"), ("tau_slow", "tau_slow", "s"),
+            ("amplitude_fast", "amp_fast", "Hz"), ("amplitude_slow", "amp_slow", "Hz"))}
+
+    def fit_details(self, fit: Fit, data: CurveData) -> dict[str, float]:
+        f: HeatingFit = data.extra["fit"]
+        return {"cold_rate": f.floor, "cold_rate_stderr": f.stderr["floor"], "chi2": f.chi2,
+                "dof": float(f.dof), "fit_p": f.fit_p}
+
+    def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
+        return _verdict(data.extra["fit"], data.x)
 
 
 def _verdict(fit: HeatingFit, delay: np.ndarray) -> Verdict:
