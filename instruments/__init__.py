@@ -8,8 +8,9 @@ import QCoDeS.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from qnetlab.lazy_exports import lazy_attributes
 
 if TYPE_CHECKING:
     from .awg import AWG, AwgLimits, AwgStep, AwgWaveform, WaveformRejectedError, validate_sequence
@@ -153,14 +154,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # found directly from now on
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_attributes(__name__, _MODULE_OF, __all__, globals())

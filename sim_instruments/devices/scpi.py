@@ -204,8 +204,8 @@ def mnemonics(*words: str) -> dict[str, str]:
     return out
 
 
-def split_params(text: str) -> list[str]:
-    """Split a parameter list at commas outside quotes."""
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    """Split `text` at `separator` where it is not inside a quoted string; parts stripped."""
     out, cur, quote = [], [], ""
     for ch in text:
         if quote:
@@ -215,33 +215,24 @@ def split_params(text: str) -> list[str]:
         elif ch in "\"'":
             quote = ch
             cur.append(ch)
-        elif ch == ",":
+        elif ch == separator:
             out.append("".join(cur).strip())
             cur = []
         else:
             cur.append(ch)
     out.append("".join(cur).strip())
+    return out
+
+
+def split_params(text: str) -> list[str]:
+    """Split a parameter list at commas outside quotes."""
+    out = _split_outside_quotes(text, ",")
     return out if out != [""] else []
 
 
 def split_commands(message: str) -> list[str]:
     """Split a program message at semicolons outside quotes."""
-    out, cur, quote = [], [], ""
-    for ch in message:
-        if quote:
-            cur.append(ch)
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-            cur.append(ch)
-        elif ch == ";":
-            out.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur).strip())
-    return [c for c in out if c]
+    return [c for c in _split_outside_quotes(message, ";") if c]
 
 
 # -- the device ----------------------------------------------------------------------------------

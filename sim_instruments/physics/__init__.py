@@ -7,8 +7,9 @@ their own (the tests hold them to their papers' numbers). Names load on first us
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from qnetlab.lazy_exports import lazy_attributes
 
 if TYPE_CHECKING:
     from .awg import AwgModel, SequenceStep, Waveform
@@ -76,14 +77,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # found directly from now on
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_attributes(__name__, _MODULE_OF, __all__, globals())
