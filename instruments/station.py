@@ -14,9 +14,9 @@ in the ``sim`` profile (virtual by default), real time in the ``real`` profile.
 
 An instrument whose driver is not a VISA instrument (the ID1000 time tagger, over ZeroMQ)
 gets, in the ``sim`` profile, its twin's servers started on 127.0.0.1 on free ports, on the
-same simulated bench as the station's VISA twins; the station stops them when it closes. That
-is the one place this package reaches `sim_instruments`: a lazy import in the sim branch of
-`_connect`, keyed by the twin name, so that configuration alone selects the simulator.
+same simulated bench as the station's VISA twins; the station stops them when it closes. They
+are started through the same backend (`simulation_backend().serve_twin`), keyed by the twin
+name, so configuration alone selects the simulator.
 
 ``qnetlab.wiring`` (tagger input -> detector channel or AWG marker) feeds each wired
 detector's ``count_rate`` from the tagger's counter on its input, in every profile.
@@ -154,25 +154,29 @@ def _stop_servers(servers: dict[str, Callable[[], None]]) -> None:
             log.exception("stopping a simulated instrument server failed")
 
 
+def simulation_backend() -> Any:
+    """The simulated lab's entry points (`register_world`, `serve_twin`, `link_bench`),
+    reached through PyVISA by the backend's name: configuration (the ``sim`` profile)
+    selects the simulator, and no core package imports it."""
+    return get_wrapper_class(SIM_BACKEND)
+
+
 def _register_world(config: LabConfig, sim_session: str | None) -> SimulatedWorld:
     """Register the simulated world of `config` (parsed once, by the caller) with the
     ``qnetlab`` VISA backend, reached through PyVISA by that name, so that configuration
     alone selects the simulator and this package never imports it. The backend builds the
     bench (refusing, with a `ConfigError`, a simulated lab the config cannot build) and
     returns its token, VISA library name and clock. `sim_session`: see `load_station`."""
-    backend: Any = get_wrapper_class(SIM_BACKEND)  # a VisaLibraryBase with the registry
-    world: SimulatedWorld = backend.register_world(config, sim_session)
+    world: SimulatedWorld = simulation_backend().register_world(config, sim_session)
     return world
 
 
 def _serve_zmq_twin(config: LabConfig, inst: InstrumentConfig, twin: str, visalib: str,
                     servers: dict[str, Callable[[], None]]) -> tuple[str, dict[str, Any]]:
     """Start the ZeroMQ twin of `inst` on the station's bench; its address and driver
-    arguments. The only import of sim_instruments here (see the module docstring)."""
-    from qnetlab.sim_instruments.zmq_twins import serve_twin
-
+    arguments."""
     try:
-        served = serve_twin(visalib, inst.name, twin)
+        served = simulation_backend().serve_twin(visalib, inst.name, twin)
     except KeyError as exc:
         raise config.error(f"instruments.{inst.name}.address.sim", str(exc.args[0]),
                            "name the ZeroMQ twin of this driver") from None

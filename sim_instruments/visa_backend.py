@@ -135,6 +135,22 @@ class QnetlabVisaLibrary(highlevel.VisaLibraryBase):
     register_world = staticmethod(register_world)
     """The registry, reachable through PyVISA by the backend's name (module docstring)."""
 
+    # The rest of the simulated lab is reached the same way, so that `instruments` and
+    # `sequences` select it by configuration (the ``sim`` profile) and never import it.
+    @staticmethod
+    def serve_twin(visalib: str, instrument: str, twin: str) -> Any:
+        """Start `instrument`'s ZeroMQ twin on the bench of `visalib` (`zmq_twins`)."""
+        from .zmq_twins import serve_twin
+
+        return serve_twin(visalib, instrument, twin)
+
+    @staticmethod
+    def link_bench(config: Any) -> Any:
+        """The simulated link bench of a network config (`link_bench.SimulatedLinkBench`)."""
+        from .link_bench import SimulatedLinkBench
+
+        return SimulatedLinkBench(config)
+
     @staticmethod
     def get_library_paths() -> tuple[LibraryPath, ...]:
         return (LibraryPath("unset"),)

@@ -5,8 +5,9 @@ station and centres that arm's heralding window there; `HeraldingCalibration`
 (``link.heralding``) compares the measured success probability with what the calibrated parts
 predict, so a disagreement is bad data that diagnosis walks back from.
 
-The nodes reach the link bench only through configuration (`open_link_bench`, like the VISA
-backend): nothing here imports `sim_instruments` before a measurement is made.
+The nodes reach the link bench only through configuration (`open_link_bench`: the simulated
+lab's backend, reached through PyVISA by name like the VISA twins); nothing here imports
+`sim_instruments`.
 What each measures, commits and holds in spec: docs/calibration_graph.md#5-the-network-lab.
 """
 
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from scipy.optimize import brentq, curve_fit
 from scipy.special import ndtr
+
+from qnetlab.instruments.station import simulation_backend
 
 from .graph import (
     CalibrationContext,
@@ -59,9 +62,8 @@ def open_link_bench(config: NetworkConfig, profile: str = "sim") -> LinkBench:
     if profile != "sim":
         raise ValueError(f"no link bench for profile {profile!r}: only the simulated link "
                          "exists ('sim'); a hardware link needs a station driver first")
-    from qnetlab.sim_instruments.link_bench import SimulatedLinkBench
-
-    return SimulatedLinkBench(config)
+    bench: LinkBench = simulation_backend().link_bench(config)
+    return bench
 
 
 class LinkBenchHandle:
