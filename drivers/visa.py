@@ -278,12 +278,12 @@ class QnetVisaInstrument(VisaInstrument, metaclass=ConnectedMeta):
 
     # -- error queue -----------------------------------------------------------------------------
     def parse_error(self, reply: str) -> tuple[int, str]:
-        """Split an error-queue entry ('-222,"Data out of range"') into code and message."""
+        """Split an error-queue entry ('-222,"Data out of range"') into code and message;
+        `InstrumentReplyError` if the code is not a number."""
         code, _, message = reply.partition(",")
-        try:
-            return int(code), message.strip().strip('"')
-        except ValueError:
-            return -1, reply
+        number = parse_reply(self, self.error_query or "", code.strip(), int,
+                             "an error-queue entry, <code>,\"<message>\"")
+        return number, message.strip().strip('"')
 
     def read_error_state(self) -> list[str]:
         """Read the error queue empty (or read, which clears, the standard event status
@@ -295,8 +295,6 @@ class QnetVisaInstrument(VisaInstrument, metaclass=ConnectedMeta):
         for _ in range(self.max_errors_read):
             reply = self._io(self.error_query, query=True)
             assert reply is not None
-            parse_reply(self, self.error_query, reply.partition(",")[0].strip(), int,
-                        "an error-queue entry, <code>,\"<message>\"")
             code, message = self.parse_error(reply)
             if code == 0:
                 break

@@ -26,8 +26,9 @@ The link model and the protocol: docs/link.md.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from qnetlab.lazy_exports import lazy_attributes
 
 from ._proc import ProcessGroup, sigterm_as_interrupt
 from .heralding_station import (
@@ -108,15 +109,4 @@ __all__ = [
     "supervise",
 ]
 
-
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # found directly from now on
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_attributes(__name__, _MODULE_OF, __all__, globals())

@@ -70,9 +70,6 @@ _FILE_EVERY = 64
 """Frames sent before their filing in the history (and the send log) is a chore of its own;
 otherwise it waits for the next timed chore or resend request (a few ms)."""
 
-_MAX_RESEND = MAX_HERALDS_PER_FRAME
-"""Heralds per resend reply frame (~110 kB)."""
-
 _MALFORMED = (b"", b"\x01", b"\x02\x01\x00", b"\x01\x63", b"\x01\x01\x02\x00\x00\x00\x00",
               b"\x01\x07\x00")
 """Frames injected by `StationFaults.malformed_every`: empty, truncated header, wrong
@@ -424,8 +421,8 @@ class _Station:
             if message.first_seq >= self.decided_seq:
                 self.decoder.reject("resend beyond the heralds decided")
                 return None
-            last = min(message.last_seq, message.first_seq + _MAX_RESEND - 1)
-            rows = self.history.get(message.first_seq, last)
+            # The decoder holds a request to MAX_RESEND_RANGE seqs: one reply frame.
+            rows = self.history.get(message.first_seq, message.last_seq)
             if not len(rows):
                 self.counters["resend_unavailable"] += 1
                 return None

@@ -497,7 +497,8 @@ class Decoder:
         self.decoded += 1
         return message
 
-    def reject(self, reason: str) -> None:
-        """Count a decoded message its handler found out of range for this receiver (a link
-        not its own, a seq it cannot believe, ...) as malformed under `reason`."""
-        self.errors[reason] += 1
+    def reject(self, reason: str, count: int = 1) -> None:
+        """Count a decoded message (or `count` herald records) its handler found out of range
+        for this receiver (a link not its own, a seq it cannot believe, ...) as malformed
+        under `reason`."""
+        self.errors[reason] += count

@@ -356,7 +356,7 @@ class Node:
         which are counted as malformed under `reason`."""
         if not bad.any():
             return records, received_ps
-        self.decoder.errors[reason] += int(bad.sum())
+        self.decoder.reject(reason, int(bad.sum()))
         if isinstance(received_ps, np.ndarray):
             received_ps = received_ps[~bad]
         return records[~bad], received_ps

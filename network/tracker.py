@@ -30,9 +30,8 @@ import numpy as np
 
 from .messages import HERALD_DTYPE, MAX_SEQ
 
-_MAX_SEQ = MAX_SEQ
-"""Seqs are handled as int64, with room above the highest legal one (the wire's limit: a
-decoded herald never exceeds it, so the checks below guard only direct calls)."""
+# Seqs are handled as int64, with room above MAX_SEQ, the highest legal one (the wire's
+# limit: a decoded herald never exceeds it, so the checks below guard only direct calls).
 
 
 class Arrival(Enum):
@@ -88,8 +87,8 @@ class SequenceTracker:
             self._next += 1
             return Arrival.NEW
         if seq > self._next:
-            if seq > _MAX_SEQ:
-                raise ValueError(f"herald seq {seq} beyond MAX_SEQ ({_MAX_SEQ})")
+            if seq > MAX_SEQ:
+                raise ValueError(f"herald seq {seq} beyond MAX_SEQ ({MAX_SEQ})")
             self._gap_first.append(self._next)
             self._gap_last.append(seq - 1)
             counters["gaps_detected"] += seq - self._next
@@ -131,8 +130,8 @@ class SequenceTracker:
             return np.zeros(0, dtype=bool)
         if seqs.dtype.kind not in "iu":
             raise ValueError(f"herald seqs must be integers, got dtype {seqs.dtype}")
-        if seqs.dtype.kind == "u" and int(seqs.max()) > _MAX_SEQ:
-            raise ValueError(f"herald seq {int(seqs.max())} beyond MAX_SEQ ({_MAX_SEQ})")
+        if seqs.dtype.kind == "u" and int(seqs.max()) > MAX_SEQ:
+            raise ValueError(f"herald seq {int(seqs.max())} beyond MAX_SEQ ({MAX_SEQ})")
         seqs = seqs.astype(np.int64, copy=False)
         first = int(seqs[0])
         self.counters["received"] += n

@@ -191,9 +191,9 @@ class Analysis(ABC):
                 log.warning("%s run %s: figures failed", self.sequence, run_id, exc_info=True)
                 result.figures = []
                 result.proposed = {}
-                result.verdict = Verdict.bad(Reason.ANALYSIS_FAILED, "; ".join(x for x in (
-                    f"the figures could not be drawn: {type(exc).__name__}: {exc}",
-                    f"the fit said: {result.verdict}") if x))
+                result.verdict = Verdict.bad(Reason.ANALYSIS_FAILED, f"the figures could "
+                                             f"not be drawn: {type(exc).__name__}: {exc}; "
+                                             f"the fit said: {result.verdict}")
             store_metadata(run_id, db_path, ANALYSIS, result.to_json())
         return result
 
@@ -201,10 +201,8 @@ class Analysis(ABC):
         """Leave out the partial steps this analysis must not see; a note saying what was
         left out or used ("" when the run has no partial step)."""
         notes = []
-        retried = [p for p in stored.partial_steps if str(p.get("why", "")).startswith(
-            "paused")]
-        unfinished = [p for p in stored.partial_steps if str(p.get("why", "")).startswith(
-            "unfinished")]
+        retried = stored.partial_steps_why("paused")
+        unfinished = stored.partial_steps_why("unfinished")
         if retried:
             stored = stored.without_partial_steps("paused")
             notes.append(f"left out {sum(int(p['rows']) for p in retried)} points of first "

@@ -85,12 +85,18 @@ class CurveAnalysis(Analysis):
     """The figure's x axis shows x / x_scale (e.g. 1e6 for MHz)."""
     x_log: ClassVar[bool] = False
     """Draw x on a log axis (the curve at log-spaced abscissae)."""
-    last_fit: tuple[int, Fit, CurveData] | None = None
-    """Run id, fit and data of the last curve `analyze` fitted."""
     last_run: int | None = None
     last_fits: dict[str, tuple[Fit | None, CurveData]] = {}
     """Fit (None: not fitted) and data of each curve of run `last_run` (what `plot` draws;
     `analyze` assigns a new dict, so the class default is never changed)."""
+
+    @property
+    def last_fit(self) -> tuple[int, Fit, CurveData] | None:
+        """Run id, fit and data of the last curve `analyze` fitted."""
+        for fit, data in reversed(self.last_fits.values()):
+            if fit is not None and self.last_run is not None:
+                return self.last_run, fit, data
+        return None
 
     # -- what a subclass declares -------------------------------------------------------------
     def model(self, x: np.ndarray, *p: float) -> np.ndarray:
@@ -183,7 +189,6 @@ class CurveAnalysis(Analysis):
     # -- what the base does -------------------------------------------------------------------
     def analyze(self, run: StoredRun) -> AnalysisResult:
         result = AnalysisResult(self.sequence, run.run_id, {}, Verdict.ok())
-        self.last_fit = None
         self.last_run, self.last_fits = run.run_id, {}
         stored = len(run.data.get(self.x_column, [])) if self.x_column else None
         if stored is not None and stored < self.min_points:
@@ -227,7 +232,6 @@ class CurveAnalysis(Analysis):
             result.values.update(data.values)
             result.details.update(data.details)
             return fit
-        self.last_fit = (run.run_id, fit, data)
         self.last_fits[data.group] = (fit, data)
         suffix = f"_{data.group}" if data.group else ""
         result.values.update({k + suffix: v for k, v in self.values(fit, data).items()})

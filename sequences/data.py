@@ -112,13 +112,15 @@ class StoredRun:
         found = self.metadata.get("partial_steps") or []
         return [p for p in found if isinstance(p, dict)]
 
+    def partial_steps_why(self, which: str = "") -> list[dict[str, Any]]:
+        """The records of partial steps whose ``why`` starts with `which` ("" for all)."""
+        return [p for p in self.partial_steps if str(p.get("why", "")).startswith(which)]
+
     def without_partial_steps(self, which: str = "") -> StoredRun:
         """A copy without the rows of the partial steps whose ``why`` starts with `which`
         ("" for all of them): for an analysis that must see whole steps only."""
         drop: dict[str, np.ndarray] = {}
-        for record in self.partial_steps:
-            if not str(record.get("why", "")).startswith(which):
-                continue
+        for record in self.partial_steps_why(which):
             for name, (first, count) in (record.get("columns") or {}).items():
                 if name in self.data:
                     mask = drop.setdefault(name, np.zeros(self.data[name].size, bool))

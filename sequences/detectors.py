@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 from matplotlib.figure import Figure
-from scipy import stats
 from scipy.optimize import curve_fit
 
 from qnetlab.instruments.station import TAGGER_COUNTER_WINDOW_S, LabStation
@@ -22,7 +21,7 @@ from qnetlab.instruments.station import TAGGER_COUNTER_WINDOW_S, LabStation
 from .analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from .curve_analysis import CurveAnalysis, CurveData, Param
 from .data import StoredRun
-from .fitting import Fit, scale_covariance
+from .fitting import Fit, chi2_p_value, scale_covariance
 from .framework import DatasetParameter, LabSequence, RunResult, Step
 from .transducer.counting import count_clicks
 
@@ -189,7 +188,7 @@ def _dispersion_p(counts: np.ndarray, times: np.ndarray) -> float:
         return 1.0
     mu = times * counts.sum() / times.sum()
     chi2 = float(np.sum((counts - mu) ** 2 / mu))
-    return float(stats.chi2.sf(chi2, counts.size - 1))
+    return chi2_p_value(chi2, counts.size - 1)
 
 
 def _dark_problem(c: int, n: float, t: float, bias: float, latched: bool, expected: float,

@@ -171,14 +171,8 @@ def poisson_ml(model: Model, x: np.ndarray, counts: np.ndarray, p0: Sequence[flo
     if not np.all(np.isfinite(p)):
         raise ValueError(f"the Poisson fit did not converge ({res.message})")
     m = mu(p)
-    jac = np.empty((c.size, p.size))
-    for k in range(p.size):
-        dp = np.zeros(p.size)
-        dp[k] = 1e-5 * max(abs(p[k]), 1e-2)
-        jac[:, k] = (mu(p + dp) - mu(p - dp)) / (2 * dp[k])
-    keep = m > 1e-12
     try:
-        cov = np.linalg.inv(jac[keep].T @ (jac[keep] / m[keep, None]))
+        cov = np.linalg.inv(_fisher_information(mu, p, m))
     except np.linalg.LinAlgError:
         raise ValueError("the Poisson fit is degenerate (singular Fisher information)") from None
     chi2, bins = pearson_chi2(c, m, min_expected)
@@ -186,6 +180,22 @@ def poisson_ml(model: Model, x: np.ndarray, counts: np.ndarray, p0: Sequence[flo
     if inflate:
         cov = scale_covariance(cov, chi2, dof)
     return Fit(tuple(names), p, cov, chi2, dof, xa, c, m, np.sqrt(m), dict(units or {}))
+
+
+def _fisher_information(mu: Callable[[np.ndarray], np.ndarray], p: np.ndarray,
+                        model: np.ndarray, *, scale: Sequence[float] | None = None
+                        ) -> np.ndarray:
+    """``J^T diag(1/mu) J`` of a Poisson likelihood with expected counts `mu(p)` (= `model`),
+    over the points expecting any counts; J by central differences in `p`, column k divided
+    by ``scale[k]`` (the parameters' physical units) when given."""
+    jac = np.empty((model.size, p.size))
+    for k in range(p.size):
+        dp = np.zeros(p.size)
+        dp[k] = 1e-5 * max(abs(p[k]), 1e-2)
+        step = 2 * dp[k] if scale is None else 2 * dp[k] * scale[k]
+        jac[:, k] = (mu(p + dp) - mu(p - dp)) / step
+    keep = model > 1e-12
+    return jac[keep].T @ (jac[keep] / model[keep, None])
 
 
 # -- the coincidence-peak fit (timing calibrations) --------------------------------------------
@@ -278,17 +288,9 @@ def fit_peak(corr: Correlation, peak_window_ps: int) -> PeakFit | Verdict:
     if not (res.success and np.all(np.isfinite(p))):
         return Verdict.bad(Reason.POOR_FIT, f"the peak fit did not converge ({res.message})")
     # Fisher information of the Poisson likelihood, in physical units (pairs, ps, ps).
-    scale = np.array([peak, s0, s0])
     model = mu(p)
-    jac = np.empty((c.size, 3))
-    for k in range(3):
-        dp = np.zeros(3)
-        dp[k] = 1e-5 * max(abs(p[k]), 1e-2)
-        jac[:, k] = (mu(p + dp) - mu(p - dp)) / (2 * dp[k] * scale[k])
-    keep = model > 1e-12
-    info = jac[keep].T @ (jac[keep] / model[keep, None])
     try:
-        cov = np.linalg.inv(info)
+        cov = np.linalg.inv(_fisher_information(mu, p, model, scale=(peak, s0, s0)))
     except np.linalg.LinAlgError:
         return Verdict.bad(Reason.POOR_FIT, "the peak fit is degenerate")
     err = np.sqrt(np.clip(np.diag(cov), 0.0, None))

@@ -341,8 +341,8 @@ class _StepBuffer:
             chunks.append({k: np.atleast_1d(np.asarray(v)) for k, v in returned.items()})
         if not chunks:
             return {}
-        columns = chunks[0].keys()
-        if any(c.keys() != columns for c in chunks):
+        columns = chunks[0].keys()  # `add` made every kept chunk's columns the same
+        if chunks[-1].keys() != columns:
             raise ValueError(f"the points kept during the step and those measure() returned "
                              f"have different columns: {sorted(columns)} and "
                              f"{sorted(chunks[-1])}")

@@ -94,9 +94,6 @@ MAX_BLOCK_BYTES = 64 * 1024 * 1024
 """The most bytes the definite-length blocks of one program message may declare: a waveform
 of 16 M float32 samples for the AWG, far more than any sequence here uploads at once."""
 
-MAX_MESSAGE_BYTES = MAX_INPUT_BYTES + MAX_BLOCK_BYTES
-"""The most bytes an instrument connection holds of a message between reads."""
-
 MAX_CONTROL_BYTES = 64 * 1024
 """The most bytes of one control-port request (a JSON line of a few hundred bytes)."""
 

@@ -19,21 +19,41 @@ model: the same code runs any preset.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qnetlab.link import build_link_model, deliver
 from qnetlab.network.keys import generate_lab_keys
+from qnetlab.network.lab import read_pairs
 from qnetlab.network.link_model import expected_fidelity, expected_pair_rate
 from qnetlab.network.network_config import NetworkConfig, load_network_config
+from qnetlab.network.node_state import PairEvent
 
 from conftest import REPO, free_port_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 SIGMAS = 4.5
+
+
+def assert_delivered_set_is_sound(config: NetworkConfig, pairs: int) -> None:
+    """What the protocol guarantees whatever the machine's load: each node's log holds as
+    delivered exactly the orchestrator's delivered pairs, each once, and no pair a node
+    expired or gave up for lost is among them."""
+    (run_dir,) = config.run_dir.iterdir()
+    result = json.loads((run_dir / f"{config.orchestrator.name}_result.json").read_text())
+    delivered = {d["seq"] for d in result["delivered"]}
+    assert len(delivered) == pairs
+    for node in config.nodes:
+        log = read_pairs(run_dir, node)
+        seqs = log["seq"][log["event"] == PairEvent.DELIVERED].tolist()
+        assert len(seqs) == pairs and set(seqs) == delivered, node
+        dropped = log["seq"][np.isin(log["event"], [PairEvent.EXPIRED, PairEvent.LOST])]
+        assert not delivered & set(dropped.tolist()), node
 
 
 def link(tmp_path: Path, scheme: str, km: float, transducer: str, collection: float,
@@ -67,6 +87,7 @@ def test_delivered_rate_and_fidelity_match_the_model(
     report = delivery.report
     assert delivery.ok, (delivery.trouble, report.failed)
     assert report.delivered == pairs and report.agree
+    assert_delivered_set_is_sound(config, pairs)
     # No bound on expiries or disagreements: a loaded machine can delay a verdict past a
     # node's memory cutoff, so that node expires the pair while the other holds it (a
     # disagreement, reconciled and never delivered; `report.agree` above). Expiry goes by

@@ -33,7 +33,6 @@ import qcodes.validators as vals
 from qcodes.parameters import Parameter
 from qcodes_contrib_drivers.drivers.Thorlabs.PM100D import Thorlab_PM100D
 
-from qnetlab.instruments.errors import InstrumentReportedError
 from qnetlab.instruments.optical_power_meter import OpticalPowerMeter
 
 from ..visa import QnetVisaInstrument
@@ -111,7 +110,4 @@ class ThorlabsPM100D(Thorlab_PM100D, QnetVisaInstrument, OpticalPowerMeter):
         return float(self.ask_parsed("MEAS:POW?", float, "the power, W"))
 
     def _check_error(self) -> None:
-        errors = self.read_error_state()
-        if errors:
-            raise InstrumentReportedError(f"{self.name} at {self.address} reported "
-                                          + "; ".join(errors))
+        self.check_error_queue()
