@@ -66,7 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from qnetlab.network import ProcessGroup  # noqa: E402
-from qnetlab.network.heralding_station import PeriodicHeralds, TimeSlots  # noqa: E402
+from qnetlab.network.test_signals import PeriodicHeralds, TimeSlots  # noqa: E402
 from qnetlab.network.keys import (  # noqa: E402
     generate_lab_keys,
     make_curve_client,

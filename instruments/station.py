@@ -155,7 +155,7 @@ def _stop_servers(servers: dict[str, Callable[[], None]]) -> None:
 
 
 def simulation_backend() -> Any:
-    """The simulated lab's entry points (`register_world`, `serve_twin`, `link_bench`),
+    """The simulated lab's entry points (`register_world`, `serve_twin`),
     reached through PyVISA by the backend's name: configuration (the ``sim`` profile)
     selects the simulator, and no core package imports it."""
     return get_wrapper_class(SIM_BACKEND)

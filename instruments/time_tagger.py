@@ -95,6 +95,10 @@ class TimeTagger(Role):
     role_checks = (_channel_parameters, _acquire_gives_a_tag_block)
     conformance_duration_s: ClassVar[float] = 0.02
     """Recording the conformance check makes, s (short: it runs in real time)."""
+    recording_started: float | None = None
+    """time.monotonic() (s) when the latest recording started (its REC:PLAY or the
+    driver's equivalent), set by the driver; None before any. Tag times count from it, so a
+    process maps a tag to its own clock as ``recording_started + timestamp_ps * 1e-12``."""
 
     # -- what a driver provides -------------------------------------------------------------
     @property

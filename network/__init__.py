@@ -9,9 +9,9 @@ TCP (addresses from the lab config), every socket CURVE-authenticated. The curat
   `start_lab`, `supervise`, `read_report`, `LinkReport`, `read_pairs` (with `PairEvent`),
   `read_events`; the process entry points `run_station`, `run_node_agent`,
   `run_orchestrator` and their settings;
-- herald sources for the station: anything with ``run_until(station_time_ps)`` (the
-  simulated link is built by `qnetlab link`), or the test signal `PeriodicHeralds`
-  (optionally only in `TimeSlots`); `StationFaults` for fault injection;
+- herald sources for the station (``blocks()`` of `HeraldBlock`): `TaggerSource` (the
+  station lab's time tagger through the herald engine: production), or the test signal
+  `PeriodicHeralds` (optionally only in `TimeSlots`); `StationFaults` for fault injection;
 - the analytic link model: `LinkModel`, `NodeOptics`, `expected_success_probability`,
   `expected_fidelity`, `expected_pair_rate` (loaded on first use: it imports SciPy, which
   the lab's processes do not need);
@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING
 from qnetlab.lazy_exports import lazy_attributes
 
 from ._proc import ProcessGroup, sigterm_as_interrupt
+from .herald_engine import ENGINE_HERALD_DTYPE, HeraldEngine, HeraldWindows
 from .heralding_station import (
-    PeriodicHeralds,
+    HeraldBlock,
     StationFaults,
     StationSettings,
-    TimeSlots,
+    TaggerSource,
     run_station,
 )
 from .keys import LabKeyError, check_lab_keys, generate_lab_keys
@@ -64,14 +65,23 @@ if TYPE_CHECKING:
         expected_pair_rate,
         expected_success_probability,
     )
+    from .test_signals import PeriodicHeralds, TimeSlots
 
+# Loaded on first use: the link model imports SciPy, which the lab's processes do not need;
+# the test signals are for tests and benchmarks, never on a station's production path.
 _MODULE_OF: dict[str, str] = {
-    name: ".link_model"
-    for name in ("LinkModel", "NodeOptics", "expected_fidelity", "expected_pair_rate",
-                 "expected_success_probability")
+    **{name: ".link_model"
+       for name in ("LinkModel", "NodeOptics", "expected_fidelity", "expected_pair_rate",
+                    "expected_success_probability")},
+    "PeriodicHeralds": ".test_signals",
+    "TimeSlots": ".test_signals",
 }
 
 __all__ = [
+    "ENGINE_HERALD_DTYPE",
+    "HeraldBlock",
+    "HeraldEngine",
+    "HeraldWindows",
     "LabKeyError",
     "LabPlan",
     "LinkModel",
@@ -87,6 +97,7 @@ __all__ = [
     "ProcessGroup",
     "StationFaults",
     "StationSettings",
+    "TaggerSource",
     "TimeSlots",
     "check_lab_keys",
     "check_ports",

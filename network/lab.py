@@ -7,9 +7,9 @@ station, the node agents and the orchestrator in a `ProcessGroup` (their pids in
 ``<run_dir>/processes.json``); `supervise` waits for the run, stopping at the first fault a
 process reports (`network._faults`) with a `ConfigError` naming the process, the peer and the
 key file or address, and names every process that stopped early; `read_report` gathers what
-they wrote in the run directory into a `LinkReport` (delivered pairs and their true fidelity,
-latency, every error counted), from the nodes' own pair logs when the orchestrator left no
-result.
+they wrote in the run directory into a `LinkReport` (delivered pairs, rates, latency, every
+error counted: what a real bench knows, nothing true), from the nodes' own pair logs when the
+orchestrator left no result.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import errno
 import json
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,16 +31,20 @@ from ._faults import describe_exit, read_faults
 from ._proc import ProcessGroup
 from .heralding_station import (
     SEND_DTYPE,
-    TRUTH_DTYPE,
     HeraldSourceFactory,
     StationFaults,
     StationSettings,
+    TaggerSource,
     run_station,
 )
 from .keys import CONFIG, LabKeyError, check_lab_keys
+from .messages import HERALD_DTYPE
 from .network_config import NetworkConfig
 from .node_agent import LATENCY_DTYPE, PAIR_LOG_DTYPE, NodeSettings, run_node_agent
 from .orchestrator import OrchestratorSettings, run_orchestrator
+
+if TYPE_CHECKING:
+    from .herald_engine import HeraldWindows
 
 
 @dataclass(frozen=True)
@@ -109,18 +114,37 @@ def _bind_error(config: NetworkConfig, entry: str, address: str,
 def plan_lab(config: NetworkConfig, *, pairs: int, run_dir: Path, epoch_ns: int,
              goodness: float, expected_pair_rate: float, curve: bool = True,
              faults: StationFaults | None = None, max_seconds: float | None = None,
-             same_host: bool = True) -> LabPlan:
+             same_host: bool = True, windows: HeraldWindows | None = None,
+             profile: str = "sim", simulation: Mapping[str, Any] | None = None,
+             station_settings: Mapping[str, float] | None = None) -> LabPlan:
     """Settings of every process. `curve=False` only for the benchmark's comparison;
-    `same_host=False` makes the nodes read station time from their clock exchanges alone."""
+    `same_host=False` makes the nodes read station time from their clock exchanges alone.
+
+    With `windows` (the herald engine's, from the link calibrations: `herald_windows`) the
+    station's herald source is its lab's tagger (`TaggerSource`): the lab
+    ``config.station.lab`` loaded for `profile`, with `simulation` (the
+    ``qnetlab.simulation.link`` mapping, sim profile) if given, its calibrated values applied
+    and then `station_settings` (``instrument[.channel].parameter`` -> value, e.g. the SNSPD
+    biases of a benchmark that runs no calibration). Without `windows`, `start_lab` must be
+    given a source (the tests' and benchmarks' test signals)."""
     key_dir = config.key_dir if curve else None
     link = config.link
+    source = None
+    if windows is not None:
+        source = TaggerSource(
+            lab=config.station.lab, windows=windows, attempt_period_s=link.attempt_period,
+            profile=profile, tagger=config.station.tagger,
+            simulation=dict(simulation) if simulation is not None else None,
+            settings=dict(station_settings) if station_settings is not None else None,
+            recording_s=min(max_seconds + 60.0, 1000.0) if max_seconds is not None
+            else 1000.0)
     station = StationSettings(
         name=config.station.name, link_id=link.id,
         herald_address=config.station.herald_address,
         request_address=config.station.request_address, key_dir=key_dir, run_dir=run_dir,
         epoch_ns=epoch_ns, heartbeat_period=config.heartbeat_period,
         stats_period=config.stats_period, history=config.station.history,
-        faults=faults or StationFaults(), max_seconds=max_seconds)
+        faults=faults or StationFaults(), max_seconds=max_seconds, source=source)
     node_ids = {name: i + 1 for i, name in enumerate(config.nodes)}
     nodes = {
         name: NodeSettings(
@@ -150,10 +174,12 @@ def plan_lab(config: NetworkConfig, *, pairs: int, run_dir: Path, epoch_ns: int,
     return LabPlan(station, nodes, orchestrator)
 
 
-def start_lab(group: ProcessGroup, plan: LabPlan, source_factory: HeraldSourceFactory, *,
+def start_lab(group: ProcessGroup, plan: LabPlan,
+              source_factory: HeraldSourceFactory | None = None, *,
               orchestrator: bool = True) -> None:
-    """Start the station, the node agents and (unless told not to) the orchestrator, each
-    as its own process, named as in the config."""
+    """Start the station (with `source_factory`'s heralds, else its tagger's: the plan's
+    `TaggerSource`), the node agents and (unless told not to) the orchestrator, each as its
+    own process, named as in the config."""
     run_dir = plan.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     group.start(plan.station.name, run_station, plan.station, source_factory,
@@ -254,18 +280,17 @@ def _json(path: Path) -> dict[str, Any]:
 
 @dataclass
 class LinkReport:
+    """What a run's processes wrote, as a real bench knows it: no ground truth (the sim
+    profile's truth is joined by `qnetlab link` from the tagger twin's own file)."""
+
     requested: int
     delivered: int
     rate_hz: float
     """Delivered pairs per second of link time, from the first delivered herald to the last
     (reconciling a pair the nodes disagreed on delays the ones after it: that is in here)."""
-    fidelity_mean: float
-    """Ground truth of the delivered pairs (the station's truth file), NaN without it."""
-    fidelity_stderr: float
     latency_s: np.ndarray
     """Per herald heard by every node from the PUB: the later node's receipt - the herald's
-    (simulated) decision time, s. Includes the station's pacing: its timer's overshoot and
-    its loop before the send."""
+    timestamp (the station time its attempt's windows closed), s."""
     errors: dict[str, int]
     clock: dict[str, dict[str, float]]
     failed: str
@@ -278,15 +303,23 @@ class LinkReport:
     died), the pairs both nodes' own logs hold as delivered (``node pair logs``)."""
     herald_rate_hz: float = float("nan")
     """Heralds per second the station decided over the same span (delivered or not): the
-    link's physics, to hold against the model's pair rate."""
+    link's physics, to hold against the expected pair rate."""
+    delivered_heralds: np.ndarray = field(default_factory=lambda: np.zeros(0, HERALD_DTYPE))
+    """The delivered pairs' heralds as the station logged them (`HERALD_DTYPE`, seq order;
+    their attempt ids join them to anything else known per attempt)."""
     handoff_latency_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """Per herald heard by every node from the PUB: the later node's receipt - the
-    station's hand-off of its frame (taken right before encoding and sending), s: the
-    software latency of a station that holds the herald, like a bare one-way figure."""
+    station's hand-off of its frame (taken right before encoding and sending), s."""
+    block_latency_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Per herald heard by every node from the PUB: the later node's receipt - the arrival
+    at the station of the tag block it was decided from, s: the control plane's whole share
+    (engine, publish, network, node)."""
     decided_at_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    """Station time (s) of each herald's decision, aligned with `latency_s`."""
+    """Station time (s) of each herald's timestamp, aligned with `latency_s`."""
     handoff_at_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """Station time (s) of each herald's hand-off, aligned with `handoff_latency_s`."""
+    block_at_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Station time (s) of each herald's tag block arrival, aligned with `block_latency_s`."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -297,8 +330,7 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
     result_path = run_dir / f"{plan.orchestrator.name}_result.json"
     result = _json(result_path)
     station = _json(run_dir / f"{plan.station.name}_summary.json")
-    truth_path = run_dir / f"{plan.station.name}_truth.npy"
-    truth = np.load(truth_path) if truth_path.exists() else np.zeros(0, TRUTH_DTYPE)
+    heralds = _load(run_dir / f"{plan.station.name}_heralds.npy", HERALD_DTYPE)
     sets = [_delivered_set(run_dir, name) for name in plan.nodes]
     if result_path.exists():
         delivered = np.array([d["seq"] for d in result.get("delivered", [])], dtype=np.uint64)
@@ -308,12 +340,11 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
         delivered = np.array(sorted(seq for link, seq in both if link == plan.station.link_id),
                              dtype=np.uint64)
         delivered_from = "node pair logs"
-    found = np.isin(truth["seq"], delivered)
-    fidelity = truth["fidelity"][found].astype(float)
+    delivered_heralds = heralds[np.isin(heralds["seq"], delivered)]
     # The link's pair rate: (N - 1) over the time from the first delivered herald to the last
     # (an unbiased Poisson rate estimate, relative error 1/sqrt(N)); the request's start-up
     # (CREATE, the nodes' first clock exchanges) is not the link's rate.
-    times = np.sort(truth["time_ps"][found].astype(np.int64))
+    times = np.sort(delivered_heralds["timestamp_ps"].astype(np.int64))
     span_s = (times[-1] - times[0]) * 1e-12 if len(times) > 1 else float("nan")
     errors: dict[str, int] = {}
 
@@ -346,7 +377,8 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
         latencies = [x[d >= start_ps] for x, d in zip(latencies, decided, strict=True)]
     from_decision = _later_arrival(latencies)
     sends = _load(run_dir / f"{plan.station.name}_sends.npy", SEND_DTYPE)
-    from_handoff = _later_arrival([_since_handoff(x, sends) for x in latencies])
+    from_handoff = _later_arrival([_since_send_log(x, sends, "send_ps") for x in latencies])
+    from_block = _later_arrival([_since_send_log(x, sends, "block_ps") for x in latencies])
     add("malformed", sum(station.get("malformed", {}).values()))
     add("malformed", sum(result.get("malformed", {}).values()))
     counters = result.get("counters", {})
@@ -357,18 +389,19 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
         requested=int(result.get("pairs_requested", plan.orchestrator.pairs)),
         delivered=len(delivered),
         rate_hz=(len(times) - 1) / span_s if span_s > 0 else float("nan"),
-        herald_rate_hz=_herald_rate(truth["time_ps"], times),
-        fidelity_mean=float(fidelity.mean()) if len(fidelity) else float("nan"),
-        fidelity_stderr=(float(fidelity.std(ddof=1) / np.sqrt(len(fidelity)))
-                         if len(fidelity) > 1 else float("nan")),
+        herald_rate_hz=_herald_rate(heralds["timestamp_ps"], times),
+        delivered_heralds=delivered_heralds,
         latency_s=from_decision[0], decided_at_s=from_decision[1],
         handoff_latency_s=from_handoff[0], handoff_at_s=from_handoff[1],
+        block_latency_s=from_block[0], block_at_s=from_block[1],
         errors=errors, clock=clock,
         failed=str(result.get("failed", f"{plan.orchestrator.name} wrote no result file")),
         agree=all(s == sets[0] for s in sets),
         nodes_logged=all((run_dir / f"{name}_pairs.bin").exists() for name in plan.nodes),
         delivered_from=delivered_from,
-        extra={"station": station.get("counters", {}), "truth_heralds": len(truth)},
+        extra={"station": station.get("counters", {}), "source": station.get("source", {}),
+               "station_heralds": len(heralds),
+               "block_to_send_s": station.get("block_to_send_s", {})},
     )
 
 
@@ -391,9 +424,10 @@ def _load(path: Path, dtype: np.dtype[Any]) -> np.ndarray:
     return np.load(path) if path.exists() else np.zeros(0, dtype)
 
 
-def _since_handoff(latency: np.ndarray, sends: np.ndarray) -> np.ndarray:
-    """`latency` rows (LATENCY_DTYPE) re-timed from their frame's hand-off at the station
-    (joined by seq; rows of no logged frame dropped)."""
+def _since_send_log(latency: np.ndarray, sends: np.ndarray, origin: str) -> np.ndarray:
+    """`latency` rows (LATENCY_DTYPE) re-timed from their frame's `origin` column of the
+    station's send log (``send_ps``: its hand-off; ``block_ps``: its tag block's arrival),
+    joined by seq; rows of no logged frame dropped."""
     if not len(sends) or not len(latency):
         return np.zeros(0, LATENCY_DTYPE)
     sends = np.sort(sends, order="first_seq")  # a delayed herald's frame comes later
@@ -401,7 +435,7 @@ def _since_handoff(latency: np.ndarray, sends: np.ndarray) -> np.ndarray:
     ok = frame >= 0
     ok[ok] &= latency["seq"][ok] <= sends["last_seq"][frame[ok]]
     out = latency[ok].copy()
-    out["latency_ps"] = out["received_ps"] - sends["send_ps"][frame[ok]]
+    out["latency_ps"] = out["received_ps"] - sends[origin][frame[ok]]
     return out
 
 

@@ -17,7 +17,7 @@ import math
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 import zmq
@@ -46,6 +46,9 @@ MAX_RESEND_RANGE = MAX_HERALDS_PER_FRAME
 MAX_PAIRS_PER_CREATE = 1_000_000
 """Pairs one CREATE may ask for; a larger request is made of several CREATEs."""
 
+MAX_SEQS_PER_BATCH = 8192
+"""Seqs one OK_BATCH or ERR_BATCH may carry (64 kB); a longer batch is split."""
+
 MAX_INCARNATION = 2**31 - 1
 """Incarnations are wall-clock ms at start, 31 bits
 (`network.heralding_station.new_incarnation`)."""
@@ -64,6 +67,8 @@ class MsgType(IntEnum):
     CLOCK_REQUEST = 8
     CLOCK_REPLY = 9
     RESEND_REQUEST = 10
+    OK_BATCH = 11
+    ERR_BATCH = 12
 
 
 class ErrCode(IntEnum):
@@ -352,9 +357,114 @@ class ResendRequest(_Fixed):
             return f"more than MAX_RESEND_RANGE ({MAX_RESEND_RANGE}) seqs"
         return ""
 
+_OK_BATCH_HEADER = struct.Struct("<BBIHdqI")
+"""version, type, create_id, link, goodness, goodness_time_ps, count; then count x seq u64."""
+_ERR_BATCH_HEADER = struct.Struct("<BBIHBI")
+"""version, type, create_id, link, code, count; then count x seq u64."""
+_SEQ = np.dtype("<u8")
+
+
+def _batch_seqs(seqs: np.ndarray | list[int] | tuple[int, ...]) -> np.ndarray:
+    """`seqs` as a read-only little-endian u64 array, checked as a batch's seqs must be:
+    1..MAX_SEQS_PER_BATCH of them, strictly increasing (so each at most once), none beyond
+    MAX_SEQ. Raises ValueError naming the problem (an encoder's caller's bug)."""
+    array = np.asarray(seqs)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise ValueError(f"batch seqs must be a 1-d integer array, got {array.dtype} "
+                         f"of shape {array.shape}")
+    problem = _seqs_problem(array)
+    if problem:
+        raise ValueError(f"batch seqs: {problem}")
+    out = array.astype(_SEQ)
+    out.flags.writeable = False
+    return out
+
+
+def _seqs_problem(seqs: np.ndarray) -> str:
+    """Why `seqs` (1-d integers) cannot be a batch's seqs, or ""."""
+    if not 1 <= len(seqs) <= MAX_SEQS_PER_BATCH:
+        return f"{len(seqs)} seqs (1..MAX_SEQS_PER_BATCH = {MAX_SEQS_PER_BATCH})"
+    if int(seqs.min()) < 0 or int(seqs.max()) > MAX_SEQ:
+        return f"seq outside 0..MAX_SEQ ({MAX_SEQ})"
+    if len(seqs) > 1 and bool((seqs[1:] <= seqs[:-1]).any()):
+        return "seqs not strictly increasing"
+    return ""
+
+
+@dataclass(frozen=True, eq=False)
+class OkBatch:
+    """Many pairs held (node -> orchestrator) or delivered (orchestrator -> node) in one
+    frame: the OK of each of `seqs` on `link` for request `create_id`, with one fidelity
+    estimate `goodness` at `goodness_time_ps` (station time, ps). `seqs` is a read-only u64
+    array, strictly increasing, 1..`MAX_SEQS_PER_BATCH` of them, each <= `MAX_SEQ`."""
+
+    create_id: int
+    link: int
+    goodness: float
+    goodness_time_ps: int
+    seqs: np.ndarray
+    TYPE: ClassVar[MsgType] = MsgType.OK_BATCH
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seqs", _batch_seqs(self.seqs))
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def encode(self) -> bytes:
+        return encode_ok_batch(self.create_id, self.link, self.goodness,
+                               self.goodness_time_ps, self.seqs)
+
+
+@dataclass(frozen=True, eq=False)
+class ErrBatch:
+    """Many pairs failed for one reason `code` (a per-pair `ErrCode`: EXPIRED, LOST,
+    DISAGREED): node -> orchestrator, or the orchestrator's release of pairs a node held.
+    `seqs` as in `OkBatch`."""
+
+    create_id: int
+    link: int
+    code: ErrCode
+    seqs: np.ndarray
+    TYPE: ClassVar[MsgType] = MsgType.ERR_BATCH
+
+    def __post_init__(self) -> None:
+        if self.code in REQUEST_ERR_CODES or self.code not in _ERR_CODES:
+            raise ValueError(f"ErrBatch code {self.code!r}: a batch is about pairs, so one "
+                             f"of EXPIRED, LOST, DISAGREED (a whole request: Err with NO_SEQ)")
+        object.__setattr__(self, "code", ErrCode(self.code))
+        object.__setattr__(self, "seqs", _batch_seqs(self.seqs))
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def encode(self) -> bytes:
+        seqs = self.seqs
+        return (_ERR_BATCH_HEADER.pack(VERSION, MsgType.ERR_BATCH, self.create_id, self.link,
+                                       int(self.code), len(seqs))
+                + seqs.tobytes())
+
+
+def encode_ok_batch(create_id: int, link: int, goodness: float, goodness_time_ps: int,
+                    seqs: np.ndarray) -> bytes:
+    """An OK_BATCH frame from checked parts (`seqs` as `OkBatch` holds them); raises
+    ValueError if a field does not fit its layout."""
+    try:
+        header = _OK_BATCH_HEADER.pack(VERSION, MsgType.OK_BATCH, create_id, link, goodness,
+                                       goodness_time_ps, len(seqs))
+    except struct.error as err:
+        raise ValueError(f"OkBatch field out of range for its wire layout "
+                         f"({_OK_BATCH_HEADER.format}): {err}") from None
+    return header + np.ascontiguousarray(seqs, _SEQ).tobytes()
+
+
+def split_seqs(seqs: np.ndarray) -> list[np.ndarray]:
+    """Sorted unique `seqs` in pieces of at most `MAX_SEQS_PER_BATCH` (one batch each)."""
+    return [seqs[i:i + MAX_SEQS_PER_BATCH] for i in range(0, len(seqs), MAX_SEQS_PER_BATCH)]
+
 
 Message: TypeAlias = (Heralds | AttemptStats | Create | Ack | Ok | Err | Heartbeat
-                      | ClockRequest | ClockReply | ResendRequest)
+                      | ClockRequest | ClockReply | ResendRequest | OkBatch | ErrBatch)
 
 
 REQUEST_ERR_CODES = frozenset({ErrCode.UNSUPPORTED, ErrCode.TIMEOUT, ErrCode.NO_RESOURCES})
@@ -362,10 +472,12 @@ REQUEST_ERR_CODES = frozenset({ErrCode.UNSUPPORTED, ErrCode.TIMEOUT, ErrCode.NO_
 pair (a real seq)."""
 
 MAX_FRAME_BYTES = max(_HERALDS_HEADER.size + MAX_HERALDS_PER_FRAME * HERALD_DTYPE.itemsize,
+                      _OK_BATCH_HEADER.size + MAX_SEQS_PER_BATCH * _SEQ.itemsize,
+                      _ERR_BATCH_HEADER.size + MAX_SEQS_PER_BATCH * _SEQ.itemsize,
                       *(cls._STRUCT.size for cls in (AttemptStats, Create, Ack, Ok, Err,
                                                      Heartbeat, ClockRequest, ClockReply,
                                                      ResendRequest)))
-"""Bytes of the largest legal frame (a full HERALDS frame)."""
+"""Bytes of the largest legal frame (a full HERALDS frame; a full batch of seqs is 64 kB)."""
 
 SOCKET_MAXMSGSIZE = MAX_FRAME_BYTES + 1024
 """`zmq.MAXMSGSIZE` of every socket of the lab. libzmq holds each wire frame to it, and with
@@ -458,6 +570,55 @@ def _decode_fixed(cls: type[_Fixed], frame: bytes | bytearray | memoryview) -> _
 
 
 _ERR_CODES = frozenset(int(code) for code in ErrCode)
+_REQUEST_CODES = frozenset(int(code) for code in (ErrCode.UNSUPPORTED, ErrCode.TIMEOUT,
+                                                  ErrCode.NO_RESOURCES))
+
+
+def _decode_batch(frame: bytes | bytearray | memoryview) -> OkBatch | ErrBatch:
+    """An OK_BATCH or ERR_BATCH frame, every field checked (count, exact length, seqs
+    strictly increasing within 0..MAX_SEQ, goodness in [0, 1], time within
+    +-MAX_STATION_TIME_PS, a per-pair error code)."""
+    ok = frame[1] == MsgType.OK_BATCH
+    header = _OK_BATCH_HEADER if ok else _ERR_BATCH_HEADER
+    name = "OK_BATCH" if ok else "ERR_BATCH"
+    size = len(frame)
+    if size < header.size + _SEQ.itemsize:
+        raise MalformedMessage("truncated", f"{name} frame of {size} bytes")
+    fields = header.unpack_from(frame)
+    count = fields[-1]
+    if count == 0 or count > MAX_SEQS_PER_BATCH:
+        raise MalformedMessage("bad count", f"{name} count {count} (1..MAX_SEQS_PER_BATCH = "
+                                            f"{MAX_SEQS_PER_BATCH})")
+    expected = header.size + count * _SEQ.itemsize
+    if size != expected:
+        raise MalformedMessage("truncated" if size < expected else "bad length",
+                               f"{name} count {count} needs {expected} bytes, got {size}")
+    seqs = np.frombuffer(frame, dtype=_SEQ, count=count, offset=header.size)
+    # Unsigned: compare as u64 (no int64 wrap of a hostile 2^63 + x).
+    if int(seqs[-1]) > MAX_SEQ or int(seqs.max()) > MAX_SEQ:
+        raise MalformedMessage("bad value", f"{name}: seq beyond MAX_SEQ ({MAX_SEQ})")
+    if count > 1 and bool((seqs[1:] <= seqs[:-1]).any()):
+        raise MalformedMessage("bad value", f"{name}: seqs not strictly increasing")
+    if ok:
+        create_id, link, goodness, time_ps = fields[2:6]
+        if not _fidelity_ok(goodness):
+            raise MalformedMessage("bad value", f"{name}: goodness outside [0, 1]")
+        if not -MAX_STATION_TIME_PS <= time_ps <= MAX_STATION_TIME_PS:
+            raise MalformedMessage("bad value", f"{name}: goodness_time_ps beyond "
+                                                f"+-MAX_STATION_TIME_PS")
+        batch: OkBatch | ErrBatch = OkBatch.__new__(OkBatch)
+        values: dict[str, Any] = {"create_id": create_id, "link": link, "goodness": goodness,
+                                  "goodness_time_ps": time_ps}
+    else:
+        create_id, link, code = fields[2:5]
+        if code not in _ERR_CODES or code in _REQUEST_CODES:
+            raise MalformedMessage("bad value", f"{name}: code {code} is no per-pair ErrCode")
+        batch = ErrBatch.__new__(ErrBatch)
+        values = {"create_id": create_id, "link": link, "code": ErrCode(code)}
+    # Built without __post_init__: the checks above are those, and the view stays read-only.
+    for key, value in (*values.items(), ("seqs", seqs)):
+        object.__setattr__(batch, key, value)
+    return batch
 
 
 def decode(frame: bytes | bytearray | memoryview) -> Message:
@@ -473,6 +634,8 @@ def decode(frame: bytes | bytearray | memoryview) -> Message:
     kind = frame[1]
     if kind == MsgType.HERALDS:
         return _decode_heralds(frame)
+    if kind == MsgType.OK_BATCH or kind == MsgType.ERR_BATCH:
+        return _decode_batch(frame)
     cls = _FIXED.get(kind)
     if cls is None:
         raise MalformedMessage("unknown type", f"message type {kind}")
@@ -502,3 +665,22 @@ class Decoder:
         for this receiver (a link not its own, a seq it cannot believe, ...) as malformed
         under `reason`."""
         self.errors[reason] += count
+
+
+# -- incarnations (moved here from the station module: senders and receivers share them) --
+STATION_SENDER_ID = 0
+"""sender_id of the heralding station's heartbeats."""
+
+
+def incarnation_seq(count: int, incarnation: int) -> int:
+    """A heartbeat seq: the sender's incarnation (wall-clock ms at its start, 31 bits) in the
+    high 32 bits, its heartbeat count in the low 32. A receiver that sees the high half
+    change knows the sender restarted, even if it missed the new incarnation's first beats."""
+    return (incarnation << 32) | (count & 0xFFFFFFFF)
+
+
+def new_incarnation() -> int:
+    """This sender's incarnation: wall-clock ms now, 31 bits (`MAX_INCARNATION`)."""
+    import time  # here, not at the top: appended to this module by the station's split
+
+    return (time.time_ns() // 1_000_000) & MAX_INCARNATION

@@ -8,14 +8,24 @@ The layout::
 
     network:   {key_dir, run_dir, database, heartbeat_period, heartbeat_misses, stats_period,
                 clock_period, resend_timeout, resend_attempts}
-    station:   {name, herald_address, request_address, history}
+    station:   {name, lab, tagger, sync_input, detector_inputs,
+                herald_address, request_address, history}
     orchestrator: {name, address, reconcile_timeout, max_time}
-    nodes:     {NODE_NAME: {transducer, fibre_length_km, collection_efficiency,
-                            memory_cutoff, station, parameter_address}, ...}
-    calibration: {nodes: {...}}   the link's calibration graph (sequences.calibration)
-    link:      {id, scheme, nodes: [A, B], seed, detector_efficiency, dark_count_rate,
-                detection_window, bright_state_population, hom_visibility,
-                double_excitation_probability, attempt_period}
+    nodes:     {NODE_NAME: {station, parameter_address, memory_cutoff, fibre_length_km,
+                            collection_efficiency}, ...}
+    calibration: {operating_points: {...}}   the link's calibration graph (sequences.calibration)
+    link:      {id, scheme, nodes: [A, B], detection_window, attempt_period,
+                bright_state_population, hom_visibility}
+    simulation: {seed, nodes: {NODE_NAME: {transducer, fibre_length_km,
+                 collection_efficiency}}, hom_visibility, double_excitation_probability,
+                 arrival_time_spread, chunk_s}
+
+Only operating settings, bench constants and nominal values (a spool's labelled length, where
+the arm-delay search looks) are written for the real lab: the detectors' efficiency and dark
+counts are calibrations of the station's own lab (``station.lab``), the transducers' of the
+nodes' labs. The ``simulation`` section alone holds the *true* world behind the twins (presets,
+true fibre lengths, seed); `NetworkConfig.link_simulation` turns it into the station lab's
+``qnetlab.simulation.link`` mapping for the sim profile.
 
 Paths are relative to the config file. Addresses are ``tcp://HOST:PORT``, so the same code
 runs on one machine (127.0.0.1) or across hosts.
@@ -36,17 +46,36 @@ from qnetlab.instruments.lab_config import check_keys
 
 SCHEMES = ("single_click", "two_click")
 
-_TOP = {"network", "station", "orchestrator", "nodes", "link", "calibration"}
-_REQUIRED_TOP = _TOP - {"calibration"}
+_TOP = {"network", "station", "orchestrator", "nodes", "link", "calibration", "simulation"}
+_REQUIRED_TOP = _TOP - {"calibration", "simulation"}
 _NETWORK = {"key_dir", "run_dir", "database", "heartbeat_period", "heartbeat_misses",
             "stats_period", "clock_period", "resend_timeout", "resend_attempts"}
-_STATION = {"name", "herald_address", "request_address", "history"}
+_STATION = {"name", "lab", "tagger", "sync_input", "detector_inputs", "herald_address",
+            "request_address", "history"}
 _ORCHESTRATOR = {"name", "address", "reconcile_timeout", "max_time"}
-_NODE = {"transducer", "fibre_length_km", "collection_efficiency", "memory_cutoff", "station",
+_NODE = {"fibre_length_km", "collection_efficiency", "memory_cutoff", "station",
          "parameter_address"}
-_LINK = {"id", "scheme", "nodes", "seed", "detector_efficiency", "dark_count_rate",
-         "detection_window", "bright_state_population", "hom_visibility",
-         "double_excitation_probability", "attempt_period"}
+_LINK = {"id", "scheme", "nodes", "detection_window", "bright_state_population",
+         "hom_visibility", "attempt_period"}
+_SIMULATION = {"seed", "nodes", "hom_visibility", "double_excitation_probability",
+               "arrival_time_spread", "chunk_s"}
+_SIM_NODE = {"transducer", "fibre_length_km", "collection_efficiency"}
+_MOVED = {
+    "nodes.transducer": "a transducer preset is the simulated world's, not the lab's: write "
+                        "it under 'simulation: nodes: NODE: transducer:'; the link uses the "
+                        "node lab's calibrated transducer values",
+    "link.detector_efficiency": "the station's detector efficiency is a calibration of its "
+                                "lab (station.lab: heralding_station.yaml): remove it here",
+    "link.dark_count_rate": "the station's dark counts are a calibration of its lab "
+                            "(station.lab: heralding_station.yaml): remove it here",
+    "link.seed": "a seed belongs to the simulated world: write it as 'simulation: seed:'",
+    "link.double_excitation_probability": "it is a property of the simulated emitters: "
+                                          "write it under 'simulation:'",
+}
+"""Keys of the old layout (presets and truths in the lab's sections), refused with where
+they went."""
+MAX_TAGGER_INPUT = 64
+"""Largest tagger input number accepted (the ID1000 has 4; other taggers up to tens)."""
 _ADDRESS = re.compile(r"^tcp://(?P<host>[A-Za-z0-9.\-]+|\*):(?P<port>\d{1,5})$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
@@ -58,6 +87,15 @@ class StationConfig:
     """PUB: heralds, heartbeats, attempt statistics."""
     request_address: str
     """ROUTER: resend requests and clock exchanges."""
+    lab: Path
+    """The station's own lab (a station config: its SNSPDs and time tagger, its calibration
+    graph and database)."""
+    tagger: str = "tagger"
+    """The `TimeTagger` instrument of `lab` that records the detectors and the sync."""
+    sync_input: int = 3
+    """Tagger input of the attempt clock: one sync tag per round."""
+    detector_inputs: tuple[int, int] = (1, 2)
+    """Tagger inputs of detector 0 and detector 1 behind the beam splitter."""
     history: int = 65536
     """Heralds kept per link for resends."""
 
@@ -77,11 +115,12 @@ class OrchestratorConfig:
 @dataclass(frozen=True)
 class NodeConfig:
     name: str
-    transducer: str
-    """Transducer preset (sim_instruments.physics.presets) at its operating pump power."""
     fibre_length_km: float
-    """Fibre from the node to the midpoint station, km."""
+    """Nominal fibre from the node to the station, km (the spool's label): where the arm-delay
+    calibration looks for the node's photons. The calibrated delay replaces it."""
     collection_efficiency: float = 0.5
+    """Transducer optical port to the fibre, 0..1: a measured constant of the node's optics
+    (no calibration node measures it), used by the link's expectation."""
     memory_cutoff: float = 0.01
     """s: a herald older than this is expired, never delivered as a pair."""
     station: Path | None = None
@@ -93,12 +132,33 @@ class NodeConfig:
 
 @dataclass(frozen=True)
 class LinkConfig:
+    """The link's operating settings and the one assumed property (HOM visibility)."""
+
     id: int
     scheme: str
     nodes: tuple[str, str]
-    seed: int = 1
-    physics: dict[str, float] = field(default_factory=dict)
-    """LinkModel keyword arguments beyond scheme and nodes (detector_efficiency, ...)."""
+    detection_window: float = 2e-9
+    """s, full width of a heralding window."""
+    attempt_period: float = 1e-6
+    """s between attempts (two-click: two rounds, a sync tag each, per attempt)."""
+    bright_state_population: float = 0.05
+    """alpha (single-click only)."""
+    hom_visibility: float = 0.95
+    """Assumed two-photon interference visibility at the beam splitter (not calibrated)."""
+
+    @property
+    def physics(self) -> dict[str, float]:
+        """`network.link_model.LinkModel` keyword arguments these settings give (the
+        calibrated detector efficiency and dark counts are added by `expected_link`)."""
+        return {"detection_window": self.detection_window,
+                "attempt_period": self.attempt_period,
+                "bright_state_population": self.bright_state_population,
+                "hom_visibility": self.hom_visibility}
+
+    @property
+    def round_period(self) -> float:
+        """s between sync tags: the attempt period, half of it for two-click."""
+        return self.attempt_period / (2.0 if self.scheme == "two_click" else 1.0)
 
 
 @dataclass(frozen=True)
@@ -126,6 +186,38 @@ class NetworkConfig:
     """The link's own database: its calibrations (the nodes' are in their labs')."""
     calibration: dict[str, Any] = field(default_factory=dict)
     """The link's calibration graph section, raw (validated by sequences.calibration)."""
+    simulation: dict[str, Any] = field(default_factory=dict)
+    """The ``simulation`` section (validated; {} when the config has none): the true world
+    behind the twins, used only by the sim profile and ``qnetlab sim serve``."""
+
+    def link_simulation(self) -> dict[str, Any]:
+        """The station lab's ``qnetlab.simulation.link`` mapping for this link: scheme,
+        attempt period and alpha from ``link``, the tagger inputs from ``station``, the true
+        world from ``simulation`` (nodes in the link's order: the order they emit in).
+        ConfigError when the config has no ``simulation`` section."""
+        sim = self.simulation
+        if not sim:
+            raise self.error("simulation", "no simulation section: the sim profile has no "
+                             "world to put behind the station's twins",
+                             "add 'simulation: {seed: ..., nodes: {NODE: {transducer: ..., "
+                             "fibre_length_km: ...}}}' (lab_configs/two_node_link.yaml), or "
+                             "run with --profile real")
+        out: dict[str, Any] = {
+            "scheme": self.link.scheme,
+            "attempt_period": self.link.attempt_period,
+            "bright_state_population": self.link.bright_state_population,
+            "detection_window": self.link.detection_window,
+            "sync_input": self.station.sync_input,
+            "detector_inputs": list(self.station.detector_inputs),
+            "seed": sim["seed"],
+            "nodes": {name: dict(sim["nodes"][name]) for name in self.link.nodes},
+            "hom_visibility": sim["hom_visibility"],
+            "double_excitation_probability": sim["double_excitation_probability"],
+        }
+        for key in ("arrival_time_spread", "chunk_s"):
+            if key in sim:
+                out[key] = sim[key]
+        return out
 
     def key_names(self) -> list[str]:
         """Every process that holds a CURVE key: station, orchestrator, nodes."""
@@ -195,26 +287,34 @@ def _address(file: str, entry: str, value: Any) -> str:
     return str(value)
 
 
+def _moved(file: str, section: str, entry: str, data: dict[str, Any]) -> None:
+    """Refuse a key of the old layout with where it went (`_MOVED`)."""
+    for key in data:
+        why = _MOVED.get(f"{section}.{key}")
+        if why is not None:
+            raise ConfigError(file, f"{entry}.{key}", f"'{key}' is no longer written here",
+                              why)
+
+
 def _parse_nodes(file: str, data: Any) -> dict[str, NodeConfig]:
     if not isinstance(data, dict) or len(data) < 2:
         raise ConfigError(file, "nodes", "expected a mapping of at least two nodes",
-                          "write 'node_a: {transducer: ..., fibre_length_km: ...}' per node")
+                          "write 'node_a: {station: node_a_lab.yaml, fibre_length_km: ...}' "
+                          "per node")
     nodes = {}
     for raw_name, spec in data.items():
         entry = f"nodes.{raw_name}"
         name = _name(file, entry, raw_name)
-        _keys(file, entry, spec, _NODE, {"transducer", "fibre_length_km"})
-        if not isinstance(spec["transducer"], str):
-            raise ConfigError(file, f"{entry}.transducer", "expected a preset name",
-                              "name a preset of sim_instruments.physics.presets, e.g. "
-                              "bulk_eo_pulsed")
+        if isinstance(spec, dict):
+            _moved(file, "nodes", entry, spec)
+        _keys(file, entry, spec, _NODE, {"fibre_length_km"})
         station = spec.get("station")
         if station is not None and (not isinstance(station, str) or not station):
             raise ConfigError(file, f"{entry}.station", "expected a station config path",
                               "write a path relative to this file, e.g. node_a_lab.yaml")
         address = spec.get("parameter_address")
         nodes[name] = NodeConfig(
-            name, spec["transducer"],
+            name,
             _positive(file, f"{entry}.fibre_length_km", spec["fibre_length_km"], "km",
                       zero_ok=True),
             _fraction(file, f"{entry}.collection_efficiency",
@@ -227,7 +327,54 @@ def _parse_nodes(file: str, data: Any) -> dict[str, NodeConfig]:
     return nodes
 
 
+def _input(file: str, entry: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not \
+            1 <= value <= MAX_TAGGER_INPUT:
+        raise ConfigError(file, entry, f"{value!r} is not a tagger input",
+                          f"write the input's number, 1..{MAX_TAGGER_INPUT} (the ID1000's "
+                          "are 1-4)")
+    return value
+
+
+def _parse_station(file: str, st: Any) -> StationConfig:
+    _keys(file, "station", st, _STATION, {"name", "lab", "herald_address", "request_address"})
+    lab = st["lab"]
+    if not isinstance(lab, str) or not lab:
+        raise ConfigError(file, "station.lab", "expected the station's lab config path",
+                          "write a path relative to this file, e.g. heralding_station.yaml")
+    tagger = st.get("tagger", "tagger")
+    if not isinstance(tagger, str) or not tagger:
+        raise ConfigError(file, "station.tagger", f"{tagger!r} is not an instrument name",
+                          "name the TimeTagger instrument of the station's lab, e.g. tagger")
+    detectors = st.get("detector_inputs", [1, 2])
+    if not isinstance(detectors, list) or len(detectors) != 2:
+        raise ConfigError(file, "station.detector_inputs", f"expected two tagger inputs, got "
+                          f"{detectors!r}", "write 'detector_inputs: [1, 2]' (detector 0, "
+                          "detector 1 behind the beam splitter)")
+    inputs = tuple(_input(file, "station.detector_inputs", d) for d in detectors)
+    sync = _input(file, "station.sync_input", st.get("sync_input", 3))
+    if len({*inputs, sync}) != 3:
+        raise ConfigError(file, "station.detector_inputs", f"inputs {[*inputs, sync]} are "
+                          "not three different inputs", "give the sync and each detector "
+                          "their own tagger input")
+    path = (Path(file).parent / lab).resolve()
+    if not path.is_file():
+        raise ConfigError(file, "station.lab", f"no station lab config at {path}",
+                          "write the path of the heralding station's lab config relative to "
+                          "this file (shipped: heralding_station.yaml)")
+    return StationConfig(
+        _name(file, "station.name", st["name"]),
+        _address(file, "station.herald_address", st["herald_address"]),
+        _address(file, "station.request_address", st["request_address"]),
+        path, tagger, sync,
+        (inputs[0], inputs[1]),
+        _whole(file, "station.history", st.get("history", 65536), 16),
+    )
+
+
 def _parse_link(file: str, data: Any, nodes: dict[str, NodeConfig]) -> LinkConfig:
+    if isinstance(data, dict):
+        _moved(file, "link", "link", data)
     _keys(file, "link", data, _LINK, {"scheme", "nodes"})
     if data["scheme"] not in SCHEMES:
         raise ConfigError(file, "link.scheme", f"unknown scheme {data['scheme']!r}",
@@ -240,22 +387,83 @@ def _parse_link(file: str, data: Any, nodes: dict[str, NodeConfig]) -> LinkConfi
         if end not in nodes:
             raise ConfigError(file, "link.nodes", f"'{end}' is not a node of this lab",
                               f"use one of: {', '.join(nodes)}")
-    physics: dict[str, float] = {}
-    for key in ("detector_efficiency", "bright_state_population", "hom_visibility",
-                "double_excitation_probability"):
-        if key in data:
-            physics[key] = _fraction(file, f"link.{key}", data[key])
-    for key, unit, zero_ok in (("dark_count_rate", "Hz", True),
-                               ("detection_window", "s", False),
-                               ("attempt_period", "s", False)):
-        if key in data:
-            physics[key] = _positive(file, f"link.{key}", data[key], unit, zero_ok=zero_ok)
     link_id = _whole(file, "link.id", data.get("id", 0), 0)
     if link_id > 0xFFFF:
         raise ConfigError(file, "link.id", f"{link_id} does not fit the herald's 16-bit "
                           "link field", "use a link id below 65536")
-    return LinkConfig(link_id, data["scheme"], (str(ends[0]), str(ends[1])),
-                      _whole(file, "link.seed", data.get("seed", 1), 0), physics)
+    link = LinkConfig(
+        link_id, data["scheme"], (str(ends[0]), str(ends[1])),
+        _positive(file, "link.detection_window", data.get("detection_window", 2e-9), "s"),
+        _positive(file, "link.attempt_period", data.get("attempt_period", 1e-6), "s"),
+        _fraction(file, "link.bright_state_population",
+                  data.get("bright_state_population", 0.05)),
+        _fraction(file, "link.hom_visibility", data.get("hom_visibility", 0.95)),
+    )
+    # A node's memory holds one qubit: it may emit again only once the last attempt's herald
+    # (or its absence) is back from the station, a round trip over its arm. (The link model
+    # is imported here: it loads SciPy, which the lab's processes do not need.)
+    from .link_model import FIBRE_DELAY_S_PER_KM
+
+    round_trip = 2.0 * max(nodes[end].fibre_length_km for end in link.nodes) * FIBRE_DELAY_S_PER_KM
+    if link.attempt_period < round_trip * (1.0 - 1e-9):
+        raise ConfigError(file, "link.attempt_period", f"{link.attempt_period:g} s is shorter "
+                          f"than the round trip over the longer arm ({round_trip:.3g} s): a "
+                          "node would overwrite its memory before the station's herald of "
+                          "the last attempt could reach it",
+                          f"set attempt_period >= {round_trip:.3g} s, or shorten the fibre")
+    if link.detection_window >= link.round_period:
+        raise ConfigError(file, "link.detection_window", f"{link.detection_window:g} s is not "
+                          f"shorter than a round ({link.round_period:g} s between sync tags)",
+                          "a window must fit inside one round: shorten it or lengthen "
+                          "attempt_period")
+    return link
+
+
+def _parse_simulation(file: str, data: Any, link: LinkConfig) -> dict[str, Any]:
+    """The validated ``simulation`` section with its defaults filled in."""
+    if data is None:
+        return {}
+    _keys(file, "simulation", data, _SIMULATION, {"seed", "nodes"})
+    out: dict[str, Any] = {
+        "seed": _whole(file, "simulation.seed", data["seed"], 0),
+        "hom_visibility": _fraction(file, "simulation.hom_visibility",
+                                    data.get("hom_visibility", 0.95)),
+        "double_excitation_probability": _fraction(
+            file, "simulation.double_excitation_probability",
+            data.get("double_excitation_probability", 0.0)),
+    }
+    for key in ("arrival_time_spread", "chunk_s"):
+        if key in data:
+            out[key] = _positive(file, f"simulation.{key}", data[key], "s")
+    raw = data["nodes"]
+    if not isinstance(raw, dict):
+        raise ConfigError(file, "simulation.nodes", "expected a mapping of the link's nodes",
+                          "write 'NODE: {transducer: bulk_eo_pulsed, fibre_length_km: 2.0}'")
+    for name in raw:
+        if name not in link.nodes:
+            raise ConfigError(file, f"simulation.nodes.{name}", f"'{name}' is not a node of "
+                              "the link", f"simulate the link's nodes: {', '.join(link.nodes)}")
+    nodes: dict[str, dict[str, Any]] = {}
+    for name in link.nodes:
+        entry = f"simulation.nodes.{name}"
+        if name not in raw:
+            raise ConfigError(file, entry, f"the simulated world has no node {name}",
+                              f"add '{name}: {{transducer: ..., fibre_length_km: ...}}'")
+        spec = raw[name]
+        _keys(file, entry, spec, _SIM_NODE, {"transducer", "fibre_length_km"})
+        if not isinstance(spec["transducer"], str) or not spec["transducer"]:
+            raise ConfigError(file, f"{entry}.transducer", "expected a preset name",
+                              "name a transducer preset of the simulator, e.g. "
+                              "bulk_eo_pulsed")
+        nodes[name] = {
+            "transducer": spec["transducer"],
+            "fibre_length_km": _positive(file, f"{entry}.fibre_length_km",
+                                         spec["fibre_length_km"], "km", zero_ok=True),
+            "collection_efficiency": _fraction(file, f"{entry}.collection_efficiency",
+                                               spec.get("collection_efficiency", 0.5)),
+        }
+    out["nodes"] = nodes
+    return out
 
 
 def _mapping(file: str, entry: str, value: Any) -> dict[str, Any]:
@@ -283,14 +491,7 @@ def load_network_config(path: str | Path) -> NetworkConfig:
         if not isinstance(net[key], str) or not net[key]:
             raise ConfigError(file, f"network.{key}", "expected a directory path",
                               "write a path relative to this file, e.g. ../lab_data/keys")
-    st = data["station"]
-    _keys(file, "station", st, _STATION, {"name", "herald_address", "request_address"})
-    station = StationConfig(
-        _name(file, "station.name", st["name"]),
-        _address(file, "station.herald_address", st["herald_address"]),
-        _address(file, "station.request_address", st["request_address"]),
-        _whole(file, "station.history", st.get("history", 65536), 16),
-    )
+    station = _parse_station(file, data["station"])
     orc = data["orchestrator"]
     _keys(file, "orchestrator", orc, _ORCHESTRATOR, {"name", "address"})
     orchestrator = OrchestratorConfig(
@@ -331,6 +532,7 @@ def load_network_config(path: str | Path) -> NetworkConfig:
                                net.get("resend_attempts", 4), 1),
         database=(path.parent / net["database"]).resolve() if net.get("database") else None,
         calibration=_mapping(file, "calibration", data.get("calibration") or {}),
+        simulation=_parse_simulation(file, data.get("simulation"), link),
     )
     for node in nodes.values():
         if node.memory_cutoff <= config.resend_timeout:

@@ -28,12 +28,14 @@ import numpy as np
 import zmq
 
 from .clock import ClockSync
-from .heralding_station import STATION_SENDER_ID, incarnation_seq, new_incarnation
 from .messages import (
+    HERALD_DTYPE,
     MAX_INCARNATION,
     MAX_RESEND_RANGE,
+    MAX_SEQS_PER_BATCH,
     MAX_STATION_TIME_PS,
     NO_SEQ,
+    STATION_SENDER_ID,
     Ack,
     AttemptStats,
     ClockReply,
@@ -41,11 +43,17 @@ from .messages import (
     Create,
     Decoder,
     Err,
+    ErrBatch,
     ErrCode,
     Heartbeat,
     Heralds,
     Ok,
+    OkBatch,
     ResendRequest,
+    encode_ok_batch,
+    incarnation_seq,
+    new_incarnation,
+    split_seqs,
 )
 from .tracker import Arrival, SequenceTracker, expired
 
@@ -77,6 +85,10 @@ _CLOCK_REQUESTS_KEPT = 64
 """Clock requests remembered (seq -> t1) to match their replies against."""
 
 
+def _one_seq(seq: int) -> np.ndarray:
+    return np.array([seq], np.uint64)
+
+
 def _station_time_ok(time_ps: int) -> bool:
     """A reading of station time within `MAX_STATION_TIME_PS` (strictly), so its difference
     with any legal herald timestamp fits int64."""
@@ -95,6 +107,54 @@ class PairEvent(IntEnum):
     """Older than the memory cutoff at arrival: ERR EXPIRED sent, never delivered."""
     LOST = 5
     """Never arrived, not even by resend: ERR LOST sent."""
+
+
+class HeldPairs:
+    """Pairs a node OK'd and holds until the orchestrator's verdict: `HERALD_DTYPE`-like rows
+    kept sorted by seq, added and taken in batches (numpy, nothing per pair in Python)."""
+
+    def __init__(self) -> None:
+        self.rows: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.rows is None else len(self.rows)
+
+    def __contains__(self, seq: object) -> bool:
+        if self.rows is None or not isinstance(seq, int | np.integer):
+            return False
+        seqs = self.rows["seq"]
+        index = int(np.searchsorted(seqs, seq))
+        return index < len(seqs) and int(seqs[index]) == seq
+
+    def add(self, rows: np.ndarray) -> None:
+        """Hold `rows` (seqs not held yet: the tracker gives each seq once)."""
+        if not len(rows):
+            return
+        rows = np.sort(rows, order="seq") if len(rows) > 1 else rows.copy()
+        if self.rows is None or not len(self.rows):
+            self.rows = rows
+            return
+        merged = np.concatenate([self.rows, rows])
+        if int(rows["seq"][0]) <= int(self.rows["seq"][-1]):  # a resent one filled a gap
+            merged = np.sort(merged, order="seq", kind="stable")
+        self.rows = merged
+
+    def take(self, seqs: np.ndarray) -> np.ndarray:
+        """The held rows of `seqs` (sorted unique u64), no longer held."""
+        if self.rows is None or not len(self.rows):
+            return np.zeros(0, HERALD_DTYPE)
+        mine = self.rows["seq"]
+        index = np.minimum(np.searchsorted(mine, seqs), len(mine) - 1)
+        hit = index[mine[index] == seqs]
+        taken = self.rows[hit]
+        if len(hit):
+            keep = np.ones(len(mine), bool)
+            keep[hit] = False
+            self.rows = self.rows[keep]
+        return taken
+
+    def clear(self) -> None:
+        self.rows = None
 
 
 @dataclass(frozen=True)
@@ -177,8 +237,8 @@ class Node:
         self.create: Create | None = None
         self.create_start_ps = 0
         self.remaining = 0
-        self.held: dict[int, np.ndarray] = {}
-        """OK'd pairs awaiting the orchestrator's verdict, by seq."""
+        self.held = HeldPairs()
+        """OK'd pairs awaiting the orchestrator's verdict."""
         self.station_heartbeat: int | None = None
         self.station_heard = time.monotonic()
         self.station_lost = False
@@ -268,14 +328,14 @@ class Node:
         if create is None or herald_ps < self.create_start_ps:
             return
         if old:
-            self.send_orchestrator(Err(create.create_id, self.settings.link_id, seq,
-                                       ErrCode.EXPIRED))
+            self.send_orchestrator(ErrBatch(create.create_id, self.settings.link_id,
+                                            ErrCode.EXPIRED, _one_seq(seq)))
             self.log_pair(seq, attempt_id, herald_ps, PairEvent.EXPIRED, now_ps)
             return
         self.log_pair(seq, attempt_id, herald_ps, PairEvent.OK_SENT, now_ps)  # before the OK
-        self.send_orchestrator(Ok(create.create_id, self.settings.link_id, seq,
-                                  self.settings.goodness, now_ps))
-        self.held[seq] = record
+        self.orchestrator.send(encode_ok_batch(create.create_id, self.settings.link_id,
+                                               self.settings.goodness, now_ps, _one_seq(seq)))
+        self.held.add(record)
         self.counters["ok_sent"] += 1
         self.remaining -= 1
         if self.remaining <= 0:
@@ -329,21 +389,21 @@ class Node:
             return
         in_request = use["timestamp_ps"] >= self.create_start_ps
         stale = use[old & in_request]
-        for row in stale:
-            self.send_orchestrator(Err(self.create.create_id, self.settings.link_id,
-                                       int(row["seq"]), ErrCode.EXPIRED))
         if len(stale):
             self.log_pairs(stale, PairEvent.EXPIRED, now_ps)
+            self.send_err_batch(np.unique(stale["seq"]), ErrCode.EXPIRED)
         good = use[~old & in_request][:self.remaining]
         if len(good):
             # Logged before the OKs leave: a node killed between the two must not leave a
             # delivered pair that its own record says it never held.
             self.log_pairs(good, PairEvent.OK_SENT, now_ps)
-        for i in range(len(good)):
-            seq = int(good["seq"][i])
-            self.send_orchestrator(Ok(self.create.create_id, self.settings.link_id, seq,
-                                      self.settings.goodness, now_ps))
-            self.held[seq] = good[i:i + 1]
+            self.held.add(good)
+            # One frame for the batch (sorted: a resent herald may fill a gap below).
+            # Decoded seqs (<= MAX_SEQ), sorted and unique: a legal batch as they are.
+            for seqs in split_seqs(np.unique(good["seq"])):
+                self.orchestrator.send(encode_ok_batch(
+                    self.create.create_id, self.settings.link_id, self.settings.goodness,
+                    now_ps, seqs))
         if len(good):
             self.counters["ok_sent"] += len(good)
             self.remaining -= len(good)
@@ -395,14 +455,14 @@ class Node:
         if self.create is None:
             return
         base = self.base or 0
-        seqs = np.arange(base + first, base + min(last, first + 1023) + 1, dtype=np.uint64)
-        for seq in seqs:
-            self.send_orchestrator(Err(self.create.create_id, self.settings.link_id, int(seq),
-                                       ErrCode.LOST))
+        # Reported up to one batch's worth: a longer loss is a broken link, not pairs to free.
+        seqs = np.arange(base + first, base + min(last, first + MAX_SEQS_PER_BATCH - 1) + 1,
+                         dtype=np.uint64)
         rows = np.zeros(len(seqs), [("seq", "<u8"), ("attempt_id", "<u8"),
                                     ("timestamp_ps", "<i8")])
         rows["seq"] = seqs
         self.log_pairs(rows, PairEvent.LOST, self.station_ps(time.monotonic_ns()) or 0)
+        self.send_err_batch(seqs, ErrCode.LOST)
 
     def start_resync(self, first_seen: int) -> int:
         """Nothing seen since the (re)start, and `first_seen` is the first seq known: the
@@ -533,8 +593,16 @@ class Node:
         return ""
 
     # -- link layer ----------------------------------------------------------------------
-    def send_orchestrator(self, message: Ok | Err | Ack | Heartbeat) -> None:
+    def send_orchestrator(self, message: OkBatch | ErrBatch | Err | Ack | Heartbeat) -> None:
         self.orchestrator.send(message.encode())
+
+    def send_err_batch(self, seqs: np.ndarray, code: ErrCode) -> None:
+        """ERR `code` for sorted unique `seqs` of the current request, in as few frames as
+        the batch limit allows."""
+        assert self.create is not None
+        for part in split_seqs(seqs):
+            self.send_orchestrator(ErrBatch(self.create.create_id, self.settings.link_id,
+                                            code, part))
 
     def heartbeat(self) -> None:
         """Liveness to the orchestrator, which takes the first one as "ready": so it starts
@@ -549,25 +617,39 @@ class Node:
     def on_orchestrator(self, message: object) -> None:
         if isinstance(message, Create):
             self.on_create(message)
-        elif isinstance(message, Ok | Err) and message.link != self.settings.link_id:
+        elif isinstance(message, Ok | Err | OkBatch | ErrBatch) and (
+                message.link != self.settings.link_id):
             self.decoder.reject("verdict for another link")
-        elif isinstance(message, Ok | Err):
-            row = self.held.pop(message.seq, None)
-            now_ps = self.station_ps(time.monotonic_ns()) or 0
-            if isinstance(message, Err) and message.seq == NO_SEQ:
-                if self.create is not None and self.create.create_id == message.create_id:
-                    self.create = None
-                self.counters[f"request_{message.code.name.lower()}"] += 1
-            elif row is None:
-                self.counters["verdict_for_unknown_pair"] += 1
-            elif isinstance(message, Ok):
-                self.log_pairs(row, PairEvent.DELIVERED, now_ps)
-                self.counters["delivered"] += 1
-            else:
-                self.log_pairs(row, PairEvent.RELEASED, now_ps)
-                self.counters[f"released_{message.code.name.lower()}"] += 1
+        elif isinstance(message, Err) and message.seq == NO_SEQ:
+            if self.create is not None and self.create.create_id == message.create_id:
+                self.create = None
+            self.counters[f"request_{message.code.name.lower()}"] += 1
+        elif isinstance(message, OkBatch | ErrBatch):
+            self.on_verdicts(message.seqs, isinstance(message, OkBatch),
+                             message.code.name.lower() if isinstance(message, ErrBatch) else "")
+        elif isinstance(message, Ok | Err):  # one pair: the orchestrator sends batches
+            self.on_verdicts(np.array([message.seq], np.uint64), isinstance(message, Ok),
+                             message.code.name.lower() if isinstance(message, Err) else "")
         elif message is not None:
             self.counters["unexpected_from_orchestrator"] += 1
+
+    def on_verdicts(self, seqs: np.ndarray, delivered: bool, reason: str) -> None:
+        """The orchestrator's verdict on `seqs` (sorted unique): delivered (both nodes hold
+        them), or released for `reason`. Only pairs this node holds are logged; a verdict for
+        any other (never OK'd here, or already judged) changes nothing and is counted."""
+        rows = self.held.take(seqs)
+        unknown = len(seqs) - len(rows)
+        if unknown:
+            self.counters["verdict_for_unknown_pair"] += unknown
+        if not len(rows):
+            return
+        now_ps = self.station_ps(time.monotonic_ns()) or 0
+        if delivered:
+            self.log_pairs(rows, PairEvent.DELIVERED, now_ps)
+            self.counters["delivered"] += len(rows)
+        else:
+            self.log_pairs(rows, PairEvent.RELEASED, now_ps)
+            self.counters[f"released_{reason}"] += len(rows)
 
     def on_create(self, create: Create) -> None:
         if create.number == 0:  # a CREATE for no pairs cancels that request

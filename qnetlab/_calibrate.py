@@ -4,8 +4,13 @@
 the link) or of one lab (a station config with ``qnetlab.calibration``): everything, or one
 node and its dependencies, printing what it checked, what it measured, what it recalibrated
 and why. ``bringup`` is the whole story: the lab's keys if missing, the calibration of both
-nodes and the link (from cold on a new lab), then heralded pairs delivered over the control
-plane, and one report of it all.
+nodes, the heralding station and the link (from cold on a new lab), then heralded pairs
+delivered over the control plane, and one report of it all.
+
+Both take ``--profile``: ``sim`` runs every lab's twins in this process (the station lab with
+the network's simulated link behind its tagger twin); ``real`` reaches every lab on its real
+addresses: hardware, or ``qnetlab sim serve NETWORK`` for the network's rehearsal. The profile
+goes to every calibration session and to the station process of the delivery.
 """
 
 from __future__ import annotations
@@ -53,22 +58,25 @@ def add_parser(verbs: Any) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=("sim", "real"), default="sim",
-                        help="sim: simulated twins (default); real: the real addresses")
+                        help="sim: simulated twins in this process (default; a network's "
+                             "station lab gets the simulated link behind its tagger twin); "
+                             "real: every lab's real addresses (hardware, or `qnetlab sim "
+                             "serve CONFIG` for a rehearsal)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _session(config: str, profile: str, quiet: bool) -> Any:
     """A calibration session over a network config or a single station config."""
-    from ruamel.yaml import YAML
-
     from qnetlab.instruments.lab_config import load_config
     from qnetlab.sequences.calibration import LabContext, Scope
     from qnetlab.sequences.calibration.graph_config import parse_calibration
     from qnetlab.sequences.calibration.network_lab import NetworkCalibration, network_calibration
     from qnetlab.sequences.calibration.nodes import lab_graph
 
-    data = YAML(typ="safe").load(Path(config).read_text()) if Path(config).is_file() else None
-    if isinstance(data, dict) and "network" in data:
+    from ._serve import config_kind
+
+    # A network config or one lab's, told by its top-level keys as `sim serve` tells them.
+    if config_kind(config) == "network":
         from qnetlab.network.lab import require_keys
         from qnetlab.network.network_config import load_network_config
 
@@ -174,7 +182,7 @@ def _bringup(args: argparse.Namespace) -> int:
     bad = [n for n, s in maintainer.states.items() if s in ("failed", "skipped")]
     delivery = None
     if not bad:
-        delivery = deliver(config, args.pairs)
+        delivery = deliver(config, args.pairs, profile=args.profile)
         print("\n" + delivery.text)
     report = _report(config, db, maintainer, lines, figure, delivery, calibrated,
                      time.perf_counter() - started)
@@ -203,8 +211,13 @@ def _report(config: Any, db: Path, maintainer: Any, lines: list[str], figure: Pa
         summary["pairs delivered"] = f"{r.delivered} of {r.requested}, both nodes agree: " \
                                      f"{'yes' if r.agree else 'NO'}"
         summary["pair rate"] = f"{r.rate_hz:.1f} /s (expected {delivery.expected_rate:.1f} /s)"
-        summary["mean fidelity"] = (f"{r.fidelity_mean:.3f} +- {r.fidelity_stderr:.3f} "
-                                    f"(expected {delivery.expected_fidelity:.3f})")
+        truth = delivery.truth
+        summary["mean fidelity"] = (
+            f"{truth.fidelity_mean:.3f} +- {truth.fidelity_stderr:.3f} (simulation ground "
+            f"truth; genuine {truth.genuine_fraction:.3f}; expected "
+            f"{delivery.expected_fidelity:.3f})" if truth is not None else
+            f"not measured on the {delivery.profile} profile (expected "
+            f"{delivery.expected_fidelity:.3f})")
     good = not bad and delivery is not None and delivery.ok
     if bad:
         verdict = f"not brought up: {', '.join(bad)} not good (see the calibration log)"

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import importlib
 import logging
-import re
 import signal
 import sys
 import threading
@@ -94,11 +93,16 @@ def _parser() -> argparse.ArgumentParser:
     serve = sim_verbs.add_parser(
         "serve", help="serve the simulated instruments as TCP SCPI servers until stopped",
         description="Serve every simulated instrument of a station on the loopback port of "
-                    "its real address, until Ctrl-C.",
+                    "its real address, until Ctrl-C. A network config (e.g. "
+                    "lab_configs/two_node_link.yaml) serves every lab it names in this one "
+                    "process: both node labs and the heralding station's lab, whose time "
+                    "tagger twin streams the simulated link; then `qnetlab bringup NETWORK "
+                    "--profile real` rehearses the whole network over real transports.",
     )
-    serve.add_argument("config", help="station YAML")
+    serve.add_argument("config", help="station YAML, or a network YAML")
     serve.add_argument("--control-port", type=int, default=None,
-                       help="also open a JSON control port (fault injection, virtual time)")
+                       help="also open a JSON control port (fault injection, virtual time); "
+                            "with a network, one per lab on this port and the next ones")
     serve.add_argument("--clock", choices=("paced", "virtual"), default="paced",
                        help="paced (default): lab time keeps up with real time, so heating "
                             "and the fridge evolve while clients wait, and acquisitions "
@@ -188,73 +192,7 @@ def interrupted_message(exc: KeyboardInterrupt) -> str:
 
 
 def _serve(args: Any) -> int:
-    from qnetlab.sim_instruments.bench import build_bench
-    from qnetlab.sim_instruments.server import BenchServer
+    from ._serve import serve
 
-    from ._format import table
-
-    bench = build_bench(args.config, clock=args.clock)
-    server = BenchServer(bench, control_port=args.control_port)
-    zmq_servers: dict[str, Any] = {}
-    stopped_by: list[str] = []
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        # The loop notices within one select timeout and closes every socket itself.
-        stopped_by.append(signal.Signals(signum).name)
-        server.stop()
-
-    try:
-        zmq_servers = _serve_zmq_twins(bench, args.max_seconds)
-        rows = [[name, bench.config.instruments[name].addresses["sim"],
-                 server.resource(name)] for name in server.ports]
-        rows += [[name, bench.config.instruments[name].addresses["sim"],
-                  f"{twin.scpi_address} (data {twin.data_address})"]
-                 for name, twin in zmq_servers.items()]
-        print(table(rows, ["instrument", "simulated model", "address"]))
-        if server.control_port is not None:
-            print(f"control port: 127.0.0.1:{server.control_port}")
-        print("serving; Ctrl-C to stop", flush=True)
-        with _signals_call(stop):
-            server.serve_forever(max_seconds=args.max_seconds)
-    except KeyboardInterrupt:  # Ctrl-C, or a stop signal before serving began
-        stopped_by.append("Ctrl-C")
-    finally:
-        server.close()  # idempotent: serve_forever closes when it returns
-        for twin_server in zmq_servers.values():
-            twin_server.close()
-    if stopped_by:
-        print(f"qnetlab: sim serve stopped ({stopped_by[0]}); every port closed",
-              file=sys.stderr)
-    return EXIT_OK
-
-
-def _serve_zmq_twins(bench: Any, max_seconds: float | None) -> dict[str, Any]:
-    """Serve each ZeroMQ twin (the ID1000) on the ports of its real addresses: the SCPI
-    socket of ``address.real`` and the data link of ``init.data_address``. Returns
-    instrument name -> running server."""
-    from qnetlab.sim_instruments.zmq_server import ID1000Server
-
-    served: dict[str, Any] = {}
-    try:
-        for name, device in bench.zmq_devices.items():
-            inst = bench.config.instruments[name]
-            scpi_port = _tcp_port(bench.config, f"instruments.{name}.address.real",
-                                  inst.addresses.get("real"))
-            data_port = _tcp_port(bench.config, f"instruments.{name}.init.data_address",
-                                  inst.init.get("data_address"))
-            served[name] = ID1000Server(device, scpi_port=scpi_port, data_port=data_port,
-                                        max_lifetime_s=max_seconds or 7 * 24 * 3600.0)
-            served[name].start()
-    except BaseException:
-        for server in served.values():
-            server.close()
-        raise
-    return served
-
-
-def _tcp_port(config: Any, entry: str, address: object) -> int:
-    match = re.fullmatch(r"tcp://(127\.0\.0\.1|localhost):(\d+)", str(address))
-    if match is None:
-        raise config.error(entry, f"{address!r} is not a loopback ZeroMQ address",
-                           "sim serve serves on this machine: write tcp://127.0.0.1:PORT")
-    return int(match.group(2))
+    return serve(args.config, control_port=args.control_port, clock=args.clock,
+                 max_seconds=args.max_seconds)

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
         shift_tagger_input_delay,
         simulated_bench,
     )
-    from .link_bench import SimulatedLinkBench
     from .ports import free_port_run
     from .server import BenchServer, ControlClient
     from .visa_backend import QnetlabVisaLibrary, bench_of
@@ -39,7 +38,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ".faults": ("Fault", "FaultPlan"),
     ".faults_world": ("drift_optical_resonance", "drop_detector_efficiency",
                       "heat_mixing_chamber", "shift_tagger_input_delay", "simulated_bench"),
-    ".link_bench": ("SimulatedLinkBench",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -51,7 +49,6 @@ __all__ = [
     "ID1000Server",
     "QnetlabVisaLibrary",
     "SimulatedBench",
-    "SimulatedLinkBench",
     "bench_of",
     "build_bench",
     "build_world",

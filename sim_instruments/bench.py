@@ -23,7 +23,7 @@ from .physics.presets import PRESETS, get_preset
 from .physics.transducer import TransducerModel
 from .physics.world import LabWorld, WorldSettings
 
-_SIM_KEYS = {"seed", "transducer", "transducer_overrides", "fridge", "world", "clock"}
+_SIM_KEYS = {"seed", "transducer", "transducer_overrides", "fridge", "world", "clock", "link"}
 
 
 @dataclass
@@ -102,6 +102,11 @@ def build_bench(config: LabConfig | str | Path, clock: str | None = None) -> Sim
     if not isinstance(config, LabConfig):
         config = load_config(config)
     world = build_world(config, clock)
+    link = None
+    if "link" in config.simulation:  # the simulated link behind a station's tagger
+        from .link_config import parse_link  # the link model: only stations with a link
+
+        link = parse_link(config)
     endpoints: dict[str, Endpoint] = {}
     zmq_devices: dict[str, ScpiDevice] = {}
     for name, inst in config.instruments.items():
@@ -117,9 +122,9 @@ def build_bench(config: LabConfig | str | Path, clock: str | None = None) -> Sim
                               f"use one of: {', '.join((*TWINS, *ZMQ_TWINS))}")
         device = create_emulator(twin, world, name)
         endpoints[name] = Endpoint(device, FaultPlan(), device.terminator.encode())
-    if config.wiring:
+    if config.wiring or link is not None:
         from .wiring import wire_taggers  # only benches with cables need the device modules
 
         wire_taggers(config, world, {**{n: e.device for n, e in endpoints.items()},
-                                     **zmq_devices})
+                                     **zmq_devices}, link)
     return SimulatedBench(config, world, endpoints, zmq_devices)

@@ -145,13 +145,6 @@ class QnetlabVisaLibrary(highlevel.VisaLibraryBase):
         return serve_twin(visalib, instrument, twin)
 
     @staticmethod
-    def link_bench(config: Any) -> Any:
-        """The simulated link bench of a network config (`link_bench.SimulatedLinkBench`)."""
-        from .link_bench import SimulatedLinkBench
-
-        return SimulatedLinkBench(config)
-
-    @staticmethod
     def get_library_paths() -> tuple[LibraryPath, ...]:
         return (LibraryPath("unset"),)
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from qnetlab.instruments.lab_config import LabConfig
 
     from .devices.scpi import ScpiDevice
+    from .link_config import LinkSpec
     from .physics.world import LabWorld
 
 
@@ -76,9 +77,12 @@ class BenchEvents:
         return edges[(edges >= lo) & (edges < hi)] - self.epoch_ps
 
 
-def wire_taggers(config: LabConfig, world: LabWorld, devices: dict[str, ScpiDevice]) -> None:
+def wire_taggers(config: LabConfig, world: LabWorld, devices: dict[str, ScpiDevice],
+                 link: LinkSpec | None = None) -> None:
     """Give each simulated tagger named in ``qnetlab.wiring`` a `BenchEvents` source, after
-    checking every cable against the emulators on the bench (ConfigError naming the entry)."""
+    checking every cable against the emulators on the bench (ConfigError naming the entry);
+    with a simulated `link` (``qnetlab.simulation.link``), its tagger gets `LinkEvents`."""
+    sources: dict[str, BenchEvents] = {}
     for tagger, wires in config.wiring.items():
         entry = f"qnetlab.wiring.{tagger}"
         device = devices.get(tagger)
@@ -114,3 +118,8 @@ def wire_taggers(config: LabConfig, world: LabWorld, devices: dict[str, ScpiDevi
                                        "fix the channel or marker number")
                 source.markers[n] = (other, wire.channel, wire.marker)
         device.source = source
+        sources[tagger] = source
+    if link is not None:
+        from .link_events import attach_link  # only a station with a simulated link
+
+        attach_link(config, link, devices, sources)

@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import math
 import queue
 import shlex
 import threading
@@ -44,10 +45,14 @@ from typing import Any
 import numpy as np
 import zmq
 
-from .devices.idq_id1000 import IDQuantiqueID1000Emulator
+from .devices.idq_id1000 import Chunk, IDQuantiqueID1000Emulator
 
 _POLL_S = 0.05
 """How often a blocked receive wakes to check for close (s)."""
+
+LOOKAHEAD_S = 0.02
+"""s of recording drawn ahead of the real-time sends (only drawn: each chunk still leaves once
+its recording time has passed)."""
 
 MAX_REQUEST_BYTES = 4096
 """The largest request either REP socket takes (bytes), as its ``zmq.MAXMSGSIZE``: ZeroMQ
@@ -205,27 +210,68 @@ class ID1000Server:
         self._recorder.start()
 
     def _record(self) -> None:
-        """Generate the recording's chunks, pace them in real time, hand them to the streams."""
+        """Pace the recording's chunks in real time and hand them to the streams; a producer
+        thread draws them up to `LOOKAHEAD_S` ahead, so drawing a batch of chunks at once
+        (the emulator does) never makes a chunk leave late."""
         t0 = time.monotonic()
         with self._streams_lock:
             streams = [s for s in self._streams.values() if not s.stopped]
-        for chunk in self.device.recording():
-            if self.realtime:
-                # A chunk leaves once the recording time it covers has passed.
-                ahead = t0 + chunk.stop_ps * 1e-12 - time.monotonic()
-                if ahead > 0 and self._closing.wait(ahead):
+        size = max(2, math.ceil(LOOKAHEAD_S / max(self.device.chunk_s, 1e-6)))
+        ready: queue.Queue[Chunk | None] = queue.Queue(maxsize=size)
+        done = threading.Event()
+        producer = threading.Thread(target=self._produce, args=(ready, done), daemon=True,
+                                    name="id1000-producer")
+        producer.start()
+        try:
+            while True:
+                try:
+                    chunk = ready.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if self._closing.is_set():
+                        break
+                    continue
+                if chunk is None:
                     break
-            if self._closing.is_set():
-                break
-            for stream in streams:
-                tags = chunk.tags.get(stream.channel)
-                # An empty message ends a stream, so a chunk without tags sends nothing.
-                if tags is not None and tags.size and not stream.stopped:
-                    stream.queue.put(tags.astype("<u8").tobytes())
+                if self.realtime:
+                    # A chunk leaves once the recording time it covers has passed.
+                    ahead = t0 + chunk.stop_ps * 1e-12 - time.monotonic()
+                    if ahead > 0 and self._closing.wait(ahead):
+                        break
+                if self._closing.is_set():
+                    break
+                for stream in streams:
+                    tags = chunk.tags.get(stream.channel)
+                    # An empty message ends a stream, so a chunk without tags sends nothing.
+                    if tags is not None and tags.size and not stream.stopped:
+                        stream.queue.put(tags.astype("<u8").tobytes())
+        finally:
+            done.set()
+            producer.join(timeout=self.send_timeout_s + 1.0)
         for stream in streams:
             if not stream.stopped:
                 stream.queue.put(b"")  # end of the recording
                 stream.acquisitions_count += 1
+
+    def _produce(self, ready: queue.Queue[Chunk | None], done: threading.Event) -> None:
+        """Draw the recording's chunks into `ready` (None at the end) until `done`."""
+
+        def put(item: Chunk | None) -> bool:
+            while not (done.is_set() or self._closing.is_set()):
+                try:
+                    ready.put(item, timeout=_POLL_S)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            # closing(): a recording cut short still ends now (its source writes what it has)
+            with contextlib.closing(self.device.recording()) as chunks:
+                for chunk in chunks:
+                    if not put(chunk):
+                        break
+        finally:
+            put(None)
 
     # -- data-link service ------------------------------------------------------------------------
     def _serve_data(self, sock: zmq.Socket[Any]) -> None:

@@ -55,8 +55,9 @@ def bench_on_free_ports(folder: Path, name: str = "transducer_bench.yaml") -> tu
     return config.with_ports(base).to_yaml(folder / name).path, base + config.port_count
 
 
-NETWORK_FILES = ("two_node_link.yaml", "node_a_lab.yaml", "node_b_lab.yaml")
-"""The shipped two-node network and the node labs it names (lab_configs/)."""
+NETWORK_FILES = ("two_node_link.yaml", "node_a_lab.yaml", "node_b_lab.yaml",
+                 "heralding_station.yaml")
+"""The shipped two-node network and the labs it names (lab_configs/)."""
 
 
 def network_lab_on_free_ports(folder: Path) -> Path:

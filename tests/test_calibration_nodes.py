@@ -1,6 +1,7 @@
 """The per-node calibrations of a network node's lab (lab_configs/node_*_lab.yaml) on the
 simulated bench: config parsing, each node's calibrate / check_data / apply, injected faults,
-and start-up with the stored values.
+and start-up with the stored values; and the heralding station's lab
+(lab_configs/heralding_station.yaml) calibrating its detectors from cold.
 
 One cold calibration of node A (every node, in graph order) is made once for the module into
 a database; tests that change the world copy that database and open a fresh simulated bench
@@ -289,3 +290,37 @@ def test_a_sim_session_reopens_the_same_bench() -> None:
         fresh = simulated_bench(station).world
         assert fresh is not world
         assert fresh.transducer.optical_resonance_wavelength == 1550.12e-9
+
+
+# -- the heralding station's lab ----------------------------------------------------------------
+STATION = REPO / "lab_configs" / "heralding_station.yaml"
+
+
+def test_the_heralding_station_calibrates_its_detectors_from_cold(tmp_path: Path) -> None:
+    """The station's graph on its own bench (the link dark): each detector's absolute
+    efficiency against the reference source, then the dark counts at the biases applied.
+
+    The twin's SNSPDs plateau at 0.9 and the reference delivers 7805 photons/s to each (its
+    config value), so the plateau efficiency lies within Z = 4.5 of its error of 0.9; the
+    dark counts at the recommended bias (~10 uA, below the 10.5 uA where the twin counts
+    10 Hz) are a few Hz, each within Z errors of its own Poisson rate by construction."""
+    graph = lab_graph(STATION)
+    assert graph.order == ("station.detector_efficiency_ch1", "station.detector_efficiency_ch2",
+                           "station.dark_counts")
+    with context(tmp_path / "station.db", STATION) as ctx:
+        store = ctx.store("station")
+        for name in graph.order:
+            outcome = graph[name].calibrate(ctx)
+            assert outcome.good, outcome.detail
+            store.record_calibration(name, outcome)
+            graph[name].apply(ctx, {k: v for k, (v, _) in outcome.values.items()})
+        for ch in (1, 2):
+            eta = store.current(f"detection_efficiency_ch{ch}")
+            error = store.current(f"detection_efficiency_ch{ch}_error")
+            assert eta is not None and error is not None
+            assert abs(eta.value - 0.9) < 4.5 * error.value
+            dark = store.current(f"dark_count_rate_ch{ch}")
+            assert dark is not None and 0.5 < dark.value < 10.0
+            bias = ctx.station("station").instrument("snspd").detector_channels[ch]
+            assert bias.bias_current() == pytest.approx(
+                store.current(f"bias_current_ch{ch}").value, abs=1e-8)

@@ -239,3 +239,56 @@ def test_interrupted_message_names_the_signal_and_every_note():
     assert "run 3 of lab.db kept 125 points" in lines[1]
     assert lines[2].strip() == "report: lab_data/report.html"
     assert interrupted_message(KeyboardInterrupt()) == "qnetlab: interrupted"
+
+
+# -- link: refused before any process starts -----------------------------------------------------
+
+
+@pytest.fixture
+def network_with_keys(tmp_path):
+    """The shipped network on free ports in `tmp_path`, its CURVE keys generated, nothing
+    calibrated."""
+    from conftest import network_lab_on_free_ports
+
+    config = network_lab_on_free_ports(tmp_path)
+    assert main(["keys", str(config)]) == 0
+    return config
+
+
+@pytest.mark.parametrize("profile", ["sim", "real"])
+def test_link_on_a_never_calibrated_lab_exits_2_saying_to_calibrate(network_with_keys, capsys,
+                                                                    profile):
+    """`link` takes its heralding windows and expectation from the calibrations alone: with
+    none, it says which database is missing and how to fill it, and starts nothing."""
+    capsys.readouterr()
+    assert main(["link", str(network_with_keys), "--pairs", "5", "--profile", profile]) == 2
+    err = capsys.readouterr().err
+    assert "no calibration database" in err
+    assert f"qnetlab calibrate {network_with_keys}" in err
+    runs = network_with_keys.parent.parent / "lab_data" / "runs"
+    assert not list(runs.glob("*/*/processes.json"))  # no process was started
+
+
+def test_link_sim_profile_without_a_simulation_section_exits_2_naming_it(network_with_keys,
+                                                                        capsys):
+    text = network_with_keys.read_text()
+    network_with_keys.write_text(text[:text.index("simulation:")])
+    capsys.readouterr()
+    assert main(["link", str(network_with_keys), "--pairs", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "simulation" in err and "--profile real" in err
+
+
+def test_link_profile_is_sim_or_real(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["link", "lab_configs/two_node_link.yaml", "--profile", "hardware"])
+    assert stop.value.code == 2
+    assert "invalid choice: 'hardware'" in capsys.readouterr().err
+
+
+def test_calibrate_of_a_config_of_neither_kind_exits_2_naming_both_kinds(tmp_path, capsys):
+    path = tmp_path / "odd.yaml"
+    path.write_text("stations: {}\n")
+    assert main(["calibrate", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "neither a lab config nor a network config" in err

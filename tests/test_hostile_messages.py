@@ -2,8 +2,8 @@
 as hostile (issue 11, items 9-11): fed arbitrary bytes, and well-formed frames whose field
 values are anything their layout can carry, a handler never raises and keeps serving (a
 legitimate message afterwards is still handled correctly). The handlers are driven without
-processes, through the same methods the process loops call (`_Station.answer`, the node's
-`_drain_heralds` / `Node.on_station_reply` / `Node.on_orchestrator_frame`,
+processes, through the same methods the process loops call (`HeraldPublisher.answer`, the
+node's `_drain_heralds` / `Node.on_station_reply` / `Node.on_orchestrator_frame`,
 `_Orchestrator.receive`). Hypothesis runs derandomized, so every run feeds the same frames.
 
 The last test is the process-level one: frames beyond `SOCKET_MAXMSGSIZE` sent to the real
@@ -28,12 +28,8 @@ from hypothesis import strategies as st
 from test_network_runtime import lab_config, plan, wait_for_heralds_at_both_nodes
 
 from qnetlab.network import ProcessGroup
-from qnetlab.network.heralding_station import (
-    PeriodicHeralds,
-    StationSettings,
-    _Station,
-    incarnation_seq,
-)
+from qnetlab.network.herald_publisher import HeraldPublisher
+from qnetlab.network.heralding_station import StationSettings, incarnation_seq
 from qnetlab.network.keys import make_curve_client
 from qnetlab.network.lab import read_pairs, start_lab
 from qnetlab.network.messages import (
@@ -56,6 +52,7 @@ from qnetlab.network.messages import (
     Heralds,
     MsgType,
     Ok,
+    OkBatch,
     ResendRequest,
     decode,
     encode_herald,
@@ -63,6 +60,7 @@ from qnetlab.network.messages import (
 from qnetlab.network.node_agent import PairEvent, _drain_heralds
 from qnetlab.network.node_state import Node, NodeSettings
 from qnetlab.network.orchestrator import OrchestratorSettings, _Orchestrator, run_orchestrator
+from qnetlab.network.test_signals import PeriodicHeralds
 
 pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
@@ -158,12 +156,32 @@ def herald_frame(draw: st.DrawFn) -> bytes:
     return struct.pack("<BBI", VERSION, MsgType.HERALDS, len(records)) + body
 
 
-def hostile_frame(templates: list[Template], heralds: bool = False) -> st.SearchStrategy[bytes]:
-    """Any frame, mostly near-legal for a receiver of `templates` (and of heralds)."""
-    near = [near_legal_frame(templates)] * 3 + [herald_frame()] * (3 if heralds else 0)
+@st.composite
+def batch_frame(draw: st.DrawFn) -> bytes:
+    """An OK_BATCH or ERR_BATCH of 1-5 seqs near the stream's (count consistent, seqs in
+    order unless drawn otherwise), its header fields near legal with up to two replaced."""
+    first = draw(st.sampled_from([290, 300, 320, LEGIT_SEQ - 3]))
+    seqs = sorted({first + draw(st.integers(0, 20)) for _ in range(draw(st.integers(1, 5)))})
+    if draw(st.booleans()):  # one seq anything at all (order, duplicates, MAX_SEQ, wrap)
+        seqs[draw(st.integers(0, len(seqs) - 1))] = draw(_FIELD["Q"])
+    if draw(st.booleans()):
+        head = _mutated(draw, "IHdq", (1, LINK, 0.9, _NOW_PS), 0)
+        header = struct.pack("<BBIHdqI", VERSION, MsgType.OK_BATCH, *head, len(seqs))
+    else:
+        head = _mutated(draw, "IHB", (1, LINK, int(ErrCode.DISAGREED)), 0)
+        header = struct.pack("<BBIHBI", VERSION, MsgType.ERR_BATCH, *head, len(seqs))
+    return header + struct.pack(f"<{len(seqs)}Q", *seqs)
+
+
+def hostile_frame(templates: list[Template], heralds: bool = False,
+                  batches: bool = False) -> st.SearchStrategy[bytes]:
+    """Any frame, mostly near-legal for a receiver of `templates` (and of heralds, and of
+    batches of OK/ERR)."""
+    near = ([near_legal_frame(templates)] * 3 + [herald_frame()] * (3 if heralds else 0)
+            + [batch_frame()] * (3 if batches else 0))
     return st.one_of(
         st.binary(max_size=64),
-        st.builds(lambda kind, body: bytes([VERSION, kind]) + body, st.integers(0, 12),
+        st.builds(lambda kind, body: bytes([VERSION, kind]) + body, st.integers(0, 14),
                   st.binary(max_size=80)),
         fixed_frame(), *near)
 
@@ -179,28 +197,25 @@ def context() -> Iterator[zmq.Context]:
 
 
 @pytest.fixture(scope="module")
-def station(context: zmq.Context, tmp_path_factory: pytest.TempPathFactory) -> _Station:
-    """A station 1 s into its run with a 1 kHz test signal: ~1000 heralds decided and filed.
+def station(context: zmq.Context, tmp_path_factory: pytest.TempPathFactory
+            ) -> HeraldPublisher:
+    """A station 1 s into its run with a 1 kHz test signal: ~1000 heralds decided and kept.
     Its sockets are bound nowhere: what it publishes is dropped."""
     epoch_ns = time.monotonic_ns() - 10**9
     settings_ = StationSettings(
         name="station", link_id=LINK, herald_address="", request_address="", key_dir=None,
-        run_dir=tmp_path_factory.mktemp("station"), epoch_ns=epoch_ns, history=4096,
-        settle_s=0.0)
+        run_dir=tmp_path_factory.mktemp("station"), epoch_ns=epoch_ns, history=4096)
     pub, router = context.socket(zmq.PUB), context.socket(zmq.ROUTER)
     for socket in (pub, router):
         socket.linger = 0
-    station = _Station(settings_, PeriodicHeralds(10**9, start_ps=0), pub, router)
-    station.computed_until_ps = 0  # compute from the start of its run
-    now_ps = (time.monotonic_ns() - epoch_ns) * 1000
-    station.compute_ahead(now_ps)
-    station.publish_due(now_ps)
-    station.file_history()
+    station = HeraldPublisher(settings_, pub, router)
+    signal = PeriodicHeralds(10**9, epoch_ns=epoch_ns, start_ps=0)
+    station.publish(signal.until((time.monotonic_ns() - epoch_ns) * 1000))
     assert station.decided_seq >= 500
     return station
 
 
-def _station_serves(station: _Station) -> None:
+def _station_serves(station: HeraldPublisher) -> None:
     """A clock request is answered, and a resend of held heralds returns them."""
     t2_ns = time.monotonic_ns() - station.settings.epoch_ns
     reply = decode(station.answer(ClockRequest(9, 77, 123).encode(), t2_ns) or b"")
@@ -219,7 +234,7 @@ _HUGE_COUNT = struct.pack("<BBI", VERSION, MsgType.HERALDS, 2**32 - 1) + bytes(2
 @example(frames=[_HUGE_COUNT, ResendRequest._STRUCT.pack(VERSION, MsgType.RESEND_REQUEST, LINK,
                                                          0, 2**64 - 1)])
 def test_station_answers_every_frame_without_raising_and_keeps_serving(
-        station: _Station, frames: list[bytes]) -> None:
+        station: HeraldPublisher, frames: list[bytes]) -> None:
     decoder = station.decoder
     before = decoder.decoded + sum(decoder.errors.values())
     for frame in frames:
@@ -232,7 +247,7 @@ def test_station_answers_every_frame_without_raising_and_keeps_serving(
     _station_serves(station)
 
 
-def test_station_drops_resends_it_cannot_answer(station: _Station) -> None:
+def test_station_drops_resends_it_cannot_answer(station: HeraldPublisher) -> None:
     t2_ns = 0
     errors = station.decoder.errors
     assert station.answer(ResendRequest(LINK + 1, 5, 7).encode(), t2_ns) is None
@@ -340,8 +355,11 @@ def _node_serves(rig: NodeRig) -> None:
     now_ps = node.station_ps(time.monotonic_ns())
     assert now_ps is not None
     rig.from_pub(encode_herald(LINK, seq, 1, 0, now_ps))
-    rig.received(rig.orchestrator, Ok, lambda m: (m.create_id, m.seq) == (99, seq))
+    rig.received(rig.orchestrator, OkBatch, lambda m: (m.create_id, m.seqs.tolist()) == (99, [seq]))
     assert seq in node.held
+    # The orchestrator's verdict (a batch) frees it, logged as delivered.
+    node.on_orchestrator_frame(OkBatch(99, LINK, 0.9, now_ps, [seq]).encode(), 0)
+    assert seq not in node.held
 
 
 def _channel_frames() -> st.SearchStrategy[list[tuple[str, bytes]]]:
@@ -349,7 +367,8 @@ def _channel_frames() -> st.SearchStrategy[list[tuple[str, bytes]]]:
     return st.lists(st.one_of(
         st.tuples(st.just("pub"), hostile_frame(TO_NODE_PUB, heralds=True)),
         st.tuples(st.just("station"), hostile_frame(TO_NODE_FROM_STATION, heralds=True)),
-        st.tuples(st.just("orchestrator"), hostile_frame(TO_NODE_FROM_ORCHESTRATOR))),
+        st.tuples(st.just("orchestrator"), hostile_frame(TO_NODE_FROM_ORCHESTRATOR,
+                                                         batches=True))),
         min_size=4, max_size=12)
 
 
@@ -479,10 +498,11 @@ def _orchestrator_serves(orchestrator: _Orchestrator) -> None:
         assert "refused the request" in orchestrator.failed
         return
     assert orchestrator.active
-    delivered = len(orchestrator.delivered)
+    delivered = orchestrator.delivered_count
     for node in NODE_IDS:
-        _from(orchestrator, node, Ok(orchestrator.create_id, LINK, LEGIT_SEQ, 0.9, 0).encode())
-    assert len(orchestrator.delivered) == delivered + 1
+        _from(orchestrator, node, OkBatch(orchestrator.create_id, LINK, 0.9, 0,
+                                          [LEGIT_SEQ]).encode())
+    assert orchestrator.delivered_count == delivered + 1
     assert orchestrator.delivered[-1]["seq"] == LEGIT_SEQ
 
 
@@ -501,8 +521,8 @@ _EXTRA_FRAMES = st.one_of(st.just([]), st.just([]), st.lists(st.binary(max_size=
 
 
 @HYPOTHESIS
-@given(messages=st.lists(st.tuples(_SENDERS, hostile_frame(TO_ORCHESTRATOR), _EXTRA_FRAMES),
-                         min_size=4, max_size=12))
+@given(messages=st.lists(st.tuples(_SENDERS, hostile_frame(TO_ORCHESTRATOR, batches=True),
+                                   _EXTRA_FRAMES), min_size=4, max_size=12))
 @example(messages=[(b"node_a", Ok._STRUCT.pack(VERSION, MsgType.OK, 1, LINK, NO_SEQ, 0.9, 0),
                     [])])  # item 9: AssertionError
 def test_orchestrator_handles_every_frame_without_raising_and_keeps_serving(
@@ -516,6 +536,7 @@ def test_orchestrator_handles_every_frame_without_raising_and_keeps_serving(
     assert orchestrator.active and orchestrator.create_id == 1
     for sender, frame, extra in messages:
         orchestrator.receive([zmq.Frame(sender), zmq.Frame(frame), *map(zmq.Frame, extra)])
+        orchestrator.flush()
         orchestrator.tick()
         orchestrator.wait_ms()
     _orchestrator_serves(orchestrator)
@@ -538,8 +559,8 @@ def test_ok_with_no_seq_does_not_stop_the_orchestrator(unbound_router: zmq.Socke
     assert errors == {"bad value": 1, "refusal of another request": 1,
                       "verdict for another link": 1, "verdict for a pair already delivered": 2,
                       "heartbeat not of its node": 1}
-    assert not orchestrator.failed and len(orchestrator.delivered) == 1
-    assert not orchestrator.reports
+    assert not orchestrator.failed and orchestrator.delivered_count == 1
+    assert not any(len(p) for p in orchestrator.pending.values())
 
 
 def test_handlers_count_what_they_drop_with_the_decoder() -> None:

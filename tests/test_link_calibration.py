@@ -1,29 +1,36 @@
-"""The link's calibrations on the simulated link bench, and the read-only parameter service.
+"""The link's calibrations through the station's TimeTagger role, the link's windows and
+expectation from calibrated values, and the read-only parameter service.
 
-The graph: the link's nodes (`link_calibrations` from lab_configs/two_node_link.yaml) on top
-of small stand-ins for the node-scope calibrations (transducer efficiency and added noise of
-each node, the station's detector efficiency), which commit the bench's true values, so this
-file does not depend on the node calibrations' sequences. node_a runs the link calibrations;
-node_b's values reach it only through node_b's `ParameterServer` (CURVE on 127.0.0.1).
+Hand-made tag streams (`stream`: a sync tag per round, each arm's photons a fixed delay after
+the round's sync with Gaussian jitter, uniform dark counts) stand in for the tagger, so the
+arm-delay fit is checked against known delays; one slow test runs the station's calibrations
+and the arm delays on the simulated link behind the station lab's twins.
 
 Statistical tolerances (fixed seeds throughout) are Z = 4.5 standard errors of the statistic
-they bound, derived at each check; a correct implementation fails one with probability ~7e-6.
+they bound; a correct implementation fails one with probability ~7e-6.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from qnetlab.instruments.errors import ConfigError
+from qnetlab.instruments.lab_config import load_config
+from qnetlab.instruments.tag_blocks import TagBlock
 from qnetlab.network.keys import generate_lab_keys
+from qnetlab.network.link_model import (
+    LinkModel,
+    NodeOptics,
+    expected_fidelity,
+    expected_success_probability,
+)
 from qnetlab.network.network_config import NetworkConfig, load_network_config
 from qnetlab.network.parameters import (
     GET,
@@ -33,278 +40,404 @@ from qnetlab.network.parameters import (
     fetch_parameters,
     request,
 )
-from qnetlab.sequences.calibration import (
-    CalibrationGraph,
-    CalibrationNode,
-    CalibrationOutcome,
-    CheckOutcome,
-    DataResult,
-    LabContext,
-    Maintainer,
-    Scope,
-)
+from qnetlab.sequences.calibration import CalibrationOutcome, LabContext, Scope
+from qnetlab.sequences.calibration.graph import DataResult
 from qnetlab.sequences.calibration.link_nodes import (
-    LinkBenchHandle,
+    ArmDelayCalibration,
+    HeraldingCalibration,
     NodeInputs,
-    RemoteParameters,
-    link_calibrations,
+    StationTagger,
+    arrival_offsets,
+    fit_arrival,
 )
-from qnetlab.sim_instruments.link_bench import SimulatedLinkBench
-from qnetlab.sim_instruments.physics.link import (
-    FIBRE_DELAY_S_PER_KM,
-    LinkModel,
-    LinkSimulator,
-    NodeOptics,
-    arrival_histogram,
-    expected_success_probability,
+from qnetlab.sequences.calibration.link_values import (
+    OPERATING_FRACTION,
+    CalibratedParts,
+    Estimate,
+    LinkExpectation,
+    MissingCalibration,
+    arm_delay_name,
+    calibrated_parts,
+    expected_link,
+    herald_windows,
+    station_value_names,
 )
-
-pytestmark = pytest.mark.slow
+from qnetlab.sequences.calibration.store import ParameterStore
 
 Z = 4.5
 CONFIG = Path(__file__).parents[1] / "lab_configs" / "two_node_link.yaml"
-FIRST_PHOTON_BIAS = 2e-12
-"""s: bound on the arm delay's early bias. With m = 0.2 x 0.91 x 0.9 / 2 = 0.08 photons per
-detector and pulse, P(2 photons | a click) ~ m / 2 = 0.04, and the earlier of two Gaussian
-arrivals is early by 0.56 s_rms = 39 ps: 0.04 x 39 ps = 1.6 ps."""
+ROUND_PS = 500_000
+"""Two-click at 1 us: a sync tag every 0.5 us."""
 
 
-class Clock:
+def stream(delays_ps: dict[tuple[int, int], int], *, rounds: int = 100_000,
+           click_probability: float = 0.02, jitter_ps: float = 70.0, dark_hz: float = 1e3,
+           seed: int = 1) -> TagBlock:
+    """Sync tags on input 3 every ROUND_PS; for each (detector input, arm) a click in a round
+    with `click_probability`, `delay` ps after that round's sync (Gaussian jitter); uniform
+    dark counts on inputs 1 and 2."""
+    rng = np.random.default_rng(seed)
+    syncs = np.arange(rounds, dtype=np.int64) * ROUND_PS + 1_000
+    times, chans = [syncs], [np.full(rounds, 3)]
+    for (inp, _arm), delay in delays_ps.items():
+        hit = syncs[rng.random(rounds) < click_probability]
+        times.append(hit + delay + np.round(rng.normal(0.0, jitter_ps, hit.size)).astype(
+            np.int64))
+        chans.append(np.full(hit.size, inp))
+    span = int(syncs[-1])
+    for inp in (1, 2):
+        n = rng.poisson(dark_hz * span * 1e-12)
+        times.append(rng.integers(0, span, n, dtype=np.int64))
+        chans.append(np.full(n, inp))
+    t, c = np.concatenate(times), np.concatenate(chans)
+    order = np.argsort(t, kind="stable")
+    return TagBlock(t[order], c[order])
+
+
+class _Input:
     def __init__(self) -> None:
-        self.t = 2_000_000.0
+        self.state = False
 
-    def __call__(self) -> float:
-        return self.t
-
-
-class TrueValue(CalibrationNode):
-    """Stand-in node-scope calibration: commits the bench's true values; in spec while they
-    are within 5 % of the stored ones."""
-
-    def __init__(self, name: str, scope: str, read: Any) -> None:
-        super().__init__(name, scope=scope)
-        self.read = read
-
-    def calibrate(self, ctx: Any) -> CalibrationOutcome:
-        return CalibrationOutcome(True, "true values", {k: (v, "") for k, v in self.read().items()})
-
-    def check_data(self, ctx: Any) -> CheckOutcome:
-        store = ctx.store(self.scope)
-        ok = all(abs(v - store.current(k).value) <= 0.05 * abs(v) for k, v in self.read().items())
-        return CheckOutcome(DataResult.IN_SPEC if ok else DataResult.OUT_OF_SPEC, "")
+    def enabled(self, value: bool | None = None) -> bool | None:
+        if value is None:
+            return self.state
+        self.state = bool(value)
+        return None
 
 
-@dataclasses.dataclass
-class Lab:
-    config: NetworkConfig
-    bench: SimulatedLinkBench
-    graph: CalibrationGraph
-    ctx: LabContext
-    clock: Clock
-    server: ParameterServer
-    key_dir: Path
+class HandMadeTagger(StationTagger):
+    """The station's tagger role, replaying a hand-made recording."""
+
+    def __init__(self, config: NetworkConfig, block: TagBlock) -> None:
+        super().__init__(config)
+        self.block = block
+        self.tagger_channels = {n: _Input() for n in (1, 2, 3, 4)}
+        self.recorded: list[float] = []
+
+    def get(self, ctx: Any) -> Any:
+        return self
+
+    def acquire(self, duration: float) -> TagBlock:
+        self.recorded.append(duration)
+        assert all(self.tagger_channels[n].state for n in (1, 2, 3))  # enabled for it
+        return self.block
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    config = load_network_config(CONFIG)
+def config() -> NetworkConfig:
+    return load_network_config(CONFIG)
+
+
+def ctx_for(tmp_path: Path) -> LabContext:
+    return LabContext({s: Scope(s, tmp_path / f"{s}.db")
+                       for s in ("station", "link", "node_a", "node_b")})
+
+
+NOMINAL_PS = 9_800_000  # 2 km at 4.9 us/km
+TRUE = {(1, 0): NOMINAL_PS + 40_123, (1, 1): NOMINAL_PS + 40_123,
+        (2, 0): NOMINAL_PS + 41_470, (2, 1): NOMINAL_PS + 41_470}
+"""Equal arms, detector 1 behind detector 0 by 1.347 ns (its cable and input)."""
+
+
+# -- the arrival histogram ------------------------------------------------------------------------
+def test_offsets_are_taken_from_the_round_the_click_can_come_from() -> None:
+    block = stream({(1, 0): NOMINAL_PS + 123}, rounds=2_000, click_probability=1.0,
+                   jitter_ps=0.0, dark_hz=0.0)
+    offsets, syncs, clicks = arrival_offsets(block.timestamps, block.channels, 3, 1,
+                                             NOMINAL_PS, ROUND_PS // 2)
+    assert syncs == 2_000 and clicks == 2_000
+    # every click whose emitting sync was recorded, and only those, at the true delay
+    assert offsets.size == 2_000 and np.all(offsets == NOMINAL_PS + 123)
+    # a nominal off by less than half a round still names the right round
+    offsets, _, _ = arrival_offsets(block.timestamps, block.channels, 3, 1,
+                                    NOMINAL_PS + ROUND_PS // 2 - 1_000, ROUND_PS // 2)
+    assert np.all(offsets == NOMINAL_PS + 123)
+
+
+def test_the_fit_finds_the_true_delay_within_its_error() -> None:
+    block = stream(TRUE)
+    for (inp, _), true in list(TRUE.items())[::2]:
+        offsets, syncs, clicks = arrival_offsets(block.timestamps, block.channels, 3, inp,
+                                                 NOMINAL_PS, 250_000)
+        fit = fit_arrival(offsets, syncs, clicks, sync_input=3, detector_input=inp,
+                          nominal_ps=NOMINAL_PS, half_range_ps=250_000)
+        assert not isinstance(fit, type(None))
+        assert abs(fit.delay_ps - true) < Z * fit.delay_stderr_ps
+        assert abs(fit.sigma_ps - 70.0) < Z * fit.sigma_stderr_ps
+
+
+def test_darkness_has_no_peak() -> None:
+    block = stream({}, dark_hz=1e4)
+    offsets, syncs, clicks = arrival_offsets(block.timestamps, block.channels, 3, 1,
+                                             NOMINAL_PS, 250_000)
+    fit = fit_arrival(offsets, syncs, clicks, sync_input=3, detector_input=1,
+                      nominal_ps=NOMINAL_PS, half_range_ps=250_000)
+    assert not getattr(fit, "good", True)
+
+
+# -- the arm-delay calibration --------------------------------------------------------------------
+def test_arm_delays_commit_each_detectors_window_centre(tmp_path: Path,
+                                                         config: NetworkConfig) -> None:
+    tagger = HandMadeTagger(config, stream(TRUE))
+    ctx = ctx_for(tmp_path)
+    node = ArmDelayCalibration("node_a", config, tagger)
+    outcome = node.calibrate(ctx)
+    assert outcome.good, outcome.detail
+    assert "share one peak" in outcome.detail  # equal arms
+    for d, inp in enumerate((1, 2)):
+        delay, _ = outcome.values[arm_delay_name("node_a", d)]
+        error, _ = outcome.values[f"{arm_delay_name('node_a', d)}_error"]
+        assert abs(delay * 1e12 - TRUE[(inp, 0)]) < Z * error * 1e12
+    assert not any(ch.state for ch in tagger.tagger_channels.values())  # put back
+    ctx.store("link").record_calibration(node.name, outcome)
+    assert node.check_data(ctx).result is DataResult.IN_SPEC
+    # the fibre is 60 cm longer (3 ns): the window no longer holds the photons
+    tagger.block = stream({k: v + 3_000 for k, v in TRUE.items()}, seed=2)
+    assert node.check_data(ctx).result is DataResult.OUT_OF_SPEC
+
+
+def test_unequal_arms_each_find_their_own_peak(tmp_path: Path, config: NetworkConfig) -> None:
+    """node_b's spool is 20 m longer (98 ns), within the default search range: each arm
+    searches only halfway to the other's nominal, so each finds its own peak."""
+    longer = dataclasses.replace(config, nodes={**config.nodes, "node_b": dataclasses.replace(
+        config.nodes["node_b"], fibre_length_km=2.02)})
+    b_delay = NOMINAL_PS + 98_000
+    block = stream({(1, 0): TRUE[(1, 0)], (2, 0): TRUE[(2, 0)],
+                    (1, 1): b_delay + 40_123, (2, 1): b_delay + 41_470}, seed=5)
+    ctx = ctx_for(tmp_path)
+    for node, expected in (("node_a", TRUE[(1, 0)]), ("node_b", b_delay + 40_123)):
+        outcome = ArmDelayCalibration(node, longer, HandMadeTagger(longer, block)
+                                      ).calibrate(ctx)
+        assert outcome.good, outcome.detail
+        delay, _ = outcome.values[arm_delay_name(node, 0)]
+        error, _ = outcome.values[f"{arm_delay_name(node, 0)}_error"]
+        assert abs(delay * 1e12 - expected) < Z * error * 1e12
+        assert "share one peak" not in outcome.detail
+
+
+def test_without_a_sync_the_calibration_says_what_to_check(tmp_path: Path,
+                                                           config: NetworkConfig) -> None:
+    block = stream(TRUE)
+    keep = block.channels != 3
+    tagger = HandMadeTagger(config, TagBlock(block.timestamps[keep], block.channels[keep]))
+    outcome = ArmDelayCalibration("node_b", config, tagger).calibrate(ctx_for(tmp_path))
+    assert not outcome.good and "attempt clock" in outcome.detail
+
+
+def heralding_stream(p: float, attempts: int = 200_000, seed: int = 3) -> TagBlock:
+    """Two-click rounds (a sync every ROUND_PS); with probability `p` an attempt has one
+    click in each round's window, each on a random detector (a herald), else no click."""
+    rng = np.random.default_rng(seed)
+    syncs = np.arange(2 * attempts, dtype=np.int64) * ROUND_PS + 1_000
+    hit = np.flatnonzero(rng.random(attempts) < p)
+    times, chans = [syncs], [np.full(syncs.size, 3)]
+    for r in (0, 1):
+        det = rng.integers(0, 2, hit.size)
+        inp = np.where(det == 0, 1, 2)
+        delay = np.where(det == 0, TRUE[(1, 0)], TRUE[(2, 0)])
+        times.append(syncs[2 * hit + r] + delay)
+        chans.append(inp)
+    t, c = np.concatenate(times), np.concatenate(chans)
+    order = np.argsort(t, kind="stable")
+    return TagBlock(t[order], c[order])
+
+
+class Expecting(HeraldingCalibration):
+    """The heralding calibration with a stand-in expectation (the parts' arithmetic is
+    tested above)."""
+
+    p = Estimate(0.01, 0.0002)
+
+    def expectation(self, ctx: Any) -> LinkExpectation:
+        period = self.config.link.attempt_period
+        return LinkExpectation(self.p, Estimate(self.p.value / period, 0.0), Estimate(0.8))
+
+
+def test_heralding_runs_the_engine_on_a_recording_with_the_calibrated_windows(
+        tmp_path: Path, config: NetworkConfig) -> None:
+    """p = 0.01 over 200,000 attempts: ~2000 heralds, binomial error 2.2e-4; the tolerance
+    is 4 x (2.2e-4 (+) 2e-4) = 1.2e-3, so p = 0.005 disagrees by ~17 of its sigmas."""
+    ctx = ctx_for(tmp_path)
+    ctx.store("link").record_calibration("link.arm", CalibrationOutcome(True, "", {
+        arm_delay_name(n, d): (TRUE[(d + 1, 0)] * 1e-12, "s")
+        for n in config.link.nodes for d in (0, 1)}))
+    tagger = HandMadeTagger(config, heralding_stream(0.01))
+    node = Expecting(config, tagger, (NodeInputs("node_a"), NodeInputs("node_b")))
+    outcome = node.calibrate(ctx)
+    assert outcome.good, outcome.detail
+    p, _ = outcome.values["herald_success_probability"]
+    error, _ = outcome.values["herald_success_probability_error"]
+    assert abs(p - 0.01) < Z * error
+    assert "psi+" in outcome.detail
+    ctx.store("link").record_calibration(node.name, outcome)
+    assert node.check_data(ctx).result is DataResult.IN_SPEC
+    tagger.block = heralding_stream(0.005, seed=4)  # half the heralds: something upstream
+    assert node.check_data(ctx).result is DataResult.BAD_DATA
+    assert not node.calibrate(ctx).good
+
+
+# -- windows and expectation ----------------------------------------------------------------------
+def test_windows_come_from_the_stored_arm_delays(tmp_path: Path,
+                                                  config: NetworkConfig) -> None:
+    store = ParameterStore(tmp_path / "link.db")
+    with pytest.raises(MissingCalibration) as info:
+        herald_windows(config, store)
+    assert "qnetlab calibrate" in info.value.fix
+    values = {arm_delay_name(n, d): (9.8e-6 + 1e-9 * d + 2e-12 * a, "s")
+              for a, n in enumerate(config.link.nodes) for d in (0, 1)}
+    store.record_calibration("link.arm_delays", CalibrationOutcome(True, "", values))
+    windows = herald_windows(config, store)
+    assert windows.offsets_ps == ((9_800_000, 9_800_002), (9_801_000, 9_801_002))
+    assert (windows.sync_channel, windows.detector_channels) == (3, (1, 2))
+    assert windows.window_ps == 2_000 and windows.scheme == "two_click"
+
+
+def parts(**errors: float) -> CalibratedParts:
+    return CalibratedParts(
+        {"node_a": Estimate(0.087, errors.get("eta", 0.0)), "node_b": Estimate(0.087)},
+        {"node_a": Estimate(0.16), "node_b": Estimate(0.16)},
+        {"node_a": 9.8e-6, "node_b": 9.8e-6}, 70e-12,
+        Estimate(0.88, errors.get("det", 0.0)), Estimate(4.0, 0.3))
+
+
+def test_the_expectation_is_the_link_model_of_the_calibrated_parts(
+        config: NetworkConfig) -> None:
+    got = expected_link(config, parts())
+    optics = NodeOptics(2.0, 0.087, 0.16, 0.5)
+    model = LinkModel("two_click", optics, optics, detector_efficiency=0.88,
+                      dark_count_rate=4.0, arrival_time_spread=70e-12, **config.link.physics)
+    p = expected_success_probability(model)
+    assert got.success_probability.value == pytest.approx(p, rel=1e-6)
+    assert got.fidelity.value == pytest.approx(expected_fidelity(model), rel=1e-6)
+    rate, fidelity = got
+    assert rate.value == pytest.approx(p / config.link.attempt_period, rel=1e-9)
+    assert fidelity is got.fidelity
+
+
+def test_errors_propagate_from_the_parts(config: NetworkConfig) -> None:
+    base = expected_link(config, parts()).success_probability
+    # two-click p goes as eta_a eta_b det^2: a relative error e on det is ~2e on p, on eta_a e
+    det = expected_link(config, parts(det=0.0088)).success_probability
+    eta = expected_link(config, parts(eta=0.00087)).success_probability
+    assert det.error / base.value == pytest.approx(2 * 0.01, rel=0.05)
+    assert eta.error / base.value == pytest.approx(0.01, rel=0.05)
+
+
+def test_calibrated_parts_are_read_from_the_stores(tmp_path: Path,
+                                                    config: NetworkConfig) -> None:
+    lab = load_config(config.station.lab)
+    assert station_value_names(config, lab) == {
+        "det0": ("detection_efficiency_ch1", "dark_count_rate_ch1"),
+        "det1": ("detection_efficiency_ch2", "dark_count_rate_ch2")}
+    station, link = (ParameterStore(tmp_path / f"{s}.db") for s in ("station", "link"))
+    station.record_calibration("station.all", CalibrationOutcome(True, "", {
+        "detection_efficiency_ch1": (0.90, ""), "detection_efficiency_ch1_error": (0.01, ""),
+        "detection_efficiency_ch2": (0.92, ""), "detection_efficiency_ch2_error": (0.01, ""),
+        "dark_count_rate_ch1": (4.0, "Hz"), "dark_count_rate_ch2": (6.0, "Hz")}))
+    nodes = {n: {"transducer_efficiency": 0.087, "transducer_added_noise": 0.16}
+             for n in config.link.nodes}
+    with pytest.raises(MissingCalibration, match="arm_delay_node_a_det0"):
+        calibrated_parts(config, lab, station, link, nodes)
+    link.record_calibration("link.arm", CalibrationOutcome(True, "", {
+        **{arm_delay_name(n, d): (9.8e-6, "s") for n in config.link.nodes for d in (0, 1)},
+        **{f"arrival_spread_{n}": (70e-12, "s") for n in config.link.nodes}}))
+    got = calibrated_parts(config, lab, station, link, nodes)
+    assert got.detector_efficiency.value == pytest.approx(OPERATING_FRACTION * 0.91)
+    assert got.detector_efficiency.error == pytest.approx(
+        OPERATING_FRACTION * math.hypot(0.01, 0.01) / 2)
+    assert got.dark_count_rate.value == 5.0
+    assert got.transducer_efficiency["node_b"].error == pytest.approx(0.03 * 0.087)
+
+
+def test_an_uncabled_detector_input_is_a_config_error(config: NetworkConfig) -> None:
+    lab = load_config(config.station.lab)
+    moved = dataclasses.replace(config, station=dataclasses.replace(
+        config.station, detector_inputs=(1, 4)))
+    with pytest.raises(ConfigError, match=r"tagger\.4"):
+        station_value_names(moved, lab)
+
+
+# -- on the simulated link -----------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_link_calibrates_through_the_twin(tmp_path: Path, config: NetworkConfig) -> None:
+    """The station lab with the link's world behind its twins (as `network_calibration`
+    opens it): the detectors calibrated, both arms found where 2 km of fibre puts them (the
+    tagger's hidden input delays are a few ns), and the heralding agreeing with the
+    expectation from the calibrated parts (its own Z-sigma test). The nodes' operating points
+    are committed by hand (the preset's eta 0.087 and N_add 0.16) in place of their graphs."""
+    from qnetlab.sequences.calibration import Maintainer
+    from qnetlab.sequences.calibration.graph import CalibrationGraph
+    from qnetlab.sequences.calibration.link_nodes import link_calibrations
+    from qnetlab.sequences.calibration.network_lab import _opener, _station_nodes
+
+    scopes = {"station": Scope("station", tmp_path / "station.db", config.station.lab),
+              "link": Scope("link", tmp_path / "link.db", config.station.lab),
+              "node_a": Scope("node_a", tmp_path / "a.db"),
+              "node_b": Scope("node_b", tmp_path / "b.db")}
+    ctx = LabContext(scopes)
+    ctx.opener = _opener(config, ctx)
+    for n in config.link.nodes:
+        ctx.store(n).record_calibration(f"{n}.link_operating_point", CalibrationOutcome(
+            True, "by hand", {"transducer_efficiency": (0.087, ""),
+                              "transducer_added_noise": (0.16, "photons")}))
+    station = _station_nodes(config, load_config(config.station.lab))
+    graph = CalibrationGraph([*station, *link_calibrations(
+        config, (NodeInputs("node_a"), NodeInputs("node_b")),
+        depends_on=[n.name for n in station])])
+    try:
+        maintainer = Maintainer(graph, ctx)
+        assert maintainer.maintain("link.heralding"), [str(a) for a in maintainer.log]
+        store = ctx.store("link")
+        for n in config.link.nodes:
+            for d in (0, 1):
+                value = store.current(arm_delay_name(n, d))
+                assert value is not None and abs(value.value - 9.8e-6) < 5e-9
+        assert store.current("herald_success_probability") is not None
+    finally:
+        ctx.close()
+
+
+# -- the parameter service ------------------------------------------------------------------------
+@pytest.fixture
+def served(tmp_path: Path) -> Any:
     key_dir = tmp_path / "keys"
     generate_lab_keys(key_dir, ["node_a", "node_b"])
-    bench = SimulatedLinkBench(config)
-    clock = Clock()
-    ctx = LabContext({s: Scope(s, tmp_path / f"{s}.db") for s in ("node_a", "node_b", "link")},
-                     clock=clock)
-
-    def transducer(node: str) -> Any:
-        optics = bench.node_optics(node)
-        return lambda: {"transducer_efficiency": optics.transducer_efficiency,
-                        "transducer_added_noise": optics.transducer_added_noise}
-
-    stand_ins = [
-        TrueValue("node_a.transducer", "node_a", transducer("node_a")),
-        TrueValue("node_b.transducer", "node_b", transducer("node_b")),
-        TrueValue("node_b.detector_efficiency", "node_b",
-                  lambda: {"detection_efficiency": bench.detector_efficiency}),
-    ]
-    server = ParameterServer(ctx.store("node_b"), "tcp://127.0.0.1:*", key_dir, "node_b",
+    store = ParameterStore(tmp_path / "node_b.db")
+    store.record_calibration("node_b.link_operating_point", CalibrationOutcome(True, "", {
+        "transducer_efficiency": (0.087, ""), "transducer_added_noise": (0.16, "photons")}))
+    server = ParameterServer(store, "tcp://127.0.0.1:*", key_dir, "node_b",
                              lifetime=60.0).start()
-    remote = RemoteParameters(server.address, key_dir, "node_a", "node_b", timeout=2.0)
-    inputs = (NodeInputs("node_a"),
-              NodeInputs("node_b", detection_efficiency="detection_efficiency", remote=remote))
-    nodes = link_calibrations(config, inputs, depends_on=[n.name for n in stand_ins],
-                              bench=LinkBenchHandle(lambda: bench))
     try:
-        yield Lab(config, bench, CalibrationGraph([*stand_ins, *nodes]), ctx, clock, server,
-                  key_dir)
+        yield server, store, key_dir
     finally:
         server.stop()
 
 
-def stored(lab: Lab, name: str) -> float:
-    value = lab.ctx.store("link").current(name)
-    assert value is not None, name
-    return value.value
-
-
-# -- physics ---------------------------------------------------------------------------------------
-def test_a_misplaced_window_loses_photons_in_the_formulas_and_the_simulator() -> None:
-    node = NodeOptics(0.0, transducer_efficiency=0.5, transducer_added_noise=0.0,
-                      collection_efficiency=0.9)
-    centred = LinkModel("two_click", node, node, dark_count_rate=0.0)
-    # half the window off: Phi(0) - Phi(-W/s) = 0.5 of arm b's photons stay inside
-    shifted = dataclasses.replace(centred, window_offset_b=centred.detection_window / 2)
-    assert shifted.window_acceptance("b") == pytest.approx(0.5, abs=1e-12)
-    assert shifted.arm_transmission("b") == pytest.approx(0.5 * centred.arm_transmission("b"))
-    assert shifted.arm_transmission("a") == centred.arm_transmission("a")
-    # two-click without background: p = t_a t_b / 2, so it halves too
-    p = expected_success_probability(shifted)
-    assert p == pytest.approx(expected_success_probability(centred) / 2, rel=1e-9)
-    attempts = 400_000
-    heralds = LinkSimulator(shifted, seed=5).run(attempts).heralds.size
-    # binomial: standard error sqrt(p (1 - p) / N) (p ~ 0.05: ~3.5e-4)
-    assert abs(heralds / attempts - p) < Z * math.sqrt(p * (1 - p) / attempts)
-
-
-def test_the_arrival_histogram_peaks_at_the_light_time_over_uniform_dark_counts() -> None:
-    node = NodeOptics(10.0, 0.1, 0.0)
-    model = LinkModel("two_click", node, node, dark_count_rate=200.0)
-    edges = np.linspace(0.0, 100e-6, 100_001)  # 1 ns bins over 100 us
-    attempts = 20_000
-    counts = arrival_histogram(model, "a", attempts, edges, seed=3)
-    centres = (edges[1:] + edges[:-1]) / 2
-    near = np.abs(centres - node.light_time) < 1e-9
-    far = np.abs(centres - node.light_time) > 10e-9
-    m = 0.2 * 10 ** (-0.2) * 0.9 / 2  # photons per detector and pulse (10 km of fibre)
-    clicked = -math.expm1(-m)
-    # dark counts: per detector and attempt q = 1 - exp(-DCR x 100 us) = 0.0198, uniform over
-    # the gate; the first click wins, so a dark count after a photon's click (at 49 us of the
-    # 100 us gate) is not recorded: 2 N q (1 - clicked x 0.51); Poisson error sqrt(~770) = 28
-    q = -math.expm1(-200.0 * 100e-6)
-    dark = counts[far].sum()
-    expected = 2 * attempts * q * (1 - clicked * (1 - node.light_time / 100e-6)) * far.mean()
-    assert abs(dark - expected) < Z * math.sqrt(expected)
-    # uniform: the halves differ only by the shadowed dark counts after the photons' clicks
-    # (2 N q clicked x 0.51 ~ 22) within Poisson errors
-    halves = np.array_split(counts[far], 2)
-    shadowed = 2 * attempts * q * clicked * (1 - node.light_time / 100e-6)
-    assert abs(halves[0].sum() - halves[1].sum() - shadowed) < Z * math.sqrt(dark)
-    # the peak: 2 detectors x N x (1 - exp(-m)), less the ~q/2 of cells where a dark count
-    # came first; binomial error ~ sqrt(clicks)
-    clicks = counts[near].sum()
-    assert abs(clicks - 2 * attempts * clicked * (1 - q / 2)) < Z * math.sqrt(clicks)
-    assert np.argmax(counts) in np.flatnonzero(near)
-
-
-# -- the link's calibrations -------------------------------------------------------------------
-def test_from_cold_the_arm_delays_calibrate_to_the_true_light_time(lab: Lab) -> None:
-    session = Maintainer(lab.graph, lab.ctx)
-    assert session.maintain_all(), "\n".join(map(str, session.log))
-    for node in lab.config.link.nodes:
-        delay, error = stored(lab, f"arm_delay_{node}"), stored(lab, f"arm_delay_{node}_error")
-        true = lab.config.nodes[node].fibre_length_km * FIBRE_DELAY_S_PER_KM
-        # fit error ~ 70 ps / sqrt(~3000 clicks) ~ 1.3 ps; plus the stated first-photon bias
-        assert error < 3e-12
-        assert abs(delay - true) < Z * error + FIRST_PHOTON_BIAS, (node, delay - true)
-        assert lab.bench.expected_delay(node) == delay  # applied to the station
-        # the bench's 70 ps rms, from >= 3000 clicks: standard error 70 ps / sqrt(2 x 3000)
-        assert abs(stored(lab, f"arrival_spread_{node}") - 70e-12) < Z * 70e-12 / math.sqrt(6000)
-    # a new session's bench starts with the stored arm delays, not the config's nominal ones
-    reopened = LinkBenchHandle(lambda: SimulatedLinkBench(lab.config)).get(lab.ctx)
-    assert all(reopened.expected_delay(n) == stored(lab, f"arm_delay_{n}")  # type: ignore[attr-defined]
-               for n in lab.config.link.nodes)
-    p, p_err = stored(lab, "herald_success_probability"), \
-        stored(lab, "herald_success_probability_error")
-    truth = lab.bench.herald(1).true_success_probability
-    assert abs(p - truth) < Z * p_err
-    assert stored(lab, "herald_expected_fidelity") == pytest.approx(
-        lab.bench.expected_fidelity(), abs=0.01)  # calibrated arms ~ true to ~0.01 %
-
-
-def test_a_fibre_change_is_found_and_only_its_arm_delay_and_the_heralding_recalibrated(
-        lab: Lab) -> None:
-    Maintainer(lab.graph, lab.ctx).maintain_all()
-    lab.clock.t += 60.0
-    control = Maintainer(lab.graph, lab.ctx)  # before the fault the quick checks pass
-    assert control.check_data("link.heralding", "control") is DataResult.IN_SPEC
-    assert control.check_data("link.arm_delay_node_b", "control") is DataResult.IN_SPEC
-
-    lab.bench.change_fibre_length("node_b", 2.02)  # 20 m more: 98 ns later
-    lab.clock.t += 60.0
-    probe = Maintainer(lab.graph, lab.ctx)
-    assert probe.check_data("link.arm_delay_node_b", "fault") is DataResult.OUT_OF_SPEC
-    assert probe.check_data("link.arm_delay_node_a", "fault") is DataResult.IN_SPEC
-    assert probe.check_data("link.heralding", "fault") is DataResult.BAD_DATA
-    before = lab.ctx.store("link").current("arm_delay_node_a")
-
-    session = Maintainer(lab.graph, lab.ctx)
-    assert session.diagnose("link.heralding")
-    assert session.recalibrated == ["link.arm_delay_node_b", "link.heralding"]
-    assert lab.ctx.store("link").current("arm_delay_node_a") == before
-    true = 2.02 * FIBRE_DELAY_S_PER_KM
-    error = stored(lab, "arm_delay_node_b_error")
-    assert abs(stored(lab, "arm_delay_node_b") - true) < Z * error + FIRST_PHOTON_BIAS
-    assert lab.bench.expected_delay("node_b") == stored(lab, "arm_delay_node_b")
-    run = lab.bench.herald(1)
-    assert abs(run.window_offsets["node_b"]) < 10e-12
-    p = stored(lab, "herald_success_probability")
-    assert abs(p - run.true_success_probability) < Z * stored(
-        lab, "herald_success_probability_error")
-
-
-def test_a_small_drift_inside_the_window_stays_in_spec(lab: Lab) -> None:
-    Maintainer(lab.graph, lab.ctx).maintain_all()
-    # 2 cm: 98 ps, well inside what the 2 ns window tolerates (~780 ps at 70 ps spread)
-    lab.bench.change_fibre_length("node_a", 2.00002)
-    check = Maintainer(lab.graph, lab.ctx)
-    assert check.check_data("link.arm_delay_node_a", "drift") is DataResult.IN_SPEC
-    # the drift is measured, just tolerated: "shift +98.1 +- 3.0 ps"
-    found = re.search(r"shift ([-+][\d.]+) \+- ([\d.]+) ps", check.log[-1].detail)
-    assert found is not None, check.log[-1].detail
-    shift, sigma = float(found[1]), float(found[2])
-    drift_ps = 0.00002 * FIBRE_DELAY_S_PER_KM * 1e12  # 98 ps
-    # both peaks carry the same first-photon bias, so it cancels; sigma combines both errors
-    assert abs(shift - drift_ps) < Z * sigma
-
-
-def test_the_other_nodes_values_come_over_the_parameter_service(lab: Lab) -> None:
-    session = Maintainer(lab.graph, lab.ctx)
-    assert session.maintain_all()
-    assert lab.server.served >= 1  # the heralding read node_b through the service
-    lab.server.stop()
-    check = Maintainer(lab.graph, lab.ctx).check_data("link.heralding", "server gone")
-    assert check is DataResult.BAD_DATA
-    event = lab.ctx.store("link").last_event("link.heralding")
-    assert event is not None and lab.server.address in event.detail
-
-
-# -- the parameter service ------------------------------------------------------------------------
-def test_published_values_are_read_over_curve(lab: Lab) -> None:
-    Maintainer(lab.graph, lab.ctx).maintain("node_b.transducer")
-    published = {k: v.value for k, v in lab.ctx.store("node_b").current_values().items()}
-    assert published  # something to read
-    got = fetch_parameters(lab.server.address, lab.key_dir, "node_a", "node_b", timeout=2.0)
+def test_published_values_are_read_over_curve(served: Any) -> None:
+    server, store, key_dir = served
+    published = {k: v.value for k, v in store.current_values().items()}
+    got = fetch_parameters(server.address, key_dir, "node_a", "node_b", timeout=2.0)
     assert got == published
 
 
-def test_a_client_without_a_lab_key_gets_nothing(lab: Lab, tmp_path: Path) -> None:
-    Maintainer(lab.graph, lab.ctx).maintain("node_b.transducer")
+def test_a_client_without_a_lab_key_gets_nothing(served: Any, tmp_path: Path) -> None:
+    server, _, key_dir = served
     outsider = tmp_path / "outsider_keys"
     generate_lab_keys(outsider, ["outsider"])
-    shutil.copy(lab.key_dir / "public" / "node_b.key", outsider / "public" / "node_b.key")
-    served = lab.server.served
-    with pytest.raises(ParameterServiceError, match=lab.server.address.replace(".", r"\.")):
-        fetch_parameters(lab.server.address, outsider, "outsider", "node_b", timeout=0.5)
-    assert lab.server.served == served
+    shutil.copy(key_dir / "public" / "node_b.key", outsider / "public" / "node_b.key")
+    before = server.served
+    with pytest.raises(ParameterServiceError, match=server.address.replace(".", r"\.")):
+        fetch_parameters(server.address, outsider, "outsider", "node_b", timeout=0.5)
+    assert server.served == before
 
 
-def test_a_write_attempt_is_refused_and_changes_nothing(lab: Lab) -> None:
-    Maintainer(lab.graph, lab.ctx).maintain("node_b.transducer")
-    store = lab.ctx.store("node_b")
+def test_a_write_attempt_is_refused_and_changes_nothing(served: Any) -> None:
+    server, store, key_dir = served
     before = store.current_values()
     write = bytes([VERSION]) + b'SET {"transducer_efficiency": 0.9}'
-    reply = request(lab.server.address, lab.key_dir, "node_a", "node_b", write, 2.0)
+    reply = request(server.address, key_dir, "node_a", "node_b", write, 2.0)
     assert "read-only" in reply["error"]
-    reply = request(lab.server.address, lab.key_dir, "node_a", "node_b", b"\x07" + GET, 2.0)
+    reply = request(server.address, key_dir, "node_a", "node_b", b"\x07" + GET, 2.0)
     assert "version" in reply["error"]
-    assert lab.server.refused == 2
+    assert server.refused == 2
     assert store.current_values() == before

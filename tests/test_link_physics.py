@@ -1,4 +1,5 @@
-"""The heralded-entanglement link simulator against its formulas (docs/link.md).
+"""The simulated link (`physics.link_clicks.LinkClicks`, the world behind the station's tagger
+twin) against the formulas of `network.link_model` (docs/link.md).
 
 Statistical checks use fixed seeds and a tolerance of Z = 4.5 standard errors, each derived
 from the statistic it bounds (stated at the check). A correct model fails one such check with
@@ -11,22 +12,28 @@ the smallest of them.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
 import pytest
 
-from qnetlab.sim_instruments.physics.link import (
+from qnetlab.network.link_model import (
     FIBRE_DELAY_S_PER_KM,
-    HERALD_TRUTH_DTYPE,
     LinkModel,
-    LinkSimulator,
     NodeOptics,
     Scheme,
     expected_fidelity,
     expected_pair_rate,
     expected_success_probability,
-    node_optics_from_preset,
+)
+from qnetlab.sim_instruments.physics.link import node_optics_from_preset
+from qnetlab.sim_instruments.physics.link_clicks import (
+    NO_HERALD,
+    TWIN_TRUTH_DTYPE,
+    DetectorState,
+    LinkClicks,
+    LinkPhysics,
 )
 from qnetlab.sim_instruments.physics.presets import PRESETS
 
@@ -62,10 +69,34 @@ def quiet(model: LinkModel) -> LinkModel:
     return dataclasses.replace(model, node_a=silent_a, node_b=silent_b, dark_count_rate=0.0)
 
 
+def world(model: LinkModel, seed: int) -> tuple[LinkPhysics, DetectorState]:
+    """The simulated world of `model`: its nodes, settings and (both) detectors."""
+    assert model.window_offset_a == model.window_offset_b == 0.0  # windows at true arrivals
+    physics = LinkPhysics(
+        scheme=model.scheme, attempt_period_ps=round(model.attempt_period * 1e12),
+        nodes=(model.node_a, model.node_b),
+        bright_state_population=model.bright_state_population,
+        hom_visibility=model.hom_visibility,
+        double_excitation_probability=model.double_excitation_probability,
+        arrival_time_spread_ps=model.arrival_time_spread * 1e12,
+        detection_window_ps=round(model.detection_window * 1e12), seed=seed)
+    detector = (model.detector_efficiency, model.dark_count_rate)
+    return physics, (detector, detector)
+
+
 def simulate(model: LinkModel, seed: int, heralds: int = HERALDS_WANTED) -> tuple[int, np.ndarray]:
+    """(attempts, the truth rows of the heralded ones) for about `heralds` heralds."""
     attempts = math.ceil(heralds / expected_success_probability(model))
-    batch = LinkSimulator(model, seed).run(attempts)
-    return batch.attempts, batch.heralds
+    physics, state = world(model, seed)
+    # large blocks: numpy's per-call cost is then negligible over tens of millions of attempts
+    clicks = LinkClicks(physics, (0,), lambda: state, block_attempts=1 << 18)
+    parts = []
+    step = 1_000_000  # attempts per truth call: bounded memory, same rows (block seeding)
+    for first in range(0, attempts, step):
+        truth = clicks.truth(first, min(first + step, attempts))
+        parts.append(truth[truth["bell_state"] != NO_HERALD])
+        clicks.forget_before((first + step) * physics.attempt_period_ps)
+    return attempts, np.concatenate(parts)
 
 
 # -- success probability and fidelity against the formulas ------------------------------------
@@ -113,10 +144,13 @@ def test_background_clicks_come_from_dark_counts_and_transducer_noise() -> None:
     detector, and the detector counts a fraction eta_d, so one detector sees a Poisson mean
     of eta_d * (mu_a + mu_b) / 2 plus DCR * window, with mu the photons reaching the station.
     """
-    a, b = good_node(0.0, noise=0.5), good_node(10.0, noise=0.2)
+    # 10.1 km: node b's light time is not a whole number of attempt periods more than node
+    # a's, so its photons never fall in arm a's window of a later attempt (as they would at
+    # a real station; the formulas assume they do not)
+    a, b = good_node(0.0, noise=0.5), good_node(10.1, noise=0.2)
     model = LinkModel("single_click", a, b, bright_state_population=0.0, dark_count_rate=2e6)
     mu_a = 0.5 * 0.5 * 0.9
-    mu_b = 0.2 * 0.5 * 0.9 * 10 ** (-0.2 * 10 / 10)
+    mu_b = 0.2 * 0.5 * 0.9 * 10 ** (-0.2 * 10.1 / 10)
     q = 1 - math.exp(-(0.9 * (mu_a + mu_b) / 2 + 2e6 * 2e-9))
     assert expected_success_probability(model) == pytest.approx(2 * q * (1 - q), rel=1e-12)
     attempts, heralds = simulate(model, seed=4)
@@ -182,7 +216,7 @@ def test_ground_truth_labels_and_bell_states() -> None:
     for scheme in SCHEMES:
         model = link(scheme, 10.0)
         _, heralds = simulate(model, seed=11, heralds=20_000)
-        assert heralds.dtype == HERALD_TRUTH_DTYPE
+        assert heralds.dtype == TWIN_TRUTH_DTYPE
         genuine = heralds["genuine"]
         assert 0 < genuine.sum() < heralds.size  # both kinds occur with this background
         # a genuine herald holds the coherent state; any other holds |01>/|10> or |00>/|11>
@@ -196,55 +230,42 @@ def test_ground_truth_labels_and_bell_states() -> None:
 
 # -- timing --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("length_km", LENGTHS_KM)
-def test_attempt_period_respects_light_time(length_km: float) -> None:
-    model = dataclasses.replace(link("single_click", length_km), node_b=good_node(2.0))
+def test_photons_arrive_at_the_light_time(length_km: float) -> None:
+    model = quiet(dataclasses.replace(link("single_click", length_km), node_b=good_node(2.0)))
     longer = max(length_km, 2.0)
     round_trip = 2 * longer * FIBRE_DELAY_S_PER_KM
     assert model.effective_attempt_period == max(model.attempt_period, round_trip)
     assert model.herald_delay("a") == pytest.approx(length_km * 4.9e-6, rel=1e-12)
     assert model.herald_delay("b") == pytest.approx(2.0 * 4.9e-6, rel=1e-12)
-    sim = LinkSimulator(model, seed=1, start_ps=5_000)
-    heralds = sim.run(20_000).heralds
-    assert heralds.size > 0
-    period_ps = round(model.effective_attempt_period * 1e12)
-    delay_ps = round(longer * 4.9e-6 * 1e12)
-    expected_ps = 5_000 + heralds["attempt_id"].astype(np.int64) * period_ps + delay_ps
-    np.testing.assert_array_equal(heralds["time_ps"], expected_ps)
-    assert np.all(np.diff(heralds["time_ps"]) > 0)  # time order, one herald per attempt
-
-
-def test_run_until_paces_attempts_to_the_station_clock() -> None:
-    model = link("two_click", 25.0)  # period 245 us, decision 122.5 us after each start
-    start = 1_000_000
-    sim = LinkSimulator(model, seed=5, start_ps=start)
-    period, delay = sim.attempt_period_ps, sim.decision_delay_ps
-    assert period == 245_000_000 and delay == 122_500_000
-    assert sim.run_until(start + delay - 1).attempts == 0  # first decision not yet taken
-    assert sim.run_until(start + delay).attempts == 1
-    now = start + delay + 1000 * period + period // 2
-    batch = sim.run_until(now)
-    assert (batch.first_attempt_id, batch.attempts) == (1, 1000)
-    assert batch.heralds["time_ps"].max(initial=start) <= now
-    assert sim.run_until(now).attempts == 0  # nothing new, and never twice
-    assert sim.run_until(start).attempts == 0  # the clock going back makes nothing
-    assert sim.attempts_made == 1001
-    assert sim.decision_time_ps(1001) > now
+    physics, state = world(model, seed=1)
+    assert physics.light_ps == (round(length_km * 4.9e6), 9_800_000)
+    clicks = LinkClicks(physics, (0,), lambda: state)
+    period = physics.attempt_period_ps
+    times = np.concatenate([clicks.detector_clicks(d, 0, 20_000 * period) for d in (0, 1)])
+    assert times.size > 100
+    # without background every click is a photon: emission (a multiple of the period) plus
+    # an arm's light time, within 12 sigma of the arrival spread
+    offset = [(times - light + period // 2) % period - period // 2 for light in physics.light_ps]
+    nearest = np.minimum(np.abs(offset[0]), np.abs(offset[1]))
+    assert nearest.max() < 12 * physics.arrival_time_spread_ps
+    if physics.light_ps[0] % period != physics.light_ps[1] % period:
+        assert np.any(np.abs(offset[0]) < 1000) and np.any(np.abs(offset[1]) < 1000)
 
 
 def test_reproducible_per_seed_whatever_the_call_pattern() -> None:
-    model = link("single_click", 0.0)
-    whole = LinkSimulator(model, seed=42).run(200_000).heralds
-    assert whole.size > 5_000  # enough heralds that equality means something
-    np.testing.assert_array_equal(whole, LinkSimulator(model, seed=42).run(200_000).heralds)
-    other = LinkSimulator(model, seed=43).run(200_000).heralds
+    physics, state = world(link("single_click", 0.0), seed=42)
+
+    def truth(seed: int, ranges: list[int]) -> np.ndarray:
+        clicks = LinkClicks(dataclasses.replace(physics, seed=seed), (0,), lambda: state)
+        return np.concatenate([clicks.truth(a, b) for a, b in itertools.pairwise(ranges)])
+
+    whole = truth(42, [0, 200_000])
+    assert np.count_nonzero(whole["bell_state"] != NO_HERALD) > 5_000
+    assert truth(42, [0, 200_000]).tobytes() == whole.tobytes()
+    other = truth(43, [0, 200_000])
     assert not np.array_equal(whole["attempt_id"], other["attempt_id"][: whole.size])
-    # split across block boundaries and through run_until: the same attempts, the same truth
-    split = LinkSimulator(model, seed=42)
-    parts = [split.run(n).heralds for n in (1, 70_000, 0, 60_001)]
-    stop = split.decision_time_ps(199_999)
-    parts.append(split.run_until(stop).heralds)
-    assert split.attempts_made == 200_000
-    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    # split across block boundaries: the same attempts, the same truth
+    assert truth(42, [0, 1, 70_001, 70_001, 130_002, 200_000]).tobytes() == whole.tobytes()
 
 
 def test_rate_follows_the_fibre_loss() -> None:
@@ -308,7 +329,12 @@ def test_bad_parameters_raise_clear_errors() -> None:
         model.herald_delay("c")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"unknown transducer preset 'nope'"):
         node_optics_from_preset("nope", 1.0)
-    with pytest.raises(ValueError, match=r"seed = -1 must be an integer >= 0"):
-        LinkSimulator(model, -1)
-    with pytest.raises(ValueError, match=r"attempts = -5 must be an integer >= 0"):
-        LinkSimulator(model, 1).run(-5)
+    physics, _ = world(model, seed=1)
+    with pytest.raises(ValueError, match=r"LinkPhysics.seed must be >= 0"):
+        dataclasses.replace(physics, seed=-1)
+    with pytest.raises(ValueError, match=r"detection_window_ps = 600000 must be > 0 and at most "
+                                          r"the round period \(500000 ps\)"):
+        dataclasses.replace(physics, detection_window_ps=600_000)
+    with pytest.raises(ValueError, match=r"attempt_period_ps = 1000001 must be a positive "
+                                          r"multiple of 2 ps"):
+        dataclasses.replace(physics, attempt_period_ps=1_000_001)

@@ -20,6 +20,8 @@ def variant(tmp_path: Path, old: str, new: str) -> Path:
     assert old in text, old
     path = tmp_path / "lab.yaml"
     path.write_text(text.replace(old, new, 1))
+    station = CONFIG.parent / "heralding_station.yaml"  # station.lab is relative
+    (tmp_path / station.name).write_text(station.read_text())
     return path
 
 
@@ -37,6 +39,32 @@ def test_shipped_config_loads():
     assert config.station.herald_address.startswith("tcp://127.0.0.1:")
     assert config.key_dir.is_absolute()
     assert config.nodes["node_a"].memory_cutoff == 0.010
+    assert config.station.lab == REPO / "lab_configs" / "heralding_station.yaml"
+    assert (config.station.sync_input, config.station.detector_inputs) == (3, (1, 2))
+
+
+def test_link_simulation_builds_the_station_labs_link_section():
+    config = load_network_config(CONFIG)
+    sim = config.link_simulation()
+    assert sim["scheme"] == config.link.scheme
+    assert sim["attempt_period"] == config.link.attempt_period
+    assert (sim["sync_input"], sim["detector_inputs"]) == (3, [1, 2])
+    assert list(sim["nodes"]) == list(config.link.nodes)  # the emission order
+    assert sim["nodes"]["node_a"]["transducer"] == "bulk_eo_pulsed"
+    assert sim["seed"] == 20261201
+
+
+def test_link_simulation_without_a_simulation_section_names_the_fix(tmp_path):
+    text = CONFIG.read_text()
+    path = tmp_path / "lab.yaml"
+    path.write_text(text[:text.index("\nsimulation:")] + "\n")
+    (tmp_path / "heralding_station.yaml").write_text(
+        (CONFIG.parent / "heralding_station.yaml").read_text())
+    config = load_network_config(path)
+    assert config.simulation == {}
+    with pytest.raises(ConfigError) as info:
+        config.link_simulation()
+    assert info.value.entry == "simulation" and "--profile real" in info.value.fix
 
 
 @pytest.mark.parametrize(("old", "new", "entry", "words"), [
@@ -48,8 +76,16 @@ def test_shipped_config_loads():
     ("memory_cutoff: 0.010 ", "memory_cutoff: 0.001 ", "nodes.node_a.memory_cutoff",
      "resend_timeout"),
     ("nodes: [node_a, node_b]", "nodes: [node_a, node_c]", "link.nodes", "node_c"),
-    ("detector_efficiency: 0.9", "detector_efficiency: 90", "link.detector_efficiency",
-     "0.9 not 90"),
+    ("hom_visibility: 0.95 ", "hom_visibility: 95 ", "link.hom_visibility", "0.9 not 90"),
+    ("  nodes: [node_a, node_b]", "  nodes: [node_a, node_b]\n  detector_efficiency: 0.9",
+     "link.detector_efficiency", "calibration of its lab"),
+    ("    fibre_length_km: 2.0 ", "    transducer: bulk_eo_pulsed\n    fibre_length_km: 2.0 ",
+     "nodes.node_a.transducer", "simulation:"),
+    ("lab: heralding_station.yaml", "lab: nowhere.yaml", "station.lab", "heralding_station"),
+    ("sync_input: 3", "sync_input: 2", "station.detector_inputs", "own tagger input"),
+    ("detection_window: 2.0e-9", "detection_window: 12.0e-6", "link.detection_window",
+     "inside one round"),
+    ("node_b: {transducer", "node_c: {transducer", "simulation.nodes.node_c", "node_a"),
     ("scheme: two_click ", "scheme: three_click ", "link.scheme", "single_click"),
     ("fibre_length_km: 2.0", "fibre_length_km: -2.0", "nodes.node_a.fibre_length_km", ">= 0"),
     ("  name: station", "  name: node_a", "", "used by two processes"),

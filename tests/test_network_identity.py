@@ -31,7 +31,7 @@ from qnetlab.network.keys import (
     start_authenticator,
 )
 from qnetlab.network.lab import plan_lab
-from qnetlab.network.messages import Ack, Create, Err, ErrCode, Heartbeat, Ok, decode
+from qnetlab.network.messages import Ack, Create, Err, ErrCode, Heartbeat, Ok, OkBatch, decode
 from qnetlab.network.network_config import NetworkConfig, load_network_config
 from qnetlab.network.orchestrator import OrchestratorSettings, run_orchestrator
 
@@ -134,8 +134,8 @@ def serve_request(config: NetworkConfig, nodes: dict[str, zmq.Socket], also: Any
                     for seq in range(PAIRS):
                         socket.send(Ok(message.create_id, config.link.id, seq, 0.9,
                                        0).encode())
-                elif isinstance(message, Ok):
-                    verdicts[name].add(message.seq)
+                elif isinstance(message, OkBatch):  # the orchestrator's verdicts come batched
+                    verdicts[name].update(message.seqs.tolist())
         if also is not None:
             also()
         time.sleep(0.02)

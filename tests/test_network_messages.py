@@ -17,6 +17,7 @@ from qnetlab.network.messages import (
     MAX_PAIRS_PER_CREATE,
     MAX_RESEND_RANGE,
     MAX_SEQ,
+    MAX_SEQS_PER_BATCH,
     MAX_STATION_TIME_PS,
     NO_SEQ,
     VERSION,
@@ -27,12 +28,14 @@ from qnetlab.network.messages import (
     Create,
     Decoder,
     Err,
+    ErrBatch,
     ErrCode,
     Heartbeat,
     Heralds,
     MalformedMessage,
     MsgType,
     Ok,
+    OkBatch,
     ResendRequest,
     decode,
     encode_herald,
@@ -69,7 +72,92 @@ def herald_batch(n: int, seed: int = 5) -> np.ndarray:
 
 def valid_frames() -> list[bytes]:
     return ([m.encode() for m in FIXED_MESSAGES] + [encode_herald(1, 0, 5, 1, 123)]
-            + [encode_heralds(herald_batch(n)) for n in (2, 64)])
+            + [encode_heralds(herald_batch(n)) for n in (2, 64)]
+            + [b.encode() for b in BATCHES])
+
+
+BATCHES = [
+    OkBatch(create_id=U32, link=U16, goodness=1.0, goodness_time_ps=MAX_STATION_TIME_PS,
+            seqs=np.array([0, 5, MAX_SEQ], np.uint64)),
+    OkBatch(create_id=0, link=0, goodness=0.0, goodness_time_ps=-MAX_STATION_TIME_PS,
+            seqs=np.arange(MAX_SEQS_PER_BATCH)),
+    ErrBatch(create_id=9, link=3, code=ErrCode.EXPIRED, seqs=[7]),
+    ErrBatch(create_id=9, link=3, code=ErrCode.DISAGREED, seqs=np.arange(40, 80, 3)),
+]
+
+
+@pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"{type(b).__name__}-{len(b)}")
+def test_batches_of_seqs_round_trip(batch: OkBatch | ErrBatch) -> None:
+    frame = batch.encode()
+    assert frame[0] == VERSION and frame[1] == batch.TYPE
+    assert len(frame) == (28 if isinstance(batch, OkBatch) else 13) + 8 * len(batch)
+    decoded = decode(frame)
+    assert type(decoded) is type(batch) and decoded.encode() == frame
+    np.testing.assert_array_equal(decoded.seqs, batch.seqs)
+    assert decoded.seqs.dtype == np.uint64 and not decoded.seqs.flags.writeable
+    for field in ("create_id", "link", "goodness", "goodness_time_ps", "code"):
+        assert getattr(decoded, field, None) == getattr(batch, field, None)
+
+
+def test_batch_constructors_refuse_what_no_receiver_would_take() -> None:
+    for seqs in ([], [3, 3], [5, 4], [-1], [MAX_SEQ + 1], np.arange(MAX_SEQS_PER_BATCH + 1),
+                 np.zeros((2, 2), np.int64), [0.5]):
+        with pytest.raises(ValueError, match="seqs"):
+            OkBatch(1, 2, 0.9, 0, np.asarray(seqs))
+    for code in (ErrCode.TIMEOUT, ErrCode.UNSUPPORTED, ErrCode.NO_RESOURCES, 99):
+        with pytest.raises(ValueError, match="ErrBatch code"):
+            ErrBatch(1, 2, code, [1])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="OkBatch"):
+        OkBatch(2**32, 2, 0.9, 0, [1]).encode()
+
+
+def _ok_batch(seqs: list[int], goodness: float = 0.9, time_ps: int = 0, count: int | None = None
+              ) -> bytes:
+    """An OK_BATCH frame packed by hand (so any field can be wrong)."""
+    head = struct.pack("<BBIHdqI", VERSION, MsgType.OK_BATCH, 1, 2, goodness, time_ps,
+                       len(seqs) if count is None else count)
+    return head + np.array(seqs, np.uint64).tobytes()
+
+
+def _err_batch(seqs: list[int], code: int = ErrCode.EXPIRED, count: int | None = None) -> bytes:
+    head = struct.pack("<BBIHBI", VERSION, MsgType.ERR_BATCH, 1, 2, code,
+                       len(seqs) if count is None else count)
+    return head + np.array(seqs, np.uint64).tobytes()
+
+
+@pytest.mark.parametrize(("frame", "reason"), [
+    (_ok_batch([1])[:-1], "truncated"),
+    (_ok_batch([]), "truncated"),
+    (_ok_batch([1, 2], count=3), "truncated"),
+    (_ok_batch([1, 2], count=1), "bad length"),
+    (_ok_batch([1], count=0) + bytes(8), "bad count"),
+    (_ok_batch([1], count=MAX_SEQS_PER_BATCH + 1), "bad count"),
+    (_ok_batch([1], count=U32), "bad count"),
+    (_ok_batch([2, 2]), "bad value"),  # a seq twice
+    (_ok_batch([3, 2]), "bad value"),  # not in order
+    (_ok_batch([1, MAX_SEQ + 1]), "bad value"),
+    (_ok_batch([1, 2**63]), "bad value"),  # would wrap through int64
+    (_ok_batch([NO_SEQ]), "bad value"),
+    (_ok_batch([1], goodness=math.nan), "bad value"),
+    (_ok_batch([1], goodness=1.5), "bad value"),
+    (_ok_batch([1], goodness=-0.1), "bad value"),
+    (_ok_batch([1], time_ps=MAX_STATION_TIME_PS + 1), "bad value"),
+    (_ok_batch([1], time_ps=I64_MIN), "bad value"),
+    (_err_batch([1])[:-3], "truncated"),
+    (_err_batch([1], count=0) + bytes(8), "bad count"),
+    (_err_batch([1, 2]) + b"\x00", "bad length"),
+    (_err_batch([5, 1]), "bad value"),
+    (_err_batch([U64]), "bad value"),
+    (_err_batch([1], code=ErrCode.TIMEOUT), "bad value"),  # a whole request's code
+    (_err_batch([1], code=ErrCode.NO_RESOURCES), "bad value"),
+    (_err_batch([1], code=0), "bad value"),
+    (_err_batch([1], code=99), "bad value"),
+])
+def test_bad_batches_raise_malformed_message_with_their_reason(frame: bytes, reason: str
+                                                               ) -> None:
+    with pytest.raises(MalformedMessage) as info:
+        decode(frame)
+    assert info.value.reason == reason
 
 
 @pytest.mark.parametrize("message", FIXED_MESSAGES, ids=lambda m: type(m).__name__)
@@ -126,7 +214,7 @@ TWO_HERALDS = encode_heralds(herald_batch(2))
     (bytes([2]) + GOOD_HERALD[1:], "wrong version"),
     (bytes([0]) + GOOD_HERALD[1:], "wrong version"),
     (bytes([VERSION, 0]), "unknown type"),
-    (bytes([VERSION, 11]) + b"\x00" * 30, "unknown type"),
+    (bytes([VERSION, 13]) + b"\x00" * 30, "unknown type"),
     (bytes([VERSION, MsgType.HERALDS]), "truncated"),
     (GOOD_HERALD[:-1], "truncated"),
     (GOOD_HERALD + b"\x00", "bad length"),
@@ -210,8 +298,12 @@ def test_fuzz_random_truncated_and_mutated_frames_never_crash() -> None:
             mutated[rng.integers(len(frame))] = rng.integers(256)
             frames.append(bytes(mutated))
     for _ in range(5000):  # random bodies behind a valid header, with plausible lengths
-        kind = int(rng.integers(0, 12))
+        kind = int(rng.integers(0, 14))
         frames.append(bytes([VERSION, kind]) + rng.bytes(int(rng.integers(0, 70))))
+    for _ in range(3000):  # batches of seqs: a valid header, random seqs (some in order)
+        seqs = np.sort(rng.integers(0, 2**64, int(rng.integers(1, 5)), np.uint64))
+        frames.append(_ok_batch(seqs.tolist(), goodness=float(rng.choice([0.5, 2.0]))))
+        frames.append(_err_batch(seqs.tolist(), code=int(rng.integers(0, 8))))
     for _ in range(2000):  # arbitrary bytes
         frames.append(rng.bytes(int(rng.integers(0, 100))))
 
@@ -249,11 +341,12 @@ def test_encoders_refuse_values_that_do_not_fit_the_layout() -> None:
 
 def test_largest_legal_frame_fits_the_socket_limit() -> None:
     """`MAX_FRAME_BYTES` is the largest frame a legal message makes (a full HERALDS frame),
-    and the sockets' limit leaves CURVE's framing room on top of it."""
+    and the sockets' limit leaves CURVE's framing room on top of it; a full batch of seqs
+    is smaller."""
     from qnetlab.network.messages import MAX_FRAME_BYTES, SOCKET_MAXMSGSIZE
 
     full = encode_heralds(make_heralds(1, np.arange(MAX_HERALDS_PER_FRAME), 0, 0, 0))
     assert len(full) == MAX_FRAME_BYTES
     assert isinstance(decode(full), Heralds)
-    assert all(len(m.encode()) < MAX_FRAME_BYTES for m in FIXED_MESSAGES)
+    assert all(len(m.encode()) < MAX_FRAME_BYTES for m in [*FIXED_MESSAGES, *BATCHES])
     assert MAX_FRAME_BYTES < SOCKET_MAXMSGSIZE <= MAX_FRAME_BYTES + 4096

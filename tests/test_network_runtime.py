@@ -1,8 +1,9 @@
 """The running link: station, node agents and orchestrator as separate processes on loopback.
 
 Every process binds or connects only on 127.0.0.1 on free ports and stops by itself
-(max_seconds) if a test fails before stopping it. The link is the shipped config switched to
-single-click with alpha 0.2 (~1.3 k heralds/s), so pairs come quickly.
+(max_seconds) if a test fails before stopping it. The station's heralds come from the test
+signal (`PeriodicHeralds`, ~1.3 k heralds/s unless a test says otherwise): these tests are
+about the control plane; the station over its tagger is tests/test_station_process.py.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,22 +20,14 @@ import numpy as np
 import pytest
 import zmq
 
-from qnetlab.link import build_link_model, sim_source_factory
 from qnetlab.network import ProcessGroup
-from qnetlab.network.heralding_station import (
-    SEND_DTYPE,
-    TRUTH_DTYPE,
-    PeriodicHeralds,
-    StationFaults,
-    TimeSlots,
-    run_station,
-)
+from qnetlab.network.heralding_station import SEND_DTYPE, StationFaults, run_station
 from qnetlab.network.keys import generate_lab_keys, make_curve_client
 from qnetlab.network.lab import LabPlan, plan_lab, read_events, read_pairs, read_report, start_lab
-from qnetlab.network.messages import ClockReply, ClockRequest, Heartbeat, decode
+from qnetlab.network.messages import HERALD_DTYPE, ClockReply, ClockRequest, Heartbeat, decode
 from qnetlab.network.network_config import NetworkConfig, load_network_config
 from qnetlab.network.node_agent import PairEvent, run_node_agent
-from qnetlab.sim_instruments.physics.link import expected_fidelity, expected_pair_rate
+from qnetlab.network.test_signals import PeriodicHeralds, TimeSlots
 
 from conftest import REPO, free_port_run, wait_until
 
@@ -45,24 +36,26 @@ pytestmark = [pytest.mark.slow, pytest.mark.processes]
 CONFIG = REPO / "lab_configs" / "two_node_link.yaml"
 LIMIT = 30.0
 """s after which every process of a test stops by itself."""
+PERIOD_PS = 750_000_000
+"""The test signal's herald period: 1.33 k heralds/s, so pairs come quickly."""
 
 
 def lab_config(tmp_path: Path) -> NetworkConfig:
     config = load_network_config(CONFIG).with_ports(free_port_run(3))
-    link = dataclasses.replace(
-        config.link, scheme="single_click",
-        physics={**config.link.physics, "bright_state_population": 0.2})
-    config = dataclasses.replace(config, key_dir=tmp_path / "keys", run_dir=tmp_path / "runs",
-                                 link=link)
+    config = dataclasses.replace(config, key_dir=tmp_path / "keys", run_dir=tmp_path / "runs")
     generate_lab_keys(config.key_dir, config.key_names())
     return config
 
 
 def plan(config: NetworkConfig, pairs: int, **options: object) -> LabPlan:
-    model = build_link_model(config)
     return plan_lab(config, pairs=pairs, run_dir=config.run_dir, epoch_ns=time.monotonic_ns(),
-                    goodness=expected_fidelity(model), expected_pair_rate=expected_pair_rate(model),
-                    max_seconds=LIMIT, **options)  # type: ignore[arg-type]
+                    goodness=0.9, expected_pair_rate=1e12 / PERIOD_PS, max_seconds=LIMIT,
+                    **options)  # type: ignore[arg-type]
+
+
+def periodic(period_ps: int = PERIOD_PS, slots: TimeSlots | None = None) -> Any:
+    """The test-signal source factory."""
+    return functools.partial(PeriodicHeralds, period_ps, slots=slots)
 
 
 @pytest.fixture
@@ -75,8 +68,7 @@ def start_periodic(group: ProcessGroup, lab: LabPlan, period_ps: int = 10**9,
                    slots: TimeSlots | None = None) -> None:
     """The station with the test-signal source (1 kHz unless told), and both node agents;
     no orchestrator, so no pairs are requested."""
-    start_lab(group, lab, functools.partial(PeriodicHeralds, period_ps, slots=slots),
-              orchestrator=False)
+    start_lab(group, lab, periodic(period_ps, slots), orchestrator=False)
 
 
 def wait_for_heralds_at_both_nodes(lab: LabPlan) -> None:
@@ -103,12 +95,13 @@ def orchestrator_result(lab: LabPlan) -> dict[str, Any]:
     return json.loads((lab.run_dir / "orchestrator_result.json").read_text())
 
 
-def check_pairs_against_truth(lab: LabPlan, cutoff_s: float) -> set[int]:
+def check_pairs_against_station(lab: LabPlan, cutoff_s: float) -> set[int]:
     """Every pair the orchestrator delivered was OK'd by both nodes, within the memory
-    cutoff of its true decision time, for the true attempt. Returns the delivered seqs."""
-    truth = np.load(lab.run_dir / "station_truth.npy")
-    assert truth.dtype == TRUTH_DTYPE
-    by_seq = {int(row["seq"]): row for row in truth}
+    cutoff of its herald's time, for the attempt the station heralded (its own log of the
+    heralds it decided). Returns the delivered seqs."""
+    heralds = np.load(lab.run_dir / "station_heralds.npy")
+    assert heralds.dtype == HERALD_DTYPE
+    assert np.array_equal(heralds["seq"], np.arange(len(heralds)))  # every seq, once
     seqs = {d["seq"] for d in orchestrator_result(lab)["delivered"]}
     for node in lab.nodes:
         log = read_pairs(lab.run_dir, node)
@@ -116,10 +109,10 @@ def check_pairs_against_truth(lab: LabPlan, cutoff_s: float) -> set[int]:
         ok_by_seq = {int(row["seq"]): row for row in oks}
         for seq in seqs:
             row = ok_by_seq[seq]  # KeyError: delivered though this node never held it
-            true = by_seq[seq]
-            assert int(row["attempt_id"]) == int(true["attempt_id"])
-            assert int(row["herald_ps"]) == int(true["time_ps"])
-            assert 0 <= int(row["event_ps"]) - int(true["time_ps"]) <= cutoff_s * 1e12
+            herald = heralds[seq]
+            assert int(row["attempt_id"]) == int(herald["attempt_id"])
+            assert int(row["herald_ps"]) == int(herald["timestamp_ps"])
+            assert 0 <= int(row["event_ps"]) - int(herald["timestamp_ps"]) <= cutoff_s * 1e12
     return seqs
 
 
@@ -129,33 +122,52 @@ def test_pairs_delivered_agreed_and_fresh(tmp_path, group, receive):
     lab = plan(config, pairs=150)
     lab = dataclasses.replace(lab, nodes={name: dataclasses.replace(node, receive=receive)
                                           for name, node in lab.nodes.items()})
-    start_lab(group, lab, sim_source_factory(config, build_link_model(config)))
+    start_lab(group, lab, periodic())
     finish(group, lab)
-    seqs = check_pairs_against_truth(lab, config.nodes["node_a"].memory_cutoff)
+    seqs = check_pairs_against_station(lab, config.nodes["node_a"].memory_cutoff)
     assert len(seqs) == 150
     assert delivered(lab, "node_a") == delivered(lab, "node_b") == seqs
     report = read_report(lab)
     assert report.agree and report.delivered == 150 and not report.failed
-    assert report.errors["disagreements"] == 0 and report.errors["malformed"] == 0
+    # (A loaded machine can make a herald reach one node past its memory cutoff: that pair
+    # is then disagreed and released, counted, never delivered. Not asserted away here.)
+    assert report.errors["malformed"] == 0
     assert len(report.latency_s) > 100
     assert set(report.clock) == {"node_a", "node_b"}
+    # What a real bench knows of the delivered pairs: the station's heralds, by seq.
+    assert sorted(report.delivered_heralds["seq"].tolist()) == sorted(seqs)
 
 
 def test_periodic_heralds_in_time_slots_keep_every_attempt_counted():
     # 1 kHz, on for 100 ms out of every 300 ms from 100 ms: the benchmark's second of three
-    # setups. However run_until splits the time, the same heralds come out.
+    # setups. However the time is split into blocks, the same heralds come out.
     slots = TimeSlots(cycle_ps=300 * 10**9, offset_ps=100 * 10**9, length_ps=100 * 10**9)
-    whole = PeriodicHeralds(10**9, start_ps=0, slots=slots).run_until(10**12 - 1)
+    whole = PeriodicHeralds(10**9, start_ps=0, slots=slots).until(10**12 - 1)
     split = PeriodicHeralds(10**9, start_ps=0, slots=slots)
-    parts = [split.run_until(t) for t in (123 * 10**9, 450 * 10**9, 10**12 - 1)]
+    parts = [split.until(t) for t in (123 * 10**9, 450 * 10**9, 10**12 - 1)]
     assert whole.attempts == sum(p.attempts for p in parts) == 1000
     assert np.array_equal(np.concatenate([p.heralds for p in parts]), whole.heralds)
-    ms = whole.heralds["time_ps"] // 10**9
+    ms = whole.heralds["timestamp_ps"] // 10**9
     assert np.array_equal(ms, [t for t in range(1000) if 100 <= t % 300 < 200])
     assert np.array_equal(whole.heralds["attempt_id"], ms)  # ids count every period
     # next_on: the benchmark's bare publisher skips to its next slot with it
     assert [slots.next_on(t * 10**9) // 10**9 for t in (0, 99, 100, 150, 199, 200, 350)] \
         == [100, 100, 100, 150, 199, 400, 400]
+
+
+def test_periodic_heralds_hand_over_blocks_in_real_time():
+    # Blocks every 2 ms of station time: each holds the heralds whose time has passed, and
+    # arrives after them.
+    epoch_ns = time.monotonic_ns()
+    source = PeriodicHeralds(10**9, epoch_ns=epoch_ns, start_ps=0, block_s=0.002)
+    blocks = source.blocks()
+    seen = [next(blocks) for _ in range(20)]
+    heralds = np.concatenate([b.heralds for b in seen])
+    assert np.array_equal(heralds["attempt_id"], np.arange(len(heralds)))
+    assert sum(b.attempts for b in seen) == len(heralds) >= 30
+    for block in seen:
+        arrived_ps = (block.arrived_ns - epoch_ns) * 1000
+        assert (block.heralds["timestamp_ps"] <= arrived_ps).all()
 
 
 def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group):
@@ -167,20 +179,22 @@ def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group)
     group.stop_all()
     sends = np.load(lab.run_dir / "station_sends.npy")
     assert sends.dtype == SEND_DTYPE and len(sends) > 300
-    # Frames cover the seqs in order without a gap or an overlap (one herald each at 1 kHz,
-    # several when the station woke late on a loaded machine: they go out together), each
-    # handed off at or after its decision.
+    # Frames cover the seqs in order without a gap or an overlap (one herald each at 1 kHz
+    # with 1 ms blocks, several when a block came late on a loaded machine), each handed off
+    # after its tag block arrived, which came after its heralds were decided.
     assert sends["first_seq"][0] == 0 and (sends["last_seq"] >= sends["first_seq"]).all()
     assert np.array_equal(sends["first_seq"][1:], sends["last_seq"][:-1] + 1)
-    assert (sends["send_ps"] >= sends["decided_ps"]).all()
+    assert (sends["send_ps"] >= sends["block_ps"]).all()
+    assert (sends["block_ps"] >= sends["decided_ps"]).all()
     frame_of = np.repeat(np.arange(len(sends)),
                          (sends["last_seq"] - sends["first_seq"] + 1).astype(np.int64))
     report = read_report(lab)
-    decided, handoff = report.latency_s, report.handoff_latency_s
-    assert len(handoff) == len(decided) > 300
-    # Per herald (same seq order), decision -> receipt = decision -> hand-off + hand-off ->
-    # receipt, and neither part is negative. Both nodes share the station's clock exactly.
-    assert (handoff > 0).all() and (decided >= handoff).all()
+    decided, handoff, block = report.latency_s, report.handoff_latency_s, report.block_latency_s
+    assert len(handoff) == len(decided) == len(block) > 300
+    # Per herald (same seq order), decision -> receipt = decision -> block + block ->
+    # hand-off + hand-off -> receipt, and no part is negative. Both nodes share the
+    # station's clock exactly.
+    assert (handoff > 0).all() and (block >= handoff).all() and (decided >= block).all()
     received: list[dict[int, int]] = []
     for node in lab.nodes:
         rows = np.load(lab.run_dir / f"{node}_latency.npy")
@@ -190,22 +204,24 @@ def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group)
         received.append(dict(zip(rows["seq"].tolist(), rows["received_ps"].tolist(),
                                  strict=True)))
     common = sorted(set(received[0]) & set(received[1]))
-    expected = [max(r[s] for r in received) - int(sends["send_ps"][frame_of[s]])
-                for s in common]
-    assert np.array_equal(np.round(handoff * 1e12), expected)
-    # Each latency comes with the station time it counts from.
-    assert np.array_equal(np.round(report.handoff_at_s * 1e12),
-                          [int(sends["send_ps"][frame_of[s]]) for s in common])
-    assert (report.decided_at_s <= report.handoff_at_s).all()
-    # Bookkeeping at quiet times still keeps heartbeats and the history going.
+    for origin, latency, at in (("send_ps", handoff, report.handoff_at_s),
+                                ("block_ps", block, report.block_at_s)):
+        expected = [max(r[s] for r in received) - int(sends[origin][frame_of[s]])
+                    for s in common]
+        assert np.array_equal(np.round(latency * 1e12), expected)
+        # Each latency comes with the station time it counts from.
+        assert np.array_equal(np.round(at * 1e12),
+                              [int(sends[origin][frame_of[s]]) for s in common])
+    assert (report.decided_at_s <= report.block_at_s).all()
     station = json.loads((lab.run_dir / "station_summary.json").read_text())
     assert station["counters"]["herald_frames"] == len(sends)
+    assert station["block_to_send_s"]["frames"] == len(sends)
 
 
 def test_node_agent_killed_and_restarted_resynchronises(tmp_path, group):
     config = lab_config(tmp_path)
     lab = plan(config, pairs=1200)
-    start_lab(group, lab, sim_source_factory(config, build_link_model(config)))
+    start_lab(group, lab, periodic())
     wait_until(lambda: len(delivered(lab, "node_b")) >= 200, 15, "the first pairs")
     group.kill("node_b")  # a crash: no goodbye, its held pairs are gone
     time.sleep(0.3)  # a measured duration: node_b stays down for 0.3 s
@@ -215,7 +231,7 @@ def test_node_agent_killed_and_restarted_resynchronises(tmp_path, group):
     result = orchestrator_result(lab)
     assert not result["failed"] and len(result["delivered"]) == 1200
     assert result["counters"]["node_restarts"] == 1
-    seqs = check_pairs_against_truth(lab, config.nodes["node_b"].memory_cutoff)
+    seqs = check_pairs_against_station(lab, config.nodes["node_b"].memory_cutoff)
     a, b = delivered(lab, "node_a"), delivered(lab, "node_b")
     assert a == seqs  # the survivor heard every verdict
     assert b <= seqs
@@ -236,7 +252,7 @@ def test_node_agent_killed_and_restarted_resynchronises(tmp_path, group):
 def test_station_restart_noticed_through_missed_heartbeats(tmp_path, group):
     config = lab_config(tmp_path)
     lab = plan(config, pairs=1)
-    source = functools.partial(PeriodicHeralds, 1_000_000_000)  # 1 kHz
+    source = periodic(10**9)  # 1 kHz
     start_lab(group, lab, source, orchestrator=False)
     wait_for_heralds_at_both_nodes(lab)
     time.sleep(3 * config.heartbeat_period)  # each node has heard a heartbeat
@@ -270,9 +286,9 @@ def test_skipped_delayed_and_malformed_frames_recovered_or_reported(tmp_path, gr
     faults = StationFaults(skip_every=7, skip_history=skip_history, delay_every=11,
                            delay_s=0.003, malformed_every=5)
     lab = plan(config, pairs=300, faults=faults)
-    start_lab(group, lab, sim_source_factory(config, build_link_model(config)))
+    start_lab(group, lab, periodic())
     finish(group, lab)
-    seqs = check_pairs_against_truth(lab, config.nodes["node_a"].memory_cutoff)
+    seqs = check_pairs_against_station(lab, config.nodes["node_a"].memory_cutoff)
     assert len(seqs) == 300
     assert delivered(lab, "node_a") == delivered(lab, "node_b") == seqs
     report = read_report(lab)
@@ -286,7 +302,7 @@ def test_skipped_delayed_and_malformed_frames_recovered_or_reported(tmp_path, gr
     else:
         # Resent from the history: recovered. On a loaded machine a resend can time out
         # (4 x resend_timeout); that herald is then reported ERR LOST, never delivered wrong
-        # (check_pairs_against_truth above), and is at most a few of the ~45 skipped.
+        # (check_pairs_against_station above), and is at most a few of the ~45 skipped.
         assert report.errors["recovered"] > report.errors["err_lost"]
         assert any(seq % 7 == 6 for seq in seqs)  # skipped on the PUB, delivered by resend
         # A delayed herald is resent first, so its late original is a duplicate.
@@ -329,13 +345,12 @@ def test_lost_tail_of_the_stream_found_through_attempt_stats(tmp_path, group):
                          for n in lab.nodes), 15, "both node agents started")
     begin_ps = (time.monotonic_ns() - lab.station.epoch_ns) * 1000 + 2 * 10**12
     burst = TimeSlots(cycle_ps=10**15, offset_ps=begin_ps, length_ps=400 * 10**9)
-    group.start("station", run_station, lab.station,
-                functools.partial(PeriodicHeralds, 10**9, slots=burst))
+    group.start("station", run_station, lab.station, periodic(10**9, burst))
     wait_for_heralds_at_both_nodes(lab)
     time.sleep(1.0)  # the burst is over; several AttemptStats (every 0.1 s) have gone out
     group.stop_all()
     station = json.loads((lab.run_dir / "station_summary.json").read_text())
-    decided = station["heralds"]  # computed, and all due by now
+    decided = station["heralds"]  # decided (numbered), published or withheld
     withheld = station["counters"]["skipped_by_fault"]
     assert decided > 300 and withheld == decided - 120
     for node in lab.nodes:
@@ -481,30 +496,6 @@ def test_malformed_requests_counted_and_station_keeps_answering(tmp_path, group)
     assert sum(station["malformed"].values()) == len(garbage)
 
 
-def test_qnetlab_link_command(tmp_path):
-    config = lab_config(tmp_path)
-    text = CONFIG.read_text()
-    for old, new in ((load_network_config(CONFIG).station.herald_address,
-                      config.station.herald_address),
-                     (load_network_config(CONFIG).station.request_address,
-                      config.station.request_address),
-                     (load_network_config(CONFIG).orchestrator.address,
-                      config.orchestrator.address),
-                     ("../lab_data/keys/two_node_link", str(config.key_dir)),
-                     ("../lab_data/runs/two_node_link", str(config.run_dir))):
-        text = text.replace(old, new)
-    path = tmp_path / "lab.yaml"
-    path.write_text(text)
-    result = subprocess.run([sys.executable, "-m", "qnetlab", "link", str(path), "--pairs",
-                             "40", "--timeout", "30"], cwd=REPO, capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "40 of 40 pairs delivered; both nodes agree: yes" in result.stdout
-    for words in ("rate", "fidelity", "median", "p99", "max", "gaps", "duplicates",
-                  "resend_requests", "expired", "malformed", "disagreements"):
-        assert words in result.stdout
-
-
 def test_orchestrator_sleeps_until_its_next_deadline(tmp_path):
     """Between messages the orchestrator wakes only when `tick` has work (a node falling
     silent, a report's reconcile timeout), never later than that, and at most 20 ms apart."""
@@ -527,7 +518,7 @@ def test_orchestrator_sleeps_until_its_next_deadline(tmp_path):
                                              0.9, 0))
         report_due_ms = settings.reconcile_timeout * 1e3
         assert 1 <= orchestrator.wait_ms() <= min(20, report_due_ms + 1)
-        orchestrator.reports[7].first_heard -= settings.reconcile_timeout
+        orchestrator.pending["node_a"].heard -= settings.reconcile_timeout
         assert orchestrator.wait_ms() == 1  # overdue: tick at once
     finally:
         router.close(linger=0)

@@ -1,5 +1,6 @@
 """A node agent's state machine (`network.node_state.Node`) fed messages directly, without the
-process around it: what the station's AttemptStats and heartbeats do to its sequence state."""
+process around it: what the station's AttemptStats and heartbeats do to its sequence state,
+and the batches it sends the orchestrator and takes back (OK_BATCH, ERR_BATCH)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,25 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zmq
 
 from qnetlab.network.heralding_station import incarnation_seq
-from qnetlab.network.messages import AttemptStats, Heartbeat, make_heralds
-from qnetlab.network.node_state import Node, NodeSettings
+from qnetlab.network.messages import (
+    MAX_SEQS_PER_BATCH,
+    Ack,
+    AttemptStats,
+    Create,
+    ErrBatch,
+    ErrCode,
+    Heartbeat,
+    OkBatch,
+    decode,
+    encode_heralds,
+    make_heralds,
+)
+from qnetlab.network.node_state import PAIR_LOG_DTYPE, Node, NodeSettings, PairEvent
 
 from conftest import free_port_run
 
@@ -75,3 +89,111 @@ def test_count_of_heralds_already_seen_changes_nothing(node: Node) -> None:
     node.on_attempt_stats(stats(310, 5))
     node.on_attempt_stats(stats(0, 5))  # nothing decided: says nothing
     assert node.tracker.missing() == gaps and node.counters["tail_gaps"] == 0
+
+
+# -- batches: what a node sends the orchestrator and how it takes its verdicts ----------------
+
+
+class Recorder:
+    """Stands in for the orchestrator DEALER: keeps what the node sends."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def send(self, frame: bytes) -> None:
+        self.frames.append(bytes(frame))
+
+    def messages(self) -> list[object]:
+        return [decode(frame) for frame in self.frames]
+
+
+def requested(node: Node, number: int = 10**6) -> Recorder:
+    """`node` with a live request and a recorder for what it sends the orchestrator."""
+    recorder = Recorder()
+    node.orchestrator = recorder  # type: ignore[assignment]
+    node.on_station_heartbeat(Heartbeat(0, incarnation_seq(0, 5), 0))
+    node.on_create(Create(7, 2, 0.0, 0.0, 0, number, 0, True))
+    assert isinstance(recorder.messages()[-1], Ack)
+    recorder.frames.clear()
+    node.create_start_ps -= 10**13  # as if asked 10 s ago: older heralds are in it too
+    return recorder
+
+
+def fresh(first: int, last: int, node: Node, age_s: float = 0.0):
+    """Heralds `first`..`last` decided `age_s` ago (station time of the node)."""
+    now_ps = node.station_ps(time.monotonic_ns())
+    assert now_ps is not None
+    seqs = list(range(first, last + 1))
+    return make_heralds(LINK, seqs, seqs, 0, now_ps - round(age_s * 1e12))
+
+
+def test_a_batch_of_heralds_is_one_ok_batch_and_one_err_batch(node: Node) -> None:
+    """64 heralds taken at once, 16 of them older than the memory cutoff: one OK_BATCH of
+    the 48 fresh ones, one ERR_BATCH (EXPIRED) of the 16 others, both logged first."""
+    recorder = requested(node)
+    cutoff = node.settings.memory_cutoff
+    batch = np.concatenate([fresh(0, 15, node, age_s=2 * cutoff), fresh(16, 63, node)])
+    node.on_heralds(batch, time.monotonic_ns(), fresh=True)
+    messages = recorder.messages()
+    assert [type(m) for m in messages] == [ErrBatch, OkBatch]
+    err, ok = messages
+    assert isinstance(err, ErrBatch) and isinstance(ok, OkBatch)
+    assert err.code == ErrCode.EXPIRED and err.seqs.tolist() == list(range(16))
+    assert ok.create_id == 7 and ok.seqs.tolist() == list(range(16, 64))
+    assert len(node.held) == 48 and node.counters["ok_sent"] == 48
+    node.pairs_file.flush()
+    log = np.fromfile(node.pairs_file.name, PAIR_LOG_DTYPE)
+    assert (log["event"] == PairEvent.OK_SENT).sum() == 48
+    assert (log["event"] == PairEvent.EXPIRED).sum() == 16
+
+
+def test_a_request_stops_at_its_number_inside_a_batch(node: Node) -> None:
+    recorder = requested(node, number=5)
+    node.on_heralds(fresh(0, 9, node), time.monotonic_ns(), fresh=True)
+    (ok,) = recorder.messages()
+    assert isinstance(ok, OkBatch) and ok.seqs.tolist() == [0, 1, 2, 3, 4]
+    assert node.create is None  # done: later heralds are not OK'd
+    node.on_heralds(fresh(10, 12, node), time.monotonic_ns(), fresh=True)
+    assert len(recorder.frames) == 1
+
+
+def test_verdict_batches_settle_only_pairs_the_node_holds(node: Node) -> None:
+    """An OK_BATCH delivers the held pairs it names, an ERR_BATCH releases them; a seq the
+    node does not hold (never OK'd, or already settled) changes nothing and is counted."""
+    requested(node)
+    node.on_heralds(fresh(0, 9, node), time.monotonic_ns(), fresh=True)
+    node.on_orchestrator_frame(OkBatch(7, LINK, 0.9, 0, [0, 1, 2, 50]).encode(), 0)
+    node.on_orchestrator_frame(ErrBatch(7, LINK, ErrCode.DISAGREED, [2, 3, 4]).encode(), 0)
+    node.on_orchestrator_frame(OkBatch(7, LINK + 1, 0.9, 0, [5]).encode(), 0)
+    assert node.counters["delivered"] == 3 and node.counters["released_disagreed"] == 2
+    assert node.counters["verdict_for_unknown_pair"] == 2  # 50, and 2 a second time
+    assert node.decoder.errors["verdict for another link"] == 1
+    assert sorted(int(s) for s in node.held.rows["seq"]) == [5, 6, 7, 8, 9]
+    node.pairs_file.flush()
+    log = np.fromfile(node.pairs_file.name, PAIR_LOG_DTYPE)
+    assert log["seq"][log["event"] == PairEvent.DELIVERED].tolist() == [0, 1, 2]
+    assert log["seq"][log["event"] == PairEvent.RELEASED].tolist() == [3, 4]
+
+
+def test_resent_heralds_below_the_held_ones_are_held_in_order(node: Node) -> None:
+    """A gap filled by a resend after later pairs were OK'd: the held pairs stay sorted, so
+    a verdict finds each of them."""
+    recorder = requested(node)
+    node.on_heralds(fresh(0, 3, node), time.monotonic_ns(), fresh=True)
+    node.on_heralds(fresh(6, 9, node), time.monotonic_ns(), fresh=True)  # 4, 5 missing
+    node.on_station_reply(encode_heralds(fresh(4, 5, node)), time.monotonic_ns())
+    assert node.held.rows["seq"].tolist() == list(range(10))
+    oks = [m for m in recorder.messages() if isinstance(m, OkBatch)]
+    assert [m.seqs.tolist() for m in oks] == [[0, 1, 2, 3], [6, 7, 8, 9], [4, 5]]
+    node.on_orchestrator_frame(OkBatch(7, LINK, 0.9, 0, list(range(10))).encode(), 0)
+    assert len(node.held) == 0 and node.counters["delivered"] == 10
+
+
+def test_a_loss_longer_than_a_batch_is_reported_in_one_batch(node: Node) -> None:
+    """A gap given up (LOST): one ERR_BATCH of its seqs (up to a batch's worth)."""
+    recorder = requested(node)
+    node.on_heralds(fresh(0, 0, node), time.monotonic_ns(), fresh=True)
+    node.give_up(1, 2 * MAX_SEQS_PER_BATCH)
+    errs = [m for m in recorder.messages() if isinstance(m, ErrBatch)]
+    assert len(errs) == 1 and errs[0].code == ErrCode.LOST
+    assert errs[0].seqs.tolist() == list(range(1, MAX_SEQS_PER_BATCH + 1))

@@ -237,13 +237,16 @@ def test_sim_serve_under_nohup_ignores_sighup(tmp_path):
 # -- link -----------------------------------------------------------------------------------------
 
 
-def _network_lab(folder: Path) -> Path:
-    """The shipped two-node network (and the node labs it names) on free ports, in `folder`,
-    with its CURVE keys generated."""
-    config = network_lab_on_free_ports(folder)
-    keys = subprocess.run([sys.executable, "-m", "qnetlab", "keys", str(config)], cwd=REPO,
-                          capture_output=True, text=True, timeout=DEADLINE_S)
-    assert keys.returncode == 0, keys.stderr
+@pytest.fixture(scope="module")
+def calibrated_network(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped two-node network (and the labs it names) on free ports, with its CURVE
+    keys generated and its calibration graph brought up (`qnetlab link` takes its heralding
+    windows and expectation from the calibrations: it refuses an uncalibrated link)."""
+    config = network_lab_on_free_ports(tmp_path_factory.mktemp("network"))
+    for verb in (["keys", str(config)], ["calibrate", str(config), "--quiet"]):
+        done = subprocess.run([sys.executable, "-m", "qnetlab", *verb], cwd=REPO,
+                              capture_output=True, text=True, timeout=DEADLINE_S * 5)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return config
 
 
@@ -264,14 +267,19 @@ def _running(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
-def test_signal_stops_link_and_every_process_it_started(tmp_path, signame):
-    config = _network_lab(tmp_path)
+def test_signal_stops_link_and_every_process_it_started(calibrated_network, signame):
+    config = calibrated_network
+    runs = config.parent.parent / "lab_data" / "runs" / "two_node_link"
+    before = set(runs.glob("*"))  # an earlier test's run folders
     link = _qnetlab("link", str(config), "--pairs", "1000000")
-    # Serving: both node agents have opened their event logs in the run's folder.
-    runs = tmp_path / "lab_data" / "runs" / "two_node_link"
+    # Serving: both node agents have opened their event logs in this run's folder.
     deadline = time.monotonic() + DEADLINE_S
-    while not (len(list(runs.glob("*/node_*_events.jsonl"))) == 2
-               and len(_children(link.proc.pid)) >= 4):
+
+    def logs() -> int:
+        return sum(len(list(run.glob("node_*_events.jsonl")))
+                   for run in set(runs.glob("*")) - before)
+
+    while not (logs() == 2 and len(_children(link.proc.pid)) >= 4):
         assert link.proc.poll() is None, link.text
         assert time.monotonic() < deadline, f"the link did not start: {link.text}"
         time.sleep(0.05)

@@ -98,10 +98,21 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
         stream_port_base: input n streams on port ``stream_port_base + n`` (IDQ's examples
             use 4241 + n).
         stream_latency_s: how long after a tag's time it surely has arrived, s. A streamed
-            block holds back tags later than (time since REC:PLAY - this), so that a quiet
-            input cannot later deliver a tag that sorts before a block already handed on.
-        block_interval_s: how often streamed blocks are handed on (and the loss counters
-            read), s.
+            block holds back tags later than the stream's front - this (the front: the time
+            since REC:PLAY, or the latest tag received on any input when the whole stream
+            runs late), and later than the latest tag of any input that has sent a tag within
+            10x this of the front (the inputs stream separately: one can run behind another),
+            so that an input cannot later deliver a tag that sorts before a block already
+            handed on. A tag that comes later still is dropped and its block flagged
+            overflowed (counted in `late_tags`): blocks stay sorted whatever the link does.
+        block_interval_s: how often streamed blocks are handed on, s. A heralding station
+            reads its tagger with ~0.001 (and ``stream_latency_s`` ~0.002): a herald is then
+            published a few ms after its photons.
+        error_check_interval_s: how often the inputs' loss counters (``RAW<n>:ERRORS?``, one
+            control round trip per input) are read, s. Slower than the blocks, so a
+            millisecond block interval does not ask the control socket thrice a millisecond;
+            a loss is then flagged on the first block cut after the check that saw it (the
+            blocks since the check before may have held it already: see `_merge`).
         stream_end_timeout_s: how long past the end of a recording to wait for its end
             message, s.
     """
@@ -109,12 +120,17 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
     def __init__(self, name: str, address: str, data_address: str = "tcp://127.0.0.1:6060",
                  *, timeout: float = 5.0, stream_port_base: int = 4241,
                  stream_latency_s: float = 0.1, block_interval_s: float = 0.05,
-                 stream_end_timeout_s: float = 5.0, **kwargs: Any) -> None:
+                 error_check_interval_s: float = 0.05, stream_end_timeout_s: float = 5.0,
+                 **kwargs: Any) -> None:
         super().__init__(name, address, timeout=timeout, **kwargs)
         self.data_address = data_address
         self.stream_port_base = stream_port_base
         self.stream_latency_s = stream_latency_s
         self.block_interval_s = block_interval_s
+        self.error_check_interval_s = error_check_interval_s
+        self.late_tags = 0
+        """Tags dropped since the driver opened because they came after a block that should
+        have held them had been handed on (see `stream_latency_s`)."""
         self.stream_end_timeout_s = stream_end_timeout_s
         self._data = ZmqRequester(data_address, timeout, f"{name}'s data-link service at "
                                   f"{data_address}")
@@ -156,12 +172,25 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
         return answer
 
     # -- recording ------------------------------------------------------------------------------
+    def acquire(self, duration_s: float) -> TagBlock:
+        """Record for `duration_s` s; all tags as one sorted block. Nothing is handed on
+        before the recording ends, so no tag can come late however far one input's stream
+        runs behind another's: the low `stream_latency_s` a heralding station streams with
+        does not cost a calibration's recording its tags on a busy host."""
+        latency = self.stream_latency_s
+        self.stream_latency_s = max(latency, duration_s + self.stream_end_timeout_s)
+        try:
+            return super().acquire(duration_s)
+        finally:
+            self.stream_latency_s = latency
+
     def _blocks(self, duration_s: float) -> Iterator[TagBlock]:
         inputs = [n for n, ch in self._inputs.items() if ch.enabled()]
         # The recording timer as IDQ's example script sets it (duration in ps).
         self.write("REC:TRIG:ARM:MODE MANUal")
         self.write("REC:ENABle ON")
         self.write("REC:STOP")
+        self._wait_stopped()  # a recording left running (a reader that stopped early) ends
         self.write("REC:NUM 1")
         self.write(f"REC:DURation {round(duration_s * 1e12)}")
         if not inputs:
@@ -170,6 +199,7 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
         data_host = urlsplit(self.data_address).hostname or "127.0.0.1"
         context: zmq.Context[Any] = zmq.Context.instance()
         streams: dict[int, tuple[str, zmq.Socket[Any]]] = {}
+        complete = False
         try:
             for n in inputs:
                 self.write(f"RAW{n}:ERRORS:CLEAR")
@@ -186,10 +216,17 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                         f"{answer!r} to start-stream has no stream id")
                 streams[n] = (str(answer["id"]), sock)
                 self.write(f"RAW{n}:SEND ON")
-            t_play = time.monotonic()
+            before = time.monotonic()
             self.write("REC:PLAY")
+            # The recording starts somewhere inside this exchange: its midpoint is the best
+            # estimate (off by at most half a control round trip, ~0.1 ms on a LAN).
+            self.recording_started = t_play = (before + time.monotonic()) / 2
             yield from self._merge({n: s for n, (_, s) in streams.items()}, duration_s, t_play)
+            complete = True
         finally:
+            if not complete:  # the reader stopped early (or failed): so does the recording
+                with contextlib.suppress(Exception):
+                    self.write("REC:STOP")
             for n, (stream_id, sock) in streams.items():
                 # Best effort: a failure here must not hide the error that got us here.
                 with contextlib.suppress(Exception):
@@ -197,6 +234,18 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                 with contextlib.suppress(Exception):
                     self.data_service(f"stop --id {stream_id}")
                 sock.close(0)
+
+    def _wait_stopped(self) -> None:
+        """Wait (at most `stream_end_timeout_s`) until REC:STAGe? no longer says PLAYING:
+        REC:STOP ends a recording, but not before its reply."""
+        deadline = time.monotonic() + self.stream_end_timeout_s
+        while self.ask("REC:STAGe?").strip().upper().startswith("PLAY"):
+            if time.monotonic() > deadline:
+                raise InstrumentTimeoutError(
+                    f"{self.name}: the recording still plays {self.stream_end_timeout_s} s "
+                    "after REC:STOP. Check the Time Controller (REC:STAGe?) and stop it by "
+                    "hand")
+            time.sleep(0.01)
 
     def _merge(self, sockets: dict[int, zmq.Socket[Any]], duration_s: float,
                t_play: float) -> Iterator[TagBlock]:
@@ -210,15 +259,25 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
         ended: set[int] = set()
         seen_errors = dict.fromkeys(sockets, 0)
         loss_windows: list[tuple[float, float]] = []  # (from, to) ps where tags were lost
-        latest = -1  # latest timestamp received, ps
+        fronts = dict.fromkeys(sockets, -1)  # per input: its latest timestamp received, ps
+        latest = -1  # latest timestamp received on any input, ps
         emitted_to = 0.0  # ps: every tag before this has been handed on
         index = 0
         deadline = t_play + duration_s + self.stream_end_timeout_s
         next_block = time.monotonic() + self.block_interval_s
+        next_check = time.monotonic() + self.error_check_interval_s
         while True:
-            wait_ms = max(0, round((next_block - time.monotonic()) * 1e3))
-            # A blocking wait on all streams with a timeout, not a busy loop.
-            for sock, _ in poller.poll(wait_ms):
+            # Wait for tags until the next block is due: zmq's poll counts whole ms, so the
+            # last part of a wait is slept (precise with a lowered timer slack) and the
+            # streams then looked at without waiting.
+            wait_s = next_block - time.monotonic()
+            if wait_s >= 0.001:
+                ready = poller.poll(int(wait_s * 1e3))
+            else:
+                if wait_s > 0:
+                    time.sleep(wait_s)
+                ready = poller.poll(0)
+            for sock, _ in ready:
                 n = owner[sock]
                 while True:  # drain what has arrived
                     try:
@@ -230,21 +289,34 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                         poller.unregister(sock)
                         break
                     tags = np.frombuffer(message, dtype="<u8").astype(np.int64)
-                    pending[n].append(tags)
-                    latest = max(latest, int(tags[-1]))
+                    if tags.size and tags[0] < emitted_to:  # behind a block handed on
+                        late = int(np.searchsorted(tags, emitted_to))
+                        self.late_tags += late
+                        tags = tags[late:]
+                        loss_windows.append((emitted_to, emitted_to))  # flags the next block
+                    if tags.size:
+                        pending[n].append(tags)
+                        fronts[n] = int(tags[-1])
+                        latest = max(latest, fronts[n])
             done = len(ended) == len(sockets)
             now = time.monotonic()
             if not done and now < next_block:
                 continue
-            next_block = now + self.block_interval_s
-            for n in sockets:
-                errors = int(self.ask_parsed(f"RAW{n}:ERRORS?", _number, "a count"))
-                if errors > seen_errors[n]:
-                    seen_errors[n] = errors
-                    # Lost tags lie between what was handed on and what has arrived.
-                    loss_windows.append((emitted_to, max(latest, emitted_to)))
-            horizon = (np.inf if done else
-                       max(emitted_to, (now - t_play - self.stream_latency_s) * 1e12))
+            next_block += self.block_interval_s
+            if next_block <= now:  # woken late (a loaded machine): no burst of blocks
+                next_block = now + self.block_interval_s
+            if done or now >= next_check:
+                next_check = now + self.error_check_interval_s
+                for n in sockets:
+                    errors = int(self.ask_parsed(f"RAW{n}:ERRORS?", _number, "a count"))
+                    if errors > seen_errors[n]:
+                        seen_errors[n] = errors
+                        # Lost tags lie between what was handed on and what has arrived
+                        # (or, found by a later check, in blocks already handed on: those
+                        # cannot be flagged any more).
+                        loss_windows.append((emitted_to, max(latest, emitted_to)))
+            horizon = np.inf if done else max(emitted_to, self._horizon(
+                min((now - t_play) * 1e12, latest), fronts, ended))
             block = self._cut(pending, horizon, index)
             overflow = any(lo <= horizon and hi >= emitted_to for lo, hi in loss_windows)
             loss_windows = [(lo, hi) for lo, hi in loss_windows if hi >= horizon]
@@ -261,6 +333,17 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                     f"the stream of input(s) {missing} within {self.stream_end_timeout_s} s "
                     "of the recording's end. Check the service is running and RAW<n>:SEND "
                     "is ON")
+
+    def _horizon(self, front: float, fronts: dict[int, int], ended: set[int]) -> float:
+        """Tags before this (ps) may be handed on: the stream's `front` less the stream
+        latency, and no later than any input still streaming close behind the front (see
+        `stream_latency_s`)."""
+        latency_ps = self.stream_latency_s * 1e12
+        horizon = front - latency_ps
+        for n, last in fronts.items():
+            if n not in ended and last >= front - 10 * latency_ps:
+                horizon = min(horizon, last)
+        return horizon
 
     @staticmethod
     def _cut(pending: dict[int, list[np.ndarray]], horizon: float, index: int) -> TagBlock:

@@ -1,30 +1,44 @@
-"""The link's calibrations (scope "link"): where each arm's photons arrive, and the heralding.
+"""The link's calibrations (scope "link"), measured through the heralding station's
+`TimeTagger` role: where each arm's photons arrive, and the heralding.
 
-`ArmDelayCalibration` (``link.arm_delay_<node>``) finds where one node's photons arrive at the
-station and centres that arm's heralding window there; `HeraldingCalibration`
-(``link.heralding``) compares the measured success probability with what the calibrated parts
-predict, so a disagreement is bad data that diagnosis walks back from.
+`ArmDelayCalibration` (``link.arm_delay_<node>``) records the tagger (sync + both detectors),
+histograms each detector's clicks against the sync tag of the round they could come from
+(`arrival_offsets`: the sync nearest ``click - nominal delay``, the nominal from the spool's
+labelled length), and fits the peak (`sequences.fitting.fit_peak`, the timing calibrations'
+Poisson fit): the centre on detector d is that arm's window centre ``offsets_ps[d][arm]``.
+With equal arms both nodes' photons share one peak, and both arms get it; unequal arms search
+only halfway to each other's nominal delay.
+`HeraldingCalibration` (``link.heralding``) runs the station's `HeraldEngine` on a recording
+with the calibrated windows and compares the measured success probability with what the
+calibrated parts predict (`link_values.expected_link`, with its propagated error), so a
+disagreement is bad data that diagnosis walks back from.
 
-The nodes reach the link bench only through configuration (`open_link_bench`: the simulated
-lab's backend, reached through PyVISA by name like the VISA twins); nothing here imports
-`sim_instruments`.
+Both run under either profile: the tagger is the station lab's (`StationTagger`); what they
+commit is what a real bench measures. Nothing here imports `sim_instruments`.
 What each measures, commits and holds in spec: docs/calibration_graph.md#5-the-network-lab.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.optimize import brentq, curve_fit
+from numpy.typing import NDArray
+from scipy.optimize import brentq
 from scipy.special import ndtr
 
-from qnetlab.instruments.station import simulation_backend
+from qnetlab.instruments.lab_config import load_config
+from qnetlab.instruments.tag_blocks import TagBlock, first_out_of_order
+from qnetlab.instruments.time_tagger import TimeTagger
 
+from ..analysis import Verdict
+from ..fitting import PeakFit, fit_peak
+from ..timetags.correlation import Correlation
 from .graph import (
     CalibrationContext,
     CalibrationNode,
@@ -32,150 +46,216 @@ from .graph import (
     CheckOutcome,
     DataResult,
 )
+from .link_values import (
+    DETECTORS,
+    LINK_SCOPE,
+    STATION_SCOPE,
+    LinkExpectation,
+    MissingCalibration,
+    arm_delay_name,
+    calibrated_parts,
+    expected_link,
+    herald_windows,
+)
 
 if TYPE_CHECKING:
     from qnetlab.network.network_config import NetworkConfig
 
-LINK_SCOPE = "link"
 Z = 4.0
 """Standard errors a measurement may stray before it disagrees (two-sided 6e-5 per check)."""
+FIBRE_DELAY_S_PER_KM = 4.9e-6
+"""Light time in fibre (group index ~1.47), as `network.link_model`."""
 
 
-class LinkBench(Protocol):
-    """What the link calibrations use of the link bench (sim: `SimulatedLinkBench`)."""
+# -- the station's tagger -------------------------------------------------------------------------
+class StationTagger:
+    """The station's `TimeTagger` for the link's calibrations: the instrument
+    ``station.tagger`` of the station opened for `scope` (network_lab gives the link scope the
+    station lab, with the simulated link behind its twins in the sim profile)."""
 
-    nodes: tuple[str, str]
+    def __init__(self, config: NetworkConfig, scope: str = LINK_SCOPE) -> None:
+        self.config, self.scope = config, scope
 
-    @property
-    def attempt_period(self) -> float: ...
+    def get(self, ctx: CalibrationContext) -> TimeTagger:
+        name = self.config.station.tagger
+        tagger = ctx.station(self.scope).instrument(name)
+        if not isinstance(tagger, TimeTagger):
+            raise TypeError(f"{self.config.station.lab.name}: instrument {name!r} is a "
+                            f"{type(tagger).__name__}, not a TimeTagger: name the station's "
+                            "time tagger in station.tagger")
+        return tagger
 
-    def set_expected_delay(self, node: str, delay: float) -> None: ...
-
-    def arrival_histogram(self, node: str, attempts: int, *, start: float, stop: float,
-                          bin_width: float, pulse_photons: float = ...) -> Any: ...
-
-    def herald(self, attempts: int) -> Any: ...
-
-
-def open_link_bench(config: NetworkConfig, profile: str = "sim") -> LinkBench:
-    """The link bench of a network config for a profile ("sim": the simulated link)."""
-    if profile != "sim":
-        raise ValueError(f"no link bench for profile {profile!r}: only the simulated link "
-                         "exists ('sim'); a hardware link needs a station driver first")
-    bench: LinkBench = simulation_backend().link_bench(config)
-    return bench
-
-
-class LinkBenchHandle:
-    """Opens the link bench once per session, with the stored arm delays applied (what the
-    station reads from the parameter store at start-up). Share one among the link's nodes."""
-
-    def __init__(self, opener: Callable[[], LinkBench], scope: str = LINK_SCOPE) -> None:
-        self._opener, self._scope = opener, scope
-        self._bench: LinkBench | None = None
-
-    def get(self, ctx: CalibrationContext) -> LinkBench:
-        if self._bench is None:
-            bench = self._opener()
-            store = ctx.store(self._scope)
-            for node in bench.nodes:
-                stored = store.current(f"arm_delay_{node}")
-                if stored is not None:
-                    bench.set_expected_delay(node, stored.value)
-            self._bench = bench
-        return self._bench
+    def record(self, ctx: CalibrationContext, duration: float) -> TagBlock | str:
+        """`duration` s of sync and detector tags (the inputs enabled for the recording and
+        put back after), or why there is no usable recording."""
+        tagger = self.get(ctx)
+        station = self.config.station
+        with _enabled(tagger, [station.sync_input, *station.detector_inputs]):
+            block = tagger.acquire(duration)
+        if block.overflow:
+            lost = "" if block.lost_tags is None else f" ({block.lost_tags} tags)"
+            return (f"the tagger dropped tags{lost} in the {duration:g} s recording: a rate "
+                    "above its link's: lower the rates or record shorter")
+        # Both calibrations pair clicks with syncs by time: a stream out of order would pair
+        # them wrongly without a sign, so it is refused here, naming where.
+        k = first_out_of_order(block.timestamps, -1)
+        if k >= 0:
+            return (f"the tagger's {duration:g} s recording is not in time order: tag {k} "
+                    f"({int(block.timestamps[k])} ps) follows "
+                    f"{int(block.timestamps[k - 1]) if k else -1} ps; the transfer reordered "
+                    "or corrupted it: record again, and check the tagger's data link")
+        return block
 
 
-# -- arm delays ----------------------------------------------------------------------------------
+@contextmanager
+def _enabled(tagger: TimeTagger, inputs: Iterable[int]) -> Iterator[None]:
+    """Enable `inputs` of `tagger` for the block; put each back as it was, however it ends."""
+    saved = []
+    try:
+        for n in inputs:
+            channel = tagger.tagger_channels[n]
+            saved.append((channel, channel.enabled()))
+            channel.enabled(True)
+        yield
+    finally:
+        for channel, was in reversed(saved):
+            channel.enabled(was)
+
+
+# -- arrival histograms ---------------------------------------------------------------------------
+def arrival_offsets(timestamps: NDArray[np.int64], channels: NDArray[np.integer[Any]],
+                    sync_input: int, detector_input: int, nominal_ps: int,
+                    half_range_ps: int) -> tuple[NDArray[np.int64], int, int]:
+    """Each click's time after the sync tag it could come from: the first sync at or after
+    ``click - nominal - half_range``, kept when the offset lies in ``nominal +- half_range``
+    ([lo, hi)). Returns (offsets ps, sync tags, clicks). A periodic clock makes the offset
+    known only modulo its period: keep `half_range_ps` at most half the round period, and the
+    nominal within it of the truth."""
+    ts = np.asarray(timestamps, np.int64)
+    ch = np.asarray(channels)
+    syncs = ts[ch == sync_input]
+    clicks = ts[ch == detector_input]
+    lo = clicks - nominal_ps - half_range_ps
+    i = np.searchsorted(syncs, lo, side="left")
+    inside = i < syncs.size
+    offsets = clicks[inside] - syncs[i[inside]]
+    keep = (offsets >= nominal_ps - half_range_ps) & (offsets < nominal_ps + half_range_ps)
+    return offsets[keep], int(syncs.size), int(clicks.size)
+
+
+def fit_arrival(offsets: NDArray[np.int64], syncs: int, clicks: int, *, sync_input: int,
+                detector_input: int, nominal_ps: int, half_range_ps: int, bin_ps: int = 10,
+                peak_window_ps: int = 1000) -> PeakFit | Verdict:
+    """The arrival peak of `offsets` (`arrival_offsets`), histogrammed in `bin_ps` bins over
+    ``nominal +- half_range`` and fitted by `fitting.fit_peak` (a Gaussian on a flat
+    background, Poisson likelihood); a bad Verdict when there is no peak."""
+    half = (half_range_ps // bin_ps) * bin_ps
+    edges = np.arange(nominal_ps - half, nominal_ps + half + bin_ps, bin_ps, dtype=np.int64)
+    counts, _ = np.histogram(offsets, edges)
+    span = int(offsets.max() - offsets.min()) if offsets.size else 0
+    corr = Correlation(sync_input, detector_input, edges, counts.astype(np.int64), syncs,
+                       clicks, span)
+    return fit_peak(corr, peak_window_ps)
+
+
 @dataclass(frozen=True)
 class _Peak:
     delay: float
-    """s after emission."""
+    """s after the round's sync tag."""
     error: float
-    """s, standard error of `delay` from the fit."""
+    """s, standard error of `delay`."""
     spread: float
     """s rms."""
-    clicks: int
-
-
-def _gauss(t: np.ndarray, height: float, centre: float, spread: float, floor: float
-           ) -> np.ndarray:
-    return height * np.exp(-0.5 * ((t - centre) / spread) ** 2) + floor
+    clicks: float
+    """Fitted clicks in the peak."""
 
 
 class ArmDelayCalibration(CalibrationNode):
-    """``link.arm_delay_<node>`` (module docstring). Times in s."""
+    """``link.arm_delay_<node>`` (module docstring). Times in s unless named ps."""
 
-    def __init__(self, node: str, bench: LinkBenchHandle, *, detection_window: float,
-                 attempts: int = 20_000, check_attempts: int = 4_000,
-                 search_attempts: int = 2_000, pulse_photons: float = 0.2,
-                 max_acceptance_loss: float = 1e-3, timeout: float = 6 * 3600.0,
-                 name: str | None = None) -> None:
-        super().__init__(name or f"link.arm_delay_{node}", scope=LINK_SCOPE, timeout=timeout,
+    def __init__(self, node: str, config: NetworkConfig, tagger: StationTagger, *,
+                 duration: float = 0.1, check_duration: float = 0.04,
+                 search_range: float | None = None, bin_width: float = 10e-12,
+                 max_acceptance_loss: float = 1e-3, depends_on: Iterable[str] = (),
+                 timeout: float = 6 * 3600.0, name: str | None = None) -> None:
+        super().__init__(name or f"link.arm_delay_{node}", scope=LINK_SCOPE,
+                         depends_on=depends_on, timeout=timeout,
                          description=f"where {node}'s photons arrive at the station")
-        self.node, self.bench = node, bench
+        self.node, self.config, self.tagger = node, config, tagger
         self.parameter = f"arm_delay_{node}"
-        self.detection_window = detection_window
-        self.attempts, self.check_attempts = attempts, check_attempts
-        self.search_attempts, self.pulse_photons = search_attempts, pulse_photons
+        self.duration, self.check_duration = duration, check_duration
+        """s recorded (real time): 0.1 s at 1 us two-click holds ~4500 clicks per detector (a
+        ~1 ps error on the centre); single-click at alpha 0.05 ~180 (~5 ps)."""
+        self.nominal = config.nodes[node].fibre_length_km * FIBRE_DELAY_S_PER_KM
+        """s: where the search looks (the spool's labelled length)."""
+        round_period = config.link.round_period
+        # Generous (5 % of the light time, 50 ns at least) but never more than half a round:
+        # the sync clock is periodic, so a wider search would see the next round's peak.
+        wanted = max(50e-9, 0.05 * self.nominal) if search_range is None else search_range
+        # Another arm's photons well apart (more than a few windows) but within reach: stop
+        # halfway to them, so the fit cannot take their peak for ours.
+        apart = [abs(config.nodes[n].fibre_length_km * FIBRE_DELAY_S_PER_KM - self.nominal)
+                 for n in config.link.nodes if n != node]
+        apart = [a / 2 for a in apart if a > 4 * config.link.detection_window]
+        self.search_range = min(wanted, 0.5 * round_period, *apart)
+        self.bin_width = bin_width
+        self.detection_window = config.link.detection_window
         self.max_acceptance_loss = max_acceptance_loss
 
-    def _measure(self, ctx: CalibrationContext, attempts: int) -> _Peak | str:
-        """The fitted arrival peak, or why there is none."""
-        bench = self.bench.get(ctx)
-        coarse = bench.arrival_histogram(self.node, self.search_attempts, start=0.0,
-                                         stop=bench.attempt_period, bin_width=1e-9,
-                                         pulse_photons=self.pulse_photons)
-        counts = coarse.counts
-        pairs = counts[:-1] + counts[1:]  # the peak may straddle two bins
-        i = int(np.argmax(pairs))
-        floor = 2.0 * float(np.median(counts))
-        # a peak: well above the (dark-count) floor by Poisson statistics, and not a handful
-        if pairs[i] < max(20.0, floor + 5.0 * math.sqrt(floor + 1.0)):
-            return (f"no arrival peak: at most {int(pairs[i])} clicks in 2 ns against a "
-                    f"floor of {floor:.1f} over {self.search_attempts} pulses")
-        centre = float(coarse.edges[i + 1])
-        fine = bench.arrival_histogram(self.node, attempts, start=max(0.0, centre - 3e-9),
-                                       stop=centre + 3e-9, bin_width=10e-12,
-                                       pulse_photons=self.pulse_photons)
-        t, n = fine.centres, fine.counts.astype(float)
-        if n.sum() < 20:
-            return f"no arrival peak in the fine histogram ({int(n.sum())} clicks)"
-        mean = float((t * n).sum() / n.sum())
-        rms = float(np.sqrt((n * (t - mean) ** 2).sum() / n.sum()))
-        try:
-            # Poisson errors from the counts first, then from the first fit's model: weights
-            # from the counts themselves pull a fitted width low where bins hold few clicks
-            fit, _ = curve_fit(_gauss, t, n, p0=(n.max(), mean, max(rms, 20e-12), 0.0),
-                               sigma=np.sqrt(np.maximum(n, 1.0)), maxfev=5000)
-            fit, cov = curve_fit(_gauss, t, n, p0=fit,
-                                 sigma=np.sqrt(np.maximum(_gauss(t, *fit), 0.5)),
-                                 absolute_sigma=True, maxfev=5000)
-        except (RuntimeError, ValueError) as exc:
-            return f"the arrival peak did not fit a Gaussian ({exc})"
-        height, delay, spread = float(fit[0]), float(fit[1]), abs(float(fit[2]))
-        error = float(np.sqrt(cov[1, 1]))
-        if not (height > 0 and t[0] < delay < t[-1] and 1e-12 < spread < 1e-9
-                and math.isfinite(error)):
-            return (f"the arrival fit is not a peak (centre {delay * 1e9:.3f} ns, spread "
-                    f"{spread * 1e12:.0f} ps)")
-        return _Peak(delay, error, spread, int(n.sum()))
+    def _measure(self, ctx: CalibrationContext, duration: float) -> dict[int, _Peak] | str:
+        """The fitted peak on each detector (0, 1), or why there is none."""
+        block = self.tagger.record(ctx, duration)
+        if isinstance(block, str):
+            return block
+        station = self.config.station
+        nominal_ps, half_ps = round(self.nominal * 1e12), round(self.search_range * 1e12)
+        peaks: dict[int, _Peak] = {}
+        for d in DETECTORS:
+            inp = station.detector_inputs[d]
+            offsets, syncs, clicks = arrival_offsets(block.timestamps, block.channels,
+                                                     station.sync_input, inp, nominal_ps,
+                                                     half_ps)
+            if syncs == 0:
+                return (f"no sync tag on input {station.sync_input} in {duration:g} s: is "
+                        "the attempt clock cabled and running?")
+            fit = fit_arrival(offsets, syncs, clicks, sync_input=station.sync_input,
+                              detector_input=inp, nominal_ps=nominal_ps, half_range_ps=half_ps,
+                              bin_ps=max(1, round(self.bin_width * 1e12)))
+            if isinstance(fit, Verdict):
+                return (f"detector {d} (input {inp}): no arrival peak of {self.node} within "
+                        f"{self.nominal * 1e6:.4g} us +- {self.search_range * 1e9:.0f} ns of "
+                        f"the sync ({clicks} clicks, {syncs} syncs): {fit}")
+            peaks[d] = _Peak(fit.delay_ps * 1e-12, fit.delay_stderr_ps * 1e-12,
+                             fit.sigma_ps * 1e-12, fit.pairs)
+        return peaks
+
+    def _shared(self, delay: float) -> str:
+        """A note when another node's nominal delay falls in the same peak."""
+        others = [n for n in self.config.link.nodes if n != self.node and abs(
+            self.config.nodes[n].fibre_length_km * FIBRE_DELAY_S_PER_KM - delay)
+            < self.search_range]
+        if not others:
+            return ""
+        return (f"; {', '.join(others)}'s photons arrive in the same range (equal arms share "
+                "one peak: both arms get it)")
 
     def calibrate(self, ctx: CalibrationContext) -> CalibrationOutcome:
-        peak = self._measure(ctx, self.attempts)
-        if isinstance(peak, str):
-            return CalibrationOutcome(False, peak)
-        detail = (f"{self.node} arrives {peak.delay * 1e9:.4f} ns +- "
-                  f"{peak.error * 1e12:.1f} ps after emission, spread "
-                  f"{peak.spread * 1e12:.0f} ps rms ({peak.clicks} clicks)")
-        return CalibrationOutcome(True, detail, {
-            self.parameter: (peak.delay, "s"),
-            f"{self.parameter}_error": (peak.error, "s"),
-            f"arrival_spread_{self.node}": (peak.spread, "s"),
-        })
-
-    def apply(self, ctx: CalibrationContext, values: Mapping[str, float]) -> None:
-        self.bench.get(ctx).set_expected_delay(self.node, values[self.parameter])
+        peaks = self._measure(ctx, self.duration)
+        if isinstance(peaks, str):
+            return CalibrationOutcome(False, peaks)
+        values: dict[str, tuple[float, str]] = {}
+        for d, peak in peaks.items():
+            values[arm_delay_name(self.node, d)] = (peak.delay, "s")
+            values[f"{arm_delay_name(self.node, d)}_error"] = (peak.error, "s")
+        mean = sum(p.delay for p in peaks.values()) / len(peaks)
+        values[self.parameter] = (mean, "s")
+        values[f"{self.parameter}_error"] = (
+            math.sqrt(sum(p.error ** 2 for p in peaks.values())) / len(peaks), "s")
+        values[f"arrival_spread_{self.node}"] = (max(p.spread for p in peaks.values()), "s")
+        detail = "; ".join(f"detector {d}: {p.delay * 1e9:.4f} ns +- {p.error * 1e12:.1f} ps "
+                           f"after the sync, spread {p.spread * 1e12:.0f} ps rms "
+                           f"({p.clicks:.0f} clicks)" for d, p in peaks.items())
+        return CalibrationOutcome(True, f"{self.node}: {detail}{self._shared(mean)}", values)
 
     def allowed_shift(self, spread: float) -> float:
         """s: the largest window offset that keeps all but `max_acceptance_loss` of the
@@ -192,23 +272,28 @@ class ArmDelayCalibration(CalibrationNode):
 
     def check_data(self, ctx: CalibrationContext) -> CheckOutcome:
         store = ctx.store(self.scope)
-        stored = store.current(self.parameter)
-        if stored is None:
-            return CheckOutcome(DataResult.BAD_DATA, f"no stored {self.parameter} to check")
-        stored_error = store.current(f"{self.parameter}_error")
-        peak = self._measure(ctx, self.check_attempts)
-        if isinstance(peak, str):
-            return CheckOutcome(DataResult.BAD_DATA, peak)
-        shift = peak.delay - stored.value
-        sigma = math.hypot(peak.error, stored_error.value if stored_error else 0.0)
-        allowed = self.allowed_shift(peak.spread)
-        # in spec only while the shift is, with Z errors to spare, inside what the window
-        # tolerates: the photons' loss at the stored window position stays below the limit
-        ok = abs(shift) + Z * sigma <= allowed
-        detail = (f"peak {peak.delay * 1e9:.4f} ns vs stored {stored.value * 1e9:.4f} ns: "
-                  f"shift {shift * 1e12:+.1f} +- {sigma * 1e12:.1f} ps, window tolerates "
-                  f"{allowed * 1e12:.0f} ps (loss < {self.max_acceptance_loss:g} at spread "
-                  f"{peak.spread * 1e12:.0f} ps)")
+        stored = {d: store.current(arm_delay_name(self.node, d)) for d in DETECTORS}
+        if any(v is None for v in stored.values()):
+            return CheckOutcome(DataResult.BAD_DATA, f"no stored {self.parameter} per "
+                                "detector to check")
+        peaks = self._measure(ctx, self.check_duration)
+        if isinstance(peaks, str):
+            return CheckOutcome(DataResult.BAD_DATA, peaks)
+        findings, ok = [], True
+        for d, peak in peaks.items():
+            old = stored[d]
+            assert old is not None
+            old_error = store.current(f"{arm_delay_name(self.node, d)}_error")
+            shift = peak.delay - old.value
+            sigma = math.hypot(peak.error, old_error.value if old_error else 0.0)
+            allowed = self.allowed_shift(peak.spread)
+            # in spec only while the shift is, with Z errors to spare, inside what the window
+            # tolerates: the photons' loss at the stored window position stays below the limit
+            ok &= abs(shift) + Z * sigma <= allowed
+            findings.append(f"detector {d}: peak {peak.delay * 1e9:.4f} ns vs stored "
+                            f"{old.value * 1e9:.4f} ns: shift {shift * 1e12:+.1f} +- "
+                            f"{sigma * 1e12:.1f} ps, window tolerates {allowed * 1e12:.0f} ps")
+        detail = "; ".join(findings) + (f" (loss < {self.max_acceptance_loss:g})")
         return CheckOutcome(DataResult.IN_SPEC if ok else DataResult.OUT_OF_SPEC, detail)
 
 
@@ -234,15 +319,10 @@ class RemoteParameters:
 
 @dataclass(frozen=True)
 class NodeInputs:
-    """Where a network node's calibrated values come from, and their parameter names."""
+    """Where a network node's calibrated values come from."""
 
     node: str
     """The node's name in the network config, and its calibration scope."""
-    transducer_efficiency: str = "transducer_efficiency"
-    transducer_added_noise: str = "transducer_added_noise"
-    """Photons per mode, referred to the transducer's input."""
-    detection_efficiency: str | None = None
-    """The station's SNSPD efficiency, on the one node whose lab calibrates it."""
     remote: RemoteParameters | None = None
     """None: read the node's own store; else read its values over the network."""
 
@@ -257,108 +337,102 @@ class NodeInputs:
 class HeraldingCalibration(CalibrationNode):
     """``link.heralding`` (module docstring)."""
 
-    def __init__(self, config: NetworkConfig, bench: LinkBenchHandle,
+    def __init__(self, config: NetworkConfig, tagger: StationTagger,
                  inputs: tuple[NodeInputs, NodeInputs], *, name: str = "link.heralding",
                  depends_on: Iterable[str] = (), heralds: int = 400, check_heralds: int = 150,
-                 max_attempts: int = 5_000_000, model_tolerance: float = 0.10,
+                 max_duration: float = 2.0, station_scope: str = STATION_SCOPE,
                  timeout: float = 3600.0) -> None:
         if sorted(i.node for i in inputs) != sorted(config.link.nodes):
             raise ValueError(f"{name}: inputs are for {[i.node for i in inputs]}, the link "
                              f"joins {list(config.link.nodes)}; give one NodeInputs per node")
-        if sum(i.detection_efficiency is not None for i in inputs) > 1:
-            raise ValueError(f"{name}: name the station's detection efficiency on at most one "
-                             "node's NodeInputs (the lab that calibrates the SNSPDs; none: "
-                             "the network config's link.detector_efficiency)")
         arms = [f"link.arm_delay_{n}" for n in config.link.nodes]
         super().__init__(name, scope=LINK_SCOPE, depends_on=[*arms, *depends_on],
                          timeout=timeout, description="heralded success vs calibrated parts")
-        self.config, self.bench, self.inputs = config, bench, inputs
+        self.config, self.tagger, self.inputs = config, tagger, inputs
         self.heralds, self.check_heralds = heralds, check_heralds
-        self.max_attempts = max_attempts
-        self.model_tolerance = model_tolerance
-        """Relative error of the prediction from its calibrated inputs: p goes as the
-        product of both arms' transducer efficiencies and the detector efficiency squared
-        (two-click), so ~3 % on each of four factors is ~6 % in quadrature; 10 % bounds it."""
+        self.max_duration = max_duration
+        """s: the longest recording (the tagger records in real time)."""
+        self.station_scope = station_scope
 
-    def expectation(self, ctx: CalibrationContext) -> tuple[float, float] | str:
-        """(success probability, fidelity) predicted from the calibrated values, or what is
-        missing."""
-        from qnetlab.network.link_model import (
-            FIBRE_DELAY_S_PER_KM,
-            LinkModel,
-            NodeOptics,
-            expected_fidelity,
-            expected_success_probability,
-        )
-
-        link_store = ctx.store(LINK_SCOPE)
-        optics: dict[str, NodeOptics] = {}
-        physics: dict[str, Any] = dict(self.config.link.physics)
+    def expectation(self, ctx: CalibrationContext) -> LinkExpectation | str:
+        """The link's expectation from the calibrated parts, or what is missing."""
+        nodes: dict[str, Mapping[str, float]] = {}
         for spec in self.inputs:
             try:
-                values, source = spec.read(ctx)
+                nodes[spec.node], _ = spec.read(ctx)
             except Exception as exc:  # the other node unreachable: no prediction
                 return f"{spec.node}'s values unavailable: {exc}"
-            delay = link_store.current(f"arm_delay_{spec.node}")
-            wanted = [spec.transducer_efficiency, spec.transducer_added_noise]
-            wanted += [spec.detection_efficiency] if spec.detection_efficiency else []
-            missing = [w for w in wanted if w not in values]
-            if missing or delay is None:
-                gone = missing + ([] if delay else [f"arm_delay_{spec.node}"])
-                return f"no calibrated {', '.join(gone)} for {spec.node} (read from {source})"
-            if spec.detection_efficiency:
-                physics["detector_efficiency"] = values[spec.detection_efficiency]
-            optics[spec.node] = NodeOptics(
-                delay.value / FIBRE_DELAY_S_PER_KM, values[spec.transducer_efficiency],
-                values[spec.transducer_added_noise],
-                self.config.nodes[spec.node].collection_efficiency)
-        a, b = self.config.link.nodes
-        model = LinkModel(self.config.link.scheme, optics[a], optics[b],  # type: ignore[arg-type]
-                          **physics)
-        return expected_success_probability(model), expected_fidelity(model)
+        try:
+            parts = calibrated_parts(self.config, load_config(self.config.station.lab),
+                                     ctx.store(self.station_scope), ctx.store(LINK_SCOPE),
+                                     nodes)
+        except MissingCalibration as exc:
+            return f"{exc.problem} ({exc.fix})"
+        return expected_link(self.config, parts)
 
     def _run(self, ctx: CalibrationContext, heralds: int
-             ) -> tuple[float, float, float, float, bool, str] | str:
-        """(measured p, its error, expected p, expected fidelity, agree, detail) or what
-        made it impossible."""
+             ) -> tuple[float, float, LinkExpectation, bool, str] | str:
+        """(measured p, its error, the expectation, agree, detail) or what made it
+        impossible."""
+        from qnetlab.network.herald_engine import HeraldEngine
+
         expected = self.expectation(ctx)
         if isinstance(expected, str):
             return expected
-        p_exp, fidelity = expected
-        if not p_exp > 0.0:
+        p_exp = expected.success_probability
+        if not p_exp.value > 0.0:
             return "the calibrated parts predict no heralds at all"
-        attempts = min(self.max_attempts, math.ceil(heralds / p_exp))
-        run = self.bench.get(ctx).herald(attempts)
-        p = run.successes / run.attempts
-        error = math.sqrt(max(p * (1 - p), 1.0 / run.attempts) / run.attempts)
-        expected_error = math.sqrt(p_exp * (1 - p_exp) / run.attempts)
-        tolerance = Z * expected_error + self.model_tolerance * p_exp
-        agree = abs(p - p_exp) <= tolerance
-        detail = (f"{run.successes} heralds in {run.attempts} attempts: p = {p:.3e} +- "
-                  f"{error:.1e} vs {p_exp:.3e} expected from the calibrated parts "
-                  f"(tolerance {tolerance:.1e}: {Z:g} binomial errors + "
-                  f"{self.model_tolerance:.0%} model); expected fidelity {fidelity:.3f}")
-        return p, error, p_exp, fidelity, agree, detail
+        duration = min(self.max_duration, max(0.01, heralds / expected.rate.value))
+        block = self.tagger.record(ctx, duration)
+        if isinstance(block, str):
+            return block
+        try:
+            engine = HeraldEngine(herald_windows(self.config, ctx.store(LINK_SCOPE)))
+        except MissingCalibration as exc:
+            return f"{exc.problem} ({exc.fix})"
+        engine.feed_block(block)
+        counts = engine.counters
+        attempts, successes = counts["attempts"], counts["heralds"]
+        if attempts == 0:
+            return (f"no attempt decided in {duration:g} s ({counts['rounds']} sync tags on "
+                    f"input {self.config.station.sync_input}): is the attempt clock running?")
+        p = successes / attempts
+        error = math.sqrt(max(p * (1 - p), 1.0 / attempts) / attempts)
+        binomial = math.sqrt(p_exp.value * (1 - p_exp.value) / attempts)
+        tolerance = Z * math.hypot(binomial, p_exp.error)
+        agree = abs(p - p_exp.value) <= tolerance
+        detail = (f"{successes} heralds ({counts['psi_plus']} psi+, {counts['psi_minus']} "
+                  f"psi-) in {attempts} attempts ({duration:.3g} s): p = {p:.3e} +- "
+                  f"{error:.1e} vs {p_exp.value:.3e} +- {p_exp.error:.1e} expected from the "
+                  f"calibrated parts (tolerance {tolerance:.1e}: {Z:g} x binomial and "
+                  f"expectation errors); expected {expected.rate.value:.4g} +- "
+                  f"{expected.rate.error:.2g} heralds/s at fidelity "
+                  f"{expected.fidelity.value:.3f} +- {expected.fidelity.error:.3f}")
+        return p, error, expected, agree, detail
 
     def calibrate(self, ctx: CalibrationContext) -> CalibrationOutcome:
         result = self._run(ctx, self.heralds)
         if isinstance(result, str):
             return CalibrationOutcome(False, result)
-        p, error, p_exp, fidelity, agree, detail = result
+        p, error, expected, agree, detail = result
         if not agree:
             return CalibrationOutcome(False, "disagrees: " + detail)
         return CalibrationOutcome(True, detail, {
             "herald_success_probability": (p, ""),
             "herald_success_probability_error": (error, ""),
-            "herald_expected_success_probability": (p_exp, ""),
-            "herald_expected_fidelity": (fidelity, ""),
+            "herald_expected_success_probability": (expected.success_probability.value, ""),
+            "herald_expected_success_probability_error": (expected.success_probability.error,
+                                                          ""),
+            "herald_expected_rate": (expected.rate.value, "Hz"),
+            "herald_expected_fidelity": (expected.fidelity.value, ""),
+            "herald_expected_fidelity_error": (expected.fidelity.error, ""),
         })
 
     def check_data(self, ctx: CalibrationContext) -> CheckOutcome:
         result = self._run(ctx, self.check_heralds)
         if isinstance(result, str):
             return CheckOutcome(DataResult.BAD_DATA, result)
-        p, error, _, _, agree, detail = result
+        p, error, _, agree, detail = result
         if not agree:
             return CheckOutcome(DataResult.BAD_DATA, "disagrees with its calibrated parts: "
                                 + detail)
@@ -375,13 +449,14 @@ class HeraldingCalibration(CalibrationNode):
 
 
 def link_calibrations(config: NetworkConfig, inputs: tuple[NodeInputs, NodeInputs], *,
-                      depends_on: Iterable[str] = (), bench: LinkBenchHandle | None = None,
-                      profile: str = "sim") -> list[CalibrationNode]:
-    """The link's nodes of a calibration graph: an arm delay per node and the heralding,
-    which also depends on `depends_on` (the node-scope calibrations its inputs come from,
-    e.g. "node_a.added_noise", "node_b.detector_efficiency")."""
-    handle = bench or LinkBenchHandle(lambda: open_link_bench(config, profile))
-    window = float(config.link.physics.get("detection_window", 2e-9))
-    arms: list[CalibrationNode] = [ArmDelayCalibration(n, handle, detection_window=window)
+                      depends_on: Iterable[str] = (), arm_depends_on: Iterable[str] = (),
+                      tagger: StationTagger | None = None) -> list[CalibrationNode]:
+    """The link's nodes of a calibration graph: an arm delay per node (depending on
+    `arm_depends_on`, e.g. the station's tagger delays) and the heralding, which also depends
+    on `depends_on` (the calibrations its inputs come from, e.g. "node_a.link_operating_point",
+    "station.dark_counts")."""
+    handle = tagger or StationTagger(config)
+    arm_deps = tuple(arm_depends_on)
+    arms: list[CalibrationNode] = [ArmDelayCalibration(n, config, handle, depends_on=arm_deps)
                                    for n in config.link.nodes]
     return [*arms, HeraldingCalibration(config, handle, inputs, depends_on=depends_on)]

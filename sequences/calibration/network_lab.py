@@ -1,12 +1,20 @@
-"""The calibration graph of a whole network lab: both nodes' labs and the link between them.
+"""The calibration graph of a whole network lab: both nodes' labs, the heralding station's
+lab, and the link between them.
 
 From a network config (lab_configs/two_node_link.yaml) whose nodes name their own labs
-(``nodes.<name>.station``, each a station config with a ``qnetlab.calibration`` graph):
+(``nodes.<name>.station``, each a station config with a ``qnetlab.calibration`` graph) and
+whose station names its lab (``station.lab``, graph lab name "station"):
 
 * each node's graph, on its station and database (scope = the node's name), plus its
   `LinkOperatingPoint` at the link pump power of ``calibration.operating_points``;
-* the link's calibrations (scope "link", its own database ``network.database``): an arm delay
-  per node and the heralding, which depends on both nodes' operating points.
+* the station's graph (scope "station": dark counts, detector efficiency, tagger delays), on
+  its lab with the link dark (in the sim profile: no simulated link behind its twins);
+* the link's calibrations (scope "link", its own database ``network.database``), measured
+  through the station lab's time tagger with the link running (in the sim profile: the
+  station lab with ``qnetlab.simulation.link`` = `NetworkConfig.link_simulation()`, the
+  station's calibrated values applied): an arm delay per node, depending on the station's
+  tagger delays, and the heralding, which depends on both nodes' operating points and the
+  station's detector calibrations.
 
 The heralding reads the first node's values from its store and the second node's over the
 network control plane (`network.parameters`: read-only, CURVE-authenticated, at the second
@@ -23,15 +31,19 @@ from pathlib import Path
 from typing import Any
 
 from qnetlab.instruments.errors import ConfigError
-from qnetlab.instruments.lab_config import load_config
+from qnetlab.instruments.lab_config import LabConfig, load_config
+from qnetlab.instruments.station import LabStation, load_station
 from qnetlab.network.network_config import NetworkConfig, load_network_config
 
 from .context import LabContext, Scope
 from .graph import CalibrationGraph, CalibrationNode
 from .graph_config import parse_calibration
-from .link_nodes import LINK_SCOPE, NodeInputs, RemoteParameters, link_calibrations
+from .link_nodes import NodeInputs, RemoteParameters, link_calibrations
+from .link_values import LINK_SCOPE, STATION_SCOPE
 from .nodes import calibration_nodes
 from .operating_node import LinkOperatingPoint
+from .startup import apply_stored_values, open_calibrated_station
+from .store import ParameterStore
 
 _SECTION_KEYS = {"operating_points"}
 
@@ -87,20 +99,72 @@ def network_calibration(path: str | Path, *, profile: str = "sim", quiet: bool =
                                "the link needs the transducer's efficiency map and added "
                                "noise calibrated")
         nodes.append(LinkOperatingPoint(name, points[name], depends_on=tuple(models)))
+    station_lab = load_config(config.station.lab)
+    station_nodes = _station_nodes(config, station_lab)
+    nodes += station_nodes
+    scopes[STATION_SCOPE] = Scope(
+        STATION_SCOPE, Path(station_lab.database or config.station.lab.with_suffix(".db")),
+        config.station.lab, profile)
     link_db = config.database or config.run_dir / "link.db"
-    scopes[LINK_SCOPE] = Scope(LINK_SCOPE, link_db)
+    # The link scope's station is the station lab again, now with the link running.
+    scopes[LINK_SCOPE] = Scope(LINK_SCOPE, link_db, config.station.lab, profile)
     ctx = LabContext(scopes, quiet=quiet, clock=clock)
+    ctx.opener = _opener(config, ctx)
     session = NetworkCalibration(config, CalibrationGraph(nodes), ctx)
     try:
         inputs = _inputs(config, session)
+        station_names = {n.name for n in station_nodes}
+        timing = [n for n in (f"{STATION_SCOPE}.tagger_delays",) if n in station_names]
+        detectors = [n for n in station_names if n != f"{STATION_SCOPE}.tagger_delays"]
         nodes += link_calibrations(
-            config, inputs, profile=profile,
-            depends_on=[f"{n}.link_operating_point" for n in config.link.nodes])
+            config, inputs, arm_depends_on=timing,
+            depends_on=[*(f"{n}.link_operating_point" for n in config.link.nodes),
+                        *sorted(detectors)])
         session.graph = CalibrationGraph(nodes, source=str(config.path))
     except BaseException:
         session.close()
         raise
     return session
+
+
+def _station_nodes(config: NetworkConfig, lab: LabConfig) -> list[CalibrationNode]:
+    """The station lab's calibration nodes (its graph's lab must be "station")."""
+    entry = "station.lab"
+    name = parse_calibration(lab).lab
+    if name != STATION_SCOPE:
+        raise config.error(entry, f"{config.station.lab.name} calibrates lab {name!r}, not "
+                           f"{STATION_SCOPE!r}", f"set qnetlab.calibration.lab: "
+                           f"{STATION_SCOPE} there")
+    if config.station.tagger not in lab.instruments:
+        raise config.error("station.tagger", f"{config.station.lab.name} has no instrument "
+                           f"{config.station.tagger!r}", f"use one of: "
+                           f"{', '.join(lab.instruments)}")
+    return list(calibration_nodes(lab))
+
+
+def _opener(config: NetworkConfig, ctx: LabContext
+            ) -> Callable[[Scope, ParameterStore, str], LabStation]:
+    """Opens a scope's station: the link scope's is the station lab with the link running
+    (sim profile: its simulated world behind the twins) and the station's calibrated values
+    applied; every other scope's, its lab with its own values (`open_calibrated_station`)."""
+
+    def open_(spec: Scope, store: ParameterStore, session: str) -> LabStation:
+        assert spec.config is not None  # LabContext.station checks it
+        if spec.name != LINK_SCOPE:
+            return open_calibrated_station(spec.config, spec.profile, store,
+                                           sim_session=session)
+        lab = load_config(spec.config)
+        if spec.profile == "sim":
+            lab = lab.with_simulation(link=config.link_simulation())
+        station = load_station(lab, spec.profile, sim_session=session)
+        try:
+            apply_stored_values(station, lab, ctx.store(STATION_SCOPE))
+        except BaseException:
+            station.close()
+            raise
+        return station
+
+    return open_
 
 
 def _operating_points(config: NetworkConfig) -> dict[str, float]:

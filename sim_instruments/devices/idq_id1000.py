@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -70,6 +70,15 @@ class EventSource(Protocol):
     def events(self, inputs: Sequence[int], start_ps: int, stop_ps: int,
                rng: np.random.Generator) -> dict[int, np.ndarray]:
         """Sorted int64 ps arrival times in [start_ps, stop_ps) for each of `inputs`."""
+        ...
+
+
+class RecordingEvents(EventSource, Protocol):
+    """The events of one recording, from a source that has ``open_recording(duration_ps)``
+    (a source with state per recording, e.g. `sim_instruments.link_events.LinkEvents`)."""
+
+    def finish(self, reached_ps: int) -> None:
+        """The recording ended at `reached_ps` (ps from its start)."""
         ...
 
 
@@ -156,6 +165,8 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
         """V, the height of the pulses at every input."""
         self.chunk_s = chunk_s
         """s, how much recording time one message to the link carries."""
+        self.batch_s = 0.005
+        """s of recording drawn at once (a whole number of chunks, at least one)."""
         self.lock = threading.RLock()
         """Held while a command runs, so a recorder thread sees a consistent state."""
         self._request_errors: list[tuple[int, str]] = []
@@ -370,13 +381,18 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
     def _clear_raw_errors(self, args: Args, suffix: int) -> None:
         self.raw_errors[self._input(suffix)] = 0
 
-    def recording(self) -> Iterator[Chunk]:
+    def recording(self) -> Generator[Chunk, None, None]:
         """The chunks of the recording started by RECord:PLAY, as the link carries them.
 
         Inputs recorded: enabled, seeing pulses, and with RAW<n>:SEND ON (only they use the
         link). Tags lie in [0, duration) ps from the start of the recording. Ends early on
-        RECord:STOP; clears `playing` at the end.
+        RECord:STOP (or `close()`); clears `playing` at the end. Events are drawn `batch_s`
+        at a time and handed out `chunk_s` at a time; a source with
+        ``open_recording(duration_ps)`` gets one `RecordingEvents` per recording, told where
+        it ended (`RecordingEvents.finish`).
         """
+        source: EventSource | RecordingEvents | None = None
+        reached = 0
         try:
             with self.lock:
                 inputs = [n for n in range(1, N_INPUTS + 1)
@@ -388,27 +404,62 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
             uncapped = dataclasses.replace(self.model, max_stream_rate=1e30)
             stream = TaggerStream(uncapped, self._rng, user_delays_ps=delays)
             step = max(1, round(self.chunk_s * 1e12))
+            # Tags are drawn for several chunks at once (numpy's per-call cost would
+            # dominate sub-ms chunks) and handed out chunk by chunk.
+            per_batch = max(1, round(self.batch_s / self.chunk_s))
+            capacity = math.floor(self.model.max_stream_rate * step * 1e-12)
+            # A source with state per recording (the simulated link) opens one for it.
+            opener = getattr(self.source, "open_recording", None)
+            source = opener(duration) if callable(opener) else self.source
             start = 0
             while start < duration + step:  # one more chunk flushes tags delayed past the end
                 if self.stop_requested:
                     break
-                stop = start + step
+                chunks = per_batch if start < duration else 1
+                stop = start + chunks * step
                 window = min(stop, duration)
-                events = (self.source.events(inputs, start, window, self._rng)
+                events = (source.events(inputs, start, window, self._rng)
                           if start < duration else {})
+                reached = window
                 block = stream.block({n - 1: t for n, t in events.items()}, start, stop)
                 ts, cs = block.timestamps, block.channels
                 inside = (ts >= 0) & (ts < duration)  # the recording window gates the tags
                 ts, cs = ts[inside], cs[inside]
-                capacity = math.floor(self.model.max_stream_rate * step * 1e-12)
-                lost_cs = cs[capacity:]
-                ts, cs = ts[:capacity], cs[:capacity]
-                lost = {n: int(np.count_nonzero(lost_cs == n - 1)) for n in inputs}
-                with self.lock:
-                    for n, k in lost.items():
-                        self.raw_errors[n] += k
-                yield Chunk(start, stop, {n: ts[cs == n - 1] for n in inputs}, lost)
+                # chunk i takes the tags before its end (the last one all that are left)
+                bounds = start + step * np.arange(1, chunks + 1)
+                ends = np.searchsorted(ts, bounds)
+                ends[-1] = ts.size
+                # each input's tags, split at the same bounds (one pass per batch, not chunk)
+                per_input = {n: ts[cs == n - 1] for n in inputs}
+                input_ends = {n: np.searchsorted(t, bounds) for n, t in per_input.items()}
+                for t_n, e_n in zip(per_input.values(), input_ends.values(), strict=True):
+                    e_n[-1] = t_n.size
+                begin = 0
+                for i, end in enumerate(ends.tolist()):
+                    if self.stop_requested:
+                        break
+                    if end - begin <= capacity:
+                        tags = {n: per_input[n][input_ends[n][i - 1] if i else 0:
+                                                input_ends[n][i]] for n in inputs}
+                        lost = dict.fromkeys(inputs, 0)
+                    else:  # over the link's rate: the earliest tags go, the rest are lost
+                        c_ts, c_cs = ts[begin:end], cs[begin:end]
+                        lost_cs = c_cs[capacity:]
+                        c_ts, c_cs = c_ts[:capacity], c_cs[:capacity]
+                        tags = {n: c_ts[c_cs == n - 1] for n in inputs}
+                        lost = {n: int(np.count_nonzero(lost_cs == n - 1)) for n in inputs}
+                        with self.lock:
+                            for n, k in lost.items():
+                                self.raw_errors[n] += k
+                    begin = end
+                    c_start = start + i * step
+                    yield Chunk(c_start, c_start + step, tags, lost)
                 start = stop
         finally:
-            with self.lock:
-                self.playing = False
+            finish = getattr(source, "finish", None) if source is not self.source else None
+            try:
+                if callable(finish):
+                    finish(reached)
+            finally:
+                with self.lock:
+                    self.playing = False

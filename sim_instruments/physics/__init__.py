@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .awg import AwgModel, SequenceStep, Waveform
     from .clock import Clock, PacedClock, VirtualClock, WallClock
     from .fridge import FridgeModel
-    from .link import HERALD_TRUTH_DTYPE, LinkSimulator, arrival_histogram, node_optics_from_preset
+    from .link import node_optics_from_preset
     from .photons import DetectionPath, PhotonRates, incident_photon_rates, noise_bandwidth
     from .presets import PRESETS, TransducerPreset, get_preset
     from .snspd import SnspdChannel, SnspdModel
@@ -35,13 +35,11 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     # `qnetlab.instruments.TagBlock`)
     ".time_tagger": ("TaggerChannel", "TaggerStream", "TimeTaggerModel", "apply_dead_time"),
     ".awg": ("AwgModel", "SequenceStep", "Waveform"),
-    ".link": ("HERALD_TRUTH_DTYPE", "LinkSimulator", "arrival_histogram",
-              "node_optics_from_preset"),
+    ".link": ("node_optics_from_preset",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
-    "HERALD_TRUTH_DTYPE",
     "PLANCK",
     "PRESETS",
     "SPEED_OF_LIGHT",
@@ -50,7 +48,6 @@ __all__ = [
     "DetectionPath",
     "FridgeModel",
     "LabWorld",
-    "LinkSimulator",
     "MicrowaveDrive",
     "PacedClock",
     "PhotonRates",
@@ -68,7 +65,6 @@ __all__ = [
     "Waveform",
     "WorldSettings",
     "apply_dead_time",
-    "arrival_histogram",
     "get_preset",
     "incident_photon_rates",
     "lorentzian",

@@ -1,0 +1,335 @@
+"""The herald engine: heralds decided from a time tagger's stream, block by block.
+
+The station's tagger records the attempt clock (one sync tag per round) and the two detectors
+behind the beam splitter. `HeraldEngine.feed` takes the stream in blocks as the data link
+delivers them and returns the heralds of every round it could decide, in attempt order; a
+round whose windows are still open at the end of a block waits for the next one, so splitting
+a stream into blocks anywhere gives the same heralds. The decision rules and the carry:
+docs/link.md, "The herald engine".
+
+This module imports numba only when an engine is built (`HeraldWindows` and
+`ENGINE_HERALD_DTYPE` are read by code that never runs the engine).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from qnetlab.instruments.errors import ConfigError
+
+if TYPE_CHECKING:
+    from qnetlab.instruments.tag_blocks import TagBlock
+
+__all__ = ["ENGINE_HERALD_DTYPE", "HeraldEngine", "HeraldWindows"]
+
+ENGINE_HERALD_DTYPE = np.dtype([("attempt_id", "<u8"), ("sync_ps", "<i8"), ("bell_state", "u1")])
+"""One herald: the attempt's number since the stream started (single-click: the round's sync
+index; two-click: sync index // 2), the tagger time of the attempt's first sync tag (ps) and the
+Bell state (0 = psi+, 1 = psi-)."""
+
+_SCHEMES = ("single_click", "two_click")
+_WHAT = "HeraldWindows"
+
+
+def _int(value: Any, field: str, fix: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ConfigError(_WHAT, field, f"must be an integer, got {value!r}", fix) from None
+
+
+@dataclass(frozen=True)
+class HeraldWindows:
+    """Where the engine looks for each arm's photons.
+
+    Attributes
+    ----------
+    scheme
+        ``"single_click"`` (an attempt is one round) or ``"two_click"`` (Barrett-Kok: an
+        attempt is two consecutive rounds, sync index even = round 1, odd = round 2).
+    sync_channel
+        Tagger input of the attempt clock: one sync tag per round.
+    detector_channels
+        Tagger inputs of (detector 0, detector 1) behind the beam splitter.
+    offsets_ps
+        ``offsets_ps[d][arm]``: centre of arm `arm`'s window on detector `d`, in ps after the
+        round's sync tag (the calibrated arm delays, one entry per arm = per node). May exceed
+        many attempt periods (a 2 km arm is ~10 us) and may be negative (a sync tag that the
+        tagger sees later than the photons).
+    window_ps
+        Full window width (ps); a click at t is in a window if
+        ``centre - window_ps/2 <= t - sync < centre + window_ps/2``.
+
+    Every field is checked on construction (`ConfigError` naming the field and the fix).
+    """
+
+    scheme: Literal["single_click", "two_click"]
+    sync_channel: int
+    detector_channels: tuple[int, int]
+    offsets_ps: tuple[tuple[int, ...], tuple[int, ...]]
+    window_ps: int
+
+    def __post_init__(self) -> None:
+        if self.scheme not in _SCHEMES:
+            raise ConfigError(_WHAT, "scheme", f"unknown scheme {self.scheme!r}",
+                              f"use one of {', '.join(_SCHEMES)}")
+        sync = _int(self.sync_channel, "sync_channel", "give the tagger input number of the "
+                    "attempt clock")
+        try:
+            dets = tuple(_int(c, "detector_channels", "give two tagger input numbers")
+                         for c in self.detector_channels)
+        except TypeError:
+            dets = ()
+        if len(dets) != 2:
+            raise ConfigError(_WHAT, "detector_channels", f"must be two tagger inputs "
+                              f"(detector 0, detector 1), got {self.detector_channels!r}",
+                              "give the inputs of both detectors behind the beam splitter")
+        if len({sync, *dets}) != 3:
+            raise ConfigError(_WHAT, "sync_channel/detector_channels",
+                              f"the sync input {sync} and detector inputs {dets} must be three "
+                              "different tagger inputs", "cable the attempt clock and each "
+                              "detector to its own input")
+        width = _int(self.window_ps, "window_ps", "give the full window width in integer ps")
+        if width <= 0:
+            raise ConfigError(_WHAT, "window_ps", f"must be > 0 ps, got {width}",
+                              "give the full width of each arm's window, e.g. 1000 for 1 ns")
+        offsets = self.offsets_ps
+        shape_fix = ("give one tuple per detector, each with one centre (ps after the sync) "
+                     "per arm, e.g. ((d0_arm0, d0_arm1), (d1_arm0, d1_arm1))")
+        try:
+            rows = [tuple(_int(o, "offsets_ps", shape_fix) for o in row) for row in offsets]
+        except TypeError:
+            raise ConfigError(_WHAT, "offsets_ps", f"must be a sequence of two sequences, "
+                              f"got {offsets!r}", shape_fix) from None
+        if len(rows) != 2:
+            raise ConfigError(_WHAT, "offsets_ps", f"needs one row per detector (2), got "
+                              f"{len(rows)}", shape_fix)
+        if not rows[0] or len(rows[0]) != len(rows[1]):
+            raise ConfigError(_WHAT, "offsets_ps", f"both detectors need the same number "
+                              f"(>= 1) of arm offsets, got {len(rows[0])} and {len(rows[1])}",
+                              shape_fix)
+        object.__setattr__(self, "sync_channel", sync)
+        object.__setattr__(self, "detector_channels", dets)
+        object.__setattr__(self, "offsets_ps", (rows[0], rows[1]))
+        object.__setattr__(self, "window_ps", width)
+
+    @property
+    def arms(self) -> int:
+        """Number of arms (nodes)."""
+        return len(self.offsets_ps[0])
+
+    def bounds_ps(self) -> NDArray[np.int64]:
+        """Integer window bounds, shape (2, arms, 2): first and one-past-last ``t - sync``.
+
+        ``centre - W/2 <= x < centre + W/2`` for integer x is ``ceil(centre - W/2) <= x <
+        ceil(centre + W/2)``, computed exactly in integers (W may be odd).
+        """
+        c = np.array(self.offsets_ps, np.int64)
+        w = self.window_ps
+        return np.stack((-((w - 2 * c) // 2), -((-2 * c - w) // 2)), axis=-1)
+
+    @property
+    def last_end_ps(self) -> int:
+        """Latest window end after the sync (ps): a round is decided by the first tag at or
+        after its sync plus this (the attempt's decision time for a station's timestamps)."""
+        return int(self.bounds_ps()[..., 1].max())
+
+
+_I64 = np.dtype(np.int64)
+_CHANNEL_DTYPES = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64,
+                                                  np.uint8, np.uint16, np.uint32))
+"""Channel dtypes the compiled pass takes as they are (uint64 does not compare with int64)."""
+_ARENA = 16_384
+"""Heralds per output buffer (17 bytes each): feed() hands out views into it."""
+
+
+class HeraldEngine:
+    """Streaming herald decisions for one link (compiled, carries undecided rounds).
+
+    ``feed(timestamps, channels)`` takes one block of the tagger's stream (int64 ps, sorted,
+    not before the previous block) and returns the heralds decided by it
+    (`ENGINE_HERALD_DTYPE`, attempt order). `counters` tallies what was seen and decided.
+    A block that is not sorted raises `TagBlockError` and changes nothing.
+
+    The heralds returned are a view into an output buffer of the engine that it never writes
+    again (no copy per block); holding them keeps that buffer (280 kB, more after a block with
+    over 16,384 heralds) alive. The compiled pass releases the GIL (a reader thread can feed
+    while another thread publishes).
+    """
+
+    def __init__(self, windows: HeraldWindows, *, accept_overflow: bool = False) -> None:
+        if not isinstance(windows, HeraldWindows):
+            raise TypeError(f"HeraldEngine takes a HeraldWindows, got "
+                            f"{type(windows).__name__}")
+        from . import _herald_kernel as kernel  # numba: only when an engine is built
+
+        self._k = kernel
+        self.windows = windows
+        self.accept_overflow = accept_overflow
+        bounds = windows.bounds_ps()
+        two, early = windows.scheme == "two_click", int(bounds[..., 0].min()) <= 0
+        self._two = two
+        self._pass = {(False, False): kernel.pass_single, (False, True): kernel.pass_single_early,
+                      (True, False): kernel.pass_two, (True, True): kernel.pass_two_early,
+                      }[two, early]
+        self._settings = np.array(
+            [windows.sync_channel, *windows.detector_channels, windows.arms,
+             int(bounds[..., 1].max()), int(bounds[..., 0].min()),
+             windows.scheme == "two_click"], np.int64)
+        self._bounds = bounds.ravel()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream (after a tagger restart: its clock and sync count start again)."""
+        k = self._k
+        state = np.zeros(k.S_WINDOWS + self._bounds.size, np.int64)
+        state[:k.P_TWO_CLICK + 1] = self._settings
+        state[k.S_WINDOWS:] = self._bounds
+        state[k.S_LAST] = -1
+        self._state = state
+        self._rounds = np.zeros((3, 64), np.int64)
+        self._clicks = np.zeros((3, 64), np.int64)
+        self._out = np.empty(_ARENA, ENGINE_HERALD_DTYPE)
+        self._pos = 0
+        self._overflowed = 0
+        self._lost = 0
+
+    def feed(self, timestamps: NDArray[np.int64], channels: NDArray[np.integer[Any]],
+             ) -> NDArray[Any]:
+        """Take one block (tag times in ps, int64, sorted; tagger inputs) and return the
+        heralds it decided (`ENGINE_HERALD_DTYPE`, attempt order; often empty)."""
+        ts, ch = timestamps, channels
+        # The fast path checks only what the compiled pass cannot (it checks the order): at
+        # a block per millisecond, every 0.1 us here is 1 % of the engine's time.
+        try:
+            fast = (ts.dtype is _I64 and ch.dtype in _CHANNEL_DTYPES and ts.ndim == 1
+                    and ch.ndim == 1 and ts.size == ch.size)
+        except AttributeError:  # not arrays
+            fast = False
+        if not fast:
+            ts, ch = _checked(ts, ch)
+        end = self._pass(ts, ch, self._state, self._rounds, self._clicks, self._out)
+        if end < 0:
+            end = self._recover(ts, ch, end)
+        start = self._pos
+        self._pos = end
+        return self._out[start:end]
+
+    def _recover(self, ts: NDArray[np.int64], ch: NDArray[np.integer[Any]], status: int,
+                 ) -> int:
+        """Raise for a bad block, or grow the full buffer and resume until the block is done;
+        returns the end row of its heralds (as the pass does)."""
+        k, state = self._k, self._state
+        while status < 0:
+            if status == -k.UNSORTED:
+                from qnetlab.instruments.tag_blocks import order_error
+
+                previous = int(state[k.S_LAST])
+                raise order_error(int(state[k.S_BLOCKS]), ts, int(state[k.S_BAD]),
+                                  None if previous < 0 else previous)
+            if status == -k.ROUNDS_FULL:
+                self._rounds = _grow_ring(self._rounds, max(0, int(state[k.S_DECIDED]) - 1),
+                                          int(state[k.S_SYNCS]))
+            elif status == -k.CLICKS_FULL:
+                n_clicks = int(state[k.S_CLICKS])
+                self._clicks = _grow_ring(self._clicks, max(0, n_clicks - self._clicks.shape[1]),
+                                          n_clicks)
+            else:
+                # A new buffer: the part handed out stays where it is; this block's heralds
+                # so far move to the new one's start.
+                written = int(state[k.S_OUT]) - self._pos
+                out = np.empty(max(_ARENA, 4 * written), ENGINE_HERALD_DTYPE)
+                out[:written] = self._out[self._pos:self._pos + written]
+                self._out, self._pos = out, 0
+                state[k.S_OUT] = written
+            status = self._pass(ts, ch, state, self._rounds, self._clicks, self._out)
+        return status
+
+    def feed_block(self, block: TagBlock) -> NDArray[Any]:
+        """`feed` a tagger `TagBlock`; an overflowed block (the tagger dropped tags, so a
+        missed click could make a false herald) is refused unless ``accept_overflow``, then
+        tallied in counters ``overflowed_blocks`` and ``lost_tags``."""
+        from qnetlab.instruments.tag_blocks import check_overflow
+
+        index = int(self._state[self._k.S_BLOCKS]) if block.index is None else block.index
+        check_overflow(block, index, self.accept_overflow)
+        heralds = self.feed(block.timestamps, block.channels)
+        if block.overflow:
+            self._overflowed += 1
+            self._lost += block.lost_tags or 0
+        return heralds
+
+    @property
+    def attempts(self) -> int:
+        """Attempts decided so far: ``counters["attempts"]`` without building the dict (for
+        bookkeeping per block)."""
+        decided = int(self._state[self._k.S_DECIDED])
+        return decided // 2 if self._two else decided
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """What the engine has seen and decided since the start (or `reset`).
+
+        ``rounds`` (sync tags), ``attempts`` (decided: rounds decided, or pairs of rounds for
+        two-click), ``heralds`` (``psi_plus`` + ``psi_minus``), ``no_click`` and
+        ``multi_click`` (attempts decided without a herald: a round with no click in its
+        windows, or one with more than one), ``clicks`` (detector tags),
+        ``unassigned_clicks`` (in no window of any round seen so far: with windows before
+        the sync, a sync still to come may claim the latest ones), ``other_tags`` (other inputs),
+        ``pending_rounds`` (started, not yet decided), ``tags``, ``blocks``,
+        ``overflowed_blocks``, ``lost_tags``.
+        """
+        k, s = self._k, self._state
+        rounds, decided = int(s[k.S_SYNCS]), int(s[k.S_DECIDED])
+        attempts = decided // 2 if self._two else decided
+        heralds, multi, clicks = int(s[k.S_HERALDS]), int(s[k.S_MULTI]), int(s[k.S_CLICKS])
+        return {
+            "rounds": rounds,
+            "attempts": attempts,
+            "heralds": heralds,
+            "psi_plus": heralds - int(s[k.S_PSI_MINUS]),
+            "psi_minus": int(s[k.S_PSI_MINUS]),
+            "no_click": attempts - heralds - multi,
+            "multi_click": multi,
+            "clicks": clicks,
+            "unassigned_clicks": clicks - int(s[k.S_ASSIGNED]),
+            "other_tags": int(s[k.S_TAGS]) - rounds - clicks,
+            "pending_rounds": rounds - decided,
+            "tags": int(s[k.S_TAGS]),
+            "blocks": int(s[k.S_BLOCKS]),
+            "overflowed_blocks": self._overflowed,
+            "lost_tags": self._lost,
+        }
+
+
+def _checked(ts: Any, ch: Any) -> tuple[NDArray[np.int64], NDArray[np.integer[Any]]]:
+    """The slow path of `feed`: arrays of the right kinds, or a ValueError saying the fix."""
+    t = np.asarray(ts)
+    c = np.asarray(ch)
+    if t.ndim != 1 or (t.size and t.dtype.kind not in "iu"):
+        raise ValueError(f"timestamps must be a 1-D array of integer ps, got shape {t.shape} "
+                         f"dtype {t.dtype}; convert with np.rint(seconds * 1e12).astype(np.int64)")
+    if c.ndim != 1 or (c.size and c.dtype.kind not in "iu"):
+        raise ValueError(f"channels must be a 1-D array of integer tagger inputs, got shape "
+                         f"{c.shape} dtype {c.dtype}")
+    if t.size != c.size:
+        raise ValueError(f"{t.size} timestamps but {c.size} channels; give exactly one "
+                         "channel per timestamp")
+    if c.dtype not in _CHANNEL_DTYPES:
+        c = c.astype(np.int64)  # uint64 or non-native byte order
+    return np.ascontiguousarray(t, np.int64), c
+
+
+def _grow_ring(ring: NDArray[np.int64], head: int, tail: int) -> NDArray[np.int64]:
+    """The ring `ring` (columns head..tail-1 live, column = index & (size-1)) at twice the
+    size, each live entry moved to its column under the new mask."""
+    size = ring.shape[1]
+    bigger = np.zeros((ring.shape[0], 2 * size), np.int64)
+    live = np.arange(head, tail)
+    bigger[:, live & (2 * size - 1)] = ring[:, live & (size - 1)]
+    return bigger

@@ -1,0 +1,261 @@
+"""Where the heralding station's heralds come from: blocks of heralds decided from tags.
+
+A herald source has ``blocks() -> Iterator[HeraldBlock]``: each `HeraldBlock` holds the
+heralds decided from one block of the tag stream, the attempts decided with them, and when
+that tag block reached the station. The station (`network.herald_publisher`) runs
+``blocks()`` in a reader thread of its own and publishes each block's heralds as soon as the
+block is handed over.
+
+`TaggerHeralds` is the production source: the station's own lab (its SNSPDs and its time
+tagger, loaded with `load_station` for a profile, exactly as any lab), the tagger's tag
+blocks fed to `HeraldEngine` as they arrive. Station time of a herald = the station time of
+its attempt's first sync tag + the latest end of the attempt's windows (the moment its
+outcome was fixed), with tagger time mapped to station time through
+`TimeTagger.recording_started` (monotonic s at REC:PLAY) and the station's epoch.
+
+`network.test_signals.PeriodicHeralds` is the test signal (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from qnetlab.instruments.errors import ConfigError, InstrumentError
+
+if TYPE_CHECKING:
+    from qnetlab.instruments.station import LabStation
+
+    from .herald_engine import HeraldWindows
+
+SOURCE_HERALD_DTYPE = np.dtype([("attempt_id", "<u8"), ("bell_state", "u1"),
+                                ("timestamp_ps", "<i8")])
+"""A herald as a source decides it: `messages.HERALD_DTYPE` without link and seq (the
+station numbers them), `timestamp_ps` in station time."""
+
+
+@dataclass
+class HeraldBlock:
+    """The heralds decided from one block of the tag stream."""
+
+    heralds: np.ndarray
+    """`SOURCE_HERALD_DTYPE` rows, in attempt order."""
+    attempts: int
+    """Attempts decided with this block (heralded or not)."""
+    arrived_ns: int
+    """monotonic ns when the tag block reached the station (the latency's origin)."""
+
+
+class HeraldSource(Protocol):
+    """What the station runs (in its reader thread): herald blocks as they are decided."""
+
+    def blocks(self) -> Iterator[HeraldBlock]: ...
+
+
+class HeraldSourceFactory(Protocol):
+    """Builds a source when the station starts (a picklable callable: the station is a
+    process of its own), given the station's epoch (monotonic ns at station time 0)."""
+
+    def __call__(self, *, epoch_ns: int) -> HeraldSource: ...
+
+
+def station_now_ps(epoch_ns: int) -> int:
+    """Station time now, ps: (monotonic ns - epoch) x 1000."""
+    return (time.monotonic_ns() - epoch_ns) * 1000
+
+
+@dataclass(frozen=True)
+class TaggerSource:
+    """The production source's settings (and its factory: calling it opens the lab).
+
+    The station's lab config names the tagger and its detectors; `windows` (from the link
+    calibrations: the arms' delays) say which inputs carry the attempt clock and the
+    detectors."""
+
+    lab: Path
+    """The station's lab config (its instruments, wiring, calibration graph)."""
+    windows: HeraldWindows
+    attempt_period_s: float
+    """s between attempts (two-click: two rounds, one sync tag each, per attempt)."""
+    profile: str = "sim"
+    tagger: str = "tagger"
+    """The `TimeTagger` instrument of the lab."""
+    simulation: Mapping[str, Any] | None = None
+    """The ``qnetlab.simulation.link`` mapping given to the lab (sim profile: the link the
+    tagger's twin simulates), or None to load the lab as written."""
+    trigger_level: float | None = None
+    """V, set on the sync and detector inputs; None: the lab's values."""
+    settings: Mapping[str, float] | None = None
+    """``instrument[.channel].parameter`` -> value, set after loading (after the lab's
+    calibrated values): what a run fixes by hand."""
+    recording_s: float = 1000.0
+    """Length of each of the tagger's recordings (s; the ID1000 takes at most 1000 s): one
+    follows the other for as long as the station runs."""
+
+    def __call__(self, *, epoch_ns: int) -> TaggerHeralds:
+        return TaggerHeralds(self, epoch_ns=epoch_ns)
+
+
+class TaggerHeralds:
+    """Heralds decided from the station lab's time tagger (see the module docstring).
+
+    The lab is opened (its calibrated values applied, then `TaggerSource.settings`), checked
+    and the tagger's inputs configured on construction, in the station's reader thread (a
+    lab that cannot be opened stops the station with its error, reported to the launcher);
+    `blocks` records and runs the engine there; `close` closes the lab."""
+
+    def __init__(self, settings: TaggerSource, *, epoch_ns: int) -> None:
+        from qnetlab.instruments.lab_config import load_config
+        from qnetlab.instruments.station import load_station
+
+        from .herald_engine import HeraldEngine
+
+        self.settings, self.epoch_ns = settings, epoch_ns
+        windows = settings.windows
+        # An overflowed block is fed (the carry must go on) and counted; its heralds are
+        # dropped in `blocks`.
+        self.engine = HeraldEngine(windows, accept_overflow=True)
+        # Compile (or load from numba's cache) now, not on the first block: that takes up to
+        # a second, which the first heralds would wait for. Channels as the drivers give them.
+        self.engine.feed(np.zeros(0, np.int64), np.zeros(0, np.int8))
+        self.engine.reset()
+        rounds = 2 if windows.scheme == "two_click" else 1
+        round_ps = round(settings.attempt_period_s * 1e12) // rounds
+        self.decided_after_ps = (rounds - 1) * round_ps + windows.last_end_ps
+        """ps from an attempt's first sync tag to the end of its last window."""
+        self.counters: Counter[str] = Counter()
+        self._offset_ps: int | None = None
+        """Station ps of tagger time 0 of the current recording."""
+        self._id_offset = 0
+        """Attempts started in earlier recordings (attempt ids go on from there)."""
+        self._totals: Counter[str] = Counter()
+        """The engine's counters of earlier recordings."""
+        config = load_config(settings.lab)
+        if settings.simulation is not None:
+            config = config.with_simulation(link=dict(settings.simulation))
+        # The lab's calibrated values (its SNSPDs' operating bias, ...) applied, as every
+        # lab opens for work (`sequences.calibration.startup`); a lab never calibrated as is.
+        if config.calibration and config.database is not None and config.database.is_file():
+            from qnetlab.sequences.calibration.startup import open_calibrated_station
+
+            self.station: LabStation = open_calibrated_station(config, settings.profile)
+        else:
+            self.station = load_station(config, settings.profile)
+        try:
+            _set_parameters(self.station, settings.settings or {})
+            self.tagger = _check_lab(self.station, settings)
+        except BaseException:
+            self.station.close()
+            raise
+
+    def blocks(self) -> Iterator[HeraldBlock]:
+        """Heralds block by block, recording after recording, until closed."""
+        while True:
+            yield from self._recording()
+            # A tagger's recording is finite (the ID1000 takes at most 1000 s): the next
+            # starts a new tag clock and sync count. Attempt ids go on from every attempt
+            # started so far (the undecided last ones at the seam are skipped, never reused).
+            counters = self.engine.counters
+            rounds = 2 if self.settings.windows.scheme == "two_click" else 1
+            self._id_offset += -(-counters["rounds"] // rounds)
+            self._totals.update({k: v for k, v in counters.items() if k != "pending_rounds"})
+            self.counters["recordings"] += 1
+            self.engine.reset()
+            self._offset_ps = None
+
+    def _recording(self) -> Iterator[HeraldBlock]:
+        engine, counters = self.engine, self.counters
+        attempts_before = 0
+        for block in self.tagger.blocks(self.settings.recording_s):
+            arrived_ns = time.monotonic_ns()
+            if self._offset_ps is None:  # REC:PLAY has been sent by now
+                started_ns = round(self.tagger.recording_started * 1e9)
+                self._offset_ps = (started_ns - self.epoch_ns) * 1000
+            found = engine.feed_block(block)
+            counters["engine_ns"] += time.monotonic_ns() - arrived_ns  # its share of latency
+            attempts = engine.counters["attempts"]
+            heralds = np.empty(len(found), SOURCE_HERALD_DTYPE)
+            heralds["attempt_id"] = found["attempt_id"] + np.uint64(self._id_offset)
+            heralds["bell_state"] = found["bell_state"]
+            heralds["timestamp_ps"] = found["sync_ps"] + (self.decided_after_ps
+                                                          + self._offset_ps)
+            if block.overflow:
+                # Tags were lost inside this block: a lost click can turn a two-click
+                # pattern into a false herald, so none decided here is trusted.
+                counters["heralds_dropped_overflow"] += len(heralds)
+                heralds = heralds[:0]
+            yield HeraldBlock(heralds, attempts - attempts_before, arrived_ns)
+            attempts_before = attempts
+
+    def summary(self) -> dict[str, int]:
+        """The engine's counters over every recording (tags, rounds, attempts, heralds,
+        ...) and the heralds dropped with overflowed blocks, for the station's summary."""
+        totals = Counter(self._totals)
+        totals.update(self.engine.counters)
+        late = getattr(self.tagger, "late_tags", None)  # a driver that counts them
+        if late is not None:
+            totals["late_tags"] = int(late)
+        return {**totals, **self.counters}
+
+    def close(self) -> None:
+        self.station.close()
+
+
+def _set_parameters(station: LabStation, values: Mapping[str, float]) -> None:
+    """Set each ``instrument[.channel].parameter`` of `values` on the station."""
+    from qnetlab.sequences.calibration.nodes import station_parameter
+
+    config = station.lab_config
+    for target, value in values.items():
+        try:
+            parameter = station_parameter(station, target, str(config.path))
+        except KeyError as exc:
+            raise ConfigError(str(config.path), target, str(exc.args[0]),
+                              "name an instrument[.channel].parameter of the station's lab"
+                              ) from None
+        parameter.set(value)
+
+
+def _check_lab(station: LabStation, settings: TaggerSource) -> Any:
+    """The lab's tagger, after checking what the station needs of the lab (every instrument
+    identifies itself, no parameter outside its limits, a `TimeTagger` with the windows'
+    inputs), with the sync and detector inputs enabled and every other input off."""
+    from qnetlab.instruments.time_tagger import TimeTagger
+
+    config = station.lab_config
+    if station.outside_limits:
+        raise config.error("instruments", "parameters outside their limits at load: "
+                           + "; ".join(station.outside_limits),
+                           "bring them inside their limits (`qnetlab check` lists them)")
+    for name, inst in station.instruments().items():
+        if inst is station.setup:
+            continue
+        idn = inst.get_idn()
+        if not idn.get("vendor") or not idn.get("model"):
+            raise InstrumentError(f"{name} of {config.path} gave no identity to *IDN? "
+                                  f"({idn}): check it answers (`qnetlab check {config.path}`)")
+    tagger = station.components.get(settings.tagger)
+    if not isinstance(tagger, TimeTagger):
+        found = "nothing" if tagger is None else type(tagger).__name__
+        raise ConfigError(str(config.path), f"instruments.{settings.tagger}",
+                          f"the heralding station's tagger is {found}, not a TimeTagger",
+                          "name the lab's time tagger in the network config's station.tagger")
+    windows = settings.windows
+    used = [windows.sync_channel, *windows.detector_channels]
+    missing = [n for n in used if n not in tagger.tagger_channels]
+    if missing:
+        raise ConfigError(str(config.path), f"instruments.{settings.tagger}",
+                          f"the tagger has no input(s) {missing} (it has "
+                          f"{sorted(tagger.tagger_channels)})",
+                          "set station.sync_input / detector_inputs to the tagger's inputs")
+    for n, channel in tagger.tagger_channels.items():
+        channel.enabled(n in used)  # an unused input only loads the data link
+        if n in used and settings.trigger_level is not None:
+            channel.trigger_level(settings.trigger_level)
+    return tagger

@@ -1,0 +1,605 @@
+"""Detector clicks of a heralded two-node link at the station, per attempt, with ground truth.
+
+`LinkClicks` draws every attempt of a `LinkPhysics` world: both nodes' emissions through the
+outcome tree of `network.link_model` (`node_outcomes`: bright state, double excitation,
+photons reaching the station), the beam splitter (fair ports; a photon from each node in the
+same round bunches with probability (1 + V) / 2), each SNSPD's efficiency, the transducers'
+noise photons, and dark counts uniform in time. What comes out is what the station's cables
+carry, in recording time (ps from the start of the recording, before the tagger's delays):
+
+* one sync edge per round at the round's emission time (`sync_times`);
+* each detector's clicks (`detector_clicks`): photons arrive at emission + the TRUE light time
+  of their node's fibre + a Gaussian spread; a detector clicks once per round at its earliest
+  detected photon (SNSPDs do not resolve photon number), and dark counts come on top;
+* the ground truth (`truth`, `TWIN_TRUTH_DTYPE`): per attempt with a click inside a true
+  arrival window (centre = emission + light time, width ``detection_window_ps``), the Bell
+  state a correct herald engine announces (255: no herald), its fidelity and whether it is
+  genuine, from the world's knowledge of who emitted (docs/link.md#3-imperfections-and-the-outcome-tree).
+
+Seeding: attempts come in blocks of `BLOCK_ATTEMPTS`, each drawn with the dark counts of its
+time span from its own generator seeded by (seed, stream, block); only attempts in which a
+photon reaches the station are drawn in detail (where, then how many), and the draws the
+truth needs for the others (bright state, double excitation, Barrett-Kok round) are a hash
+of (stream, attempt). So clicks and truth do not depend on how callers split the time axis
+(chunk length) or the attempts. Everything is numpy per block: no Python loop per attempt.
+
+A click is judged in every window it falls in, as at a real station: if the arms' light
+times differ by a whole number of rounds (to within a window), one node's photons also fall
+in the other arm's window of a later round, which the analytic model does not count.
+
+Not modelled (rates below 1e-7 per attempt at 10 Hz dark counts and ns windows): the SNSPD
+dead time between a dark count and a photon on the same detector in one window (both click
+here), and the tagger's dead time in the truth (the truth counts clicks before the tagger).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+
+from qnetlab.network.link_model import (
+    LinkModel,
+    NodeOptics,
+    Scheme,
+    node_outcomes,
+    require,
+)
+
+TWIN_TRUTH_DTYPE = np.dtype(
+    [
+        ("attempt_id", "<u8"),
+        ("sync_ps", "<i8"),
+        ("bell_state", "u1"),
+        ("fidelity", "<f4"),
+        ("genuine", "?"),
+    ]
+)
+"""Ground truth per attempt with a click in a true window. ``sync_ps``: recording time (ps)
+of the attempt's first sync tag; ``bell_state`` 0 = psi+, 1 = psi-, 255 = no herald;
+``fidelity`` of the heralded state with that Bell state (nan without a herald)."""
+
+NO_HERALD = 255
+
+BLOCK_ATTEMPTS = 16384
+"""Attempts per independently seeded block (16 ms at 1 MHz, ~1.3 ms of CPU to draw): large
+enough that numpy's per-call overhead is a small part of the cost (4096: 1.6x the CPU per
+attempt), small enough that a recording's first block comes quickly."""
+
+_HASH_SALT = 0x6C696E6B
+"""Keys the per-attempt hash apart from the blocks' generators."""
+_OUTCOME, _SLOT = 0, 1
+"""Purposes of the per-attempt uniforms."""
+
+_SPREAD_MARGIN_SIGMAS = 12.0
+"""A Gaussian arrival beyond 12 sigma has probability ~4e-33: the blocks' time margin."""
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+DetectorState = tuple[tuple[float, float], tuple[float, float]]
+"""((efficiency, background click rate Hz) of detector 0, the same of detector 1)."""
+
+
+@dataclass(frozen=True)
+class LinkPhysics:
+    """The true world behind the station: two nodes, their fibres, the link's settings.
+
+    Times are integer ps. Detector efficiency and dark counts are not here: they are the
+    SNSPDs' state (`DetectorState`), read when each block is drawn.
+    """
+
+    scheme: Scheme
+    attempt_period_ps: int
+    """ps between attempts (two-click: two rounds per attempt, a sync per round)."""
+    nodes: tuple[NodeOptics, NodeOptics]
+    """Node 0 and node 1 (arm 0 and arm 1) in emission order."""
+    bright_state_population: float = 0.05
+    hom_visibility: float = 0.95
+    double_excitation_probability: float = 0.0
+    arrival_time_spread_ps: float = 70.0
+    """rms of a photon's arrival time at the station (photon duration, SNSPD jitter), ps."""
+    detection_window_ps: int = 2000
+    """Width of the truth's windows (the link's heralding window), ps."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.scheme in ("single_click", "two_click"),
+                f"LinkPhysics.scheme = {self.scheme!r} is unknown")
+        require(len(self.nodes) == 2 and all(isinstance(n, NodeOptics) for n in self.nodes),
+                "LinkPhysics.nodes must be two NodeOptics")
+        require(self.round_period_ps > 0 and self.round_period_ps * self.rounds_per_attempt
+                == self.attempt_period_ps,
+                f"LinkPhysics.attempt_period_ps = {self.attempt_period_ps} must be a positive "
+                f"multiple of {self.rounds_per_attempt} ps")
+        require(0 < self.detection_window_ps <= self.round_period_ps,
+                f"LinkPhysics.detection_window_ps = {self.detection_window_ps} must be > 0 "
+                f"and at most the round period ({self.round_period_ps} ps)")
+        require(math.isfinite(self.arrival_time_spread_ps) and self.arrival_time_spread_ps >= 0,
+                "LinkPhysics.arrival_time_spread_ps must be >= 0 ps")
+        require(isinstance(self.seed, int) and self.seed >= 0, "LinkPhysics.seed must be >= 0")
+
+    @property
+    def rounds_per_attempt(self) -> int:
+        return 1 if self.scheme == "single_click" else 2
+
+    @property
+    def round_period_ps(self) -> int:
+        return self.attempt_period_ps // self.rounds_per_attempt
+
+    @property
+    def light_ps(self) -> tuple[int, int]:
+        """True one-way light time of each node's fibre, ps."""
+        a, b = (round(n.light_time * 1e12) for n in self.nodes)
+        return a, b
+
+    def model(self, detectors: DetectorState) -> LinkModel:
+        """The analytic `LinkModel` of this world with the detectors' mean state."""
+        efficiency = (detectors[0][0] + detectors[1][0]) / 2.0
+        dark = (detectors[0][1] + detectors[1][1]) / 2.0
+        return LinkModel(
+            scheme=self.scheme, node_a=self.nodes[0], node_b=self.nodes[1],
+            detector_efficiency=efficiency, dark_count_rate=dark,
+            detection_window=self.detection_window_ps * 1e-12,
+            bright_state_population=self.bright_state_population,
+            hom_visibility=self.hom_visibility,
+            double_excitation_probability=self.double_excitation_probability,
+            attempt_period=self.attempt_period_ps * 1e-12,
+            arrival_time_spread=max(self.arrival_time_spread_ps, 1e-3) * 1e-12)
+
+
+@dataclass
+class _Clicks:
+    """One detector's clicks: sorted times (ps), round of origin (-1: dark), signal photon."""
+
+    times: IntArray
+    rounds: IntArray
+    signal: BoolArray
+
+    @staticmethod
+    def empty() -> _Clicks:
+        return _Clicks(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, bool))
+
+    def between(self, lo: int, hi: int) -> _Clicks:
+        i, j = np.searchsorted(self.times, (lo, hi), side="left")
+        return _Clicks(self.times[i:j], self.rounds[i:j], self.signal[i:j])
+
+
+@dataclass
+class _AttemptBlock:
+    clicks: tuple[_Clicks, _Clicks]
+    """Photon clicks of the block's attempts (they may fall in later blocks' time)."""
+    dark: tuple[IntArray, IntArray]
+    """Dark counts in the block's time span, per detector, sorted."""
+    arrived: tuple[IntArray, IntArray]
+    """Per node: the attempts (ids, sorted) in which some of its photons reached the station."""
+    genuine_fidelity: float
+
+
+@dataclass
+class LinkClicks:
+    """The clicks and truth of one stream (a recording) of a `LinkPhysics` world.
+
+    `stream` keys the generators (e.g. (0, recording number)); `detectors` gives the SNSPDs'
+    state when a block is drawn; `stop_ps`: no round starts at or after it (None: endless);
+    `block_attempts`: attempts per seeded block (results depend on it: keep it per stream;
+    long offline runs go faster with larger blocks).
+    """
+
+    physics: LinkPhysics
+    stream: tuple[int, ...]
+    detectors: Callable[[], DetectorState]
+    stop_ps: int | None = None
+    block_attempts: int = BLOCK_ATTEMPTS
+    _attempt_blocks: dict[int, _AttemptBlock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        p = self.physics
+        require(self.block_attempts > 0, "LinkClicks.block_attempts must be > 0")
+        self._block_ps = self.block_attempts * p.attempt_period_ps
+        margin = math.ceil(_SPREAD_MARGIN_SIGMAS * p.arrival_time_spread_ps) + 1
+        light = p.light_ps
+        # a click of attempt block j lies in [j T + early, (j + 1) T + late)
+        self._early = min(light) - margin
+        self._late = max(light) + margin
+        width = p.detection_window_ps
+        self._half = (width // 2, width - width // 2)  # [c - lo, c + hi): `width` ps
+        self._trees = [_Tree(node_outcomes(self._emit, p.double_excitation_probability,
+                                           n.station_transmission)) for n in p.nodes]
+        self._noise = [n.noise_photons_at_station for n in p.nodes]
+        key = np.random.SeedSequence([p.seed, *self.stream, _HASH_SALT]).generate_state(
+            1, np.uint64)[0]
+        self._key = np.uint64(key)
+
+    @property
+    def _emit(self) -> float:
+        # Barrett-Kok: each node emits exactly once per attempt, in round 1 or round 2
+        p = self.physics
+        return p.bright_state_population if p.scheme == "single_click" else 1.0
+
+    # -- what the cables carry ----------------------------------------------------------------
+    @property
+    def rounds(self) -> int | None:
+        """Rounds in the stream (None: endless)."""
+        if self.stop_ps is None:
+            return None
+        return -(-self.stop_ps // self.physics.round_period_ps)
+
+    def sync_times(self, lo: int, hi: int) -> IntArray:
+        """Sync edges (round emission times, ps) in [lo, hi)."""
+        period = self.physics.round_period_ps
+        first = max(0, -(-lo // period))
+        stop = -(-hi // period)
+        if self.rounds is not None:
+            stop = min(stop, self.rounds)
+        return np.arange(first, max(first, stop), dtype=np.int64) * period
+
+    def detector_clicks(self, detector: int, lo: int, hi: int) -> IntArray:
+        """Detector `detector`'s clicks (ps, sorted) in [lo, hi): photons and dark counts."""
+        parts = []
+        for block in self._photon_blocks(lo, hi):
+            times = block.clicks[detector].times
+            i, j = np.searchsorted(times, (lo, hi), side="left")
+            parts.append(times[i:j])
+        for k in self._dark_indices(lo, hi):
+            times = self._attempt_block(k).dark[detector]
+            i, j = np.searchsorted(times, (lo, hi), side="left")
+            parts.append(times[i:j])
+        if len(parts) == 1:
+            return parts[0]
+        return np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+
+    def _photon_blocks(self, lo: int, hi: int) -> list[_AttemptBlock]:
+        """The attempt blocks whose clicks can lie in [lo, hi)."""
+        first = max(0, (lo - self._late) // self._block_ps)
+        last = (hi - self._early) // self._block_ps
+        if self.rounds is not None:
+            per_block = self.block_attempts * self.physics.rounds_per_attempt
+            last = min(last, (self.rounds - 1) // per_block)
+        return [self._attempt_block(j) for j in range(first, last + 1)]
+
+    def _dark_indices(self, lo: int, hi: int) -> range:
+        stop = hi if self.stop_ps is None else min(hi, self.stop_ps)
+        return range(max(0, lo // self._block_ps), -(-stop // self._block_ps))
+
+    def _clicks(self, detector: int, lo: int, hi: int) -> _Clicks:
+        """Like `detector_clicks`, with each click's round of origin and signal flag."""
+        parts = [block.clicks[detector].between(lo, hi) for block in self._photon_blocks(lo, hi)]
+        for k in self._dark_indices(lo, hi):
+            times = self._attempt_block(k).dark[detector]
+            i, j = np.searchsorted(times, (lo, hi), side="left")
+            parts.append(_Clicks(times[i:j], np.full(j - i, -1, np.int64), np.zeros(j - i, bool)))
+        if not parts:
+            return _Clicks.empty()
+        times = np.concatenate([q.times for q in parts])
+        order = np.argsort(times, kind="stable")
+        return _Clicks(times[order], np.concatenate([q.rounds for q in parts])[order],
+                       np.concatenate([q.signal for q in parts])[order])
+
+    def forget_before(self, time_ps: int) -> None:
+        """Drop cached blocks that cannot contribute clicks at or after `time_ps`."""
+        horizon = time_ps - self._block_ps  # one block of slack
+        for j in [j for j in self._attempt_blocks
+                  if (j + 1) * self._block_ps + self._late <= horizon]:
+            del self._attempt_blocks[j]
+
+    # -- ground truth ---------------------------------------------------------------------------
+    def attempts_final_by(self, time_ps: int) -> int:
+        """Attempts whose every true window ends at or before `time_ps` (all its clicks are
+        known once the stream has reached that time)."""
+        p = self.physics
+        last_round = (time_ps - max(p.light_ps) - self._half[1]) // p.round_period_ps
+        return max(0, (last_round + 1) // p.rounds_per_attempt)
+
+    def truth(self, first: int, stop: int) -> np.ndarray:
+        """Truth rows (`TWIN_TRUTH_DTYPE`) of attempts [first, stop) that had a click in a
+        true window, in attempt order; ``sync_ps`` is the attempt's first round's emission
+        time (the caller adds the tagger's delay)."""
+        p = self.physics
+        rpa, period = p.rounds_per_attempt, p.round_period_ps
+        if self.rounds is not None:
+            stop = min(stop, self.rounds // rpa)
+        if stop <= first:
+            return np.empty(0, TWIN_TRUTH_DTYPE)
+        r0, r1 = first * rpa, stop * rpa
+        light = p.light_ps
+        lo = r0 * period + min(light) - self._half[0]
+        hi = (r1 - 1) * period + max(light) + self._half[1]
+        hits_round, hits_detector, hits_own = [], [], []
+        for d in (0, 1):
+            clicks = self._clicks(d, lo, hi)
+            hit_rounds = []
+            hit_clicks = []
+            for arm in (0, 1):
+                # the latest round whose window on this arm opens at or before the click
+                r = (clicks.times - light[arm] + self._half[0]) // period
+                inside = (clicks.times < r * period + light[arm] + self._half[1])
+                inside &= (r >= r0) & (r < r1)
+                hit_rounds.append(r[inside])
+                hit_clicks.append(np.flatnonzero(inside))
+            rounds = np.concatenate(hit_rounds)
+            which = np.concatenate(hit_clicks)
+            # a click in both arms' windows of the same round counts once
+            key = _unique((rounds - r0) * (clicks.times.size + 1) + which)
+            rounds, which = key // (clicks.times.size + 1) + r0, key % (clicks.times.size + 1)
+            hits_round.append(rounds)
+            hits_detector.append(np.full(rounds.size, d, np.int64))
+            # a signal photon of this very round (not of another, not background)
+            hits_own.append(clicks.signal[which] & (clicks.rounds[which] == rounds))
+        rounds = np.concatenate(hits_round)
+        attempts, at = _unique_inverse(rounds // rpa)
+        cell = at * rpa + rounds % rpa  # (attempt with a hit, round of the attempt)
+        cells = attempts.size * rpa
+        total = np.bincount(cell, minlength=cells).reshape(-1, rpa)
+        on_1 = np.bincount(cell, np.concatenate(hits_detector), cells).reshape(-1, rpa) == 1
+        own = np.bincount(cell, np.concatenate(hits_own), cells).reshape(-1, rpa) > 0
+        # one click in the round('s windows), each round of the attempt; which detector
+        h = (total == 1).all(axis=1)
+        bell = on_1[:, 0] if rpa == 1 else on_1[:, 0] != on_1[:, 1]
+        detected = own.all(axis=1)
+        shared, clean, f_genuine = self._attempt_truth(attempts)
+        genuine = h & clean & detected
+        out = np.empty(attempts.size, TWIN_TRUTH_DTYPE)
+        out["attempt_id"] = attempts
+        out["sync_ps"] = attempts * rpa * period
+        out["bell_state"] = np.where(h, bell, NO_HERALD)
+        out["fidelity"] = np.where(h, np.where(genuine, f_genuine, np.where(shared, 0.5, 0.0)),
+                                   np.nan)
+        out["genuine"] = genuine
+        return out
+
+    def _attempt_truth(
+        self, attempts: IntArray
+    ) -> tuple[BoolArray, BoolArray, npt.NDArray[np.float64]]:
+        """(shared, clean, genuine fidelity) of `attempts` (sorted ids): exactly one
+        excitation shared between the nodes; that and no double excitation."""
+        arrived = [np.zeros(attempts.size, bool), np.zeros(attempts.size, bool)]
+        f_genuine = np.zeros(attempts.size, np.float64)
+        blocks = attempts // self.block_attempts
+        for j in _unique(blocks).tolist():
+            sel = blocks == j
+            block = self._attempt_block(j)
+            for node in (0, 1):
+                arrived[node][sel] = _contains(block.arrived[node], attempts[sel])
+            f_genuine[sel] = block.genuine_fidelity
+        # the nodes' latent draws, the same per attempt whoever asks (see `_uniform`)
+        bright, double = [], []
+        for node in (0, 1):
+            b, d, _ = self._trees[node].outcome(self._uniform(attempts, node, _OUTCOME),
+                                                arrived[node])
+            bright.append(b)
+            double.append(d)
+        if self.physics.rounds_per_attempt == 1:
+            shared = bright[0] != bright[1]
+        else:
+            shared = self._slot(attempts, 0) != self._slot(attempts, 1)
+        clean = shared & ~double[0] & ~double[1]
+        return shared, clean, f_genuine
+
+    def _uniform(self, attempts: IntArray, node: int, purpose: int) -> npt.NDArray[np.float64]:
+        """A uniform [0, 1) per (attempt, node, purpose), a hash of them and the stream's key
+        (splitmix64): the same value whichever block, chunk or truth range asks for it."""
+        x = attempts.astype(np.uint64) * np.uint64(4) + np.uint64(2 * node + purpose)
+        z = x * np.uint64(0x9E3779B97F4A7C15) + self._key
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+        return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+    def _slot(self, attempts: IntArray, node: int) -> IntArray:
+        """Barrett-Kok: the round (0 or 1) of the attempt in which `node` emits."""
+        return (self._uniform(attempts, node, _SLOT) < 0.5).astype(np.int64)
+
+    # -- the blocks -----------------------------------------------------------------------------
+    def _rng(self, block: int) -> np.random.Generator:
+        return np.random.default_rng([self.physics.seed, *self.stream, block])
+
+    def _attempt_block(self, j: int) -> _AttemptBlock:
+        cached = self._attempt_blocks.get(j)
+        if cached is None:
+            cached = self._draw_block(j)
+            if self.rounds is not None:  # no attempt starts after the stream's end
+                cached.clicks = tuple(  # type: ignore[assignment]
+                    _Clicks(c.times[keep], c.rounds[keep], c.signal[keep])
+                    for c in cached.clicks for keep in [c.rounds < self.rounds])
+            self._attempt_blocks[j] = cached
+        return cached
+
+    def _draw_block(self, j: int) -> _AttemptBlock:
+        p = self.physics
+        rng = self._rng(j)
+        state = self.detectors()
+        # dark counts (and stray light) in this block's time span, uniform in time
+        t0 = j * self._block_ps
+        dark = []
+        for d in (0, 1):
+            count = int(rng.poisson(max(state[d][1], 0.0) * self._block_ps * 1e-12))
+            # Given their number, Poisson arrivals are uniform order statistics.
+            dark.append(np.sort(rng.integers(t0, t0 + self._block_ps, count, dtype=np.int64)))
+        efficiency = np.array([max(0.0, min(1.0, state[d][0])) for d in (0, 1)])
+        n = self.block_attempts
+        rpa, period = p.rounds_per_attempt, p.round_period_ps
+        light = np.array(p.light_ps, np.int64)
+        spread = p.arrival_time_spread_ps
+        # Only attempts in which a node's photon reaches the station are drawn in detail:
+        # where (sparse), then how many photons given that some did (the latent bright and
+        # double-excitation draws of the others are made per attempt by the truth).
+        arrived = []
+        for tree in self._trees:
+            arrived.append(j * n + _event_positions(rng, n, tree.arrival_probability))
+        candidates = _unique(np.concatenate(arrived))
+        photons = []
+        for node, tree in enumerate(self._trees):
+            counts = np.zeros(candidates.size, np.int64)
+            at = np.searchsorted(candidates, arrived[node])
+            u = self._uniform(arrived[node], node, _OUTCOME)
+            counts[at] = tree.outcome(u, np.ones(u.size, bool))[2]
+            photons.append(counts)
+        ka, kb = photons
+        if rpa == 1:
+            slot_a = slot_b = np.zeros(candidates.size, np.int64)
+        else:
+            slot_a, slot_b = self._slot(candidates, 0), self._slot(candidates, 1)
+        first_round = candidates * rpa
+        # signal photons, per round slot of the attempt (a node emits in one slot)
+        times: list[IntArray] = []
+        dets: list[IntArray] = []
+        rounds: list[IntArray] = []
+        signal: list[BoolArray] = []
+        for slot in range(rpa):
+            ka_s = np.where(slot_a == slot, ka, 0)
+            kb_s = np.where(slot_b == slot, kb, 0)
+            # one photon in the round (by far the most): a fair port, the detector's efficiency
+            one = np.flatnonzero(ka_s + kb_s == 1)
+            from_b = (kb_s[one] == 1).astype(np.int64)
+            port = rng.integers(0, 2, one.size)
+            seen = rng.random(one.size) < efficiency[port]
+            round_no = first_round[one][seen] + slot
+            times.append(round_no * period + light[from_b[seen]]
+                         + np.rint(rng.standard_normal(round_no.size) * spread).astype(np.int64))
+            dets.append(port[seen])
+            rounds.append(round_no)
+            signal.append(np.ones(round_no.size, bool))
+            # several photons: each its port (a pair from both nodes bunches), first click wins
+            rows = np.flatnonzero(ka_s + kb_s > 1)
+            ka_s, kb_s = ka_s[rows], kb_s[rows]
+            m = rows.size
+            round_no = first_round[rows] + slot
+            ports = (rng.integers(0, 16, m)[:, None] >> np.arange(4)) & 1
+            pair = np.flatnonzero((ka_s == 1) & (kb_s == 1))
+            bunched = rng.random(pair.size) < (1.0 + p.hom_visibility) / 2.0
+            left = (rng.random(pair.size) < 0.5).astype(np.int64)
+            ports[pair, 0] = left
+            ports[pair, 1] = np.where(bunched, left, 1 - left)
+            index = np.arange(4)
+            valid = index < (ka_s + kb_s)[:, None]
+            of_b = (index >= ka_s[:, None]).astype(np.int64)
+            seen = valid & (rng.random((m, 4)) < efficiency[ports])
+            arrive = (round_no[:, None] * period + light[of_b]
+                      + np.rint(rng.standard_normal((m, 4)) * spread).astype(np.int64))
+            for d in (0, 1):
+                mine = seen & (ports == d)
+                clicked = mine.any(axis=1)
+                first = np.where(mine, arrive, np.iinfo(np.int64).max).min(axis=1)
+                times.append(first[clicked])
+                dets.append(np.full(int(clicked.sum()), d, np.int64))
+                rounds.append(round_no[clicked])
+                signal.append(np.ones(int(clicked.sum()), bool))
+        # transducer noise photons: Poisson per node and round, in the signal's mode
+        n_rounds = n * rpa
+        for arm, mean in enumerate(self._noise):
+            count = int(rng.poisson(mean * n_rounds)) if mean > 0 else 0
+            round_no = j * n_rounds + rng.integers(0, n_rounds, count)
+            port = rng.integers(0, 2, count)
+            seen = rng.random(count) < efficiency[port]
+            arrive = (round_no * period + light[arm]
+                      + np.rint(rng.standard_normal(count) * spread).astype(np.int64))
+            times.append(arrive[seen])
+            dets.append(port[seen].astype(np.int64))
+            rounds.append(round_no[seen])
+            signal.append(np.zeros(int(seen.sum()), bool))
+        clicks = _merge_per_round(np.concatenate(times), np.concatenate(dets),
+                                  np.concatenate(rounds), np.concatenate(signal))
+        return _AttemptBlock(clicks, (dark[0], dark[1]), (arrived[0], arrived[1]),
+                             _genuine_fidelity(p, state))
+
+
+class _Tree:
+    """One node's outcome tree (`node_outcomes`), drawn given whether a photon arrived."""
+
+    def __init__(self, tree: list[tuple[bool, bool, int, float]]) -> None:
+        self.bright = np.array([o[0] for o in tree])
+        self.double = np.array([o[1] for o in tree])
+        self.photons = np.array([o[2] for o in tree], np.int64)
+        probability = np.array([o[3] for o in tree])
+        self.arrival_probability = float(probability[self.photons > 0].sum())
+        # per branch (no photon arrived, some did): its rows and cumulative weights
+        self._branches: dict[bool, tuple[IntArray, npt.NDArray[np.float64]]] = {}
+        for branch in (False, True):
+            rows = np.flatnonzero((self.photons > 0) == branch)
+            weight = probability[rows]
+            if weight.sum() > 0.0:
+                self._branches[branch] = (rows, np.cumsum(weight) / weight.sum())
+
+    def outcome(self, u: npt.NDArray[np.float64],
+                arrived: BoolArray) -> tuple[BoolArray, BoolArray, IntArray]:
+        """(bright, double, photons at the station) for uniforms `u` given `arrived`."""
+        pick = np.zeros(u.size, np.int64)
+        for branch, (rows, cum) in self._branches.items():
+            mask = arrived == branch
+            index = np.minimum(np.searchsorted(cum, u[mask], side="right"), rows.size - 1)
+            pick[mask] = rows[index]
+        return self.bright[pick], self.double[pick], self.photons[pick]
+
+
+_DENSE_ABOVE = 0.1
+"""Above this probability a dense uniform draw beats choosing the event positions."""
+
+
+def _event_positions(rng: np.random.Generator, n: int, p: float) -> IntArray:
+    """Sorted positions of a Bernoulli(p) event among n attempts: a dense draw above
+    `_DENSE_ABOVE`, else the gaps between events (geometric, exactly), sorted by making."""
+    if p <= 0.0:
+        return np.empty(0, dtype=np.int64)
+    if p >= _DENSE_ABOVE:
+        return np.flatnonzero(rng.random(n) < p).astype(np.int64)
+    expected = n * p
+    gaps = [rng.geometric(p, int(expected + 6.0 * math.sqrt(expected)) + 16)]
+    positions = np.cumsum(gaps[0]) - 1
+    while positions[-1] < n - 1:  # more events than drawn for (rare): draw on
+        more = rng.geometric(p, int(expected) + 16)
+        positions = np.concatenate([positions, positions[-1] + np.cumsum(more)])
+    return positions[positions < n].astype(np.int64)
+
+
+# Sort-based set operations: numpy's hash-based unique costs several times more on these
+# (mostly sorted) int64 arrays.
+def _unique(values: IntArray) -> IntArray:
+    """The distinct values, sorted."""
+    values = np.sort(values, kind="stable")  # radix sort for integers
+    return values[np.r_[True, values[1:] != values[:-1]]] if values.size else values
+
+
+def _unique_inverse(values: IntArray) -> tuple[IntArray, IntArray]:
+    """(distinct values sorted, index of each value's distinct value)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]] if values.size else np.empty(0, bool)
+    inverse = np.empty(values.size, np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
+def _contains(sorted_set: IntArray, values: IntArray) -> BoolArray:
+    """Whether each of `values` is in `sorted_set` (sorted, distinct)."""
+    if sorted_set.size == 0:
+        return np.zeros(values.size, bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
+    return sorted_set[at] == values
+
+
+@lru_cache(maxsize=64)
+def _genuine_fidelity(physics: LinkPhysics, detectors: DetectorState) -> float:
+    return float(physics.model(detectors)._genuine_fidelity)
+
+
+def _merge_per_round(times: IntArray, dets: IntArray, rounds: IntArray,
+                     signal: BoolArray) -> tuple[_Clicks, _Clicks]:
+    """One click per (round, detector), at its earliest photon; signal if any photon was."""
+    out = []
+    for d in (0, 1):
+        sel = dets == d
+        t, r, s = times[sel], rounds[sel], signal[sel]
+        if t.size:
+            order = np.lexsort((t, r))
+            t, r, s = t[order], r[order], s[order]
+            starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+            t, r, s = t[starts], r[starts], np.logical_or.reduceat(s, starts)
+            order = np.argsort(t, kind="stable")
+            t, r, s = t[order], r[order], s[order]
+        out.append(_Clicks(t, r, s))
+    return out[0], out[1]
