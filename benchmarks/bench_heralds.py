@@ -66,7 +66,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from qnetlab.network import ProcessGroup  # noqa: E402
-from qnetlab.network.test_signals import PeriodicHeralds, TimeSlots  # noqa: E402
 from qnetlab.network.keys import (  # noqa: E402
     generate_lab_keys,
     make_curve_client,
@@ -75,6 +74,7 @@ from qnetlab.network.keys import (  # noqa: E402
 )
 from qnetlab.network.lab import LabPlan, LinkReport, plan_lab, read_report, start_lab  # noqa: E402
 from qnetlab.network.network_config import load_network_config  # noqa: E402
+from qnetlab.network.test_signals import PeriodicHeralds, TimeSlots  # noqa: E402
 from qnetlab.sim_instruments.ports import free_port_run  # noqa: E402
 
 CONFIG = REPO / "lab_configs" / "two_node_link.yaml"

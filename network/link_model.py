@@ -2,8 +2,9 @@
 
 `LinkModel` sums the exact outcome tree of single-click and Barrett-Kok heralding (fibre loss
 and delay, detector efficiency, dark counts, transducer noise, double excitation, heralding
-windows). The control plane and the link's calibration use it; `sim_instruments.physics.link`
-draws attempts from the same tree, so formulas and simulation agree within statistics.
+windows). The control plane and the link's calibration use it; the link twin
+(`sim_instruments.physics.link_clicks`) draws attempts from the same tree, so formulas and
+simulation agree within statistics.
 
 Derivation: docs/link.md#3-imperfections-and-the-outcome-tree (schemes, ground truth per
 herald, heralding windows and timing in docs/link.md sections 2-4).

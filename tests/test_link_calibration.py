@@ -368,7 +368,11 @@ def test_the_link_calibrates_through_the_twin(tmp_path: Path, config: NetworkCon
     from qnetlab.sequences.calibration import Maintainer
     from qnetlab.sequences.calibration.graph import CalibrationGraph
     from qnetlab.sequences.calibration.link_nodes import link_calibrations
-    from qnetlab.sequences.calibration.network_lab import _opener, _station_nodes
+    from qnetlab.sequences.calibration.network_lab import (
+        _opener,
+        _station_nodes,
+        arm_dependencies,
+    )
 
     scopes = {"station": Scope("station", tmp_path / "station.db", config.station.lab),
               "link": Scope("link", tmp_path / "link.db", config.station.lab),
@@ -380,10 +384,16 @@ def test_the_link_calibrates_through_the_twin(tmp_path: Path, config: NetworkCon
         ctx.store(n).record_calibration(f"{n}.link_operating_point", CalibrationOutcome(
             True, "by hand", {"transducer_efficiency": (0.087, ""),
                               "transducer_added_noise": (0.16, "photons")}))
-    station = _station_nodes(config, load_config(config.station.lab))
+    lab = load_config(config.station.lab)
+    station = _station_nodes(config, lab)
+    # As `network_calibration` wires them: the arms after the detector biases are calibrated
+    # (maintaining link.heralding alone must not run them on unbiased detectors).
+    arm_deps = arm_dependencies(lab, station)
+    assert {"station.detector_efficiency_ch1", "station.detector_efficiency_ch2"} <= set(
+        arm_deps)
     graph = CalibrationGraph([*station, *link_calibrations(
         config, (NodeInputs("node_a"), NodeInputs("node_b")),
-        depends_on=[n.name for n in station])])
+        depends_on=[n.name for n in station], arm_depends_on=arm_deps)])
     try:
         maintainer = Maintainer(graph, ctx)
         assert maintainer.maintain("link.heralding"), [str(a) for a in maintainer.log]

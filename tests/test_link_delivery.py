@@ -261,10 +261,9 @@ def test_processes_deliver_with_both_nodes_agreeing(tmp_path: Path) -> None:
     from qnetlab.network import ProcessGroup
     from qnetlab.network.keys import generate_lab_keys
     from qnetlab.network.lab import plan_lab, read_pairs, start_lab, supervise
+    from qnetlab.network.test_signals import PeriodicHeralds
 
     from conftest import free_port_run
-
-    from qnetlab.network.test_signals import PeriodicHeralds
 
     config = CONFIG.with_ports(free_port_run(3))
     config = dataclasses.replace(config, key_dir=tmp_path / "keys", run_dir=tmp_path / "runs")

@@ -12,9 +12,10 @@ whose station names its lab (``station.lab``, graph lab name "station"):
 * the link's calibrations (scope "link", its own database ``network.database``), measured
   through the station lab's time tagger with the link running (in the sim profile: the
   station lab with ``qnetlab.simulation.link`` = `NetworkConfig.link_simulation()`, the
-  station's calibrated values applied): an arm delay per node, depending on the station's
-  tagger delays, and the heralding, which depends on both nodes' operating points and the
-  station's detector calibrations.
+  station's calibrated values applied): an arm delay per node, depending on the station
+  calibrations whose values are applied to its instruments (`arm_dependencies`: the SNSPD
+  biases, the tagger delays), and the heralding, which depends on both nodes' operating
+  points and the station's detector calibrations.
 
 The heralding reads the first node's values from its store and the second node's over the
 network control plane (`network.parameters`: read-only, CURVE-authenticated, at the second
@@ -114,10 +115,9 @@ def network_calibration(path: str | Path, *, profile: str = "sim", quiet: bool =
     try:
         inputs = _inputs(config, session)
         station_names = {n.name for n in station_nodes}
-        timing = [n for n in (f"{STATION_SCOPE}.tagger_delays",) if n in station_names]
         detectors = [n for n in station_names if n != f"{STATION_SCOPE}.tagger_delays"]
         nodes += link_calibrations(
-            config, inputs, arm_depends_on=timing,
+            config, inputs, arm_depends_on=arm_dependencies(station_lab, station_nodes),
             depends_on=[*(f"{n}.link_operating_point" for n in config.link.nodes),
                         *sorted(detectors)])
         session.graph = CalibrationGraph(nodes, source=str(config.path))
@@ -140,6 +140,18 @@ def _station_nodes(config: NetworkConfig, lab: LabConfig) -> list[CalibrationNod
                            f"{config.station.tagger!r}", f"use one of: "
                            f"{', '.join(lab.instruments)}")
     return list(calibration_nodes(lab))
+
+
+def arm_dependencies(lab: LabConfig, station_nodes: list[CalibrationNode]) -> list[str]:
+    """The station calibrations the arm delays depend on: every one whose values are applied
+    to the station (the SNSPD biases, the tagger's input delays). The link scope's station is
+    opened with them applied; before they exist the detectors are unbiased and see nothing,
+    and a changed bias or input delay moves the arrival peaks. Without this dependency only
+    the graph's insertion order (`maintain_all`) ran them first: `qnetlab calibrate CONFIG
+    link.heralding` from a clean lab_data found no clicks."""
+    applied = {name for name, node in parse_calibration(lab).nodes.items() if node.apply}
+    timing = f"{STATION_SCOPE}.tagger_delays"
+    return sorted(n.name for n in station_nodes if n.name in applied or n.name == timing)
 
 
 def _opener(config: NetworkConfig, ctx: LabContext

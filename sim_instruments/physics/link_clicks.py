@@ -14,7 +14,8 @@ carry, in recording time (ps from the start of the recording, before the tagger'
 * the ground truth (`truth`, `TWIN_TRUTH_DTYPE`): per attempt with a click inside a true
   arrival window (centre = emission + light time, width ``detection_window_ps``), the Bell
   state a correct herald engine announces (255: no herald), its fidelity and whether it is
-  genuine, from the world's knowledge of who emitted (docs/link.md#3-imperfections-and-the-outcome-tree).
+  genuine, from the world's knowledge of who emitted
+  (docs/link.md#3-imperfections-and-the-outcome-tree).
 
 Seeding: attempts come in blocks of `BLOCK_ATTEMPTS`, each drawn with the dark counts of its
 time span from its own generator seeded by (seed, stream, block); only attempts in which a
