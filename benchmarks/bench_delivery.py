@@ -473,7 +473,12 @@ def main() -> None:
         workdir = Path(tmp)
         generate_lab_keys(workdir / "keys", config.key_names())
         for rate in (float(r) for r in args.rates.split(",")):
-            print(report(session(rate, args, workdir)), flush=True)
+            try:
+                print(report(session(rate, args, workdir)), flush=True)
+            except FileNotFoundError as exc:  # a process killed at the stop left no files
+                print(f"  {rate / 1e3:.1f} kHz: not measured: {Path(exc.filename).name} is "
+                      "missing (the process was killed at the stop: the machine could not "
+                      "keep up)", flush=True)
 
 
 if __name__ == "__main__":
