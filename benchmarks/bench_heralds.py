@@ -17,8 +17,8 @@ little.
     processes, exactly as `qnetlab link` runs them (no orchestrator, so no pairs are
     requested: the receive path alone). The later node's receipt (stamped right after the
     recv) minus the station's hand-off (stamped right before it encodes and sends the frame),
-    joined by seq: (a), to which the targets apply. Also (b): minus the simulated decision
-    time instead, which adds the station's pacing (its sleep until the decision time).
+    joined by seq: (a), to which the targets apply. Also (b): minus the herald's timestamp
+    instead, which adds the test signal's pacing (its heralds leave in 1 ms blocks).
 
 Sessions: bare | ours with CURVE on (the targets), the same with CURVE off, and bare CURVE off
 | bare CURVE on (CURVE's own cost). Every process is started the same way (`ProcessGroup`)
@@ -30,7 +30,7 @@ each setup), and per quarter of the window, so drift would show; a target counts
 the whole interval is within it.
 
 Bias, stated: in the bare setup's slots our three processes are idle but not silent (station
-heartbeats, AttemptStats and look-ahead, node clock exchanges and heartbeats, at 10-80 Hz
+heartbeats and AttemptStats, node clock exchanges and heartbeats, at 10-80 Hz
 each, each node's idle check every 10 ms: about 2 % of a core each), while the bare
 processes are silent in ours. That can only flatter us; measured, it did not show: a bare
 setup's median was the same (70.3 vs 70.7 and 70.4 us) next to ours as next to another bare
@@ -338,7 +338,7 @@ def latency(args: argparse.Namespace, workdir: Path) -> None:
           f"{args.seconds:g} s of station time after a {args.warmup:g} s warm-up; the later "
           f"of the two receivers")
     print("  (a) = station hand-off (right before encode+send) -> node receipt [targets]")
-    print("  (b) = simulated decision time -> node receipt (adds the station's pacing)")
+    print("  (b) = herald timestamp -> node receipt (adds the test signal's 1 ms blocks)")
     print("  ratios: [95 % paired bootstrap interval over slot cycles]; then per quarter of "
           "the window; MET when the whole interval is within the target")
     if args.check_method:

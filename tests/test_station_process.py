@@ -114,8 +114,8 @@ def test_station_publishes_the_heralds_of_each_tag_block_at_once(tmp_path, group
                 stats.append(message)
             return sum(len(r) for r in received) >= count and len(stats) >= 3
 
-        # ~2 k heralds/s once the lab is up (two-click at 1 MHz): 1000 heralds take ~0.5 s.
-        wait_until(lambda: heard(1000), LIMIT / 2, "1000 heralds from the station")
+        # ~75 heralds/s once the lab is up (two-click, an attempt every 20 us): 200 take ~3 s.
+        wait_until(lambda: heard(200), LIMIT / 2, "200 heralds from the station")
         group.stop_all()
     finally:
         sub.close(0)
