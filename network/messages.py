@@ -594,6 +594,7 @@ def _decode_batch(frame: bytes | bytearray | memoryview) -> OkBatch | ErrBatch:
         raise MalformedMessage("truncated" if size < expected else "bad length",
                                f"{name} count {count} needs {expected} bytes, got {size}")
     seqs = np.frombuffer(frame, dtype=_SEQ, count=count, offset=header.size)
+    seqs.flags.writeable = False  # a bytearray frame gives a writable view
     # Unsigned: compare as u64 (no int64 wrap of a hostile 2^63 + x).
     if int(seqs[-1]) > MAX_SEQ or int(seqs.max()) > MAX_SEQ:
         raise MalformedMessage("bad value", f"{name}: seq beyond MAX_SEQ ({MAX_SEQ})")

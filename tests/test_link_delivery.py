@@ -263,7 +263,7 @@ def test_processes_deliver_with_both_nodes_agreeing(tmp_path: Path) -> None:
     from qnetlab.network.lab import plan_lab, read_pairs, start_lab, supervise
     from qnetlab.network.test_signals import PeriodicHeralds
 
-    from conftest import free_port_run
+    from conftest import free_port_run, wait_until
 
     config = CONFIG.with_ports(free_port_run(3))
     config = dataclasses.replace(config, key_dir=tmp_path / "keys", run_dir=tmp_path / "runs")
@@ -276,10 +276,13 @@ def test_processes_deliver_with_both_nodes_agreeing(tmp_path: Path) -> None:
     with ProcessGroup() as group:
         start_lab(group, plan, source)
         outcome = supervise(group, plan, config, timeout=50)
-        time.sleep(0.2)  # the orchestrator's last verdicts reach the nodes
-    assert not outcome.trouble, outcome.trouble
-    result = json.loads((plan.run_dir / "orchestrator_result.json").read_text())
-    delivered = {d["seq"] for d in result["delivered"]}
+        assert not outcome.trouble, outcome.trouble
+        result = json.loads((plan.run_dir / "orchestrator_result.json").read_text())
+        delivered = {d["seq"] for d in result["delivered"]}
+        # The orchestrator's last verdicts are on their way to the nodes when it ends.
+        wait_until(lambda: all(events_of(read_pairs(plan.run_dir, name), PairEvent.DELIVERED)
+                               >= delivered for name in plan.nodes), 30,
+                   "the last verdicts at both nodes")
     assert len(delivered) == pairs and not result["failed"]
     for name in plan.nodes:
         log = read_pairs(plan.run_dir, name)

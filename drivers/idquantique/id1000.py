@@ -320,9 +320,10 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
             block = self._cut(pending, horizon, index)
             overflow = any(lo <= horizon and hi >= emitted_to for lo, hi in loss_windows)
             loss_windows = [(lo, hi) for lo, hi in loss_windows if hi >= horizon]
-            if len(block) or overflow:
-                yield TagBlock(block.timestamps, block.channels, overflow, None, index)
-                index += 1
+            # An empty block too: a consumer learns the stream is alive (and can stop it)
+            # every block interval, even while every input is dark.
+            yield TagBlock(block.timestamps, block.channels, overflow, None, index)
+            index += 1
             emitted_to = horizon
             if done:
                 return

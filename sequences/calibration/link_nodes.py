@@ -35,6 +35,7 @@ from scipy.special import ndtr
 from qnetlab.instruments.lab_config import load_config
 from qnetlab.instruments.tag_blocks import TagBlock, first_out_of_order
 from qnetlab.instruments.time_tagger import TimeTagger
+from qnetlab.network.link_model import FIBRE_DELAY_S_PER_KM
 
 from ..analysis import Verdict
 from ..fitting import PeakFit, fit_peak
@@ -63,8 +64,6 @@ if TYPE_CHECKING:
 
 Z = 4.0
 """Standard errors a measurement may stray before it disagrees (two-sided 6e-5 per check)."""
-FIBRE_DELAY_S_PER_KM = 4.9e-6
-"""Light time in fibre (group index ~1.47), as `network.link_model`."""
 
 
 # -- the station's tagger -------------------------------------------------------------------------
