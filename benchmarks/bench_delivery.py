@@ -67,10 +67,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_common import (  # noqa: E402
+    DETECTORS,
+    OPERATING_BIAS,
+    SYNC,
+    bare_sub,
+    write_station_lab,
+)
+
 from qnetlab.network import ProcessGroup  # noqa: E402
 from qnetlab.network.keys import (  # noqa: E402
     generate_lab_keys,
-    make_curve_client,
     make_curve_server,
     start_authenticator,
 )
@@ -79,6 +86,9 @@ from qnetlab.network.network_config import load_network_config  # noqa: E402
 from qnetlab.network.node_state import PairEvent  # noqa: E402
 from qnetlab.network.test_signals import PeriodicHeralds, TimeSlots  # noqa: E402
 from qnetlab.sim_instruments.ports import free_port_run  # noqa: E402
+
+STREAMING = {"block_interval_s": 0.001, "stream_latency_s": 0.002}
+"""The tagger's streaming, as lab_configs/heralding_station.yaml reads it."""
 
 CONFIG = REPO / "lab_configs" / "two_node_link.yaml"
 CUTOFF_S = load_network_config(CONFIG).nodes["node_a"].memory_cutoff
@@ -110,32 +120,6 @@ def _bare_station(port: int, key_dir: Path, epoch_ns: int, period_ps: int, slots
     context.term()
 
 
-def _bare_sub(port: int, key_dir: Path, name: str, out: str, stop: Any) -> None:
-    """Per frame until "end": (block arrival ns, receipt ns) to `out`."""
-    import zmq
-
-    context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    make_curve_client(sub, key_dir, name, "station")
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.rcvhwm = 1_000_000
-    sub.rcvtimeo = 1000
-    sub.connect(f"tcp://127.0.0.1:{port}")
-    rows = []
-    while not stop:
-        try:
-            frame = sub.recv()
-        except zmq.Again:
-            continue
-        received_ns = time.monotonic_ns()
-        if frame == b"end":
-            break
-        rows.append((struct.unpack_from("<q", frame)[0], received_ns))
-    np.save(out, np.array(rows, np.int64).reshape(-1, 2))
-    sub.close()
-    context.term()
-
-
 def _bare_latency(outs: tuple[str, str], epoch_ns: int, window: tuple[float, float]
                   ) -> np.ndarray:
     """Later-receiver latency (s) of every block both SUBs got whose arrival (station time)
@@ -148,31 +132,8 @@ def _bare_latency(outs: tuple[str, str], epoch_ns: int, window: tuple[float, flo
 
 
 # -- the tagger twin as the station's source (--source twin) --------------------------------
-OPERATING_BIAS = 10.5e-6
-"""A (SNSPD bias current): the SIM900 twin's operating point (as benchmarks/bench_link_twin)."""
-SYNC, DETECTORS = 3, (1, 2)
 SHORTEST_PERIOD = 0.25e-6
 """s: the shortest attempt period asked of the twin (4 MHz of sync tags)."""
-
-
-def _station_lab(path: Path, link: dict[str, Any]) -> Path:
-    """A heralding-station lab (SIM900 SNSPDs, ID1000 at 1 ms blocks) with `link` as the
-    world behind its tagger twin."""
-    import yaml
-
-    document = {
-        "qnetlab": {"simulation": {"seed": 1, "link": link},
-                    "wiring": {"tagger": {1: "snspd.ch1", 2: "snspd.ch2"}}},
-        "instruments": {
-            "snspd": {"type": "qnetlab.drivers.quantum_opus.QuantumOpusSIM900",
-                      "address": {"sim": "srs_sim900_quantum_opus"}, "init": {"slots": [1, 2]}},
-            "tagger": {"type": "qnetlab.drivers.idquantique.IDQuantiqueID1000",
-                       "address": {"sim": "idq_id1000"},
-                       "init": {"block_interval_s": 0.001, "stream_latency_s": 0.002}},
-        },
-    }
-    path.write_text(yaml.safe_dump(document))
-    return path
 
 
 def twin_source(workdir: Path, tag: str, rate_hz: float) -> tuple[Any, Path, float]:
@@ -193,7 +154,8 @@ def twin_source(workdir: Path, tag: str, rate_hz: float) -> tuple[Any, Path, flo
                       "collection_efficiency": 1.0} for n in ("node_a", "node_b")},
         "hom_visibility": 0.95, "arrival_time_spread": 5.0e-11,
     }
-    probe = load_station(_station_lab(workdir / f"{tag}_probe.yaml", link), "sim")
+    probe = load_station(write_station_lab(workdir / f"{tag}_probe.yaml", link, STREAMING),
+                         "sim")
     try:
         for channel in (probe.instrument("snspd").ch1, probe.instrument("snspd").ch2):
             channel.bias_current(OPERATING_BIAS)
@@ -209,8 +171,9 @@ def twin_source(workdir: Path, tag: str, rate_hz: float) -> tuple[Any, Path, flo
         probe.close()
     period = max(SHORTEST_PERIOD, p / rate_hz)
     truth = workdir / f"{tag}_truth.npy"
-    lab = _station_lab(workdir / f"{tag}_station.yaml",
-                       {**link, "attempt_period": period, "truth_file": str(truth)})
+    lab = write_station_lab(workdir / f"{tag}_station.yaml",
+                            {**link, "attempt_period": period, "truth_file": str(truth)},
+                            STREAMING)
     settings = {f"snspd.ch{n}.bias_current": OPERATING_BIAS for n in (1, 2)}
     return (TaggerSource(lab=lab, windows=windows, attempt_period_s=period, settings=settings),
             truth, period)
@@ -375,7 +338,7 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
                                        slots=ours_slots)
         start_lab(ours, plan, source, orchestrator=not args.receive_only)
         for name, out in zip(("node_a", "node_b"), outs, strict=True):
-            bare.start(f"bare_{name}", _bare_sub, base_port + 3, config.key_dir, name, out)
+            bare.start(f"bare_{name}", bare_sub, base_port + 3, config.key_dir, name, out)
         bare.start("bare_station", _bare_station, base_port + 3, config.key_dir, epoch_ns,
                    period_ps, bare_slots, end_ns)
         pids = {name: ours.pid(name) for name in ours.names}

@@ -65,10 +65,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_common import bare_sub  # noqa: E402
+
 from qnetlab.network import ProcessGroup  # noqa: E402
 from qnetlab.network.keys import (  # noqa: E402
     generate_lab_keys,
-    make_curve_client,
     make_curve_server,
     start_authenticator,
 )
@@ -117,32 +118,6 @@ def _bare_pub(port: int, key_dir: Path | None, epoch_ns: int, period_ns: int,
     context.term()
 
 
-def _bare_sub(port: int, key_dir: Path | None, name: str, out: str, stop: Any) -> None:
-    """Until the publisher's "end": per frame (send ns, receipt ns) to `out`."""
-    import zmq
-
-    context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    if key_dir is not None:
-        make_curve_client(sub, key_dir, name, "station")
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.rcvtimeo = 1000  # longer than any gap between our slots: only so `stop` is seen
-    sub.connect(f"tcp://127.0.0.1:{port}")
-    rows = []
-    while not stop:
-        try:
-            frame = sub.recv()
-        except zmq.Again:
-            continue
-        now = time.monotonic_ns()
-        if frame == b"end":
-            break
-        rows.append((struct.unpack_from("<q", frame)[0], now))
-    np.save(out, np.array(rows, np.int64).reshape(-1, 2))
-    sub.close()
-    context.term()
-
-
 @dataclasses.dataclass(frozen=True)
 class _Samples:
     """Later-arrival latencies (s) and the station time (s) each counts from, in order."""
@@ -165,7 +140,7 @@ class _Bare:
               period_ns: int, slots: TimeSlots, end_ns: int) -> None:
         key_dir = workdir / "keys" if self.curve else None
         for name, out in zip(("node_a", "node_b"), self.outs, strict=True):
-            group.start(f"{name}_{port}", _bare_sub, port, key_dir, name, out)
+            group.start(f"{name}_{port}", bare_sub, port, key_dir, name, out)
         group.start(f"pub_{port}", _bare_pub, port, key_dir, epoch_ns, period_ns, slots,
                     end_ns)
 

@@ -30,10 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-
-OPERATING_BIAS = 10.5e-6
-SYNC, DETECTORS = 3, (1, 2)
+from bench_common import DETECTORS, OPERATING_BIAS, SYNC, write_station_lab
 
 
 def station_yaml(folder: Path, scheme: str, round_period: float, truth: bool) -> Path:
@@ -48,21 +45,9 @@ def station_yaml(folder: Path, scheme: str, round_period: float, truth: bool) ->
     }
     if truth:
         link["truth_file"] = str(folder / f"truth_{scheme}.npy")
-    document = {
-        "qnetlab": {"simulation": {"seed": 1, "link": link},
-                    "wiring": {"tagger": {1: "snspd.ch1", 2: "snspd.ch2"}}},
-        "instruments": {
-            "snspd": {"type": "qnetlab.drivers.quantum_opus.QuantumOpusSIM900",
-                      "address": {"sim": "srs_sim900_quantum_opus"}, "init": {"slots": [1, 2]}},
-            "tagger": {"type": "qnetlab.drivers.idquantique.IDQuantiqueID1000",
-                       "address": {"sim": "idq_id1000"},
-                       "init": {"block_interval_s": 0.05, "stream_latency_s": 60.0,
-                                "stream_end_timeout_s": 60.0}},
-        },
-    }
-    path = folder / f"station_{scheme}_{int(truth)}.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
+    return write_station_lab(folder / f"station_{scheme}_{int(truth)}.yaml", link,
+                             {"block_interval_s": 0.05, "stream_latency_s": 60.0,
+                              "stream_end_timeout_s": 60.0})
 
 
 def cost(path: Path, seconds: float) -> tuple[float, int, int]:
