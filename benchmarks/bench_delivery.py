@@ -175,6 +175,7 @@ def twin_source(workdir: Path, tag: str, rate_hz: float) -> tuple[Any, Path, flo
                             {**link, "attempt_period": period, "truth_file": str(truth)},
                             STREAMING)
     settings = {f"snspd.ch{n}.bias_current": OPERATING_BIAS for n in (1, 2)}
+    windows = dataclasses.replace(windows, round_period_ps=round(period * 1e12))
     return (TaggerSource(lab=lab, windows=windows, attempt_period_s=period, settings=settings),
             truth, period)
 

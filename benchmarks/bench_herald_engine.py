@@ -76,14 +76,19 @@ MAX_RATIO = 1.3
 
 @njit(cache=True, nogil=True)
 def bare_heralds(ts: Any, ch: Any, sync_ch: int, det0: int, det1: int, starts: Any,
-                 ends: Any, end: int, two_click: bool, out_id: Any, out_sync: Any,
+                 ends: Any, end: int, two_click: bool, period: int, out_id: Any, out_sync: Any,
                  out_bell: Any) -> int:
     """One pass, no carry: see the module docstring. ``starts``/``ends`` (2 x arms): window
-    bounds after the sync (ps, all >= 0). Returns the number of heralds written."""
+    bounds after the sync (ps, all >= 0). Rounds are numbered by the attempt clock's
+    `period` (ps) as the engine numbers them (a lost sync tag skips its round). Returns the
+    number of heralds written."""
     ring_t = np.empty(1024, np.int64)   # a local ring: enough for this stream's pending rounds
     ring_n = np.empty(1024, np.int64)
     ring_d = np.empty(1024, np.int64)
+    ring_id = np.empty(1024, np.int64)
     mask = 1023
+    ring_id[mask] = -1
+    gap_limit = period + (period >> 1)
     n_arms = starts.shape[1]
     n_syncs = 0
     decided = 0
@@ -91,22 +96,24 @@ def bare_heralds(ts: Any, ch: Any, sync_ch: int, det0: int, det1: int, starts: A
     first_n = 0
     first_d = 0
     first_t = 0
+    first_id = -1
     for k in range(ts.size):
         t = ts[k]
         while decided < n_syncs and ring_t[decided & mask] + end <= t:
             slot = decided & mask
             if not two_click:
                 if ring_n[slot] == 1:
-                    out_id[n_out] = decided
+                    out_id[n_out] = ring_id[slot]
                     out_sync[n_out] = ring_t[slot]
                     out_bell[n_out] = ring_d[slot]
                     n_out += 1
-            elif decided & 1 == 0:
+            elif ring_id[slot] & 1 == 0:
                 first_n = ring_n[slot]
                 first_d = ring_d[slot]
                 first_t = ring_t[slot]
-            elif first_n == 1 and ring_n[slot] == 1:
-                out_id[n_out] = decided >> 1
+                first_id = ring_id[slot]
+            elif first_id == ring_id[slot] - 1 and first_n == 1 and ring_n[slot] == 1:
+                out_id[n_out] = ring_id[slot] >> 1
                 out_sync[n_out] = first_t
                 out_bell[n_out] = 0 if first_d == ring_d[slot] else 1
                 n_out += 1
@@ -117,6 +124,12 @@ def bare_heralds(ts: Any, ch: Any, sync_ch: int, det0: int, det1: int, starts: A
             ring_t[slot] = t
             ring_n[slot] = 0
             ring_d[slot] = 0
+            before = (n_syncs - 1) & mask
+            number = ring_id[before] + 1
+            gap = t - ring_t[before]
+            if gap > gap_limit and n_syncs > 0:
+                number += (gap + (period >> 1)) // period - 1
+            ring_id[slot] = number
             n_syncs += 1
         elif c == det0 or c == det1:  # noqa: SIM109 (two compares, as the engine)
             d = 0 if c == det0 else 1
@@ -180,8 +193,9 @@ def paired_ratio(ours: list[float], bare: list[float]) -> float:
 
 def bench(scheme: str, blocks: list[tuple[np.ndarray, np.ndarray]], reps: int,
           ) -> dict[str, tuple[list[float], Any]]:
-    windows = HeraldWindows(scheme, SYNC, (D0, D1), (ARMS_PS, ARMS_PS),
-                            WINDOW_PS)
+    # rounds numbered by the attempt clock's period, as the station's engine does
+    windows = HeraldWindows(scheme, SYNC, (D0, D1), (ARMS_PS, ARMS_PS), WINDOW_PS,
+                            round_period_ps=PERIOD_PS)
     bounds = windows.bounds_ps()
     starts = np.ascontiguousarray(bounds[..., 0])
     ends = np.ascontiguousarray(bounds[..., 1])
@@ -199,11 +213,11 @@ def bench(scheme: str, blocks: list[tuple[np.ndarray, np.ndarray]], reps: int,
         return HeraldEngine(windows).feed(ts, ch)
 
     def bare_blocks() -> list[int]:
-        return [bare_heralds(t, c, SYNC, D0, D1, starts, ends, end, two, *out)
+        return [bare_heralds(t, c, SYNC, D0, D1, starts, ends, end, two, PERIOD_PS, *out)
                 for t, c in blocks]
 
     def bare_one() -> np.ndarray:
-        n = bare_heralds(ts, ch, SYNC, D0, D1, starts, ends, end, two, *out)
+        n = bare_heralds(ts, ch, SYNC, D0, D1, starts, ends, end, two, PERIOD_PS, *out)
         return np.stack([o[:n].astype(np.int64) for o in out])
 
     rows = interleaved({"engine, blocks": engine_blocks, "engine, one block": engine_one,

@@ -10,9 +10,13 @@ and resume there, and a block boundary is just another place where the loop paus
 - ``state`` (int64): the `P_*` settings, the `S_*` scalars (counters, ring positions, the last
   timestamp), then per window (detector d, arm a, at ``S_WINDOWS + 2 * (d * arms + a)``) its
   first and one-past-last ``t - sync`` (ps).
-- ``rounds`` (int64, 3 x capacity, a power of two): the undecided rounds and the last decided
-  one (a two-click attempt's first round), a ring indexed by round number: sync time, clicks
-  in its windows, detector of its last click.
+- ``rounds`` (int64, 4 x capacity, a power of two): the undecided rounds and the last decided
+  one (a two-click attempt's first round), a ring indexed by sync tag number: sync time,
+  clicks in its windows, detector of its last click, and the round's number. The number
+  counts attempt-clock periods, not sync tags: a sync tag that comes more than 1.5 round
+  periods after the one before means the tags between were lost (on the data link, or
+  dropped late), and the rounds they started are skipped, so one lost sync tag costs its own
+  round and never renumbers the attempts after it.
 - ``clicks`` (int64, 3 x capacity, a power of two): the latest clicks, a ring indexed by click
   number: time, detector index, whether a round holds it. Only read when windows start before
   the sync (a click may belong to a sync tagged after it).
@@ -55,7 +59,9 @@ S_RESUME = 16       # tag to resume the current block at (0: a new block)
 S_BAD = 17          # position of the tag that broke the order (after UNSORTED)
 S_TAGS = 18         # tags of the blocks completed
 S_BLOCKS = 19       # blocks completed
-S_WINDOWS = 20
+P_PERIOD = 20       # round period (ps); 0: number rounds by counting sync tags
+S_MISSED = 21       # rounds whose sync tag never came (skipped numbers)
+S_WINDOWS = 22
 
 # statuses, returned negated (a return value >= 0 is the end row of the heralds in `out`)
 ROUNDS_FULL = 1
@@ -137,6 +143,10 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: An
     r_sync = rounds[0]
     r_count = rounds[1]
     r_det = rounds[2]
+    r_id = rounds[3]
+    period = state[P_PERIOD]
+    # a gap of more than 1.5 periods means lost sync tags (never, without a period)
+    gap_limit = period + (period >> 1) if period > 0 else np.iinfo(np.int64).max
     r_mask = max(r_sync.size - 1, 0)
     c_time = clicks[0]
     c_det = clicks[1]
@@ -159,24 +169,25 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: An
                     if n_out >= out_cap:
                         status = OUT_FULL  # this round is decided again on resume
                         break
-                    out[n_out].attempt_id = decided
+                    out[n_out].attempt_id = r_id[slot]
                     out[n_out].sync_ps = r_sync[slot]
                     out[n_out].bell_state = r_det[slot]
                     n_out += 1
                     psi_minus += r_det[slot]
                 elif count > 1:
                     multi += 1
-            elif decided & 1:
-                # the attempt's second round; its first is still in the ring (one slot is
-                # kept spare for it)
+            elif r_id[slot] & 1:
+                # the attempt's second round; its first, unless its sync tag was lost, is
+                # still in the ring (one slot is kept spare for it)
                 round1 = (decided - 1) & r_mask
-                round1_count = r_count[round1]
+                whole = decided > 0 and r_id[round1] == r_id[slot] - 1
+                round1_count = r_count[round1] if whole else 0
                 if round1_count == 1 and count == 1:
                     if n_out >= out_cap:
                         status = OUT_FULL
                         break
                     bell = 0 if r_det[round1] == r_det[slot] else 1
-                    out[n_out].attempt_id = decided >> 1
+                    out[n_out].attempt_id = r_id[slot] >> 1
                     out[n_out].sync_ps = r_sync[round1]
                     out[n_out].bell_state = bell
                     n_out += 1
@@ -198,6 +209,17 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: An
             r_sync[slot] = t
             r_count[slot] = 0
             r_det[slot] = 0
+            # numbered after the round before (still in the ring: undecided, or the last
+            # decided; the ring starts with number -1 before slot 0), from the ring rather
+            # than loop variables: fewer registers keep the loop as fast as a bare one
+            before = (n_syncs - 1) & r_mask
+            number = r_id[before] + 1
+            gap = t - r_sync[before]
+            if gap > gap_limit and n_syncs > 0:  # rare: tested first
+                skipped = (gap + (period >> 1)) // period - 1
+                number += skipped
+                state[S_MISSED] += skipped
+            r_id[slot] = number
             n_syncs += 1
             if early:
                 # clicks already seen in this round's windows: newest first, back to the

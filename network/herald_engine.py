@@ -64,6 +64,12 @@ class HeraldWindows:
     window_ps
         Full window width (ps); a click at t is in a window if
         ``centre - window_ps/2 <= t - sync < centre + window_ps/2``.
+    round_period_ps
+        The attempt clock's period (ps): the attempt period, or half of it for two-click.
+        Rounds are numbered by it, so a sync tag lost on the way (a gap of more than 1.5
+        periods) skips its round instead of renumbering every later attempt (see
+        ``missed_syncs`` in `HeraldEngine.counters`). None: number rounds by counting sync
+        tags (a stream known to be complete, e.g. a test's).
 
     Every field is checked on construction (`ConfigError` naming the field and the fix).
     """
@@ -73,6 +79,7 @@ class HeraldWindows:
     detector_channels: tuple[int, int]
     offsets_ps: tuple[tuple[int, ...], tuple[int, ...]]
     window_ps: int
+    round_period_ps: int | None = None
 
     def __post_init__(self) -> None:
         if self.scheme not in _SCHEMES:
@@ -117,6 +124,13 @@ class HeraldWindows:
         object.__setattr__(self, "detector_channels", dets)
         object.__setattr__(self, "offsets_ps", (rows[0], rows[1]))
         object.__setattr__(self, "window_ps", width)
+        if self.round_period_ps is not None:
+            period = _int(self.round_period_ps, "round_period_ps",
+                          "give the attempt clock's period in integer ps")
+            if period <= 0:
+                raise ConfigError(_WHAT, "round_period_ps", f"must be > 0 ps, got {period}",
+                                  "give the attempt period (half of it for two-click) in ps")
+            object.__setattr__(self, "round_period_ps", period)
 
     @property
     def arms(self) -> int:
@@ -192,7 +206,9 @@ class HeraldEngine:
         state[k.S_WINDOWS:] = self._bounds
         state[k.S_LAST] = -1
         self._state = state
-        self._rounds = np.zeros((3, 64), np.int64)
+        state[k.P_PERIOD] = self.windows.round_period_ps or 0
+        self._rounds = np.zeros((4, 64), np.int64)
+        self._rounds[3] = -1  # round numbers: the first sync tag's round follows "-1"
         self._clicks = np.zeros((3, 64), np.int64)
         self._out = np.empty(_ARENA, ENGINE_HERALD_DTYPE)
         self._pos = 0
@@ -269,16 +285,22 @@ class HeraldEngine:
         """Attempts decided so far: ``counters["attempts"]`` without building the dict (for
         bookkeeping per block)."""
         decided = int(self._state[self._k.S_DECIDED])
-        return decided // 2 if self._two else decided
+        if decided == 0:
+            return 0
+        # the last decided round stays in the ring; numbers count lost rounds too
+        rounds = int(self._rounds[3, (decided - 1) & (self._rounds.shape[1] - 1)]) + 1
+        return rounds // 2 if self._two else rounds
 
     @property
     def counters(self) -> dict[str, int]:
         """What the engine has seen and decided since the start (or `reset`).
 
         ``rounds`` (sync tags), ``attempts`` (decided: rounds decided, or pairs of rounds for
-        two-click), ``heralds`` (``psi_plus`` + ``psi_minus``), ``no_click`` and
-        ``multi_click`` (attempts decided without a herald: a round with no click in its
-        windows, or one with more than one), ``clicks`` (detector tags),
+        two-click, counting rounds whose sync tag was lost), ``missed_syncs`` (rounds whose
+        sync tag never came: their attempts cannot herald), ``heralds`` (``psi_plus`` +
+        ``psi_minus``), ``no_click`` and ``multi_click`` (attempts decided without a herald: a
+        round with no click in its windows or without its sync tag, or one with more than one
+        click), ``clicks`` (detector tags),
         ``unassigned_clicks`` (in no window of any round seen so far: with windows before
         the sync, a sync still to come may claim the latest ones), ``other_tags`` (other inputs),
         ``pending_rounds`` (started, not yet decided), ``tags``, ``blocks``,
@@ -286,11 +308,12 @@ class HeraldEngine:
         """
         k, s = self._k, self._state
         rounds, decided = int(s[k.S_SYNCS]), int(s[k.S_DECIDED])
-        attempts = decided // 2 if self._two else decided
+        attempts = self.attempts
         heralds, multi, clicks = int(s[k.S_HERALDS]), int(s[k.S_MULTI]), int(s[k.S_CLICKS])
         return {
             "rounds": rounds,
             "attempts": attempts,
+            "missed_syncs": int(s[k.S_MISSED]),
             "heralds": heralds,
             "psi_plus": heralds - int(s[k.S_PSI_MINUS]),
             "psi_minus": int(s[k.S_PSI_MINUS]),

@@ -163,7 +163,8 @@ class TaggerHeralds:
             # started so far (the undecided last ones at the seam are skipped, never reused).
             counters = self.engine.counters
             rounds = 2 if self.settings.windows.scheme == "two_click" else 1
-            self._id_offset += -(-counters["rounds"] // rounds)
+            # (rounds are numbered over lost sync tags too: seen + missed)
+            self._id_offset += -(-(counters["rounds"] + counters["missed_syncs"]) // rounds)
             self._totals.update({k: v for k, v in counters.items() if k != "pending_rounds"})
             self.counters["recordings"] += 1
             self.engine.reset()

@@ -8,6 +8,7 @@ streams, including ones that make the engine's buffers grow.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -217,6 +218,50 @@ def test_two_click_needs_exactly_one_click_in_each_round() -> None:
         assert heralds.size == 0, name
         failed = counters["attempts"] - counters["heralds"]
         assert counters[why] >= 1 and counters["no_click"] + counters["multi_click"] == failed
+
+
+def without_syncs(ts: np.ndarray, ch: np.ndarray, lost: set[int]) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
+    """The stream with the sync tags of rounds `lost` gone (lost on the data link)."""
+    keep = ~((ch == SYNC) & np.isin(ts, [r * PERIOD for r in lost]))
+    return ts[keep], ch[keep]
+
+
+@pytest.mark.parametrize("scheme", ["single_click", "two_click"])
+def test_a_lost_sync_tag_costs_its_round_and_renumbers_nothing(scheme: str) -> None:
+    # a herald in attempt 6 (rounds 12, 13 for two-click) after the sync tags of rounds 3
+    # and 7..8 were lost: counted by tags it would be attempt 3 or 4, a wrong pair
+    two = scheme == "two_click"
+    clicks = [(12, DELAY, D0), (13, DELAY, D1)] if two else [(6, DELAY, D0)]
+    ts, ch = without_syncs(*stream(14, clicks), {3, 7, 8})
+    w = dataclasses.replace(windows(scheme), round_period_ps=PERIOD)
+    heralds, counters = run(w, ts, ch)
+    expected = (6, 12 * PERIOD, 1) if two else (6, 6 * PERIOD, 0)
+    assert triples(heralds) == [expected]
+    assert counters["missed_syncs"] == 3
+    assert counters["rounds"] == 14 + 20 - 3
+    # rounds 0..22 decided (the last tag, round 33's sync, closes round 22's windows), the
+    # lost ones included
+    assert counters["attempts"] == (23 // 2 if two else 23)
+    # without the period the rounds are counted, and the herald lands on the wrong attempt
+    heralds, _ = run(windows(scheme), ts, ch)
+    assert triples(heralds) != [expected]
+
+
+def test_a_two_click_attempt_without_its_first_sync_tag_is_no_herald() -> None:
+    # attempt 2 = rounds 4, 5 with a click in each; round 4's sync tag lost: round 5 must not
+    # pair with round 3
+    clicks = [(3, DELAY, D0), (4, DELAY, D0), (5, DELAY, D0)]
+    ts, ch = without_syncs(*stream(8, clicks), {4})
+    w = dataclasses.replace(windows("two_click"), round_period_ps=PERIOD)
+    heralds, counters = run(w, ts, ch)
+    assert heralds.size == 0 and counters["missed_syncs"] == 1
+
+
+@pytest.mark.parametrize("period", [0, -5, 2.5])
+def test_round_period_is_checked(period: Any) -> None:
+    with pytest.raises(ConfigError, match="round_period_ps"):
+        dataclasses.replace(windows(), round_period_ps=period)
 
 
 # --- delays, decision time, blocks ----------------------------------------------------------

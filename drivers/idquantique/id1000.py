@@ -54,6 +54,17 @@ from qnetlab.instruments.time_tagger import TimeTagger, delay_to_ps
 N_INPUTS = 4
 
 
+def _until_quiet(poller: zmq.Poller, ready: list[tuple[Any, int]], looks: int = 4,
+                 ) -> Iterator[tuple[Any, int]]:
+    """`ready`, then whatever a non-waiting poll finds ready after it was read, up to `looks`
+    more times."""
+    for _ in range(looks + 1):
+        if not ready:
+            return
+        yield from ready
+        ready = poller.poll(0)
+
+
 def _number(reply: str) -> float:
     """A number from a reply that may carry a unit ("0.5000V", "1000TB")."""
     return float(reply.strip().rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
@@ -100,11 +111,14 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
         stream_latency_s: how long after a tag's time it surely has arrived, s. A streamed
             block holds back tags later than the stream's front - this (the front: the time
             since REC:PLAY, or the latest tag received on any input when the whole stream
-            runs late), and later than the latest tag of any input that has sent a tag within
-            10x this of the front (the inputs stream separately: one can run behind another),
-            so that an input cannot later deliver a tag that sorts before a block already
-            handed on. A tag that comes later still is dropped and its block flagged
-            overflowed (counted in `late_tags`): blocks stay sorted whatever the link does.
+            runs late), and later than the latest tag of any input still sending but behind
+            (a message within this much wall time whose last tag lags the front by more than
+            this: the inputs stream separately, one can run behind another). An input that
+            has sent nothing for this long holds nothing back: a sparse detector's silence
+            cannot be told from a stalled stream, and waiting on it would hold every herald
+            for the detector's whole gap between clicks. A tag that comes later still is
+            dropped and the next block flagged overflowed (counted in `late_tags`): blocks
+            stay sorted whatever the link does.
         block_interval_s: how often streamed blocks are handed on, s. A heralding station
             reads its tagger with ~0.001 (and ``stream_latency_s`` ~0.002): a herald is then
             published a few ms after its photons.
@@ -260,6 +274,7 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
         seen_errors = dict.fromkeys(sockets, 0)
         loss_windows: list[tuple[float, float]] = []  # (from, to) ps where tags were lost
         fronts = dict.fromkeys(sockets, -1)  # per input: its latest timestamp received, ps
+        heard = dict.fromkeys(sockets, -np.inf)  # per input: monotonic s of its last message
         latest = -1  # latest timestamp received on any input, ps
         emitted_to = 0.0  # ps: every tag before this has been handed on
         index = 0
@@ -277,7 +292,10 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                 if wait_s > 0:
                     time.sleep(wait_s)
                 ready = poller.poll(0)
-            for sock, _ in ready:
+            # Drain until a look finds nothing more (a few looks at most): the inputs' messages
+            # of one moment arrive on separate sockets, and an input read only on the next
+            # block's poll could find its tags behind the block cut meanwhile.
+            for sock, _ in _until_quiet(poller, ready):
                 n = owner[sock]
                 while True:  # drain what has arrived
                     try:
@@ -297,6 +315,7 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                     if tags.size:
                         pending[n].append(tags)
                         fronts[n] = int(tags[-1])
+                        heard[n] = time.monotonic()
                         latest = max(latest, fronts[n])
             done = len(ended) == len(sockets)
             now = time.monotonic()
@@ -316,7 +335,8 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                         # cannot be flagged any more).
                         loss_windows.append((emitted_to, max(latest, emitted_to)))
             horizon = np.inf if done else max(emitted_to, self._horizon(
-                min((now - t_play) * 1e12, latest), fronts, ended))
+                min((now - t_play) * 1e12, latest), fronts,
+                {n for n in sockets if n in ended or now - heard[n] > self.stream_latency_s}))
             block = self._cut(pending, horizon, index)
             overflow = any(lo <= horizon and hi >= emitted_to for lo, hi in loss_windows)
             loss_windows = [(lo, hi) for lo, hi in loss_windows if hi >= horizon]
@@ -335,14 +355,13 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                     "of the recording's end. Check the service is running and RAW<n>:SEND "
                     "is ON")
 
-    def _horizon(self, front: float, fronts: dict[int, int], ended: set[int]) -> float:
+    def _horizon(self, front: float, fronts: dict[int, int], silent: set[int]) -> float:
         """Tags before this (ps) may be handed on: the stream's `front` less the stream
-        latency, and no later than any input still streaming close behind the front (see
-        `stream_latency_s`)."""
-        latency_ps = self.stream_latency_s * 1e12
-        horizon = front - latency_ps
+        latency, and no later than the latest tag of any input not `silent` (ended, or
+        nothing heard for the stream latency; see `stream_latency_s`)."""
+        horizon = front - self.stream_latency_s * 1e12
         for n, last in fronts.items():
-            if n not in ended and last >= front - 10 * latency_ps:
+            if n not in silent:
                 horizon = min(horizon, last)
         return horizon
 
