@@ -40,6 +40,7 @@ from pyvisa import rname
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from .calibrated_constant import parse_constant
 from .errors import ConfigError
 
 PROFILES = ("sim", "real")
@@ -52,8 +53,9 @@ _PARAMETER_KEYS = {"limits", "ramp_rate", "initial_value", "label"}
 _INTERLOCK_KEYS = {"name", "guards", "sensor", "max"}
 _SETUP_ROLES = {"pump_laser", "mw_source", "vna", "power_meter", "fridge"}
 _SETUP_CONSTANTS = {"optical_resonance_wavelength", "mw_line_attenuation",
-                    "optical_output_loss", "detection_efficiency"}
-"""Calibration constants of the setup, numbers in the TransducerSetup parameter's unit."""
+                    "optical_output_loss", "detection_efficiency", "fridge_cooling_coefficient"}
+"""Calibration constants of the setup in the TransducerSetup parameter's unit: a plain number
+(exact) or ``{value: V, error: E}`` (`CalibratedConstant`, E its one-sigma uncertainty)."""
 _SETUP_KEYS = _SETUP_ROLES | _SETUP_CONSTANTS | {"detector"}
 
 
@@ -431,8 +433,9 @@ def parse_config(path: Path, data: Any) -> LabConfig:
     setup = q.get("transducer_setup")
     if setup is not None:
         check_keys(file, "qnetlab.transducer_setup", setup, _SETUP_KEYS, _SETUP_ROLES)
-        for key in _SETUP_CONSTANTS & set(setup):
-            _number(file, f"qnetlab.transducer_setup.{key}", setup[key])
+        setup = dict(setup)
+        for key in sorted(_SETUP_CONSTANTS & set(setup)):
+            setup[key] = parse_constant(file, f"qnetlab.transducer_setup.{key}", setup[key])
         detector = setup.get("detector")
         if detector is not None and (
                 not isinstance(detector, str) or detector.split(".")[0] not in instruments

@@ -5,6 +5,12 @@ together and speaks of the transducer in the lab's terms: ``pump_power`` (W),
 ``pump_detuning`` (Hz, pump frequency minus the optical resonance), ``mw_frequency`` (Hz),
 ``mw_power`` (dBm) and ``mxc_temperature`` (K). Every setting goes through the member
 instrument's own parameter, so its soft limits, ramps and interlocks apply.
+
+The bench's calibration constants (line attenuation, output loss, detection efficiency, the
+fridge's cooling coefficient) are parameters, each with an ``<name>_error`` parameter holding
+its one-sigma uncertainty (0 for a constant the lab config gives as a plain number); both go
+into every run's snapshot, from which the analyses take their systematic errors
+(docs/fitting.md#systematic-uncertainty).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from qcodes.instrument import Instrument, InstrumentChannel
 from qcodes.parameters import DelegateParameter, Parameter
 from qcodes.validators import Numbers
 
+from .calibrated_constant import CalibratedConstant
 from .laser import Laser
 from .microwave_source import MicrowaveSource
 from .optical_power_meter import OpticalPowerMeter
@@ -22,6 +29,14 @@ from .temperature_controller import TemperatureController
 from .vna import VNA
 
 SPEED_OF_LIGHT = 299_792_458.0  # m/s
+
+DEFAULT_FRIDGE_COOLING_COEFFICIENT = 0.04
+"""W/K^2, a in P_cool = a (T^2 - T_base^2) when the lab config states none: 9 uW of cooling
+at 15 mK (docs/transducer.md#3-the-fridge; typical, not from a data sheet)."""
+
+Constant = float | CalibratedConstant
+"""A calibration constant as the lab config gives it: a plain (exact) number or a value with
+its error."""
 
 
 class TransducerSetup(Instrument):
@@ -31,8 +46,10 @@ class TransducerSetup(Instrument):
         self, name: str, *, pump_laser: Laser, mw_source: MicrowaveSource, vna: VNA,
         power_meter: OpticalPowerMeter, fridge: TemperatureController,
         detector: InstrumentChannel[Any] | None = None,
-        optical_resonance_wavelength: float = 1550.12e-9, mw_line_attenuation: float = 60.0,
-        optical_output_loss: float = 3.0, detection_efficiency: float = 0.45, **kwargs: Any,
+        optical_resonance_wavelength: Constant = 1550.12e-9, mw_line_attenuation: Constant = 60.0,
+        optical_output_loss: Constant = 3.0, detection_efficiency: Constant = 0.45,
+        fridge_cooling_coefficient: Constant = DEFAULT_FRIDGE_COOLING_COEFFICIENT,
+        **kwargs: Any,
     ) -> None:
         super().__init__(name, **kwargs)
         self.pump_laser, self.mw_source, self.vna = pump_laser, mw_source, vna
@@ -43,14 +60,14 @@ class TransducerSetup(Instrument):
 
         self.optical_resonance_wavelength: Parameter = self.add_parameter(
             "optical_resonance_wavelength", unit="m", label="Optical resonance (vacuum)",
-            initial_value=optical_resonance_wavelength, get_cmd=None, set_cmd=None,
+            initial_value=float(optical_resonance_wavelength), get_cmd=None, set_cmd=None,
             vals=Numbers(400e-9, 2e-6),
             docstring="Wavelength of the transducer's optical (pump) resonance, from "
                       "calibration; pump_detuning is measured from it.",
         )
         self.mw_line_attenuation: Parameter = self.add_parameter(
             "mw_line_attenuation", unit="dB", label="Microwave line attenuation",
-            initial_value=mw_line_attenuation, get_cmd=None, set_cmd=None,
+            initial_value=float(mw_line_attenuation), get_cmd=None, set_cmd=None,
             vals=Numbers(0.0, 200.0),
             docstring="Attenuation from the microwave source's output to the transducer's "
                       "microwave port (fridge lines, attenuators), from calibration; converts "
@@ -58,19 +75,35 @@ class TransducerSetup(Instrument):
         )
         self.optical_output_loss: Parameter = self.add_parameter(
             "optical_output_loss", unit="dB", label="Optical output loss",
-            initial_value=optical_output_loss, get_cmd=None, set_cmd=None,
+            initial_value=float(optical_output_loss), get_cmd=None, set_cmd=None,
             vals=Numbers(0.0, 60.0),
             docstring="Loss from the transducer's optical port to the power meter (fibre, "
                       "connectors, pump filters' passband), from calibration.",
         )
         self.detection_efficiency: Parameter = self.add_parameter(
             "detection_efficiency", unit="", label="Photon detection efficiency",
-            initial_value=detection_efficiency, get_cmd=None, set_cmd=None,
+            initial_value=float(detection_efficiency), get_cmd=None, set_cmd=None,
             vals=Numbers(1e-6, 1.0),
             docstring="Probability that a photon leaving the transducer's optical port is "
                       "counted by `detector` at its operating bias (collection, filters and the "
                       "detector's system efficiency), from calibration.",
         )
+        self.fridge_cooling_coefficient: Parameter = self.add_parameter(
+            "fridge_cooling_coefficient", unit="W/K^2", label="Fridge cooling coefficient",
+            initial_value=float(fridge_cooling_coefficient), get_cmd=None, set_cmd=None,
+            vals=Numbers(1e-6, 1e3),
+            docstring="a in the mixing chamber's cooling power P_cool = a (T^2 - T_base^2), "
+                      "from the fridge's specification or a heater calibration; turns the "
+                      "measured warming into absorbed pump power.",
+        )
+        self.mw_line_attenuation_error: Parameter = self._error_parameter(
+            "mw_line_attenuation", mw_line_attenuation, "dB")
+        self.optical_output_loss_error: Parameter = self._error_parameter(
+            "optical_output_loss", optical_output_loss, "dB")
+        self.detection_efficiency_error: Parameter = self._error_parameter(
+            "detection_efficiency", detection_efficiency, "")
+        self.fridge_cooling_coefficient_error: Parameter = self._error_parameter(
+            "fridge_cooling_coefficient", fridge_cooling_coefficient, "W/K^2")
         self.pump_power: DelegateParameter = self.add_parameter(
             "pump_power", parameter_class=DelegateParameter, source=pump_laser.power,
             label="Pump power",
@@ -102,6 +135,21 @@ class TransducerSetup(Instrument):
             "optical_power", parameter_class=DelegateParameter, source=power_meter.power,
             label="Optical output power",
         )
+
+    def _error_parameter(self, name: str, constant: Constant, unit: str) -> Parameter:
+        """`<name>_error`: the constant's one-sigma uncertainty (0: exact)."""
+        return self.add_parameter(
+            f"{name}_error", unit=unit, label=f"{name.replace('_', ' ')} uncertainty",
+            initial_value=CalibratedConstant.of(constant).error, get_cmd=None, set_cmd=None,
+            vals=Numbers(0.0, 1e3),
+            docstring=f"One-sigma uncertainty of {name} (its calibration's), propagated into "
+                      "the analyses as a systematic error.",
+        )
+
+    def constant(self, name: str) -> CalibratedConstant:
+        """A calibration constant with its error, e.g. ``constant('mw_line_attenuation')``."""
+        return CalibratedConstant(float(self.parameters[name]()),
+                                  float(self.parameters[f"{name}_error"]()))
 
     def _resonance_frequency(self) -> float:
         return SPEED_OF_LIGHT / self.optical_resonance_wavelength()

@@ -12,13 +12,15 @@ The layout::
                 herald_address, request_address, history}
     orchestrator: {name, address, reconcile_timeout, max_time}
     nodes:     {NODE_NAME: {station, parameter_address, memory_cutoff, fibre_length_km,
-                            collection_efficiency}, ...}
+                            collection_efficiency, memory_t2, repetition_limit}, ...}
     calibration: {operating_points: {...}}   the link's calibration graph (sequences.calibration)
     link:      {id, scheme, nodes: [A, B], detection_window, attempt_period,
-                bright_state_population, hom_visibility}
+                bright_state_population, hom_visibility, phase_drift_rate,
+                phase_stabilisation_period, phase_residual}
     simulation: {seed, nodes: {NODE_NAME: {transducer, fibre_length_km,
-                 collection_efficiency}}, hom_visibility, double_excitation_probability,
-                 arrival_time_spread, chunk_s}
+                 collection_efficiency, memory_t2, repetition_limit}}, hom_visibility,
+                 double_excitation_probability, arrival_time_spread, chunk_s,
+                 phase_drift_rate, phase_stabilisation_period, phase_residual}
 
 Only operating settings, bench constants and nominal values (a spool's labelled length, where
 the arm-delay search looks) are written for the real lab: the detectors' efficiency and dark
@@ -33,6 +35,7 @@ runs on one machine (127.0.0.1) or across hosts.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,12 +57,14 @@ _STATION = {"name", "lab", "tagger", "sync_input", "detector_inputs", "herald_ad
             "request_address", "history"}
 _ORCHESTRATOR = {"name", "address", "reconcile_timeout", "max_time"}
 _NODE = {"fibre_length_km", "collection_efficiency", "memory_cutoff", "station",
-         "parameter_address"}
+         "parameter_address", "memory_t2", "repetition_limit"}
+_PHASE = {"phase_drift_rate", "phase_stabilisation_period", "phase_residual"}
 _LINK = {"id", "scheme", "nodes", "detection_window", "bright_state_population",
-         "hom_visibility", "attempt_period"}
+         "hom_visibility", "attempt_period", *_PHASE}
 _SIMULATION = {"seed", "nodes", "hom_visibility", "double_excitation_probability",
-               "arrival_time_spread", "chunk_s"}
-_SIM_NODE = {"transducer", "fibre_length_km", "collection_efficiency"}
+               "arrival_time_spread", "chunk_s", *_PHASE}
+_SIM_NODE = {"transducer", "fibre_length_km", "collection_efficiency", "memory_t2",
+             "repetition_limit"}
 _MOVED = {
     "nodes.transducer": "a transducer preset is the simulated world's, not the lab's: write "
                         "it under 'simulation: nodes: NODE: transducer:'; the link uses the "
@@ -128,6 +133,12 @@ class NodeConfig:
     parameter_address: str | None = None
     """Where the node publishes its calibrated values, read-only (the other node's link
     calibrations read them)."""
+    memory_t2: float | None = None
+    """s, the node memory's dephasing time (a measured constant of the node): a heralded
+    pair's coherence decays as exp(-t / T2) per node. None: assumed not to dephase."""
+    repetition_limit: float | None = None
+    """Hz, the fastest the node's transducer can be fired (its pulse repetition rate, or its
+    pump duty cycle over its pulse length). None: continuous wave, no limit."""
 
 
 @dataclass(frozen=True)
@@ -145,15 +156,24 @@ class LinkConfig:
     """alpha (single-click only)."""
     hom_visibility: float = 0.95
     """Assumed two-photon interference visibility at the beam splitter (not calibrated)."""
+    phase_drift_rate: float = 0.0
+    """rad^2/s, the single-click interferometer's phase diffusion (0: phase-stable)."""
+    phase_stabilisation_period: float | None = None
+    """s between the phase stabilisation's corrections (None: no stabilisation)."""
+    phase_residual: float = 0.0
+    """rad rms of the phase right after a correction."""
 
     @property
-    def physics(self) -> dict[str, float]:
+    def physics(self) -> dict[str, Any]:
         """`network.link_model.LinkModel` keyword arguments these settings give (the
         calibrated detector efficiency and dark counts are added by `expected_link`)."""
         return {"detection_window": self.detection_window,
                 "attempt_period": self.attempt_period,
                 "bright_state_population": self.bright_state_population,
-                "hom_visibility": self.hom_visibility}
+                "hom_visibility": self.hom_visibility,
+                "phase_drift_rate": self.phase_drift_rate,
+                "phase_stabilisation_period": self.phase_stabilisation_period,
+                "phase_residual": self.phase_residual}
 
     @property
     def round_period(self) -> float:
@@ -214,7 +234,7 @@ class NetworkConfig:
             "hom_visibility": sim["hom_visibility"],
             "double_excitation_probability": sim["double_excitation_probability"],
         }
-        for key in ("arrival_time_spread", "chunk_s"):
+        for key in ("arrival_time_spread", "chunk_s", *sorted(_PHASE)):
             if key in sim:
                 out[key] = sim[key]
         return out
@@ -323,8 +343,34 @@ def _parse_nodes(file: str, data: Any) -> dict[str, NodeConfig]:
             None if station is None else (Path(file).parent / station).resolve(),
             None if address is None else _address(file, f"{entry}.parameter_address",
                                                   address),
+            _optional_positive(file, f"{entry}.memory_t2", spec.get("memory_t2"), "s"),
+            _optional_positive(file, f"{entry}.repetition_limit", spec.get("repetition_limit"),
+                               "Hz"),
         )
     return nodes
+
+
+def _optional_positive(file: str, entry: str, value: Any, unit: str) -> float | None:
+    """A value > 0 in `unit`, or None when not written."""
+    return None if value is None else _positive(file, entry, value, unit)
+
+
+def _phase(file: str, section: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The phase drift and stabilisation keys of `section` (link or simulation), checked."""
+    residual = _positive(file, f"{section}.phase_residual", data.get("phase_residual", 0.0),
+                         "rad rms", zero_ok=True)
+    if residual > math.pi:
+        raise ConfigError(file, f"{section}.phase_residual", f"{residual!r} rad is more than "
+                          "pi", "give the rms phase error in radians, e.g. 0.1")
+    return {
+        "phase_drift_rate": _positive(file, f"{section}.phase_drift_rate",
+                                      data.get("phase_drift_rate", 0.0), "rad^2/s",
+                                      zero_ok=True),
+        "phase_stabilisation_period": _optional_positive(
+            file, f"{section}.phase_stabilisation_period",
+            data.get("phase_stabilisation_period"), "s"),
+        "phase_residual": residual,
+    }
 
 
 def _input(file: str, entry: str, value: Any) -> int:
@@ -398,6 +444,7 @@ def _parse_link(file: str, data: Any, nodes: dict[str, NodeConfig]) -> LinkConfi
         _fraction(file, "link.bright_state_population",
                   data.get("bright_state_population", 0.05)),
         _fraction(file, "link.hom_visibility", data.get("hom_visibility", 0.95)),
+        **_phase(file, "link", data),
     )
     # A node's memory holds one qubit: it may emit again only once the last attempt's herald
     # (or its absence) is back from the station, a round trip over its arm. (The link model
@@ -411,6 +458,16 @@ def _parse_link(file: str, data: Any, nodes: dict[str, NodeConfig]) -> LinkConfi
                           "node would overwrite its memory before the station's herald of "
                           "the last attempt could reach it",
                           f"set attempt_period >= {round_trip:.3g} s, or shorten the fibre")
+    for end in link.nodes:
+        limit = nodes[end].repetition_limit
+        if limit is not None and link.round_period < (1.0 / limit) * (1.0 - 1e-9):
+            rounds = round(link.attempt_period / link.round_period)
+            raise ConfigError(file, "link.attempt_period", f"{link.attempt_period:g} s gives "
+                              f"a round every {link.round_period:g} s, faster than node {end}'s "
+                              f"transducer can fire ({limit:g} Hz, "
+                              f"nodes.{end}.repetition_limit)",
+                              f"set attempt_period >= {rounds / limit:.3g} s, or fire {end} "
+                              "with a faster device")
     if link.detection_window >= link.round_period:
         raise ConfigError(file, "link.detection_window", f"{link.detection_window:g} s is not "
                           f"shorter than a round ({link.round_period:g} s between sync tags)",
@@ -435,6 +492,8 @@ def _parse_simulation(file: str, data: Any, link: LinkConfig) -> dict[str, Any]:
     for key in ("arrival_time_spread", "chunk_s"):
         if key in data:
             out[key] = _positive(file, f"simulation.{key}", data[key], "s")
+    out.update({k: v for k, v in _phase(file, "simulation", data).items()
+                if k in data})
     raw = data["nodes"]
     if not isinstance(raw, dict):
         raise ConfigError(file, "simulation.nodes", "expected a mapping of the link's nodes",
@@ -462,6 +521,10 @@ def _parse_simulation(file: str, data: Any, link: LinkConfig) -> dict[str, Any]:
             "collection_efficiency": _fraction(file, f"{entry}.collection_efficiency",
                                                spec.get("collection_efficiency", 0.5)),
         }
+        for key, unit in (("memory_t2", "s"), ("repetition_limit", "Hz")):
+            value = _optional_positive(file, f"{entry}.{key}", spec.get(key), unit)
+            if value is not None:
+                nodes[name][key] = value
     out["nodes"] = nodes
     return out
 

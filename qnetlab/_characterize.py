@@ -45,7 +45,7 @@ def _characterize(args: argparse.Namespace) -> int:
         station = open_lab_station(config, args.profile)
     with station:
         result = characterization.run(station, db, quiet=args.quiet)
-    rows = [[label, format_fit(v.value, v.stderr, v.unit)]
+    rows = [[label, format_fit(v.value, v.stderr, v.unit, v.sys)]
             for label, v in summary_values(result).items()]
     if rows:
         print(table(rows, ["quantity", "value ± 1 sigma"]))

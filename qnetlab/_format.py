@@ -33,9 +33,14 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([fmt.format(*header), line, *(fmt.format(*r) for r in rows)])
 
 
-def format_fit(value: float, stderr: float, unit: str) -> str:
+def format_fit(value: float, stderr: float, unit: str, sys: float = 0.0) -> str:
     """A fitted value with its one-sigma error on one scale, the error to 2 significant
-    digits: (8.0e9, 1514.8, 'Hz') -> '8.0000000 ± 0.0000015 GHz'."""
+    digits: (8.0e9, 1514.8, 'Hz') -> '8.0000000 ± 0.0000015 GHz'. With a systematic part
+    `sys` of the combined `stderr`, both parts: (0.087, 0.0045, '', sys=0.004) ->
+    '0.0870 ± 0.0021 (stat) ± 0.0040 (sys)'."""
+    if sys > 0 and math.isfinite(sys) and math.isfinite(stderr) and math.isfinite(value):
+        stat = math.sqrt(max(stderr**2 - sys**2, 0.0))
+        return _format_two(value, stat, sys, unit)
     if not (math.isfinite(value) and math.isfinite(stderr)) or stderr <= 0:
         return f"{format_value(value, unit)} ± {stderr:.2g}"
     scale, prefix = 1.0, ""
@@ -50,3 +55,18 @@ def format_fit(value: float, stderr: float, unit: str) -> str:
                              + 2)) if v != 0 else 2
         return f"{v:.{digits}g} ± {e:.2g} {prefix}{unit}".rstrip()
     return f"{v:.{decimals}f} ± {e:.{decimals}f} {prefix}{unit}".rstrip()
+
+
+def _format_two(value: float, stat: float, sys: float, unit: str) -> str:
+    """'v ± stat (stat) ± sys (sys) unit', on one scale, to the smaller error's digits."""
+    scale, prefix = 1.0, ""
+    if unit in _PREFIXED and value != 0:
+        scale, prefix = next(((f, p) for f, p in _PREFIXES if abs(value) >= f * 0.9995),
+                             _PREFIXES[-1])
+    v, s, y = value / scale, stat / scale, sys / scale
+    smallest = min(e for e in (s, y) if e > 0) if s > 0 else y
+    decimals = max(0, 1 - math.floor(math.log10(smallest)))
+    if decimals > 12 or abs(v) >= 1e6 or (v != 0 and abs(v) < 1e-3):
+        return f"{v:.6g} ± {s:.2g} (stat) ± {y:.2g} (sys) {prefix}{unit}".rstrip()
+    return (f"{v:.{decimals}f} ± {s:.{decimals}f} (stat) ± {y:.{decimals}f} (sys) "
+            f"{prefix}{unit}").rstrip()

@@ -85,7 +85,7 @@ def database_for(config: Any, db: Path | None) -> Path:
 def print_result(result: Any) -> None:
     """An AnalysisResult as the command line shows it."""
     print(f"{result.sequence} run {result.run_id}: {result.verdict}")
-    rows = [[k, format_fit(v.value, v.stderr, v.unit)]
+    rows = [[k, format_fit(v.value, v.stderr, v.unit, v.sys)]
             for k, v in result.values.items()]
     if rows:
         print(table(rows, ["value", "fit ± 1 sigma"]))

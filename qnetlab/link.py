@@ -156,17 +156,35 @@ NO_HERALD = 255
 
 
 def join_truth(truth: np.ndarray, delivered_attempts: np.ndarray, truth_file: Path,
-               heralds: np.ndarray | None = None) -> SimulationTruth:
+               heralds: np.ndarray | None = None, *, ages_s: np.ndarray | None = None,
+               dephasing_rate: float = 0.0) -> SimulationTruth:
     """Join the twin's truth rows (``TWIN_TRUTH_DTYPE``: attempt_id, bell_state, fidelity,
     genuine, ...) to the attempt ids of the delivered pairs; with the delivered pairs'
-    `heralds` (rows with attempt_id and bell_state), also check each heralded Bell state."""
-    attempts = np.unique(np.asarray(delivered_attempts, dtype=np.uint64))
+    `heralds` (rows with attempt_id and bell_state), also check each heralded Bell state.
+
+    The truth's fidelity is the pair's when both nodes knew of its herald; with `ages_s` (per
+    delivered attempt, in its order: s from then to its delivery) and `dephasing_rate` (1/s,
+    the sum of the nodes' 1 / T2), a genuine pair's coherence decays by exp(-rate x age)
+    until delivery (docs/link.md#2-schemes); the others hold none to lose."""
+    delivered = np.asarray(delivered_attempts, dtype=np.uint64)
+    attempts = np.unique(delivered)
     # A row per attempt; should the twin have written one twice (a periodic save and the
     # final one), the first is as good as any.
     ids, first = np.unique(truth["attempt_id"], return_index=True)
     rows = truth[first]
     found = rows[np.isin(ids, attempts)]
     fidelity = found["fidelity"].astype(float)
+    if ages_s is not None and dephasing_rate > 0.0 and len(found):
+        order = np.argsort(delivered, kind="stable")
+        at = np.searchsorted(delivered[order], found["attempt_id"])
+        age = np.asarray(ages_s, dtype=float)[order][at]
+        decay = np.exp(-dephasing_rate * np.maximum(age, 0.0))
+        fidelity = np.where(found["genuine"], 0.5 + (fidelity - 0.5) * decay, fidelity)
+    # A pair the station heralded whose truth row says no herald (nan): a click within the
+    # windows' calibration error of an edge (a long photon's tail, a noise photon), judged
+    # at the true arrival windows by the twin and at the calibrated ones by the station. The
+    # truth has no state for it: the mean is over the pairs it judged.
+    fidelity = fidelity[np.isfinite(fidelity)]
     checked = agree = 0
     if heralds is not None and len(found):
         heralded = heralds[np.isin(heralds["attempt_id"], found["attempt_id"])]
@@ -199,17 +217,39 @@ def delivered_attempts(run_dir: Path, nodes: list[str], link_id: int) -> np.ndar
     return np.array(sorted(both), dtype=np.uint64)
 
 
+def delivered_ages(run_dir: Path, nodes: list[str], link_id: int,
+                   attempts: np.ndarray) -> np.ndarray:
+    """s from each delivered attempt's herald to its delivery on the later of the nodes'
+    logs (station time): the age at which the pair is handed on."""
+    from qnetlab.network.lab import read_pairs
+    from qnetlab.network.node_state import PairEvent
+
+    ages = np.zeros(len(attempts))
+    for node in nodes:
+        log = read_pairs(run_dir, node)
+        done = log[(log["event"] == PairEvent.DELIVERED) & (log["link"] == link_id)]
+        age = dict(zip(done["attempt_id"].tolist(),
+                       ((done["event_ps"] - done["herald_ps"]) * 1e-12).tolist(), strict=True))
+        ages = np.maximum(ages, [age.get(a, 0.0) for a in np.asarray(attempts).tolist()])
+    return ages
+
+
 def read_simulation_truth(run_dir: Path, nodes: list[str], link_id: int,
-                          heralds: np.ndarray | None = None) -> SimulationTruth | None:
+                          heralds: np.ndarray | None = None,
+                          dephasing_rate: float = 0.0) -> SimulationTruth | None:
     """The twin's truth joined to the delivered pairs (and their `heralds`, if given), or
-    None when the twin wrote none."""
+    None when the twin wrote none; with `dephasing_rate` (1/s, the simulated nodes' summed
+    1 / T2) each pair's fidelity at its delivery."""
     from qnetlab.sim_instruments.link_events import read_twin_truth
 
     path = run_dir / TRUTH_FILE
     if not path.exists():
         return None
-    return join_truth(read_twin_truth(path), delivered_attempts(run_dir, nodes, link_id), path,
-                      heralds)
+    attempts = delivered_attempts(run_dir, nodes, link_id)
+    ages = (delivered_ages(run_dir, nodes, link_id, attempts) if dephasing_rate > 0.0
+            else None)
+    return join_truth(read_twin_truth(path), attempts, path, heralds, ages_s=ages,
+                      dephasing_rate=dephasing_rate)
 
 
 @dataclass
@@ -259,6 +299,8 @@ def deliver(config: Any, pairs: int, timeout: float | None = None, *,
     if profile == "sim":  # the world behind the station's twins, its truth in the run folder
         simulation = {**config.link_simulation(), "truth_file": str(run_dir / TRUTH_FILE)}
     expected = calibrated_link(config)
+    if simulation is not None:  # the twin's truth judges heralds where the station looks
+        simulation["herald_windows_ps"] = [list(row) for row in expected.windows.offsets_ps]
     timeout = timeout if timeout is not None else config.orchestrator.max_time + 10
     plan = plan_lab(config, pairs=pairs, run_dir=run_dir, epoch_ns=time.monotonic_ns(),
                     goodness=expected.fidelity, expected_pair_rate=expected.rate,
@@ -277,7 +319,10 @@ def deliver(config: Any, pairs: int, timeout: float | None = None, *,
         raise
     report = read_report(plan)
     truth = (read_simulation_truth(plan.run_dir, list(plan.nodes), config.link.id,
-                                   report.delivered_heralds)
+                                   report.delivered_heralds,
+                                   sum(1.0 / n["memory_t2"]
+                                       for n in config.simulation["nodes"].values()
+                                       if n.get("memory_t2")))
              if profile == "sim" else None)
     text = _format(config, plan, report, expected.rate, expected.fidelity, truth=truth,
                    profile=profile, rate_error=expected.rate_error,

@@ -25,6 +25,7 @@ import importlib
 import logging
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -79,13 +80,46 @@ class Verdict:
 
 @dataclass(frozen=True)
 class FitValue:
-    """A fitted value and its standard error (one sigma), in `unit`."""
+    """A fitted value and its standard error (one sigma), in `unit`.
+
+    `stderr` is the combined error, what every consumer (operating point, link prediction,
+    calibration tolerances) uses; `sys` is the part of it that comes from the calibration
+    constants the analysis assumed (line attenuation, output loss, detection efficiency, the
+    fridge's cooling coefficient), common to every point and not reduced by more data;
+    `stat` is the rest, the fit's own: ``stderr**2 = stat**2 + sys**2``
+    (docs/fitting.md#systematic-uncertainty)."""
 
     value: float
     stderr: float
     unit: str = ""
+    sys: float = 0.0
+    """Systematic part of `stderr` (one sigma, `unit`); 0 when no constant's error enters."""
+    stat: float = math.nan
+    """Statistical part of `stderr`; left out (NaN), it is what `stderr` leaves beside `sys`
+    (kept as given: sqrt(stderr^2 - sys^2) loses digits when sys >> stat)."""
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.stat):
+            stat = self.stderr if self.sys == 0 or not math.isfinite(self.stderr) else \
+                math.sqrt(max(self.stderr**2 - self.sys**2, 0.0))
+            object.__setattr__(self, "stat", stat)
+
+    @classmethod
+    def combined(cls, value: float, stat: float, sys: float, unit: str = "") -> FitValue:
+        """From the statistical and the systematic error (independent: added in
+        quadrature)."""
+        return cls(value, math.hypot(stat, sys), unit, abs(sys), stat)
+
+    def with_systematic(self, sys: float) -> FitValue:
+        """This value with a systematic error added (in quadrature) to the stated ones."""
+        if sys == 0:
+            return self
+        return FitValue.combined(self.value, self.stat, math.hypot(self.sys, sys), self.unit)
 
     def __str__(self) -> str:
+        if self.sys:
+            return (f"{self.value:.6g} ± {self.stat:.2g} (stat) ± {self.sys:.2g} (sys) "
+                    f"{self.unit}").rstrip()
         return f"{self.value:.6g} ± {self.stderr:.2g} {self.unit}".rstrip()
 
 
@@ -129,7 +163,8 @@ class AnalysisResult:
         v = data["verdict"]
         return cls(
             sequence=data["sequence"], run_id=int(data["run_id"]),
-            values={k: FitValue(_number(x["value"]), _number(x["stderr"]), x.get("unit", ""))
+            values={k: FitValue(_number(x["value"]), _number(x["stderr"]), x.get("unit", ""),
+                                _number(x.get("sys", 0.0)), _number(x.get("stat")))
                     for k, x in data["values"].items()},
             verdict=Verdict(bool(v["good"]), None if v["reason"] is None else Reason(
                 v["reason"]), v.get("detail", "")),
@@ -143,6 +178,28 @@ class AnalysisResult:
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
+
+
+def systematic_shift(evaluate: Callable[[float], float], value: float, error: float) -> float:
+    """The systematic error of a result from one calibration constant, by re-running the
+    analysis's final step with the constant at ``value +- error``: half the difference of
+    the two results (for a quantity that does not simply scale with the constant)."""
+    if error == 0:
+        return 0.0
+    return abs(evaluate(value + error) - evaluate(value - error)) / 2
+
+
+def with_relative_systematic(values: dict[str, FitValue], names: tuple[str, ...],
+                             relative: float) -> None:
+    """Add a systematic error ``relative x |value|`` to each of `names` present in
+    `values` (quantities proportional to a calibration scale whose relative error is
+    `relative`)."""
+    if relative == 0:
+        return
+    for name in names:
+        v = values.get(name)
+        if v is not None:
+            values[name] = v.with_systematic(relative * abs(v.value))
 
 
 def _number(x: float | None) -> float:

@@ -22,7 +22,14 @@ from typing import Any, ClassVar
 import numpy as np
 from matplotlib.figure import Figure
 
-from .analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from .analysis import (
+    Analysis,
+    AnalysisResult,
+    FitValue,
+    Reason,
+    Verdict,
+    with_relative_systematic,
+)
 from .data import StoredRun
 from .fitting import Fit, poisson_ml, poor_fit, weighted_least_squares
 
@@ -53,6 +60,11 @@ class CurveData:
     extra: dict[str, Any] = field(default_factory=dict)
     values: dict[str, FitValue] = field(default_factory=dict)
     """Values known before the fit (kept in the result whatever the fit gives)."""
+    systematic: dict[str, float] = field(default_factory=dict)
+    """Relative systematic error per fitted parameter from the calibration constants the
+    points assumed (e.g. an efficiency's scale from the line losses), set by `load`; the base
+    adds ``relative x |value|`` to the parameter's `FitValue` as its `sys` part
+    (docs/fitting.md#systematic-uncertainty)."""
     group: str = ""
     """The curve's name among several (`CurveAnalysis.groups`); "" for the only one."""
     stop: Verdict | None = None
@@ -234,7 +246,10 @@ class CurveAnalysis(Analysis):
             return fit
         self.last_fits[data.group] = (fit, data)
         suffix = f"_{data.group}" if data.group else ""
-        result.values.update({k + suffix: v for k, v in self.values(fit, data).items()})
+        values = self.values(fit, data)
+        for name, relative in data.systematic.items():
+            with_relative_systematic(values, (name,), relative)
+        result.values.update({k + suffix: v for k, v in values.items()})
         result.values.update(data.values)
         result.details.update(self.fit_details(fit, data))
         return self.judge(fit, data, result.values)

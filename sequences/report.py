@@ -184,7 +184,10 @@ def _text(v: FitValue | float | str) -> str:
 
 def _json_value(v: FitValue | float | str) -> Any:
     if isinstance(v, FitValue):
-        return {"value": _finite(v.value), "stderr": _finite(v.stderr), "unit": v.unit}
+        out = {"value": _finite(v.value), "stderr": _finite(v.stderr), "unit": v.unit}
+        if v.sys:  # stderr is the combined error; its statistical and systematic parts
+            out.update(stat=_finite(v.stat), sys=_finite(v.sys))
+        return out
     return _finite(v) if isinstance(v, float) else v
 
 

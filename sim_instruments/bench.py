@@ -7,10 +7,11 @@ on the same `LabWorld`. Both transports serve a bench: the in-process VISA backe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from qnetlab.instruments.calibrated_constant import CalibratedConstant
 from qnetlab.instruments.errors import ConfigError
 from qnetlab.instruments.lab_config import LabConfig, load_config
 
@@ -23,7 +24,8 @@ from .physics.presets import PRESETS, get_preset
 from .physics.transducer import TransducerModel
 from .physics.world import LabWorld, WorldSettings
 
-_SIM_KEYS = {"seed", "transducer", "transducer_overrides", "fridge", "world", "clock", "link"}
+_SIM_KEYS = {"seed", "ideal", "transducer", "transducer_overrides", "fridge", "world", "clock",
+             "link"}
 
 
 @dataclass
@@ -86,11 +88,83 @@ def build_world(config: LabConfig, clock: str | None = None) -> LabWorld:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise config.error("qnetlab.simulation.seed", f"expected a whole number >= 0, got "
                            f"{seed!r}", "write e.g. 'seed: 1'")
+    ideal = sim.get("ideal", True)
+    if not isinstance(ideal, bool):
+        raise config.error("qnetlab.simulation.ideal", f"expected true or false, got {ideal!r}",
+                           "write 'ideal: false' for the realistic (noisy, drifting) lab")
     clock_name = clock or sim.get("clock", "virtual")
     if clock_name not in _CLOCKS:
         raise config.error("qnetlab.simulation.clock", f"unknown clock {clock_name!r}",
                            f"use one of: {', '.join(_CLOCKS)} (default virtual)")
-    return LabWorld(model, fridge, seed=seed, clock=_CLOCKS[clock_name](), settings=settings)
+    world = LabWorld(model, fridge, seed=seed, clock=_CLOCKS[clock_name](), settings=settings,
+                     ideal=ideal)
+    if not ideal:
+        _draw_calibration_truth(config, world)
+    return world
+
+
+_WORLD_TRUTH = {"mw_line_attenuation": ("world", "mw_line_attenuation_db"),
+                "optical_output_loss": ("world", "optical_output_loss_db"),
+                "fridge_cooling_coefficient": ("fridge", "cooling_coefficient")}
+"""Setup constant -> (qnetlab.simulation section, the simulator's field that is its truth)."""
+
+
+def _setup_constant(config: LabConfig, name: str) -> CalibratedConstant | None:
+    raw = (config.transducer_setup or {}).get(name)
+    return None if raw is None else CalibratedConstant.of(raw)
+
+
+def draw_truth(world: LabWorld, name: str, constant: CalibratedConstant) -> float:
+    """The simulator's truth of a calibration constant in the realistic lab: value + error x
+    N(0, 1), from the world's generator ``calibration/<name>`` (fixed per seed, differing
+    across seeds). The constant's stated value is what the lab believes; the truth is what
+    its calibration missed by."""
+    if constant.error == 0:
+        return constant.value
+    return constant.value + constant.error * float(world.rng(f"calibration/{name}")
+                                                  .standard_normal())
+
+
+def _draw_calibration_truth(config: LabConfig, world: LabWorld) -> None:
+    """With ``ideal: false``, the simulator's line attenuation, output loss and cooling
+    coefficient become truths drawn from the config's stated constants. An explicit
+    ``qnetlab.simulation.world`` / ``.fridge`` entry for the same quantity is the truth as
+    given (a test's or a rehearsal's deliberate mismatch) and is not drawn."""
+    for name, (section, attribute) in _WORLD_TRUTH.items():
+        constant = _setup_constant(config, name)
+        if constant is None or attribute in (config.simulation.get(section) or {}):
+            continue
+        truth = draw_truth(world, name, constant)
+        if not truth > 0 and attribute == "cooling_coefficient":
+            raise config.error(f"qnetlab.transducer_setup.{name}", f"the drawn true value "
+                               f"{truth:.3g} is not > 0", "its error is too large for its value")
+        if section == "world":
+            world.settings = replace(world.settings, **{attribute: truth})
+        else:
+            world.fridge = replace(world.fridge, **{attribute: truth})
+
+
+def _draw_detection_truth(config: LabConfig, world: LabWorld,
+                          devices: dict[str, ScpiDevice]) -> None:
+    """With ``ideal: false``, the setup detector's path collection efficiency is scaled so
+    that the end-to-end detection efficiency is the truth drawn from the config's
+    ``detection_efficiency`` (the stated value the calibration believes)."""
+    constant = _setup_constant(config, "detection_efficiency")
+    ref = (config.transducer_setup or {}).get("detector")
+    if constant is None or constant.error == 0 or not isinstance(ref, str):
+        return
+    name, _, channel = ref.partition(".ch")
+    module = getattr(devices.get(name), "modules", {}).get(int(channel))
+    if module is None:
+        return
+    truth = draw_truth(world, "detection_efficiency", constant)
+    collection = module.path.collection_efficiency * truth / constant.value
+    if not 0 < collection <= 1:
+        raise config.error("qnetlab.transducer_setup.detection_efficiency",
+                           f"the drawn true efficiency {truth:.3g} gives a collection "
+                           f"efficiency {collection:.3g} outside (0, 1]",
+                           "its error is too large for its value")
+    module.path = replace(module.path, collection_efficiency=collection)
 
 
 def build_bench(config: LabConfig | str | Path, clock: str | None = None) -> SimulatedBench:
@@ -122,6 +196,9 @@ def build_bench(config: LabConfig | str | Path, clock: str | None = None) -> Sim
                               f"use one of: {', '.join((*TWINS, *ZMQ_TWINS))}")
         device = create_emulator(twin, world, name)
         endpoints[name] = Endpoint(device, FaultPlan(), device.terminator.encode())
+    if not world.ideal:
+        _draw_detection_truth(config, world, {**{n: e.device for n, e in endpoints.items()},
+                                              **zmq_devices})
     if config.wiring or link is not None:
         from .wiring import wire_taggers  # only benches with cables need the device modules
 

@@ -156,6 +156,23 @@ class LinkEvents:
             out.append((efficiency, sim900.click_rate(slot)))
         return out[0], out[1]
 
+    def truth_window_centres(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The station engine's windows (``herald_windows_ps``, tagger time after the sync tag)
+        in the link's physical time after the round's emission: each detector input's delay
+        (hidden and user) relative to the sync input's taken off. None without them."""
+        windows = self.spec.herald_windows_ps
+        if windows is None:
+            return None
+        user = self.tagger.user_delays_ps()
+
+        def delay(n: int) -> int:
+            return int(self.tagger.model.channels[n - 1].delay_ps + user[n])
+
+        sync = delay(self.spec.sync_input)
+        rows = [tuple(c - (delay(n) - sync) for c in windows[d])
+                for d, n in enumerate(self.spec.detector_inputs)]
+        return (int(rows[0][0]), int(rows[0][1])), (int(rows[1][0]), int(rows[1][1]))
+
     def events(self, inputs: Sequence[int], start_ps: int, stop_ps: int,
                rng: np.random.Generator) -> dict[int, np.ndarray]:
         """Events outside a recording (the counter): a fresh stream, no truth."""
@@ -184,7 +201,8 @@ class _LinkRecording:
         self.writer = writer
         self.state = source.detector_state()
         """The SNSPDs' state, read once per events() call (blocks drawn then use it)."""
-        self.clicks = LinkClicks(source.spec.physics, stream, lambda: self.state, stop_ps)
+        self.clicks = LinkClicks(source.spec.physics, stream, lambda: self.state, stop_ps,
+                                 window_centres_ps=source.truth_window_centres())
         self._done = 0
         """Attempts whose truth has been computed."""
         self._pending: list[np.ndarray] = []

@@ -81,13 +81,24 @@ def value(result: CharacterizationResult, key: str) -> Any:
 def test_every_preset_is_recovered_within_the_stated_errors(preset: str,
                                                             tmp_path: Path) -> None:
     result, model = characterize(bench_config(tmp_path, preset), tmp_path / "lab.db")
+    # Jiang 2023 (piezo_om): pump heating adds < 2 photons to N_add ~ 100, at the edge of
+    # what the heating scan resolves; it must say so (no heating seen, or a time not
+    # constrained), never report the times as measured.
+    unseen = {"pump_heating_scan"} if preset == "piezo_om" else set()
     for name, run in result.runs.items():
         assert run is not None and run.analysis is not None, (name, result.notes)
+        if name in unseen:
+            verdict = run.analysis.verdict
+            assert not verdict.good and verdict.reason in (Reason.NO_SIGNAL,
+                                                           Reason.POOR_FIT), verdict
+            continue
         assert run.analysis.verdict.good, (name, run.analysis.verdict)
     unresolved = result.analysis("optical_resonance_scan")
     assert unresolved is not None
     optical_resolved = "optical_linewidth" in unresolved.values
     for key, true in truth(model).items():
+        if key.startswith("heating_tau") and unseen:
+            continue
         if key == "optical_linewidth" and not optical_resolved:
             # 3 MHz line under the laser's 12.5 MHz step: no width may be reported.
             assert model.optical_linewidth < 12.5e6

@@ -375,9 +375,12 @@ def test_photon_rate_follows_the_pump_and_the_microwave_drive():
     assert on.noise == pytest.approx(off.noise) and on.pump_leak == pytest.approx(off.pump_leak)
     louder = incident_photon_rates(bench(5e-3, -80.0))
     assert louder.signal == pytest.approx(10 * on.signal)  # linear in microwave power
-    # signal follows eta = eta_e eta_o 4C/(1+C)^2 in the pump power (C = 0.5 vs C = 1)
+    # signal follows eta = eta_e eta_o 4C/(1+C)^2 in the pump power, C = P / P(C=1)
     half = incident_photon_rates(bench(2.5e-3, -90.0))
-    assert half.signal / on.signal == pytest.approx((4 * 0.5 / 1.5**2) / 1.0)
+    p1 = get_preset("bulk_eo_pulsed").model.pump_power_at_unit_cooperativity
+    c_half, c_on = 2.5e-3 / p1, 5e-3 / p1
+    assert half.signal / on.signal == pytest.approx(
+        (4 * c_half / (1 + c_half) ** 2) / (4 * c_on / (1 + c_on) ** 2))
 
 
 def test_detector_counts_depend_on_the_pump_and_the_drive():

@@ -191,17 +191,18 @@ def test_arm_delays_commit_each_detectors_window_centre(tmp_path: Path,
     assert not any(ch.state for ch in tagger.tagger_channels.values())  # put back
     ctx.store("link").record_calibration(node.name, outcome)
     assert node.check_data(ctx).result is DataResult.IN_SPEC
-    # the fibre is 60 cm longer (3 ns): the window no longer holds the photons
-    tagger.block = stream({k: v + 3_000 for k, v in TRUE.items()}, seed=2)
+    # the fibre is 6 m longer (30 ns): the (40 ns) window no longer holds the photons
+    tagger.block = stream({k: v + 30_000 for k, v in TRUE.items()}, seed=2)
     assert node.check_data(ctx).result is DataResult.OUT_OF_SPEC
 
 
 def test_unequal_arms_each_find_their_own_peak(tmp_path: Path, config: NetworkConfig) -> None:
-    """node_b's spool is 20 m longer (98 ns), within the default search range: each arm
-    searches only halfway to the other's nominal, so each finds its own peak."""
+    """node_b's spool is 50 m longer (245 ns, more than 4 of the 40 ns windows), within the
+    default search range: each arm searches only halfway to the other's nominal, so each
+    finds its own peak."""
     longer = dataclasses.replace(config, nodes={**config.nodes, "node_b": dataclasses.replace(
-        config.nodes["node_b"], fibre_length_km=2.02)})
-    b_delay = NOMINAL_PS + 98_000
+        config.nodes["node_b"], fibre_length_km=2.05)})
+    b_delay = NOMINAL_PS + 245_000
     block = stream({(1, 0): TRUE[(1, 0)], (2, 0): TRUE[(2, 0)],
                     (1, 1): b_delay + 40_123, (2, 1): b_delay + 41_470}, seed=5)
     ctx = ctx_for(tmp_path)
@@ -289,7 +290,7 @@ def test_windows_come_from_the_stored_arm_delays(tmp_path: Path,
     windows = herald_windows(config, store)
     assert windows.offsets_ps == ((9_800_000, 9_800_002), (9_801_000, 9_801_002))
     assert (windows.sync_channel, windows.detector_channels) == (3, (1, 2))
-    assert windows.window_ps == 2_000 and windows.scheme == "two_click"
+    assert windows.window_ps == 40_000 and windows.scheme == "two_click"
 
 
 def parts(**errors: float) -> CalibratedParts:
@@ -302,8 +303,12 @@ def parts(**errors: float) -> CalibratedParts:
 
 def test_the_expectation_is_the_link_model_of_the_calibrated_parts(
         config: NetworkConfig) -> None:
-    got = expected_link(config, parts())
-    optics = NodeOptics(2.0, 0.087, 0.16, 0.5)
+    # each node's calibrated conversion bandwidth, and its memory's T2 and repetition limit
+    # from the network config (nodes.<node>)
+    bands = {"node_a": 10e6, "node_b": 10e6}
+    got = expected_link(config, dataclasses.replace(parts(), conversion_bandwidth=bands))
+    optics = NodeOptics(2.0, 0.087, 0.16, 0.5, conversion_bandwidth=10e6, memory_t2=0.1,
+                        repetition_limit=1e5)
     model = LinkModel("two_click", optics, optics, detector_efficiency=0.88,
                       dark_count_rate=4.0, arrival_time_spread=70e-12, **config.link.physics)
     p = expected_success_probability(model)
@@ -364,7 +369,8 @@ def test_the_link_calibrates_through_the_twin(tmp_path: Path, config: NetworkCon
     opens it): the detectors calibrated, both arms found where 2 km of fibre puts them (the
     tagger's hidden input delays are a few ns), and the heralding agreeing with the
     expectation from the calibrated parts (its own Z-sigma test). The nodes' operating points
-    are committed by hand (the preset's eta 0.087 and N_add 0.16) in place of their graphs."""
+    are committed by hand (the preset's eta 0.087, N_add 0.16 and 10 MHz conversion band) in
+    place of their graphs."""
     from qnetlab.sequences.calibration import Maintainer
     from qnetlab.sequences.calibration.graph import CalibrationGraph
     from qnetlab.sequences.calibration.link_nodes import link_calibrations
@@ -383,7 +389,8 @@ def test_the_link_calibrates_through_the_twin(tmp_path: Path, config: NetworkCon
     for n in config.link.nodes:
         ctx.store(n).record_calibration(f"{n}.link_operating_point", CalibrationOutcome(
             True, "by hand", {"transducer_efficiency": (0.087, ""),
-                              "transducer_added_noise": (0.16, "photons")}))
+                              "transducer_added_noise": (0.16, "photons"),
+                              "conversion_bandwidth": (10e6, "Hz")}))
     lab = load_config(config.station.lab)
     station = _station_nodes(config, lab)
     # As `network_calibration` wires them: the arms after the detector biases are calibrated
@@ -396,7 +403,7 @@ def test_the_link_calibrates_through_the_twin(tmp_path: Path, config: NetworkCon
         depends_on=[n.name for n in station], arm_depends_on=arm_deps)])
     try:
         maintainer = Maintainer(graph, ctx)
-        assert maintainer.maintain("link.heralding"), [str(a) for a in maintainer.log]
+        assert maintainer.maintain("link.heralding"), "\n".join(str(a) for a in maintainer.log)
         store = ctx.store("link")
         for n in config.link.nodes:
             for d in (0, 1):

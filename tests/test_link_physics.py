@@ -151,7 +151,9 @@ def test_background_clicks_come_from_dark_counts_and_transducer_noise() -> None:
     model = LinkModel("single_click", a, b, bright_state_population=0.0, dark_count_rate=2e6)
     mu_a = 0.5 * 0.5 * 0.9
     mu_b = 0.2 * 0.5 * 0.9 * 10 ** (-0.2 * 10.1 / 10)
-    q = 1 - math.exp(-(0.9 * (mu_a + mu_b) / 2 + 2e6 * 2e-9))
+    # dark counts are uniform in time: the arms' windows lie apart, so a round's two windows
+    # (2 x 2 ns) collect them
+    q = 1 - math.exp(-(0.9 * (mu_a + mu_b) / 2 + 2e6 * 2 * 2e-9))
     assert expected_success_probability(model) == pytest.approx(2 * q * (1 - q), rel=1e-12)
     attempts, heralds = simulate(model, seed=4)
     p = 2 * q * (1 - q)

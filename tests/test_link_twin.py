@@ -49,9 +49,12 @@ def _link(scheme: str, **changes: Any) -> dict[str, Any]:
         "sync_input": SYNC,
         "detector_inputs": list(DETECTORS),
         "seed": 20261201,
+        # the preset's device is Hz-class: this world's fires every round (1 MHz)
         "nodes": {name: {"transducer": "bulk_eo_pulsed", "fibre_length_km": km,
-                         "collection_efficiency": collection}
+                         "collection_efficiency": collection, "repetition_limit": 1.0e6}
                   for name in ("node_a", "node_b")},
+        # its 10 MHz band makes a ~16 ns photon: a 40 ns window keeps 72 % of it
+        "detection_window": 4.0e-8,
         "hom_visibility": 0.95,
         "double_excitation_probability": 0.0,
         "arrival_time_spread": 5.0e-11,
@@ -110,6 +113,27 @@ def _true_windows(station: Any, scheme: str) -> HeraldWindows:
                          spec.physics.detection_window_ps)
 
 
+def _clicks_at_window_edges(blocks: list[Any], windows: HeraldWindows, attempts: np.ndarray,
+                            sigmas: float) -> np.ndarray:
+    """Per attempt: whether a detector click lies within `sigmas` ps of one of its windows'
+    edges (the attempt's rounds' syncs, each detector's arm windows)."""
+    times = np.concatenate([b.timestamps for b in blocks])
+    channels = np.concatenate([b.channels for b in blocks])
+    syncs = times[channels == windows.sync_channel]
+    rounds = 1 if windows.scheme == "single_click" else 2
+    out = np.zeros(attempts.size, bool)
+    for i, attempt in enumerate(attempts.astype(np.int64)):
+        for r in range(rounds):
+            sync = syncs[attempt * rounds + r]
+            for d, channel in enumerate(windows.detector_channels):
+                clicks = times[channels == channel] - sync
+                for centre in windows.offsets_ps[d]:
+                    for edge in (centre - windows.window_ps // 2,
+                                 centre + windows.window_ps - windows.window_ps // 2):
+                        out[i] |= bool(np.any(np.abs(clicks - edge) < sigmas))
+    return out
+
+
 @pytest.mark.parametrize("scheme", ["single_click", "two_click"])
 def test_heralds_from_the_twins_tags_match_the_model_and_the_truth(
         tmp_path: Path, scheme: str) -> None:
@@ -117,9 +141,10 @@ def test_heralds_from_the_twins_tags_match_the_model_and_the_truth(
     station = load_station(_station_yaml(tmp_path, _link(scheme)), "sim")
     try:
         _, tagger = _ready(station)
-        engine = HeraldEngine(_true_windows(station, scheme))
-        heralds = np.concatenate([engine.feed(b.timestamps, b.channels)
-                                  for b in tagger.blocks(duration)])
+        windows = _true_windows(station, scheme)
+        engine = HeraldEngine(windows)
+        blocks = list(tagger.blocks(duration))
+        heralds = np.concatenate([engine.feed(b.timestamps, b.channels) for b in blocks])
         emulator = station.world.bench.zmq_devices["tagger"]
         source = emulator.source
         physics = source.spec.physics
@@ -141,6 +166,15 @@ def test_heralds_from_the_twins_tags_match_the_model_and_the_truth(
     decided = min(attempts, final)
     told = heralds[heralds["attempt_id"] < decided]
     true = truth[(truth["attempt_id"] < decided) & (truth["bell_state"] != NO_HERALD)]
+    # Transducer noise photons are a flux uniform in time, so a few clicks lie within the
+    # tagger's jitter (9 ps rms per input) of a window edge: the truth judges them before the
+    # jitter, the engine after. Every attempt on which they differ must have such a click.
+    differ = np.setxor1d(told["attempt_id"], true["attempt_id"])
+    edge = _clicks_at_window_edges(blocks, windows, differ, sigmas=6 * math.sqrt(2) * 9.0)
+    assert edge.all(), differ[~edge]
+    assert differ.size <= 0.001 * true.size
+    told = told[~np.isin(told["attempt_id"], differ)]
+    true = true[~np.isin(true["attempt_id"], differ)]
     np.testing.assert_array_equal(told["attempt_id"], true["attempt_id"])
     np.testing.assert_array_equal(told["bell_state"], true["bell_state"])
     # the truth's sync time is the tag's, to within the tagger's jitter
@@ -166,7 +200,8 @@ def test_an_unbiased_snspd_sees_no_link_photons(tmp_path: Path) -> None:
 def test_the_detectors_counter_sees_the_link_clicks(tmp_path: Path) -> None:
     """The loader wires each SNSPD's count_rate to the tagger's counter on its input; with a
     link, that counter counts the link's clicks: per round, each detector gets half of every
-    node's photons (signal with probability alpha, and transducer noise)."""
+    node's photons (signal with probability alpha), and half of the transducers' noise flux
+    (uniform in time, N_add eta (pi/2) B photons/s per node at the station)."""
     station = load_station(_station_yaml(tmp_path, _link("single_click")), "sim")
     try:
         snspd, _ = _ready(station)
@@ -177,8 +212,10 @@ def test_the_detectors_counter_sees_the_link_clicks(tmp_path: Path) -> None:
     finally:
         station.close()
     photons = sum(physics.bright_state_population * n.station_transmission
-                  + n.noise_photons_at_station for n in physics.nodes) / 2
-    expected = -math.expm1(-efficiency * photons) * 1e12 / physics.round_period_ps + dark
+                  for n in physics.nodes) / 2
+    noise = efficiency * sum(n.noise_rate_at_station or 0.0 for n in physics.nodes) / 2
+    expected = (-math.expm1(-efficiency * photons) * 1e12 / physics.round_period_ps + noise
+                + dark)
     assert abs(rate - expected) <= Z * math.sqrt(expected) + 0.01 * expected
 
 

@@ -83,7 +83,7 @@ def test_link_simulation_without_a_simulation_section_names_the_fix(tmp_path):
      "nodes.node_a.transducer", "simulation:"),
     ("lab: heralding_station.yaml", "lab: nowhere.yaml", "station.lab", "heralding_station"),
     ("sync_input: 3", "sync_input: 2", "station.detector_inputs", "own tagger input"),
-    ("detection_window: 2.0e-9", "detection_window: 12.0e-6", "link.detection_window",
+    ("detection_window: 4.0e-8", "detection_window: 12.0e-6", "link.detection_window",
      "inside one round"),
     ("node_b: {transducer", "node_c: {transducer", "simulation.nodes.node_c", "node_a"),
     ("scheme: two_click ", "scheme: three_click ", "link.scheme", "single_click"),

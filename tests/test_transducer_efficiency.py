@@ -161,8 +161,10 @@ def test_a_device_far_below_unit_cooperativity_reports_honest_errors(
         assert a.proposed == {}
 
 
-DETUNED = "    transducer_overrides: {optical_resonance_wavelength: 1550.17e-9}"
-"""The laser's idea of the resonance is 50 pm (6.2 GHz) off the device's."""
+DETUNED = "    transducer_overrides: {optical_resonance_wavelength: 1550.32e-9}"
+"""The laser's idea of the resonance is 200 pm (25 GHz) off the device's (at 50 pm the
+bulk_eo_pulsed line's Lorentzian tail, 0.15 x 6e-6 since the preset follows Sahu 2022's 15 %
+point, is a real signal on the map)."""
 MISCALIBRATED = "    world: {mw_line_attenuation_db: 40.0}"
 """The fridge line attenuates 40 dB where the config says 60: the device gets 100 x the
 photons the analysis counts, so eta comes out 100 x too high (8.6 for bulk_eo_pulsed)."""

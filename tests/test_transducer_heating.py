@@ -50,6 +50,12 @@ def test_heating_scan_recovers_both_relaxation_times(open_bench: Any, tmp_path: 
     db = tmp_path / "lab.db"
     result = scan.run(station, db, quiet=True)
     a = result.analysis
+    if preset == "piezo_om":
+        # Jiang 2023: pump heating adds < 2 photons to N_add ~ 100 (1.5 in the preset), below
+        # what the scan resolves at a power the detector takes: none may be reported as seen.
+        assert result.status == "completed" and a is not None, a
+        assert a.verdict.reason is Reason.NO_SIGNAL and "heating seen" in a.verdict.detail
+        return
     assert result.status == "completed" and a is not None and a.verdict.good, a
     v = a.values
     assert abs(z(v["heating_tau_fast"], m.heating_tau_fast)) < Z_MAX, v

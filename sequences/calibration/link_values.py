@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from qnetlab.instruments.errors import ConfigError
@@ -74,6 +74,10 @@ class CalibratedParts:
     """Mean system efficiency of the two detectors at their operating bias."""
     dark_count_rate: Estimate
     """Hz, mean per detector at the operating bias."""
+    conversion_bandwidth: Mapping[str, float] = field(default_factory=dict)
+    """Per node: Hz FWHM of its transducer's conversion band (its lab's
+    ``conversion_bandwidth``), which sets the photon's shape and the noise flux; a node
+    without one is taken as instantaneous with noise per mode."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ def herald_windows(config: NetworkConfig, store: ParameterStore) -> HeraldWindow
         detector_channels=config.station.detector_inputs,
         offsets_ps=(offsets[0], offsets[1]),
         window_ps=round(config.link.detection_window * 1e12),
+        round_period_ps=round(config.link.attempt_period * 1e12 / (
+            2 if config.link.scheme == "two_click" else 1)),
     )
 
 
@@ -161,6 +167,7 @@ def calibrated_parts(config: NetworkConfig, lab: LabConfig, station: ParameterSt
     eta: dict[str, Estimate] = {}
     noise: dict[str, Estimate] = {}
     delays: dict[str, float] = {}
+    bandwidth: dict[str, float] = {}
     spreads: list[float] = []
     for node in config.link.nodes:
         values = nodes.get(node, {})
@@ -171,6 +178,8 @@ def calibrated_parts(config: NetworkConfig, lab: LabConfig, station: ParameterSt
                                          "link_operating_point first")
             error = values.get(f"{name}_error", DEFAULT_RELATIVE_ERROR * abs(values[name]))
             out[node] = Estimate(float(values[name]), float(error))
+        if values.get("conversion_bandwidth", 0.0) > 0.0:
+            bandwidth[node] = float(values["conversion_bandwidth"])
         delays[node] = sum(_current(link, arm_delay_name(node, d), "the link store", fix)
                            for d in DETECTORS) / len(DETECTORS)
         spreads.append(_current(link, f"arrival_spread_{node}", "the link store", fix))
@@ -181,6 +190,7 @@ def calibrated_parts(config: NetworkConfig, lab: LabConfig, station: ParameterSt
         Estimate(OPERATING_FRACTION * sum(e.value for e in eff) / 2,
                  OPERATING_FRACTION * math.hypot(*(e.error for e in eff)) / 2),
         Estimate(sum(d.value for d in dark) / 2, math.hypot(*(d.error for d in dark)) / 2),
+        bandwidth,
     )
 
 
@@ -200,7 +210,10 @@ def _predict(config: NetworkConfig, parts: CalibratedParts) -> tuple[float, floa
         # inputs' few ns in it are centimetres of fibre, negligible for the loss.
         max(0.0, parts.arm_delay[n]) / FIBRE_DELAY_S_PER_KM,
         min(1.0, max(0.0, parts.transducer_efficiency[n].value)),
-        max(0.0, parts.added_noise[n].value), config.nodes[n].collection_efficiency)
+        max(0.0, parts.added_noise[n].value), config.nodes[n].collection_efficiency,
+        conversion_bandwidth=parts.conversion_bandwidth.get(n),
+        memory_t2=config.nodes[n].memory_t2,
+        repetition_limit=config.nodes[n].repetition_limit)
         for n in config.link.nodes]
     model = LinkModel(
         config.link.scheme, optics[0], optics[1],  # type: ignore[arg-type]

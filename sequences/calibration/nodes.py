@@ -152,16 +152,19 @@ class SequenceNode(CalibrationNode):
 
 def _measured(analysis: AnalysisResult, c: Committed) -> tuple[float, float] | None:
     """(value, standard error) of committed value `c` in `analysis` (stderr nan if the
-    analysis gives none), or None if it has no such value."""
+    analysis gives none), or None if it has no such value. The error is the statistical one:
+    a check compares runs on the same bench, whose calibration constants (the systematic
+    part, docs/fitting.md#systematic-uncertainty) are common to both; a committed
+    ``field: stderr`` is the combined error, what the link prediction needs."""
     fitted = analysis.values.get(c.source)
     if c.field == "stderr":
         return None if fitted is None else (float(fitted.stderr), math.nan)
     if c.source in analysis.proposed:
-        stderr = fitted.stderr if fitted is not None else math.nan
+        stderr = fitted.stat if fitted is not None else math.nan
         return float(analysis.proposed[c.source]), float(stderr)
     if fitted is None:
         return None
-    return float(fitted.value), float(fitted.stderr)
+    return float(fitted.value), float(fitted.stat)
 
 
 # -- the station side ---------------------------------------------------------------------------

@@ -8,11 +8,20 @@ link pump power (eta = eta_max 4C/(1+C)^2, C = P/P1; N_add = n0 + k P) and commi
 ``transducer_efficiency`` and ``transducer_added_noise``, which the link's heralding
 calibration reads (the other node's over the network).
 
+With the models' errors in the store (``eta_max_error`` etc., committed with ``field:
+stderr``: the combined statistical and systematic errors,
+docs/fitting.md#systematic-uncertainty) it also commits ``transducer_efficiency_error``
+and ``transducer_added_noise_error`` by first-order propagation, which the link's
+prediction takes instead of its default relative error. The inputs' correlations are not
+stored and are left out (eta_max with P1; n0 with k).
+
 It measures nothing itself: `check_data` recomputes from the current models and is in spec
 when the committed numbers still follow from them (a model recalibrated since moves them).
 """
 
 from __future__ import annotations
+
+import math
 
 from .graph import (
     CalibrationContext,
@@ -48,9 +57,20 @@ class LinkOperatingPoint(CalibrationNode):
             return f"no calibrated {', '.join(missing)} in the {self.scope} store"
         eta_max, p1, n0, k = (stored[name].value for name in _INPUTS)
         c = self.pump_power / p1
-        return {"transducer_efficiency": (eta_max * 4 * c / (1 + c) ** 2, ""),
-                "transducer_added_noise": (n0 + k * self.pump_power, "photons"),
-                "link_pump_power": (self.pump_power, "W")}
+        values = {"transducer_efficiency": (eta_max * 4 * c / (1 + c) ** 2, ""),
+                  "transducer_added_noise": (n0 + k * self.pump_power, "photons"),
+                  "link_pump_power": (self.pump_power, "W")}
+        errors = [stored.get(f"{name}_error") for name in _INPUTS]
+        if all(e is not None for e in errors):
+            e_eta, e_p1, e_n0, e_k = (float(e.value) for e in errors)  # type: ignore[union-attr]
+            # eta = eta_max g(C), g = 4C/(1+C)^2, C = P/P1: d eta / d P1 = -eta_max g'(C) C / P1
+            # with g'(C) = 4 (1 - C) / (1 + C)^3.
+            g, dg = 4 * c / (1 + c) ** 2, 4 * (1 - c) / (1 + c) ** 3
+            values["transducer_efficiency_error"] = (
+                math.hypot(g * e_eta, eta_max * dg * c / p1 * e_p1), "")
+            values["transducer_added_noise_error"] = (
+                math.hypot(e_n0, self.pump_power * e_k), "photons")
+        return values
 
     def calibrate(self, ctx: CalibrationContext) -> CalibrationOutcome:
         values = self._evaluate(ctx)

@@ -20,6 +20,7 @@ from qnetlab.sequences.data import StoredRun
 from qnetlab.sequences.fitting import chi2_p_value, scale_covariance
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
+from .bench import DB_TO_LN, constant_error
 from .counting import (
     MAX_DEAD_TIME_LOSS,
     DeadTimeModel,
@@ -69,7 +70,8 @@ class AddedNoiseScanOptions:
     detector_bias: float = 10.5e-6
     """A, the detector's operating bias during the run (restored afterwards)."""
     detection_efficiency_stderr: float = 0.0
-    """Standard error of the setup's ``detection_efficiency`` (propagated like B's)."""
+    """Standard error of the setup's ``detection_efficiency`` (propagated like B's); 0 takes
+    the setup's own (``detection_efficiency_error``, from the lab config)."""
     dead_time: float = 20e-9
     """s, detector dead time (`counting.DeadTimeModel` says where the defaults come from)."""
     recovery_time: float = 8e-9
@@ -259,6 +261,12 @@ def _points(run: StoredRun, d: dict[str, np.ndarray], options: AddedNoiseScanOpt
     line = float(run.snapshot_value("transducer", "mw_line_attenuation"))
     loss_db = float(run.snapshot_value("transducer", "optical_output_loss"))
     det = float(run.snapshot_value("transducer", "detection_efficiency"))
+    det_err = float(options.detection_efficiency_stderr) or constant_error(
+        run, "detection_efficiency")
+    # N_add = N_out / eta: eta from the power meter carries the line losses' scale error,
+    # N_out the detection efficiency's (docs/fitting.md#systematic-uncertainty).
+    rel_losses = DB_TO_LN * math.hypot(constant_error(run, "mw_line_attenuation"),
+                                       constant_error(run, "optical_output_loss"))
     flux = mw_photon_flux(d["mw_power"], line, d["mw_frequency"])
     eta, eta_err = conversion_efficiency(d["power_mw_on"], d["power_mw_off"], d["power_err"],
                                          flux, d["pump_wavelength"], loss_db)
@@ -269,7 +277,7 @@ def _points(run: StoredRun, d: dict[str, np.ndarray], options: AddedNoiseScanOpt
     r_dark, _ = dead.correct(d["counts_dark"], d["time_dark"])
     bandwidth = 0.5 * math.pi * float(options.mw_linewidth)
     rel_b = float(options.mw_linewidth_stderr) / float(options.mw_linewidth)
-    rel_det = float(options.detection_efficiency_stderr) / det
+    rel_det = det_err / det
     n_add, n_err = added_noise_points(eta, eta_err, r_on, e_on, r_far, e_far, det, bandwidth)
     table = {"pump_power (W)": d["pump_power"].tolist(), "eta": eta.tolist(),
              "eta stderr": eta_err.tolist(), "rate_on (Hz)": r_on.tolist(),
@@ -278,12 +286,15 @@ def _points(run: StoredRun, d: dict[str, np.ndarray], options: AddedNoiseScanOpt
     loss = np.maximum(dead.loss(d["counts_on"], d["time_on"]),
                       dead.loss(d["counts_far"], d["time_far"]))
     details = {"noise_bandwidth": bandwidth, "detection_efficiency": det,
-               "scale_relative_error": math.hypot(rel_b, rel_det),
+               "scale_relative_error": math.hypot(rel_b, rel_det, rel_losses),
+               "noise_bandwidth_relative_error": rel_b,
+               "detection_efficiency_relative_error": rel_det,
+               "efficiency_scale_relative_error": rel_losses,
                "max_dead_time_loss": float(np.max(loss)),
                "dark_rate": float(np.sum(d["counts_dark"]) / max(np.sum(d["time_dark"]), 1e-9)),
                "mw_linewidth_is_default": float(_is_default_linewidth(options))}
     return _Points(n_add, n_err, eta, eta_err, r_on - r_far, np.hypot(e_on, e_far), loss,
-                   math.hypot(rel_b, rel_det), table, details)
+                   math.hypot(rel_b, rel_det, rel_losses), table, details)
 
 
 def _is_default_linewidth(options: AddedNoiseScanOptions) -> bool:
@@ -323,20 +334,25 @@ def _conclude(result: AnalysisResult, power: np.ndarray, pts: _Points) -> Analys
         result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, f"{power.size} pump powers, at "
                                      f"least {MIN_POWERS} needed")
         return result
-    fit = fit_added_noise(power, pts.n_add, pts.n_add_err, pts.scale_rel_err)
-    result.values["added_noise_intrinsic"] = FitValue(fit.intercept, fit.intercept_stderr,
-                                                      "photons")
-    result.values["added_noise_slope"] = FitValue(fit.slope, fit.slope_stderr, "photons/W")
+    # The statistical fit; the common scale (B, eta_det, the line losses) is its systematic
+    # error, fully correlated between intercept and slope.
+    fit = fit_added_noise(power, pts.n_add, pts.n_add_err, 0.0)
+    rel = pts.scale_rel_err
+    result.values["added_noise_intrinsic"] = FitValue.combined(
+        fit.intercept, fit.intercept_stderr, rel * abs(fit.intercept), "photons")
+    result.values["added_noise_slope"] = FitValue.combined(
+        fit.slope, fit.slope_stderr, rel * abs(fit.slope), "photons/W")
     top = int(np.argmax(power))
     at_max = float(pts.n_add[top])
-    result.values["added_noise_at_max_power"] = FitValue(
-        at_max, math.hypot(float(pts.n_add_err[top]), at_max * pts.scale_rel_err), "photons")
+    result.values["added_noise_at_max_power"] = FitValue.combined(
+        at_max, float(pts.n_add_err[top]), at_max * rel, "photons")
     fit_p = chi2_p_value(fit.chi2, fit.dof)
     result.details.update({"chi2": fit.chi2, "dof": float(fit.dof), "fit_p": fit_p,
-                           "intercept_slope_covariance": fit.covariance,
+                           "intercept_slope_covariance": fit.covariance
+                           + rel**2 * fit.intercept * fit.slope,
                            "max_pump_power": float(power[top])})
     if np.any(pts.n_add < -SIGNIFICANCE * pts.n_add_err) or (
-            fit.intercept < -SIGNIFICANCE * fit.intercept_stderr):
+            fit.intercept < -SIGNIFICANCE * result.values["added_noise_intrinsic"].stderr):
         result.verdict = Verdict.bad(Reason.OUT_OF_RANGE, "negative added noise: the far-"
                                      "detuned count exceeds the resonant one (leakage that "
                                      "depends on the detuning?)")

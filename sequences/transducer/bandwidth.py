@@ -35,6 +35,7 @@ from .bench import (
     switch_pump_on,
 )
 from .efficiency_fits import (
+    Calibration,
     column,
     fit_lorentzian,
     usable_efficiency_points,
@@ -113,11 +114,16 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
         order = np.argsort(f, kind="stable")
         f, eta, noise = f[order], points.eta[order], points.noise[order]
         spacing = float(np.ptp(f)) / (f.size - 1)
+        # The peak efficiency carries eta's scale from the line losses; width and centre
+        # do not depend on it.
+        scale_error = Calibration.from_run(run).efficiency_relative_error
         return CurveData(f, eta, noise, {"meter_noise": points.meter_noise,
-                                         "point_spacing": spacing},
+                                         "point_spacing": spacing,
+                                         "efficiency_scale_relative_error": scale_error},
                          {"bandwidth": {"mw_frequency (Hz)": f.tolist(), "eta": eta.tolist(),
                                         "eta_stderr": noise.tolist()}},
-                         {"noise_samples": points.noise_samples})
+                         {"noise_samples": points.noise_samples},
+                         systematic={"peak_efficiency": scale_error})
 
     def no_signal(self, data: CurveData) -> str:
         f, eta, noise = data.x, data.y, data.sigma

@@ -27,6 +27,20 @@ ON, OFF = "optical_power_mw_on", "optical_power_mw_off"
 """Dataset columns of the two power-meter readings of each point, W."""
 
 
+def constant_error(run: Any, name: str) -> float:
+    """The one-sigma error of the setup's calibration constant `name` stored with a run
+    (``<name>_error`` in its snapshot; 0 for a run stored before constants had errors)."""
+    try:
+        return float(run.snapshot_value(SETUP, f"{name}_error"))
+    except KeyError:
+        return 0.0
+
+
+DB_TO_LN = math.log(10) / 10
+"""d ln(x) per dB of a quantity x proportional to 10^(L / 10): a loss's error of sigma dB is a
+relative error of DB_TO_LN * sigma (2.3 % per 0.1 dB)."""
+
+
 def laser_step_frequency(wavelength: float = NOMINAL_WAVELENGTH) -> float:
     """One laser wavelength step expressed in optical frequency, Hz (12.48 MHz at 1550 nm)."""
     return SPEED_OF_LIGHT * LASER_WAVELENGTH_STEP / wavelength**2

@@ -23,13 +23,15 @@ written next to it, also when the characterization is interrupted (Ctrl-C re-rai
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qnetlab.instruments.station import LabStation
 
-from ..analysis import AnalysisResult, FitValue
+from ..analysis import AnalysisResult, FitValue, systematic_shift
 from ..framework import LabSequence, RunResult
 from ..report import Report, ReportSection
 from ..resonance import MicrowaveResonanceScan
@@ -266,10 +268,16 @@ class _State:
                 f"W) and the noise scan ({ranges[1][0]:.3g}-{ranges[1][1]:.3g} W) share no "
                 "pump-power range")
             return
-        self.operating_point = recommend(
-            efficiency, added, absorbed, pump_range=(low, high),
-            max_added_noise=self.options.max_added_noise,
-            fridge_budget=self.options.fridge_budget)
+        def best_power(added: LinearModel, absorbed: LinearModel) -> OperatingPoint:
+            return recommend(efficiency, added, absorbed, pump_range=(low, high),
+                             max_added_noise=self.options.max_added_noise,
+                             fridge_budget=self.options.fridge_budget)
+
+        point = best_power(added, absorbed)
+        if point.found:
+            point = dataclasses.replace(point, pump_power_sys=_pump_power_sys(
+                best_power, added, frac, noise.values["added_noise_intrinsic"]))
+        self.operating_point = point
 
     # -- the outcome --------------------------------------------------------------------------
     def result(self) -> CharacterizationResult:
@@ -295,6 +303,30 @@ class _State:
                                       verdict=verdict)
 
 
+def _pump_power_sys(best_power: Callable[[LinearModel, LinearModel], OperatingPoint],
+                    added: LinearModel, fraction: FitValue, intrinsic: FitValue) -> float:
+    """The recommended pump power's systematic error (W): the recommendation re-run with the
+    absorbed fraction (the fridge's cooling coefficient) and the added noise's scale (the
+    detection efficiency, the line losses) each shifted by its systematic error, the shifts
+    added in quadrature (docs/fitting.md#systematic-uncertainty). A shift that leaves no
+    operating point makes it infinite."""
+    def power(point: OperatingPoint) -> float:
+        return point.pump_power if point.found else math.inf
+
+    def at_fraction(f: float) -> float:
+        return power(best_power(added, LinearModel(0.0, f, 0.0, fraction.stderr)))
+
+    def at_noise_scale(scale: float) -> float:
+        return power(best_power(dataclasses.replace(
+            added, intercept=added.intercept * scale, slope=added.slope * scale),
+            LinearModel(0.0, fraction.value, 0.0, fraction.stderr)))
+
+    noise_rel = intrinsic.sys / abs(intrinsic.value) if intrinsic.value else 0.0
+    shifts = (systematic_shift(at_fraction, fraction.value, fraction.sys),
+              systematic_shift(at_noise_scale, 1.0, noise_rel))
+    return math.hypot(*shifts) if all(math.isfinite(x) for x in shifts) else math.inf
+
+
 def _verdict_text(run: RunResult | None) -> str:
     if run is None:
         return "did not run"
@@ -310,9 +342,11 @@ def _verdict_text(run: RunResult | None) -> str:
 
 
 def _covariance(result: AnalysisResult) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Covariance of (s, c) with the combined errors on the diagonal: the fit's correlation
+    is between the statistical parts (the systematic scale error moves s alone)."""
     s, c = result.values["low_power_slope"], result.values["cooperativity_slope"]
     rho = result.details.get("correlation_low_power_slope_cooperativity_slope", 0.0)
-    cross = rho * s.stderr * c.stderr
+    cross = rho * s.stat * c.stat
     return ((s.stderr**2, cross), (cross, c.stderr**2))
 
 
@@ -360,7 +394,8 @@ def _report(station: LabStation, db_path: Path, result: CharacterizationResult,
     summary: dict[str, FitValue | float | str] = dict(summary_values(result))
     point = result.operating_point
     if point is not None and point.found:
-        summary["recommended pump power"] = FitValue(point.pump_power, 0.0, "W")
+        summary["recommended pump power"] = FitValue.combined(point.pump_power, 0.0,
+                                                              point.pump_power_sys, "W")
         summary["efficiency there"] = FitValue(point.efficiency, point.efficiency_stderr)
         summary["N_add there"] = FitValue(point.added_noise, point.added_noise_stderr)
         summary["absorbed power there"] = FitValue(point.absorbed_power,

@@ -16,7 +16,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from qnetlab.instruments.station import LabStation
-from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
+from qnetlab.sequences.analysis import (
+    Analysis,
+    AnalysisResult,
+    FitValue,
+    Reason,
+    Verdict,
+    with_relative_systematic,
+)
 from qnetlab.sequences.data import StoredRun
 from qnetlab.sequences.fitting import chi2_bound
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
@@ -33,6 +40,7 @@ from .bench import (
     switch_pump_on,
 )
 from .efficiency_fits import (
+    Calibration,
     EfficiencyMapFit,
     column,
     fit_efficiency_map,
@@ -167,6 +175,11 @@ class EfficiencyMapAnalysis(Analysis):
             return result
         _report(result, fit, resolved, p, d)
         _correct_for_tone_detuning(result, run.options_as(EfficiencyMapOptions))
+        # Systematic: eta's scale from the line attenuation and output loss (both eta_max
+        # and s are proportional to it; c, P(C=1), d0 and G do not depend on it).
+        scale_error = Calibration.from_run(run).efficiency_relative_error
+        with_relative_systematic(result.values, ("eta_max", "low_power_slope"), scale_error)
+        result.details["efficiency_scale_relative_error"] = scale_error
         result.verdict = _verdict(fit, resolved, p, d, eta, noise, points.noise_samples)
         return result
 

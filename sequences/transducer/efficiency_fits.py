@@ -17,23 +17,37 @@ from qnetlab.sequences.analysis import Reason, Verdict
 from qnetlab.sequences.data import StoredRun
 from qnetlab.sequences.fitting import scale_covariance
 
-from .bench import OFF, ON, PLANCK, SETUP, SPEED_OF_LIGHT
+from .bench import DB_TO_LN, OFF, ON, PLANCK, SETUP, SPEED_OF_LIGHT, constant_error
 
 # -- from stored readings to efficiency -------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """The bench's calibration constants, as stored with the run (dB)."""
+    """The bench's calibration constants, as stored with the run (dB), with their one-sigma
+    errors (0 for exact constants)."""
 
     mw_line_attenuation: float
     optical_output_loss: float
+    mw_line_attenuation_error: float = 0.0
+    optical_output_loss_error: float = 0.0
 
     @classmethod
     def from_run(cls, run: StoredRun) -> Calibration:
         """From the run's station snapshot; KeyError naming what is missing."""
         return cls(float(run.snapshot_value(SETUP, "mw_line_attenuation")),
-                   float(run.snapshot_value(SETUP, "optical_output_loss")))
+                   float(run.snapshot_value(SETUP, "optical_output_loss")),
+                   constant_error(run, "mw_line_attenuation"),
+                   constant_error(run, "optical_output_loss"))
+
+    @property
+    def efficiency_relative_error(self) -> float:
+        """Relative systematic error of every efficiency from these constants: eta is
+        proportional to 10^((L_mw + L_o) / 10) (`full_conversion_power` divides by
+        10^(-(L_mw + L_o) / 10)), so d ln(eta) = (ln 10 / 10) (dL_mw + dL_o), the two
+        calibrations independent."""
+        return DB_TO_LN * math.hypot(self.mw_line_attenuation_error,
+                                     self.optical_output_loss_error)
 
 
 def full_conversion_power(mw_power_dbm: np.ndarray, mw_frequency: np.ndarray,

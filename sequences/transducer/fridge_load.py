@@ -18,6 +18,7 @@ from scipy.optimize import least_squares
 
 from qnetlab.instruments.errors import InstrumentRefusedError
 from qnetlab.instruments.station import LabStation
+from qnetlab.instruments.transducer_setup import DEFAULT_FRIDGE_COOLING_COEFFICIENT
 from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from qnetlab.sequences.data import StoredRun
 from qnetlab.sequences.fitting import chi2_p_value, scale_covariance
@@ -29,6 +30,11 @@ SIGNIFICANCE = 5.0
 """The warming must exceed this many standard errors to count as seen."""
 FIT_P_MIN = 1e-6
 """A T_eq^2 line whose chi2 is less probable than this does not describe the fridge."""
+DEFAULT_COOLING_COEFFICIENT = DEFAULT_FRIDGE_COOLING_COEFFICIENT
+"""W/K^2, a for a run whose setup states none (docs/transducer.md#3-the-fridge)."""
+MAX_FRACTION_SIGMAS = 5.0
+"""An absorbed fraction outside [0, 1] by more than this many combined standard errors says
+the assumed cooling coefficient (or the T^2 law) does not describe this fridge."""
 
 
 class FridgeCeilingError(InstrumentRefusedError, RuntimeError):
@@ -48,10 +54,13 @@ class FridgeLoadScanOptions:
     """s of lab time per step: several fridge time constants (60 s on the bench)."""
     readings: int = 40
     """Temperature readings per step."""
-    cooling_coefficient: float = 0.04
-    """a, W/K^2, in P_cool = a (T^2 - T_base^2): the fridge's cooling-power spec."""
-    cooling_coefficient_stderr: float = 0.0
-    """W/K^2, its standard error (propagated into absorbed_fraction)."""
+    cooling_coefficient: float | None = None
+    """a, W/K^2, in P_cool = a (T^2 - T_base^2): the fridge's cooling-power spec. None takes
+    the setup's ``fridge_cooling_coefficient`` from the run's snapshot (the lab config's),
+    else `DEFAULT_COOLING_COEFFICIENT`."""
+    cooling_coefficient_stderr: float | None = None
+    """W/K^2, its standard error (propagated into absorbed_fraction as its systematic error).
+    None takes the setup's ``fridge_cooling_coefficient_error`` (else 0)."""
     temperature_ceiling: float | None = None
     """K; None takes the lowest maximum of the lab config's interlocks on the pump (none:
     no ceiling)."""
@@ -62,8 +71,10 @@ class FridgeLoadScanOptions:
             raise ValueError(f"pump_powers needs at least 2 different powers >= 0 W, got {p}")
         if not (self.hold_time > 0 and self.readings >= MIN_READINGS):
             raise ValueError(f"need hold_time > 0 s and readings >= {MIN_READINGS}")
-        if not (self.cooling_coefficient > 0 and self.cooling_coefficient_stderr >= 0):
-            raise ValueError("cooling_coefficient must be > 0 W/K^2 and its stderr >= 0")
+        a, a_err = self.cooling_coefficient, self.cooling_coefficient_stderr
+        if not ((a is None or a > 0) and (a_err is None or a_err >= 0)):
+            raise ValueError("cooling_coefficient must be > 0 W/K^2 and its stderr >= 0 "
+                             "(or None: the setup's)")
         if self.temperature_ceiling is not None and not self.temperature_ceiling > 0:
             raise ValueError("temperature_ceiling must be > 0 K (or None for the interlock's)")
 
@@ -222,15 +233,16 @@ class FridgeLoadAnalysis(Analysis):
                                          f"with {MIN_READINGS} readings each, or the fit "
                                          "failed: nothing to fit")
             return result
-        a = float(options.cooling_coefficient)
-        a_err = float(options.cooling_coefficient_stderr)
+        a, a_err = cooling_coefficient(run, options)
+        # The data give only the slope f / a: f inherits a's relative error in full
+        # (analytic propagation, f proportional to a), as its systematic part.
         f = fit.slope * a
         result.values = {
             "fridge_time_constant": FitValue(fit.time_constant, fit.time_constant_stderr, "s"),
             "base_temperature": FitValue(fit.base_temperature, fit.base_temperature_stderr,
                                          "K"),
-            "absorbed_fraction": FitValue(f, math.hypot(fit.slope_stderr * a,
-                                                        fit.slope * a_err), ""),
+            "absorbed_fraction": FitValue.combined(f, fit.slope_stderr * a,
+                                                   abs(fit.slope) * a_err, ""),
         }
         eq_err = np.sqrt(np.clip(np.diag(fit.equilibrium_cov), 0, None))
         result.tables["fridge_load"] = {
@@ -243,8 +255,13 @@ class FridgeLoadAnalysis(Analysis):
             "slope_K2_per_W": fit.slope, "slope_stderr": fit.slope_stderr,
             "line_chi2": fit.line_chi2, "line_dof": float(fit.line_dof),
             "line_p": fit.line_p, "relative_noise": fit.relative_noise,
-            "ceiling": ceiling, "max_temperature": float(d["temperature"].max())})
+            "ceiling": ceiling, "max_temperature": float(d["temperature"].max()),
+            "cooling_coefficient": a, "cooling_coefficient_stderr": a_err,
+            "line_chi2_reduced": fit.line_chi2 / fit.line_dof if fit.line_dof else math.nan})
         result.verdict = _verdict(fit, d, ceiling, hold=float(options.hold_time))
+        if result.verdict.good:
+            result.verdict = _judge_fraction(result.values["absorbed_fraction"], a, a_err,
+                                             result.verdict)
         return result
 
     def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
@@ -290,6 +307,47 @@ class FridgeLoadAnalysis(Analysis):
         fig.suptitle(f"run {run.run_id}: {result.verdict}"[:160], fontsize=8)
         fig.tight_layout()
         return {"fridge_load": fig}
+
+
+def cooling_coefficient(run: StoredRun, options: FridgeLoadScanOptions
+                        ) -> tuple[float, float]:
+    """a and its one-sigma error, W/K^2: the options' if given, else the setup's (the lab
+    config's ``fridge_cooling_coefficient``) from the run's snapshot, else the default with
+    no stated error."""
+    a, a_err = options.cooling_coefficient, options.cooling_coefficient_stderr
+    if a is None:
+        try:
+            a = float(run.snapshot_value("transducer", "fridge_cooling_coefficient"))
+        except KeyError:  # a run stored before the setup had the constant
+            a = DEFAULT_COOLING_COEFFICIENT
+    if a_err is None:
+        try:
+            a_err = float(run.snapshot_value("transducer", "fridge_cooling_coefficient_error"))
+        except KeyError:
+            a_err = 0.0
+    return float(a), float(a_err)
+
+
+def _judge_fraction(fraction: FitValue, a: float, a_err: float, verdict: Verdict) -> Verdict:
+    """The model test the T_eq^2 line cannot make: f and a enter only as f / a, so a wrong
+    assumed a moves f by a / a_true with the line as straight as ever. A fraction outside
+    [0, 1] beyond its combined error is a contradiction the data do show; otherwise the
+    verdict says how much of f's error is the assumed a (an exact a is named as such)."""
+    f, err = fraction.value, fraction.stderr
+    if f - MAX_FRACTION_SIGMAS * err > 1 or f + MAX_FRACTION_SIGMAS * err < 0:
+        return Verdict.bad(Reason.OUT_OF_RANGE, f"absorbed fraction {fraction} is outside "
+                           f"0..1 by more than {MAX_FRACTION_SIGMAS:g} sigma: the assumed "
+                           f"cooling coefficient a = {a:.3g} ± {a_err:.2g} W/K^2 does not "
+                           "describe this fridge; calibrate a with a heater at the mixing "
+                           "chamber and set qnetlab.transducer_setup.fridge_cooling_coefficient")
+    if a_err == 0:
+        note = (f"absorbed fraction {fraction} assumes an EXACT cooling coefficient a = "
+                f"{a:.3g} W/K^2 (f scales with a): state its uncertainty as "
+                "fridge_cooling_coefficient: {value, error}")
+    else:
+        note = (f"absorbed fraction {fraction}, the sys part from a = {a:.3g} ± {a_err:.2g} "
+                "W/K^2")
+    return Verdict.ok("; ".join(x for x in (verdict.detail, note) if x))
 
 
 def _verdict(fit: FridgeFit, d: dict[str, np.ndarray], ceiling: float, hold: float

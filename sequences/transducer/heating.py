@@ -7,17 +7,18 @@ docs/transducer.md#pump-heating-the-cycle-and-the-probe.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import brentq, least_squares
 
 from qnetlab.instruments.station import LabStation
 from qnetlab.sequences.analysis import Analysis, FitValue, Reason, Verdict
 from qnetlab.sequences.curve_analysis import CurveAnalysis, CurveData, Param
 from qnetlab.sequences.data import StoredRun
-from qnetlab.sequences.fitting import Fit, chi2_p_value, scale_covariance
+from qnetlab.sequences.fitting import Fit, chi2_p_value, inflation_factor, scale_covariance
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
 from .counting import (
@@ -37,6 +38,13 @@ FIT_P_MIN = 1e-6
 """A fit whose chi2 is less probable than this does not describe the relaxation."""
 MIN_TAU_RATIO = 3.0
 """tau_slow / tau_fast below this: two exponentials cannot be told apart."""
+PROFILE_MAX_STEPS = 12
+"""Doublings of the step out from the best ln tau before a profile bound is given up (the
+interval is then open on that side: its half-width is infinite, the verdict says not
+constrained)."""
+LN_TAU_LIMIT = 50.0
+"""|ln(tau / s)| beyond this (tau outside 2e-22 .. 5e21 s) is no longer a time: the profile
+stops there and leaves that side open."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,10 @@ class HeatingFit:
     dof: int
     covariance: np.ndarray | None = field(default=None, compare=False)
     """Of (floor, amp_fast, tau_fast, amp_slow, tau_slow), for the figure's band."""
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict, compare=False)
+    """One-sigma profile-likelihood intervals (s) of tau_fast and tau_slow: where the chi2,
+    minimised over the other four parameters, rises by the covariance's inflation factor
+    (1 for a good fit). `stderr` of a time is half this interval's width."""
 
     @property
     def fit_p(self) -> float:
@@ -174,19 +186,102 @@ def fit_heating(delay: np.ndarray, rate: np.ndarray, rate_err: np.ndarray,
     cov = scale_covariance(cov, chi2, dof)
     err = np.sqrt(np.clip(np.diag(cov), 0, None))
     tau_f, tau_s = math.exp(p[2]), math.exp(p[4])
+    # The times' errors from the profile of the chi2, not from the curvature at the minimum:
+    # in ln tau the chi2 is far from parabolic when the fast channel shows at a few delays
+    # only, and the linearised interval (tau * err_ln_tau) then comes out too narrow.
+    rise = inflation_factor(chi2, dof)
+    interval = {i: _profile_interval(residual, p, i, sigma, chi2, rise, float(err[i]))
+                for i in (2, 4)}
+    tau_err = {i: (hi - lo) / 2 for i, (lo, hi) in interval.items()}
     values = [p[0] * scale, p[1] * scale, tau_f, p[3] * scale, tau_s]
-    errs = [err[0] * scale, err[1] * scale, err[2] * tau_f, err[3] * scale, err[4] * tau_s]
+    errs = [err[0] * scale, err[1] * scale, tau_err[2], err[3] * scale, tau_err[4]]
     jac = np.diag([scale, scale, tau_f, scale, tau_s])  # to the physical parameters
     cov = jac @ cov @ jac
+    bounds = {"tau_fast": interval[2], "tau_slow": interval[4]}
     if tau_f > tau_s:  # name the channels by their time, not by the fit's order
         values = [values[0], values[3], values[4], values[1], values[2]]
         errs = [errs[0], errs[3], errs[4], errs[1], errs[2]]
         cov = cov[np.ix_([0, 3, 4, 1, 2], [0, 3, 4, 1, 2])]
+        bounds = {"tau_fast": interval[4], "tau_slow": interval[2]}
+    # The covariance's time rows carry the profile errors (same correlations), so the
+    # figure's band and any propagation use the errors that are reported.
+    for k in (2, 4):
+        lin = math.sqrt(cov[k, k]) if cov[k, k] > 0 else 0.0
+        if lin > 0 and math.isfinite(errs[k]):
+            ratio = errs[k] / lin
+            cov[k, :] *= ratio
+            cov[:, k] *= ratio
     names = ("floor", "amp_fast", "tau_fast", "amp_slow", "tau_slow")
     v = [float(x) for x in values]
     return HeatingFit(v[0], v[1], v[2], v[3], v[4],
                       stderr={n: float(x) for n, x in zip(names, errs, strict=True)},
-                      chi2=chi2, dof=dof, covariance=cov)
+                      chi2=chi2, dof=dof, covariance=cov,
+                      intervals={k: (float(lo), float(hi)) for k, (lo, hi) in bounds.items()})
+
+
+def _profile_interval(residual: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                      best: np.ndarray, index: int, sigma: np.ndarray, chi2_min: float,
+                      rise: float, step: float) -> tuple[float, float]:
+    """One-sigma profile-likelihood interval (s) of the time whose ln is parameter `index`.
+
+    The profile chi2(x) minimises the chi2 over the other parameters with parameter `index`
+    held at x; the bounds are where it reaches ``chi2_min + rise`` (rise 1 for a good fit,
+    the inflation factor chi2/dof for a poor one, like the covariance). `step` (the
+    linearised error in ln tau) sets the first bracket; a side that never reaches the rise
+    within `PROFILE_MAX_STEPS` doublings is open (bound 0 or inf)."""
+    free = [i for i in range(best.size) if i != index]
+
+    def excess(x: float) -> float:
+        def sub(q: np.ndarray) -> np.ndarray:
+            full = best.copy()
+            full[free] = q
+            full[index] = x
+            return residual(full, sigma)
+
+        try:
+            fit = least_squares(sub, best[free], x_scale="jac", method="lm")
+            value = float(np.sum(fit.fun**2))
+        except (ValueError, OverflowError, FloatingPointError, np.linalg.LinAlgError):
+            return math.inf  # a time so far out that the model overflows: excluded
+        if not math.isfinite(value):
+            return math.inf
+        # never below the global minimum: a lower sub-minimum is the optimiser's noise
+        return max(value, chi2_min) - chi2_min - rise
+
+    centre = float(best[index])
+    step = step if math.isfinite(step) and step > 0 else 0.1
+    bounds = []
+    for sign in (-1.0, 1.0):
+        inner, d = centre, step
+        for _ in range(PROFILE_MAX_STEPS):
+            outer = centre + sign * d
+            if abs(outer) > LN_TAU_LIMIT:
+                bounds.append(0.0 if sign < 0 else math.inf)
+                break
+            if excess(outer) > 0:
+                bounds.append(math.exp(_crossing(excess, inner, outer, 1e-3 * step)))
+                break
+            inner, d = outer, 2 * d
+        else:
+            bounds.append(0.0 if sign < 0 else math.inf)
+    return bounds[0], bounds[1]
+
+
+def _crossing(f: Callable[[float], float], inside: float, outside: float,
+              tol: float) -> float:
+    """x between `inside` (f <= 0) and `outside` (f > 0, possibly inf) where f crosses 0:
+    bisection (robust to an infinite f), then Brent's method once both ends are finite."""
+    f_out = f(outside)
+    while abs(outside - inside) > tol and not math.isfinite(f_out):
+        mid = 0.5 * (inside + outside)
+        f_mid = f(mid)
+        if f_mid > 0:
+            outside, f_out = mid, f_mid
+        else:
+            inside = mid
+    if abs(outside - inside) <= tol:
+        return 0.5 * (inside + outside)
+    return float(brentq(f, inside, outside, xtol=tol))
 
 
 # -- analysis -------------------------------------------------------------------------------

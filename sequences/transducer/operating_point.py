@@ -81,6 +81,11 @@ class OperatingPoint:
     absorbed_power: float = float("nan")
     """W at the mixing chamber (average; CW pump)."""
     absorbed_power_stderr: float = float("nan")
+    pump_power_sys: float = 0.0
+    """W, systematic error of `pump_power`: how far the recommendation moves when the
+    calibration constants behind the noise and fridge limits move by one sigma (the
+    characterization re-runs `recommend` with them shifted; inf if the recommendation
+    disappears)."""
     limited_by: str = ""
     """What set the pump power: 'cooperativity (C = 1)', 'added noise', 'fridge budget' or
     'measured range'."""

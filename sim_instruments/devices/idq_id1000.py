@@ -256,8 +256,15 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
             return "0"
         stop = self.integration_ms[n] * 10**9
         events = self.source.events([n], 0, stop, self._rng)
-        ts, _ = self.model.tag({n - 1: events.get(n, np.empty(0, np.int64))}, self._rng)
+        ts, _ = self.tagging_model().tag({n - 1: events.get(n, np.empty(0, np.int64))},
+                                         self._rng)
         return str(int(ts.size))
+
+    def tagging_model(self) -> TimeTaggerModel:
+        """The tagger as it tags now: `model` with each input's hidden delay drifted by
+        the world's lab time (unchanged in the ideal lab: `LabWorld.tagger_delay_drift_ps`)."""
+        return self.model.with_delay_offsets(
+            [self.world.tagger_delay_drift_ps(self.name, n) for n in range(1, N_INPUTS + 1)])
 
     def _sees_pulses(self, n: int) -> bool:
         return self.enabled[n] and 0.0 < self.threshold_v[n] < self.pulse_amplitude_v
@@ -401,7 +408,7 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
                 delays = {n - 1: d for n, d in self.user_delays_ps().items()}
             # The stream tags without a cap; the link cap is applied per chunk below so the
             # loss can be counted per input. (A huge finite rate: capacity() floors it.)
-            uncapped = dataclasses.replace(self.model, max_stream_rate=1e30)
+            uncapped = dataclasses.replace(self.tagging_model(), max_stream_rate=1e30)
             stream = TaggerStream(uncapped, self._rng, user_delays_ps=delays)
             step = max(1, round(self.chunk_s * 1e12))
             # Tags are drawn for several chunks at once (numpy's per-call cost would

@@ -10,16 +10,31 @@ Deliberately left out (the driver's features touch none of them): AM, FM and pha
 modulation, frequency and power sweeps (LIST, SWEep), ALC and power search, the LF output,
 user flatness correction, MMEMory and the DIAGnostic subsystem. They queue -113 Undefined
 header and, as queries, get no reply.
+
+The realistic lab (`LabWorld.ideal` False): the tone reaching the world is off its setting by
+this instance's fixed errors, while the queries read the setting: a fractional frequency
+offset of the internal timebase (`FREQUENCY_ACCURACY`: calibration plus a year of aging) and a
+level error in dB (`LEVEL_ACCURACY_DB`), each drawn once (`physics.instrument_errors`).
 """
 
 from __future__ import annotations
 
 import math
 
+from ..physics.instrument_errors import fixed_error
 from .scpi import Args, ScpiDevice, command, fmt
 
 # Frequency option -> upper limit (Hz), power limits for the N5183B (data sheet 5991-0038EN).
 _MAX_FREQUENCY = {"520": 20e9, "532": 31.8e9, "540": 40e9}
+
+# The realistic lab's errors. Source: Keysight N5183B MXG X-Series Microwave Analog Signal
+# Generator data sheet (5991-0038EN), "Frequency" (internal timebase reference: aging rate,
+# initial achievable calibration) and "Amplitude" (absolute level accuracy, CW); the values were
+# not checked against a stored copy of the data sheet: treat them as its order of magnitude.
+FREQUENCY_ACCURACY = 1e-7
+"""+-fractional frequency error of the standard timebase a year after calibration."""
+LEVEL_ACCURACY_DB = 0.9
+"""+-dB, absolute CW level accuracy between 3.2 and 20 GHz at moderate levels."""
 
 
 class KeysightN5183BEmulator(ScpiDevice):
@@ -43,7 +58,17 @@ class KeysightN5183BEmulator(ScpiDevice):
         self._push()
 
     def _push(self) -> None:
-        self.world.set_mw_drive(frequency=self.frequency, power_dbm=self.power, on=self.output)
+        frequency, power = self.frequency, self.power
+        if not self.world.ideal:
+            fractional, level_db = self.accuracy_errors()
+            frequency, power = frequency * (1 + fractional), power + level_db
+        self.world.set_mw_drive(frequency=frequency, power_dbm=power, on=self.output)
+
+    def accuracy_errors(self) -> tuple[float, float]:
+        """This instance's fixed errors: (fractional frequency offset, level error in dB),
+        drawn from `FREQUENCY_ACCURACY` and `LEVEL_ACCURACY_DB` (the same on every call)."""
+        return (fixed_error(self.world, self.name, "frequency accuracy", FREQUENCY_ACCURACY),
+                fixed_error(self.world, self.name, "level accuracy", LEVEL_ACCURACY_DB))
 
     @command("[SOURce]:FREQuency[:CW]")
     @command("[SOURce]:FREQuency:FIXed")

@@ -18,6 +18,15 @@ sqrt(IF bandwidth / 1 kHz)``, drawn from the instrument's own seeded generator; 
 sweeps divides it by sqrt(N). A triggered sweep takes points / IF bandwidth of virtual time
 (or the sweep time set, if longer), which the world's clock advances by.
 
+The realistic lab (`LabWorld.ideal` False) adds the background a real calibrated VNA and its
+cable leave on S11, fixed per instance (`CableBackground`, drawn once from the instrument's
+own generator): a mismatch (an adaptor or connector of reflection |r| up to
+`MISMATCH_REFLECTION`) a cable length L away makes a slowly varying complex ripple,
+S11 * (1 + r exp(-2j 2 pi f L / v)); an uncalibrated electrical delay tau adds a linear phase,
+exp(-2j pi f tau); the residual directivity d (up to `RESIDUAL_DIRECTIVITY`) adds a constant
+that interferes with the resonance into a Fano-like asymmetry. A fit of the pure resonance
+model then sees a structured background, as on a real bench.
+
 The subsystems live in private mixins: SENSe in `_p9374a_sense`, CALCulate, FORMat and
 DISPlay in `_p9374a_calculate`; this module holds the state, the sweeps, SOURce, OUTPut,
 TRIGger, INITiate and SYSTem.
@@ -32,10 +41,12 @@ Undefined header and, as queries, get no reply.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..physics.instrument_errors import error_rng
 from ._p9374a_calculate import PORTS, S_PARAMETERS, CalculateMixin, Measurement
 from ._p9374a_sense import (
     MAX_AVERAGES,
@@ -74,6 +85,53 @@ REFERENCE_IFBW = 1e3
 
 _TRIGGER_SOURCES = mnemonics("EXTernal", "IMMediate", "MANual")
 
+# The realistic lab's cable and mismatch background (module docstring). Typical values, not
+# from a data sheet: the Keysight P937xA Streamline USB VNA data sheet states corrected
+# directivity and source match per calibration kit, which these stand in for.
+MISMATCH_REFLECTION = 0.03
+"""Largest |r| of the mismatch a cable length away (an adaptor of about 30 dB return loss)."""
+CABLE_LENGTH_RANGE = (1.0, 2.0)
+"""m, the cable length between the mismatch and the device (drawn uniformly)."""
+CABLE_VELOCITY = 0.7 * 299_792_458.0
+"""m/s, the signal speed in the coax (velocity factor 0.7, typical of PTFE coax)."""
+ELECTRICAL_DELAY = 20e-12
+"""s, rms of the uncalibrated electrical delay (a few mm of reference-plane error)."""
+RESIDUAL_DIRECTIVITY = 0.01
+"""Largest |d| of the residual directivity after calibration (about 40 dB)."""
+
+
+@dataclass(frozen=True)
+class CableBackground:
+    """One instance's fixed S11 background: measured = S11 * tracking(f) + directivity."""
+
+    reflection: complex
+    """r of the mismatch a cable length away."""
+    cable_length: float
+    """m"""
+    delay: float
+    """s, uncalibrated electrical delay."""
+    directivity: complex
+    """Residual directivity, added to S11."""
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> CableBackground:
+        def phasor(largest: float) -> complex:
+            # Magnitude between half the bound and the bound: a background is always there.
+            magnitude = largest * rng.uniform(0.5, 1.0)
+            return complex(magnitude * np.exp(1j * rng.uniform(0.0, 2 * math.pi)))
+
+        reflection = phasor(MISMATCH_REFLECTION)
+        return cls(reflection=reflection, cable_length=float(rng.uniform(*CABLE_LENGTH_RANGE)),
+                   delay=float(rng.normal(0.0, ELECTRICAL_DELAY)),
+                   directivity=phasor(RESIDUAL_DIRECTIVITY))
+
+    def apply(self, s11: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+        """S11 as the VNA sees it through this background."""
+        ripple = 1 + self.reflection * np.exp(
+            -2j * 2 * np.pi * freqs * self.cable_length / CABLE_VELOCITY)
+        tracking = ripple * np.exp(-2j * np.pi * freqs * self.delay)
+        return np.asarray(s11 * tracking + self.directivity, complex)
+
 
 class KeysightP9374AEmulator(SenseMixin, CalculateMixin, ScpiDevice):
     identity = ("Keysight Technologies", "P9374A", "MY00000001", "A.13.95.06")
@@ -82,7 +140,16 @@ class KeysightP9374AEmulator(SenseMixin, CalculateMixin, ScpiDevice):
     def __init__(self, world: LabWorld, name: str) -> None:
         # One generator for the instrument's life: *RST must not replay the same noise.
         self._rng = world.rng(name)
+        self._background: CableBackground | None = None
         super().__init__(world, name)
+
+    @property
+    def background(self) -> CableBackground:
+        """This instance's fixed cable and mismatch background (used when not ideal)."""
+        if self._background is None:
+            self._background = CableBackground.draw(
+                error_rng(self.world, self.name, "cable background"))
+        return self._background
 
     # -- state ------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -126,7 +193,8 @@ class KeysightP9374AEmulator(SenseMixin, CalculateMixin, ScpiDevice):
         if not self.output:  # no stimulus: the receivers see only noise
             return np.zeros(freqs.size, complex)
         if parameter == "S11":
-            return np.asarray(self.world.mw_reflection(freqs), complex)
+            s11 = np.asarray(self.world.mw_reflection(freqs), complex)
+            return s11 if self.world.ideal else self.background.apply(s11, freqs)
         if parameter == "S22":  # port 2 is left open
             return np.ones(freqs.size, complex)
         return np.zeros(freqs.size, complex)  # nothing connects port 1 to port 2

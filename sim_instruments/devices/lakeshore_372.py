@@ -32,6 +32,11 @@ resistance through the inverse curve. Not modelled: the scanner (the real 372 me
 channel at a time and holds the others' last readings; here every enabled channel reads live),
 excitation and range limits, and the heaters' effect on the fridge.
 
+The realistic lab (`LabWorld.ideal` False): each wired sensor's calibration curve is off by a
+fixed relative temperature error (`CALIBRATION_ACCURACY`), drawn once per instance and channel
+(`physics.instrument_errors`): the resistance reading stays true, the kelvin reading carries
+the error, as with a real sensor whose calibration is only as good as its certificate.
+
 Deliberately left out (no driver feature touches them): curves (CRVHDR, CRVPT, CRVDEL),
 alarms and relays (ALARM, RELAY), the analog and still outputs' AOUT?/ANALOG/STILL, manual
 output MOUT, heater status HTRST?, the filter (FILTER), display and front-panel settings
@@ -45,6 +50,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..physics.instrument_errors import fixed_error
 from .scpi import (
     DATA_OUT_OF_RANGE,
     MISSING_PARAMETER,
@@ -68,6 +74,13 @@ T0 = 4.89
 """K"""
 RESISTANCE_NOISE = 2e-4
 """Relative rms noise of a resistance reading."""
+CALIBRATION_ACCURACY = 0.03
+"""+-relative temperature error of a calibrated RuOx sensor's curve at mK temperatures. Lake
+Shore, "Model 372 sensor performance" (lakeshore.com, Rox RX-102B-CB with 0.02-40 K
+calibration): the overall accuracy is the root sum of squares of measurement resolution,
+electronic accuracy, self-heating, calibration accuracy and interpolation error, and the
+calibration term dominates at mK temperatures at a few per cent of T (+-3 % is typical, not
+checked against that page's table)."""
 
 # RDGST? bit weights (manual, RDGST? query).
 CS_OVL = 1
@@ -231,7 +244,13 @@ class Lakeshore372Emulator(ScpiDevice):
             1.0 + RESISTANCE_NOISE * float(self._rng.standard_normal()))
         # Without a curve (curve 0) the bridge has no kelvin reading.
         kelvin = temperature_of(resistance) if inp.curve else 0.0
+        if not self.world.ideal:
+            kelvin *= 1 + self.calibration_error(channel)
         return kelvin, resistance, 0
+
+    def calibration_error(self, channel: str) -> float:
+        """The fixed relative error of the calibration curve of the sensor on `channel`."""
+        return fixed_error(self.world, self.name, f"calibration {channel}", CALIBRATION_ACCURACY)
 
     # -- field parsing -------------------------------------------------------------------------
     def _input_id(self, args: Args, *, control: bool = True) -> str:

@@ -27,14 +27,33 @@ fine tuning (``:WAVelength:FINetuning``), the logging functions (``:READout...``
 network and GP-IB settings of ``:SYSTem:COMMunicate`` and the Santec legacy command set.
 With the LD off or the shutter closed ``:POW:ACT?`` reads 0 mW, or the monitor's floor of
 -40 dBm in dBm (a choice of the emulator: the manual gives no figure).
+
+The realistic lab (`LabWorld.ideal` False): the light that reaches the world differs from the
+settings the way the data sheet allows, while every query (:WAV?, :POW?, :POW:ACT?) still
+reads the setting, as on the real laser, which cannot see its own error. The emitted
+wavelength is off by a fixed per-instance offset (`WAVELENGTH_ACCURACY_PM`) plus, at every
+wavelength setting, a fresh one within the repeatability (`WAVELENGTH_REPEATABILITY_PM`); the
+emitted power has a fixed gain error (`POWER_ACCURACY_DB`) and, every time the output changes
+(a new setting, LD or shutter), a fresh relative fluctuation within the power stability
+(`POWER_STABILITY_DB`). Slow drifts in time belong to the world (issue 13, item 2).
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+from ..physics.instrument_errors import (
+    db_bound_to_relative,
+    error_rng,
+    fixed_error,
+    relative_noise,
+    sigma_of_bound,
+)
 from .scpi import DATA_OUT_OF_RANGE, Args, ScpiDevice, ScpiError, command
+
+if TYPE_CHECKING:
+    from ..physics.world import LabWorld
 
 _SPEED_OF_LIGHT = 299_792_458.0
 # The TSL-570 lists -148 "Character data not allowed" in its error table for a word where a
@@ -45,6 +64,21 @@ SWEEP_SPEED_RANGE = (0.5, 200.0)
 MAX_SWEEP_CYCLES = 999
 MONITOR_FLOOR_DBM = -40.0
 """What :POW:ACT? reads in dBm with no light out (the emulator's choice)."""
+
+# The realistic lab's errors (module docstring). Sources: santec TSL-570 data sheet and
+# Instruction Manual, "Specifications" (optical characteristics); the values below were not
+# checked against a stored copy of either, so treat them as the data sheet's order of magnitude.
+WAVELENGTH_ACCURACY_PM = 1.5
+"""+-pm, absolute wavelength accuracy (TSL-570 specifications)."""
+WAVELENGTH_REPEATABILITY_PM = 0.5
+"""+-pm, wavelength repeatability: re-setting a wavelength lands within this of the last
+time (TSL-570 specifications)."""
+POWER_STABILITY_DB = 0.01
+"""+-dB, output power stability (TSL-570 specifications, short term at constant
+temperature)."""
+POWER_ACCURACY_DB = 0.3
+"""+-dB, the emitted power's fixed error against its setting; the data sheet states power
+flatness and linearity rather than one absolute accuracy (typical, not from a data sheet)."""
 
 
 def _dbm_to_mw(dbm: float) -> float:
@@ -64,6 +98,14 @@ class SantecTSL570Emulator(ScpiDevice):
     max_wavelength_nm: ClassVar[float] = 1640.0
     power_range_dbm: ClassVar[tuple[float, float]] = (-15.0, 13.0)
     power_range_mw: ClassVar[tuple[float, float]] = (0.04, 20.0)
+
+    def __init__(self, world: LabWorld, name: str) -> None:
+        # The realistic lab's draws, from generators of their own (ideal stays as it was).
+        self._repeatability_rng = error_rng(world, name, "wavelength repeatability")
+        self._stability_rng = error_rng(world, name, "power stability")
+        self._repeatability_pm = 0.0
+        """pm: where the last wavelength setting landed, within the repeatability."""
+        super().__init__(world, name)
 
     def reset(self) -> None:
         # *RST on the TSL-570 only aborts standby operation and clears the input and error
@@ -109,8 +151,31 @@ class SantecTSL570Emulator(ScpiDevice):
         self._push()
 
     def _push(self) -> None:
-        self.world.set_pump(power=self.power_mw * 1e-3, wavelength=self.wavelength_nm * 1e-9,
-                            on=self.emitting)
+        power, wavelength = self.power_mw * 1e-3, self.wavelength_nm * 1e-9
+        if not self.world.ideal:
+            power, wavelength = self.emitted(power, wavelength)
+        self.world.set_pump(power=power, wavelength=wavelength, on=self.emitting)
+
+    def accuracy_errors(self) -> tuple[float, float]:
+        """This instance's fixed errors: (wavelength offset in pm, power error in dB), drawn
+        from `WAVELENGTH_ACCURACY_PM` and `POWER_ACCURACY_DB` (the same on every call)."""
+        return (fixed_error(self.world, self.name, "wavelength accuracy", WAVELENGTH_ACCURACY_PM),
+                fixed_error(self.world, self.name, "power accuracy", POWER_ACCURACY_DB))
+
+    def emitted(self, power: float, wavelength: float) -> tuple[float, float]:
+        """The (power W, wavelength m) the laser emits for a setting of (`power`,
+        `wavelength`) in the realistic lab; draws the power stability's fluctuation."""
+        offset_pm, power_error_db = self.accuracy_errors()
+        stability = sigma_of_bound(db_bound_to_relative(POWER_STABILITY_DB))
+        fluctuation = relative_noise(self._stability_rng, stability)
+        return (power * 10 ** (power_error_db / 10) * fluctuation,
+                wavelength + (offset_pm + self._repeatability_pm) * 1e-12)
+
+    def _land_wavelength(self) -> None:
+        """A new wavelength setting lands somewhere within the repeatability."""
+        if not self.world.ideal:
+            self._repeatability_pm = float(self._repeatability_rng.normal(
+                0.0, sigma_of_bound(WAVELENGTH_REPEATABILITY_PM)))
 
     @property
     def emitting(self) -> bool:
@@ -152,6 +217,7 @@ class SantecTSL570Emulator(ScpiDevice):
     def _set_wavelength(self, args: Args) -> None:
         value = self._number(args, self.min_wavelength_nm, self.max_wavelength_nm)
         self.wavelength_nm = round(value, 4)  # setting resolution 0.1 pm
+        self._land_wavelength()
         self._push()
 
     @command("[:SOURce]:WAVelength", query=True)
@@ -183,6 +249,7 @@ class SantecTSL570Emulator(ScpiDevice):
         thz = self._number(args, self._thz(self.max_wavelength_nm),
                            self._thz(self.min_wavelength_nm))
         self.wavelength_nm = round(_SPEED_OF_LIGHT / (thz * 1e12) * 1e9, 4)
+        self._land_wavelength()
         self._push()
 
     @command("[:SOURce]:WAVelength:FREQuency", query=True)

@@ -206,7 +206,8 @@ class SIM900QuantumOpusEmulator(ScpiDevice):
 
     def photon_rate(self, slot: int) -> float:
         """Photons/s arriving at the detector of `slot` from the world."""
-        return self.world.detector_photon_rate(self.modules[slot].path)
+        return self.world.detector_photon_rate(self.modules[slot].path,
+                                               channel=f"{self.name}/slot{slot}")
 
     def click_rate(self, slot: int) -> float:
         """Mean click rate (Hz) of the detector in `slot` now: the model's rate at the

@@ -19,6 +19,17 @@ measurement started by INITiate (or READ?, MEASure?) is done count * sample_time
 time, and FETCh? lets the world's clock run until then. A FETCh? with no measurement ever
 taken is -230 "Data corrupt or stale". Not modelled: over-range on a fixed range, dark offset.
 
+The realistic lab (`LabWorld.ideal` False) adds what the data sheets state, each error drawn
+once per instance (`physics.instrument_errors`): the sensor's calibration error (a fixed gain
+within `SENSOR_ACCURACY`), its linearity (a fixed deviation growing with the decades away from
+the calibration power, within `SENSOR_LINEARITY`), the console's accuracy on the photocurrent
+range in use (a fixed gain per range, within `CONSOLE_ACCURACY_FS` of full scale, so a reading
+steps when auto-ranging switches range), the range's resolution (the reading is quantised to
+`RESOLUTION_FS` of the range's full scale, 1 pA on the 50 nA range, with one step rms of range
+noise) and a relative reading noise (`RELATIVE_NOISE` per sample). Auto-ranging picks the
+smallest current range that holds the photocurrent; a fixed power range picks the smallest
+that holds its full scale.
+
 Deliberately left out (the contrib driver and the `OpticalPowerMeter` role use none of
 them): energy and frequency measurements of pyroelectric and thermal sensors, the sensor
 information queries (SYSTem:SENSor:IDN?), photodiode responsivity and thermopile settings
@@ -29,10 +40,12 @@ They queue -113 Undefined header and, as queries, get no reply.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from ..physics.instrument_errors import error_rng, fixed_error
 from .scpi import Args, ScpiDevice, ScpiError, command, fmt, no_argument
 
 if TYPE_CHECKING:
@@ -49,6 +62,51 @@ _RESPONSIVITY_A_PER_W = np.array([0.15, 0.55, 0.65, 0.72, 0.80, 0.87, 0.93, 0.98
 _DATA_STALE = (-230, "Data corrupt or stale")
 _OPERATION_DATA_READY = 1 << 9
 """STATus:OPERation bit 9, set when a new measurement is available."""
+
+
+CURRENT_RANGES = (50e-9, 500e-9, 5e-6, 50e-6, 500e-6, 5e-3)
+"""A, the console's photodiode current ranges (Thorlabs PM100D data sheet / operation
+manual, "Specifications": photodiode input, measurement ranges 50 nA to 5 mA in decades)."""
+CONSOLE_ACCURACY_FS = (5e-3, 5e-3, 2e-3, 2e-3, 2e-3, 2e-3)
+"""+-fraction of full scale, per range in `CURRENT_RANGES` (PM100D specifications, photodiode
+input accuracy: +-0.2 % f.s. on 5 uA to 5 mA, +-0.5 % f.s. on the two lowest ranges; value not
+checked against a stored copy of the data sheet)."""
+RESOLUTION_FS = 2e-5
+"""A range's resolution as a fraction of its full scale: the PM100D's 1 pA display resolution
+on its 50 nA range, scaled to the others (typical, not from a data sheet for ranges > 50 nA)."""
+SENSOR_ACCURACY = 0.05
+"""+-relative calibration uncertainty of a Thorlabs S-series InGaAs photodiode sensor at
+1550 nm (S155C / S144C spec sheets: measurement uncertainty +-5 %; value not checked against a
+stored copy of the spec sheet)."""
+SENSOR_LINEARITY = 0.005
+"""+-relative deviation from linearity over the sensor's power range (typical of InGaAs
+photodiodes, +-0.5 %; typical, not from a data sheet)."""
+LINEARITY_REFERENCE = 1e-3
+"""W: the power the sensor is calibrated at, where its linearity error vanishes (typical)."""
+LINEARITY_DECADES = 6.0
+"""Decades of power over which the linearity error grows to its full value (20 mW down to
+20 nW, the sensor's range)."""
+RELATIVE_NOISE = 5e-4
+"""Relative rms noise of one sample (speckle, polarisation and amplifier noise of a fibre
+sensor; typical, not from a data sheet)."""
+
+
+def current_range_index(current: float) -> int:
+    """The smallest current range (index into `CURRENT_RANGES`) whose full scale holds
+    `current` (A); the top range if none does."""
+    for i, full_scale in enumerate(CURRENT_RANGES):
+        if abs(current) <= full_scale:
+            return i
+    return len(CURRENT_RANGES) - 1
+
+
+def linearity_deviation(power: float, coefficient: float) -> float:
+    """Relative deviation from linearity at `power` (W) of a sensor whose linearity error
+    reaches `coefficient` `LINEARITY_DECADES` decades from `LINEARITY_REFERENCE`."""
+    if power <= 0:
+        return 0.0
+    decades = math.log10(power / LINEARITY_REFERENCE) / LINEARITY_DECADES
+    return coefficient * max(-1.0, min(1.0, decades))
 
 
 def responsivity(wavelength: float) -> float:
@@ -74,6 +132,9 @@ class ThorlabsPM100DEmulator(ScpiDevice):
         super().__init__(world, name)
         # One generator for the emulator's life: *RST must not replay the same noise.
         self._rng = self.world.rng(self.name)
+        # The realistic lab's draws come from generators of their own (ideal stays as it was).
+        self._noise_rng = error_rng(self.world, self.name, "reading noise")
+        self._calibration: tuple[float, float, tuple[float, ...]] | None = None
 
     def reset(self) -> None:
         self.wavelength_nm = 1550.0
@@ -97,11 +158,49 @@ class ThorlabsPM100DEmulator(ScpiDevice):
         light = self.world.optical_output_power()
         true_r = responsivity(self.world.pump.wavelength)
         current = true_r * light + true_r * self._rng.normal(0.0, self.noise_floor / np.sqrt(count))
+        if not self.world.ideal:
+            current = self._realistic_current(true_r * light, light, current - true_r * light)
         if self.configuration == "CURR":
             return current
         set_r = responsivity(self.wavelength_nm * 1e-9)
         # The user attenuation (CORRection:LOSS) scales the displayed power up by its factor.
         return current / set_r * 10 ** (self.attenuation_db / 10)
+
+    def calibration_errors(self) -> tuple[float, float, tuple[float, ...]]:
+        """This instance's fixed errors: (sensor gain error, linearity coefficient, gain error
+        of each current range), relative; drawn once from the data-sheet bounds."""
+        if self._calibration is None:
+            w, n = self.world, self.name
+            self._calibration = (
+                fixed_error(w, n, "sensor accuracy", SENSOR_ACCURACY),
+                fixed_error(w, n, "sensor linearity", SENSOR_LINEARITY),
+                tuple(fixed_error(w, n, f"range {i} accuracy", bound)
+                      for i, bound in enumerate(CONSOLE_ACCURACY_FS)),
+            )
+        return self._calibration
+
+    def current_range_in_use(self, current: float) -> int:
+        """Index into `CURRENT_RANGES` of the range measuring `current` (A): auto-ranging
+        picks the smallest that holds it, a fixed power range the smallest holding its full
+        scale at the set wavelength."""
+        if self.auto_range:
+            return current_range_index(current)
+        return current_range_index(self.power_range * responsivity(self.wavelength_nm * 1e-9))
+
+    def _realistic_current(self, true_current: float, light: float, floor_noise: float) -> float:
+        """The photocurrent (A) the console reports in the realistic lab: the true current
+        through the sensor's and the range's fixed errors, with the floor noise already drawn,
+        range and relative noise, quantised to the range's resolution."""
+        sensor_gain, linearity, range_gains = self.calibration_errors()
+        index = self.current_range_in_use(true_current)
+        step = CURRENT_RANGES[index] * RESOLUTION_FS
+        gain = (1 + sensor_gain) * (1 + linearity_deviation(light, linearity)) * (
+            1 + range_gains[index])
+        sigma = math.hypot(step, RELATIVE_NOISE * true_current) / math.sqrt(self.average_count)
+        current = true_current * gain + floor_noise + float(self._noise_rng.normal(0.0, sigma))
+        # The mean of `count` samples, each quantised to `step`, moves in steps of step / count.
+        resolution = step / self.average_count
+        return round(current / resolution) * resolution
 
     def _initiate_measurement(self) -> None:
         self._initiated = True

@@ -9,13 +9,18 @@ carry, in recording time (ps from the start of the recording, before the tagger'
 
 * one sync edge per round at the round's emission time (`sync_times`);
 * each detector's clicks (`detector_clicks`): photons arrive at emission + the TRUE light time
-  of their node's fibre + a Gaussian spread; a detector clicks once per round at its earliest
-  detected photon (SNSPDs do not resolve photon number), and dark counts come on top;
+  of their node's fibre + the photon's exponential shape (time constant 1 / (2 pi B) of its
+  transducer's conversion bandwidth B) + a Gaussian spread; a detector clicks once per round
+  at its earliest detected photon (SNSPDs do not resolve photon number); transducer noise
+  photons come as a steady flux uniform in time (one click with the round's photons when they
+  fall in one of its windows), and dark counts on top;
 * the ground truth (`truth`, `TWIN_TRUTH_DTYPE`): per attempt with a click inside a true
   arrival window (centre = emission + light time, width ``detection_window_ps``), the Bell
   state a correct herald engine announces (255: no herald), its fidelity and whether it is
   genuine, from the world's knowledge of who emitted
-  (docs/link.md#3-imperfections-and-the-outcome-tree).
+  (docs/link.md#3-imperfections-and-the-outcome-tree). A genuine herald's fidelity carries
+  the single-click interferometer's phase error of that attempt (drawn from the drift and
+  stabilisation model) and both memories' dephasing until both nodes know of the herald.
 
 Seeding: attempts come in blocks of `BLOCK_ATTEMPTS`, each drawn with the dark counts of its
 time span from its own generator seeded by (seed, stream, block); only attempts in which a
@@ -42,6 +47,7 @@ from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import ndtri
 
 from qnetlab.network.link_model import (
     LinkModel,
@@ -75,6 +81,11 @@ _HASH_SALT = 0x6C696E6B
 """Keys the per-attempt hash apart from the blocks' generators."""
 _OUTCOME, _SLOT = 0, 1
 """Purposes of the per-attempt uniforms."""
+_PHASE_SALT = 0x7068617365
+"""Keys the per-attempt phase errors apart from the outcome draws (a hash of its own, so
+adding them changed no other draw)."""
+_TAIL_DURATIONS = 40.0
+"""An exponential photon beyond 40 time constants has probability ~4e-18: the blocks' margin."""
 
 _SPREAD_MARGIN_SIGMAS = 12.0
 """A Gaussian arrival beyond 12 sigma has probability ~4e-33: the blocks' time margin."""
@@ -107,6 +118,12 @@ class LinkPhysics:
     detection_window_ps: int = 2000
     """Width of the truth's windows (the link's heralding window), ps."""
     seed: int = 0
+    phase_drift_rate: float = 0.0
+    """rad^2/s, the single-click interferometer's phase diffusion (`LinkModel`)."""
+    phase_stabilisation_period: float | None = None
+    """s between phase corrections (None: none)."""
+    phase_residual: float = 0.0
+    """rad rms right after a correction."""
 
     def __post_init__(self) -> None:
         require(self.scheme in ("single_click", "two_click"),
@@ -123,6 +140,7 @@ class LinkPhysics:
         require(math.isfinite(self.arrival_time_spread_ps) and self.arrival_time_spread_ps >= 0,
                 "LinkPhysics.arrival_time_spread_ps must be >= 0 ps")
         require(isinstance(self.seed, int) and self.seed >= 0, "LinkPhysics.seed must be >= 0")
+        self.model(((1.0, 0.0), (1.0, 0.0)))  # the phase and node settings, checked there
 
     @property
     def rounds_per_attempt(self) -> int:
@@ -150,7 +168,16 @@ class LinkPhysics:
             hom_visibility=self.hom_visibility,
             double_excitation_probability=self.double_excitation_probability,
             attempt_period=self.attempt_period_ps * 1e-12,
-            arrival_time_spread=max(self.arrival_time_spread_ps, 1e-3) * 1e-12)
+            arrival_time_spread=max(self.arrival_time_spread_ps, 1e-3) * 1e-12,
+            phase_drift_rate=self.phase_drift_rate,
+            phase_stabilisation_period=self.phase_stabilisation_period,
+            phase_residual=self.phase_residual)
+
+    @property
+    def photon_duration_ps(self) -> tuple[float, float]:
+        """Each node's photon time constant (exponential shape), ps."""
+        a, b = (n.photon_duration * 1e12 for n in self.nodes)
+        return a, b
 
 
 @dataclass
@@ -188,7 +215,11 @@ class LinkClicks:
     `stream` keys the generators (e.g. (0, recording number)); `detectors` gives the SNSPDs'
     state when a block is drawn; `stop_ps`: no round starts at or after it (None: endless);
     `block_attempts`: attempts per seeded block (results depend on it: keep it per stream;
-    long offline runs go faster with larger blocks).
+    long offline runs go faster with larger blocks); `window_centres_ps`: where the truth
+    judges each detector's (outer) and arm's (inner) window, ps after the round's emission
+    (None: at the arms' true light times). The station's engine looks where its arm-delay
+    calibration put them, which a long photon's skewed peak moves by up to a few ns: judged
+    there, the truth heralds what the station heralds.
     """
 
     physics: LinkPhysics
@@ -196,6 +227,7 @@ class LinkClicks:
     detectors: Callable[[], DetectorState]
     stop_ps: int | None = None
     block_attempts: int = BLOCK_ATTEMPTS
+    window_centres_ps: tuple[tuple[int, int], tuple[int, int]] | None = None
     _attempt_blocks: dict[int, _AttemptBlock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -204,17 +236,32 @@ class LinkClicks:
         self._block_ps = self.block_attempts * p.attempt_period_ps
         margin = math.ceil(_SPREAD_MARGIN_SIGMAS * p.arrival_time_spread_ps) + 1
         light = p.light_ps
+        tail = math.ceil(_TAIL_DURATIONS * max(p.photon_duration_ps))
+        # noise photons (a flux) are drawn per block over [j T, (j + 1) T) + light - P/2
+        self._noise_rate = [n.noise_rate_at_station for n in p.nodes]
+        noise_reach = (p.round_period_ps // 2 + 1
+                       if any(r is not None for r in self._noise_rate) else 0)
         # a click of attempt block j lies in [j T + early, (j + 1) T + late)
-        self._early = min(light) - margin
-        self._late = max(light) + margin
+        self._early = min(light) - margin - noise_reach
+        self._late = max(light) + margin + tail + noise_reach
         width = p.detection_window_ps
         self._half = (width // 2, width - width // 2)  # [c - lo, c + hi): `width` ps
+        centres = self.window_centres_ps or (light, light)
+        self._centres = ((int(centres[0][0]), int(centres[0][1])),
+                         (int(centres[1][0]), int(centres[1][1])))
+
         self._trees = [_Tree(node_outcomes(self._emit, p.double_excitation_probability,
                                            n.station_transmission)) for n in p.nodes]
         self._noise = [n.noise_photons_at_station for n in p.nodes]
         key = np.random.SeedSequence([p.seed, *self.stream, _HASH_SALT]).generate_state(
             1, np.uint64)[0]
         self._key = np.uint64(key)
+        phase_key = np.random.SeedSequence([p.seed, *self.stream, _PHASE_SALT]).generate_state(
+            1, np.uint64)[0]
+        self._phase_key = np.uint64(phase_key)
+        model = p.model(((1.0, 0.0), (1.0, 0.0)))
+        self._memory_decay = model.memory_decay()
+        """Both memories' dephasing until both nodes know of a herald (deterministic)."""
 
     @property
     def _emit(self) -> float:
@@ -293,7 +340,8 @@ class LinkClicks:
         """Attempts whose every true window ends at or before `time_ps` (all its clicks are
         known once the stream has reached that time)."""
         p = self.physics
-        last_round = (time_ps - max(p.light_ps) - self._half[1]) // p.round_period_ps
+        latest = max(c for row in self._centres for c in row)
+        last_round = (time_ps - latest - self._half[1]) // p.round_period_ps
         return max(0, (last_round + 1) // p.rounds_per_attempt)
 
     def truth(self, first: int, stop: int) -> np.ndarray:
@@ -307,9 +355,9 @@ class LinkClicks:
         if stop <= first:
             return np.empty(0, TWIN_TRUTH_DTYPE)
         r0, r1 = first * rpa, stop * rpa
-        light = p.light_ps
-        lo = r0 * period + min(light) - self._half[0]
-        hi = (r1 - 1) * period + max(light) + self._half[1]
+        centres = self._centres
+        lo = r0 * period + min(c for row in centres for c in row) - self._half[0]
+        hi = (r1 - 1) * period + max(c for row in centres for c in row) + self._half[1]
         hits_round, hits_detector, hits_own = [], [], []
         for d in (0, 1):
             clicks = self._clicks(d, lo, hi)
@@ -317,8 +365,8 @@ class LinkClicks:
             hit_clicks = []
             for arm in (0, 1):
                 # the latest round whose window on this arm opens at or before the click
-                r = (clicks.times - light[arm] + self._half[0]) // period
-                inside = (clicks.times < r * period + light[arm] + self._half[1])
+                r = (clicks.times - centres[d][arm] + self._half[0]) // period
+                inside = (clicks.times < r * period + centres[d][arm] + self._half[1])
                 inside &= (r >= r0) & (r < r1)
                 hit_rounds.append(r[inside])
                 hit_clicks.append(np.flatnonzero(inside))
@@ -344,6 +392,9 @@ class LinkClicks:
         detected = own.all(axis=1)
         shared, clean, f_genuine = self._attempt_truth(attempts)
         genuine = h & clean & detected
+        # the pair's coherence: this attempt's phase error (single-click) and the memories'
+        # dephasing over the heralding round trip
+        f_genuine = 0.5 + (f_genuine - 0.5) * self._memory_decay * self._phase_cosine(attempts)
         out = np.empty(attempts.size, TWIN_TRUTH_DTYPE)
         out["attempt_id"] = attempts
         out["sync_ps"] = attempts * rpa * period
@@ -381,11 +432,35 @@ class LinkClicks:
         clean = shared & ~double[0] & ~double[1]
         return shared, clean, f_genuine
 
-    def _uniform(self, attempts: IntArray, node: int, purpose: int) -> npt.NDArray[np.float64]:
+    def _phase_cosine(self, attempts: IntArray) -> npt.NDArray[np.float64]:
+        """cos of the single-click interferometer's phase error at each attempt (1 for
+        two-click, insensitive to the optical phase).
+
+        The phase is reset to within `phase_residual` (rms) every stabilisation period and
+        diffuses at `phase_drift_rate` in between, so an attempt a time t into its cycle sees
+        a Gaussian error of variance s_r^2 + D t; without stabilisation (and D > 0) the phase
+        has wandered over the whole circle: uniform. Each attempt's error is drawn from that
+        distribution on its own (a hash, like the outcome draws); the correlation between
+        neighbouring attempts is not modelled (the mean fidelity does not depend on it)."""
+        p = self.physics
+        if p.rounds_per_attempt == 2 or (p.phase_drift_rate == 0.0 and p.phase_residual == 0.0):
+            return np.ones(attempts.size)
+        u = self._uniform(attempts, 0, _OUTCOME, key=self._phase_key)
+        if p.phase_drift_rate > 0.0 and p.phase_stabilisation_period is None:
+            return np.cos(2.0 * np.pi * u)
+        variance = np.full(attempts.size, p.phase_residual ** 2)
+        if p.phase_drift_rate > 0.0:
+            assert p.phase_stabilisation_period is not None
+            start_s = attempts.astype(np.float64) * (p.attempt_period_ps * 1e-12)
+            variance += p.phase_drift_rate * np.mod(start_s, p.phase_stabilisation_period)
+        return np.cos(np.sqrt(variance) * ndtri(u + 2.0**-54))
+
+    def _uniform(self, attempts: IntArray, node: int, purpose: int,
+                 key: np.uint64 | None = None) -> npt.NDArray[np.float64]:
         """A uniform [0, 1) per (attempt, node, purpose), a hash of them and the stream's key
         (splitmix64): the same value whichever block, chunk or truth range asks for it."""
         x = attempts.astype(np.uint64) * np.uint64(4) + np.uint64(2 * node + purpose)
-        z = x * np.uint64(0x9E3779B97F4A7C15) + self._key
+        z = x * np.uint64(0x9E3779B97F4A7C15) + (self._key if key is None else key)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z ^= z >> np.uint64(31)
@@ -426,6 +501,14 @@ class LinkClicks:
         rpa, period = p.rounds_per_attempt, p.round_period_ps
         light = np.array(p.light_ps, np.int64)
         spread = p.arrival_time_spread_ps
+        duration = np.array(p.photon_duration_ps)
+        shaped = bool(duration.any())
+
+        def shape(nodes: IntArray) -> IntArray:
+            """Each photon's delay from its start (exponential, its node's time constant)."""
+            if not shaped:
+                return np.zeros(nodes.shape, np.int64)
+            return np.rint(rng.exponential(1.0, nodes.shape) * duration[nodes]).astype(np.int64)
         # Only attempts in which a node's photon reaches the station are drawn in detail:
         # where (sparse), then how many photons given that some did (the latent bright and
         # double-excitation draws of the others are made per attempt by the truth).
@@ -460,7 +543,7 @@ class LinkClicks:
             port = rng.integers(0, 2, one.size)
             seen = rng.random(one.size) < efficiency[port]
             round_no = first_round[one][seen] + slot
-            times.append(round_no * period + light[from_b[seen]]
+            times.append(round_no * period + light[from_b[seen]] + shape(from_b[seen])
                          + np.rint(rng.standard_normal(round_no.size) * spread).astype(np.int64))
             dets.append(port[seen])
             rounds.append(round_no)
@@ -480,7 +563,7 @@ class LinkClicks:
             valid = index < (ka_s + kb_s)[:, None]
             of_b = (index >= ka_s[:, None]).astype(np.int64)
             seen = valid & (rng.random((m, 4)) < efficiency[ports])
-            arrive = (round_no[:, None] * period + light[of_b]
+            arrive = (round_no[:, None] * period + light[of_b] + shape(of_b)
                       + np.rint(rng.standard_normal((m, 4)) * spread).astype(np.int64))
             for d in (0, 1):
                 mine = seen & (ports == d)
@@ -490,9 +573,34 @@ class LinkClicks:
                 dets.append(np.full(int(clicked.sum()), d, np.int64))
                 rounds.append(round_no[clicked])
                 signal.append(np.ones(int(clicked.sum()), bool))
-        # transducer noise photons: Poisson per node and round, in the signal's mode
         n_rounds = n * rpa
+        keys = [np.concatenate(rounds)]  # signal photons merge per round
+        for arm, rate in enumerate(self._noise_rate):
+            if rate is None or rate <= 0.0:
+                continue
+            # a steady flux: Poisson in the block's span (shifted by the arm's light time),
+            # uniform in time; it merges with a round's photons only inside its windows
+            span = n_rounds * period
+            count = int(rng.poisson(rate * span * 1e-12))
+            start = j * span + int(light[arm]) - period // 2
+            arrive = np.sort(rng.integers(start, start + span, count, dtype=np.int64))
+            port = rng.integers(0, 2, count)
+            seen = rng.random(count) < efficiency[port]
+            arrive, port = arrive[seen], port[seen]
+            round_no, inside = self._window_round(arrive, port)
+            times.append(arrive)
+            dets.append(port.astype(np.int64))
+            rounds.append(round_no)
+            signal.append(np.zeros(arrive.size, bool))
+            # outside every window: a click of its own (a key no round has)
+            # (keys need only be unique within the block: it is merged on its own)
+            keys.append(np.where(inside, round_no, -1 - np.arange(arrive.size)
+                                 - arm * (1 << 40)))
+        # transducer noise photons per mode (no conversion bandwidth): Poisson per node and
+        # round, in the signal's mode
         for arm, mean in enumerate(self._noise):
+            if self._noise_rate[arm] is not None:
+                continue
             count = int(rng.poisson(mean * n_rounds)) if mean > 0 else 0
             round_no = j * n_rounds + rng.integers(0, n_rounds, count)
             port = rng.integers(0, 2, count)
@@ -503,10 +611,30 @@ class LinkClicks:
             dets.append(port[seen].astype(np.int64))
             rounds.append(round_no[seen])
             signal.append(np.zeros(int(seen.sum()), bool))
+            keys.append(round_no[seen])
         clicks = _merge_per_round(np.concatenate(times), np.concatenate(dets),
-                                  np.concatenate(rounds), np.concatenate(signal))
+                                  np.concatenate(rounds), np.concatenate(signal),
+                                  np.concatenate(keys))
         return _AttemptBlock(clicks, (dark[0], dark[1]), (arrived[0], arrived[1]),
                              _genuine_fidelity(p, state))
+
+
+    def _window_round(self, times: IntArray, detectors: IntArray) -> tuple[IntArray, BoolArray]:
+        """(round, inside) per click time on its detector: the round of an arm window (the
+        truth's) it falls in, or (the round whose first arm's window is nearest, False) when
+        it falls in none."""
+        p = self.physics
+        period, lo, hi = p.round_period_ps, self._half[0], self._half[1]
+        centres = np.array(self._centres, np.int64)
+        found = np.zeros(times.size, bool)
+        out = (times - centres[detectors, 0] + period // 2) // period
+        for arm in (0, 1):
+            c = centres[detectors, arm]
+            r = (times - c + lo) // period
+            hit = ~found & (times < r * period + c + hi)
+            out = np.where(hit, r, out)
+            found |= hit
+        return out, found
 
 
 class _Tree:
@@ -589,16 +717,18 @@ def _genuine_fidelity(physics: LinkPhysics, detectors: DetectorState) -> float:
 
 
 def _merge_per_round(times: IntArray, dets: IntArray, rounds: IntArray,
-                     signal: BoolArray) -> tuple[_Clicks, _Clicks]:
-    """One click per (round, detector), at its earliest photon; signal if any photon was."""
+                     signal: BoolArray, keys: IntArray) -> tuple[_Clicks, _Clicks]:
+    """One click per (merge key, detector), at its earliest photon; signal if any photon
+    was. A key is a round (its photons, and noise in its windows) or unique (a noise photon
+    outside every window)."""
     out = []
     for d in (0, 1):
         sel = dets == d
-        t, r, s = times[sel], rounds[sel], signal[sel]
+        t, r, s, k = times[sel], rounds[sel], signal[sel], keys[sel]
         if t.size:
-            order = np.lexsort((t, r))
-            t, r, s = t[order], r[order], s[order]
-            starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+            order = np.lexsort((t, k))
+            t, r, s, k = t[order], r[order], s[order], k[order]
+            starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
             t, r, s = t[starts], r[starts], np.logical_or.reduceat(s, starts)
             order = np.argsort(t, kind="stable")
             t, r, s = t[order], r[order], s[order]

@@ -51,11 +51,19 @@ def noise_bandwidth(transducer: TransducerModel) -> float:
     return 0.5 * math.pi * transducer.mw_linewidth
 
 
-def incident_photon_rates(world: LabWorld, path: DetectionPath | None = None) -> PhotonRates:
-    """The world's photon rates at a detector behind `path` now (Hz), by contribution."""
+def incident_photon_rates(world: LabWorld, path: DetectionPath | None = None, *,
+                          channel: str | None = None) -> PhotonRates:
+    """The world's photon rates at a detector behind `path` now (Hz), by contribution.
+
+    `channel` names the detector whose path it is: in a realistic lab each path's efficiency
+    (fibre coupling, polarization at the detector) drifts on its own
+    (`LabWorld.detection_factor`), multiplying all three contributions.
+    """
     path = path or DetectionPath()
     m = world.transducer
     collection = path.collection_efficiency
+    if not world.ideal:
+        collection *= world.detection_factor(channel)
 
     signal = world.efficiency() * world.mw_photon_flux()
     band_centre_efficiency = m.efficiency(world.pump_power_at_device, world.pump_detuning, 0.0)

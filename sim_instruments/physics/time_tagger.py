@@ -11,8 +11,9 @@ Model and sources: docs/timing.md#1-time-tagger-model.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,6 +107,17 @@ class TimeTaggerModel:
     @property
     def n_channels(self) -> int:
         return len(self.channels)
+
+    def with_delay_offsets(self, offsets_ps: Sequence[int]) -> TimeTaggerModel:
+        """This tagger with each channel's hidden delay moved by `offsets_ps` (ps, one per
+        channel): the drift of cables and electronics in a realistic lab. All zero: itself."""
+        if len(offsets_ps) != self.n_channels:
+            raise ValueError(f"{len(offsets_ps)} delay offsets for {self.n_channels} channels")
+        if not any(offsets_ps):
+            return self
+        channels = tuple(dataclasses.replace(p, delay_ps=p.delay_ps + int(d))
+                         for p, d in zip(self.channels, offsets_ps, strict=True))
+        return dataclasses.replace(self, channels=channels)
 
     def capacity(self, start_ps: int, stop_ps: int) -> int:
         """Tags a block over [start_ps, stop_ps) can carry under the rate cap."""

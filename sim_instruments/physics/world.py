@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .clock import Clock, VirtualClock
+from .drift import DriftState, LabDrift
 from .fridge import FridgeModel
 from .photons import DetectionPath, incident_photon_rates
 from .transducer import PLANCK, SPEED_OF_LIGHT, TransducerModel
@@ -60,6 +61,9 @@ class LabWorld:
     seed: int = 0
     clock: Clock = field(default_factory=VirtualClock)
     settings: WorldSettings = field(default_factory=WorldSettings)
+    ideal: bool = True
+    """True: today's clean lab (exact instruments, no drift). False: the realistic lab, with
+    each instrument's data-sheet noise and accuracy and slow seeded drifts."""
 
     def __post_init__(self) -> None:
         self.pump = PumpLaser(wavelength=self.transducer.optical_resonance_wavelength)
@@ -70,6 +74,11 @@ class LabWorld:
         self._extra_heat_load = 0.0
         self._mxc_temperature = self.fridge.base_temperature
         self._t_last = self.clock.now()
+        self.pump_coupling = 1.0
+        """Pump power delivered to the device over the nominal, besides drift (a step fault:
+        `faults_world.drop_pump_coupling`)."""
+        # The drifts draw nothing until read, and only a realistic world reads them.
+        self.drift = LabDrift(self.rng, photorefractive=self.transducer.kind == "electro_optic")
 
     # -- randomness -----------------------------------------------------------------------
     def rng(self, consumer: str) -> np.random.Generator:
@@ -91,7 +100,20 @@ class LabWorld:
         dt = t - self._t_last
         if dt <= 0:
             return
-        absorbed = self.absorbed_pump_power
+        if self.ideal:
+            self._relax(dt, self.absorbed_pump_power)
+        else:
+            # The delivered pump drifts, held constant over each drift grid cell, so the
+            # exact relaxation per cell keeps the result independent of the read cadence.
+            nominal = self._nominal_pump_power()
+            for piece, factor in self.drift.pump_cells(self._t_last, t):
+                power = nominal * factor
+                self._relax(piece, self.transducer.absorbed_fraction * power)
+                self.drift.integrate(piece, power)
+        self._t_last = t
+
+    def _relax(self, dt: float, absorbed: float) -> None:
+        """Heating and mixing chamber after `dt` s under a constant absorbed power (W)."""
         m = self.transducer
         self._heating_fast = absorbed + (self._heating_fast - absorbed) * math.exp(
             -dt / m.heating_tau_fast
@@ -102,7 +124,6 @@ class LabWorld:
         self._mxc_temperature = self.fridge.relax(
             self._mxc_temperature, absorbed + self._extra_heat_load, dt
         )
-        self._t_last = t
 
     # -- inputs (instruments call these) ------------------------------------------------------
     def set_pump(
@@ -133,9 +154,18 @@ class LabWorld:
         self._extra_heat_load = watts
 
     # -- observables -------------------------------------------------------------------------
+    def _nominal_pump_power(self) -> float:
+        """Pump power at the device without drift, W (the coupling step fault applied)."""
+        if not self.pump.on:
+            return 0.0
+        return self.pump.power * self.pump_coupling  # x 1.0 is exact: ideal unchanged
+
     @property
     def pump_power_at_device(self) -> float:
-        return self.pump.power if self.pump.on else 0.0
+        """Pump power at the device, W; drifting with the fibre coupling in a realistic lab."""
+        if self.ideal:
+            return self._nominal_pump_power()
+        return self._nominal_pump_power() * self.drift.pump_factor(self.clock.now())
 
     @property
     def absorbed_pump_power(self) -> float:
@@ -143,12 +173,59 @@ class LabWorld:
 
     @property
     def pump_detuning(self) -> float:
-        """Pump laser frequency minus the optical resonance, Hz."""
-        return SPEED_OF_LIGHT / self.pump.wavelength - self.transducer.optical_resonance_frequency
+        """Pump laser frequency minus the optical resonance (as it has drifted), Hz."""
+        return SPEED_OF_LIGHT / self.pump.wavelength - self.optical_resonance_frequency()
 
     @property
     def mw_detuning(self) -> float:
-        return self.mw_drive.frequency - self.transducer.mw_resonance_frequency
+        """Microwave tone minus the microwave resonance (as it has drifted), Hz."""
+        return self.mw_drive.frequency - self.mw_resonance_frequency()
+
+    # -- drift (realistic lab only) ---------------------------------------------------------
+    def optical_resonance_frequency(self) -> float:
+        """The optical resonance now, Hz: the transducer's plus its drift (realistic lab)."""
+        if self.ideal:
+            return self.transducer.optical_resonance_frequency
+        self._integrate()  # the photorefractive shift follows the pump up to now
+        return (self.transducer.optical_resonance_frequency
+                + self.drift.optical_shift(self.clock.now()))
+
+    def mw_resonance_frequency(self) -> float:
+        """The microwave resonance now, Hz: the transducer's plus its drift."""
+        if self.ideal:
+            return self.transducer.mw_resonance_frequency
+        return self.transducer.mw_resonance_frequency + self.drift.mw_shift(self.clock.now())
+
+    def drifted_transducer(self) -> TransducerModel:
+        """The transducer as it is now: its resonances moved by the drifts (ideal: itself)."""
+        if self.ideal:
+            return self.transducer
+        return self.transducer.with_changes(
+            optical_resonance_wavelength=SPEED_OF_LIGHT / self.optical_resonance_frequency(),
+            mw_resonance_frequency=self.mw_resonance_frequency())
+
+    def detection_factor(self, channel: str | None = None) -> float:
+        """Efficiency of detection path `channel` over its nominal now (fibre coupling and
+        polarization drift); 1 in the ideal lab."""
+        if self.ideal:
+            return 1.0
+        return self.drift.detection_factor(channel or "default", self.clock.now())
+
+    def tagger_delay_drift_ps(self, tagger: str, tagger_input: int) -> int:
+        """How far the hidden delay of `tagger` input `tagger_input` (from 1) has drifted
+        now, whole ps; 0 in the ideal lab."""
+        if self.ideal:
+            return 0
+        return round(self.drift.tagger_delay_ps(f"{tagger}/input{tagger_input}",
+                                                self.clock.now()))
+
+    def drift_state(self) -> DriftState:
+        """Every drift now (all zero, factors 1, in the ideal lab)."""
+        if self.ideal:
+            return DriftState(time=self.now(), optical_shift=0.0, photorefractive_shift=0.0,
+                              mw_shift=0.0, pump_factor=1.0)
+        self._integrate()
+        return self.drift.state(self.clock.now())
 
     def efficiency(self) -> float:
         return self.transducer.efficiency(
@@ -181,10 +258,12 @@ class LabWorld:
         """Microwave photons per second arriving at the transducer (0 with the drive off)."""
         return self.mw_power_at_device() / (PLANCK * self.mw_drive.frequency)
 
-    def detector_photon_rate(self, path: DetectionPath | None = None) -> float:
+    def detector_photon_rate(self, path: DetectionPath | None = None,
+                             channel: str | None = None) -> float:
         """Photons/s incident on a detector behind `path`: converted signal, added noise and
-        pump leakage (see `photons.incident_photon_rates` for the formulas)."""
-        return incident_photon_rates(self, path).total
+        pump leakage (see `photons.incident_photon_rates` for the formulas). `channel` names
+        the detector (e.g. ``snspd/slot1``): its path's efficiency drifts on its own."""
+        return incident_photon_rates(self, path, channel=channel).total
 
     def optical_output_power(self) -> float:
         """Mean optical power at the power meter, W: converted signal plus leaked pump.
@@ -200,5 +279,6 @@ class LabWorld:
         return (signal + leak) * 10 ** (-s.optical_output_loss_db / 10)
 
     def mw_reflection(self, frequency: np.ndarray) -> np.ndarray:
-        """Noise-free S11 seen at the VNA port (the line is calibrated out)."""
-        return self.transducer.mw_reflection(frequency)
+        """Noise-free S11 seen at the VNA port (the line is calibrated out), of the
+        microwave mode as it has drifted."""
+        return self.drifted_transducer().mw_reflection(frequency)
