@@ -47,19 +47,29 @@ def bare_sub(port: int, key_dir: Path | None, name: str, out: str, stop: Any) ->
     context.term()
 
 
-def write_station_lab(path: Path, link: dict[str, Any], tagger_init: dict[str, float]) -> Path:
+def write_station_lab(path: Path, link: dict[str, Any], tagger_init: dict[str, float],
+                      real_port: int | None = None) -> Path:
     """A heralding-station lab at `path` (SIM900 SNSPDs on inputs 1, 2 of an ID1000 with
-    `tagger_init`), `link` as the world behind its tagger twin."""
+    `tagger_init`), `link` as the world behind its tagger twin; with `real_port`, ``real``
+    addresses on loopback ports from it (SNSPDs, tagger, its data-link service) for
+    ``sim serve`` and the real profile."""
     import yaml
 
+    snspd: dict[str, Any] = {"sim": "srs_sim900_quantum_opus"}
+    tagger: dict[str, Any] = {"sim": "idq_id1000"}
+    init: dict[str, Any] = dict(tagger_init)
+    if real_port is not None:
+        snspd["real"] = f"TCPIP0::127.0.0.1::{real_port}::SOCKET"
+        tagger["real"] = f"tcp://127.0.0.1:{real_port + 1}"
+        init["data_address"] = f"tcp://127.0.0.1:{real_port + 2}"
     document = {
         "qnetlab": {"simulation": {"seed": 1, "link": link},
                     "wiring": {"tagger": {1: "snspd.ch1", 2: "snspd.ch2"}}},
         "instruments": {
             "snspd": {"type": "qnetlab.drivers.quantum_opus.QuantumOpusSIM900",
-                      "address": {"sim": "srs_sim900_quantum_opus"}, "init": {"slots": [1, 2]}},
+                      "address": snspd, "init": {"slots": [1, 2]}},
             "tagger": {"type": "qnetlab.drivers.idquantique.IDQuantiqueID1000",
-                       "address": {"sim": "idq_id1000"}, "init": dict(tagger_init)},
+                       "address": tagger, "init": init},
         },
     }
     path.write_text(yaml.safe_dump(document))

@@ -136,7 +136,16 @@ SHORTEST_PERIOD = 0.25e-6
 """s: the shortest attempt period asked of the twin (4 MHz of sync tags)."""
 
 
-def twin_source(workdir: Path, tag: str, rate_hz: float) -> tuple[Any, Path, float]:
+def serve_twin(lab: Path, seconds: float, stop: Any) -> None:
+    """`qnetlab sim serve` of the station lab: its twins in a process of their own, as the
+    real tagger is a device of its own (the rehearsal's setup)."""
+    from qnetlab._serve import serve
+
+    serve(str(lab), control_port=None, clock="paced", max_seconds=seconds)
+
+
+def twin_source(workdir: Path, tag: str, rate_hz: float, real_port: int | None = None,
+                ) -> tuple[Any, Path, float]:
     """(the station's `TaggerSource`, the twin's truth file, the attempt period): a
     single-click link at 0 km whose heralds come at about `rate_hz` (alpha 0.1, collection
     1.0, the attempt period set for the rate, no shorter than `SHORTEST_PERIOD`), its windows
@@ -150,8 +159,12 @@ def twin_source(workdir: Path, tag: str, rate_hz: float) -> tuple[Any, Path, flo
     link: dict[str, Any] = {
         "scheme": "single_click", "attempt_period": 1e-6, "bright_state_population": 0.1,
         "sync_input": SYNC, "detector_inputs": list(DETECTORS), "seed": 20261206,
+        # the preset's device is Hz-class: this world's fires up to every 0.1 us; its 10 MHz
+        # band makes a ~16 ns photon, so 40 ns windows (as lab_configs/two_node_link.yaml)
         "nodes": {n: {"transducer": "bulk_eo_pulsed", "fibre_length_km": 0.0,
-                      "collection_efficiency": 1.0} for n in ("node_a", "node_b")},
+                      "collection_efficiency": 1.0, "repetition_limit": 1.0e7}
+                  for n in ("node_a", "node_b")},
+        "detection_window": 4.0e-8,
         "hom_visibility": 0.95, "arrival_time_spread": 5.0e-11,
     }
     probe = load_station(write_station_lab(workdir / f"{tag}_probe.yaml", link, STREAMING),
@@ -173,11 +186,12 @@ def twin_source(workdir: Path, tag: str, rate_hz: float) -> tuple[Any, Path, flo
     truth = workdir / f"{tag}_truth.npy"
     lab = write_station_lab(workdir / f"{tag}_station.yaml",
                             {**link, "attempt_period": period, "truth_file": str(truth)},
-                            STREAMING)
+                            STREAMING, real_port)
     settings = {f"snspd.ch{n}.bias_current": OPERATING_BIAS for n in (1, 2)}
     windows = dataclasses.replace(windows, round_period_ps=round(period * 1e12))
-    return (TaggerSource(lab=lab, windows=windows, attempt_period_s=period, settings=settings),
-            truth, period)
+    profile = "sim" if real_port is None else "real"
+    return (TaggerSource(lab=lab, windows=windows, attempt_period_s=period, settings=settings,
+                         profile=profile), truth, period)
 
 
 def _truth_check(plan: LabPlan, truth_path: Path) -> str:
@@ -299,6 +313,20 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _wait_for_port(port: int, timeout_s: float) -> None:
+    """Until something listens on loopback `port` (the served twin is up)."""
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+        time.sleep(0.05)
+
+
 def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
     period_ps = round(1e12 / rate_hz)
     slot_ps = round(args.slot * 1e12)
@@ -309,7 +337,8 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
     config = dataclasses.replace(config, key_dir=workdir / "keys", run_dir=workdir / "runs")
     epoch_ns = time.monotonic_ns()
     # The twin's lab opens inside the station process (~10 s here): measured after it.
-    warmup = args.warmup + (args.twin_start if args.source == "twin" else 0.0)
+    twin = args.source in ("twin", "served-twin")
+    warmup = args.warmup + (args.twin_start if twin else 0.0)
     total_s = warmup + args.seconds
     end_ns = epoch_ns + round((total_s + 0.5) * 1e9)
     tag = f"r{round(rate_hz)}"
@@ -328,12 +357,18 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
     load = os.getloadavg()[0]
     cpu: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
+        served = stack.enter_context(ProcessGroup())  # first in, stopped last
         ours = stack.enter_context(ProcessGroup())
         bare = stack.enter_context(ProcessGroup())
-        if args.source == "twin":
-            source, truth_path, attempt_period = twin_source(workdir, tag, rate_hz)
+        if twin:
+            real_port = free_port_run(3) if args.source == "served-twin" else None
+            source, truth_path, attempt_period = twin_source(workdir, tag, rate_hz, real_port)
             print(f"    twin: single-click at 0 km, attempt period {attempt_period * 1e6:.3g} "
-                  f"us", flush=True)
+                  f"us{'' if real_port is None else ', served by its own process'}",
+                  flush=True)
+            if real_port is not None:
+                served.start("twin", serve_twin, source.lab, total_s + 90)
+                _wait_for_port(real_port + 1, 30.0)
         else:
             source = functools.partial(PeriodicHeralds, period_ps, epoch_ns=epoch_ns,
                                        slots=ours_slots)
@@ -356,7 +391,7 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
     found = _ours_outcome(plan, (round(window_s[0] * 1e12), round(window_s[1] * 1e12)))
     if args.keep:
         print(f"    run files: {plan.run_dir}")
-    if args.source == "twin":
+    if twin:
         print("    " + _truth_check(plan, truth_path))
     return Outcome(rate_hz, found["heralded"], found["delivered"], found["expired"],
                    found["lost"], found["why"], found["agree"], found["contradictions"],
@@ -412,10 +447,13 @@ def main() -> None:
     parser.add_argument("--gather", type=float, default=None,
                         help="s the orchestrator waits after a wake before taking messages "
                              "(default: its own)")
-    parser.add_argument("--source", choices=("periodic", "twin"), default="periodic",
+    parser.add_argument("--source", choices=("periodic", "twin", "served-twin"),
+                        default="periodic",
                         help="ours' herald source: the test signal, or the tagger twin with a "
-                             "simulated single-click link (sim profile; heralds all the time, "
-                             "not in slots)")
+                             "simulated single-click link (heralds all the time, not in "
+                             "slots): in the station process (twin: the sim profile) or "
+                             "served by `sim serve` in a process of its own and read over "
+                             "real transports (served-twin: the rehearsal, as hardware)")
     parser.add_argument("--twin-start", type=float, default=12.0,
                         help="s added to the warm-up with --source twin (its lab opens in "
                              "the station process first)")

@@ -39,8 +39,12 @@ def station_yaml(folder: Path, scheme: str, round_period: float, truth: bool) ->
         "scheme": scheme, "attempt_period": round_period * rounds,
         "bright_state_population": 0.05, "sync_input": SYNC,
         "detector_inputs": list(DETECTORS), "seed": 20261201,
+        # the preset's device is Hz-class: this world's fires up to every 0.1 us; its 10 MHz
+        # band makes a ~16 ns photon, so 40 ns windows (as lab_configs/two_node_link.yaml)
         "nodes": {n: {"transducer": "bulk_eo_pulsed", "fibre_length_km": 2.0,
-                      "collection_efficiency": 0.5} for n in ("node_a", "node_b")},
+                      "collection_efficiency": 0.5, "repetition_limit": 1.0e7}
+                  for n in ("node_a", "node_b")},
+        "detection_window": 4.0e-8,
         "hom_visibility": 0.95, "arrival_time_spread": 5.0e-11,
     }
     if truth:

@@ -217,6 +217,22 @@ def test_the_merge_horizon_waits_for_inputs_running_behind_but_not_for_silent_on
     assert horizon(driver, 100e9, {1: 70e9, 3: 100e9}, {1}) == 98e9
 
 
+def test_an_input_not_yet_heard_holds_the_first_blocks_back_but_not_for_ever():
+    from types import SimpleNamespace
+
+    from qnetlab.drivers.idquantique.id1000 import IDQuantiqueID1000
+
+    driver = SimpleNamespace(stream_latency_s=0.002)
+    silent = IDQuantiqueID1000._silent
+    inputs = {1: None, 2: None, 3: None}
+    heard = {1: 99.9995, 2: 99.990, 3: -np.inf}  # 1 just now, 2 10 ms ago, 3 never
+    # 5 ms into the recording the sync input (3) may still be on its way: it holds
+    assert silent(driver, inputs, set(), heard, 0.005, 100.0) == {2}
+    # after 10 latencies an input never heard is a dark one: it holds nothing
+    assert silent(driver, inputs, set(), heard, 0.021, 100.0) == {2, 3}
+    assert silent(driver, inputs, {1}, heard, 0.021, 100.0) == {1, 2, 3}
+
+
 def test_the_tagger_stamps_its_recording_start_and_reads_loss_counters_slowly(tmp_path):
     """A 0.3 s recording in 1 ms blocks: `recording_started` is set at REC:PLAY, the blocks
     are sorted and consecutive, and RAW<n>:ERRORS? is asked every `error_check_interval_s`

@@ -336,7 +336,7 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                         loss_windows.append((emitted_to, max(latest, emitted_to)))
             horizon = np.inf if done else max(emitted_to, self._horizon(
                 min((now - t_play) * 1e12, latest), fronts,
-                {n for n in sockets if n in ended or now - heard[n] > self.stream_latency_s}))
+                self._silent(sockets, ended, heard, now - t_play, now)))
             block = self._cut(pending, horizon, index)
             overflow = any(lo <= horizon and hi >= emitted_to for lo, hi in loss_windows)
             loss_windows = [(lo, hi) for lo, hi in loss_windows if hi >= horizon]
@@ -354,6 +354,16 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                     f"the stream of input(s) {missing} within {self.stream_end_timeout_s} s "
                     "of the recording's end. Check the service is running and RAW<n>:SEND "
                     "is ON")
+
+    def _silent(self, inputs: Mapping[int, Any], ended: set[int], heard: dict[int, float],
+                since_play_s: float, now: float) -> set[int]:
+        """Inputs that hold no block back: ended, or nothing heard for the stream latency;
+        an input not yet heard at all waits out the recording's first 10 latencies (its
+        first tags may come a while after another input's: they are still the first)."""
+        latency = self.stream_latency_s
+        return {n for n in inputs
+                if n in ended or (now - heard[n] > latency
+                                  and (heard[n] > -np.inf or since_play_s > 10 * latency))}
 
     def _horizon(self, front: float, fronts: dict[int, int], silent: set[int]) -> float:
         """Tags before this (ps) may be handed on: the stream's `front` less the stream
