@@ -208,6 +208,7 @@ class LabSequence(ABC, Generic[OptionsT]):
                 ds.add_metadata(OPTIONS, json.dumps(_options_json(self.options)))
                 ds.add_metadata(STATUS, json.dumps("running"))
                 guard = PumpGuard(station, **self.interlock_guard)
+                guard.on_note = progress.note
                 self.restorer = Restorer()
                 writer = _Writer(saver)
                 try:

@@ -22,6 +22,7 @@ same way and retried once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -75,6 +76,9 @@ class PumpGuard:
         self.timeout, self.poll_period, self.resume_fraction = (timeout, poll_period,
                                                                 resume_fraction)
         self.events: list[InterlockEvent] = []
+        self.on_note: Callable[[str], None] | None = None
+        """Told when the guard pauses and resumes a run (the progress bar's `note`): a run
+        that waits for the fridge says why, instead of freezing its bar."""
         self._watches = _pump_watches(station)
 
     @property
@@ -94,6 +98,11 @@ class PumpGuard:
         assert setup is not None  # _pump_watches is empty without a setup
         pump_was_on = bool(setup.pump_on.get())
         setup.pump_on.set(False)  # always allowed: switching off is the safe direction
+        unit = watch.sensor.unit
+        self._note(f"PAUSED before {label}: interlock '{watch.name}': "
+                   f"{watch.sensor.full_name} {reading:g} {unit} > {watch.maximum:g} {unit}; "
+                   f"pump off, waiting up to {self.timeout:g} s for "
+                   f"{self.resume_fraction * watch.maximum:g} {unit}")
         waited, value = 0.0, reading
         while value > self.resume_fraction * watch.maximum and waited < self.timeout:
             step_s = min(self.poll_period, self.timeout - waited)
@@ -103,7 +112,12 @@ class PumpGuard:
         recovered = value <= self.resume_fraction * watch.maximum
         self.events.append(InterlockEvent(watch.name, step, label, reading, watch.maximum,
                                           waited, "resumed" if recovered else "stopped"))
-        if not recovered:
+        if recovered:
+            self._note(f"RESUMED after {waited:g} s: {watch.sensor.full_name} {value:g} {unit}"
+                       + ("; pump on again" if pump_was_on else ""))
+        else:
+            self._note(f"STOPPED: {watch.sensor.full_name} still {value:g} {unit} after "
+                       f"{waited:g} s")
             raise InterlockTimeoutError(
                 f"interlock '{watch.name}': {watch.sensor.full_name} read {reading:g} "
                 f"{watch.sensor.unit} (maximum {watch.maximum:g}) and was still {value:g} after "
@@ -111,6 +125,11 @@ class PumpGuard:
                 f"recover, lower the pump power, or raise the guard's timeout")
         if pump_was_on:
             setup.pump_on.set(True)
+
+
+    def _note(self, message: str) -> None:
+        if self.on_note is not None:
+            self.on_note(message)
 
 
 def _pump_watches(station: LabStation) -> list[_Watch]:

@@ -161,3 +161,27 @@ def test_a_failing_finish_is_raised_after_the_data_are_saved(station: LabStation
     stored = load_run(seq.last_run.run_id, tmp_path / "lab.db")
     assert stored.data["step"].tolist() == [0, 1, 2]
     assert "pump laser" in stored.metadata["finish_error"]
+
+
+def test_a_paused_run_says_so_on_its_progress_and_when_it_resumes(
+        station: LabStation, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    seq = _PumpAndRead(heat_at_step=2, recover_after=60.0)
+    result = seq.run(station, tmp_path / "lab.db")
+    assert result.status == "completed"
+    err = capfd.readouterr().err
+    paused = [line for line in err.splitlines() if "PAUSED" in line]
+    resumed = [line for line in err.splitlines() if "RESUMED" in line]
+    assert len(paused) == 1 and len(resumed) == 1, err
+    assert "before step 2" in paused[0] and "no_pump_on_warm_fridge" in paused[0]
+    assert " K > " in paused[0] and "pump off" in paused[0]
+    assert "pump on again" in resumed[0]
+    # the pause comes between the progress lines of the steps around it
+    lines = err.splitlines()
+    assert lines.index(paused[0]) < lines.index(resumed[0])
+
+
+def test_a_fridge_that_does_not_recover_says_stopped(station: LabStation, tmp_path: Path,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    _PumpAndRead(heat_at_step=2).run(station, tmp_path / "lab.db")
+    err = capfd.readouterr().err
+    assert "PAUSED before step 2" in err and "STOPPED:" in err and "RESUMED" not in err

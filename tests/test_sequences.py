@@ -171,7 +171,9 @@ def test_quiet_prints_nothing_and_the_default_shows_progress(
     MicrowaveResonanceScan(center=8.0e9, span=60e6, points=101, segments=5).run(
         station, tmp_path / "lab.db")
     out, err = capfd.readouterr()
-    assert "5/5" in err and "microwave_resonance_scan [" in err
+    # not a terminal: a plain line per step, with the time taken and left, no \r frames
+    assert "microwave_resonance_scan: 5/5" in err and "\r" not in err
+    assert "elapsed" in err and "left]" in err
 
 
 def test_options_are_checked() -> None:

@@ -111,7 +111,7 @@ def test_signal_mid_run_turns_pump_off_and_keeps_the_points(served_bench, tmp_pa
     run = _qnetlab("run", "efficiency_map", str(config), "--profile", "real", "--db", str(db),
                    "--set", "powers=8", "--set", "settle_time=1.0")
     # Measuring, with at least one step (its points) done: the pump is on.
-    run.wait_for(r"efficiency_map \[[#.]+\] [1-7]/8")
+    run.wait_for(r"efficiency_map: [1-7]/8")
     os.kill(run.proc.pid, getattr(signal, signame))
     assert run.finish() == 130, run.text
 
@@ -134,7 +134,7 @@ def test_sigterm_mid_characterization_writes_the_report_and_says_where(tmp_path)
     db = tmp_path / "lab.db"
     characterize = _qnetlab("characterize", str(BENCH_CONFIG), "--db", str(db))
     # The in-process simulated lab; the signal comes with steps still to run.
-    characterize.wait_for(r"efficiency_map \[")
+    characterize.wait_for(r"efficiency_map: ")
     os.kill(characterize.proc.pid, signal.SIGTERM)
     assert characterize.finish() == 130, characterize.text
     err = characterize.text["err"]
