@@ -139,9 +139,9 @@ SHORTEST_PERIOD = 0.25e-6
 def serve_twin(lab: Path, seconds: float, stop: Any) -> None:
     """`qnetlab sim serve` of the station lab: its twins in a process of their own, as the
     real tagger is a device of its own (the rehearsal's setup)."""
-    from qnetlab._serve import serve
+    from qnetlab.cli import main
 
-    serve(str(lab), control_port=None, clock="paced", max_seconds=seconds)
+    main(["sim", "serve", str(lab), "--max-seconds", f"{seconds:g}"])
 
 
 def twin_source(workdir: Path, tag: str, rate_hz: float, real_port: int | None = None,

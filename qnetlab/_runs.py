@@ -1,4 +1,5 @@
-"""`qnetlab run SEQUENCE CONFIG` and `qnetlab analyze RUN_ID`: one sequence, one analysis."""
+"""`qnetlab run SEQUENCE CONFIG`, `qnetlab analyze RUN_ID` and `qnetlab runs`: one sequence,
+one analysis, and what a database holds."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import contextlib
 import io
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,13 @@ EXIT_OK, EXIT_BAD_VERDICT = 0, 1
 
 def add_parser(verbs: Any) -> None:
     run = verbs.add_parser(
-        "run", help="run one sequence on a station and analyze it",
+        "run", help="run one sequence on a station and analyze it", add_help=False,
         description="Run one sequence on a station, store its dataset in the lab database, "
-                    "analyze it and print the verdict. Exit code 1 if the verdict is bad.",
+                    "analyze it and print the verdict. Exit code 1 if the verdict is bad. "
+                    "`qnetlab run SEQUENCE --help` lists the sequence's options.",
     )
+    run.add_argument("-h", "--help", action=_SequenceHelp,
+                     help="show this help, or with a SEQUENCE its options, and exit")
     run.add_argument("sequence", help="sequence name, e.g. microwave_resonance_scan "
                                       "(`qnetlab run list` lists them)")
     run.add_argument("config", nargs="?", help="station YAML")
@@ -39,6 +44,45 @@ def add_parser(verbs: Any) -> None:
     where.add_argument("--db", type=Path, help="the lab database (.db)")
     where.add_argument("--config", help="station YAML whose qnetlab.database to use")
     analyze.set_defaults(handler=_analyze)
+
+    runs = verbs.add_parser(
+        "runs", help="list the runs of a lab database",
+        description="List every run of a lab database: id, sequence, start, status and the "
+                    "stored analysis's verdict (`qnetlab analyze ID --db DB` re-runs one).",
+    )
+    where = runs.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", type=Path, help="the lab database (.db)")
+    where.add_argument("--config", help="station YAML whose qnetlab.database to use")
+    runs.set_defaults(handler=_runs)
+
+
+class _SequenceHelp(argparse.Action):
+    """``--help``: the parser's help, or, after a sequence name, that sequence's options."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, help=kwargs.get("help"))
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        name = getattr(namespace, "sequence", None)
+        if name is None or name == "list":
+            parser.print_help()
+            parser.exit()
+        from qnetlab.sequences.catalogue import describe, option_rows
+        from qnetlab.sequences.registry import sequence_class
+
+        try:
+            cls = sequence_class(name)
+        except ValueError as exc:
+            parser.exit(2, f"qnetlab: {exc}\n")
+        print(f"usage: qnetlab run {name} CONFIG [--set NAME=VALUE ...]\n\n{describe(cls)}\n\n"
+              "options (SI units; lists comma-separated):")
+        for option, kind, default, meaning in option_rows(cls.options_class):
+            print(f"  {option} ({kind}, default {default})")
+            print(textwrap.fill(meaning, 92, initial_indent=" " * 6,
+                                subsequent_indent=" " * 6))
+        parser.exit()
 
 
 def add_station_options(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +144,10 @@ def _run(args: argparse.Namespace) -> int:
     from qnetlab.sequences.registry import parse_options, sequence_class, sequence_names
 
     if args.sequence == "list":
-        print("\n".join(sequence_names()))
+        from qnetlab.sequences.catalogue import describe
+
+        print(table([[name, describe(sequence_class(name))] for name in sequence_names()],
+                    ["sequence", "what it does"]))
         return EXIT_OK
     try:
         cls = sequence_class(args.sequence)
@@ -127,6 +174,23 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_BAD_VERDICT
     print_result(result.analysis)
     return EXIT_OK if result.analysis.verdict.good else EXIT_BAD_VERDICT
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from qnetlab.instruments.lab_config import load_config
+    from qnetlab.sequences.catalogue import run_rows
+
+    db = args.db if args.db is not None else database_for(load_config(args.config), None)
+    try:
+        rows = run_rows(db)
+    except FileNotFoundError as exc:
+        print(f"qnetlab: {exc}; give the lab database with --db (or its config with --config)",
+              file=sys.stderr)
+        return 2
+    print(f"{db}: {len(rows)} run(s)")
+    if rows:
+        print(table(rows, ["id", "sequence", "started", "status", "verdict"]))
+    return EXIT_OK
 
 
 def _analyze(args: argparse.Namespace) -> int:
