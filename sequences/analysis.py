@@ -117,10 +117,9 @@ class FitValue:
         return FitValue.combined(self.value, self.stat, math.hypot(self.sys, sys), self.unit)
 
     def __str__(self) -> str:
-        if self.sys:
-            return (f"{self.value:.6g} ± {self.stat:.2g} (stat) ± {self.sys:.2g} (sys) "
-                    f"{self.unit}").rstrip()
-        return f"{self.value:.6g} ± {self.stderr:.2g} {self.unit}".rstrip()
+        from .si import format_fit
+
+        return format_fit(self.value, self.stderr, self.unit, self.sys)
 
 
 @dataclass
@@ -144,6 +143,12 @@ class AnalysisResult:
     tables: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     """Derived per-point results a report shows as a table, column-oriented:
     table name -> column name (with its unit, e.g. 'pump_power (W)') -> values."""
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the verdict as a badge, the values with their errors, the figures."""
+        from .report import analysis_html
+
+        return analysis_html(self)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

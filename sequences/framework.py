@@ -116,6 +116,13 @@ class RunResult:
     def interrupted(self) -> bool:
         return self.status == "interrupted"
 
+    def _repr_html_(self) -> str:
+        """In a notebook: status, where it stopped, interlock pauses, and its analysis."""
+        from .report import run_html
+
+        name = self.analysis.sequence if self.analysis is not None else "run"
+        return run_html(self, f"{name} {self.run_id} ({self.db_path.name})")
+
 
 class LabSequence(ABC, Generic[OptionsT]):
     """Base of every sequence. Subclasses set `name`, `options_class`, `analysis_class`."""

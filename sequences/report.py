@@ -141,6 +141,32 @@ def _section_html(section: ReportSection) -> str:
     return "".join(parts) + "</section>"
 
 
+_FRAGMENT_STYLE = (
+    "<style>.qnetlab-result table {border-collapse: collapse; margin: 0.3rem 0;} "
+    ".qnetlab-result th, .qnetlab-result td {border: 1px solid #ccc; padding: 0.1rem 0.4rem; "
+    "text-align: left;} .qnetlab-result .good {background: #2a7; color: white; "
+    "padding: 0.1rem 0.4rem; border-radius: 0.2rem;} .qnetlab-result .bad {background: #c33; "
+    "color: white; padding: 0.1rem 0.4rem; border-radius: 0.2rem;} .qnetlab-result .stop "
+    "{color: #a50;} .qnetlab-result img {max-width: 40rem;}</style>")
+
+
+def run_html(run: RunResult, title: str) -> str:
+    """One run as an HTML fragment that styles itself (a notebook's repr of a result)."""
+    return (f"{_FRAGMENT_STYLE}<div class='qnetlab-result'>"
+            f"{_section_html(ReportSection(title, run))}</div>")
+
+
+def analysis_html(analysis: AnalysisResult) -> str:
+    """An analysis result as an HTML fragment: verdict badge, values, tables, figures."""
+    e = html.escape
+    parts = [f"<p><b>{e(analysis.sequence)}</b> run {analysis.run_id}: "
+             f"{_badge(analysis.verdict.good)} {e(str(analysis.verdict))}</p>",
+             _values_html(analysis)]
+    parts += [_table_html(name, table) for name, table in analysis.tables.items()]
+    parts += [_figure_html(Path(path)) for path in analysis.figures]
+    return f"{_FRAGMENT_STYLE}<div class='qnetlab-result'>{''.join(parts)}</div>"
+
+
 def _values_html(analysis: AnalysisResult) -> str:
     e = html.escape
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>"

@@ -37,6 +37,10 @@ from qnetlab.sequences.transducer.added_noise import AddedNoiseScan
 from qnetlab.sequences.transducer.bench import DB_TO_LN
 from qnetlab.sequences.transducer.characterization import _covariance, _pump_power_sys
 from qnetlab.sequences.transducer.efficiency import EfficiencyMap
+from qnetlab.sequences.transducer.efficiency_fits import (
+    instrument_efficiency_relative_error,
+    pump_power_relative_error,
+)
 from qnetlab.sequences.transducer.fridge_load import FridgeLoadScan
 from qnetlab.sequences.transducer.operating_point import (
     EfficiencyModel,
@@ -163,7 +167,8 @@ def test_ideal_lab_with_exact_constants_is_unchanged_and_errors_add_only_sys(
         tmp_path: Path) -> None:
     """The same data (ideal lab, same seed) analysed with exact and with uncertain constants:
     the values and their statistical errors agree exactly; the systematic error is eta's
-    scale error from the two losses, (ln 10 / 10) sqrt(0.2^2 + 0.1^2) = 5.1 %."""
+    scale error from the two losses, (ln 10 / 10) sqrt(0.2^2 + 0.1^2) = 5.1 %, on top of the
+    instruments' data-sheet scale errors, which both carry alike."""
     results = {}
     for label, setup in (("exact", EXACT), ("stated", {})):
         with open_station(tmp_path / label, **setup) as station:
@@ -173,11 +178,16 @@ def test_ideal_lab_with_exact_constants_is_unchanged_and_errors_add_only_sys(
         results[label] = run.analysis.values
     exact, stated = results["exact"], results["stated"]
     rel = DB_TO_LN * math.hypot(0.2, 0.1)
+    instrument = {"eta_max": instrument_efficiency_relative_error(),
+                  "low_power_slope": math.hypot(instrument_efficiency_relative_error(),
+                                                pump_power_relative_error())}
     for name in ("eta_max", "low_power_slope"):
-        assert exact[name].sys == 0
+        assert exact[name].sys == pytest.approx(instrument[name] * exact[name].value,
+                                                rel=1e-12)
         assert stated[name].value == exact[name].value
-        assert stated[name].stat == pytest.approx(exact[name].stderr, rel=1e-12)
-        assert stated[name].sys == pytest.approx(rel * stated[name].value, rel=1e-12)
+        assert stated[name].stat == pytest.approx(exact[name].stat, rel=1e-12)
+        assert stated[name].sys == pytest.approx(math.hypot(rel, instrument[name])
+                                                 * stated[name].value, rel=1e-12)
         assert stated[name].stderr == pytest.approx(math.hypot(stated[name].stat,
                                                                stated[name].sys))
     for name in ("pump_power_at_unit_cooperativity", "cooperativity_slope"):
@@ -213,7 +223,9 @@ def test_a_line_off_its_stated_value_is_covered_by_the_sys_error(tmp_path: Path)
     a = run.analysis
     assert a is not None and a.verdict.good, a
     eta, true = a.values["eta_max"], MODEL.external_efficiency
-    assert eta.sys == pytest.approx(DB_TO_LN * 1.0 * eta.value)
+    assert eta.sys == pytest.approx(math.hypot(DB_TO_LN * 1.0,
+                                               instrument_efficiency_relative_error())
+                                    * eta.value)
     # The flux was 0.7 dB lower than assumed: eta_meas / eta_true = 10^(-0.07).
     assert eta.value / true == pytest.approx(10 ** -0.07, rel=1e-4)
     assert abs(eta.value - true) / eta.stderr < Z, eta
@@ -269,14 +281,14 @@ def test_fit_value_keeps_stat_and_sys_through_json_and_prints_both() -> None:
     v = FitValue.combined(0.087, 0.002, 0.004, "")
     assert v.stderr == pytest.approx(math.hypot(0.002, 0.004))
     assert v.stat == pytest.approx(0.002) and v.sys == 0.004
-    assert str(v) == "0.087 ± 0.002 (stat) ± 0.004 (sys)"
+    assert str(v) == "0.0870 ± 0.0020 (stat) ± 0.0040 (sys)"
     result = AnalysisResult("x", 1, {"eta": v}, Verdict.ok())
     back = AnalysisResult.from_json(json.loads(json.dumps(result.to_json())))
     assert back.values["eta"] == v
     summary = Report("t", Path("lab.db"), True, "good", summary={"eta": v}).to_json()["summary"]
     assert summary["eta"]["stat"] == pytest.approx(0.002) and summary["eta"]["sys"] == 0.004
     plain = FitValue(1.0, 0.1)
-    assert plain.stat == 0.1 and plain.sys == 0 and str(plain) == "1 ± 0.1"
+    assert plain.stat == 0.1 and plain.sys == 0 and str(plain) == "1.00 ± 0.10"
 
 
 def test_the_operating_point_takes_the_combined_errors() -> None:
