@@ -183,6 +183,20 @@ def test_check_state_rules(lab: Any) -> None:
     assert not ok and why.startswith("stale")
 
 
+
+def test_a_session_logs_each_state_in_words_not_a_bare_fail(lab: Any) -> None:
+    graph, _world, ctx, clock = lab
+    cold = Maintainer(graph, ctx)
+    cold.maintain_all()
+    states = {a.node: a.outcome for a in cold.log if a.operation == "check_state"}
+    assert states and set(states.values()) == {"never calibrated"}
+    clock.t += 3601  # past mw's timeout only
+    warm = Maintainer(graph, ctx)
+    warm.maintain_all()
+    states = {a.node: a.outcome for a in warm.log if a.operation == "check_state"}
+    assert states["mw"] == "stale" and "fail" not in states.values()
+
+
 def test_bad_data_walks_back_through_the_dependencies(lab: Any) -> None:
     graph, world, ctx, clock = lab
     Maintainer(graph, ctx).maintain_all()

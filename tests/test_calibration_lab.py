@@ -123,8 +123,11 @@ def test_a_day_later_maintain_finds_a_drift_through_the_cheap_checks(
     assert session.maintain_all(), [str(a) for a in session.log]
     assert f"{LAB}.optical_resonance" in session.recalibrated
     # Every node whose timeout had passed was checked; only the drifted chain recalibrated.
-    stale = {a.node for a in session.log if a.operation == "check_state" and a.outcome == "fail"}
+    stale = {a.node for a in session.log if a.operation == "check_state" and a.outcome == "stale"}
     assert stale and stale <= {a.node for a in session.log if a.operation == "check_data"}
+    # the state says what it is, never a bare "fail"
+    assert {a.outcome for a in session.log if a.operation == "check_state"} <= {
+        "pass", "stale", "dependency changed", "dependency not fresh"}
     assert set(session.recalibrated) <= {f"{LAB}.optical_resonance",
                                          *GRAPH.descendants(f"{LAB}.optical_resonance")}
 

@@ -51,26 +51,35 @@ class Maintainer:
     # -- the operations -----------------------------------------------------------------------
     def check_state(self, name: str) -> tuple[bool, str]:
         """(passes, why) without measuring anything."""
+        ok, _, why = self._state(name)
+        return ok, why
+
+    def _state(self, name: str) -> tuple[bool, str, str]:
+        """(passes, the state in a word or two, why): 'fresh', 'never calibrated', 'last
+        attempt failed', 'stale', 'dependency changed' or 'dependency not fresh'."""
         node = self.graph[name]
         store = self.ctx.store(node.scope)
         last = store.last_calibration(name)
         if last is None:
-            return False, "never calibrated"
+            return False, "never calibrated", "never calibrated"
         latest = store.last_event(name)
         if latest is not None and latest.id != last.id and latest.failed:
-            return False, f"last {latest.operation} was {latest.outcome} ({latest.detail})"
+            return (False, "last attempt failed",
+                    f"last {latest.operation} was {latest.outcome} ({latest.detail})")
         age = self.ctx.now() - last.time
         if age > node.timeout:
-            return False, f"stale: calibrated {age:.0f} s ago, timeout {node.timeout:.0f} s"
+            return (False, "stale",
+                    f"stale: calibrated {age:.0f} s ago, timeout {node.timeout:.0f} s")
         for dep in node.depends_on:
             dep_node = self.graph[dep]
             dep_last = self.ctx.store(dep_node.scope).last_calibration(dep)
             if dep_last is not None and _later(dep_last, last, dep_node.scope == node.scope):
-                return False, f"dependency {dep} was recalibrated since"
+                return False, "dependency changed", f"dependency {dep} was recalibrated since"
             ok, why = self.check_state(dep)
             if not ok:
-                return False, f"dependency {dep}: {why}"
-        return True, f"calibrated {age:.0f} s ago, within its {node.timeout:.0f} s timeout"
+                return False, "dependency not fresh", f"dependency {dep}: {why}"
+        return (True, "fresh",
+                f"calibrated {age:.0f} s ago, within its {node.timeout:.0f} s timeout")
 
     def check_data(self, name: str, reason: str) -> DataResult:
         if name in self._checked:
@@ -141,8 +150,8 @@ class Maintainer:
             self._skip(name, f"dependency {', '.join(failed)} is not good")
             self._maintained[name] = False
             return False
-        ok, why = self.check_state(name)
-        self._log(name, "check_state", "pass" if ok else "fail", reason, why)
+        ok, state, why = self._state(name)
+        self._log(name, "check_state", "pass" if ok else state, reason, why)
         if ok:
             self.states.setdefault(name, "good")
             self._maintained[name] = True
