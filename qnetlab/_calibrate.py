@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._format import format_fit, format_value
 from ._runs import quiet_output
 
 EXIT_OK, EXIT_BAD = 0, 1
@@ -191,6 +192,33 @@ def _bringup(args: argparse.Namespace) -> int:
     return EXIT_OK if report.good else EXIT_BAD
 
 
+def calibrated_values(maintainer: Any) -> tuple[list[str], list[list[str]]]:
+    """Every current calibrated value of the session's labs: value with its error, the node
+    that measured it, its age against the node's timeout, and the node's state now."""
+    ctx, graph = maintainer.ctx, maintainer.graph
+    now = ctx.now()
+    rows = []
+    for scope in ctx.scopes:
+        for name, v in ctx.store(scope).current_values().items():
+            timeout = graph[v.node].timeout if v.node in graph.nodes else None
+            shown = (format_fit(v.value, v.stderr, v.unit) if v.stderr
+                     else format_value(v.value, v.unit))
+            rows.append([scope, name, shown, v.node, _age(now - v.time),
+                         "" if timeout is None else _age(timeout),
+                         maintainer.states.get(v.node, "")])
+    return ["lab", "value", "now", "measured by", "age", "timeout", "state"], rows
+
+
+def _age(seconds: float) -> str:
+    """3 d 4 h, 2 h 5 min, 12 min, 40 s."""
+    s = max(0, round(seconds))
+    for unit, size, sub, subsize in (("d", 86400, "h", 3600), ("h", 3600, "min", 60)):
+        if s >= size:
+            rest = (s % size) // subsize
+            return f"{s // size} {unit}" + (f" {rest} {sub}" if rest else "")
+    return f"{s // 60} min" if s >= 60 else f"{s} s"
+
+
 def _report(config: Any, db: Path, maintainer: Any, lines: list[str], figure: Path,
             delivery: Any, calibrated: float, total: float) -> Any:
     from qnetlab.sequences.analysis import FitValue
@@ -205,7 +233,9 @@ def _report(config: Any, db: Path, maintainer: Any, lines: list[str], figure: Pa
         for name in ("transducer_efficiency", "transducer_added_noise"):
             value = store.current(name)
             if value is not None:
-                summary[f"{lab} {name}"] = FitValue(value.value, 0.0, value.unit)
+                summary[f"{lab} {name}"] = (
+                    FitValue(value.value, value.stderr, value.unit) if value.stderr
+                    else format_value(value.value, value.unit))
     if delivery is not None:
         r = delivery.report
         summary["pairs delivered"] = f"{r.delivered} of {r.requested}, both nodes agree: " \
@@ -233,4 +263,5 @@ def _report(config: Any, db: Path, maintainer: Any, lines: list[str], figure: Pa
                   verdict=verdict, summary=summary, sections=sections, figures=[figure],
                   notes=lines + ([] if delivery is None else delivery.text.splitlines()),
                   extra={"states": maintainer.states},
+                  tables={"Calibrated values now": calibrated_values(maintainer)},
                   name=f"bringup_{time.strftime('%Y%m%d-%H%M%S')}")

@@ -48,6 +48,9 @@ class Report:
     """Figures of the whole report (PNG), shown after the summary."""
     notes: list[str] = field(default_factory=list)
     """Lines shown after the summary (e.g. what a calibration session did, and why)."""
+    tables: dict[str, tuple[list[str], list[list[str]]]] = field(default_factory=dict)
+    """Titled tables (header, rows of text) shown after the summary, e.g. the calibrated
+    values with their errors and ages."""
 
     name: str = ""
     """File name stem of the report; default ``<database>_report_run<first run id>``."""
@@ -74,6 +77,8 @@ class Report:
             "database": str(self.db_path), "good": self.good, "verdict": self.verdict,
             "summary": {k: _json_value(v) for k, v in self.summary.items()},
             "notes": self.notes, "figures": [str(f) for f in self.figures],
+            "tables": {title: [dict(zip(header, row, strict=True)) for row in rows]
+                       for title, (header, rows) in self.tables.items()},
             "runs": [_section_json(s) for s in self.sections],
             **_clean(self.extra),
         }
@@ -89,6 +94,11 @@ class Report:
                 f"<p class='meta'>database {e(str(self.db_path))}; written "
                 f"{datetime.now(UTC).isoformat(timespec='seconds')}</p>",
                 f"<table class='summary'>{rows}</table>"]
+        for title, (header, table_rows) in self.tables.items():
+            head = "".join(f"<th>{e(h)}</th>" for h in header)
+            cells = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
+                            for row in table_rows)
+            body.append(f"<h2>{e(title)}</h2><table><tr>{head}</tr>{cells}</table>")
         if self.notes:
             body.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in self.notes) + "</ul>")
         body += [_figure_html(path) for path in self.figures]

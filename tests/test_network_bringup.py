@@ -60,6 +60,16 @@ def test_bringup_calibrates_both_nodes_and_the_link_then_delivers(
     html = Path(str(report["figures"][0])).parent  # type: ignore[index]
     (page,) = html.glob("bringup_*.html")
     assert page.read_text().count("data:image/png;base64,") >= 10
+    # Every calibrated value now, with its error, the node that measured it, its age and
+    # the node's timeout: what one wants to see each morning.
+    values = report["tables"]["Calibrated values now"]  # type: ignore[index]
+    by_name = {(row["lab"], row["value"]): row for row in values}
+    resonance = by_name[("node_a", "optical_resonance_wavelength")]
+    assert " ± " in resonance["now"] and resonance["now"].endswith("µm")
+    assert resonance["measured by"] == "node_a.optical_resonance"
+    assert resonance["timeout"] and resonance["age"].endswith(("s", "min"))
+    assert resonance["state"] == "calibrated"
+    assert "Calibrated values now" in page.read_text()
 
 
 def test_afterwards_calibrate_finds_everything_fresh_and_measures_nothing(

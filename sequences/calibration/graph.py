@@ -58,6 +58,9 @@ class CalibrationOutcome:
     detail: str
     values: dict[str, tuple[float, str]] = field(default_factory=dict)
     run: RunResult | None = None
+    errors: dict[str, float] = field(default_factory=dict)
+    """One-sigma error of each value (statistical and systematic combined), where known:
+    stored beside it, so a report can show the value as measured."""
 
 
 class CalibrationContext(Protocol):

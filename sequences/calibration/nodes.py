@@ -74,6 +74,7 @@ class SequenceNode(CalibrationNode):
         if not analysis.verdict.good:
             return CalibrationOutcome(False, f"{head}: {analysis.verdict}", run=run)
         values: dict[str, tuple[float, str]] = {}
+        errors: dict[str, float] = {}
         missing = []
         for c in self.spec.commit:
             found = _measured(analysis, c)
@@ -81,13 +82,16 @@ class SequenceNode(CalibrationNode):
                 missing.append(c.source)
             else:
                 values[c.name] = (found[0], c.unit)
+                fitted = analysis.values.get(c.source)
+                if fitted is not None and c.field != "stderr":
+                    errors[c.name] = float(fitted.stderr)
         if missing:
             return CalibrationOutcome(False, f"{head}: the analysis gave no {', '.join(missing)}"
                                       f" to commit (fix 'commit' of {self.name} in "
                                       f"{self.spec.source})", run=run)
         text = ", ".join(f"{name} = {v:.6g} {unit}".rstrip() for name, (v, unit) in
                          values.items())
-        return CalibrationOutcome(True, f"{head}: {text}", values, run)
+        return CalibrationOutcome(True, f"{head}: {text}", values, run, errors)
 
     def check_data(self, ctx: CalibrationContext) -> CheckOutcome:
         try:

@@ -11,6 +11,7 @@ Details: docs/calibration_graph.md#4-provenance-and-start-up.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS qnetlab_parameters (
     node TEXT NOT NULL,
     event_id INTEGER NOT NULL REFERENCES qnetlab_calibration_events(id),
     time REAL NOT NULL,
-    valid INTEGER NOT NULL DEFAULT 1
+    valid INTEGER NOT NULL DEFAULT 1,
+    stderr REAL                    -- one-sigma error (stat and sys combined), NULL: none
 );
 CREATE INDEX IF NOT EXISTS qnetlab_parameters_name ON qnetlab_parameters(name, id);
 CREATE INDEX IF NOT EXISTS qnetlab_events_node ON qnetlab_calibration_events(node, id);
@@ -76,6 +78,8 @@ class StoredValue:
     run_guid: str | None
     run_db: str | None
     valid: bool
+    stderr: float | None = None
+    """One-sigma error (statistical and systematic combined), None if none was given."""
 
 
 class ParameterStore:
@@ -87,6 +91,9 @@ class ParameterStore:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(qnetlab_parameters)")}
+            if "stderr" not in columns:  # a store written before values kept their error
+                conn.execute("ALTER TABLE qnetlab_parameters ADD COLUMN stderr REAL")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -107,9 +114,9 @@ class ParameterStore:
                                 outcome.detail, now, outcome.run)
             if outcome.good:
                 conn.executemany(
-                    "INSERT INTO qnetlab_parameters (name, value, unit, node, event_id, time) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(name, float(value), unit, node, event, now)
+                    "INSERT INTO qnetlab_parameters (name, value, unit, node, event_id, time, "
+                    "stderr) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(name, float(value), unit, node, event, now, _error(outcome, name))
                      for name, (value, unit) in outcome.values.items()])
         return event
 
@@ -140,7 +147,7 @@ class ParameterStore:
     # -- reading ------------------------------------------------------------------------------
     _VALUE_QUERY = (
         "SELECT p.name, p.value, p.unit, p.node, p.time, e.run_id, e.run_guid, e.run_db, "
-        "p.valid FROM qnetlab_parameters p JOIN qnetlab_calibration_events e "
+        "p.valid, p.stderr FROM qnetlab_parameters p JOIN qnetlab_calibration_events e "
         "ON p.event_id = e.id ")
 
     def current(self, name: str) -> StoredValue | None:
@@ -188,8 +195,13 @@ class ParameterStore:
 
 
 def _value(row: tuple[object, ...]) -> StoredValue:
-    name, value, unit, node, when, run_id, guid, db, valid = row
+    name, value, unit, node, when, run_id, guid, db, valid, stderr = row
     return StoredValue(str(name), float(value), str(unit), str(node), float(when),  # type: ignore[arg-type]
                        None if run_id is None else int(run_id),  # type: ignore[call-overload]
                        None if guid is None else str(guid), None if db is None else str(db),
-                       bool(valid))
+                       bool(valid), None if stderr is None else float(stderr))  # type: ignore[arg-type]
+
+
+def _error(outcome: CalibrationOutcome, name: str) -> float | None:
+    error = outcome.errors.get(name)
+    return None if error is None or not math.isfinite(error) else float(error)
