@@ -58,6 +58,7 @@ from .orchestrator import OrchestratorSettings, run_orchestrator
 from .parameters import ParameterServer, ParameterServiceError, fetch_parameters
 
 if TYPE_CHECKING:
+    from .link_dataset import write_link_dataset
     from .link_model import (
         LinkModel,
         NodeOptics,
@@ -68,13 +69,15 @@ if TYPE_CHECKING:
     from .test_signals import PeriodicHeralds, TimeSlots
 
 # Loaded on first use: the link model imports SciPy, which the lab's processes do not need;
-# the test signals are for tests and benchmarks, never on a station's production path.
+# the test signals are for tests and benchmarks, never on a station's production path; the
+# link's dataset writer imports QCoDeS's dataset layer, which the processes do not need.
 _MODULE_OF: dict[str, str] = {
     **{name: ".link_model"
        for name in ("LinkModel", "NodeOptics", "expected_fidelity", "expected_pair_rate",
                     "expected_success_probability")},
     "PeriodicHeralds": ".test_signals",
     "TimeSlots": ".test_signals",
+    "write_link_dataset": ".link_dataset",
 }
 
 __all__ = [
@@ -118,6 +121,7 @@ __all__ = [
     "sigterm_as_interrupt",
     "start_lab",
     "supervise",
+    "write_link_dataset",
 ]
 
 __getattr__, __dir__ = lazy_attributes(__name__, _MODULE_OF, __all__, globals())

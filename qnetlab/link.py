@@ -327,6 +327,12 @@ def deliver(config: Any, pairs: int, timeout: float | None = None, *,
     text = _format(config, plan, report, expected.rate, expected.fidelity, truth=truth,
                    profile=profile, rate_error=expected.rate_error,
                    fidelity_error=expected.fidelity_error)
+    from qnetlab.network import write_link_dataset
+
+    db = link_database(config)
+    run_id = write_link_dataset(db, report, config.path, expected_rate=expected.rate,
+                                expected_fidelity=expected.fidelity, profile=profile)
+    text += f"\ndataset: run {run_id} of {db} (`qnetlab runs --db {db}`)"
     return Delivery(report, expected.rate, expected.fidelity, outcome.trouble, text,
                     profile, truth)
 

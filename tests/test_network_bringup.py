@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qnetlab.cli import main
@@ -153,3 +154,33 @@ def test_a_fibre_delay_change_is_diagnosed_to_its_arm_and_nothing_else(
     station = [a for a in doctor.log if a.node.startswith("station.")]
     assert station and all(a.operation == "check_data" and a.outcome == "in spec"
                            for a in station), log
+
+
+def test_the_delivery_is_a_qcodes_dataset_in_the_links_database(
+        bringup: tuple[int, dict[str, object]], lab: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from qcodes.dataset import load_by_id
+
+    from qnetlab.network import load_network_config
+    from qnetlab.sequences.data import open_database
+
+    config = load_network_config(lab)
+    db = Path(config.database or config.run_dir / "link.db")
+    capsys.readouterr()
+    assert main(["runs", "--db", str(db)]) == 0
+    listed = [line.split() for line in capsys.readouterr().out.splitlines()[3:]]
+    (link_run,) = [row for row in listed if row[1] == "link"]
+    with open_database(db) as conn:
+        ds = load_by_id(int(link_run[0]), conn=conn)
+        data = ds.get_parameter_data()
+        summary = json.loads(ds.metadata["qnetlab_link"])
+        assert "station:" in ds.metadata["qnetlab_network_config"]
+        xr = ds.to_xarray_dataset()  # what plottr and xarray users read
+    assert summary["delivered"] == summary["requested"] == 60 and summary["agree"] is True
+    pairs = data["attempt_id"]
+    assert pairs["attempt_id"].size == 60 and pairs["pair"].size == 60
+    assert set(np.unique(data["bell_state"]["bell_state"])) <= {0, 1}
+    assert np.all(np.diff(data["herald_time"]["herald_time"]) > 0)
+    latency = data["latency"]["latency"]
+    assert latency.size >= 60 and np.all(latency > 0)
+    assert "attempt_id" in xr
