@@ -162,5 +162,7 @@ class ZmqInstrument(Instrument, metaclass=ConnectedMeta):
         self._check_reply(cmd, self._requester.request(cmd))
 
     def close(self) -> None:
-        self._requester.close()
+        requester = getattr(self, "_requester", None)  # gone after a first close (QCoDeS)
+        if requester is not None:
+            requester.close()
         super().close()

@@ -185,3 +185,9 @@ def test_stream_overflows_above_the_rate_cap(tagger):
     assert summary.tags <= 50e3 * 0.2 + 1
     with pytest.raises(Exception, match="overflow"):
         next(b for b in got if b.overflow).validate()
+
+
+def test_closing_the_tagger_twice_is_harmless(tagger):
+    driver, _ = tagger()
+    driver.close()
+    driver.close()  # QCoDeS stripped its attributes at the first close (the fixture: a third)

@@ -161,7 +161,11 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
         return self._inputs
 
     def close(self) -> None:
-        self._data.close()
+        # QCoDeS strips an instrument's attributes when it closes: closed twice (or after a
+        # station that took over its name closed it), there is nothing left to close.
+        data = getattr(self, "_data", None)
+        if data is not None:
+            data.close()
         super().close()
 
     # -- data-link service ----------------------------------------------------------------------
