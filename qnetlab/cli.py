@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
                             "acquisitions and the control port's advance")
     serve.add_argument("--max-seconds", type=float, default=None,
                        help="stop by itself after this many seconds")
+    importlib.import_module(".sim_day", __package__).add_parser(sim_verbs)  # `sim day`
     for module in _VERB_MODULES:
         importlib.import_module(module, __package__).add_parser(verbs)
     return parser

@@ -16,11 +16,18 @@ from typing import Any, TextIO
 
 
 def _interactive(stream: TextIO) -> bool:
-    """A terminal, or a Jupyter kernel's output (where tqdm.auto draws a widget)."""
+    """A terminal, or a running Jupyter kernel's output (where tqdm.auto draws a widget)."""
     isatty = getattr(stream, "isatty", None)
     if isatty is not None and isatty():
         return True
-    return "ipykernel" in sys.modules and stream in (sys.stdout, sys.stderr)
+    return stream in (sys.stdout, sys.stderr) and _in_jupyter_kernel()
+
+
+def _in_jupyter_kernel() -> bool:
+    """Inside a Jupyter kernel's shell (not merely with ipykernel imported)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def _clock(seconds: float) -> str:

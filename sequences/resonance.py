@@ -1,8 +1,19 @@
 """`MicrowaveResonanceScan`: find the transducer's microwave resonance with the VNA (the role's
 `sweep()` only, in `segments` software-averaged sweeps so an interrupted scan keeps its
-finished segments), fitting S11(f) = a (1 - 2 eta_e / (1 + 2i (f - f0) / kappa)) to the
-complex trace with the background `a` free; the noise is estimated from the residuals.
+finished segments), fitting S11(f) = B(f) (1 - 2 eta_e e^(i phi) / (1 + 2i (f - f0) / kappa))
+to the complex trace; the noise is estimated from the residuals.
 Derivation: docs/transducer.md#5-how-the-characterization-measures-it (step 1).
+
+The background B(f) is what a real VNA and its cables leave on the trace: a mismatch a cable
+length away makes a complex ripple, an uncalibrated electrical delay a linear phase (both
+multiply S11), and the residual directivity adds a constant that interferes with the
+resonance (Probst et al., Rev. Sci. Instrum. 86, 024706 (2015), the "circle fit" model). B(f)
+is a complex Chebyshev polynomial in frequency across the window, of the order the data ask
+for (the lowest Bayesian information criterion up to `BACKGROUND_MAX_ORDER`, or fixed by the
+option `background_order`); the directivity's interference shows as the Fano phase phi,
+which the model carries so the asymmetry it makes does not pull f0. The polynomial's
+coefficients are solved linearly at every step of the fit (variable projection, Golub and
+Pereyra 1973): only f0, kappa, eta_e and phi are searched for.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ from qnetlab.instruments.station import LabStation
 from .analysis import Analysis, FitValue, Reason, Verdict
 from .curve_analysis import CurveAnalysis, CurveData, Param
 from .data import StoredRun
-from .fitting import Fit, scale_covariance
+from .fitting import Fit
 from .framework import DatasetParameter, LabSequence, Step
 
 MIN_POINTS = 20
@@ -28,6 +39,17 @@ MIN_POINTS_PER_LINEWIDTH = 4
 """A linewidth sampled by fewer points is not resolved."""
 DIP_SIGNIFICANCE = 5.0
 """eta_e must exceed this many standard errors for a dip to count as found."""
+BACKGROUND_MAX_ORDER = 24
+"""Highest order of the background polynomial the fit tries: a cable ripple of 1-2 m
+repeats every 50-100 MHz, so a 100 MHz window holds up to two periods, which a Chebyshev
+series of order ~20 follows to below the receiver noise."""
+AUTO_ORDER = -1
+VNA_RESIDUAL_DIRECTIVITY = 0.01
+"""|d|, the calibrated VNA's residual directivity (about -40 dB: typical of a corrected
+Keysight P937xA port with a mechanical cal kit; the data sheet states it per kit): it adds
+to S11, so the dip's depth relative to the background, and with it eta_e, is uncertain by
+up to |d| / |B| of itself (the Fano phase shows only its quadrature part). Taken as a +-bound
+of two standard deviations."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +68,15 @@ class ResonanceScanOptions:
     """Sweeps averaged per segment (noise falls as 1/sqrt(averages))."""
     segments: int = 10
     """VNA sweeps the window is split into (progress and interruption granularity)."""
+    background_order: int = AUTO_ORDER
+    """Order of the complex polynomial background B(f) (module docstring); -1 lets the data
+    choose (the lowest BIC up to `BACKGROUND_MAX_ORDER`), 0 is a constant background (a VNA
+    without cable ripple)."""
 
     def __post_init__(self) -> None:
+        if not AUTO_ORDER <= self.background_order <= BACKGROUND_MAX_ORDER:
+            raise ValueError(f"background_order must be -1 (chosen from the data) or "
+                             f"0..{BACKGROUND_MAX_ORDER}, got {self.background_order}")
         if not (self.span > 0 and self.center - self.span / 2 > 0):
             raise ValueError(f"span {self.span:g} Hz must be > 0 and fit above 0 Hz around "
                              f"center {self.center:g} Hz")
@@ -65,13 +94,17 @@ class MicrowaveResonanceAnalysis(CurveAnalysis):
     sequence = "microwave_resonance_scan"
     x_column = "frequency"
     params = (Param("resonance_frequency", "Hz"), Param("linewidth", "Hz"), Param("eta_e"),
-              Param("background_re"), Param("background_im"))
+              Param("fano_phase", "rad"))
     min_points = MIN_POINTS
     figure_name = "s11"
     x_label, y_label, x_scale = "frequency (GHz)", "|S11|", 1e9
 
     def model(self, x: np.ndarray, *p: float) -> np.ndarray:
-        return _model(x, p[0], p[1], p[2], complex(p[3], p[4]))
+        # p: f0, kappa, eta_e, phi, window centre, window half-span, then the background's
+        # Chebyshev coefficients as (re, im) pairs (`_fit`'s curve).
+        t = (np.asarray(x, float) - p[4]) / p[5]
+        coefficients = np.asarray(p[6::2]) + 1j * np.asarray(p[7::2])
+        return _model(t, (p[0] - p[4]) / p[5], p[1] / p[5], p[2], p[3], coefficients)
 
     def load(self, run: StoredRun) -> CurveData | Verdict:
         f = np.asarray(run.data.get("frequency", []), float)
@@ -81,7 +114,9 @@ class MicrowaveResonanceAnalysis(CurveAnalysis):
         # Point-to-point differences estimate the noise without a model (the trace is
         # smooth on the scale of one point spacing when the linewidth is resolved).
         noise = float(np.sqrt(np.mean(np.abs(np.diff(s)) ** 2) / 2))
-        return CurveData(f, s, np.full(f.size, noise), {"noise_estimate": noise})
+        background_order = run.options_as(ResonanceScanOptions).background_order
+        return CurveData(f, s, np.full(f.size, noise), {"noise_estimate": noise},
+                         extra={"background_order": background_order})
 
     def no_signal(self, data: CurveData) -> str:
         if np.median(np.abs(data.y)) < 5 * data.details["noise_estimate"]:
@@ -90,7 +125,7 @@ class MicrowaveResonanceAnalysis(CurveAnalysis):
         return ""
 
     def fit(self, data: CurveData) -> Fit | Verdict:
-        fit = _fit(data.x, data.y)
+        fit = _fit(data.x, data.y, data.extra["background_order"])
         if fit is None:
             return Verdict.bad(Reason.POOR_FIT, "the fit did not converge")
         data.extra["values"], data.extra["details"], curve = fit
@@ -120,17 +155,63 @@ def _detuning_axis(f: np.ndarray) -> tuple[float, float, str]:
     return ref, scale, f"frequency - {ref / 1e9:.9g} GHz ({unit})"
 
 
-def _model(f: np.ndarray, f0: float, kappa: float, eta: float, a: complex) -> np.ndarray:
-    return a * (1.0 - 2.0 * eta / (1.0 + 2j * (f - f0) / kappa))
+def _model(t: np.ndarray, t0: float, width: float, eta: float, phi: float,
+           coefficients: np.ndarray) -> np.ndarray:
+    """S11 at window coordinates `t` (-1..1 across the window): the background polynomial
+    times the resonance, centre `t0` and FWHM `width` in the same coordinates."""
+    return np.asarray(_chebyshev(t, coefficients.size - 1) @ coefficients
+                      * _resonance(t, (t0, width, eta, phi)), complex)
 
 
-def _fit(f: np.ndarray, s: np.ndarray
-         ) -> tuple[dict[str, FitValue], dict[str, float], Fit] | None:
-    # Work in units of the span around the window centre: the Jacobian's columns are then
-    # of similar size, which the covariance inversion needs.
-    fc, span = float((f[0] + f[-1]) / 2), float(f[-1] - f[0])
-    x = (f - fc) / span
-    edge = max(f.size // 10, 2)
+def _resonance(t: np.ndarray, theta: np.ndarray | tuple[float, ...]) -> np.ndarray:
+    t0, width, eta, phi = theta
+    return 1.0 - 2.0 * eta * np.exp(1j * phi) / (1.0 + 2j * (t - t0) / width)
+
+
+def _chebyshev(t: np.ndarray, order: int) -> np.ndarray:
+    return np.polynomial.chebyshev.chebvander(t, order)
+
+
+def _background(t: np.ndarray, s: np.ndarray, theta: np.ndarray, order: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The best background coefficients for resonance parameters `theta` (linear least
+    squares) and the residual trace they leave."""
+    design = _chebyshev(t, order) * _resonance(t, theta)[:, None]
+    # Normal equations: the Chebyshev columns are well conditioned on -1..1.
+    gram = design.conj().T @ design
+    coefficients = np.linalg.solve(gram, design.conj().T @ s)
+    return coefficients, s - design @ coefficients
+
+
+def _search(t: np.ndarray, s: np.ndarray, theta0: np.ndarray, order: int) -> Any:
+    """Variable-projection fit of (t0, width, eta_e, phi) at one background order."""
+    def residual(theta: np.ndarray) -> np.ndarray:
+        r = _background(t, s, theta, order)[1]
+        return np.concatenate([r.real, r.imag])
+
+    lower = np.array([-1.5, 1e-4, 0.0, -math.pi / 2])
+    upper = np.array([1.5, 10.0, 1.0, math.pi / 2])
+    start = np.clip(theta0, lower + 1e-9, upper - 1e-9)
+    return least_squares(residual, start, bounds=(lower, upper), x_scale="jac")
+
+
+def _choose_order(t: np.ndarray, s: np.ndarray, theta: np.ndarray) -> int:
+    """The background order with the lowest BIC, n ln(RSS / n) + k ln n over the 2n real
+    residuals, at resonance parameters `theta` (Schwarz 1978)."""
+    n = 2 * t.size
+    top = min(BACKGROUND_MAX_ORDER, (t.size - 8) // 4)
+    best, best_bic = 0, math.inf
+    for order in range(top + 1):
+        rss = float(np.sum(np.abs(_background(t, s, theta, order)[1]) ** 2))
+        bic = n * math.log(max(rss, 1e-300) / n) + (4 + 2 * (order + 1)) * math.log(n)
+        if bic < best_bic:
+            best, best_bic = order, bic
+    return best
+
+
+def _start(t: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Start values (t0, width, eta_e, phi) from the deepest smoothed dip."""
+    edge = max(t.size // 10, 2)
     a0 = complex(np.mean(np.concatenate([s[:edge], s[-edge:]])))
     if a0 == 0:
         a0 = 1.0
@@ -139,61 +220,111 @@ def _fit(f: np.ndarray, s: np.ndarray
     i0 = int(np.argmax(smooth))
     depth = float(smooth[i0])
     half = np.flatnonzero(smooth > depth / 2)
-    kappa0 = max(float(half.size) / f.size, 3.0 / f.size)
-    p0 = np.array([x[i0], kappa0, min(max(depth / 2, 0.01), 0.99), a0.real, a0.imag])
+    width = max(2.0 * half.size / t.size, 6.0 / t.size)
+    return np.array([t[i0], width, min(max(depth / 2, 0.01), 0.99), 0.0])
 
-    def residual(p: np.ndarray) -> np.ndarray:
-        r = p[3] * (1 + 0j) + 1j * p[4]
-        m = r * (1.0 - 2.0 * p[2] / (1.0 + 2j * (x - p[0]) / p[1]))
-        d = m - s
-        return np.concatenate([d.real, d.imag])
 
-    lower = [-1.5, 1e-4, 0.0, -np.inf, -np.inf]
-    upper = [1.5, 10.0, 1.0, np.inf, np.inf]
+def _fit(f: np.ndarray, s: np.ndarray, background_order: int = AUTO_ORDER
+         ) -> tuple[dict[str, FitValue], dict[str, float], Fit] | None:
+    # Work in window coordinates t = -1..1: the Jacobian's columns are then of similar
+    # size, which the covariance inversion needs, and the Chebyshev basis is orthogonal.
+    fc, half_span = float((f[0] + f[-1]) / 2), float(f[-1] - f[0]) / 2
+    if not half_span > 0:
+        return None
+    t = (f - fc) / half_span
     try:
-        res = least_squares(residual, p0, bounds=(lower, upper), x_scale="jac")
+        theta = _start(t, s)
+        if background_order == AUTO_ORDER:
+            # A first fit under a moderate background finds the dip; the data then choose
+            # the order, and the fit is redone at that order.
+            res = _search(t, s, theta, min(2, (t.size - 8) // 4))
+            order = _choose_order(t, s, res.x) if res.success else 0
+            theta = res.x if res.success else theta
+        else:
+            order = background_order
+        res = _search(t, s, theta, order)
     except (ValueError, np.linalg.LinAlgError):
         return None
     if not res.success or not np.all(np.isfinite(res.x)):
         return None
-    p = res.x
-    dof = res.fun.size - p.size
-    s2 = float(2 * res.cost / dof)  # variance per quadrature
-    try:
-        # Unit weights: the residuals estimate the noise (docs/fitting.md#2-covariance-inflation).
-        cov = scale_covariance(np.linalg.inv(res.jac.T @ res.jac), 2 * res.cost, dof,
-                               shrink=True)
-        err = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    except np.linalg.LinAlgError:
-        cov = np.diag(np.full(p.size, math.inf))
-        err = np.full(p.size, math.inf)
-    r = res.fun[: f.size] + 1j * res.fun[f.size:]
+    theta = res.x
+    coefficients, r = _background(t, s, theta, order)
+    phys = np.concatenate([[fc + theta[0] * half_span, theta[1] * half_span, theta[2],
+                            theta[3], fc, half_span],
+                           np.column_stack([coefficients.real, coefficients.imag]).ravel()])
+    names = ("resonance_frequency", "linewidth", "eta_e", "fano_phase", "window_center",
+             "window_half_span", *(f"background_{k}_{part}" for k in range(order + 1)
+                                   for part in ("re", "im")))
+    dof = 2 * f.size - (4 + 2 * (order + 1))
+    if dof <= 0:
+        return None
+    rss = float(np.sum(np.abs(r) ** 2))
+    s2 = rss / dof  # variance per quadrature
+    # Unit weights: the residuals estimate the noise (docs/fitting.md#2-covariance-inflation).
+    # The covariance is over every parameter, the background's too (the full Jacobian at
+    # the optimum), so the resonance's errors carry what the background leaves uncertain.
+    cov = _full_covariance(t, theta, coefficients) * s2
+    scale = np.concatenate([[half_span, half_span, 1.0, 1.0],
+                            np.ones(2 * (order + 1))])
+    cov = cov * np.outer(scale, scale)
+    full = np.zeros((phys.size, phys.size))
+    fitted = [0, 1, 2, 3, *range(6, phys.size)]
+    full[np.ix_(fitted, fitted)] = cov
+    err = np.sqrt(np.clip(np.diag(full), 0.0, None))
+    centre = complex(_chebyshev(np.zeros(1), order)[0] @ coefficients)
     values = {
-        "resonance_frequency": FitValue(fc + p[0] * span, err[0] * span, "Hz"),
-        "linewidth": FitValue(p[1] * span, err[1] * span, "Hz"),
-        "eta_e": FitValue(float(p[2]), float(err[2]), ""),
+        "resonance_frequency": FitValue(phys[0], err[0], "Hz"),
+        "linewidth": FitValue(phys[1], err[1], "Hz"),
+        "eta_e": FitValue(float(theta[2]), float(err[2]), "").with_systematic(
+            float(theta[2]) * VNA_RESIDUAL_DIRECTIVITY / 2 / max(abs(centre), 1e-12)),
     }
     details = {
-        "background_re": float(p[3]), "background_im": float(p[4]),
+        # The background at the window's centre (the old constant background's place).
+        "background_re": float(centre.real), "background_im": float(centre.imag),
+        "background_order": float(order),
+        "fano_phase": float(theta[3]), "fano_phase_stderr": float(err[3]),
         "noise_per_point": math.sqrt(2 * s2),  # complex, (E|n|^2)^(1/2)
         # Von Neumann ratio of the residuals: ~1 when they are white noise, well below 1
         # when the model misses a structure the data has.
         "residual_whiteness": float(np.sum(np.abs(np.diff(r)) ** 2)
                                     / (2 * np.sum(np.abs(r - r.mean()) ** 2))),
         "window_start": float(f[0]), "window_stop": float(f[-1]),
-        "point_spacing": span / (f.size - 1), "points": float(f.size),
-        "eta_e_at_bound": float(p[2] <= 1e-6 or p[2] >= 1 - 1e-6),
+        "point_spacing": 2 * half_span / (f.size - 1), "points": float(f.size),
+        "eta_e_at_bound": float(theta[2] <= 1e-6 or theta[2] >= 1 - 1e-6),
     }
     # The same fit in physical parameters, for the figure's band and residuals; the point
     # errors are the residuals' own scatter, so chi2 = dof by construction (the whiteness
     # above is this fit's test).
-    scale = np.diag([span, span, 1.0, 1.0, 1.0])
-    phys = np.array([fc + p[0] * span, p[1] * span, p[2], p[3], p[4]])
-    model = _model(f, phys[0], phys[1], phys[2], complex(p[3], p[4]))
-    curve = Fit(("resonance_frequency", "linewidth", "eta_e", "background_re",
-                 "background_im"), phys, scale @ cov @ scale, 2 * res.cost / s2, dof, f, s, model,
-                np.full(f.size, math.sqrt(s2)), {"resonance_frequency": "Hz", "linewidth": "Hz"})
+    model = s - r
+    curve = Fit(names, phys, full, rss / s2, dof, f, s, model,
+                np.full(f.size, math.sqrt(s2)), {"resonance_frequency": "Hz",
+                                                 "linewidth": "Hz", "fano_phase": "rad",
+                                                 "window_center": "Hz",
+                                                 "window_half_span": "Hz"})
     return values, details, curve
+
+
+def _full_covariance(t: np.ndarray, theta: np.ndarray, coefficients: np.ndarray
+                     ) -> np.ndarray:
+    """(J^T J)^-1 over (t0, width, eta_e, phi, then the coefficients' re, im pairs) of the
+    model at the optimum, for unit noise per quadrature; the resonance's columns by central
+    differences, the background's exactly (the model is linear in them)."""
+    basis = _chebyshev(t, coefficients.size - 1)
+    background = basis @ coefficients
+    columns = []
+    for i in range(4):
+        step = np.zeros(4)
+        step[i] = 1e-6 * max(abs(theta[i]), 1e-3)
+        d = background * (_resonance(t, theta + step) - _resonance(t, theta - step)) \
+            / (2 * step[i])
+        columns.append(d)
+    lorentz = _resonance(t, theta)
+    for k in range(coefficients.size):
+        columns.append(basis[:, k] * lorentz)
+        columns.append(1j * basis[:, k] * lorentz)
+    jac = np.array(columns).T
+    real_jac = np.concatenate([jac.real, jac.imag])
+    return np.asarray(np.linalg.inv(real_jac.T @ real_jac), float)
 
 
 def _verdict(f: np.ndarray, values: dict[str, FitValue], details: dict[str, float]) -> Verdict:

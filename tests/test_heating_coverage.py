@@ -7,6 +7,10 @@ shortest delay up, tau_slow over 0.3-5 s; every scan must give a good verdict, s
 is that of the values a lab would use), and the fraction of benches whose stated one-sigma
 (two-sigma) error holds the true time must be what a Gaussian error gives: 68.3 % (95.4 %).
 
+The same coverage on the realistic lab (``qnetlab.simulation.ideal: false``: 60 benches whose
+pump power, detection efficiency and optical line drift; `PumpHeatingScan`'s references take
+the drift out and put what is left into the errors).
+
 Statistics. With n benches the count within one sigma is Binomial(n, 0.683) for honest
 errors; the accepted range is its central 99.7 % (scipy's binomial quantiles, ~3 sigma), so an
 honest analysis fails by chance with probability ~3e-3 per check, and the seeds make every
@@ -26,6 +30,7 @@ import pytest
 from scipy import stats
 
 from qnetlab.instruments.station import load_station
+from qnetlab.sequences.analysis import Reason
 from qnetlab.sequences.transducer.heating import PumpHeatingScan, fit_heating, heating_model
 from qnetlab.sim_instruments.visa_backend import bench_of
 
@@ -54,38 +59,91 @@ def custom_device(seed: int) -> tuple[str, dict[str, float]]:
     return PRESETS[seed % len(PRESETS)], overrides
 
 
-def heating_pulls(folder: Path, seed: int) -> dict[str, float]:
-    """(fitted - true) / stated error of both times, from one bench's scan."""
+def heating_pulls(folder: Path, seed: int, ideal: bool = True) -> dict[str, float] | None:
+    """(fitted - true) / stated error of both times, from one bench's scan; None for a scan
+    whose verdict is bad (only on the realistic lab: see its test)."""
     preset, overrides = custom_device(seed)
     with contextlib.redirect_stdout(io.StringIO()):  # the drivers' "Connected to" lines
         station = load_station(bench_config(folder, preset, {
-            "seed": seed, "transducer_overrides": overrides}))
+            "seed": seed, "transducer_overrides": overrides, "ideal": ideal}))
     try:
         model: Any = bench_of(station.instrument("vna")).world.transducer
         result = PumpHeatingScan().run(station, folder / "lab.db", quiet=True)
     finally:
         station.close()
     a = result.analysis
-    assert a is not None and a.verdict.good, (seed, preset, overrides, a and a.verdict)
+    assert a is not None, (seed, preset)
+    if not ideal and not a.verdict.good:
+        # An honest "not seen" / "not constrained" is allowed on the drifting lab, never a
+        # fit that fails to describe the data.
+        assert a.verdict.reason in (Reason.NO_SIGNAL, Reason.POOR_FIT), a.verdict
+        assert "describe" not in a.verdict.detail, (seed, preset, a.verdict)
+        return None
+    assert a.verdict.good, (seed, preset, overrides, a.verdict)
     return {name: (a.values[f"heating_{name}"].value - getattr(model, f"heating_{name}"))
             / a.values[f"heating_{name}"].stderr for name in ("tau_fast", "tau_slow")}
 
 
+def assert_coverage(pulls: dict[str, list[float]]) -> None:
+    """68.3 % (95.4 %) of each time's pulls within 1 (2), within the binomial bounds."""
+    for name, values in pulls.items():
+        n = len(values)
+        z = np.abs(np.asarray(values))
+        within1, within2 = int(np.sum(z < 1)), int(np.sum(z < 2))
+        lo1, hi1 = accepted(n, ONE_SIGMA)
+        lo2, hi2 = accepted(n, TWO_SIGMA)
+        assert lo1 <= within1 <= hi1, (name, n, within1, (lo1, hi1), sorted(z.round(2)))
+        assert lo2 <= within2 <= hi2, (name, n, within2, (lo2, hi2), sorted(z.round(2)))
+
+
 @pytest.mark.slow
+@pytest.mark.study  # 60 scans: 2-5 min (`pytest -m study`)
+@pytest.mark.timeout(900)  # 60 scans of a few s each; a loaded CI box is slower
 def test_heating_times_cover_the_truth_over_seeded_benches(tmp_path: Path) -> None:
     pulls: dict[str, list[float]] = {"tau_fast": [], "tau_slow": []}
     for seed in range(FIRST_SEED, FIRST_SEED + BENCHES):
         folder = tmp_path / str(seed)
         folder.mkdir()
-        for name, pull in heating_pulls(folder, seed).items():
+        result = heating_pulls(folder, seed)
+        assert result is not None
+        for name, pull in result.items():
             pulls[name].append(pull)
-    for name, values in pulls.items():
-        z = np.abs(np.asarray(values))
-        within1, within2 = int(np.sum(z < 1)), int(np.sum(z < 2))
-        lo1, hi1 = accepted(BENCHES, ONE_SIGMA)
-        lo2, hi2 = accepted(BENCHES, TWO_SIGMA)
-        assert lo1 <= within1 <= hi1, (name, within1, (lo1, hi1), sorted(z.round(2)))
-        assert lo2 <= within2 <= hi2, (name, within2, (lo2, hi2), sorted(z.round(2)))
+    assert_coverage(pulls)
+
+
+REALISTIC_BENCHES = 60
+REALISTIC_FIRST_SEED = 3000
+MIN_GOOD = 40
+"""Scans with a good verdict the coverage needs. The rest may honestly say not seen / not
+constrained: here no optical scan puts the pump on the line first, so on an electro-optic
+preset (25-30 MHz lines) the pump often sits where the laser's own accuracy and the line's
+drift put it, its converted noise a small part of the pump leakage, and the leakage's
+wander between the two background counts (a random walk pinned at both) swamps the heating
+(12 of 40 in exploration)."""
+
+
+@pytest.mark.slow
+@pytest.mark.study  # 60 scans: ~2 min (`pytest -m study`)
+@pytest.mark.timeout(900)  # 60 scans of ~2 s each on an idle core; a loaded CI box is slower
+def test_heating_times_cover_the_truth_on_the_realistic_lab(tmp_path: Path) -> None:
+    """The same on the drifting lab (``ideal: false``: pump delivery, detection path and the
+    optical line drift between cycles; the laser sits where its own accuracy puts it): the
+    references and the far-detuned background make the stated errors honest there too.
+    Coverage over the scans with a good verdict (the values a lab would use, at least
+    `MIN_GOOD`); ~2 min."""
+    pulls: dict[str, list[float]] = {"tau_fast": [], "tau_slow": []}
+    unseen = 0
+    for seed in range(REALISTIC_FIRST_SEED, REALISTIC_FIRST_SEED + REALISTIC_BENCHES):
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        result = heating_pulls(folder, seed, ideal=False)
+        if result is None:
+            unseen += 1
+            continue
+        for name, pull in result.items():
+            pulls[name].append(pull)
+    assert REALISTIC_BENCHES - unseen >= MIN_GOOD, unseen
+    assert_coverage(pulls)
 
 
 def test_the_issues_coverage_is_rejected_by_the_bounds() -> None:

@@ -149,7 +149,7 @@ def test_ctrl_c_inside_a_bandwidth_chunk_keeps_its_frequencies(station: LabStati
     (partial,) = stored.partial_steps
     assert (partial["step"], partial["first_row"], partial["rows"]) == (2, 20, 3)
     assert np.allclose(stored.data["mw_frequency"],
-                       seq.options.frequencies()[:23], rtol=0, atol=1.0)
+                       seq.options.acquisition_order()[:23], rtol=0, atol=1.0)
     assert not station.setup.pump_on()  # type: ignore[union-attr]
 
 

@@ -28,6 +28,7 @@ from .counting import (
     counter_input_switch,
     detector_channel,
 )
+from .efficiency_fits import instrument_efficiency_relative_error, pump_power_relative_error
 
 MIN_POWERS = 3
 """Fewer pump powers cannot support a 2-parameter line with a verdict."""
@@ -35,6 +36,7 @@ SIGNIFICANCE = 5.0
 """A signal (net noise counts, efficiency) must exceed this many standard errors."""
 FIT_P_MIN = 1e-6
 """A line whose chi2 is less probable than this does not describe N_add(P)."""
+
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,20 @@ class AddedNoiseScanOptions:
     The default is a placeholder: pass the measured one."""
     mw_linewidth_stderr: float = 5e6
     """Hz, its standard error (propagated into every N_add)."""
-    mw_power: float = 0.0
-    """dBm at the microwave source while eta is measured."""
+    mw_power: float = 10.0
+    """dBm at the microwave source while eta is measured: the bench's top (its soft limit),
+    so the weakest devices' converted power (a few pW at 0 dBm for bulk_eo_cw's 0.5 mW
+    point) stands well above the power meter's 50 pW noise floor averaged down (Thorlabs
+    PM100D with an S155C: the twin's `noise_floor`)."""
+    detection_stability: float = 0.02
+    """Relative rms change of the detection path's efficiency between steps minutes apart
+    (fibre polarization at a polarization-sensitive SNSPD wanders by a few per cent over
+    minutes: docs/simulation.md#drift-realistic-lab, Brida et al. quant-ph/0610185). The
+    converted noise follows it, the power meter's eta does not: each N_add carries it as an
+    independent relative error (the common part is the detection efficiency's stated
+    error). Measure it on your bench (a stable source counted over an hour); 0: a path
+    taken as stable. (The far-detuned pump leakage is no reference for it: a device with a
+    large N_add and a GHz-wide optical line leaks converted noise there too.)"""
     power_readings: int = 5
     """Power-meter readings per microwave state (on and off) per pump power."""
     power_meter_averages: int = 100
@@ -95,6 +109,9 @@ class AddedNoiseScanOptions:
         if self.settle_time < 0 or self.integration_time < 1.0 or self.min_clicks < 1:
             raise ValueError("settle_time must be >= 0 s, integration_time >= 1 s (one "
                              "counter window) and min_clicks >= 1")
+        if not 0 <= self.detection_stability < 1:
+            raise ValueError(f"detection_stability must be in [0, 1) (relative), got "
+                             f"{self.detection_stability}")
         if not (self.detector_bias > 0 and self.detection_efficiency_stderr >= 0):
             raise ValueError("detector_bias must be > 0 A and detection_efficiency_stderr "
                              ">= 0")
@@ -254,6 +271,7 @@ class _Points:
     loss: np.ndarray
     scale_rel_err: float
     table: dict[str, list[float]]
+    power_scale_rel_err: float
     details: dict[str, float]
 
 
@@ -267,6 +285,9 @@ def _points(run: StoredRun, d: dict[str, np.ndarray], options: AddedNoiseScanOpt
     # N_out the detection efficiency's (docs/fitting.md#systematic-uncertainty).
     rel_losses = DB_TO_LN * math.hypot(constant_error(run, "mw_line_attenuation"),
                                        constant_error(run, "optical_output_loss"))
+    # The instruments' own data-sheet accuracies (the source's level, the meter's sensor)
+    # scale eta like the line losses do (the efficiency map's rule: efficiency_fits).
+    rel_losses = math.hypot(rel_losses, instrument_efficiency_relative_error())
     flux = mw_photon_flux(d["mw_power"], line, d["mw_frequency"])
     eta, eta_err = conversion_efficiency(d["power_mw_on"], d["power_mw_off"], d["power_err"],
                                          flux, d["pump_wavelength"], loss_db)
@@ -279,6 +300,7 @@ def _points(run: StoredRun, d: dict[str, np.ndarray], options: AddedNoiseScanOpt
     rel_b = float(options.mw_linewidth_stderr) / float(options.mw_linewidth)
     rel_det = det_err / det
     n_add, n_err = added_noise_points(eta, eta_err, r_on, e_on, r_far, e_far, det, bandwidth)
+    n_err = np.hypot(n_err, n_add * float(options.detection_stability))
     table = {"pump_power (W)": d["pump_power"].tolist(), "eta": eta.tolist(),
              "eta stderr": eta_err.tolist(), "rate_on (Hz)": r_on.tolist(),
              "rate_far (Hz)": r_far.tolist(), "rate_dark (Hz)": r_dark.tolist(),
@@ -294,7 +316,8 @@ def _points(run: StoredRun, d: dict[str, np.ndarray], options: AddedNoiseScanOpt
                "dark_rate": float(np.sum(d["counts_dark"]) / max(np.sum(d["time_dark"]), 1e-9)),
                "mw_linewidth_is_default": float(_is_default_linewidth(options))}
     return _Points(n_add, n_err, eta, eta_err, r_on - r_far, np.hypot(e_on, e_far), loss,
-                   math.hypot(rel_b, rel_det, rel_losses), table, details)
+                   math.hypot(rel_b, rel_det, rel_losses), table,
+                   pump_power_relative_error(), details)
 
 
 def _is_default_linewidth(options: AddedNoiseScanOptions) -> bool:
@@ -340,8 +363,11 @@ def _conclude(result: AnalysisResult, power: np.ndarray, pts: _Points) -> Analys
     rel = pts.scale_rel_err
     result.values["added_noise_intrinsic"] = FitValue.combined(
         fit.intercept, fit.intercept_stderr, rel * abs(fit.intercept), "photons")
+    # The slope is per watt of the laser's setting: the power the device sees (the laser's
+    # accuracy, the delivery's drift) scales the slope alone.
     result.values["added_noise_slope"] = FitValue.combined(
-        fit.slope, fit.slope_stderr, rel * abs(fit.slope), "photons/W")
+        fit.slope, fit.slope_stderr, math.hypot(rel, pts.power_scale_rel_err) * abs(fit.slope),
+        "photons/W")
     top = int(np.argmax(power))
     at_max = float(pts.n_add[top])
     result.values["added_noise_at_max_power"] = FitValue.combined(

@@ -35,10 +35,15 @@ from .bench import (
     switch_pump_on,
 )
 from .efficiency_fits import (
+    LINE_SHAPE_RELATIVE_ERROR,
     Calibration,
+    ExcessScatter,
     column,
-    fit_lorentzian,
+    fit_lorentzian_with_scatter,
+    interleaved,
+    passes,
     usable_efficiency_points,
+    with_pass_difference,
 )
 
 MIN_POINTS = 10
@@ -64,8 +69,10 @@ class ConversionBandwidthOptions:
     """Hz from the setup's optical resonance, fixed during the scan."""
     mw_power: float | None = None
     """dBm at the source; None: the upper soft limit (the most converted light)."""
-    averaging: int = 100
-    """Power-meter samples per reading (~3 ms each): noise 50 pW / sqrt(averaging)."""
+    averaging: int = 10
+    """Power-meter samples per reading (~3 ms each): noise 50 pW / sqrt(averaging). Few and
+    fast: the converted light is far above the noise, and the optical resonance drifts
+    (tens of MHz an hour), so a slow scan would see the band move under it."""
     segments: int = 8
     """Steps the scan is split into (progress and interruption granularity)."""
 
@@ -86,6 +93,13 @@ class ConversionBandwidthOptions:
         reports rounded would put a wrong abscissa under a narrow band's steep flanks)."""
         return np.round(np.linspace(self.center - self.span / 2, self.center + self.span / 2,
                                     self.points))
+
+    def acquisition_order(self) -> np.ndarray:
+        """`frequencies` in the order they are measured: up on every other frequency, then
+        down on the ones between, so a drift of the resonances during the scan shows as a
+        difference between the passes, which the analysis counts
+        (`efficiency_fits.interleaved`)."""
+        return interleaved(self.frequencies())
 
 
 class ConversionBandwidthAnalysis(CurveAnalysis):
@@ -112,6 +126,7 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
         if isinstance(points, Verdict):
             return points
         order = np.argsort(f, kind="stable")
+        up = passes(f)
         f, eta, noise = f[order], points.eta[order], points.noise[order]
         spacing = float(np.ptp(f)) / (f.size - 1)
         # The peak efficiency carries eta's scale from the line losses; width and centre
@@ -122,8 +137,10 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
                                          "efficiency_scale_relative_error": scale_error},
                          {"bandwidth": {"mw_frequency (Hz)": f.tolist(), "eta": eta.tolist(),
                                         "eta_stderr": noise.tolist()}},
-                         {"noise_samples": points.noise_samples},
-                         systematic={"peak_efficiency": scale_error})
+                         {"noise_samples": points.noise_samples,
+                          "up_pass": None if up is None else up[order]},
+                         systematic={"peak_efficiency": scale_error,
+                                     "conversion_bandwidth": LINE_SHAPE_RELATIVE_ERROR})
 
     def no_signal(self, data: CurveData) -> str:
         f, eta, noise = data.x, data.y, data.sigma
@@ -142,17 +159,23 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
     def fit(self, data: CurveData) -> Fit | Verdict:
         assert data.sigma is not None
         f_ref = float(np.round(np.mean(data.x)))
-        fit = fit_lorentzian(data.x - f_ref, data.y, data.sigma)
+        bound = chi2_bound(data.x.size - 3, data.extra["noise_samples"])
+        fit, sigma, scatter = fit_lorentzian_with_scatter(data.x - f_ref, data.y, data.sigma,
+                                                          bound)
         if fit is None:
             return Verdict.bad(Reason.POOR_FIT, "the Lorentzian fit did not converge")
+        fit, differences = with_pass_difference(fit, data.x - f_ref, data.y, sigma,
+                                                data.extra["up_pass"])
+        data.extra["pass_differences"] = differences
         data.extra["chi2_reduced"] = fit.chi2_reduced
+        data.extra["scatter"] = scatter
         data.extra["stderr"] = (fit.fwhm_stderr, fit.center_stderr, fit.peak_stderr)
         p = np.array([fit.fwhm, f_ref + fit.center, fit.peak])
         # fit_lorentzian keeps only the errors: the band is drawn from the diagonal.
         cov = np.diag(np.square(data.extra["stderr"]))
         dof = fit.points - 3
         return Fit(tuple(x.name for x in self.params), p, cov, fit.chi2_reduced * dof, dof,
-                   data.x, data.y, self.model(data.x, *p), data.sigma,
+                   data.x, data.y, self.model(data.x, *p), sigma,
                    {x.name: x.unit for x in self.params})
 
     def values(self, fit: Fit, data: CurveData) -> dict[str, FitValue]:
@@ -160,16 +183,21 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
                 zip(self.params, fit.params, data.extra["stderr"], strict=True)}
 
     def fit_details(self, fit: Fit, data: CurveData) -> dict[str, float]:
-        return {"chi2_reduced": data.extra["chi2_reduced"]}
+        scatter = data.extra["scatter"]
+        return {"chi2_reduced": data.extra["chi2_reduced"], **data.extra["pass_differences"],
+                "relative_scatter": scatter.relative,
+                "residual_correlation": scatter.correlation,
+                "variance_inflation": scatter.inflation}
 
     def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
         spacing = float(np.ptp(data.x)) / (data.x.size - 1)
         return _verdict(values, data.x, spacing, data.extra["chi2_reduced"],
-                        chi2_bound(fit.dof, data.extra["noise_samples"]))
+                        chi2_bound(fit.dof, data.extra["noise_samples"]),
+                        data.extra["scatter"])
 
 
 def _verdict(values: dict[str, FitValue], f: np.ndarray, spacing: float, chi2: float,
-             bound: float) -> Verdict:
+             bound: float, scatter: ExcessScatter) -> Verdict:
     width, f0, peak = (values[k] for k in ("conversion_bandwidth",
                                            "conversion_center_frequency", "peak_efficiency"))
     if not f.min() <= f0.value <= f.max():
@@ -186,9 +214,9 @@ def _verdict(values: dict[str, FitValue], f: np.ndarray, spacing: float, chi2: f
     if peak.value - 5 * peak.stderr > 1:
         return Verdict.bad(Reason.OUT_OF_RANGE, f"peak efficiency {peak} > 1: check "
                            "mw_line_attenuation and optical_output_loss")
-    if chi2 > bound:
-        return Verdict.bad(Reason.POOR_FIT, f"reduced chi^2 {chi2:.3g} against the meter noise "
-                           f"(above {bound:.3g}): the conversion band is not one Lorentzian")
+    if scatter.too_large or chi2 > bound:
+        return Verdict.bad(Reason.POOR_FIT, f"{scatter.describe()} (reduced chi^2 "
+                           f"{chi2:.3g}): the conversion band is not one Lorentzian")
     return Verdict.ok(f"bandwidth {width}, centre {f0.value / 1e9:.9g} GHz, peak eta {peak}")
 
 
@@ -215,7 +243,8 @@ class ConversionBandwidthScan(LabSequence[ConversionBandwidthOptions]):
                 DatasetParameter(OFF, "W", "Optical power, mw off", sp)]
 
     def _chunks(self) -> list[np.ndarray]:
-        return list(np.array_split(self.options.frequencies(), self.options.segments))
+        return [c for c in np.array_split(self.options.acquisition_order(),
+                                          self.options.segments) if c.size]
 
     def steps(self) -> list[Step]:
         chunks = self._chunks()

@@ -40,10 +40,14 @@ from .bench import (
     switch_pump_on,
 )
 from .efficiency_fits import (
+    LINE_SHAPE_RELATIVE_ERROR,
+    MAX_RELATIVE_SCATTER,
     Calibration,
     EfficiencyMapFit,
+    ExcessScatter,
     column,
-    fit_efficiency_map,
+    fit_efficiency_map_with_scatter,
+    pump_power_relative_error,
     usable_efficiency_points,
 )
 
@@ -168,7 +172,7 @@ class EfficiencyMapAnalysis(Analysis):
                                          "the pump near the optical resonance and the tone on "
                                          "the microwave resonance?")
             return result
-        fit, resolved = _fit(p, d, eta, noise, step)
+        fit, resolved, scatter = _fit(p, d, eta, noise, step, points.noise_samples)
         if fit is None:
             result.verdict = Verdict.bad(Reason.POOR_FIT, "the cooperativity model did not "
                                          "converge on the map")
@@ -180,36 +184,51 @@ class EfficiencyMapAnalysis(Analysis):
         scale_error = Calibration.from_run(run).efficiency_relative_error
         with_relative_systematic(result.values, ("eta_max", "low_power_slope"), scale_error)
         result.details["efficiency_scale_relative_error"] = scale_error
-        result.verdict = _verdict(fit, resolved, p, d, eta, noise, points.noise_samples)
+        # The pump power axis's scale (the laser's accuracy, the delivery's drift): c and
+        # s scale with it, 1/c inversely; eta_max = s / 4c does not depend on it.
+        pump_error = pump_power_relative_error()
+        with_relative_systematic(result.values, ("cooperativity_slope", "low_power_slope",
+                                                 "pump_power_at_unit_cooperativity"),
+                                 pump_error)
+        result.details["pump_power_scale_relative_error"] = pump_error
+        result.details.update({"relative_scatter": scatter.relative,
+                               "residual_correlation": scatter.correlation,
+                               "variance_inflation": scatter.inflation})
+        result.verdict = _verdict(fit, resolved, p, d, eta, noise, points.noise_samples,
+                                  scatter)
         return result
 
     def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
         return {"map": _plot(run, result)}
 
 
-def _fit(p: np.ndarray, d: np.ndarray, eta: np.ndarray, noise: np.ndarray, step: float
-         ) -> tuple[EfficiencyMapFit | None, bool]:
+def _fit(p: np.ndarray, d: np.ndarray, eta: np.ndarray, noise: np.ndarray, step: float,
+         noise_samples: int) -> tuple[EfficiencyMapFit | None, bool, ExcessScatter]:
     """The joint fit if the detuning axis resolves the line, else the power dependence at
-    the brightest laser step (see the module docstring)."""
+    the brightest laser step (see the module docstring); each with the scatter beyond the
+    meter noise in the point errors when the meter noise cannot explain it."""
     if np.unique(np.round(d / 1e3)).size >= MIN_DETUNINGS:
-        fit = fit_efficiency_map(p, d, eta, noise)
+        fit, scatter = fit_efficiency_map_with_scatter(
+            p, d, eta, noise, chi2_bound(p.size - 4, noise_samples))
         if fit is not None and fit.optical_linewidth is not None \
                 and fit.optical_linewidth >= MIN_RESOLVED_STEPS * step:
-            return fit, True
+            return fit, True, scatter
     keys = np.round(d / 1e3)
     _, inverse = np.unique(keys, return_inverse=True)
     brightest = int(np.argmax(np.bincount(inverse, weights=eta / noise**2)))
     at = inverse == brightest
-    fit = fit_efficiency_map(p[at], None, eta[at], noise[at])
+    fit, scatter = fit_efficiency_map_with_scatter(
+        p[at], None, eta[at], noise[at], chi2_bound(int(np.count_nonzero(at)) - 2,
+                                                    noise_samples))
     if fit is None:
-        return None, False
+        return None, False, scatter
     d_best = float(np.mean(d[at]))
     # The resonance lies within half a step of the brightest step: uniform there.
     cov = np.zeros((4, 4))
     cov[:2, :2] = fit.covariance
     cov[2, 2] = step**2 / 12
     return EfficiencyMapFit(fit.low_power_slope, fit.cooperativity_slope, d_best, None, cov,
-                            fit.chi2_reduced, fit.points), False
+                            fit.chi2_reduced, fit.points), False, scatter
 
 
 def _correct_for_tone_detuning(result: AnalysisResult, options: EfficiencyMapOptions) -> None:
@@ -249,7 +268,9 @@ def _report(result: AnalysisResult, fit: EfficiencyMapFit, resolved: bool, p: np
     if fit.detuning_offset is not None:
         v["detuning_offset"] = FitValue(fit.detuning_offset, fit.stderr(2), "Hz")
     if resolved and fit.optical_linewidth is not None:
-        v["optical_linewidth"] = FitValue(fit.optical_linewidth, fit.stderr(3), "Hz")
+        v["optical_linewidth"] = FitValue(fit.optical_linewidth, fit.stderr(3),
+                                          "Hz").with_systematic(
+            LINE_SHAPE_RELATIVE_ERROR * fit.optical_linewidth)
     result.details.update({
         "chi2_reduced": fit.chi2_reduced,
         "correlation_low_power_slope_cooperativity_slope": fit.correlation_s_c,
@@ -257,11 +278,18 @@ def _report(result: AnalysisResult, fit: EfficiencyMapFit, resolved: bool, p: np
         "optical_linewidth_resolved": float(resolved),
         "eta_max_is_lower_bound": float(not resolved),
         "detuning_span": float(np.ptp(d)),
+        # 1: the resonance was let move with the pump (one offset per power, d0 at the
+        # lowest), the more likely model where the meter noise could not explain the map.
+        "detuning_offset_per_power": float(fit.power_offsets is not None),
     })
+    if fit.power_offsets is not None:
+        result.details["detuning_offset_shift_over_powers"] = float(
+            fit.power_offsets[-1][1] - fit.power_offsets[0][1])
 
 
 def _verdict(fit: EfficiencyMapFit, resolved: bool, p: np.ndarray, d: np.ndarray,
-             eta: np.ndarray, noise: np.ndarray, noise_samples: int) -> Verdict:
+             eta: np.ndarray, noise: np.ndarray, noise_samples: int,
+             scatter: ExcessScatter) -> Verdict:
     s, c = fit.low_power_slope, fit.cooperativity_slope
     s_err, c_err = fit.stderr(0), fit.stderr(1)
     if resolved and fit.detuning_offset is not None and fit.optical_linewidth is not None:
@@ -282,9 +310,11 @@ def _verdict(fit: EfficiencyMapFit, resolved: bool, p: np.ndarray, d: np.ndarray
         return Verdict.bad(Reason.OUT_OF_RANGE, f"measured eta up to {eta.max():.3g} > 1: "
                            "check mw_line_attenuation and optical_output_loss")
     bound = chi2_bound(fit.points - (4 if resolved else 2), noise_samples)
-    if fit.chi2_reduced > bound:
-        return Verdict.bad(Reason.POOR_FIT, f"reduced chi^2 {fit.chi2_reduced:.3g} against the "
-                           f"meter noise (above {bound:.3g}): the cooperativity model does not "
+    if scatter.relative > MAX_RELATIVE_SCATTER or fit.chi2_reduced > bound:
+        return Verdict.bad(Reason.POOR_FIT, f"the points scatter about the model by "
+                           f"{scatter.relative:.2%} of it beyond the meter noise (reduced "
+                           f"chi^2 {fit.chi2_reduced:.3g}; a right model leaves under "
+                           f"{MAX_RELATIVE_SCATTER:.0%}): the cooperativity model does not "
                            "describe the map")
     if not c > MIN_COOPERATIVITY_SIGMAS * c_err:
         return Verdict.bad(Reason.POOR_FIT, f"cooperativity slope c = {c:.3g} +- {c_err:.2g} "

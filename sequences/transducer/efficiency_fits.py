@@ -7,11 +7,12 @@ Derivation: docs/transducer.md#5-how-the-characterization-measures-it (step 3).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import brentq, least_squares
 
 from qnetlab.sequences.analysis import Reason, Verdict
 from qnetlab.sequences.data import StoredRun
@@ -20,6 +21,51 @@ from qnetlab.sequences.fitting import scale_covariance
 from .bench import DB_TO_LN, OFF, ON, PLANCK, SETUP, SPEED_OF_LIGHT, constant_error
 
 # -- from stored readings to efficiency -------------------------------------------------------
+
+DATA_SHEET_COVERAGE = 2.0
+"""A data sheet's +-bound read as two standard deviations (k = 2, ~95 %)."""
+MW_SOURCE_LEVEL_ACCURACY_DB = 0.9
+"""+-dB, the microwave source's absolute CW level accuracy (Keysight N5183B data sheet,
+"Amplitude", 3.2-20 GHz at moderate levels): every efficiency is referred to the flux the
+source's setting implies, so eta carries this scale error besides the line's calibration."""
+POWER_METER_SENSOR_ACCURACY = 0.05
+"""+-relative, the power meter's sensor calibration (Thorlabs S-series InGaAs photodiode at
+1550 nm, S155C / S144C spec sheets: measurement uncertainty +-5 %): the converted power's
+scale."""
+PUMP_POWER_ACCURACY_DB = 0.3
+"""+-dB, the pump laser's emitted power against its setting (santec TSL-570 specifications
+state power flatness and linearity rather than one absolute accuracy; typical): the pump
+power axis's scale, so the cooperativity slope's and P(C=1)'s."""
+PUMP_DELIVERY_DRIFT = 0.01
+"""Relative rms wander of the pump power delivered into the device (fibre coupling and
+polarisation over an hour of lab time; typical of a fibre-coupled cryostat, not from a data
+sheet): the device sees the set power times a slowly varying factor no bench reading
+shows."""
+
+
+METER_RANGE_ACCURACY = 0.002
+"""+-fraction, the power meter console's accuracy on each photocurrent range (Thorlabs PM100D
+data sheet, photodiode input: +-0.2 % of full scale): the gain differs that much from one
+range to the next, so a line whose points span ranges (auto-ranging) is distorted by up to
+this fraction of itself, and a fitted width moves by about as much."""
+LINE_SHAPE_RELATIVE_ERROR = METER_RANGE_ACCURACY / DATA_SHEET_COVERAGE
+"""Relative systematic error of a width fitted to power-meter readings (optical linewidth,
+conversion bandwidth): `METER_RANGE_ACCURACY` as one sigma."""
+
+
+def instrument_efficiency_relative_error() -> float:
+    """Relative systematic error of every efficiency from the instruments' data-sheet
+    accuracies: the source's level (flux in) and the meter's sensor (power out)."""
+    return math.hypot(DB_TO_LN * MW_SOURCE_LEVEL_ACCURACY_DB,
+                      POWER_METER_SENSOR_ACCURACY) / DATA_SHEET_COVERAGE
+
+
+def pump_power_relative_error() -> float:
+    """Relative systematic error of the pump power the device sees, against its setting:
+    the laser's power accuracy and the delivery's drift (`PUMP_POWER_ACCURACY_DB`,
+    `PUMP_DELIVERY_DRIFT`)."""
+    return math.hypot(DB_TO_LN * PUMP_POWER_ACCURACY_DB / DATA_SHEET_COVERAGE,
+                      PUMP_DELIVERY_DRIFT)
 
 
 @dataclass(frozen=True)
@@ -42,12 +88,14 @@ class Calibration:
 
     @property
     def efficiency_relative_error(self) -> float:
-        """Relative systematic error of every efficiency from these constants: eta is
-        proportional to 10^((L_mw + L_o) / 10) (`full_conversion_power` divides by
-        10^(-(L_mw + L_o) / 10)), so d ln(eta) = (ln 10 / 10) (dL_mw + dL_o), the two
-        calibrations independent."""
-        return DB_TO_LN * math.hypot(self.mw_line_attenuation_error,
-                                     self.optical_output_loss_error)
+        """Relative systematic error of every efficiency from these constants and the
+        instruments' accuracies: eta is proportional to 10^((L_mw + L_o) / 10)
+        (`full_conversion_power` divides by 10^(-(L_mw + L_o) / 10)), so d ln(eta) =
+        (ln 10 / 10) (dL_mw + dL_o), the two calibrations independent, and to the meter's
+        and the source's scale (`instrument_efficiency_relative_error`)."""
+        return math.hypot(DB_TO_LN * math.hypot(self.mw_line_attenuation_error,
+                                                self.optical_output_loss_error),
+                          instrument_efficiency_relative_error())
 
 
 def full_conversion_power(mw_power_dbm: np.ndarray, mw_frequency: np.ndarray,
@@ -100,6 +148,105 @@ def column(run: StoredRun, name: str) -> np.ndarray:
     return np.asarray(run.data.get(name, []), float)
 
 
+# -- scatter beyond the meter noise (the realistic lab) ---------------------------------------
+
+MAX_RELATIVE_SCATTER = 0.10
+"""Largest scatter of the points about a fitted curve, relative to the curve, that a right
+model leaves on this bench. The pump's power stability (TSL-570 data sheet, +-0.01 dB per
+setting, ~0.1 %), the meter's relative noise (~0.05 % per sample) and the pump delivery's
+drift over a scan (~1 % an hour) add to under 1 %; but a line only two or three laser steps
+wide that drifts by a tenth of its width during the scan moves its flank points by several
+per cent (measured on the realistic lab: up to ~8 % for a 25 MHz line). Above 10 % the
+curve is not the model (two lines, a wrong shape): a poor fit."""
+
+MAX_LINE_JITTER = 0.15
+"""Largest rms motion of a line against the scan, in linewidths, that still leaves its
+shape measured: the resonance drifting during the scan (scanned up and down, the passes
+differ by about this) or the laser's fine-step jitter. Beyond it the points are not one
+line: a poor fit."""
+
+_FitT = TypeVar("_FitT", "LorentzianFit", "EfficiencyMapFit")
+
+
+@dataclass(frozen=True)
+class ExcessScatter:
+    """How far the points scatter beyond the meter noise, and what that does to the errors.
+
+    The meter's additive noise (from the mw-off readings) cannot be all: on a real bench each
+    point also moves with the pump's power (each setting lands within the laser's stability,
+    and the delivery drifts slowly), a scatter proportional to the converted light. Its size
+    is estimated from the data as the relative error r that brings the reduced chi^2 to 1 with
+    point errors sqrt(sigma_meter^2 + (r y_model)^2) (r = 0 when the meter noise already
+    explains the scatter). Slow drifts make neighbouring residuals alike; their lag-1
+    correlation rho inflates the variance of every fitted parameter by (1 + rho) / (1 - rho)
+    (an AR(1) series: fewer independent points than points)."""
+
+    relative: float = 0.0
+    correlation: float = 0.0
+    inflation: float = 1.0
+    """Variance factor (1 + rho) / (1 - rho) for rho > 0, else 1."""
+    jitter: float = 0.0
+    """For a line: the rms of its position against the scan, in linewidths, when that
+    explains the scatter better than a relative error (`fit_lorentzian_with_scatter`)."""
+
+    @property
+    def stderr_factor(self) -> float:
+        return math.sqrt(self.inflation)
+
+    @property
+    def too_large(self) -> bool:
+        """More scatter than a right model leaves (`MAX_RELATIVE_SCATTER`,
+        `MAX_LINE_JITTER`)."""
+        return self.relative > MAX_RELATIVE_SCATTER or self.jitter > MAX_LINE_JITTER
+
+    def describe(self) -> str:
+        if self.jitter > 0:
+            return (f"the line moves against the scan by {self.jitter:.2g} linewidths rms "
+                    f"(a right model leaves under {MAX_LINE_JITTER:g})")
+        return (f"the points scatter by {self.relative:.2%} of the curve beyond the meter "
+                f"noise (a right model leaves under {MAX_RELATIVE_SCATTER:.0%})")
+
+
+def fit_with_excess_scatter(fit: Callable[[np.ndarray], _FitT | None],
+                            model: Callable[[_FitT], np.ndarray],
+                            chi2_reduced: Callable[[_FitT], float],
+                            y: np.ndarray, noise: np.ndarray | float, bound: float,
+                            shape: Callable[[_FitT], np.ndarray] | None = None
+                            ) -> tuple[_FitT | None, np.ndarray, ExcessScatter]:
+    """`fit` (a function of the point errors) with the meter `noise` alone; if its reduced
+    chi^2 exceeds `bound` (the meter noise cannot explain the scatter), again with the
+    excess scatter of `ExcessScatter` in the point errors. Returns the fit, the point errors
+    it used and the scatter (its errors are not yet scaled by `ExcessScatter.inflation`: the
+    caller does, for its own parameters). `y` in the fit's order, which should be the order
+    of acquisition for the correlation to mean drift. `shape` changes what the excess is
+    proportional to (default the model's magnitude: a relative error; the model's slope
+    times a width makes it an x-error in units of that width)."""
+    y = np.asarray(y, float)
+    sigma0 = np.broadcast_to(np.asarray(noise, float), y.shape).astype(float)
+    first = fit(sigma0)
+    if first is None or not chi2_reduced(first) > bound:
+        return first, sigma0, ExcessScatter()
+    level = np.abs(model(first) if shape is None else shape(first))
+
+    def excess(log_r: float) -> float:
+        trial = fit(np.hypot(sigma0, math.exp(log_r) * level))
+        return (chi2_reduced(trial) if trial is not None else math.inf) - 1.0
+
+    try:
+        log_r = brentq(excess, math.log(1e-7), math.log(10.0), xtol=1e-3)
+    except ValueError:  # no r in range brings chi^2 to 1 (or the fit fails): keep the worst
+        log_r = math.log(10.0)
+    sigma = np.hypot(sigma0, math.exp(log_r) * level)
+    final = fit(sigma)
+    if final is None:
+        return None, sigma, ExcessScatter(math.exp(log_r))
+    r = (y - model(final)) / sigma
+    r = r - r.mean()
+    rho = float(np.sum(r[1:] * r[:-1]) / np.sum(r * r)) if r.size > 2 else 0.0
+    inflation = (1 + rho) / (1 - rho) if 0 < rho < 1 else 1.0
+    return final, sigma, ExcessScatter(math.exp(log_r), rho, inflation)
+
+
 # -- Lorentzian peak (optical resonance, conversion bandwidth) --------------------------------
 
 
@@ -119,6 +266,107 @@ class LorentzianFit:
 
     def model(self, x: np.ndarray) -> np.ndarray:
         return self.peak / (1 + (2 * (np.asarray(x, float) - self.center) / self.fwhm) ** 2)
+
+    def errors_scaled(self, factor: float) -> LorentzianFit:
+        """This fit with every standard error times `factor`."""
+        return replace(self, center_stderr=self.center_stderr * factor,
+                       fwhm_stderr=self.fwhm_stderr * factor,
+                       peak_stderr=self.peak_stderr * factor)
+
+
+def fit_lorentzian_with_scatter(x: np.ndarray, y: np.ndarray, noise: np.ndarray | float,
+                                bound: float
+                                ) -> tuple[LorentzianFit | None, np.ndarray, ExcessScatter]:
+    """`fit_lorentzian` with the meter noise, or, when its reduced chi^2 exceeds `bound`,
+    with an excess scatter in the point errors and the errors inflated for its correlation
+    (`fit_with_excess_scatter`; `x` in frequency order). Two excess models are tried, the
+    more likely kept (the smaller sum of ln sigma^2 at chi^2 = n): a relative error (the
+    light's power fluctuates) and an x-error (the line moves against the scan: the
+    resonance's drift, the laser's jitter), whose size is `ExcessScatter.jitter` in
+    linewidths."""
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+
+    def fit_once(sig: np.ndarray) -> LorentzianFit | None:
+        return fit_lorentzian(x, y, sig)
+
+    def curve(f: LorentzianFit) -> np.ndarray:
+        return f.model(x)
+
+    def chi2(f: LorentzianFit) -> float:
+        return f.chi2_reduced
+
+    def attempt(shape: Callable[[LorentzianFit], np.ndarray] | None
+                ) -> tuple[LorentzianFit | None, np.ndarray, ExcessScatter]:
+        return fit_with_excess_scatter(fit_once, curve, chi2, y, noise, bound, shape)
+
+    fit, sigma, scatter = attempt(None)
+    if fit is not None and scatter.relative > 0:
+        def slope_times_width(f: LorentzianFit) -> np.ndarray:
+            u = 2 * (x - f.center) / f.fwhm
+            return np.asarray(f.peak * 4 * np.abs(u) / (1 + u * u) ** 2, float)
+
+        moved = attempt(slope_times_width)
+        if moved[0] is not None and np.sum(np.log(moved[1])) < np.sum(np.log(sigma)):
+            fit, sigma = moved[0], moved[1]
+            scatter = replace(moved[2], relative=0.0, jitter=moved[2].relative)
+    if fit is not None and scatter.inflation != 1.0:
+        fit = fit.errors_scaled(scatter.stderr_factor)
+    return fit, sigma, scatter
+
+
+def interleaved(grid: np.ndarray) -> np.ndarray:
+    """A scan grid in the order to measure it: up on every other point, then down on the
+    ones between, so a drift during the scan shows as a difference between the two passes
+    (`passes`) instead of a stretched or shifted line."""
+    grid = np.asarray(grid, float)
+    return np.concatenate([grid[0::2], grid[1::2][::-1]])
+
+
+def passes(x_acquired: np.ndarray) -> np.ndarray | None:
+    """For points in the order they were measured, True for the up pass of an `interleaved`
+    scan and False for the down pass; None when the order is not one (an older run, a
+    single pass, too few points for a fit of each pass)."""
+    x = np.asarray(x_acquired, float)
+    if x.size < 8:
+        return None
+    turn = int(np.argmax(x))
+    up, down = x[: turn + 1], x[turn + 1:]
+    if up.size < 4 or down.size < 4 or not (np.all(np.diff(up) > 0)
+                                            and np.all(np.diff(down) < 0)):
+        return None
+    return np.arange(x.size) <= turn
+
+
+def with_pass_difference(fit: LorentzianFit, x: np.ndarray, y: np.ndarray,
+                         sigma: np.ndarray, up: np.ndarray | None
+                         ) -> tuple[LorentzianFit, dict[str, float]]:
+    """`fit` (of all the points) with half the difference between the fits of the up and
+    the down pass added in quadrature to its centre's, width's and peak's errors: the
+    line's drift during the scan, measured as a real lab would, by scanning both ways (a
+    fit of all points keeps only a second-order remainder of it, so this is conservative),
+    beyond what the passes' own errors explain.
+    Unchanged when the passes are unknown or either pass does not fit."""
+    if up is None:
+        return fit, {}
+    a = fit_lorentzian(x[up], y[up], sigma[up])
+    b = fit_lorentzian(x[~up], y[~up], sigma[~up])
+    if a is None or b is None:
+        return fit, {}
+
+    def drift(da: float, ea: float, eb: float) -> float:
+        # Half the difference, less what the passes' own noise explains (their errors):
+        # a drift-free scan adds nothing on average.
+        return math.sqrt(max(da**2 - ea**2 - eb**2, 0.0)) / 2
+
+    dc = drift(a.center - b.center, a.center_stderr, b.center_stderr)
+    dw = drift(a.fwhm - b.fwhm, a.fwhm_stderr, b.fwhm_stderr)
+    dp = drift(a.peak - b.peak, a.peak_stderr, b.peak_stderr)
+    return replace(fit, center_stderr=math.hypot(fit.center_stderr, dc),
+                   fwhm_stderr=math.hypot(fit.fwhm_stderr, dw),
+                   peak_stderr=math.hypot(fit.peak_stderr, dp)), {
+        "pass_difference_center": a.center - b.center, "pass_difference_fwhm": a.fwhm - b.fwhm,
+        "drift_error_center": dc, "drift_error_fwhm": dw, "drift_error_peak": dp}
 
 
 def lorentzian_start(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -202,6 +450,9 @@ class EfficiencyMapFit:
     covariance: np.ndarray
     chi2_reduced: float
     points: int
+    power_offsets: tuple[tuple[float, float], ...] | None = None
+    """(pump power W, detuning offset Hz) per power when the resonance was let move with the
+    pump (`fit_efficiency_map`'s `per_power_offsets`); None: one offset for all."""
 
     def stderr(self, index: int) -> float:
         return float(math.sqrt(max(self.covariance[index, index], 0.0)))
@@ -231,7 +482,11 @@ class EfficiencyMapFit:
         eta = self.low_power_slope * p / (1 + self.cooperativity_slope * p) ** 2
         if self.detuning_offset is None or self.optical_linewidth is None:
             return np.asarray(eta * np.ones_like(np.asarray(detuning, float)), float)
-        x = 2 * (np.asarray(detuning, float) - self.detuning_offset) / self.optical_linewidth
+        d0: np.ndarray | float = self.detuning_offset
+        if self.power_offsets is not None:
+            powers, shifts = (np.array(v, float) for v in zip(*self.power_offsets, strict=True))
+            d0 = np.interp(p, powers, shifts)
+        x = 2 * (np.asarray(detuning, float) - d0) / self.optical_linewidth
         return np.asarray(eta / (1 + x**2), float)
 
 
@@ -250,15 +505,21 @@ def power_curve_start(pump_power: np.ndarray, eta: np.ndarray, noise: np.ndarray
 
 
 def fit_efficiency_map(pump_power: np.ndarray, detuning: np.ndarray | None, eta: np.ndarray,
-                       noise: np.ndarray | float) -> EfficiencyMapFit | None:
+                       noise: np.ndarray | float, per_power_offsets: bool = False
+                       ) -> EfficiencyMapFit | None:
     """Weighted least-squares fit of the cooperativity model to eta at (P, d) points.
 
-    `detuning` None fits the power dependence alone (s, c). Errors: covariance (J^T J)^-1 of
-    the noise-weighted residuals scaled by the residual chi^2. None if the fit fails.
+    `detuning` None fits the power dependence alone (s, c). `per_power_offsets` lets the
+    optical resonance sit at its own detuning at each pump power (a lithium-niobate
+    device's photorefractive shift grows with the pump); the fit then reports d0 at the
+    lowest power. Errors: covariance (J^T J)^-1 of the noise-weighted residuals scaled by
+    the residual chi^2. None if the fit fails.
     """
     p, y = np.asarray(pump_power, float), np.asarray(eta, float)
     sigma = np.broadcast_to(np.asarray(noise, float), p.shape)
-    n_par = 2 if detuning is None else 4
+    _, group = np.unique(p, return_inverse=True)
+    offsets = int(group.max()) + 1 if per_power_offsets and detuning is not None else 1
+    n_par = 2 if detuning is None else 3 + offsets
     if p.size <= n_par or not np.all(np.isfinite(sigma)) or np.any(sigma <= 0) \
             or not np.all(p > 0):
         return None
@@ -275,20 +536,25 @@ def fit_efficiency_map(pump_power: np.ndarray, detuning: np.ndarray | None, eta:
     s0 = s0 if s0 > 0 else float(np.max(np.abs(y)) / p_ref) or 1.0
     span = float(np.ptp(d)) / g0 + 2
 
-    # Scaled parameters: s / s0, c * P_max, (d0 - d_pk) / g0, G / g0 (all of order one).
+    # Scaled parameters: s / s0, c * P_max, (d0 - d_pk) / g0 (one, or one per power),
+    # G / g0 (all of order one).
     def model(q: np.ndarray) -> np.ndarray:
         eta_p = s0 * q[0] * p / (1 + q[1] * p / p_ref) ** 2
         if detuning is None:
             return np.asarray(eta_p)
-        x = 2 * ((d - d_pk) / g0 - q[2]) / q[3]
+        d0 = q[2 + group] if offsets > 1 else q[2]
+        x = 2 * ((d - d_pk) / g0 - d0) / q[-1]
         return np.asarray(eta_p / (1 + x**2))
 
     def residual(q: np.ndarray) -> np.ndarray:
         return np.asarray((model(q) - y) / sigma)
 
-    q0 = [1.0, c0 * p_ref, 0.0, 1.0][:n_par]
-    lower = [0.0, -0.5, -span, 1e-3][:n_par]
-    upper = [np.inf, np.inf, span, 10 * span][:n_par]
+    if detuning is None:
+        q0, lower, upper = [1.0, c0 * p_ref], [0.0, -0.5], [np.inf, np.inf]
+    else:
+        q0 = [1.0, c0 * p_ref, *([0.0] * offsets), 1.0]
+        lower = [0.0, -0.5, *([-span] * offsets), 1e-3]
+        upper = [np.inf, np.inf, *([span] * offsets), 10 * span]
     try:
         res = least_squares(residual, q0, bounds=(lower, upper), x_scale="jac")
     except (ValueError, np.linalg.LinAlgError):
@@ -297,14 +563,60 @@ def fit_efficiency_map(pump_power: np.ndarray, detuning: np.ndarray | None, eta:
     if cov is None:
         return None
     chi2 = float(2 * res.cost / (p.size - n_par))
-    scale = np.array([s0, 1 / p_ref, g0, g0][:n_par])
     q = res.x
+    by_power = None
+    if detuning is not None and offsets > 1:
+        by_power = tuple((float(power), float(d_pk + g0 * shift)) for power, shift in
+                         zip(np.unique(p), q[2:2 + offsets], strict=True))
+        # Keep (s, c, d0 at the lowest power, G): what the map reports.
+        keep = [0, 1, 2, n_par - 1]
+        cov, q = cov[np.ix_(keep, keep)], q[keep]
+        n_used = n_par
+        n_par = 4
+    else:
+        n_used = n_par
+    scale = np.array([s0, 1 / p_ref, g0, g0][:n_par])
     return EfficiencyMapFit(
         low_power_slope=float(s0 * q[0]), cooperativity_slope=float(q[1] / p_ref),
         detuning_offset=None if detuning is None else float(d_pk + g0 * q[2]),
         optical_linewidth=None if detuning is None else float(g0 * q[3]),
-        covariance=scale_covariance(cov, 2 * res.cost, p.size - n_par, shrink=True)
-        * np.outer(scale, scale), chi2_reduced=chi2, points=int(p.size))
+        covariance=scale_covariance(cov, 2 * res.cost, p.size - n_used, shrink=True)
+        * np.outer(scale, scale), chi2_reduced=chi2, points=int(p.size),
+        power_offsets=by_power)
+
+
+def fit_efficiency_map_with_scatter(pump_power: np.ndarray, detuning: np.ndarray | None,
+                                    eta: np.ndarray, noise: np.ndarray | float, bound: float
+                                    ) -> tuple[EfficiencyMapFit | None, ExcessScatter]:
+    """`fit_efficiency_map` with the meter noise, or, when its reduced chi^2 exceeds `bound`,
+    with the excess scatter in the point errors and the covariance inflated for its
+    correlation (`fit_with_excess_scatter`; the points in the order of acquisition)."""
+    p = np.asarray(pump_power, float)
+    d = None if detuning is None else np.asarray(detuning, float)
+    def fit_once(sig: np.ndarray) -> EfficiencyMapFit | None:
+        return fit_efficiency_map(p, d, eta, sig)
+
+    def fit_moving(sig: np.ndarray) -> EfficiencyMapFit | None:
+        return fit_efficiency_map(p, d, eta, sig, per_power_offsets=True)
+
+    def curve(f: EfficiencyMapFit) -> np.ndarray:
+        return f.model(p, 0.0 if d is None else d)
+
+    def chi2(f: EfficiencyMapFit) -> float:
+        return f.chi2_reduced
+
+    y = np.asarray(eta, float)
+    fit, sigma, scatter = fit_with_excess_scatter(fit_once, curve, chi2, y, noise, bound)
+    if d is not None and scatter.relative > 0 and np.unique(p).size > 1:
+        # The meter noise does not explain the map: let the resonance move with the pump
+        # (photorefractive shift) and keep that model if it is the more likely one.
+        moved, moved_sigma, moved_scatter = fit_with_excess_scatter(fit_moving, curve, chi2,
+                                                                    y, noise, bound)
+        if moved is not None and np.sum(np.log(moved_sigma)) < np.sum(np.log(sigma)):
+            fit, scatter = moved, moved_scatter
+    if fit is not None and scatter.inflation != 1.0:
+        fit = replace(fit, covariance=fit.covariance * scatter.inflation)
+    return fit, scatter
 
 
 def _detuning_profile(p: np.ndarray, d: np.ndarray, eta: np.ndarray

@@ -32,6 +32,9 @@ FIT_P_MIN = 1e-6
 """A T_eq^2 line whose chi2 is less probable than this does not describe the fridge."""
 DEFAULT_COOLING_COEFFICIENT = DEFAULT_FRIDGE_COOLING_COEFFICIENT
 """W/K^2, a for a run whose setup states none (docs/transducer.md#3-the-fridge)."""
+COVERAGE_FACTOR = 2.0
+"""A certificate's +- accuracy is an expanded uncertainty with k = 2 (JCGM 100:2008, the GUM,
+section 6.2): one sigma is half of it."""
 MAX_FRACTION_SIGMAS = 5.0
 """An absorbed fraction outside [0, 1] by more than this many combined standard errors says
 the assumed cooling coefficient (or the T^2 law) does not describe this fridge."""
@@ -64,6 +67,22 @@ class FridgeLoadScanOptions:
     temperature_ceiling: float | None = None
     """K; None takes the lowest maximum of the lab config's interlocks on the pump (none:
     no ceiling)."""
+    pump_power_stability: float = 0.005
+    """Relative rms wander of the pump power reaching the device (fibre coupling and
+    polarization into the fridge), which no meter on the bench sees: each step's heating
+    (T_eq^2 - T_base^2) carries it as an independent relative error in the T_eq^2 line.
+    Measure it on your bench (e.g. the pump leakage counted far detuned over an hour);
+    default 0.5 %: a fibre-coupled cryostat's delivered power wanders by ~1 % over an hour
+    (docs/simulation.md#drift-realistic-lab), about half that between steps minutes apart.
+    0: an exactly known power."""
+    thermometer_accuracy: float = 0.03
+    """+-relative accuracy (k = 2, as certificates state it: one sigma is half) of the
+    mixing-chamber sensor's calibration curve at mK temperatures. A common scale error of
+    every reading: it leaves the time constant alone, moves T_base by this fraction and the
+    T^2 slope (so the absorbed fraction) by twice it, as their systematic errors. Default: a
+    calibrated RuOx sensor read by a Lake Shore 372, whose calibration term dominates the
+    accuracy at mK at a few per cent of T (Lake Shore, "Model 372 sensor performance"; the
+    twin's `CALIBRATION_ACCURACY`). Pass your sensor's certificate value."""
 
     def __post_init__(self) -> None:
         p = self.pump_powers
@@ -75,6 +94,10 @@ class FridgeLoadScanOptions:
         if not ((a is None or a > 0) and (a_err is None or a_err >= 0)):
             raise ValueError("cooling_coefficient must be > 0 W/K^2 and its stderr >= 0 "
                              "(or None: the setup's)")
+        if not (0 <= self.thermometer_accuracy < 1 and 0 <= self.pump_power_stability < 1):
+            raise ValueError(f"thermometer_accuracy and pump_power_stability must be in "
+                             f"[0, 1) (relative), got {self.thermometer_accuracy}, "
+                             f"{self.pump_power_stability}")
         if self.temperature_ceiling is not None and not self.temperature_ceiling > 0:
             raise ValueError("temperature_ceiling must be > 0 K (or None for the interlock's)")
 
@@ -100,6 +123,9 @@ class FridgeFit:
     line_dof: int
     relative_noise: float
     """Estimated relative rms noise of one reading."""
+    residual_correlation: float = 0.0
+    """Lag-1 correlation of the trace residuals within segments (0 for white noise); the
+    trace fit's covariance is inflated by (1 + rho) / (1 - rho) when it is positive."""
 
     @property
     def line_p(self) -> float:
@@ -125,10 +151,18 @@ def _design(t: np.ndarray, seg: np.ndarray, level: np.ndarray, tau: float, n_lev
 
 
 def fit_fridge_traces(elapsed: np.ndarray, temperature: np.ndarray, power: np.ndarray,
-                      segment: np.ndarray) -> FridgeFit | None:
+                      segment: np.ndarray, power_stability: float = 0.0, *,
+                      jackknife: bool = True) -> FridgeFit | None:
     """Fit temperature traces (K) at `elapsed` s from each segment's first reading, under
-    `power` W, `segment` index per reading (see the module docstring). None if the data
-    cannot support it (fewer than two powers, or a failed fit)."""
+    `power` W, `segment` index per reading (see the module docstring). `power_stability`
+    is the relative rms error of each step's delivered power (its heating T_eq^2 - T_base^2
+    carries it in the line). None if the data cannot support it (fewer than two powers, or
+    a failed fit).
+
+    The time constant's error is the larger of the fit's and the delete-one-segment
+    jackknife's (`jackknife`): the stage relaxes towards an equilibrium that moves with the
+    delivered pump power, which no reading shows, so the segments' scatter is the honest
+    measure of what one relaxation tells."""
     t_abs = np.asarray(elapsed, float)
     y = np.asarray(temperature, float)
     seg_raw = np.asarray(segment, int)
@@ -167,12 +201,21 @@ def fit_fridge_traces(elapsed: np.ndarray, temperature: np.ndarray, power: np.nd
         # Unit weights: the residuals estimate the noise (docs/fitting.md#2-covariance-inflation).
         cov = scale_covariance(np.linalg.inv(res.jac.T @ res.jac), 2 * res.cost, dof,
                                shrink=True)
+        # Residuals that wander (the delivered pump power drifts during a hold, so the stage
+        # relaxes towards a moving equilibrium) carry less information than as many
+        # independent readings: inflate by the AR(1) factor of their lag-1 correlation.
+        rho = _lag1_correlation(res.fun, seg)
+        cov = cov * _ar1_inflation(rho)
     except (ValueError, np.linalg.LinAlgError):
         return None
     if not (res.success and np.all(np.isfinite(res.x)) and np.all(np.isfinite(cov))):
         return None
     p = res.x
     tau = math.exp(p[0])
+    tau_err = tau * math.sqrt(max(cov[0, 0], 0.0))
+    if jackknife:
+        tau_err = max(tau_err, _jackknife_tau(t_abs, y, np.asarray(power, float), seg,
+                                              power_stability))
     t_eq = p[1:1 + n_lv] * scale
     cov_eq = cov[1:1 + n_lv, 1:1 + n_lv] * scale**2
     # Stage 2: T_eq^2 = T_base^2 + slope P, generalised least squares.
@@ -180,22 +223,70 @@ def fit_fridge_traces(elapsed: np.ndarray, temperature: np.ndarray, power: np.nd
     cov_y = jac @ cov_eq @ jac.T
     design = np.column_stack([np.ones(n_lv), levels])
     try:
-        inv = np.linalg.inv(cov_y)
-        cov_line = np.linalg.inv(design.T @ inv @ design)
+        line = None
+        # The power's wander scales each step's heating above base: two passes, the second
+        # with the heating from the first line.
+        for _ in range(2 if power_stability > 0 else 1):
+            heating = (t_eq**2 - line[0]) if line is not None else (t_eq**2 - np.min(t_eq**2))
+            cov_total = cov_y + np.diag((power_stability * heating) ** 2)
+            inv = np.linalg.inv(cov_total)
+            cov_line = np.linalg.inv(design.T @ inv @ design)
+            line = cov_line @ design.T @ inv @ (t_eq**2)
     except np.linalg.LinAlgError:
         return None
-    line = cov_line @ design.T @ inv @ (t_eq**2)
+    assert line is not None
     r = t_eq**2 - design @ line
     chi2 = float(r @ inv @ r)
     base2 = float(line[0])
     base = math.sqrt(base2) if base2 > 0 else math.nan
     return FridgeFit(
-        time_constant=tau, time_constant_stderr=tau * math.sqrt(max(cov[0, 0], 0.0)),
+        residual_correlation=rho,
+        time_constant=tau, time_constant_stderr=tau_err,
         powers=levels, equilibrium=t_eq, equilibrium_cov=cov_eq, base_temperature=base,
         base_temperature_stderr=math.sqrt(max(cov_line[0, 0], 0.0)) / (2 * base)
         if base2 > 0 else math.inf,
         slope=float(line[1]), slope_stderr=math.sqrt(max(cov_line[1, 1], 0.0)),
         line_chi2=chi2, line_dof=n_lv - 2, relative_noise=math.sqrt(s2))
+
+
+def _jackknife_tau(elapsed: np.ndarray, temperature: np.ndarray, power: np.ndarray,
+                   seg: np.ndarray, power_stability: float) -> float:
+    """Delete-one-segment jackknife standard error of the time constant, s (0 when fewer
+    than three segments leave a fit)."""
+    taus = []
+    for k in np.unique(seg):
+        keep = seg != k
+        sub = fit_fridge_traces(elapsed[keep], temperature[keep], power[keep], seg[keep],
+                                power_stability, jackknife=False)
+        if sub is not None:
+            taus.append(sub.time_constant)
+    n = len(taus)
+    if n < 3:
+        return 0.0
+    x = np.asarray(taus)
+    return math.sqrt((n - 1) / n * float(np.sum((x - x.mean()) ** 2)))
+
+
+def _lag1_correlation(residual: np.ndarray, segment: np.ndarray) -> float:
+    """Lag-1 autocorrelation of `residual` over neighbours within the same segment."""
+    r = np.asarray(residual, float)
+    same = np.asarray(segment)[1:] == np.asarray(segment)[:-1]
+    denominator = float(np.sum(r**2))
+    if not same.any() or denominator <= 0:
+        return 0.0
+    return float(np.sum((r[1:] * r[:-1])[same])) / denominator * r.size / int(same.sum())
+
+
+MAX_AR1_INFLATION = 100.0
+"""Cap of the AR(1) variance factor: beyond it the residuals are a trend, not noise, and the
+line's chi2 and the verdict must speak."""
+
+
+def _ar1_inflation(rho: float) -> float:
+    """(1 + rho) / (1 - rho) for rho > 0 (the variance factor of a mean of AR(1) noise), else 1."""
+    if not rho > 0:
+        return 1.0
+    return min((1.0 + rho) / max(1.0 - rho, 1e-9), MAX_AR1_INFLATION)
 
 
 # -- analysis -------------------------------------------------------------------------------
@@ -227,7 +318,8 @@ class FridgeLoadAnalysis(Analysis):
         fit = None
         if np.unique(d["pump_power"][keep]).size >= 2:
             fit = fit_fridge_traces(d["elapsed"][keep], d["temperature"][keep],
-                                    d["pump_power"][keep], seg[keep])
+                                    d["pump_power"][keep], seg[keep],
+                                    float(options.pump_power_stability))
         if fit is None:
             result.verdict = Verdict.bad(Reason.TOO_FEW_POINTS, "fewer than two pump powers "
                                          f"with {MIN_READINGS} readings each, or the fit "
@@ -237,12 +329,17 @@ class FridgeLoadAnalysis(Analysis):
         # The data give only the slope f / a: f inherits a's relative error in full
         # (analytic propagation, f proportional to a), as its systematic part.
         f = fit.slope * a
+        # The sensor's calibration scales every reading by (1 + e): T_base by it, T^2 (so the
+        # slope) by twice it; a common scale error, so systematic.
+        acc = float(options.thermometer_accuracy) / COVERAGE_FACTOR
         result.values = {
             "fridge_time_constant": FitValue(fit.time_constant, fit.time_constant_stderr, "s"),
-            "base_temperature": FitValue(fit.base_temperature, fit.base_temperature_stderr,
-                                         "K"),
-            "absorbed_fraction": FitValue.combined(f, fit.slope_stderr * a,
-                                                   abs(fit.slope) * a_err, ""),
+            "base_temperature": FitValue.combined(
+                fit.base_temperature, fit.base_temperature_stderr,
+                acc * abs(fit.base_temperature) if math.isfinite(fit.base_temperature)
+                else 0.0, "K"),
+            "absorbed_fraction": FitValue.combined(f, fit.slope_stderr * a, abs(f) * math.hypot(
+                a_err / a, 2 * acc), ""),
         }
         eq_err = np.sqrt(np.clip(np.diag(fit.equilibrium_cov), 0, None))
         result.tables["fridge_load"] = {
@@ -255,6 +352,8 @@ class FridgeLoadAnalysis(Analysis):
             "slope_K2_per_W": fit.slope, "slope_stderr": fit.slope_stderr,
             "line_chi2": fit.line_chi2, "line_dof": float(fit.line_dof),
             "line_p": fit.line_p, "relative_noise": fit.relative_noise,
+            "residual_correlation": fit.residual_correlation,
+            "thermometer_accuracy": acc,
             "ceiling": ceiling, "max_temperature": float(d["temperature"].max()),
             "cooling_coefficient": a, "cooling_coefficient_stderr": a_err,
             "line_chi2_reduced": fit.line_chi2 / fit.line_dof if fit.line_dof else math.nan})
@@ -346,7 +445,7 @@ def _judge_fraction(fraction: FitValue, a: float, a_err: float, verdict: Verdict
                 "fridge_cooling_coefficient: {value, error}")
     else:
         note = (f"absorbed fraction {fraction}, the sys part from a = {a:.3g} ± {a_err:.2g} "
-                "W/K^2")
+                "W/K^2 and the thermometer's calibration")
     return Verdict.ok("; ".join(x for x in (verdict.detail, note) if x))
 
 

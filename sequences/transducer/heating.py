@@ -2,6 +2,23 @@
 with a floor plus two exponentials (`fit_heating`) for the heating channels' amplitudes and
 time constants. The cycle, the probe reading on hardware and the fit:
 docs/transducer.md#pump-heating-the-cycle-and-the-probe.
+
+Drift. A real lab's detection efficiency (fibre polarization at the SNSPD), delivered pump
+power and pump detuning wander between cycles by more than the probe's counting error, which
+counting statistics alone do not cover. Each cycle therefore counts a *reference* at the end
+of its heating pulse (the pump still on, the heating in its steady state: the same physical
+state every cycle), and each probe is divided by the gain at its time
+(`normalise_to_references`): the slow gain cancels. The gain is a random walk whose
+variance per second of lag is measured from the references themselves (the change between
+consecutive cycles' references beyond their counting error, `reference_drift_rate`); each
+probe's gain is estimated from every reference, near ones weighing more the faster the drift
+(a Kalman smoother, `gain_at`), and its variance goes into the point's error. That estimate is
+independent of the fit's residuals, so the chi2 test still fails a model that does not
+describe the relaxation. Only the converted noise scales with that gain (the pump's
+detuning from the drifting optical line sets the efficiency): the pump leakage through the
+filters and the dark counts do not, so they are counted with the pump far detuned at the
+start and at the end of the scan (`background_time`), interpolated in lab time and taken off
+probe and reference before dividing (and added back to the floor).
 """
 
 from __future__ import annotations
@@ -69,6 +86,16 @@ class PumpHeatingScanOptions:
     """Pump-probe cycles per delay (their clicks are summed)."""
     probe_windows: int = 1
     """Counter windows read per probe."""
+    background_time: float = 5.0
+    """s counted with the pump on but `far_detuning` off the optical resonance, before the
+    first cycle and after the last: the pump leakage and dark counts, which do not follow the
+    references' gain. 0 measures none (then the references also scale the background)."""
+    far_detuning: float = 50e9
+    """Hz: the pump's detuning for the background count, >> the optical linewidth."""
+    reference_windows: int = 2
+    """Counter windows read at the end of each heating pulse (pump on, steady state): the
+    cycle's gain reference (module docstring). 0 takes no reference (counting errors only:
+    right only on a lab that does not drift)."""
     detector_bias: float = 10.5e-6
     """A, the detector's operating bias during the run (restored afterwards)."""
     dead_time: float = 20e-9
@@ -87,6 +114,13 @@ class PumpHeatingScanOptions:
         if self.delays < MIN_DELAYS or self.repeats < 1 or self.probe_windows < 1:
             raise ValueError(f"need delays >= {MIN_DELAYS}, repeats >= 1 and probe_windows "
                              ">= 1")
+        if self.background_time < 0 or (self.background_time > 0 and abs(
+                self.far_detuning - self.pump_detuning) < 5e9):
+            raise ValueError(f"background_time must be >= 0 s (0: none) and far_detuning "
+                             f"{self.far_detuning:g} Hz at least 5 GHz from pump_detuning")
+        if self.reference_windows < 0:
+            raise ValueError(f"reference_windows must be >= 0 (0: no reference), got "
+                             f"{self.reference_windows}")
         if self.pulse_duration <= 0 or self.cool_down < 0:
             raise ValueError("pulse_duration must be > 0 s and cool_down >= 0 s")
         if not self.detector_bias > 0:
@@ -134,18 +168,39 @@ def _linear_amplitudes(t: np.ndarray, y: np.ndarray, w: np.ndarray, tau_f: float
     return coef, float(np.sum(w * (y - design @ coef) ** 2))
 
 
+def model_sigma(rate_err: np.ndarray, rate: np.ndarray, model: np.ndarray,
+                exposure: np.ndarray, rel_var: np.ndarray | None = None) -> np.ndarray:
+    """One-sigma errors (Hz) of the points at the model's rates: the probe's Poisson error
+    `rate_err` rescaled from the data's counts to the model's (the data's errors carry the
+    dead-time gain), plus the relative variance `rel_var` (reference counts and drift) of the
+    model's rate."""
+    expo = np.asarray(exposure, float)
+    m = np.asarray(model, float)
+    poisson = np.asarray(rate_err, float) ** 2 * (np.maximum(m, 1.0 / expo)
+                                                  / np.maximum(rate, 1.0 / expo))
+    extra = 0.0 if rel_var is None else np.asarray(rel_var, float) * m**2
+    return np.sqrt(poisson + extra)
+
+
 def fit_heating(delay: np.ndarray, rate: np.ndarray, rate_err: np.ndarray,
-                exposure: np.ndarray) -> HeatingFit | None:
+                exposure: np.ndarray, rel_var: np.ndarray | None = None) -> HeatingFit | None:
     """Fit `heating_model` to rates (Hz, one-sigma Poisson errors `rate_err`) at delays (s).
 
     `exposure` (s per point) sets the Poisson variances of the model, used as weights after
-    the start. None if the fit fails."""
+    the start; `rel_var` (per point, dimensionless) is a variance relative to the rate on top
+    of the counting error (the reference's counting error and the drift left after
+    normalising to it: `normalise_to_references`). None if the fit fails."""
     t = np.asarray(delay, float)
     y = np.asarray(rate, float)
     e = np.asarray(rate_err, float)
     expo = np.asarray(exposure, float)
+    rv = None if rel_var is None else np.asarray(rel_var, float)
     if t.size < MIN_DELAYS or not np.all(np.isfinite(y)) or np.any(e <= 0):
         return None
+    if rv is not None and (rv.shape != t.shape or not np.all(np.isfinite(rv))
+                           or np.any(rv < 0)):
+        return None
+    e = np.sqrt(e**2 + (0.0 if rv is None else rv * y**2))
     w = 1.0 / e**2
     lo, hi = float(t.min()), float(t.max())
     grid = np.geomspace(lo / 3, hi * 3, 25)
@@ -174,8 +229,7 @@ def fit_heating(delay: np.ndarray, rate: np.ndarray, rate_err: np.ndarray,
             p = res.x
             model = heating_model(t, p[0] * scale, p[1] * scale, math.exp(p[2]),
                                   p[3] * scale, math.exp(p[4]))
-            # The data's errors carry the dead-time gain; rescale them to the model's counts.
-            sigma = e * np.sqrt(np.maximum(model, 1.0 / expo) / np.maximum(y, 1.0 / expo))
+            sigma = model_sigma(rate_err, y, model, expo, rv)
         cov = np.linalg.inv(res.jac.T @ res.jac)
     except (ValueError, np.linalg.LinAlgError):
         return None
@@ -284,6 +338,146 @@ def _crossing(f: Callable[[float], float], inside: float, outside: float,
     return float(brentq(f, inside, outside, xtol=tol))
 
 
+# -- the references -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Normalised:
+    """Probe rates divided by the relative gain at their time (Hz at the run's geometric
+    mean gain), the probes' Poisson errors on the same scale, and the relative variance each
+    point carries on top (the gain's estimate, the background's error)."""
+
+    rate: np.ndarray
+    rate_err: np.ndarray
+    rel_var: np.ndarray
+    drift_rate: float
+    """Relative gain variance per second of lag, 1/s (`reference_drift_rate`)."""
+    drift_rate_stderr: float
+    gain: np.ndarray
+    """The gain at each probe over the run's geometric mean gain."""
+
+
+def reference_drift_rate(ref_rate: np.ndarray, ref_err: np.ndarray, ref_time: np.ndarray
+                         ) -> tuple[float, float]:
+    """The relative gain's variance per second of lag (1/s) and its standard error, from the
+    references in lab-time order: sum over consecutive pairs of (the change of ln rate)^2
+    minus the pair's counting variances, over the sum of their lags. A random walk's
+    variance grows in proportion to the lag; a stationary drift (Ornstein-Uhlenbeck) does so
+    at lags well below its correlation time (minutes to hours: fibre polarization, coupling,
+    the resonance under the pump), so this is what a short lag inherits. Negative estimates
+    (no drift above counting) are 0."""
+    order = np.argsort(np.asarray(ref_time, float), kind="stable")
+    r = np.asarray(ref_rate, float)[order]
+    v = (np.asarray(ref_err, float)[order] / r) ** 2
+    t = np.asarray(ref_time, float)[order]
+    if r.size < 3:
+        return 0.0, math.inf
+    dx2 = np.diff(np.log(r)) ** 2
+    excess = dx2 - v[1:] - v[:-1]
+    lag = float(np.sum(np.diff(t)))
+    if not lag > 0:
+        return 0.0, math.inf
+    rate = float(np.sum(excess)) / lag
+    # Each squared change of a Gaussian has variance 2 (its expectation)^2.
+    stderr = math.sqrt(2.0 * float(np.sum(np.maximum(dx2, v[1:] + v[:-1]) ** 2))) / lag
+    return max(rate, 0.0), stderr
+
+
+def gain_at(ref_time: np.ndarray, log_ref: np.ndarray, log_ref_var: np.ndarray,
+            drift_rate: float, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The log gain and its variance at lab times `at` (s) from the references' log rates
+    `log_ref` (variances `log_ref_var`) at `ref_time`: a random walk of diffusion
+    `drift_rate` (1/s) observed with counting noise, estimated from every reference before
+    and after (a Kalman filter forward, then the Rauch-Tung-Striebel smoother back). With no
+    drift every point gets the weighted mean of all the references; with a strong drift
+    each gets the references next to it."""
+    times = np.concatenate([np.asarray(ref_time, float), np.asarray(at, float)])
+    observed = np.concatenate([np.ones(np.size(ref_time), bool), np.zeros(np.size(at), bool)])
+    values = np.concatenate([np.asarray(log_ref, float), np.zeros(np.size(at))])
+    noise = np.concatenate([np.asarray(log_ref_var, float), np.zeros(np.size(at))])
+    # References first at equal times: a probe is estimated after its own cycle's reference.
+    order = np.lexsort((~observed, times))
+    n = order.size
+    m_pred, p_pred, m_filt, p_filt = (np.zeros(n) for _ in range(4))
+    m, var, last = float(np.mean(log_ref)), 1e6, float(times[order[0]])
+    for k, i in enumerate(order):
+        var += drift_rate * max(float(times[i]) - last, 0.0)
+        last = float(times[i])
+        m_pred[k], p_pred[k] = m, var
+        if observed[i]:
+            gain = var / (var + noise[i])
+            m, var = m + gain * (values[i] - m), (1.0 - gain) * var
+        m_filt[k], p_filt[k] = m, var
+    m_s, p_s = m_filt.copy(), p_filt.copy()
+    for k in range(n - 2, -1, -1):
+        c = p_filt[k] / p_pred[k + 1] if p_pred[k + 1] > 0 else 0.0
+        m_s[k] = m_filt[k] + c * (m_s[k + 1] - m_pred[k + 1])
+        p_s[k] = p_filt[k] + c * c * (p_s[k + 1] - p_pred[k + 1])
+    out_m, out_p = np.empty(n), np.empty(n)
+    out_m[order], out_p[order] = m_s, p_s
+    return out_m[~observed], np.maximum(out_p[~observed], 0.0)
+
+
+def normalise_to_references(rate: np.ndarray, rate_err: np.ndarray, ref_rate: np.ndarray,
+                            ref_err: np.ndarray, ref_time: np.ndarray,
+                            probe_time: np.ndarray, background: np.ndarray | float = 0.0,
+                            background_err: np.ndarray | float = 0.0,
+                            background_times: np.ndarray | None = None) -> Normalised:
+    """Each probe rate (Hz) over the gain at its time relative to the run's mean (`gain_at`
+    from the references), with the variances that leaves (module docstring). Times are lab
+    times, s. `background` (Hz, per cycle, with its error) does not scale with the gain: it
+    comes off probe and reference before the division and its mean goes back on after.
+    Between its measurements at `background_times` the background (pump leakage through the
+    same detection path) wanders like the gain: a random walk pinned at both ends (a
+    Brownian bridge), whose variance joins its error."""
+    bg = np.broadcast_to(np.asarray(background, float), np.shape(rate))
+    bg_err = np.broadcast_to(np.asarray(background_err, float), np.shape(rate))
+    net_ref = np.asarray(ref_rate, float) - bg
+    if np.any(net_ref <= 0):
+        gain = net_ref / float(np.mean(net_ref))
+        return Normalised(np.asarray(rate, float), np.asarray(rate_err, float),
+                          np.zeros(np.shape(rate)), math.nan, math.nan, gain)
+    drift, drift_err = reference_drift_rate(net_ref, ref_err, ref_time)
+    bg_err = np.hypot(bg_err, bg * np.sqrt(drift * _bridge(np.asarray(probe_time, float),
+                                                          background_times)))
+    log_var = (np.asarray(ref_err, float) / net_ref) ** 2
+    log_gain, log_gain_var = gain_at(ref_time, np.log(net_ref), log_var, drift, probe_time)
+    gain = np.exp(log_gain - float(np.mean(log_gain)))
+    net = (np.asarray(rate, float) - bg) / gain
+    y = net + float(np.mean(bg))
+    # Relative to y (the fit's weights scale them with the model's rate): the gain's error
+    # acts on the converted part, the background's on all.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_var = log_gain_var * (net / y) ** 2 + (bg_err / y) ** 2
+    rel_var = np.where(np.isfinite(rel_var), rel_var, 0.0)
+    return Normalised(y, np.asarray(rate_err, float) / gain, rel_var, drift, drift_err, gain)
+
+
+def _bridge(at: np.ndarray, times: np.ndarray | None) -> np.ndarray:
+    """Lag-equivalent (s) of a random walk pinned at the sorted `times`: (t - t0)(t1 - t) /
+    (t1 - t0) between two of them, the distance to the nearest outside (none: zero)."""
+    if times is None or np.size(times) == 0:
+        return np.zeros(np.shape(at))
+    t = np.sort(np.asarray(times, float))
+    out = np.empty(np.shape(at))
+    for i, x in enumerate(np.asarray(at, float)):
+        k = int(np.searchsorted(t, x))
+        if k == 0 or k == t.size:
+            out[i] = abs(x - t[min(k, t.size - 1)])
+        else:
+            out[i] = (x - t[k - 1]) * (t[k] - x) / (t[k] - t[k - 1])
+    return out
+
+
+def interpolate_background(times: np.ndarray, rates: np.ndarray, errors: np.ndarray,
+                           at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The background (Hz) and its error at lab times `at` (s), linear in time between its
+    measurements (constant beyond them)."""
+    order = np.argsort(times)
+    t, r, e = (np.asarray(x, float)[order] for x in (times, rates, errors))
+    if t.size == 1:
+        return np.full(np.shape(at), r[0]), np.full(np.shape(at), e[0])
+    return np.interp(at, t, r), np.interp(at, t, e)
+
+
 # -- analysis -------------------------------------------------------------------------------
 class PumpHeatingAnalysis(CurveAnalysis):
     """Two-exponential fit of the dead-time corrected noise rate against the delay after a
@@ -302,6 +496,13 @@ class PumpHeatingAnalysis(CurveAnalysis):
     def load(self, run: StoredRun) -> CurveData | Verdict:
         d = {k: np.asarray(run.data.get(k, []), float)
              for k in ("delay", "counts", "exposure", "latched", "bias")}
+        # A run stored before the references (or with reference_windows 0) has none.
+        refs = {k: np.asarray(run.data.get(k, []), float)
+                for k in ("ref_counts", "ref_exposure", "ref_time", "probe_time")}
+        referenced = (all(v.size == d["delay"].size for v in refs.values())
+                      and d["delay"].size > 0 and bool(np.all(refs["ref_exposure"] > 0)))
+        if referenced:
+            d.update(refs)
         order = np.argsort(d["delay"], kind="stable")
         d = {k: v[order] for k, v in d.items()}
         t, n = d["delay"], d["delay"].size
@@ -325,9 +526,39 @@ class PumpHeatingAnalysis(CurveAnalysis):
                              float(o.counter_dead_time))
         data.y, data.sigma = dead.correct(d["counts"], d["exposure"])
         loss = dead.loss(d["counts"], d["exposure"])
+        data.extra["rate_err"] = data.sigma
+        data.extra["rel_var"] = None
+        table = {"delay (s)": t.tolist()}
+        if referenced:
+            if np.any(d["ref_counts"] <= 0):
+                data.stop = Verdict.bad(Reason.NO_SIGNAL, "a reference count at the end of "
+                                        "a heating pulse (pump on) is 0: the detector lost "
+                                        "the light; check the pump and the detection path")
+                return data
+            ref, ref_err = dead.correct(d["ref_counts"], d["ref_exposure"])
+            loss = np.maximum(loss, dead.loss(d["ref_counts"], d["ref_exposure"]))
+            bg, bg_err, bg_times = _background(run, dead, d["probe_time"])
+            norm = normalise_to_references(data.y, data.sigma, ref, ref_err, d["ref_time"],
+                                           d["probe_time"], bg, bg_err, bg_times)
+            table.update({"raw rate (Hz)": data.y.tolist(), "reference rate (Hz)":
+                          ref.tolist(), "background (Hz)": bg.tolist(),
+                          "relative gain": norm.gain.tolist()})
+            data.details["background_rate"] = float(np.mean(bg))
+            if np.any(norm.gain <= 0):
+                data.stop = Verdict.bad(Reason.NO_SIGNAL, "a reference at the end of a "
+                                        "heating pulse is not above the background (pump far "
+                                        "detuned): no converted noise; is the pump on the "
+                                        "optical resonance?")
+                return data
+            data.y, data.extra["rate_err"] = norm.rate, norm.rate_err
+            data.extra["rel_var"] = norm.rel_var
+            data.sigma = np.sqrt(norm.rate_err**2 + norm.rel_var * norm.rate**2)
+            data.details.update({"reference_drift_rate": norm.drift_rate,
+                                 "reference_drift_rate_stderr": norm.drift_rate_stderr,
+                                 "reference_gain_spread": float(np.ptp(norm.gain))})
         data.details["max_dead_time_loss"] = float(loss.max())
-        data.tables["heating"] = {"delay (s)": t.tolist(), "rate (Hz)": data.y.tolist(),
-                                  "rate stderr (Hz)": data.sigma.tolist()}
+        table.update({"rate (Hz)": data.y.tolist(), "rate stderr (Hz)": data.sigma.tolist()})
+        data.tables["heating"] = table
         if np.any(loss > MAX_DEAD_TIME_LOSS):
             data.stop = Verdict.bad(Reason.OUT_OF_RANGE, f"the detector saturates (dead time "
                                     f"loses {loss.max():.0%} of the clicks): lower the pump "
@@ -336,17 +567,27 @@ class PumpHeatingAnalysis(CurveAnalysis):
 
     def fit(self, data: CurveData) -> Fit | Verdict:
         assert data.sigma is not None
-        f = fit_heating(data.x, data.y, data.sigma, data.extra["exposure"])
+        f = fit_heating(data.x, data.y, data.extra["rate_err"], data.extra["exposure"],
+                        data.extra["rel_var"])
         if f is None:
+            # A fit with nothing to fit (no heating above the errors) has no curvature in
+            # the times: say what the data do show.
+            w = 1.0 / data.sigma**2
+            mean = float(np.sum(w * data.y) / np.sum(w))
+            chi2 = float(np.sum(w * (data.y - mean) ** 2))
+            if chi2_p_value(chi2, data.y.size - 1) >= FIT_P_MIN:
+                return Verdict.bad(Reason.NO_SIGNAL, f"no heating seen: the noise rate is "
+                                   f"flat in the delay within its errors (chi2 {chi2:.1f} "
+                                   f"for {data.y.size - 1} dof): a longer or stronger pulse?")
             return Verdict.bad(Reason.POOR_FIT, "the two-exponential fit did not converge")
         data.extra["fit"] = f
         p = np.array([f.floor, f.amp_fast, f.tau_fast, f.amp_slow, f.tau_slow])
         cov = f.covariance if f.covariance is not None else np.diag(
             [f.stderr[x.name] ** 2 for x in self.params])
         # Residuals with the errors of the fit's last pass (rescaled to the model's counts).
-        model_y, expo = self.model(data.x, *p), data.extra["exposure"]
-        sigma = data.sigma * np.sqrt(np.maximum(model_y, 1.0 / expo)
-                                     / np.maximum(data.y, 1.0 / expo))
+        model_y = self.model(data.x, *p)
+        sigma = model_sigma(data.extra["rate_err"], data.y, model_y, data.extra["exposure"],
+                            data.extra["rel_var"])
         return Fit(tuple(x.name for x in self.params), p, cov, f.chi2, f.dof, data.x, data.y,
                    model_y, sigma, {x.name: x.unit for x in self.params})
 
@@ -363,6 +604,24 @@ class PumpHeatingAnalysis(CurveAnalysis):
 
     def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
         return _verdict(data.extra["fit"], data.x)
+
+
+def _background(run: StoredRun, dead: DeadTimeModel, at: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The far-detuned background (Hz, dead-time corrected) and its counting error at lab
+    times `at` (s), and the times it was measured; zeros (and None) if the run measured
+    none."""
+    b = {k: np.asarray(run.data.get(k, []), float)
+         for k in ("bg_counts", "bg_exposure", "bg_time")}
+    none = np.zeros(np.shape(at)), np.zeros(np.shape(at)), None
+    if not all(v.size == b["bg_counts"].size for v in b.values()):
+        return none
+    measured = (b["bg_exposure"] > 0) & np.isfinite(b["bg_time"])
+    if not np.any(measured):
+        return none
+    rate, err = dead.correct(b["bg_counts"][measured], b["bg_exposure"][measured])
+    return (*interpolate_background(b["bg_time"][measured], rate, err, at),
+            b["bg_time"][measured])
 
 
 def _verdict(fit: HeatingFit, delay: np.ndarray) -> Verdict:
@@ -405,7 +664,16 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
                 DatasetParameter("counts", "", "Probe clicks (all repeats)", sp),
                 DatasetParameter("exposure", "s", "Time counted over (all repeats)", sp),
                 DatasetParameter("latched", "", "Detector latched", sp),
-                DatasetParameter("bias", "A", "Detector bias", sp)]
+                DatasetParameter("bias", "A", "Detector bias", sp),
+                DatasetParameter("ref_counts", "", "Reference clicks at the pulses' ends "
+                                 "(all repeats)", sp),
+                DatasetParameter("ref_exposure", "s", "Time the references counted over", sp),
+                DatasetParameter("ref_time", "s", "Lab time of the reference (mean)", sp),
+                DatasetParameter("probe_time", "s", "Lab time of the probe (mean)", sp),
+                DatasetParameter("bg_counts", "", "Background clicks, pump far detuned (first "
+                                 "and last step only)", sp),
+                DatasetParameter("bg_exposure", "s", "Time the background counted over", sp),
+                DatasetParameter("bg_time", "s", "Lab time of the background count", sp)]
 
     def delays(self) -> np.ndarray:
         """The delays, s."""
@@ -436,23 +704,58 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
         setup = station.setup
         assert setup is not None
         channel = detector_channel(station, self.name)
-        clicks, exposure = 0, 0.0
+        clicks, exposure, ref_clicks, ref_exposure = 0, 0.0, 0, 0.0
+        ref_times, probe_times = [], []
+        background: tuple[int, float, float] = (0, 0.0, math.nan)
+        if step.index == 0:
+            background = self._background(station)
         for _ in range(options.repeats):
             setup.pump_on(False)
             station.sleep(options.cool_down)
             setup.pump_on(True)
             station.sleep(options.pulse_duration)
+            if options.reference_windows:
+                # The pulse's end, heating in its steady state: this cycle's gain reference.
+                ref = count_clicks(channel, min_clicks=math.inf,
+                                   max_time=options.reference_windows * COUNTER_WINDOW_S)
+                ref_times.append(station.clock.now())
+                ref_clicks += ref.clicks
+                ref_exposure += ref.exposure
             setup.pump_on(False)
             station.sleep(step.settings["delay"])
             setup.pump_on(True)
+            probe_times.append(station.clock.now())
             probe = count_clicks(channel, min_clicks=math.inf,
                                  max_time=options.probe_windows * COUNTER_WINDOW_S)
             setup.pump_on(False)
             clicks += probe.clicks
             exposure += probe.exposure
+        if step.index == options.delays - 1:
+            background = self._background(station)
         row = {"delay": step.settings["delay"], "counts": clicks, "exposure": exposure,
-               "latched": float(bool(channel.latched())), "bias": float(channel.bias_current())}
+               "latched": float(bool(channel.latched())), "bias": float(channel.bias_current()),
+               "ref_counts": ref_clicks, "ref_exposure": ref_exposure,
+               "ref_time": float(np.mean(ref_times)) if ref_times else math.nan,
+               "probe_time": float(np.mean(probe_times)), "bg_counts": background[0],
+               "bg_exposure": background[1], "bg_time": background[2]}
         return {k: np.array([float(v)]) for k, v in row.items()}
+
+    def _background(self, station: LabStation) -> tuple[int, float, float]:
+        """Clicks, exposure (s) and lab time (s) with the pump on, far detuned: leakage and
+        dark counts (module docstring); the pump back on its detuning and off after."""
+        options = self.options
+        setup = station.setup
+        assert setup is not None
+        if options.background_time <= 0:
+            return 0, 0.0, math.nan
+        channel = detector_channel(station, self.name)
+        setup.pump_detuning(options.far_detuning)
+        setup.pump_on(True)
+        count = count_clicks(channel, min_clicks=math.inf, max_time=options.background_time)
+        now = station.clock.now()
+        setup.pump_on(False)
+        setup.pump_detuning(options.pump_detuning)
+        return count.clicks, count.exposure, now
 
     def finish(self, station: LabStation) -> None:
         """Pump off and microwave off (the safe state); the framework's restorer then puts

@@ -41,16 +41,29 @@ from .bench import (
     switch_pump_on,
 )
 from .efficiency_fits import (
+    LINE_SHAPE_RELATIVE_ERROR,
+    ExcessScatter,
     LorentzianFit,
     column,
-    fit_lorentzian,
+    fit_lorentzian_with_scatter,
+    interleaved,
     meter_noise,
+    passes,
+    with_pass_difference,
 )
 
 MIN_POINTS = 10
 MIN_RESOLVED_STEPS = 1.5
 """A fitted FWHM below this many laser steps is unresolved: the fit would rest on the line
 shape between steps, which the scan never sampled."""
+LASER_WAVELENGTH_ACCURACY_PM = 1.5
+"""+-pm, the pump laser's absolute wavelength accuracy (santec TSL-570 specifications): the
+resonance is found at the wavelength the laser reads, which is off by up to this."""
+LASER_WAVELENGTH_REPEATABILITY_PM = 0.5
+"""+-pm, the laser's wavelength repeatability (TSL-570 specifications): where the scan's
+coarse move to its start landed; the fine steps after it share that error."""
+DATA_SHEET_COVERAGE = 2.0
+"""A data sheet's +-bound read as two standard deviations."""
 SIGNAL_SIGMAS = 6.0
 """The brightest point must exceed the noise by this much: the largest of ~300 pure-noise
 points reaches ~3 sigma, and a 6-sigma excursion has odds ~1e-9 per point."""
@@ -73,8 +86,10 @@ class OpticalResonanceOptions:
     laser_steps_per_point: int = 1
     """Spacing of the points in laser steps (0.1 pm, ~12.5 MHz); 1 cannot step over a
     line narrower than the step."""
-    averaging: int = 100
-    """Power-meter samples per reading (~3 ms each): noise 50 pW / sqrt(averaging)."""
+    averaging: int = 10
+    """Power-meter samples per reading (~3 ms each): noise 50 pW / sqrt(averaging). Few and
+    fast: the converted light is far above the noise, and the optical resonance drifts
+    (tens of MHz an hour), so a slow scan would see the line move under it."""
     segments: int = 16
     """Steps the scan is split into (progress and interruption granularity)."""
 
@@ -99,6 +114,15 @@ class OpticalResonanceOptions:
         step = self.laser_steps_per_point * laser_step_frequency()
         half = int(self.span / 2 // step)
         return np.asarray(self.center + step * np.arange(-half, half + 1), float)
+
+    def acquisition_order(self) -> np.ndarray:
+        """`detunings` in the order they are measured: up across the line on every other
+        grid point, then down on the ones between. A resonance drifting during the scan
+        (temperature, the photorefractive effect) then shifts neighbouring points in
+        opposite directions, which shows as scatter between them (and the analysis counts
+        it) instead of a silently stretched or squeezed line. The whole scan stays within
+        the laser's fine-tuning range of its first point."""
+        return interleaved(self.detunings())
 
 
 class OpticalResonanceAnalysis(CurveAnalysis):
@@ -148,14 +172,22 @@ class OpticalResonanceAnalysis(CurveAnalysis):
     def fit(self, data: CurveData) -> Fit | Verdict:
         scan, step, sigma = data.extra["scan"], data.extra["step"], data.sigma
         assert sigma is not None
-        fit = fit_lorentzian(scan.nu - scan.nu_ref, data.y, sigma)
+        bound = chi2_bound(scan.nu.size - 3, data.extra["samples"])
+        fit, sigma, scatter = fit_lorentzian_with_scatter(scan.nu - scan.nu_ref, data.y, sigma,
+                                                          bound)
         if fit is not None:
-            data.details["chi2_reduced"] = fit.chi2_reduced
+            fit, differences = with_pass_difference(fit, scan.nu - scan.nu_ref, data.y, sigma,
+                                                    scan.up_pass)
+            data.details.update(differences)
+            data.details.update({"chi2_reduced": fit.chi2_reduced,
+                                 "relative_scatter": scatter.relative,
+                                 "residual_correlation": scatter.correlation,
+                                 "variance_inflation": scatter.inflation})
         if fit is None or fit.fwhm < MIN_RESOLVED_STEPS * step:
             # No curve: what the brightest step says, in data.values (kept by the base).
             return _unresolved(data.values, data.details, scan, step)
         data.extra["verdict"] = _resolved(data.values, data.details, scan, fit,
-                                          data.extra["samples"])
+                                          data.extra["samples"], scatter)
         p = np.array([scan.nu_ref + fit.center, fit.fwhm, fit.peak])
         cov = np.diag(np.square([fit.center_stderr, fit.fwhm_stderr, fit.peak_stderr]))
         dof = fit.points - 3
@@ -189,12 +221,14 @@ class OpticalResonanceAnalysis(CurveAnalysis):
 
 
 def _resolved(values: dict[str, FitValue], details: dict[str, float], scan: _Scan,
-              fit: LorentzianFit, samples: int) -> Verdict:
+              fit: LorentzianFit, samples: int, scatter: ExcessScatter) -> Verdict:
     nu0 = scan.nu_ref + fit.center
     wavelength = SPEED_OF_LIGHT / nu0
     values["optical_resonance_wavelength"] = FitValue(
-        wavelength, wavelength**2 / SPEED_OF_LIGHT * fit.center_stderr, "m")
-    values["optical_linewidth"] = FitValue(fit.fwhm, fit.fwhm_stderr, "Hz")
+        wavelength, wavelength**2 / SPEED_OF_LIGHT * fit.center_stderr, "m").with_systematic(
+        _laser_wavelength_error())
+    values["optical_linewidth"] = FitValue(fit.fwhm, fit.fwhm_stderr, "Hz").with_systematic(
+        LINE_SHAPE_RELATIVE_ERROR * fit.fwhm)
     details.update({"optical_linewidth_resolved": 1.0, "fitted_peak_power": fit.peak,
                     "center_detuning": scan.detuning_at(nu0)})
     if not scan.nu.min() <= nu0 <= scan.nu.max():
@@ -205,10 +239,10 @@ def _resolved(values: dict[str, FitValue], details: dict[str, float], scan: _Sca
         return Verdict.bad(Reason.OUT_OF_RANGE, f"linewidth {fit.fwhm:.3g} Hz is wider than "
                            f"the scan ({np.ptp(scan.nu):.3g} Hz): widen the span")
     bound = chi2_bound(fit.points - 3, samples)
-    if fit.chi2_reduced > bound:
-        return Verdict.bad(Reason.POOR_FIT, f"reduced chi^2 {fit.chi2_reduced:.3g} against "
-                           f"the meter noise (above {bound:.3g}): the converted light is "
-                           "not one Lorentzian line")
+    if scatter.too_large or fit.chi2_reduced > bound:
+        return Verdict.bad(Reason.POOR_FIT, f"{scatter.describe()} (reduced chi^2 "
+                           f"{fit.chi2_reduced:.3g}): the converted light is not one "
+                           "Lorentzian line")
     return Verdict.ok(f"resonance at {wavelength * 1e9:.7f} nm, linewidth "
                       f"{values['optical_linewidth']}")
 
@@ -224,7 +258,8 @@ def _unresolved(values: dict[str, FitValue], details: dict[str, float], scan: _S
     wavelength = SPEED_OF_LIGHT / nu0
     # The resonance lies within half a step of the brightest step: uniform there.
     values["optical_resonance_wavelength"] = FitValue(
-        wavelength, wavelength**2 / SPEED_OF_LIGHT * step / math.sqrt(12), "m")
+        wavelength, wavelength**2 / SPEED_OF_LIGHT * step / math.sqrt(12), "m").with_systematic(
+        _laser_wavelength_error())
     details.update({"optical_linewidth_resolved": 0.0, "center_detuning": scan.detuning_at(nu0)})
     if i in (0, scan.nu.size - 1):
         return Verdict.bad(Reason.NO_SIGNAL, f"the brightest point is at the edge of the "
@@ -233,6 +268,14 @@ def _unresolved(values: dict[str, FitValue], details: dict[str, float], scan: _S
                       f"linewidth unresolved: narrower than "
                       f"{MIN_RESOLVED_STEPS * step / 1e6:.3g} MHz ({MIN_RESOLVED_STEPS} "
                       f"laser steps of 0.1 pm)")
+
+
+def _laser_wavelength_error() -> float:
+    """m, one sigma: the laser's absolute accuracy and its coarse move's repeatability.
+    Only the absolute wavelength carries it: the bench sets every later detuning with the
+    same laser, relative to this result, so the offset cancels there."""
+    return math.hypot(LASER_WAVELENGTH_ACCURACY_PM, LASER_WAVELENGTH_REPEATABILITY_PM) \
+        * 1e-12 / DATA_SHEET_COVERAGE
 
 
 @dataclass(frozen=True)
@@ -247,6 +290,9 @@ class _Scan:
     """Optical power with the mw tone on minus off, W."""
     p_off: np.ndarray
     """mw-off readings in acquisition order (their successive differences are noise)."""
+    up_pass: np.ndarray | None = None
+    """Per point (in frequency order): measured on the up pass of an interleaved scan
+    (`efficiency_fits.passes`); None for a scan measured otherwise."""
 
     @classmethod
     def from_run(cls, run: StoredRun) -> _Scan:
@@ -257,7 +303,9 @@ class _Scan:
         wavelength, detuning, p_on, p_off = (a[:n] for a in (wavelength, detuning, p_on, p_off))
         nu = SPEED_OF_LIGHT / wavelength if n else np.empty(0)
         order = np.argsort(nu, kind="stable")
-        return cls(nu[order], detuning[order], wavelength[order], (p_on - p_off)[order], p_off)
+        up = passes(detuning)
+        return cls(nu[order], detuning[order], wavelength[order], (p_on - p_off)[order], p_off,
+                   None if up is None else up[order])
 
     @property
     def nu_ref(self) -> float:
@@ -297,8 +345,8 @@ class OpticalResonanceScan(LabSequence[OpticalResonanceOptions]):
                 DatasetParameter(OFF, "W", "Optical power, mw off", sp)]
 
     def _chunks(self) -> list[np.ndarray]:
-        return [c for c in np.array_split(self.options.detunings(), self.options.segments)
-                if c.size]
+        return [c for c in np.array_split(self.options.acquisition_order(),
+                                          self.options.segments) if c.size]
 
     def steps(self) -> list[Step]:
         chunks = self._chunks()

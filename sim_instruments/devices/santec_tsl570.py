@@ -31,8 +31,12 @@ With the LD off or the shutter closed ``:POW:ACT?`` reads 0 mW, or the monitor's
 The realistic lab (`LabWorld.ideal` False): the light that reaches the world differs from the
 settings the way the data sheet allows, while every query (:WAV?, :POW?, :POW:ACT?) still
 reads the setting, as on the real laser, which cannot see its own error. The emitted
-wavelength is off by a fixed per-instance offset (`WAVELENGTH_ACCURACY_PM`) plus, at every
-wavelength setting, a fresh one within the repeatability (`WAVELENGTH_REPEATABILITY_PM`); the
+wavelength is off by a fixed per-instance offset (`WAVELENGTH_ACCURACY_PM`) plus one within
+the repeatability (`WAVELENGTH_REPEATABILITY_PM`), drawn afresh only by a coarse move: a
+setting farther than `FINE_TUNING_RANGE_PM` from where the last coarse move landed. The
+repeatability is that of the grating (the external cavity's coarse tuning); a step within
+the fine-tuning range moves the cavity length only (piezo), which lands far more precisely,
+so a fine scan keeps its one repeatability error as a common offset; the
 emitted power has a fixed gain error (`POWER_ACCURACY_DB`) and, every time the output changes
 (a new setting, LD or shutter), a fresh relative fluctuation within the power stability
 (`POWER_STABILITY_DB`). Slow drifts in time belong to the world (issue 13, item 2).
@@ -73,6 +77,10 @@ WAVELENGTH_ACCURACY_PM = 1.5
 WAVELENGTH_REPEATABILITY_PM = 0.5
 """+-pm, wavelength repeatability: re-setting a wavelength lands within this of the last
 time (TSL-570 specifications)."""
+FINE_TUNING_RANGE_PM = 80.0
+"""pm, how far a setting may move from the last coarse landing and still be a fine step
+(about +-10 GHz at 1550 nm): typical of the fine (piezo) tuning range of external-cavity
+tunable lasers such as the TSL series' ``:WAVelength:FINetuning``, not from the data sheet."""
 POWER_STABILITY_DB = 0.01
 """+-dB, output power stability (TSL-570 specifications, short term at constant
 temperature)."""
@@ -104,7 +112,9 @@ class SantecTSL570Emulator(ScpiDevice):
         self._repeatability_rng = error_rng(world, name, "wavelength repeatability")
         self._stability_rng = error_rng(world, name, "power stability")
         self._repeatability_pm = 0.0
-        """pm: where the last wavelength setting landed, within the repeatability."""
+        """pm: where the last coarse move landed, within the repeatability."""
+        self._coarse_nm: float | None = None
+        """nm: the setting of the last coarse move (None: none yet since power-up)."""
         super().__init__(world, name)
 
     def reset(self) -> None:
@@ -172,10 +182,16 @@ class SantecTSL570Emulator(ScpiDevice):
                 wavelength + (offset_pm + self._repeatability_pm) * 1e-12)
 
     def _land_wavelength(self) -> None:
-        """A new wavelength setting lands somewhere within the repeatability."""
-        if not self.world.ideal:
-            self._repeatability_pm = float(self._repeatability_rng.normal(
-                0.0, sigma_of_bound(WAVELENGTH_REPEATABILITY_PM)))
+        """A coarse move (beyond the fine-tuning range of the last one) lands somewhere
+        within the repeatability; a fine step keeps the last coarse move's error."""
+        if self.world.ideal:
+            return
+        last = self._coarse_nm
+        if last is not None and abs(self.wavelength_nm - last) * 1e3 <= FINE_TUNING_RANGE_PM:
+            return
+        self._coarse_nm = self.wavelength_nm
+        self._repeatability_pm = float(self._repeatability_rng.normal(
+            0.0, sigma_of_bound(WAVELENGTH_REPEATABILITY_PM)))
 
     @property
     def emitting(self) -> bool:
