@@ -33,8 +33,10 @@ from qnetlab.sequences.transducer.heating import (
     FIT_P_MIN,
     PumpHeatingScan,
     fit_heating,
-    gain_at,
     heating_model,
+)
+from qnetlab.sequences.transducer.heating_references import (
+    gain_at,
     normalise_to_references,
     reference_drift_rate,
 )
