@@ -94,6 +94,8 @@ class BlockReader:
     closed there as well, after its `summary` (if it has one) is kept in `summary`."""
 
     _ids = itertools.count()
+    stop_timeout_s = 15.0
+    """How long `stop` waits for the thread to close its source (s)."""
 
     def __init__(self, context: zmq.Context, factory: HeraldSourceFactory,
                  epoch_ns: int) -> None:
@@ -108,7 +110,7 @@ class BlockReader:
         self.wake = context.socket(zmq.PAIR)
         self.wake.linger = 0
         self.wake.bind(address)
-        self._signal = context.socket(zmq.PAIR)  # used only by the reader thread from now on
+        self._signal = context.socket(zmq.PAIR)  # used (and closed) only by the reader thread
         self._signal.linger = 0
         self._signal.connect(address)
         self._stop = threading.Event()
@@ -135,9 +137,12 @@ class BlockReader:
             if blocks is not None:
                 with contextlib.suppress(Exception):
                     blocks.close()  # a generator: its recording ends here
-            self._close_source()
-            self.finished = True
-            self._poke()
+            try:
+                self._close_source()
+            finally:
+                self.finished = True
+                self._poke()
+                self._signal.close(0)
 
     def _close_source(self) -> None:
         source = self.source
@@ -162,16 +167,16 @@ class BlockReader:
             while True:
                 self.wake.recv(zmq.NOBLOCK)
 
-    def stop(self, timeout: float = 15.0) -> bool:
+    def stop(self, timeout: float | None = None) -> bool:
         """Ask the thread to stop after its current block (or once its source is built) and
         wait for it to close the source; whether it did (a source stuck inside a block is
         left behind: the thread is a daemon)."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        stopped = not self._thread.is_alive()
-        if stopped:
+        if self._thread.ident is None:  # never started: no thread to close its socket
             self._signal.close(0)
+        if self._thread.is_alive():
+            self._thread.join(self.stop_timeout_s if timeout is None else timeout)
+        stopped = not self._thread.is_alive()
         self.wake.close(0)
         return stopped
 

@@ -88,17 +88,21 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory |
         reader.start()
         publish_loop(publisher, reader, stop)
     finally:
+        reader_stopped = True
         if reader is not None:
-            reader.stop()
+            reader_stopped = reader.stop()
             if publisher is not None:  # decided before the stop: published and logged too
                 while reader.queue:
                     publisher.publish(reader.queue.popleft())
                 publisher.source_summary = reader.summary
+        if publisher is not None:  # the heralds on disk before anything else can fail
+            publisher.write_files()
         pub.close()
         router.close()
         if authenticator is not None:
             authenticator.stop()
-        # destroy, not term: a reader thread stuck in its source still holds its socket.
-        context.destroy()
-        if publisher is not None:
-            publisher.write_files()
+        # Never destroy(): closing the socket of a reader thread still stuck in its source
+        # from here aborts the process inside libzmq. A stuck reader keeps its socket and
+        # the context; the process is ending and takes both.
+        if reader_stopped:
+            context.term()

@@ -172,8 +172,14 @@ class ID1000Server:
             threads.append(self._recorder)
         for thread in threads:
             thread.join(timeout=self.send_timeout_s + 1.0)
-        # Every thread closes its own sockets; destroy() only catches one that hung.
-        self._context.destroy(linger=0)
+        # Every thread closes its own sockets. Never destroy() here: closing a socket that
+        # another thread is still in (a stream stopped but still sending, a thread the host
+        # starved) aborts the whole process inside libzmq. term() is the thread-safe end: a
+        # blocking call left in another thread returns ETERM, that thread closes its socket,
+        # and term() returns. In the background, so a thread stuck outside ZeroMQ holds no one.
+        closer = threading.Thread(target=self._context.term, daemon=True, name="id1000-close")
+        closer.start()
+        closer.join(timeout=self.send_timeout_s + 1.0)
 
     def wait(self) -> None:
         """Block until the server stops (its lifetime ends or `close` is called)."""
@@ -201,6 +207,8 @@ class ID1000Server:
                     self.device.play_requested = False
                 if play:
                     self._start_recording()
+        except zmq.ContextTerminated:
+            pass  # close() ended a blocking call: the server is closing
         finally:
             sock.close(0)
 
@@ -286,6 +294,8 @@ class ID1000Server:
                 except (ValueError, KeyError) as exc:
                     answer = {"error": {"description": str(exc)}}
                 sock.send_string(json.dumps(answer))
+        except zmq.ContextTerminated:
+            pass  # close() ended a blocking call: the server is closing
         finally:
             sock.close(0)
 
@@ -331,7 +341,12 @@ class ID1000Server:
 
     def _send_stream(self, stream: _Stream) -> None:
         # The PAIR socket is created, used and closed in this thread only.
-        sock = self._context.socket(zmq.PAIR)
+        try:
+            sock = self._context.socket(zmq.PAIR)
+        except zmq.ZMQError as exc:  # the server closed meanwhile
+            stream.bind_error = str(exc)
+            stream.bound.set()
+            return
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_STREAM_INBOUND_BYTES)
         sock.setsockopt(zmq.LINGER, round(self.send_timeout_s * 1e3))
         sock.setsockopt(zmq.SNDTIMEO, round(self.send_timeout_s * 1e3))
@@ -360,6 +375,8 @@ class ID1000Server:
                     continue
                 stream.timestamps_count += len(message) // 8
                 stream.last_activity = time.monotonic()
+        except zmq.ContextTerminated:
+            pass  # close() ended a blocking call: the server is closing
         finally:
             sock.close(0)
 

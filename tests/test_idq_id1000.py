@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,10 +35,12 @@ def tagger() -> Iterator[Callable[..., tuple[IDQuantiqueID1000, ID1000Server]]]:
     """An emulated ID1000 served on 127.0.0.1 (free ports) and its driver; both closed after."""
     opened: list[tuple[IDQuantiqueID1000, ID1000Server]] = []
 
-    def make(source: Any = None, **emulator: Any) -> tuple[IDQuantiqueID1000, ID1000Server]:
+    def make(source: Any = None, send_timeout_s: float = 2.0,
+             **emulator: Any) -> tuple[IDQuantiqueID1000, ID1000Server]:
         world = LabWorld(get_preset("bulk_eo_cw").model, seed=7)
         device = IDQuantiqueID1000Emulator(world, "id1000", source=source, **emulator)
-        server = ID1000Server(device, scpi_port=0, data_port=0, max_lifetime_s=60).start()
+        server = ID1000Server(device, scpi_port=0, data_port=0, max_lifetime_s=60,
+                              send_timeout_s=send_timeout_s).start()
         base = free_port_run(8)  # the driver adds the channel number to the base
         driver = IDQuantiqueID1000(f"id1000_{uuid.uuid4().hex[:8]}", server.scpi_address,
                                    server.data_address, timeout=2.0, stream_port_base=base)
@@ -191,3 +194,37 @@ def test_closing_the_tagger_twice_is_harmless(tagger):
     driver, _ = tagger()
     driver.close()
     driver.close()  # QCoDeS stripped its attributes at the first close (the fixture: a third)
+
+
+def test_closing_the_server_while_a_stopped_stream_still_sends_ends_that_stream_cleanly(
+        tagger, monkeypatch):
+    """A stream stopped while its thread still waits in a send (nobody reads its port) is no
+    longer the server's, yet owns a socket: closing the server must end that send, not close
+    the socket under it (which aborts the process inside libzmq, or raises in the thread)."""
+    thread_errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
+    driver, server = tagger(PoissonClicks({1: 200e3}), send_timeout_s=30.0)
+    port = free_port_run(1)
+    stream_id = driver.data_service(
+        f"start-stream --channel 1 --address 127.0.0.1 --stream-port {port}")["id"]
+    driver.write("REC:TRIG:ARM:MODE MANUal")
+    driver.write("REC:ENABle ON")
+    driver.write("REC:NUM 1")
+    driver.input1.enabled(True)
+    driver.write("RAW1:SEND ON")
+    driver.write("REC:DURation 200000000000")  # 0.2 s
+    driver.write("REC:PLAY")
+    # The recording hands its tags to the stream; with no reader its send waits (30 s).
+    stream_threads = [t for t in threading.enumerate() if t.name == f"id1000-stream-{stream_id}"]
+    assert len(stream_threads) == 1
+    # The whole recording handed to the stream thread (its end counted), none of it sent.
+    deadline = time.monotonic() + 20.0
+    while (status := driver.data_service(f"status --id {stream_id}"))["acquisitions_count"] < 1:
+        assert time.monotonic() < deadline, "the 0.2 s recording did not end within 20 s"
+        time.sleep(0.01)
+    assert status["timestamps_count"] == 0
+    driver.data_service(f"stop --id {stream_id}")
+    server.close()
+    stream_threads[0].join(5.0)
+    assert not stream_threads[0].is_alive(), "the stopped stream's send was not ended"
+    assert thread_errors == []

@@ -178,7 +178,10 @@ def _served_config(folder: Path) -> tuple[Path, list[int]]:
 
 
 def _port_is_free(port: int) -> bool:
+    """Whether a server restarted now could listen on `port`: bound as servers bind (with
+    SO_REUSEADDR, so a connection of the last run still in TIME_WAIT does not count)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -288,3 +288,45 @@ def test_a_recording_left_early_is_stopped_so_the_next_one_starts(tmp_path):
         again = tagger.acquire(0.05)
         assert len(first) and len(again)
         assert tagger.ask("REC:STAGe?").strip().upper().startswith("STOP")
+
+
+def test_a_source_stuck_inside_a_block_costs_neither_the_heralds_nor_the_process(
+        tmp_path, monkeypatch):
+    """A tagger that stops answering mid-recording, deaf to the stop: the station still ends
+    (after the reader's stop timeout), logs every herald decided before, and does not close
+    the stuck thread's socket under it (which aborts the process inside libzmq)."""
+    import threading
+
+    from qnetlab.network.herald_publisher import BlockReader
+    from qnetlab.network.test_signals import PeriodicHeralds
+
+    release = threading.Event()
+    handed: list[int] = []
+
+    class StuckSource:
+        def __init__(self, *, epoch_ns: int) -> None:
+            self.signal = PeriodicHeralds(1_000_000_000, epoch_ns=epoch_ns, block_s=0.01)
+
+        def blocks(self) -> Iterator[object]:
+            for _, block in zip(range(3), self.signal.blocks(), strict=False):
+                handed.append(len(block.heralds))
+                yield block
+            release.wait()  # never answers again; the stop is not heard here
+
+    monkeypatch.setattr(BlockReader, "stop_timeout_s", 0.2)
+    port = free_port_run(2)
+    station = StationSettings(
+        name="station", link_id=0, herald_address=f"tcp://127.0.0.1:{port}",
+        request_address=f"tcp://127.0.0.1:{port + 1}", key_dir=None, run_dir=tmp_path / "run",
+        epoch_ns=time.monotonic_ns(), max_seconds=1.0, source=None)
+    stuck_before = {t.ident for t in threading.enumerate() if t.name == "herald-blocks"}
+    try:
+        run_station(station, StuckSource, [])  # an empty list: never asked to stop
+        reader = [t for t in threading.enumerate()
+                  if t.name == "herald-blocks" and t.ident not in stuck_before]
+        assert len(reader) == 1 and reader[0].is_alive(), "the source was not stuck"
+    finally:
+        release.set()
+    logged = np.load(station.run_dir / "station_heralds.npy")
+    assert len(handed) == 3 and len(logged) == sum(handed) > 0
+    assert np.array_equal(logged["seq"], np.arange(len(logged)))

@@ -180,10 +180,11 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
                 f"{self.name}'s data-link service at {self.data_address}: could not parse "
                 f"the reply {text[:200]!r} to {command!r} (not JSON: {exc}). The socket is "
                 "reopened before the next command") from exc
-        if isinstance(answer, dict) and "error" in answer:
-            error = answer.get("error")
-            description = (error.get("description") if isinstance(error, dict) else
-                           None) or "unknown error"
+        # A refusal is {"error": {"description": ...}}; a stream's status carries its last
+        # error as a plain field ("error": null when all is well), which is data, not refusal.
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if isinstance(error, dict):
+            description = error.get("description") or "unknown error"
             raise InstrumentReportedError(
                 f"{self.name}'s data-link service at {self.data_address} refused "
                 f"{command!r}: {description}")
