@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .idquantique import IDQuantiqueID1000
     from .keysight import KeysightN5183B, KeysightP9374A
     from .lakeshore import LakeshoreModel372
+    from .polatis import PolatisSeries6000
     from .quantum_opus import QuantumOpusSIM900
     from .santec import SantecTSL570
     from .tektronix import TektronixAWG5208
@@ -36,6 +37,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ".idquantique": ("IDQuantiqueID1000",),
     ".keysight": ("KeysightN5183B", "KeysightP9374A"),
     ".lakeshore": ("LakeshoreModel372",),
+    ".polatis": ("PolatisSeries6000",),
     ".quantum_opus": ("QuantumOpusSIM900",),
     ".santec": ("SantecTSL570",),
     ".tektronix": ("TektronixAWG5208",),
@@ -49,6 +51,7 @@ __all__ = [
     "KeysightN5183B",
     "KeysightP9374A",
     "LakeshoreModel372",
+    "PolatisSeries6000",
     "QnetVisaInstrument",
     "QuantumOpusSIM900",
     "SantecTSL570",

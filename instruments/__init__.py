@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .laser import Laser
     from .microwave_source import MicrowaveSource
     from .optical_power_meter import OpticalPowerMeter
+    from .optical_switch import NoLightError, OpticalSwitch, SwitchPortError
     from .role import ChannelParameter, Role, RoleParameter
     from .safety import (
         Interlock,
@@ -70,6 +71,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ".laser": ("Laser",),
     ".microwave_source": ("MicrowaveSource",),
     ".optical_power_meter": ("OpticalPowerMeter",),
+    ".optical_switch": ("NoLightError", "OpticalSwitch", "SwitchPortError"),
     ".single_photon_detector": ("CounterNotConnectedError", "SinglePhotonDetector"),
     ".temperature_controller": ("TemperatureController",),
     ".time_tagger": ("TimeTagger", "delay_to_ps"),
@@ -124,7 +126,9 @@ __all__ = [
     "Laser",
     "LimitsViolatedAfterReconnect",
     "MicrowaveSource",
+    "NoLightError",
     "OpticalPowerMeter",
+    "OpticalSwitch",
     "ParameterConfig",
     "QnetlabError",
     "Role",
@@ -133,6 +137,7 @@ __all__ = [
     "SinglePhotonDetector",
     "SoftLimits",
     "StopSignal",
+    "SwitchPortError",
     "TagBlock",
     "TagBlockError",
     "TemperatureController",

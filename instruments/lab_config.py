@@ -47,7 +47,9 @@ PROFILES = ("sim", "real")
 
 _TOP_KEYS = {"instruments", "qnetlab"}
 _QNETLAB_KEYS = {"simulation", "interlocks", "transducer_setup", "database", "wiring",
-                 "calibration"}
+                 "calibration", "telemetry"}
+_TELEMETRY_KEYS = {"address", "key_dir", "name"}
+_TCP = re.compile(r"^tcp://(?P<host>[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
 _INSTRUMENT_KEYS = {"type", "address", "init", "parameters", "enable_forced_reconnect"}
 _PARAMETER_KEYS = {"limits", "ramp_rate", "initial_value", "label"}
 _INTERLOCK_KEYS = {"name", "guards", "sensor", "max"}
@@ -100,6 +102,20 @@ class Wire:
         return f"{self.instrument}.ch{self.channel}{tail}"
 
 
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """Where the lab's process publishes telemetry for ``qnetlab monitor``
+    (``qnetlab.telemetry``; network.telemetry)."""
+
+    address: str
+    """PUB socket, ``tcp://HOST:PORT``."""
+    key_dir: Path
+    """The lab's CURVE keys (``qnetlab keys CONFIG`` makes the publisher's and "monitor")."""
+    name: str
+    """The publisher's key name and the telemetry's source (default: the config file's
+    stem, e.g. transducer_bench)."""
+
+
 _WIRE = re.compile(r"^(?P<inst>[A-Za-z_]\w*)\.ch(?P<ch>\d+)(?:\.marker(?P<m>\d+))?$")
 
 
@@ -118,6 +134,9 @@ class LabConfig:
     calibration: dict[str, Any] = field(default_factory=dict)
     """The raw ``qnetlab.calibration`` mapping (the lab's calibration graph); validated by
     `sequences.calibration.graph_config`, since instruments do not know the sequences."""
+
+    telemetry: TelemetryConfig | None = None
+    """Where this lab's process publishes telemetry (None: it publishes none)."""
 
     document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The YAML mapping this config was parsed from; the `with_*` methods change a copy of
@@ -205,6 +224,10 @@ def _real_port_entries(document: Mapping[str, Any]) -> list[tuple[dict[str, Any]
         init = spec.get("init") or {}
         entries += [(init, name) for name, value in init.items()
                     if _has_port(value) and value.startswith("tcp://")]
+    # Last, so that adding telemetry to a lab moves no instrument's port.
+    telemetry = (document.get("qnetlab") or {}).get("telemetry")
+    if isinstance(telemetry, dict) and _has_port(telemetry.get("address")):
+        entries.append((telemetry, "address"))
     return entries
 
 
@@ -322,6 +345,28 @@ def _check_visa_address(file: str, entry: str, address: str) -> None:
         raise ConfigError(file, entry, problem,
                           f"write '{repaired}' (VISA separates the parts with '::')")
     raise ConfigError(file, entry, problem, _VISA_FIX)
+
+
+def _parse_telemetry(path: Path, data: Any) -> TelemetryConfig:
+    file, entry = str(path), "qnetlab.telemetry"
+    check_keys(file, entry, data, _TELEMETRY_KEYS, {"address", "key_dir"})
+    address = data["address"]
+    match = _TCP.match(address) if isinstance(address, str) else None
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ConfigError(file, f"{entry}.address", f"{address!r} is not a tcp address",
+                          "write tcp://HOST:PORT, e.g. tcp://127.0.0.1:29120 (the host's "
+                          "address the monitor connects to)")
+    key_dir = data["key_dir"]
+    if not isinstance(key_dir, str) or not key_dir:
+        raise ConfigError(file, f"{entry}.key_dir", "expected a directory path",
+                          "write a path relative to this file, e.g. ../lab_data/keys/LAB "
+                          "(`qnetlab keys CONFIG` fills it)")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", name):
+        raise ConfigError(file, f"{entry}.name", f"{name!r} is not a usable publisher name",
+                          "use letters, digits, '_' or '-', starting with a letter (it "
+                          "names the CURVE key files)")
+    return TelemetryConfig(address, Path(os.path.normpath(path.parent / key_dir)), name)
 
 
 def _parse_interlock(file: str, entry: str, data: Any) -> InterlockConfig:
@@ -468,5 +513,6 @@ def parse_config(path: Path, data: Any) -> LabConfig:
         database=Path(os.path.normpath(path.parent / database)) if database else None,
         wiring=wiring,
         calibration=dict(calibration),
+        telemetry=_parse_telemetry(path, q["telemetry"]) if "telemetry" in q else None,
         document=document,
     )

@@ -9,6 +9,11 @@ TCP (addresses from the lab config), every socket CURVE-authenticated. The curat
   `start_lab`, `supervise`, `read_report`, `LinkReport`, `read_pairs` (with `PairEvent`),
   `read_events`; the process entry points `run_station`, `run_node_agent`,
   `run_orchestrator` and their settings;
+- telemetry for ``qnetlab monitor`` (`network.telemetry`): the messages `ValueReading`,
+  `SequenceProgress`, `CalibrationStates` (of `NodeStatus`), `LinkStatistics`;
+  `TelemetryPublisher`, `TelemetrySubscriber`, `telemetry_endpoints`, `TelemetryError`; a
+  lab process's `start_lab_telemetry` (`LabTelemetry`, loaded on first use: it imports the
+  instrument roles);
 - herald sources for the station (``blocks()`` of `HeraldBlock`): `TaggerSource` (the
   station lab's time tagger through the herald engine: production), or the test signal
   `PeriodicHeralds` (optionally only in `TimeSlots`); `StationFaults` for fault injection;
@@ -56,8 +61,22 @@ from .network_config import NetworkConfig, load_network_config
 from .node_agent import NodeSettings, PairEvent, run_node_agent
 from .orchestrator import OrchestratorSettings, run_orchestrator
 from .parameters import ParameterServer, ParameterServiceError, fetch_parameters
+from .telemetry import (
+    CalibrationStates,
+    LinkStatistics,
+    NodeStatus,
+    SequenceProgress,
+    TelemetryEndpoints,
+    TelemetryError,
+    TelemetryMessage,
+    TelemetryPublisher,
+    TelemetrySubscriber,
+    ValueReading,
+    telemetry_endpoints,
+)
 
 if TYPE_CHECKING:
+    from .lab_telemetry import LabTelemetry, start_lab_telemetry
     from .link_dataset import write_link_dataset
     from .link_model import (
         LinkModel,
@@ -78,30 +97,43 @@ _MODULE_OF: dict[str, str] = {
     "PeriodicHeralds": ".test_signals",
     "TimeSlots": ".test_signals",
     "write_link_dataset": ".link_dataset",
+    "LabTelemetry": ".lab_telemetry",
+    "start_lab_telemetry": ".lab_telemetry",
 }
 
 __all__ = [
     "ENGINE_HERALD_DTYPE",
+    "CalibrationStates",
     "HeraldBlock",
     "HeraldEngine",
     "HeraldWindows",
     "LabKeyError",
     "LabPlan",
+    "LabTelemetry",
     "LinkModel",
     "LinkReport",
+    "LinkStatistics",
     "NetworkConfig",
     "NodeOptics",
     "NodeSettings",
+    "NodeStatus",
     "OrchestratorSettings",
     "PairEvent",
     "ParameterServer",
     "ParameterServiceError",
     "PeriodicHeralds",
     "ProcessGroup",
+    "SequenceProgress",
     "StationFaults",
     "StationSettings",
     "TaggerSource",
+    "TelemetryEndpoints",
+    "TelemetryError",
+    "TelemetryMessage",
+    "TelemetryPublisher",
+    "TelemetrySubscriber",
     "TimeSlots",
+    "ValueReading",
     "check_lab_keys",
     "check_ports",
     "expected_fidelity",
@@ -120,7 +152,9 @@ __all__ = [
     "run_station",
     "sigterm_as_interrupt",
     "start_lab",
+    "start_lab_telemetry",
     "supervise",
+    "telemetry_endpoints",
     "write_link_dataset",
 ]
 

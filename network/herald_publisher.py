@@ -80,6 +80,9 @@ class StationSettings:
     faults: StationFaults = field(default_factory=StationFaults)
     max_seconds: float | None = None
     """Stop by itself after this long (s); None: until stopped."""
+    telemetry_address: str | None = None
+    """PUB for ``qnetlab monitor``: the station's herald rate and counters about once a
+    second (network.link_telemetry); None: none published."""
     source: HeraldSourceFactory | None = None
     """The herald source when `run_station` is given none (the production one is a
     `herald_sources.TaggerSource`, built by `network.lab.plan_lab`)."""
@@ -362,9 +365,12 @@ class HeraldPublisher:
         path.write_text(json.dumps(self.summary(), indent=1))
 
 
-def publish_loop(publisher: HeraldPublisher, reader: BlockReader, stop: Any) -> None:
+def publish_loop(publisher: HeraldPublisher, reader: BlockReader, stop: Any,
+                 telemetry: Any = None) -> None:
     """Until `stop` (a StopFlag), `max_seconds`, or the source's end: publish each block as
-    it is handed over, then the chores. Raises what stopped the source, if it raised."""
+    it is handed over, then the chores (`telemetry`'s tick among them, if given: a
+    `network.link_telemetry.StationTelemetry`). Raises what stopped the source, if it
+    raised."""
     settings = publisher.settings
     poller = zmq.Poller()
     poller.register(publisher.router, zmq.POLLIN)
@@ -387,6 +393,8 @@ def publish_loop(publisher: HeraldPublisher, reader: BlockReader, stop: Any) -> 
         if now >= next_stats:
             publisher.stats()
             next_stats = max(next_stats + settings.stats_period, now)
+        if telemetry is not None:
+            telemetry.tick(publisher)  # about once a second, for the monitor
         publisher.serve_requests()
         if reader.finished and not queue:
             if reader.error is not None:

@@ -35,6 +35,7 @@ from .herald_sources import (
     station_now_ps,
 )
 from .keys import make_curve_server, start_authenticator
+from .link_telemetry import StationTelemetry, open_publisher
 from .messages import STATION_SENDER_ID, incarnation_seq, limit_frame_size, new_incarnation
 from .station_faults import StationFaults
 
@@ -68,6 +69,9 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory |
     router = context.socket(zmq.ROUTER)
     publisher: HeraldPublisher | None = None
     reader: BlockReader | None = None
+    telemetry = StationTelemetry(
+        open_publisher(settings.telemetry_address, settings.key_dir, settings.name),
+        settings.name, str(settings.link_id))
     try:
         if settings.key_dir is not None:
             authenticator = start_authenticator(context, settings.key_dir)
@@ -86,8 +90,11 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory |
         publisher.heartbeat()
         reader = BlockReader(context, factory, settings.epoch_ns)
         reader.start()
-        publish_loop(publisher, reader, stop)
+        publish_loop(publisher, reader, stop, telemetry)
     finally:
+        if publisher is not None:
+            telemetry.tick(publisher, final=True)
+        telemetry.close()
         reader_stopped = True
         if reader is not None:
             reader_stopped = reader.stop()

@@ -144,7 +144,8 @@ def plan_lab(config: NetworkConfig, *, pairs: int, run_dir: Path, epoch_ns: int,
         request_address=config.station.request_address, key_dir=key_dir, run_dir=run_dir,
         epoch_ns=epoch_ns, heartbeat_period=config.heartbeat_period,
         stats_period=config.stats_period, history=config.station.history,
-        faults=faults or StationFaults(), max_seconds=max_seconds, source=source)
+        faults=faults or StationFaults(), max_seconds=max_seconds, source=source,
+        telemetry_address=config.station.telemetry_address)
     node_ids = {name: i + 1 for i, name in enumerate(config.nodes)}
     nodes = {
         name: NodeSettings(
@@ -160,7 +161,8 @@ def plan_lab(config: NetworkConfig, *, pairs: int, run_dir: Path, epoch_ns: int,
             heartbeat_period=config.heartbeat_period,
             heartbeat_misses=config.heartbeat_misses, clock_period=config.clock_period,
             resend_timeout=config.resend_timeout, resend_attempts=config.resend_attempts,
-            max_seconds=max_seconds)
+            max_seconds=max_seconds, telemetry_address=config.nodes[name].telemetry_address,
+            link_nodes=link.nodes)
         for name in link.nodes
     }
     orchestrator = OrchestratorSettings(
@@ -170,7 +172,7 @@ def plan_lab(config: NetworkConfig, *, pairs: int, run_dir: Path, epoch_ns: int,
         epoch_ns=epoch_ns, max_time=config.orchestrator.max_time,
         reconcile_timeout=config.orchestrator.reconcile_timeout,
         heartbeat_period=config.heartbeat_period, heartbeat_misses=config.heartbeat_misses,
-        max_seconds=max_seconds)
+        max_seconds=max_seconds, telemetry_address=config.orchestrator.telemetry_address)
     return LabPlan(station, nodes, orchestrator)
 
 

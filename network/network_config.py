@@ -9,10 +9,13 @@ The layout::
     network:   {key_dir, run_dir, database, heartbeat_period, heartbeat_misses, stats_period,
                 clock_period, resend_timeout, resend_attempts}
     station:   {name, lab, tagger, sync_input, detector_inputs,
-                herald_address, request_address, history}
-    orchestrator: {name, address, reconcile_timeout, max_time}
+                herald_address, request_address, history, telemetry_address}
+    orchestrator: {name, address, reconcile_timeout, max_time, telemetry_address}
     nodes:     {NODE_NAME: {station, parameter_address, memory_cutoff, fibre_length_km,
-                            collection_efficiency, memory_t2, repetition_limit}, ...}
+                            collection_efficiency, memory_t2, repetition_limit,
+                            telemetry_address}, ...}
+    (each optional ``telemetry_address``: where that process publishes telemetry for
+    ``qnetlab monitor``, CURVE with its own key; network.telemetry)
     calibration: {operating_points: {...}}   the link's calibration graph (sequences.calibration)
     link:      {id, scheme, nodes: [A, B], detection_window, attempt_period,
                 bright_state_population, hom_visibility, phase_drift_rate,
@@ -54,10 +57,10 @@ _REQUIRED_TOP = _TOP - {"calibration", "simulation"}
 _NETWORK = {"key_dir", "run_dir", "database", "heartbeat_period", "heartbeat_misses",
             "stats_period", "clock_period", "resend_timeout", "resend_attempts"}
 _STATION = {"name", "lab", "tagger", "sync_input", "detector_inputs", "herald_address",
-            "request_address", "history"}
-_ORCHESTRATOR = {"name", "address", "reconcile_timeout", "max_time"}
+            "request_address", "history", "telemetry_address"}
+_ORCHESTRATOR = {"name", "address", "reconcile_timeout", "max_time", "telemetry_address"}
 _NODE = {"fibre_length_km", "collection_efficiency", "memory_cutoff", "station",
-         "parameter_address", "memory_t2", "repetition_limit"}
+         "parameter_address", "memory_t2", "repetition_limit", "telemetry_address"}
 _PHASE = {"phase_drift_rate", "phase_stabilisation_period", "phase_residual"}
 _LINK = {"id", "scheme", "nodes", "detection_window", "bright_state_population",
          "hom_visibility", "attempt_period", *_PHASE}
@@ -103,6 +106,8 @@ class StationConfig:
     """Tagger inputs of detector 0 and detector 1 behind the beam splitter."""
     history: int = 65536
     """Heralds kept per link for resends."""
+    telemetry_address: str | None = None
+    """PUB: the station's telemetry for ``qnetlab monitor`` (network.telemetry)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,8 @@ class OrchestratorConfig:
     disagreed."""
     max_time: float = 30.0
     """s a request may take before the remaining pairs are reported as TIMEOUT."""
+    telemetry_address: str | None = None
+    """PUB: the link's statistics for ``qnetlab monitor`` (network.telemetry)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,8 @@ class NodeConfig:
     repetition_limit: float | None = None
     """Hz, the fastest the node's transducer can be fired (its pulse repetition rate, or its
     pump duty cycle over its pulse length). None: continuous wave, no limit."""
+    telemetry_address: str | None = None
+    """PUB: the node agent's telemetry for ``qnetlab monitor`` (network.telemetry)."""
 
 
 @dataclass(frozen=True)
@@ -243,13 +252,36 @@ class NetworkConfig:
         """Every process that holds a CURVE key: station, orchestrator, nodes."""
         return [self.station.name, self.orchestrator.name, *self.nodes]
 
+    def telemetry_addresses(self) -> dict[str, str]:
+        """Process name -> its telemetry PUB address, for the processes that publish."""
+        named = [(self.station.name, self.station.telemetry_address),
+                 (self.orchestrator.name, self.orchestrator.telemetry_address),
+                 *((name, node.telemetry_address) for name, node in self.nodes.items())]
+        return {name: address for name, address in named if address is not None}
+
+    @property
+    def port_count(self) -> int:
+        """Ports `with_ports` assigns: herald, request, orchestrator, then telemetry."""
+        return 3 + len(self.telemetry_addresses())
+
     def with_ports(self, base: int) -> NetworkConfig:
-        """The same lab on 127.0.0.1 ports base, base+1, base+2 (tests, benchmarks)."""
+        """The same lab on 127.0.0.1 ports base, base+1, base+2 and, for the processes that
+        publish telemetry, base+3... (`port_count` in all; tests, benchmarks)."""
+        ports = iter(range(base + 3, base + self.port_count))
+
+        def telemetry(address: str | None) -> str | None:
+            return None if address is None else f"tcp://127.0.0.1:{next(ports)}"
+
         return replace(
             self,
             station=replace(self.station, herald_address=f"tcp://127.0.0.1:{base}",
-                            request_address=f"tcp://127.0.0.1:{base + 1}"),
-            orchestrator=replace(self.orchestrator, address=f"tcp://127.0.0.1:{base + 2}"),
+                            request_address=f"tcp://127.0.0.1:{base + 1}",
+                            telemetry_address=telemetry(self.station.telemetry_address)),
+            orchestrator=replace(self.orchestrator, address=f"tcp://127.0.0.1:{base + 2}",
+                                 telemetry_address=telemetry(
+                                     self.orchestrator.telemetry_address)),
+            nodes={name: replace(node, telemetry_address=telemetry(node.telemetry_address))
+                   for name, node in self.nodes.items()},
         )
 
     def error(self, entry: str, problem: str, fix: str = "") -> ConfigError:
@@ -307,6 +339,12 @@ def _address(file: str, entry: str, value: Any) -> str:
     return str(value)
 
 
+def _optional_address(file: str, entry: str, spec: dict[str, Any]) -> str | None:
+    """The address under `entry`'s last key in `spec`, checked; None when not written."""
+    value = spec.get(entry.rpartition(".")[2])
+    return None if value is None else _address(file, entry, value)
+
+
 def _moved(file: str, section: str, entry: str, data: dict[str, Any]) -> None:
     """Refuse a key of the old layout with where it went (`_MOVED`)."""
     for key in data:
@@ -346,6 +384,7 @@ def _parse_nodes(file: str, data: Any) -> dict[str, NodeConfig]:
             _optional_positive(file, f"{entry}.memory_t2", spec.get("memory_t2"), "s"),
             _optional_positive(file, f"{entry}.repetition_limit", spec.get("repetition_limit"),
                                "Hz"),
+            _optional_address(file, f"{entry}.telemetry_address", spec),
         )
     return nodes
 
@@ -415,6 +454,7 @@ def _parse_station(file: str, st: Any) -> StationConfig:
         path, tagger, sync,
         (inputs[0], inputs[1]),
         _whole(file, "station.history", st.get("history", 65536), 16),
+        _optional_address(file, "station.telemetry_address", st),
     )
 
 
@@ -563,6 +603,7 @@ def load_network_config(path: str | Path) -> NetworkConfig:
         _positive(file, "orchestrator.reconcile_timeout", orc.get("reconcile_timeout", 0.05),
                   "s"),
         _positive(file, "orchestrator.max_time", orc.get("max_time", 30.0), "s"),
+        _optional_address(file, "orchestrator.telemetry_address", orc),
     )
     nodes = _parse_nodes(file, data["nodes"])
     names = [station.name, orchestrator.name, *nodes]
@@ -572,7 +613,9 @@ def load_network_config(path: str | Path) -> NetworkConfig:
                               "give the station, the orchestrator and every node its own "
                               "name (each names a CURVE key)")
     addresses = [station.herald_address, station.request_address, orchestrator.address,
-                 *(n.parameter_address for n in nodes.values() if n.parameter_address)]
+                 *(n.parameter_address for n in nodes.values() if n.parameter_address),
+                 *(a for a in [station.telemetry_address, orchestrator.telemetry_address,
+                               *(n.telemetry_address for n in nodes.values())] if a)]
     if len(set(addresses)) != len(addresses):
         raise ConfigError(file, "station/orchestrator", "two sockets share one address",
                           "give the herald, request and orchestrator sockets their own ports")

@@ -21,6 +21,7 @@ import zmq
 
 from ._faults import HandshakeWatch, watch_node_handshakes
 from .keys import make_curve_client
+from .link_telemetry import NodeTelemetry, link_name, open_publisher
 from .messages import Heralds, limit_frame_size
 from .node_state import LATENCY_DTYPE, PAIR_LOG_DTYPE, Node, NodeSettings, PairEvent
 
@@ -96,6 +97,7 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
     run_dir, name = settings.run_dir, settings.name
     node: Node | None = None
     watch: HandshakeWatch | None = None
+    telemetry: NodeTelemetry | None = None
     try:
         if settings.key_dir is not None:
             make_curve_client(sub, settings.key_dir, name, settings.station_name)
@@ -118,8 +120,15 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
         events = open(run_dir / f"{name}_events.jsonl", "a")  # noqa: SIM115
         node = Node(settings, sub, station, orchestrator, pairs, events)
         node.event("started", pid=os.getpid())
-        _loop(node, settings, stop)
+        telemetry = NodeTelemetry(
+            open_publisher(settings.telemetry_address, settings.key_dir, name), name,
+            link_name(settings.link_nodes or (name,)))
+        _loop(node, settings, stop, telemetry)
     finally:
+        if telemetry is not None:
+            if node is not None:
+                telemetry.tick(node, final=True)
+            telemetry.close()
         if watch is not None:
             watch.stop()
         for socket in (sub, station, orchestrator):
@@ -132,7 +141,8 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
             np.save(run_dir / f"{name}_latency.npy", node.latency_samples())
 
 
-def _loop(node: Node, s: NodeSettings, stop: Any) -> None:
+def _loop(node: Node, s: NodeSettings, stop: Any, telemetry: NodeTelemetry | None = None
+          ) -> None:
     poller = zmq.Poller()
     for socket in (node.sub, node.station, node.orchestrator):
         poller.register(socket, zmq.POLLIN)
@@ -155,6 +165,8 @@ def _loop(node: Node, s: NodeSettings, stop: Any) -> None:
             node.send_clock_request()
             next_clock = now + (0.005 if node.clock_seq < clock_burst else s.clock_period)
         node.check_station()
+        if telemetry is not None:
+            telemetry.tick(node)  # once a second; nothing but a clock read otherwise
         if node.requested:
             node.request_gaps()
         deadlines = [next_heartbeat, next_clock, node.station_heard

@@ -194,6 +194,11 @@ class NodeSettings:
     open a gap that, given up, makes every later herald LATE. 2^32 is an hour of heralds at
     1 MHz; a (re)started node takes its first seq as it comes."""
     max_seconds: float | None = None
+    telemetry_address: str | None = None
+    """PUB for ``qnetlab monitor``: this node's link statistics about once a second
+    (network.link_telemetry); None: none published."""
+    link_nodes: tuple[str, ...] = ()
+    """The link's two nodes, in the link's order (its name in telemetry)."""
     receive: Literal["blocking", "poller"] = "blocking"
     """How heralds are waited for: a blocking recv on the herald socket (see the module
     docstring), or one zmq.Poller over all three sockets (kept for comparison)."""

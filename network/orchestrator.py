@@ -26,6 +26,7 @@ import numpy as np
 import zmq
 
 from .keys import key_owner, make_curve_server, start_authenticator
+from .link_telemetry import OrchestratorTelemetry, link_name, open_publisher
 from .messages import (
     MAX_INCARNATION,
     MAX_PAIRS_PER_CREATE,
@@ -70,6 +71,9 @@ class OrchestratorSettings:
     other node's batch for the same heralds would come meanwhile, and the turn fall after
     both nodes have taken the heralds). 0: at once; 0.3 ms made no difference we could
     resolve on the shared 2-core host (benchmarks/bench_delivery.py --gather)."""
+    telemetry_address: str | None = None
+    """PUB for ``qnetlab monitor``: the link's statistics about once a second
+    (network.link_telemetry); None: none published."""
     batch_interval: float = 0.002
     """s: after a turn that took messages, the orchestrator waits this long (less the turn's
     own time) before taking more, so that under load each turn settles many nodes' batches
@@ -512,6 +516,9 @@ def run_orchestrator(settings: OrchestratorSettings, stop: Any) -> None:
     authenticator = None
     router = context.socket(zmq.ROUTER)
     orchestrator = _Orchestrator(settings, router)
+    telemetry = OrchestratorTelemetry(
+        open_publisher(settings.telemetry_address, settings.key_dir, settings.name),
+        settings.name, link_name(settings.nodes))
     try:
         if settings.key_dir is not None:
             authenticator = start_authenticator(context, settings.key_dir)
@@ -524,6 +531,7 @@ def run_orchestrator(settings: OrchestratorSettings, stop: Any) -> None:
         poller.register(router, zmq.POLLIN)
         begun = time.monotonic()
         while not stop and not orchestrator.done():
+            telemetry.tick(orchestrator)
             if settings.max_seconds is not None and time.monotonic() - begun > settings.max_seconds:
                 orchestrator.failed = orchestrator.failed or "stopped at max_seconds"
                 break
@@ -546,6 +554,8 @@ def run_orchestrator(settings: OrchestratorSettings, stop: Any) -> None:
                 continue
             orchestrator.tick()
     finally:
+        telemetry.tick(orchestrator, final=True)
+        telemetry.close()
         router.close()
         if authenticator is not None:
             authenticator.stop()

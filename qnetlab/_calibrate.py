@@ -23,6 +23,7 @@ from typing import Any
 
 from ._format import format_fit, format_value
 from ._runs import quiet_output
+from ._telemetry import session_telemetry
 
 EXIT_OK, EXIT_BAD = 0, 1
 
@@ -136,10 +137,10 @@ def describe(maintainer: Any) -> list[str]:
 
 
 def _figure(session: Any, maintainer: Any) -> Path:
-    folder = session.ctx.db_path(next(iter(session.ctx.scopes))).parent
-    path = folder / f"calibration_graph_{time.strftime('%Y%m%d-%H%M%S')}.png"
-    session.graph.figure(maintainer.states).savefig(path, dpi=90)
-    return path
+    """The graph as SVG, nodes coloured by state (`bringup_report.graph_figure`)."""
+    from .bringup_report import graph_figure
+
+    return graph_figure(session, maintainer)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -150,7 +151,8 @@ def _calibrate(args: argparse.Namespace) -> int:
             print(f"qnetlab: {exc.args[0]}", file=sys.stderr)
             return 2
         started = time.perf_counter()
-        maintainer = maintain(session, node, args.diagnose)
+        with session_telemetry(session):  # the labs that name telemetry publish
+            maintainer = maintain(session, node, args.diagnose)
         figure = _figure(session, maintainer)
     print("\n".join(describe(maintainer)))
     bad = [n for n, s in maintainer.states.items() if s in ("failed", "skipped")]
@@ -164,17 +166,20 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _bringup(args: argparse.Namespace) -> int:
     from qnetlab.network.keys import LabKeyError, generate_lab_keys
     from qnetlab.network.network_config import load_network_config
+    from qnetlab.network.telemetry_config import network_key_names
 
+    from .bringup_report import bringup_report
     from .link import deliver
 
     config = load_network_config(args.config)
     try:  # keeps existing keys, rewrites a public key that does not match its secret
-        generate_lab_keys(config.key_dir, config.key_names())
+        generate_lab_keys(config.key_dir, network_key_names(config))  # + monitor, labs
     except LabKeyError as exc:
         raise exc.for_config(config.path) from None
     started = time.perf_counter()
     with quiet_output(args.quiet), _session(args.config, args.profile, args.quiet) as session:
-        maintainer = maintain(session)
+        with session_telemetry(session):  # the labs that name telemetry publish
+            maintainer = maintain(session)
         figure = _figure(session, maintainer)
         db = session.ctx.db_path("link")
     calibrated = time.perf_counter() - started
@@ -185,27 +190,49 @@ def _bringup(args: argparse.Namespace) -> int:
     if not bad:
         delivery = deliver(config, args.pairs, profile=args.profile)
         print("\n" + delivery.text)
-    report = _report(config, db, maintainer, lines, figure, delivery, calibrated,
-                     time.perf_counter() - started)
+    report = bringup_report(config, db, maintainer, figure, delivery, calibrated,
+                            time.perf_counter() - started, profile=args.profile,
+                            session=session)
     html, json_path = report.write()
     print(f"\n{report.verdict}\nreport: {html}\nsummary: {json_path}")
     return EXIT_OK if report.good else EXIT_BAD
 
 
+ERROR_SUFFIXES = ("_error", "_stderr")
+"""A stored value named ``<name>_error`` (or ``_stderr``) is the one-sigma error of ``<name>``
+(nodes that store the error as a value of its own): shown with it, not as a row."""
+
+
+def stored_error(values: dict[str, Any], name: str) -> float:
+    """The one-sigma error of the stored value `name` among a store's current `values`: its
+    own, or its ``<name>_error`` companion's; 0 when neither is known."""
+    return float(values[name].stderr or next(
+        (values[name + s].value for s in ERROR_SUFFIXES if name + s in values), 0.0))
+
+
 def calibrated_values(maintainer: Any) -> tuple[list[str], list[list[str]]]:
     """Every current calibrated value of the session's labs: value with its error, the node
-    that measured it, its age against the node's timeout, and the node's state now."""
+    that measured it, its age against the node's timeout, and the node's state now (in
+    words: 'fresh', 'calibrated', 'stale', ...)."""
+    from .bringup_report import node_states
+
     ctx, graph = maintainer.ctx, maintainer.graph
+    states, _ = node_states(maintainer)
     now = ctx.now()
     rows = []
     for scope in ctx.scopes:
-        for name, v in ctx.store(scope).current_values().items():
+        values = ctx.store(scope).current_values()
+        companions = {name for name in values for suffix in ERROR_SUFFIXES
+                      if name.endswith(suffix) and name.removesuffix(suffix) in values}
+        for name, v in values.items():
+            if name in companions:
+                continue
+            stderr = stored_error(values, name)
             timeout = graph[v.node].timeout if v.node in graph.nodes else None
-            shown = (format_fit(v.value, v.stderr, v.unit) if v.stderr
+            shown = (format_fit(v.value, stderr, v.unit) if stderr
                      else format_value(v.value, v.unit))
             rows.append([scope, name, shown, v.node, _age(now - v.time),
-                         "" if timeout is None else _age(timeout),
-                         maintainer.states.get(v.node, "")])
+                         "" if timeout is None else _age(timeout), states.get(v.node, "")])
     return ["lab", "value", "now", "measured by", "age", "timeout", "state"], rows
 
 
@@ -217,51 +244,3 @@ def _age(seconds: float) -> str:
             rest = (s % size) // subsize
             return f"{s // size} {unit}" + (f" {rest} {sub}" if rest else "")
     return f"{s // 60} min" if s >= 60 else f"{s} s"
-
-
-def _report(config: Any, db: Path, maintainer: Any, lines: list[str], figure: Path,
-            delivery: Any, calibrated: float, total: float) -> Any:
-    from qnetlab.sequences.analysis import FitValue
-    from qnetlab.sequences.report import Report, ReportSection
-
-    bad = [n for n, s in maintainer.states.items() if s in ("failed", "skipped")]
-    summary: dict[str, FitValue | float | str] = {
-        "calibrations": f"{len(maintainer.recalibrated)} recalibrated, "
-                        f"{len(maintainer.measured)} measurements, {calibrated:.1f} s"}
-    for lab in config.link.nodes:
-        store = maintainer.ctx.store(lab)
-        for name in ("transducer_efficiency", "transducer_added_noise"):
-            value = store.current(name)
-            if value is not None:
-                summary[f"{lab} {name}"] = (
-                    FitValue(value.value, value.stderr, value.unit) if value.stderr
-                    else format_value(value.value, value.unit))
-    if delivery is not None:
-        r = delivery.report
-        summary["pairs delivered"] = f"{r.delivered} of {r.requested}, both nodes agree: " \
-                                     f"{'yes' if r.agree else 'NO'}"
-        summary["pair rate"] = f"{r.rate_hz:.1f} /s (expected {delivery.expected_rate:.1f} /s)"
-        truth = delivery.truth
-        summary["mean fidelity"] = (
-            f"{truth.fidelity_mean:.3f} +- {truth.fidelity_stderr:.3f} (simulation ground "
-            f"truth; genuine {truth.genuine_fraction:.3f}; expected "
-            f"{delivery.expected_fidelity:.3f})" if truth is not None else
-            f"not measured on the {delivery.profile} profile (expected "
-            f"{delivery.expected_fidelity:.3f})")
-    good = not bad and delivery is not None and delivery.ok
-    if bad:
-        verdict = f"not brought up: {', '.join(bad)} not good (see the calibration log)"
-    elif delivery is None or not delivery.ok:
-        verdict = "calibrated, but the link did not deliver: " + (
-            "no delivery" if delivery is None else delivery.trouble or "see the link results")
-    else:
-        verdict = (f"brought up in {total:.0f} s: both nodes and the link calibrated, "
-                   f"{delivery.report.delivered} pairs delivered")
-    sections = [ReportSection(f"{a.node}: {a.operation} ({a.reason})", a.run, a.detail)
-                for a in maintainer.log if a.run is not None]
-    return Report(title=f"Network bring-up: {Path(config.path).name}", db_path=db, good=good,
-                  verdict=verdict, summary=summary, sections=sections, figures=[figure],
-                  notes=lines + ([] if delivery is None else delivery.text.splitlines()),
-                  extra={"states": maintainer.states},
-                  tables={"Calibrated values now": calibrated_values(maintainer)},
-                  name=f"bringup_{time.strftime('%Y%m%d-%H%M%S')}")

@@ -7,6 +7,7 @@ from typing import Any
 
 from ._format import format_fit, table
 from ._runs import add_station_options, database_for, open_lab_station, quiet_output
+from ._telemetry import lab_telemetry
 
 EXIT_OK, EXIT_BAD = 0, 1
 
@@ -43,7 +44,7 @@ def _characterize(args: argparse.Namespace) -> int:
                                                   fridge_budget=args.fridge_budget)
     with quiet_output(args.quiet):
         station = open_lab_station(config, args.profile)
-    with station:
+    with station, lab_telemetry(station):  # publishes if the config names telemetry
         result = characterization.run(station, db, quiet=args.quiet)
     rows = [[label, format_fit(v.value, v.stderr, v.unit, v.sys)]
             for label, v in summary_values(result).items()]

@@ -8,13 +8,17 @@ from typing import Any
 
 def add_parser(verbs: Any) -> None:
     parser = verbs.add_parser(
-        "keys", help="generate the lab's CURVE keys (station, orchestrator, nodes)",
-        description="Generate a CURVE keypair for the station, the orchestrator and every node "
-                    "of a network config, into its network.key_dir. Existing keypairs are "
+        "keys", help="generate the lab's CURVE keys (station, orchestrator, nodes, monitor)",
+        description="Generate a CURVE keypair for the station, the orchestrator, every node "
+                    "and every lab that publishes telemetry with the network's keys, and for "
+                    "the monitor, into a network config's network.key_dir; or, for a lab "
+                    "config, its telemetry publisher's and the monitor's into its "
+                    "qnetlab.telemetry.key_dir. Existing keypairs are "
                     "kept unless --overwrite; a public key file that does not match its "
                     "secret key is rewritten from it. Copy key_dir/public to every host and each "
                     "private/<name>.key_secret only to the host that runs <name>.")
-    parser.add_argument("config", help="network YAML, e.g. lab_configs/two_node_link.yaml")
+    parser.add_argument("config", help="network or lab YAML, e.g. "
+                        "lab_configs/two_node_link.yaml or lab_configs/transducer_bench.yaml")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing keypairs (every host then needs the new "
                              "public keys)")
@@ -24,14 +28,22 @@ def add_parser(verbs: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from qnetlab.network.keys import LabKeyError, generate_lab_keys
     from qnetlab.network.network_config import load_network_config
+    from qnetlab.network.telemetry_config import (
+        is_network_config,
+        network_key_names,
+        telemetry_key_names,
+    )
 
-    config = load_network_config(args.config)
-    names = config.key_names()
+    if is_network_config(args.config):
+        config = load_network_config(args.config)
+        key_dir, names = config.key_dir, network_key_names(config)
+    else:
+        key_dir, names = telemetry_key_names(args.config)
     try:
-        written = generate_lab_keys(config.key_dir, names, overwrite=args.overwrite)
+        written = generate_lab_keys(key_dir, names, overwrite=args.overwrite)
     except LabKeyError as exc:
         raise exc.for_config(args.config) from None
-    print(f"key directory: {config.key_dir}")
+    print(f"key directory: {key_dir}")
     for name in names:
         files = {p.suffix for p in written if p.stem == name}
         state = ("generated" if ".key_secret" in files

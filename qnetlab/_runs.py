@@ -143,6 +143,8 @@ def _run(args: argparse.Namespace) -> int:
     from qnetlab.instruments.lab_config import load_config
     from qnetlab.sequences.registry import parse_options, sequence_class, sequence_names
 
+    from ._telemetry import lab_telemetry
+
     if args.sequence == "list":
         from qnetlab.sequences.catalogue import describe
 
@@ -161,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     db = database_for(config, args.db)
     with quiet_output(args.quiet):
         station = open_lab_station(config, args.profile)
-    with station:
+    with station, lab_telemetry(station):  # publishes if the config names telemetry
         result = cls(options).run(station, db, quiet=args.quiet)
     print(f"database: {db}")
     if result.stopped_at:

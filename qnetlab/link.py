@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ._format import format_value
+
 TRUTH_FILE = "twin_truth.npy"
 """Where, in a sim run's folder, the tagger twin writes its ground truth."""
 
@@ -267,6 +269,11 @@ class Delivery:
     truth: SimulationTruth | None = None
     """Sim profile: the delivered pairs' ground truth (None on the real profile, or when the
     twin wrote none)."""
+    expected_rate_error: float = math.nan
+    """One-sigma error of `expected_rate` from the calibrations' errors, /s."""
+    expected_fidelity_error: float = math.nan
+    run_id: int | None = None
+    """The run's dataset in the link's database."""
 
     @property
     def ok(self) -> bool:
@@ -334,7 +341,7 @@ def deliver(config: Any, pairs: int, timeout: float | None = None, *,
                                 expected_fidelity=expected.fidelity, profile=profile)
     text += f"\ndataset: run {run_id} of {db} (`qnetlab runs --db {db}`)"
     return Delivery(report, expected.rate, expected.fidelity, outcome.trouble, text,
-                    profile, truth)
+                    profile, truth, expected.rate_error, expected.fidelity_error, run_id)
 
 
 def _interrupted_note(plan: Any, pairs: int) -> str:
@@ -361,6 +368,10 @@ def run(args: argparse.Namespace) -> int:
     # config's path already in its fix.
     delivery = deliver(config, args.pairs, args.timeout, profile=args.profile)
     print(delivery.text)
+    from .link_report import link_report
+
+    page, _ = link_report(config, delivery, link_database(config)).write()
+    print(f"report: {page}")
     if delivery.trouble or delivery.report.failed:
         print(f"qnetlab: {delivery.trouble or delivery.report.failed}", file=sys.stderr)
     return EXIT_OK if delivery.ok else EXIT_CHECK_FAILED
@@ -369,11 +380,12 @@ def run(args: argparse.Namespace) -> int:
 # -- the summary --------------------------------------------------------------------------------
 
 def _us(seconds: float) -> str:
-    return f"{seconds * 1e6:.0f} us"
+    """A latency or clock figure with an SI prefix: '180 µs', '2.5 ms'."""
+    return format_value(float(f"{seconds:.3g}"), "s")
 
 
 def _pm(value: float, error: float, digits: int) -> str:
-    return f"{value:.{digits}f}" + (f" +- {error:.{digits}f}" if math.isfinite(error) else "")
+    return f"{value:.{digits}f}" + (f" ± {error:.{digits}f}" if math.isfinite(error) else "")
 
 
 def _format(config: Any, plan: Any, report: Any, rate: float, fidelity: float, *,
@@ -393,11 +405,11 @@ def _format(config: Any, plan: Any, report: Any, rate: float, fidelity: float, *
              f"delivered{counted}; both nodes agree: {agree}"]
     rate_err = report.rate_hz / math.sqrt(report.delivered) if report.delivered else math.nan
     lines.append(f"  {'':<10}{'delivered':<26}expected (from the calibrations)")
-    lines.append(f"  {'rate':<10}{f'{report.rate_hz:.1f} +- {rate_err:.1f} pairs/s':<26}"
+    lines.append(f"  {'rate':<10}{f'{report.rate_hz:.1f} ± {rate_err:.1f} pairs/s':<26}"
                  f"{_pm(rate, rate_error, 1)} pairs/s   (heralds over the same span: "
                  f"{report.herald_rate_hz:.1f} /s)")
     if truth is not None:
-        shown = (f"{truth.fidelity_mean:.3f} +- {truth.fidelity_stderr:.3f}"
+        shown = (f"{truth.fidelity_mean:.3f} ± {truth.fidelity_stderr:.3f}"
                  if truth.with_truth else "n/a")
         lines.append(f"  {'fidelity':<10}{shown:<26}{_pm(fidelity, fidelity_error, 3)}   "
                      f"(simulation ground "

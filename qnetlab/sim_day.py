@@ -11,8 +11,9 @@ h, one session brings the graph back in spec, and the day ends with the recalibr
 node needed. ``--fault KIND=VALUE`` then injects a step change (`sim_instruments.faults_world`)
 and ``--diagnose NODE`` walks back from that symptom (`Maintainer.diagnose`).
 
-``--realistic`` runs the drifting lab (``qnetlab.simulation.ideal: false``) whatever the
-config says; without it the config decides. Semantics: docs/calibration_graph.md#6-a-day-in-the-lab.
+``--realistic`` runs the drifting lab (``qnetlab.simulation.ideal: false``, also the default)
+whatever the config says; without it the config decides.
+Semantics: docs/calibration_graph.md#6-a-day-in-the-lab.
 """
 
 from __future__ import annotations
@@ -208,8 +209,8 @@ def add_parser(sim_verbs: Any) -> None:
     day.add_argument("--every", type=float, default=3600.0,
                      help="lab time between maintenance sessions, s (3600)")
     day.add_argument("--realistic", action="store_true",
-                     help="the drifting lab: qnetlab.simulation.ideal false, whatever the "
-                          "config says")
+                     help="the drifting lab: qnetlab.simulation.ideal false (the default), "
+                          "whatever the config says")
     day.add_argument("--fault", default=None, metavar="KIND=VALUE",
                      help="after the day, a step change: " + ", ".join(FAULT_KINDS) +
                           " (factor for pump_coupling and detector_efficiency, shift in Hz "
@@ -291,8 +292,10 @@ def _day(args: argparse.Namespace) -> int:
     out = sys.stdout  # --quiet swallows what QCoDeS prints, not the day's own lines
     with quiet_output(args.quiet), LabDay(config, db, realistic=args.realistic,
                                           quiet=args.quiet) as day:
+        from qnetlab.sim_instruments import IDEAL_DEFAULT
+
         drifting = "drifting (ideal: false)" if not day.config.simulation.get(
-            "ideal", True) else "ideal (no drift)"
+            "ideal", IDEAL_DEFAULT) else "ideal (no drift)"
         print(f"{day.lab} on the simulated bench, {drifting}; database {db}", file=out,
               flush=True)
         sessions = []

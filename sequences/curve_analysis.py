@@ -6,7 +6,7 @@ its parameters (names, units, plausible ranges), the start values, the fit metho
 good fit proposes. The base loads the data, checks the number of points and the signal, fits
 (`fitting.weighted_least_squares` or `fitting.poisson_ml`, or the subclass's own `fit`), gives
 the `FitValue`s and the verdict, and draws one figure: the data with error bars, the fitted
-curve with its one-sigma band (delta method from the covariance) and the normalised
+curve with its one- and two-sigma bands (delta method from the covariance) and the normalised
 residuals below (a column per curve). docs/fitting.md#7-writing-an-analysis shows an
 example.
 """
@@ -32,6 +32,7 @@ from .analysis import (
 )
 from .data import StoredRun
 from .fitting import Fit, poisson_ml, poor_fit, weighted_least_squares
+from .report_figures import SI_BASE_UNITS, si_axis, split_unit
 
 BAND_POINTS = 400
 """Abscissae the fitted curve and its band are drawn at."""
@@ -255,7 +256,7 @@ class CurveAnalysis(Analysis):
         return self.judge(fit, data, result.values)
 
     def plot(self, run: StoredRun, result: AnalysisResult) -> dict[str, Figure]:
-        """Data with error bars, the fitted curve with its one-sigma band, and the
+        """Data with error bars, the fitted curve with its one- and two-sigma bands, and the
         normalised residuals below; a column per curve."""
         curves: dict[str, tuple[Fit | None, CurveData]]
         if self.last_fits and self.last_run == run.run_id:
@@ -291,9 +292,12 @@ class CurveAnalysis(Analysis):
             xx = (np.geomspace(lo, hi, BAND_POINTS) if self.x_log and lo > 0
                   else np.linspace(lo, hi, BAND_POINTS))
             curve, band = self.band(fit, xx)
-            ax.plot((xx - x0) / k, curve, "-", label="fit")
-            ax.fill_between((xx - x0) / k, curve - band, curve + band, alpha=0.3, lw=0,
-                            label="fit ± 1 sigma")
+            ax.plot((xx - x0) / k, curve, "-", color="C1", label="fit")
+            # 2 sigma drawn first and lighter, so the 1 sigma band reads on top of it
+            ax.fill_between((xx - x0) / k, curve - 2 * band, curve + 2 * band, color="C1",
+                            alpha=0.15, lw=0, label="fit ± 2\N{GREEK SMALL LETTER SIGMA}")
+            ax.fill_between((xx - x0) / k, curve - band, curve + band, color="C1",
+                            alpha=0.35, lw=0, label="fit ± 1\N{GREEK SMALL LETTER SIGMA}")
             r = fit.residuals
             if np.iscomplexobj(r):
                 ax_res.plot((fit.x - x0) / k, r.real, ".", ms=4, label="Re")
@@ -301,16 +305,20 @@ class CurveAnalysis(Analysis):
                 ax_res.legend(fontsize=7)
             else:
                 ax_res.plot((fit.x - x0) / k, r, ".", ms=4)
-            ax_res.set_title(f"chi2/dof = {fit.reduced_chi2:.3g} ({fit.dof} dof)",
+            ax_res.set_title(f"\N{GREEK SMALL LETTER CHI}²/dof = {fit.reduced_chi2:.3g} "
+                             f"({fit.dof} dof)",
                              fontsize=8)
         self.annotate(ax, data, result)
         if self.x_log:
             ax.set_xscale("log")
         ax_res.axhline(0.0, color="grey", lw=0.8)
-        ax.set_ylabel(self.y_label)
+        y_label, y_unit = split_unit(self.y_label)
+        if y_unit in SI_BASE_UNITS:  # '5 nW', not '5e-9' under a '1e-8' offset
+            si_axis(ax.yaxis, y_unit)
+        ax.set_ylabel(y_label if y_unit in SI_BASE_UNITS else self.y_label)
         ax.legend(fontsize=8)
         ax_res.set_xlabel(x_label)
-        ax_res.set_ylabel("residual / sigma")
+        ax_res.set_ylabel("residual / \N{GREEK SMALL LETTER SIGMA}")
 
     def x_axis(self, data: CurveData) -> tuple[float, float, str]:
         """The figure's abscissa: (offset, scale, label); it shows (x - offset) / scale.

@@ -23,6 +23,7 @@ from .curve_analysis import CurveAnalysis, CurveData, Param
 from .data import StoredRun
 from .fitting import Fit, chi2_p_value, scale_covariance
 from .framework import DatasetParameter, LabSequence, RunResult, Step
+from .report_figures import figure_title
 from .transducer.counting import count_clicks
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class DarkCountAnalysis(Analysis):
         ax.set_xlabel("repeat")
         ax.set_ylabel("dark-count rate (Hz)")
         ax.legend(fontsize=8)
-        fig.suptitle(f"run {run.run_id}: {result.verdict}"[:160], fontsize=8)
+        fig.suptitle(figure_title(f"run {run.run_id}: {result.verdict}"), fontsize=8)
         fig.tight_layout()
         return {"dark_counts": fig}
 
@@ -326,7 +327,7 @@ class EfficiencyBiasAnalysis(CurveAnalysis):
               Param("sigmoid_width", "A"))
     min_points = MIN_SWEEP_POINTS
     figure_name = "efficiency"
-    x_label, y_label, x_scale = "bias current (uA)", "count rate, light on - off (Hz)", 1e-6
+    x_label, y_label, x_scale = "bias current (µA)", "count rate, light on - off (Hz)", 1e-6
 
     def model(self, x: np.ndarray, *p: float) -> np.ndarray:
         return sigmoid(x, *p)

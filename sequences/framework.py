@@ -216,6 +216,7 @@ class LabSequence(ABC, Generic[OptionsT]):
                 ds.add_metadata(STATUS, json.dumps("running"))
                 guard = PumpGuard(station, **self.interlock_guard)
                 guard.on_note = progress.note
+                guard.on_state = progress.interlock
                 self.restorer = Restorer()
                 writer = _Writer(saver)
                 try:

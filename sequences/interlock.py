@@ -79,6 +79,9 @@ class PumpGuard:
         self.on_note: Callable[[str], None] | None = None
         """Told when the guard pauses and resumes a run (the progress bar's `note`): a run
         that waits for the fridge says why, instead of freezing its bar."""
+        self.on_state: Callable[[str, str], None] | None = None
+        """Told ("paused" | "resumed" | "stopped", the message) instead of `on_note` when
+        set (`Progress.interlock`: the line, and the run's reporters told the state)."""
         self._watches = _pump_watches(station)
 
     @property
@@ -99,10 +102,10 @@ class PumpGuard:
         pump_was_on = bool(setup.pump_on.get())
         setup.pump_on.set(False)  # always allowed: switching off is the safe direction
         unit = watch.sensor.unit
-        self._note(f"PAUSED before {label}: interlock '{watch.name}': "
-                   f"{watch.sensor.full_name} {reading:g} {unit} > {watch.maximum:g} {unit}; "
-                   f"pump off, waiting up to {self.timeout:g} s for "
-                   f"{self.resume_fraction * watch.maximum:g} {unit}")
+        self._state("paused", f"PAUSED before {label}: interlock '{watch.name}': "
+                    f"{watch.sensor.full_name} {reading:g} {unit} > {watch.maximum:g} {unit}; "
+                    f"pump off, waiting up to {self.timeout:g} s for "
+                    f"{self.resume_fraction * watch.maximum:g} {unit}")
         waited, value = 0.0, reading
         while value > self.resume_fraction * watch.maximum and waited < self.timeout:
             step_s = min(self.poll_period, self.timeout - waited)
@@ -113,11 +116,11 @@ class PumpGuard:
         self.events.append(InterlockEvent(watch.name, step, label, reading, watch.maximum,
                                           waited, "resumed" if recovered else "stopped"))
         if recovered:
-            self._note(f"RESUMED after {waited:g} s: {watch.sensor.full_name} {value:g} {unit}"
-                       + ("; pump on again" if pump_was_on else ""))
+            self._state("resumed", f"RESUMED after {waited:g} s: {watch.sensor.full_name} "
+                        f"{value:g} {unit}" + ("; pump on again" if pump_was_on else ""))
         else:
-            self._note(f"STOPPED: {watch.sensor.full_name} still {value:g} {unit} after "
-                       f"{waited:g} s")
+            self._state("stopped", f"STOPPED: {watch.sensor.full_name} still {value:g} {unit} "
+                        f"after {waited:g} s")
             raise InterlockTimeoutError(
                 f"interlock '{watch.name}': {watch.sensor.full_name} read {reading:g} "
                 f"{watch.sensor.unit} (maximum {watch.maximum:g}) and was still {value:g} after "
@@ -126,6 +129,11 @@ class PumpGuard:
         if pump_was_on:
             setup.pump_on.set(True)
 
+    def _state(self, state: str, message: str) -> None:
+        if self.on_state is not None:
+            self.on_state(state, message)
+        else:
+            self._note(message)
 
     def _note(self, message: str) -> None:
         if self.on_note is not None:

@@ -6,13 +6,83 @@ value beside it. When the output is not a terminal (a redirected log, a pipe, a 
 redrawn with ``\\r`` would fill the file with frames, so each step done gets one plain line
 instead, with the same numbers. `note` writes a line of its own without breaking the bar: an
 interlock pausing or resuming the run says so there.
+
+Beside the terminal, a run can be reported to a `RunReporter` (the CLI's telemetry for
+``qnetlab monitor``): `reporting_to` registers one for a block of code, and every `Progress`
+made inside it tells it each step (``running``), an interlock's ``paused`` / ``resumed``
+(`interlock`) and how the run ended (``finished`` or ``stopped``, with the reason); a
+calibration session tells it its graph's node states (`report_calibration`). The protocol is
+defined here so that sequences never import the network that carries it. A reporter that
+fails is logged and dropped, never allowed to stop a measurement.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import time
-from typing import Any, TextIO
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, TextIO
+
+log = logging.getLogger(__name__)
+
+RUN_STATES = ("running", "paused", "resumed", "finished", "stopped")
+"""What `RunReporter.sequence_progress` is told a run is doing."""
+
+NodeState = tuple[str, str, float | None, float | None]
+"""A calibration node as reported: (name, state in the graph's words, age in s of its last
+good calibration or None, its timeout in s or None)."""
+
+
+class RunReporter(Protocol):
+    """Told what runs and calibrations do (e.g. the network's telemetry publisher)."""
+
+    def sequence_progress(self, sequence: str, done: int, total: int, label: str,
+                          state: str, reason: str) -> None:
+        """`done` of `total` steps of `sequence`; `state` one of `RUN_STATES`; `reason`
+        why it paused or stopped ("" otherwise)."""
+
+    def calibration_states(self, nodes: Sequence[NodeState]) -> None:
+        """Every node of the calibration graph being maintained, after one changed."""
+
+
+_reporters: list[RunReporter] = []
+
+
+@contextlib.contextmanager
+def reporting_to(reporter: RunReporter) -> Iterator[RunReporter]:
+    """Report every run and calibration inside the block to `reporter` as well."""
+    _reporters.append(reporter)
+    try:
+        yield reporter
+    finally:
+        with contextlib.suppress(ValueError):  # already dropped if it failed
+            _reporters.remove(reporter)
+
+
+def _tell(reporters: list[RunReporter], method: str, *args: Any) -> None:
+    """Call `method` of each reporter; one that fails is removed from `reporters` and from
+    the registered ones."""
+    for reporter in list(reporters):
+        try:
+            getattr(reporter, method)(*args)
+        except Exception as exc:  # an observer must never stop a measurement
+            log.warning("progress reporter %r failed (%r); it is not told more", reporter, exc)
+            reporters.remove(reporter)
+            with contextlib.suppress(ValueError):
+                _reporters.remove(reporter)
+
+
+def reporting() -> bool:
+    """Whether any reporter is registered (`reporting_to`)."""
+    return bool(_reporters)
+
+
+def report_calibration(nodes: Sequence[NodeState]) -> None:
+    """Tell the registered reporters a calibration graph's node states."""
+    if _reporters:
+        _tell(list(_reporters), "calibration_states", list(nodes))
 
 
 def _interactive(stream: TextIO) -> bool:
@@ -50,6 +120,9 @@ class Progress:
         self._started = time.monotonic()
         self._bar: Any = None
         self._printed = 0
+        self._reporters = list(_reporters)
+        self._detail = ""
+        self._tell("running", "")
         if not quiet and _interactive(self.stream):
             from tqdm.auto import tqdm
 
@@ -59,6 +132,8 @@ class Progress:
     def update(self, done: int, detail: str = "") -> None:
         """`done` steps finished; `detail`: the step under way, or a live value."""
         self.done = done
+        self._detail = detail
+        self._tell("running", "")
         if self.quiet:
             return
         if self._bar is not None:
@@ -80,8 +155,16 @@ class Progress:
         self.stream.write(f"{self.label}: {message}\n")
         self.stream.flush()
 
+    def interlock(self, state: str, message: str) -> None:
+        """An interlock `state` ("paused", "resumed" or "stopped") with its `message`: a
+        line of its own (`note`), and the reporters told the state and why."""
+        self._tell(state, message)
+        self.note(message)
+
     def close(self, message: str = "") -> None:
-        """End the bar, with `message` on a line of its own (e.g. where a run stopped)."""
+        """End the bar, with `message` on a line of its own (e.g. where a run stopped):
+        the reporters are told the run finished, or stopped with `message` as the reason."""
+        self._tell("stopped" if message else "finished", message)
         if self.quiet:
             return
         if self._bar is not None:
@@ -90,6 +173,11 @@ class Progress:
         if message:
             self.stream.write(f"{self.label}: {message}\n")
             self.stream.flush()
+
+    def _tell(self, state: str, reason: str) -> None:
+        if self._reporters:
+            _tell(self._reporters, "sequence_progress", self.label, self.done, self.total,
+                  self._detail, state, reason)
 
     def _line(self, text: str) -> None:
         elapsed = time.monotonic() - self._started

@@ -10,18 +10,18 @@ __all__ = ["format_fit", "format_value"]
 
 _PREFIXES = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"),
              (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f")]
-_NO_PREFIX = {"dBm", "dB", "", "%"}
 _PREFIXED = {"Hz", "W", "s", "m", "K", "A", "V"}
 """Base units that take an SI prefix in a fitted value (not '1/W', 'photons/W', ...)."""
 
 
 def format_value(value: Any, unit: str) -> str:
-    """8000000000.0, 'Hz' -> '8 GHz'; -10.0, 'dBm' -> '-10 dBm'; True -> 'on'."""
+    """8000000000.0, 'Hz' -> '8 GHz'; -10.0, 'dBm' -> '-10 dBm'; True -> 'on'. Only an SI
+    base unit takes a prefix: 0.159, 'photons' -> '0.159 photons'."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if not isinstance(value, int | float) or not math.isfinite(value):
         return f"{value} {unit}".strip()
-    if unit in _NO_PREFIX or value == 0:
+    if unit not in _PREFIXED or value == 0:  # '0.16 photons', never '158 mphotons'
         return f"{value:.6g} {unit}".strip()
     for scale, prefix in _PREFIXES:
         if abs(value) >= scale * 0.9995:

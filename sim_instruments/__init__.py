@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from qnetlab.lazy_exports import lazy_attributes
 
 if TYPE_CHECKING:
-    from .bench import SimulatedBench, build_bench, build_world
+    from .bench import IDEAL_DEFAULT, SimulatedBench, build_bench, build_world
     from .faults import Fault, FaultPlan
     from .faults_world import (
         drift_optical_resonance,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .zmq_server import ID1000Server
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    ".bench": ("SimulatedBench", "build_bench", "build_world"),
+    ".bench": ("IDEAL_DEFAULT", "SimulatedBench", "build_bench", "build_world"),
     ".visa_backend": ("QnetlabVisaLibrary", "bench_of"),
     ".server": ("BenchServer", "ControlClient"),
     ".zmq_server": ("ID1000Server",),
@@ -42,6 +42,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
+    "IDEAL_DEFAULT",
     "BenchServer",
     "ControlClient",
     "Fault",

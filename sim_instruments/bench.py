@@ -22,7 +22,7 @@ from .physics.clock import Clock, PacedClock, VirtualClock, WallClock
 from .physics.fridge import FridgeModel
 from .physics.presets import PRESETS, get_preset
 from .physics.transducer import TransducerModel
-from .physics.world import LabWorld, WorldSettings
+from .physics.world import IDEAL_DEFAULT, LabWorld, WorldSettings
 
 _SIM_KEYS = {"seed", "ideal", "transducer", "transducer_overrides", "fridge", "world", "clock",
              "link"}
@@ -88,10 +88,11 @@ def build_world(config: LabConfig, clock: str | None = None) -> LabWorld:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise config.error("qnetlab.simulation.seed", f"expected a whole number >= 0, got "
                            f"{seed!r}", "write e.g. 'seed: 1'")
-    ideal = sim.get("ideal", True)
+    ideal = sim.get("ideal", IDEAL_DEFAULT)
     if not isinstance(ideal, bool):
         raise config.error("qnetlab.simulation.ideal", f"expected true or false, got {ideal!r}",
-                           "write 'ideal: false' for the realistic (noisy, drifting) lab")
+                           "write 'ideal: true' for the clean lab, 'ideal: false' (the "
+                           "default) for the realistic (noisy, drifting) lab")
     clock_name = clock or sim.get("clock", "virtual")
     if clock_name not in _CLOCKS:
         raise config.error("qnetlab.simulation.clock", f"unknown clock {clock_name!r}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -136,6 +137,8 @@ def sim_instrument(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 
     ``sim_instrument(DriverClass, "twin_name", transducer="bulk_eo_cw", seed=1, **init)``
     writes a one-instrument lab config and connects; the instrument is closed afterwards.
+    ``ideal=True`` pins the clean lab (a twin held to its formula exactly); the default is
+    the config default, the realistic lab.
     Each call gets a fresh world. `sim_instruments.visa_backend.bench_of(inst)` gives the
     bench (world, emulator, faults) behind it.
     """
@@ -144,11 +147,12 @@ def sim_instrument(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     opened: list[Instrument] = []
 
     def open_twin(driver: type, twin: str, *, transducer: str = "bulk_eo_cw", seed: int = 1,
-                  **init: Any) -> Any:
+                  ideal: bool | None = None, **init: Any) -> Any:
         name = f"{twin}_{len(opened)}"
         config = tmp_path / f"{name}.yaml"
+        pinned = "" if ideal is None else f", ideal: {str(ideal).lower()}"
         config.write_text(
-            f"qnetlab:\n  simulation: {{seed: {seed}, transducer: {transducer}}}\n"
+            f"qnetlab:\n  simulation: {{seed: {seed}, transducer: {transducer}{pinned}}}\n"
             f"instruments:\n  {name}:\n    type: {driver.__module__}.{driver.__name__}\n"
             f"    address: {{sim: {twin}}}\n"
         )
@@ -171,6 +175,45 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def sim_serving(config: Path, control_port: int, log: Path) -> Iterator[Any]:
+    """`qnetlab sim serve CONFIG` in its own process (stderr to the file `log`: a pipe nobody
+    reads could stall it), until its control port answers; yields a control client. Stopped
+    on exit, and by itself after 10 minutes at the latest."""
+    import subprocess
+    import sys
+
+    from qnetlab.sim_instruments.server import ControlClient
+
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qnetlab", "sim", "serve", str(config), "--control-port",
+             str(control_port), "--max-seconds", "600"],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+        client = None
+        deadline = time.monotonic() + 60
+        while client is None:
+            try:
+                client = ControlClient(control_port)
+                client.request(op="ping")
+            except OSError:
+                client = None
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    err.flush()
+                    raise RuntimeError(f"sim serve did not start: {log.read_text()}") from None
+                time.sleep(0.1)
+        try:
+            yield client
+        finally:
+            client.close()
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 @pytest.fixture(scope="module")
 def served_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Any]]:
     """`qnetlab sim serve` on the transducer bench, in its own process, on free ports.
@@ -178,39 +221,10 @@ def served_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     Yields the config path (whose real addresses point at the servers) and a control
     client. The server stops at teardown, and by itself after 10 minutes at the latest.
     """
-    import subprocess
-    import sys
-
-    from qnetlab.sim_instruments.server import ControlClient
-
-    config, control_port = bench_on_free_ports(tmp_path_factory.mktemp("served"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qnetlab", "sim", "serve", str(config), "--control-port",
-         str(control_port), "--max-seconds", "600"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    client = None
-    deadline = time.monotonic() + 30
-    while client is None:
-        try:
-            client = ControlClient(control_port)
-            client.request(op="ping")
-        except OSError:
-            client = None
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                detail = proc.stderr.read() if proc.stderr else ""
-                raise RuntimeError(f"sim serve did not start: {detail}") from None
-            time.sleep(0.1)
-    try:
+    folder = tmp_path_factory.mktemp("served")
+    config, control_port = bench_on_free_ports(folder)
+    with sim_serving(config, control_port, folder / "serve.log") as client:
         yield config, client
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

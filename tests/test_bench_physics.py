@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 
+from qnetlab.instruments.lab_config import load_config
 from qnetlab.instruments.station import load_station
 from qnetlab.sim_instruments.devices.thorlabs_pm100d import ThorlabsPM100DEmulator
 from qnetlab.sim_instruments.physics.transducer import SPEED_OF_LIGHT
@@ -25,8 +26,12 @@ AVERAGING = 100
 
 
 @pytest.fixture(scope="module")
-def station():
-    with load_station(BENCH_CONFIG) as st:
+def station(tmp_path_factory):
+    # The clean lab: the bench against the model's formulas with the settings exact (the
+    # realistic lab's instrument errors and drift: test_instrument_realism.py, test_drift.py).
+    config = load_config(BENCH_CONFIG).with_simulation(ideal=True)
+    path = config.to_yaml(tmp_path_factory.mktemp("bench") / "bench.yaml").path
+    with load_station(path) as st:
         yield st
 
 

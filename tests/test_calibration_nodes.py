@@ -19,6 +19,7 @@ optical drift (5 linewidths of the 30 MHz line) moves the resonance by ~1.2 pm a
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,21 @@ from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-NODE_A = REPO / "lab_configs" / "node_a_lab.yaml"
+NODE_A_SHIPPED = REPO / "lab_configs" / "node_a_lab.yaml"
+
+
+def _clean_lab_copy(path: Path) -> Path:
+    """`path` pinned to the clean lab (``ideal: true``), written beside a temporary folder.
+    These tests hold the graph's mechanics (calibrate, check, apply, faults, start-up) to
+    exact truths on a bench reopened fresh each time; on the realistic lab a fresh bench's
+    laser lands elsewhere within its +-0.5 pm repeatability, ten times the optical check's
+    0.05 pm spec, so a reopened bench is rightly out of spec there. The drifting lab's
+    maintenance on one bench kept open: tests/test_day_in_the_lab.py."""
+    folder = Path(tempfile.mkdtemp(prefix="clean_node_lab"))
+    return Path(load_config(path).with_simulation(ideal=True).to_yaml(folder / path.name).path)
+
+
+NODE_A = _clean_lab_copy(NODE_A_SHIPPED)
 NODE_B = REPO / "lab_configs" / "node_b_lab.yaml"
 Outcomes = dict[str, CalibrationOutcome]
 """Node entry -> its cold calibration."""
@@ -96,7 +111,7 @@ def lab(calibrated: tuple[Path, Outcomes], tmp_path: Path) -> Iterator[LabContex
 
 # -- the configs --------------------------------------------------------------------------------
 def test_both_node_labs_declare_the_same_graph_on_their_own_bench() -> None:
-    a, b = load_config(NODE_A), load_config(NODE_B)
+    a, b = load_config(NODE_A_SHIPPED), load_config(NODE_B)
     for config, lab in ((a, "node_a"), (b, "node_b")):
         graph = lab_graph(config)
         assert [n.removeprefix(f"{lab}.") for n in graph.order] == list(ORDER)
@@ -136,7 +151,7 @@ def test_both_node_labs_declare_the_same_graph_on_their_own_bench() -> None:
 ])
 def test_config_errors_name_the_file_the_entry_and_the_fix(tmp_path: Path, old: str, new: str,
                                                            message: str) -> None:
-    text = NODE_A.read_text()
+    text = NODE_A_SHIPPED.read_text()
     assert old in text
     path = tmp_path / "broken_lab.yaml"
     path.write_text(text.replace(old, new, 1))
@@ -301,7 +316,9 @@ def test_the_heralding_station_calibrates_its_detectors_from_cold(tmp_path: Path
     efficiency against the reference source, then the dark counts at the biases applied.
 
     The twin's SNSPDs plateau at 0.9 and the reference delivers 7805 photons/s to each (its
-    config value), so the plateau efficiency lies within Z = 4.5 of its error of 0.9; the
+    config value), so the plateau efficiency lies within Z = 4.5 of its error of 0.9 times
+    the path's drift factor now (the realistic lab, the default: fibre polarization at each
+    detector wanders by ~3 %, `LabWorld.detection_factor`; 1 on the clean lab); the
     dark counts at the recommended bias (~10 uA, below the 10.5 uA where the twin counts
     10 Hz) are a few Hz, each within Z errors of its own Poisson rate by construction."""
     graph = lab_graph(STATION)
@@ -314,11 +331,13 @@ def test_the_heralding_station_calibrates_its_detectors_from_cold(tmp_path: Path
             assert outcome.good, outcome.detail
             store.record_calibration(name, outcome)
             graph[name].apply(ctx, {k: v for k, (v, _) in outcome.values.items()})
+        factors = simulated_bench(ctx.station("station")).world.drift_state().detection_factors
         for ch in (1, 2):
             eta = store.current(f"detection_efficiency_ch{ch}")
             error = store.current(f"detection_efficiency_ch{ch}_error")
             assert eta is not None and error is not None
-            assert abs(eta.value - 0.9) < 4.5 * error.value
+            (factor,) = [f for key, f in factors.items() if key.endswith(f"slot{ch}")] or [1.0]
+            assert abs(eta.value - 0.9 * factor) < 4.5 * error.value, (ch, factors)
             dark = store.current(f"dark_count_rate_ch{ch}")
             assert dark is not None and 0.5 < dark.value < 10.0
             bias = ctx.station("station").instrument("snspd").detector_channels[ch]

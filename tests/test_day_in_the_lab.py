@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from qnetlab.cli import main
+from qnetlab.instruments.lab_config import load_config
 from qnetlab.sequences.calibration import CalibrationGraph, ParameterStore
 from qnetlab.sim_day import DAY_EPOCH, GOOD_STATES, LabDay, Session, run_day
 
@@ -57,7 +58,10 @@ def day(request: pytest.FixtureRequest,
     """A day on node A's simulated lab: from cold, then a session every hour."""
     kind = request.param
     db = tmp_path_factory.mktemp(f"day_{kind}") / "node_a_day.db"
-    with LabDay(NODE_A, db, realistic=kind == "realistic") as lab:
+    # The realistic lab is the default; the control day pins the clean one.
+    config = load_config(NODE_A) if kind == "realistic" else \
+        load_config(NODE_A).with_simulation(ideal=True)
+    with LabDay(config, db, realistic=kind == "realistic") as lab:
         sessions = list(run_day(lab, HOURS[kind], EVERY))
         counts = lab.recalibrations(sessions[1:])
         print(f"\n{kind} lab, {HOURS[kind]:g} h: recalibrations per node "
@@ -81,7 +85,7 @@ def hourly(day: LabDay) -> list[Session]:
 
 
 def kind_of(day: LabDay) -> str:
-    return "ideal" if day.config.simulation.get("ideal", True) else "realistic"
+    return "ideal" if day.config.simulation.get("ideal") is True else "realistic"
 
 
 @pytest.mark.timeout(900)
@@ -195,8 +199,10 @@ def _diagnose_two_faults(day: LabDay) -> None:
 
 def test_sim_day_prints_each_hour_and_the_counts(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """`qnetlab sim day` on the ideal lab: two hours, then a resonance jump diagnosed."""
-    code = main(["sim", "day", str(NODE_A), "--hours", "2", "--db", str(tmp_path / "d.db"),
+    """`qnetlab sim day` on the ideal lab (pinned: a config with ``ideal: true``; nothing
+    drifts, so the counts printed are known): two hours, then a resonance jump diagnosed."""
+    clean = load_config(NODE_A).with_simulation(ideal=True).to_yaml(tmp_path / "node_a.yaml")
+    code = main(["sim", "day", str(clean.path), "--hours", "2", "--db", str(tmp_path / "d.db"),
                  "--fault", "optical_resonance=150e6", "--diagnose", "transducer_efficiency",
                  "--quiet"])
     out = capsys.readouterr().out

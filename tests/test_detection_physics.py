@@ -340,7 +340,9 @@ def test_awg_refuses_what_it_cannot_play():
 
 # -- photons from the transducer bench -----------------------------------------------------
 def bench(pump_power: float, mw_dbm: float | None) -> LabWorld:
-    world = LabWorld(get_preset("bulk_eo_pulsed").model, FridgeModel(), seed=1)
+    # The clean lab: the photon rate against its formula exactly (no drift of the pump or the
+    # detection path; those are test_drift.py's).
+    world = LabWorld(get_preset("bulk_eo_pulsed").model, FridgeModel(), seed=1, ideal=True)
     if pump_power > 0:
         world.set_pump(power=pump_power, on=True)
     if mw_dbm is not None:

@@ -295,7 +295,8 @@ def test_the_ideal_lab_draws_no_drift_and_reads_as_before(tmp_path: Path,
         return original(self, consumer)
 
     monkeypatch.setattr(LabWorld, "rng", recording)
-    bench = build_bench(bench_config(tmp_path, "bulk_eo_cw", simulation={"seed": 4}))
+    bench = build_bench(bench_config(tmp_path, "bulk_eo_cw",
+                                     simulation={"seed": 4, "ideal": True}))
     world = bench.world
     assert world.ideal is True
     world.set_pump(power=2e-3, wavelength=1550.2e-9, on=True)

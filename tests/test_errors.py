@@ -48,24 +48,32 @@ RAISED: list[tuple[BaseException, int]] = [
 ]
 
 
+@pytest.fixture
+def network_stub(tmp_path: Path) -> Path:
+    """A file `qnetlab keys` takes for a network config (its loader is the one that raises)."""
+    path = tmp_path / "network.yaml"
+    path.write_text("network: {}\n")
+    return path
+
+
 @pytest.mark.parametrize(("exc", "code"), RAISED, ids=lambda v: type(v).__name__)
-def test_each_family_exits_with_its_code(exc, code, monkeypatch, capsys):
+def test_each_family_exits_with_its_code(exc, code, monkeypatch, capsys, network_stub):
     def handler(path: object) -> object:
         raise exc
 
     monkeypatch.setattr(qnetlab.network.network_config, "load_network_config", handler)
-    assert main(["keys", "unused.yaml"]) == code
+    assert main(["keys", str(network_stub)]) == code
     assert str(exc) in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt(), Interrupted(), StopSignal("SIGTERM")],
                          ids=lambda v: type(v).__name__)
-def test_an_interrupt_exits_130(exc, monkeypatch, capsys):
+def test_an_interrupt_exits_130(exc, monkeypatch, capsys, network_stub):
     def handler(path: object) -> object:
         raise exc
 
     monkeypatch.setattr(qnetlab.network.network_config, "load_network_config", handler)
-    assert main(["keys", "unused.yaml"]) == 130
+    assert main(["keys", str(network_stub)]) == 130
     assert "qnetlab: " in capsys.readouterr().err
 
 

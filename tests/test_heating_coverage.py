@@ -113,13 +113,15 @@ def test_heating_times_cover_the_truth_over_seeded_benches(tmp_path: Path) -> No
 
 REALISTIC_BENCHES = 60
 REALISTIC_FIRST_SEED = 3000
-MIN_GOOD = 40
+MIN_GOOD = 50
 """Scans with a good verdict the coverage needs. The rest may honestly say not seen / not
 constrained: here no optical scan puts the pump on the line first, so on an electro-optic
-preset (25-30 MHz lines) the pump often sits where the laser's own accuracy and the line's
-drift put it, its converted noise a small part of the pump leakage, and the leakage's
-wander between the two background counts (a random walk pinned at both) swamps the heating
-(12 of 40 in exploration)."""
+preset (25-30 MHz lines) the pump sometimes sits where the laser's own accuracy and the
+line's drift put it, its converted noise a small part of the pump leakage. 54 of these 60
+are good (and the times cover: tau_fast 36 / 52 of 54 within 1 / 2 sigma, tau_slow 44 /
+54) since the background stays within the laser's fine tuning (no coarse move re-lands the
+pump) and its wander is measured from its own counts; with the background 50 GHz away and
+the gain's wander taken for the background's, 12 of 40 were not seen."""
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ def test_conforms_to_microwave_source(sim_instrument):
 
 
 def test_settings_drive_the_world(sim_instrument):
-    mw = sim_instrument(KeysightN5183B, "keysight_n5183b")
+    mw = sim_instrument(KeysightN5183B, "keysight_n5183b", ideal=True)
     mw.frequency(7.5e9)
     mw.power(-3.0)
     mw.rf_output(True)

@@ -87,7 +87,8 @@ def test_unknown_command_and_channel_are_reported(sim_instrument):
 
 @pytest.mark.parametrize("transducer", ["bulk_eo_cw", "bulk_eo_pulsed"])
 def test_sweep_sees_the_microwave_resonance(sim_instrument, transducer):
-    vna = sim_instrument(KeysightP9374A, "keysight_p9374a", transducer=transducer, seed=3)
+    vna = sim_instrument(KeysightP9374A, "keysight_p9374a", transducer=transducer, seed=3,
+                         ideal=True)
     model = bench_of(vna).world.transducer
     f0, kappa, eta = model.mw_resonance_frequency, model.mw_linewidth, model.mw_coupling_ratio
     vna.start(f0 - 5 * kappa)
@@ -105,7 +106,7 @@ def test_sweep_sees_the_microwave_resonance(sim_instrument, transducer):
 
 
 def test_noise_scales_with_if_bandwidth(sim_instrument):
-    vna = sim_instrument(KeysightP9374A, "keysight_p9374a", seed=5)
+    vna = sim_instrument(KeysightP9374A, "keysight_p9374a", seed=5, ideal=True)
     vna.start(7.5e9)
     vna.stop(8.5e9)
     vna.points(2001)
@@ -123,7 +124,7 @@ def test_noise_scales_with_if_bandwidth(sim_instrument):
 
 
 def test_averaging_divides_the_noise_and_costs_time(sim_instrument):
-    vna = sim_instrument(KeysightP9374A, "keysight_p9374a", seed=7)
+    vna = sim_instrument(KeysightP9374A, "keysight_p9374a", seed=7, ideal=True)
     vna.points(1001)
     vna.if_bandwidth(10e3)
     vna.averages(16)

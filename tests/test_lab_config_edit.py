@@ -17,12 +17,14 @@ from conftest import BENCH_CONFIG, REPO, bench_config
 def test_with_ports_moves_every_real_address_in_file_order_keeping_hosts() -> None:
     config = load_config(BENCH_CONFIG)
     moved = config.with_ports(21000)
-    # Seven instruments' real addresses and the ID1000's data link (init.data_address).
-    assert config.port_count == moved.port_count == 8
+    # Seven instruments' real addresses, the ID1000's data link (init.data_address) and,
+    # last, the lab's telemetry (qnetlab.telemetry.address).
+    assert config.port_count == moved.port_count == 9
     assert [inst.addresses["real"] for inst in moved.instruments.values()] == [
         *(f"TCPIP0::127.0.0.1::{21000 + i}::SOCKET" for i in range(6)),
         "tcp://127.0.0.1:21006"]
     assert moved.instruments["tagger"].init["data_address"] == "tcp://127.0.0.1:21007"
+    assert moved.telemetry is not None and moved.telemetry.address == "tcp://127.0.0.1:21008"
     # Everything else is the same lab.
     assert {n: i.addresses["sim"] for n, i in moved.instruments.items()} == \
         {n: i.addresses["sim"] for n, i in config.instruments.items()}

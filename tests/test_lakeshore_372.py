@@ -31,7 +31,9 @@ NR3 = re.compile(r"^[+-]\d\.\d{4}E[+-]\d{2}$")  # the manual's +n.nnnnE+nn
 
 @pytest.fixture
 def ls(sim_instrument):
-    return sim_instrument(LakeshoreModel372, TWIN)
+    # The clean lab: these tests hold the twin to the 372 manual and its RuOx curve exactly;
+    # the realistic lab's calibration-curve error is test_instrument_realism.py's.
+    return sim_instrument(LakeshoreModel372, TWIN, ideal=True)
 
 
 def test_conforms_to_temperature_controller(ls):
@@ -63,7 +65,7 @@ def test_mxc_reading_follows_the_fridge(ls):
      (7, "cold_plate_temperature")],
 )
 def test_sensor_channel_selects_the_input(sim_instrument, channel, stage):
-    inst = sim_instrument(LakeshoreModel372, TWIN, sensor_channel=channel)
+    inst = sim_instrument(LakeshoreModel372, TWIN, sensor_channel=channel, ideal=True)
     assert inst.sensor_channel == channel
     fridge = bench_of(inst).world.fridge
     # RuOx sensitivity falls with temperature, so the kelvin noise grows at 45 K.
@@ -210,7 +212,7 @@ def test_over_tcp_socket(tmp_path: Path):
         port = probe.getsockname()[1]
     config = tmp_path / "ls_tcp.yaml"
     config.write_text(
-        "qnetlab:\n  simulation: {seed: 1}\ninstruments:\n  fridge_ls:\n"
+        "qnetlab:\n  simulation: {seed: 1, ideal: true}\ninstruments:\n  fridge_ls:\n"
         "    type: qnetlab.drivers.lakeshore.LakeshoreModel372\n"
         f"    address: {{sim: {TWIN}, real: 'TCPIP0::127.0.0.1::{port}::SOCKET'}}\n"
     )

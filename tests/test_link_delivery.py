@@ -265,7 +265,7 @@ def test_processes_deliver_with_both_nodes_agreeing(tmp_path: Path) -> None:
 
     from conftest import free_port_run, wait_until
 
-    config = CONFIG.with_ports(free_port_run(3))
+    config = CONFIG.with_ports(free_port_run(CONFIG.port_count))
     config = dataclasses.replace(config, key_dir=tmp_path / "keys", run_dir=tmp_path / "runs")
     generate_lab_keys(config.key_dir, config.key_names())
     pairs, rate_hz = 400, 2000.0

@@ -12,6 +12,7 @@ of the network: tests/test_network_rehearsal.py.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,8 +94,18 @@ def test_calibrate_one_node_and_unknown_names(bringup: tuple[int, dict[str, obje
                  "--quiet"]) == 0
     out = capsys.readouterr().out
     # The diagnosis measures the node and walks back only where the data are out of spec.
-    assert "checked    node_b.optical_resonance: in spec" in out
-    assert "node_a." not in out and "CALIBRATED" not in out
+    # On the realistic lab (the default) this new session's laser lands anew within its
+    # +-0.5 pm repeatability, beyond the check's 0.05 pm: then the node is recalibrated, and
+    # only it and what it depends on in node B's lab (on the clean lab it is in spec).
+    checked = re.search(r"checked    node_b\.optical_resonance: (in spec|out of spec)", out)
+    assert checked is not None, out
+    calibrated = set(re.findall(r"CALIBRATED (\S+):", out))
+    if checked.group(1) == "in spec":
+        assert not calibrated, out
+    else:
+        assert "node_b.optical_resonance" in calibrated, out
+        assert all(name.startswith("node_b.") for name in calibrated), out
+    assert "node_a." not in out
 
 
 def _variant(lab: Path, name: str, *, node_b_km: float, true_b_km: float) -> Path:

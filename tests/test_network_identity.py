@@ -46,7 +46,8 @@ PAIRS = 3
 
 
 def lab_config(tmp_path: Path) -> NetworkConfig:
-    config = load_network_config(CONFIG).with_ports(free_port_run(3))
+    config = load_network_config(CONFIG)
+    config = config.with_ports(free_port_run(config.port_count))
     config = dataclasses.replace(config, key_dir=tmp_path / "keys", run_dir=tmp_path / "runs")
     generate_lab_keys(config.key_dir, config.key_names())
     return config

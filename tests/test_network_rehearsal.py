@@ -167,7 +167,7 @@ def test_the_summary_labels_ground_truth_as_the_simulation_s_and_the_real_profil
     truth = join_truth(_truth([(1, 0.9, True), (2, 0.8, False)]),
                        np.array([1, 2], np.uint64), Path("t.npy"))
     sim = _format(config, plan, _report(2), 50.0, 0.6, truth=truth, profile="sim")
-    assert re.search(r"fidelity\s+0\.850 \+- 0\.050\s+0\.600\s+\(simulation ground truth of 2 "
+    assert re.search(r"fidelity\s+0\.850 ± 0\.050\s+0\.600\s+\(simulation ground truth of 2 "
                      r"delivered pairs; genuine 1 of 2 = 0\.500\)", sim), sim
     assert "profile sim" in sim and "station hand-off" in sim
     assert "Bell state heralded" not in sim  # no heralds given: nothing checked

@@ -14,7 +14,10 @@ from qnetlab.sim_instruments.physics.world import LabWorld
 
 
 def world_for(preset: str, seed: int = 1) -> LabWorld:
-    return LabWorld(get_preset(preset).model, FridgeModel(), seed=seed)
+    # The clean lab (ideal): these tests hold the world to its formulas exactly; the
+    # realistic lab's drifts and instrument errors have their own tests (test_drift.py,
+    # test_instrument_realism.py).
+    return LabWorld(get_preset(preset).model, FridgeModel(), seed=seed, ideal=True)
 
 
 def tune(world: LabWorld, pump_power: float, pump_detuning: float = 0.0,

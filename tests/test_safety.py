@@ -14,7 +14,7 @@ from qnetlab.sim_instruments.visa_backend import bench_of
 
 CONFIG = """
 qnetlab:
-  simulation: {seed: 1}
+  simulation: {seed: 1, ideal: true}   # the clean lab: the world gets exactly the setting
 instruments:
   mw_source:
     type: qnetlab.drivers.keysight.KeysightN5183B
@@ -97,7 +97,7 @@ def test_value_found_outside_limits_is_reported_not_moved(tmp_path, capsys):
 
 INTERLOCKED = """
 qnetlab:
-  simulation: {seed: 1}
+  simulation: {seed: 1, ideal: true}   # the clean lab: the world gets exactly the setting
   interlocks:
     - name: no_pump_on_warm_fridge
       guards: [pump_laser.power, pump_laser.output]

@@ -15,7 +15,7 @@ def test_conforms_to_laser(sim_instrument):
 
 
 def test_settings_drive_the_pump(sim_instrument):
-    laser = sim_instrument(SantecTSL570, "santec_tsl570")
+    laser = sim_instrument(SantecTSL570, "santec_tsl570", ideal=True)
     pump = bench_of(laser).world.pump
     laser.wavelength(1550.1234e-9)
     laser.power(3.5e-3)
@@ -30,7 +30,7 @@ def test_settings_drive_the_pump(sim_instrument):
 
 
 def test_power_is_converted_from_the_instrument_unit(sim_instrument):
-    laser = sim_instrument(SantecTSL570, "santec_tsl570")
+    laser = sim_instrument(SantecTSL570, "santec_tsl570", ideal=True)
     laser.power(10e-3)
     laser.write(":POW:UNIT 0")  # dBm on the instrument
     assert float(laser.ask(":POW?")) == pytest.approx(10.0, abs=1e-3)

@@ -173,7 +173,8 @@ def test_the_whole_link_delivers_pairs_decided_from_the_tagger(tmp_path, group):
     from qnetlab.network.keys import generate_lab_keys
     from qnetlab.network.lab import plan_lab, read_report, start_lab
 
-    config = load_network_config(NETWORK).with_ports(free_port_run(3))
+    config = load_network_config(NETWORK)
+    config = config.with_ports(free_port_run(config.port_count))
     config = dataclasses.replace(config, key_dir=tmp_path / "keys", run_dir=tmp_path / "run")
     generate_lab_keys(config.key_dir, config.key_names())
     source = tagger_source(tmp_path)

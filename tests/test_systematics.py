@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from ruamel.yaml import YAML
 
 from qnetlab.cli import main
 from qnetlab.instruments.calibrated_constant import CalibratedConstant
@@ -63,8 +64,13 @@ EXACT = {"mw_line_attenuation": 60.0, "optical_output_loss": 3.0,
 
 def open_station(folder: Path, simulation: str | dict[str, Any] = "",
                  **setup: Any) -> LabStation:
+    """The bench with `setup` constants, on the clean lab (``ideal: true``): these tests
+    isolate how one constant propagates, so nothing else may differ from its stated value
+    (the realistic lab's draws: the tests above; its coverage: test_coverage_study.py)."""
     folder.mkdir(parents=True, exist_ok=True)
-    return load_station(bench_config(folder, PRESET, simulation, setup=setup or None))
+    extra = YAML(typ="safe").load(simulation) if isinstance(simulation, str) else simulation
+    pinned = {**(extra or {}), "ideal": True}
+    return load_station(bench_config(folder, PRESET, pinned, setup=setup or None))
 
 
 def with_seed(config: LabConfig, seed: int) -> LabConfig:
@@ -113,7 +119,7 @@ def test_a_bad_constant_names_the_entry_and_the_fix(raw: dict[str, Any], entry: 
 
 # -- the simulator's truth ----------------------------------------------------------------------
 def test_ideal_lab_keeps_the_stated_values_as_truth() -> None:
-    config = load_config(BENCH_CONFIG)  # constants with errors, ideal (the default)
+    config = load_config(BENCH_CONFIG).with_simulation(ideal=True)  # constants with errors
     bench = build_bench(config)
     world = bench.world
     assert world.ideal

@@ -58,7 +58,7 @@ def test_contrib_parameters_work(sim_instrument):
 
 
 def test_reads_the_converted_optical_power(sim_instrument):
-    meter = sim_instrument(ThorlabsPM100D, "thorlabs_pm100d")
+    meter = sim_instrument(ThorlabsPM100D, "thorlabs_pm100d", ideal=True)
     world = _light_on(meter)
     meter.averaging(100)
     expected = world.optical_output_power()
@@ -70,7 +70,7 @@ def test_reads_the_converted_optical_power(sim_instrument):
 
 
 def test_averaging_reduces_the_noise_by_sqrt_count(sim_instrument):
-    meter = sim_instrument(ThorlabsPM100D, "thorlabs_pm100d")
+    meter = sim_instrument(ThorlabsPM100D, "thorlabs_pm100d", ideal=True)
     _light_on(meter)
     meter.averaging(1)
     single = np.std([meter.power() for _ in range(60)], ddof=1)
@@ -87,7 +87,7 @@ def test_no_light_reads_only_noise(sim_instrument):
 
 
 def test_corrections_scale_the_reading(sim_instrument):
-    meter = sim_instrument(ThorlabsPM100D, "thorlabs_pm100d")
+    meter = sim_instrument(ThorlabsPM100D, "thorlabs_pm100d", ideal=True)
     world = _light_on(meter)
     meter.averaging(1000)  # noise 1.6 pW against a signal of nW
     true_power = world.optical_output_power()

@@ -65,8 +65,11 @@ def emulators(station: LabStation) -> tuple[Any, Any]:
 
 
 def hidden_delays_ps(station: LabStation) -> dict[int, int]:
+    """Each input's hidden delay as the tagger tags now: in the realistic lab (the default)
+    it has drifted with lab time (`LabWorld.tagger_delay_drift_ps`, a few ps)."""
     tagger_emu, _ = emulators(station)
-    return {n: int(tagger_emu.model.channels[n - 1].delay_ps) for n in INPUTS}
+    model = tagger_emu.tagging_model()
+    return {n: int(model.channels[n - 1].delay_ps) for n in INPUTS}
 
 
 def recable_to_channels(station: LabStation) -> None:

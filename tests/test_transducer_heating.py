@@ -41,7 +41,10 @@ def z(value: Any, true: float) -> float:
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_heating_scan_recovers_both_relaxation_times(open_bench: Any, tmp_path: Path,
                                                      preset: str) -> None:
-    station = open_bench(preset)
+    # The clean lab: the times and amplitudes against the world's exact truth under Poisson
+    # counts (the amplitudes need the exact efficiency and detection). On the drifting lab:
+    # test_realistic_noise.py::test_heating_times_on_the_realistic_lab.
+    station = open_bench(preset, "ideal: true")
     m = world(station).transducer
     # Half the operating power keeps the probe below ~5e5 counts/s (each 1e6 counts cost
     # ~0.2 s on the simulated tagger); piezo_om's N_add ~ 100 needs an eighth.
@@ -88,7 +91,10 @@ def test_heating_scan_with_a_dead_detector_is_no_signal(open_bench: Any,
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_fridge_scan_recovers_the_fridge_and_the_absorbed_fraction(
         open_bench: Any, tmp_path: Path, preset: str) -> None:
-    station = open_bench(preset)
+    # The clean lab: the fit against the exact fridge and thermometer under their 2e-4
+    # reading noise. With the thermometer's calibration error and the drawn cooling
+    # coefficient: test_realistic_noise.py::test_fridge_load_on_the_realistic_lab.
+    station = open_bench(preset, "ideal: true")
     w = world(station)
     db = tmp_path / "lab.db"
     result = FridgeLoadScan().run(station, db, quiet=True)

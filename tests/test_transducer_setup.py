@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qnetlab.instruments.errors import InterlockError, SafetyLimitError
+from qnetlab.instruments.lab_config import load_config
 from qnetlab.instruments.station import load_station
 from qnetlab.sim_instruments.physics.transducer import SPEED_OF_LIGHT
 from qnetlab.sim_instruments.visa_backend import bench_of
@@ -18,7 +19,16 @@ def station():
         yield st
 
 
-def test_setup_speaks_in_lab_terms(station):
+def test_setup_speaks_in_lab_terms(tmp_path):
+    # The clean lab: the setup's units against the world exactly (in the realistic lab the
+    # laser and source are off their settings by their data-sheet accuracies:
+    # test_instrument_realism.py).
+    config = load_config(BENCH_CONFIG).with_simulation(ideal=True).to_yaml(tmp_path / "b.yaml")
+    with load_station(config.path) as station:
+        _speaks_in_lab_terms(station)
+
+
+def _speaks_in_lab_terms(station):
     setup = station.setup
     world = bench_of(station.instrument("mw_source")).world
     setup.pump_power(2e-3)

@@ -202,6 +202,9 @@ class ArmDelayCalibration(CalibrationNode):
         self.bin_width = bin_width
         self.detection_window = config.link.detection_window
         self.max_acceptance_loss = max_acceptance_loss
+        self.last_arrivals: dict[int, tuple[NDArray[np.int64], int, int, int, PeakFit]] = {}
+        """Per detector, the last measurement's (offsets ps, nominal ps, half range ps, bin
+        ps, fit): what a report draws as the arrival histogram with its fit."""
 
     def _measure(self, ctx: CalibrationContext, duration: float) -> dict[int, _Peak] | str:
         """The fitted peak on each detector (0, 1), or why there is none."""
@@ -224,8 +227,10 @@ class ArmDelayCalibration(CalibrationNode):
                               bin_ps=max(1, round(self.bin_width * 1e12)))
             if isinstance(fit, Verdict):
                 return (f"detector {d} (input {inp}): no arrival peak of {self.node} within "
-                        f"{self.nominal * 1e6:.4g} us +- {self.search_range * 1e9:.0f} ns of "
+                        f"{self.nominal * 1e6:.4g} µs ± {self.search_range * 1e9:.0f} ns of "
                         f"the sync ({clicks} clicks, {syncs} syncs): {fit}")
+            self.last_arrivals[d] = (offsets, nominal_ps, half_ps,
+                                     max(1, round(self.bin_width * 1e12)), fit)
             peaks[d] = _Peak(fit.delay_ps * 1e-12, fit.delay_stderr_ps * 1e-12,
                              fit.sigma_ps * 1e-12, fit.pairs)
         return peaks
@@ -253,7 +258,7 @@ class ArmDelayCalibration(CalibrationNode):
         values[f"{self.parameter}_error"] = (
             math.sqrt(sum(p.error ** 2 for p in peaks.values())) / len(peaks), "s")
         values[f"arrival_spread_{self.node}"] = (max(p.spread for p in peaks.values()), "s")
-        detail = "; ".join(f"detector {d}: {p.delay * 1e9:.4f} ns +- {p.error * 1e12:.1f} ps "
+        detail = "; ".join(f"detector {d}: {p.delay * 1e9:.4f} ns ± {p.error * 1e12:.1f} ps "
                            f"after the sync, spread {p.spread * 1e12:.0f} ps rms "
                            f"({p.clicks:.0f} clicks)" for d, p in peaks.items())
         return CalibrationOutcome(True, f"{self.node}: {detail}{self._shared(mean)}", values)
@@ -292,7 +297,7 @@ class ArmDelayCalibration(CalibrationNode):
             # tolerates: the photons' loss at the stored window position stays below the limit
             ok &= abs(shift) + Z * sigma <= allowed
             findings.append(f"detector {d}: peak {peak.delay * 1e9:.4f} ns vs stored "
-                            f"{old.value * 1e9:.4f} ns: shift {shift * 1e12:+.1f} +- "
+                            f"{old.value * 1e9:.4f} ns: shift {shift * 1e12:+.1f} ± "
                             f"{sigma * 1e12:.1f} ps, window tolerates {allowed * 1e12:.0f} ps")
         detail = "; ".join(findings) + (f" (loss < {self.max_acceptance_loss:g})")
         return CheckOutcome(DataResult.IN_SPEC if ok else DataResult.OUT_OF_SPEC, detail)
@@ -403,12 +408,12 @@ class HeraldingCalibration(CalibrationNode):
         tolerance = Z * math.hypot(binomial, p_exp.error)
         agree = abs(p - p_exp.value) <= tolerance
         detail = (f"{successes} heralds ({counts['psi_plus']} psi+, {counts['psi_minus']} "
-                  f"psi-) in {attempts} attempts ({duration:.3g} s): p = {p:.3e} +- "
-                  f"{error:.1e} vs {p_exp.value:.3e} +- {p_exp.error:.1e} expected from the "
+                  f"psi-) in {attempts} attempts ({duration:.3g} s): p = {p:.3e} ± "
+                  f"{error:.1e} vs {p_exp.value:.3e} ± {p_exp.error:.1e} expected from the "
                   f"calibrated parts (tolerance {tolerance:.1e}: {Z:g} x binomial and "
-                  f"expectation errors); expected {expected.rate.value:.4g} +- "
+                  f"expectation errors); expected {expected.rate.value:.4g} ± "
                   f"{expected.rate.error:.2g} heralds/s at fidelity "
-                  f"{expected.fidelity.value:.3f} +- {expected.fidelity.error:.3f}")
+                  f"{expected.fidelity.value:.3f} ± {expected.fidelity.error:.3f}")
         return p, error, expected, agree, detail
 
     def calibrate(self, ctx: CalibrationContext) -> CalibrationOutcome:

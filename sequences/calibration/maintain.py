@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..progress import NodeState, report_calibration, reporting
 from .graph import CalibrationContext, CalibrationGraph, CheckOutcome, DataResult
 
 
@@ -91,11 +92,11 @@ class Maintainer:
             outcome = CheckOutcome(DataResult.BAD_DATA, f"{type(exc).__name__}: {exc}")
         self.ctx.store(node.scope).record_check(name, outcome)
         self._checked[name] = outcome.result
-        self._log(name, "check_data", str(outcome.result), reason, outcome.detail, outcome.run)
         if outcome.result is not DataResult.IN_SPEC:
             self.states[name] = str(outcome.result)
         else:
             self.states.setdefault(name, "in spec")
+        self._log(name, "check_data", str(outcome.result), reason, outcome.detail, outcome.run)
         return outcome.result
 
     def calibrate(self, name: str, reason: str) -> bool:
@@ -111,9 +112,9 @@ class Maintainer:
         if outcome.good:
             node.apply(self.ctx, {k: v for k, (v, _) in outcome.values.items()})
         self._checked.pop(name, None)
+        self.states[name] = "calibrated" if outcome.good else "failed"
         self._log(name, "calibrate", "good" if outcome.good else "FAILED", reason,
                   outcome.detail, outcome.run)
-        self.states[name] = "calibrated" if outcome.good else "failed"
         return outcome.good
 
     def diagnose(self, name: str, reason: str = "requested") -> bool:
@@ -187,6 +188,21 @@ class Maintainer:
              run: object = None) -> None:
         self.log.append(Action(name, operation, outcome, reason, detail,
                                getattr(run, "run_id", None), run))
+        if reporting():  # the states cost store queries: only when someone listens
+            report_calibration(self.node_states())
+
+    def node_states(self) -> list[NodeState]:
+        """Every node as (name, state, age s, timeout s): what this session left it as, else
+        its stored state ('fresh', 'never calibrated', 'stale', ...); the age of its last good
+        calibration (None: never). For `sequences.progress.report_calibration`."""
+        out: list[NodeState] = []
+        now = self.ctx.now()
+        for name in self.graph.order:
+            node = self.graph[name]
+            last = self.ctx.store(node.scope).last_calibration(name)
+            state = self.states.get(name) or self._state(name)[1]
+            out.append((name, state, None if last is None else now - last.time, node.timeout))
+        return out
 
     @property
     def measured(self) -> list[Action]:

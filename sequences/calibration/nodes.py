@@ -34,6 +34,7 @@ from qnetlab.instruments.station import LabStation
 from ..analysis import AnalysisResult
 from ..framework import RunResult
 from ..registry import sequence_class
+from ..si import format_fit, format_value
 from .graph import (
     CalibrationContext,
     CalibrationGraph,
@@ -89,8 +90,8 @@ class SequenceNode(CalibrationNode):
             return CalibrationOutcome(False, f"{head}: the analysis gave no {', '.join(missing)}"
                                       f" to commit (fix 'commit' of {self.name} in "
                                       f"{self.spec.source})", run=run)
-        text = ", ".join(f"{name} = {v:.6g} {unit}".rstrip() for name, (v, unit) in
-                         values.items())
+        text = ", ".join(f"{name} = {_shown(v, errors.get(name, 0.0), unit)}"
+                         for name, (v, unit) in values.items())
         return CalibrationOutcome(True, f"{head}: {text}", values, run, errors)
 
     def check_data(self, ctx: CalibrationContext) -> CheckOutcome:
@@ -233,3 +234,11 @@ def lab_graph(config: LabConfig | str | Path) -> CalibrationGraph:
     """The validated calibration graph of one lab's station config."""
     lab = config if isinstance(config, LabConfig) else load_config(config)
     return CalibrationGraph(calibration_nodes(lab), source=str(lab.path))
+
+
+def _shown(value: float, stderr: float, unit: str) -> str:
+    """A committed value as the terminal and the reports show it: '8.00004 GHz',
+    '10.17 ± 0.41 Hz'."""
+    if stderr and math.isfinite(stderr):
+        return format_fit(value, stderr, unit)
+    return format_value(value, unit)

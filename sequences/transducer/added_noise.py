@@ -19,6 +19,7 @@ from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reaso
 from qnetlab.sequences.data import StoredRun
 from qnetlab.sequences.fitting import chi2_p_value, scale_covariance
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
+from qnetlab.sequences.report_figures import figure_title
 
 from .bench import DB_TO_LN, constant_error
 from .counting import (
@@ -255,7 +256,7 @@ class AddedNoiseAnalysis(Analysis):
         ax.set_ylabel("N_add (photons, input-referred)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-        fig.suptitle(f"run {run.run_id}: {result.verdict}"[:160], fontsize=8)
+        fig.suptitle(figure_title(f"run {run.run_id}: {result.verdict}"), fontsize=8)
         fig.tight_layout()
         return {"added_noise": fig}
 

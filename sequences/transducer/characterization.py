@@ -34,7 +34,9 @@ from qnetlab.instruments.station import LabStation
 from ..analysis import AnalysisResult, FitValue, systematic_shift
 from ..framework import LabSequence, RunResult
 from ..report import Report, ReportSection
+from ..report_provenance import collect_provenance
 from ..resonance import MicrowaveResonanceScan
+from ..si import format_value
 from .added_noise import AddedNoiseScan
 from .bandwidth import ConversionBandwidthScan
 from .efficiency import EfficiencyMap
@@ -296,7 +298,8 @@ class _State:
         else:
             verdict = (f"good: operate at {point.pump_power * 1e3:.3g} mW pump "
                        f"(eta {point.efficiency:.3g}, N_add {point.added_noise:.3g}, absorbed "
-                       f"{point.absorbed_power * 1e6:.3g} uW; limited by {point.limited_by})")
+                       f"{format_value(float(f'{point.absorbed_power:.3g}'), 'W')}; limited "
+                       f"by {point.limited_by})")
         complete = not bad and all(n in self.runs for n in _ORDER)
         return CharacterizationResult(dict(self.runs), dict(self.notes), point,
                                       good=complete and point is not None and point.found,
@@ -414,4 +417,8 @@ def _report(station: LabStation, db_path: Path, result: CharacterizationResult,
         sections=sections,
         extra={"operating_point": None if point is None else point.to_json(),
                "options": dataclasses.asdict(state.options), "step_notes": result.notes},
+        provenance=collect_provenance(
+            station.lab_config.path, profile=station.profile,
+            seed=(station.lab_config.simulation or {}).get("seed")
+            if station.profile == "sim" else None),
     )

@@ -9,6 +9,7 @@ Model and regimes: docs/transducer.md#5-how-the-characterization-measures-it (st
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,6 +51,7 @@ from .efficiency_fits import (
     pump_power_relative_error,
     usable_efficiency_points,
 )
+from .efficiency_map_figure import draw_efficiency_mesh, style_cuts
 
 MIN_POWERS = 3
 """Distinct pump powers needed for s and c (two parameters and a residual)."""
@@ -401,13 +403,7 @@ def _plot(run: StoredRun, result: AnalysisResult) -> Figure:
     fig = Figure(figsize=(14, 4.2))
     ax_map, ax_p, ax_d = fig.subplots(1, 3)
     step = result.details.get("laser_step", laser_step_frequency())
-    if p.size:
-        art = ax_map.scatter(d / 1e6, p * 1e3, c=eta, s=28, marker="s", cmap="viridis")
-        fig.colorbar(art, ax=ax_map, label="eta")
-        ax_map.set_xscale("symlog", linthresh=5 * step / 1e6, linscale=3)
-    ax_map.set_xlabel("pump detuning (MHz)")
-    ax_map.set_ylabel("pump power (mW)")
-    ax_map.set_title("measured efficiency", fontsize=9)
+    draw_efficiency_mesh(fig, ax_map, p, d, eta, 5 * step)
     model = _model_from_values(result)
     d0 = result.values.get("detuning_offset")
     if p.size:
@@ -437,7 +433,8 @@ def _plot(run: StoredRun, result: AnalysisResult) -> Figure:
     ax_d.set_ylabel("eta")
     ax_d.set_title(f"at {p.max() * 1e3:.3g} mW" if p.size else "", fontsize=9)
     ax_p.legend(fontsize=8)
-    fig.suptitle(f"run {run.run_id}: {result.verdict}", fontsize=9)
+    style_cuts(ax_p, ax_d, 5 * step)
+    fig.suptitle(textwrap.fill(f"run {run.run_id}: {result.verdict}", 170), fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -43,11 +43,24 @@ sheet): the device sees the set power times a slowly varying factor no bench rea
 shows."""
 
 
-METER_RANGE_ACCURACY = 0.002
+METER_RANGE_ACCURACY = 0.005
 """+-fraction, the power meter console's accuracy on each photocurrent range (Thorlabs PM100D
-data sheet, photodiode input: +-0.2 % of full scale): the gain differs that much from one
-range to the next, so a line whose points span ranges (auto-ranging) is distorted by up to
-this fraction of itself, and a fitted width moves by about as much."""
+data sheet, photodiode input: +-0.5 % of full scale on the 50 nA and 500 nA ranges, +-0.2 %
+above): the gain differs that much from one range to the next, so a line whose points span
+ranges (auto-ranging) is distorted by up to this fraction of itself, and a fitted width moves
+by about as much. The lowest ranges' figure: the converted light of the scans is nW to tens
+of nW, where the peak and the flanks of a line sit on the 50 nA and 500 nA ranges."""
+PUMP_POWER_STABILITY_DB = 0.01
+"""+-dB, the pump laser's power stability (santec TSL-570 specifications): each setting
+(every laser step of a scan) emits within this of the last, and the converted light follows
+the pump power (at most linearly: eta ~ C ~ P for C << 1). A per-point relative error the
+meter's own noise (the mw-off readings) does not show."""
+
+
+def pump_stability_relative_error() -> float:
+    """Relative one-sigma error of each point of a line scanned with the pump laser: its
+    power stability per setting (`PUMP_POWER_STABILITY_DB`), read as k = 2."""
+    return DB_TO_LN * PUMP_POWER_STABILITY_DB / DATA_SHEET_COVERAGE
 LINE_SHAPE_RELATIVE_ERROR = METER_RANGE_ACCURACY / DATA_SHEET_COVERAGE
 """Relative systematic error of a width fitted to power-meter readings (optical linewidth,
 conversion bandwidth): `METER_RANGE_ACCURACY` as one sigma."""
@@ -263,6 +276,10 @@ class LorentzianFit:
     chi2_reduced: float
     """Residual chi^2 per degree of freedom against the given noise (1 for a good fit)."""
     points: int
+    pass_curve: Callable[[np.ndarray], np.ndarray] | None = field(default=None, compare=False,
+                                                                  repr=False)
+    """For a `fit_lorentzian_passes` fit: the curve at the scan's points with each pass's own
+    centre and peak (`model` is the passes' mean line)."""
 
     def model(self, x: np.ndarray) -> np.ndarray:
         return self.peak / (1 + (2 * (np.asarray(x, float) - self.center) / self.fwhm) ** 2)
@@ -275,7 +292,8 @@ class LorentzianFit:
 
 
 def fit_lorentzian_with_scatter(x: np.ndarray, y: np.ndarray, noise: np.ndarray | float,
-                                bound: float
+                                bound: float, up: np.ndarray | None = None,
+                                relative: float = 0.0
                                 ) -> tuple[LorentzianFit | None, np.ndarray, ExcessScatter]:
     """`fit_lorentzian` with the meter noise, or, when its reduced chi^2 exceeds `bound`,
     with an excess scatter in the point errors and the errors inflated for its correlation
@@ -283,15 +301,24 @@ def fit_lorentzian_with_scatter(x: np.ndarray, y: np.ndarray, noise: np.ndarray 
     more likely kept (the smaller sum of ln sigma^2 at chi^2 = n): a relative error (the
     light's power fluctuates) and an x-error (the line moves against the scan: the
     resonance's drift, the laser's jitter), whose size is `ExcessScatter.jitter` in
-    linewidths."""
+    linewidths.
+
+    `up` (per point, in `x`'s order): the passes of an interleaved scan, each fitted with a
+    centre and a peak of its own (`fit_lorentzian_passes`: the line moved and the pump power
+    drifted between them). `relative`: a known relative error of every point (the pump's
+    power stability per setting), added to `noise` at the fitted curve before any excess is
+    looked for."""
     x = np.asarray(x, float)
     y = np.asarray(y, float)
 
     def fit_once(sig: np.ndarray) -> LorentzianFit | None:
-        return fit_lorentzian(x, y, sig)
+        return fit_lorentzian(x, y, sig) if up is None else fit_lorentzian_passes(x, y, sig, up)
+
+    if relative > 0:
+        noise = _with_relative_error(fit_once, x, y, noise, relative)
 
     def curve(f: LorentzianFit) -> np.ndarray:
-        return f.model(x)
+        return _pass_model(f, x)
 
     def chi2(f: LorentzianFit) -> float:
         return f.chi2_reduced
@@ -313,6 +340,83 @@ def fit_lorentzian_with_scatter(x: np.ndarray, y: np.ndarray, noise: np.ndarray 
     if fit is not None and scatter.inflation != 1.0:
         fit = fit.errors_scaled(scatter.stderr_factor)
     return fit, sigma, scatter
+
+
+def _with_relative_error(fit: Callable[[np.ndarray], LorentzianFit | None], x: np.ndarray,
+                         y: np.ndarray, noise: np.ndarray | float, relative: float
+                         ) -> np.ndarray:
+    """`noise` with `relative` x the fitted curve added in quadrature (the curve from a fit
+    with `noise` alone, then once more with the combined errors); `noise` as it was if a fit
+    fails."""
+    base = np.broadcast_to(np.asarray(noise, float), y.shape).astype(float)
+    sigma = base
+    for _ in range(2):
+        f = fit(sigma)
+        if f is None:
+            return sigma
+        sigma = np.hypot(base, relative * np.abs(_pass_model(f, x)))
+    return sigma
+
+
+def _pass_model(f: LorentzianFit, x: np.ndarray) -> np.ndarray:
+    """The fitted curve at `x`: each pass's own line for a `fit_lorentzian_passes` fit."""
+    return f.model(x) if f.pass_curve is None else f.pass_curve(x)
+
+
+def fit_lorentzian_passes(x: np.ndarray, y: np.ndarray, noise: np.ndarray | float,
+                          up: np.ndarray) -> LorentzianFit | None:
+    """A Lorentzian whose centre and peak differ between the up and the down pass of an
+    interleaved scan (`up` per point) and whose width is shared: the line drifts and the
+    pump power wanders between the passes (seconds apart), while crossing the line takes a
+    fraction of a second. The fit reports the passes' mean centre and peak (their errors from
+    the covariance of the mean; `with_pass_difference` adds the drift between them) and the
+    common width. A single-centre fit of such data sees the two passes' points as a jagged
+    line and its width moves by many times its error. None if either pass has fewer than 4
+    points or the fit fails."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    up = np.asarray(up, bool)
+    sigma = np.broadcast_to(np.asarray(noise, float), x.shape)
+    one = fit_lorentzian(x, y, sigma)
+    if one is None or min(int(up.sum()), int((~up).sum())) < 4 or x.size < 6:
+        return None
+    c0, w0, a0 = one.center, one.fwhm, one.peak
+
+    def curve(p: np.ndarray, at: np.ndarray, on_up: np.ndarray) -> np.ndarray:
+        centre = c0 + w0 * np.where(on_up, p[0], p[1])
+        peak = a0 * np.where(on_up, p[3], p[4])
+        return np.asarray(peak / (1 + 4 * ((at - centre) / (p[2] * w0)) ** 2), float)
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        return (curve(p, x, up) - y) / sigma
+
+    try:
+        res = least_squares(residual, [0.0, 0.0, 1.0, 1.0, 1.0], x_scale="jac")
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    cov = _covariance(res)
+    if cov is None or not res.x[2] > 0:
+        return None
+    dof = x.size - 5
+    cov = scale_covariance(cov, 2 * res.cost, dof, shrink=True)
+    p = res.x
+    mean = np.array([0.5, 0.5])
+    centre_var = float(mean @ cov[np.ix_([0, 1], [0, 1])] @ mean)
+    peak_var = float(mean @ cov[np.ix_([3, 4], [3, 4])] @ mean)
+    fitted = p.copy()
+
+    def pass_curve(at: np.ndarray) -> np.ndarray:
+        at = np.asarray(at, float)
+        # points of the scan: their own pass; any other x: the passes' mean line
+        on_up = up if at.shape == x.shape and np.array_equal(at, x) else None
+        if on_up is None:
+            return np.asarray(0.5 * (curve(fitted, at, np.ones(at.shape, bool))
+                                     + curve(fitted, at, np.zeros(at.shape, bool))), float)
+        return curve(fitted, at, on_up)
+
+    return LorentzianFit(c0 + w0 * 0.5 * (p[0] + p[1]), w0 * math.sqrt(max(centre_var, 0.0)),
+                         p[2] * w0, w0 * math.sqrt(max(float(cov[2, 2]), 0.0)),
+                         a0 * 0.5 * (p[3] + p[4]), a0 * math.sqrt(max(peak_var, 0.0)),
+                         float(2 * res.cost / dof), int(x.size), pass_curve)
 
 
 def interleaved(grid: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reaso
 from qnetlab.sequences.data import StoredRun
 from qnetlab.sequences.fitting import chi2_p_value, scale_covariance
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
+from qnetlab.sequences.report_figures import figure_title
 
 MIN_READINGS = 5
 """Readings a segment needs to count in the fit."""
@@ -403,7 +404,7 @@ class FridgeLoadAnalysis(Analysis):
         ax_sq.set_ylabel("T_eq^2 (mK^2)")
         if ax_sq.get_legend_handles_labels()[0]:
             ax_sq.legend(fontsize=8)
-        fig.suptitle(f"run {run.run_id}: {result.verdict}"[:160], fontsize=8)
+        fig.suptitle(figure_title(f"run {run.run_id}: {result.verdict}"), fontsize=8)
         fig.tight_layout()
         return {"fridge_load": fig}
 

@@ -49,6 +49,7 @@ from .counting import (
 from .heating_references import (
     interpolate_background,
     normalise_to_references,
+    reference_drift_rate,
 )
 
 MIN_DELAYS = 8
@@ -92,10 +93,21 @@ class PumpHeatingScanOptions:
     """Counter windows read per probe."""
     background_time: float = 5.0
     """s counted with the pump on but `far_detuning` off the optical resonance, before the
-    first cycle and after the last: the pump leakage and dark counts, which do not follow the
-    references' gain. 0 measures none (then the references also scale the background)."""
-    far_detuning: float = 50e9
-    """Hz: the pump's detuning for the background count, >> the optical linewidth."""
+    first cycle, after every `background_every`-th step and after the last: the pump leakage
+    and dark counts, which do not follow the references' gain. 0 measures none (then the
+    references also scale the background)."""
+    background_every: int = 4
+    """Steps between background counts. The background wanders (detection path, pump
+    power) less than the gain, which also carries the pump's detuning from the drifting
+    optical line; measured several times, its own wander is estimated from its counts
+    (`heating_references.reference_drift_rate`) instead of taking the gain's."""
+    far_detuning: float = -8e9
+    """Hz: the pump's detuning for the background count, >> the optical linewidth (8 GHz is
+    250 linewidths of a 30 MHz line, 8 of a 1 GHz one). Within the laser's fine-tuning range
+    (the TSL-570's 80 pm, about 10 GHz) so the way there and back moves only the cavity
+    length and the pump lands back on its detuning: a coarse move lands anywhere within the
+    grating's repeatability (+-0.5 pm, 60 MHz, two linewidths of the electro-optic lines).
+    Red of the pump, away from the converted light on the blue sideband."""
     reference_windows: int = 2
     """Counter windows read at the end of each heating pulse (pump on, steady state): the
     cycle's gain reference (module docstring). 0 takes no reference (counting errors only:
@@ -122,6 +134,9 @@ class PumpHeatingScanOptions:
                 self.far_detuning - self.pump_detuning) < 5e9):
             raise ValueError(f"background_time must be >= 0 s (0: none) and far_detuning "
                              f"{self.far_detuning:g} Hz at least 5 GHz from pump_detuning")
+        if self.background_every < 1:
+            raise ValueError(f"background_every must be >= 1 (steps between background "
+                             f"counts), got {self.background_every}")
         if self.reference_windows < 0:
             raise ValueError(f"reference_windows must be >= 0 (0: no reference), got "
                              f"{self.reference_windows}")
@@ -400,9 +415,9 @@ class PumpHeatingAnalysis(CurveAnalysis):
                 return data
             ref, ref_err = dead.correct(d["ref_counts"], d["ref_exposure"])
             loss = np.maximum(loss, dead.loss(d["ref_counts"], d["ref_exposure"]))
-            bg, bg_err, bg_times = _background(run, dead, d["probe_time"])
+            bg, bg_err, bg_times, bg_drift = _background(run, dead, d["probe_time"])
             norm = normalise_to_references(data.y, data.sigma, ref, ref_err, d["ref_time"],
-                                           d["probe_time"], bg, bg_err, bg_times)
+                                           d["probe_time"], bg, bg_err, bg_times, bg_drift)
             table.update({"raw rate (Hz)": data.y.tolist(), "reference rate (Hz)":
                           ref.tolist(), "background (Hz)": bg.tolist(),
                           "relative gain": norm.gain.tolist()})
@@ -470,21 +485,25 @@ class PumpHeatingAnalysis(CurveAnalysis):
 
 
 def _background(run: StoredRun, dead: DeadTimeModel, at: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float | None]:
     """The far-detuned background (Hz, dead-time corrected) and its counting error at lab
-    times `at` (s), and the times it was measured; zeros (and None) if the run measured
-    none."""
+    times `at` (s), the times it was measured and its own relative drift rate (1/s, from
+    three or more counts; else None: the gain's is taken); zeros (and None) if the run
+    measured none."""
     b = {k: np.asarray(run.data.get(k, []), float)
          for k in ("bg_counts", "bg_exposure", "bg_time")}
-    none = np.zeros(np.shape(at)), np.zeros(np.shape(at)), None
+    none = np.zeros(np.shape(at)), np.zeros(np.shape(at)), None, None
     if not all(v.size == b["bg_counts"].size for v in b.values()):
         return none
     measured = (b["bg_exposure"] > 0) & np.isfinite(b["bg_time"])
     if not np.any(measured):
         return none
     rate, err = dead.correct(b["bg_counts"][measured], b["bg_exposure"][measured])
-    return (*interpolate_background(b["bg_time"][measured], rate, err, at),
-            b["bg_time"][measured])
+    times = b["bg_time"][measured]
+    drift = None
+    if rate.size >= 3 and np.all(rate > 0):
+        drift = reference_drift_rate(rate, err, times)[0]
+    return (*interpolate_background(times, rate, err, at), times, drift)
 
 
 def _verdict(fit: HeatingFit, delay: np.ndarray) -> Verdict:
@@ -593,7 +612,8 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
             setup.pump_on(False)
             clicks += probe.clicks
             exposure += probe.exposure
-        if step.index == options.delays - 1:
+        last = step.index == options.delays - 1
+        if last or (step.index > 0 and (step.index + 1) % options.background_every == 0):
             background = self._background(station)
         row = {"delay": step.settings["delay"], "counts": clicks, "exposure": exposure,
                "latched": float(bool(channel.latched())), "bias": float(channel.bias_current()),

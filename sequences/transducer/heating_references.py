@@ -97,14 +97,18 @@ def normalise_to_references(rate: np.ndarray, rate_err: np.ndarray, ref_rate: np
                             ref_err: np.ndarray, ref_time: np.ndarray,
                             probe_time: np.ndarray, background: np.ndarray | float = 0.0,
                             background_err: np.ndarray | float = 0.0,
-                            background_times: np.ndarray | None = None) -> Normalised:
+                            background_times: np.ndarray | None = None,
+                            background_drift: float | None = None) -> Normalised:
     """Each probe rate (Hz) over the gain at its time relative to the run's mean (`gain_at`
     from the references), with the variances that leaves (module docstring). Times are lab
     times, s. `background` (Hz, per cycle, with its error) does not scale with the gain: it
     comes off probe and reference before the division and its mean goes back on after.
     Between its measurements at `background_times` the background (pump leakage through the
     same detection path) wanders like the gain: a random walk pinned at both ends (a
-    Brownian bridge), whose variance joins its error."""
+    Brownian bridge), whose variance joins its error: at `background_drift` (relative
+    variance per s, from the background's own counts), else (None) at the gain's, its upper
+    bound (the gain carries the detection path and pump power as the background does, and
+    the conversion's drift besides)."""
     bg = np.broadcast_to(np.asarray(background, float), np.shape(rate))
     bg_err = np.broadcast_to(np.asarray(background_err, float), np.shape(rate))
     net_ref = np.asarray(ref_rate, float) - bg
@@ -113,8 +117,9 @@ def normalise_to_references(rate: np.ndarray, rate_err: np.ndarray, ref_rate: np
         return Normalised(np.asarray(rate, float), np.asarray(rate_err, float),
                           np.zeros(np.shape(rate)), math.nan, math.nan, gain)
     drift, drift_err = reference_drift_rate(net_ref, ref_err, ref_time)
-    bg_err = np.hypot(bg_err, bg * np.sqrt(drift * _bridge(np.asarray(probe_time, float),
-                                                          background_times)))
+    bg_drift = drift if background_drift is None else min(background_drift, drift)
+    bg_err = np.hypot(bg_err, bg * np.sqrt(bg_drift * _bridge(np.asarray(probe_time, float),
+                                                             background_times)))
     log_var = (np.asarray(ref_err, float) / net_ref) ** 2
     log_gain, log_gain_var = gain_at(ref_time, np.log(net_ref), log_var, drift, probe_time)
     gain = np.exp(log_gain - float(np.mean(log_gain)))

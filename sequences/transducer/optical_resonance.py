@@ -49,6 +49,7 @@ from .efficiency_fits import (
     interleaved,
     meter_noise,
     passes,
+    pump_stability_relative_error,
     with_pass_difference,
 )
 
@@ -173,8 +174,11 @@ class OpticalResonanceAnalysis(CurveAnalysis):
         scan, step, sigma = data.extra["scan"], data.extra["step"], data.sigma
         assert sigma is not None
         bound = chi2_bound(scan.nu.size - 3, data.extra["samples"])
-        fit, sigma, scatter = fit_lorentzian_with_scatter(scan.nu - scan.nu_ref, data.y, sigma,
-                                                          bound)
+        # Each pass of the interleaved scan gets its own centre and peak (the line drifts
+        # between them), and every point the pump's power stability per laser setting.
+        fit, sigma, scatter = fit_lorentzian_with_scatter(
+            scan.nu - scan.nu_ref, data.y, sigma, bound, up=scan.up_pass,
+            relative=pump_stability_relative_error())
         if fit is not None:
             fit, differences = with_pass_difference(fit, scan.nu - scan.nu_ref, data.y, sigma,
                                                     scan.up_pass)

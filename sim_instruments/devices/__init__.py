@@ -24,6 +24,7 @@ _TWINS: dict[str, str] = {
     "lakeshore_372": "lakeshore_372:Lakeshore372Emulator",
     "tektronix_awg5208": "tektronix_awg5208:TektronixAWG5208Emulator",
     "srs_sim900_quantum_opus": "srs_sim900_quantum_opus:SIM900QuantumOpusEmulator",
+    "polatis_6000": "polatis_6000:Polatis6000Emulator",
 }
 
 _ZMQ_TWINS: dict[str, str] = {

@@ -21,6 +21,7 @@ import numpy as np
 from .clock import Clock, VirtualClock
 from .drift import DriftState, LabDrift
 from .fridge import FridgeModel
+from .optical_switch import SwitchPaths
 from .photons import DetectionPath, incident_photon_rates
 from .transducer import PLANCK, SPEED_OF_LIGHT, TransducerModel
 
@@ -54,6 +55,12 @@ class WorldSettings:
     """Standard deviation of the VNA's complex trace noise at 1 kHz IF bandwidth (linear)."""
 
 
+IDEAL_DEFAULT = False
+"""The simulated lab is realistic unless asked otherwise (issue 13): ``qnetlab.simulation.ideal:
+true`` in a lab config, or ``LabWorld(..., ideal=True)``, gives the clean lab (exact
+instruments, no drift, calibration constants exactly as stated)."""
+
+
 @dataclass
 class LabWorld:
     transducer: TransducerModel
@@ -61,9 +68,9 @@ class LabWorld:
     seed: int = 0
     clock: Clock = field(default_factory=VirtualClock)
     settings: WorldSettings = field(default_factory=WorldSettings)
-    ideal: bool = True
-    """True: today's clean lab (exact instruments, no drift). False: the realistic lab, with
-    each instrument's data-sheet noise and accuracy and slow seeded drifts."""
+    ideal: bool = IDEAL_DEFAULT
+    """False (the default): the realistic lab, with each instrument's data-sheet noise and
+    accuracy and slow seeded drifts. True: the clean lab (exact instruments, no drift)."""
 
     def __post_init__(self) -> None:
         self.pump = PumpLaser(wavelength=self.transducer.optical_resonance_wavelength)
@@ -79,6 +86,8 @@ class LabWorld:
         `faults_world.drop_pump_coupling`)."""
         # The drifts draw nothing until read, and only a realistic world reads them.
         self.drift = LabDrift(self.rng, photorefractive=self.transducer.kind == "electro_optic")
+        self.optical_switches: dict[str, SwitchPaths] = {}
+        """The optical switches on this bench, by instrument name (`switch_transmission`)."""
 
     # -- randomness -----------------------------------------------------------------------
     def rng(self, consumer: str) -> np.random.Generator:
@@ -277,6 +286,20 @@ class LabWorld:
         signal = self.efficiency() * mw_photon_flux * optical_photon_energy
         leak = self.pump_power_at_device * 10 ** (-s.pump_filter_suppression_db / 10)
         return (signal + leak) * 10 ** (-s.optical_output_loss_db / 10)
+
+    def switch_transmission(self, ingress: int, egress: int, switch: str | None = None) -> float:
+        """Linear power transmission from `ingress` to `egress` of an optical switch on this
+        bench now: the path's insertion loss once it has settled, 0 when the ports are not
+        connected or the switch is still moving. `switch` names the instrument (needed only
+        when the bench has more than one)."""
+        if switch is None:
+            if len(self.optical_switches) != 1:
+                raise KeyError(f"this bench has {len(self.optical_switches)} optical switches "
+                               f"({', '.join(self.optical_switches) or 'none'}): name one")
+            (paths,) = self.optical_switches.values()
+        else:
+            paths = self.optical_switches[switch]
+        return paths.transmission(ingress, egress, self.clock.now())
 
     def mw_reflection(self, frequency: np.ndarray) -> np.ndarray:
         """Noise-free S11 seen at the VNA port (the line is calibrated out), of the
