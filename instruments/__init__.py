@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .conformance import ConformanceReport, assert_conforms, check_conformance
     from .errors import (
         ConfigError,
+        InstrumentClosedError,
         InstrumentCommunicationError,
         InstrumentConnectionError,
         InstrumentError,
@@ -88,8 +89,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ".safety": ("Interlock", "SoftLimits", "install_interlock", "install_ramp",
                 "install_soft_limits"),
     # the error tree (see `errors`)
-    ".errors": ("ConfigError", "InstrumentCommunicationError", "InstrumentConnectionError",
-                "InstrumentError", "InstrumentRefusedError", "InstrumentReplyError",
+    ".errors": ("ConfigError", "InstrumentClosedError", "InstrumentCommunicationError",
+                "InstrumentConnectionError", "InstrumentError", "InstrumentRefusedError",
+                "InstrumentReplyError",
                 "InstrumentReportedError", "InstrumentTimeoutError",
                 "InstrumentUnreachableError", "InterlockError", "Interrupted",
                 "LimitsViolatedAfterReconnect", "QnetlabError", "SafetyLimitError",
@@ -108,6 +110,7 @@ __all__ = [
     "ConfigError",
     "ConformanceReport",
     "CounterNotConnectedError",
+    "InstrumentClosedError",
     "InstrumentCommunicationError",
     "InstrumentConfig",
     "InstrumentConnectionError",

@@ -6,6 +6,7 @@ each family to its exit code (`qnetlab.cli.EXIT_CODES`, one table)::
     QnetlabError                          (1)  root of every qnetlab error
     ├── ConfigError                       (2)  a lab/network config or argument is wrong
     ├── InstrumentError                   (1)  an instrument (or the lab behind it) failed
+    │   ├── InstrumentClosedError         (1)  a handle to a closed instrument was used
     │   ├── InstrumentCommunicationError  (3)  could not be reached, or stopped answering
     │   │     InstrumentTimeoutError, InstrumentConnectionError > InstrumentUnreachableError,
     │   │     InstrumentReplyError, network ParameterServiceError
@@ -55,6 +56,12 @@ class ConfigError(QnetlabError, ValueError):
 
 class InstrumentError(QnetlabError):
     """An instrument, or the lab behind it, failed or refused (family; exit code 1)."""
+
+
+class InstrumentClosedError(InstrumentError, AttributeError):
+    """A handle to an instrument that was closed (its station closed, or the config loaded
+    again, which closes the old instruments of the same names) was used. An AttributeError
+    too, so `hasattr` on a closed handle still answers False."""
 
 
 class InstrumentCommunicationError(InstrumentError):

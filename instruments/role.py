@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 
 from qcodes.instrument import Instrument
 
+from .errors import InstrumentClosedError
+
 
 @dataclass(frozen=True)
 class RoleParameter:
@@ -55,7 +57,30 @@ class ChannelParameter:
     rel_tolerance: float = 1e-6
 
 
-class Role(Instrument):
+class ClosedHandleGuard(Instrument):
+    """Using a handle after its instrument closed says so, and what to do.
+
+    QCoDeS strips a closed instrument's attributes, so a handle kept from an old station
+    (a notebook cell run again loads the config again, which closes the old instruments of
+    the same names) would raise a bare "object has no attribute 'power'"."""
+
+    def close(self) -> None:
+        name = self.__dict__.get("_closed_name") or self.name  # closed twice: kept
+        super().close()
+        self.__dict__["_closed_name"] = name
+
+    def __getattr__(self, key: str) -> Any:
+        closed = self.__dict__.get("_closed_name")
+        if closed is not None and not key.startswith("__"):
+            raise InstrumentClosedError(
+                f"{closed!r} is closed (its station was closed, or the config was loaded "
+                f"again, which closes the old instruments of the same names), so it has no "
+                f"{key!r} any more. Use the handle from the station now open, e.g. "
+                f"station.instrument({closed!r}) or station.setup")
+        return super().__getattr__(key)
+
+
+class Role(ClosedHandleGuard):
     """Base of the roles: declares `role_parameters` as abstract QCoDeS parameters."""
 
     role_parameters: ClassVar[tuple[RoleParameter, ...]] = ()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qcodes.instrument import Instrument, InstrumentChannel
+from qcodes.instrument import InstrumentChannel
 from qcodes.parameters import DelegateParameter, Parameter
 from qcodes.validators import Numbers
 
@@ -25,6 +25,7 @@ from .calibrated_constant import CalibratedConstant
 from .laser import Laser
 from .microwave_source import MicrowaveSource
 from .optical_power_meter import OpticalPowerMeter
+from .role import ClosedHandleGuard
 from .temperature_controller import TemperatureController
 from .vna import VNA
 
@@ -39,7 +40,7 @@ Constant = float | CalibratedConstant
 its error."""
 
 
-class TransducerSetup(Instrument):
+class TransducerSetup(ClosedHandleGuard):
     """A transducer with its pump laser, microwave source, VNA, power meter and fridge."""
 
     def __init__(

@@ -300,6 +300,9 @@ class LinkReport:
     """Both nodes logged exactly the same delivered (link, seq) set."""
     nodes_logged: bool = True
     """Every node agent left its pair log: without, `agree` says nothing (no node ran)."""
+    one_sided: int = 0
+    """Pairs only some of the nodes hold as delivered (what `agree` False is about): e.g. an
+    orchestrator that died between the OKs it sends each node of a pair."""
     delivered_from: str = "orchestrator"
     """Where `delivered` was counted: the orchestrator's result, or, when it left none (it
     died), the pairs both nodes' own logs hold as delivered (``node pair logs``)."""
@@ -323,6 +326,16 @@ class LinkReport:
     block_at_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """Station time (s) of each herald's tag block arrival, aligned with `block_latency_s`."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def agreement(self) -> str:
+        """Whether the nodes hold the same delivered pairs, in words (agreement on nothing
+        is no agreement: a run that delivered nothing says so)."""
+        if not self.nodes_logged:
+            return "unknown (no node logged anything)"
+        if not self.agree:
+            return f"NO ({self.one_sided} pair(s) held by one node only)"
+        return "nothing to agree on (no pair delivered)" if not self.delivered else "yes"
 
 
 def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
@@ -399,6 +412,8 @@ def read_report(plan: LabPlan, *, warmup_s: float = 0.0) -> LinkReport:
         errors=errors, clock=clock,
         failed=str(result.get("failed", f"{plan.orchestrator.name} wrote no result file")),
         agree=all(s == sets[0] for s in sets),
+        one_sided=len(set[tuple[int, int]]().union(*sets)
+                      - (sets[0].intersection(*sets[1:]) if sets else set())),
         nodes_logged=all((run_dir / f"{name}_pairs.bin").exists() for name in plan.nodes),
         delivered_from=delivered_from,
         extra={"station": station.get("counters", {}), "source": station.get("source", {}),

@@ -153,8 +153,8 @@ def bringup_report(config: Any, db: Path, maintainer: Any, graph: Path, delivery
     blocks = []
     if delivery is not None:
         r = delivery.report
-        summary["pairs delivered"] = f"{r.delivered} of {r.requested}, both nodes agree: " \
-                                     f"{'yes' if r.agree else 'NO'}"
+        summary["pairs delivered"] = (f"{r.delivered} of {r.requested}, both nodes agree: "
+                                      f"{r.agreement}")
         rate_err = r.rate_hz / r.delivered ** 0.5 if r.delivered else float("nan")
         summary["pair rate"] = (f"{_pm(r.rate_hz, rate_err)} /s (expected "
                                 f"{_pm(delivery.expected_rate, delivery.expected_rate_error)} /s)")

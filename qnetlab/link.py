@@ -395,11 +395,7 @@ def _format(config: Any, plan: Any, report: Any, rate: float, fidelity: float, *
     lengths = f"{config.nodes[a].fibre_length_km:g} + {config.nodes[b].fibre_length_km:g} km"
     counted = ("" if report.delivered_from == "orchestrator" else
                f" (counted from the {report.delivered_from}: the orchestrator left no result)")
-    # Agreement on nothing is no agreement: a run that delivered nothing says so.
-    agree = ("unknown (no node logged anything)" if not report.nodes_logged
-             else "NO" if not report.agree
-             else "nothing to agree on (no pair delivered)" if not report.delivered
-             else "yes")
+    agree = report.agreement
     lines = [f"link {config.link.id} ({config.link.scheme}, {a} - {b}, {lengths} nominal, "
              f"profile {profile}): {report.delivered} of {report.requested} pairs "
              f"delivered{counted}; both nodes agree: {agree}"]

@@ -287,9 +287,7 @@ def link_block(config: Any, delivery: Any, folder: Path, stem: str,
     folder.mkdir(parents=True, exist_ok=True)
     r = delivery.report
     a, b = config.link.nodes
-    agree = ("unknown (no node logged anything)" if not r.nodes_logged
-             else "no" if not r.agree
-             else "nothing to agree on" if not r.delivered else "yes")
+    agree = r.agreement
     paragraphs = [f"Link {config.link.id} ({config.link.scheme} scheme) between {a} and {b} "
                   f"over {config.nodes[a].fibre_length_km:g} km + "
                   f"{config.nodes[b].fibre_length_km:g} km of fibre (nominal), profile "

@@ -63,6 +63,7 @@ from .data import (
 from .interlock import PumpGuard
 from .progress import Progress
 from .restore import Restorer
+from .si import format_value
 
 OptionsT = TypeVar("OptionsT")
 log = logging.getLogger(__name__)
@@ -174,6 +175,22 @@ class LabSequence(ABC, Generic[OptionsT]):
         until the step ends and written with it in one `add_result`, or, if the run stops
         inside the step, written then and recorded as the unfinished step's."""
         self._buffer.add(points)
+        self._show_live(points)
+
+    def _show_live(self, points: Mapping[str, Any]) -> None:
+        """The latest measured value among `points` beside the step's label on the progress
+        bar (and to the monitor), so a long step shows it is alive and what it sees."""
+        progress, label = getattr(self, "_progress", None), getattr(self, "_step_label", "")
+        if progress is None or not progress.wants_live():
+            return
+        for param in self.dataset_parameters():
+            if not param.setpoints or param.paramtype != "numeric" or param.name not in points:
+                continue
+            latest = np.ravel(np.asarray(points[param.name], dtype=float))
+            if latest.size:
+                progress.live(f"{label}: {param.label or param.name} "
+                              f"{format_value(float(latest[-1]), param.unit)}")
+            return
 
     def finish(self, station: LabStation) -> None:
         """Put the bench back in a safe state (pump off, drive off, bias restored). Called
@@ -192,6 +209,7 @@ class LabSequence(ABC, Generic[OptionsT]):
         steps = self.steps()
         self._buffer = _StepBuffer()
         progress = Progress(len(steps), self.name, quiet=quiet)
+        self._progress: Progress | None = progress
         points, done, prepared = 0, 0, False
         stop: BaseException | None = None
         with open_database(db_path) as conn:
@@ -230,6 +248,7 @@ class LabSequence(ABC, Generic[OptionsT]):
                         self.prepare(station)
                     prepared = True
                     for step in steps:
+                        self._step_label = step.label
                         progress.update(done, step.label)
                         guard.check(step.index, step.label)
                         self._buffer = _StepBuffer()
@@ -280,6 +299,7 @@ class LabSequence(ABC, Generic[OptionsT]):
                                                    else "interrupted"))
                 if stopped is not None:
                     ds.add_metadata(STOPPED_AT, json.dumps(stopped))
+            self._progress = None
             progress.close("" if stopped is None else
                            f"stopped at {stopped['label']}: {stopped['cause']}")
             result = RunResult(run_id=ds.run_id, db_path=db_path, guid=ds.guid,

@@ -106,6 +106,10 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{m:02d}:{s:02d}" if hours else f"{m}:{s:02d}"
 
 
+LIVE_PERIOD_S = 0.5
+"""Live values inside a step are shown (and published) at most this often, s."""
+
+
 class Progress:
     """Progress over `total` steps on `stream` (default: stderr, so that a script's stdout
     stays clean). ``quiet=True`` writes nothing at all."""
@@ -122,6 +126,7 @@ class Progress:
         self._printed = 0
         self._reporters = list(_reporters)
         self._detail = ""
+        self._live_at = -float("inf")
         self._tell("running", "")
         if not quiet and _interactive(self.stream):
             from tqdm.auto import tqdm
@@ -144,6 +149,22 @@ class Progress:
         if done > self._printed:  # a line per step done, not per label change
             self._printed = done
             self._line(f"{done}/{self.total} {detail}".rstrip())
+
+    def wants_live(self) -> bool:
+        """Whether a live value given now would be shown (`live`'s rate limit)."""
+        return time.monotonic() - self._live_at >= LIVE_PERIOD_S
+
+    def live(self, detail: str) -> None:
+        """A live value inside the step under way (e.g. the latest reading): on the bar
+        and to the reporters, at most every `LIVE_PERIOD_S`; a log gets no line (its lines
+        are per step)."""
+        if not self.wants_live():
+            return
+        self._live_at = time.monotonic()
+        self._detail = detail
+        self._tell("running", "")
+        if self._bar is not None:
+            self._bar.set_postfix_str(detail, refresh=True)
 
     def note(self, message: str) -> None:
         """A line of its own (the bar, if any, redrawn below it)."""

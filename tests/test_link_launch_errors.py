@@ -261,9 +261,18 @@ def test_after_the_orchestrator_dies_the_summary_counts_the_nodes_pairs_and_name
     assert len(held) >= before
     report = read_report(plan)
     assert report.delivered_from == "node pair logs" and report.delivered == len(held)
-    text = _format(config, plan, report, 1000.0, 0.9)
+    text = _format(config, plan, report, 1000.0, 0.9).replace("\n", " ")
     assert (f"{len(held)} of 100000 pairs delivered (counted from the node pair logs: the "
-            "orchestrator left no result); both nodes agree: yes") in text.replace("\n", " ")
+            "orchestrator left no result); both nodes agree: ") in text
+    # Killed between the OKs it sends the two nodes of a pair, the orchestrator leaves that
+    # pair at one node only: the summary must say so, never "yes".
+    logs = [{int(seq) for seq in read_pairs(plan.run_dir, node)["seq"][
+        read_pairs(plan.run_dir, node)["event"] == PairEvent.DELIVERED]}
+        for node in ("node_a", "node_b")]
+    one_sided = len(logs[0] ^ logs[1])
+    assert report.one_sided == one_sided
+    agree = "yes" if not one_sided else f"NO ({one_sided} pair(s) held by one node only)"
+    assert f"both nodes agree: {agree}" in text
 
 
 # -- item 18: no keys: one exit code, the real config path ---------------------------------

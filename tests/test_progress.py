@@ -55,3 +55,63 @@ def test_quiet_writes_nothing() -> None:
         progress.note("PAUSED")
         progress.close("stopped")
         assert stream.getvalue() == ""
+
+
+def test_a_long_step_shows_its_latest_reading_while_it_runs(tmp_path, monkeypatch) -> None:
+    """A step that hands its points over one by one (`keep`) shows the latest one, with its
+    unit, beside the step's label, on the bar and to the monitor, before the step ends."""
+    from dataclasses import dataclass
+    from typing import Any, ClassVar
+
+    from qnetlab.instruments.station import LabStation, load_station
+    from qnetlab.sequences import progress as progress_module
+    from qnetlab.sequences.analysis import Analysis, AnalysisResult, Verdict
+    from qnetlab.sequences.data import StoredRun
+    from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
+    from qnetlab.sequences.progress import reporting_to
+
+    from conftest import BENCH_CONFIG
+
+    monkeypatch.setattr(progress_module, "LIVE_PERIOD_S", 0.0)  # every reading, not 2/s
+    heard: list[tuple[int, str]] = []
+
+    class Listener:
+        def sequence_progress(self, sequence: str, done: int, total: int, detail: str,
+                              state: str, reason: str) -> None:
+            heard.append((done, detail))
+
+        def calibration_states(self, nodes: object) -> None:
+            pass
+
+    @dataclass(frozen=True)
+    class Options:
+        readings: int = 3
+
+    class Check(Analysis):
+        def analyze(self, run: StoredRun) -> AnalysisResult:
+            return AnalysisResult(self.name, Verdict.good(), {})
+
+    class ReadTheFridge(LabSequence[Options]):
+        name: ClassVar[str] = "read_the_fridge"
+        options_class = Options
+        analysis_class = Check
+
+        def dataset_parameters(self) -> list[DatasetParameter]:
+            return [DatasetParameter("reading", "", "Reading"),
+                    DatasetParameter("mxc_temperature", "K", "MXC", setpoints=("reading",))]
+
+        def steps(self) -> list[Step]:
+            return [Step(0, "one long step")]
+
+        def measure(self, station: LabStation, step: Step) -> dict[str, Any]:
+            assert station.setup is not None
+            for i in range(self.options.readings):
+                self.keep({"reading": float(i),
+                           "mxc_temperature": station.setup.mxc_temperature()})
+            return {}
+
+    with load_station(BENCH_CONFIG) as station, reporting_to(Listener()):
+        ReadTheFridge().run(station, tmp_path / "lab.db", quiet=True)
+    live = [detail for done, detail in heard if done == 0 and "MXC" in detail]
+    assert len(live) == 3, heard  # one per reading, all inside the step (0 steps done)
+    assert all(d.startswith("one long step: MXC ") and d.endswith("K") for d in live)

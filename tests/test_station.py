@@ -29,6 +29,25 @@ def test_reloading_a_station_replaces_the_old_instruments():
         second.close()
 
 
+def test_a_handle_kept_from_a_reloaded_station_says_what_happened_and_what_to_use():
+    from qnetlab.instruments import InstrumentClosedError
+
+    first = load_station(BENCH_CONFIG)
+    power_meter, setup = first.instrument("power_meter"), first.setup
+    second = load_station(BENCH_CONFIG)  # the notebook cell run again
+    try:
+        for use in (lambda: power_meter.power(), lambda: setup.pump_power()):
+            with pytest.raises(InstrumentClosedError, match="loaded again"):
+                use()
+        with pytest.raises(InstrumentClosedError, match=r"station\.instrument\('power_meter'\)"):
+            power_meter.power()
+        assert not hasattr(power_meter, "power")  # still an AttributeError for hasattr
+        assert second.instrument("power_meter").power() > 0  # the new handle works
+        power_meter.close()  # closing it again is harmless
+    finally:
+        second.close()
+
+
 def test_each_load_gets_a_fresh_simulated_world():
     with load_station(BENCH_CONFIG) as a:
         a.instrument("mw_source").power(5.0)
