@@ -26,6 +26,7 @@ import pytest
 
 from qnetlab.cli import main
 from qnetlab.link import _format, delivered_attempts, join_truth
+from qnetlab.network.lab import LinkReport
 from qnetlab.sim_instruments.ports import free_port_run
 from qnetlab.sim_instruments.server import ControlClient
 
@@ -150,8 +151,8 @@ def test_delivered_attempts_are_those_both_node_logs_hold_as_delivered(tmp_path:
     assert delivered_attempts(tmp_path, ["node_a", "node_b", "node_c"], 0).tolist() == []
 
 
-def _report(delivered: int) -> SimpleNamespace:
-    return SimpleNamespace(
+def _report(delivered: int) -> LinkReport:
+    return LinkReport(
         delivered=delivered, requested=delivered, delivered_from="orchestrator", agree=True,
         nodes_logged=True, rate_hz=50.0, herald_rate_hz=55.0, latency_s=np.zeros(0),
         handoff_latency_s=np.full(4, 2e-4), clock={}, errors={"lost": 0}, failed="")
