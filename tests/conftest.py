@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -13,9 +14,26 @@ import pytest
 from qcodes.instrument import Instrument
 
 from qnetlab.instruments.lab_config import load_config
-from qnetlab.sim_instruments.ports import free_port_run
+from qnetlab.sim_instruments.ports import DEFAULT_RANGE, PORT_RANGE_ENV, free_port_run
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _own_port_slice() -> None:
+    """Each pytest-xdist worker (and every process it starts) picks free ports from a slice
+    of its own: two workers picking at random from one range can both find a port free and
+    then one of them fails to bind it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    low, high = DEFAULT_RANGE
+    width = (high - low) // count
+    index = int(worker[2:]) % count
+    os.environ[PORT_RANGE_ENV] = f"{low + index * width}-{low + (index + 1) * width}"
+
+
+_own_port_slice()
 BENCH_CONFIG = REPO / "lab_configs" / "transducer_bench.yaml"
 
 

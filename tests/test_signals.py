@@ -296,3 +296,14 @@ def test_signal_stops_link_and_every_process_it_started(calibrated_network, sign
     while left := [pid for pid in children if _running(pid)]:
         assert time.monotonic() < deadline, f"processes left running: {left}"
         time.sleep(0.05)
+
+
+def test_free_ports_come_from_the_configured_range_and_a_bad_range_is_named(monkeypatch):
+    from qnetlab.sim_instruments.ports import PORT_RANGE_ENV, free_port_run
+
+    monkeypatch.setenv(PORT_RANGE_ENV, "23000-23100")
+    base = free_port_run(4)
+    assert base >= 23000 and base + 4 < 23100
+    monkeypatch.setenv(PORT_RANGE_ENV, "23100-23000")
+    with pytest.raises(ValueError, match=f"{PORT_RANGE_ENV}='23100-23000': expected low-high"):
+        free_port_run(4)
