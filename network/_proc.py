@@ -26,6 +26,14 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_TIMERSLACK = 29
 
 
+STOP_TIMEOUT_S = 20.0
+"""How long `ProcessGroup.stop_all` lets a child finish its files after SIGTERM before it
+SIGKILLs it: longer than the station gives its tagger reader to close its source (15 s,
+`herald_publisher.BlockReader.stop_timeout_s`: the simulated link's twin writes the last of
+its ground truth then), so a loaded machine never costs a run its files. A child that is
+done exits at once; only a stuck one costs the wait."""
+
+
 class StopFlag:
     """Set by SIGTERM, SIGINT or SIGHUP, or when the parent process is gone."""
 
@@ -155,7 +163,7 @@ class ProcessGroup:
                 proc.join(5.0)
         return proc.exitcode
 
-    def stop_all(self, timeout: float = 5.0) -> None:
+    def stop_all(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM every running child (latest started first), then wait for all of them
         together, SIGKILLing any still running after `timeout` s."""
         running = [p for p in reversed(self._procs.values()) if p.is_alive()]
