@@ -648,3 +648,39 @@ def load_network_config(path: str | Path) -> NetworkConfig:
                               "resent herald could ever be used",
                               "raise the cutoff or lower resend_timeout")
     return config
+
+
+LAB_KEY, NETWORK_KEY = "instruments", "network"
+"""The top-level key that makes a YAML file a lab (station) config, or a network config."""
+
+
+def config_kind(path: str | Path) -> str:
+    """"lab" or "network", from the file's top-level keys; ConfigError naming the file
+    when it is neither (or both)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    file = str(path)
+    try:
+        data = YAML(typ="safe").load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(file, "", "no such file", "check the path, e.g. "
+                          "lab_configs/two_node_link.yaml") from None
+    except IsADirectoryError:
+        raise ConfigError(file, "", "is a directory, not a config file",
+                          "name a YAML file, e.g. lab_configs/two_node_link.yaml") from None
+    except YAMLError as exc:
+        raise ConfigError(file, "", f"not valid YAML: {exc}", "fix the YAML syntax") from None
+    keys = set(data) if isinstance(data, dict) else set()
+    fix = ("name a lab config (top-level 'instruments:', e.g. lab_configs/node_a_lab.yaml) "
+           "or a network config (top-level 'network:', e.g. lab_configs/two_node_link.yaml)")
+    if LAB_KEY in keys and NETWORK_KEY in keys:
+        raise ConfigError(file, "", "has both 'instruments:' and 'network:' at the top "
+                          "level: neither a lab config nor a network config", fix)
+    if NETWORK_KEY in keys:
+        return "network"
+    if LAB_KEY in keys:
+        return "lab"
+    found = ", ".join(sorted(map(str, keys))) or "none"
+    raise ConfigError(file, "", f"is neither a lab config nor a network config (top-level "
+                      f"keys: {found})", fix)

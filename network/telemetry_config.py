@@ -12,13 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
-from qnetlab.instruments.errors import ConfigError
 from qnetlab.instruments.lab_config import LabConfig, load_config
 
-from .network_config import NetworkConfig, load_network_config
+from .network_config import NetworkConfig, config_kind, load_network_config
 
 if TYPE_CHECKING:
     from .telemetry import TelemetryEndpoints
@@ -30,19 +26,6 @@ _LAB_FIX = ("add 'telemetry: {address: tcp://127.0.0.1:PORT, key_dir: ../lab_dat
             "name: LAB}' under 'qnetlab:' and run `qnetlab keys CONFIG`")
 _NETWORK_FIX = ("add 'telemetry_address: tcp://127.0.0.1:PORT' to station:, orchestrator: "
                 "or a node, and run `qnetlab keys CONFIG`")
-
-
-def is_network_config(path: Path) -> bool:
-    """Whether `path` is a network config (a top-level ``network:``) rather than a lab's."""
-    try:
-        data = YAML(typ="safe").load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "no such file", "check the path; the shipped "
-                          "configs are in lab_configs/") from None
-    except (OSError, UnicodeDecodeError, YAMLError) as exc:
-        raise ConfigError(str(path), "", f"cannot be read as YAML ({exc})",
-                          "fix the file") from None
-    return isinstance(data, dict) and "network" in data
 
 
 def network_lab_publishers(config: NetworkConfig) -> dict[str, LabConfig]:
@@ -74,7 +57,7 @@ def config_endpoints(path: Path) -> TelemetryEndpoints:
     """`network.telemetry.telemetry_endpoints`."""
     from .telemetry import TelemetryEndpoints
 
-    if is_network_config(path):
+    if config_kind(path) == "network":
         network = load_network_config(path)
         endpoints = dict(network.telemetry_addresses())
         for name, lab in network_lab_publishers(network).items():

@@ -70,12 +70,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _session(config: str, profile: str, quiet: bool) -> Any:
     """A calibration session over a network config or a single station config."""
     from qnetlab.instruments.lab_config import load_config
+    from qnetlab.network.network_config import config_kind
     from qnetlab.sequences.calibration import LabContext, Scope
     from qnetlab.sequences.calibration.graph_config import parse_calibration
     from qnetlab.sequences.calibration.network_lab import NetworkCalibration, network_calibration
     from qnetlab.sequences.calibration.nodes import lab_graph
-
-    from ._serve import config_kind
 
     # A network config or one lab's, told by its top-level keys as `sim serve` tells them.
     if config_kind(config) == "network":

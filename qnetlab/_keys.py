@@ -27,14 +27,13 @@ def add_parser(verbs: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qnetlab.network.keys import LabKeyError, generate_lab_keys
-    from qnetlab.network.network_config import load_network_config
+    from qnetlab.network.network_config import config_kind, load_network_config
     from qnetlab.network.telemetry_config import (
-        is_network_config,
         network_key_names,
         telemetry_key_names,
     )
 
-    if is_network_config(args.config):
+    if config_kind(args.config) == "network":
         config = load_network_config(args.config)
         key_dir, names = config.key_dir, network_key_names(config)
     else:

@@ -28,7 +28,8 @@ from qnetlab.sequences.transducer.bandwidth import (
 )
 from qnetlab.sequences.transducer.bench import OFF, ON, laser_step_frequency
 from qnetlab.sequences.transducer.efficiency import EfficiencyMap, EfficiencyMapOptions
-from qnetlab.sequences.transducer.efficiency_fits import fit_efficiency_map, fit_lorentzian
+from qnetlab.sequences.transducer.efficiency_fits import fit_lorentzian
+from qnetlab.sequences.transducer.efficiency_map_fits import fit_efficiency_map
 from qnetlab.sequences.transducer.optical_resonance import (
     OpticalResonanceOptions,
     OpticalResonanceScan,

@@ -2,7 +2,8 @@
 
 Each step is a sequence that also runs alone; `TransducerCharacterization` composes them.
 Bench operations are in `transducer.bench`, the efficiency fits in
-`transducer.efficiency_fits`, photon counting in `transducer.counting` (docs/transducer.md).
+`transducer.efficiency_fits` (the efficiency map's in `transducer.efficiency_map_fits`), photon
+counting in `transducer.counting` (docs/transducer.md).
 """
 
 from .added_noise import AddedNoiseScan, AddedNoiseScanOptions

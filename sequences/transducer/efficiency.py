@@ -44,14 +44,13 @@ from .efficiency_fits import (
     LINE_SHAPE_RELATIVE_ERROR,
     MAX_RELATIVE_SCATTER,
     Calibration,
-    EfficiencyMapFit,
     ExcessScatter,
     column,
-    fit_efficiency_map_with_scatter,
     pump_power_relative_error,
     usable_efficiency_points,
 )
 from .efficiency_map_figure import draw_efficiency_mesh, style_cuts
+from .efficiency_map_fits import EfficiencyMapFit, fit_efficiency_map_with_scatter
 
 MIN_POWERS = 3
 """Distinct pump powers needed for s and c (two parameters and a residual)."""
