@@ -332,8 +332,11 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
     slot_ps = round(args.slot * 1e12)
     ours_slots = TimeSlots(2 * slot_ps, 0, slot_ps)
     bare_slots = TimeSlots(2 * slot_ps, slot_ps, slot_ps)
-    base_port = free_port_run(4)
-    config = load_network_config(CONFIG).with_ports(base_port)
+    network = load_network_config(CONFIG)
+    # ours' ports (heralds, requests, orchestrator, telemetry), then the bare pipeline's
+    base_port = free_port_run(network.port_count + 1)
+    bare_port = base_port + network.port_count
+    config = network.with_ports(base_port)
     config = dataclasses.replace(config, key_dir=workdir / "keys", run_dir=workdir / "runs")
     epoch_ns = time.monotonic_ns()
     # The twin's lab opens inside the station process (~10 s here): measured after it.
@@ -374,8 +377,8 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
                                        slots=ours_slots)
         start_lab(ours, plan, source, orchestrator=not args.receive_only)
         for name, out in zip(("node_a", "node_b"), outs, strict=True):
-            bare.start(f"bare_{name}", bare_sub, base_port + 3, config.key_dir, name, out)
-        bare.start("bare_station", _bare_station, base_port + 3, config.key_dir, epoch_ns,
+            bare.start(f"bare_{name}", bare_sub, bare_port, config.key_dir, name, out)
+        bare.start("bare_station", _bare_station, bare_port, config.key_dir, epoch_ns,
                    period_ps, bare_slots, end_ns)
         pids = {name: ours.pid(name) for name in ours.names}
         time.sleep(warmup)

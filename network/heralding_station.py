@@ -16,6 +16,7 @@ Protocol: docs/link.md#the-stations-schedule.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import zmq
@@ -38,6 +39,12 @@ from .keys import make_curve_server, start_authenticator
 from .link_telemetry import StationTelemetry, open_publisher
 from .messages import STATION_SENDER_ID, incarnation_seq, limit_frame_size, new_incarnation
 from .station_faults import StationFaults
+
+SWITCH_INTERVAL_S = 2e-4
+"""How often (s) the station's threads may take the interpreter lock from each other: the
+tagger's reader, the publish loop and, in the sim profile, the tagger twin's threads share
+one lock, and with Python's default (5 ms) a block that arrives while another thread
+computes waits up to that long at every lock hand-over."""
 
 __all__ = [
     "SEND_DTYPE",
@@ -63,6 +70,8 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory |
     if factory is None:
         raise ValueError(f"station {settings.name}: no herald source (give a source factory, "
                          "or StationSettings.source from network.lab.plan_lab)")
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     context = zmq.Context()
     authenticator = None
     pub = context.socket(zmq.PUB)
@@ -113,3 +122,4 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory |
         # the context; the process is ending and takes both.
         if reader_stopped:
             context.term()
+        sys.setswitchinterval(switch_interval)

@@ -138,7 +138,7 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
             node.pairs_file.close()
             node.events_file.close()
             (run_dir / f"{name}_summary.json").write_text(json.dumps(node.summary(), indent=1))
-            np.save(run_dir / f"{name}_latency.npy", node.latency_samples())
+            np.save(run_dir / f"{name}_latency.npy", node.latency.everything())
 
 
 def _loop(node: Node, s: NodeSettings, stop: Any, telemetry: NodeTelemetry | None = None

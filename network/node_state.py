@@ -28,6 +28,7 @@ import numpy as np
 import zmq
 
 from .clock import ClockSync
+from .latency_samples import LATENCY_DTYPE, LatencySamples
 from .messages import (
     HERALD_DTYPE,
     MAX_INCARNATION,
@@ -65,11 +66,6 @@ PAIR_LOG_DTYPE = np.dtype([("link", "<u2"), ("seq", "<u8"), ("attempt_id", "<u8"
 _PAIR_LOG_ROW = struct.Struct("<HQQqqIB")
 """One `PAIR_LOG_DTYPE` row, packed without numpy (the one-herald path)."""
 assert _PAIR_LOG_ROW.size == PAIR_LOG_DTYPE.itemsize
-
-
-LATENCY_DTYPE = np.dtype([("seq", "<u8"), ("latency_ps", "<i8"), ("received_ps", "<i8")])
-"""Per herald from the PUB: this node's receipt (station time, ps) and its latency from the
-station's decision (receipt - herald timestamp, ps)."""
 
 
 _FUTURE_TOLERANCE_PS = 10**12
@@ -234,9 +230,7 @@ class Node:
         self.clock = ClockSync()
         self.decoder = Decoder()
         self.counters: Counter[str] = Counter()
-        self.latency: list[np.ndarray] = []
-        self.latency_one: list[tuple[int, int, int]] = []
-        """Latency samples of heralds taken by the one-herald path (`LATENCY_DTYPE` rows)."""
+        self.latency = LatencySamples()
         self.requested: dict[tuple[int, int], list[float]] = {}
         """Missing range (tracker numbering) -> [requests sent, next deadline (monotonic s)]."""
         self.create: Create | None = None
@@ -302,10 +296,6 @@ class Node:
                                                  event_ps, create_id, event))
         self.pairs_file.flush()
 
-    def latency_samples(self) -> np.ndarray:
-        one = np.array(self.latency_one, LATENCY_DTYPE)
-        return np.concatenate([*self.latency, one]) if self.latency else one
-
     # -- heralds ------------------------------------------------------------------------
     def on_herald(self, record: np.ndarray, received_ns: int) -> None:
         """One fresh herald (a one-row frame): the common case at any moderate rate, done in
@@ -321,7 +311,7 @@ class Node:
         if received_ps is None or herald_ps > received_ps + _FUTURE_TOLERANCE_PS:
             self.on_heralds(record, received_ns, fresh=True)
             return
-        self.latency_one.append((seq, received_ps - herald_ps, received_ps))
+        self.latency.add_one(seq, received_ps - herald_ps, received_ps)
         arrival = self.tracker.observe(seq - base)
         assert arrival is Arrival.NEW
         now_ps = self.station_ps(time.monotonic_ns())
@@ -371,7 +361,7 @@ class Node:
             sample["seq"] = records["seq"]
             sample["latency_ps"] = received_ps - records["timestamp_ps"]
             sample["received_ps"] = received_ps
-            self.latency.append(sample)
+            self.latency.add_batch(sample)
         seqs = records["seq"].astype(np.int64)
         base = self.base if self.base is not None else self.start_resync(int(seqs.min()))
         below = seqs < base

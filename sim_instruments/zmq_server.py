@@ -50,9 +50,13 @@ from .devices.idq_id1000 import Chunk, IDQuantiqueID1000Emulator
 _POLL_S = 0.05
 """How often a blocked receive wakes to check for close (s)."""
 
-LOOKAHEAD_S = 0.02
+LOOKAHEAD_S = 0.25
 """s of recording drawn ahead of the real-time sends (only drawn: each chunk still leaves once
-its recording time has passed)."""
+its recording time has passed). It must outlast the longest single draw: a simulated link
+draws `link_clicks.BLOCK_ATTEMPTS` attempts at once, about 30 ms of CPU, and with less ahead
+the chunks waiting behind that draw leave late, which the tagger's reader sees as tags
+arriving after their block and drops (a few per cent of heralds lost, the rest aged by the
+stall)."""
 
 MAX_REQUEST_BYTES = 4096
 """The largest request either REP socket takes (bytes), as its ``zmq.MAXMSGSIZE``: ZeroMQ

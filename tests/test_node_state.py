@@ -197,3 +197,21 @@ def test_a_loss_longer_than_a_batch_is_reported_in_one_batch(node: Node) -> None
     errs = [m for m in recorder.messages() if isinstance(m, ErrBatch)]
     assert len(errs) == 1 and errs[0].code == ErrCode.LOST
     assert errs[0].seqs.tolist() == list(range(1, MAX_SEQS_PER_BATCH + 1))
+
+
+def test_recent_latencies_are_the_newest_of_both_receipt_paths(node: Node) -> None:
+    """Telemetry reads the newest latencies every second; they must be the newest heralds'
+    whether a herald came alone (the one-row path) or in a batch, and the count must be
+    the run's."""
+    received = node.settings.epoch_ns + 10**9  # 1 s of station time: every herald is past
+    node.on_heralds(heralds(1, 50), received, fresh=True)  # the batch path
+    for seq in range(51, 61):  # the one-row path
+        node.on_herald(heralds(seq, seq), received)
+    assert len(node.latency.singles) == 10, "the single heralds took the one-row path"
+    everything = node.latency.everything()
+    assert len(node.latency) == len(everything) == 60
+    newest = node.latency.recent_ps(25)
+    expected = everything[everything["seq"] > 35]["latency_ps"]
+    assert sorted(newest.tolist()) == sorted(expected.tolist())
+    assert sorted(node.latency.recent_ps(1000).tolist()) == sorted(
+        everything["latency_ps"].tolist())
