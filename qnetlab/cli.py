@@ -55,7 +55,7 @@ def exit_code(exc: BaseException) -> int | None:
     return None
 
 _VERB_MODULES: tuple[str, ...] = ("._runs", "._characterize", ".link", "._keys", "._calibrate",
-                                  "._monitor")
+                                  "._monitor", ".bridge_cmd")
 """Modules of the later verbs. Each has ``add_parser(verbs)``, which adds its subparser with
 ``set_defaults(handler=...)``; the handler takes the parsed arguments and returns an exit
 code. Their heavy imports happen inside the handler, so ``--help`` stays fast."""

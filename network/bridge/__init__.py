@@ -3,12 +3,18 @@ scheduling of a distributed computation's entanglement on it.
 
 - workloads: `Workload`, `Operation`, `load_workload`, `parse_workload`, `write_workload`,
   `WorkloadError`; generators `distributed_ghz`, `partitioned_circuit`, `random_pairs`;
-- the bridge: `BridgeTopology`, `bridge_topology` (N QNUs, N/4 stations), `PathLink`;
+- the bridge: `BridgeTopology`, `bridge_topology` (N QNUs, N/4 stations), `PathLink`; from a
+  config file (lab_configs/bridge_8.yaml): `load_bridge_config` -> `BridgeConfig`
+  (`.topology()`);
 - scheduling cores (events in, decisions out, no I/O, no clock): `Scheduler` (the
   orchestrator's) with `SchedulerSettings`, `RoundRobinScheduler` (the baseline); their
   `Request` and `Decision` records;
 - `simulate` (a time-compressed discrete-event simulation; `BridgeResult`);
-- `makespan_bound` (`MakespanBound`).
+- `makespan_bound` (`MakespanBound`);
+- the orchestrator process (`run_bridge_orchestrator`, `BridgeServiceSettings`; its core
+  `BridgeEngine` on a `PairFabric`, today the SIMULATED `SimulatedLinkFabric`) and its
+  applications' client `BridgeClient` (`BridgeHandle`, `BridgeRefusedError`,
+  `BridgeTimeoutError`); the messages in `network.bridge.wire` (`BridgeWireError`).
 
 Design and derivations: docs/bridge.md.
 """
@@ -17,10 +23,15 @@ from __future__ import annotations
 
 from .baseline import RoundRobinScheduler
 from .bounds import MakespanBound, makespan_bound
+from .bridge_config import BridgeConfig, load_bridge_config
+from .client import BridgeClient, BridgeHandle, BridgeRefusedError, BridgeTimeoutError
 from .des import BridgeResult, SchedulingCore, simulate
+from .fabric import PairFabric, SimulatedLinkFabric
 from .records import Decision, Request
 from .scheduler import Scheduler, SchedulerSettings
+from .service import BridgeEngine, BridgeServiceSettings, run_bridge_orchestrator
 from .topology import BridgeTopology, LinkParameters, PathLink, bridge_topology
+from .wire import BridgeWireError
 from .workload import (
     Operation,
     Workload,
@@ -32,27 +43,39 @@ from .workload import (
 from .workload_generators import distributed_ghz, partitioned_circuit, random_pairs
 
 __all__ = [
+    "BridgeClient",
+    "BridgeConfig",
+    "BridgeEngine",
+    "BridgeHandle",
+    "BridgeRefusedError",
     "BridgeResult",
+    "BridgeServiceSettings",
+    "BridgeTimeoutError",
     "BridgeTopology",
+    "BridgeWireError",
     "Decision",
     "LinkParameters",
     "MakespanBound",
     "Operation",
+    "PairFabric",
     "PathLink",
     "Request",
     "RoundRobinScheduler",
     "Scheduler",
     "SchedulerSettings",
     "SchedulingCore",
+    "SimulatedLinkFabric",
     "Workload",
     "WorkloadError",
     "bridge_topology",
     "distributed_ghz",
+    "load_bridge_config",
     "load_workload",
     "makespan_bound",
     "parse_workload",
     "partitioned_circuit",
     "random_pairs",
+    "run_bridge_orchestrator",
     "simulate",
     "write_workload",
 ]
