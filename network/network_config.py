@@ -681,6 +681,11 @@ def config_kind(path: str | Path) -> str:
         return "network"
     if LAB_KEY in keys:
         return "lab"
+    if "bridge" in keys:
+        raise ConfigError(file, "", "is a bridge config (top-level 'bridge:'), which only "
+                          "`qnetlab bridge` reads so far",
+                          f"run `qnetlab bridge {file} --workload FILE`, or give this "
+                          "command one of the labs the bridge config names")
     found = ", ".join(sorted(map(str, keys))) or "none"
     raise ConfigError(file, "", f"is neither a lab config nor a network config (top-level "
                       f"keys: {found})", fix)
