@@ -97,7 +97,7 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory |
         # source is built in the reader thread (a lab takes seconds to open): the loop
         # heartbeats meanwhile.
         publisher.heartbeat()
-        reader = BlockReader(context, factory, settings.epoch_ns)
+        reader = BlockReader(context, factory, settings.epoch_ns, publish=publisher.publish)
         reader.start()
         publish_loop(publisher, reader, stop, telemetry)
     finally:
@@ -107,6 +107,9 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory |
         reader_stopped = True
         if reader is not None:
             reader_stopped = reader.stop()
+            # Taken for good: a reader left stuck in its source never publishes once the
+            # files are written and the PUB is closed (it publishes only holding the lock).
+            reader.lock.acquire(timeout=reader.stop_timeout_s)
             if publisher is not None:  # decided before the stop: published and logged too
                 while reader.queue:
                     publisher.publish(reader.queue.popleft())

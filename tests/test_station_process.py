@@ -331,3 +331,43 @@ def test_a_source_stuck_inside_a_block_costs_neither_the_heralds_nor_the_process
     logged = np.load(station.run_dir / "station_heralds.npy")
     assert len(handed) == 3 and len(logged) == sum(handed) > 0
     assert np.array_equal(logged["seq"], np.arange(len(logged)))
+
+
+def test_the_reader_thread_publishes_each_block_itself_holding_the_lock() -> None:
+    """No hand-over to the loop's thread on the latency path: the reader publishes, and
+    only while it holds the lock the loop takes for its own use of the publisher."""
+    import threading
+
+    import zmq
+
+    from qnetlab.network.herald_publisher import BlockReader
+    from qnetlab.network.test_signals import PeriodicHeralds
+
+    seen: list[tuple[str, bool]] = []
+    done = threading.Event()
+
+    class ThreeBlocks:
+        def __init__(self, *, epoch_ns: int) -> None:
+            self.signal = PeriodicHeralds(1_000_000, epoch_ns=epoch_ns, block_s=0.002)
+
+        def blocks(self) -> Iterator[object]:
+            for _, block in zip(range(3), self.signal.blocks(), strict=False):
+                yield block
+            done.set()
+
+    context = zmq.Context()
+    reader: BlockReader | None = None
+
+    def publish(block: object) -> None:
+        assert reader is not None
+        seen.append((threading.current_thread().name, reader.lock.locked()))
+
+    reader = BlockReader(context, ThreeBlocks, time.monotonic_ns(), publish=publish)
+    try:
+        reader.start()
+        assert done.wait(10.0)
+        assert reader.stop()
+    finally:
+        context.term()
+    assert seen == [("herald-blocks", True)] * 3
+    assert not reader.queue
