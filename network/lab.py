@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import socket
 import time
 from collections.abc import Mapping
@@ -37,7 +38,7 @@ from .heralding_station import (
     TaggerSource,
     run_station,
 )
-from .keys import CONFIG, LabKeyError, check_lab_keys
+from .keys import CONFIG, LabKeyError, check_lab_keys, load_public_key
 from .messages import HERALD_DTYPE
 from .network_config import NetworkConfig
 from .node_agent import LATENCY_DTYPE, PAIR_LOG_DTYPE, NodeSettings, run_node_agent
@@ -68,11 +69,44 @@ def require_keys(config: NetworkConfig) -> None:
         raise exc.for_config(config.path) from None
 
 
-def bound_addresses(config: NetworkConfig) -> dict[str, str]:
-    """Config entry -> tcp address of every socket the link's processes bind."""
-    return {"station.herald_address": config.station.herald_address,
-            "station.request_address": config.station.request_address,
-            "orchestrator.address": config.orchestrator.address}
+def role_names(config: NetworkConfig) -> list[str]:
+    """The link's processes by the names the config gives them, each a ``--role`` of
+    ``qnetlab link``: the station, the link's nodes, the orchestrator."""
+    return [config.station.name, *config.link.nodes, config.orchestrator.name]
+
+
+def require_role_keys(config: NetworkConfig, role: str) -> None:
+    """`require_keys` for one process on its own host: its own key pair (its secret key is
+    only on its host), and every process's public key (each host holds them all)."""
+    try:
+        check_lab_keys(config.key_dir, [role])
+        for name in config.key_names():
+            load_public_key(config.key_dir, name)
+    except LabKeyError as exc:
+        raise exc.for_config(config.path) from None
+
+
+def bound_addresses(config: NetworkConfig, role: str | None = None) -> dict[str, str]:
+    """Config entry -> tcp address of every socket the link's processes bind; with `role`
+    (a name of `role_names`), only that process's, its telemetry PUB included (the one
+    address that tells a node agent started on the wrong host)."""
+    if role is None:
+        return {"station.herald_address": config.station.herald_address,
+                "station.request_address": config.station.request_address,
+                "orchestrator.address": config.orchestrator.address}
+    if role not in role_names(config):
+        raise config.error("", f"no process '{role}' in this link",
+                           f"name one of: {', '.join(role_names(config))}")
+    if role == config.station.name:
+        found = {"station.herald_address": config.station.herald_address,
+                 "station.request_address": config.station.request_address,
+                 "station.telemetry_address": config.station.telemetry_address}
+    elif role == config.orchestrator.name:
+        found = {"orchestrator.address": config.orchestrator.address,
+                 "orchestrator.telemetry_address": config.orchestrator.telemetry_address}
+    else:
+        found = {f"nodes.{role}.telemetry_address": config.nodes[role].telemetry_address}
+    return {entry: address for entry, address in found.items() if address is not None}
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -80,11 +114,12 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def check_ports(config: NetworkConfig) -> None:
+def check_ports(config: NetworkConfig, role: str | None = None) -> None:
     """Raise `ConfigError` naming the entry and the address unless every address the link
-    binds can be bound on this host now: a test bind, with SO_REUSEADDR as libzmq binds (so
-    a port left in TIME_WAIT by the last run is not taken for one in use)."""
-    for entry, address in bound_addresses(config).items():
+    (with `role`, that one process) binds can be bound on this host now: a test bind, with
+    SO_REUSEADDR as libzmq binds (so a port left in TIME_WAIT by the last run is not taken
+    for one in use)."""
+    for entry, address in bound_addresses(config, role).items():
         host, port = _split(address)
         try:
             family, kind, proto, _, sockaddr = socket.getaddrinfo(
@@ -105,7 +140,9 @@ def _bind_error(config: NetworkConfig, entry: str, address: str,
     if code == errno.EADDRNOTAVAIL:
         return config.error(entry, f"{address} is not an address of this host",
                             "`qnetlab link` runs every process on this host: write 127.0.0.1 "
-                            "or one of this host's addresses")
+                            "or one of this host's addresses; across hosts, start each "
+                            "process on the host that owns its addresses (`qnetlab link "
+                            "CONFIG --role NAME`)")
     return config.error(entry, f"{address} is in use by another process",
                         f"stop what listens there (`ss -ltnp 'sport = :{port}'` shows it), or "
                         f"give {entry} a free port")
@@ -196,6 +233,45 @@ def start_lab(group: ProcessGroup, plan: LabPlan,
         {name: group.pid(name) for name in group.names}, indent=1))
 
 
+def start_role(group: ProcessGroup, plan: LabPlan, role: str,
+               source_factory: HeraldSourceFactory | None = None) -> None:
+    """Start the one process `role` (a name of `role_names`) of `plan` in `group`, as
+    `start_lab` starts it, for a launcher that runs each process on its own host (``qnetlab
+    link CONFIG --role NAME``). Which pid it is (and its launcher's), and its clock's zero
+    on this host's monotonic clock (ns; none for a node agent: it reads station time from
+    its clock exchanges), in ``<run_dir>/<role>_process.json``: several roles may share a
+    folder."""
+    run_dir = plan.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    epoch_ns: int | None = None
+    if role == plan.station.name:
+        group.start(role, run_station, plan.station, source_factory, report_to=run_dir)
+        epoch_ns = plan.station.epoch_ns
+    elif role == plan.orchestrator.name:
+        group.start(role, run_orchestrator, plan.orchestrator, report_to=run_dir)
+        epoch_ns = plan.orchestrator.epoch_ns
+    elif role in plan.nodes:
+        group.start(role, run_node_agent, plan.nodes[role], report_to=run_dir)
+    else:
+        raise ValueError(f"no process {role!r} in the plan")
+    (run_dir / f"{role}_process.json").write_text(json.dumps(
+        {"process": role, "pid": group.pid(role), "launcher_pid": os.getpid(),
+         "host": socket.gethostname(), "epoch_ns": epoch_ns}, indent=1))
+
+
+def supervise_role(group: ProcessGroup, plan: LabPlan, config: NetworkConfig,
+                   role: str) -> int:
+    """Wait for `role`'s process (started by `start_role`) to end, checking every 0.1 s for
+    a fault it reported; one that no waiting can cure raises `ConfigError` as in
+    `supervise` (faults of other processes sharing the run folder are theirs to report).
+    Its exit code."""
+    while True:
+        code = group.join(role, 0.1)
+        _raise_fatal([f for f in read_faults(plan.run_dir) if f["process"] == role], config)
+        if code is not None:
+            return code
+
+
 @dataclass
 class Supervision:
     """How a run's processes ended, as its launcher saw them."""
@@ -254,7 +330,9 @@ def _raise_fatal(faults: list[dict[str, Any]], config: NetworkConfig) -> None:
     process, message = str(fault["process"]), str(fault.get("message", ""))
     if fault["kind"] == "bind":
         address = str(fault.get("address", ""))
-        entries = [e for e, a in bound_addresses(config).items() if a == address]
+        bound = {entry: a for name in role_names(config)
+                 for entry, a in bound_addresses(config, name).items()}
+        entries = [e for e, a in bound.items() if a == address]
         error = _bind_error(config, entries[0] if entries else process, address,
                             fault.get("errno"))
         raise ConfigError(error.file, error.entry, f"{process} could not bind: "

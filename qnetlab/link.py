@@ -53,6 +53,9 @@ def add_parser(verbs: Any) -> None:
                         help="sim: the station's twins and the simulated link in the station "
                              "process (default); real: the station lab's real addresses (point "
                              "them at `qnetlab sim serve NETWORK` for a rehearsal)")
+    from .link_role import add_role_arguments
+
+    add_role_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -364,6 +367,18 @@ def run(args: argparse.Namespace) -> int:
         print("qnetlab: --pairs must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
     config = load_network_config(args.config)
+    if args.timeout is not None and args.role is not None:
+        print("qnetlab: --timeout bounds the whole link; with --role use --max-seconds",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    if args.role is not None:  # one process, on this host (docs/link.md#8-across-hosts)
+        from .link_role import run_role
+
+        return run_role(args, config)
+    if args.run_dir is not None or args.max_seconds is not None:
+        print("qnetlab: --run-dir and --max-seconds go with --role (one process of the link)",
+              file=sys.stderr)
+        return EXIT_CONFIG
     # A key, address or calibration fault raises ConfigError (`qnetlab.cli` exits 2), the
     # config's path already in its fix.
     delivery = deliver(config, args.pairs, args.timeout, profile=args.profile)
