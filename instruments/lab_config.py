@@ -58,7 +58,9 @@ _SETUP_CONSTANTS = {"optical_resonance_wavelength", "mw_line_attenuation",
                     "optical_output_loss", "detection_efficiency", "fridge_cooling_coefficient"}
 """Calibration constants of the setup in the TransducerSetup parameter's unit: a plain number
 (exact) or ``{value: V, error: E}`` (`CalibratedConstant`, E its one-sigma uncertainty)."""
-_SETUP_KEYS = _SETUP_ROLES | _SETUP_CONSTANTS | {"detector"}
+_SETUP_OPTIONS = {"pump_lock", "pump_lock_center", "pump_lock_span"}
+"""The pump's offset lock (an RF source whose frequency sets the detuning, TransducerSetup)."""
+_SETUP_KEYS = _SETUP_ROLES | _SETUP_CONSTANTS | _SETUP_OPTIONS | {"detector"}
 
 
 @dataclass(frozen=True)
@@ -488,6 +490,13 @@ def parse_config(path: Path, data: Any) -> LabConfig:
             raise ConfigError(file, "qnetlab.transducer_setup.detector",
                               f"{detector!r} is not a detector channel of this station",
                               "write <detector instrument>.ch<channel>, e.g. snspd.ch1")
+        pump_lock = setup.get("pump_lock")
+        if pump_lock is not None and (not isinstance(pump_lock, str)
+                                      or pump_lock not in instruments):
+            raise ConfigError(file, "qnetlab.transducer_setup.pump_lock",
+                              f"'{pump_lock}' is not an instrument of this station",
+                              "name the RF source of the pump's offset lock, or leave "
+                              "pump_lock out (the laser tunes alone)")
         for role in _SETUP_ROLES:
             inst = setup[role]
             if not isinstance(inst, str) or inst not in instruments:

@@ -496,22 +496,24 @@ _SETUP_ROLES: dict[str, type] = {
 def _build_setup(config: LabConfig, opened: dict[str, Instrument]) -> TransducerSetup:
     spec = dict(config.transducer_setup or {})
     members = {role: opened[spec.pop(role)] for role in _SETUP_ROLES}
+    if "pump_lock" in spec:  # optional: the RF source of the pump's offset lock
+        members["pump_lock"] = opened[spec.pop("pump_lock")]
     detector = spec.pop("detector", None)
     if detector is not None:
         spec["detector"] = _detector_channel(config, opened, detector)
     for role, member in members.items():
-        if not isinstance(member, _SETUP_ROLES[role]):
+        if not isinstance(member, _SETUP_ROLES.get(role, MicrowaveSource)):
             raise config.error(f"qnetlab.transducer_setup.{role}",
                                f"'{member.name}' ({type(member).__name__}) is not a "
-                               f"{_SETUP_ROLES[role].__name__}",
+                               f"{_SETUP_ROLES.get(role, MicrowaveSource).__name__}",
                                f"name an instrument whose driver implements "
-                               f"{_SETUP_ROLES[role].__name__}")
+                               f"{_SETUP_ROLES.get(role, MicrowaveSource).__name__}")
     name = "transducer"
     if Instrument.exist(name):
         Instrument.find_instrument(name).close()
     try:
         return TransducerSetup(name, **members, **spec)  # type: ignore[arg-type]
-    except (TypeError, AttributeError, KeyError) as exc:
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
         raise config.error("qnetlab.transducer_setup", f"cannot build the setup: {exc}",
                            "each role must name an instrument whose driver implements it") \
             from exc

@@ -19,7 +19,7 @@ from typing import Any
 
 from qcodes.instrument import InstrumentChannel
 from qcodes.parameters import DelegateParameter, Parameter
-from qcodes.validators import Numbers
+from qcodes.validators import Bool, Numbers
 
 from .calibrated_constant import CalibratedConstant
 from .laser import Laser
@@ -50,10 +50,34 @@ class TransducerSetup(ClosedHandleGuard):
         optical_resonance_wavelength: Constant = 1550.12e-9, mw_line_attenuation: Constant = 60.0,
         optical_output_loss: Constant = 3.0, detection_efficiency: Constant = 0.45,
         fridge_cooling_coefficient: Constant = DEFAULT_FRIDGE_COOLING_COEFFICIENT,
+        pump_lock: MicrowaveSource | None = None, pump_lock_center: float = 4.0e9,
+        pump_lock_span: float = 1.0e9,
         **kwargs: Any,
     ) -> None:
         super().__init__(name, **kwargs)
         self.pump_laser, self.mw_source, self.vna = pump_laser, mw_source, vna
+        self.pump_lock = pump_lock
+        """The RF source of the pump's offset lock, or None (the laser tunes alone). With a
+        lock (offset sideband locking: a phase-modulation sideband at the source's frequency
+        locked to the transducer's cavity), a detuning within `pump_lock_span` of the
+        resonance is set as the source's frequency ``pump_lock_center + detuning`` with its
+        output on, and holds against the cavity's drift; a farther one switches the lock off
+        and leaves the laser at its setting (docs/simulation.md#the-pump-lock)."""
+        if not (pump_lock_center > 0 and pump_lock_span > 0):
+            raise ValueError(f"pump_lock_center ({pump_lock_center:g} Hz) and pump_lock_span "
+                             f"({pump_lock_span:g} Hz) must be > 0")
+        self.pump_lock_center = float(pump_lock_center)
+        """Hz: the lock source's frequency at zero detuning, from calibration."""
+        self.pump_lock_span = float(pump_lock_span)
+        """Hz: the largest |detuning| the lock sets (beyond it the laser tunes alone)."""
+        self.pump_lock_enabled: Parameter = self.add_parameter(
+            "pump_lock_enabled", label="Pump lock enabled", initial_value=pump_lock is not None,
+            get_cmd=None, set_cmd=self._set_pump_lock_enabled, vals=Bool(),
+            docstring="Whether pump_detuning uses the pump lock (always False without one). "
+                      "False switches the lock's source off: the laser tunes alone (the "
+                      "optical resonance scan finds the absolute line that way); True engages "
+                      "it at the next pump_detuning setting.",
+        )
         self.power_meter, self.fridge = power_meter, fridge
         self.detector = detector
         """The photon-counting channel behind the transducer's optical output (a
@@ -118,7 +142,8 @@ class TransducerSetup(ClosedHandleGuard):
             get_cmd=self._get_pump_detuning, set_cmd=self._set_pump_detuning,
             vals=Numbers(-1e12, 1e12),
             docstring="Pump laser frequency minus the optical resonance frequency; set by "
-                      "tuning the pump laser's wavelength.",
+                      "tuning the pump laser's wavelength, and with a pump_lock within its "
+                      "span as the lock's offset.",
         )
         self.mw_frequency: DelegateParameter = self.add_parameter(
             "mw_frequency", parameter_class=DelegateParameter, source=mw_source.frequency,
@@ -155,11 +180,34 @@ class TransducerSetup(ClosedHandleGuard):
     def _resonance_frequency(self) -> float:
         return SPEED_OF_LIGHT / self.optical_resonance_wavelength()
 
+    def _set_pump_lock_enabled(self, enabled: bool) -> None:
+        if enabled and self.pump_lock is None:
+            raise ValueError(f"{self.name} has no pump_lock to enable: name the lock's RF "
+                             "source as qnetlab.transducer_setup.pump_lock in the lab config")
+        if not enabled and self.pump_lock is not None:
+            self.pump_lock.rf_output(False)
+
+    @property
+    def pump_locked(self) -> bool:
+        """True while the pump's offset lock is engaged (its source's output on)."""
+        return self.pump_lock is not None and bool(self.pump_lock.rf_output())
+
     def _get_pump_detuning(self) -> float:
+        if self.pump_lock is not None and self.pump_locked:
+            return float(self.pump_lock.frequency()) - self.pump_lock_center
         return SPEED_OF_LIGHT / self.pump_laser.wavelength() - self._resonance_frequency()
 
     def _set_pump_detuning(self, detuning: float) -> None:
+        # The laser's own setting follows the detuning also when locked: the lock's servo
+        # only trims it, so it stays near where the lock holds it.
         self.pump_laser.wavelength(SPEED_OF_LIGHT / (self._resonance_frequency() + detuning))
+        lock = self.pump_lock
+        if lock is None or not self.pump_lock_enabled():
+            return
+        within = abs(detuning) <= self.pump_lock_span
+        if within:
+            lock.frequency(self.pump_lock_center + detuning)
+        lock.rf_output(within)
 
     def get_idn(self) -> dict[str, str | None]:
         return {"vendor": "qnetlab", "model": "TransducerSetup", "serial": None,

@@ -19,13 +19,15 @@ from .devices import TWINS, ZMQ_TWINS, create_emulator
 from .devices.scpi import ScpiDevice
 from .faults import Endpoint, FaultPlan
 from .physics.clock import Clock, PacedClock, VirtualClock, WallClock
+from .physics.drift import LabDrift, drift_settings
 from .physics.fridge import FridgeModel
 from .physics.presets import PRESETS, get_preset
+from .physics.pump_lock import PumpLock, PumpLockSettings
 from .physics.transducer import TransducerModel
 from .physics.world import IDEAL_DEFAULT, LabWorld, WorldSettings
 
 _SIM_KEYS = {"seed", "ideal", "transducer", "transducer_overrides", "fridge", "world", "clock",
-             "link"}
+             "link", "pump_lock", "drift"}
 
 
 @dataclass
@@ -99,6 +101,23 @@ def build_world(config: LabConfig, clock: str | None = None) -> LabWorld:
                            f"use one of: {', '.join(_CLOCKS)} (default virtual)")
     world = LabWorld(model, fridge, seed=seed, clock=_CLOCKS[clock_name](), settings=settings,
                      ideal=ideal)
+    if "drift" in sim:  # this lab's drift amplitudes and times (physics.drift)
+        try:
+            settings_of_drift = drift_settings(sim["drift"])
+        except ValueError as exc:
+            raise config.error("qnetlab.simulation.drift", str(exc),
+                               "see DriftSettings in sim_instruments/physics/drift.py") from exc
+        world.drift = LabDrift(world.rng, settings_of_drift,
+                               photorefractive=world.drift.photorefractive)
+    if "pump_lock" in sim:  # the lock's truth (physics.pump_lock); its synthesizer engages it
+        lock = _dataclass_overrides(config, "qnetlab.simulation.pump_lock", PumpLockSettings,
+                                    sim["pump_lock"])
+        try:
+            world.pump_lock = PumpLock(PumpLockSettings(**lock), world.rng, ideal=ideal)
+        except ValueError as exc:
+            raise config.error("qnetlab.simulation.pump_lock", str(exc),
+                               "give center > 0 Hz, residual_rms >= 0 Hz, residual_tau > 0 s"
+                               ) from exc
     if not ideal:
         _draw_calibration_truth(config, world)
     return world

@@ -35,6 +35,7 @@ from .bench import (
     switch_pump_on,
 )
 from .efficiency_fits import (
+    DATA_SHEET_COVERAGE,
     LINE_SHAPE_RELATIVE_ERROR,
     Calibration,
     ExcessScatter,
@@ -102,6 +103,13 @@ class ConversionBandwidthOptions:
         return interleaved(self.frequencies())
 
 
+MW_SOURCE_FREQUENCY_ACCURACY = 1e-7
+"""+-fraction, the microwave source's frequency accuracy (Keysight N5183B data sheet,
+standard timebase a year after calibration): the scan's axis is the source's setting, so the
+fitted centre carries it as a systematic (800 Hz at 8 GHz: invisible beside a 10 MHz band,
+dominant for a 20 kHz one); the width, a difference of frequencies, does not."""
+
+
 class ConversionBandwidthAnalysis(CurveAnalysis):
     """Lorentzian fit of eta against the microwave frequency (own bounded optimiser,
     `efficiency_fits.fit_lorentzian`; the verdict judges chi2 by the meter-noise bound)."""
@@ -140,7 +148,9 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
                          {"noise_samples": points.noise_samples,
                           "up_pass": None if up is None else up[order]},
                          systematic={"peak_efficiency": scale_error,
-                                     "conversion_bandwidth": LINE_SHAPE_RELATIVE_ERROR})
+                                     "conversion_bandwidth": LINE_SHAPE_RELATIVE_ERROR,
+                                     "conversion_center_frequency":
+                                         MW_SOURCE_FREQUENCY_ACCURACY / DATA_SHEET_COVERAGE})
 
     def no_signal(self, data: CurveData) -> str:
         f, eta, noise = data.x, data.y, data.sigma

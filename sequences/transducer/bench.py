@@ -126,6 +126,24 @@ def switch_pump_on(setup: Any, pump_power: float, pump_detuning: float) -> None:
     setup.pump_on(True)
 
 
+def release_pump_lock(setup: Any) -> bool:
+    """Switch the pump's offset lock off (`TransducerSetup.pump_lock_enabled`), so the laser
+    tunes alone; returns whether it was enabled (for `restore_pump_lock`). A scan that looks
+    for the absolute resonance must not be locked to it: locked, every detuning is measured
+    from wherever the cavity is, and the line would always appear at the setup's guess."""
+    enabled = getattr(setup, "pump_lock_enabled", None)
+    if enabled is None or not enabled():
+        return False
+    enabled(False)
+    return True
+
+
+def restore_pump_lock(setup: Any, was_enabled: bool) -> None:
+    """Undo `release_pump_lock` (the lock engages at the next pump_detuning setting)."""
+    if was_enabled:
+        setup.pump_lock_enabled(True)
+
+
 def drive_readback(setup: Any) -> dict[str, float]:
     """What the bench actually set, in dataset column names (SI; mw_power in dBm)."""
     return {"pump_power": float(setup.pump_power()), "mw_frequency": float(setup.mw_frequency()),

@@ -39,7 +39,7 @@ from ..resonance import MicrowaveResonanceScan
 from ..si import format_value
 from .added_noise import AddedNoiseScan
 from .bandwidth import ConversionBandwidthScan
-from .efficiency import EfficiencyMap
+from .efficiency import LOCKED_DETUNING_STEP, EfficiencyMap
 from .fridge_load import FridgeLoadScan
 from .heating import PumpHeatingScan
 from .operating_point import EfficiencyModel, LinearModel, OperatingPoint, recommend
@@ -197,9 +197,11 @@ class _State:
             self._skip(_ORDER[len(self.runs):], str(stop))
             return
         measured: dict[str, AnalysisResult] = {}
+        # A pump locked to the resonance tunes finer than the laser's steps.
+        step = LOCKED_DETUNING_STEP if getattr(setup, "pump_lock", None) is not None else 0.0
         for cls, values in (
             (EfficiencyMap, {"mw_frequency": f0.value, "mw_frequency_stderr": f0.stderr,
-                             "mw_linewidth": kappa.value,
+                             "mw_linewidth": kappa.value, "detuning_step": step,
                              "optical_linewidth": 0.0 if width is None else width.value}),
             (ConversionBandwidthScan, {"center": f0.value, "span": 6 * kappa.value}),
             (AddedNoiseScan, {"mw_frequency": f0.value, "mw_linewidth": kappa.value,

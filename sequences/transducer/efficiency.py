@@ -68,7 +68,13 @@ standard error misstates; at 5 sigma the first-order error is within ~20 % and t
 1/c ~4 %. Below it the verdict is bad, and their errors are the conservative distance to the
 image of c - sigma_c (infinite if that is <= 0)."""
 WIDE_GRID_STEPS = 128
-"""Half-width, in laser steps (1.6 GHz), of the detuning grid without a linewidth hint."""
+"""Half-width, in grid steps (1.6 GHz of laser steps), of the detuning grid without a
+linewidth hint."""
+LOCKED_DETUNING_STEP = 250e3
+"""Hz, the grid step with the pump locked to the resonance (`TransducerSetup.pump_lock`):
+the lock's RF source sets the detuning to a fraction of a Hz, so the grid is planned for the
+narrowest lines the lock is for (a 3 MHz line gets 12 points per linewidth; the wide grid
+without a linewidth hint spans +-32 MHz)."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +107,17 @@ class EfficiencyMapOptions:
     corrected for the expected loss and carry its spread (0: no correction)."""
     mw_frequency_stderr: float = 0.0
     """Hz, one-sigma error of `mw_frequency` as the resonance (the VNA fit's)."""
+    detuning_step: float = 0.0
+    """Hz between neighbouring grid detunings; 0: one laser step (the laser tunes alone).
+    With the pump locked to the resonance the characterization passes
+    `LOCKED_DETUNING_STEP`."""
 
     def __post_init__(self) -> None:
         if self.mw_linewidth < 0 or self.mw_frequency_stderr < 0:
             raise ValueError("mw_linewidth and mw_frequency_stderr must be >= 0 Hz")
+        if not (self.detuning_step >= 0 and math.isfinite(self.detuning_step)):
+            raise ValueError(f"detuning_step must be a finite >= 0 Hz (0: one laser step), "
+                             f"got {self.detuning_step!r}")
         if not 0 < self.min_pump_power < self.max_pump_power:
             raise ValueError(f"need 0 < min_pump_power < max_pump_power, got "
                              f"{self.min_pump_power:g} W and {self.max_pump_power:g} W")
@@ -124,9 +137,9 @@ class EfficiencyMapOptions:
         return np.asarray(np.round(p, 7), float)
 
     def detunings(self) -> np.ndarray:
-        """Requested pump detunings, Hz: whole laser steps, dense near the centre and
-        geometrically sparser out to the grid's edge."""
-        step = laser_step_frequency()
+        """Requested pump detunings, Hz: whole grid steps (`detuning_step`, default one
+        laser step), dense near the centre and geometrically sparser out to the grid's edge."""
+        step = self.detuning_step or laser_step_frequency()
         edge = WIDE_GRID_STEPS if self.optical_linewidth == 0 else max(
             4.0, 3 * self.optical_linewidth / step)
         far = np.round(np.geomspace(1, edge, 12))
@@ -160,7 +173,8 @@ class EfficiencyMapAnalysis(Analysis):
             result.verdict = points
             return result
         eta, noise = points.eta, points.noise
-        step = laser_step_frequency(float(np.median(column(run, "pump_wavelength"))))
+        step = run.options_as(EfficiencyMapOptions).detuning_step or laser_step_frequency(
+            float(np.median(column(run, "pump_wavelength"))))
         result.details.update({"meter_noise": points.meter_noise, "laser_step": step,
                                "optical_linewidth_resolution_limit": MIN_RESOLVED_STEPS * step})
         result.tables["map"] = {"pump_power (W)": p.tolist(), "pump_detuning (Hz)": d.tolist(),

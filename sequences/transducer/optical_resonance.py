@@ -35,8 +35,10 @@ from .bench import (
     MeterState,
     laser_step_frequency,
     prepare_drive,
+    release_pump_lock,
     require_setup,
     restore_bench,
+    restore_pump_lock,
     scan_detunings,
     switch_pump_on,
 )
@@ -337,6 +339,8 @@ class OpticalResonanceScan(LabSequence[OpticalResonanceOptions]):
     def __init__(self, options: OpticalResonanceOptions | None = None, **changes: Any) -> None:
         super().__init__(options, **changes)
         self._meter: MeterState | None = None
+        self._locked = False
+        """Whether `prepare` released the pump lock (`finish` re-enables it)."""
 
     def dataset_parameters(self) -> list[DatasetParameter]:
         sp = ("pump_detuning",)
@@ -364,6 +368,7 @@ class OpticalResonanceScan(LabSequence[OpticalResonanceOptions]):
         setup = require_setup(station, type(self).__name__)
         self._meter = prepare_drive(setup, options.mw_frequency, options.mw_power,
                                     options.averaging)
+        self._locked = release_pump_lock(setup)  # the absolute line: the laser alone
         switch_pump_on(setup, options.pump_power, float(options.detunings()[0]))
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
@@ -373,4 +378,7 @@ class OpticalResonanceScan(LabSequence[OpticalResonanceOptions]):
     def finish(self, station: LabStation) -> None:
         setup = getattr(station, "setup", None)
         if setup is not None:
-            restore_bench(setup, self._meter)
+            try:
+                restore_bench(setup, self._meter)
+            finally:
+                restore_pump_lock(setup, self._locked)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 _TWINS: dict[str, str] = {
     "keysight_n5183b": "keysight_n5183b:KeysightN5183BEmulator",
+    "keysight_n5183b_pump_lock": "keysight_n5183b_pump_lock:KeysightN5183BPumpLockEmulator",
     "santec_tsl570": "santec_tsl570:SantecTSL570Emulator",
     "thorlabs_pm100d": "thorlabs_pm100d:ThorlabsPM100DEmulator",
     "keysight_p9374a": "keysight_p9374a:KeysightP9374AEmulator",

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -120,6 +120,33 @@ class DriftSettings:
     """Decay time in the dark, s: the space charge is long-lived, recovery takes over 10 h
     (Ren et al., arXiv:2409.12354 (2024); at cryogenic temperature Xu et al., Opt. Lett. 46,
     432 (2021), arXiv:2012.10775)."""
+
+
+def drift_settings(raw: object) -> DriftSettings:
+    """`DriftSettings` with the entries of a lab config's ``qnetlab.simulation.drift``
+    mapping changed: an OU process as ``{sigma: S, tau: T}`` (either may be left out), the
+    photorefractive numbers as numbers. Raises ValueError naming the bad entry."""
+    if not isinstance(raw, dict):
+        raise ValueError("expected a mapping such as {microwave: {sigma: 1.0e3}}")
+    base = DriftSettings()
+    changes: dict[str, object] = {}
+    for key, value in raw.items():
+        current = getattr(base, str(key), None)
+        if current is None:
+            known = ", ".join(f.name for f in fields(DriftSettings))
+            raise ValueError(f"unknown drift {key!r}; known: {known}")
+        if isinstance(current, OUSpec):
+            if not isinstance(value, dict) or not set(value) <= {"sigma", "tau"} or any(
+                    isinstance(v, bool) or not isinstance(v, int | float)
+                    for v in value.values()):
+                raise ValueError(f"{key}: expected {{sigma: S, tau: T}} in the quantity's unit "
+                                 f"and s, got {value!r}")
+            changes[str(key)] = replace(current, **{k: float(v) for k, v in value.items()})
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        else:
+            changes[str(key)] = float(value)
+    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 class OrnsteinUhlenbeck:

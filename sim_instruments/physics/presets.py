@@ -308,7 +308,10 @@ PRESETS: dict[str, TransducerPreset] = {
     # noise of 3.2 photons in upconversion", continuous operation. The two are separate best
     # cases: the low-noise point is taken at C_om = 1 (efficiency 0.30 *(check)*) and the
     # noise at the 47 % point is 4.0 *(check)*; Urmey 2025 (arXiv:2507.09873): eta ~0.4,
-    # ~20 kHz band, N_add ~3, throughput eta B D ~7 kHz.
+    # ~20 kHz band, N_add ~3, throughput eta B D ~7 kHz. Its 3 MHz optical line moves by more
+    # than its width per minute in the realistic lab and lies between the TSL-570's 12.5 MHz
+    # steps: the pump is locked to the cavity there (lab_configs/membrane_bench.yaml,
+    # pump_lock.py, docs/simulation.md#the-pump-lock).
     "membrane_eom": _preset(
         name="membrane_eom",
         reference=BRUBAKER_2022,

@@ -23,6 +23,7 @@ from .drift import DriftState, LabDrift
 from .fridge import FridgeModel
 from .optical_switch import SwitchPaths
 from .photons import DetectionPath, incident_photon_rates
+from .pump_lock import PumpLock
 from .transducer import PLANCK, SPEED_OF_LIGHT, TransducerModel
 
 
@@ -88,6 +89,9 @@ class LabWorld:
         self.drift = LabDrift(self.rng, photorefractive=self.transducer.kind == "electro_optic")
         self.optical_switches: dict[str, SwitchPaths] = {}
         """The optical switches on this bench, by instrument name (`switch_transmission`)."""
+        self.pump_lock: PumpLock | None = None
+        """The pump's lock to the optical resonance, on a bench with an offset synthesizer
+        (`pump_lock`; the bench sets it); None: the laser runs free at its setting."""
 
     # -- randomness -----------------------------------------------------------------------
     def rng(self, consumer: str) -> np.random.Generator:
@@ -182,8 +186,13 @@ class LabWorld:
 
     @property
     def pump_detuning(self) -> float:
-        """Pump laser frequency minus the optical resonance (as it has drifted), Hz."""
-        return SPEED_OF_LIGHT / self.pump.wavelength - self.optical_resonance_frequency()
+        """Pump laser frequency minus the optical resonance (as it has drifted), Hz: while
+        the pump is locked, the lock's offset plus its residual error."""
+        free = SPEED_OF_LIGHT / self.pump.wavelength - self.optical_resonance_frequency()
+        lock = self.pump_lock
+        if lock is not None and lock.holds(free):
+            return lock.detuning(self.clock.now())
+        return free
 
     @property
     def mw_detuning(self) -> float:

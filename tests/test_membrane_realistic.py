@@ -1,0 +1,224 @@
+"""The membrane electro-optomechanical transducer characterized on the realistic lab.
+
+The membrane_eom preset's optical line is 3 MHz wide and drifts ~4 MHz rms per minute
+(`drift.DriftSettings.optical`), and the TSL-570 tunes in 12.5 MHz steps: with the laser
+alone, the efficiency map sees no signal. lab_configs/membrane_bench.yaml locks the pump to
+the cavity with an offset sideband lock (`TransducerSetup.pump_lock`, the world's
+`physics.pump_lock`); the characterization then finds the line with the laser alone and scans
+the detuning as lock offsets. Held here, through the real drivers on the simulated twins:
+
+* with the lock released the map says "no signal" (the problem the lock solves);
+* locked, on the default realistic lab, the optical resonance scan and the efficiency map
+  are good and the line's position and width are within their stated errors;
+* locked, with the microwave mode's own drift held (the optical problem alone), every step
+  is good, an operating point is recommended and every reported quantity is within its
+  stated combined error of what the drifting world had (`tools/coverage_study.py`'s truths
+  and pulls).
+
+Tolerance: |pull| < 4 for each of the ~18 quantities: for Gaussian errors the chance that any
+exceeds 4 sigma is 18 x 6.3e-5 = 1e-3; the seed is fixed, so a failure is a change, never a
+flake. membrane_eom's heating scan is at the edge of what it resolves (the coverage study,
+tests/test_coverage_study.py): on some seeds it honestly reports tau_slow unconstrained; the
+seed here was fixed before the results were seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from qnetlab.instruments.errors import ConfigError
+from qnetlab.instruments.lab_config import load_config
+from qnetlab.instruments.station import load_station
+from qnetlab.sequences.analysis import Reason
+from qnetlab.sequences.transducer.characterization import TransducerCharacterization
+from qnetlab.sequences.transducer.efficiency import EfficiencyMap
+from qnetlab.sequences.transducer.optical_resonance import OpticalResonanceScan
+from qnetlab.sim_instruments.visa_backend import bench_of
+
+ROOT = Path(__file__).resolve().parent.parent
+MEMBRANE_BENCH = ROOT / "lab_configs" / "membrane_bench.yaml"
+SEED = 4242
+MAX_PULL = 4.0
+DEVICE_NOISE_THRESHOLD = 5.0
+"""Photons: the operating point's N_add ceiling for this device (Brubaker 2022: N_add 3.2 at
+best), so that the recommendation has something to find."""
+
+
+def _coverage_tool() -> ModuleType:
+    name = "coverage_study"
+    if name not in sys.modules:  # registered first: its dataclasses look their module up
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "coverage_study.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+cs = _coverage_tool()
+
+
+def membrane_bench(folder: Path, seed: int = SEED) -> Path:
+    lab = load_config(MEMBRANE_BENCH).with_simulation(seed=seed)
+    return Path(lab.to_yaml(folder / f"membrane_{seed}.yaml").path)
+
+
+def quiet_station(config: Path) -> Any:
+    with contextlib.redirect_stdout(io.StringIO()):  # the drivers' "Connected to"
+        return load_station(config)
+
+
+def test_the_lock_holds_the_detuning_against_the_drift_and_lets_go_beyond_its_span(
+        tmp_path: Path) -> None:
+    """Through the real N5183B driver on the lock's twin: a detuning within the span is the
+    synthesizer's offset and stays put while the cavity drifts an hour (to the lock's
+    residual); a far one switches the lock off and leaves the laser at its setting."""
+    with quiet_station(membrane_bench(tmp_path)) as station:
+        world = bench_of(station.instrument("vna")).world
+        setup = station.setup
+        assert setup is not None and world.pump_lock is not None
+        lock = world.pump_lock.settings
+        residual = 6 * lock.residual_rms  # 6 sigma of the residual: never by chance
+        setup.pump_detuning(1.5e6)
+        assert setup.pump_locked and setup.pump_lock.frequency() == pytest.approx(
+            setup.pump_lock_center + 1.5e6)
+        timebase = 1e-7 * setup.pump_lock_center  # the synthesizer's accuracy bound
+        before = world.optical_resonance_frequency()
+        assert abs(world.pump_detuning - 1.5e6) < residual + timebase
+        world.advance(3600.0)
+        assert abs(world.optical_resonance_frequency() - before) > 1e6  # the cavity moved
+        assert abs(world.pump_detuning - 1.5e6) < residual + timebase  # the pump followed
+        assert setup.pump_detuning() == pytest.approx(1.5e6)
+        setup.pump_detuning(50e9)  # beyond the span: the laser alone
+        assert not setup.pump_locked
+        assert abs(world.pump_detuning - 50e9) < 2e9  # laser accuracy and drift, not 1.5 MHz
+        setup.pump_lock_enabled(False)
+        setup.pump_detuning(0.0)
+        assert not setup.pump_locked and abs(world.pump_detuning) > residual + timebase
+
+
+@pytest.mark.parametrize(("change", "entry"), [
+    ({"setup": {"pump_lock": "no_such_source"}}, "qnetlab.transducer_setup.pump_lock"),
+    ({"simulation": {"pump_lock": {"residual_rms": -1.0}}}, "qnetlab.simulation.pump_lock"),
+    ({"simulation": {"pump_lock": {"span": 1.0}}}, "qnetlab.simulation.pump_lock.span"),
+    ({"simulation": {"drift": {"microwave": {"sigma": "large"}}}}, "qnetlab.simulation.drift"),
+    ({"simulation": {"drift": {"optics": {"sigma": 1.0}}}}, "qnetlab.simulation.drift"),
+])
+def test_a_bad_lock_or_drift_entry_names_itself(tmp_path: Path, change: dict[str, Any],
+                                                entry: str) -> None:
+    lab = load_config(MEMBRANE_BENCH)
+    with pytest.raises(ConfigError) as err:
+        if "setup" in change:
+            lab = lab.with_transducer_setup(**change["setup"])
+        lab = lab.with_simulation(**change.get("simulation", {}))
+        with quiet_station(Path(lab.to_yaml(tmp_path / "bad.yaml").path)):
+            pass
+    assert err.value.entry == entry, err.value
+
+
+@pytest.mark.slow
+def test_without_the_lock_the_drifting_line_gives_no_signal(tmp_path: Path) -> None:
+    """What the characterization did before the lock: find the line with the laser, then
+    map the efficiency on the laser's 12.5 MHz steps around it. The 3 MHz line drifts by
+    more than its width while the map runs and lies between steps: never a good verdict."""
+    db = tmp_path / "lab.db"
+    with quiet_station(membrane_bench(tmp_path)) as station:
+        world = bench_of(station.instrument("vna")).world
+        assert not world.ideal and world.pump_lock is not None
+        setup = station.setup
+        assert setup is not None
+        f0 = world.mw_resonance_frequency()
+        optical = OpticalResonanceScan(mw_frequency=f0).run(station, db, quiet=True)
+        assert optical.analysis is not None and optical.analysis.verdict.good
+        setup.optical_resonance_wavelength(
+            optical.analysis.proposed["optical_resonance_wavelength"])
+        setup.pump_lock_enabled(False)
+        run = EfficiencyMap(mw_frequency=f0).run(station, db, quiet=True)
+        assert run.analysis is not None
+        assert not run.analysis.verdict.good, run.analysis.verdict
+        assert run.analysis.verdict.reason in (Reason.NO_SIGNAL, Reason.POOR_FIT), \
+            run.analysis.verdict
+
+
+def characterize(folder: Path, **simulation: Any) -> tuple[Any, list[Any]]:
+    """The characterization of the membrane bench (seed `SEED`, `simulation` entries
+    changed), and its pulls against what the drifting world had."""
+    config = load_config(membrane_bench(folder)).with_simulation(**simulation)
+    with quiet_station(Path(config.to_yaml(folder / "bench.yaml").path)) as station:
+        world = bench_of(station.instrument("vna")).world
+        assert not world.ideal, "the realistic lab is the default"
+        with cs.recording_drift(world) as log:
+            result = TransducerCharacterization(
+                max_added_noise=DEVICE_NOISE_THRESHOLD).run(station, folder / "lab.db",
+                                                            quiet=True)
+        truth = cs.WorldTruth(world.transducer, world.fridge, log)
+    analyses = {name: result.analysis(name) for name in cs.STEPS}
+    return result, cs.pull_rows(analyses, truth)
+
+
+def pull_table(rows: list[Any]) -> str:
+    return "\n".join(f"{r.name}: truth {r.truth:.6g} fitted {r.fitted:.6g} stat {r.stat:.3g} "
+                     f"sys {r.sys:.3g} pull {r.pull:+.2f}" for r in rows)
+
+
+OPTICAL = ("optical resonance", "optical linewidth (map)")
+"""What the lock is for: the line found by the laser, its width resolved on lock offsets."""
+
+
+@pytest.mark.slow
+def test_the_realistic_lab_locked_finds_and_resolves_the_drifting_line(
+        tmp_path: Path) -> None:
+    """The default realistic lab, every drift on: the optical steps are good and their
+    values within their stated errors; every step gives a verdict. (The 20 kHz microwave
+    mode also drifts, by a quarter linewidth per minute at the lab's 10 kHz rms: the steps
+    that hold the tone on it for minutes may say so with a poor fit; see the next test.)"""
+    result, rows = characterize(tmp_path)
+    for name in cs.STEPS:
+        assert result.analysis(name) is not None, (name, result.notes.get(name))
+    for name in ("optical_resonance_scan", "efficiency_map"):
+        verdict = result.analysis(name).verdict
+        assert verdict.good, (name, verdict)
+    found = {r.name: r for r in rows}
+    assert set(OPTICAL) <= set(found), pull_table(rows)
+    for name in OPTICAL:
+        assert abs(found[name].pull) < MAX_PULL, f"{name}\n{pull_table(rows)}"
+    # 12 points per linewidth on the lock's offsets: the width to ~1 %, a real lab's figure.
+    width = found["optical linewidth (map)"]
+    assert 0.001 < width.stderr / width.truth < 0.05, width
+
+
+@pytest.mark.slow
+def test_with_the_microwave_mode_held_every_quantity_is_recovered(tmp_path: Path) -> None:
+    """The optical lock on its own: the same lab with the microwave resonance's drift held
+    (``qnetlab.simulation.drift.microwave.sigma: 0``; every other drift and instrument error
+    on). Every step is good, an operating point is recommended (at the device's own noise
+    threshold: its N_add is ~3, so the default of 1 finds none), and every reported value is
+    within its stated combined error of the truth."""
+    result, rows = characterize(tmp_path, drift={"microwave": {"sigma": 0.0}})
+    for name in cs.STEPS:
+        analysis = result.analysis(name)
+        assert analysis is not None, (name, result.notes.get(name))
+        assert analysis.verdict.good, (name, analysis.verdict)
+    assert result.good and result.verdict.startswith("good: operate at"), result.verdict
+    point = result.operating_point
+    assert point is not None and point.added_noise <= DEVICE_NOISE_THRESHOLD
+    names = {row.name for row in rows}
+    assert {"eta_max", "pump power at C = 1", "optical linewidth (map)", "conversion bandwidth",
+            "conversion centre", "N_add intercept", "N_add slope", "heating tau_fast",
+            "heating tau_slow", "absorbed fraction", "optical resonance",
+            "mw resonance"} <= names, names
+    for row in rows:
+        assert np.isfinite(row.pull) and abs(row.pull) < MAX_PULL, \
+            f"{row.name}\n{pull_table(rows)}"
+    # A real lab's errors, not 1e-7: the efficiency to ~10 %.
+    eta = next(r for r in rows if r.name == "eta_max")
+    assert 0.02 < eta.stderr / eta.truth < 0.3, eta
