@@ -10,18 +10,29 @@ and resume there, and a block boundary is just another place where the loop paus
 - ``state`` (int64): the `P_*` settings, the `S_*` scalars (counters, ring positions, the last
   timestamp), then per window (detector d, arm a, at ``S_WINDOWS + 2 * (d * arms + a)``) its
   first and one-past-last ``t - sync`` (ps).
-- ``rounds`` (int64, 4 x capacity, a power of two): the undecided rounds and the last decided
-  one (a two-click attempt's first round), a ring indexed by sync tag number: sync time,
-  clicks in its windows, detector of its last click, and the round's number. The number
+- ``rings`` (int64, 11 x capacity, a power of two; one array for both rings and the copy, as
+  every array argument costs numba's dispatch time per block):
+- rows 0-7 (``rounds`` below): rows 0-3 are the undecided rounds and the
+  last decided one (a two-click attempt's first round), a ring indexed by sync tag number: sync
+  time, clicks in its windows, detector of its last click, and the round's number. Rows 4-7
+  hold the same rounds as they were when the current block started (column j: round
+  ``state[S_SNAP + S_DECIDED - S_SYNCS] - 1 + j``), so that a block found unsorted half-way can
+  be undone (windows after the sync only, see `_herald_pass`). The number
   counts attempt-clock periods, not sync tags: a sync tag that comes more than 1.5 round
   periods after the one before means the tags between were lost (on the data link, or
   dropped late), and the rounds they started are skipped, so one lost sync tag costs its own
   round and never renumbers the attempts after it.
-- ``clicks`` (int64, 3 x capacity, a power of two): the latest clicks, a ring indexed by click
+- rows 8-10 (``clicks`` below): the latest clicks, a ring indexed by click
   number: time, detector index, whether a round holds it. Only read when windows start before
   the sync (a click may belong to a sync tagged after it).
 - ``out`` (ENGINE_HERALD_DTYPE): the heralds, written from ``state[S_OUT]`` on; the engine
   hands out the written part as a view and never writes it again.
+- the order of a block's timestamps is checked before it changes anything: with windows that
+  start before the sync, by a pass over the block first; otherwise inside the loop itself (a
+  separate pass is the first to read the block from memory, which costs as much as a tenth
+  of the engine's time when blocks come from a large buffer), undoing the block's changes
+  from the start-of-block copy (the `S_*` scalars and the live rounds) when a timestamp goes
+  back.
 
 Each (click, sync) pair is looked at once, when the later of the two arrives: a click against
 the rounds already started, a sync against the clicks already seen (only those within the
@@ -52,8 +63,10 @@ S_ASSIGNED = 10     # clicks some round holds in a window
 S_LAST = 11         # last timestamp fed (ps), -1 before any
 S_HERALDS = 12
 S_PSI_MINUS = 13    # heralds with bell_state 1
-S_MULTI = 14        # attempts decided with a round of more than one click (the other
-                    # attempts without a herald had a round without any)
+S_MULTI = 14        # two-click: attempts decided with a round of more than one click (the
+                    # other attempts without a herald had a round without any); single-click:
+                    # rounds that got a second click, decided or not (counted at the click,
+                    # off the per-tag path; the engine subtracts the undecided ones)
 S_OUT = 15          # next free row of `out`
 S_RESUME = 16       # tag to resume the current block at (0: a new block)
 S_BAD = 17          # position of the tag that broke the order (after UNSORTED)
@@ -61,7 +74,12 @@ S_TAGS = 18         # tags of the blocks completed
 S_BLOCKS = 19       # blocks completed
 P_PERIOD = 20       # round period (ps); 0: number rounds by counting sync tags
 S_MISSED = 21       # rounds whose sync tag never came (skipped numbers)
-S_WINDOWS = 22
+P_GAP = 22          # a sync gap above this (ps) means lost sync tags: 1.5 periods, or the
+                    # largest int64 without a period (set by the engine: as a loaded value,
+                    # not one derived from P_PERIOD here, its test stays one compare per sync)
+S_SNAP = 23         # copy of state[S_SYNCS:S_SYNCS + N_SNAP] at the start of the block
+N_SNAP = P_GAP - S_SYNCS
+S_WINDOWS = S_SNAP + N_SNAP
 
 # statuses, returned negated (a return value >= 0 is the end row of the heralds in `out`)
 ROUNDS_FULL = 1
@@ -92,8 +110,36 @@ def _first_unsorted(ts: Any, previous: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: Any,
-                 two_click: bool, early: bool) -> int:
+def _save(state: Any, rounds: Any) -> None:
+    """Copy what a block can change (the `S_*` scalars, the live rounds) aside, at its start."""
+    for i in range(N_SNAP):
+        state[S_SNAP + i] = state[S_SYNCS + i]
+    mask = (rounds.shape[1] - 1)
+    oldest = state[S_DECIDED] - 1  # the last decided round too (-1: the numbering's start)
+    for j in range(state[S_SYNCS] - oldest):
+        slot = (oldest + j) & mask
+        for f in range(4):
+            rounds[4 + f, j] = rounds[f, slot]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _undo(state: Any, rounds: Any, bad: int) -> None:
+    """Put back what `_save` copied (the block is refused: tag `bad` goes back in time)."""
+    for i in range(N_SNAP):
+        state[S_SYNCS + i] = state[S_SNAP + i]
+    mask = (rounds.shape[1] - 1)
+    oldest = state[S_DECIDED] - 1
+    for j in range(state[S_SYNCS] - oldest):
+        slot = (oldest + j) & mask
+        for f in range(4):
+            rounds[f, slot] = rounds[4 + f, j]
+    state[S_RESUME] = 0
+    state[S_BAD] = bad
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _herald_pass(ts: Any, ch: Any, state: Any, rings: Any, out: Any, two_click: bool,
+                 early: bool) -> int:
     """Run the engine over one block from tag ``state[S_RESUME]`` on.
 
     `two_click` (the scheme) and `early` (a window starts at or before the sync, so a click
@@ -103,8 +149,10 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: An
 
     Returns the end row of the heralds written to `out` when the block is done, or a negated
     status: a full buffer (`ROUNDS_FULL`, `CLICKS_FULL`, `OUT_FULL`: grow it, call again, the
-    pass resumes where it stopped) or `UNSORTED` (checked first; nothing changed; the position
-    is in ``state[S_BAD]``).
+    pass resumes where it stopped) or `UNSORTED` (nothing changed: the block's changes are
+    undone; ``state[S_BAD]`` is the position of the tag that went back in time, and
+    ``state[S_OUT]`` must be set back to where the block's heralds started, which the engine
+    knows if it replaced `out` on the way).
 
     Per tag at time t (see docs/link.md, "The herald engine"):
     1. the rounds with sync + end <= t are decided, oldest first: every click that can fall in
@@ -120,10 +168,13 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: An
     first = max(state[S_RESUME], 0)
     n = ts.size
     if first == 0:
-        bad = _first_unsorted(ts, state[S_LAST])
-        if bad >= 0:
-            state[S_BAD] = bad
-            return -UNSORTED
+        if early:
+            bad = _first_unsorted(ts, state[S_LAST])
+            if bad >= 0:
+                state[S_BAD] = bad
+                return -UNSORTED
+        else:
+            _save(state, rings)
     sync_ch = state[P_SYNC]
     det0 = state[P_DET0]
     det1 = state[P_DET1]
@@ -140,27 +191,34 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: An
     multi = state[S_MULTI]
     n_out = max(state[S_OUT], 0)
     out_cap = out.size
-    r_sync = rounds[0]
-    r_count = rounds[1]
-    r_det = rounds[2]
-    r_id = rounds[3]
+    r_sync = rings[0]
+    r_count = rings[1]
+    r_det = rings[2]
+    r_id = rings[3]
     period = state[P_PERIOD]
-    # a gap of more than 1.5 periods means lost sync tags (never, without a period)
-    gap_limit = period + (period >> 1) if period > 0 else np.iinfo(np.int64).max
+    gap_limit = state[P_GAP]  # a larger gap between sync tags means lost ones
     r_mask = max(r_sync.size - 1, 0)
-    c_time = clicks[0]
-    c_det = clicks[1]
-    c_held = clicks[2]
+    c_time = rings[8]
+    c_det = rings[9]
+    c_held = rings[10]
     c_mask = max(c_time.size - 1, 0)
 
     status = 0
     stop = n  # where the pass stopped: the block's end, or the tag to resume at
+    previous = max(state[S_LAST], 0)  # timestamps are >= 0 and sorted across blocks
     for k in range(first, n):
         t = ts[np.uint64(k)]  # unsigned: no wraparound code (LLVM cannot prove k >= 0)
+        if not early:
+            # checked here rather than in a pass of its own (see the module docstring)
+            if t < previous:
+                status = UNSORTED
+                stop = k
+                break
+            previous = t
         # 1. decide the rounds whose windows are all closed
-        # (attempts without a herald are counted only when a round had several clicks: the
-        # rest had a round without any; fewer counters on this path keep it as fast as a
-        # bare loop's)
+        # (attempts without a herald are counted only when a round had several clicks, the
+        # rest had a round without any, and single-click counts those at their second click:
+        # each counter on this path costs the loop several per cent)
         while decided < n_syncs and r_sync[decided & r_mask] + end <= t:
             slot = decided & r_mask
             count = r_count[slot]
@@ -174,8 +232,6 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: An
                     out[n_out].bell_state = r_det[slot]
                     n_out += 1
                     psi_minus += r_det[slot]
-                elif count > 1:
-                    multi += 1
             elif r_id[slot] & 1:
                 # the attempt's second round; its first, unless its sync tag was lost, is
                 # still in the ring (one slot is kept spare for it)
@@ -235,6 +291,8 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: An
                         if windows[w + 2 * a] <= dt < windows[w + 2 * a + 1]:
                             r_count[slot] += 1
                             r_det[slot] = c_det[cs]
+                            if not two_click:
+                                multi += r_count[slot] == 2
                             assigned += c_held[cs] == 0
                             c_held[cs] = 1
                             break
@@ -264,6 +322,8 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: An
                     if windows[w + 2 * a] <= dt < windows[w + 2 * a + 1]:
                         # in this round's window: counted once however many arms hold it
                         r_count[slot] += 1
+                        if not two_click:
+                            multi += r_count[slot] == 2
                         r_det[slot] = d
                         held = True
                         break
@@ -274,6 +334,9 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: An
                     c_held[n_clicks & c_mask] = 1
             n_clicks += 1
 
+    if status == UNSORTED:
+        _undo(state, rings, stop)
+        return -UNSORTED
     state[S_SYNCS] = n_syncs
     state[S_DECIDED] = decided
     state[S_CLICKS] = n_clicks
@@ -294,25 +357,24 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: An
 
 
 @njit(cache=True, nogil=True)
-def pass_single(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: Any) -> int:
+def pass_single(ts: Any, ch: Any, state: Any, rings: Any, out: Any) -> int:
     """`_herald_pass` for single-click, every window after its sync."""
-    return _herald_pass(ts, ch, state, rounds, clicks, out, False, False)
+    return _herald_pass(ts, ch, state, rings, out, False, False)
 
 
 @njit(cache=True, nogil=True)
-def pass_single_early(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any,
-                      out: Any) -> int:
+def pass_single_early(ts: Any, ch: Any, state: Any, rings: Any, out: Any) -> int:
     """`_herald_pass` for single-click, a window starting at or before its sync."""
-    return _herald_pass(ts, ch, state, rounds, clicks, out, False, True)
+    return _herald_pass(ts, ch, state, rings, out, False, True)
 
 
 @njit(cache=True, nogil=True)
-def pass_two(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: Any) -> int:
+def pass_two(ts: Any, ch: Any, state: Any, rings: Any, out: Any) -> int:
     """`_herald_pass` for two-click, every window after its sync."""
-    return _herald_pass(ts, ch, state, rounds, clicks, out, True, False)
+    return _herald_pass(ts, ch, state, rings, out, True, False)
 
 
 @njit(cache=True, nogil=True)
-def pass_two_early(ts: Any, ch: Any, state: Any, rounds: Any, clicks: Any, out: Any) -> int:
+def pass_two_early(ts: Any, ch: Any, state: Any, rings: Any, out: Any) -> int:
     """`_herald_pass` for two-click, a window starting at or before its sync."""
-    return _herald_pass(ts, ch, state, rounds, clicks, out, True, True)
+    return _herald_pass(ts, ch, state, rings, out, True, True)

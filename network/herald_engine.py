@@ -206,10 +206,12 @@ class HeraldEngine:
         state[k.S_WINDOWS:] = self._bounds
         state[k.S_LAST] = -1
         self._state = state
-        state[k.P_PERIOD] = self.windows.round_period_ps or 0
-        self._rounds = np.zeros((4, 64), np.int64)
-        self._rounds[3] = -1  # round numbers: the first sync tag's round follows "-1"
-        self._clicks = np.zeros((3, 64), np.int64)
+        period = self.windows.round_period_ps or 0
+        state[k.P_PERIOD] = period
+        state[k.P_GAP] = period + period // 2 if period else np.iinfo(np.int64).max
+        # the ring of rounds, its start-of-block copy, the ring of clicks (_herald_kernel)
+        self._rings = np.zeros((11, 64), np.int64)
+        self._rings[3] = -1  # round numbers: the first sync tag's round follows "-1"
         self._out = np.empty(_ARENA, ENGINE_HERALD_DTYPE)
         self._pos = 0
         self._overflowed = 0
@@ -229,7 +231,7 @@ class HeraldEngine:
             fast = False
         if not fast:
             ts, ch = _checked(ts, ch)
-        end = self._pass(ts, ch, self._state, self._rounds, self._clicks, self._out)
+        end = self._pass(ts, ch, self._state, self._rings, self._out)
         if end < 0:
             end = self._recover(ts, ch, end)
         start = self._pos
@@ -245,16 +247,12 @@ class HeraldEngine:
             if status == -k.UNSORTED:
                 from qnetlab.instruments.tag_blocks import order_error
 
+                state[k.S_OUT] = self._pos  # (the pass undid the rest of the block)
                 previous = int(state[k.S_LAST])
                 raise order_error(int(state[k.S_BLOCKS]), ts, int(state[k.S_BAD]),
                                   None if previous < 0 else previous)
-            if status == -k.ROUNDS_FULL:
-                self._rounds = _grow_ring(self._rounds, max(0, int(state[k.S_DECIDED]) - 1),
-                                          int(state[k.S_SYNCS]))
-            elif status == -k.CLICKS_FULL:
-                n_clicks = int(state[k.S_CLICKS])
-                self._clicks = _grow_ring(self._clicks, max(0, n_clicks - self._clicks.shape[1]),
-                                          n_clicks)
+            if status in (-k.ROUNDS_FULL, -k.CLICKS_FULL):
+                self._rings = _grow_rings(self._rings, state)
             else:
                 # A new buffer: the part handed out stays where it is; this block's heralds
                 # so far move to the new one's start.
@@ -263,7 +261,7 @@ class HeraldEngine:
                 out[:written] = self._out[self._pos:self._pos + written]
                 self._out, self._pos = out, 0
                 state[k.S_OUT] = written
-            status = self._pass(ts, ch, state, self._rounds, self._clicks, self._out)
+            status = self._pass(ts, ch, state, self._rings, self._out)
         return status
 
     def feed_block(self, block: TagBlock) -> NDArray[Any]:
@@ -288,7 +286,7 @@ class HeraldEngine:
         if decided == 0:
             return 0
         # the last decided round stays in the ring; numbers count lost rounds too
-        rounds = int(self._rounds[3, (decided - 1) & (self._rounds.shape[1] - 1)]) + 1
+        rounds = int(self._rings[3, (decided - 1) & (self._rings.shape[1] - 1)]) + 1
         return rounds // 2 if self._two else rounds
 
     @property
@@ -310,6 +308,10 @@ class HeraldEngine:
         rounds, decided = int(s[k.S_SYNCS]), int(s[k.S_DECIDED])
         attempts = self.attempts
         heralds, multi, clicks = int(s[k.S_HERALDS]), int(s[k.S_MULTI]), int(s[k.S_CLICKS])
+        if not self._two:  # the pass counts a round's second click, decided or not
+            ring = self._rings
+            pending = np.arange(decided, rounds) & (ring.shape[1] - 1)
+            multi -= int(np.count_nonzero(ring[1, pending] > 1))
         return {
             "rounds": rounds,
             "attempts": attempts,
@@ -348,11 +350,20 @@ def _checked(ts: Any, ch: Any) -> tuple[NDArray[np.int64], NDArray[np.integer[An
     return np.ascontiguousarray(t, np.int64), c
 
 
-def _grow_ring(ring: NDArray[np.int64], head: int, tail: int) -> NDArray[np.int64]:
-    """The ring `ring` (columns head..tail-1 live, column = index & (size-1)) at twice the
-    size, each live entry moved to its column under the new mask."""
-    size = ring.shape[1]
-    bigger = np.zeros((ring.shape[0], 2 * size), np.int64)
-    live = np.arange(head, tail)
-    bigger[:, live & (2 * size - 1)] = ring[:, live & (size - 1)]
+def _grow_rings(rings: NDArray[np.int64], state: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The engine's rings (layout: `_herald_kernel`) at twice the capacity: in each ring, every
+    live entry (index i at column i & (capacity-1)) moved to its column under the new mask;
+    the start-of-block copy of the rounds keeps its columns."""
+    from . import _herald_kernel as k
+
+    size = rings.shape[1]
+    bigger = np.zeros((rings.shape[0], 2 * size), np.int64)
+    n_clicks = int(state[k.S_CLICKS])
+    # rounds: from the last decided one, or from "-1" (the number before the first round's:
+    # the clicks' ring can fill before the first sync tag)
+    for rows, head, tail in ((slice(0, 4), int(state[k.S_DECIDED]) - 1, int(state[k.S_SYNCS])),
+                             (slice(8, 11), max(0, n_clicks - size), n_clicks)):
+        live = np.arange(head, tail)
+        bigger[rows, live & (2 * size - 1)] = rings[rows, live & (size - 1)]
+    bigger[4:8, :size] = rings[4:8]
     return bigger

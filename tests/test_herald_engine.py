@@ -138,6 +138,24 @@ def test_two_clicks_in_a_round_are_no_herald(second: int) -> None:
     assert counters["multi_click"] == 1 and counters["unassigned_clicks"] == 0
 
 
+@pytest.mark.parametrize("scheme", ["single_click", "two_click"])
+def test_multi_click_counts_an_attempt_once_it_is_decided(scheme: str) -> None:
+    # fed tag by tag: the attempt with two clicks in a round counts as multi-click from the
+    # tag that decides it on, never before (its clicks are seen ~10 rounds earlier)
+    w = windows(scheme)
+    clicks = [(2, DELAY, D0), (2, DELAY + 300_000 + 100, D1), (3, DELAY, D1)]
+    ts, ch = stream(6, clicks)
+    last_round = 2 if scheme == "single_click" else 3  # of the attempt (two-click: rounds 2, 3)
+    decides = int(np.searchsorted(ts, last_round * PERIOD + w.last_end_ps))
+    engine = HeraldEngine(w)
+    for k in range(ts.size):
+        engine.feed(ts[k:k + 1], ch[k:k + 1])
+        c = engine.counters
+        assert c["multi_click"] == (k >= decides), f"after tag {k}"
+        assert c["attempts"] == c["heralds"] + c["no_click"] + c["multi_click"]
+        assert c["no_click"] >= 0
+
+
 def test_a_click_outside_every_window_is_unassigned() -> None:
     # between the arms' windows, before the first, at the exclusive end of the last
     clicks = [(1, DELAY + 100_000, D0), (2, DELAY - W, D1), (3, DELAY + 300_000 + W // 2, D0)]
@@ -401,6 +419,59 @@ def test_a_block_starting_before_the_last_tag_is_refused_after_any_block(scheme:
     engine.feed(ts[-2:], ch[-2:])
     with pytest.raises(TagBlockError, match="before the previous block ended"):
         engine.feed(ts[-1:] - 1, ch[-1:])
+
+
+@pytest.mark.parametrize("scheme", ["single_click", "two_click"])
+@pytest.mark.parametrize("arms", ["after_the_sync", "before_the_sync"])
+def test_a_block_unsorted_anywhere_is_undone_whole(scheme: str, arms: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A refused block changes nothing. With windows after the sync the order is checked as the
+    # block is decided, and what it changed before its bad tag is undone (the ring of rounds,
+    # the counters, where the heralds go in a replaced output buffer); before the sync, the
+    # block is checked first.
+    # ~500 rounds pending make a bad block that starts early grow the ring before its bad tag;
+    # a tiny output buffer makes one that starts after heralds replace the buffer.
+    monkeypatch.setattr(herald_engine, "_ARENA", 8)
+    w = windows(scheme, offsets=LONG_ARMS if arms == "after_the_sync" else EARLY_ARMS)
+    ts, ch = random_stream(np.random.default_rng(12), 700, w, 0.4, 1_000, 20_000)
+    whole, counters = run(w, ts, ch)
+    assert len(triples(whole)) > 20
+    cases = [(split, bad) for split in (40, ts.size // 2)
+             for bad in [*range(0, ts.size - split, 61), ts.size - split - 1]]
+    for split, bad in cases:
+        bad_block = ts[split:]
+        engine = HeraldEngine(w)
+        first = triples(engine.feed(ts[:split], ch[:split]))
+        before = engine.counters
+        bad_ts = bad_block.copy()
+        bad_ts[bad] = (bad_ts[bad - 1] if bad else ts[split - 1]) - 1
+        with pytest.raises(TagBlockError, match=f"tag block 1, position {bad}:"):
+            engine.feed(bad_ts, ch[split:])
+        assert engine.counters == before, f"block from {split}, bad tag at {bad}"
+        rest = triples(engine.feed(bad_block, ch[split:]))
+        assert first + rest == triples(whole), f"block from {split}, bad tag at {bad}"
+        assert engine.counters == counters | {"blocks": 2}
+
+
+@pytest.mark.parametrize("scheme", ["single_click", "two_click"])
+def test_clicks_before_the_first_sync_tag_can_fill_the_click_ring(scheme: str) -> None:
+    # 100 dark counts a later sync may still claim (its windows start 2.1 us before it) fill
+    # the engine's first click ring before any sync tag: the rings grow, numbering unchanged
+    w = windows(scheme, offsets=EARLY_ARMS)
+    dark = np.arange(100, dtype=np.int64)
+    syncs = 1_000 + np.arange(30, dtype=np.int64) * PERIOD
+    clicks = syncs[[2, 3]] + 300  # detector 0's window of arm 1: rounds 2 and 3 (attempt 1)
+    ts = np.concatenate((dark, syncs, clicks))
+    ch = np.concatenate((np.full(100, D1), np.full(30, SYNC), [D0, D0]))
+    order = np.argsort(ts, kind="stable")
+    ts, ch = ts[order], ch[order]
+    expected = reference(w, ts, ch)
+    assert expected == ([(2, 2 * PERIOD + 1_000, 0), (3, 3 * PERIOD + 1_000, 0)]
+                        if scheme == "single_click" else [(1, 2 * PERIOD + 1_000, 0)])
+    engine = HeraldEngine(w)
+    assert triples(np.concatenate([engine.feed(ts[:101], ch[:101]),
+                                   engine.feed(ts[101:], ch[101:])])) == expected
+    assert engine.counters["clicks"] == 102
 
 
 def test_tag_blocks_and_their_overflow_flag() -> None:
