@@ -271,7 +271,9 @@ def _herald_pass(ts: Any, ch: Any, state: Any, rings: Any, out: Any, two_click: 
             before = (n_syncs - 1) & r_mask
             number = r_id[before] + 1
             gap = t - r_sync[before]
-            if gap > gap_limit and n_syncs > 0:  # rare: tested first
+            # (the first sync tag's gap is from the virtual round -1 at -period, so sync tags
+            # lost before it, at the recording's start, are skipped rounds too)
+            if gap > gap_limit:  # rare: tested first
                 skipped = (gap + (period >> 1)) // period - 1
                 number += skipped
                 state[S_MISSED] += skipped

@@ -66,9 +66,11 @@ class HeraldWindows:
         ``centre - window_ps/2 <= t - sync < centre + window_ps/2``.
     round_period_ps
         The attempt clock's period (ps): the attempt period, or half of it for two-click.
-        Rounds are numbered by it, so a sync tag lost on the way (a gap of more than 1.5
-        periods) skips its round instead of renumbering every later attempt (see
-        ``missed_syncs`` in `HeraldEngine.counters`). None: number rounds by counting sync
+        Rounds are numbered by it, from the recording's start (tag time 0: round k's sync
+        is at about k periods, give or take half of one), so a sync tag lost on the way (a
+        gap of more than 1.5 periods), or before the first one heard, skips its round instead
+        of renumbering every later attempt (see ``missed_syncs`` in
+        `HeraldEngine.counters`). None: number rounds by counting sync
         tags (a stream known to be complete, e.g. a test's).
 
     Every field is checked on construction (`ConfigError` naming the field and the fix).
@@ -212,6 +214,11 @@ class HeraldEngine:
         # the ring of rounds, its start-of-block copy, the ring of clicks (_herald_kernel)
         self._rings = np.zeros((11, 64), np.int64)
         self._rings[3] = -1  # round numbers: the first sync tag's round follows "-1"
+        # ... whose sync was at -period: with a period, rounds count from the recording's
+        # start (tag time 0), so sync tags lost before the first one heard (a data link slow to
+        # start) skip their rounds too, instead of renumbering every attempt of the recording
+        # (and, for two-click, pairing each round with the wrong partner)
+        self._rings[0] = -period
         self._out = np.empty(_ARENA, ENGINE_HERALD_DTYPE)
         self._pos = 0
         self._overflowed = 0

@@ -546,3 +546,22 @@ def test_windows_accept_numpy_integers_and_lists() -> None:
                       [np.array([5, 6]), [7, 8]], np.int32(W))
     assert w.offsets_ps == ((5, 6), (7, 8)) and w.detector_channels == (D0, D1)
     assert type(w.window_ps) is int and w.arms == 2
+
+
+@pytest.mark.parametrize("scheme", ["single_click", "two_click"])
+def test_sync_tags_lost_before_the_first_one_heard_renumber_nothing(scheme: str) -> None:
+    # A data link slow to start loses the recording's first sync tags (rounds 0..4): with the
+    # period known, rounds still count from tag time 0, so the herald stays on its attempt
+    # and, for two-click, round 6 still pairs with round 7 (not with round 6's predecessor).
+    two = scheme == "two_click"
+    clicks = [(6, DELAY, D0), (7, DELAY, D1)] if two else [(6, DELAY, D0)]
+    ts, ch = without_syncs(*stream(10, clicks), {0, 1, 2, 3, 4})
+    w = dataclasses.replace(windows(scheme), round_period_ps=PERIOD)
+    heralds, counters = run(w, ts, ch)
+    expected = (3, 6 * PERIOD, 1) if two else (6, 6 * PERIOD, 0)
+    assert triples(heralds) == [expected]
+    assert counters["missed_syncs"] == 5
+    # the clock's phase within half a period of tag time 0 is no lost round
+    heralds, counters = run(w, ts + PERIOD // 3, ch)
+    assert triples(heralds) == [(expected[0], expected[1] + PERIOD // 3, expected[2])]
+    assert counters["missed_syncs"] == 5
