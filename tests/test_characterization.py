@@ -77,6 +77,8 @@ def value(result: CharacterizationResult, key: str) -> Any:
     raise KeyError(key)
 
 
+# A whole characterization per preset: piezo_om takes ~90 s on a busy 2-core machine.
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_is_recovered_within_the_stated_errors(preset: str,
                                                             tmp_path: Path) -> None:

@@ -231,6 +231,7 @@ def _qnetlab(*args: str, timeout: float = DEADLINE_S) -> subprocess.CompletedPro
 
 @pytest.mark.slow
 @pytest.mark.processes
+@pytest.mark.timeout(300)  # two node calibrations and a real-profile bring-up: ~90 s when busy
 def test_bringup_on_the_real_profile_against_sim_serve_of_the_network_delivers_pairs(
         tmp_path: Path) -> None:
     """The station's calibrations, the link's and the delivery run over real transports

@@ -7,7 +7,7 @@ curve fit draws 1- and 2-sigma bands and a residual panel; the efficiency map is
 the calibration graph is SVG with its nodes coloured by state and a legend; the link section
 explains every error counter. Runs are real runs of the simulated bench through the drivers;
 the calibration graph is a small lab of stand-in calibrations (as in
-tests/test_calibration_graph.py). The whole bring-up's report: tests/test_reports_bringup.py.
+tests/test_calibration_graph.py). The whole bring-up's report: tests/test_network_bringup.py.
 """
 
 from __future__ import annotations
