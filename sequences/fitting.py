@@ -64,6 +64,14 @@ def chi2_bound(dof: int, noise_samples: int, sigmas: float = 5.0) -> float:
     return 1 + sigmas * math.sqrt(2 / max(dof, 1) + 3 / max(noise_samples, 1))
 
 
+def pass_drift_error(difference: float, stderr_a: float, stderr_b: float) -> float:
+    """The drift error of a quantity measured in two passes of one scan, one up and one
+    down (`efficiency_fits.interleaved`, the VNA scan's `passes`): half their `difference`,
+    less what the passes' own errors explain, so a scan that did not drift adds nothing on
+    average (docs/fitting.md#drift-seen-by-scanning-both-ways)."""
+    return math.sqrt(max(difference**2 - stderr_a**2 - stderr_b**2, 0.0)) / 2
+
+
 def pearson_chi2(counts: np.ndarray, expected: np.ndarray, min_expected: float = 5.0
                  ) -> tuple[float, int]:
     """Pearson chi2 of Poisson `counts` against `expected`, over the bins expecting at least

@@ -14,6 +14,17 @@ option `background_order`); the directivity's interference shows as the Fano pha
 which the model carries so the asymmetry it makes does not pull f0. The polynomial's
 coefficients are solved linearly at every step of the fit (variable projection, Golub and
 Pereyra 1973): only f0, kappa, eta_e and phi are searched for.
+
+Drift during the scan. A narrow mode (membrane_eom's 20 kHz) drifts by a measurable fraction
+of its width within seconds (two-level-system spectral diffusion: the realistic lab's
+`DriftSettings.microwave`). With ``passes=2`` the window is swept up (segment by segment) and
+then down again (the segments in reverse order), as the optical scans run up then down
+(`transducer.efficiency_fits.interleaved`): the fit is of the two passes' mean trace, and half
+the difference between the passes' own fits (less what their noise explains,
+`fitting.pass_drift_error`) is the centre's drift error, a systematic; the linewidth carries
+the same for its own difference plus the broadening two lines that far apart make in the
+mean trace (1.5 D^2 / kappa for a difference D << kappa);
+docs/fitting.md#drift-seen-by-scanning-both-ways.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from qnetlab.instruments.station import LabStation
 from .analysis import Analysis, FitValue, Reason, Verdict
 from .curve_analysis import CurveAnalysis, CurveData, Param
 from .data import StoredRun
-from .fitting import Fit
+from .fitting import Fit, pass_drift_error
 from .framework import DatasetParameter, LabSequence, Step
 
 MIN_POINTS = 20
@@ -50,6 +61,10 @@ Keysight P937xA port with a mechanical cal kit; the data sheet states it per kit
 to S11, so the dip's depth relative to the background, and with it eta_e, is uncertain by
 up to |d| / |B| of itself (the Fano phase shows only its quadrature part). Taken as a +-bound
 of two standard deviations."""
+TWO_LINE_BROADENING = 1.5
+"""FWHM of the mean of two equal Lorentzians a distance D << kappa apart, minus kappa, in
+units of D^2 / kappa (expand the mean to second order in D; numerically 1.49-1.50 for
+D / kappa = 0.02-0.2)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,10 @@ class ResonanceScanOptions:
     """Order of the complex polynomial background B(f) (module docstring); -1 lets the data
     choose (the lowest BIC up to `BACKGROUND_MAX_ORDER`), 0 is a constant background (a VNA
     without cable ripple)."""
+    passes: int = 1
+    """1: the window swept once, up; 2: up, then down again (the segments in reverse order),
+    so the resonance's drift during the scan shows as the passes' difference and joins the
+    centre's and the linewidth's errors (module docstring)."""
 
     def __post_init__(self) -> None:
         if not AUTO_ORDER <= self.background_order <= BACKGROUND_MAX_ORDER:
@@ -85,6 +104,8 @@ class ResonanceScanOptions:
                              f"{self.points} points in {self.segments} segments")
         if self.if_bandwidth <= 0 or self.averages < 1:
             raise ValueError("if_bandwidth must be > 0 Hz and averages >= 1")
+        if self.passes not in (1, 2):
+            raise ValueError(f"passes must be 1 (up) or 2 (up, then down), got {self.passes}")
 
 
 class MicrowaveResonanceAnalysis(CurveAnalysis):
@@ -109,14 +130,14 @@ class MicrowaveResonanceAnalysis(CurveAnalysis):
     def load(self, run: StoredRun) -> CurveData | Verdict:
         f = np.asarray(run.data.get("frequency", []), float)
         s = np.asarray(run.data.get("s11", []), complex)
-        order = np.argsort(f, kind="stable")
-        f, s = f[order], s[order]
+        f, s, both = _mean_of_passes(f, s, np.asarray(run.data.get("sweep_pass", []), float))
         # Point-to-point differences estimate the noise without a model (the trace is
         # smooth on the scale of one point spacing when the linewidth is resolved).
-        noise = float(np.sqrt(np.mean(np.abs(np.diff(s)) ** 2) / 2))
+        noise = float(np.sqrt(np.mean(np.abs(np.diff(s)) ** 2) / 2)) if f.size > 1 else 0.0
         background_order = run.options_as(ResonanceScanOptions).background_order
-        return CurveData(f, s, np.full(f.size, noise), {"noise_estimate": noise},
-                         extra={"background_order": background_order})
+        return CurveData(f, s, np.full(f.size, noise), {"noise_estimate": noise,
+                                                        "passes": 1.0 if both is None else 2.0},
+                         extra={"background_order": background_order, "passes": both})
 
     def no_signal(self, data: CurveData) -> str:
         if np.median(np.abs(data.y)) < 5 * data.details["noise_estimate"]:
@@ -129,6 +150,13 @@ class MicrowaveResonanceAnalysis(CurveAnalysis):
         if fit is None:
             return Verdict.bad(Reason.POOR_FIT, "the fit did not converge")
         data.extra["values"], data.extra["details"], curve = fit
+        if data.extra["passes"] is not None:
+            order = int(data.extra["details"]["background_order"])
+            if not _with_drift_error(data.x, data.extra["passes"], order,
+                                     data.extra["values"], data.extra["details"]):
+                return Verdict.bad(Reason.POOR_FIT, "the up and the down pass do not each "
+                                   "fit a resonance: no drift estimate (one pass at a time "
+                                   "is too noisy? average more)")
         return curve
 
     def values(self, fit: Fit, data: CurveData) -> dict[str, FitValue]:
@@ -153,6 +181,49 @@ def _detuning_axis(f: np.ndarray) -> tuple[float, float, str]:
     ref = float(np.round(np.mean(f))) if f.size else 0.0
     scale, unit = (1e6, "MHz") if f.size and np.ptp(f) > 5e6 else (1e3, "kHz")
     return ref, scale, f"frequency - {ref / 1e9:.9g} GHz ({unit})"
+
+
+def _mean_of_passes(f: np.ndarray, s: np.ndarray, sweep_pass: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """The trace to fit, ordered by frequency: the mean of the up and the down pass where
+    both swept the same frequencies (and the two passes, for their drift), else every point
+    of the first pass (a one-pass scan, or one whose down pass was interrupted)."""
+    if sweep_pass.size == f.size and f.size:
+        up, down = sweep_pass == 0, sweep_pass == 1
+        fu, su = _ordered(f[up], s[up])
+        fd, sd = _ordered(f[down], s[down])
+        if fu.size and np.array_equal(fu, fd):
+            return fu, (su + sd) / 2, (su, sd)
+        return fu, su, None
+    fo, so = _ordered(f, s)
+    return fo, so, None
+
+
+def _ordered(f: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(f, kind="stable")
+    return f[order], s[order]
+
+
+def _with_drift_error(f: np.ndarray, passes: tuple[np.ndarray, np.ndarray], order: int,
+                      values: dict[str, FitValue], details: dict[str, float]) -> bool:
+    """Add the drift the two passes show to the centre's and the linewidth's systematic
+    errors (module docstring), each pass fitted at the mean trace's background order;
+    False if either pass does not fit."""
+    a, b = (_fit(f, s, order) for s in passes)
+    if a is None or b is None:
+        return False
+    (fa, wa), (fb, wb) = ((fit[0]["resonance_frequency"], fit[0]["linewidth"]) for fit in (a, b))
+    centre = pass_drift_error(fa.value - fb.value, fa.stderr, fb.stderr)
+    kappa = values["linewidth"].value
+    # The mean trace holds two lines 2 x centre apart: that broadens it (second order).
+    broadening = TWO_LINE_BROADENING * (2 * centre) ** 2 / kappa if kappa > 0 else 0.0
+    width = math.hypot(pass_drift_error(wa.value - wb.value, wa.stderr, wb.stderr), broadening)
+    values["resonance_frequency"] = values["resonance_frequency"].with_systematic(centre)
+    values["linewidth"] = values["linewidth"].with_systematic(width)
+    details.update({"pass_difference_center": fa.value - fb.value,
+                    "pass_difference_linewidth": wa.value - wb.value,
+                    "drift_error_center": centre, "drift_error_linewidth": width})
+    return True
 
 
 def _model(t: np.ndarray, t0: float, width: float, eta: float, phi: float,
@@ -358,6 +429,39 @@ def _verdict(f: np.ndarray, values: dict[str, FitValue], details: dict[str, floa
     return Verdict.ok(f"f0 = {f0}, linewidth = {kappa}, eta_e = {eta}")
 
 
+def _set_window(vna: Any, start: float, stop: float) -> None:
+    """The VNA's sweep from `start` to `stop` (Hz). The analyzer keeps start <= stop by
+    moving the other end: set the end that keeps the order first, or the window would be
+    clipped."""
+    if start > vna.stop():
+        vna.stop(stop)
+        vna.start(start)
+    else:
+        vna.start(start)
+        vna.stop(stop)
+
+
+def locate_resonance(vna: Any, center: float, span: float, points: int = 201,
+                     if_bandwidth: float = 1e3) -> tuple[FitValue, FitValue] | None:
+    """One VNA sweep of `span` Hz around `center` (Hz), fitted as the scan's analysis fits
+    one (`points` points at `if_bandwidth` Hz: 0.2 s with the defaults): the resonance's
+    centre and linewidth (Hz) if the fit's verdict is good, else None. The quick re-centre
+    of a step that holds a tone on a narrow, drifting mode (`transducer.bench.recentre_tone`);
+    it stores nothing (the step records the tone it set)."""
+    _set_window(vna, center - span / 2, center + span / 2)
+    vna.points(int(points))
+    vna.if_bandwidth(if_bandwidth)
+    freqs, s = vna.sweep()
+    f = np.asarray(freqs, float)
+    fit = _fit(f, np.asarray(s, complex))
+    if fit is None:
+        return None
+    values, details, _ = fit
+    if not _verdict(f, values, details).good:
+        return None
+    return values["resonance_frequency"], values["linewidth"]
+
+
 class MicrowaveResonanceScan(LabSequence[ResonanceScanOptions]):
     """VNA scan of the transducer's microwave mode (the station's `TransducerSetup` VNA).
 
@@ -369,9 +473,13 @@ class MicrowaveResonanceScan(LabSequence[ResonanceScanOptions]):
     analysis_class: ClassVar[type[Analysis]] = MicrowaveResonanceAnalysis
 
     def dataset_parameters(self) -> list[DatasetParameter]:
-        return [DatasetParameter("frequency", "Hz", "Frequency"),
-                DatasetParameter("s11", "", "S11 (linear, complex)", ("frequency",),
-                                 "complex")]
+        columns = [DatasetParameter("frequency", "Hz", "Frequency"),
+                   DatasetParameter("s11", "", "S11 (linear, complex)", ("frequency",),
+                                    "complex")]
+        if self.options.passes == 2:
+            columns.append(DatasetParameter("sweep_pass", "", "Pass (0 up, 1 down)",
+                                            ("frequency",)))
+        return columns
 
     def frequencies(self) -> np.ndarray:
         options = self.options
@@ -380,25 +488,22 @@ class MicrowaveResonanceScan(LabSequence[ResonanceScanOptions]):
 
     def steps(self) -> list[Step]:
         chunks = np.array_split(self.frequencies(), self.options.segments)
-        return [Step(i, f"segment {i + 1}/{len(chunks)} ({c[0] / 1e9:.6g}-{c[-1] / 1e9:.6g} "
-                     "GHz)", {"start": float(c[0]), "stop": float(c[-1]),
-                              "points": float(c.size)})
-                for i, c in enumerate(chunks)]
+        order = [(0, i) for i in range(len(chunks))]
+        if self.options.passes == 2:  # then down: the same segments in reverse order
+            order += [(1, i) for i in reversed(range(len(chunks)))]
+        two = self.options.passes == 2
+        return [Step(k, f"segment {i + 1}/{len(chunks)}{', down' if p else ''} "
+                     f"({chunks[i][0] / 1e9:.6g}-{chunks[i][-1] / 1e9:.6g} GHz)",
+                     {"start": float(chunks[i][0]), "stop": float(chunks[i][-1]),
+                      "points": float(chunks[i].size), **({"pass": float(p)} if two else {})})
+                for k, (p, i) in enumerate(order)]
 
     def prepare(self, station: LabStation) -> None:
         self._vna(station).if_bandwidth(self.options.if_bandwidth)
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
         vna = self._vna(station)
-        start, stop = step.settings["start"], step.settings["stop"]
-        # The analyzer keeps start <= stop by moving the other end: set the end that keeps
-        # the order first, or the window would be clipped.
-        if start > vna.stop():
-            vna.stop(stop)
-            vna.start(start)
-        else:
-            vna.start(start)
-            vna.stop(stop)
+        _set_window(vna, step.settings["start"], step.settings["stop"])
         vna.points(int(step.settings["points"]))
         total: np.ndarray | None = None
         freqs = np.empty(0)
@@ -406,8 +511,11 @@ class MicrowaveResonanceScan(LabSequence[ResonanceScanOptions]):
             freqs, s = vna.sweep()
             total = s if total is None else total + s
         assert total is not None  # averages >= 1
-        return {"frequency": np.asarray(freqs, float),
-                "s11": np.asarray(total / self.options.averages, complex)}
+        out = {"frequency": np.asarray(freqs, float),
+               "s11": np.asarray(total / self.options.averages, complex)}
+        if self.options.passes == 2:
+            out["sweep_pass"] = np.full(out["frequency"].size, step.settings["pass"])
+        return out
 
     @staticmethod
     def _vna(station: LabStation) -> Any:

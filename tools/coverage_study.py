@@ -21,7 +21,11 @@ actually had:
 * device constants from the world's transducer and fridge (the preset);
 * the resonance frequencies as they had drifted while that step measured: the tool samples
   the world before and after every step of every sequence (reading the drift draws nothing
-  and changes nothing) and takes the mean over the step's run.
+  and changes nothing) and takes the mean over the step's run; the VNA's microwave resonance
+  at the time it was measured: the mean over the sweeps whose window held the fitted centre,
+  each at its start (the VNA twin takes a sweep's trace at its trigger, then lets the sweep
+  time pass), not the mean over a whole scan that may have run for tens of seconds while
+  the resonance was swept in one of its segments.
 
 The pull is ``(fitted - truth) / stderr`` with ``stderr`` the combined (stat + sys) error.
 Honest errors give pulls whose |pull| < 1 (< 2) in 68.3 % (95.4 %) of the benches; the count
@@ -93,6 +97,22 @@ class DriftLog:
     """Per sequence run, in the order run: (sequence name, samples at its steps' edges)."""
 
     runs: list[tuple[str, list[DriftSample]]] = field(default_factory=list)
+    steps: list[tuple[str, list[dict[str, float]]]] = field(default_factory=list)
+    """Per run (where recorded), its steps' settings: step k's samples are ``2k, 2k + 1``."""
+
+    def swept(self, sequence: str, frequency: float) -> list[DriftSample]:
+        """The samples at the start of the last run's steps of `sequence` whose sweep
+        window (settings 'start'..'stop', Hz) held `frequency`; [] if none was recorded."""
+        if len(self.steps) != len(self.runs):  # a log made by hand: no step settings
+            return []
+        for (name, samples), (_, steps) in zip(reversed(self.runs), reversed(self.steps),
+                                               strict=True):
+            if name != sequence or not samples:
+                continue
+            return [samples[2 * k] for k, settings in enumerate(steps)
+                    if 2 * k < len(samples) and "start" in settings and "stop" in settings
+                    and settings["start"] <= frequency <= settings["stop"]]
+        return []
 
     def samples(self, sequence: str) -> list[DriftSample]:
         """The samples of the last run of `sequence` (the characterization's microwave step
@@ -121,10 +141,13 @@ def recording_drift(world: Any) -> Iterator[DriftLog]:
 
     def run(self: Any, station: Any, db_path: Any, **options: Any) -> Any:
         samples: list[DriftSample] = []
+        steps: list[dict[str, float]] = []
         log.runs.append((self.name, samples))
+        log.steps.append((self.name, steps))
         measure = self.measure
 
         def measured(station: Any, step: Any) -> Any:
+            steps.append(dict(step.settings))
             samples.append(sample(world))
             try:
                 return measure(station, step)
@@ -166,6 +189,15 @@ class WorldTruth:
             return float(self.transducer.mw_resonance_frequency)
         return statistics.fmean(s.mw_frequency for s in samples)
 
+    def mw_when_swept(self, sequence: str, frequency: float) -> float:
+        """The microwave resonance when the VNA swept `frequency` (Hz): the mean over the
+        sweeps whose window held it (both passes of an up-and-down scan), each at its
+        trigger; `mean_mw` when no step settings were recorded."""
+        samples = self.drift.swept(sequence, frequency)
+        if not samples:
+            return self.mean_mw(sequence)
+        return statistics.fmean(s.mw_frequency for s in samples)
+
     def drift_span(self, sequence: str, kind: str) -> float:
         """How far a resonance (`kind` 'optical' or 'mw') moved during the run, Hz."""
         values = [s.optical_frequency if kind == "optical" else s.mw_frequency
@@ -203,11 +235,15 @@ class Quantity:
     truth: Callable[[WorldTruth], float]
     drifting: str = ""
     """'optical' / 'mw' when the truth drifts with lab time (for the drift column)."""
+    truth_at: Callable[[WorldTruth, float], float] | None = None
+    """The truth when it depends on where the value was measured (the fitted value given):
+    the microwave resonance at the time the VNA swept it. None: `truth`."""
 
 
 QUANTITIES: tuple[Quantity, ...] = (
     Quantity("mw resonance", "microwave_resonance_scan", "resonance_frequency",
-             lambda t: t.mean_mw("microwave_resonance_scan"), "mw"),
+             lambda t: t.mean_mw("microwave_resonance_scan"), "mw",
+             lambda t, f: t.mw_when_swept("microwave_resonance_scan", f)),
     Quantity("mw linewidth", "microwave_resonance_scan", "linewidth",
              lambda t: float(t.transducer.mw_linewidth)),
     Quantity("mw eta_e", "microwave_resonance_scan", "eta_e",
@@ -269,8 +305,9 @@ class PullRow:
 
 def pull_row(quantity: Quantity, value: Any, truth: WorldTruth) -> PullRow:
     """The pull of one reported `FitValue` against the world's truth."""
-    true = quantity.truth(truth)
     fitted, err = float(value.value), float(value.stderr)
+    true = quantity.truth(truth) if quantity.truth_at is None else quantity.truth_at(truth,
+                                                                                     fitted)
     pull = (fitted - true) / err if math.isfinite(err) and err > 0 else math.nan
     rel = abs(fitted - true) / abs(true) if true else math.nan
     drift = 0.0

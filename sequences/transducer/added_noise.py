@@ -21,7 +21,7 @@ from qnetlab.sequences.fitting import chi2_p_value, scale_covariance
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 from qnetlab.sequences.report_figures import figure_title
 
-from .bench import DB_TO_LN, constant_error
+from .bench import DB_TO_LN, constant_error, recentre_tone
 from .counting import (
     MAX_DEAD_TIME_LOSS,
     DeadTimeModel,
@@ -93,6 +93,13 @@ class AddedNoiseScanOptions:
     """s, detector efficiency recovery after the dead time."""
     counter_dead_time: float = 3e-9
     """s, tagger input dead time."""
+    recentre: bool = False
+    """After each power's settle time, re-find the microwave resonance with one quick VNA
+    sweep (`bench.recentre_tone`, `mw_linewidth` wide x 10) and move the tone there before
+    eta is read: for a mode narrow against its drift over the settle time (a 20 kHz mode
+    drifts ~2 kHz in 30 s on the realistic lab), whose tone left at `mw_frequency` would
+    read a lower eta, so a higher N_add, as the scan goes on. The tone it set is the row's
+    ``mw_frequency``."""
 
     def __post_init__(self) -> None:
         p = self.pump_powers
@@ -456,6 +463,8 @@ class AddedNoiseScan(LabSequence[AddedNoiseScanOptions]):
         setup.pump_on(True)
         station.sleep(options.settle_time)
         rf = setup.mw_source.rf_output
+        if options.recentre:  # the tone is off here: the VNA sees the mode alone
+            recentre_tone(setup, options.mw_linewidth)
         on, off = [], []
         for _ in range(options.power_readings):
             rf(True)

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from scipy import constants
 
+from ..resonance import locate_resonance
+
 PLANCK = constants.h
 SPEED_OF_LIGHT = constants.c
 LASER_WAVELENGTH_STEP = 0.1e-12
@@ -142,6 +144,26 @@ def restore_pump_lock(setup: Any, was_enabled: bool) -> None:
     """Undo `release_pump_lock` (the lock engages at the next pump_detuning setting)."""
     if was_enabled:
         setup.pump_lock_enabled(True)
+
+
+RECENTRE_SPAN_LINEWIDTHS = 10.0
+"""Width of the quick re-centring sweep in microwave linewidths: the drift over one step of
+minutes (a few kHz for a TLS-limited resonator) stays well inside it, and 201 points put 20
+on a linewidth."""
+
+
+def recentre_tone(setup: Any, linewidth: float) -> float:
+    """Re-find the microwave resonance around the tone with one quick VNA sweep
+    (`resonance.locate_resonance`, RECENTRE_SPAN_LINEWIDTHS x `linewidth` Hz wide) and move
+    the tone there, as labs do before holding a tone on a narrow mode that drifts (the tone's
+    output is off at the call, so the VNA sees the mode alone). Returns the shift, Hz; NaN
+    when the sweep finds no good resonance (the tone then stays where it was)."""
+    tone = float(setup.mw_frequency())
+    found = locate_resonance(setup.vna, tone, RECENTRE_SPAN_LINEWIDTHS * linewidth)
+    if found is None:
+        return math.nan
+    setup.mw_frequency(found[0].value)
+    return found[0].value - tone
 
 
 def drive_readback(setup: Any) -> dict[str, float]:

@@ -4,7 +4,9 @@ It runs, in order, sequences that each also run alone (``qnetlab run NAME``), ha
 results of the ones before:
 
 1. the microwave resonance (`MicrowaveResonanceScan`): a wide VNA scan, and a fine scan
-   around the dip it found if the wide one could not resolve it;
+   around the dip it found if the wide one could not resolve it or the mode is narrow
+   against its drift (`CharacterizationOptions.mw_drift`: the fine scan then runs up and
+   down, and the drift it sees joins the centre's and linewidth's errors);
 2. the optical resonance (`OpticalResonanceScan`), with the mw tone on its resonance;
 3. conversion efficiency against pump power and detuning (`EfficiencyMap`): eta_max, the
    pump power at C = 1, the optical linewidth;
@@ -13,6 +15,11 @@ results of the ones before:
 6. pump heating: noise against delay after a pump pulse (`PumpHeatingScan`), and the
    mixing-chamber temperature against pump power (`FridgeLoadScan`);
 7. the recommended operating point (`operating_point.recommend`).
+
+A microwave mode narrow against its drift (`needs_recentre`) has the steps that hold the tone
+on it for minutes (the efficiency map per pump power, the added-noise scan after each settle)
+re-find it first with a quick VNA sweep (`bench.recentre_tone`), as labs do. The heating and
+fridge scans leave the tone off; the bandwidth scan sweeps it (up and down).
 
 A step whose result a later step needs and which came out bad stops those later steps (they
 are listed in the report as skipped, with the reason), never feeds them a wrong number. Every
@@ -45,6 +52,11 @@ from .heating import PumpHeatingScan
 from .operating_point import EfficiencyModel, LinearModel, OperatingPoint, recommend
 from .optical_resonance import OpticalResonanceScan
 
+RECENTRE_LOSS = 1e-3
+"""Relative efficiency a drifting microwave mode may take from a tone held on it for a step
+before the step re-finds the mode first: 0.1 %, well below the efficiency's ~10 % error, so
+the broad modes (MHz) never re-centre and a 20 kHz one always does."""
+
 
 @dataclass(frozen=True)
 class CharacterizationOptions:
@@ -63,6 +75,12 @@ class CharacterizationOptions:
     """Points of the wide VNA scan: 5 kHz apart over 100 MHz, enough to see a 20 kHz mode."""
     fine_scan_linewidths: float = 20.0
     """Width of the fine VNA scan in linewidths of the mode the wide scan found."""
+    mw_drift: float = 3e3
+    """Hz, the microwave resonance's expected rms drift over one step of a few minutes (the
+    efficiency map's power, the added-noise scan's settle and count). Typical of two-level-
+    system spectral diffusion, 1e-7..1e-6 of the frequency over minutes to hours (Burnett et
+    al., Nat. Commun. 5, 4119 (2014); Gao et al., APL 92, 152505 (2008)): ~3 kHz at 8 GHz
+    over a few minutes. With the mode's linewidth it decides `needs_recentre`."""
     step_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Extra options per step, by sequence name (e.g. {'efficiency_map': {'powers': 7}})."""
 
@@ -71,6 +89,14 @@ class CharacterizationOptions:
             raise ValueError("max_added_noise and fridge_budget must be > 0")
         if self.mw_search_span <= 0 or self.mw_search_points < 20:
             raise ValueError("mw_search_span must be > 0 Hz and mw_search_points >= 20")
+        if not (self.mw_drift >= 0 and math.isfinite(self.mw_drift)):
+            raise ValueError(f"mw_drift must be a finite >= 0 Hz, got {self.mw_drift!r}")
+
+    def needs_recentre(self, mw_linewidth: float) -> bool:
+        """Whether a tone held on a mode `mw_linewidth` Hz wide would lose more than
+        `RECENTRE_LOSS` of its efficiency to `mw_drift` (the loss is (2 drift / width)^2)."""
+        return bool(mw_linewidth > 0
+                    and (2 * self.mw_drift / mw_linewidth) ** 2 > RECENTRE_LOSS)
 
 
 @dataclass
@@ -199,13 +225,15 @@ class _State:
         measured: dict[str, AnalysisResult] = {}
         # A pump locked to the resonance tunes finer than the laser's steps.
         step = LOCKED_DETUNING_STEP if getattr(setup, "pump_lock", None) is not None else 0.0
+        recentre = self.options.needs_recentre(kappa.value)
         for cls, values in (
             (EfficiencyMap, {"mw_frequency": f0.value, "mw_frequency_stderr": f0.stderr,
                              "mw_linewidth": kappa.value, "detuning_step": step,
-                             "optical_linewidth": 0.0 if width is None else width.value}),
+                             "optical_linewidth": 0.0 if width is None else width.value,
+                             "recentre": recentre}),
             (ConversionBandwidthScan, {"center": f0.value, "span": 6 * kappa.value}),
             (AddedNoiseScan, {"mw_frequency": f0.value, "mw_linewidth": kappa.value,
-                              "mw_linewidth_stderr": kappa.stderr}),
+                              "mw_linewidth_stderr": kappa.stderr, "recentre": recentre}),
             (PumpHeatingScan, {}),
             (FridgeLoadScan, {}),
         ):
@@ -231,14 +259,19 @@ class _State:
             raise _Stop(f"microwave_resonance_scan run {run.run_id}: no resonance in "
                         f"{center / 1e9:.4g} GHz +- {options.mw_search_span / 2e6:.4g} MHz "
                         f"({run.analysis.verdict if run.analysis else 'no data'})")
-        if run.analysis is not None and run.analysis.verdict.good:
+        narrow = options.needs_recentre(width.value)
+        if run.analysis is not None and run.analysis.verdict.good and not narrow:
             self.runs["microwave_resonance_scan"] = run
             return run.analysis
-        # Found but not resolved well enough (a narrow mode): zoom in on it.
+        # Found but not resolved well enough, or narrow against its drift: zoom in on it.
         self.coarse_mw = run
         fine = MicrowaveResonanceScan(center=found.value,
                                       span=options.fine_scan_linewidths * width.value,
                                       points=401, segments=4)
+        if narrow:
+            # Up, then down (one sweep each, 0.4 s): the drift shows as their difference.
+            fine = MicrowaveResonanceScan(dataclasses.replace(fine.options, segments=1,
+                                                              passes=2))
         return self._run(fine)
 
     def _skip(self, names: tuple[str, ...], why: str) -> None:

@@ -35,6 +35,7 @@ from .bench import (
     MeterState,
     laser_step_frequency,
     prepare_drive,
+    recentre_tone,
     require_setup,
     restore_bench,
     scan_detunings,
@@ -111,10 +112,19 @@ class EfficiencyMapOptions:
     """Hz between neighbouring grid detunings; 0: one laser step (the laser tunes alone).
     With the pump locked to the resonance the characterization passes
     `LOCKED_DETUNING_STEP`."""
+    recentre: bool = False
+    """Before each pump power, re-find the microwave resonance with one quick VNA sweep and
+    move the tone there (`bench.recentre_tone`; needs `mw_linewidth`): for a mode narrow
+    against its drift over a power's scan. The tones it set are in the data; the analysis
+    takes the drift between them as the tone's detuning within each power
+    (`_correct_for_tone_detuning`)."""
 
     def __post_init__(self) -> None:
         if self.mw_linewidth < 0 or self.mw_frequency_stderr < 0:
             raise ValueError("mw_linewidth and mw_frequency_stderr must be >= 0 Hz")
+        if self.recentre and not self.mw_linewidth > 0:
+            raise ValueError("recentre needs mw_linewidth (Hz, the VNA's) for its sweep's "
+                             "width")
         if not (self.detuning_step >= 0 and math.isfinite(self.detuning_step)):
             raise ValueError(f"detuning_step must be a finite >= 0 Hz (0: one laser step), "
                              f"got {self.detuning_step!r}")
@@ -193,7 +203,8 @@ class EfficiencyMapAnalysis(Analysis):
                                          "converge on the map")
             return result
         _report(result, fit, resolved, p, d)
-        _correct_for_tone_detuning(result, run.options_as(EfficiencyMapOptions))
+        _correct_for_tone_detuning(result, run.options_as(EfficiencyMapOptions),
+                                   column(run, "mw_frequency"))
         # Systematic: eta's scale from the line attenuation and output loss (both eta_max
         # and s are proportional to it; c, P(C=1), d0 and G do not depend on it).
         scale_error = Calibration.from_run(run).efficiency_relative_error
@@ -246,13 +257,25 @@ def _fit(p: np.ndarray, d: np.ndarray, eta: np.ndarray, noise: np.ndarray, step:
                             fit.chi2_reduced, fit.points), False, scatter
 
 
-def _correct_for_tone_detuning(result: AnalysisResult, options: EfficiencyMapOptions) -> None:
+def _correct_for_tone_detuning(result: AnalysisResult, options: EfficiencyMapOptions,
+                               tones: np.ndarray) -> None:
     """The tone sits at the VNA's resonance estimate, delta ~ N(0, sigma) from the truth, so
     each efficiency is measured times 1 / (1 + (2 delta / kappa)^2) ~ 1 - x (2 delta/sigma)^2/4
     with x = (2 sigma / kappa)^2: on average 1 - x, spread sqrt(2) x (chi-square, 1 dof).
-    Scale eta_max and s by 1 + x and add the spread in quadrature (relative)."""
+    Scale eta_max and s by 1 + x and add the spread in quadrature (relative).
+
+    Re-centred before each power (`EfficiencyMapOptions.recentre`), the tone starts each
+    power on the resonance and the resonance drifts away from it until the next re-centre:
+    by D_k, the step between successive tones (`tones`, the read-back column), about
+    linearly, so delta^2 averages D_k^2 / 3 over the power; sigma^2 gains the mean of
+    that."""
     kappa = float(options.mw_linewidth or 0.0)
     sigma = float(options.mw_frequency_stderr or 0.0)
+    if options.recentre:
+        drift = _tone_steps(tones)
+        if drift.size:
+            sigma = math.hypot(sigma, math.sqrt(float(np.mean(drift**2)) / 3))
+            result.details["mw_tone_drift_rms"] = float(np.sqrt(np.mean(drift**2)))
     if kappa <= 0 or sigma <= 0:
         return
     x = (2 * sigma / kappa) ** 2
@@ -263,6 +286,17 @@ def _correct_for_tone_detuning(result: AnalysisResult, options: EfficiencyMapOpt
             result.values[key] = FitValue(value, math.hypot(v.stderr * (1 + x),
                                                             math.sqrt(2) * x * value), v.unit)
     result.details["mw_tone_detuning_correction"] = x
+
+
+def _tone_steps(tones: np.ndarray) -> np.ndarray:
+    """The changes of the tone between successive re-centres, Hz (rows in acquisition order;
+    a power's rows share its tone)."""
+    tones = np.asarray(tones, float)
+    tones = tones[np.isfinite(tones)]
+    if tones.size < 2:
+        return np.empty(0)
+    steps = np.diff(tones)
+    return steps[steps != 0]
 
 
 def _report(result: AnalysisResult, fit: EfficiencyMapFit, resolved: bool, p: np.ndarray,
@@ -392,6 +426,8 @@ class EfficiencyMap(LabSequence[EfficiencyMapOptions]):
         setup.pump_power(step.settings["pump_power"])
         if self.options.settle_time:
             station.sleep(self.options.settle_time)
+        if self.options.recentre:
+            recentre_tone(setup, self.options.mw_linewidth)
         detunings = self.options.detunings()
         # Serpentine: the laser never jumps back across the grid between powers.
         # Point by point into the step's buffer: an interrupted power keeps its detunings.

@@ -17,7 +17,7 @@ from scipy.optimize import brentq, least_squares
 
 from qnetlab.sequences.analysis import Reason, Verdict
 from qnetlab.sequences.data import StoredRun
-from qnetlab.sequences.fitting import scale_covariance
+from qnetlab.sequences.fitting import pass_drift_error, scale_covariance
 
 from .bench import DB_TO_LN, OFF, ON, PLANCK, SETUP, SPEED_OF_LIGHT, constant_error
 
@@ -462,11 +462,7 @@ def with_pass_difference(fit: LorentzianFit, x: np.ndarray, y: np.ndarray,
     if a is None or b is None:
         return fit, {}
 
-    def drift(da: float, ea: float, eb: float) -> float:
-        # Half the difference, less what the passes' own noise explains (their errors):
-        # a drift-free scan adds nothing on average.
-        return math.sqrt(max(da**2 - ea**2 - eb**2, 0.0)) / 2
-
+    drift = pass_drift_error
     dc = drift(a.center - b.center, a.center_stderr, b.center_stderr)
     dw = drift(a.fwhm - b.fwhm, a.fwhm_stderr, b.fwhm_stderr)
     dp = drift(a.peak - b.peak, a.peak_stderr, b.peak_stderr)
