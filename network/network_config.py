@@ -291,9 +291,12 @@ class NetworkConfig:
 _keys = check_keys
 
 
-def _positive(file: str, entry: str, value: Any, unit: str, *, zero_ok: bool = False
-              ) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def checked_number(file: str, entry: str, value: Any, unit: str, *, zero_ok: bool = False
+                   ) -> float:
+    """`value` as a float, finite and > 0 (>= 0 with `zero_ok`), else a ConfigError naming
+    `entry` of `file` and the fix (write it in `unit`)."""
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value)):
         raise ConfigError(file, entry, f"expected a number, got {value!r}",
                           f"write a plain number in {unit}")
     if value < 0 or (value == 0 and not zero_ok):
@@ -303,8 +306,9 @@ def _positive(file: str, entry: str, value: Any, unit: str, *, zero_ok: bool = F
     return float(value)
 
 
-def _fraction(file: str, entry: str, value: Any) -> float:
-    number = _positive(file, entry, value, "the range 0..1", zero_ok=True)
+def checked_fraction(file: str, entry: str, value: Any) -> float:
+    """`value` in 0..1 (a probability or efficiency), else a ConfigError as `checked_number`."""
+    number = checked_number(file, entry, value, "the range 0..1", zero_ok=True)
     if number > 1:
         raise ConfigError(file, entry, f"must be between 0 and 1, got {value!r}",
                           "write a probability or efficiency as a fraction, e.g. 0.9 not 90")
@@ -373,11 +377,11 @@ def _parse_nodes(file: str, data: Any) -> dict[str, NodeConfig]:
         address = spec.get("parameter_address")
         nodes[name] = NodeConfig(
             name,
-            _positive(file, f"{entry}.fibre_length_km", spec["fibre_length_km"], "km",
+            checked_number(file, f"{entry}.fibre_length_km", spec["fibre_length_km"], "km",
                       zero_ok=True),
-            _fraction(file, f"{entry}.collection_efficiency",
+            checked_fraction(file, f"{entry}.collection_efficiency",
                       spec.get("collection_efficiency", 0.5)),
-            _positive(file, f"{entry}.memory_cutoff", spec.get("memory_cutoff", 0.01), "s"),
+            checked_number(file, f"{entry}.memory_cutoff", spec.get("memory_cutoff", 0.01), "s"),
             None if station is None else (Path(file).parent / station).resolve(),
             None if address is None else _address(file, f"{entry}.parameter_address",
                                                   address),
@@ -391,18 +395,18 @@ def _parse_nodes(file: str, data: Any) -> dict[str, NodeConfig]:
 
 def _optional_positive(file: str, entry: str, value: Any, unit: str) -> float | None:
     """A value > 0 in `unit`, or None when not written."""
-    return None if value is None else _positive(file, entry, value, unit)
+    return None if value is None else checked_number(file, entry, value, unit)
 
 
 def _phase(file: str, section: str, data: dict[str, Any]) -> dict[str, Any]:
     """The phase drift and stabilisation keys of `section` (link or simulation), checked."""
-    residual = _positive(file, f"{section}.phase_residual", data.get("phase_residual", 0.0),
+    residual = checked_number(file, f"{section}.phase_residual", data.get("phase_residual", 0.0),
                          "rad rms", zero_ok=True)
     if residual > math.pi:
         raise ConfigError(file, f"{section}.phase_residual", f"{residual!r} rad is more than "
                           "pi", "give the rms phase error in radians, e.g. 0.1")
     return {
-        "phase_drift_rate": _positive(file, f"{section}.phase_drift_rate",
+        "phase_drift_rate": checked_number(file, f"{section}.phase_drift_rate",
                                       data.get("phase_drift_rate", 0.0), "rad^2/s",
                                       zero_ok=True),
         "phase_stabilisation_period": _optional_positive(
@@ -479,11 +483,11 @@ def _parse_link(file: str, data: Any, nodes: dict[str, NodeConfig]) -> LinkConfi
                           "link field", "use a link id below 65536")
     link = LinkConfig(
         link_id, data["scheme"], (str(ends[0]), str(ends[1])),
-        _positive(file, "link.detection_window", data.get("detection_window", 2e-9), "s"),
-        _positive(file, "link.attempt_period", data.get("attempt_period", 1e-6), "s"),
-        _fraction(file, "link.bright_state_population",
+        checked_number(file, "link.detection_window", data.get("detection_window", 2e-9), "s"),
+        checked_number(file, "link.attempt_period", data.get("attempt_period", 1e-6), "s"),
+        checked_fraction(file, "link.bright_state_population",
                   data.get("bright_state_population", 0.05)),
-        _fraction(file, "link.hom_visibility", data.get("hom_visibility", 0.95)),
+        checked_fraction(file, "link.hom_visibility", data.get("hom_visibility", 0.95)),
         **_phase(file, "link", data),
     )
     # A node's memory holds one qubit: it may emit again only once the last attempt's herald
@@ -523,15 +527,15 @@ def _parse_simulation(file: str, data: Any, link: LinkConfig) -> dict[str, Any]:
     _keys(file, "simulation", data, _SIMULATION, {"seed", "nodes"})
     out: dict[str, Any] = {
         "seed": _whole(file, "simulation.seed", data["seed"], 0),
-        "hom_visibility": _fraction(file, "simulation.hom_visibility",
+        "hom_visibility": checked_fraction(file, "simulation.hom_visibility",
                                     data.get("hom_visibility", 0.95)),
-        "double_excitation_probability": _fraction(
+        "double_excitation_probability": checked_fraction(
             file, "simulation.double_excitation_probability",
             data.get("double_excitation_probability", 0.0)),
     }
     for key in ("arrival_time_spread", "chunk_s"):
         if key in data:
-            out[key] = _positive(file, f"simulation.{key}", data[key], "s")
+            out[key] = checked_number(file, f"simulation.{key}", data[key], "s")
     out.update({k: v for k, v in _phase(file, "simulation", data).items()
                 if k in data})
     raw = data["nodes"]
@@ -556,9 +560,9 @@ def _parse_simulation(file: str, data: Any, link: LinkConfig) -> dict[str, Any]:
                               "bulk_eo_pulsed")
         nodes[name] = {
             "transducer": spec["transducer"],
-            "fibre_length_km": _positive(file, f"{entry}.fibre_length_km",
+            "fibre_length_km": checked_number(file, f"{entry}.fibre_length_km",
                                          spec["fibre_length_km"], "km", zero_ok=True),
-            "collection_efficiency": _fraction(file, f"{entry}.collection_efficiency",
+            "collection_efficiency": checked_fraction(file, f"{entry}.collection_efficiency",
                                                spec.get("collection_efficiency", 0.5)),
         }
         for key, unit in (("memory_t2", "s"), ("repetition_limit", "Hz")):
@@ -600,9 +604,9 @@ def load_network_config(path: str | Path) -> NetworkConfig:
     orchestrator = OrchestratorConfig(
         _name(file, "orchestrator.name", orc["name"]),
         _address(file, "orchestrator.address", orc["address"]),
-        _positive(file, "orchestrator.reconcile_timeout", orc.get("reconcile_timeout", 0.05),
+        checked_number(file, "orchestrator.reconcile_timeout", orc.get("reconcile_timeout", 0.05),
                   "s"),
-        _positive(file, "orchestrator.max_time", orc.get("max_time", 30.0), "s"),
+        checked_number(file, "orchestrator.max_time", orc.get("max_time", 30.0), "s"),
         _optional_address(file, "orchestrator.telemetry_address", orc),
     )
     nodes = _parse_nodes(file, data["nodes"])
@@ -624,15 +628,15 @@ def load_network_config(path: str | Path) -> NetworkConfig:
         path=path, key_dir=(path.parent / net["key_dir"]).resolve(),
         run_dir=(path.parent / net["run_dir"]).resolve(),
         station=station, orchestrator=orchestrator, nodes=nodes, link=link,
-        heartbeat_period=_positive(file, "network.heartbeat_period",
+        heartbeat_period=checked_number(file, "network.heartbeat_period",
                                    net.get("heartbeat_period", 0.05), "s"),
         heartbeat_misses=_whole(file, "network.heartbeat_misses",
                                 net.get("heartbeat_misses", 4), 1),
-        stats_period=_positive(file, "network.stats_period", net.get("stats_period", 0.1),
+        stats_period=checked_number(file, "network.stats_period", net.get("stats_period", 0.1),
                                "s"),
-        clock_period=_positive(file, "network.clock_period", net.get("clock_period", 0.05),
+        clock_period=checked_number(file, "network.clock_period", net.get("clock_period", 0.05),
                                "s"),
-        resend_timeout=_positive(file, "network.resend_timeout",
+        resend_timeout=checked_number(file, "network.resend_timeout",
                                  net.get("resend_timeout", 0.005), "s"),
         resend_attempts=_whole(file, "network.resend_attempts",
                                net.get("resend_attempts", 4), 1),

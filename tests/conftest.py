@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -35,6 +38,18 @@ def _own_port_slice() -> None:
 
 _own_port_slice()
 BENCH_CONFIG = REPO / "lab_configs" / "transducer_bench.yaml"
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` as module `name`, loaded once (registered before it runs: its
+    dataclasses look their module up)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def bench_config(folder: Path, preset: str = "bulk_eo_pulsed",

@@ -14,12 +14,10 @@ quantity, its counts, its bounds and its pulls.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import statistics
-import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,21 +31,9 @@ from qnetlab.sim_instruments.physics.fridge import FridgeModel
 from qnetlab.sim_instruments.physics.presets import get_preset
 from qnetlab.sim_instruments.visa_backend import bench_of
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import load_tool
 
-
-def _tool() -> ModuleType:
-    name = "coverage_study"
-    if name not in sys.modules:  # registered first: its dataclasses look their module up
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "coverage_study.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-cs = _tool()
+cs = load_tool("coverage_study")
 
 
 def analysis(good: bool = True, **values: FitValue) -> Any:

@@ -28,11 +28,9 @@ seed here was fixed before the results were seen.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
-import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -49,8 +47,9 @@ from qnetlab.sim_instruments.physics.fridge import FridgeModel
 from qnetlab.sim_instruments.physics.presets import get_preset
 from qnetlab.sim_instruments.visa_backend import bench_of
 
-ROOT = Path(__file__).resolve().parent.parent
-MEMBRANE_BENCH = ROOT / "lab_configs" / "membrane_bench.yaml"
+from conftest import REPO, load_tool
+
+MEMBRANE_BENCH = REPO / "lab_configs" / "membrane_bench.yaml"
 SEED = 4242
 DRIFT_SEED = 31
 """The default lab's test (microwave drift on): fixed before its results were seen."""
@@ -60,18 +59,7 @@ DEVICE_NOISE_THRESHOLD = 5.0
 best), so that the recommendation has something to find."""
 
 
-def _coverage_tool() -> ModuleType:
-    name = "coverage_study"
-    if name not in sys.modules:  # registered first: its dataclasses look their module up
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "coverage_study.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-cs = _coverage_tool()
+cs = load_tool("coverage_study")
 
 
 def membrane_bench(folder: Path, seed: int = SEED) -> Path:

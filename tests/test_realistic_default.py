@@ -14,12 +14,9 @@ every point the pump's power stability.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import math
-import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -43,7 +40,7 @@ from qnetlab.sim_instruments.physics.presets import get_preset
 from qnetlab.sim_instruments.physics.world import LabWorld
 from qnetlab.sim_instruments.visa_backend import bench_of
 
-from conftest import BENCH_CONFIG, bench_config
+from conftest import BENCH_CONFIG, bench_config, load_tool
 
 
 def test_the_simulated_lab_is_realistic_unless_the_config_asks_for_the_clean_one() -> None:
@@ -159,17 +156,6 @@ def test_a_line_that_moved_between_passes_keeps_an_honest_width() -> None:
 
 
 # -- the characterization of the shipped labs' presets on the default lab ------------------------
-def _coverage_tool() -> Any:
-    """tools/coverage_study.py (as tests/test_coverage_study.py loads it)."""
-    name = "coverage_study"
-    if name not in sys.modules:  # registered first: its dataclasses look their module up
-        path = Path(__file__).resolve().parent.parent / "tools" / "coverage_study.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 SHIPPED_SEED = 20261126
@@ -191,7 +177,7 @@ def test_the_shipped_presets_characterize_honestly_on_the_default_lab(
     the resonances as they drifted during their steps). bulk_eo_pulsed: every step good.
     bulk_eo_cw stays at C ~ 0.01 up to 10 mW (Hease 2020): its map honestly says the
     cooperativity is poorly constrained, and every other step is good."""
-    cs = _coverage_tool()
+    cs = load_tool("coverage_study")
     bench = cs.run_bench(preset, SHIPPED_SEED, ideal=False, folder=tmp_path)
     assert bench.error == "", bench.error
     assert not bench.ideal

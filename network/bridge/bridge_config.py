@@ -22,7 +22,6 @@ graph yet. Lab paths are relative to the config file.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from qnetlab.instruments.errors import ConfigError
 from qnetlab.instruments.lab_config import check_keys
 
 from ..link_model import FIBRE_DELAY_S_PER_KM
-from ..network_config import config_kind
+from ..network_config import checked_fraction, checked_number, config_kind
 from .topology import BridgeTopology, LinkParameters
 
 ARMS = ("a", "b")
@@ -150,22 +149,8 @@ class BridgeConfig:
 
 # -- checked values ---------------------------------------------------------------------------
 def _number(file: str, entry: str, value: Any, unit: str, *, zero_ok: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(file, entry, f"expected a number, got {value!r}",
-                          f"write a plain number in {unit}")
-    if value < 0 or (value == 0 and not zero_ok):
-        bound = ">= 0" if zero_ok else "> 0"
-        raise ConfigError(file, entry, f"must be {bound}, got {value!r}",
-                          f"write a value {bound} in {unit}")
-    return float(value)
-
-
-def _fraction(file: str, entry: str, value: Any) -> float:
-    number = _number(file, entry, value, "the range 0..1")
-    if number > 1:
-        raise ConfigError(file, entry, f"must be between 0 and 1, got {value!r}",
-                          "write an efficiency or visibility as a fraction, e.g. 0.9 not 90")
-    return number
+    # the network config's check, with zero allowed unless said (lengths, ages, times)
+    return checked_number(file, entry, value, unit, zero_ok=zero_ok)
 
 
 def _name(file: str, entry: str, value: Any) -> str:
@@ -359,7 +344,7 @@ def _parse_link(file: str, data: dict[str, Any], longest_arm_km: float,
                               f"use one of: {', '.join(SCHEMES)}")
         values["scheme"] = raw["scheme"]
     for key in _LINK_FRACTIONS & set(raw):
-        values[key] = _fraction(file, f"link_model.{key}", raw[key])
+        values[key] = checked_fraction(file, f"link_model.{key}", raw[key])
     for key, unit in _LINK_POSITIVE.items():
         if key in raw:
             values[key] = _number(file, f"link_model.{key}", raw[key], unit, zero_ok=False)
