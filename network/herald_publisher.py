@@ -1,11 +1,10 @@
 """The heralding station's loop: publish each block's heralds at once, answer requests.
 
 A herald source (`network.herald_sources`) runs in a reader thread (`BlockReader`) that
-hands each `HeraldBlock` to the loop through a queue and wakes it through an inproc PAIR. The
-loop (`publish_loop`) publishes every block's heralds the moment it wakes, numbering them
-(seq, per link from 0) and keeping them in the history, then does the rest: heartbeats,
-AttemptStats, ResendRequest and ClockRequest on the ROUTER. Nothing is scheduled ahead: a
-herald exists only once the tags that decide it have arrived.
+publishes each `HeraldBlock`'s heralds the moment the block arrives, numbering them (seq, per
+link from 0) and keeping them in the history; the loop (`publish_loop`) does the rest under the
+same lock: heartbeats, AttemptStats, ResendRequest and ClockRequest on the ROUTER. Nothing is
+scheduled ahead: a herald exists only once the tags that decide it have arrived.
 
 Sockets: PUB (HERALDS, Heartbeat, AttemptStats) and ROUTER (ResendRequest, ClockRequest),
 made and bound by `network.heralding_station.run_station`.
@@ -23,7 +22,7 @@ import itertools
 import json
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,11 +89,11 @@ class StationSettings:
 
 
 class BlockReader:
-    """Builds a herald source and runs its ``blocks()`` in a thread of its own. With
-    `publish` (the station's), the thread publishes each block itself, holding `lock`, which
-    the loop holds for its chores: a hand-over to the loop's thread cost every herald a
-    wake-up (about 50 us at median). Without, each block goes to `queue` and wakes the loop
-    through `wake` (an inproc PAIR the loop polls).
+    """Builds a herald source and runs its ``blocks()`` in a thread of its own, which
+    `publish`es each block itself, holding `lock`, which the loop holds for its chores: a
+    hand-over to the loop's thread cost every herald a wake-up (about 50 us at median). The
+    thread's end (and its error, if any) wakes the loop through `wake` (an inproc PAIR the
+    loop polls).
 
     The source is built in the thread too: opening a lab takes seconds, during which the loop
     keeps heartbeating (the nodes must not take a loading station for a lost one). It is
@@ -105,7 +104,7 @@ class BlockReader:
     """How long `stop` waits for the thread to close its source (s)."""
 
     def __init__(self, context: zmq.Context, factory: HeraldSourceFactory,
-                 epoch_ns: int, publish: Callable[[HeraldBlock], None] | None = None) -> None:
+                 epoch_ns: int, publish: Callable[[HeraldBlock], None]) -> None:
         self.factory, self.epoch_ns = factory, epoch_ns
         self.lock = threading.Lock()
         """Held while this thread publishes a block, and by the loop while it uses the
@@ -114,7 +113,6 @@ class BlockReader:
         self._publish = publish
         self.source: HeraldSource | None = None
         self.summary: dict[str, Any] = {}
-        self.queue: deque[HeraldBlock] = deque()
         self.error: BaseException | None = None
         """What stopped the source, if it raised."""
         self.finished = False
@@ -139,12 +137,8 @@ class BlockReader:
                 return
             blocks = self.source.blocks()
             for block in blocks:
-                if self._publish is not None:
-                    with self.lock:
-                        self._publish(block)
-                else:
-                    self.queue.append(block)
-                    self._poke()
+                with self.lock:
+                    self._publish(block)
                 if self._stop.is_set():
                     break
         except BaseException as exc:  # handed to the loop, which raises it in its thread
@@ -174,7 +168,7 @@ class BlockReader:
                 close()
 
     def _poke(self) -> None:
-        # A full pipe already holds a wake-up: the loop drains the whole queue on any.
+        # A full pipe already holds a wake-up (the loop drains them all on any).
         with contextlib.suppress(zmq.Again):
             self._signal.send(b"", zmq.NOBLOCK)
 
@@ -388,15 +382,12 @@ def publish_loop(publisher: HeraldPublisher, reader: BlockReader, stop: Any,
     poller = zmq.Poller()
     poller.register(publisher.router, zmq.POLLIN)
     poller.register(reader.wake, zmq.POLLIN)
-    queue = reader.queue
     started = time.monotonic()
     end = started + settings.max_seconds if settings.max_seconds is not None else float("inf")
     next_heartbeat = started + settings.heartbeat_period  # beat 0 went out before the reader
     next_stats = started + settings.stats_period
     while not stop:
         with reader.lock:
-            while queue:  # the latency path: every block handed over, first
-                publisher.publish(queue.popleft())
             publisher.release_delayed()
             now = time.monotonic()
             if now >= end:
@@ -410,7 +401,7 @@ def publish_loop(publisher: HeraldPublisher, reader: BlockReader, stop: Any,
             if telemetry is not None:
                 telemetry.tick(publisher)  # about once a second, for the monitor
             publisher.serve_requests()
-        if reader.finished and not queue:
+        if reader.finished:
             if reader.error is not None:
                 raise reader.error
             break  # the recording ended

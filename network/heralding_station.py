@@ -110,9 +110,7 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory |
             # Taken for good: a reader left stuck in its source never publishes once the
             # files are written and the PUB is closed (it publishes only holding the lock).
             reader.lock.acquire(timeout=reader.stop_timeout_s)
-            if publisher is not None:  # decided before the stop: published and logged too
-                while reader.queue:
-                    publisher.publish(reader.queue.popleft())
+            if publisher is not None:
                 publisher.source_summary = reader.summary
         if publisher is not None:  # the heralds on disk before anything else can fail
             publisher.write_files()

@@ -370,4 +370,3 @@ def test_the_reader_thread_publishes_each_block_itself_holding_the_lock() -> Non
     finally:
         context.term()
     assert seen == [("herald-blocks", True)] * 3
-    assert not reader.queue
