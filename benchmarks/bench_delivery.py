@@ -16,7 +16,9 @@ Per rate, one session with two setups on this machine at once:
         rate: 9.8 us at 4 kHz, no shorter than 0.25 us) in paced real time, read through the
         driver in 1 ms blocks (2 ms stream latency) and decided by the herald engine with
         windows at the world's true delays (what the arm-delay calibration finds); heralds
-        all the time. The twin runs inside the station process (it is its lab's simulation).
+        all the time. The station lab's twins run as the sim profile runs them, in a process
+        of their own (`qnetlab.station_twin`); ``--source served-twin``: served by
+        ``qnetlab sim serve`` on the lab's real addresses instead (the rehearsal).
   - bare: one process reads a block stream (the same `PeriodicHeralds` at the rate, in the
     other slots: ``--slot`` s each in turn, `TimeSlots`, so with the test signal both share
     whatever the machine does), stamps each block's arrival, publishes the block's heralds
@@ -86,6 +88,7 @@ from qnetlab.network.network_config import load_network_config  # noqa: E402
 from qnetlab.network.node_state import PairEvent  # noqa: E402
 from qnetlab.network.test_signals import PeriodicHeralds, TimeSlots  # noqa: E402
 from qnetlab.sim_instruments.ports import free_port_run  # noqa: E402
+from qnetlab.station_twin import private_station_lab, start_station_twin  # noqa: E402
 
 STREAMING = {"block_interval_s": 0.001, "stream_latency_s": 0.002}
 """The tagger's streaming, as lab_configs/heralding_station.yaml reads it."""
@@ -339,7 +342,7 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
     config = network.with_ports(base_port)
     config = dataclasses.replace(config, key_dir=workdir / "keys", run_dir=workdir / "runs")
     epoch_ns = time.monotonic_ns()
-    # The twin's lab opens inside the station process (~10 s here): measured after it.
+    # The twins' process and then the station's lab start first (~10 s here): measured after.
     twin = args.source in ("twin", "served-twin")
     warmup = args.warmup + (args.twin_start if twin else 0.0)
     total_s = warmup + args.seconds
@@ -364,14 +367,20 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
         ours = stack.enter_context(ProcessGroup())
         bare = stack.enter_context(ProcessGroup())
         if twin:
-            real_port = free_port_run(3) if args.source == "served-twin" else None
+            # (the sim profile's twins move the real addresses to ports of their own)
+            real_port = free_port_run(3)
             source, truth_path, attempt_period = twin_source(workdir, tag, rate_hz, real_port)
+            how = ("served by `sim serve`" if args.source == "served-twin"
+                   else "as the sim profile runs them")
             print(f"    twin: single-click at 0 km, attempt period {attempt_period * 1e6:.3g} "
-                  f"us{'' if real_port is None else ', served by its own process'}",
-                  flush=True)
-            if real_port is not None:
+                  f"us, its twins {how}", flush=True)
+            if args.source == "served-twin":
                 served.start("twin", serve_twin, source.lab, total_s + 90)
                 _wait_for_port(real_port + 1, 30.0)
+            else:  # the sim profile's way: its twins in a process of their own
+                lab = start_station_twin(served, private_station_lab(source.lab, None),
+                                         workdir / "runs" / tag, "station_twins")
+                source = dataclasses.replace(source, lab=lab)
         else:
             source = functools.partial(PeriodicHeralds, period_ps, epoch_ns=epoch_ns,
                                        slots=ours_slots)
@@ -454,12 +463,12 @@ def main() -> None:
                         default="periodic",
                         help="ours' herald source: the test signal, or the tagger twin with a "
                              "simulated single-click link (heralds all the time, not in "
-                             "slots): in the station process (twin: the sim profile) or "
-                             "served by `sim serve` in a process of its own and read over "
-                             "real transports (served-twin: the rehearsal, as hardware)")
+                             "slots), its twins in a process of their own read over real "
+                             "transports: started as the sim profile starts them (twin) or "
+                             "by `sim serve` (served-twin: the rehearsal)")
     parser.add_argument("--twin-start", type=float, default=12.0,
-                        help="s added to the warm-up with --source twin (its lab opens in "
-                             "the station process first)")
+                        help="s added to the warm-up with a twin source (the twins' "
+                             "process and the station's lab open first)")
     parser.add_argument("--receive-only", action="store_true",
                         help="no orchestrator (no pairs asked for, so no OK/verdict traffic): "
                              "what the delivery path costs the heralds' latency")

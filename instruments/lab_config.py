@@ -152,13 +152,13 @@ class LabConfig:
         """How many TCP ports the real addresses take (what `with_ports` assigns)."""
         return len(_real_port_entries(self.document))
 
-    def with_ports(self, first_port: int) -> LabConfig:
+    def with_ports(self, first_port: int, host: str | None = None) -> LabConfig:
         """The same lab with its real TCP addresses on ports first_port, first_port + 1, ...
-        in file order (`port_count` of them), each keeping its host (tests and rehearsals
-        on free loopback ports; cf. `NetworkConfig.with_ports`)."""
+        in file order (`port_count` of them), each keeping its host unless `host` is given
+        (tests and rehearsals on free loopback ports; cf. `NetworkConfig.with_ports`)."""
         document = deepcopy(self.document)
         for port, (mapping, key) in enumerate(_real_port_entries(document), first_port):
-            mapping[key] = _with_port(mapping[key], port)
+            mapping[key] = _with_port(mapping[key], port, host)
         return parse_config(self.path, document)
 
     def with_simulation(self, **entries: Any) -> LabConfig:
@@ -199,13 +199,16 @@ _PORTED = (re.compile(r"^(TCPIP\d*::[^:]+::)\d+(::SOCKET)$", re.IGNORECASE),
            re.compile(r"^(tcp://[^/]+:)\d+()$"))
 """Addresses with a TCP port: a VISA socket resource (``TCPIP0::HOST::PORT::SOCKET``) and a
 ZeroMQ TCP address (``tcp://HOST:PORT``); groups 1 and 2 are what surrounds the port."""
+_PORTED_HOST = re.compile(r"^(TCPIP\d*::|tcp://)[^:/]+(::|:)$", re.IGNORECASE)
+"""The host inside group 1 of `_PORTED` (what comes before the port)."""
 
 
-def _with_port(address: str, port: int) -> str:
+def _with_port(address: str, port: int, host: str | None = None) -> str:
     for pattern in _PORTED:
         match = pattern.match(address)
         if match:
-            return f"{match[1]}{port}{match[2]}"
+            head = match[1] if host is None else _PORTED_HOST.sub(f"\\g<1>{host}\\g<2>", match[1])
+            return f"{head}{port}{match[2]}"
     return address
 
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from qnetlab.lazy_exports import lazy_attributes
 
+from ._faults import read_faults
 from ._proc import ProcessGroup, sigterm_as_interrupt
 from .herald_engine import ENGINE_HERALD_DTYPE, HeraldEngine, HeraldWindows
 from .heralding_station import (
@@ -144,6 +145,7 @@ __all__ = [
     "load_network_config",
     "plan_lab",
     "read_events",
+    "read_faults",
     "read_pairs",
     "read_report",
     "require_keys",

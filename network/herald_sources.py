@@ -30,6 +30,7 @@ import numpy as np
 from qnetlab.instruments.errors import ConfigError, InstrumentError
 
 if TYPE_CHECKING:
+    from qnetlab.instruments.lab_config import LabConfig
     from qnetlab.instruments.station import LabStation
 
     from .herald_engine import HeraldWindows
@@ -78,8 +79,10 @@ class TaggerSource:
     calibrations: the arms' delays) say which inputs carry the attempt clock and the
     detectors."""
 
-    lab: Path
-    """The station's lab config (its instruments, wiring, calibration graph)."""
+    lab: Path | LabConfig
+    """The station's lab config (its instruments, wiring, calibration graph): its file, or
+    the config itself (the sim profile's launcher gives the lab as its twins' process serves
+    it, on its own ports: `qnetlab.station_twin`)."""
     windows: HeraldWindows
     attempt_period_s: float
     """s between attempts (two-click: two rounds, one sync tag each, per attempt)."""
@@ -111,7 +114,7 @@ class TaggerHeralds:
     `blocks` records and runs the engine there; `close` closes the lab."""
 
     def __init__(self, settings: TaggerSource, *, epoch_ns: int) -> None:
-        from qnetlab.instruments.lab_config import load_config
+        from qnetlab.instruments.lab_config import LabConfig, load_config
         from qnetlab.instruments.station import load_station
 
         from .herald_engine import HeraldEngine
@@ -136,7 +139,8 @@ class TaggerHeralds:
         """Attempts started in earlier recordings (attempt ids go on from there)."""
         self._totals: Counter[str] = Counter()
         """The engine's counters of earlier recordings."""
-        config = load_config(settings.lab)
+        config = (settings.lab if isinstance(settings.lab, LabConfig)
+                  else load_config(settings.lab))
         if settings.simulation is not None:
             config = config.with_simulation(link=dict(settings.simulation))
         # The lab's calibrated values (its SNSPDs' operating bias, ...) applied, as every
