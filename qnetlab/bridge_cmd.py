@@ -4,7 +4,10 @@ distributed computation's workload on a network bridge and report.
 What runs today is the bridge's scheduling core in a time-compressed discrete-event
 simulation of the link physics (`network.bridge.simulate`), with no instrument processes:
 the process-level bridge (node agents, stations, tagger twins on the switch) does not exist
-yet, and the output and the report say so. The bridge comes from its config
+yet, and the output and the report say so. (The orchestrator process drives the config's
+switch, `BridgeServiceSettings.from_config`; this verb does not open it.) The simulation takes
+each path's age as the config writes it, not from the calibration store the orchestrator
+keeps, so a run is repeatable. The bridge comes from its config
 (`network.bridge.bridge_config`, lab_configs/bridge_8.yaml), the workload from its file
 (docs/bridge.md#the-workload-format). Reported per policy (the orchestrator, the round-robin
 baseline, or both): makespan, pairs delivered and wasted, switch reconfigurations, each

@@ -11,10 +11,14 @@ scheduling of a distributed computation's entanglement on it.
   `Request` and `Decision` records;
 - `simulate` (a time-compressed discrete-event simulation; `BridgeResult`);
 - `makespan_bound` (`MakespanBound`);
-- the orchestrator process (`run_bridge_orchestrator`, `BridgeServiceSettings`; its core
-  `BridgeEngine` on a `PairFabric`, today the SIMULATED `SimulatedLinkFabric`) and its
-  applications' client `BridgeClient` (`BridgeHandle`, `BridgeRefusedError`,
-  `BridgeTimeoutError`); the messages in `network.bridge.wire` (`BridgeWireError`).
+- the orchestrator process (`run_bridge_orchestrator`, `BridgeServiceSettings`, from a
+  config `BridgeServiceSettings.from_config`; its core `BridgeEngine` on a `PairFabric`: the
+  SIMULATED `SimulatedLinkFabric`, behind the config's optical switch in the loop
+  `SwitchedFabric`, `SwitchPathError`) and its applications' client `BridgeClient`
+  (`BridgeHandle`, `BridgeRefusedError`, `BridgeTimeoutError`); the messages in
+  `network.bridge.wire` (`BridgeWireError`);
+- each path's arm delay and its time as calibration records (`PathCalibrations`,
+  `PathRecord`).
 
 Design and derivations: docs/bridge.md.
 """
@@ -27,9 +31,11 @@ from .bridge_config import BridgeConfig, load_bridge_config
 from .client import BridgeClient, BridgeHandle, BridgeRefusedError, BridgeTimeoutError
 from .des import BridgeResult, SchedulingCore, simulate
 from .fabric import PairFabric, SimulatedLinkFabric
+from .path_calibration import PathCalibrations, PathRecord
 from .records import Decision, Request
 from .scheduler import Scheduler, SchedulerSettings
 from .service import BridgeEngine, BridgeServiceSettings, run_bridge_orchestrator
+from .switch_loop import SwitchedFabric, SwitchPathError
 from .topology import BridgeTopology, LinkParameters, PathLink, bridge_topology
 from .wire import BridgeWireError
 from .workload import (
@@ -58,13 +64,17 @@ __all__ = [
     "MakespanBound",
     "Operation",
     "PairFabric",
+    "PathCalibrations",
     "PathLink",
+    "PathRecord",
     "Request",
     "RoundRobinScheduler",
     "Scheduler",
     "SchedulerSettings",
     "SchedulingCore",
     "SimulatedLinkFabric",
+    "SwitchPathError",
+    "SwitchedFabric",
     "Workload",
     "WorkloadError",
     "bridge_topology",

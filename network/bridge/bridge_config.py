@@ -11,13 +11,15 @@ The layout (units: s, km, Hz, dB)::
     switch:      {lab, instrument, ingress_ports, egress_ports, settle_time, insertion_loss_db}
     qnus:        {QNU: {lab, port, fibre_length_km}, ...}
     stations:    {STATION: {lab, arms: {a: {port, fibre_length_km}, b: {...}}}, ...}
-    calibration: {lifetime, recheck_time, paths: {QNU/STATION: {age, arm_delay}, ...}}
+    calibration: {lifetime, recheck_time, database,
+                  paths: {QNU/STATION: {age, arm_delay}, ...}}
     link_model:  {scheme, transducer_efficiency, ..., hom_visibility}   (LinkParameters)
 
 Ports are the switch's own numbers (Polatis N x M: ingress 1..N, egress N+1..N+M): a QNU's
 fibre ends on an ingress port, a station arm on an egress port. Each path's age and arm delay
-are the calibration graph's values written by hand: the bridge does not read them from the
-graph yet. Lab paths are relative to the config file.
+seed its calibration record (``calibration.database``, `path_calibration`) when the store has
+none; the orchestrator process reads the records, `qnetlab bridge`'s simulation the config's
+values. Lab and database paths are relative to the config file.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ _SWITCH = {"lab", "instrument", "ingress_ports", "egress_ports", "settle_time",
 _QNU = {"lab", "port", "fibre_length_km"}
 _STATION = {"lab", "arms"}
 _ARM = {"port", "fibre_length_km"}
-_CALIBRATION = {"lifetime", "recheck_time", "paths"}
+_CALIBRATION = {"lifetime", "recheck_time", "paths", "database"}
 _PATH = {"age", "arm_delay"}
 _LINK_FRACTIONS = {"transducer_efficiency", "collection_efficiency", "hom_visibility"}
 _LINK_POSITIVE = {"conversion_bandwidth": "Hz", "memory_t2": "s", "repetition_limit": "Hz",
@@ -123,10 +125,24 @@ class BridgeConfig:
     memory_cutoff: float = 0.1
     calibration_lifetime: float = 600.0
     recheck_time: float = 0.2
+    calibration_database: Path | None = None
+    """The store of the paths' calibration records (``calibration.database``; None: the
+    default, ``<run_dir>/bridge_calibration.db``)."""
+
+    @property
+    def calibration_db(self) -> Path:
+        """Where the orchestrator keeps each path's arm delay and its time
+        (`path_calibration.PathCalibrations`)."""
+        return self.calibration_database or self.run_dir / "bridge_calibration.db"
+
+    def path_seeds(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """(QNU, station) -> (age s, arm delay s) as the config gives them: the seeds of a
+        calibration store that has no record of a path yet."""
+        return {path: (c.age, c.arm_delay) for path, c in self.paths.items()}
 
     def arm_delay(self, qnu: str, station: str) -> float:
-        """s, the path's arm delay as the config gives it (carried for the process-level
-        stations' heralding windows; the scheduling core does not use it)."""
+        """s, the path's arm delay as the config gives it: the seed of its calibration
+        record (the orchestrator reads the record, `path_calibration`)."""
         return self.paths[(qnu, station)].arm_delay
 
     def topology(self) -> BridgeTopology:
@@ -418,5 +434,18 @@ def load_bridge_config(path: str | Path) -> BridgeConfig:
         calibration_lifetime=_number(file, "calibration.lifetime",
                                      calibration.get("lifetime", 600.0), "s", zero_ok=False),
         recheck_time=_number(file, "calibration.recheck_time",
-                             calibration.get("recheck_time", 0.2), "s"))
+                             calibration.get("recheck_time", 0.2), "s"),
+        calibration_database=_database(file, calibration.get("database")))
+
+
+def _database(file: str, value: Any) -> Path | None:
+    """``calibration.database``: a path relative to the config file, or left out."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.endswith(".db"):
+        raise ConfigError(file, "calibration.database", f"{value!r} is not a database path",
+                          "write a .db path relative to this file, e.g. "
+                          "../lab_data/runs/bridge_8/bridge_calibration.db, or leave it out "
+                          "(the default is that file under bridge.run_dir)")
+    return (Path(file).parent / value).resolve()
 

@@ -4,9 +4,11 @@ scheduler assigns.
 `PairFabric` is what the orchestrator process needs of one. Shipped: `SimulatedLinkFabric`,
 SIMULATED physics: no stations, switch or taggers; each assigned path heralds at exponential
 waiting times of its expected rate (`topology.PathLink.rate`, from the link model), drawn on
-the bridge's clock (wall-clock time scaled by the orchestrator's `time_scale`). A fabric of
-processes (heralding stations on time taggers, the switch driver, node agents) does not exist
-yet; it would report the same heralds from the stations' HERALDS frames.
+the bridge's clock (wall-clock time scaled by the orchestrator's `time_scale`). The switch
+is put in the loop in front of it by `switch_loop.SwitchedFabric` (every path made through
+the `OpticalSwitch` role before it heralds). A fabric of station processes (heralding
+stations on time taggers, node agents) does not exist yet; it would report the same heralds
+from the stations' HERALDS frames.
 """
 
 from __future__ import annotations

@@ -170,6 +170,22 @@ class Scheduler:
                 values={"hold_time": hold}))
         return decisions + self._schedule(now)
 
+    def fail(self, request_id: str, code: ErrCode, reason: str, now: float) -> list[Decision]:
+        """The fabric could not set a running request's path up (the switch refused or did
+        not answer): ERR with `reason`, and its station taken as connected to nothing (the
+        fabric cleared its arms), so its next use pays the settle and the re-checks."""
+        self.clock.advance(now)
+        entry = self.open.get(request_id)
+        if entry is None:
+            return []
+        if entry.station is not None:
+            for q in self.switch.arms.pop(entry.station, ()):
+                self.switch.qnu_station.pop(q, None)
+            for q in entry.request.qnus:  # its re-checks never happened: stale as before
+                self.switch.checked.pop((q, entry.station), None)
+        decisions = [err(now, entry.request, code, reason), *self._close(entry, now)]
+        return decisions + self._schedule(now)
+
     def tick(self, now: float) -> list[Decision]:
         """Deadlines: ERR what can no longer (waiting) or did not (running) make it; then
         schedule."""

@@ -4,10 +4,14 @@ over a CURVE ROUTER, and it schedules them with the `Scheduler` on a pluggable f
 `run_bridge_orchestrator(settings, stop)` (a `ProcessGroup` target) binds a ROUTER (CURVE
 server, `settings.name`'s keypair) for the clients (`client.BridgeClient`), and runs
 `BridgeEngine`: the scheduling core unchanged (events in, decisions out) against a
-`fabric.PairFabric` that heralds pairs on the paths it assigns. The only fabric today is
-`fabric.SimulatedLinkFabric`: SIMULATED link physics (herald times drawn from each path's
-link-model rate on the bridge's clock: wall-clock time x `time_scale`); the fabric of
-processes (stations on time taggers, the switch, node agents) does not exist yet.
+`fabric.PairFabric` that heralds pairs on the paths it assigns: `fabric.SimulatedLinkFabric`,
+SIMULATED link physics (herald times drawn from each path's link-model rate on the bridge's
+clock: wall-clock time x `time_scale`), with the bridge config's optical switch in the loop
+when the settings name its lab (`switch_loop.SwitchedFabric`: every assigned path is made
+through the `OpticalSwitch` role and read back; a switch that refuses or does not answer is
+an ERR NO_RESOURCES for the request, with its arms cleared). With a calibration store
+(`settings.calibration_db`) the paths' calibration times are read from it and the re-checks
+recorded in it (`path_calibration`). The stations and node agents are not processes yet.
 
 Every client message is hostile until `wire.decode_request` has checked it; a malformed one
 is counted under the field it got wrong and answered with ERR MALFORMED naming that field,
@@ -27,20 +31,25 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import zmq
 
 from qnetlab.instruments.errors import ConfigError
+from qnetlab.instruments.lab_config import PROFILES
 
 from ..keys import key_owner, make_curve_server, start_authenticator
+from ..messages import ErrCode
+from .bridge_config import BridgeConfig
 from .des import SchedulingCore
-from .fabric import Herald, PairFabric, SimulatedLinkFabric
+from .fabric import Herald, PairFabric
+from .path_calibration import PathCalibrations
 from .records import Decision, Request
 from .scheduler import Scheduler, SchedulerSettings
+from .switch_loop import SwitchPathError, orchestrator_fabric
 from .topology import BridgeTopology, PathLink
 from .wire import (
     SOCKET_MAXMSGSIZE,
@@ -61,6 +70,9 @@ from .wire import (
     decode_request,
     encode,
 )
+
+if TYPE_CHECKING:  # QCoDeS only where a switch is opened (a process without one never pays)
+    from qnetlab.instruments.station import LabStation
 
 _WILDCARD_HOSTS = {"*", "0.0.0.0", "::", "[::]", ""}
 _POLL_MS = 50
@@ -97,6 +109,35 @@ class BridgeServiceSettings:
     """Key owners served (None: every key in the key directory's public folder)."""
     max_open_per_client: int = 256
     """Open requests one client may have; more are refused (ERR NO_RESOURCES)."""
+    switch_lab: Path | None = None
+    """The switch's lab config (the bridge config's ``switch.lab``): the orchestrator opens
+    its `switch_instrument` for `profile` and sets every assigned path up through it
+    (`switch_loop.SwitchedFabric`). None: no switch, the link model alone."""
+    switch_instrument: str = "optical_switch"
+    profile: str = "sim"
+    """The switch lab's profile: ``sim`` (its twin over the in-process VISA backend) or
+    ``real`` (its address: the switch, or `qnetlab sim serve`)."""
+    calibration_db: Path | None = None
+    """The store of each path's arm delay and its time (`path_calibration`): the topology's
+    calibration times are read from it at the start, re-checks recorded in it. None: the
+    topology's own times, nothing recorded."""
+    path_seeds: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    """(QNU, station) -> (age s, arm delay s): seeds of the paths the store has no record of
+    (the bridge config's ``calibration.paths``)."""
+    seed_source: str = "the bridge config"
+
+    @classmethod
+    def from_config(cls, config: BridgeConfig, key_dir: Path, *, profile: str = "sim",
+                    **settings: Any) -> BridgeServiceSettings:
+        """Settings for the bridge a config describes: its topology, run folder, switch (its
+        lab and instrument, opened for `profile`) and path calibration store (seeded from
+        its ``calibration.paths``); `settings` override any of them."""
+        values: dict[str, Any] = {
+            "run_dir": config.run_dir, "switch_lab": config.switch.lab,
+            "switch_instrument": config.switch.instrument, "profile": profile,
+            "calibration_db": config.calibration_db, "path_seeds": config.path_seeds(),
+            "seed_source": config.path.name, **settings}
+        return cls(key_dir, values.pop("run_dir"), config.topology(), **values)
 
     def __post_init__(self) -> None:
         where = f"bridge orchestrator {self.name!r} settings"
@@ -115,6 +156,9 @@ class BridgeServiceSettings:
                                                  and self.max_seconds > 0.0):
             raise ConfigError(where, "max_seconds", f"{self.max_seconds!r} must be > 0 s",
                               "or None to run until stopped")
+        if self.profile not in PROFILES:
+            raise ConfigError(where, "profile", f"unknown profile {self.profile!r}",
+                              f"use one of: {', '.join(PROFILES)}")
         if self.max_open_per_client < 1:
             raise ConfigError(where, "max_open_per_client",
                               f"{self.max_open_per_client} must be >= 1")
@@ -152,8 +196,12 @@ class BridgeEngine:
 
     def __init__(self, topology: BridgeTopology, scheduler: SchedulingCore, fabric: PairFabric,
                  seed: int = 0, log: Callable[[dict[str, Any]], None] | None = None,
-                 max_open_per_client: int = 256) -> None:
+                 max_open_per_client: int = 256,
+                 calibrations: PathCalibrations | None = None) -> None:
+        """`calibrations`: each path's stored arm delay and time (the scheduler's RECHECKs
+        are recorded there, an assigned path's stored values logged); None: none kept."""
         self.topology, self.scheduler, self.fabric = topology, scheduler, fabric
+        self.calibrations = calibrations
         self.rng = np.random.default_rng([seed, 1])  # the bits: not the fabric's stream
         self.log = log or (lambda record: None)
         self.max_open = max_open_per_client
@@ -163,6 +211,10 @@ class BridgeEngine:
         self.outbox: list[tuple[str, ServerMessage]] = []
         self.counters: Counter[str] = Counter()
         self.now = 0.0
+        self._failed: list[tuple[str, SwitchPathError]] = []
+        """Requests whose path the fabric could not set up in the current call."""
+        self._recheck_due: dict[str, list[Decision]] = {}
+        """Request -> the RECHECKs of its stale paths, done when its ASSIGN's switching is."""
 
     # -- client messages ------------------------------------------------------------------
     def handle(self, client: str, message: ClientMessage, now: float) -> None:
@@ -269,6 +321,7 @@ class BridgeEngine:
         self.now = max(self.now, now)
         decisions = method(*args, now)
         finished: list[str] = []
+        self._failed = []
         for decision in decisions:
             entry = self.open.get(decision.request or "")
             record = decision.as_record()
@@ -282,13 +335,40 @@ class BridgeEngine:
             finished += self._apply(decision, entry, now)
         for key in finished:
             self._forget(key)
+        failed, self._failed = self._failed, []
+        for key, exc in failed:  # the fabric could not set the path up: ERR, bench cleared
+            self.counters["switch_failures"] += 1
+            self._call(now, self._fail, key, exc)
+
+    def _fail(self, key: str, exc: SwitchPathError, now: float) -> list[Decision]:
+        """ERR for a request whose path the fabric could not set up (the scheduler's own
+        `fail` when it has one; else a cancel, whose CANCEL is turned into that ERR)."""
+        fail = getattr(self.scheduler, "fail", None)
+        reason = f"the switch could not set the path up: {exc}"
+        if fail is not None:
+            decisions: list[Decision] = fail(key, ErrCode[exc.code], reason, now)
+            return decisions
+        return [replace(d, action="ERR", reason=reason, code=exc.code)
+                if d.action == "CANCEL" else d for d in self.scheduler.cancel(key, now)]
 
     def _apply(self, d: Decision, entry: _Open, now: float) -> list[str]:
         """Carry out `d` (about `entry`); the requests it finished."""
         if d.action == "ASSIGN":
             assert d.station is not None and d.ready_at is not None
             a, b = _qnus(entry.message)
-            self.fabric.assign(d.station, d.request or "", a, b, d.ready_at)
+            try:
+                self.fabric.assign(d.station, d.request or "", a, b, d.ready_at)
+            except SwitchPathError as exc:
+                self.log({"time": now, "event": "switch_failed", "for_request": d.request,
+                          "client": entry.client, "station": d.station, "reason": str(exc)})
+                self._failed.append((d.request or "", exc))
+            else:
+                self._rechecks(d.request or "", now)
+                self._path_values(d, a, b, now)
+            self._recheck_due.pop(d.request or "", None)
+        elif d.action == "RECHECK" and d.station:
+            # done once the switch has made the path (the ASSIGN that follows)
+            self._recheck_due.setdefault(d.request or "", []).append(d)
         elif d.action in ("SUSPEND", "RELEASE") and d.station is not None:
             self.fabric.release(d.station)
         elif d.action == "ACK":
@@ -307,6 +387,33 @@ class BridgeEngine:
             self._reply(entry.client, Cancelled(entry.request_id))
             return [d.request or ""]
         return []
+
+    def _rechecks(self, request: str, now: float) -> None:
+        """Record the re-checks of `request`'s stale paths, now that they are switched in."""
+        for d in self._recheck_due.get(request, []):
+            assert d.station is not None
+            done = d.ready_at if d.ready_at is not None else now
+            for qnu in d.qnus:
+                self.counters["rechecks"] += 1
+                record = None if self.calibrations is None else \
+                    self.calibrations.recheck(qnu, d.station, done)
+                self.log({"time": now, "event": "recheck", "for_request": request, "qnu": qnu,
+                          "station": d.station, "done_at": done, "measured": False,
+                          "cost": d.values.get("recheck_time", 0.0),
+                          "recorded": record is not None,
+                          "arm_delay": None if record is None else record.arm_delay})
+
+    def _path_values(self, d: Decision, a: str, b: str, now: float) -> None:
+        """Log the stored values of the paths switched in (the station's windows would be
+        set from them; the simulated link does not model arm delays)."""
+        if self.calibrations is None or d.station is None:
+            return
+        records = [self.calibrations.record(q, d.station) for q in (a, b)]
+        self.log({"time": now, "event": "path_values", "for_request": d.request,
+                  "station": d.station,
+                  "arm_delay": {r.qnu: r.arm_delay for r in records},
+                  "age": {r.qnu: self.calibrations.run_start + now - r.checked
+                          for r in records}})
 
     def _deliver(self, entry: _Open, station: str, now: float) -> None:
         fidelities = [link.fidelity_at(now - heralded) for heralded, _, link in entry.held]
@@ -427,8 +534,16 @@ class _Service:
         return {"name": self.settings.name, "fabric": self.engine.fabric.name,
                 "simulated": self.engine.fabric.simulated,
                 "time_scale": self.settings.time_scale, "bridge_time": self.bridge_now(),
+                "switch": _switch_name(self.settings),
                 "stopped": stopped, "counters": dict(self.engine.counters),
                 "malformed": dict(self.malformed), "not_a_client": dict(self.strangers)}
+
+
+def _switch_name(settings: BridgeServiceSettings) -> str | None:
+    """What the ready and summary files call the switch (None: no switch in the loop)."""
+    if settings.switch_lab is None:
+        return None
+    return f"{settings.switch_instrument} of {settings.switch_lab.name} ({settings.profile})"
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -438,18 +553,67 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(staging, path)
 
 
+def _stopped_before_start(settings: BridgeServiceSettings, log: _DecisionLog,
+                          why: str) -> None:
+    """The log and the summary say why the orchestrator never served."""
+    log({"event": "not_started", "reason": why})
+    log.close()
+    _write_json(settings.run_dir / f"{settings.name}_summary.json",
+                {"name": settings.name, "stopped": why})
+
+
+def _start_or_say_why(settings: BridgeServiceSettings, log: _DecisionLog,
+                      clock: Callable[[], float]
+                      ) -> tuple[BridgeTopology, PairFabric, LabStation | None]:
+    try:
+        return orchestrator_fabric(settings, log, clock)
+    except Exception as exc:
+        _stopped_before_start(settings, log, f"the switch could not be opened: {exc}")
+        raise
+
+
+def _path_calibrations(settings: BridgeServiceSettings, log: _DecisionLog
+                       ) -> PathCalibrations | None:
+    """The paths' records (seeding those the store lacks from the config), or None."""
+    if settings.calibration_db is None:
+        return None
+    calibrations = PathCalibrations(settings.calibration_db, settings.path_seeds,
+                                    source=settings.seed_source,
+                                    recheck_time=settings.topology.recheck_time)
+    seeded = calibrations.seed()
+    log({"event": "path_calibrations", "database": str(settings.calibration_db),
+         "seeded": [f"{q}/{s}" for q, s in seeded]})
+    return calibrations
+
+
 def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
     """Serve clients until `stop` is set or `settings.max_seconds` have passed; then refuse
-    what is still open (ERR NO_RESOURCES), write the summary and return."""
+    what is still open (ERR NO_RESOURCES), write the summary and return. With a switch
+    (`settings.switch_lab`) every path is set up through it; if it cannot be opened, the
+    summary says why and the error is raised."""
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+    log = _DecisionLog(settings.run_dir / f"{settings.name}_decisions.jsonl")
+    service: _Service | None = None
+
+    def bridge_now() -> float:
+        return service.bridge_now() if service is not None else 0.0
+
+    topology, fabric, switch_station = _start_or_say_why(settings, log, bridge_now)
+    calibrations = None
+    try:
+        calibrations = _path_calibrations(settings, log)
+        if calibrations is not None:
+            topology = calibrations.anchored(topology)
+    except Exception as exc:
+        if switch_station is not None:
+            switch_station.close()
+        _stopped_before_start(settings, log, f"the path calibrations could not be read: {exc}")
+        raise
     context = zmq.Context()
     authenticator = start_authenticator(context, settings.key_dir)
     router = context.socket(zmq.ROUTER)
-    log = _DecisionLog(settings.run_dir / f"{settings.name}_decisions.jsonl")
-    topology = settings.topology
-    engine = BridgeEngine(topology, Scheduler(topology, settings.scheduler),
-                          SimulatedLinkFabric(topology, settings.seed), settings.seed, log,
-                          settings.max_open_per_client)
+    engine = BridgeEngine(topology, Scheduler(topology, settings.scheduler), fabric,
+                          settings.seed, log, settings.max_open_per_client, calibrations)
     service = _Service(settings, router, engine, log)
     stopped = "stop flag"
     try:
@@ -462,7 +626,8 @@ def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
         address = bound.decode() if isinstance(bound, bytes) else str(bound)
         _write_json(settings.run_dir / f"{settings.name}_ready.json",
                     {"address": address, "fabric": engine.fabric.name,
-                     "simulated": engine.fabric.simulated, "time_scale": settings.time_scale})
+                     "simulated": engine.fabric.simulated, "time_scale": settings.time_scale,
+                     "switch": _switch_name(settings)})
         service.begun = time.monotonic()
         while not stop:
             if settings.max_seconds is not None and \
@@ -487,6 +652,8 @@ def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
         router.close()
         authenticator.stop()
         context.term()
+        if switch_station is not None:
+            switch_station.close()  # the paths stay made (the switch holds them)
         log.close()
         _write_json(settings.run_dir / f"{settings.name}_summary.json",
                     service.summary(stopped))

@@ -5,8 +5,9 @@ Every QNU's fibre ends on a switch port; every station has two input ports (its 
 splitter's arms). Connecting QNUs A and B to station S makes a heralding link whose arms are
 A's fibre + S's arm fibre and B's fibre + S's other arm fibre, each through the switch's
 insertion loss (`network.link_model.LinkModel`, Barrett-Kok by default). A path (QNU, station)
-has its own arm delay and calibration time (placeholders here for the calibration graph's
-values): a path older than `calibration_lifetime` is re-checked before use.
+has its own arm delay and calibration time (the orchestrator reads them from each path's
+calibration record, `path_calibration`): a path older than `calibration_lifetime` is
+re-checked before use.
 
 Defaults: the single-link lab's nodes and station (lab_configs/two_node_link.yaml: 10 MHz-band
 transducers at 8.7 %, 0.16 added noise photons, 40 ns windows, 20 us attempts), memories of

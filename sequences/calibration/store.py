@@ -125,6 +125,15 @@ class ParameterStore:
             return self._event(conn, node, "check_data", str(outcome.result), outcome.detail,
                                self.now(), outcome.run)
 
+    def record_step(self, node: str, operation: str, outcome: str, detail: str,
+                    at: float | None = None) -> int:
+        """Record a step that is neither a calibration nor a check's verdict (e.g. the
+        bridge's path re-check, recorded but not measured), at `at` (s since the epoch;
+        None: the store's clock). Commits no value. Returns the event id."""
+        with self._connect() as conn:
+            return self._event(conn, node, operation, outcome, detail,
+                               self.now() if at is None else at, None)
+
     def invalidate(self, node: str) -> None:
         """Mark every value of `node` no longer valid (kept in the history)."""
         with self._connect() as conn:
