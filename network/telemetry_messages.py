@@ -231,10 +231,89 @@ class LinkStatistics:
         object.__setattr__(self, "time", _time(self.time))
 
 
-TelemetryMessage = ValueReading | SequenceProgress | CalibrationStates | LinkStatistics
+def _label(what: str, value: Any) -> str:
+    """A bounded printable name that may hold '/' (a bridge request is ``client/id``)."""
+    text = _text(what, value, MAX_NAME, empty_ok=False)
+    if not text.isprintable():
+        raise _fail(what, f"{text!r} holds a control character")
+    return text
 
-_KIND_OF: dict[type[TelemetryMessage], str] = {ValueReading: "value", SequenceProgress: "progress",
-                             CalibrationStates: "calibration", LinkStatistics: "link"}
+
+def _qnus(what: str, value: Any, sizes: tuple[int, ...]) -> tuple[str, ...]:
+    if not isinstance(value, tuple) or len(value) not in sizes:
+        raise _fail(what, f"expected a tuple of {' or '.join(map(str, sizes))} QNU names")
+    names = tuple(_name(f"{what}[{i}]", q) for i, q in enumerate(value))
+    if len(set(names)) != len(names):
+        raise _fail(what, f"{names!r} names a QNU twice")
+    return names
+
+
+@dataclass(frozen=True)
+class SwitchConfiguration:
+    """A bridge station's switch configuration (docs/bridge.md#the-orchestrator-process):
+    from `at` (s on the bridge clock) `station`'s two arms hold `qnus` (() = connected to
+    nothing: broken for another path, or cleared after a switch failure); it carries light
+    from `settled_at` (after the settle and any re-checks; None when nothing is connected).
+    `reason` says why. An orchestrator republishes its stations' current configurations
+    now and then (a monitor that joins late sees them; the same `at` is the same span)."""
+
+    source: str
+    station: str
+    qnus: tuple[str, ...]
+    at: float
+    settled_at: float | None
+    reason: str
+    time: float
+
+    def __post_init__(self) -> None:
+        _name("source", self.source)
+        _name("station", self.station)
+        _qnus("qnus", self.qnus, (0, 2))
+        object.__setattr__(self, "at", _number("at", self.at, minimum=0.0))
+        object.__setattr__(self, "settled_at",
+                           _optional("settled_at", self.settled_at, minimum=0.0))
+        _text("reason", self.reason, MAX_TEXT)
+        object.__setattr__(self, "time", _time(self.time))
+
+
+REQUEST_STATES = ("accepted", "served", "suspended", "delivered", "err", "cancelled")
+"""`RequestEvent.state`: ACK, a station heralds for it (ASSIGN), its station taken away
+(round-robin's SUSPEND), OK, ERR (with its code), cancelled by the application."""
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """A step in the life of a bridge request (`request`: the scheduler's ``client/id``)
+    between `qnus` at `at` (s on the bridge clock): `state` one of `REQUEST_STATES`,
+    `station` the one serving it ("" when none), `code` an ERR's code ("" otherwise)."""
+
+    source: str
+    request: str
+    qnus: tuple[str, ...]
+    state: str
+    station: str
+    code: str
+    at: float
+    time: float
+
+    def __post_init__(self) -> None:
+        _name("source", self.source)
+        _label("request", self.request)
+        _qnus("qnus", self.qnus, (2,))
+        _choice("state", self.state, REQUEST_STATES)
+        if self.station:
+            _name("station", self.station)
+        _text("code", self.code, MAX_NAME)
+        object.__setattr__(self, "at", _number("at", self.at, minimum=0.0))
+        object.__setattr__(self, "time", _time(self.time))
+
+
+TelemetryMessage = (ValueReading | SequenceProgress | CalibrationStates | LinkStatistics
+                    | SwitchConfiguration | RequestEvent)
+
+_KIND_OF: dict[type[TelemetryMessage], str] = {
+    ValueReading: "value", SequenceProgress: "progress", CalibrationStates: "calibration",
+    LinkStatistics: "link", SwitchConfiguration: "switch", RequestEvent: "request"}
 KINDS = tuple(_KIND_OF.values())
 """The topics' kinds: ``"<source>/<kind>"``."""
 _TYPE_OF = {kind: cls for cls, kind in _KIND_OF.items()}
@@ -278,6 +357,10 @@ def _parse(kind: str, data: dict[str, Any]) -> TelemetryMessage:
             raise _fail("nodes", "each node must be [name, state, age_s, timeout_s]")
         return CalibrationStates(data["source"], tuple(NodeStatus(*node) for node in nodes),
                                  data["time"])
+    if cls in (SwitchConfiguration, RequestEvent):
+        if not isinstance(data["qnus"], list):
+            raise _fail("qnus", f"expected a list, got {type(data['qnus']).__name__}")
+        data = {**data, "qnus": tuple(data["qnus"])}  # JSON has no tuples
     try:
         message: TelemetryMessage = cls(**data)
     except TypeError as exc:  # cannot happen with the field check; kept hostile-proof

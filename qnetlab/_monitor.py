@@ -17,15 +17,19 @@ def add_parser(verbs: Any) -> None:
                     "drive, detector count rates, the running sequence (PAUSED with the "
                     "reason when the interlock holds it), the calibration graph, and per "
                     "link the herald rate, delivered pairs, fidelity, latency and every "
-                    "error counter. It subscribes to the telemetry the config's processes "
-                    "publish (CURVE, with the key 'monitor' of `qnetlab keys CONFIG`) and "
+                    "error counter; for a bridge config, the orchestrator's live timeline "
+                    "(switch configurations per station, and the requests). It subscribes "
+                    "to the telemetry the config's processes publish (CURVE, with the key "
+                    "'monitor' of `qnetlab keys CONFIG`) and "
                     "never opens an instrument, so it runs beside `characterize`, `run`, "
                     "`link` or `bringup`, on this host or another. Open the printed address "
                     "in any number of browsers; Ctrl-C stops it.",
     )
-    parser.add_argument("config", help="lab or network YAML whose telemetry to show, e.g. "
-                                       "lab_configs/transducer_bench.yaml or "
-                                       "lab_configs/two_node_link.yaml")
+    parser.add_argument("config", help="lab, network or bridge YAML whose telemetry to show, "
+                                       "e.g. lab_configs/transducer_bench.yaml, "
+                                       "lab_configs/two_node_link.yaml or "
+                                       "lab_configs/bridge_8.yaml (the bridge orchestrator's "
+                                       "live timeline)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"TCP port of the page (default {DEFAULT_PORT}; 0: any free "
                              "port)")
@@ -42,6 +46,7 @@ def add_parser(verbs: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qnetlab.instruments.errors import ConfigError
+    from qnetlab.network.bridge.bridge_telemetry import bridge_config_endpoints, is_bridge_config
     from qnetlab.network.telemetry import telemetry_endpoints
 
     from .monitor.server import MonitorServer, wait
@@ -52,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_seconds is not None and args.max_seconds < 0:
         raise ConfigError(args.config, "--max-seconds", f"{args.max_seconds} is negative",
                           "give a duration in seconds")
-    found = telemetry_endpoints(args.config)
+    # A bridge config names no publisher: its orchestrator's ready file does.
+    found = bridge_config_endpoints(args.config) if is_bridge_config(args.config) \
+        else telemetry_endpoints(args.config)
     server = MonitorServer(found.endpoints, found.key_dir, title=str(args.config),
                            host=args.host, port=args.port, silent_after_s=args.silent_after,
                            config=str(args.config))

@@ -28,6 +28,7 @@ from __future__ import annotations
 from .baseline import RoundRobinScheduler
 from .bounds import MakespanBound, makespan_bound
 from .bridge_config import BridgeConfig, load_bridge_config
+from .bridge_telemetry import TimelineTelemetry, open_timeline
 from .client import BridgeClient, BridgeHandle, BridgeRefusedError, BridgeTimeoutError
 from .des import BridgeResult, SchedulingCore, simulate
 from .fabric import PairFabric, SimulatedLinkFabric
@@ -75,6 +76,7 @@ __all__ = [
     "SimulatedLinkFabric",
     "SwitchPathError",
     "SwitchedFabric",
+    "TimelineTelemetry",
     "Workload",
     "WorkloadError",
     "bridge_topology",
@@ -82,6 +84,7 @@ __all__ = [
     "load_bridge_config",
     "load_workload",
     "makespan_bound",
+    "open_timeline",
     "parse_workload",
     "partitioned_circuit",
     "random_pairs",

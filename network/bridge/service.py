@@ -44,6 +44,7 @@ from qnetlab.instruments.lab_config import PROFILES
 from ..keys import key_owner, make_curve_server, start_authenticator
 from ..messages import ErrCode
 from .bridge_config import BridgeConfig
+from .bridge_telemetry import TimelineTelemetry, open_timeline
 from .des import SchedulingCore
 from .fabric import Herald, PairFabric
 from .path_calibration import PathCalibrations
@@ -125,6 +126,9 @@ class BridgeServiceSettings:
     """(QNU, station) -> (age s, arm delay s): seeds of the paths the store has no record of
     (the bridge config's ``calibration.paths``)."""
     seed_source: str = "the bridge config"
+    telemetry_address: str | None = None
+    """``tcp://HOST:PORT`` to publish the timeline on for `qnetlab monitor` (switch
+    configurations and requests: `bridge_telemetry`); None: no telemetry."""
 
     @classmethod
     def from_config(cls, config: BridgeConfig, key_dir: Path, *, profile: str = "sim",
@@ -459,15 +463,23 @@ class _DecisionLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.file: TextIO = path.open("a", encoding="utf-8")
+        self.timeline: TimelineTelemetry | None = None
+        """Publishes what the records change on the timeline (`bridge_telemetry`)."""
 
     def __call__(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record, default=str) + "\n")
+        if self.timeline is not None:
+            self.timeline.observe(record)
 
     def flush(self) -> None:
         self.file.flush()
+        if self.timeline is not None:
+            self.timeline.tick()
 
     def close(self) -> None:
         self.file.close()
+        if self.timeline is not None:
+            self.timeline.close()
 
 
 class _Service:
@@ -617,6 +629,8 @@ def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
     service = _Service(settings, router, engine, log)
     stopped = "stop flag"
     try:
+        log.timeline = open_timeline(settings.telemetry_address, settings.key_dir,
+                                     settings.name, topology.stations, log)
         make_curve_server(router, settings.key_dir, settings.name)
         router.setsockopt(zmq.MAXMSGSIZE, SOCKET_MAXMSGSIZE)
         router.linger = 1000  # the last replies must reach the clients
@@ -627,7 +641,9 @@ def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
         _write_json(settings.run_dir / f"{settings.name}_ready.json",
                     {"address": address, "fabric": engine.fabric.name,
                      "simulated": engine.fabric.simulated, "time_scale": settings.time_scale,
-                     "switch": _switch_name(settings)})
+                     "switch": _switch_name(settings),
+                     "telemetry": log.timeline.address if log.timeline else None,
+                     "key_dir": str(settings.key_dir)})
         service.begun = time.monotonic()
         while not stop:
             if settings.max_seconds is not None and \

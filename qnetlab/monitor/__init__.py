@@ -4,7 +4,10 @@ The monitor subscribes to the publishers a config names (`qnetlab.network.teleme
 never opens an instrument, so it runs beside a sequence, `link` or `bringup`, on any host.
 
 - `MonitorState` (state.py): telemetry folded into bounded per-series histories; pure Python.
-- panels.py: the text panels (values with SI units, sequences, calibration graph, links).
+- timeline.py: a bridge orchestrator's timeline (switch configurations per station,
+  requests) folded from its telemetry; pure Python.
+- panels.py: the text panels (values with SI units, sequences, calibration graph, links,
+  the bridge's stations).
 - page.py: one Bokeh document per browser session, streaming from the state.
 - `MonitorServer` (server.py): one subscriber thread and one Bokeh server for all pages.
 

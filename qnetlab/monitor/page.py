@@ -18,12 +18,13 @@ from bokeh.core.validation import silence
 from bokeh.core.validation.warnings import MISSING_RENDERERS
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, CustomJSTickFormatter, Div
-from bokeh.palettes import Category10_10
+from bokeh.models import ColumnDataSource, CustomJSTickFormatter, Div, FactorRange
+from bokeh.palettes import Category10_10, Category20_20
 from bokeh.plotting import figure
 
 from . import panels
 from .state import MonitorState
+from .timeline import TimelineSnapshot, lane_name, request_columns, switch_columns
 
 # A panel is drawn before its first series arrives (and a lab's page never gets the network's
 # series): an empty plot is expected here, not a mistake worth a warning per page.
@@ -84,13 +85,16 @@ class MonitorSettings:
     silent_after_s: float = 5.0
 
 
-def _figure(title: str, unit: str) -> Any:
-    plot = figure(title=title, x_axis_type="datetime", height=230, sizing_mode="stretch_width",
+def _figure(title: str, unit: str | None, **options: Any) -> Any:
+    """A dark panel; `unit` for SI ticks on y (None: the y axis is categorical)."""
+    settings: dict[str, Any] = {"x_axis_type": "datetime", "height": 230, **options}
+    plot = figure(title=title, sizing_mode="stretch_width",
                   tools="pan,xwheel_zoom,box_zoom,reset,save", toolbar_location="above",
                   background_fill_color=DARK["panel"], border_fill_color=DARK["panel"],
-                  outline_line_color=DARK["grid"])
-    plot.yaxis.formatter = CustomJSTickFormatter(
-        args={"unit": unit, "prefixed": unit in _PREFIXED_UNITS}, code=_SI_TICKS)
+                  outline_line_color=DARK["grid"], **settings)
+    if unit is not None:
+        plot.yaxis.formatter = CustomJSTickFormatter(
+            args={"unit": unit, "prefixed": unit in _PREFIXED_UNITS}, code=_SI_TICKS)
     plot.title.text_color = DARK["text"]
     for axis in (plot.xaxis, plot.yaxis):
         axis.axis_label_text_color = DARK["text"]
@@ -104,6 +108,66 @@ def _div(name: str) -> Div:
     return Div(text=panels.STYLE, name=name, sizing_mode="stretch_width",
                styles={"background": DARK["panel"], "padding": "8px 12px",
                        "border-radius": "4px"})
+
+
+OUTCOME_COLOURS = {"open": "#5794f2", "delivered": "#73bf69", "err": CEILING_RED,
+                   "cancelled": "#ff9830"}
+"""A request's served part by outcome (blue while a station still heralds for it)."""
+WAITING_COLOUR = "#5a5e66"
+
+
+class TimelinePlots:
+    """The bridge's live timeline: per station a lane of switch configurations (the pair
+    connected, hatched while it settles and its stale paths are re-checked), and below every
+    request from when it was heard of (grey while it waits) to its outcome (coloured from
+    its first station on). x: s on the bridge clock. Data sources ``timeline:switch`` and
+    ``timeline:requests``, replaced whole when the timeline changed (bounded by the
+    state's)."""
+
+    def __init__(self) -> None:
+        self.switch = ColumnDataSource({k: [] for k in (*switch_columns([]), "colour")},
+                                       name="timeline:switch")
+        self.requests = ColumnDataSource({k: [] for k in (*request_columns([]), "colour")},
+                                         name="timeline:requests")
+        self.stations = _figure("Bridge: switch configuration per station (hatched: settle "
+                                "and re-checks)", None, x_axis_type="linear", height=200,
+                                y_range=FactorRange())
+        self.stations.hbar(y="lane", left="start", right="settled", height=0.7,
+                           source=self.switch, fill_color="colour", fill_alpha=0.35,
+                           line_color="colour", hatch_pattern="/", hatch_color="colour")
+        self.stations.hbar(y="lane", left="settled", right="end", height=0.7,
+                           source=self.switch, fill_color="colour", line_color=DARK["panel"])
+        self.stations.text(x="mid", y="lane", text="pair", source=self.switch,
+                           text_align="center", text_baseline="middle",
+                           text_font_size="10px", text_color="#111217")
+        self.stations.xaxis.axis_label = "bridge time (s)"
+        self.request_plot = _figure("Bridge: requests (grey: waiting; then blue while "
+                                    "served, green delivered, red ERR, orange cancelled)",
+                                    None, x_axis_type="linear", height=260,
+                                    x_range=self.stations.x_range)
+        self.request_plot.hbar(y="row", left="start", right="served", height=0.6,
+                               source=self.requests, fill_color=WAITING_COLOUR,
+                               line_color=None)
+        self.request_plot.hbar(y="row", left="served", right="end", height=0.6,
+                               source=self.requests, fill_color="colour", line_color=None)
+        self.request_plot.yaxis.visible = False
+        self.request_plot.xaxis.axis_label = "bridge time (s)"
+        self.layout = column(self.stations, self.request_plot, sizing_mode="stretch_width")
+        self.layout.visible = False  # until an orchestrator's first timeline message
+
+    def update(self, snapshots: list[TimelineSnapshot]) -> None:
+        switch = switch_columns(snapshots)
+        switch["colour"] = [Category20_20[i % 20] for i in switch["colour_index"]]
+        requests = request_columns(snapshots)
+        requests["colour"] = [OUTCOME_COLOURS.get(o, WAITING_COLOUR)
+                              for o in requests["outcome"]]
+        lanes = sorted({lane_name(snap.source, station, len(snapshots) > 1)
+                        for snap in snapshots for station in snap.lanes},
+                       reverse=True)  # the first station on top
+        self.stations.y_range.factors = lanes
+        self.switch.data = switch
+        self.requests.data = requests
+        self.layout.visible = bool(snapshots)
 
 
 class MonitorSession:
@@ -123,6 +187,10 @@ class MonitorSession:
                      ("status", "sequences", "values", "calibration", "links")}
         self.divs["calibration"].visible = False
         self.divs["links"].visible = False
+        self.timeline = TimelinePlots()
+        self.timeline_seen = 0
+        self.divs["bridge"] = _div("bridge")
+        self.divs["bridge"].visible = False
         header = Div(text=f'<h2 style="font:600 18px system-ui,sans-serif;color:'
                           f'{DARK["text"]};margin:0">qnetlab monitor — '
                           f'{panels.escape(settings.title)}</h2>', name="title",
@@ -134,7 +202,8 @@ class MonitorSession:
                             self.plots["delivered"],
                             row(self.divs["values"], self.divs["calibration"],
                                 sizing_mode="stretch_width"),
-                            self.divs["links"], sizing_mode="stretch_width",
+                            self.divs["links"], self.divs["bridge"], self.timeline.layout,
+                            sizing_mode="stretch_width",
                             styles={"background": DARK["background"], "padding": "10px"}))
         doc.title = f"qnetlab monitor — {settings.title}"
         self.refresh()
@@ -166,6 +235,12 @@ class MonitorSession:
         if view.links:
             self.divs["links"].visible = True
             self._set("links", panels.links_html(view, now))
+        changed = self.state.timeline_view(self.timeline_seen)
+        if changed is not None:
+            self.timeline_seen, snapshots = changed
+            self.timeline.update(snapshots)
+            self.divs["bridge"].visible = True
+            self._set("bridge", panels.bridge_html(snapshots))
 
     def _set(self, name: str, text: str) -> None:
         # Only a changed panel is sent to the browser.

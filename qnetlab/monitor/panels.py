@@ -15,6 +15,7 @@ from qnetlab._format import format_value
 from qnetlab.network.telemetry import CalibrationStates, LinkStatistics, SequenceProgress
 
 from .state import Latest, View
+from .timeline import TimelineSnapshot, outcome_counts
 
 STYLE = """<style>
 table.qm { border-collapse: collapse; width: 100%; font: 13px/1.45 system-ui, sans-serif; }
@@ -163,6 +164,28 @@ def links_html(view: View, now: float) -> str:
     rows = [_link_row(stats, now) for stats in view.links]
     return _table(["link", "source", "herald rate", "delivered", "fidelity", "latency p50",
                    "latency p99", "errors", "updated"], rows, "Links")
+
+
+def _station_row(snap: TimelineSnapshot, station: str) -> str:
+    lane = snap.lanes[station]
+    current = lane[-1] if lane else None
+    pair = "-".join(current.qnus) if current is not None and current.qnus else "nothing"
+    since = "—" if current is None else escape(format_value(current.start, "s"))
+    changes = sum(1 for span in lane if span.qnus)
+    return (f'<tr><td>{escape(snap.source)}</td><td>{escape(station)}</td>'
+            f'<td>{escape(pair)}</td><td class="num">{since}</td>'
+            f'<td class="num">{changes}</td></tr>')
+
+
+def bridge_html(snapshots: list[TimelineSnapshot]) -> str:
+    """Per bridge station: the pair on its arms now, since when (bridge s), the
+    configurations seen; then the requests by outcome."""
+    rows = [_station_row(snap, station) for snap in snapshots for station in sorted(snap.lanes)]
+    counts = outcome_counts(snapshots)
+    summary = ", ".join(f"{outcome}: {count}" for outcome, count in counts.items())
+    return (_table(["orchestrator", "station", "connected", "since (bridge)",
+                    "configurations"], rows, "Bridge switch")
+            + f'<p class="qm-dim" data-key="bridge-requests">requests {escape(summary)}</p>')
 
 
 def status_html(view: View, malformed: int) -> str:

@@ -24,6 +24,9 @@ from qnetlab.network.telemetry import (
     TelemetryMessage,
     ValueReading,
 )
+from qnetlab.network.telemetry_messages import RequestEvent, SwitchConfiguration
+
+from .timeline import BridgeTimeline, TimelineSnapshot
 
 HISTORY_POINTS = 3600
 """Points kept per series: an hour of trend at one sample a second; older points roll off."""
@@ -122,6 +125,9 @@ class MonitorState:
         self.received = 0
         self.dropped = 0
         self.version = 0
+        self.timelines: dict[str, BridgeTimeline] = {}
+        """Bridge orchestrator (source) -> its timeline (`timeline.BridgeTimeline`)."""
+        self.timeline_version = 0
 
     # --- folding (the subscriber thread) ------------------------------------------------
 
@@ -152,6 +158,11 @@ class MonitorState:
             self.calibrations[source] = message  # sources are bounded above
         elif isinstance(message, LinkStatistics):
             self._fold_link(message)
+        elif isinstance(message, SwitchConfiguration | RequestEvent):
+            timeline = self.timelines.setdefault(source, BridgeTimeline(source))
+            if not timeline.fold(message):  # sources are bounded above
+                self.dropped += 1
+            self.timeline_version += 1
 
     def _fold_link(self, message: LinkStatistics) -> None:
         source = message.source
@@ -217,3 +228,12 @@ class MonitorState:
                 silent=self.silent(silent_after_s),
                 received=self.received, dropped=self.dropped, version=self.version,
             )
+
+    def timeline_view(self, seen_version: int) -> tuple[int, list[TimelineSnapshot]] | None:
+        """The bridge timelines (one per orchestrator, by name) if they changed since
+        `seen_version`, with the version to pass next time; None when unchanged."""
+        with self.lock:
+            if self.timeline_version == seen_version:
+                return None
+            return self.timeline_version, [self.timelines[k].snapshot()
+                                           for k in sorted(self.timelines)]
