@@ -390,6 +390,7 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
         bare.start("bare_station", _bare_station, bare_port, config.key_dir, epoch_ns,
                    period_ps, bare_slots, end_ns)
         pids = {name: ours.pid(name) for name in ours.names}
+        pids.update({name: served.pid(name) for name in served.names})  # the twins' process
         time.sleep(warmup)
         before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
         time.sleep(args.seconds)

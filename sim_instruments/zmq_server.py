@@ -37,6 +37,7 @@ import json
 import math
 import queue
 import shlex
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ import zmq
 from .devices.idq_id1000 import Chunk, IDQuantiqueID1000Emulator
 
 _POLL_S = 0.05
+STREAM_SWITCH_INTERVAL_S = 2e-4
+"""s: the longest a recording's threads may hold the interpreter lock from each other."""
 """How often a blocked receive wakes to check for close (s)."""
 
 LOOKAHEAD_S = 0.25
@@ -217,6 +220,11 @@ class ID1000Server:
             sock.close(0)
 
     def _start_recording(self) -> None:
+        # The pacing thread must hand each chunk over on time while the producer computes the
+        # next ones in the same interpreter: with Python's default switch interval (5 ms) a
+        # chunk could wait that long for the lock at every hand-over (cf. the station's
+        # network.heralding_station.SWITCH_INTERVAL_S). Only ever lowered.
+        sys.setswitchinterval(min(sys.getswitchinterval(), STREAM_SWITCH_INTERVAL_S))
         self._recorder = threading.Thread(target=self._record, daemon=True,
                                           name="id1000-recorder")
         self._recorder.start()
