@@ -43,7 +43,7 @@ from .station_faults import StationFaults
 SWITCH_INTERVAL_S = 2e-4
 """How often (s) the station's threads may take the interpreter lock from each other: the
 tagger's reader and the publish loop (and the tagger twin's threads, when its lab is
-simulated in this process: the ``--role station`` launcher) share one lock, and with
+simulated in this process) share one lock, and with
 Python's default (5 ms) a block that arrives while another thread computes waits up to that
 long at every lock hand-over."""
 

@@ -243,6 +243,10 @@ def lab(tmp_path: Path) -> Path:
     return path
 
 
+def station_pid(run_dir: Path, station: str) -> int:
+    return int(json.loads((run_dir / f"{station}_process.json").read_text())["pid"])
+
+
 def _delivered(run_dir: Path, node: str) -> set[int]:
     """Seqs of the pairs `node`'s own log holds as delivered."""
     log = read_pairs(run_dir, node)
@@ -310,6 +314,11 @@ def test_the_link_runs_with_each_process_on_its_own_host(
     assert truth is not None, "the station's twin wrote no ground truth"
     assert truth.delivered == PAIRS
     assert truth.bell_checked > 0 and truth.bell_agree == truth.bell_checked
+    # The station read its tagger over real transports from the twins' own process (on
+    # loopback in the station's namespace), not from a simulation inside its own process.
+    twins = json.loads((run_dir / f"{config.station.name}_twins_ready.json").read_text())
+    assert twins["pid"] != station_pid(run_dir, config.station.name)
+    assert all("127.0.0.1" in address for address in twins["addresses"].values())
 
     # Station time at the nodes came from their clock exchanges (no shared epoch: the summary
     # has no error against a known one). All namespaces share one kernel's monotonic clock,

@@ -300,6 +300,11 @@ def test_signal_stops_link_and_every_process_it_started(bringup: Run, lab: Path,
         assert time.monotonic() < deadline, f"the link did not start: {link.text}"
         time.sleep(0.05)
     children = _children(link.proc.pid)
+    # The station lab's twins serve from a process of their own (qnetlab.station_twin), among
+    # the children that must all stop.
+    (run,) = set(runs.glob("*")) - before
+    ready = json.loads((run / "station_twins_ready.json").read_text())
+    assert ready["pid"] in children
     os.kill(link.proc.pid, getattr(signal, signame))
     assert link.finish() == 130, link.text
     # The link's own SIGTERM handler (network._proc.sigterm_as_interrupt) says "interrupted".
