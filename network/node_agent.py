@@ -43,7 +43,7 @@ _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 def _readable(socket: zmq.Socket) -> bool:
     """Whether a message waits on `socket` (zmq.EVENTS: no poll, no wait)."""
-    return bool(socket.getsockopt(_EVENTS) & _POLLIN)
+    return bool(int(socket.getsockopt(_EVENTS)) & _POLLIN)
 
 
 _DRAIN_FRAMES = 4096
