@@ -7,11 +7,21 @@ station snapshot; the photon flux of the tone is computed at each frequency). Th
 conversion band is the microwave mode's Lorentzian: the fit gives its FWHM (the conversion
 bandwidth), its centre and the peak efficiency, errors from the covariance of the
 noise-weighted fit scaled by the residual chi^2.
+
+The scan runs up on every other frequency and down on the ones between; each pass gets its
+own centre and peak (the band drifts and the pump wanders between the passes, seconds apart)
+and the result is their mean, in which a drift linear over the scan cancels: half the passes'
+difference is what one pass is off, not the mean, so it is reported (details) but not added
+to the errors. Systematic errors: the centre carries the source's timebase accuracy (the
+scan's axis is the source's setting); width and centre carry the power meter's range gains
+and linearity, propagated through the band's own fit (`meter_shape`: zero for a band read on
+one current range). Derivation: docs/fitting.md#drift-seen-by-scanning-both-ways.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,16 +46,20 @@ from .bench import (
 )
 from .efficiency_fits import (
     DATA_SHEET_COVERAGE,
-    LINE_SHAPE_RELATIVE_ERROR,
     Calibration,
     ExcessScatter,
+    LorentzianFit,
     column,
+    fit_lorentzian,
+    fit_lorentzian_passes,
     fit_lorentzian_with_scatter,
+    full_conversion_power,
     interleaved,
     passes,
     usable_efficiency_points,
     with_pass_difference,
 )
+from .meter_shape import MeterReadings, line_shape_errors
 
 MIN_POINTS = 10
 MIN_POINTS_PER_LINEWIDTH = 4
@@ -110,6 +124,12 @@ fitted centre carries it as a systematic (800 Hz at 8 GHz: invisible beside a 10
 dominant for a 20 kHz one); the width, a difference of frequencies, does not."""
 
 
+def timebase_relative_error() -> float:
+    """Relative one-sigma systematic error of the conversion centre from the source's
+    timebase: `MW_SOURCE_FREQUENCY_ACCURACY` read as k = 2 (`DATA_SHEET_COVERAGE`)."""
+    return MW_SOURCE_FREQUENCY_ACCURACY / DATA_SHEET_COVERAGE
+
+
 class ConversionBandwidthAnalysis(CurveAnalysis):
     """Lorentzian fit of eta against the microwave frequency (own bounded optimiser,
     `efficiency_fits.fit_lorentzian`; the verdict judges chi2 by the meter-noise bound)."""
@@ -135,22 +155,26 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
             return points
         order = np.argsort(f, kind="stable")
         up = passes(f)
+        cal = Calibration.from_run(run)
+        full = full_conversion_power(run.data["mw_power"], run.data["mw_frequency"],
+                                     run.data["pump_wavelength"], cal)
+        readings = MeterReadings(column(run, ON)[order], column(run, OFF)[order],
+                                 np.asarray(full, float)[order])
         f, eta, noise = f[order], points.eta[order], points.noise[order]
         spacing = float(np.ptp(f)) / (f.size - 1)
         # The peak efficiency carries eta's scale from the line losses; width and centre
         # do not depend on it.
-        scale_error = Calibration.from_run(run).efficiency_relative_error
+        scale_error = cal.efficiency_relative_error
         return CurveData(f, eta, noise, {"meter_noise": points.meter_noise,
                                          "point_spacing": spacing,
                                          "efficiency_scale_relative_error": scale_error},
                          {"bandwidth": {"mw_frequency (Hz)": f.tolist(), "eta": eta.tolist(),
                                         "eta_stderr": noise.tolist()}},
                          {"noise_samples": points.noise_samples,
-                          "up_pass": None if up is None else up[order]},
-                         systematic={"peak_efficiency": scale_error,
-                                     "conversion_bandwidth": LINE_SHAPE_RELATIVE_ERROR,
-                                     "conversion_center_frequency":
-                                         MW_SOURCE_FREQUENCY_ACCURACY / DATA_SHEET_COVERAGE})
+                          "up_pass": None if up is None else up[order],
+                          "readings": readings},
+                         # width and centre get the meter's shape errors in `fit`
+                         systematic={"peak_efficiency": scale_error})
 
     def no_signal(self, data: CurveData) -> str:
         f, eta, noise = data.x, data.y, data.sigma
@@ -169,24 +193,56 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
     def fit(self, data: CurveData) -> Fit | Verdict:
         assert data.sigma is not None
         f_ref = float(np.round(np.mean(data.x)))
-        bound = chi2_bound(data.x.size - 3, data.extra["noise_samples"])
-        fit, sigma, scatter = fit_lorentzian_with_scatter(data.x - f_ref, data.y, data.sigma,
-                                                          bound)
+        x, up = data.x - f_ref, data.extra["up_pass"]
+        free = 3 if up is None else 5  # each pass its own centre and peak
+        bound = chi2_bound(data.x.size - free, data.extra["noise_samples"])
+        # In frequency order the neighbours of an interleaved scan come from opposite
+        # passes, seconds apart: their residuals' correlation is not drift (what the AR(1)
+        # inflation is for) but the meter's shape distortion, common to both passes and
+        # carried by `line_shape_errors`. Counted once, there.
+        fit, sigma, scatter = fit_lorentzian_with_scatter(x, data.y, data.sigma, bound, up=up,
+                                                          correlated=up is None)
         if fit is None:
             return Verdict.bad(Reason.POOR_FIT, "the Lorentzian fit did not converge")
-        fit, differences = with_pass_difference(fit, data.x - f_ref, data.y, sigma,
-                                                data.extra["up_pass"])
-        data.extra["pass_differences"] = differences
+        if up is not None:
+            scatter = replace(scatter, inflation=1.0)  # as applied (reported in details)
+        # The passes' difference, for the record: the mean of the passes cancels a drift
+        # linear over the scan, so half the difference (one pass's error) is not added.
+        _, differences = with_pass_difference(fit, x, data.y, sigma, up)
+        data.extra["pass_differences"] = {k: v for k, v in differences.items()
+                                          if k.startswith("pass_difference")}
         data.extra["chi2_reduced"] = fit.chi2_reduced
         data.extra["scatter"] = scatter
         data.extra["stderr"] = (fit.fwhm_stderr, fit.center_stderr, fit.peak_stderr)
+        self._add_shape_systematics(data, x, sigma, fit, f_ref)
         p = np.array([fit.fwhm, f_ref + fit.center, fit.peak])
         # fit_lorentzian keeps only the errors: the band is drawn from the diagonal.
         cov = np.diag(np.square(data.extra["stderr"]))
-        dof = fit.points - 3
+        dof = fit.points - free
         return Fit(tuple(x.name for x in self.params), p, cov, fit.chi2_reduced * dof, dof,
                    data.x, data.y, self.model(data.x, *p), sigma,
                    {x.name: x.unit for x in self.params})
+
+    @staticmethod
+    def _add_shape_systematics(data: CurveData, x: np.ndarray, sigma: np.ndarray,
+                               fit: LorentzianFit, f_ref: float) -> None:
+        """The width's and centre's relative systematic errors into `data.systematic`: the
+        meter's range gains and linearity (`meter_shape.line_shape_errors`, refitting with
+        the fit's own model and point errors) and, for the centre, the source's timebase."""
+        up = data.extra["up_pass"]
+
+        def refit(y: np.ndarray) -> LorentzianFit | None:
+            return fit_lorentzian(x, y, sigma) if up is None else fit_lorentzian_passes(
+                x, y, sigma, up)
+
+        base = refit(data.y) or fit
+        width_sys, centre_sys = line_shape_errors(refit, data.y, data.extra["readings"], base)
+        centre = abs(f_ref + fit.center)
+        data.systematic["conversion_bandwidth"] = width_sys / abs(fit.fwhm)
+        data.systematic["conversion_center_frequency"] = math.hypot(
+            timebase_relative_error(), centre_sys / centre)
+        data.extra["meter_shape"] = {"meter_shape_error_fwhm": width_sys,
+                                     "meter_shape_error_center": centre_sys}
 
     def values(self, fit: Fit, data: CurveData) -> dict[str, FitValue]:
         return {x.name: FitValue(float(v), float(e), x.unit) for x, v, e in
@@ -195,6 +251,7 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
     def fit_details(self, fit: Fit, data: CurveData) -> dict[str, float]:
         scatter = data.extra["scatter"]
         return {"chi2_reduced": data.extra["chi2_reduced"], **data.extra["pass_differences"],
+                **data.extra["meter_shape"],
                 "relative_scatter": scatter.relative,
                 "residual_correlation": scatter.correlation,
                 "variance_inflation": scatter.inflation}

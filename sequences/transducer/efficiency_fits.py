@@ -297,7 +297,7 @@ class LorentzianFit:
 
 def fit_lorentzian_with_scatter(x: np.ndarray, y: np.ndarray, noise: np.ndarray | float,
                                 bound: float, up: np.ndarray | None = None,
-                                relative: float = 0.0
+                                relative: float = 0.0, correlated: bool = True
                                 ) -> tuple[LorentzianFit | None, np.ndarray, ExcessScatter]:
     """`fit_lorentzian` with the meter noise, or, when its reduced chi^2 exceeds `bound`,
     with an excess scatter in the point errors and the errors inflated for its correlation
@@ -311,7 +311,9 @@ def fit_lorentzian_with_scatter(x: np.ndarray, y: np.ndarray, noise: np.ndarray 
     centre and a peak of its own (`fit_lorentzian_passes`: the line moved and the pump power
     drifted between them). `relative`: a known relative error of every point (the pump's
     power stability per setting), added to `noise` at the fitted curve before any excess is
-    looked for."""
+    looked for. `correlated` False: the residuals' lag-1 correlation is reported but does
+    not inflate the errors (`x` in frequency order with `up`: neighbours come from opposite
+    passes, so the correlation measures a shape common to both, not drift)."""
     x = np.asarray(x, float)
     y = np.asarray(y, float)
 
@@ -341,7 +343,7 @@ def fit_lorentzian_with_scatter(x: np.ndarray, y: np.ndarray, noise: np.ndarray 
         if moved[0] is not None and np.sum(np.log(moved[1])) < np.sum(np.log(sigma)):
             fit, sigma = moved[0], moved[1]
             scatter = replace(moved[2], relative=0.0, jitter=moved[2].relative)
-    if fit is not None and scatter.inflation != 1.0:
+    if fit is not None and correlated and scatter.inflation != 1.0:
         fit = fit.errors_scaled(scatter.stderr_factor)
     return fit, sigma, scatter
 
