@@ -202,8 +202,14 @@ def test_a_realistic_bench_runs_and_says_what_each_step_gave(tmp_path: Path) -> 
 
 # -- the study itself ---------------------------------------------------------------------------
 STUDY_PRESETS = ("bulk_eo_cw", "bulk_eo_pulsed", "piezo_om_integrated", "silicon_cw")
-"""Devices whose heating the default scan resolves on every seed (as in
-tests/test_heating_coverage.py); piezo_om's and membrane_eom's is at or below its edge."""
+"""Devices whose heating the scan resolves on every seed. piezo_om's heating (< 2 photons on
+~100, Jiang 2023) is below what the scan resolves at the detector's rates: it honestly
+reports "no heating seen". membrane_eom's heating is resolved since the scan's first look and
+interleaved delays (tests/test_heating_slow_tau.py; with it here, 35 of 35 heating scans were
+good), but the efficiency map's optical linewidth errors are conservative (membrane_eom's 7
+of 7 within one sigma, the other presets' 21 of 23 at their bound) and with it that quantity
+came out 30 of 30, above the binomial's 11-29: it joins when that error model is tightened
+(run it alone with ``tools/coverage_study.py --presets membrane_eom``: its locked bench)."""
 FAMILY_FALSE_ALARM = 0.01
 """Chance that an honest analysis fails the slow test (all its checks together)."""
 STUDY_SEEDS = 7

@@ -7,10 +7,11 @@ Run from the repository root::
     python tools/coverage_study.py --presets bulk_eo_cw,silicon_cw --seeds 10 --jobs 2 \\
         --out lab_data/coverage
 
-Each bench is the shipped transducer bench (lab_configs/transducer_bench.yaml) with one
-preset, its own seed and ``qnetlab.simulation.ideal: false`` (``--ideal``: the clean lab, for
-comparison). Its simulated world draws the true line attenuation, output loss, detection
-efficiency and cooling coefficient from the config's ``{value, error}`` constants
+Each bench is the shipped transducer bench (lab_configs/transducer_bench.yaml; for
+membrane_eom its locked bench, `PRESET_CONFIGS`) with one preset, its own seed and
+``qnetlab.simulation.ideal: false`` (``--ideal``: the clean lab, for comparison). Its
+simulated world draws the true line attenuation, output loss, detection efficiency and
+cooling coefficient from the config's ``{value, error}`` constants
 (docs/simulation.md#calibration-constants-drawn-from-their-errors), and its resonances and
 pump delivery drift with lab time. The characterization runs exactly as ``qnetlab
 characterize`` runs it (`TransducerCharacterization` through the real drivers, the in-process
@@ -67,6 +68,10 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_CONFIG = ROOT / "lab_configs" / "transducer_bench.yaml"
+PRESET_CONFIGS = {"membrane_eom": ROOT / "lab_configs" / "membrane_bench.yaml"}
+"""Presets whose bench is not the shipped transducer bench: membrane_eom's 3 MHz drifting line
+needs the pump locked to the cavity (docs/simulation.md#the-pump-lock). Taken when the study
+runs on the default `BENCH_CONFIG`; an explicit ``--config`` is used as given."""
 SPEED_OF_LIGHT = 299_792_458.0  # m/s (exact, SI)
 ONE_SIGMA = math.erf(1 / math.sqrt(2))  # 0.6827
 TWO_SIGMA = math.erf(2 / math.sqrt(2))  # 0.9545
@@ -583,7 +588,8 @@ def run_study(presets: Sequence[str], seeds: int, first_seed: int, ideal: bool, 
     """`seeds` benches per preset, each with its own seed (first_seed, first_seed + 1, ...
     across all presets: no two benches share their drawn constants or drifts). `keep`: a
     folder for each bench's config, database and report (default: temporary, removed)."""
-    work = [(preset, first_seed + i * len(presets) + k, ideal, str(config),
+    work = [(preset, first_seed + i * len(presets) + k, ideal,
+             str(PRESET_CONFIGS.get(preset, config) if config == BENCH_CONFIG else config),
              "" if keep is None else str(keep))
             for i in range(seeds) for k, preset in enumerate(presets)]
     if jobs <= 1:

@@ -3,6 +3,12 @@ with a floor plus two exponentials (`fit_heating`) for the heating channels' amp
 time constants. The cycle, the probe reading on hardware and the fit:
 docs/transducer.md#pump-heating-the-cycle-and-the-probe.
 
+First look. Before the delays, one pulse is watched from its cold start to its end
+(`heating_plan`): the heating contrast it shows sets the cycles counted per delay, and a slow
+channel still rising at the pulse's end lengthens the pulse (up to `max_pulse_duration`). The
+delays are measured interleaved (`interleaved_order`), so what drift the references leave is
+scatter, not a smooth distortion of the curve (docs/transducer.md#the-first-look).
+
 Drift. A real lab's detection efficiency (fibre polarization at the SNSPD), delivered pump
 power and pump detuning wander between cycles by more than the probe's counting error, which
 counting statistics alone do not cover. Each cycle therefore counts a *reference* at the end
@@ -24,12 +30,11 @@ probe and reference before dividing (and added back to the floor).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-from scipy.optimize import brentq, least_squares
+from scipy.optimize import least_squares
 
 from qnetlab.instruments.station import LabStation
 from qnetlab.sequences.analysis import Analysis, FitValue, Reason, Verdict
@@ -46,6 +51,8 @@ from .counting import (
     counter_input_switch,
     detector_channel,
 )
+from .heating_plan import Plan, next_pulse, plan_from_look, take_look
+from .heating_profile import profile_interval
 from .heating_references import (
     interpolate_background,
     normalise_to_references,
@@ -60,13 +67,10 @@ FIT_P_MIN = 1e-6
 """A fit whose chi2 is less probable than this does not describe the relaxation."""
 MIN_TAU_RATIO = 3.0
 """tau_slow / tau_fast below this: two exponentials cannot be told apart."""
-PROFILE_MAX_STEPS = 12
-"""Doublings of the step out from the best ln tau before a profile bound is given up (the
-interval is then open on that side: its half-width is infinite, the verdict says not
-constrained)."""
-LN_TAU_LIMIT = 50.0
-"""|ln(tau / s)| beyond this (tau outside 2e-22 .. 5e21 s) is no longer a time: the profile
-stops there and leaves that side open."""
+MIN_PULSE_TAUS = 3.0
+"""A heating pulse shorter than this many slow times leaves the slow channel uncharged."""
+MAX_UPPER_RATIO = 2.0
+"""A time whose one-sigma profile interval reaches this multiple of it is not constrained."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,29 @@ class PumpHeatingScanOptions:
     delays: int = 24
     """Log-spaced delays from delay_min to delay_max, one step each."""
     repeats: int = 1
-    """Pump-probe cycles per delay (their clicks are summed)."""
+    """Pump-probe cycles per delay (their clicks are summed); with `first_look` the least."""
+    first_look: bool = True
+    """Watch one pulse before the scan and choose the pulse length and the cycles per delay
+    from it (`heating_plan`): enough counting that the heating shows `target_snr` times
+    above the probe's error, and a pulse that lets the slow channel settle."""
+    target_snr: float = 40.0
+    """The heating contrast over the probe's counting error at zero delay that the first
+    look plans for (the slow channel, ~30 % of it, then shows at ~12 errors)."""
+    max_repeats: int = 6
+    """The most cycles per delay the first look may choose (bounds the scan's lab time:
+    24 delays x 6 cycles of ~1 min is ~2.5 h)."""
+    max_pulse_duration: float = 120.0
+    """s: the longest heating pulse the first look may choose (the bench's limit: the
+    pulse also heats the mixing chamber, and the interlock stops a pulse that warms it
+    beyond its ceiling)."""
+    look_windows: int = 4
+    """Counter windows per reading of the first look."""
+    interleave: bool = True
+    """Measure the delays in `interleaved_order`, not ascending: the gain's drift left after
+    the references is smooth in lab time, and delays swept in order would turn it into a
+    smooth distortion of the curve that the slow exponential absorbs (membrane_eom, seed
+    7006: tau_slow 2.4 ± 0.6 s against 5 s, with a good fit). Interleaved, neighbouring
+    delays are half a scan apart and that drift is scatter the chi2 sees."""
     probe_windows: int = 1
     """Counter windows read per probe."""
     background_time: float = 5.0
@@ -142,6 +168,11 @@ class PumpHeatingScanOptions:
                              f"{self.reference_windows}")
         if self.pulse_duration <= 0 or self.cool_down < 0:
             raise ValueError("pulse_duration must be > 0 s and cool_down >= 0 s")
+        if not (self.max_repeats >= self.repeats and self.look_windows >= 1
+                and self.target_snr > 0 and self.max_pulse_duration >= self.pulse_duration):
+            raise ValueError(f"the first look needs max_repeats >= repeats ({self.repeats}), "
+                             f"look_windows >= 1, target_snr > 0 and max_pulse_duration >= "
+                             f"pulse_duration ({self.pulse_duration:g} s)")
         if not self.detector_bias > 0:
             raise ValueError("detector_bias must be > 0 A")
         DeadTimeModel(self.dead_time, self.recovery_time, self.counter_dead_time)
@@ -263,7 +294,7 @@ def fit_heating(delay: np.ndarray, rate: np.ndarray, rate_err: np.ndarray,
     # in ln tau the chi2 is far from parabolic when the fast channel shows at a few delays
     # only, and the linearised interval (tau * err_ln_tau) then comes out too narrow.
     rise = inflation_factor(chi2, dof)
-    interval = {i: _profile_interval(residual, p, i, sigma, chi2, rise, float(err[i]))
+    interval = {i: profile_interval(residual, p, i, sigma, chi2, rise, float(err[i]))
                 for i in (2, 4)}
     tau_err = {i: (hi - lo) / 2 for i, (lo, hi) in interval.items()}
     values = [p[0] * scale, p[1] * scale, tau_f, p[3] * scale, tau_s]
@@ -290,71 +321,6 @@ def fit_heating(delay: np.ndarray, rate: np.ndarray, rate_err: np.ndarray,
                       stderr={n: float(x) for n, x in zip(names, errs, strict=True)},
                       chi2=chi2, dof=dof, covariance=cov,
                       intervals={k: (float(lo), float(hi)) for k, (lo, hi) in bounds.items()})
-
-
-def _profile_interval(residual: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                      best: np.ndarray, index: int, sigma: np.ndarray, chi2_min: float,
-                      rise: float, step: float) -> tuple[float, float]:
-    """One-sigma profile-likelihood interval (s) of the time whose ln is parameter `index`.
-
-    The profile chi2(x) minimises the chi2 over the other parameters with parameter `index`
-    held at x; the bounds are where it reaches ``chi2_min + rise`` (rise 1 for a good fit,
-    the inflation factor chi2/dof for a poor one, like the covariance). `step` (the
-    linearised error in ln tau) sets the first bracket; a side that never reaches the rise
-    within `PROFILE_MAX_STEPS` doublings is open (bound 0 or inf)."""
-    free = [i for i in range(best.size) if i != index]
-
-    def excess(x: float) -> float:
-        def sub(q: np.ndarray) -> np.ndarray:
-            full = best.copy()
-            full[free] = q
-            full[index] = x
-            return residual(full, sigma)
-
-        try:
-            fit = least_squares(sub, best[free], x_scale="jac", method="lm")
-            value = float(np.sum(fit.fun**2))
-        except (ValueError, OverflowError, FloatingPointError, np.linalg.LinAlgError):
-            return math.inf  # a time so far out that the model overflows: excluded
-        if not math.isfinite(value):
-            return math.inf
-        # never below the global minimum: a lower sub-minimum is the optimiser's noise
-        return max(value, chi2_min) - chi2_min - rise
-
-    centre = float(best[index])
-    step = step if math.isfinite(step) and step > 0 else 0.1
-    bounds = []
-    for sign in (-1.0, 1.0):
-        inner, d = centre, step
-        for _ in range(PROFILE_MAX_STEPS):
-            outer = centre + sign * d
-            if abs(outer) > LN_TAU_LIMIT:
-                bounds.append(0.0 if sign < 0 else math.inf)
-                break
-            if excess(outer) > 0:
-                bounds.append(math.exp(_crossing(excess, inner, outer, 1e-3 * step)))
-                break
-            inner, d = outer, 2 * d
-        else:
-            bounds.append(0.0 if sign < 0 else math.inf)
-    return bounds[0], bounds[1]
-
-
-def _crossing(f: Callable[[float], float], inside: float, outside: float,
-              tol: float) -> float:
-    """x between `inside` (f <= 0) and `outside` (f > 0, possibly inf) where f crosses 0:
-    bisection (robust to an infinite f), then Brent's method once both ends are finite."""
-    f_out = f(outside)
-    while abs(outside - inside) > tol and not math.isfinite(f_out):
-        mid = 0.5 * (inside + outside)
-        f_mid = f(mid)
-        if f_mid > 0:
-            outside, f_out = mid, f_mid
-        else:
-            inside = mid
-    if abs(outside - inside) <= tol:
-        return 0.5 * (inside + outside)
-    return float(brentq(f, inside, outside, xtol=tol))
 
 
 class PumpHeatingAnalysis(CurveAnalysis):
@@ -406,6 +372,12 @@ class PumpHeatingAnalysis(CurveAnalysis):
         loss = dead.loss(d["counts"], d["exposure"])
         data.extra["rate_err"] = data.sigma
         data.extra["rel_var"] = None
+        # The pulse the cycles used (the first look may lengthen it; older runs: the option)
+        pulse = np.asarray(run.data.get("pulse", []), float)
+        data.extra["pulse"] = float(np.min(pulse)) if pulse.size == n and np.all(
+            pulse > 0) else float(o.pulse_duration)
+        data.details.update({"pulse_duration": data.extra["pulse"], "cycles_per_delay": float(
+            np.median(d["exposure"]) / (o.probe_windows * COUNTER_WINDOW_S))})
         table = {"delay (s)": t.tolist()}
         if referenced:
             if np.any(d["ref_counts"] <= 0):
@@ -481,7 +453,7 @@ class PumpHeatingAnalysis(CurveAnalysis):
                 "dof": float(f.dof), "fit_p": f.fit_p}
 
     def judge(self, fit: Fit, data: CurveData, values: dict[str, FitValue]) -> Verdict:
-        return _verdict(data.extra["fit"], data.x)
+        return heating_verdict(data.extra["fit"], data.x, data.extra["pulse"])
 
 
 def _background(run: StoredRun, dead: DeadTimeModel, at: np.ndarray
@@ -506,7 +478,10 @@ def _background(run: StoredRun, dead: DeadTimeModel, at: np.ndarray
     return (*interpolate_background(times, rate, err, at), times, drift)
 
 
-def _verdict(fit: HeatingFit, delay: np.ndarray) -> Verdict:
+def heating_verdict(fit: HeatingFit, delay: np.ndarray, pulse: float = math.inf) -> Verdict:
+    """The verdict on a heating fit over `delay` (s) after pulses of `pulse` s: both
+    channels seen, their times inside the delays and the pulse, apart, constrained, and the
+    fit describing the data."""
     s = fit.stderr
     for name, amp in (("fast", fit.amp_fast), ("slow", fit.amp_slow)):
         if not amp > SIGNIFICANCE * s[f"amp_{name}"]:
@@ -518,12 +493,21 @@ def _verdict(fit: HeatingFit, delay: np.ndarray) -> Verdict:
         return Verdict.bad(Reason.OUT_OF_RANGE, f"the relaxation times ({fit.tau_fast:.3g}, "
                            f"{fit.tau_slow:.3g} s) are not inside the delays measured "
                            f"({lo:.3g}-{hi:.3g} s): widen the delay range")
+    if fit.tau_slow > pulse / MIN_PULSE_TAUS:
+        return Verdict.bad(Reason.OUT_OF_RANGE, f"tau_slow {fit.tau_slow:.3g} s is more than "
+                           f"1/{MIN_PULSE_TAUS:g} of the {pulse:.3g} s heating pulse, which did "
+                           "not charge the slow channel: raise max_pulse_duration")
     if fit.tau_slow < MIN_TAU_RATIO * fit.tau_fast:
         return Verdict.bad(Reason.POOR_FIT, "the two times are too close to tell apart")
     for name in ("tau_fast", "tau_slow"):
-        if not s[name] < 0.5 * getattr(fit, name):
-            return Verdict.bad(Reason.POOR_FIT, f"{name} is not constrained "
-                               f"({getattr(fit, name):.3g} ± {s[name]:.2g} s)")
+        value = getattr(fit, name)
+        upper = fit.intervals.get(name, (0.0, value + s[name]))[1]
+        # Both the half-width and the upper side: a weakly seen time's profile is long on
+        # the high side, and a value whose interval reaches twice it is not a measurement.
+        if not (s[name] < 0.5 * value and upper < MAX_UPPER_RATIO * value):
+            return Verdict.bad(Reason.POOR_FIT, f"{name} is not constrained ({value:.3g} ± "
+                               f"{s[name]:.2g} s, one-sigma upper bound {upper:.3g} s): more "
+                               "cycles per delay (repeats) or a stronger pulse")
     if fit.fit_p < FIT_P_MIN:
         return Verdict.bad(Reason.POOR_FIT, f"two exponentials do not describe the relaxation "
                            f"(chi2 {fit.chi2:.1f} for {fit.dof} dof)")
@@ -532,6 +516,13 @@ def _verdict(fit: HeatingFit, delay: np.ndarray) -> Verdict:
 
 
 # -- sequence -------------------------------------------------------------------------------
+def interleaved_order(n: int) -> list[int]:
+    """Indices 0..n-1 in bit-reversed (van der Corput) order: consecutive indices are about
+    n / 2 apart in the returned order, and any stretch of it spans the whole range."""
+    bits = max(1, (n - 1).bit_length())
+    return sorted(range(n), key=lambda i: int(f"{i:0{bits}b}"[::-1], 2))
+
+
 class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
     """Noise counts against delay after a pump pulse; see the module docstring. Proposes
     nothing (the heating times are device properties)."""
@@ -539,6 +530,8 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
     name: ClassVar[str] = "pump_heating_scan"
     options_class: ClassVar[type] = PumpHeatingScanOptions
     analysis_class: ClassVar[type[Analysis]] = PumpHeatingAnalysis
+    plan: Plan | None = None
+    """What the first look chose (set when the run prepares; None without `first_look`)."""
 
     def dataset_parameters(self) -> list[DatasetParameter]:
         sp = ("delay",)
@@ -555,7 +548,9 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
                 DatasetParameter("bg_counts", "", "Background clicks, pump far detuned (first "
                                  "and last step only)", sp),
                 DatasetParameter("bg_exposure", "s", "Time the background counted over", sp),
-                DatasetParameter("bg_time", "s", "Lab time of the background count", sp)]
+                DatasetParameter("bg_time", "s", "Lab time of the background count", sp),
+                DatasetParameter("pulse", "s", "Heating pulse of the cycles (first look)",
+                                 sp)]
 
     def delays(self) -> np.ndarray:
         """The delays, s."""
@@ -563,8 +558,12 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
         return np.geomspace(options.delay_min, options.delay_max, options.delays)
 
     def steps(self) -> list[Step]:
-        return [Step(i, f"delay {t:.3g} s", {"delay": float(t)})
-                for i, t in enumerate(self.delays())]
+        """One step per delay, in `interleaved_order` (or ascending without `interleave`)."""
+        delays = self.delays()
+        order = interleaved_order(delays.size) if self.options.interleave else range(
+            delays.size)
+        return [Step(i, f"delay {delays[k]:.3g} s", {"delay": float(delays[k])})
+                for i, k in enumerate(order)]
 
     def prepare(self, station: LabStation) -> None:
         options = self.options
@@ -580,6 +579,24 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
         r.change(channel.bias_current, options.detector_bias)
         r.change(setup.pump_detuning, options.pump_detuning)
         r.change(setup.pump_power, options.pump_power)
+        self.plan = self._look(station, channel) if options.first_look else None
+
+    def _look(self, station: LabStation, channel: object) -> Plan:
+        """The first look (`heating_plan`): one pulse watched, lengthened while the slow
+        channel has not settled (up to `max_pulse_duration`); the plan it gives."""
+        o = self.options
+        dead = DeadTimeModel(o.dead_time, o.recovery_time, o.counter_dead_time)
+        pulse: float | None = o.pulse_duration
+        while pulse is not None:
+            look = take_look(station, channel, pulse, o.cool_down, o.look_windows, dead)
+            pulse = next_pulse(look, o.max_pulse_duration)
+        plan = plan_from_look(look, target_snr=o.target_snr,
+                              counting_time=o.probe_windows * COUNTER_WINDOW_S,
+                              least=o.repeats, most=o.max_repeats)
+        progress = getattr(self, "_progress", None)
+        if progress is not None:
+            progress.note(plan.describe())
+        return plan
 
     def measure(self, station: LabStation, step: Step) -> dict[str, np.ndarray]:
         options = self.options
@@ -591,11 +608,13 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
         background: tuple[int, float, float] = (0, 0.0, math.nan)
         if step.index == 0:
             background = self._background(station)
-        for _ in range(options.repeats):
+        plan = self.plan
+        pulse = options.pulse_duration if plan is None else plan.pulse
+        for _ in range(options.repeats if plan is None else plan.repeats):
             setup.pump_on(False)
             station.sleep(options.cool_down)
             setup.pump_on(True)
-            station.sleep(options.pulse_duration)
+            station.sleep(pulse)
             if options.reference_windows:
                 # The pulse's end, heating in its steady state: this cycle's gain reference.
                 ref = count_clicks(channel, min_clicks=math.inf,
@@ -620,7 +639,7 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
                "ref_counts": ref_clicks, "ref_exposure": ref_exposure,
                "ref_time": float(np.mean(ref_times)) if ref_times else math.nan,
                "probe_time": float(np.mean(probe_times)), "bg_counts": background[0],
-               "bg_exposure": background[1], "bg_time": background[2]}
+               "bg_exposure": background[1], "bg_time": background[2], "pulse": pulse}
         return {k: np.array([float(v)]) for k, v in row.items()}
 
     def _background(self, station: LabStation) -> tuple[int, float, float]:
