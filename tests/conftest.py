@@ -268,3 +268,56 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "served_bench" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.processes)
             item.add_marker(pytest.mark.slow)
+
+
+# -- the monitor's browser tests ---------------------------------------------------------------
+BROWSER_HOW_TO_GET = ("the monitor's browser tests need headless Chromium and its driver: "
+                      "`apt-get install chromium chromium-driver` (Debian), and selenium "
+                      "(`pip install -e '.[test]'`)")
+BROWSER_PAGE_LOAD_S = 60.0  # s; every wait ends at its event, this only bounds a broken run
+
+
+def missing_browser() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    import shutil
+
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed"
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        return "no `chromium` on PATH"
+    if not shutil.which("chromedriver"):
+        return "no `chromedriver` on PATH"
+    return None
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by selenium (Debian's `chromium` and `chromium-driver`);
+    skips without it, and fails under CI=true so the browser tests cannot silently stop
+    running."""
+    import shutil
+
+    missing = missing_browser()
+    if missing is not None:
+        message = f"{missing}; {BROWSER_HOW_TO_GET}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the browser test: {message}")
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser") or ""
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1400,1600"):
+        options.add_argument(argument)
+    # The system's driver, never one downloaded (Selenium Manager is not asked).
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(BROWSER_PAGE_LOAD_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -420,38 +420,6 @@ return source ? Array.from(source.data[arguments[1]]) : null;
 """
 
 
-@pytest.fixture
-def browser() -> Any:
-    """Headless Chromium as tests/test_monitor_browser.py drives it (skips without it,
-    fails in CI)."""
-    import os
-    import shutil
-
-    import test_monitor_browser as page_tests
-
-    missing = page_tests._missing_browser()
-    if missing is not None:
-        message = f"{missing}; {page_tests.HOW_TO_GET}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the browser test: {message}")
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser") or ""
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--window-size=1400,1600"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(60.0)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 def test_a_browser_draws_the_bridge_timeline_as_it_comes(browser: Any) -> None:

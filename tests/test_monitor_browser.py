@@ -14,9 +14,7 @@ instead, so the browser test cannot silently stop running.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,9 +38,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.processes, pytest.mark.slow]
 DEADLINE = 60.0  # s; every wait ends at its event, this only bounds a broken run
 HISTORY = 20  # points per series: small, so the test sees the browser's data roll over
 SOURCE = "transducer_bench"
-HOW_TO_GET = ("the monitor's browser test needs headless Chromium and its driver: "
-              "`apt-get install chromium chromium-driver` (Debian), and selenium "
-              "(`pip install -e '.[test]'`)")
 
 # Text of the whole page, through the shadow roots Bokeh renders its panels in.
 _DEEP_TEXT = """
@@ -76,44 +71,6 @@ const doc = (window.Bokeh && Bokeh.documents.length) ? Bokeh.documents[0] : null
 const source = doc ? doc.get_model_by_name(`series:${arguments[0]}`) : null;
 return source ? Array.from(source.data.v) : null;
 """
-
-
-def _missing_browser() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed"
-    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        return "no `chromium` on PATH"
-    if not shutil.which("chromedriver"):
-        return "no `chromedriver` on PATH"
-    return None
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    missing = _missing_browser()
-    if missing is not None:
-        message = f"{missing}; {HOW_TO_GET}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the browser test: {message}")
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser") or ""
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--window-size=1400,1600"):
-        options.add_argument(argument)
-    # The system's driver, never one downloaded (Selenium Manager is not asked).
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(DEADLINE)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
