@@ -42,16 +42,21 @@ from .bench import (
     switch_pump_on,
 )
 from .efficiency_fits import (
-    LINE_SHAPE_RELATIVE_ERROR,
     MAX_RELATIVE_SCATTER,
     Calibration,
     ExcessScatter,
     column,
+    full_conversion_power,
     pump_power_relative_error,
     usable_efficiency_points,
 )
 from .efficiency_map_figure import draw_efficiency_mesh, style_cuts
-from .efficiency_map_fits import EfficiencyMapFit, fit_efficiency_map_with_scatter
+from .efficiency_map_fits import (
+    EfficiencyMapFit,
+    fit_efficiency_map_with_scatter,
+    meter_shape_errors,
+)
+from .meter_shape import MeterReadings
 
 MIN_POWERS = 3
 """Distinct pump powers needed for s and c (two parameters and a residual)."""
@@ -197,12 +202,15 @@ class EfficiencyMapAnalysis(Analysis):
                                          "the pump near the optical resonance and the tone on "
                                          "the microwave resonance?")
             return result
-        fit, resolved, scatter = _fit(p, d, eta, noise, step, points.noise_samples)
+        fit, sigma, scatter = _fit(p, d, eta, noise, step, points.noise_samples)
+        resolved = sigma is not None
         if fit is None:
             result.verdict = Verdict.bad(Reason.POOR_FIT, "the cooperativity model did not "
                                          "converge on the map")
             return result
         _report(result, fit, resolved, p, d)
+        if sigma is not None:
+            _add_meter_shape_error(result, run, fit, sigma)
         _correct_for_tone_detuning(result, run.options_as(EfficiencyMapOptions),
                                    column(run, "mw_frequency"))
         # Systematic: eta's scale from the line attenuation and output loss (both eta_max
@@ -229,32 +237,58 @@ class EfficiencyMapAnalysis(Analysis):
 
 
 def _fit(p: np.ndarray, d: np.ndarray, eta: np.ndarray, noise: np.ndarray, step: float,
-         noise_samples: int) -> tuple[EfficiencyMapFit | None, bool, ExcessScatter]:
+         noise_samples: int
+         ) -> tuple[EfficiencyMapFit | None, np.ndarray | None, ExcessScatter]:
     """The joint fit if the detuning axis resolves the line, else the power dependence at
     the brightest laser step (see the module docstring); each with the scatter beyond the
-    meter noise in the point errors when the meter noise cannot explain it."""
+    meter noise in the point errors when the meter noise cannot explain it. The middle item:
+    the joint fit's point errors (resolved), None for the power dependence alone."""
     if np.unique(np.round(d / 1e3)).size >= MIN_DETUNINGS:
-        fit, scatter = fit_efficiency_map_with_scatter(
+        fit, sigma, scatter = fit_efficiency_map_with_scatter(
             p, d, eta, noise, chi2_bound(p.size - 4, noise_samples))
         if fit is not None and fit.optical_linewidth is not None \
                 and fit.optical_linewidth >= MIN_RESOLVED_STEPS * step:
-            return fit, True, scatter
+            return fit, sigma, scatter
     keys = np.round(d / 1e3)
     _, inverse = np.unique(keys, return_inverse=True)
     brightest = int(np.argmax(np.bincount(inverse, weights=eta / noise**2)))
     at = inverse == brightest
-    fit, scatter = fit_efficiency_map_with_scatter(
+    fit, _, scatter = fit_efficiency_map_with_scatter(
         p[at], None, eta[at], noise[at], chi2_bound(int(np.count_nonzero(at)) - 2,
                                                     noise_samples))
     if fit is None:
-        return None, False, scatter
+        return None, None, scatter
     d_best = float(np.mean(d[at]))
     # The resonance lies within half a step of the brightest step: uniform there.
     cov = np.zeros((4, 4))
     cov[:2, :2] = fit.covariance
     cov[2, 2] = step**2 / 12
     return EfficiencyMapFit(fit.low_power_slope, fit.cooperativity_slope, d_best, None, cov,
-                            fit.chi2_reduced, fit.points), False, scatter
+                            fit.chi2_reduced, fit.points), None, scatter
+
+
+def _add_meter_shape_error(result: AnalysisResult, run: StoredRun, fit: EfficiencyMapFit,
+                           sigma: np.ndarray) -> None:
+    """The optical linewidth's systematic error: the power meter's range gains and linearity
+    propagated through this map's own fit (`efficiency_map_fits.meter_shape_errors`; the
+    PM100D's and the sensor's data-sheet accuracies, `meter_shape`). The detuning axis adds
+    none worth stating: set by the laser's steps or the lock's synthesizer, its scale errors
+    (timebase 1e-7, a step's repeatability averaged over the grid) are far below the meter's.
+    The offset's share is reported in the details."""
+    width = result.values.get("optical_linewidth")
+    if width is None:
+        return
+    cal = Calibration.from_run(run)
+    full = full_conversion_power(run.data["mw_power"], run.data["mw_frequency"],
+                                 run.data["pump_wavelength"], cal)
+    readings = MeterReadings(column(run, ON), column(run, OFF), np.asarray(full, float))
+    eta = (readings.on - readings.off) / readings.full
+    width_sys, offset_sys = meter_shape_errors(column(run, "pump_power"),
+                                               column(run, "pump_detuning"), eta, sigma, fit,
+                                               readings)
+    result.values["optical_linewidth"] = width.with_systematic(width_sys)
+    result.details.update({"meter_shape_error_linewidth": width_sys,
+                           "meter_shape_error_detuning_offset": offset_sys})
 
 
 def _correct_for_tone_detuning(result: AnalysisResult, options: EfficiencyMapOptions,
@@ -317,9 +351,8 @@ def _report(result: AnalysisResult, fit: EfficiencyMapFit, resolved: bool, p: np
     if fit.detuning_offset is not None:
         v["detuning_offset"] = FitValue(fit.detuning_offset, fit.stderr(2), "Hz")
     if resolved and fit.optical_linewidth is not None:
-        v["optical_linewidth"] = FitValue(fit.optical_linewidth, fit.stderr(3),
-                                          "Hz").with_systematic(
-            LINE_SHAPE_RELATIVE_ERROR * fit.optical_linewidth)
+        # its systematic error, the meter's shape, comes with `_add_meter_shape_error`
+        v["optical_linewidth"] = FitValue(fit.optical_linewidth, fit.stderr(3), "Hz")
     result.details.update({
         "chi2_reduced": fit.chi2_reduced,
         "correlation_low_power_slope_cooperativity_slope": fit.correlation_s_c,

@@ -20,6 +20,7 @@ from .efficiency_fits import (
     fit_with_excess_scatter,
     lorentzian_start,
 )
+from .meter_shape import GAIN_STEP, MeterReadings, gain_patterns
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,10 +176,13 @@ def fit_efficiency_map(pump_power: np.ndarray, detuning: np.ndarray | None, eta:
 
 def fit_efficiency_map_with_scatter(pump_power: np.ndarray, detuning: np.ndarray | None,
                                     eta: np.ndarray, noise: np.ndarray | float, bound: float
-                                    ) -> tuple[EfficiencyMapFit | None, ExcessScatter]:
+                                    ) -> tuple[EfficiencyMapFit | None, np.ndarray,
+                                               ExcessScatter]:
     """`fit_efficiency_map` with the meter noise, or, when its reduced chi^2 exceeds `bound`,
     with the excess scatter in the point errors and the covariance inflated for its
-    correlation (`fit_with_excess_scatter`; the points in the order of acquisition)."""
+    correlation (`fit_with_excess_scatter`; the points in the order of acquisition). Returns
+    the fit, the point errors it used (for refits of the same model, e.g. the meter's shape
+    errors) and the scatter."""
     p = np.asarray(pump_power, float)
     d = None if detuning is None else np.asarray(detuning, float)
     def fit_once(sig: np.ndarray) -> EfficiencyMapFit | None:
@@ -201,10 +205,71 @@ def fit_efficiency_map_with_scatter(pump_power: np.ndarray, detuning: np.ndarray
         moved, moved_sigma, moved_scatter = fit_with_excess_scatter(fit_moving, curve, chi2,
                                                                     y, noise, bound)
         if moved is not None and np.sum(np.log(moved_sigma)) < np.sum(np.log(sigma)):
-            fit, scatter = moved, moved_scatter
+            fit, sigma, scatter = moved, moved_sigma, moved_scatter
     if fit is not None and scatter.inflation != 1.0:
-        fit = replace(fit, covariance=fit.covariance * scatter.inflation)
-    return fit, scatter
+        fit = replace(fit, covariance=_inflated(fit.covariance, scatter.inflation))
+    return fit, sigma, scatter
+
+
+def _inflated(covariance: np.ndarray, inflation: float) -> np.ndarray:
+    """The covariance of (s, c[, d0, G]) with the residuals' correlation inflation applied to
+    every parameter but the optical linewidth G. In acquisition order, neighbouring residuals
+    are neighbouring detunings of one power's row. What makes them alike there is a drift
+    during the row: of the efficiency (the pump's delivery, the tone on a drifting microwave
+    mode), a scale of the row (s, c) or a tilt across it (d0), which the inflation is for; or
+    of the optical line against the pump (a laser-stepped bench), which stretches the row's
+    line when the scan runs with the drift and compresses it when it runs against it. The
+    rows run alternately up and down (the serpentine), so G, shared by all rows, is their
+    mean, in which a drift linear over two rows cancels: inflating G's variance for it
+    would count it although the scan already cancelled it (as the bandwidth scan's mean of
+    its passes, docs/fitting.md#drift-seen-by-scanning-both-ways)."""
+    factor = np.full(covariance.shape[0], math.sqrt(inflation))
+    if factor.size == 4:
+        factor[3] = 1.0
+    return np.asarray(covariance * np.outer(factor, factor), float)
+
+
+def meter_shape_errors(pump_power: np.ndarray, detuning: np.ndarray, eta: np.ndarray,
+                       sigma: np.ndarray, fit: EfficiencyMapFit, readings: MeterReadings
+                       ) -> tuple[float, float]:
+    """(optical linewidth, detuning offset) systematic errors, Hz, of the joint fit `fit`
+    from the power meter's range gains and linearity (`meter_shape.gain_patterns`: each an
+    unknown, fixed data-sheet error, independent of the others). For each, the map is refit
+    (the same model, per-power offsets or not, and the same point errors `sigma`) with eta
+    changed by `GAIN_STEP` of that gain; the shift per unit gain times the gain's standard
+    deviation, added in quadrature. The map's readings span several current ranges (the
+    flanks at the pump's leakage, the peak decades above), so this depends on where each
+    map's light fell, which a fixed fraction of every width does not say. A refit that
+    fails counts as the width's full `GAIN_STEP`-relative shift (conservative)."""
+    if fit.optical_linewidth is None or fit.detuning_offset is None:
+        return 0.0, 0.0
+    per_power = fit.power_offsets is not None
+    y = np.asarray(eta, float)
+
+    def refit(values: np.ndarray) -> EfficiencyMapFit | None:
+        return fit_efficiency_map(pump_power, detuning, values, sigma,
+                                  per_power_offsets=per_power)
+
+    # the shifts against the same fit of the unchanged points (the analysis' fit, unless the
+    # refit lands elsewhere by the optimiser's tolerance)
+    width0, offset0 = fit.optical_linewidth, fit.detuning_offset
+    base = refit(y)
+    if base is not None and base.optical_linewidth is not None \
+            and base.detuning_offset is not None:
+        width0, offset0 = base.optical_linewidth, base.detuning_offset
+    width_var = offset_var = 0.0
+    for d_eta, gain_sigma in gain_patterns(readings):
+        if not np.any(d_eta):
+            continue
+        moved = refit(y + GAIN_STEP * d_eta)
+        if moved is None or moved.optical_linewidth is None or moved.detuning_offset is None:
+            dw, dd = abs(width0), 0.0
+        else:
+            dw = (moved.optical_linewidth - width0) / GAIN_STEP
+            dd = (moved.detuning_offset - offset0) / GAIN_STEP
+        width_var += (dw * gain_sigma) ** 2
+        offset_var += (dd * gain_sigma) ** 2
+    return math.sqrt(width_var), math.sqrt(offset_var)
 
 
 def _detuning_profile(p: np.ndarray, d: np.ndarray, eta: np.ndarray
