@@ -137,12 +137,14 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
             watch.stop()
         for socket in (sub, station, orchestrator):
             socket.close()
-        context.term()
+        # The node's record first: terminating the context waits for every socket of it, so
+        # one left open somewhere must not cost the run its files.
         if node is not None:
             node.pairs_file.close()
             node.events_file.close()
             (run_dir / f"{name}_summary.json").write_text(json.dumps(node.summary(), indent=1))
             np.save(run_dir / f"{name}_latency.npy", node.latency.everything())
+        context.term()
 
 
 def _loop(node: Node, s: NodeSettings, stop: Any, telemetry: NodeTelemetry | None = None
