@@ -104,7 +104,8 @@ def start_station_twin(group: Any, lab: LabConfig, run_dir: Path, name: str,
                 fault = faults[0] if faults else {"kind": "crash",
                                                   "message": f"exit code {code}"}
                 message = str(fault.get("message", ""))
-                if "cannot listen" in message and attempt + 1 < BIND_ATTEMPTS:
+                taken = fault.get("kind") == "bind" or "cannot listen" in message
+                if taken and attempt + 1 < BIND_ATTEMPTS:
                     break  # a port was taken between the choice and the bind: another run
                 # A config fault's message names its entry and its fix already.
                 raise lab.error("", "the station lab's simulated instruments stopped before "

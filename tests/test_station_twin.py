@@ -77,6 +77,20 @@ def test_a_port_taken_before_the_twins_bind_moves_them_to_other_ports(tmp_path: 
             assert station.instrument("snspd").IDN()["vendor"]
 
 
+def test_a_taken_data_link_port_moves_the_twins_too(tmp_path: Path) -> None:
+    """The tagger's ZeroMQ ports fail to bind otherwise than the VISA ones: also retried."""
+    lab = private_station_lab(LAB, LINK)
+    data = lab.instruments["tagger"].init["data_address"]
+    with socket.socket() as squatter, ProcessGroup() as group:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", int(data.rsplit(":", 1)[1])))
+        squatter.listen(1)
+        served = start_station_twin(group, lab, tmp_path, "twins")
+        assert served.instruments["tagger"].init["data_address"] != data
+        with load_station(served, "real") as station:
+            assert "ID1000" in station.instrument("tagger").IDN()["model"]
+
+
 def test_twins_that_cannot_start_are_a_config_error_naming_the_lab(tmp_path: Path) -> None:
     broken = private_station_lab(LAB, {**LINK, "scheme": "three_click"})
     with ProcessGroup() as group, pytest.raises(ConfigError) as caught:
