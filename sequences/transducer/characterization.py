@@ -4,9 +4,11 @@ It runs, in order, sequences that each also run alone (``qnetlab run NAME``), ha
 results of the ones before:
 
 1. the microwave resonance (`MicrowaveResonanceScan`): a wide VNA scan, and a fine scan
-   around the dip it found if the wide one could not resolve it or the mode is narrow
-   against its drift (`CharacterizationOptions.mw_drift`: the fine scan then runs up and
-   down, and the drift it sees joins the centre's and linewidth's errors);
+   (one sweep) around the dip it found if the wide one could not resolve it, if the fine
+   window fits in the wide one (the wide scan's dip is stitched from sweeps seconds apart,
+   so the drift between them would bias it), or if the mode is narrow against its drift
+   (`CharacterizationOptions.mw_drift`: the fine scan then runs up and down, and the drift
+   it sees joins the centre's and linewidth's errors);
 2. the optical resonance (`OpticalResonanceScan`), with the mw tone on its resonance;
 3. conversion efficiency against pump power and detuning (`EfficiencyMap`): eta_max, the
    pump power at C = 1, the optical linewidth;
@@ -260,18 +262,26 @@ class _State:
                         f"{center / 1e9:.4g} GHz +- {options.mw_search_span / 2e6:.4g} MHz "
                         f"({run.analysis.verdict if run.analysis else 'no data'})")
         narrow = options.needs_recentre(width.value)
-        if run.analysis is not None and run.analysis.verdict.good and not narrow:
+        fine_span = options.fine_scan_linewidths * width.value
+        # The wide scan is stitched from sweeps seconds apart (2 s each by default), and a
+        # dip it found in two of them shows the drift between them as a shift of its centre
+        # (about half of it) and of its width (about all of it), which no fit error holds:
+        # a dip the fine window can hold is measured again in one short sweep (0.4 s).
+        # Only modes too wide for that (fine window wider than the wide one) keep the wide
+        # fit; their width dwarfs a drift of a few hundred Hz.
+        refine = fine_span <= options.mw_search_span
+        if run.analysis is not None and run.analysis.verdict.good and not narrow \
+                and not refine:
             self.runs["microwave_resonance_scan"] = run
             return run.analysis
-        # Found but not resolved well enough, or narrow against its drift: zoom in on it.
+        # Found but not resolved well enough, stitched, or narrow against its drift: zoom in
+        # on it, in one sweep so that the whole dip is measured at one time.
         self.coarse_mw = run
-        fine = MicrowaveResonanceScan(center=found.value,
-                                      span=options.fine_scan_linewidths * width.value,
-                                      points=401, segments=4)
+        fine = MicrowaveResonanceScan(center=found.value, span=fine_span,
+                                      points=401, segments=1)
         if narrow:
             # Up, then down (one sweep each, 0.4 s): the drift shows as their difference.
-            fine = MicrowaveResonanceScan(dataclasses.replace(fine.options, segments=1,
-                                                              passes=2))
+            fine = MicrowaveResonanceScan(dataclasses.replace(fine.options, passes=2))
         return self._run(fine)
 
     def _skip(self, names: tuple[str, ...], why: str) -> None:
