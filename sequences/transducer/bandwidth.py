@@ -231,12 +231,17 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
         the fit's own model and point errors) and, for the centre, the source's timebase."""
         up = data.extra["up_pass"]
 
-        def refit(y: np.ndarray) -> LorentzianFit | None:
+        def refit_line(y: np.ndarray) -> LorentzianFit | None:
             return fit_lorentzian(x, y, sigma) if up is None else fit_lorentzian_passes(
                 x, y, sigma, up)
 
-        base = refit(data.y) or fit
-        width_sys, centre_sys = line_shape_errors(refit, data.y, data.extra["readings"], base)
+        def refit(y: np.ndarray) -> tuple[float, float] | None:
+            moved = refit_line(y)
+            return None if moved is None else (moved.fwhm, moved.center)
+
+        base = refit_line(data.y) or fit
+        width_sys, centre_sys = line_shape_errors(refit, data.y, data.extra["readings"],
+                                                  (base.fwhm, base.center))
         centre = abs(f_ref + fit.center)
         data.systematic["conversion_bandwidth"] = width_sys / abs(fit.fwhm)
         data.systematic["conversion_center_frequency"] = math.hypot(

@@ -20,7 +20,7 @@ from .efficiency_fits import (
     fit_with_excess_scatter,
     lorentzian_start,
 )
-from .meter_shape import GAIN_STEP, MeterReadings, gain_patterns
+from .meter_shape import MeterReadings, line_shape_errors
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,7 +233,7 @@ def meter_shape_errors(pump_power: np.ndarray, detuning: np.ndarray, eta: np.nda
                        sigma: np.ndarray, fit: EfficiencyMapFit, readings: MeterReadings
                        ) -> tuple[float, float]:
     """(optical linewidth, detuning offset) systematic errors, Hz, of the joint fit `fit`
-    from the power meter's range gains and linearity (`meter_shape.gain_patterns`: each an
+    from the power meter's range gains and linearity (`meter_shape.line_shape_errors`: each an
     unknown, fixed data-sheet error, independent of the others). For each, the map is refit
     (the same model, per-power offsets or not, and the same point errors `sigma`) with eta
     changed by `GAIN_STEP` of that gain; the shift per unit gain times the gain's standard
@@ -244,32 +244,19 @@ def meter_shape_errors(pump_power: np.ndarray, detuning: np.ndarray, eta: np.nda
     if fit.optical_linewidth is None or fit.detuning_offset is None:
         return 0.0, 0.0
     per_power = fit.power_offsets is not None
-    y = np.asarray(eta, float)
 
-    def refit(values: np.ndarray) -> EfficiencyMapFit | None:
-        return fit_efficiency_map(pump_power, detuning, values, sigma,
-                                  per_power_offsets=per_power)
+    def refit(values: np.ndarray) -> tuple[float, float] | None:
+        moved = fit_efficiency_map(pump_power, detuning, values, sigma,
+                                   per_power_offsets=per_power)
+        if moved is None or moved.optical_linewidth is None or moved.detuning_offset is None:
+            return None
+        return moved.optical_linewidth, moved.detuning_offset
 
     # the shifts against the same fit of the unchanged points (the analysis' fit, unless the
     # refit lands elsewhere by the optimiser's tolerance)
-    width0, offset0 = fit.optical_linewidth, fit.detuning_offset
-    base = refit(y)
-    if base is not None and base.optical_linewidth is not None \
-            and base.detuning_offset is not None:
-        width0, offset0 = base.optical_linewidth, base.detuning_offset
-    width_var = offset_var = 0.0
-    for d_eta, gain_sigma in gain_patterns(readings):
-        if not np.any(d_eta):
-            continue
-        moved = refit(y + GAIN_STEP * d_eta)
-        if moved is None or moved.optical_linewidth is None or moved.detuning_offset is None:
-            dw, dd = abs(width0), 0.0
-        else:
-            dw = (moved.optical_linewidth - width0) / GAIN_STEP
-            dd = (moved.detuning_offset - offset0) / GAIN_STEP
-        width_var += (dw * gain_sigma) ** 2
-        offset_var += (dd * gain_sigma) ** 2
-    return math.sqrt(width_var), math.sqrt(offset_var)
+    y = np.asarray(eta, float)
+    base = refit(y) or (fit.optical_linewidth, fit.detuning_offset)
+    return line_shape_errors(refit, y, readings, base)
 
 
 def _detuning_profile(p: np.ndarray, d: np.ndarray, eta: np.ndarray

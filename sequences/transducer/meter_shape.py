@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .efficiency_fits import DATA_SHEET_COVERAGE, LorentzianFit
+from .efficiency_fits import DATA_SHEET_COVERAGE
 
 METER_CURRENT_RANGES = (50e-9, 500e-9, 5e-6, 50e-6, 500e-6, 5e-3)
 """A, full scale of the PM100D's photodiode current ranges (data sheet, "Specifications")."""
@@ -89,23 +89,25 @@ def gain_patterns(readings: MeterReadings) -> list[tuple[np.ndarray, float]]:
     return patterns
 
 
-def line_shape_errors(refit: Callable[[np.ndarray], LorentzianFit | None], y: np.ndarray,
-                      readings: MeterReadings, base: LorentzianFit) -> tuple[float, float]:
-    """(width, centre) systematic errors, in the fit's x unit, of the Lorentzian `base`
-    fitted to `y` (eta per point), from the meter's range gains and linearity: for each gain
-    error, `refit` (the same fit, the same point errors) of `y` with that gain changed by
-    `GAIN_STEP`, the shift per unit gain times the gain's standard deviation, added in
-    quadrature (the gains are independent). A refit that fails counts as the width's full
-    `GAIN_STEP`-relative shift (conservative)."""
+def line_shape_errors(refit: Callable[[np.ndarray], tuple[float, float] | None],
+                      y: np.ndarray, readings: MeterReadings, base: tuple[float, float]
+                      ) -> tuple[float, float]:
+    """(width, centre) systematic errors, in the fit's x unit, of a line fitted to `y` (eta
+    per point) whose (width, centre) are `base`, from the meter's range gains and linearity:
+    for each gain error, `refit` (the same fit, the same point errors: its (width, centre),
+    or None if it fails) of `y` with that gain changed by `GAIN_STEP`, the shift per unit
+    gain times the gain's standard deviation, added in quadrature (the gains are
+    independent). A refit that fails counts as the width's full `GAIN_STEP`-relative shift
+    (conservative)."""
     width_var = centre_var = 0.0
     for d_eta, sigma in gain_patterns(readings):
         if not np.any(d_eta):
             continue
         moved = refit(np.asarray(y, float) + GAIN_STEP * d_eta)
         if moved is None:
-            dw, dc = abs(base.fwhm), 0.0
+            dw, dc = abs(base[0]), 0.0
         else:
-            dw, dc = (moved.fwhm - base.fwhm) / GAIN_STEP, (moved.center - base.center) / GAIN_STEP
+            dw, dc = (moved[0] - base[0]) / GAIN_STEP, (moved[1] - base[1]) / GAIN_STEP
         width_var += (dw * sigma) ** 2
         centre_var += (dc * sigma) ** 2
     return math.sqrt(width_var), math.sqrt(centre_var)
