@@ -45,8 +45,6 @@ from .node_agent import LATENCY_DTYPE, PAIR_LOG_DTYPE, NodeSettings, run_node_ag
 from .orchestrator import OrchestratorSettings, run_orchestrator
 
 if TYPE_CHECKING:
-    from qnetlab.instruments.lab_config import LabConfig
-
     from .herald_engine import HeraldWindows
 
 
@@ -155,8 +153,7 @@ def plan_lab(config: NetworkConfig, *, pairs: int, run_dir: Path, epoch_ns: int,
              faults: StationFaults | None = None, max_seconds: float | None = None,
              same_host: bool = True, windows: HeraldWindows | None = None,
              profile: str = "sim", simulation: Mapping[str, Any] | None = None,
-             station_settings: Mapping[str, float] | None = None,
-             station_lab: Path | LabConfig | None = None) -> LabPlan:
+             station_settings: Mapping[str, float] | None = None) -> LabPlan:
     """Settings of every process. `curve=False` only for the benchmark's comparison;
     `same_host=False` makes the nodes read station time from their clock exchanges alone.
 
@@ -165,17 +162,14 @@ def plan_lab(config: NetworkConfig, *, pairs: int, run_dir: Path, epoch_ns: int,
     ``config.station.lab`` loaded for `profile`, with `simulation` (the
     ``qnetlab.simulation.link`` mapping, sim profile) if given, its calibrated values applied
     and then `station_settings` (``instrument[.channel].parameter`` -> value, e.g. the SNSPD
-    biases of a benchmark that runs no calibration); `station_lab`, if given, instead of
-    ``config.station.lab`` (the sim profile's launcher: the lab as a twins' process serves
-    it). Without `windows`, `start_lab` must be given a source (the tests' and benchmarks'
-    test signals)."""
+    biases of a benchmark that runs no calibration). Without `windows`, `start_lab` must be
+    given a source (the tests' and benchmarks' test signals)."""
     key_dir = config.key_dir if curve else None
     link = config.link
     source = None
     if windows is not None:
         source = TaggerSource(
-            lab=station_lab if station_lab is not None else config.station.lab,
-            windows=windows, attempt_period_s=link.attempt_period,
+            lab=config.station.lab, windows=windows, attempt_period_s=link.attempt_period,
             profile=profile, tagger=config.station.tagger,
             simulation=dict(simulation) if simulation is not None else None,
             settings=dict(station_settings) if station_settings is not None else None,

@@ -312,22 +312,18 @@ def deliver(config: Any, pairs: int, timeout: float | None = None, *,
     if simulation is not None:  # the twin's truth judges heralds where the station looks
         simulation["herald_windows_ps"] = [list(row) for row in expected.windows.offsets_ps]
     timeout = timeout if timeout is not None else config.orchestrator.max_time + 10
-    plan: Any = None  # a LabPlan once the twins listen
+    plan: Any = None  # the LabPlan, once made
     try:
         # Entered first, so stopped last: the station closes its tagger before the twins go.
         with sigterm_as_interrupt(), ProcessGroup() as twins, ProcessGroup() as group:
-            station_lab = None
-            if simulation is not None:  # the station's twins in a process of their own
-                from .station_twin import private_station_lab, start_station_twin
-
-                station_lab = start_station_twin(
-                    twins, private_station_lab(config.station.lab, simulation), run_dir,
-                    f"{config.station.name}_twins")
             plan = plan_lab(config, pairs=pairs, run_dir=run_dir,
                             epoch_ns=time.monotonic_ns(), goodness=expected.fidelity,
                             expected_pair_rate=expected.rate, max_seconds=timeout + 5,
-                            profile="real" if station_lab is not None else profile,
-                            station_lab=station_lab, windows=expected.windows)
+                            profile=profile, simulation=simulation, windows=expected.windows)
+            if simulation is not None:  # the station's twins in a process of their own
+                from .station_twin import with_station_twins
+
+                plan = with_station_twins(plan, twins, f"{config.station.name}_twins")
             start_lab(group, plan)
             # Raises ConfigError (after stopping them all) when a process reports a key or
             # address fault: the run never started, so there is no summary to print.

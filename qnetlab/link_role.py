@@ -27,7 +27,6 @@ named by process), where ``network.lab.read_report`` reads the whole run.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -89,19 +88,6 @@ def role_plan(config: Any, role: str, *, pairs: int, run_dir: Path, profile: str
                     same_host=False, windows=windows, profile=profile, simulation=simulation)
 
 
-def _with_station_twins(plan: Any, twins: Any, name: str) -> Any:
-    """`plan` with its station reading the station lab's twins served by process `name` of
-    `twins`, on the real profile (as `qnetlab link` runs the sim profile:
-    `qnetlab.station_twin`)."""
-    from .station_twin import private_station_lab, start_station_twin
-
-    source = plan.station.source
-    lab = start_station_twin(twins, private_station_lab(source.lab, source.simulation),
-                             plan.run_dir, name)
-    source = dataclasses.replace(source, lab=lab, profile="real", simulation=None)
-    return dataclasses.replace(plan, station=dataclasses.replace(plan.station, source=source))
-
-
 def run_role(args: argparse.Namespace, config: Any) -> int:
     """Run the process ``args.role`` of `config` until it ends; its exit code for the
     command line (0 done or stopped as a server is; 1 the orchestrator did not deliver, or
@@ -138,7 +124,9 @@ def run_role(args: argparse.Namespace, config: Any) -> int:
         with sigterm_as_interrupt(), ProcessGroup() as twins, ProcessGroup() as group:
             source = plan.station.source
             if role == config.station.name and source.simulation is not None:
-                plan = _with_station_twins(plan, twins, f"{role}_twins")
+                from .station_twin import with_station_twins
+
+                plan = with_station_twins(plan, twins, f"{role}_twins")
             start_role(group, plan, role)
             print(f"{role}: started (pid {group.pid(role)}); files in {run_dir}"
                   + ("" if orchestrator else "; stop with Ctrl-C"), flush=True)

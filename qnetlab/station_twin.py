@@ -13,6 +13,7 @@ process, which writes it to the run folder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -24,7 +25,7 @@ from typing import Any
 from qnetlab.instruments.errors import ConfigError
 from qnetlab.instruments.lab_config import LabConfig, load_config
 
-__all__ = ["private_station_lab", "serve_lab_twins", "start_station_twin"]
+__all__ = ["private_station_lab", "serve_lab_twins", "start_station_twin", "with_station_twins"]
 
 READY_TIMEOUT_S = 120.0
 """s the launcher waits for the twins to listen (building the bench imports and compiles the
@@ -121,3 +122,14 @@ def start_station_twin(group: Any, lab: LabConfig, run_dir: Path, name: str,
             return lab
     raise ConfigError(str(lab.path), "", "no free loopback ports for the station lab's "
                       f"twins after {BIND_ATTEMPTS} tries", "retry")
+
+
+def with_station_twins(plan: Any, twins: Any, name: str) -> Any:
+    """`plan` (a `network.lab.LabPlan` whose station reads its tagger, sim profile) with its
+    station reading the station lab's twins served by process `name` of `twins` (a
+    `ProcessGroup` entered before the plan's own, so stopped after it), on the real profile."""
+    source = plan.station.source
+    lab = start_station_twin(twins, private_station_lab(source.lab, source.simulation),
+                             plan.run_dir, name)
+    source = dataclasses.replace(source, lab=lab, profile="real", simulation=None)
+    return dataclasses.replace(plan, station=dataclasses.replace(plan.station, source=source))
