@@ -359,6 +359,10 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
     if args.gather is not None:
         orchestrator = dataclasses.replace(orchestrator, gather=args.gather)
     plan = dataclasses.replace(plan, orchestrator=orchestrator)
+    if args.ok_interval is not None:
+        plan = dataclasses.replace(plan, nodes={
+            name: dataclasses.replace(node, ok_interval=args.ok_interval)
+            for name, node in plan.nodes.items()})
     outs = (str(workdir / f"{tag}_a.npy"), str(workdir / f"{tag}_b.npy"))
     load = os.getloadavg()[0]
     cpu: dict[str, float] = {}
@@ -460,6 +464,9 @@ def main() -> None:
     parser.add_argument("--gather", type=float, default=None,
                         help="s the orchestrator waits after a wake before taking messages "
                              "(default: its own)")
+    parser.add_argument("--ok-interval", type=float, default=None,
+                        help="s each node gathers its OKs before sending them "
+                             "(default: the node's own)")
     parser.add_argument("--source", choices=("periodic", "twin", "served-twin"),
                         default="periodic",
                         help="ours' herald source: the test signal, or the tagger twin with a "

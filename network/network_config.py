@@ -50,6 +50,10 @@ from ruamel.yaml.error import YAMLError
 from qnetlab.instruments.errors import ConfigError
 from qnetlab.instruments.lab_config import check_keys
 
+OK_INTERVAL_S = 0.005
+"""s each node agent gathers its OKs before it sends them (`NodeSettings.ok_interval`): the
+orchestrator's reconcile_timeout must be well above it."""
+
 SCHEMES = ("single_click", "two_click")
 
 _TOP = {"network", "station", "orchestrator", "nodes", "link", "calibration", "simulation"}
@@ -609,6 +613,11 @@ def load_network_config(path: str | Path) -> NetworkConfig:
         checked_number(file, "orchestrator.max_time", orc.get("max_time", 30.0), "s"),
         _optional_address(file, "orchestrator.telemetry_address", orc),
     )
+    if orchestrator.reconcile_timeout <= 4 * OK_INTERVAL_S:
+        raise ConfigError(file, "orchestrator.reconcile_timeout",
+                          f"{orchestrator.reconcile_timeout} s leaves a node's OKs no time: "
+                          f"each node gathers them for {OK_INTERVAL_S} s before it sends them",
+                          f"write more than {4 * OK_INTERVAL_S:g} s (e.g. 0.05)")
     nodes = _parse_nodes(file, data["nodes"])
     names = [station.name, orchestrator.name, *nodes]
     for name in names:

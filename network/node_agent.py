@@ -10,6 +10,7 @@ be (docs/link.md#the-node-agent).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -129,6 +130,9 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
             link_name(settings.link_nodes or (name,)))
         _loop(node, settings, stop, telemetry)
     finally:
+        if node is not None:
+            with contextlib.suppress(zmq.ZMQError):  # OKs logged here are due to the orchestrator
+                node.flush_oks(force=True)
         if telemetry is not None:
             if node is not None:
                 telemetry.tick(node, final=True)
@@ -171,6 +175,7 @@ def _loop(node: Node, s: NodeSettings, stop: Any, telemetry: NodeTelemetry | Non
             node.send_clock_request()
             next_clock = now + (0.005 if node.clock_seq < clock_burst else s.clock_period)
         node.check_station()
+        node.flush_oks()
         if telemetry is not None:
             telemetry.tick(node)  # once a second; nothing but a clock read otherwise
         if node.requested:
@@ -178,6 +183,8 @@ def _loop(node: Node, s: NodeSettings, stop: Any, telemetry: NodeTelemetry | Non
         deadlines = [next_heartbeat, next_clock, node.station_heard
                      + s.heartbeat_misses * s.heartbeat_period]
         deadlines += [state[1] for state in node.requested.values()]
+        if node.oks_due is not None:
+            deadlines.append(node.oks_due)
         timeout_ms = max(0.0, min(deadlines) - time.monotonic()) * 1e3
         if s.receive == "poller" or node.awaiting_station():
             ready = dict(poller.poll(math.ceil(min(timeout_ms, 100.0))))

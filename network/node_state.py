@@ -56,6 +56,7 @@ from .messages import (
     new_incarnation,
     split_seqs,
 )
+from .network_config import OK_INTERVAL_S
 from .tracker import Arrival, SequenceTracker, expired
 
 PAIR_LOG_DTYPE = np.dtype([("link", "<u2"), ("seq", "<u8"), ("attempt_id", "<u8"),
@@ -206,6 +207,14 @@ class NodeSettings:
     """Give up the CPU once (sched_yield) between stamping a herald's receipt and handling
     it, so a receive that is runnable on the same core (the other node's, on one host) goes
     first; costs ~1 us when nothing else is waiting. False only for comparison."""
+    ok_interval: float = OK_INTERVAL_S
+    """s a node gathers the OKs of the heralds it takes before it sends them to the
+    orchestrator as one OK_BATCH (0: each batch of heralds it takes is answered at once). On
+    a shared host every OK frame costs a wake-up of the node's ZeroMQ I/O thread and of the
+    orchestrator, CPU the other node's next herald receipt may be waiting for; gathering
+    them for a few ms makes those wake-ups rarer (docs/link.md#delivery-measured). It delays
+    only the verdict (the orchestrator's reconcile_timeout must be longer), never a herald's
+    receipt or its expiry."""
     handling_delay: float = 0.0
     """s a received herald (its receipt already stamped) waits before it is handled, with
     whatever arrives meanwhile (stamped when taken). Only for measuring, on one host, how
@@ -248,6 +257,10 @@ class Node:
         """monotonic s until which a clock reply is expected (its t4 is stamped at recv)."""
         self.heartbeat_seq = 0
         self.incarnation = new_incarnation()
+        self.unsent_oks: list[tuple[int, np.ndarray]] = []
+        """(create id, seqs) OK'd and logged, gathered for `ok_interval` before they go."""
+        self.oks_due: float | None = None
+        """monotonic s by which the gathered OKs are sent; None: none gathered."""
 
     # -- time ---------------------------------------------------------------------------
     def station_ps(self, local_ns: int) -> int | None:
@@ -328,8 +341,13 @@ class Node:
             self.log_pair(seq, attempt_id, herald_ps, PairEvent.EXPIRED, now_ps)
             return
         self.log_pair(seq, attempt_id, herald_ps, PairEvent.OK_SENT, now_ps)  # before the OK
-        self.orchestrator.send(encode_ok_batch(create.create_id, self.settings.link_id,
-                                               self.settings.goodness, now_ps, _one_seq(seq)))
+        if self.settings.ok_interval > 0:
+            self.gather_oks(create.create_id, _one_seq(seq))
+        else:
+            self.orchestrator.send(encode_ok_batch(create.create_id, self.settings.link_id,
+                                                   self.settings.goodness, now_ps,
+                                                   _one_seq(seq)))
+            self.counters["ok_frames"] += 1
         self.held.add(record)
         self.counters["ok_sent"] += 1
         self.remaining -= 1
@@ -395,10 +413,10 @@ class Node:
             self.held.add(good)
             # One frame for the batch (sorted: a resent herald may fill a gap below).
             # Decoded seqs (<= MAX_SEQ), sorted and unique: a legal batch as they are.
-            for seqs in split_seqs(np.unique(good["seq"])):
-                self.orchestrator.send(encode_ok_batch(
-                    self.create.create_id, self.settings.link_id, self.settings.goodness,
-                    now_ps, seqs))
+            if self.settings.ok_interval > 0:
+                self.gather_oks(self.create.create_id, good["seq"].astype(np.uint64))
+            else:
+                self._send_oks(self.create.create_id, np.unique(good["seq"]), now_ps)
         if len(good):
             self.counters["ok_sent"] += len(good)
             self.remaining -= len(good)
@@ -588,6 +606,30 @@ class Node:
         return ""
 
     # -- link layer ----------------------------------------------------------------------
+    def _send_oks(self, create_id: int, seqs: np.ndarray, now_ps: int) -> None:
+        """OK for sorted unique `seqs`, in as few frames as the batch limit allows."""
+        for part in split_seqs(seqs):
+            self.orchestrator.send(encode_ok_batch(create_id, self.settings.link_id,
+                                                   self.settings.goodness, now_ps, part))
+            self.counters["ok_frames"] += 1
+
+    def gather_oks(self, create_id: int, seqs: np.ndarray) -> None:
+        """Keep OKs (already logged) to send with the others within `ok_interval`."""
+        self.unsent_oks.append((create_id, seqs))
+        if self.oks_due is None:
+            self.oks_due = time.monotonic() + self.settings.ok_interval
+
+    def flush_oks(self, *, force: bool = False) -> None:
+        """Send the gathered OKs if they are due (or `force`): one OK_BATCH per request,
+        in the order the requests came."""
+        if self.oks_due is None or (not force and time.monotonic() < self.oks_due):
+            return
+        gathered, self.unsent_oks, self.oks_due = self.unsent_oks, [], None
+        now_ps = self.station_ps(time.monotonic_ns()) or 0
+        for create_id in dict.fromkeys(create for create, _ in gathered):
+            seqs = np.concatenate([s for create, s in gathered if create == create_id])
+            self._send_oks(create_id, np.unique(seqs), now_ps)
+
     def send_orchestrator(self, message: OkBatch | ErrBatch | Err | Ack | Heartbeat) -> None:
         self.orchestrator.send(message.encode())
 
@@ -647,6 +689,7 @@ class Node:
             self.counters[f"released_{reason}"] += len(rows)
 
     def on_create(self, create: Create) -> None:
+        self.flush_oks(force=True)  # the last request's OKs before this one's answer
         if create.number == 0:  # a CREATE for no pairs cancels that request
             if self.create is not None and self.create.create_id == create.create_id:
                 self.create = None

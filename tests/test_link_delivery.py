@@ -27,7 +27,7 @@ import pytest
 from virtual_link import NODES, Faults, VirtualLink, events_of
 
 from qnetlab.network.messages import MAX_SEQS_PER_BATCH
-from qnetlab.network.network_config import load_network_config
+from qnetlab.network.network_config import OK_INTERVAL_S, load_network_config
 from qnetlab.network.node_state import PairEvent
 
 from conftest import REPO
@@ -38,11 +38,13 @@ RECONCILE_S = CONFIG.orchestrator.reconcile_timeout
 
 
 def run_link(tmp_path: Path, monkeypatch: Any, *, rate_hz: float, seconds: float,
-             faults: Faults, seed: int = 20261206, pairs: int = 10**7) -> VirtualLink:
+             faults: Faults, seed: int = 20261206, pairs: int = 10**7,
+             ok_interval: float = OK_INTERVAL_S) -> VirtualLink:
     """A link run for `seconds` of heralds, then long enough with none for every verdict
     to settle (reconcile timeout, resends given up)."""
     link = VirtualLink(tmp_path, monkeypatch, rate_hz=rate_hz, pairs=pairs, faults=faults,
-                       seed=seed, memory_cutoff=CUTOFF_S, reconcile_timeout=RECONCILE_S)
+                       seed=seed, memory_cutoff=CUTOFF_S, reconcile_timeout=RECONCILE_S,
+                       ok_interval=ok_interval)
     link.run(seconds)
     link.run(4 * RECONCILE_S + 0.2, heralds=False)
     return link
@@ -225,6 +227,32 @@ def test_node_restarts_leave_no_contradiction(tmp_path, monkeypatch) -> None:
     late = {s for s in outcome.delivered if s > max(max(outcome.unresolved[n], default=0)
                                                     for n in NODES)}
     assert late and all(late <= events_of(outcome.logs[n], PairEvent.DELIVERED) for n in NODES)
+
+
+@pytest.mark.parametrize("ok_interval", [0.0, OK_INTERVAL_S])
+def test_gathered_or_not_oks_keep_every_guarantee(tmp_path, monkeypatch,
+                                                  ok_interval: float) -> None:
+    """Nodes that answer each batch of heralds at once, and nodes that gather their OKs for
+    `ok_interval` (the default) before sending them, under stalls, a stalled orchestrator
+    and a node restart: the same guarantees; gathering sends at most one OK frame per node
+    per interval (plus the frames around each stall, restart and request), at once about
+    one per station block (1 ms)."""
+    faults = Faults(burst_every_s=0.2, burst_s=3 * CUTOFF_S,
+                    orchestrator_stall=(0.25, 2 * RECONCILE_S),
+                    restarts=((0.55, "node_b"),))
+    seconds, rate_hz = 0.8, 16_000
+    link = run_link(tmp_path, monkeypatch, rate_hz=rate_hz, seconds=seconds, faults=faults,
+                    seed=17, ok_interval=ok_interval)
+    outcome = check_guarantees(link, restarts=True)
+    assert len(outcome.delivered) > 0.5 * rate_hz * seconds
+    in_flight = rate_hz * (RECONCILE_S + ok_interval + 0.01)
+    for name in NODES:
+        assert len(outcome.unresolved[name]) < in_flight, name
+        ok_frames = link.nodes[name].counters["ok_frames"]
+        if ok_interval:
+            assert 0 < ok_frames <= seconds / ok_interval + 20, name
+        else:  # node_b's counters start at its restart (0.55 s)
+            assert ok_frames > 0.5 * (seconds - 0.55) / 0.001, name
 
 
 def test_a_request_stops_at_its_pairs(tmp_path, monkeypatch) -> None:

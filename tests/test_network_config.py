@@ -89,6 +89,8 @@ def test_link_simulation_without_a_simulation_section_names_the_fix(tmp_path):
     ("scheme: two_click ", "scheme: three_click ", "link.scheme", "single_click"),
     ("fibre_length_km: 2.0", "fibre_length_km: -2.0", "nodes.node_a.fibre_length_km", ">= 0"),
     ("  name: station", "  name: node_a", "", "used by two processes"),
+    ("reconcile_timeout: 0.05 ", "reconcile_timeout: 0.005 ", "orchestrator.reconcile_timeout",
+     "gathers them"),
 ])
 def test_bad_entries_are_refused_with_the_fix(tmp_path, old, new, entry, words):
     error = refused(variant(tmp_path, old, new))

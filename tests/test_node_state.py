@@ -4,6 +4,7 @@ and the batches it sends the orchestrator and takes back (OK_BATCH, ERR_BATCH)."
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +43,8 @@ def node(tmp_path: Path) -> Iterator[Node]:
         name="node_a", node_id=1, link_id=LINK, station_name="station",
         herald_address=address[0], request_address=address[1], orchestrator_name="orch",
         orchestrator_address=address[2], key_dir=None, run_dir=tmp_path, memory_cutoff=1.0,
-        goodness=0.9, expected_pair_rate=1000.0, epoch_ns=time.monotonic_ns())
+        goodness=0.9, expected_pair_rate=1000.0, epoch_ns=time.monotonic_ns(),
+        ok_interval=0.0)  # each batch answered at once: a test sees what leaves as it leaves
     sockets = [context.socket(kind) for kind in (zmq.SUB, zmq.DEALER, zmq.DEALER)]
     for socket, where in zip(sockets, address, strict=True):
         socket.linger = 0
@@ -145,6 +147,35 @@ def test_a_batch_of_heralds_is_one_ok_batch_and_one_err_batch(node: Node) -> Non
     log = np.fromfile(node.pairs_file.name, PAIR_LOG_DTYPE)
     assert (log["event"] == PairEvent.OK_SENT).sum() == 48
     assert (log["event"] == PairEvent.EXPIRED).sum() == 16
+
+
+def test_gathered_oks_leave_together_when_due_and_before_the_next_answer(node: Node
+                                                                          ) -> None:
+    """With `ok_interval` (the default in use): the OKs of several batches of heralds leave
+    as one OK_BATCH once the interval has passed, not before; a new CREATE sends the last
+    request's gathered OKs before its ACK; each was logged when it was decided."""
+    node.settings = dataclasses.replace(node.settings, ok_interval=0.005)
+    recorder = requested(node)
+    node.on_heralds(fresh(0, 3, node), time.monotonic_ns(), fresh=True)
+    node.on_herald(fresh(4, 4, node), time.monotonic_ns())  # the one-herald path too
+    node.flush_oks()
+    assert recorder.frames == []  # not due yet (5 ms after the first)
+    node.pairs_file.flush()
+    log = np.fromfile(node.pairs_file.name, PAIR_LOG_DTYPE)
+    assert (log["event"] == PairEvent.OK_SENT).sum() == 5  # logged before they leave
+    deadline = node.oks_due
+    assert deadline is not None
+    while time.monotonic() < deadline:
+        time.sleep(deadline - time.monotonic())
+    node.flush_oks()
+    (ok,) = recorder.messages()
+    assert isinstance(ok, OkBatch) and ok.create_id == 7 and ok.seqs.tolist() == [0, 1, 2, 3, 4]
+    recorder.frames.clear()
+    node.on_heralds(fresh(5, 6, node), time.monotonic_ns(), fresh=True)
+    node.on_create(Create(8, 2, 0.0, 0.0, 0, 10, 0, True))
+    ok, ack = recorder.messages()
+    assert isinstance(ok, OkBatch) and ok.create_id == 7 and ok.seqs.tolist() == [5, 6]
+    assert isinstance(ack, Ack) and node.oks_due is None
 
 
 def test_a_request_stops_at_its_number_inside_a_batch(node: Node) -> None:

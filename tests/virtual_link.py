@@ -36,6 +36,7 @@ from qnetlab.network.messages import (
     incarnation_seq,
     make_heralds,
 )
+from qnetlab.network.network_config import OK_INTERVAL_S
 from qnetlab.network.node_state import PAIR_LOG_DTYPE, Node, NodeSettings, PairEvent
 from qnetlab.network.orchestrator import OrchestratorSettings, _Orchestrator
 from qnetlab.network.tracker import HeraldHistory
@@ -134,7 +135,8 @@ class VirtualLink:
 
     def __init__(self, tmp_path: Path, monkeypatch: Any, *, rate_hz: float, pairs: int,
                  faults: Faults, seed: int, memory_cutoff: float = 0.01,
-                 block_s: float = 0.001, reconcile_timeout: float = 0.05) -> None:
+                 block_s: float = 0.001, reconcile_timeout: float = 0.05,
+                 ok_interval: float = OK_INTERVAL_S) -> None:
         self.clock = VirtualClock()
         monkeypatch.setattr(node_state_module, "time", self.clock)
         monkeypatch.setattr(orchestrator_module, "time", self.clock)
@@ -146,6 +148,7 @@ class VirtualLink:
         """(station time s, node) restarts still to come."""
         self.tmp_path = tmp_path
         self.rate_hz, self.block_s, self.memory_cutoff = rate_hz, block_s, memory_cutoff
+        self.ok_interval = ok_interval
         self.queue: list[tuple[int, int, str, str, bytes]] = []
         self.order = itertools.count()
         self.channel_free: dict[tuple[str, str], int] = {}
@@ -200,7 +203,8 @@ class VirtualLink:
             herald_address="", request_address="", orchestrator_name="orchestrator",
             orchestrator_address="", key_dir=None, run_dir=self.tmp_path,
             memory_cutoff=self.memory_cutoff, goodness=0.9, expected_pair_rate=self.rate_hz,
-            epoch_ns=EPOCH_NS, resend_timeout=0.004, resend_attempts=4)
+            epoch_ns=EPOCH_NS, resend_timeout=0.004, resend_attempts=4,
+            ok_interval=self.ok_interval)
         if name in self.node_files:
             for handle in self.node_files[name]:
                 handle.close()
@@ -337,6 +341,7 @@ class VirtualLink:
                     node.check_station()
                 if node.requested:
                     node.request_gaps()
+                node.flush_oks()
             stall_start, stall_length = self.faults.orchestrator_stall
             if not stall_start <= t_s < stall_start + stall_length:
                 self.orchestrator.tick()
