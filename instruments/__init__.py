@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from .station import LabStation, load_station
     from .tag_blocks import TagBlock, TagBlockError
     from .temperature_controller import TemperatureController
-    from .time_tagger import TimeTagger, delay_to_ps
+    from .time_tagger import TagGate, TimeTagger, delay_to_ps, ungated
     from .transducer_setup import TransducerSetup
     from .vna import VNA
 
@@ -75,7 +75,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ".optical_switch": ("NoLightError", "OpticalSwitch", "SwitchPortError"),
     ".single_photon_detector": ("CounterNotConnectedError", "SinglePhotonDetector"),
     ".temperature_controller": ("TemperatureController",),
-    ".time_tagger": ("TimeTagger", "delay_to_ps"),
+    ".time_tagger": ("TagGate", "TimeTagger", "delay_to_ps", "ungated"),
     ".tag_blocks": ("TagBlock", "TagBlockError"),
     ".vna": ("VNA",),
     ".transducer_setup": ("TransducerSetup",),
@@ -143,6 +143,7 @@ __all__ = [
     "SwitchPortError",
     "TagBlock",
     "TagBlockError",
+    "TagGate",
     "TemperatureController",
     "TimeTagger",
     "TransducerSetup",
@@ -158,6 +159,7 @@ __all__ = [
     "install_soft_limits",
     "load_config",
     "load_station",
+    "ungated",
     "validate_sequence",
 ]
 

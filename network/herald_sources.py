@@ -13,11 +13,19 @@ its attempt's first sync tag + the latest end of the attempt's windows (the mome
 outcome was fixed), with tagger time mapped to station time through
 `TimeTagger.recording_started` (monotonic s at REC:PLAY) and the station's epoch.
 
+Gating: while it publishes, the station gates each detector input of a tagger that can
+(`TimeTagger.supports_gating`) to its herald windows (`herald_gates`: every arm's window on
+that detector, widened by `TaggerSource.gate_margin_s` each side), so clicks outside them
+(dark counts, transducer noise between attempts: all but window / period of them) never
+load the tagger's data link or the engine; the gates are lifted when it stops,
+however it stops. The engine's decisions are unchanged: it only looks inside the windows.
+
 `network.test_signals.PeriodicHeralds` is the test signal (tests, benchmarks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -100,6 +108,11 @@ class TaggerSource:
     recording_s: float = 1000.0
     """Length of each of the tagger's recordings (s; the ID1000 takes at most 1000 s): one
     follows the other for as long as the station runs."""
+    gate_margin_s: float | None = 2e-9
+    """s added before and after the herald windows on each detector input's gate: room for
+    the tagger's jitter (tens of ps rms) and for the arrivals' drift from the calibrated arm
+    delays until the next calibration (fibre and tagger delays: tens of ps); a click the
+    engine would judge is never cut. None: never gate."""
 
     def __call__(self, *, epoch_ns: int) -> TaggerHeralds:
         return TaggerHeralds(self, epoch_ns=epoch_ns)
@@ -130,6 +143,10 @@ class TaggerHeralds:
         self.engine.reset()
         rounds = 2 if windows.scheme == "two_click" else 1
         round_ps = round(settings.attempt_period_s * 1e12) // rounds
+        self.round_ps = round_ps
+        """ps between sync tags."""
+        self._gated: list[int] = []
+        """Inputs this source gated (`_gate`)."""
         self.decided_after_ps = (rounds - 1) * round_ps + windows.last_end_ps
         """ps from an attempt's first sync tag to the end of its last window."""
         self.counters: Counter[str] = Counter()
@@ -159,7 +176,47 @@ class TaggerHeralds:
             raise
 
     def blocks(self) -> Iterator[HeraldBlock]:
-        """Heralds block by block, recording after recording, until closed."""
+        """Heralds block by block, recording after recording, until closed; the detector
+        inputs gated to the herald windows meanwhile (lifted however it ends)."""
+        try:
+            self._gate()
+            yield from self._recordings()
+        finally:
+            # Never hides what ended the stream: a gate that would not lift stays listed,
+            # and `close` (which the station calls next) tries again and raises.
+            with contextlib.suppress(Exception):
+                self._ungate()
+
+    def _gate(self) -> None:
+        """Gate each detector input whose herald windows leave the tagger something to drop
+        (`herald_gates`); counted in ``gated_inputs``."""
+        margin = self.settings.gate_margin_s
+        if margin is None or not self.tagger.supports_gating:
+            return
+        windows = self.settings.windows
+        gates = herald_gates(windows, self.round_ps, round(margin * 1e12),
+                             self.tagger.gate_range_s)
+        for n, (open_ps, close_ps) in gates.items():
+            self._gated.append(n)  # before: a failure half way still ungates it
+            self.tagger.gate(n, sync_channel=windows.sync_channel, open_s=open_ps * 1e-12,
+                             close_s=close_ps * 1e-12)
+        self.counters["gated_inputs"] = len(gates)
+
+    def _ungate(self) -> None:
+        """Lift the gates `_gate` set (each tried; those that failed stay listed, the first
+        failure raised after)."""
+        failure: Exception | None = None
+        for n in list(self._gated):
+            try:
+                self.tagger.ungate(n)
+            except Exception as exc:  # the others are still lifted
+                failure = failure or exc
+            else:
+                self._gated.remove(n)
+        if failure is not None:
+            raise failure
+
+    def _recordings(self) -> Iterator[HeraldBlock]:
         while True:
             yield from self._recording()
             # A tagger's recording is finite (the ID1000 takes at most 1000 s): the next
@@ -209,7 +266,32 @@ class TaggerHeralds:
         return {**totals, **self.counters}
 
     def close(self) -> None:
-        self.station.close()
+        try:
+            self._ungate()  # blocks() ended without its finally (never started, or left)
+        finally:
+            self.station.close()
+
+
+def herald_gates(windows: HeraldWindows, round_ps: int, margin_ps: int,
+                 gate_range_s: tuple[float, float] = (0.0, 1.0)) -> dict[int, tuple[int, int]]:
+    """Detector input -> its gate (open, close), ps after a sync tag: from the earliest start
+    to the latest end of the arms' windows on that detector, `margin_ps` wider each side,
+    opened after the sync tag one or more periods earlier so that it opens at 0 to one
+    period after that tag (a tagger's window delays are >= 0, and every sync opens one: the
+    window after sync k is the one of round k - m). An input whose gate would span a whole
+    period (nothing to drop) or not fit the tagger's range is left out."""
+    bounds = windows.bounds_ps()
+    out = {}
+    for d, n in enumerate(windows.detector_channels):
+        lo = int(bounds[d, :, 0].min()) - margin_ps
+        hi = int(bounds[d, :, 1].max()) + margin_ps
+        width = hi - lo
+        open_ps = lo % round_ps
+        if width >= round_ps or not (gate_range_s[0] <= open_ps * 1e-12
+                                     and (open_ps + width) * 1e-12 <= gate_range_s[1]):
+            continue
+        out[n] = (open_ps, open_ps + width)
+    return out
 
 
 def _set_parameters(station: LabStation, values: Mapping[str, float]) -> None:

@@ -7,7 +7,8 @@ admitting only the lab's keys), builds the herald source and runs the loop of
 ps (`epoch_ns` from the launcher).
 
 The pieces: `herald_publisher` (the loop, requests, files), `herald_sources` (`TaggerHeralds`:
-the station lab's tagger and the herald engine), `test_signals` (`PeriodicHeralds`,
+the station lab's tagger, its detector inputs gated to the herald windows while it publishes,
+and the herald engine), `test_signals` (`PeriodicHeralds`,
 `TimeSlots`: tests and benchmarks, never imported here), `station_faults` (`StationFaults`:
 fault tests). Names other modules import from here are re-exported.
 

@@ -16,6 +16,7 @@ from scipy.special import ndtr
 
 from qnetlab.instruments.awg import AwgStep, AwgWaveform
 from qnetlab.instruments.station import LabStation
+from qnetlab.instruments.time_tagger import ungated
 
 from .analysis import Analysis, FitValue, Reason, Verdict
 from .curve_analysis import CurveAnalysis, CurveData, Param
@@ -274,8 +275,9 @@ class TaggerDelayCalibration(LabSequence[TaggerDelayOptions]):
                                                       float),
                     "input_enabled": np.asarray([float(bool(chans[n].enabled()))
                                                  for n in options.inputs])}
-        rows = acquisition_rows(tagger, options.duration, options.inputs, step.index,
-                                self._first_tag)
+        with ungated(tagger, options.inputs):  # the delay histograms need every tag
+            rows = acquisition_rows(tagger, options.duration, options.inputs, step.index,
+                                    self._first_tag)
         self._first_tag += rows["tag"].size
         return rows
 
@@ -446,8 +448,9 @@ class AwgSkewCalibration(LabSequence[AwgSkewOptions]):
                                              for c in options.channels]),
                     "input_enabled": np.asarray([float(bool(inputs[n].enabled()))
                                                  for n in options.inputs])}
-        rows = acquisition_rows(tagger, options.duration, options.inputs, step.index,
-                                self._first_tag)
+        with ungated(tagger, options.inputs):  # the delay histograms need every tag
+            rows = acquisition_rows(tagger, options.duration, options.inputs, step.index,
+                                    self._first_tag)
         self._first_tag += rows["tag"].size
         return rows
 

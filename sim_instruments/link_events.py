@@ -14,6 +14,16 @@ time 0, attempt ids = sync count from the start of the recording, as the herald 
 counts them) and each recording is a fresh draw (seeded by the recording's number). A counter
 reading (``INPUt<n>:COUNter?``) draws its own stream and writes no truth.
 
+Gating: when a recording starts with a detector input gated to windows after the link's
+sync input (``TSCO<n>:WIND``, `devices.idq_tsco`), its dark counts and noise photons are
+drawn only inside those windows, taken back from tagger time to the link's time (each
+input's delay off) and widened by the tagger's jitter (12 sigma) and, before the window, its
+dead time (a click just before the window still masks one inside): the tagger then drops
+what falls outside exactly, and the clicks inside are the same process as when drawn
+everywhere, for a fraction window / round period of the CPU (`physics.gating`). Neglected:
+a click masked by dead time that would itself have masked one inside (both within 3 ns
+before the window: ~4e-7 per window at 0.2 MHz).
+
 Ground truth: with ``truth_file`` set, each recording REPLACES that file with its own truth,
 `TWIN_TRUTH_DTYPE` rows in attempt order, as a ``.npy`` whose row count in the header is
 updated after every append (about every second of recording, and at its end): a killed run
@@ -26,6 +36,7 @@ reached its end (or RECord:STOP) have rows.
 from __future__ import annotations
 
 import ast
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -35,7 +46,13 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from .physics.link_clicks import BLOCK_ATTEMPTS, TWIN_TRUTH_DTYPE, DetectorState, LinkClicks
+from .physics.link_clicks import (
+    BLOCK_ATTEMPTS,
+    TWIN_TRUTH_DTYPE,
+    DetectorState,
+    GateWindows,
+    LinkClicks,
+)
 
 if TYPE_CHECKING:
     from qnetlab.instruments.lab_config import LabConfig
@@ -174,6 +191,37 @@ class LinkEvents:
                 for d, n in enumerate(self.spec.detector_inputs)]
         return (int(rows[0][0]), int(rows[0][1])), (int(rows[1][0]), int(rows[1][1]))
 
+    def gate_windows(self) -> GateWindows | None:
+        """Each detector's gate (module docstring) in the link's time after the round's
+        emission, widened by the tagger's jitter and dead time; None where a detector is not
+        gated to the sync input's windows, or its window (widened) spans a whole round."""
+        from .devices.scpi import ScpiError
+
+        tagger, spec = self.tagger, self.spec
+        with tagger.lock:
+            try:
+                gates = tagger.stream_gates(list(spec.detector_inputs))
+            except ScpiError:  # not a window the twin gates by: nothing to save
+                return None
+            model = tagger.tagging_model()
+            user = tagger.user_delays_ps()
+        sync = model.channels[spec.sync_input - 1]
+        period = spec.physics.round_period_ps
+        out: list[tuple[int, int] | None] = []
+        for n in spec.detector_inputs:
+            gate = gates.get(n)
+            if gate is None or not gate.is_window or gate.sync_input != spec.sync_input:
+                out.append(None)
+                continue
+            channel = model.channels[n - 1]
+            skew = channel.delay_ps + user[n] - sync.delay_ps - user[spec.sync_input]
+            spread = math.ceil(12.0 * math.hypot(channel.jitter_rms_ps, sync.jitter_rms_ps)
+                               ) + 2 * model.resolution_ps + 1
+            a = gate.open_ps - skew - spread - math.ceil(channel.dead_time_ps)
+            b = gate.close_ps - skew + spread
+            out.append((a, b) if b - a < period else None)
+        return None if out == [None, None] else (out[0], out[1])
+
     def events(self, inputs: Sequence[int], start_ps: int, stop_ps: int,
                rng: np.random.Generator) -> dict[int, np.ndarray]:
         """Events outside a recording (the counter): a fresh stream, no truth."""
@@ -190,20 +238,22 @@ class LinkEvents:
             number = self._recordings
             self._recordings += 1
         truth = TruthWriter(self.spec.truth_file) if self.spec.truth_file else None
-        return _LinkRecording(self, (_RECORDING, number), duration_ps, truth)
+        return _LinkRecording(self, (_RECORDING, number), duration_ps, truth,
+                              gate=self.gate_windows())
 
 
 class _LinkRecording:
     """The events and truth of one recording (or one counter reading)."""
 
     def __init__(self, source: LinkEvents, stream: tuple[int, int], stop_ps: int,
-                 writer: TruthWriter | None) -> None:
+                 writer: TruthWriter | None, gate: GateWindows | None = None) -> None:
         self.source = source
         self.writer = writer
         self.state = source.detector_state()
         """The SNSPDs' state, read once per events() call (blocks drawn then use it)."""
         self.clicks = LinkClicks(source.spec.physics, stream, lambda: self.state, stop_ps,
-                                 window_centres_ps=source.truth_window_centres())
+                                 window_centres_ps=source.truth_window_centres(),
+                                 gate_ps=gate)
         self._done = 0
         """Attempts whose truth has been computed."""
         self._pending: list[np.ndarray] = []

@@ -15,13 +15,25 @@ driver (github.com/MSLNZ/pr-single-photons, ``photons/equipment/idq_time_control
   port p; the Time Controller sends input n's tags while ``RAW<n>:SEND ON``; a recording is
   ``REC:TRIG:ARM:MODE MANUal; REC:ENABle ON; REC:STOP; REC:NUM 1; REC:DURation <ps>;
   REC:PLAY``; an empty PAIR message ends the recording; ``RAW<n>:ERRORS?`` is non-zero when
-  timestamps were lost on the way.
+  timestamps were lost on the way;
+* gating (`TimeTagger.gate`): the time-stamping/counting block n takes input n's delay block
+  as its first input and passes its events only inside a window opened and closed by the
+  rising edges of the sync input's delay block, as IDQ's histogram-filtering example sets a
+  window: ``TSCO<n>:FIR:LINK DELA<n>`` (at connect), ``TSCO<n>:WIND:BEGI:LINK DELA<s>``,
+  ``TSCO<n>:WIND:BEGI:DELAY <ps>``, ``TSCO<n>:WIND:BEGI:EDGE RISING``, the same for
+  ``END``, ``TSCO<n>:OPIN ONLYFIR`` and ``TSCO<n>:OPOUt MUTE`` (only first-input events
+  inside the window pass), ``TSCO<n>:WIND:ENAB ON``; ungated: ``TSCO<n>:WIND:ENAB OFF``,
+  ``TSCO<n>:OPOUt ONLYFIR`` (IDQ's timestamp example sets an ungated block so).
 
 Not confirmed (no public copy of the manual was at hand): the stream's binary format, taken as
 little-endian uint64 timestamps in 1 ps units from the start of the recording; that the data
 service sends the empty message at the end of each recording; the threshold range (+-2 V
 assumed) and the meaning of the ``RAW<n>:ERRORS?`` count (taken as "some loss", so blocks carry
-``lost_tags=None``).
+``lost_tags=None``); that RAW<n> streams TSCO<n>'s output, so that a window on TSCO<n> gates
+the timestamps (IDQ's timestamp example links them explicitly, ``RAW<n>:STOP:LINK TSCO<n>``,
+which is not sent here); the window delays' range (0 to 1 s taken, as for the delay blocks)
+and resolution (1 ps); that the window compares the delayed signals (each input's delay
+block included), as the tags are recorded.
 
 Why the ID1000: its control and data interfaces are published ZeroMQ protocols that need no
 vendor library in the process (Swabian's and PicoQuant's need their compiled SDKs), so driver
@@ -40,7 +52,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import zmq
 from qcodes.instrument import InstrumentChannel
-from qcodes.validators import Bool, Numbers
+from qcodes.validators import Bool, Ints, Numbers
 
 from qnetlab.drivers.zmq_instrument import ZmqInstrument, ZmqRequester
 from qnetlab.instruments.errors import (
@@ -49,9 +61,11 @@ from qnetlab.instruments.errors import (
     InstrumentTimeoutError,
 )
 from qnetlab.instruments.tag_blocks import TagBlock
-from qnetlab.instruments.time_tagger import TimeTagger, delay_to_ps
+from qnetlab.instruments.time_tagger import TagGate, TimeTagger, delay_to_ps
 
 N_INPUTS = 4
+GATE_RANGE_S = (0.0, 1.0)
+"""s, the window delays taken (not confirmed: the module docstring)."""
 
 
 def _until_quiet(poller: zmq.Poller, ready: list[tuple[Any, int]], looks: int = 4,
@@ -97,6 +111,59 @@ class ID1000Input(InstrumentChannel["IDQuantiqueID1000"]):
             "counts", label="Counts in the integration window",
             get_cmd=f"INPUt{number}:COUNter?", get_parser=int,
         )
+        # The gate: TSCO<n>'s window (module docstring); the role's `gate` sets them together.
+        tsco = f"TSCO{number}"
+        self.add_parameter(
+            "gate_enabled", label="Tags pass only inside the gate's windows",
+            set_cmd=self._set_gate_enabled, get_cmd=self._get_gate_enabled, vals=Bool(),
+        )
+        for name, end, label in (("gate_open", "BEGI", "opens"), ("gate_close", "END",
+                                                                  "closes")):
+            self.add_parameter(
+                name, unit="s", label=f"Gate {label} after the sync tag",
+                set_cmd=lambda s, end=end: self.write(
+                    f"{tsco}:WIND:{end}:DELAY {delay_to_ps(s)}"),
+                get_cmd=f"{tsco}:WIND:{end}:DELAY?", get_parser=lambda r: _number(r) * 1e-12,
+                vals=Numbers(*GATE_RANGE_S),
+            )
+        self.add_parameter(
+            "gate_sync", label="Input whose tags open and close the gate",
+            set_cmd=self._set_gate_sync, get_cmd=f"{tsco}:WIND:BEGI:LINK?",
+            get_parser=_delay_block_input, vals=Ints(1, N_INPUTS),
+        )
+
+    def _set_gate_enabled(self, on: bool) -> None:
+        tsco = f"TSCO{self.number}"
+        if on:
+            self.write(f"{tsco}:OPIN ONLYFIR")
+            self.write(f"{tsco}:OPOUt MUTE")
+            self.write(f"{tsco}:WIND:ENAB ON")
+        else:
+            self.write(f"{tsco}:WIND:ENAB OFF")
+            self.write(f"{tsco}:OPOUt ONLYFIR")
+
+    def _get_gate_enabled(self) -> bool:
+        tsco = f"TSCO{self.number}"
+        window = self.ask(f"{tsco}:WIND:ENAB?").strip().upper() in ("ON", "1")
+        return window and self.ask(f"{tsco}:OPOUt?").strip().upper() == "MUTE"
+
+    def _set_gate_sync(self, sync: int) -> None:
+        # Delay block s carries input s (linked at connect): its rising edges open and close.
+        tsco = f"TSCO{self.number}"
+        for end in ("BEGI", "END"):
+            self.write(f"{tsco}:WIND:{end}:LINK DELA{sync}")
+            self.write(f"{tsco}:WIND:{end}:EDGE RISING")
+
+
+def _delay_block_input(reply: str) -> int | None:
+    """The input of a delay block named in a reply ("DELA3" -> 3; "NONE" -> None)."""
+    word = reply.strip().upper()
+    if word == "NONE":
+        return None
+    for prefix in ("DELAY", "DELA"):
+        if word.startswith(prefix) and word[len(prefix):].isdigit():
+            return int(word[len(prefix):])
+    raise ValueError(f"not a delay block: {reply!r}")
 
 
 class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
@@ -153,8 +220,39 @@ class IDQuantiqueID1000(ZmqInstrument, TimeTagger):
             channel = ID1000Input(self, f"input{n}", n)
             self.add_submodule(f"input{n}", channel)
             self._inputs[n] = channel
-            # Delay block n acts on input n (MSL's ID900 driver links them the same way).
+            # Delay block n acts on input n (MSL's ID900 driver links them the same way),
+            # and time-stamping block n (what RAW<n> streams, gated or not) takes it.
             self.write(f"DELAy{n}:INPOrt:LINK INPU{n}")
+            self.write(f"TSCO{n}:FIR:LINK DELA{n}")
+
+    supports_gating = True
+    gate_range_s = GATE_RANGE_S
+
+    def _set_gate(self, channel: int, gate: TagGate) -> None:
+        ch = self._inputs[channel]
+        ch.gate_sync(gate.sync_channel)
+        # Widen before narrowing: each write leaves a window that opens before it closes.
+        if gate.open_s >= (ch.gate_close() or 0.0):
+            ch.gate_close(gate.close_s)
+            ch.gate_open(gate.open_s)
+        else:
+            ch.gate_open(gate.open_s)
+            ch.gate_close(gate.close_s)
+        ch.gate_enabled(True)
+
+    def _clear_gate(self, channel: int) -> None:
+        self._inputs[channel].gate_enabled(False)
+
+    def _read_gate(self, channel: int) -> TagGate | None:
+        ch = self._inputs[channel]
+        if not ch.gate_enabled():
+            return None
+        sync = ch.gate_sync()
+        if sync is None:
+            raise InstrumentReplyError(
+                f"{self.name}: input {channel} is gated but its window is linked to no delay "
+                f"block (TSCO{channel}:WIND:BEGI:LINK? NONE); ungate it or gate it again")
+        return TagGate(int(sync), float(ch.gate_open()), float(ch.gate_close()))
 
     @property
     def tagger_channels(self) -> Mapping[int, ID1000Input]:

@@ -34,7 +34,7 @@ from scipy.special import ndtr
 
 from qnetlab.instruments.lab_config import load_config
 from qnetlab.instruments.tag_blocks import TagBlock, first_out_of_order
-from qnetlab.instruments.time_tagger import TimeTagger
+from qnetlab.instruments.time_tagger import TimeTagger, ungated
 from qnetlab.network.link_model import FIBRE_DELAY_S_PER_KM
 
 from ..analysis import Verdict
@@ -89,7 +89,9 @@ class StationTagger:
         put back after), or why there is no usable recording."""
         tagger = self.get(ctx)
         station = self.config.station
-        with _enabled(tagger, [station.sync_input, *station.detector_inputs]):
+        inputs = [station.sync_input, *station.detector_inputs]
+        # ungated: the arrival histograms need the whole period (a station leaves its gates)
+        with _enabled(tagger, inputs), ungated(tagger, inputs):
             block = tagger.acquire(duration)
         if block.overflow:
             lost = "" if block.lost_tags is None else f" ({block.lost_tags} tags)"

@@ -17,7 +17,10 @@ user and programming manuals define them:
   (``PLAYING``/``STOPPED``);
 * ``RAW<n>:SEND ON|OFF`` (hand channel n's timestamps to the data-link service),
   ``RAW<n>:ERRORS?`` (timestamps lost on the link; here the number of lost tags),
-  ``RAW<n>:ERRORS:CLEAR``.
+  ``RAW<n>:ERRORS:CLEAR``;
+* ``TSCO<n>:...`` (the time-stamping/counting blocks): RAW<n> streams TSCO<n>'s output, so a
+  window on TSCO<n> gates input n's timestamps before they use the link (`idq_tsco`, which
+  lists what of the blocks is emulated and how the window is taken).
 
 Not confirmed against the manual (modelling choices, check on a real unit): the reply text of
 settings (empty here, except the counter reset's ``Counter value set to 0 ``), the error reply
@@ -45,7 +48,9 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
+from ..physics.gating import Gate, SyncCarry, in_windows
 from ..physics.time_tagger import TaggerChannel, TaggerStream, TimeTaggerModel
+from .idq_tsco import TscoCommands
 from .scpi import (
     DATA_OUT_OF_RANGE,
     SETTINGS_CONFLICT,
@@ -145,7 +150,7 @@ _ERROR_MARKERS = {-113: "SCPI_ERR_INVALID_CMD", -100: "SCPI_ERR_INVALID_CMD",
 """SCPI error code -> reply marker; every other error is a parameter error."""
 
 
-class IDQuantiqueID1000Emulator(ScpiDevice):
+class IDQuantiqueID1000Emulator(TscoCommands, ScpiDevice):
     """An ID1000 Time Controller with four inputs (see the module docstring)."""
 
     identity = ("ID Quantique", "ID1000", "EMU0001", "qnetlab-emulator")
@@ -181,6 +186,7 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
         self.delay_link: dict[int, int | None] = {n: n for n in range(1, N_INPUTS + 1)}
         self.integration_ms = dict.fromkeys(range(1, N_INPUTS + 1), 1000)
         self.raw_send = dict.fromkeys(range(1, N_INPUTS + 1), False)
+        self.reset_tsco()
         self.rec_duration_ps = 10**12
         self.rec_number = 1
         self.rec_enabled = False
@@ -357,6 +363,7 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
             raise ScpiError(SETTINGS_CONFLICT, "RECord:ENABle is OFF")
         if self.playing:
             raise ScpiError(SETTINGS_CONFLICT, "already playing")
+        self.stream_gates(self._streamed())  # refuses a window it does not emulate
         self.playing = True
         self.stop_requested = False
         self.play_requested = True
@@ -388,6 +395,10 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
     def _clear_raw_errors(self, args: Args, suffix: int) -> None:
         self.raw_errors[self._input(suffix)] = 0
 
+    def _streamed(self) -> list[int]:
+        """The inputs a recording streams: enabled, seeing pulses, RAW<n>:SEND ON."""
+        return [n for n in range(1, N_INPUTS + 1) if self.raw_send[n] and self._sees_pulses(n)]
+
     def recording(self) -> Generator[Chunk, None, None]:
         """The chunks of the recording started by RECord:PLAY, as the link carries them.
 
@@ -402,8 +413,12 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
         reached = 0
         try:
             with self.lock:
-                inputs = [n for n in range(1, N_INPUTS + 1)
-                          if self.raw_send[n] and self._sees_pulses(n)]
+                inputs = self._streamed()
+                gates = self.stream_gates(inputs)
+                # an input whose tags open a window is tagged too, sent on the link or not
+                drawn = sorted({*inputs, *(g.sync_input for g in gates.values()
+                                          if g.sync_input is not None
+                                          and self._sees_pulses(g.sync_input))})
                 duration = self.rec_duration_ps
                 delays = {n - 1: d for n, d in self.user_delays_ps().items()}
             # The stream tags without a cap; the link cap is applied per chunk below so the
@@ -418,6 +433,7 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
             # A source with state per recording (the simulated link) opens one for it.
             opener = getattr(self.source, "open_recording", None)
             source = opener(duration) if callable(opener) else self.source
+            carries = {n: SyncCarry(g.close_ps) for n, g in gates.items()}
             start = 0
             while start < duration + step:  # one more chunk flushes tags delayed past the end
                 if self.stop_requested:
@@ -425,13 +441,15 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
                 chunks = per_batch if start < duration else 1
                 stop = start + chunks * step
                 window = min(stop, duration)
-                events = (source.events(inputs, start, window, self._rng)
+                events = (source.events(drawn, start, window, self._rng)
                           if start < duration else {})
                 reached = window
                 block = stream.block({n - 1: t for n, t in events.items()}, start, stop)
                 ts, cs = block.timestamps, block.channels
                 inside = (ts >= 0) & (ts < duration)  # the recording window gates the tags
                 ts, cs = ts[inside], cs[inside]
+                if drawn != inputs or gates:  # before the link: gated tags never use it
+                    ts, cs = _apply_gates(ts, cs, gates, carries, inputs)
                 # chunk i takes the tags before its end (the last one all that are left)
                 bounds = start + step * np.arange(1, chunks + 1)
                 ends = np.searchsorted(ts, bounds)
@@ -470,3 +488,26 @@ class IDQuantiqueID1000Emulator(ScpiDevice):
             finally:
                 with self.lock:
                     self.playing = False
+
+
+def _apply_gates(ts: np.ndarray, cs: np.ndarray, gates: Mapping[int, Gate],
+                 carries: Mapping[int, SyncCarry], sent: Sequence[int],
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The tags (sorted ps, channel = input - 1) that leave on the link: each gated input's
+    as its `Gate` passes them (windows after the sync input's tags, earlier blocks' sync tags
+    carried), of the `sent` inputs only (an input tagged only to open windows stays home)."""
+    sent_lut = np.zeros(N_INPUTS, bool)  # channel -> sent (a lookup: cheaper than np.isin)
+    sent_lut[np.asarray(sent, np.int64) - 1] = True
+    passes = sent_lut[cs]
+    for n, gate in gates.items():
+        mine = cs == n - 1
+        if gate.sync_input is None:
+            inside = np.zeros(int(np.count_nonzero(mine)), bool)
+        else:
+            carry = carries[n]
+            syncs = carry.syncs(ts[cs == gate.sync_input - 1])
+            inside = in_windows(ts[mine], syncs, gate.open_ps, gate.close_ps)
+            if ts.size:
+                carry.keep_after(syncs, int(ts[-1]))
+        passes[mine] &= np.where(inside, gate.inside, gate.outside)
+    return ts[passes], cs[passes]

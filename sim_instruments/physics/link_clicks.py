@@ -63,6 +63,7 @@ from ._link_draws import contains as _contains
 from ._link_draws import event_positions as _event_positions
 from ._link_draws import unique as _unique
 from ._link_draws import unique_inverse as _unique_inverse
+from .gating import uniform_in_windows
 
 TWIN_TRUTH_DTYPE = np.dtype(
     [
@@ -100,6 +101,9 @@ _SPREAD_MARGIN_SIGMAS = 12.0
 
 DetectorState = tuple[tuple[float, float], tuple[float, float]]
 """((efficiency, background click rate Hz) of detector 0, the same of detector 1)."""
+
+GateWindows = tuple[tuple[int, int] | None, tuple[int, int] | None]
+"""Per detector: a gate's window (a, b) in ps after each round's emission, or None."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,12 @@ class LinkClicks:
     stop_ps: int | None = None
     block_attempts: int = BLOCK_ATTEMPTS
     window_centres_ps: tuple[tuple[int, int], tuple[int, int]] | None = None
+    gate_ps: GateWindows | None = None
+    """Per detector, the windows ``[a, b)`` ps after each round's emission outside which the
+    station's tagger drops its clicks (None: that detector is not gated); dark counts and the
+    noise flux are then drawn only there (`physics.gating.uniform_in_windows`): the same
+    clicks inside, at a fraction (b - a) / round period of the cost. Signal photons and
+    per-mode noise are drawn as ever (a gate that misses them drops them at the tagger)."""
     _attempt_blocks: dict[int, _AttemptBlock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -251,6 +261,11 @@ class LinkClicks:
         self._late = max(light) + margin + tail + noise_reach
         width = p.detection_window_ps
         self._half = (width // 2, width - width // 2)  # [c - lo, c + hi): `width` ps
+        if self.gate_ps is not None:
+            for d, window in enumerate(self.gate_ps):
+                require(window is None or 0 < window[1] - window[0] <= p.round_period_ps,
+                        f"LinkClicks.gate_ps[{d}] = {window} must open before it closes, "
+                        f"within a round ({p.round_period_ps} ps)")
         centres = self.window_centres_ps or (light, light)
         self._centres = ((int(centres[0][0]), int(centres[0][1])),
                          (int(centres[1][0]), int(centres[1][1])))
@@ -498,6 +513,11 @@ class LinkClicks:
         t0 = j * self._block_ps
         dark = []
         for d in (0, 1):
+            gate = self.gate_ps[d] if self.gate_ps is not None else None
+            if gate is not None:  # only where the tagger keeps them
+                dark.append(uniform_in_windows(rng, state[d][1], t0, t0 + self._block_ps,
+                                               p.round_period_ps, *gate))
+                continue
             count = int(rng.poisson(max(state[d][1], 0.0) * self._block_ps * 1e-12))
             # Given their number, Poisson arrivals are uniform order statistics.
             dark.append(np.sort(rng.integers(t0, t0 + self._block_ps, count, dtype=np.int64)))
@@ -586,11 +606,14 @@ class LinkClicks:
             # a steady flux: Poisson in the block's span (shifted by the arm's light time),
             # uniform in time; it merges with a round's photons only inside its windows
             span = n_rounds * period
-            count = int(rng.poisson(rate * span * 1e-12))
             start = j * span + int(light[arm]) - period // 2
-            arrive = np.sort(rng.integers(start, start + span, count, dtype=np.int64))
-            port = rng.integers(0, 2, count)
-            seen = rng.random(count) < efficiency[port]
+            if self.gate_ps is None:
+                count = int(rng.poisson(rate * span * 1e-12))
+                arrive = np.sort(rng.integers(start, start + span, count, dtype=np.int64))
+                port = rng.integers(0, 2, count)
+            else:
+                arrive, port = self._gated_flux(rng, rate, start, start + span)
+            seen = rng.random(arrive.size) < efficiency[port]
             arrive, port = arrive[seen], port[seen]
             round_no, inside = self._window_round(arrive, port)
             times.append(arrive)
@@ -623,6 +646,25 @@ class LinkClicks:
         return _AttemptBlock(clicks, (dark[0], dark[1]), (arrived[0], arrived[1]),
                              _genuine_fidelity(p, state))
 
+
+    def _gated_flux(self, rng: np.random.Generator, rate: float, lo: int, hi: int,
+                    ) -> tuple[IntArray, IntArray]:
+        """A photon flux of `rate` (Hz) over [lo, hi) split by the beam splitter's fair ports
+        (each port a Poisson flux of half the rate), drawn on a gated port only inside its
+        gate: (sorted arrival times, port)."""
+        times, ports = [], []
+        for d, gate in enumerate(self.gate_ps or (None, None)):
+            if gate is None:
+                count = int(rng.poisson(rate / 2.0 * (hi - lo) * 1e-12))
+                t = rng.integers(lo, hi, count, dtype=np.int64)
+            else:
+                t = uniform_in_windows(rng, rate / 2.0, lo, hi, self.physics.round_period_ps,
+                                       *gate)
+            times.append(t)
+            ports.append(np.full(t.size, d, np.int64))
+        arrive, port = np.concatenate(times), np.concatenate(ports)
+        order = np.argsort(arrive, kind="stable")
+        return arrive[order], port[order]
 
     def _window_round(self, times: IntArray, detectors: IntArray) -> tuple[IntArray, BoolArray]:
         """(round, inside) per click time on its detector: the round of an arm window (the
