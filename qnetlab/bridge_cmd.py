@@ -1,11 +1,13 @@
 """`qnetlab bridge CONFIG --workload FILE [--policy ...] [--seed N] [--report DIR]`: run a
 distributed computation's workload on a network bridge and report.
 
-What runs today is the bridge's scheduling core in a time-compressed discrete-event
-simulation of the link physics (`network.bridge.simulate`), with no instrument processes:
-the process-level bridge (node agents, stations, tagger twins on the switch) does not exist
-yet, and the output and the report say so. (The orchestrator process drives the config's
-switch, `BridgeServiceSettings.from_config`; this verb does not open it.) The simulation takes
+By default the bridge's scheduling core runs in a time-compressed discrete-event
+simulation of the link physics (`network.bridge.simulate`), with no instrument processes,
+and the output and the report say so. With ``--stations`` the workload runs in real time
+through heralding-station processes reading their taggers' twins behind the switch's twin,
+and the orchestrator process (`bridge_stations`; node agents per QNU are not processes yet).
+(The simulation opens no switch: the orchestrator process drives the config's switch,
+`BridgeServiceSettings.from_config`.) The simulation takes
 each path's age as the config writes it, not from the calibration store the orchestrator
 keeps, so a run is repeatable. The bridge comes from its config
 (`network.bridge.bridge_config`, lab_configs/bridge_8.yaml), the workload from its file
@@ -23,6 +25,7 @@ workload or usage error; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -53,8 +56,8 @@ def add_parser(verbs: Any) -> None:
                     "under the orchestrator's scheduling core and/or the round-robin "
                     "baseline, and compare them with the makespan's lower bound. This is a "
                     "time-compressed simulation of the link physics; no instrument processes "
-                    "run (the process-level bridge does not exist yet). Writes a report "
-                    "folder: JSON, HTML, a timeline figure and a decision log per policy.")
+                    "run (unless --stations). Writes a report folder: JSON, HTML, a timeline "
+                    "figure and a decision log per policy.")
     parser.add_argument("config", help="bridge YAML, e.g. lab_configs/bridge_8.yaml")
     parser.add_argument("--workload", required=True,
                         help="workload YAML or JSON, e.g. "
@@ -67,6 +70,14 @@ def add_parser(verbs: Any) -> None:
     parser.add_argument("--report", type=Path, default=None, metavar="DIR",
                         help="report folder (default: a new folder under the config's "
                              "bridge.run_dir)")
+    parser.add_argument("--stations", action="store_true",
+                        help="instead of the simulation: run the workload in real time "
+                             "through heralding-station processes reading their time "
+                             "taggers' twins behind the optical switch's twin, and the "
+                             "orchestrator process (keep the workload small: a few pair "
+                             "requests take seconds)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="with --stations: wall s the workload may take (default 60)")
     parser.set_defaults(handler=run)
 
 
@@ -180,12 +191,39 @@ def summary_text(run: BridgeRun) -> str:
     ])
 
 
+def run_stations(args: argparse.Namespace) -> int:
+    """`--stations`: the workload through station processes (`bridge_stations`)."""
+    from qnetlab.instruments.errors import ConfigError
+    from qnetlab.network.bridge import load_workload
+    from qnetlab.network.bridge.bridge_config import load_bridge_config
+
+    from .bridge_stations import run_with_stations, stations_ok, stations_text
+    from .cli import EXIT_CHECK_FAILED, EXIT_OK
+
+    if args.policy != "both" or args.report is not None:
+        raise ConfigError("--stations", "", "runs the orchestrator only and writes its files "
+                          "to the run folder", "leave out --policy and --report")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError("--timeout", str(args.timeout), "must be > 0 s", "e.g. --timeout 60")
+    config = load_bridge_config(args.config)
+    workload = load_workload(args.workload)
+    missing = [q for q in workload.qnus if q not in config.qnus]
+    if missing:
+        raise ConfigError(str(args.workload), "qnus", f"{', '.join(missing)} not on bridge "
+                          f"{config.name}", f"use the bridge's QNUs ({', '.join(config.qnus)})")
+    result = run_with_stations(config, workload, seed=args.seed, timeout=args.timeout)
+    print(stations_text(config, workload, result))
+    return EXIT_OK if stations_ok(workload, result) else EXIT_CHECK_FAILED
+
+
 def run(args: argparse.Namespace) -> int:
     from qnetlab.instruments.errors import ConfigError
 
     from .bridge_report import bridge_report
     from .cli import EXIT_CHECK_FAILED, EXIT_OK
 
+    if args.stations:
+        return run_stations(args)
     result = run_bridge(args.config, args.workload, POLICIES[args.policy], args.seed)
     print(summary_text(result))
     folder = report_folder(result.config, result.workload, args.report)

@@ -14,7 +14,9 @@ scheduling of a distributed computation's entanglement on it.
 - the orchestrator process (`run_bridge_orchestrator`, `BridgeServiceSettings`, from a
   config `BridgeServiceSettings.from_config`; its core `BridgeEngine` on a `PairFabric`: the
   SIMULATED `SimulatedLinkFabric`, behind the config's optical switch in the loop
-  `SwitchedFabric`, `SwitchPathError`) and its applications' client `BridgeClient`
+  `SwitchedFabric`, `SwitchPathError`; or heralding-station processes reading their taggers,
+  `StationFabric` with `StationFabricSettings`, `StationLink`, `HeraldFrameError`) and its
+  applications' client `BridgeClient`
   (`BridgeHandle`, `BridgeRefusedError`, `BridgeTimeoutError`); the messages in
   `network.bridge.wire` (`BridgeWireError`);
 - each path's arm delay and its time as calibration records (`PathCalibrations`,
@@ -36,6 +38,7 @@ from .path_calibration import PathCalibrations, PathRecord
 from .records import Decision, Request
 from .scheduler import Scheduler, SchedulerSettings
 from .service import BridgeEngine, BridgeServiceSettings, run_bridge_orchestrator
+from .station_fabric import HeraldFrameError, StationFabric, StationFabricSettings, StationLink
 from .switch_loop import SwitchedFabric, SwitchPathError
 from .topology import BridgeTopology, LinkParameters, PathLink, bridge_topology
 from .wire import BridgeWireError
@@ -61,6 +64,7 @@ __all__ = [
     "BridgeTopology",
     "BridgeWireError",
     "Decision",
+    "HeraldFrameError",
     "LinkParameters",
     "MakespanBound",
     "Operation",
@@ -74,6 +78,9 @@ __all__ = [
     "SchedulerSettings",
     "SchedulingCore",
     "SimulatedLinkFabric",
+    "StationFabric",
+    "StationFabricSettings",
+    "StationLink",
     "SwitchPathError",
     "SwitchedFabric",
     "TimelineTelemetry",

@@ -6,9 +6,9 @@ SIMULATED physics: no stations, switch or taggers; each assigned path heralds at
 waiting times of its expected rate (`topology.PathLink.rate`, from the link model), drawn on
 the bridge's clock (wall-clock time scaled by the orchestrator's `time_scale`). The switch
 is put in the loop in front of it by `switch_loop.SwitchedFabric` (every path made through
-the `OpticalSwitch` role before it heralds). A fabric of station processes (heralding
-stations on time taggers, node agents) does not exist yet; it would report the same heralds
-from the stations' HERALDS frames.
+the `OpticalSwitch` role before it heralds). `station_fabric.StationFabric` reports the
+heralds of heralding-station processes reading their time taggers instead (from their HERALDS
+frames; real time only); node agents per QNU are not processes yet.
 """
 
 from __future__ import annotations

@@ -321,7 +321,9 @@ class Scheduler:
             a, b = r.a, r.b
             if kept:
                 station = kept.pop(_pair(a, b), None)
-                if station is not None:  # the follow-up the station was kept for
+                # the follow-up the station was kept for (unless an aged request took it in
+                # this pass: aged requests override holds)
+                if station is not None and station in free:
                     free.remove(station)
                     decisions += self._assign(entry, station, now,
                                               now + self._service(entry, station), 0.0, aged)

@@ -11,7 +11,8 @@ when the settings name its lab (`switch_loop.SwitchedFabric`: every assigned pat
 through the `OpticalSwitch` role and read back; a switch that refuses or does not answer is
 an ERR NO_RESOURCES for the request, with its arms cleared). With a calibration store
 (`settings.calibration_db`) the paths' calibration times are read from it and the re-checks
-recorded in it (`path_calibration`). The stations and node agents are not processes yet.
+recorded in it (`path_calibration`). With `settings.stations` the pairs come from heralding-
+station processes reading their taggers (`station_fabric`); node agents are not processes yet.
 
 Every client message is hostile until `wire.decode_request` has checked it; a malformed one
 is counted under the field it got wrong and answered with ERR MALFORMED naming that field,
@@ -50,6 +51,7 @@ from .fabric import Herald, PairFabric
 from .path_calibration import PathCalibrations
 from .records import Decision, Request
 from .scheduler import Scheduler, SchedulerSettings
+from .station_fabric import StationFabric, StationFabricSettings
 from .switch_loop import SwitchPathError, orchestrator_fabric
 from .topology import BridgeTopology, PathLink
 from .wire import (
@@ -129,6 +131,9 @@ class BridgeServiceSettings:
     telemetry_address: str | None = None
     """``tcp://HOST:PORT`` to publish the timeline on for `qnetlab monitor` (switch
     configurations and requests: `bridge_telemetry`); None: no telemetry."""
+    stations: StationFabricSettings | None = None
+    """The heralding-station processes whose heralds are the pairs (`StationFabric`, behind
+    the switch loop); None: the simulated link model's. Needs `time_scale` 1."""
 
     @classmethod
     def from_config(cls, config: BridgeConfig, key_dir: Path, *, profile: str = "sim",
@@ -163,6 +168,9 @@ class BridgeServiceSettings:
         if self.profile not in PROFILES:
             raise ConfigError(where, "profile", f"unknown profile {self.profile!r}",
                               f"use one of: {', '.join(PROFILES)}")
+        if self.stations is not None and self.time_scale != 1.0:
+            raise ConfigError(where, "time_scale", f"{self.time_scale!r} with station "
+                              "processes, which herald in real time", "use time_scale 1")
         if self.max_open_per_client < 1:
             raise ConfigError(where, "max_open_per_client",
                               f"{self.max_open_per_client} must be >= 1")
@@ -575,12 +583,24 @@ def _stopped_before_start(settings: BridgeServiceSettings, log: _DecisionLog,
 
 
 def _start_or_say_why(settings: BridgeServiceSettings, log: _DecisionLog,
-                      clock: Callable[[], float]
+                      clock: Callable[[], float], made: list[StationFabric]
                       ) -> tuple[BridgeTopology, PairFabric, LabStation | None]:
+    """The fabric; a station fabric made is put in `made` (to poll and close)."""
+    stations = settings.stations
+
+    def station_links(topology: BridgeTopology) -> PairFabric:
+        assert stations is not None
+        made.append(StationFabric(topology, stations, clock, log))
+        return made[-1]
+
     try:
-        return orchestrator_fabric(settings, log, clock)
+        return orchestrator_fabric(settings, log, clock,
+                                   station_links if stations is not None else None)
     except Exception as exc:
-        _stopped_before_start(settings, log, f"the switch could not be opened: {exc}")
+        for fabric in made:
+            fabric.close()
+        what = "the switch" + (" or the station fabric" if stations is not None else "")
+        _stopped_before_start(settings, log, f"{what} could not be opened: {exc}")
         raise
 
 
@@ -610,7 +630,8 @@ def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
     def bridge_now() -> float:
         return service.bridge_now() if service is not None else 0.0
 
-    topology, fabric, switch_station = _start_or_say_why(settings, log, bridge_now)
+    made: list[StationFabric] = []
+    topology, fabric, switch_station = _start_or_say_why(settings, log, bridge_now, made)
     calibrations = None
     try:
         calibrations = _path_calibrations(settings, log)
@@ -619,6 +640,8 @@ def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
     except Exception as exc:
         if switch_station is not None:
             switch_station.close()
+        for station_fabric in made:
+            station_fabric.close()
         _stopped_before_start(settings, log, f"the path calibrations could not be read: {exc}")
         raise
     context = zmq.Context()
@@ -644,6 +667,9 @@ def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
                      "switch": _switch_name(settings),
                      "telemetry": log.timeline.address if log.timeline else None,
                      "key_dir": str(settings.key_dir)})
+        poller = zmq.Poller()  # a herald from a station wakes the loop as a client does
+        for socket in (router, *(s for f in made for s in f.sockets())):
+            poller.register(socket, zmq.POLLIN)
         service.begun = time.monotonic()
         while not stop:
             if settings.max_seconds is not None and \
@@ -653,7 +679,7 @@ def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
             now = service.bridge_now()
             engine.advance(now)
             service.flush()
-            if router.poll(service.wait_ms(now)):
+            if router in dict(poller.poll(service.wait_ms(now))):
                 while True:
                     try:
                         frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -661,6 +687,9 @@ def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
                         break
                     service.receive(frames)
                 service.flush()
+    except Exception as exc:  # the clients and the summary hear why, then it is raised
+        stopped = f"an error: {type(exc).__name__}: {exc}"
+        raise
     finally:
         engine.stop_all(max(engine.now, service.bridge_now()),
                         f"the orchestrator stopped ({stopped}) before serving the request")
@@ -670,6 +699,9 @@ def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
         context.term()
         if switch_station is not None:
             switch_station.close()  # the paths stay made (the switch holds them)
+        summary = service.summary(stopped)
+        for station_fabric in made:
+            summary["stations"] = station_fabric.summary()
+            station_fabric.close()
         log.close()
-        _write_json(settings.run_dir / f"{settings.name}_summary.json",
-                    service.summary(stopped))
+        _write_json(settings.run_dir / f"{settings.name}_summary.json", summary)

@@ -60,7 +60,7 @@ class SwitchedFabric:
     """The switch in the loop before a herald model (module docstring)."""
 
     simulated = True
-    """The link physics (herald times) is still the link model's."""
+    """As its herald model's (`links.simulated`): the link model's by default."""
 
     def __init__(self, topology: BridgeTopology, switch: OpticalSwitch,
                  links: PairFabric | None = None, seed: int = 0,
@@ -70,6 +70,7 @@ class SwitchedFabric:
         start before the switch said it had settled (None: the scheduler's ready time)."""
         self.topology, self.switch = topology, switch
         self.links: PairFabric = links or SimulatedLinkFabric(topology, seed)
+        self.simulated = self.links.simulated
         self.log = log or (lambda record: None)
         self.clock = clock
         self.name = (f"optical switch {switch.name} in the loop; {self.links.name}")
@@ -228,14 +229,19 @@ def open_switch(settings: BridgeServiceSettings) -> tuple[LabStation, OpticalSwi
 
 
 def orchestrator_fabric(settings: BridgeServiceSettings, log: Callable[[dict[str, Any]], None],
-                        clock: Callable[[], float]
+                        clock: Callable[[], float],
+                        links_for: Callable[[BridgeTopology], PairFabric] | None = None,
                         ) -> tuple[BridgeTopology, PairFabric, LabStation | None]:
     """The fabric the settings ask for, the topology the scheduler sees (the switch's own
-    settle time when there is a switch) and the switch's station (to close at the end)."""
+    settle time when there is a switch) and the switch's station (to close at the end).
+    `links_for(topology)`: the herald model behind the switch (None: the simulated link
+    model's, `SimulatedLinkFabric`)."""
     topology = settings.topology
-    links = SimulatedLinkFabric(topology, settings.seed)
+    if links_for is None:
+        def links_for(topology: BridgeTopology) -> PairFabric:
+            return SimulatedLinkFabric(topology, settings.seed)
     if settings.switch_lab is None:
-        return topology, links, None
+        return topology, links_for(topology), None
     station, switch = open_switch(settings)
     try:
         settle = float(switch.settle_time())
@@ -245,7 +251,7 @@ def orchestrator_fabric(settings: BridgeServiceSettings, log: Callable[[dict[str
              "connections": [[i, e] for i, e in sorted(switch.connection_map().items())]})
         # The scheduler weighs a reconfiguration at the settle time the switch reports.
         topology = replace(topology, settle_time=settle)
-        links = SimulatedLinkFabric(topology, settings.seed)
+        links = links_for(topology)
         return topology, SwitchedFabric(topology, switch, links, log=log, clock=clock), station
     except BaseException:
         station.close()

@@ -1,0 +1,316 @@
+"""A bridge fabric whose pairs are heralded by heralding-station processes reading their
+time taggers: `StationFabric`.
+
+Each station of the bridge is a `network.heralding_station` process (its lab's SNSPDs and
+time tagger, the herald engine on the tag stream) publishing HERALDS frames on its
+``herald_address`` (PUB, CURVE server), exactly as for the single link. The fabric subscribes
+to every station (a SUB per station, a CURVE client with the orchestrator's key trusting only
+that station's key: the node agents' wire, network/messages.py) and reports each herald as a
+`fabric.Herald` for the request the scheduler last assigned to that station, if the herald
+came after the assignment was ready:
+
+- a herald's time is its station timestamp (the attempt's decision, station ps from the
+  station's epoch on this host's monotonic clock) carried onto the bridge clock by its age on
+  arrival: ``bridge_now - (station_now - timestamp)``, so the stations and the orchestrator
+  must share a host's clock (one host: `qnetlab bridge --stations`); `time_scale` must be 1;
+- a station's heralds count for a request from its ASSIGN's ready time (switch settled and
+  confirmed, stale paths re-checked) plus `StationFabricSettings.guard_s` when its arms may
+  have changed (another pair than its last, or one of its QNUs assigned elsewhere since: the
+  simulated world follows the switch up to that late); heralds before that, or while nothing
+  is assigned, are counted and dropped;
+- the pair's fidelity is the path's link model (`topology.PathLink`), as in the simulated
+  fabric: no node agent measures it (phase 2).
+
+Every frame off the wire is hostile until checked: `decode` (each field's legal range), then
+what only this receiver can judge (`check_heralds`): one frame per message, a HERALDS or the
+station's Heartbeat / AttemptStats and nothing else, the station's own link id, seqs that go
+forward (a replayed or repeated seq is refused), no timestamp from the future. A refused frame
+is counted under the field it got wrong and logged (the first `LOGGED_REFUSED`); the fabric
+keeps serving. Gaps in the seqs (a PUB drops under load) are counted, not fetched again.
+Design: docs/bridge.md#stations-on-taggers-behind-the-switch.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from qnetlab.instruments.errors import ConfigError
+
+from ..keys import make_curve_client
+from ..messages import (
+    MAX_SEQ,
+    AttemptStats,
+    Heartbeat,
+    Heralds,
+    MalformedMessage,
+    decode,
+    limit_frame_size,
+)
+from .fabric import Herald
+from .topology import BridgeTopology, PathLink
+
+LOGGED_REFUSED = 100
+"""Refused frames logged one by one; beyond, only counted."""
+FUTURE_TOLERANCE_PS = 10**9
+"""A herald may be timestamped at most this far (1 ms) after the station's now as this host
+reads it (the station's clock is this host's: only rounding separates them)."""
+LATENCIES_KEPT = 100_000
+"""Herald latencies kept for the summary (station decision -> the fabric has it)."""
+
+
+@dataclass(frozen=True)
+class StationLink:
+    """One station process as the fabric reaches it."""
+
+    station: str
+    """The bridge's name of the station (its key name too)."""
+    herald_address: str
+    """``tcp://HOST:PORT`` of its HERALDS PUB."""
+    link_id: int
+    """The link id its heralds carry (its `StationSettings.link_id`)."""
+    epoch_ns: int
+    """time.monotonic_ns() at its station time 0 (its `StationSettings.epoch_ns`)."""
+
+
+@dataclass(frozen=True)
+class StationFabricSettings:
+    """Where the stations publish and how the fabric listens (picklable: it goes to the
+    orchestrator process inside `service.BridgeServiceSettings`)."""
+
+    stations: tuple[StationLink, ...]
+    key_dir: Path
+    """The lab's CURVE keys: the orchestrator's keypair, each station's public key."""
+    name: str = "bridge_orchestrator"
+    """The key the fabric's SUBs authenticate with."""
+    guard_s: float = 0.0
+    """s after a changed pair's ready time before its station's heralds count: 0 on
+    hardware (a settled path carries the new pair's light at once); the simulated world's
+    `bridge_world.SWITCH_LAG_S` in the sim profile."""
+
+    def __post_init__(self) -> None:
+        where = "bridge station fabric settings"
+        names = [s.station for s in self.stations]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(where, "stations", f"{names} must be one or more distinct "
+                              "stations", "give each station of the bridge once")
+        if not (math.isfinite(self.guard_s) and self.guard_s >= 0.0):
+            raise ConfigError(where, "guard_s", f"{self.guard_s!r} must be >= 0 s")
+
+
+class HeraldFrameError(ValueError):
+    """A frame a station's SUB refused: `field` names what was wrong."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+@dataclass
+class _StationState:
+    """What the fabric knows of one station's stream and assignment."""
+
+    link: StationLink
+    last_seq: int = -1
+    """The highest herald seq taken (-1: none yet)."""
+    request: str | None = None
+    start: float = math.inf
+    """s (bridge clock) from which its heralds count for `request`."""
+    path: PathLink | None = None
+    pair: frozenset[str] = frozenset()
+    """The QNUs of the last assignment (a new pair pays the guard)."""
+    epoch: int = 0
+
+
+def check_heralds(frames: Sequence[bytes | memoryview], link_id: int, last_seq: int,
+                  now_ps: int) -> np.ndarray | None:
+    """The herald records of one message off a station's SUB, checked: None for the
+    station's Heartbeat or AttemptStats, the records (seq-ordered, each after `last_seq`)
+    for HERALDS. Raises `HeraldFrameError` naming the field: ``frames`` (not one frame),
+    the decoder's reason (``truncated``, ``bad value``: seq, bell_state or timestamp out of
+    range, ...), ``type`` (a message a station does not publish), ``link`` (not this
+    station's link), ``seq`` (not after the last one taken, or not increasing within the
+    frame), ``timestamp_ps`` (from the future: after `now_ps` + `FUTURE_TOLERANCE_PS`)."""
+    if len(frames) != 1:
+        raise HeraldFrameError("frames", f"{len(frames)} frames, expected 1")
+    try:
+        message = decode(frames[0])
+    except MalformedMessage as exc:
+        raise HeraldFrameError(exc.reason, str(exc)) from None
+    if isinstance(message, Heartbeat | AttemptStats):
+        return None
+    if not isinstance(message, Heralds):
+        raise HeraldFrameError("type", f"{type(message).__name__} is not what a station "
+                               "publishes")
+    records = message.records
+    links = records["link"]
+    if bool((links != link_id).any()):
+        bad = int(links[links != link_id][0])
+        raise HeraldFrameError("link", f"link {bad}: this station's heralds carry link "
+                               f"{link_id}")
+    seqs = records["seq"].astype(np.int64)  # <= MAX_SEQ (2^62 - 1): decode checked it
+    if int(seqs[0]) <= last_seq or (len(seqs) > 1 and bool((np.diff(seqs) <= 0).any())):
+        raise HeraldFrameError("seq", f"seqs {int(seqs[0])}..{int(seqs[-1])} do not go "
+                               f"forward from {last_seq} (a repeated or replayed frame)")
+    assert int(seqs[-1]) <= MAX_SEQ
+    latest = int(records["timestamp_ps"].max())
+    if latest > now_ps + FUTURE_TOLERANCE_PS:
+        raise HeraldFrameError("timestamp_ps", f"{latest} ps is {(latest - now_ps) * 1e-12:.3g}"
+                               " s in the station's future")
+    return records
+
+
+class StationFabric:
+    """Heralds from station processes (module docstring). `clock`: the bridge's now (s);
+    `log`: the orchestrator's decision log."""
+
+    name = "heralding-station processes reading their time taggers"
+    simulated = False
+
+    def __init__(self, topology: BridgeTopology, settings: StationFabricSettings,
+                 clock: Callable[[], float],
+                 log: Callable[[dict[str, Any]], None] | None = None) -> None:
+        missing = [s.station for s in settings.stations if s.station not in topology.stations]
+        absent = [s for s in topology.stations
+                  if s not in {link.station for link in settings.stations}]
+        if missing or absent:
+            raise ConfigError(f"bridge {topology.name}", "stations",
+                              f"the station processes ({[s.station for s in settings.stations]})"
+                              f" are not the bridge's stations ({list(topology.stations)})",
+                              "start one heralding-station process per station of the bridge")
+        self.topology, self.settings, self.clock = topology, settings, clock
+        self.log = log or (lambda record: None)
+        self.counters: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        """Refused frames by the field they got wrong."""
+        self.latencies: list[float] = []
+        """s from a herald's decision at its station to the fabric taking it."""
+        self.state = {s.station: _StationState(s) for s in settings.stations}
+        self.heap: list[tuple[float, int, str, int]] = []
+        """(time, seq, station, epoch) of heralds taken, not yet popped."""
+        self.context = zmq.Context()
+        self.subs: dict[zmq.Socket, str] = {}
+        try:
+            for link in settings.stations:
+                sub = self.context.socket(zmq.SUB)
+                self.subs[sub] = link.station
+                sub.linger = 0
+                limit_frame_size(sub)
+                sub.rcvhwm = 1_000_000
+                make_curve_client(sub, settings.key_dir, settings.name, link.station)
+                sub.setsockopt(zmq.SUBSCRIBE, b"")
+                sub.connect(link.herald_address)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- the fabric -----------------------------------------------------------------------
+    def assign(self, station: str, request: str, a: str, b: str, ready_at: float) -> None:
+        state = self.state[station]
+        pair = frozenset((a, b))
+        for other in self.state.values():
+            if other is not state and other.pair & pair:
+                other.pair = frozenset()  # a QNU of its pair moves here: its arms change
+        state.epoch += 1
+        state.request, state.path = request, self.topology.path_link(a, b, station)
+        state.start = ready_at + (self.settings.guard_s if pair != state.pair else 0.0)
+        state.pair = pair
+
+    def release(self, station: str) -> None:
+        state = self.state[station]
+        state.epoch += 1
+        state.request, state.path, state.start = None, None, math.inf
+
+    def next_time(self) -> float | None:
+        self.receive()
+        while self.heap:
+            _, _, station, epoch = self.heap[0]
+            if self.state[station].epoch == epoch:
+                return self.heap[0][0]
+            heapq.heappop(self.heap)
+            self.counters["heralds_void"] += 1  # released before the engine took it
+        return None
+
+    def pop(self, now: float) -> Herald | None:
+        at = self.next_time()
+        if at is None or at > now:
+            return None
+        _, _, station, _ = heapq.heappop(self.heap)
+        state = self.state[station]
+        assert state.request is not None and state.path is not None
+        self.counters["heralds_reported"] += 1
+        return Herald(at, station, state.request, state.path)
+
+    # -- the wire -------------------------------------------------------------------------
+    def sockets(self) -> list[zmq.Socket]:
+        """The SUBs, for the orchestrator's poller (a herald wakes it)."""
+        return list(self.subs)
+
+    def receive(self) -> None:
+        """Take every message waiting on the stations' SUBs."""
+        for sub, station in self.subs.items():
+            for _ in range(10_000):  # bounded: a flood must not starve the clients
+                try:
+                    frames = sub.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self.take(station, [f.buffer for f in frames])
+
+    def take(self, station: str, frames: Sequence[bytes | memoryview]) -> None:
+        """One message from `station`'s SUB: checked, then its heralds taken."""
+        state = self.state[station]
+        link = state.link
+        now_ps = (time.monotonic_ns() - link.epoch_ns) * 1000
+        try:
+            records = check_heralds(frames, link.link_id, state.last_seq, now_ps)
+        except HeraldFrameError as exc:
+            self.refused[exc.field] += 1
+            if sum(self.refused.values()) <= LOGGED_REFUSED:
+                self.log({"time": self.clock(), "event": "herald_refused", "station": station,
+                          "field": exc.field, "reason": exc.reason[:300]})
+            return
+        if records is None:
+            return
+        now = self.clock()
+        seqs = records["seq"].astype(np.int64)
+        self.counters["heralds_missed"] += int(seqs[0]) - state.last_seq - 1 \
+            if state.last_seq >= 0 else 0
+        self.counters["heralds_missed"] += int(seqs[-1] - seqs[0]) + 1 - len(seqs)
+        state.last_seq = int(seqs[-1])
+        ages = (now_ps - records["timestamp_ps"].astype(np.int64)) * 1e-12
+        self.counters["heralds_received"] += len(records)
+        for seq, age in zip(seqs.tolist(), ages.tolist(), strict=True):
+            if len(self.latencies) < LATENCIES_KEPT:
+                self.latencies.append(age)
+            at = now - max(age, 0.0)
+            if state.request is None:
+                self.counters["heralds_unassigned"] += 1
+            elif at < state.start:
+                self.counters["heralds_before_ready"] += 1
+            else:
+                heapq.heappush(self.heap, (at, seq, station, state.epoch))
+
+    # -- the end --------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Counters, refused frames by field, herald latency (station -> fabric) p50/max."""
+        latency = np.asarray(self.latencies)
+        return {"counters": dict(self.counters), "refused": dict(self.refused),
+                "latency_s": ({"p50": float(np.median(latency)),
+                               "p99": float(np.percentile(latency, 99)),
+                               "max": float(latency.max()), "count": int(latency.size)}
+                              if latency.size else None),
+                "guard_s": self.settings.guard_s}
+
+    def close(self) -> None:
+        for sub in self.subs:
+            sub.close(0)
+        self.context.term()

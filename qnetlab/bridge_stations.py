@@ -1,0 +1,390 @@
+"""`qnetlab bridge CONFIG --workload FILE --stations`: the workload through heralding-station
+processes reading their time taggers behind the optical switch (phase 1 of the process-level
+bridge), in real time.
+
+`run_with_stations` starts, each its own process (`network.ProcessGroup`):
+
+1. the bridge world (`serve_bridge_world`): the switch lab's Polatis twin and every station
+   lab's twins (SNSPDs, ID1000) on free loopback ports, each station's tagger streaming the
+   link of whatever the switch connects to its arms (`sim_instruments.bridge_world`);
+2. one heralding station per station of the bridge (`network.heralding_station`), its lab
+   opened with the real profile's drivers against the world's ports (as the single link's
+   station reads its twins' process), its windows at the paths' arm delays;
+3. the bridge orchestrator (`network.bridge.run_bridge_orchestrator`) with the switch in the
+   loop (the Polatis driver against the world's twin) in front of a
+   `network.bridge.station_fabric.StationFabric` subscribed to every station;
+
+then runs the workload's DAG as an application would (`run_workload`: each remote operation
+a `BridgeClient` request once its predecessors are done), and stops every process it started
+(also on Ctrl-C, SIGTERM or an error). Keys are made for the run in its folder. The summary
+says which fabric ran (``"simulated": false``) and what the stations heralded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+WORLD_READY_TIMEOUT_S = 120.0
+"""s for the world's twins to listen (building benches compiles the simulator: seconds on
+an idle host, several times that on a loaded one)."""
+STATIONS_READY_TIMEOUT_S = 120.0
+"""s for every station to open its lab and stream (a lab opens in seconds)."""
+SNSPD_BIAS_A = 10e-6
+"""A: the station SNSPDs' bias (no station calibration runs here; on the efficiency plateau
+of the twins' detectors, as tests/test_station_process.py sets them)."""
+ORCHESTRATOR = "bridge_orchestrator"
+APPLICATION = "app"
+
+
+def serve_bridge_world(plan: Any, ready_file: Path, stop: Any) -> None:
+    """Serve the bridge world's benches on their ports until `stop` (a `ProcessGroup`
+    target); ``ready_file`` is written once every port listens."""
+    from qnetlab.sim_instruments.bridge_world import build_bridge_world
+    from qnetlab.sim_instruments.server import BenchServer
+
+    from ._serve import serve_zmq_twins
+
+    world = build_bridge_world(plan)
+    servers: list[Any] = []
+    twins: dict[str, Any] = {}
+    threads: list[threading.Thread] = []
+    try:
+        for name, bench in world.benches().items():
+            server = BenchServer(bench)
+            servers.append(server)
+            twins.update({f"{name}.{k}": v for k, v in serve_zmq_twins(bench, None).items()})
+            thread = threading.Thread(target=server.serve_forever, name=f"{name}-scpi",
+                                      daemon=True)
+            thread.start()
+            threads.append(thread)
+        partial = ready_file.with_suffix(".partial")
+        partial.write_text(json.dumps({"pid": os.getpid()}))
+        partial.replace(ready_file)
+        while not stop and all(t.is_alive() for t in threads):
+            threads[0].join(0.2)  # the flag is set by a signal: nothing to wait on but time
+    finally:
+        for server in servers:
+            server.stop()
+        for thread in threads:
+            thread.join(5.0)
+        for twin in twins.values():
+            twin.close()
+        for server in servers:
+            server.close()
+
+
+# -- the workload as an application runs it -------------------------------------------------
+
+@dataclass
+class WorkloadOutcome:
+    """What the workload got from the orchestrator (wall s from its start)."""
+
+    makespan: float = math.nan
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    """Operation -> the ERR (code: reason) or why it never ran."""
+    latencies: list[float] = field(default_factory=list)
+    """s from each remote operation's request to its outcome."""
+    fidelities: list[float] = field(default_factory=list)
+    """Delivered pairs' fidelities (the path's link model at delivery)."""
+    stations: dict[str, int] = field(default_factory=dict)
+    """Remote operations served per station."""
+    timed_out: bool = False
+
+
+def run_workload(client: Any, workload: Any, timeout: float) -> WorkloadOutcome:
+    """Run `workload`'s DAG through `client` (a `BridgeClient`): each operation once its
+    predecessors are done and its release has passed; a remote one as a request (its
+    deadline relative to when it is ready), its local duration after the outcome. An ERR
+    fails the operation and its successors never run. Stops after `timeout` wall s."""
+    from qnetlab.network.bridge.wire import Delivered, Err, Transferred
+
+    out = WorkloadOutcome()
+    start = time.monotonic()
+    done: set[str] = set()
+    finishing: dict[str, float] = {}
+    asked: dict[str, tuple[Any, float]] = {}
+    started: set[str] = set()
+    blocked: set[str] = set()
+    ops = {op.id: op for op in workload.operations}
+    while len(done) + len(blocked) < len(ops):
+        now = time.monotonic() - start
+        if now > timeout:
+            out.timed_out = True
+            break
+        for op in workload.operations:
+            if op.id in started or op.id in blocked:
+                continue
+            if any(p in blocked for p in op.after):
+                blocked.add(op.id)
+                out.failed[op.id] = "never ran: a predecessor failed"
+            elif all(p in done for p in op.after) and now >= op.release:
+                started.add(op.id)
+                if not op.remote:
+                    finishing[op.id] = now + op.duration
+                elif op.kind == "transfer":
+                    asked[op.id] = (client.request_transfer(
+                        op.qnus[0], op.qnus[1], "+", op.min_fidelity, op.deadline), now)
+                else:
+                    asked[op.id] = (client.request_pairs(
+                        op.qnus[0], op.qnus[1], op.pairs, op.min_fidelity, op.deadline), now)
+        due = min(finishing.values(), default=now + 0.05)
+        client.poll(max(0.0, min(0.05, due - now)))
+        now = time.monotonic() - start
+        for op_id, (handle, since) in list(asked.items()):
+            outcome = handle.outcome
+            if outcome is None:
+                continue
+            del asked[op_id]
+            out.latencies.append(now - since)
+            if isinstance(outcome, Err):
+                blocked.add(op_id)
+                out.failed[op_id] = f"ERR {outcome.code}: {outcome.reason}"
+                continue
+            if isinstance(outcome, Delivered):
+                out.fidelities.extend(outcome.fidelities)
+            elif isinstance(outcome, Transferred):
+                out.fidelities.append(outcome.pair_fidelity)
+            station = getattr(outcome, "station", "")
+            out.stations[station] = out.stations.get(station, 0) + 1
+            finishing[op_id] = now + ops[op_id].duration
+        for op_id, at in list(finishing.items()):
+            if at <= now:
+                del finishing[op_id]
+                done.add(op_id)
+                out.done.append(op_id)
+    if not out.timed_out:
+        out.makespan = time.monotonic() - start
+    return out
+
+
+# -- the processes ---------------------------------------------------------------------------
+
+def station_windows(config: Any, station: str) -> Any:
+    """The station engine's windows: every path to `station` at its arm delay (the config's
+    seeds). One set of windows per station (phase 1): refused, naming the paths, when its
+    paths' arm delays differ by more than a tenth of the window."""
+    from qnetlab.instruments.errors import ConfigError
+    from qnetlab.network.herald_engine import HeraldWindows
+    from qnetlab.sim_instruments.bridge_world import DETECTOR_INPUTS, SYNC_INPUT
+
+    p = config.link
+    delays = {q: config.arm_delay(q, station) for q in config.qnus}
+    spread = max(delays.values()) - min(delays.values())
+    if spread > p.detection_window / 10:
+        raise ConfigError(str(config.path), f"calibration.paths (station {station})",
+                          f"its paths' arm delays differ by {spread:.3g} s: the station's "
+                          "windows are set once, at start", "match the QNUs' fibres (the "
+                          "stations' windows per assignment are phase 2 of the bridge)")
+    centre = round(sum(delays.values()) / len(delays) * 1e12)
+    rounds = 2 if p.scheme == "two_click" else 1
+    return HeraldWindows(p.scheme, SYNC_INPUT, DETECTOR_INPUTS, ((centre, centre),
+                         (centre, centre)), round(p.detection_window * 1e12),
+                         round(p.attempt_period * 1e12) // rounds)
+
+
+def _wait_for(path: Path, group: Any, name: str, timeout: float, what: str) -> None:
+    """Wait until `path` exists; ConfigError naming the process if it stops or times out."""
+    from qnetlab.instruments.errors import ConfigError
+    from qnetlab.network import read_faults
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        code = group.join(name, 0.05)
+        if code is not None:
+            faults = [f for f in read_faults(path.parent) if f.get("process") == name]
+            why = faults[0].get("message", "") if faults else f"exit code {code}"
+            raise ConfigError(name, "", f"{what} stopped before it was ready: {why}",
+                              f"see {path.parent}")
+        if time.monotonic() > deadline:
+            raise ConfigError(name, "", f"{what} not ready within {timeout:g} s",
+                              "the host may be overloaded: retry, or stop other work")
+
+
+def _wait_streaming(links: list[Any], key_dir: Path, group: Any, timeout: float,
+                    run_dir: Path) -> None:
+    """Wait until every station's tagger streams (an AttemptStats with attempts on its PUB),
+    checked like any frame off the wire."""
+    import zmq
+
+    from qnetlab.instruments.errors import ConfigError
+    from qnetlab.network.keys import make_curve_client
+    from qnetlab.network.messages import AttemptStats, Decoder, limit_frame_size
+
+    context = zmq.Context()
+    decoder = Decoder()
+    waiting: dict[Any, str] = {}
+    try:
+        for link in links:
+            sub = context.socket(zmq.SUB)
+            sub.linger = 0
+            limit_frame_size(sub)
+            make_curve_client(sub, key_dir, APPLICATION, link.station)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(link.herald_address)
+            waiting[sub] = link.station
+        deadline = time.monotonic() + timeout
+        while waiting:
+            for sub, station in list(waiting.items()):
+                if group.exitcode(station) is not None:
+                    fault = run_dir / f"{station}_fault.json"
+                    raise ConfigError(station, "", "the heralding station stopped before its "
+                                      "tagger streamed", f"see {fault}")
+                while sub.poll(20):
+                    message = decoder.decode(sub.recv())
+                    if isinstance(message, AttemptStats) and message.attempts > 0:
+                        del waiting[sub]
+                        break
+            if waiting and time.monotonic() > deadline:
+                raise ConfigError(", ".join(waiting.values()), "", "no tags from these "
+                                  f"stations' taggers within {timeout:g} s",
+                                  "the host may be overloaded: retry")
+    finally:
+        for sub in list(waiting):
+            sub.close(0)
+        context.destroy(0)
+
+
+def start_stations(group: Any, config: Any, plan: Any, run_dir: Path, key_dir: Path,
+                   epoch_ns: int, max_seconds: float) -> list[Any]:
+    """One heralding-station process per station (its lab on the world's ports, real
+    profile); their `StationLink`s."""
+    from qnetlab.network.bridge.station_fabric import StationLink
+    from qnetlab.network.heralding_station import StationSettings, TaggerSource, run_station
+    from qnetlab.sim_instruments.bridge_world import TAGGER
+    from qnetlab.sim_instruments.ports import free_port_run
+
+    links = []
+    bias = {f"snspd.ch{n}.bias_current": SNSPD_BIAS_A for n in (1, 2)}
+    for i, station in enumerate(config.stations):
+        port = free_port_run(2)
+        source = TaggerSource(lab=plan.station_labs[station],
+                              windows=station_windows(config, station),
+                              attempt_period_s=config.link.attempt_period, profile="real",
+                              tagger=TAGGER, settings=bias,
+                              recording_s=min(max_seconds + 60.0, 1000.0))
+        settings = StationSettings(
+            name=station, link_id=i + 1, herald_address=f"tcp://127.0.0.1:{port}",
+            request_address=f"tcp://127.0.0.1:{port + 1}", key_dir=key_dir, run_dir=run_dir,
+            epoch_ns=epoch_ns, max_seconds=max_seconds, source=source)
+        group.start(station, run_station, settings, None, report_to=run_dir)
+        links.append(StationLink(station, settings.herald_address, i + 1, epoch_ns))
+    return links
+
+
+@dataclass
+class StationsRun:
+    """One `qnetlab bridge --stations` run."""
+
+    run_dir: Path
+    outcome: WorkloadOutcome
+    summary: dict[str, Any]
+    """The orchestrator's summary file (fabric, counters, the stations' heralds)."""
+    stopped_early: dict[str, str] = field(default_factory=dict)
+    """Process -> how it ended, for each that stopped before the workload was over (its
+    fault file in the run folder says why)."""
+
+
+def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: float = 60.0,
+                      run_dir: Path | None = None) -> StationsRun:
+    """Start the world, the stations and the orchestrator, run `workload` (at most
+    `timeout` wall s), stop them all (also on Ctrl-C, SIGTERM or an error)."""
+    from qnetlab.network import ProcessGroup, sigterm_as_interrupt
+    from qnetlab.network.bridge import BridgeClient, BridgeServiceSettings, run_bridge_orchestrator
+    from qnetlab.network.bridge.station_fabric import StationFabricSettings
+    from qnetlab.network.keys import generate_lab_keys
+    from qnetlab.sim_instruments.bridge_world import SWITCH_LAG_S, plan_bridge_world
+
+    run_dir = run_dir or config.run_dir / f"stations-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key_dir = run_dir / "keys"
+    generate_lab_keys(key_dir, [ORCHESTRATOR, APPLICATION, *config.stations])
+    plan = plan_bridge_world(config, run_dir / "world", seed)
+    switch_lab = plan.switch_lab.to_yaml(run_dir / "switch_lab.yaml").path
+    for station in config.stations:  # the windows, before any process starts
+        station_windows(config, station)
+    limit = timeout + 30.0  # every process stops by itself after this
+    try:
+        with sigterm_as_interrupt(), ProcessGroup() as world, ProcessGroup() as group:
+            world_ready = run_dir / "bridge_world_ready.json"
+            world.start("bridge_world", serve_bridge_world, plan, world_ready, report_to=run_dir)
+            _wait_for(world_ready, world, "bridge_world", WORLD_READY_TIMEOUT_S,
+                      "the bridge world's twins")
+            epoch_ns = time.monotonic_ns()
+            links = start_stations(group, config, plan, run_dir, key_dir, epoch_ns, limit)
+            _wait_streaming(links, key_dir, group, STATIONS_READY_TIMEOUT_S, run_dir)
+            settings = BridgeServiceSettings.from_config(
+                config, key_dir, profile="real", switch_lab=switch_lab, run_dir=run_dir,
+                seed=seed, max_seconds=limit, clients=(APPLICATION,),
+                stations=StationFabricSettings(tuple(links), key_dir, ORCHESTRATOR,
+                                               guard_s=SWITCH_LAG_S))
+            group.start(ORCHESTRATOR, run_bridge_orchestrator, settings, report_to=run_dir)
+            # Which pid is which process (for a person, and for the test that all are stopped).
+            (run_dir / "processes.json").write_text(json.dumps(
+                {name: g.pid(name) for g in (world, group) for name in g.names}, indent=1))
+            ready = run_dir / f"{ORCHESTRATOR}_ready.json"
+            _wait_for(ready, group, ORCHESTRATOR, WORLD_READY_TIMEOUT_S, "the orchestrator")
+            address = json.loads(ready.read_text())["address"]
+            with BridgeClient(address, key_dir, APPLICATION, ORCHESTRATOR) as client:
+                outcome = run_workload(client, workload, timeout)
+            stopped = {name: f"exit code {g.exitcode(name)}" for g in (world, group)
+                       for name in g.names if g.exitcode(name) is not None}
+            group.terminate(ORCHESTRATOR)  # writes its summary on the way out
+    except KeyboardInterrupt as exc:  # every process has stopped: say where the files are
+        exc.add_note(f"bridge: every process stopped; run folder {run_dir}")
+        raise
+    summary: dict[str, Any] = {}
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        summary = json.loads((run_dir / f"{ORCHESTRATOR}_summary.json").read_text())
+    return StationsRun(run_dir, outcome, summary, stopped)
+
+
+def stations_text(config: Any, workload: Any, run: StationsRun) -> str:
+    """What the terminal shows of a `--stations` run."""
+    from ._format import format_value
+
+    o, s = run.outcome, run.summary
+    counters = s.get("counters", {})
+    heralds = (s.get("stations") or {}).get("counters", {})
+    latency = (s.get("stations") or {}).get("latency_s") or {}
+    lines = [
+        f"bridge {config.name}: workload {workload.name} through heralding-station processes "
+        f"reading their time taggers behind the switch (fabric: {s.get('fabric', '?')}; "
+        f"simulated: {s.get('simulated')}; real time)",
+        f"  operations done {len(o.done)} of {len(workload.operations)}"
+        + (f", failed {len(o.failed)}" if o.failed else "")
+        + (" (timed out)" if o.timed_out else "")
+        + (f"; makespan {format_value(float(f'{o.makespan:.3g}'), 's')}"
+           if math.isfinite(o.makespan) else ""),
+        f"  requests delivered {counters.get('delivered', 0)}; heralds taken "
+        f"{counters.get('heralds', 0)}, expired {counters.get('pairs_expired', 0)}; "
+        f"switch reconfigurations via the Polatis twin: {counters.get('decision_reconfigure', 0)}",
+        "  station heralds: " + ", ".join(f"{k} {v}" for k, v in sorted(heralds.items())),
+    ]
+    if latency:
+        median, worst = (format_value(float(f"{latency[k]:.3g}"), "s") for k in ("p50", "max"))
+        lines.append(f"  herald latency station -> orchestrator: median {median}, max {worst}")
+    for op_id, why in o.failed.items():
+        lines.append(f"  {op_id}: {why}")
+    for name, how in run.stopped_early.items():
+        lines.append(f"  process {name} stopped early ({how}): see {name}_fault.json")
+    lines.append(f"  run files: {run.run_dir}")
+    return "\n".join(lines)
+
+
+def stations_ok(workload: Any, run: StationsRun) -> bool:
+    """Every operation done in time, every process still running at the end."""
+    return (not run.outcome.timed_out and not run.outcome.failed and not run.stopped_early
+            and len(run.outcome.done) == len(workload.operations))
+
+
+__all__ = ["StationsRun", "WorkloadOutcome", "run_with_stations", "run_workload",
+           "serve_bridge_world", "stations_ok", "stations_text"]
