@@ -5,7 +5,9 @@ By default the bridge's scheduling core runs in a time-compressed discrete-event
 simulation of the link physics (`network.bridge.simulate`), with no instrument processes,
 and the output and the report say so. With ``--stations`` the workload runs in real time
 through heralding-station processes reading their taggers' twins behind the switch's twin,
-and the orchestrator process (`bridge_stations`; node agents per QNU are not processes yet).
+and the orchestrator process (`bridge_stations`; node agents per QNU are not processes yet);
+with ``--stations --role world|STATION|orchestrator`` one of them on its own host
+(`bridge_role`, docs/bridge.md#across-hosts).
 (The simulation opens no switch: the orchestrator process drives the config's switch,
 `BridgeServiceSettings.from_config`.) The simulation takes
 each path's age as the config writes it, not from the calibration store the orchestrator
@@ -59,8 +61,9 @@ def add_parser(verbs: Any) -> None:
                     "run (unless --stations). Writes a report folder: JSON, HTML, a timeline "
                     "figure and a decision log per policy.")
     parser.add_argument("config", help="bridge YAML, e.g. lab_configs/bridge_8.yaml")
-    parser.add_argument("--workload", required=True,
-                        help="workload YAML or JSON, e.g. "
+    parser.add_argument("--workload", default=None,
+                        help="workload YAML or JSON (required but with --stations --role "
+                             "world or a station), e.g. "
                              "lab_configs/workloads/distributed_ghz_8.yaml")
     parser.add_argument("--policy", choices=tuple(POLICIES), default="both",
                         help="scheduling policy: the orchestrator's, the fixed round-robin "
@@ -78,6 +81,9 @@ def add_parser(verbs: Any) -> None:
                              "requests take seconds)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="with --stations: wall s the workload may take (default 60)")
+    from .bridge_role import add_role_arguments
+
+    add_role_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -206,11 +212,21 @@ def run_stations(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ConfigError("--timeout", str(args.timeout), "must be > 0 s", "e.g. --timeout 60")
     config = load_bridge_config(args.config)
-    workload = load_workload(args.workload)
-    missing = [q for q in workload.qnus if q not in config.qnus]
+    workload = None if args.workload is None else load_workload(args.workload)
+    missing = [q for q in workload.qnus if q not in config.qnus] if workload else []
     if missing:
         raise ConfigError(str(args.workload), "qnus", f"{', '.join(missing)} not on bridge "
                           f"{config.name}", f"use the bridge's QNUs ({', '.join(config.qnus)})")
+    if args.role is None and (args.run_dir is not None or args.max_seconds is not None):
+        raise ConfigError("--run-dir/--max-seconds", "", "go with --role (one process of "
+                          "the bridge on its host)", "add --role NAME, or leave them out")
+    if args.role is not None:  # one process, on this host (docs/bridge.md#across-hosts)
+        from .bridge_role import run_role
+
+        return run_role(args, config, workload)
+    if workload is None:
+        raise ConfigError("--workload", "", "missing", "give the workload to run, e.g. "
+                          "--workload lab_configs/workloads/distributed_ghz_8.yaml")
     result = run_with_stations(config, workload, seed=args.seed, timeout=args.timeout)
     print(stations_text(config, workload, result))
     return EXIT_OK if stations_ok(workload, result) else EXIT_CHECK_FAILED
@@ -224,6 +240,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.stations:
         return run_stations(args)
+    if args.role is not None or args.run_dir is not None or args.max_seconds is not None:
+        raise ConfigError("--role", "", "--role, --run-dir and --max-seconds go with "
+                          "--stations (one process of the bridge on its host)",
+                          "add --stations, or leave them out")
+    if args.workload is None:
+        raise ConfigError("--workload", "", "missing", "give the workload to run, e.g. "
+                          "--workload lab_configs/workloads/distributed_ghz_8.yaml")
     result = run_bridge(args.config, args.workload, POLICIES[args.policy], args.seed)
     print(summary_text(result))
     folder = report_folder(result.config, result.workload, args.report)

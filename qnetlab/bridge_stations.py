@@ -41,7 +41,9 @@ SNSPD_BIAS_A = 10e-6
 """A: the station SNSPDs' bias (no station calibration runs here; on the efficiency plateau
 of the twins' detectors, as tests/test_station_process.py sets them)."""
 ORCHESTRATOR = "bridge_orchestrator"
+"""The orchestrator's process and key name (`bridge_config.ORCHESTRATOR_KEY`)."""
 APPLICATION = "app"
+"""The workload application's key name (`bridge_config.APPLICATION_KEY`)."""
 
 
 def serve_bridge_world(plan: Any, ready_file: Path, stop: Any) -> None:
@@ -56,6 +58,7 @@ def serve_bridge_world(plan: Any, ready_file: Path, stop: Any) -> None:
     servers: list[Any] = []
     twins: dict[str, Any] = {}
     threads: list[threading.Thread] = []
+    relay: Any = None
     try:
         for name, bench in world.benches().items():
             server = BenchServer(bench)
@@ -65,12 +68,20 @@ def serve_bridge_world(plan: Any, ready_file: Path, stop: Any) -> None:
                                       daemon=True)
             thread.start()
             threads.append(thread)
+        if plan.relay is not None and not plan.relay[0].startswith("127."):
+            # across hosts: the twins on the world host's address (on loopback they are)
+            from qnetlab.sim_instruments.tcp_relay import TcpRelay
+
+            relay = TcpRelay(*plan.relay)
+            relay.start()
         partial = ready_file.with_suffix(".partial")
         partial.write_text(json.dumps({"pid": os.getpid()}))
         partial.replace(ready_file)
         while not stop and all(t.is_alive() for t in threads):
             threads[0].join(0.2)  # the flag is set by a signal: nothing to wait on but time
     finally:
+        if relay is not None:
+            relay.close()
         for server in servers:
             server.stop()
         for thread in threads:
@@ -212,7 +223,8 @@ def _wait_for(path: Path, group: Any, name: str, timeout: float, what: str) -> N
 def _wait_streaming(links: list[Any], key_dir: Path, group: Any, timeout: float,
                     run_dir: Path) -> None:
     """Wait until every station's tagger streams (an AttemptStats with attempts on its PUB),
-    checked like any frame off the wire."""
+    checked like any frame off the wire; `group` runs the stations (None: they run on other
+    hosts, and only the deadline ends the wait)."""
     import zmq
 
     from qnetlab.instruments.errors import ConfigError
@@ -234,7 +246,7 @@ def _wait_streaming(links: list[Any], key_dir: Path, group: Any, timeout: float,
         deadline = time.monotonic() + timeout
         while waiting:
             for sub, station in list(waiting.items()):
-                if group.exitcode(station) is not None:
+                if group is not None and group.exitcode(station) is not None:
                     fault = run_dir / f"{station}_fault.json"
                     raise ConfigError(station, "", "the heralding station stopped before its "
                                       "tagger streamed", f"see {fault}")
@@ -258,26 +270,38 @@ def start_stations(group: Any, config: Any, plan: Any, run_dir: Path, key_dir: P
     """One heralding-station process per station (its lab on the world's ports, real
     profile); their `StationLink`s."""
     from qnetlab.network.bridge.station_fabric import StationLink
-    from qnetlab.network.heralding_station import StationSettings, TaggerSource, run_station
-    from qnetlab.sim_instruments.bridge_world import TAGGER
+    from qnetlab.network.heralding_station import run_station
     from qnetlab.sim_instruments.ports import free_port_run
 
     links = []
-    bias = {f"snspd.ch{n}.bias_current": SNSPD_BIAS_A for n in (1, 2)}
-    for i, station in enumerate(config.stations):
+    for station in config.stations:
         port = free_port_run(2)
-        source = TaggerSource(lab=plan.station_labs[station],
-                              windows=station_windows(config, station),
-                              attempt_period_s=config.link.attempt_period, profile="real",
-                              tagger=TAGGER, settings=bias,
-                              recording_s=min(max_seconds + 60.0, 1000.0))
-        settings = StationSettings(
-            name=station, link_id=i + 1, herald_address=f"tcp://127.0.0.1:{port}",
-            request_address=f"tcp://127.0.0.1:{port + 1}", key_dir=key_dir, run_dir=run_dir,
-            epoch_ns=epoch_ns, max_seconds=max_seconds, source=source)
+        settings = station_settings(config, plan, station, (f"tcp://127.0.0.1:{port}",
+                                    f"tcp://127.0.0.1:{port + 1}"), key_dir, run_dir,
+                                    epoch_ns, max_seconds)
         group.start(station, run_station, settings, None, report_to=run_dir)
-        links.append(StationLink(station, settings.herald_address, i + 1, epoch_ns))
+        links.append(StationLink(station, settings.herald_address, settings.link_id,
+                                 epoch_ns))
     return links
+
+
+def station_settings(config: Any, plan: Any, station: str, addresses: tuple[str, str],
+                     key_dir: Path, run_dir: Path, epoch_ns: int, max_seconds: float) -> Any:
+    """`network.heralding_station.StationSettings` of `station`: its lab as the world
+    serves it to this host (`BridgeWorldPlan.reached`, real profile), its (herald, request)
+    addresses, link id its place in the config (from 1)."""
+    from qnetlab.network.heralding_station import StationSettings, TaggerSource
+    from qnetlab.sim_instruments.bridge_world import TAGGER
+
+    bias = {f"snspd.ch{n}.bias_current": SNSPD_BIAS_A for n in (1, 2)}
+    source = TaggerSource(lab=plan.reached(station), windows=station_windows(config, station),
+                          attempt_period_s=config.link.attempt_period, profile="real",
+                          tagger=TAGGER, settings=bias,
+                          recording_s=min(max_seconds + 60.0, 1000.0))
+    return StationSettings(
+        name=station, link_id=list(config.stations).index(station) + 1,
+        herald_address=addresses[0], request_address=addresses[1], key_dir=key_dir,
+        run_dir=run_dir, epoch_ns=epoch_ns, max_seconds=max_seconds, source=source)
 
 
 @dataclass
@@ -298,10 +322,8 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
     """Start the world, the stations and the orchestrator, run `workload` (at most
     `timeout` wall s), stop them all (also on Ctrl-C, SIGTERM or an error)."""
     from qnetlab.network import ProcessGroup, sigterm_as_interrupt
-    from qnetlab.network.bridge import BridgeClient, BridgeServiceSettings, run_bridge_orchestrator
-    from qnetlab.network.bridge.station_fabric import StationFabricSettings
     from qnetlab.network.keys import generate_lab_keys
-    from qnetlab.sim_instruments.bridge_world import SWITCH_LAG_S, plan_bridge_world
+    from qnetlab.sim_instruments.bridge_world import plan_bridge_world
 
     run_dir = run_dir or config.run_dir / f"stations-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -321,30 +343,55 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
             epoch_ns = time.monotonic_ns()
             links = start_stations(group, config, plan, run_dir, key_dir, epoch_ns, limit)
             _wait_streaming(links, key_dir, group, STATIONS_READY_TIMEOUT_S, run_dir)
-            settings = BridgeServiceSettings.from_config(
-                config, key_dir, profile="real", switch_lab=switch_lab, run_dir=run_dir,
-                seed=seed, max_seconds=limit, clients=(APPLICATION,),
-                stations=StationFabricSettings(tuple(links), key_dir, ORCHESTRATOR,
-                                               guard_s=SWITCH_LAG_S))
-            group.start(ORCHESTRATOR, run_bridge_orchestrator, settings, report_to=run_dir)
-            # Which pid is which process (for a person, and for the test that all are stopped).
-            (run_dir / "processes.json").write_text(json.dumps(
-                {name: g.pid(name) for g in (world, group) for name in g.names}, indent=1))
-            ready = run_dir / f"{ORCHESTRATOR}_ready.json"
-            _wait_for(ready, group, ORCHESTRATOR, WORLD_READY_TIMEOUT_S, "the orchestrator")
-            address = json.loads(ready.read_text())["address"]
-            with BridgeClient(address, key_dir, APPLICATION, ORCHESTRATOR) as client:
-                outcome = run_workload(client, workload, timeout)
-            stopped = {name: f"exit code {g.exitcode(name)}" for g in (world, group)
-                       for name in g.names if g.exitcode(name) is not None}
-            group.terminate(ORCHESTRATOR)  # writes its summary on the way out
+            outcome, stopped = orchestrate(
+                (world, group), config, workload, links, key_dir, switch_lab, run_dir,
+                seed=seed, limit=limit, timeout=timeout)
     except KeyboardInterrupt as exc:  # every process has stopped: say where the files are
         exc.add_note(f"bridge: every process stopped; run folder {run_dir}")
         raise
+    return StationsRun(run_dir, outcome, read_summary(run_dir), stopped)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """The orchestrator's summary file ({} when it wrote none)."""
     summary: dict[str, Any] = {}
     with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
         summary = json.loads((run_dir / f"{ORCHESTRATOR}_summary.json").read_text())
-    return StationsRun(run_dir, outcome, summary, stopped)
+    return summary
+
+
+def orchestrate(groups: tuple[Any, ...], config: Any, workload: Any, links: list[Any],
+                key_dir: Path, switch_lab: Path, run_dir: Path, *, seed: int, limit: float,
+                timeout: float, address: str | None = None,
+                telemetry_address: str | None = None) -> tuple[WorkloadOutcome, dict[str, str]]:
+    """Start the orchestrator in the last of `groups` (the switch of `switch_lab` in its
+    loop, the heralds of the stations `links` name), run `workload` through it as the
+    application (at most `timeout` wall s), stop it (it writes its summary). (The outcome,
+    process -> how it ended for each of `groups`' processes that stopped early.)"""
+    from qnetlab.network.bridge import BridgeClient, BridgeServiceSettings, run_bridge_orchestrator
+    from qnetlab.network.bridge.station_fabric import StationFabricSettings
+    from qnetlab.sim_instruments.bridge_world import SWITCH_LAG_S
+
+    group = groups[-1]
+    settings = BridgeServiceSettings.from_config(
+        config, key_dir, profile="real", switch_lab=switch_lab, run_dir=run_dir, seed=seed,
+        max_seconds=limit, clients=(APPLICATION,), telemetry_address=telemetry_address,
+        stations=StationFabricSettings(tuple(links), key_dir, ORCHESTRATOR,
+                                       guard_s=SWITCH_LAG_S),
+        **({"address": address} if address is not None else {}))
+    group.start(ORCHESTRATOR, run_bridge_orchestrator, settings, report_to=run_dir)
+    # Which pid is which process (for a person, and for the test that all are stopped).
+    (run_dir / "processes.json").write_text(json.dumps(
+        {name: g.pid(name) for g in groups for name in g.names}, indent=1))
+    ready = run_dir / f"{ORCHESTRATOR}_ready.json"
+    _wait_for(ready, group, ORCHESTRATOR, WORLD_READY_TIMEOUT_S, "the orchestrator")
+    bound = json.loads(ready.read_text())["address"]
+    with BridgeClient(bound, key_dir, APPLICATION, ORCHESTRATOR) as client:
+        outcome = run_workload(client, workload, timeout)
+    stopped = {name: f"exit code {g.exitcode(name)}" for g in groups
+               for name in g.names if g.exitcode(name) is not None}
+    group.terminate(ORCHESTRATOR)  # writes its summary on the way out
+    return outcome, stopped
 
 
 def stations_text(config: Any, workload: Any, run: StationsRun) -> str:

@@ -23,6 +23,13 @@ station tagger's `LinkEvents` with a `SwitchedLink`: the same link physics
   fresh draw (its own seed) from that block on. So the link follows the switch at most
   `SWITCH_LAG_S` late (`network.bridge.station_fabric.StationFabricSettings.guard_s`).
 
+Across hosts (``plan_bridge_world(..., on_hosts=True)``, the config's ``world.address``
+tcp://HOST:PORT) the labs take consecutive ports from PORT up instead, so that every host
+computes the same plan from the config: the world serves its twins on its loopback at those
+ports and relays HOST's (`tcp_relay.TcpRelay`, `BridgeWorldPlan.relay`), and the stations and
+the orchestrator open the labs as `BridgeWorldPlan.reached` gives them (HOST in their
+addresses).
+
 The QNUs emit on every attempt (no node agent tells them when: phase 1 of the
 process-level bridge, docs/bridge.md#stations-on-taggers-behind-the-switch); the world writes
 no ground truth.
@@ -32,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,14 +100,31 @@ class BridgeWorldPlan:
     seed: int = 0
     lead_s: float | None = LEAD_S
     """None: draw without waiting (a test reading the recording directly)."""
+    relay: tuple[str, tuple[int, ...]] | None = None
+    """Across hosts: (the world's host, its ports): the world relays HOST:PORT to its
+    twins on loopback (unless HOST is a loopback address: the twins are there). None: free
+    loopback ports (one host)."""
+    first_ports: dict[str, int] = field(default_factory=dict)
+    """Lab ("switch" or a station) -> its first port (`LabConfig.with_ports`)."""
+
+    def reached(self, lab: str) -> LabConfig:
+        """The lab ("switch" or a station) as a process on another host opens it: its
+        addresses on the world's host (across hosts), else as served."""
+        config = self.switch_lab if lab == "switch" else self.station_labs[lab]
+        if self.relay is None:
+            return config
+        return config.with_ports(self.first_ports[lab], host=self.relay[0])
 
 
 def _private(lab: LabConfig, run_dir: Path, name: str,
-             simulation: Mapping[str, Any] | None = None) -> LabConfig:
+             simulation: Mapping[str, Any] | None = None,
+             take: Callable[[int], int] | None = None) -> LabConfig:
     """`lab` with no telemetry, its database in `run_dir` (never the lab's own: the world's
-    stations apply no calibration), free loopback ports, and `simulation`'s link."""
+    stations apply no calibration), loopback ports (`take(count)`: the first of `count` +1
+    ports; default free ones), and `simulation`'s link."""
     from .ports import free_port_run
 
+    take = take or free_port_run
     document = deepcopy(lab.document)
     qnetlab = document.setdefault("qnetlab", {}) or {}
     document["qnetlab"] = qnetlab
@@ -112,9 +136,9 @@ def _private(lab: LabConfig, run_dir: Path, name: str,
         # or two stations on one host collide.
         tagger = document["instruments"][TAGGER]
         tagger["init"] = {**(tagger.get("init") or {}),
-                          "stream_port_base": free_port_run(N_TAGGER_INPUTS + 1)}
+                          "stream_port_base": take(N_TAGGER_INPUTS + 1)}
     private = parse_config(lab.path, document)
-    return private.with_ports(free_port_run(private.port_count), host="127.0.0.1")
+    return private.with_ports(take(private.port_count), host="127.0.0.1")
 
 
 def link_section(config: BridgeConfig, station: str, seed: int) -> dict[str, Any]:
@@ -131,19 +155,74 @@ def link_section(config: BridgeConfig, station: str, seed: int) -> dict[str, Any
             "tagger": TAGGER, "nodes": {"arm_a": dict(node), "arm_b": dict(node)}}
 
 
-def plan_bridge_world(config: BridgeConfig, run_dir: Path, seed: int = 0) -> BridgeWorldPlan:
-    """The labs of `config`'s switch and stations, each on free loopback ports."""
+def plan_bridge_world(config: BridgeConfig, run_dir: Path, seed: int = 0, *,
+                      on_hosts: bool = False) -> BridgeWorldPlan:
+    """The labs of `config`'s switch and stations, each on free loopback ports; with
+    `on_hosts`, on consecutive ports from the config's ``world.address`` (module docstring:
+    the same plan on every host). ConfigError naming ``world.address`` when it is missing or
+    its ports reach another process's address on its host or past 65535."""
+    from .ports import free_port_run
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    switch = _private(load_config(config.switch.lab), run_dir, "switch")
-    stations = {
-        s: _private(load_config(c.lab), run_dir, s, link_section(config, s, seed + 1000 * i))
-        for i, (s, c) in enumerate(config.stations.items())}
+    relay_host, ports, taken = None, [0], []
+    if on_hosts:
+        relay_host, ports[0] = _world_address(config)
+
+    def take(count: int) -> int:
+        """The first of `count` + 1 ports; the last taken is a lab's first port."""
+        if relay_host is None:
+            taken.append(free_port_run(count))
+        else:
+            taken.append(ports[0])
+            ports[0] += count + 1  # with_ports and stream_port_base use first..first+count
+        return taken[-1]
+
+    first_ports: dict[str, int] = {}
+    switch = _private(load_config(config.switch.lab), run_dir, "switch", take=take)
+    first_ports["switch"] = taken[-1]
+    stations = {}
+    for i, (s, c) in enumerate(config.stations.items()):
+        stations[s] = _private(load_config(c.lab), run_dir, s,
+                               link_section(config, s, seed + 1000 * i), take=take)
+        first_ports[s] = taken[-1]
+    relay = None
+    if relay_host is not None:
+        first = _world_address(config)[1]
+        relay = (relay_host, tuple(range(first, ports[0])))
+        _check_world_ports(config, relay_host, relay[1])
     return BridgeWorldPlan(
         config.name, switch, config.switch.instrument, stations,
         {c.port: q for q, c in config.qnus.items()},
         {q: c.fibre_length_km for q, c in config.qnus.items()},
         {s: c.ports for s, c in config.stations.items()},
-        {s: c.fibre_length_km for s, c in config.stations.items()}, config.link, seed)
+        {s: c.fibre_length_km for s, c in config.stations.items()}, config.link, seed,
+        relay=relay, first_ports=first_ports)
+
+
+def _world_address(config: BridgeConfig) -> tuple[str, int]:
+    from qnetlab.instruments.errors import ConfigError
+
+    if config.world_address is None:
+        raise ConfigError(str(config.path), "world.address", "missing: the bridge world has "
+                          "no address to serve its twins on across hosts",
+                          "add 'world: {address: tcp://HOST:PORT}' (HOST: the world's host)")
+    host, _, port = config.world_address.removeprefix("tcp://").rpartition(":")
+    return host, int(port)
+
+
+def _check_world_ports(config: BridgeConfig, host: str, ports: Sequence[int]) -> None:
+    from qnetlab.instruments.errors import ConfigError
+
+    if ports[-1] > 65535:
+        raise ConfigError(str(config.path), "world.address", f"the world's {len(ports)} "
+                          f"ports from {ports[0]} pass 65535", "choose a lower first port")
+    for entry, address in config.bound_addresses().items():
+        other_host, _, port = address.removeprefix("tcp://").rpartition(":")
+        if other_host == host and int(port) in ports:
+            raise ConfigError(str(config.path), "world.address", f"the world serves its "
+                              f"twins on {host}:{ports[0]}..{ports[-1]}, which holds "
+                              f"{entry} ({address})", f"move world.address past {ports[-1]} "
+                              f"or {entry} out of the range")
 
 
 Arm = tuple[str | None, float]

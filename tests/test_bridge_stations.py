@@ -375,3 +375,36 @@ def test_an_orchestrator_that_fails_tells_its_clients_why(tmp_path: Path,
     assert failed and not thread.is_alive()
     summary = json.loads((settings.run_dir / "bridge_orchestrator_summary.json").read_text())
     assert summary["stopped"] == "an error: RuntimeError: a scheduler bug"
+
+
+def test_across_hosts_the_fabric_reads_station_time_off_the_stations_frames(
+        tmp_path: Path) -> None:
+    """A station on another host (no shared epoch: `StationLink.epoch_ns` None) whose clock
+    reads anything at all: a herald's age is its lateness against the fastest frame so far
+    (a heartbeat here), and a frame later than that clock allows is refused."""
+    config = load_bridge_config(BRIDGE_8)
+    topology = config.topology()
+    key_dir = tmp_path / "keys"
+    generate_lab_keys(key_dir, ["bridge_orchestrator", *topology.stations])
+    links = tuple(StationLink(s, f"tcp://127.0.0.1:{1 + i}", i + 1, None)
+                  for i, s in enumerate(topology.stations))
+    station_zero_ns = time.monotonic_ns() - 7 * 10**12  # its clock: 2 h ahead of any epoch
+    bridge_now = [10.0]
+    fabric = StationFabric(topology, StationFabricSettings(links, key_dir),
+                           lambda: bridge_now[0])
+
+    def station_ps(ago_s: float = 0.0) -> int:
+        return (time.monotonic_ns() - station_zero_ns) * 1000 - round(ago_s * 1e12)
+
+    try:
+        fabric.take("st0", [Heartbeat(1, 1, station_ps()).encode()])
+        fabric.assign("st0", "app/r1", "qnu0", "qnu1", ready_at=9.0)
+        fabric.take("st0", [encode_heralds(make_heralds(1, 0, 0, 1, station_ps(0.5)))])
+        popped = fabric.pop(10.0)
+        assert popped is not None and popped.time == pytest.approx(9.5, abs=0.05)
+        # From the station's future (by more than the tolerance) on the clock it showed.
+        fabric.take("st0", [encode_heralds(make_heralds(1, 1, 1, 1, station_ps(-1.0)))])
+        assert fabric.refused == {"timestamp_ps": 1}
+    finally:
+        fabric.close()
+    assert fabric.latencies[0] == pytest.approx(0.5, abs=0.05)

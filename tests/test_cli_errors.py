@@ -294,8 +294,9 @@ def test_calibrate_of_a_config_of_neither_kind_exits_2_naming_both_kinds(tmp_pat
     assert str(path) in err and "neither a lab config nor a network config" in err
 
 
-@pytest.mark.parametrize("verb", [["calibrate"], ["sim", "serve"], ["keys"]])
+@pytest.mark.parametrize("verb", [["calibrate"], ["sim", "serve"]])
 def test_a_bridge_config_given_to_a_lab_verb_says_which_verb_reads_it(verb, capsys):
+    # (`qnetlab keys` reads a bridge config: tests/test_bridge_config_hosts.py)
     assert main([*verb, "lab_configs/bridge_8.yaml"]) == 2
     err = capsys.readouterr().err
     assert "is a bridge config" in err and "qnetlab bridge lab_configs/bridge_8.yaml" in err

@@ -27,7 +27,6 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from qnetlab.sequences.calibration import CalibrationOutcome
 from qnetlab.sequences.calibration.store import ParameterStore
 
 from conftest import REPO, network_lab_on_free_ports, wait_until
+from netns import build, skip_or_fail, unavailable
 
 SHIPPED = load_network_config(REPO / "lab_configs" / "two_node_link.yaml")
 ROLES = tuple(role_names(SHIPPED))  # station, node_a, node_b, orchestrator
@@ -81,46 +81,10 @@ def across_hosts(test: Callable[..., None]) -> Callable[..., None]:
 
 
 # -- the hosts ------------------------------------------------------------------------------------
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
-
-
-def _unavailable() -> str:
-    """Why network namespaces cannot be made here ("" when they can, as far as can be told
-    without trying)."""
-    if not sys.platform.startswith("linux"):
-        return "network namespaces are a Linux feature"
-    if os.geteuid() != 0:
-        return ("not root: `ip netns add` needs CAP_SYS_ADMIN (CI runs the tests as root; "
-                "locally: sudo .venv/bin/python -m pytest tests/test_netns_link.py)")
-    if shutil.which("ip") is None:
-        return "no `ip` command: install iproute2"
-    return ""
-
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must run the network-namespace test: {reason}")
-    pytest.skip(reason)
-
-
 def _build(hub: str, hosts: dict[str, str], created: list[str]) -> None:
     """The hub's bridge, and per role a veth from it to the role's namespace (eth0 there,
     with the role's address; loopback up: the station's twins listen on 127.0.0.1)."""
-    _ip("netns", "add", hub)
-    created.append(hub)
-    _ip("-n", hub, "link", "add", "br0", "type", "bridge")
-    _ip("-n", hub, "link", "set", "br0", "up")
-    for i, (role, ns) in enumerate(hosts.items(), start=1):
-        _ip("netns", "add", ns)
-        created.append(ns)
-        # Made inside the hub and moved at once: nothing appears in the host's namespace.
-        _ip("-n", hub, "link", "add", f"v{i}", "type", "veth", "peer", "name", "eth0",
-            "netns", ns)
-        _ip("-n", hub, "link", "set", f"v{i}", "master", "br0", "up")
-        _ip("-n", ns, "addr", "add", f"{HOST[role]}/24", "dev", "eth0")
-        _ip("-n", ns, "link", "set", "eth0", "up")
-        _ip("-n", ns, "link", "set", "lo", "up")
+    build(hub, {ns: HOST[role] for role, ns in hosts.items()}, created)
 
 
 @pytest.fixture
@@ -130,7 +94,7 @@ def hosts() -> Iterator[dict[str, str]]:
     hosts = {role: prefix + role for role in ROLES}
     created: list[str] = []
     try:
-        reason = _unavailable()
+        reason = unavailable("tests/test_netns_link.py")
         if not reason:
             try:
                 _build(prefix + "hub", hosts, created)
@@ -140,7 +104,7 @@ def hosts() -> Iterator[dict[str, str]]:
             except (OSError, subprocess.TimeoutExpired) as exc:
                 reason = f"`ip netns` could not run: {exc}"
         if reason:
-            _skip_or_fail(reason)
+            skip_or_fail(reason)
         yield hosts
     finally:
         for ns in reversed(created):

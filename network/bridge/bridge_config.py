@@ -7,10 +7,13 @@ calibration entry are refused with a `ConfigError` naming the file, the entry an
 
 The layout (units: s, km, Hz, dB)::
 
-    bridge:      {name, run_dir, memory_cutoff}
+    bridge:      {name, run_dir, memory_cutoff, key_dir?}
+    orchestrator: {address, telemetry_address?}             (across hosts; optional)
+    world:       {address}                                   (across hosts; optional)
     switch:      {lab, instrument, ingress_ports, egress_ports, settle_time, insertion_loss_db}
     qnus:        {QNU: {lab, port, fibre_length_km}, ...}
-    stations:    {STATION: {lab, arms: {a: {port, fibre_length_km}, b: {...}}}, ...}
+    stations:    {STATION: {lab, arms: {a: {port, fibre_length_km}, b: {...}},
+                            herald_address?, request_address?}, ...}
     calibration: {lifetime, recheck_time, database,
                   paths: {QNU/STATION: {age, arm_delay}, ...}}
     link_model:  {scheme, transducer_efficiency, ..., hom_visibility}   (LinkParameters)
@@ -19,7 +22,16 @@ Ports are the switch's own numbers (Polatis N x M: ingress 1..N, egress N+1..N+M
 fibre ends on an ingress port, a station arm on an egress port. Each path's age and arm delay
 seed its calibration record (``calibration.database``, `path_calibration`) when the store has
 none; the orchestrator process reads the records, `qnetlab bridge`'s simulation the config's
-values. Lab and database paths are relative to the config file.
+values. Lab, database and key paths are relative to the config file.
+
+Across hosts (`qnetlab bridge CONFIG --stations --role ...`, docs/bridge.md#across-hosts) each
+process binds the addresses the config gives it: the orchestrator's ``orchestrator.address``
+(and telemetry), each station's ``herald_address`` and ``request_address``, the bridge
+world's twins from ``world.address``'s port up on its host (`BridgeConfig.world_address`);
+``bridge.key_dir`` holds the keys (`qnetlab keys CONFIG`). These come all together or not at
+all (`BridgeConfig.hosts`): without them `qnetlab bridge --stations` starts every process on
+this host on free loopback ports with keys made for the run. Addresses are checked as the
+network config's are: ``tcp://HOST:PORT``, no wildcard, no address used twice.
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ from qnetlab.instruments.errors import ConfigError
 from qnetlab.instruments.lab_config import check_keys
 
 from ..link_model import FIBRE_DELAY_S_PER_KM
+from ..network_config import _address as checked_address
 from ..network_config import checked_fraction, checked_number, config_kind
 from .topology import BridgeTopology, LinkParameters
 
@@ -46,12 +59,25 @@ ARMS = ("a", "b")
 """A station's two arms: the two inputs of its beam splitter."""
 SCHEMES = ("single_click", "two_click")
 
-_TOP = {"bridge", "switch", "qnus", "stations", "calibration", "link_model"}
-_BRIDGE = {"name", "run_dir", "memory_cutoff"}
+_TOP = {"bridge", "switch", "qnus", "stations", "calibration", "link_model", "orchestrator",
+        "world"}
+_BRIDGE = {"name", "run_dir", "memory_cutoff", "key_dir"}
+_ORCHESTRATOR = {"address", "telemetry_address"}
+_WORLD = {"address"}
 _SWITCH = {"lab", "instrument", "ingress_ports", "egress_ports", "settle_time",
            "insertion_loss_db"}
 _QNU = {"lab", "port", "fibre_length_km"}
-_STATION = {"lab", "arms"}
+_STATION = {"lab", "arms", "herald_address", "request_address"}
+_STATION_ADDRESSES = ("herald_address", "request_address")
+ORCHESTRATOR_KEY = "bridge_orchestrator"
+"""The orchestrator process's key name (`service.BridgeServiceSettings.name`)."""
+APPLICATION_KEY = "app"
+"""The key name of the application that runs a workload (`client.BridgeClient`)."""
+MONITOR_KEY = "monitor"
+"""The monitor's key name (`network.telemetry_config.MONITOR`)."""
+RESERVED_NAMES = ("world", "orchestrator", ORCHESTRATOR_KEY, APPLICATION_KEY, MONITOR_KEY)
+"""Names a QNU or station may not take: the roles of `qnetlab bridge --role` and the key
+names of the orchestrator, the workload's application and the monitor."""
 _ARM = {"port", "fibre_length_km"}
 _CALIBRATION = {"lifetime", "recheck_time", "paths", "database"}
 _PATH = {"age", "arm_delay"}
@@ -101,6 +127,10 @@ class StationConfig:
     """Egress ports of arms a and b."""
     fibre_length_km: float
     """Fibre from the switch to the beam splitter (both arms)."""
+    herald_address: str | None = None
+    """``tcp://HOST:PORT`` its heralding-station process publishes HERALDS on (PUB)."""
+    request_address: str | None = None
+    """``tcp://HOST:PORT`` of its request socket (ROUTER: re-sends of missed heralds)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +158,31 @@ class BridgeConfig:
     calibration_database: Path | None = None
     """The store of the paths' calibration records (``calibration.database``; None: the
     default, ``<run_dir>/bridge_calibration.db``)."""
+    key_dir: Path | None = None
+    """``bridge.key_dir``: the CURVE keys of the processes across hosts (`qnetlab keys`)."""
+    orchestrator_address: str | None = None
+    orchestrator_telemetry_address: str | None = None
+    world_address: str | None = None
+    """``tcp://HOST:PORT``: the bridge world serves its twins on HOST from PORT up."""
+
+    @property
+    def hosts(self) -> bool:
+        """Whether the config places the processes on hosts (addresses and key_dir)."""
+        return self.world_address is not None
+
+    def key_names(self) -> list[str]:
+        """Every key the bridge's processes use: the orchestrator, each station, the
+        application that runs a workload, the monitor (`qnetlab keys CONFIG`)."""
+        return [ORCHESTRATOR_KEY, *self.stations, APPLICATION_KEY, MONITOR_KEY]
+
+    def bound_addresses(self) -> dict[str, str]:
+        """Config entry -> address of every socket the processes bind (the world's twins
+        aside: their ports follow from ``world.address``)."""
+        found = {"orchestrator.address": self.orchestrator_address,
+                 "orchestrator.telemetry_address": self.orchestrator_telemetry_address,
+                 **{f"stations.{s}.{key}": getattr(c, key) for s, c in self.stations.items()
+                    for key in _STATION_ADDRESSES}}
+        return {entry: address for entry, address in found.items() if address is not None}
 
     @property
     def calibration_db(self) -> Path:
@@ -288,7 +343,7 @@ def _parse_stations(file: str, data: dict[str, Any], switch: SwitchConfig,
     for raw_name, spec in raw.items():
         entry = f"stations.{raw_name}"
         name = _name(file, entry, raw_name)
-        check_keys(file, entry, spec, _STATION, _STATION)
+        check_keys(file, entry, spec, _STATION, {"lab", "arms"})
         lab = _lab(file, f"{entry}.lab", spec["lab"], "heralding_station.yaml")
         check_keys(file, f"{entry}.arms", spec["arms"], set(ARMS), set())
         ports, lengths = [], []
@@ -311,7 +366,10 @@ def _parse_stations(file: str, data: dict[str, Any], switch: SwitchConfig,
                               "heralding windows and cost fidelity, and the bridge takes a "
                               "station's two arms as one length",
                               "match the station's arm fibres (patch cords of one length)")
-        stations[name] = StationConfig(lab, (ports[0], ports[1]), lengths[0])
+        addresses = [None if spec.get(key) is None
+                     else checked_address(file, f"{entry}.{key}", spec[key])
+                     for key in _STATION_ADDRESSES]
+        stations[name] = StationConfig(lab, (ports[0], ports[1]), lengths[0], *addresses)
     return stations
 
 
@@ -408,7 +466,7 @@ def load_bridge_config(path: str | Path) -> BridgeConfig:
     except YAMLError as exc:
         raise ConfigError(file, "", f"not valid YAML: {exc}", "fix the YAML syntax") from None
     _refuse_other_kinds(file, data)
-    check_keys(file, "", data, _TOP, _TOP - {"link_model"})
+    check_keys(file, "", data, _TOP, _TOP - {"link_model", "orchestrator", "world"})
     bridge = _section(file, data, "bridge", _BRIDGE, {"name", "run_dir"})
     if not isinstance(bridge["run_dir"], str) or not bridge["run_dir"]:
         raise ConfigError(file, "bridge.run_dir", "expected a directory path",
@@ -421,6 +479,12 @@ def load_bridge_config(path: str | Path) -> BridgeConfig:
     if clash:
         raise ConfigError(file, f"stations.{sorted(clash)[0]}", "a QNU has the same name",
                           "give every QNU and station its own name")
+    for section, names in (("qnus", qnus), ("stations", stations)):
+        reserved = next((n for n in names if n in RESERVED_NAMES), None)
+        if reserved is not None:
+            raise ConfigError(file, f"{section}.{reserved}", "the name is taken by a process "
+                              f"of the bridge ({', '.join(RESERVED_NAMES)})",
+                              "give it another name")
     calibration = _section(file, data, "calibration", _CALIBRATION, {"paths"})
     longest = max(qnus.values(), key=lambda q: q.fibre_length_km).fibre_length_km + \
         max(s.fibre_length_km for s in stations.values())
@@ -435,7 +499,8 @@ def load_bridge_config(path: str | Path) -> BridgeConfig:
                                      calibration.get("lifetime", 600.0), "s", zero_ok=False),
         recheck_time=_number(file, "calibration.recheck_time",
                              calibration.get("recheck_time", 0.2), "s"),
-        calibration_database=_database(file, calibration.get("database")))
+        calibration_database=_database(file, calibration.get("database")),
+        **_hosts(file, data, bridge, stations))
 
 
 def _database(file: str, value: Any) -> Path | None:
@@ -449,3 +514,48 @@ def _database(file: str, value: Any) -> Path | None:
                           "(the default is that file under bridge.run_dir)")
     return (Path(file).parent / value).resolve()
 
+
+
+def _hosts(file: str, data: dict[str, Any], bridge: dict[str, Any],
+           stations: Mapping[str, StationConfig]) -> dict[str, Any]:
+    """``bridge.key_dir``, ``orchestrator:`` and ``world:``, checked: the addresses all
+    together or none, each a ``tcp://HOST:PORT`` of its own (module docstring)."""
+    out: dict[str, Any] = {}
+    key_dir = bridge.get("key_dir")
+    if key_dir is not None:
+        if not isinstance(key_dir, str) or not key_dir:
+            raise ConfigError(file, "bridge.key_dir", "expected a directory path",
+                              "write a path relative to this file, e.g. "
+                              "../lab_data/keys/bridge_8")
+        out["key_dir"] = (Path(file).parent / key_dir).resolve()
+    given: dict[str, str] = {}
+    for section, allowed in (("orchestrator", _ORCHESTRATOR), ("world", _WORLD)):
+        if section in data:
+            raw = _section(file, data, section, allowed, {"address"})
+            given.update({f"{section}.{k}": checked_address(file, f"{section}.{k}", v)
+                          for k, v in raw.items()})
+    for name, station in stations.items():
+        given.update({f"stations.{name}.{key}": getattr(station, key)
+                      for key in _STATION_ADDRESSES if getattr(station, key) is not None})
+    if not given:
+        return out
+    needed = ["orchestrator.address", "world.address",
+              *(f"stations.{s}.{key}" for s in stations for key in _STATION_ADDRESSES)]
+    missing = [entry for entry in needed if entry not in given]
+    if missing or key_dir is None:
+        where = missing[0] if missing else "bridge.key_dir"
+        raise ConfigError(file, where, "missing: a bridge across hosts gives every process "
+                          f"its addresses and the key directory (it has {next(iter(given))})",
+                          f"add {where} (tcp://HOST:PORT on the host that runs it; key_dir: a "
+                          "folder relative to this file), or leave every address out to run "
+                          "all processes on this host")
+    seen: dict[str, str] = {}
+    for entry, address in given.items():
+        if address in seen:
+            raise ConfigError(file, entry, f"{address} is also {seen[address]}",
+                              "give every socket its own port")
+        seen[address] = entry
+    out.update(orchestrator_address=given["orchestrator.address"],
+               orchestrator_telemetry_address=given.get("orchestrator.telemetry_address"),
+               world_address=given["world.address"])
+    return out

@@ -9,10 +9,18 @@ that station's key: the node agents' wire, network/messages.py) and reports each
 `fabric.Herald` for the request the scheduler last assigned to that station, if the herald
 came after the assignment was ready:
 
-- a herald's time is its station timestamp (the attempt's decision, station ps from the
-  station's epoch on this host's monotonic clock) carried onto the bridge clock by its age on
-  arrival: ``bridge_now - (station_now - timestamp)``, so the stations and the orchestrator
-  must share a host's clock (one host: `qnetlab bridge --stations`); `time_scale` must be 1;
+- a herald's time is its station timestamp (the attempt's decision, station ps) carried
+  onto the bridge clock by its age on arrival: ``bridge_now - (station_now - timestamp)``;
+  `time_scale` must be 1. Station now is read one of two ways (`StationLink.epoch_ns`):
+  on one host (`qnetlab bridge --stations`) from the station's epoch on this host's
+  monotonic clock; across hosts (``--role``: no shared clock) from the station's own clock
+  as its frames show it, ``station_now = local_now - offset`` where the offset is the
+  smallest ``local arrival - station time`` of any frame so far (its heartbeats, attempt
+  windows and heralds). That takes the fastest frame's one-way delay as zero: every herald
+  is dated that much late (tens of us on a LAN), and a station clock that drifts slow
+  against this host's is followed, one that runs fast dates heralds early by the drift
+  since the fastest frame (20 ppm: 1.2 ms a minute; the heartbeats keep renewing it), both
+  far below the guard and the memory cutoff;
 - a station's heralds count for a request from its ASSIGN's ready time (switch settled and
   confirmed, stale paths re-checked) plus `StationFabricSettings.guard_s` when its arms may
   have changed (another pair than its last, or one of its QNUs assigned elsewhere since: the
@@ -64,6 +72,8 @@ LOGGED_REFUSED = 100
 FUTURE_TOLERANCE_PS = 10**9
 """A herald may be timestamped at most this far (1 ms) after the station's now as this host
 reads it (the station's clock is this host's: only rounding separates them)."""
+MAX_STATION_PS = 2**62
+"""Station now before a station's first frame across hosts: no frame is from its future."""
 LATENCIES_KEPT = 100_000
 """Herald latencies kept for the summary (station decision -> the fabric has it)."""
 
@@ -78,8 +88,10 @@ class StationLink:
     """``tcp://HOST:PORT`` of its HERALDS PUB."""
     link_id: int
     """The link id its heralds carry (its `StationSettings.link_id`)."""
-    epoch_ns: int
-    """time.monotonic_ns() at its station time 0 (its `StationSettings.epoch_ns`)."""
+    epoch_ns: int | None
+    """time.monotonic_ns() at its station time 0 (its `StationSettings.epoch_ns`) when it
+    runs on this host; None across hosts: station time is read off its frames (module
+    docstring)."""
 
 
 @dataclass(frozen=True)
@@ -107,11 +119,12 @@ class StationFabricSettings:
             raise ConfigError(where, "guard_s", f"{self.guard_s!r} must be >= 0 s")
 
 
-class HeraldFrameError(ValueError):
-    """A frame a station's SUB refused: `field` names what was wrong."""
+class HeraldFrameError(MalformedMessage):
+    """A frame a station's SUB refused (never leaves the fabric, which counts it): `field`
+    names what was wrong."""
 
     def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
+        super().__init__(field, reason)
         self.field, self.reason = field, reason
 
 
@@ -129,6 +142,8 @@ class _StationState:
     pair: frozenset[str] = frozenset()
     """The QNUs of the last assignment (a new pair pays the guard)."""
     epoch: int = 0
+    offset_ps: int | None = None
+    """Across hosts: the smallest (local ps - station ps) of its frames so far."""
 
 
 def check_heralds(frames: Sequence[bytes | memoryview], link_id: int, last_seq: int,
@@ -167,6 +182,17 @@ def check_heralds(frames: Sequence[bytes | memoryview], link_id: int, last_seq: 
         raise HeraldFrameError("timestamp_ps", f"{latest} ps is {(latest - now_ps) * 1e-12:.3g}"
                                " s in the station's future")
     return records
+
+
+def station_time_ps(frame: bytes | memoryview) -> int | None:
+    """The station time (ps) a station's Heartbeat or AttemptStats carries (checked by
+    `check_heralds` first); None for anything else."""
+    message = decode(frame)
+    if isinstance(message, Heartbeat):
+        return int(message.time_ps)
+    if isinstance(message, AttemptStats):
+        return int(message.window_end_ps)
+    return None
 
 
 class StationFabric:
@@ -269,9 +295,22 @@ class StationFabric:
         """One message from `station`'s SUB: checked, then its heralds taken."""
         state = self.state[station]
         link = state.link
-        now_ps = (time.monotonic_ns() - link.epoch_ns) * 1000
+        local_ps = time.monotonic_ns() * 1000
+        if link.epoch_ns is not None:
+            now_ps = local_ps - link.epoch_ns * 1000
+        elif state.offset_ps is not None:
+            now_ps = local_ps - state.offset_ps
+        else:  # its first frame: nothing yet to say what its future is
+            now_ps = MAX_STATION_PS
         try:
             records = check_heralds(frames, link.link_id, state.last_seq, now_ps)
+            if link.epoch_ns is None:
+                stamp = station_time_ps(frames[0]) if records is None else \
+                    int(records["timestamp_ps"].max())
+                if stamp is not None and (state.offset_ps is None
+                                          or local_ps - stamp < state.offset_ps):
+                    state.offset_ps = local_ps - stamp
+                now_ps = local_ps - (state.offset_ps if state.offset_ps is not None else 0)
         except HeraldFrameError as exc:
             self.refused[exc.field] += 1
             if sum(self.refused.values()) <= LOGGED_REFUSED:
