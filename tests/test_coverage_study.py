@@ -202,28 +202,29 @@ def test_a_realistic_bench_runs_and_says_what_each_step_gave(tmp_path: Path) -> 
 
 # -- the study itself ---------------------------------------------------------------------------
 STUDY_PRESETS = ("bulk_eo_cw", "bulk_eo_pulsed", "piezo_om_integrated", "silicon_cw",
-                 "membrane_eom")
-"""Devices whose heating the scan resolves on every seed. piezo_om's heating (< 2 photons on
-~100, Jiang 2023) is below what the scan resolves at the detector's rates: it honestly
-reports "no heating seen". membrane_eom's heating is resolved since the scan's first look and
-interleaved delays (tests/test_heating_slow_tau.py); it runs on its pump-locked bench
-(`coverage_study` picks lab_configs/membrane_bench.yaml). It joined when the efficiency map's
-optical linewidth stopped counting the meter's range steps as 0.25 % of every width and the
-row drift the serpentine cancels (tests/test_map_linewidth_errors.py): that quantity was 30
-of 30 within one sigma, above the binomial's 99 % range."""
+                 "membrane_eom", "piezo_om")
+"""Every preset. piezo_om's heating (< 2 photons on ~100, Jiang 2023) is below what the scan
+resolves at the detector's rates: the scan reports an upper limit on its share of the noise (no
+times), whose coverage the study checks (the truth below it in >= 95 % of the benches,
+docs/transducer.md#heating-below-resolution). membrane_eom's heating is resolved since the scan's
+first look and interleaved delays (tests/test_heating_slow_tau.py); it runs on its pump-locked
+bench (`coverage_study` picks lab_configs/membrane_bench.yaml). It joined when the efficiency
+map's optical linewidth stopped counting the meter's range steps as 0.25 % of every width and the
+row drift the serpentine cancels (tests/test_map_linewidth_errors.py): that quantity was 30 of 30
+within one sigma, above the binomial's 99 % range."""
 FAMILY_FALSE_ALARM = 0.01
 """Chance that an honest analysis fails the slow test (all its checks together)."""
 STUDY_SEEDS = 7
-"""35 benches. bulk_eo_cw's map stays at C << 1 up to the scan's 10 mW (C ~ 0.01, Hease 2020),
+"""42 benches. bulk_eo_cw's map stays at C << 1 up to the scan's 10 mW (C ~ 0.01, Hease 2020),
 so its efficiency map honestly says eta_max and P(C=1) are not determined on most seeds: the
-other four presets' 28 benches carry those two to n >= 20."""
+other five presets' 35 benches carry those two to n >= 20."""
 HEADLINE = ("mw resonance", "optical resonance", "eta_max", "pump power at C = 1",
             "conversion bandwidth", "N_add intercept", "N_add slope", "heating tau_fast",
             "heating tau_slow", "absorbed fraction")
 
 
 @pytest.mark.slow
-@pytest.mark.study  # 35 characterizations: 10-15 min (`pytest -m study`)
+@pytest.mark.study  # 42 characterizations: 12-18 min (`pytest -m study`)
 @pytest.mark.timeout(3600)
 def test_realistic_lab_errors_cover_the_truth_over_seeds_and_drawn_constants() -> None:
     benches = cs.run_study(STUDY_PRESETS, STUDY_SEEDS, cs.FIRST_SEED, ideal=False, jobs=1)
@@ -233,7 +234,7 @@ def test_realistic_lab_errors_cover_the_truth_over_seeds_and_drawn_constants() -
     cover = {c.name: c for c in cs.coverage(benches, tail=tail)}
     text = cs.coverage_table(list(cover.values())) + "\n" + cs.verdict_table(benches)
     # The characterization works on the realistic lab: the headline values are reported
-    # (good verdicts) on at least 20 of the 35 benches.
+    # (good verdicts) on at least 20 of the 42 benches.
     short = [name for name in HEADLINE if name not in cover or not cover[name].checked]
     assert not short, f"too few good values for {short}:\n{text}"
     for c in cover.values():
@@ -243,3 +244,6 @@ def test_realistic_lab_errors_cover_the_truth_over_seeds_and_drawn_constants() -
                        if r.name == c.name and math.isfinite(r.pull))
         assert c.ok1, (c.name, c.within1, c.n, c.bounds1, pulls, text)
         assert c.ok2, (c.name, c.within2, c.n, c.bounds2, pulls, text)
+    # An upper limit (piezo_om's unresolved heating) holds the truth at its confidence.
+    for limit in cs.limit_coverage(benches, min_samples=1, tail=tail):
+        assert limit.ok, (limit, cs.limit_table([limit]))

@@ -73,10 +73,11 @@ def heating_pulls(folder: Path, seed: int, ideal: bool = True) -> dict[str, floa
         station.close()
     a = result.analysis
     assert a is not None, (seed, preset)
-    if not ideal and not a.verdict.good:
-        # An honest "not seen" / "not constrained" is allowed on the drifting lab, never a
-        # fit that fails to describe the data.
-        assert a.verdict.reason in (Reason.NO_SIGNAL, Reason.POOR_FIT), a.verdict
+    if not ideal and (not a.verdict.good or "heating_amplitude_upper_limit" in a.details):
+        # An honest "not resolved" (an upper limit, no times) / "not constrained" is allowed
+        # on the drifting lab, never a fit that fails to describe the data.
+        assert a.verdict.good or a.verdict.reason in (Reason.NO_SIGNAL,
+                                                      Reason.POOR_FIT), a.verdict
         assert "describe" not in a.verdict.detail, (seed, preset, a.verdict)
         return None
     assert a.verdict.good, (seed, preset, overrides, a.verdict)
@@ -114,14 +115,15 @@ def test_heating_times_cover_the_truth_over_seeded_benches(tmp_path: Path) -> No
 REALISTIC_BENCHES = 60
 REALISTIC_FIRST_SEED = 3000
 MIN_GOOD = 50
-"""Scans with a good verdict the coverage needs. The rest may honestly say not seen / not
-constrained: here no optical scan puts the pump on the line first, so on an electro-optic
-preset (25-30 MHz lines) the pump sometimes sits where the laser's own accuracy and the
-line's drift put it, its converted noise a small part of the pump leakage. 54 of these 60
-are good (and the times cover: tau_fast 36 / 52 of 54 within 1 / 2 sigma, tau_slow 44 /
-54) since the background stays within the laser's fine tuning (no coarse move re-lands the
-pump) and its wander is measured from its own counts; with the background 50 GHz away and
-the gain's wander taken for the background's, 12 of 40 were not seen."""
+"""Scans with measured times (a good verdict, not an upper limit) the coverage needs. The rest
+may honestly say not resolved / not constrained: here no optical scan puts the pump on the
+line first, so on an electro-optic preset (25-30 MHz lines) the pump sometimes sits where the
+laser's own accuracy and the line's drift put it, its converted noise a small part of the
+pump leakage. 54 of these 60 are good (and the times cover: tau_fast 36 / 52 of 54 within 1 /
+2 sigma, tau_slow 44 / 54) since the background stays within the laser's fine tuning (no
+coarse move re-lands the pump) and its wander is measured from its own counts; with the
+background 50 GHz away and the gain's wander taken for the background's, 12 of 40 were not
+seen."""
 
 
 @pytest.mark.slow

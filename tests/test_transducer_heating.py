@@ -53,23 +53,28 @@ def test_heating_scan_recovers_both_relaxation_times(open_bench: Any, tmp_path: 
     db = tmp_path / "lab.db"
     result = scan.run(station, db, quiet=True)
     a = result.analysis
+    # Amplitudes: the heating left at the pulse's end, as counts/s at the detector.
+    counts_per_n_add = (m.efficiency(power, 0.0, 0.0) * math.pi / 2 * m.mw_linewidth
+                        * TRUE_DETECTION_EFFICIENCY)
+    true_amplitude = {name: per_watt * m.absorbed_fraction * power * (
+        1 - math.exp(-scan.options.pulse_duration / tau)) * counts_per_n_add
+        for name, per_watt, tau in (("fast", m.heating_noise_fast, m.heating_tau_fast),
+                                    ("slow", m.heating_noise_slow, m.heating_tau_slow))}
     if preset == "piezo_om":
         # Jiang 2023: pump heating adds < 2 photons to N_add ~ 100 (1.5 in the preset), below
-        # what the scan resolves at a power the detector takes: none may be reported as seen.
+        # what the scan resolves at a power the detector takes: no time may be reported as
+        # measured; an upper limit holds the true heating (docs/transducer.md
+        # #heating-below-resolution).
         assert result.status == "completed" and a is not None, a
-        assert a.verdict.reason is Reason.NO_SIGNAL and "heating seen" in a.verdict.detail
+        assert a.verdict.good and "not resolved" in a.verdict.detail, a.verdict
+        assert not any(k.startswith("heating_tau") for k in a.values), a.values
+        assert a.details["heating_amplitude_upper_limit"] >= sum(true_amplitude.values())
         return
     assert result.status == "completed" and a is not None and a.verdict.good, a
     v = a.values
     assert abs(z(v["heating_tau_fast"], m.heating_tau_fast)) < Z_MAX, v
     assert abs(z(v["heating_tau_slow"], m.heating_tau_slow)) < Z_MAX, v
-    # Amplitudes: the heating left at the pulse's end, as counts/s at the detector.
-    counts_per_n_add = (m.efficiency(power, 0.0, 0.0) * math.pi / 2 * m.mw_linewidth
-                        * TRUE_DETECTION_EFFICIENCY)
-    for name, per_watt, tau in (("fast", m.heating_noise_fast, m.heating_tau_fast),
-                                ("slow", m.heating_noise_slow, m.heating_tau_slow)):
-        charged = 1 - math.exp(-scan.options.pulse_duration / tau)
-        true = per_watt * m.absorbed_fraction * power * charged * counts_per_n_add
+    for name, true in true_amplitude.items():
         assert abs(z(v[f"heating_amplitude_{name}"], true)) < Z_MAX, (name, v, true)
     assert len(a.figures) == 1 and Path(a.figures[0]).read_bytes()[:4] == b"\x89PNG"
     setup = station.setup

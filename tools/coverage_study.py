@@ -33,13 +33,19 @@ Honest errors give pulls whose |pull| < 1 (< 2) in 68.3 % (95.4 %) of the benche
 within is Binomial(n, p), and the check is whether it lies inside that binomial's central
 99 % (a ~1 % false alarm per check with honest errors).
 
+A quantity a step reports as an upper limit (`LIMITS`: the heating scan's share of the noise
+when it does not resolve the heating, piezo_om's case) is compared with its truth as well:
+covered when the truth lies below it, and over the benches the covered count must reach the
+limit's confidence within Binomial(n, confidence) (its 0.5 % quantile; over-coverage is a
+conservative limit, not an error). docs/transducer.md#heating-below-resolution.
+
 Output: (1) one bench's table (truth, fitted, stat, sys, combined, pull per quantity); (2) the
 coverage table over every bench (n, within 1 and 2 sigma and their binomial checks, the
-median relative error, the median relative stated error), and how often each step's verdict
-was good. ``--out PREFIX`` also writes PREFIX.json (every bench's numbers) and PREFIX.md.
-Exit code 0 when at least one quantity has enough pulls to be checked (n >=
-``--min-samples``) and every checked one is inside its bounds, 1 otherwise, 2 on a usage
-error.
+median relative error, the median relative stated error), (3) the upper limits' coverage,
+and how often each step's verdict was good. ``--out PREFIX`` also writes PREFIX.json (every
+bench's numbers) and PREFIX.md. Exit code 0 when at least one quantity has enough pulls to be
+checked (n >= ``--min-samples``) and every checked quantity and limit is inside its bounds, 1
+otherwise, 2 on a usage error.
 
 The functions (`run_bench`, `pull_rows`, `coverage`, `tables`) are what
 tests/test_coverage_study.py exercises; docs/fitting.md#coverage-on-the-realistic-lab.
@@ -95,6 +101,9 @@ class DriftSample:
     """Optical resonance frequency, Hz (as drifted, photorefractive shift included)."""
     mw_frequency: float
     """Microwave resonance frequency, Hz (as drifted)."""
+    pump_power: float = math.nan
+    """Pump power the device gets while the pump is on, W (the laser's true output, the
+    coupling and its drift; sampled whether the pump is on or not)."""
 
 
 @dataclass
@@ -129,9 +138,13 @@ class DriftLog:
 
 
 def sample(world: Any) -> DriftSample:
-    """The world's drifting resonances now (ideal world: the transducer's own)."""
+    """The world's drifting resonances and pump delivery now (ideal world: the transducer's
+    own, the pump undrifted)."""
+    pump = float(world.pump.power * world.pump_coupling)
+    if not world.ideal:
+        pump *= float(world.drift_state().pump_factor)
     return DriftSample(world.now(), world.optical_resonance_frequency(),
-                       world.mw_resonance_frequency())
+                       world.mw_resonance_frequency(), pump)
 
 
 @contextlib.contextmanager
@@ -202,6 +215,12 @@ class WorldTruth:
         if not samples:
             return self.mean_mw(sequence)
         return statistics.fmean(s.mw_frequency for s in samples)
+
+    def mean_pump_power(self, sequence: str) -> float:
+        """The pump power at the device during the last run of `sequence` (mean over its
+        steps' edges), W; NaN when none was recorded."""
+        values = [s.pump_power for s in self.drift.samples(sequence)]
+        return statistics.fmean(values) if values else math.nan
 
     def drift_span(self, sequence: str, kind: str) -> float:
         """How far a resonance (`kind` 'optical' or 'mw') moved during the run, Hz."""
@@ -282,6 +301,37 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("absorbed fraction", "fridge_load_scan", "absorbed_fraction",
              lambda t: float(t.transducer.absorbed_fraction)),
 )
+def _heating_share(t: WorldTruth, details: dict[str, float]) -> float:
+    """The true share of the pump heating in the steady noise at the heating scan's end of
+    pulse: H / (n_0 + H_steady), H = (k_f c_f + k_s c_s) f P with c = 1 - e^(-pulse / tau)
+    (a cold start: the previous cycle's heat only adds to it) and P the pump power the
+    device had during the scan (docs/transducer.md#heating-below-resolution)."""
+    m = t.transducer
+    pulse = float(details.get("pulse_duration", math.inf))
+    absorbed = m.absorbed_fraction * t.mean_pump_power("pump_heating_scan")
+    charged = [k * (1 - math.exp(-pulse / tau)) for k, tau in (
+        (m.heating_noise_fast, m.heating_tau_fast), (m.heating_noise_slow, m.heating_tau_slow))]
+    steady = m.heating_noise_fast + m.heating_noise_slow
+    return float(sum(charged) * absorbed / (m.intrinsic_added_noise + steady * absorbed))
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One reported upper limit: where the characterization reports it (a good step's
+    `AnalysisResult.details`) and its truth."""
+
+    name: str
+    sequence: str
+    key: str
+    truth: Callable[[WorldTruth, dict[str, float]], float]
+    confidence_key: str
+    """The details key of the limit's confidence (e.g. 0.95)."""
+
+
+LIMITS: tuple[Limit, ...] = (
+    Limit("heating share (upper limit)", "pump_heating_scan", "heating_share_upper_limit",
+          _heating_share, "heating_limit_confidence"),
+)
 STEPS = ("microwave_resonance_scan", "optical_resonance_scan", "efficiency_map",
          "conversion_bandwidth_scan", "added_noise_scan", "pump_heating_scan",
          "fridge_load_scan")
@@ -340,6 +390,34 @@ def pull_rows(analyses: dict[str, Any], truth: WorldTruth) -> list[PullRow]:
 
 
 @dataclass
+class LimitRow:
+    """One upper limit of one bench."""
+
+    name: str
+    truth: float
+    limit: float
+    confidence: float
+    covered: bool
+    """truth <= limit."""
+
+
+def limit_rows(analyses: dict[str, Any], truth: WorldTruth) -> list[LimitRow]:
+    """Every limit of `LIMITS` that a step with a good verdict reported."""
+    rows = []
+    for limit in LIMITS:
+        analysis = analyses.get(limit.sequence)
+        details = getattr(analysis, "details", {}) if analysis is not None else {}
+        if analysis is None or not analysis.verdict.good or limit.key not in details:
+            continue
+        value = float(details[limit.key])
+        true = limit.truth(truth, details)
+        rows.append(LimitRow(limit.name, true, value,
+                             float(details.get(limit.confidence_key, math.nan)),
+                             bool(true <= value)))
+    return rows
+
+
+@dataclass
 class BenchResult:
     preset: str
     seed: int
@@ -349,6 +427,8 @@ class BenchResult:
     steps: dict[str, str] = field(default_factory=dict)
     """Sequence -> 'good', or its verdict / why it was skipped."""
     rows: list[PullRow] = field(default_factory=list)
+    limits: list[LimitRow] = field(default_factory=list)
+    """Upper limits (a quantity the bench did not resolve) against the truth."""
     seconds: float = 0.0
     error: str = ""
     """An exception that ended the bench (the study goes on), else ''."""
@@ -399,6 +479,7 @@ def run_bench(preset: str, seed: int, ideal: bool = False, folder: Path | None =
                 truth = WorldTruth(world.transducer, world.fridge, log)
             analyses = {name: result.analysis(name) for name in STEPS}
             out.rows = pull_rows(analyses, truth)
+            out.limits = limit_rows(analyses, truth)
             out.good, out.verdict, out.steps = result.good, result.verdict, _step_states(result)
         except Exception as exc:  # one broken bench must not end the study: recorded
             out.error = "".join(traceback.format_exception_only(exc)).strip()
@@ -474,6 +555,45 @@ def coverage(benches: Sequence[BenchResult], min_samples: int = MIN_SAMPLES,
     return out
 
 
+@dataclass
+class LimitCoverage:
+    """One upper limit over every bench that reported it: the truth must lie below it in at
+    least its confidence of them (over-coverage is a conservative limit, not an error)."""
+
+    name: str
+    n: int
+    covered: int
+    confidence: float
+    lowest: int
+    """The lowest count of covered benches inside the binomial's range (its `tail`
+    quantile); fewer rejects the stated confidence."""
+    checked: bool
+    median_ratio: float
+    """Median of limit / truth (how conservative)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.checked or self.covered >= self.lowest
+
+
+def limit_coverage(benches: Sequence[BenchResult], min_samples: int = MIN_SAMPLES,
+                   tail: float = TAIL) -> list[LimitCoverage]:
+    """Per limit of `LIMITS` reported at least once."""
+    out = []
+    for limit in LIMITS:
+        rows = [r for b in benches for r in b.limits if r.name == limit.name]
+        if not rows:
+            continue
+        confidence = statistics.median(r.confidence for r in rows)
+        n, covered = len(rows), sum(r.covered for r in rows)
+        ratios = [r.limit / r.truth for r in rows if r.truth > 0]
+        out.append(LimitCoverage(limit.name, n, covered, confidence,
+                                 int(stats.binom.ppf(tail, n, confidence)),
+                                 n >= min_samples,
+                                 statistics.median(ratios) if ratios else math.nan))
+    return out
+
+
 def step_verdicts(benches: Sequence[BenchResult]) -> dict[str, tuple[int, int]]:
     """Sequence -> (benches where its verdict was good, benches that ran without error)."""
     ran = [b for b in benches if not b.error]
@@ -515,6 +635,15 @@ def coverage_table(cover: Sequence[Coverage]) -> str:
                       "median abs pull", "max abs pull"], rows)
 
 
+def limit_table(cover: Sequence[LimitCoverage]) -> str:
+    """Table (3): each upper limit's coverage over every bench."""
+    rows = [[c.name, str(c.n), f"{c.covered} ({c.covered / c.n:.1%})", f"{c.confidence:.0%}",
+             f">= {c.lowest}", ("ok" if c.ok else "**OUT**") if c.checked else "(n small)",
+             _g(c.median_ratio, 3)] for c in cover]
+    return _markdown(["limit", "n", "truth below the limit", "confidence", "99 % range",
+                      "check", "median limit / truth"], rows)
+
+
 def verdict_table(benches: Sequence[BenchResult]) -> str:
     rows = []
     for name, (good, ran) in step_verdicts(benches).items():
@@ -530,6 +659,7 @@ def tables(benches: Sequence[BenchResult], example: BenchResult | None = None,
     """Both tables (markdown) and their numbers (JSON-ready)."""
     example = example or next((b for b in benches if b.rows), benches[0] if benches else None)
     cover = coverage(benches, min_samples)
+    limits = limit_coverage(benches, min_samples)
     return {
         "example": None if example is None else {
             "preset": example.preset, "seed": example.seed, "ideal": example.ideal,
@@ -538,11 +668,14 @@ def tables(benches: Sequence[BenchResult], example: BenchResult | None = None,
         "coverage": {"markdown": coverage_table(cover),
                      "rows": [{**asdict(c), "frac1": c.frac1, "frac2": c.frac2, "ok": c.ok}
                               for c in cover]},
+        "limits": {"markdown": limit_table(limits),
+                   "rows": [{**asdict(c), "ok": c.ok} for c in limits]},
         "verdicts": {"markdown": verdict_table(benches),
                      "counts": {k: list(v) for k, v in step_verdicts(benches).items()}},
         "benches": [asdict(b) for b in benches],
         "checked": [c.name for c in cover if c.checked],
-        "ok": any(c.checked for c in cover) and all(c.ok for c in cover),
+        "ok": any(c.checked for c in cover) and all(c.ok for c in cover)
+        and all(c.ok for c in limits),
     }
 
 
@@ -561,6 +694,12 @@ def report_text(result: dict[str, Any], command: str) -> str:
     parts.append("## (2) Coverage over every bench\n\nCounts within 1 and 2 combined sigma "
                  "against the central 99 % of Binomial(n, 0.683) / (n, 0.954); checked where "
                  f"n >= the minimum sample count.\n\n{result['coverage']['markdown']}")
+    if result["limits"]["rows"]:
+        parts.append("## (3) Upper limits over every bench\n\nA quantity a bench did not "
+                     "resolve is reported as an upper limit; the truth must lie below it in "
+                     "at least the limit's confidence of the benches (the count's lowest "
+                     "value in the central 99 % of Binomial(n, confidence)).\n\n"
+                     f"{result['limits']['markdown']}")
     parts.append(f"## Step verdicts\n\n{result['verdicts']['markdown']}")
     if errors:
         parts.append("## Benches that raised\n\n" + "\n".join(

@@ -51,6 +51,7 @@ from .bandwidth import ConversionBandwidthScan
 from .efficiency import LOCKED_DETUNING_STEP, EfficiencyMap
 from .fridge_load import FridgeLoadScan
 from .heating import PumpHeatingScan
+from .heating_limit import added_noise_limit
 from .operating_point import EfficiencyModel, LinearModel, OperatingPoint, recommend
 from .optical_resonance import OpticalResonanceScan
 
@@ -324,6 +325,10 @@ class _State:
         if point.found:
             point = dataclasses.replace(point, pump_power_sys=_pump_power_sys(
                 best_power, added, frac, noise.values["added_noise_intrinsic"]))
+        heating = measured.get("pump_heating_scan")
+        if point.found and heating is not None:  # an unresolved heating: its limit, not 0
+            point = dataclasses.replace(point, heating_upper_limit=added_noise_limit(
+                heating.details, added, point.pump_power))
         self.operating_point = point
 
     # -- the outcome --------------------------------------------------------------------------
@@ -345,6 +350,9 @@ class _State:
                        f"(eta {point.efficiency:.3g}, N_add {point.added_noise:.3g}, absorbed "
                        f"{format_value(float(f'{point.absorbed_power:.3g}'), 'W')}; limited "
                        f"by {point.limited_by})")
+            if math.isfinite(point.heating_upper_limit):
+                verdict += (f"; pump heating not resolved: at most "
+                            f"{point.heating_upper_limit:.2g} photons of that N_add (95 %)")
         complete = not bad and all(n in self.runs for n in _ORDER)
         return CharacterizationResult(dict(self.runs), dict(self.notes), point,
                                       good=complete and point is not None and point.found,
@@ -448,6 +456,9 @@ def _report(station: LabStation, db_path: Path, result: CharacterizationResult,
         summary["N_add there"] = FitValue(point.added_noise, point.added_noise_stderr)
         summary["absorbed power there"] = FitValue(point.absorbed_power,
                                                    point.absorbed_power_stderr, "W")
+        if math.isfinite(point.heating_upper_limit):
+            summary["unresolved pump heating there (95 % upper limit)"] = (
+                f"< {point.heating_upper_limit:.2g} photons (inside N_add)")
     sections = []
     if state.coarse_mw is not None:
         sections.append(ReportSection("microwave resonance, wide scan", state.coarse_mw))

@@ -25,12 +25,16 @@ detuning from the drifting optical line sets the efficiency): the pump leakage t
 filters and the dark counts do not, so they are counted with the pump far detuned at the
 start and at the end of the scan (`background_time`), interpolated in lab time and taken off
 probe and reference before dividing (and added back to the floor).
+
+Below resolution. A scan that does not resolve both channels and their times (piezo_om's
+heating, < 2 photons on N_add ~ 100) reports an upper limit on the heating's share of the
+noise, its times not determined (`heating_limit`, docs/transducer.md#heating-below-resolution).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -51,13 +55,10 @@ from .counting import (
     counter_input_switch,
     detector_channel,
 )
-from .heating_plan import Plan, next_pulse, plan_from_look, take_look
+from .heating_limit import HeatingLimit, limit_verdict, upper_limits
+from .heating_plan import Plan, interleaved_order, next_pulse, plan_from_look, take_look
 from .heating_profile import profile_interval
-from .heating_references import (
-    interpolate_background,
-    normalise_to_references,
-    reference_drift_rate,
-)
+from .heating_references import background_at, normalise_to_references
 
 MIN_DELAYS = 8
 """Fewer delays cannot support a 5-parameter fit with a verdict."""
@@ -138,6 +139,11 @@ class PumpHeatingScanOptions:
     """Counter windows read at the end of each heating pulse (pump on, steady state): the
     cycle's gain reference (module docstring). 0 takes no reference (counting errors only:
     right only on a lab that does not drift)."""
+    max_unresolved_heating: float = 0.1
+    """The largest share of the steady converted noise that heating the scan does not
+    resolve may have (its 95 % upper limit, `heating_limit`) for the verdict to be good: a
+    heating below a tenth of N_add changes the noise between pulsed and steady operation by
+    less than that, and the steady N_add (`AddedNoiseScan`) holds it anyway."""
     detector_bias: float = 10.5e-6
     """A, the detector's operating bias during the run (restored afterwards)."""
     dead_time: float = 20e-9
@@ -175,6 +181,9 @@ class PumpHeatingScanOptions:
                              f"pulse_duration ({self.pulse_duration:g} s)")
         if not self.detector_bias > 0:
             raise ValueError("detector_bias must be > 0 A")
+        if not 0 < self.max_unresolved_heating <= 1:
+            raise ValueError(f"max_unresolved_heating must be in (0, 1] (a share of the "
+                             f"noise), got {self.max_unresolved_heating}")
         DeadTimeModel(self.dead_time, self.recovery_time, self.counter_dead_time)
 
 
@@ -372,11 +381,13 @@ class PumpHeatingAnalysis(CurveAnalysis):
         loss = dead.loss(d["counts"], d["exposure"])
         data.extra["rate_err"] = data.sigma
         data.extra["rel_var"] = None
+        data.extra["max_share"] = float(o.max_unresolved_heating)
         # The pulse the cycles used (the first look may lengthen it; older runs: the option)
         pulse = np.asarray(run.data.get("pulse", []), float)
         data.extra["pulse"] = float(np.min(pulse)) if pulse.size == n and np.all(
             pulse > 0) else float(o.pulse_duration)
-        data.details.update({"pulse_duration": data.extra["pulse"], "cycles_per_delay": float(
+        data.details.update({"pulse_duration": data.extra["pulse"], "pump_power": float(
+            o.pump_power), "cycles_per_delay": float(
             np.median(d["exposure"]) / (o.probe_windows * COUNTER_WINDOW_S))})
         table = {"delay (s)": t.tolist()}
         if referenced:
@@ -387,13 +398,18 @@ class PumpHeatingAnalysis(CurveAnalysis):
                 return data
             ref, ref_err = dead.correct(d["ref_counts"], d["ref_exposure"])
             loss = np.maximum(loss, dead.loss(d["ref_counts"], d["ref_exposure"]))
-            bg, bg_err, bg_times, bg_drift = _background(run, dead, d["probe_time"])
+            bg, bg_err, bg_times, bg_drift = background_at(run, dead, d["probe_time"])
             norm = normalise_to_references(data.y, data.sigma, ref, ref_err, d["ref_time"],
                                            d["probe_time"], bg, bg_err, bg_times, bg_drift)
             table.update({"raw rate (Hz)": data.y.tolist(), "reference rate (Hz)":
                           ref.tolist(), "background (Hz)": bg.tolist(),
                           "relative gain": norm.gain.tolist()})
             data.details["background_rate"] = float(np.mean(bg))
+            # The converted noise at the pulses' ends on the probes' scale: an unresolved
+            # heating's limit is quoted as a share of it.
+            data.extra["steady_rate"] = float(np.exp(np.mean(np.log(np.maximum(
+                ref - bg, 1e-300)))))
+            data.details["steady_converted_rate"] = data.extra["steady_rate"]
             if np.any(norm.gain <= 0):
                 data.stop = Verdict.bad(Reason.NO_SIGNAL, "a reference at the end of a "
                                         "heating pulse is not above the background (pump far "
@@ -419,17 +435,17 @@ class PumpHeatingAnalysis(CurveAnalysis):
         assert data.sigma is not None
         f = fit_heating(data.x, data.y, data.extra["rate_err"], data.extra["exposure"],
                         data.extra["rel_var"])
-        if f is None:
-            # A fit with nothing to fit (no heating above the errors) has no curvature in
-            # the times: say what the data do show.
-            w = 1.0 / data.sigma**2
-            mean = float(np.sum(w * data.y) / np.sum(w))
-            chi2 = float(np.sum(w * (data.y - mean) ** 2))
-            if chi2_p_value(chi2, data.y.size - 1) >= FIT_P_MIN:
-                return Verdict.bad(Reason.NO_SIGNAL, f"no heating seen: the noise rate is "
-                                   f"flat in the delay within its errors (chi2 {chi2:.1f} "
-                                   f"for {data.y.size - 1} dof): a longer or stronger pulse?")
-            return Verdict.bad(Reason.POOR_FIT, "the two-exponential fit did not converge")
+        if f is None or not heating_resolved(f):
+            # Nothing to fit, a channel not seen or a time not constrained: an upper limit.
+            try:
+                limit = unresolved_limit(data)
+            except ValueError as exc:  # a point without a positive error: nothing bounds it
+                return Verdict.bad(Reason.POOR_FIT, f"no fit and no upper limit: {exc}")
+            data.extra["limit"] = limit
+            data.details.update(limit.details())
+            return limit_verdict(limit, None if f is None else f.fit_p,
+                                 max_share=data.extra.get("max_share", 0.1),
+                                 fit_p_min=FIT_P_MIN)
         data.extra["fit"] = f
         p = np.array([f.floor, f.amp_fast, f.tau_fast, f.amp_slow, f.tau_slow])
         cov = f.covariance if f.covariance is not None else np.diag(
@@ -456,26 +472,32 @@ class PumpHeatingAnalysis(CurveAnalysis):
         return heating_verdict(data.extra["fit"], data.x, data.extra["pulse"])
 
 
-def _background(run: StoredRun, dead: DeadTimeModel, at: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float | None]:
-    """The far-detuned background (Hz, dead-time corrected) and its counting error at lab
-    times `at` (s), the times it was measured and its own relative drift rate (1/s, from
-    three or more counts; else None: the gain's is taken); zeros (and None) if the run
-    measured none."""
-    b = {k: np.asarray(run.data.get(k, []), float)
-         for k in ("bg_counts", "bg_exposure", "bg_time")}
-    none = np.zeros(np.shape(at)), np.zeros(np.shape(at)), None, None
-    if not all(v.size == b["bg_counts"].size for v in b.values()):
-        return none
-    measured = (b["bg_exposure"] > 0) & np.isfinite(b["bg_time"])
-    if not np.any(measured):
-        return none
-    rate, err = dead.correct(b["bg_counts"][measured], b["bg_exposure"][measured])
-    times = b["bg_time"][measured]
-    drift = None
-    if rate.size >= 3 and np.all(rate > 0):
-        drift = reference_drift_rate(rate, err, times)[0]
-    return (*interpolate_background(times, rate, err, at), times, drift)
+def time_constrained(fit: HeatingFit, name: str) -> bool:
+    """Time `name` ('tau_fast', 'tau_slow') measured: both its half-width and its profile's
+    upper side (long for a weakly seen time), within half of it resp. `MAX_UPPER_RATIO`."""
+    value, err = getattr(fit, name), fit.stderr[name]
+    upper = fit.intervals.get(name, (0.0, value + err))[1]
+    return err < 0.5 * value and upper < MAX_UPPER_RATIO * value
+
+
+def heating_resolved(fit: HeatingFit) -> bool:
+    """Both amplitudes above `SIGNIFICANCE` standard errors and both times constrained
+    (else the data do not determine the times: `unresolved_limit`)."""
+    return all(time_constrained(fit, n) for n in ("tau_fast", "tau_slow")) and all(
+        amp > SIGNIFICANCE * fit.stderr[f"amp_{name}"]
+        for name, amp in (("fast", fit.amp_fast), ("slow", fit.amp_slow)))
+
+
+def unresolved_limit(data: CurveData) -> HeatingLimit:
+    """The upper limit on the heating (`heating_limit`) of a scan's loaded data, for times
+    from the shortest delay to a third of the longest delay and of the pulse."""
+    assert data.sigma is not None
+    lo = float(data.x.min())
+    hi = min(float(data.x.max()), float(data.extra.get("pulse", math.inf))) / MIN_PULSE_TAUS
+    limit = upper_limits(data.x, data.y, data.sigma, (lo, max(hi, MIN_TAU_RATIO * lo)),
+                         ratio=MIN_TAU_RATIO)[0]
+    steady = data.extra.get("steady_rate")
+    return limit if steady is None else replace(limit, steady_rate=steady)
 
 
 def heating_verdict(fit: HeatingFit, delay: np.ndarray, pulse: float = math.inf) -> Verdict:
@@ -502,9 +524,7 @@ def heating_verdict(fit: HeatingFit, delay: np.ndarray, pulse: float = math.inf)
     for name in ("tau_fast", "tau_slow"):
         value = getattr(fit, name)
         upper = fit.intervals.get(name, (0.0, value + s[name]))[1]
-        # Both the half-width and the upper side: a weakly seen time's profile is long on
-        # the high side, and a value whose interval reaches twice it is not a measurement.
-        if not (s[name] < 0.5 * value and upper < MAX_UPPER_RATIO * value):
+        if not time_constrained(fit, name):
             return Verdict.bad(Reason.POOR_FIT, f"{name} is not constrained ({value:.3g} ± "
                                f"{s[name]:.2g} s, one-sigma upper bound {upper:.3g} s): more "
                                "cycles per delay (repeats) or a stronger pulse")
@@ -516,13 +536,6 @@ def heating_verdict(fit: HeatingFit, delay: np.ndarray, pulse: float = math.inf)
 
 
 # -- sequence -------------------------------------------------------------------------------
-def interleaved_order(n: int) -> list[int]:
-    """Indices 0..n-1 in bit-reversed (van der Corput) order: consecutive indices are about
-    n / 2 apart in the returned order, and any stretch of it spans the whole range."""
-    bits = max(1, (n - 1).bit_length())
-    return sorted(range(n), key=lambda i: int(f"{i:0{bits}b}"[::-1], 2))
-
-
 class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
     """Noise counts against delay after a pump pulse; see the module docstring. Proposes
     nothing (the heating times are device properties)."""

@@ -173,6 +173,13 @@ def next_pulse(look: Look, longest: float) -> float | None:
     return min(longest, wanted)
 
 
+def interleaved_order(n: int) -> list[int]:
+    """Indices 0..n-1 in bit-reversed (van der Corput) order: consecutive indices are about
+    n / 2 apart in the returned order, and any stretch of it spans the whole range."""
+    bits = max(1, (n - 1).bit_length())
+    return sorted(range(n), key=lambda i: int(f"{i:0{bits}b}"[::-1], 2))
+
+
 def take_look(station: LabStation, channel: Any, pulse: float, cool_down: float,
               windows: int, dead: DeadTimeModel) -> Look:
     """Watch one heating pulse of `pulse` s after `cool_down` s with the pump off (module

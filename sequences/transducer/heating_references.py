@@ -12,8 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Normalised", "gain_at", "interpolate_background", "normalise_to_references",
-           "reference_drift_rate"]
+from qnetlab.sequences.data import StoredRun
+
+from .counting import DeadTimeModel
+
+__all__ = ["Normalised", "background_at", "gain_at", "interpolate_background",
+           "normalise_to_references", "reference_drift_rate"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,28 @@ def _bridge(at: np.ndarray, times: np.ndarray | None) -> np.ndarray:
         else:
             out[i] = (x - t[k - 1]) * (t[k] - x) / (t[k] - t[k - 1])
     return out
+
+
+def background_at(run: StoredRun, dead: DeadTimeModel, at: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float | None]:
+    """The far-detuned background (Hz, dead-time corrected) and its counting error at lab
+    times `at` (s), the times it was measured and its own relative drift rate (1/s, from
+    three or more counts; else None: the gain's is taken); zeros (and None) if the run
+    measured none."""
+    b = {k: np.asarray(run.data.get(k, []), float)
+         for k in ("bg_counts", "bg_exposure", "bg_time")}
+    none = np.zeros(np.shape(at)), np.zeros(np.shape(at)), None, None
+    if not all(v.size == b["bg_counts"].size for v in b.values()):
+        return none
+    measured = (b["bg_exposure"] > 0) & np.isfinite(b["bg_time"])
+    if not np.any(measured):
+        return none
+    rate, err = dead.correct(b["bg_counts"][measured], b["bg_exposure"][measured])
+    times = b["bg_time"][measured]
+    drift = None
+    if rate.size >= 3 and np.all(rate > 0):
+        drift = reference_drift_rate(rate, err, times)[0]
+    return (*interpolate_background(times, rate, err, at), times, drift)
 
 
 def interpolate_background(times: np.ndarray, rates: np.ndarray, errors: np.ndarray,

@@ -89,6 +89,12 @@ class OperatingPoint:
     limited_by: str = ""
     """What set the pump power: 'cooperativity (C = 1)', 'added noise', 'fridge budget' or
     'measured range'."""
+    heating_upper_limit: float = float("nan")
+    """Photons (input-referred) that pump heating the heating scan did not resolve adds at
+    `pump_power`, 95 % upper limit (`characterization`: the scan's limit on the heating's
+    share of N_add, scaled to this power). It is already inside `added_noise` (the steady
+    N_add holds all the heating), so it is never subtracted: it says that "not resolved"
+    is not zero. NaN when the heating was resolved or not measured."""
 
     def to_json(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
