@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_seconds is not None and args.max_seconds < 0:
         raise ConfigError(args.config, "--max-seconds", f"{args.max_seconds} is negative",
                           "give a duration in seconds")
-    # A bridge config names no publisher: its orchestrator's ready file does.
+    # A bridge config names its orchestrator's telemetry address, or its run folder's
+    # ready files do (then the orchestrator must have started first).
     found = bridge_config_endpoints(args.config) if is_bridge_config(args.config) \
         else telemetry_endpoints(args.config)
     server = MonitorServer(found.endpoints, found.key_dir, title=str(args.config),

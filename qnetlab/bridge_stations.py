@@ -16,8 +16,15 @@ bridge), in real time.
 
 then runs the workload's DAG as an application would (`run_workload`: each remote operation
 a `BridgeClient` request once its predecessors are done), and stops every process it started
-(also on Ctrl-C, SIGTERM or an error). Keys are made for the run in its folder. The summary
-says which fabric ran (``"simulated": false``) and what the stations heralded.
+(also on Ctrl-C, SIGTERM or an error). Keys are made for the run in its folder, unless the
+config gives ``orchestrator.telemetry_address``: then the orchestrator publishes its timeline
+there and every process takes its keys from ``bridge.key_dir`` (`qnetlab keys CONFIG`), so
+`qnetlab monitor CONFIG` can watch the run, started before it or after. The config's other
+addresses are for `--role` (across hosts) and are not used here. The summary says which
+fabric ran (``"simulated": false``) and what the stations heralded. The world's station twins
+write their ground truth in the run folder, and the delivered pairs are joined to it after
+the run (`bridge_truth`: per QNU pair the genuine fraction and the mean true fidelity, shown
+as the simulation's ground truth and written to ``ground_truth.json``).
 """
 
 from __future__ import annotations
@@ -108,6 +115,9 @@ class WorkloadOutcome:
     """Delivered pairs' fidelities (the path's link model at delivery)."""
     stations: dict[str, int] = field(default_factory=dict)
     """Remote operations served per station."""
+    delivered: dict[str, tuple[tuple[str, str], int]] = field(default_factory=dict)
+    """The orchestrator's request id (``client/id``) -> (its QNUs, pairs delivered: one
+    for a state transfer), for each delivered request."""
     timed_out: bool = False
 
 
@@ -160,10 +170,14 @@ def run_workload(client: Any, workload: Any, timeout: float) -> WorkloadOutcome:
                 blocked.add(op_id)
                 out.failed[op_id] = f"ERR {outcome.code}: {outcome.reason}"
                 continue
+            qnus = (ops[op_id].qnus[0], ops[op_id].qnus[1])
+            key = f"{getattr(client, 'name', APPLICATION)}/{handle.request_id}"
             if isinstance(outcome, Delivered):
                 out.fidelities.extend(outcome.fidelities)
+                out.delivered[key] = (qnus, len(outcome.fidelities))
             elif isinstance(outcome, Transferred):
                 out.fidelities.append(outcome.pair_fidelity)
+                out.delivered[key] = (qnus, 1)
             station = getattr(outcome, "station", "")
             out.stations[station] = out.stations.get(station, 0) + 1
             finishing[op_id] = now + ops[op_id].duration
@@ -315,6 +329,9 @@ class StationsRun:
     stopped_early: dict[str, str] = field(default_factory=dict)
     """Process -> how it ended, for each that stopped before the workload was over (its
     fault file in the run folder says why)."""
+    truth: Any = None
+    """The delivered pairs' simulation ground truth (`bridge_truth.BridgeTruth`), or None
+    (across hosts: the world's truth stays on its host)."""
 
 
 def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: float = 60.0,
@@ -326,10 +343,15 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
     from qnetlab.sim_instruments.bridge_world import plan_bridge_world
 
     run_dir = run_dir or config.run_dir / f"stations-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    telemetry = config.orchestrator_telemetry_address
+    # With a telemetry address the monitor subscribes with the config's keys: check them
+    # before the run folder is made.
+    key_dir = config_keys(config) if telemetry is not None else run_dir / "keys"
     run_dir.mkdir(parents=True, exist_ok=True)
-    key_dir = run_dir / "keys"
-    generate_lab_keys(key_dir, [ORCHESTRATOR, APPLICATION, *config.stations])
-    plan = plan_bridge_world(config, run_dir / "world", seed)
+    if telemetry is None:
+        generate_lab_keys(key_dir, [ORCHESTRATOR, APPLICATION, *config.stations])
+    # The world is the simulation: its station twins write their truth in the run folder.
+    plan = plan_bridge_world(config, run_dir / "world", seed, truth_dir=run_dir)
     switch_lab = plan.switch_lab.to_yaml(run_dir / "switch_lab.yaml").path
     for station in config.stations:  # the windows, before any process starts
         station_windows(config, station)
@@ -345,11 +367,31 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
             _wait_streaming(links, key_dir, group, STATIONS_READY_TIMEOUT_S, run_dir)
             outcome, stopped = orchestrate(
                 (world, group), config, workload, links, key_dir, switch_lab, run_dir,
-                seed=seed, limit=limit, timeout=timeout)
+                seed=seed, limit=limit, timeout=timeout, telemetry_address=telemetry)
     except KeyboardInterrupt as exc:  # every process has stopped: say where the files are
         exc.add_note(f"bridge: every process stopped; run folder {run_dir}")
         raise
-    return StationsRun(run_dir, outcome, read_summary(run_dir), stopped)
+    from .bridge_truth import join_bridge_truth, write_truth
+
+    truth = join_bridge_truth(run_dir, config.stations, outcome.delivered)
+    if truth is not None:
+        write_truth(truth, run_dir)
+    return StationsRun(run_dir, outcome, read_summary(run_dir), stopped, truth)
+
+
+def config_keys(config: Any) -> Path:
+    """``bridge.key_dir`` of a config that gives the orchestrator's telemetry address: every
+    process of a one-host run takes its keys from there (`qnetlab keys CONFIG`), so that
+    `qnetlab monitor CONFIG` (the key ``monitor``) can watch it. LabKeyError naming the file
+    and the fix when a key is missing."""
+    from qnetlab.network.keys import LabKeyError, check_lab_keys, load_public_key
+
+    try:
+        check_lab_keys(config.key_dir, [ORCHESTRATOR, APPLICATION, *config.stations])
+        load_public_key(config.key_dir, "monitor")
+    except LabKeyError as exc:
+        raise exc.for_config(config.path) from None
+    return Path(config.key_dir)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
@@ -419,6 +461,18 @@ def stations_text(config: Any, workload: Any, run: StationsRun) -> str:
     if latency:
         median, worst = (format_value(float(f"{latency[k]:.3g}"), "s") for k in ("p50", "max"))
         lines.append(f"  herald latency station -> orchestrator: median {median}, max {worst}")
+    watched = config.orchestrator_telemetry_address
+    if watched is not None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            bound = json.loads((run.run_dir / f"{ORCHESTRATOR}_ready.json").read_text()
+                               ).get("telemetry")
+            lines.append(f"  timeline for `qnetlab monitor`: {bound}" if bound else
+                         f"  timeline for `qnetlab monitor`: off ({watched} could not be "
+                         f"bound here: see {ORCHESTRATOR}_decisions.jsonl)")
+    if run.truth is not None:
+        from .bridge_truth import truth_lines
+
+        lines += truth_lines(run.truth)
     for op_id, why in o.failed.items():
         lines.append(f"  {op_id}: {why}")
     for name, how in run.stopped_early.items():

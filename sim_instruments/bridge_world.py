@@ -31,13 +31,23 @@ the orchestrator open the labs as `BridgeWorldPlan.reached` gives them (HOST in 
 addresses).
 
 The QNUs emit on every attempt (no node agent tells them when: phase 1 of the
-process-level bridge, docs/bridge.md#stations-on-taggers-behind-the-switch); the world writes
-no ground truth.
+process-level bridge, docs/bridge.md#stations-on-taggers-behind-the-switch).
+
+Ground truth (`BridgeWorldPlan.truth_dir`, set by the one-host launcher; sim profile only, as
+the world is): each station's tagger twin writes, per recording, ``<station>_truth.npy``
+(`link_events.TWIN_TRUTH_DTYPE` rows in attempt order, grown by appends like the single
+link's `TruthWriter` file: valid after every append) and ``<station>_joins.jsonl``, a line per
+change of its arms: from which attempt (and recording ps) on the switch joined which QNUs
+(``null``: none) to arms a and b. Each stretch's truth is its own link's, for the attempts
+emitted from the change on whose true windows ended before the next change: an attempt
+straddling a change has no row (the station's heralds there fall in the orchestrator's
+`SWITCH_LAG_S` guard).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
@@ -51,7 +61,7 @@ from qnetlab.instruments.lab_config import LabConfig, load_config, parse_config
 from qnetlab.network.link_model import NodeOptics
 
 from .link_config import N_TAGGER_INPUTS, LinkSpec
-from .link_events import LinkEvents
+from .link_events import LinkEvents, TruthWriter
 
 if TYPE_CHECKING:
     from qnetlab.network.bridge.bridge_config import BridgeConfig
@@ -106,6 +116,9 @@ class BridgeWorldPlan:
     loopback ports (one host)."""
     first_ports: dict[str, int] = field(default_factory=dict)
     """Lab ("switch" or a station) -> its first port (`LabConfig.with_ports`)."""
+    truth_dir: Path | None = None
+    """Where each station's tagger twin writes its ground truth and the QNUs its switch
+    joined when (module docstring); None: no truth."""
 
     def reached(self, lab: str) -> LabConfig:
         """The lab ("switch" or a station) as a process on another host opens it: its
@@ -156,11 +169,13 @@ def link_section(config: BridgeConfig, station: str, seed: int) -> dict[str, Any
 
 
 def plan_bridge_world(config: BridgeConfig, run_dir: Path, seed: int = 0, *,
-                      on_hosts: bool = False) -> BridgeWorldPlan:
+                      on_hosts: bool = False, truth_dir: Path | None = None
+                      ) -> BridgeWorldPlan:
     """The labs of `config`'s switch and stations, each on free loopback ports; with
     `on_hosts`, on consecutive ports from the config's ``world.address`` (module docstring:
-    the same plan on every host). ConfigError naming ``world.address`` when it is missing or
-    its ports reach another process's address on its host or past 65535."""
+    the same plan on every host); with `truth_dir`, the stations' ground truth written there.
+    ConfigError naming ``world.address`` when it is missing or its ports reach another
+    process's address on its host or past 65535."""
     from .ports import free_port_run
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +211,7 @@ def plan_bridge_world(config: BridgeConfig, run_dir: Path, seed: int = 0, *,
         {q: c.fibre_length_km for q, c in config.qnus.items()},
         {s: c.ports for s, c in config.stations.items()},
         {s: c.fibre_length_km for s, c in config.stations.items()}, config.link, seed,
-        relay=relay, first_ports=first_ports)
+        relay=relay, first_ports=first_ports, truth_dir=truth_dir)
 
 
 def _world_address(config: BridgeConfig) -> tuple[str, int]:
@@ -297,6 +312,58 @@ class SwitchedLink:
         return _SwitchedRecording(self, duration_ps)
 
 
+TRUTH_BATCH_ATTEMPTS = 4096
+"""Attempts decided between appends to a station's truth file (80 ms at 50 kHz)."""
+
+
+class _StationTruth:
+    """A station's ground truth over one recording (module docstring): the truth rows of
+    each stretch of arms from its own link's draw, and a line per stretch in the joins
+    file."""
+
+    def __init__(self, source: SwitchedLink, folder: Path) -> None:
+        self.source = source
+        station = source.station
+        self.writer = TruthWriter(folder / f"{station}_truth.npy")
+        self.joins = (folder / f"{station}_joins.jsonl").open("w")
+        self.clicks: Any = None
+        """The current stretch's `LinkClicks` (None: before the first)."""
+        self.done = 0
+        """Attempts of the current stretch whose truth is written (or skipped)."""
+
+    def begin(self, clicks: Any, start_ps: int, arms: tuple[Arm, Arm]) -> None:
+        """A new stretch from recording time `start_ps`: the last one's truth up to there,
+        then attempts emitted from `start_ps` on are this one's."""
+        self.advance(start_ps, force=True)
+        period = self.source.base.spec.physics.attempt_period_ps
+        self.clicks, self.done = clicks, -(-start_ps // period)
+        self.joins.write(json.dumps({"first_attempt": self.done, "from_ps": start_ps,
+                                     "qnus": [arms[0][0], arms[1][0]]}) + "\n")
+        self.joins.flush()
+
+    def advance(self, reached_ps: int, *, force: bool = False) -> None:
+        """Write the truth of the attempts decided by `reached_ps` (in batches)."""
+        if self.clicks is None:
+            return
+        final = self.clicks.attempts_final_by(reached_ps)
+        if final - self.done < (1 if force else TRUTH_BATCH_ATTEMPTS):
+            return
+        rows = self.clicks.truth(self.done, final)
+        tagger, sync = self.source.base.tagger, self.source.base.spec.sync_input
+        # as the tag of the attempt's first sync edge (link_events' TWIN_TRUTH_DTYPE)
+        rows["sync_ps"] += tagger.model.channels[sync - 1].delay_ps \
+            + tagger.user_delays_ps()[sync]
+        self.writer.append(rows)
+        self.done = final
+
+    def close(self, reached_ps: int) -> None:
+        try:
+            self.advance(reached_ps, force=True)
+        finally:
+            self.writer.close()
+            self.joins.close()
+
+
 class _SwitchedRecording:
     """One recording: the link of the arms as each block is drawn."""
 
@@ -307,6 +374,9 @@ class _SwitchedRecording:
         self.epoch = 0
         self.arms: tuple[Arm, Arm] | None = None
         self.current: Any = None
+        folder = source.plan.truth_dir
+        self.truth = _StationTruth(source, folder) if folder is not None else None
+        self.reached = 0
 
     def _pace(self, start_ps: int) -> None:
         lead = self.source.plan.lead_s
@@ -328,12 +398,19 @@ class _SwitchedRecording:
             self.current = self.source.events_for(spec).open_recording(self.duration_ps)
             self.arms = arms
             self.source.changes.append((time.monotonic(), arms))
+            if self.truth is not None:
+                self.truth.begin(self.current.clicks, start_ps, arms)
         events: dict[int, np.ndarray] = self.current.events(inputs, start_ps, stop_ps, rng)
+        self.reached = max(self.reached, stop_ps)
+        if self.truth is not None:
+            self.truth.advance(self.reached)
         return events
 
     def finish(self, reached_ps: int) -> None:
         if self.current is not None:
             self.current.finish(reached_ps)
+        if self.truth is not None:
+            self.truth.close(min(self.reached, reached_ps) if self.reached else reached_ps)
 
 
 @dataclass

@@ -22,8 +22,10 @@ Watching never costs a request: a telemetry address that cannot be bound is logg
 (``telemetry_off``) and the orchestrator serves without it; a message that cannot be made is
 counted in `unpublishable`, never raised.
 
-`bridge_endpoints` finds the publishers for the monitor: the ``telemetry`` addresses in the
-ready files (``<name>_ready.json``) of a bridge config's run folder.
+`bridge_config_endpoints` finds the publisher for the monitor: the config's
+``orchestrator.telemetry_address`` (with ``bridge.key_dir``) when it gives one, so the monitor
+can start first; else (`bridge_endpoints`) the ``telemetry`` addresses in the ready files
+(``<name>_ready.json``) of the config's run folder.
 """
 
 from __future__ import annotations
@@ -228,8 +230,15 @@ def bridge_endpoints(run_dir: Path, config: str = "bridge config") -> TelemetryE
 
 
 def bridge_config_endpoints(path: str | Path) -> TelemetryEndpoints:
-    """`bridge_endpoints` of a bridge config's run folder (``bridge.run_dir``)."""
-    from .bridge_config import load_bridge_config
+    """The orchestrator's timeline publisher of a bridge config: its
+    ``orchestrator.telemetry_address`` with the keys of ``bridge.key_dir`` when the config
+    gives them (the monitor may then start before the orchestrator: it subscribes and waits),
+    else `bridge_endpoints` of its run folder (``bridge.run_dir``: the ready files of the
+    orchestrators already started)."""
+    from .bridge_config import ORCHESTRATOR_KEY, load_bridge_config
 
     config = load_bridge_config(path)
+    address = config.orchestrator_telemetry_address
+    if address is not None and config.key_dir is not None:  # the config places it
+        return TelemetryEndpoints({ORCHESTRATOR_KEY: address}, config.key_dir)
     return bridge_endpoints(config.run_dir, str(path))

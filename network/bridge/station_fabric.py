@@ -270,10 +270,13 @@ class StationFabric:
         at = self.next_time()
         if at is None or at > now:
             return None
-        _, _, station, _ = heapq.heappop(self.heap)
+        _, seq, station, _ = heapq.heappop(self.heap)
         state = self.state[station]
         assert state.request is not None and state.path is not None
         self.counters["heralds_reported"] += 1
+        # which station herald became the request's pair (its truth joins on it in sim)
+        self.log({"time": at, "event": "herald_taken", "station": station,
+                  "request": state.request, "seq": seq})
         return Herald(at, station, state.request, state.path)
 
     # -- the wire -------------------------------------------------------------------------

@@ -1,0 +1,245 @@
+"""The simulation's ground truth of the station-backed bridge (issue 15, `qnetlab bridge
+--stations`, sim profile only).
+
+- The bridge world's station twins write their truth in the run folder: per station the
+  truth rows of each stretch of arms (`sim_instruments.bridge_world`) and which QNUs the
+  switch joined from which attempt on; the station's own herald engine's heralds of a
+  joined pair are genuine by that truth.
+- The join (`qnetlab.bridge_truth`): a delivered request's pairs are the heralds the
+  orchestrator took for it before its OK; a pair whose truth row is not genuine, that has
+  no row, or that was heralded while the switch joined other QNUs is counted as not genuine.
+- One process-level run: a tiny workload through the world, the stations and the
+  orchestrator prints the genuine fraction and mean true fidelity per QNU pair; its config
+  gives the orchestrator's telemetry address, and a monitor started before the run shows
+  the requests delivered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ruamel.yaml import YAML
+
+from qnetlab.bridge_stations import station_windows
+from qnetlab.bridge_truth import join_bridge_truth, truth_lines, write_truth
+from qnetlab.cli import EXIT_OK, main
+from qnetlab.monitor import MonitorServer
+from qnetlab.network.bridge import load_bridge_config
+from qnetlab.network.bridge.bridge_telemetry import bridge_config_endpoints
+from qnetlab.network.herald_engine import HeraldEngine
+from qnetlab.network.keys import generate_lab_keys
+from qnetlab.network.messages import HERALD_DTYPE
+from qnetlab.sim_instruments.bridge_world import (
+    DETECTOR_INPUTS,
+    SYNC_INPUT,
+    build_bridge_world,
+    plan_bridge_world,
+)
+from qnetlab.sim_instruments.link_events import TWIN_TRUTH_DTYPE, read_twin_truth
+from qnetlab.sim_instruments.ports import free_port_run
+
+from conftest import REPO, wait_until
+
+LAB_CONFIGS = REPO / "lab_configs"
+BRIDGE_8 = LAB_CONFIGS / "bridge_8.yaml"
+SNSPD_BIAS_A = 10e-6
+"""A, the SNSPDs' bias (on the twins' efficiency plateau)."""
+
+
+# -- the world writes it --------------------------------------------------------------------------
+def test_the_world_writes_each_stations_truth_and_the_qnus_it_joined(tmp_path: Path) -> None:
+    """st1's arms get qnu2 and qnu3 half-way through a 2 s recording (drawn as fast as
+    asked, seed 3): its joins file has the empty stretch then the pair, and the heralds its
+    own engine decides from the tags are genuine by the truth, all after the change."""
+    from qnetlab.sim_instruments.devices.srs_sim900_quantum_opus import dac_of
+
+    config = load_bridge_config(BRIDGE_8)
+    plan = dataclasses.replace(plan_bridge_world(config, tmp_path / "world", seed=3,
+                                                 truth_dir=tmp_path), lead_s=None)
+    world = build_bridge_world(plan, clock="virtual")
+    bench = world.station_benches["st1"]
+    for slot in (1, 2):
+        bench.device("snspd").module(slot).set_dac(dac_of(SNSPD_BIAS_A))
+    tagger = bench.zmq_devices["tagger"]
+    for n in (SYNC_INPUT, *DETECTOR_INPUTS):
+        tagger.enabled[n] = tagger.raw_send[n] = True
+    switch = world.switch_bench.device(plan.switch_instrument)
+    tagger.rec_duration_ps = 2 * 10**12
+    engine = HeraldEngine(station_windows(config, "st1"))
+    heralds, switched = [], []
+    for chunk in tagger.recording():
+        if not switched and chunk.start_ps >= 10**12:
+            switch.handle(":OXC:SWITch:CONNect:ADD (@3,4),(@19,20)")
+            assert switch.handle("*OPC?") == "1"
+            switched.append(chunk.start_ps)
+        tags = {n: t for n, t in chunk.tags.items() if t.size}
+        if tags:
+            ts = np.concatenate(list(tags.values()))
+            channels = np.concatenate([np.full(t.size, n, np.int8) for n, t in tags.items()])
+            order = np.argsort(ts, kind="stable")
+            heralds.append(engine.feed(ts[order], channels[order]))
+    found = np.concatenate(heralds)
+    joins = [json.loads(line) for line in (tmp_path / "st1_joins.jsonl").read_text()
+             .splitlines()]
+    assert [j["qnus"] for j in joins] == [[None, None], ["qnu2", "qnu3"]]
+    period = round(config.link.attempt_period * 1e12)
+    assert joins[1]["first_attempt"] * period >= joins[1]["from_ps"] >= switched[0]
+    truth = read_twin_truth(tmp_path / "st1_truth.npy")
+    assert truth.dtype == TWIN_TRUTH_DTYPE and np.all(np.diff(truth["attempt_id"].astype(
+        np.int64)) > 0)
+    assert len(found) > 5, "the joined pair heralds"
+    assert found["attempt_id"].min() >= joins[1]["first_attempt"]
+    rows = truth[np.isin(truth["attempt_id"], found["attempt_id"])]
+    assert len(rows) == len(found), "every herald's attempt has a truth row"
+    # the path's model (fidelity 0.57 at 8.7 % transducers with 0.16 noise photons) is
+    # a mix: genuine pairs near 1, false heralds (noise photons, dark counts) at 0.5 or 0
+    genuine = rows["genuine"]
+    assert 0.1 < genuine.mean() < 0.9 and np.all(rows["fidelity"][genuine] > 0.9)
+    model = config.topology().path_link("qnu2", "qnu3", "st1").fidelity
+    assert abs(float(np.nanmean(rows["fidelity"])) - model) < 0.2
+
+
+# -- the join -------------------------------------------------------------------------------------
+def _files(run: Path) -> None:
+    """Two stations' truth, joins, heralds and the orchestrator's log, by hand: st0 joins
+    qnu0-qnu1 from attempt 100, qnu2-qnu3 from 1000; st1 joins qnu4-qnu5 from 0."""
+    truth = np.zeros(5, TWIN_TRUTH_DTYPE)
+    truth["attempt_id"] = [150, 160, 170, 1200, 1300]
+    truth["genuine"] = [True, False, True, True, True]
+    truth["fidelity"] = [0.9, 0.5, 0.8, 0.85, 0.7]
+    np.save(run / "st0_truth.npy", truth)
+    np.save(run / "st1_truth.npy", np.zeros(0, TWIN_TRUTH_DTYPE))
+    (run / "st0_joins.jsonl").write_text(
+        '{"first_attempt": 0, "from_ps": 0, "qnus": [null, null]}\n'
+        '{"first_attempt": 100, "from_ps": 1, "qnus": ["qnu1", "qnu0"]}\n'
+        '{"first_attempt": 1000, "from_ps": 2, "qnus": ["qnu2", "qnu3"]}\n')
+    (run / "st1_joins.jsonl").write_text(
+        '{"first_attempt": 0, "from_ps": 0, "qnus": ["qnu4", "qnu5"]}\n')
+    heralds = np.zeros(6, HERALD_DTYPE)
+    heralds["seq"] = [0, 1, 2, 3, 4, 5]
+    heralds["attempt_id"] = [150, 160, 170, 180, 1200, 1300]
+    np.save(run / "st0_heralds.npy", heralds)
+    st1 = np.zeros(1, HERALD_DTYPE)
+    st1["attempt_id"] = [40]
+    np.save(run / "st1_heralds.npy", st1)
+    log = [
+        {"action": "ACK", "request": "app/a"},
+        # an early herald of a that expired: only the last two are delivered
+        {"event": "herald_taken", "station": "st0", "request": "app/a", "seq": 0},
+        {"event": "herald_taken", "station": "st0", "request": "app/a", "seq": 1},
+        {"event": "herald_taken", "station": "st0", "request": "app/a", "seq": 2},
+        {"action": "OK", "request": "app/a", "station": "st0"},
+        {"event": "herald_taken", "station": "st0", "request": "app/a", "seq": 3},
+        # b asks for qnu0-qnu1 but st0 had qnu2-qnu3 joined at attempt 1200
+        {"event": "herald_taken", "station": "st0", "request": "app/b", "seq": 4},
+        {"action": "OK", "request": "app/b", "station": "st0"},
+        {"event": "herald_taken", "station": "st1", "request": "app/c", "seq": 0},
+        "not a record",
+        {"action": "OK", "request": "app/c", "station": "st1"},
+        {"event": "herald_taken", "station": "st0", "request": "app/d", "seq": 5},
+        {"action": "OK", "request": "app/d", "station": "st0"},
+    ]
+    (run / "bridge_orchestrator_decisions.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in log) + "\n{cut")
+
+
+def test_pairs_that_are_not_genuine_are_counted_per_qnu_pair(tmp_path: Path) -> None:
+    _files(tmp_path)
+    delivered = {"app/a": (("qnu0", "qnu1"), 2), "app/b": (("qnu1", "qnu0"), 1),
+                 "app/c": (("qnu4", "qnu5"), 1), "app/d": (("qnu2", "qnu3"), 1),
+                 "app/never": (("qnu6", "qnu7"), 1)}
+    truth = join_bridge_truth(tmp_path, ["st0", "st1"], delivered)
+    assert truth is not None
+    q01 = truth.pairs["qnu0-qnu1"]
+    # a: seq 1 (truth not genuine) and 2 (genuine 0.8); b: heralded with qnu2-qnu3 joined
+    assert (q01.delivered, q01.with_truth, q01.genuine, q01.other_qnus) == (3, 2, 1, 1)
+    assert q01.not_genuine == 2 and q01.genuine_fraction == pytest.approx(1 / 3)
+    assert q01.fidelity_mean == pytest.approx((0.5 + 0.8) / 2)
+    q45 = truth.pairs["qnu4-qnu5"]  # dark counts heralded it: no truth row
+    assert (q45.delivered, q45.with_truth, q45.genuine) == (1, 0, 0)
+    assert truth.pairs["qnu2-qnu3"].fidelity_mean == pytest.approx(0.7)
+    assert truth.unjoined == 1  # never: no herald taken for it in the log
+    assert (truth.total.delivered, truth.total.genuine) == (6, 2)
+    text = "\n".join(truth_lines(truth))
+    assert "simulation ground truth" in text
+    assert "qnu0-qnu1: genuine 1 of 3 delivered = 0.333 (not genuine 2, 1 while the switch " \
+        "joined other QNUs); mean true fidelity 0.650 over 2" in text
+    assert "all: genuine 2 of 6" in text and "1 delivered pair(s) not joined" in text
+    written = json.loads(write_truth(truth, tmp_path).read_text())
+    assert written["pairs"]["qnu4-qnu5"] == {
+        "delivered": 1, "with_truth": 0, "genuine": 0, "other_qnus": 0,
+        "genuine_fraction": 0.0, "fidelity_mean": None, "fidelities": 0}
+    assert written["pairs"]["qnu6-qnu7"]["genuine_fraction"] == 0.0 and written["unjoined"] == 1
+    # no truth written (across hosts, or a real bench): nothing to join, said by None
+    (tmp_path / "st1_truth.npy").unlink()
+    assert join_bridge_truth(tmp_path, ["st0", "st1"], delivered) is None
+
+
+# -- the processes --------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.processes
+def test_a_tiny_workloads_run_reports_its_ground_truth(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data: dict[str, Any] = YAML(typ="safe").load(BRIDGE_8.read_text())
+    data["switch"]["lab"] = str(LAB_CONFIGS / data["switch"]["lab"])
+    for section in ("qnus", "stations"):
+        for spec in data[section].values():
+            spec["lab"] = str(LAB_CONFIGS / spec["lab"])
+    data["bridge"]["run_dir"] = str(tmp_path / "runs")
+    data["bridge"]["key_dir"] = str(tmp_path / "keys")
+    data["orchestrator"]["telemetry_address"] = f"tcp://127.0.0.1:{free_port_run(1)}"
+    config_path = tmp_path / "bridge.yaml"
+    with config_path.open("w") as file:
+        YAML(typ="safe").dump(data, file)
+    workload = {"name": "tiny", "qnus": ["qnu0", "qnu1", "qnu2", "qnu3"], "operations": [
+        {"id": "a", "kind": "pairs", "qnus": ["qnu0", "qnu1"], "pairs": 2, "min_fidelity": 0.55},
+        {"id": "b", "kind": "pairs", "qnus": ["qnu2", "qnu3"], "pairs": 1, "min_fidelity": 0.55}]}
+    workload_path = tmp_path / "tiny.yaml"
+    with workload_path.open("w") as file:
+        YAML(typ="safe").dump(workload, file)
+    config = load_bridge_config(config_path)
+    topology = config.topology()
+    rate = min(topology.path_link(a, b, s).rate for a, b in (("qnu0", "qnu1"), ("qnu2", "qnu3"))
+               for s in topology.stations)
+    # as tests/test_bridge_stations.py: 100 times the model's time, and every settle
+    timeout = 100 * 3 / rate + 4 * (topology.settle_time + topology.recheck_time) + 30
+    generate_lab_keys(tmp_path / "keys", config.key_names())  # `qnetlab keys CONFIG`
+    found = bridge_config_endpoints(config_path)
+    with MonitorServer(found.endpoints, found.key_dir, title="bridge", port=0) as monitor:
+        code = main(["bridge", str(config_path), "--workload", str(workload_path),
+                     "--stations", "--timeout", f"{timeout:.0f}"])
+        out = capsys.readouterr().out
+        assert code == EXIT_OK, out
+
+        def delivered() -> list[str]:
+            timeline = monitor.state.timelines.get("bridge_orchestrator")
+            return [] if timeline is None else \
+                [r.outcome for r in timeline.snapshot().requests]
+        wait_until(lambda: delivered() == ["delivered", "delivered"], 30.0,
+                   "the monitor to show both requests delivered")
+        assert monitor.malformed == 0
+    assert f"timeline for `qnetlab monitor`: {found.endpoints['bridge_orchestrator']}" in out
+    assert "simulation ground truth" in out
+    lines = {m[1]: m for m in re.finditer(
+        r"(qnu\d-qnu\d): genuine (\d+) of (\d+) delivered = ([\d.]+) \(not genuine (\d+)"
+        r".*?mean true fidelity ([\d.]+|n/a)", out)}
+    assert set(lines) == {"qnu0-qnu1", "qnu2-qnu3"}, out
+    assert lines["qnu0-qnu1"][3] == "2" and lines["qnu2-qnu3"][3] == "1"
+    for m in lines.values():
+        assert int(m[2]) + int(m[5]) == int(m[3])
+    (run_dir,) = (tmp_path / "runs").glob("stations-*")
+    for station in topology.stations:
+        assert (run_dir / f"{station}_truth.npy").exists()
+        assert (run_dir / f"{station}_joins.jsonl").exists()
+    # Real time: which pairs are genuine is chance (the model's 0.57 is a mix); every
+    # delivered pair is joined to its station's herald and judged by the truth.
+    written = json.loads((run_dir / "ground_truth.json").read_text())
+    assert written["unjoined"] == 0 and written["all"]["delivered"] == 3
+    assert written["all"]["genuine"] == sum(int(m[2]) for m in lines.values())
+    assert written["all"]["with_truth"] >= 1 and written["all"]["fidelities"] >= 1
