@@ -169,14 +169,22 @@ OPTICAL = ("optical resonance", "optical linewidth (map)")
 """What the lock is for: the line found by the laser, its width resolved on lock offsets."""
 
 
+@pytest.fixture(scope="module")
+def default_lab(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[Any]]:
+    """The characterization of the default realistic lab, every drift on (`DRIFT_SEED`):
+    one run that two tests hold to what each is about (a characterization is the file's
+    cost; the same lab on a second seed checked the same code path again)."""
+    return characterize(tmp_path_factory.mktemp("default_lab"), seed=DRIFT_SEED)
+
+
 @pytest.mark.slow
 def test_the_realistic_lab_locked_finds_and_resolves_the_drifting_line(
-        tmp_path: Path) -> None:
+        default_lab: tuple[Any, list[Any]]) -> None:
     """The default realistic lab, every drift on: the optical steps are good and their
     values within their stated errors; every step gives a verdict. (The 20 kHz microwave
     mode also drifts, by a quarter linewidth per minute at the lab's 10 kHz rms: the last
     test holds what the characterization does about it.)"""
-    result, rows = characterize(tmp_path)
+    result, rows = default_lab
     for name in cs.STEPS:
         assert result.analysis(name) is not None, (name, result.notes.get(name))
     for name in ("optical_resonance_scan", "efficiency_map"):
@@ -221,7 +229,7 @@ def test_with_the_microwave_mode_held_every_quantity_is_recovered(tmp_path: Path
 
 @pytest.mark.slow
 def test_on_the_default_realistic_lab_the_drifting_microwave_mode_is_followed(
-        tmp_path: Path) -> None:
+        default_lab: tuple[Any, list[Any]]) -> None:
     """Every drift on, the microwave mode's too (10 kHz rms, 30 min: a quarter of its 20 kHz
     width per minute). The fine VNA scan runs up then down and carries the drift it sees as a
     systematic; the efficiency map and the added-noise scan re-find the mode with a quick
@@ -229,7 +237,7 @@ def test_on_the_default_realistic_lab_the_drifting_microwave_mode_is_followed(
     mw resonance's truth is the resonance when the VNA swept it. Every step is good, an
     operating point is recommended, and every reported value is within its stated combined
     error of the truth."""
-    result, rows = characterize(tmp_path, seed=DRIFT_SEED)
+    result, rows = default_lab
     for name in cs.STEPS:
         analysis = result.analysis(name)
         assert analysis is not None, (name, result.notes.get(name))
