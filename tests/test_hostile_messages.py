@@ -294,7 +294,8 @@ class NodeRig:
             herald_address=addresses[0], request_address=addresses[1],
             orchestrator_name="orchestrator", orchestrator_address=addresses[2], key_dir=None,
             run_dir=run_dir, memory_cutoff=1.0, goodness=0.9, expected_pair_rate=1000.0,
-            epoch_ns=None if cross_host else self.epoch_ns)
+            epoch_ns=None if cross_host else self.epoch_ns,
+            ok_interval=0.0)  # each batch answered at once: the frame that leaves is checked
         self.pairs = open(run_dir / f"{n}_pairs.bin", "wb")  # noqa: SIM115 (closed in close)
         self.events = open(run_dir / f"{n}_events.jsonl", "w")  # noqa: SIM115
         self.node = Node(self.settings, *node_sockets, self.pairs, self.events)

@@ -180,7 +180,8 @@ def test_handoff_latency_joins_station_sends_with_node_receipts(tmp_path, group)
     time.sleep(0.5)  # a measured duration: stream for 0.5 s (500 heralds at 1 kHz)
     group.stop_all()
     sends = np.load(lab.run_dir / "station_sends.npy")
-    assert sends.dtype == SEND_DTYPE and len(sends) > 300
+    # Heralds handed off, in however many frames the machine's load made of them.
+    assert sends.dtype == SEND_DTYPE and len(sends) and int(sends["last_seq"][-1]) + 1 > 300
     # Frames cover the seqs in order without a gap or an overlap (one herald each at 1 kHz
     # with 1 ms blocks, several when a block came late on a loaded machine), each handed off
     # after its tag block arrived, which came after its heralds were decided.
