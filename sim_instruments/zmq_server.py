@@ -336,6 +336,11 @@ class ID1000Server:
             stream.queue.put(None)
             with self._streams_lock:
                 self._streams.pop(stream.id, None)
+            # Its port is free once the reply comes (the stream's thread has closed its
+            # socket), so a recording started at once can bind it again; a thread still
+            # waiting in a send to no reader is not waited for beyond a second.
+            if stream.thread is not None:
+                stream.thread.join(timeout=min(1.0, self.send_timeout_s))
             return {"status": stream.status()}
         raise ValueError(f"unknown command {verb!r}")
 

@@ -228,3 +228,25 @@ def test_closing_the_server_while_a_stopped_stream_still_sends_ends_that_stream_
     stream_threads[0].join(5.0)
     assert not stream_threads[0].is_alive(), "the stopped stream's send was not ended"
     assert thread_errors == []
+
+
+def test_a_stopped_streams_port_is_free_when_stop_answers(tagger, monkeypatch):
+    """The data-link service answers ``stop`` only once the stream's socket is closed, so a
+    recording started at once (a station's next recording, a calibration's next acquisition)
+    can open a stream on the same port again (found as "cannot open stream port ...: Address
+    already in use" on a loaded machine, where the stream's thread closed its socket late:
+    made late here on purpose)."""
+    close = zmq.Socket.close
+
+    def late_close(sock: zmq.Socket, *args: Any, **kwargs: Any) -> None:
+        if threading.current_thread().name.startswith("id1000-stream-"):
+            time.sleep(0.1)  # a starved thread
+        close(sock, *args, **kwargs)
+
+    monkeypatch.setattr(zmq.Socket, "close", late_close)
+    driver, _ = tagger()
+    port = free_port_run(1)
+    for _ in range(3):
+        stream_id = driver.data_service(
+            f"start-stream --channel 1 --address 127.0.0.1 --stream-port {port}")["id"]
+        driver.data_service(f"stop --id {stream_id}")
