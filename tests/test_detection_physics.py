@@ -244,6 +244,22 @@ def test_tagger_dead_time_per_channel():
     assert keep.tolist() == expected
 
 
+def test_a_count_is_the_tags_the_stream_would_give():
+    """`TimeTaggerModel.count` (the twin's counter) draws no stream, yet counts what `tag`
+    keeps: without jitter the same number exactly, whatever the order the events come in;
+    the dead time is what it counts against."""
+    dead = 2_000
+    tagger = TimeTaggerModel(channels=(TaggerChannel(dead_time_ps=dead, jitter_rms_ps=0.0),))
+    r = rng(5)
+    events = r.integers(0, 10_000_000, 20_000)  # unsorted, 2 GHz: the dead time bites
+    ts, _ = tagger.tag({0: events}, rng(6))
+    assert tagger.count(0, events) == ts.size < events.size
+    assert tagger.count(0, np.sort(events)) == ts.size
+    assert tagger.count(0, np.empty(0, np.int64)) == 0
+    with pytest.raises(ValueError, match="no channel 3"):
+        tagger.count(3, events)
+
+
 def test_tagger_flags_overflow_above_the_rate_cap():
     tagger = TimeTaggerModel()  # 80 Mtags/s
     start, stop = 0, 1_000_000  # 1 us: room for 80 tags

@@ -262,9 +262,7 @@ class IDQuantiqueID1000Emulator(TscoCommands, ScpiDevice):
             return "0"
         stop = self.integration_ms[n] * 10**9
         events = self.source.events([n], 0, stop, self._rng)
-        ts, _ = self.tagging_model().tag({n - 1: events.get(n, np.empty(0, np.int64))},
-                                         self._rng)
-        return str(int(ts.size))
+        return str(self.tagging_model().count(n - 1, events.get(n, np.empty(0, np.int64))))
 
     def tagging_model(self) -> TimeTaggerModel:
         """The tagger as it tags now: `model` with each input's hidden delay drifted by

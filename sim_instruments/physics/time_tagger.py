@@ -162,6 +162,18 @@ class TimeTaggerModel:
         order = np.lexsort((cs, ts))
         return ts[order], cs[order]
 
+    def count(self, channel: int, events: np.ndarray) -> int:
+        """Tags channel `channel` gives for input `events` (int64 ps): what its counter
+        reads. Only the dead time changes a count: jitter and delays move tags by ps against
+        a counter's ms-long window, so, unlike `tag`, no stream is drawn (no jitter, no
+        merge): a 1 MHz count over 1 s costs ~10 ms instead of ~90."""
+        if not 0 <= channel < self.n_channels:
+            raise ValueError(f"no channel {channel}; this tagger has 0..{self.n_channels - 1}")
+        t = np.asarray(events, dtype=np.int64)
+        if t.size > 1 and not bool((t[1:] >= t[:-1]).all()):
+            t = np.sort(t)
+        return int(np.count_nonzero(apply_dead_time(t, self.channels[channel].dead_time_ps)))
+
     def cap(self, timestamps: np.ndarray, channels: np.ndarray, start_ps: int,
             stop_ps: int) -> TagBlock:
         """A block of sorted tags over [start_ps, stop_ps), truncated at the rate cap."""
