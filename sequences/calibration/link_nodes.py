@@ -175,7 +175,7 @@ class ArmDelayCalibration(CalibrationNode):
     """``link.arm_delay_<node>`` (module docstring). Times in s unless named ps."""
 
     def __init__(self, node: str, config: NetworkConfig, tagger: StationTagger, *,
-                 duration: float = 1.0, check_duration: float = 0.5,
+                 duration: float = 1.0, check_duration: float = 1.0,
                  search_range: float | None = None, bin_width: float = 10e-12,
                  max_acceptance_loss: float = 1e-3, depends_on: Iterable[str] = (),
                  timeout: float = 6 * 3600.0, name: str | None = None) -> None:
@@ -187,8 +187,11 @@ class ArmDelayCalibration(CalibrationNode):
         self.duration, self.check_duration = duration, check_duration
         """s recorded (real time): 1 s at a 20 us two-click period holds ~1800 photon clicks
         per detector; a 10 MHz-band transducer's ~16 ns photon puts ~6 % of them in the
-        fitted nanosecond at its arrival edge (docs/link.md#1-the-link): enough for the peak (the
-        check's half of that too)."""
+        fitted nanosecond at its arrival edge (docs/link.md#1-the-link): enough for the peak.
+        The check records as long: with half of that, one detector's edge fit came back
+        unresolved now and then (+-11 ns on one seed of tests/test_network_bringup.py's
+        fibre-change test), and a check that cannot confirm the arm says out of spec, so
+        the unchanged arm was recalibrated too."""
         self.nominal = config.nodes[node].fibre_length_km * FIBRE_DELAY_S_PER_KM
         """s: where the search looks (the spool's labelled length)."""
         round_period = config.link.round_period
