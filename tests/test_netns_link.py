@@ -49,7 +49,7 @@ from qnetlab.sequences.calibration import CalibrationOutcome
 from qnetlab.sequences.calibration.store import ParameterStore
 
 from conftest import REPO, network_lab_on_free_ports, wait_until
-from netns import build, skip_or_fail, unavailable
+from netns import build, skip_or_fail, stop_all, unavailable
 
 SHIPPED = load_network_config(REPO / "lab_configs" / "two_node_link.yaml")
 ROLES = tuple(role_names(SHIPPED))  # station, node_a, node_b, orchestrator
@@ -129,15 +129,7 @@ def launch(hosts: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Any]
         return process
 
     yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(STOP_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    stop_all(started)
 
 
 # -- the lab ------------------------------------------------------------------------------------
