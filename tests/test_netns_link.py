@@ -49,7 +49,7 @@ from qnetlab.sequences.calibration import CalibrationOutcome
 from qnetlab.sequences.calibration.store import ParameterStore
 
 from conftest import REPO, network_lab_on_free_ports, wait_until
-from netns import build, skip_or_fail, stop_all, unavailable
+from netns import namespaces, stop_all
 
 SHIPPED = load_network_config(REPO / "lab_configs" / "two_node_link.yaml")
 ROLES = tuple(role_names(SHIPPED))  # station, node_a, node_b, orchestrator
@@ -81,34 +81,16 @@ def across_hosts(test: Callable[..., None]) -> Callable[..., None]:
 
 
 # -- the hosts ------------------------------------------------------------------------------------
-def _build(hub: str, hosts: dict[str, str], created: list[str]) -> None:
-    """The hub's bridge, and per role a veth from it to the role's namespace (eth0 there,
-    with the role's address; loopback up: the station's twins listen on 127.0.0.1)."""
-    build(hub, {ns: HOST[role] for role, ns in hosts.items()}, created)
-
-
 @pytest.fixture
 def hosts() -> Iterator[dict[str, str]]:
-    """Role -> the network namespace that is its host (see the module docstring)."""
+    """Role -> the network namespace that is its host (see the module docstring): the hub's
+    bridge, and per role a veth from it to the role's namespace (eth0 there, with the role's
+    address; loopback up: the station's twins listen on 127.0.0.1)."""
     prefix = f"qnl{os.getpid()}-{next(_runs)}-"
     hosts = {role: prefix + role for role in ROLES}
-    created: list[str] = []
-    try:
-        reason = unavailable("tests/test_netns_link.py")
-        if not reason:
-            try:
-                _build(prefix + "hub", hosts, created)
-            except subprocess.CalledProcessError as exc:
-                reason = (f"`{' '.join(exc.cmd)}` failed: {exc.stderr.strip()} (no "
-                          "network namespaces here: a container without CAP_SYS_ADMIN?)")
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                reason = f"`ip netns` could not run: {exc}"
-        if reason:
-            skip_or_fail(reason)
+    with namespaces(prefix + "hub", {ns: HOST[role] for role, ns in hosts.items()},
+                    "tests/test_netns_link.py"):
         yield hosts
-    finally:
-        for ns in reversed(created):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
 @pytest.fixture
