@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ruamel.yaml import YAML
 
 from qnetlab.bridge_stations import station_windows
 from qnetlab.cli import EXIT_OK, main
@@ -41,37 +40,13 @@ from qnetlab.network.keys import generate_lab_keys
 from qnetlab.network.messages import Create, Heartbeat, encode_heralds, make_heralds
 from qnetlab.sim_instruments.bridge_world import (
     DETECTOR_INPUTS,
-    SYNC_INPUT,
-    build_bridge_world,
-    plan_bridge_world,
 )
 
-from conftest import REPO, wait_until
-
-LAB_CONFIGS = REPO / "lab_configs"
-BRIDGE_8 = LAB_CONFIGS / "bridge_8.yaml"
-SNSPD_BIAS_A = 10e-6
-"""A, the SNSPDs' bias (on the twins' efficiency plateau)."""
+from bridge_lab import BRIDGE_8, LAB_CONFIGS, bridge_copy, bridge_world, write_workload
+from conftest import wait_until
 
 
 # -- the world ----------------------------------------------------------------------------------
-def _world(tmp_path: Path) -> Any:
-    """bridge_8's world in this process, drawing as fast as asked (no pacing to real time),
-    every station's SNSPDs biased and its tagger's link inputs streaming."""
-    from qnetlab.sim_instruments.devices.srs_sim900_quantum_opus import dac_of
-
-    config = load_bridge_config(BRIDGE_8)
-    plan = dataclasses.replace(plan_bridge_world(config, tmp_path, seed=3), lead_s=None)
-    world = build_bridge_world(plan, clock="virtual")
-    for bench in world.station_benches.values():
-        for slot in (1, 2):
-            bench.device("snspd").module(slot).set_dac(dac_of(SNSPD_BIAS_A))
-        tagger = bench.zmq_devices["tagger"]
-        for n in (SYNC_INPUT, *DETECTOR_INPUTS):
-            tagger.enabled[n] = tagger.raw_send[n] = True
-    return config, world
-
-
 def _switch(world: Any, command: str) -> None:
     """A command to the Polatis twin as its driver sends it, then *OPC? (settled)."""
     switch = world.switch_bench.device(world.plan.switch_instrument)
@@ -105,7 +80,7 @@ def _record(config: Any, world: Any, station: str, seconds: float,
 
 
 def test_a_station_heralds_the_qnus_the_switch_connects_to_its_arms(tmp_path: Path) -> None:
-    config, world = _world(tmp_path)
+    config, world = bridge_world(tmp_path)
     seconds = 2.0
     rate = config.topology().path_link("qnu0", "qnu1", "st0").rate  # the link model's, Hz
     # qnu0 (port 1) and qnu1 (port 2) to st0's arms (17, 18): coincident heralds at st0 ...
@@ -127,7 +102,7 @@ def test_a_station_heralds_the_qnus_the_switch_connects_to_its_arms(tmp_path: Pa
 def test_a_switch_change_reaches_the_stream_at_the_next_block(tmp_path: Path) -> None:
     """Connected in the middle of a recording: no herald from an attempt before the blocks
     drawn after the path settled, heralds after it."""
-    config, world = _world(tmp_path)
+    config, world = bridge_world(tmp_path)
     switched_at: list[int] = []
 
     def connect_at_half(start_ps: int) -> None:
@@ -241,23 +216,12 @@ def test_the_fabric_counts_refused_frames_and_reports_heralds_once_ready(
 def test_a_workload_is_delivered_through_station_processes(tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]
                                                            ) -> None:
-    data: dict[str, Any] = YAML(typ="safe").load(BRIDGE_8.read_text())
-    data["switch"]["lab"] = str(LAB_CONFIGS / data["switch"]["lab"])
-    for section in ("qnus", "stations"):
-        for spec in data[section].values():
-            spec["lab"] = str(LAB_CONFIGS / spec["lab"])
-    data["bridge"]["run_dir"] = str(tmp_path / "runs")
-    config_path = tmp_path / "bridge.yaml"
-    with config_path.open("w") as file:
-        YAML(typ="safe").dump(data, file)
-    workload = {"name": "tiny", "qnus": ["qnu0", "qnu1", "qnu2", "qnu3"], "operations": [
+    config_path = bridge_copy(tmp_path)
+    workload_path = write_workload(tmp_path, [
         {"id": "a", "kind": "pairs", "qnus": ["qnu0", "qnu1"], "pairs": 1, "min_fidelity": 0.55},
         {"id": "b", "kind": "pairs", "qnus": ["qnu2", "qnu3"], "pairs": 1, "min_fidelity": 0.55},
         {"id": "c", "kind": "transfer", "qnus": ["qnu0", "qnu2"], "min_fidelity": 0.55,
-         "after": ["a", "b"]}]}
-    workload_path = tmp_path / "tiny.yaml"
-    with workload_path.open("w") as file:
-        YAML(typ="safe").dump(workload, file)
+         "after": ["a", "b"]}])
     # Three pairs at the slowest path's model rate take ~0.1 s; 100 times that, and the
     # settle and re-checks of every path, bound a loaded machine.
     config = load_bridge_config(config_path)

@@ -16,15 +16,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from ruamel.yaml import YAML
 
 from qnetlab.bridge_stations import station_windows
 from qnetlab.bridge_truth import join_bridge_truth, truth_lines, write_truth
@@ -35,21 +32,11 @@ from qnetlab.network.bridge.bridge_telemetry import bridge_config_endpoints
 from qnetlab.network.herald_engine import HeraldEngine
 from qnetlab.network.keys import generate_lab_keys
 from qnetlab.network.messages import HERALD_DTYPE
-from qnetlab.sim_instruments.bridge_world import (
-    DETECTOR_INPUTS,
-    SYNC_INPUT,
-    build_bridge_world,
-    plan_bridge_world,
-)
 from qnetlab.sim_instruments.link_events import TWIN_TRUTH_DTYPE, read_twin_truth
 from qnetlab.sim_instruments.ports import free_port_run
 
-from conftest import REPO, wait_until
-
-LAB_CONFIGS = REPO / "lab_configs"
-BRIDGE_8 = LAB_CONFIGS / "bridge_8.yaml"
-SNSPD_BIAS_A = 10e-6
-"""A, the SNSPDs' bias (on the twins' efficiency plateau)."""
+from bridge_lab import bridge_copy, bridge_world, write_workload
+from conftest import wait_until
 
 
 # -- the world writes it --------------------------------------------------------------------------
@@ -57,19 +44,9 @@ def test_the_world_writes_each_stations_truth_and_the_qnus_it_joined(tmp_path: P
     """st1's arms get qnu2 and qnu3 half-way through a 2 s recording (drawn as fast as
     asked, seed 3): its joins file has the empty stretch then the pair, and the heralds its
     own engine decides from the tags are genuine by the truth, all after the change."""
-    from qnetlab.sim_instruments.devices.srs_sim900_quantum_opus import dac_of
-
-    config = load_bridge_config(BRIDGE_8)
-    plan = dataclasses.replace(plan_bridge_world(config, tmp_path / "world", seed=3,
-                                                 truth_dir=tmp_path), lead_s=None)
-    world = build_bridge_world(plan, clock="virtual")
-    bench = world.station_benches["st1"]
-    for slot in (1, 2):
-        bench.device("snspd").module(slot).set_dac(dac_of(SNSPD_BIAS_A))
-    tagger = bench.zmq_devices["tagger"]
-    for n in (SYNC_INPUT, *DETECTOR_INPUTS):
-        tagger.enabled[n] = tagger.raw_send[n] = True
-    switch = world.switch_bench.device(plan.switch_instrument)
+    config, world = bridge_world(tmp_path / "world", ("st1",), truth_dir=tmp_path)
+    tagger = world.station_benches["st1"].zmq_devices["tagger"]
+    switch = world.switch_bench.device(world.plan.switch_instrument)
     tagger.rec_duration_ps = 2 * 10**12
     engine = HeraldEngine(station_windows(config, "st1"))
     heralds, switched = [], []
@@ -186,23 +163,12 @@ def test_pairs_that_are_not_genuine_are_counted_per_qnu_pair(tmp_path: Path) -> 
 @pytest.mark.processes
 def test_a_tiny_workloads_run_reports_its_ground_truth(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data: dict[str, Any] = YAML(typ="safe").load(BRIDGE_8.read_text())
-    data["switch"]["lab"] = str(LAB_CONFIGS / data["switch"]["lab"])
-    for section in ("qnus", "stations"):
-        for spec in data[section].values():
-            spec["lab"] = str(LAB_CONFIGS / spec["lab"])
-    data["bridge"]["run_dir"] = str(tmp_path / "runs")
-    data["bridge"]["key_dir"] = str(tmp_path / "keys")
-    data["orchestrator"]["telemetry_address"] = f"tcp://127.0.0.1:{free_port_run(1)}"
-    config_path = tmp_path / "bridge.yaml"
-    with config_path.open("w") as file:
-        YAML(typ="safe").dump(data, file)
-    workload = {"name": "tiny", "qnus": ["qnu0", "qnu1", "qnu2", "qnu3"], "operations": [
+    config_path = bridge_copy(
+        tmp_path, bridge={"key_dir": str(tmp_path / "keys")},
+        orchestrator={"telemetry_address": f"tcp://127.0.0.1:{free_port_run(1)}"})
+    workload_path = write_workload(tmp_path, [
         {"id": "a", "kind": "pairs", "qnus": ["qnu0", "qnu1"], "pairs": 2, "min_fidelity": 0.55},
-        {"id": "b", "kind": "pairs", "qnus": ["qnu2", "qnu3"], "pairs": 1, "min_fidelity": 0.55}]}
-    workload_path = tmp_path / "tiny.yaml"
-    with workload_path.open("w") as file:
-        YAML(typ="safe").dump(workload, file)
+        {"id": "b", "kind": "pairs", "qnus": ["qnu2", "qnu3"], "pairs": 1, "min_fidelity": 0.55}])
     config = load_bridge_config(config_path)
     topology = config.topology()
     rate = min(topology.path_link(a, b, s).rate for a, b in (("qnu0", "qnu1"), ("qnu2", "qnu3"))
