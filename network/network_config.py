@@ -39,7 +39,6 @@ runs on one machine (127.0.0.1) or across hosts.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,18 @@ from ruamel.yaml.error import YAMLError
 
 from qnetlab.instruments.errors import ConfigError
 from qnetlab.instruments.lab_config import check_keys
+
+from ._config_checks import (
+    checked_address,
+    checked_fraction,
+    checked_input,
+    checked_mapping,
+    checked_name,
+    checked_number,
+    checked_whole,
+    optional_address,
+    optional_positive,
+)
 
 OK_INTERVAL_S = 0.005
 """s each node agent gathers its OKs before it sends them (`NodeSettings.ok_interval`): the
@@ -86,10 +97,6 @@ _MOVED = {
 }
 """Keys of the old layout (presets and truths in the lab's sections), refused with where
 they went."""
-MAX_TAGGER_INPUT = 64
-"""Largest tagger input number accepted (the ID1000 has 4; other taggers up to tens)."""
-_ADDRESS = re.compile(r"^tcp://(?P<host>[A-Za-z0-9.\-]+|\*):(?P<port>\d{1,5})$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
 @dataclass(frozen=True)
@@ -295,64 +302,6 @@ class NetworkConfig:
 _keys = check_keys
 
 
-def checked_number(file: str, entry: str, value: Any, unit: str, *, zero_ok: bool = False
-                   ) -> float:
-    """`value` as a float, finite and > 0 (>= 0 with `zero_ok`), else a ConfigError naming
-    `entry` of `file` and the fix (write it in `unit`)."""
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value)):
-        raise ConfigError(file, entry, f"expected a number, got {value!r}",
-                          f"write a plain number in {unit}")
-    if value < 0 or (value == 0 and not zero_ok):
-        bound = ">= 0" if zero_ok else "> 0"
-        raise ConfigError(file, entry, f"must be {bound}, got {value!r}",
-                          f"write a value {bound} in {unit}")
-    return float(value)
-
-
-def checked_fraction(file: str, entry: str, value: Any) -> float:
-    """`value` in 0..1 (a probability or efficiency), else a ConfigError as `checked_number`."""
-    number = checked_number(file, entry, value, "the range 0..1", zero_ok=True)
-    if number > 1:
-        raise ConfigError(file, entry, f"must be between 0 and 1, got {value!r}",
-                          "write a probability or efficiency as a fraction, e.g. 0.9 not 90")
-    return number
-
-
-def _whole(file: str, entry: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(file, entry, f"expected a whole number >= {minimum}, got {value!r}",
-                          f"write an integer >= {minimum}")
-    return value
-
-
-def _name(file: str, entry: str, value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ConfigError(file, entry, f"{value!r} is not a usable process name",
-                          "use letters, digits, '_' or '-', starting with a letter "
-                          "(it names the CURVE key files)")
-    return value
-
-
-def _address(file: str, entry: str, value: Any) -> str:
-    match = _ADDRESS.match(value) if isinstance(value, str) else None
-    if match is None or not 0 < int(match["port"]) < 65536:
-        raise ConfigError(file, entry, f"{value!r} is not a tcp address",
-                          "write tcp://HOST:PORT, e.g. tcp://127.0.0.1:29101 (ipc is not "
-                          "supported: it lost the tail of streams at close, libzmq #4660)")
-    if match["host"] == "*":
-        raise ConfigError(file, entry, "binding every interface is refused",
-                          "name the host's address, e.g. tcp://127.0.0.1:PORT on one "
-                          "machine or tcp://<lab LAN address>:PORT across hosts")
-    return str(value)
-
-
-def _optional_address(file: str, entry: str, spec: dict[str, Any]) -> str | None:
-    """The address under `entry`'s last key in `spec`, checked; None when not written."""
-    value = spec.get(entry.rpartition(".")[2])
-    return None if value is None else _address(file, entry, value)
-
-
 def _moved(file: str, section: str, entry: str, data: dict[str, Any]) -> None:
     """Refuse a key of the old layout with where it went (`_MOVED`)."""
     for key in data:
@@ -370,7 +319,7 @@ def _parse_nodes(file: str, data: Any) -> dict[str, NodeConfig]:
     nodes = {}
     for raw_name, spec in data.items():
         entry = f"nodes.{raw_name}"
-        name = _name(file, entry, raw_name)
+        name = checked_name(file, entry, raw_name)
         if isinstance(spec, dict):
             _moved(file, "nodes", entry, spec)
         _keys(file, entry, spec, _NODE, {"fibre_length_km"})
@@ -387,19 +336,14 @@ def _parse_nodes(file: str, data: Any) -> dict[str, NodeConfig]:
                       spec.get("collection_efficiency", 0.5)),
             checked_number(file, f"{entry}.memory_cutoff", spec.get("memory_cutoff", 0.01), "s"),
             None if station is None else (Path(file).parent / station).resolve(),
-            None if address is None else _address(file, f"{entry}.parameter_address",
+            None if address is None else checked_address(file, f"{entry}.parameter_address",
                                                   address),
-            _optional_positive(file, f"{entry}.memory_t2", spec.get("memory_t2"), "s"),
-            _optional_positive(file, f"{entry}.repetition_limit", spec.get("repetition_limit"),
+            optional_positive(file, f"{entry}.memory_t2", spec.get("memory_t2"), "s"),
+            optional_positive(file, f"{entry}.repetition_limit", spec.get("repetition_limit"),
                                "Hz"),
-            _optional_address(file, f"{entry}.telemetry_address", spec),
+            optional_address(file, f"{entry}.telemetry_address", spec),
         )
     return nodes
-
-
-def _optional_positive(file: str, entry: str, value: Any, unit: str) -> float | None:
-    """A value > 0 in `unit`, or None when not written."""
-    return None if value is None else checked_number(file, entry, value, unit)
 
 
 def _phase(file: str, section: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -413,20 +357,11 @@ def _phase(file: str, section: str, data: dict[str, Any]) -> dict[str, Any]:
         "phase_drift_rate": checked_number(file, f"{section}.phase_drift_rate",
                                       data.get("phase_drift_rate", 0.0), "rad^2/s",
                                       zero_ok=True),
-        "phase_stabilisation_period": _optional_positive(
+        "phase_stabilisation_period": optional_positive(
             file, f"{section}.phase_stabilisation_period",
             data.get("phase_stabilisation_period"), "s"),
         "phase_residual": residual,
     }
-
-
-def _input(file: str, entry: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not \
-            1 <= value <= MAX_TAGGER_INPUT:
-        raise ConfigError(file, entry, f"{value!r} is not a tagger input",
-                          f"write the input's number, 1..{MAX_TAGGER_INPUT} (the ID1000's "
-                          "are 1-4)")
-    return value
 
 
 def _parse_station(file: str, st: Any) -> StationConfig:
@@ -444,8 +379,8 @@ def _parse_station(file: str, st: Any) -> StationConfig:
         raise ConfigError(file, "station.detector_inputs", f"expected two tagger inputs, got "
                           f"{detectors!r}", "write 'detector_inputs: [1, 2]' (detector 0, "
                           "detector 1 behind the beam splitter)")
-    inputs = tuple(_input(file, "station.detector_inputs", d) for d in detectors)
-    sync = _input(file, "station.sync_input", st.get("sync_input", 3))
+    inputs = tuple(checked_input(file, "station.detector_inputs", d) for d in detectors)
+    sync = checked_input(file, "station.sync_input", st.get("sync_input", 3))
     if len({*inputs, sync}) != 3:
         raise ConfigError(file, "station.detector_inputs", f"inputs {[*inputs, sync]} are "
                           "not three different inputs", "give the sync and each detector "
@@ -456,13 +391,13 @@ def _parse_station(file: str, st: Any) -> StationConfig:
                           "write the path of the heralding station's lab config relative to "
                           "this file (shipped: heralding_station.yaml)")
     return StationConfig(
-        _name(file, "station.name", st["name"]),
-        _address(file, "station.herald_address", st["herald_address"]),
-        _address(file, "station.request_address", st["request_address"]),
+        checked_name(file, "station.name", st["name"]),
+        checked_address(file, "station.herald_address", st["herald_address"]),
+        checked_address(file, "station.request_address", st["request_address"]),
         path, tagger, sync,
         (inputs[0], inputs[1]),
-        _whole(file, "station.history", st.get("history", 65536), 16),
-        _optional_address(file, "station.telemetry_address", st),
+        checked_whole(file, "station.history", st.get("history", 65536), 16),
+        optional_address(file, "station.telemetry_address", st),
     )
 
 
@@ -481,7 +416,7 @@ def _parse_link(file: str, data: Any, nodes: dict[str, NodeConfig]) -> LinkConfi
         if end not in nodes:
             raise ConfigError(file, "link.nodes", f"'{end}' is not a node of this lab",
                               f"use one of: {', '.join(nodes)}")
-    link_id = _whole(file, "link.id", data.get("id", 0), 0)
+    link_id = checked_whole(file, "link.id", data.get("id", 0), 0)
     if link_id > 0xFFFF:
         raise ConfigError(file, "link.id", f"{link_id} does not fit the herald's 16-bit "
                           "link field", "use a link id below 65536")
@@ -530,7 +465,7 @@ def _parse_simulation(file: str, data: Any, link: LinkConfig) -> dict[str, Any]:
         return {}
     _keys(file, "simulation", data, _SIMULATION, {"seed", "nodes"})
     out: dict[str, Any] = {
-        "seed": _whole(file, "simulation.seed", data["seed"], 0),
+        "seed": checked_whole(file, "simulation.seed", data["seed"], 0),
         "hom_visibility": checked_fraction(file, "simulation.hom_visibility",
                                     data.get("hom_visibility", 0.95)),
         "double_excitation_probability": checked_fraction(
@@ -570,18 +505,11 @@ def _parse_simulation(file: str, data: Any, link: LinkConfig) -> dict[str, Any]:
                                                spec.get("collection_efficiency", 0.5)),
         }
         for key, unit in (("memory_t2", "s"), ("repetition_limit", "Hz")):
-            value = _optional_positive(file, f"{entry}.{key}", spec.get(key), unit)
+            value = optional_positive(file, f"{entry}.{key}", spec.get(key), unit)
             if value is not None:
                 nodes[name][key] = value
     out["nodes"] = nodes
     return out
-
-
-def _mapping(file: str, entry: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(file, entry, f"expected a mapping, got {type(value).__name__}",
-                          "write it as 'key: value' lines")
-    return dict(value)
 
 
 def load_network_config(path: str | Path) -> NetworkConfig:
@@ -606,12 +534,12 @@ def load_network_config(path: str | Path) -> NetworkConfig:
     orc = data["orchestrator"]
     _keys(file, "orchestrator", orc, _ORCHESTRATOR, {"name", "address"})
     orchestrator = OrchestratorConfig(
-        _name(file, "orchestrator.name", orc["name"]),
-        _address(file, "orchestrator.address", orc["address"]),
+        checked_name(file, "orchestrator.name", orc["name"]),
+        checked_address(file, "orchestrator.address", orc["address"]),
         checked_number(file, "orchestrator.reconcile_timeout", orc.get("reconcile_timeout", 0.05),
                   "s"),
         checked_number(file, "orchestrator.max_time", orc.get("max_time", 30.0), "s"),
-        _optional_address(file, "orchestrator.telemetry_address", orc),
+        optional_address(file, "orchestrator.telemetry_address", orc),
     )
     if orchestrator.reconcile_timeout <= 4 * OK_INTERVAL_S:
         raise ConfigError(file, "orchestrator.reconcile_timeout",
@@ -639,7 +567,7 @@ def load_network_config(path: str | Path) -> NetworkConfig:
         station=station, orchestrator=orchestrator, nodes=nodes, link=link,
         heartbeat_period=checked_number(file, "network.heartbeat_period",
                                    net.get("heartbeat_period", 0.05), "s"),
-        heartbeat_misses=_whole(file, "network.heartbeat_misses",
+        heartbeat_misses=checked_whole(file, "network.heartbeat_misses",
                                 net.get("heartbeat_misses", 4), 1),
         stats_period=checked_number(file, "network.stats_period", net.get("stats_period", 0.1),
                                "s"),
@@ -647,10 +575,10 @@ def load_network_config(path: str | Path) -> NetworkConfig:
                                "s"),
         resend_timeout=checked_number(file, "network.resend_timeout",
                                  net.get("resend_timeout", 0.005), "s"),
-        resend_attempts=_whole(file, "network.resend_attempts",
+        resend_attempts=checked_whole(file, "network.resend_attempts",
                                net.get("resend_attempts", 4), 1),
         database=(path.parent / net["database"]).resolve() if net.get("database") else None,
-        calibration=_mapping(file, "calibration", data.get("calibration") or {}),
+        calibration=checked_mapping(file, "calibration", data.get("calibration") or {}),
         simulation=_parse_simulation(file, data.get("simulation"), link),
     )
     for node in nodes.values():

@@ -53,7 +53,7 @@ from qnetlab.instruments.lab_config import LabConfig
 from qnetlab.network.link_model import NodeOptics
 
 from .physics.link import node_optics_from_preset
-from .physics.link_clicks import LinkPhysics
+from .physics.link_physics import LinkPhysics
 from .physics.presets import PRESETS
 
 ENTRY = "qnetlab.simulation.link"

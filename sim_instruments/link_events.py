@@ -46,13 +46,8 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from .physics.link_clicks import (
-    BLOCK_ATTEMPTS,
-    TWIN_TRUTH_DTYPE,
-    DetectorState,
-    GateWindows,
-    LinkClicks,
-)
+from .physics.link_clicks import BLOCK_ATTEMPTS, TWIN_TRUTH_DTYPE, GateWindows, LinkClicks
+from .physics.link_physics import DetectorState
 
 if TYPE_CHECKING:
     from qnetlab.instruments.lab_config import LabConfig

@@ -30,13 +30,9 @@ from qnetlab.network.bridge.client import (
     BridgeRefusedError,
     BridgeTimeoutError,
 )
+from qnetlab.network.bridge.engine import BridgeEngine, teleported_fidelity
 from qnetlab.network.bridge.fabric import SimulatedLinkFabric
-from qnetlab.network.bridge.service import (
-    BridgeEngine,
-    BridgeServiceSettings,
-    run_bridge_orchestrator,
-    teleported_fidelity,
-)
+from qnetlab.network.bridge.service import BridgeServiceSettings, run_bridge_orchestrator
 from qnetlab.network.bridge.wire import (
     SOCKET_MAXMSGSIZE,
     VERSION,

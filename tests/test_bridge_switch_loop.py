@@ -26,12 +26,9 @@ from qnetlab.instruments.station import load_station
 from qnetlab.network import ProcessGroup
 from qnetlab.network.bridge import Scheduler, load_bridge_config
 from qnetlab.network.bridge.client import BridgeClient
+from qnetlab.network.bridge.engine import BridgeEngine
 from qnetlab.network.bridge.path_calibration import PathCalibrations, path_node, path_value
-from qnetlab.network.bridge.service import (
-    BridgeEngine,
-    BridgeServiceSettings,
-    run_bridge_orchestrator,
-)
+from qnetlab.network.bridge.service import BridgeServiceSettings, run_bridge_orchestrator
 from qnetlab.network.bridge.switch_loop import SwitchedFabric, orchestrator_fabric
 from qnetlab.network.bridge.wire import Delivered, Err, RequestPairs
 from qnetlab.network.keys import generate_lab_keys

@@ -36,12 +36,8 @@ from qnetlab.network.link_model import (
 from qnetlab.network.network_config import load_network_config
 from qnetlab.sim_instruments.link_config import parse_link
 from qnetlab.sim_instruments.physics.link import node_optics_from_preset
-from qnetlab.sim_instruments.physics.link_clicks import (
-    NO_HERALD,
-    TWIN_TRUTH_DTYPE,
-    LinkClicks,
-    LinkPhysics,
-)
+from qnetlab.sim_instruments.physics.link_clicks import NO_HERALD, TWIN_TRUTH_DTYPE, LinkClicks
+from qnetlab.sim_instruments.physics.link_physics import LinkPhysics
 
 Z = 4.5
 SCHEMES: tuple[Scheme, ...] = ("single_click", "two_click")

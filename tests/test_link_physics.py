@@ -28,13 +28,8 @@ from qnetlab.network.link_model import (
     expected_success_probability,
 )
 from qnetlab.sim_instruments.physics.link import node_optics_from_preset
-from qnetlab.sim_instruments.physics.link_clicks import (
-    NO_HERALD,
-    TWIN_TRUTH_DTYPE,
-    DetectorState,
-    LinkClicks,
-    LinkPhysics,
-)
+from qnetlab.sim_instruments.physics.link_clicks import NO_HERALD, TWIN_TRUTH_DTYPE, LinkClicks
+from qnetlab.sim_instruments.physics.link_physics import DetectorState, LinkPhysics
 from qnetlab.sim_instruments.physics.presets import PRESETS
 
 Z = 4.5

@@ -27,7 +27,8 @@ from qnetlab.sim_instruments.devices.idq_id1000 import IDQuantiqueID1000Emulator
 from qnetlab.sim_instruments.link_events import read_twin_truth
 from qnetlab.sim_instruments.physics.gating import in_windows, uniform_in_windows
 from qnetlab.sim_instruments.physics.link import node_optics_from_preset
-from qnetlab.sim_instruments.physics.link_clicks import NO_HERALD, LinkClicks, LinkPhysics
+from qnetlab.sim_instruments.physics.link_clicks import NO_HERALD, LinkClicks
+from qnetlab.sim_instruments.physics.link_physics import LinkPhysics
 from qnetlab.sim_instruments.physics.presets import get_preset
 from qnetlab.sim_instruments.physics.time_tagger import TaggerChannel, TimeTaggerModel
 from qnetlab.sim_instruments.physics.world import LabWorld

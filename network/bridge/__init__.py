@@ -33,11 +33,12 @@ from .bridge_config import BridgeConfig, load_bridge_config
 from .bridge_telemetry import TimelineTelemetry, open_timeline
 from .client import BridgeClient, BridgeHandle, BridgeRefusedError, BridgeTimeoutError
 from .des import BridgeResult, SchedulingCore, simulate
+from .engine import BridgeEngine
 from .fabric import PairFabric, SimulatedLinkFabric
 from .path_calibration import PathCalibrations, PathRecord
 from .records import Decision, Request
 from .scheduler import Scheduler, SchedulerSettings
-from .service import BridgeEngine, BridgeServiceSettings, run_bridge_orchestrator
+from .service import BridgeServiceSettings, run_bridge_orchestrator
 from .station_fabric import HeraldFrameError, StationFabric, StationFabricSettings, StationLink
 from .switch_loop import SwitchedFabric, SwitchPathError
 from .topology import BridgeTopology, LinkParameters, PathLink, bridge_topology

@@ -50,9 +50,9 @@ from ruamel.yaml.error import YAMLError
 from qnetlab.instruments.errors import ConfigError
 from qnetlab.instruments.lab_config import check_keys
 
+from .._config_checks import checked_address, checked_fraction, checked_number
 from ..link_model import FIBRE_DELAY_S_PER_KM
-from ..network_config import _address as checked_address
-from ..network_config import checked_fraction, checked_number, config_kind
+from ..network_config import config_kind
 from .topology import BridgeTopology, LinkParameters
 
 ARMS = ("a", "b")
