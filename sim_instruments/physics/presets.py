@@ -12,11 +12,18 @@ efficiency, lowest noise) has two points: the model's one pump-power trade-off b
 
 The simulated bench drives the pump continuously: its pump powers are those that reach the
 paper's cooperativity on this model, not the paper's peak powers (pulsed devices reach C ~ 1
-with Watt-scale pulses). The device's pulsing is described by `repetition_rate`,
-`pump_pulse_length` and `pump_duty_cycle`, which the link model reads
-(`physics.link.node_optics_from_preset`). Numbers not found in the paper (or not confirmed in
-its abstract) are marked *(check)*; linewidths the papers do not state are typical of the
-class. The table: docs/transducer.md#4-presets.
+with Watt-scale pulses). The device's pulsing is described by `repetition_rate` and
+`pump_pulse_length` (their product is `pump_duty_cycle`), which the link model reads
+(`physics.link.node_optics_from_preset`); `pulsed_heat_load` gives the average pump power a
+firing rate puts on the fridge.
+
+Where each number comes from is in each preset's `source` (listed at the end of this
+docstring): a number is either *verified*, with the stored text it was checked against
+(paper, section or abstract, and the copy read), or *not verified*, with why and where the
+value came from. Only the papers' abstracts (and, for Jiang 2023, the journal's abstract page)
+were available as text when the presets were last checked (session 24); nothing was
+contradicted, and numbers from the papers' bodies are marked not verified. Linewidths the
+papers do not state are typical of the class. The table: docs/transducer.md#4-presets.
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ class OperatingPoint:
 
 @dataclass(frozen=True)
 class TransducerPreset:
-    """A published device: its model, its operating point(s) and its pulsing."""
+    """A published device: its model, its operating point(s), its pulsing and its sources."""
 
     model: TransducerModel
     operating_pump_power: float
@@ -70,18 +77,15 @@ class TransducerPreset:
     quoted_added_noise: float
     """Input-referred N_add (photons) at the primary operating point."""
     repetition_rate: float | None = None
-    """Hz: the device's maximum attempt rate (pump pulses per second); None for CW."""
+    """Hz: the device's attempt rate as published (pump pulses per second); None for CW."""
     pump_pulse_length: float | None = None
     """s: the pump pulse length; None for CW."""
-    pump_duty_cycle: float = 1.0
-    """0-1: fraction of the time the pump is on (repetition_rate * pump_pulse_length; 1 CW)."""
     operating_points: tuple[OperatingPoint, ...] = field(default=(), compare=False)
     """The paper's operating points, the primary first."""
+    source: str = field(default="", compare=False)
+    """Where every number of this preset comes from: verified (and against what) or not."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.pump_duty_cycle <= 1:
-            raise ValueError(f"{self.model.name}: pump_duty_cycle must be in (0, 1], got "
-                             f"{self.pump_duty_cycle}")
         pulsed = (self.repetition_rate, self.pump_pulse_length)
         if (pulsed[0] is None) != (pulsed[1] is None):
             raise ValueError(f"{self.model.name}: give both repetition_rate and "
@@ -90,18 +94,38 @@ class TransducerPreset:
             if not (self.repetition_rate > 0 and self.pump_pulse_length > 0):
                 raise ValueError(f"{self.model.name}: repetition_rate and pump_pulse_length "
                                  "must be > 0")
-            duty = self.repetition_rate * self.pump_pulse_length
-            if not math.isclose(duty, self.pump_duty_cycle, rel_tol=1e-9):
-                raise ValueError(f"{self.model.name}: pump_duty_cycle {self.pump_duty_cycle} "
-                                 f"is not repetition_rate * pump_pulse_length = {duty}")
-        elif self.pump_duty_cycle != 1.0:
-            raise ValueError(f"{self.model.name}: a CW preset has pump_duty_cycle 1")
+            if self.repetition_rate * self.pump_pulse_length > 1.0:
+                raise ValueError(f"{self.model.name}: pulses of {self.pump_pulse_length} s "
+                                 f"do not fit in a period of 1 / {self.repetition_rate} Hz")
 
     @property
     def pulsed(self) -> bool:
         return self.repetition_rate is not None
 
+    @property
+    def pump_duty_cycle(self) -> float:
+        """0-1: the fraction of the time the pump is on at the published repetition rate,
+        `repetition_rate * pump_pulse_length` (1 for CW). Derived, not an independent number:
+        the heat a faster firing rate puts on the fridge is `pulsed_heat_load`."""
+        if self.repetition_rate is None or self.pump_pulse_length is None:
+            return 1.0
+        return self.repetition_rate * self.pump_pulse_length
 
+
+def pulsed_heat_load(preset: TransducerPreset, rate: float | None = None,
+                     peak_power: float | None = None) -> float:
+    """W: the average pump power the device absorbs (the load on the mixing chamber, as
+    `world.LabWorld` applies it) when fired `rate` times per second (Hz; default the preset's
+    `repetition_rate`) with pulses of `pump_pulse_length` at `peak_power` (W at the device;
+    default the primary operating point's pump power on the simulated bench, which is the
+    model's CW-equivalent power, not the paper's peak). A CW preset's pump is always on."""
+    power = preset.operating_pump_power if peak_power is None else peak_power
+    if preset.pump_pulse_length is None:
+        duty = 1.0
+    else:
+        fired = preset.repetition_rate if rate is None else rate
+        duty = min(1.0, float(fired or 0.0) * preset.pump_pulse_length)
+    return preset.model.absorbed_fraction * power * duty
 @dataclass(frozen=True)
 class _Point:
     """A paper's operating point before its pump power is known."""
@@ -144,9 +168,11 @@ def _preset(
     absorbed_fraction: float = 0.005,
     repetition_rate: float | None = None,
     pump_pulse_length: float | None = None,
+    source: str = "",
     **fields: object,
 ) -> TransducerPreset:
-    """Build a preset whose efficiency and steady N_add pass through every point."""
+    """Build a preset whose efficiency and steady N_add pass through every point; `source`
+    says where each number comes from."""
     base = TransducerModel(
         intrinsic_added_noise=0.0,
         absorbed_fraction=absorbed_fraction,
@@ -184,11 +210,9 @@ def _preset(
     )
     ops = tuple(OperatingPoint(p.name, w, p.efficiency, p.added_noise, p.paper_added_noise,
                                p.referred, p.source) for p, w in zip(points, powers, strict=True))
-    duty = (1.0 if repetition_rate is None or pump_pulse_length is None
-            else repetition_rate * pump_pulse_length)
     first = ops[0]
     return TransducerPreset(model, first.pump_power, first.efficiency, first.added_noise,
-                            repetition_rate, pump_pulse_length, duty, ops)
+                            repetition_rate, pump_pulse_length, ops, source.strip())
 
 
 _COMMON = {
@@ -198,17 +222,18 @@ _COMMON = {
 
 SAHU_2022 = "Sahu et al., Nat. Commun. 13, 1276 (2022), arXiv:2107.08303"
 HEASE_2020 = "Hease et al., PRX Quantum 1, 020315 (2020), arXiv:2005.12763"
-WEAVER_2024 = "Weaver et al., Nat. Nanotech. 19, 166 (2024)"
+WEAVER_2024 = "Weaver et al., Nat. Nanotech. 19, 166 (2024), arXiv:2210.15702"
 JIANG_2023 = "Jiang et al., Nat. Phys. 19, 1423 (2023)"
 ZHAO_2024 = "Zhao et al., arXiv:2406.02704 (2024)"
 BRUBAKER_2022 = "Brubaker et al., PRX 12, 021062 (2022), arXiv:2112.13429; Urmey et al. 2025"
 
+# The texts each preset's numbers were checked against (stored copies; session 24).
+_SAHU_ABSTRACT = ("published abstract (Nat. Commun. 13, 1276; copy: "
+                  "research-explorer.ista.ac.at/record/10924)")
+_NOT_IN_ABSTRACT = ("not verified: only the abstract was available as text, the paper's body "
+                    "(Methods) was not")
+
 PRESETS: dict[str, TransducerPreset] = {
-    # Sahu 2022, abstract: "0.16 (+0.02 -0.01) microwave input noise photons with a total
-    # bidirectional transduction efficiency of 8.7 % (or up to 15 % with 0.41)" and "internal
-    # pure conversion efficiency of up to 99.5 %" (taken at the 15 % point: eta_e eta_o =
-    # 0.15 / 0.995). Short, Watt-scale pump pulses; the repetition rate is Hz-class, limited by
-    # the heat each pulse leaves: 1 Hz and 250 ns here *(check: Methods)*.
     "bulk_eo_pulsed": _preset(
         name="bulk_eo_pulsed",
         reference=SAHU_2022,
@@ -221,16 +246,37 @@ PRESETS: dict[str, TransducerPreset] = {
             _Point("max_efficiency", 0.15, 0.41, "input",
                    "abstract: up to 15 % at 0.41 input photons, internal 99.5 %"),
         ),
-        repetition_rate=1.0,  # Hz *(check)*: "Hz-class" pulsed operation
-        pump_pulse_length=250e-9,  # s *(check)*
+        repetition_rate=1.0,  # Hz, not verified (see source)
+        pump_pulse_length=250e-9,  # s, not verified (see source)
         mw_linewidth=10e6,  # typical of the class
         mw_coupling_ratio=0.6,
         optical_linewidth=30e6,  # typical of the class
+        source=f"""
+Sahu et al., "Quantum-enabled interface between microwave and telecom light", {SAHU_2022}.
+- eta 8.7 % at N_add 0.16 and eta 15 % at N_add 0.41 (two operating points): verified,
+  {_SAHU_ABSTRACT}: "0.16+0.02-0.01 microwave input noise photons with a total bidirectional
+  transduction efficiency of 8.7% (or up to 15% with 0.41+0.02-0.02)". Input-referred in the
+  paper (arXiv abstract, ar5iv.labs.arxiv.org/html/2107.08303: N_in^oe = 0.16, microwave to
+  optics; 1.11 in the reverse direction): no conversion.
+- internal efficiency 99.5 %: verified, same abstract ("internal pure conversion efficiency
+  of up to 99.5%"). Taking it at the 15 % point (eta_e eta_o = 0.15 / 0.995) is this
+  preset's choice; the abstract does not say at which point.
+- pulsed, nanosecond pulses: verified, same abstract ("short and high-power optical pump
+  pulses", "electro-optic modulation on nanosecond-timescales"). Watt-scale peaks: Blesin et
+  al. 2024 (arXiv, sec. D "Pulsed transduction", copy: transduction.tech) on a bulk
+  electro-optic transducer "employing Watt-scale optical pumping" (their ref. [36], not
+  checked to be this paper).
+- repetition rate 1 Hz: {_NOT_IN_ABSTRACT}; value from this repository's earlier preset
+  (origin unrecorded). Plausible, not derived: with 250 ns pulses of 1 W the fridge model's
+  5 uW allows ~20 pulses/s if the whole pulse is dissipated at the mixing chamber, ~4000 at
+  the model's 0.5 % absorbed (`pulsed_heat_load`, docs/transducer.md#4-presets).
+- pump pulse length 250 ns: {_NOT_IN_ABSTRACT}; value from this repository's earlier preset
+  (origin unrecorded); "nanosecond-timescales" in the abstract is consistent with it.
+- pump duty cycle 2.5e-7: repetition rate x pulse length (derived).
+- linewidths (10 MHz microwave, 30 MHz optical), microwave coupling 0.6: typical of the
+  class, not from the paper.""",
         **_COMMON,
     ),
-    # Hease 2020, abstract: "added output noise of less than or equal to 0.074 photons",
-    # "bandwidth of 10.7 MHz and total (internal) photon conversion efficiency of 0.03 %
-    # (0.67 %)", "1.48 mW" the highest CW pump power. Input-referred: 0.074 / 3e-4 = 247.
     "bulk_eo_cw": _preset(
         name="bulk_eo_cw",
         reference=HEASE_2020,
@@ -243,11 +289,21 @@ PRESETS: dict[str, TransducerPreset] = {
         mw_linewidth=10.7e6,  # the paper's conversion bandwidth
         mw_coupling_ratio=0.5,
         optical_linewidth=25e6,  # typical of the class
+        source=f"""
+Hease et al., "Bidirectional electro-optic wavelength conversion in the quantum ground
+state", {HEASE_2020}. All numbers verified against the published abstract (copy:
+research-explorer.ista.ac.at/record/9114):
+- added noise: "added output noise of less than or equal to 0.074 photons" (output-referred,
+  an upper bound), converted: N_add = N_out / eta = 0.074 / 3e-4 = 246.7 input photons.
+- efficiency: "total (internal) photon conversion efficiency of 0.03% (0.67%)".
+- pump: "the highest available pump power of 1.48 mW" (continuous), the operating point;
+  heating "1.1 added output noise photons per second" there (not modelled separately).
+- bandwidth: "high bandwidth of 10.7 MHz" (the microwave linewidth here).
+- CW: the abstract's device runs a continuous pump; no pulsing.
+- optical linewidth 25 MHz, microwave coupling 0.5: typical of the class, not from the
+  paper.""",
         **_COMMON,
     ),
-    # Weaver 2024: integrated piezo-optomechanical transducer, efficiency ~0.9 % and "a few"
-    # added photons (3 here) *(check)*, 14.8 MHz bandwidth; pulsed pump at up to 100 kHz
-    # repetition *(check)*, 1 us pulses *(check)*.
     "piezo_om_integrated": _preset(
         name="piezo_om_integrated",
         reference=WEAVER_2024,
@@ -256,18 +312,30 @@ PRESETS: dict[str, TransducerPreset] = {
         em_cooperativity=1.0,
         pump_power_at_unit_cooperativity=2e-3,  # C_om = 1 + C_em at 4 mW: the peak
         points=(_Point("peak", 0.009, 3.0, "input", "efficiency ~0.9 %, N_add 'a few'"),),
-        repetition_rate=100e3,  # Hz *(check)*
-        pump_pulse_length=1e-6,  # s *(check)*
+        repetition_rate=100e3,  # Hz, not verified (see source)
+        pump_pulse_length=1e-6,  # s, not verified (see source)
         mw_linewidth=14.8e6,
         mw_coupling_ratio=0.55,
         optical_linewidth=1.0e9,
+        source=f"""
+Weaver et al., "An integrated microwave-to-optics interface for scalable quantum computing",
+{WEAVER_2024}. The stored text is the arXiv abstract (ar5iv.labs.arxiv.org/html/2210.15702),
+cut off after "transduction efficiencies"; the journal reference is not verified.
+- N_add 3 input photons: verified only as "measuring added noise that is limited to a few
+  photons" (the abstract frames the requirement as "input referred noise"); 3 is this
+  preset's reading of "a few".
+- pulsed, high repetition rate: verified that the abstract names "large bandwidth and high
+  repetition rate" among the conditions the device is built to meet; not a number.
+- efficiency 0.9 %: not verified: the stored abstract ends before the number; value from
+  this repository's earlier preset.
+- bandwidth 14.8 MHz (the microwave linewidth here): not verified, likewise.
+- repetition rate 100 kHz and pump pulse length 1 us: not verified: the paper's text was
+  not available; values from this repository's earlier preset (origin unrecorded).
+- pump duty cycle 0.1: repetition rate x pulse length (derived).
+- optical linewidth 1 GHz, microwave coupling 0.55: typical of the class.""",
         **_COMMON,
     ),
-    # Jiang 2023: piezo-optomechanical heralded photon addition; efficiency 5 % and N_add ~100
-    # as this repository had them *(check)*. Pump absorption heating adds < 2 photons (the
-    # issue's reading of the paper), so the floor carries the rest: 1.5 of the 100 is
-    # heating here (intrinsic share 0.985). Pulsed: ~15 Hz heralding from 10 kHz attempts of
-    # 1 us pulses *(check)*.
+    # Jiang 2023's heating is the abstract's "< 2 microwave photons": 1.5 of the 100 here.
     "piezo_om": _preset(
         name="piezo_om",
         reference=JIANG_2023,
@@ -276,18 +344,36 @@ PRESETS: dict[str, TransducerPreset] = {
         em_cooperativity=1.0,
         pump_power_at_unit_cooperativity=2e-3,
         points=(_Point("peak", 0.05, 100.0, "input",
-                       "N_add ~100 *(check)*, pump heating < 2 photons"),),
+                       "abstract: 5 % at input-referred N_add ~100 (continuous operation); "
+                       "optical absorption adds < 2 microwave photons"),),
         intrinsic_noise_share=0.985,
-        repetition_rate=10e3,  # Hz *(check)*
-        pump_pulse_length=1e-6,  # s *(check)*
+        repetition_rate=10e3,  # Hz, not verified (see source)
+        pump_pulse_length=1e-6,  # s, not verified (see source)
         mw_linewidth=1.0e6,
         mw_coupling_ratio=0.55,
         optical_linewidth=1.0e9,
+        source=f"""
+Jiang et al., "Optically heralded microwave photon addition", {JIANG_2023}. Verified against
+the journal's abstract (copy: nature.com/articles/s41567-023-02129-w; it names Nature
+Physics 2023, volume and page not checked):
+- eta 5 % at input-referred N_add ~100: verified, "continuous operation of the transducer
+  with 5% frequency conversion efficiency, input-referred added noise of ~100". These are
+  the CW numbers; the abstract gives no efficiency or noise for the pulsed operation, so the
+  pulsed preset uses them.
+- pump heating < 2 photons: verified, "Optical absorption in the device generates thermal
+  noise of less than two microwave photons". Reading it as the pump-heating share of the
+  CW N_add (1.5 of the 100 here, intrinsic share 0.985) is this preset's; the abstract does
+  not say at which operating point the bound holds.
+- heralding rate 15 Hz: verified, "pulsed microwave photon generation at a heralding rate of
+  15 Hz" (not a preset field; the link model computes its own herald rate).
+- repetition rate 10 kHz and pump pulse length 1 us: not verified: the paper's text (Methods)
+  was not available; values from this repository's earlier preset (origin unrecorded).
+- pump duty cycle 0.01: repetition rate x pulse length (derived).
+- 1 MHz microwave linewidth: the extended-data caption (copy: preview-www.nature.com/articles/
+  s41567-023-02129-w/figures/8) says the mechanical linewidth "increases to ~1 MHz" with the
+  pump on; used here as the conversion band. Optical linewidth 1 GHz: typical of the class.""",
         **_COMMON,
     ),
-    # Zhao 2024, abstract: "Under the optimal settings for high efficiency (low noise), we
-    # measure an external efficiency of 2.2 % (0.47 %) and an input-referred added noise of
-    # 0.94 (0.58)"; continuous laser drive. Electrostatic + optomechanical silicon device.
     "silicon_cw": _preset(
         name="silicon_cw",
         reference=ZHAO_2024,
@@ -302,16 +388,21 @@ PRESETS: dict[str, TransducerPreset] = {
         mw_linewidth=2.0e6,
         mw_coupling_ratio=0.5,
         optical_linewidth=0.8e9,
+        source=f"""
+Zhao et al., "Quantum-enabled continuous microwave-to-optics frequency conversion",
+{ZHAO_2024}. Verified against the arXiv abstract (copy: arxiv.org/html/2406.02704v1):
+- two operating points: "Under the optimal settings for high efficiency (low noise), we
+  measure an external efficiency of 2.2% (0.47%) and an input-referred added noise of 0.94
+  (0.58) in microwave-to-optics conversion": (2.2 %, 0.94) and (0.47 %, 0.58),
+  input-referred, no conversion.
+- CW: "quantum-enabled operation with a continuous laser drive".
+- linewidths (2 MHz microwave, 0.8 GHz optical), microwave coupling 0.5: typical of the
+  class, not from the abstract.""",
         **_COMMON,
     ),
-    # Brubaker 2022, abstract: "a maximum efficiency of 47 % and minimum input-referred added
-    # noise of 3.2 photons in upconversion", continuous operation. The two are separate best
-    # cases: the low-noise point is taken at C_om = 1 (efficiency 0.30 *(check)*) and the
-    # noise at the 47 % point is 4.0 *(check)*; Urmey 2025 (arXiv:2507.09873): eta ~0.4,
-    # ~20 kHz band, N_add ~3, throughput eta B D ~7 kHz. Its 3 MHz optical line moves by more
-    # than its width per minute in the realistic lab and lies between the TSL-570's 12.5 MHz
-    # steps: the pump is locked to the cavity there (lab_configs/membrane_bench.yaml,
-    # pump_lock.py, docs/simulation.md#the-pump-lock).
+    # Its 3 MHz optical line moves by more than its width per minute in the realistic lab and
+    # lies between the TSL-570's 12.5 MHz steps: the pump is locked to the cavity there
+    # (lab_configs/membrane_bench.yaml, pump_lock.py, docs/simulation.md#the-pump-lock).
     "membrane_eom": _preset(
         name="membrane_eom",
         reference=BRUBAKER_2022,
@@ -322,17 +413,39 @@ PRESETS: dict[str, TransducerPreset] = {
         pump_power_at_unit_cooperativity=1e-3,
         points=(
             _Point("max_efficiency", 0.47, 4.0, "input",
-                   "abstract: maximum efficiency 47 % (its N_add 4.0 *(check)*)"),
+                   "abstract: maximum efficiency 47 % (its N_add 4.0 not verified)"),
             _Point("low_noise", 0.47 / 0.75 * 0.48, 3.2, "input",
-                   "abstract: minimum N_add 3.2 (its efficiency, C_om = 1, *(check)*)"),
+                   "abstract: minimum N_add 3.2 (its efficiency, at C_om = 1, not verified)"),
         ),
         mw_linewidth=20e3,
         mw_coupling_ratio=0.6,
         optical_linewidth=3.0e6,
         heating_tau_slow=5.0,
+        source=f"""
+Brubaker et al., "Optomechanical ground-state cooling in a continuous and efficient
+electro-optic transducer", {BRUBAKER_2022}. The stored text is the arXiv v1 abstract (copy:
+fdokumen.com, "arXiv:2112.13429v1"); the journal reference is not verified.
+- maximum efficiency 47 % and minimum input-referred N_add 3.2: verified, "The transducer
+  achieves a maximum efficiency of 47% and minimum input-referred added noise of 3.2 photons
+  in upconversion". Two best cases reported separately: two operating points.
+- CW: verified, "an efficient and continuously operating electro-optomechanical transducer".
+- N_add 4.0 at the 47 % point: not verified: the paper's body (its noise-versus-power
+  figure) was not available; value from this repository's earlier preset. It only has to
+  exceed 3.2 for the two points to be one pump-power trade-off.
+- efficiency 0.3008 at the 3.2 point: not verified; this preset's choice: the low-noise
+  point at C_om = 1, i.e. 0.47 / 0.75 x 4 x 3 x 1 / (1 + 3 + 1)^2.
+- Urmey et al., arXiv:2507.09873 (2025; copy: arxiv.org/html/2507.09873v1, abstract), the
+  same device class: "efficiency-bandwidth-duty-cycle product of 7 kHz" and "input-referred
+  added noise of 3 photons": verified. Its eta ~0.4 and ~20 kHz band (the 20 kHz microwave
+  linewidth here): not verified, values from this repository's earlier preset.
+- optical linewidth 3 MHz, microwave coupling 0.6, slow heating 5 s: typical of the class
+  (3 MHz matters for the pump lock: lab_configs/membrane_bench.yaml).""",
         **_COMMON,
     ),
 }
+
+__doc__ = (__doc__ or "") + "\nSources, per preset:\n\n" + "\n\n".join(
+    f"{name}:\n{preset.source}" for name, preset in PRESETS.items())
 
 
 def get_preset(name: str) -> TransducerPreset:
