@@ -15,18 +15,12 @@ from .presets import TransducerPreset, get_preset
 def repetition_limit(preset: TransducerPreset) -> float | None:
     """Hz, the fastest a preset's device can be fired, or None (continuous wave: no limit).
 
-    A pulsed device (`repetition_rate`, Hz) fires no faster than its repetition rate; a pump
-    duty cycle d with pulses of length T_p (`pump_duty_cycle`, `pump_pulse_length`: the heat
-    the fridge can take) allows at most d / T_p pulses per second. The smaller of the two."""
-    limits = []
+    A pulsed device fires no faster than its published repetition rate (`repetition_rate`).
+    Its duty cycle is that rate times the pulse length (`TransducerPreset.pump_duty_cycle`,
+    derived), so it sets no second limit; the heat a faster firing puts on the fridge is
+    `presets.pulsed_heat_load` (docs/transducer.md, "Duty cycle and the fridge")."""
     rate = getattr(preset, "repetition_rate", None)
-    if rate is not None:
-        limits.append(float(rate))
-    pulse = getattr(preset, "pump_pulse_length", None)
-    duty = getattr(preset, "pump_duty_cycle", 1.0)
-    if pulse is not None and duty is not None and duty < 1.0:
-        limits.append(float(duty) / float(pulse))
-    return min(limits) if limits else None
+    return None if rate is None else float(rate)
 
 
 def node_optics_from_preset(
