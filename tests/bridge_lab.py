@@ -25,21 +25,31 @@ SNSPD_BIAS_A = 10e-6
 """A, the SNSPDs' bias (on the twins' efficiency plateau)."""
 
 
-def bridge_copy(folder: Path, **changes: dict[str, Any]) -> Path:
-    """bridge_8.yaml written to `folder`: its labs named by absolute path, its runs in
-    `folder`/runs, and each section of `changes` updated (e.g. ``bridge={"key_dir": ...}``)."""
+def bridge_data() -> dict[str, Any]:
+    """bridge_8.yaml as a dict, its lab paths made absolute (so a copy works anywhere)."""
     data: dict[str, Any] = YAML(typ="safe").load(BRIDGE_8.read_text())
     data["switch"]["lab"] = str(LAB_CONFIGS / data["switch"]["lab"])
     for section in ("qnus", "stations"):
         for spec in data[section].values():
             spec["lab"] = str(LAB_CONFIGS / spec["lab"])
-    data["bridge"]["run_dir"] = str(folder / "runs")
-    for section, values in changes.items():
-        data[section].update(values)
-    path = folder / "bridge.yaml"
+    return data
+
+
+def write_yaml(data: dict[str, Any], path: Path) -> Path:
+    """`data` written to `path` as YAML; the path."""
     with path.open("w") as file:
         YAML(typ="safe").dump(data, file)
     return path
+
+
+def bridge_copy(folder: Path, **changes: dict[str, Any]) -> Path:
+    """bridge_8.yaml written to `folder`: its labs named by absolute path, its runs in
+    `folder`/runs, and each section of `changes` updated (e.g. ``bridge={"key_dir": ...}``)."""
+    data = bridge_data()
+    data["bridge"]["run_dir"] = str(folder / "runs")
+    for section, values in changes.items():
+        data[section].update(values)
+    return write_yaml(data, folder / "bridge.yaml")
 
 
 def write_workload(folder: Path, operations: list[dict[str, Any]]) -> Path:

@@ -14,37 +14,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ruamel.yaml import YAML
 
 from qnetlab.cli import EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK, main
 from qnetlab.instruments.errors import ConfigError
 from qnetlab.network.bridge import bridge_topology, load_bridge_config, makespan_bound
 from qnetlab.network.bridge.workload_generators import shipped_workloads
 
-LAB_CONFIGS = Path(__file__).resolve().parents[1] / "lab_configs"
-BRIDGE_8 = LAB_CONFIGS / "bridge_8.yaml"
+from bridge_lab import BRIDGE_8, LAB_CONFIGS, bridge_data, write_yaml
+
 WORKLOADS = LAB_CONFIGS / "workloads"
 MODE = "time-compressed simulation of the link physics; no instrument processes"
 SEED = 1
 
 
 # -- the config -----------------------------------------------------------------------------------
-def _bridge_data() -> dict[str, Any]:
-    """bridge_8.yaml as a dict, its lab paths made absolute (so a copy works anywhere)."""
-    data: dict[str, Any] = YAML(typ="safe").load(BRIDGE_8.read_text())
-    data["switch"]["lab"] = str(LAB_CONFIGS / data["switch"]["lab"])
-    for section in ("qnus", "stations"):
-        for spec in data[section].values():
-            spec["lab"] = str(LAB_CONFIGS / spec["lab"])
-    return data
-
-
-def _write(data: dict[str, Any], path: Path) -> Path:
-    with path.open("w") as out:
-        YAML(typ="safe").dump(data, out)
-    return path
-
-
 def _set(*keys: str, value: Any) -> Callable[[dict[str, Any]], None]:
     def edit(data: dict[str, Any]) -> None:
         for key in keys[:-1]:
@@ -117,9 +100,9 @@ def _add_path(key: str) -> Callable[[dict[str, Any]], None]:
 def test_config_errors_name_the_entry_and_the_fix(tmp_path: Path,
                                                   edit: Callable[[dict[str, Any]], None],
                                                   entry: str, fragment: str, fix: str) -> None:
-    data = _bridge_data()
+    data = bridge_data()
     edit(data)
-    path = _write(data, tmp_path / "bad_bridge.yaml")
+    path = write_yaml(data, tmp_path / "bad_bridge.yaml")
     with pytest.raises(ConfigError) as caught:
         load_bridge_config(path)
     assert caught.value.entry == entry
@@ -140,7 +123,7 @@ def test_another_kind_of_config_is_named_as_such(name: str, kind: str) -> None:
 
 def test_the_unedited_copy_loads(tmp_path: Path) -> None:
     """The error cases above each differ from a valid config by their one edit."""
-    config = load_bridge_config(_write(_bridge_data(), tmp_path / "bridge.yaml"))
+    config = load_bridge_config(write_yaml(bridge_data(), tmp_path / "bridge.yaml"))
     assert len(config.qnus) == 8
 
 
@@ -270,9 +253,9 @@ def test_the_timeline_adds_up_to_the_stations_utilisation() -> None:
 # -- exit codes -----------------------------------------------------------------------------------
 def test_a_config_error_exits_2_naming_the_entry(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    data = _bridge_data()
+    data = bridge_data()
     data["qnus"]["qnu1"]["port"] = 1
-    path = _write(data, tmp_path / "bad.yaml")
+    path = write_yaml(data, tmp_path / "bad.yaml")
     code = main(["bridge", str(path), "--workload", str(WORKLOADS / "distributed_ghz_8.yaml"),
                  "--report", str(tmp_path / "report")])
     assert code == EXIT_CONFIG

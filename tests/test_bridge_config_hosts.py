@@ -8,33 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
 from qnetlab.cli import main
 from qnetlab.instruments.errors import ConfigError
 from qnetlab.network.bridge import load_bridge_config
 from qnetlab.sim_instruments.bridge_world import plan_bridge_world
 
+from bridge_lab import BRIDGE_8, LAB_CONFIGS, bridge_data, write_yaml
 from conftest import REPO
-
-LAB_CONFIGS = REPO / "lab_configs"
-BRIDGE_8 = LAB_CONFIGS / "bridge_8.yaml"
-
-
-def _data() -> dict[str, Any]:
-    """bridge_8.yaml with absolute lab paths (a copy works anywhere)."""
-    data: dict[str, Any] = YAML(typ="safe").load(BRIDGE_8.read_text())
-    data["switch"]["lab"] = str(LAB_CONFIGS / data["switch"]["lab"])
-    for section in ("qnus", "stations"):
-        for spec in data[section].values():
-            spec["lab"] = str(LAB_CONFIGS / spec["lab"])
-    return data
-
-
-def _write(data: dict[str, Any], path: Path) -> Path:
-    with path.open("w") as out:
-        YAML(typ="safe").dump(data, out)
-    return path
 
 
 def _edit(*keys: str, value: Any = None, delete: bool = False
@@ -69,10 +50,10 @@ def _edit(*keys: str, value: Any = None, delete: bool = False
 def test_an_address_error_names_the_entry(tmp_path: Path,
                                           edit: Callable[[dict[str, Any]], None], entry: str,
                                           fragment: str) -> None:
-    data = _data()
+    data = bridge_data()
     edit(data)
     with pytest.raises(ConfigError) as refused:
-        load_bridge_config(_write(data, tmp_path / "bridge.yaml"))
+        load_bridge_config(write_yaml(data, tmp_path / "bridge.yaml"))
     assert refused.value.entry == entry, str(refused.value)
     assert fragment in str(refused.value)
 
@@ -85,26 +66,26 @@ def test_the_shipped_config_places_every_process_and_its_keys(tmp_path: Path) ->
         "orchestrator.address", *(f"stations.{s}.{k}" for s in ("st0", "st1")
                                   for k in ("herald_address", "request_address"))}
     # A relative key_dir is relative to the file, wherever it is read from.
-    data = _data()
+    data = bridge_data()
     (tmp_path / "sub").mkdir()
     data["bridge"]["key_dir"] = "../keys"
-    assert load_bridge_config(_write(data, tmp_path / "sub" / "b.yaml")).key_dir == \
+    assert load_bridge_config(write_yaml(data, tmp_path / "sub" / "b.yaml")).key_dir == \
         tmp_path / "keys"
 
 
 def test_the_worlds_ports_must_not_hold_another_process(tmp_path: Path) -> None:
     """The world's twins take ports from world.address up; a station's socket among them
     on the same host is refused naming world.address."""
-    data = _data()
+    data = bridge_data()
     data["world"]["address"] = "tcp://127.0.0.1:29400"  # its run reaches 29401..29405
-    config = load_bridge_config(_write(data, tmp_path / "bridge.yaml"))
+    config = load_bridge_config(write_yaml(data, tmp_path / "bridge.yaml"))
     with pytest.raises(ConfigError) as refused:
         plan_bridge_world(config, tmp_path / "world", on_hosts=True)
     assert refused.value.entry == "world.address" and "orchestrator.address" in \
         str(refused.value)
     # The same ports on another host are no clash.
     data["world"]["address"] = "tcp://10.0.0.9:29400"
-    config = load_bridge_config(_write(data, tmp_path / "bridge.yaml"))
+    config = load_bridge_config(write_yaml(data, tmp_path / "bridge.yaml"))
     plan = plan_bridge_world(config, tmp_path / "world", on_hosts=True)
     assert plan.relay is not None and plan.relay[0] == "10.0.0.9"
 
@@ -112,9 +93,9 @@ def test_the_worlds_ports_must_not_hold_another_process(tmp_path: Path) -> None:
 def test_keys_for_a_bridge_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`qnetlab keys CONFIG` makes the orchestrator's, each station's, the workload
     application's and the monitor's keypairs in bridge.key_dir; a second run keeps them."""
-    data = _data()
+    data = bridge_data()
     data["bridge"]["key_dir"] = str(tmp_path / "keys")
-    path = _write(data, tmp_path / "bridge.yaml")
+    path = write_yaml(data, tmp_path / "bridge.yaml")
     assert main(["keys", str(path)]) == 0
     out = capsys.readouterr().out
     names = ("bridge_orchestrator", "st0", "st1", "app", "monitor")

@@ -7,16 +7,15 @@
 - The station fabric (`network.bridge.station_fabric`): every frame off a station's SUB is
   checked, and a refused one is counted under the field it got wrong; heralds count for the
   request assigned to the station only once its path is ready.
-- One process-level run: `qnetlab bridge CONFIG --workload FILE --stations` starts the world,
-  two heralding-station processes reading their taggers over the real drivers, and the
-  orchestrator with the switch in the loop, and a tiny workload is DELIVERED.
+- The verb's options. Its one process-level run (the world, two heralding-station processes
+  reading their taggers over the real drivers, the orchestrator with the switch in the loop,
+  a tiny workload DELIVERED) is in tests/test_bridge_truth.py, with its timeline and truth.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import struct
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import pytest
 
 from qnetlab.bridge_stations import station_windows
-from qnetlab.cli import EXIT_OK, main
+from qnetlab.cli import main
 from qnetlab.network.bridge import load_bridge_config
 from qnetlab.network.bridge.station_fabric import (
     HeraldFrameError,
@@ -42,7 +41,7 @@ from qnetlab.sim_instruments.bridge_world import (
     DETECTOR_INPUTS,
 )
 
-from bridge_lab import BRIDGE_8, LAB_CONFIGS, bridge_copy, bridge_world, write_workload
+from bridge_lab import BRIDGE_8, LAB_CONFIGS, bridge_world
 from conftest import wait_until
 
 
@@ -210,50 +209,7 @@ def test_the_fabric_counts_refused_frames_and_reports_heralds_once_ready(
     assert fabric.counters["heralds_reported"] == 2
 
 
-# -- the processes ------------------------------------------------------------------------------
-@pytest.mark.slow
-@pytest.mark.processes
-def test_a_workload_is_delivered_through_station_processes(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]
-                                                           ) -> None:
-    config_path = bridge_copy(tmp_path)
-    workload_path = write_workload(tmp_path, [
-        {"id": "a", "kind": "pairs", "qnus": ["qnu0", "qnu1"], "pairs": 1, "min_fidelity": 0.55},
-        {"id": "b", "kind": "pairs", "qnus": ["qnu2", "qnu3"], "pairs": 1, "min_fidelity": 0.55},
-        {"id": "c", "kind": "transfer", "qnus": ["qnu0", "qnu2"], "min_fidelity": 0.55,
-         "after": ["a", "b"]}])
-    # Three pairs at the slowest path's model rate take ~0.1 s; 100 times that, and the
-    # settle and re-checks of every path, bound a loaded machine.
-    config = load_bridge_config(config_path)
-    topology = config.topology()
-    rate = min(topology.path_link(a, b, s).rate for a, b in (("qnu0", "qnu1"), ("qnu2", "qnu3"))
-               for s in topology.stations)
-    timeout = 100 * 3 / rate + 6 * (topology.settle_time + topology.recheck_time) + 30
-    code = main(["bridge", str(config_path), "--workload", str(workload_path), "--stations",
-                 "--timeout", f"{timeout:.0f}"])
-    out = capsys.readouterr().out
-    assert code == EXIT_OK, out
-    assert "operations done 3 of 3" in out
-    (run_dir,) = (tmp_path / "runs").glob("stations-*")
-    summary = json.loads((run_dir / "bridge_orchestrator_summary.json").read_text())
-    assert summary["simulated"] is False
-    assert "heralding-station processes" in summary["fabric"]
-    assert summary["counters"]["delivered"] == 3
-    stations = summary["stations"]
-    assert stations["refused"] == {}
-    assert stations["counters"]["heralds_reported"] >= 3
-    # Each station process decided heralds from its tagger and wrote its files.
-    decided = sum(json.loads((run_dir / f"{s}_summary.json").read_text())["heralds"]
-                  for s in topology.stations)
-    assert decided >= stations["counters"]["heralds_reported"]
-    # Every process it started (the world, both stations, the orchestrator) has stopped.
-    started = json.loads((run_dir / "processes.json").read_text())
-    assert set(started) == {"bridge_world", *topology.stations, "bridge_orchestrator"}
-    for pid in started.values():
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
-
-
+# -- the verb (its process-level run: tests/test_bridge_truth.py) ------------------------------
 def test_stations_need_real_time_and_refuse_the_simulations_options(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from qnetlab.cli import EXIT_CONFIG

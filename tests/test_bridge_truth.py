@@ -8,15 +8,16 @@
 - The join (`qnetlab.bridge_truth`): a delivered request's pairs are the heralds the
   orchestrator took for it before its OK; a pair whose truth row is not genuine, that has
   no row, or that was heralded while the switch joined other QNUs is counted as not genuine.
-- One process-level run: a tiny workload through the world, the stations and the
-  orchestrator prints the genuine fraction and mean true fidelity per QNU pair; its config
-  gives the orchestrator's telemetry address, and a monitor started before the run shows
-  the requests delivered.
+- The verb's one process-level run: two pair requests and a state transfer through the
+  world, the stations and the orchestrator are delivered, and it prints the genuine fraction
+  and mean true fidelity per QNU pair; its config gives the orchestrator's telemetry address
+  and key folder, and a monitor started before the run shows the requests delivered.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -161,20 +162,28 @@ def test_pairs_that_are_not_genuine_are_counted_per_qnu_pair(tmp_path: Path) -> 
 # -- the processes --------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.processes
-def test_a_tiny_workloads_run_reports_its_ground_truth(
+def test_a_workload_runs_on_station_processes_with_its_timeline_and_ground_truth(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`qnetlab bridge --stations` end to end (the one process-level run of the verb): two
+    pair requests and a state transfer after them are delivered through the station
+    processes; the live timeline reaches a monitor started from the config; the delivered
+    pairs are joined to the world's truth; every process it started has stopped."""
     config_path = bridge_copy(
         tmp_path, bridge={"key_dir": str(tmp_path / "keys")},
         orchestrator={"telemetry_address": f"tcp://127.0.0.1:{free_port_run(1)}"})
     workload_path = write_workload(tmp_path, [
         {"id": "a", "kind": "pairs", "qnus": ["qnu0", "qnu1"], "pairs": 2, "min_fidelity": 0.55},
-        {"id": "b", "kind": "pairs", "qnus": ["qnu2", "qnu3"], "pairs": 1, "min_fidelity": 0.55}])
+        {"id": "b", "kind": "pairs", "qnus": ["qnu2", "qnu3"], "pairs": 1, "min_fidelity": 0.55},
+        {"id": "c", "kind": "transfer", "qnus": ["qnu0", "qnu2"], "min_fidelity": 0.55,
+         "after": ["a", "b"]}])
     config = load_bridge_config(config_path)
     topology = config.topology()
-    rate = min(topology.path_link(a, b, s).rate for a, b in (("qnu0", "qnu1"), ("qnu2", "qnu3"))
+    rate = min(topology.path_link(a, b, s).rate
+               for a, b in (("qnu0", "qnu1"), ("qnu2", "qnu3"), ("qnu0", "qnu2"))
                for s in topology.stations)
-    # as tests/test_bridge_stations.py: 100 times the model's time, and every settle
-    timeout = 100 * 3 / rate + 4 * (topology.settle_time + topology.recheck_time) + 30
+    # Four pairs at the slowest path's model rate take ~0.1 s; 100 times that, and the
+    # settle and re-checks of every path, bound a loaded machine.
+    timeout = 100 * 4 / rate + 6 * (topology.settle_time + topology.recheck_time) + 30
     generate_lab_keys(tmp_path / "keys", config.key_names())  # `qnetlab keys CONFIG`
     found = bridge_config_endpoints(config_path)
     with MonitorServer(found.endpoints, found.key_dir, title="bridge", port=0) as monitor:
@@ -183,29 +192,47 @@ def test_a_tiny_workloads_run_reports_its_ground_truth(
         out = capsys.readouterr().out
         assert code == EXIT_OK, out
 
-        def delivered() -> list[str]:
+        def outcomes() -> list[str]:
             timeline = monitor.state.timelines.get("bridge_orchestrator")
             return [] if timeline is None else \
-                [r.outcome for r in timeline.snapshot().requests]
-        wait_until(lambda: delivered() == ["delivered", "delivered"], 30.0,
-                   "the monitor to show both requests delivered")
+                sorted(r.outcome for r in timeline.snapshot().requests)
+        wait_until(lambda: outcomes() == ["delivered"] * 3, 30.0,
+                   "the monitor to show all 3 requests delivered")
         assert monitor.malformed == 0
+    assert "operations done 3 of 3" in out
     assert f"timeline for `qnetlab monitor`: {found.endpoints['bridge_orchestrator']}" in out
+    (run_dir,) = (tmp_path / "runs").glob("stations-*")
+    summary = json.loads((run_dir / "bridge_orchestrator_summary.json").read_text())
+    assert summary["simulated"] is False
+    assert "heralding-station processes" in summary["fabric"]
+    assert summary["counters"]["delivered"] == 3  # requests: 2 + 1 pairs, and the transfer's
+    stations = summary["stations"]
+    assert stations["refused"] == {}
+    assert stations["counters"]["heralds_reported"] >= 4
+    # Each station process decided heralds from its tagger and wrote its files.
+    decided = sum(json.loads((run_dir / f"{s}_summary.json").read_text())["heralds"]
+                  for s in topology.stations)
+    assert decided >= stations["counters"]["heralds_reported"]
+    # The truth: every delivered pair joined to its station's herald and judged by the
+    # world. Which pairs are genuine is chance in real time (the model's 0.57 is a mix).
     assert "simulation ground truth" in out
     lines = {m[1]: m for m in re.finditer(
         r"(qnu\d-qnu\d): genuine (\d+) of (\d+) delivered = ([\d.]+) \(not genuine (\d+)"
         r".*?mean true fidelity ([\d.]+|n/a)", out)}
-    assert set(lines) == {"qnu0-qnu1", "qnu2-qnu3"}, out
-    assert lines["qnu0-qnu1"][3] == "2" and lines["qnu2-qnu3"][3] == "1"
+    assert {k: int(m[3]) for k, m in lines.items()} == \
+        {"qnu0-qnu1": 2, "qnu2-qnu3": 1, "qnu0-qnu2": 1}, out
     for m in lines.values():
         assert int(m[2]) + int(m[5]) == int(m[3])
-    (run_dir,) = (tmp_path / "runs").glob("stations-*")
     for station in topology.stations:
         assert (run_dir / f"{station}_truth.npy").exists()
         assert (run_dir / f"{station}_joins.jsonl").exists()
-    # Real time: which pairs are genuine is chance (the model's 0.57 is a mix); every
-    # delivered pair is joined to its station's herald and judged by the truth.
     written = json.loads((run_dir / "ground_truth.json").read_text())
-    assert written["unjoined"] == 0 and written["all"]["delivered"] == 3
+    assert written["unjoined"] == 0 and written["all"]["delivered"] == 4
     assert written["all"]["genuine"] == sum(int(m[2]) for m in lines.values())
     assert written["all"]["with_truth"] >= 1 and written["all"]["fidelities"] >= 1
+    # Every process it started (the world, both stations, the orchestrator) has stopped.
+    started = json.loads((run_dir / "processes.json").read_text())
+    assert set(started) == {"bridge_world", *topology.stations, "bridge_orchestrator"}
+    for pid in started.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
