@@ -9,6 +9,14 @@ is a common scale) and counted again as correlated scatter. These tests run the 
 stored runs whose truth is known (synthetic power-meter readings, meter noise only, fixed
 seeds) and the scan itself through the drivers on the realistic simulated bench.
 
+Then (session 24) the coverage study found the centre optimistic on bulk_eo_pulsed (6 of 21
+benches within one sigma, pulls up to 4) and over-conservative on piezo_om_integrated (20 of
+21): the band's height drifts during the scan not linearly in time (the pump's detuning from
+the drifting optical resonance), which the passes' mean does not cancel, and the meter's
+range steps were counted as scatter at every point. The fit now models the height's drift in
+time and fits the range gains (`_drifting_line`); the coverage test below checks the pulls
+over seeded synthetic scans.
+
 Tolerances: values within Z = 4 stated errors of the truth (fixed seeds: a failure is a
 change, never a flake); the error sizes are checked against what the data sheets imply with
 factors of 2 of room where the fit's own numbers enter.
@@ -101,10 +109,12 @@ def test_the_passes_mean_is_not_charged_the_drift_it_cancels() -> None:
 def test_the_centre_carries_the_sources_timebase_as_the_data_sheet_implies() -> None:
     """The scan's axis is the N5183B's setting: the centre's systematic error is the
     timebase accuracy read as k = 2 (+-1e-7 -> 5e-8 x 8 GHz = 400 Hz); the meter's shape,
-    symmetric about the centre, adds nothing to it."""
+    symmetric about the centre, adds little to it (the linearity's bend, even in
+    frequency, reaches the centre only through the height's drift in time, which the scan's
+    two passes see alike: ~100 Hz in quadrature here, under 10 %)."""
     centre = analyzed(bandwidth_run(30e-9))["conversion_center_frequency"]
     expected = MW_SOURCE_FREQUENCY_ACCURACY / DATA_SHEET_COVERAGE * F0
-    assert centre.sys == pytest.approx(expected, rel=0.01), centre
+    assert expected <= centre.sys < 1.1 * expected, centre
 
 
 def test_a_band_read_on_one_current_range_has_no_range_step_error() -> None:
@@ -116,18 +126,80 @@ def test_a_band_read_on_one_current_range_has_no_range_step_error() -> None:
     assert 0 < width.sys < 5e-4 * width.value, width
 
 
-def test_a_band_across_a_range_boundary_carries_the_range_steps() -> None:
+def test_a_band_across_a_range_boundary_measures_the_range_step() -> None:
     """Converted light peaking at 150 nW: the peak is read on the 500 nA range and the flanks
-    on the 50 nA range. A one-sigma gain step between them (0.25 %, the data sheet's +-0.5 %
-    at k = 2) moves the fitted width by `shift`; the stated systematic error, both ranges'
-    independent gain errors and the linearity in quadrature, is about sqrt(2) times that."""
+    on the 50 nA range. The fit measures the gain step between them (a free gain per range
+    but the line's own, known to the meter noise): a 2-sigma step (0.5 %, the data sheet's
+    +-0.5 % at k = 2, twice) moves the width by a small part of its statistical error, and
+    only the linearity is left as the shape's systematic error, the same with or without the
+    step. Before, the step was a systematic error of ~0.14 % of the width (+-14 kHz) and the
+    fit moved by ~9 kHz with it."""
     clean = analyzed(bandwidth_run(150e-9))["conversion_bandwidth"]
-    stepped = analyzed(bandwidth_run(150e-9, range_gain=0.005 / DATA_SHEET_COVERAGE))
-    shift = abs(stepped["conversion_bandwidth"].value - clean.value)
-    assert shift > 5 * clean.stat, (shift, clean)  # the step is what moves it (same noise)
-    assert 1.0 * shift < clean.sys < 2.0 * shift, (shift, clean)
-    one_range = analyzed(bandwidth_run(30e-9))["conversion_bandwidth"]
-    assert clean.sys / clean.value > 3 * one_range.sys / one_range.value
+    stepped = analyzed(bandwidth_run(150e-9, range_gain=0.005))["conversion_bandwidth"]
+    assert abs(stepped.value - clean.value) < 0.1 * clean.stat, (stepped, clean)
+    assert stepped.sys == pytest.approx(clean.sys, rel=0.01), (stepped, clean)
+    assert 0 < clean.sys < 5e-4 * clean.value, clean
+
+
+def drifting_band_run(seed: int, *, height_slope: float, range_step: float,
+                      relative_noise: float = 2e-4, peak_power: float = 150e-9) -> StoredRun:
+    """`bandwidth_run`'s band (peak read on the 500 nA range, flanks on the 50 nA one, the
+    readings above 50 nA `range_step` off) whose height drifts during the scan as the
+    realistic lab's does: linear in time with a slope that turns once, at a random time
+    (slopes N(0, `height_slope`) per half scan), and each point off by `relative_noise`
+    (rms, relative: the pump's power) besides the meter noise."""
+    rng = np.random.default_rng(seed)
+    options = ConversionBandwidthOptions(center=F0, span=6 * WIDTH)
+    f = options.acquisition_order()
+    t = np.linspace(-1.0, 1.0, f.size)
+    knot = rng.uniform(-1.0, 1.0)
+    before, after = rng.normal(0.0, height_slope, 2)
+    height = 1 + np.where(t < knot, before, after) * (t - knot)
+    mw, wavelength = np.full(f.size, MW_DBM), np.full(f.size, WAVELENGTH)
+    full = full_conversion_power(mw, f, wavelength, CAL)
+    eta = height * peak_power / float(np.max(full)) / (1 + (2 * (f - F0) / WIDTH) ** 2)
+    eta = eta * (1 + relative_noise * rng.normal(size=f.size))
+    on = eta * full + rng.normal(0.0, METER_NOISE, f.size)
+    off = rng.normal(0.0, METER_NOISE, f.size)
+    on = np.where(on * SENSOR_RESPONSIVITY > METER_CURRENT_RANGES[0], on * (1 + range_step), on)
+    parameters = {"mw_line_attenuation": {"value": CAL.mw_line_attenuation},
+                  "optical_output_loss": {"value": CAL.optical_output_loss}}
+    snapshot = {"station": {"instruments": {SETUP: {"parameters": parameters}}}}
+    data = {"mw_frequency": f, "mw_power": mw, "pump_wavelength": wavelength, ON: on, OFF: off}
+    return StoredRun(1, Path("lab.db"), "guid", "conversion_bandwidth_scan", data, {},
+                     {"status": "completed"}, snapshot)
+
+
+SEEDS = 20
+CHI2_RANGE = (5.92, 45.31)
+"""Central 99.8 % of chi^2 with `SEEDS` degrees of freedom (scipy.stats.chi2.ppf(0.001, 20),
+.isf(0.001, 20)): the sum of `SEEDS` squared pulls with honest errors lies outside it with
+0.2 % probability (fixed seeds: a failure is a change, not a flake)."""
+
+
+@pytest.mark.parametrize("height_slope, range_step", [(0.01, 0.0025), (0.0, 0.005)],
+                         ids=["height-drifting", "range-step"])
+def test_drifting_bands_are_covered_by_their_stated_errors(height_slope: float,
+                                                           range_step: float) -> None:
+    """Over `SEEDS` synthetic scans whose truth is known, the centre's and the width's
+    pulls (value - truth) / stat are honest: their squares sum to chi^2(`SEEDS`)
+    (`CHI2_RANGE`; the synthetic runs have no timebase or linearity error, so `stat` is
+    the whole error). height-drifting: the band's height drifts by ~1 % over the scan with
+    one turn of its slope (bulk_eo_pulsed on the realistic lab); the old fit (one height
+    and centre per pass) had a centre pull sum of ~119, the drift's even part in time
+    shifting both passes' centres alike. range-step: no drift, a 2-sigma range step; the
+    old fit counted the step as scatter at every point and its centre pull sum was ~3
+    (over-conservative, piezo_om_integrated's 20 of 21 within one sigma)."""
+    pulls = {"conversion_center_frequency": [], "conversion_bandwidth": []}
+    truth = {"conversion_center_frequency": F0, "conversion_bandwidth": WIDTH}
+    for seed in range(SEEDS):
+        values = analyzed(drifting_band_run(seed, height_slope=height_slope,
+                                            range_step=range_step))
+        for name, out in pulls.items():
+            out.append((values[name].value - truth[name]) / values[name].stat)
+    for name, out in pulls.items():
+        chi2 = float(np.sum(np.square(out)))
+        assert CHI2_RANGE[0] < chi2 < CHI2_RANGE[1], (name, chi2, np.round(out, 2))
 
 
 @pytest.mark.slow

@@ -162,7 +162,10 @@ def test_efficiency_side_recovers_the_truth_on_the_realistic_lab(station: LabSta
     assert band is not None and band.verdict.good, band
     bandwidth = band.values["conversion_bandwidth"]
     assert_within(bandwidth, model.mw_linewidth, "conversion bandwidth")
-    assert 3e-4 < bandwidth.stderr / bandwidth.value < 0.05, bandwidth
+    # The meter's range steps are fitted (test_conversion_error_model.py): what bounds the
+    # width's error from below is the sensor's linearity (+-0.5 % over six decades, k = 2:
+    # ~1e-4 of the width for a band spanning a decade or two) and the band's drift.
+    assert 1e-4 < bandwidth.stderr / bandwidth.value < 0.05, bandwidth
     assert band.values["peak_efficiency"].stderr / band.values["peak_efficiency"].value > 0.05
 
 

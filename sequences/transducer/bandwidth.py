@@ -6,22 +6,27 @@ off, and eta follows from the difference (`efficiency_fits`, calibration from th
 station snapshot; the photon flux of the tone is computed at each frequency). The
 conversion band is the microwave mode's Lorentzian: the fit gives its FWHM (the conversion
 bandwidth), its centre and the peak efficiency, errors from the covariance of the
-noise-weighted fit scaled by the residual chi^2.
+noise-weighted fit scaled by the residual chi^2 (with a relative excess scatter when the meter
+noise does not explain it) and inflated for the residuals' lag-1 correlation in acquisition
+order.
 
-The scan runs up on every other frequency and down on the ones between; each pass gets its
-own centre and peak (the band drifts and the pump wanders between the passes, seconds apart)
-and the result is their mean, in which a drift linear over the scan cancels: half the passes'
-difference is what one pass is off, not the mean, so it is reported (details) but not added
-to the errors. Systematic errors: the centre carries the source's timebase accuracy (the
-scan's axis is the source's setting); width and centre carry the power meter's range gains
-and linearity, propagated through the band's own fit (`meter_shape`: zero for a band read on
-one current range). Derivation: docs/fitting.md#drift-seen-by-scanning-both-ways.
+The scan runs up on every other frequency and down on the ones between. The band's height
+drifts during it (the pump's detuning from the drifting optical resonance, its delivery) and
+its centre moves (the microwave mode's diffusion): the fit (`_drifting_line`) gives the height
+a smooth drift in time and the centre a linear one, separable from the band's shape because
+the two passes cross it at different times, and reports the band at mid-scan; the passes'
+difference is kept in the details. The power meter's range steps are fitted too (a gain per
+range but the band's main one). Systematic errors: the centre carries the source's timebase
+accuracy (the scan's axis is the source's setting); width and centre carry the sensor's
+linearity (and any range too faint for its gain to be fitted), propagated through the band's
+own fit. Derivation: docs/fitting.md#drift-seen-by-scanning-both-ways.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,6 +38,14 @@ from qnetlab.sequences.data import StoredRun
 from qnetlab.sequences.fitting import Fit, chi2_bound
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 
+from ._drifting_line import (
+    CENTRE_ORDER,
+    HEIGHT_ORDER,
+    DriftingLineFit,
+    fit_drifting_line,
+    free_gain_patterns,
+    time_axis,
+)
 from .bench import (
     OFF,
     ON,
@@ -48,18 +61,16 @@ from .efficiency_fits import (
     DATA_SHEET_COVERAGE,
     Calibration,
     ExcessScatter,
-    LorentzianFit,
     column,
     fit_lorentzian,
-    fit_lorentzian_passes,
     fit_lorentzian_with_scatter,
+    fit_with_excess_scatter,
     full_conversion_power,
     interleaved,
     passes,
     usable_efficiency_points,
-    with_pass_difference,
 )
-from .meter_shape import MeterReadings, line_shape_errors
+from .meter_shape import GAIN_STEP, MeterReadings, gain_patterns
 
 MIN_POINTS = 10
 MIN_POINTS_PER_LINEWIDTH = 4
@@ -131,8 +142,9 @@ def timebase_relative_error() -> float:
 
 
 class ConversionBandwidthAnalysis(CurveAnalysis):
-    """Lorentzian fit of eta against the microwave frequency (own bounded optimiser,
-    `efficiency_fits.fit_lorentzian`; the verdict judges chi2 by the meter-noise bound)."""
+    """Lorentzian fit of eta against the microwave frequency, its height and centre drifting
+    in time (`_drifting_line.fit_drifting_line`; the verdict judges chi2 by the meter-noise
+    bound)."""
 
     sequence = "conversion_bandwidth_scan"
     uses_partial_steps = True
@@ -172,6 +184,8 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
                                         "eta_stderr": noise.tolist()}},
                          {"noise_samples": points.noise_samples,
                           "up_pass": None if up is None else up[order],
+                          # each point's time on -1..1 (rows are stored as measured)
+                          "tau": time_axis(f.size)[order],
                           "readings": readings},
                          # width and centre get the meter's shape errors in `fit`
                          systematic={"peak_efficiency": scale_error})
@@ -193,61 +207,69 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
     def fit(self, data: CurveData) -> Fit | Verdict:
         assert data.sigma is not None
         f_ref = float(np.round(np.mean(data.x)))
-        x, up = data.x - f_ref, data.extra["up_pass"]
-        free = 3 if up is None else 5  # each pass its own centre and peak
+        x, y, up = data.x - f_ref, data.y, data.extra["up_pass"]
+        tau = data.extra["tau"]
+        # Scanned up and down, the band's height and centre may drift in time (separable
+        # from its shape); scanned one way, time is frequency and they may not.
+        patterns = gain_patterns(data.extra["readings"])
+        gains, kept = free_gain_patterns(patterns[:-1], data.sigma)
+        orders = _drift_orders(data.x.size, len(gains)) if up is not None else (0, 0)
+        kept.append(patterns[-1])  # the sensor's linearity: a systematic
+        # In acquisition order: the residuals' lag-1 correlation then measures what the
+        # drift model leaves (slow, so neighbours in time alike), and inflates the errors.
+        acq = np.argsort(tau, kind="stable")
+
+        def fit_once(sig: np.ndarray, shift: np.ndarray | None = None) -> DriftingLineFit | None:
+            y_acq = y[acq] if shift is None else (y + shift)[acq]
+            return fit_drifting_line(x[acq], y_acq, sig, tau[acq], [g[acq] for g in gains],
+                                     *orders)
+
+        free = 3 + sum(orders) + len(gains)
         bound = chi2_bound(data.x.size - free, data.extra["noise_samples"])
-        # In frequency order the neighbours of an interleaved scan come from opposite
-        # passes, seconds apart: their residuals' correlation is not drift (what the AR(1)
-        # inflation is for) but the meter's shape distortion, common to both passes and
-        # carried by `line_shape_errors`. Counted once, there.
-        fit, sigma, scatter = fit_lorentzian_with_scatter(x, data.y, data.sigma, bound, up=up,
-                                                          correlated=up is None)
+        fit, sigma_acq, scatter = fit_with_excess_scatter(
+            fit_once, lambda f: f.curve, lambda f: f.chi2_reduced, y[acq], data.sigma[acq],
+            bound)
         if fit is None:
+            # A window beside the band has no drift to be had from its tail: say so if the
+            # plain fit (one line per pass) puts the centre outside.
+            plain = fit_lorentzian_with_scatter(x, y, data.sigma, bound, up=up,
+                                                correlated=False)[0] or fit_lorentzian(
+                                                    x, y, data.sigma)
+            if plain is not None and not x.min() <= plain.center <= x.max():
+                return _tail_verdict(f_ref + plain.center)
+            edge = _rising_edge(x, y)
+            if edge is not None:  # no fit at all, but the light peaks at an edge: a flank
+                return _tail_verdict(f_ref + edge, fitted=False)
             return Verdict.bad(Reason.POOR_FIT, "the Lorentzian fit did not converge")
-        if up is not None:
-            scatter = replace(scatter, inflation=1.0)  # as applied (reported in details)
-        # The passes' difference, for the record: the mean of the passes cancels a drift
-        # linear over the scan, so half the difference (one pass's error) is not added.
-        _, differences = with_pass_difference(fit, x, data.y, sigma, up)
-        data.extra["pass_differences"] = {k: v for k, v in differences.items()
-                                          if k.startswith("pass_difference")}
+        sigma = np.empty_like(sigma_acq)
+        sigma[acq] = sigma_acq
+        k = scatter.stderr_factor
+        bend = _centre_bend_errors(fit, tau[acq], lambda offset: fit_drifting_line(
+            x[acq], y[acq], sigma_acq, tau[acq], [g[acq] for g in gains], *orders,
+            centre_offset=offset)) if up is not None else (0.0, 0.0)
+        data.extra["stderr"] = (math.hypot(fit.fwhm_stderr * k, bend[0]),
+                                math.hypot(fit.center_stderr * k, bend[1]), fit.peak_stderr * k)
         data.extra["chi2_reduced"] = fit.chi2_reduced
         data.extra["scatter"] = scatter
-        data.extra["stderr"] = (fit.fwhm_stderr, fit.center_stderr, fit.peak_stderr)
-        self._add_shape_systematics(data, x, sigma, fit, f_ref)
+        data.extra["drift"] = {"fitted_range_gains": float(len(gains)),
+                               "centre_change": fit.centre_change,
+                               "drift_error_fwhm": bend[0], "drift_error_center": bend[1],
+                               "height_change": fit.height_change,
+                               **_pass_differences(x, y, sigma, up)}
+        width_sys, centre_sys = _shape_errors(
+            lambda shift: fit_once(sigma_acq, shift), fit, kept)
+        data.systematic["conversion_bandwidth"] = width_sys / abs(fit.fwhm)
+        data.systematic["conversion_center_frequency"] = math.hypot(
+            timebase_relative_error(), centre_sys / abs(f_ref + fit.center))
+        data.extra["meter_shape"] = {"meter_shape_error_fwhm": width_sys,
+                                     "meter_shape_error_center": centre_sys}
         p = np.array([fit.fwhm, f_ref + fit.center, fit.peak])
-        # fit_lorentzian keeps only the errors: the band is drawn from the diagonal.
+        # Only the errors are kept: the band is drawn from the diagonal.
         cov = np.diag(np.square(data.extra["stderr"]))
-        dof = fit.points - free
+        dof = fit.points - fit.free
         return Fit(tuple(x.name for x in self.params), p, cov, fit.chi2_reduced * dof, dof,
                    data.x, data.y, self.model(data.x, *p), sigma,
                    {x.name: x.unit for x in self.params})
-
-    @staticmethod
-    def _add_shape_systematics(data: CurveData, x: np.ndarray, sigma: np.ndarray,
-                               fit: LorentzianFit, f_ref: float) -> None:
-        """The width's and centre's relative systematic errors into `data.systematic`: the
-        meter's range gains and linearity (`meter_shape.line_shape_errors`, refitting with
-        the fit's own model and point errors) and, for the centre, the source's timebase."""
-        up = data.extra["up_pass"]
-
-        def refit_line(y: np.ndarray) -> LorentzianFit | None:
-            return fit_lorentzian(x, y, sigma) if up is None else fit_lorentzian_passes(
-                x, y, sigma, up)
-
-        def refit(y: np.ndarray) -> tuple[float, float] | None:
-            moved = refit_line(y)
-            return None if moved is None else (moved.fwhm, moved.center)
-
-        base = refit_line(data.y) or fit
-        width_sys, centre_sys = line_shape_errors(refit, data.y, data.extra["readings"],
-                                                  (base.fwhm, base.center))
-        centre = abs(f_ref + fit.center)
-        data.systematic["conversion_bandwidth"] = width_sys / abs(fit.fwhm)
-        data.systematic["conversion_center_frequency"] = math.hypot(
-            timebase_relative_error(), centre_sys / centre)
-        data.extra["meter_shape"] = {"meter_shape_error_fwhm": width_sys,
-                                     "meter_shape_error_center": centre_sys}
 
     def values(self, fit: Fit, data: CurveData) -> dict[str, FitValue]:
         return {x.name: FitValue(float(v), float(e), x.unit) for x, v, e in
@@ -255,7 +277,7 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
 
     def fit_details(self, fit: Fit, data: CurveData) -> dict[str, float]:
         scatter = data.extra["scatter"]
-        return {"chi2_reduced": data.extra["chi2_reduced"], **data.extra["pass_differences"],
+        return {"chi2_reduced": data.extra["chi2_reduced"], **data.extra["drift"],
                 **data.extra["meter_shape"],
                 "relative_scatter": scatter.relative,
                 "residual_correlation": scatter.correlation,
@@ -268,14 +290,110 @@ class ConversionBandwidthAnalysis(CurveAnalysis):
                         data.extra["scatter"])
 
 
+def _drift_orders(points: int, gains: int) -> tuple[int, int]:
+    """(height, centre) polynomial degrees of the drift for a scan of `points` with `gains`
+    fitted range gains: `HEIGHT_ORDER`, `CENTRE_ORDER`, fewer when a short scan could not
+    keep a third of its points (at least 3) as degrees of freedom."""
+    room = max(points - 3 - gains - max(3, points // 3), 0)
+    centre = min(CENTRE_ORDER, room)
+    return min(HEIGHT_ORDER, room - centre), centre
+
+
+def _centre_bend_errors(fit: DriftingLineFit, tau: np.ndarray,
+                        refit: Callable[[np.ndarray], DriftingLineFit | None]
+                        ) -> tuple[float, float]:
+    """(width, centre) errors, Hz, from a bend of the centre's drift the fit cannot see: a
+    drift rate that differs between the passes' crossings of the band stretches one pass's
+    line and compresses the other's unequally, which is a change of width (a quadratic
+    centre in time is degenerate with it). Taken as the rate changing by its own mean size
+    (the fitted `centre_change` over the scan) between the crossings (tau = -1/2, +1/2): the
+    shift of a refit with that bend, 0.5 P_2(tau) |centre_change| / 3 (its rate 3 c_2 tau
+    differs by |centre_change| / 2 per unit tau between them)."""
+    c2 = abs(fit.centre_change) / 2 / 3
+    moved = refit(c2 * (1.5 * tau**2 - 0.5))
+    if moved is None:
+        return 0.0, 0.0
+    return abs(moved.fwhm - fit.fwhm), abs(moved.center - fit.center)
+
+
+def _pass_differences(x: np.ndarray, y: np.ndarray, sigma: np.ndarray,
+                      up: np.ndarray | None) -> dict[str, float]:
+    """The up pass's centre and width less the down pass's (each fitted alone), for the
+    record: how far the band moved between the passes ({} if not interleaved)."""
+    if up is None:
+        return {}
+    a = fit_lorentzian(x[up], y[up], sigma[up])
+    b = fit_lorentzian(x[~up], y[~up], sigma[~up])
+    if a is None or b is None:
+        return {}
+    return {"pass_difference_center": a.center - b.center,
+            "pass_difference_fwhm": a.fwhm - b.fwhm}
+
+
+def _shape_errors(refit: Callable[[np.ndarray], DriftingLineFit | None], base: DriftingLineFit,
+                  patterns: list[tuple[np.ndarray, float]]) -> tuple[float, float]:
+    """(width, centre) systematic errors, Hz, from the meter gains the fit does not measure
+    (`meter_shape.gain_patterns`: the linearity, a range whose gain is not measurable):
+    the shift of a refit with each gain changed by `GAIN_STEP`, per unit gain, times the
+    gain's standard deviation, in quadrature (`meter_shape.line_shape_errors`' rule; a refit
+    that fails counts as the width's full relative `GAIN_STEP` shift)."""
+    width_var = centre_var = 0.0
+    for d_eta, sd in patterns:
+        if not np.any(d_eta):
+            continue
+        moved = refit(GAIN_STEP * d_eta)
+        if moved is None:
+            dw, dc = abs(base.fwhm), 0.0
+        else:
+            dw, dc = (moved.fwhm - base.fwhm) / GAIN_STEP, (moved.center - base.center) / GAIN_STEP
+        width_var += (dw * sd) ** 2
+        centre_var += (dc * sd) ** 2
+    return math.sqrt(width_var), math.sqrt(centre_var)
+
+
+def _tail_verdict(centre: float, fitted: bool = True) -> Verdict:
+    """The band's centre (Hz) fitted outside the scan, or (not `fitted`) the scan's edge the
+    light rises towards: only a tail was measured."""
+    if not fitted:
+        return Verdict.bad(Reason.NO_SIGNAL, "only a tail of the conversion band: the "
+                           f"converted light rises towards the scan's edge at "
+                           f"{centre / 1e9:.7g} GHz and no line fits; centre the scan beyond it")
+    return Verdict.bad(Reason.NO_SIGNAL, f"only a tail of the conversion band: the fit puts "
+                       f"its centre at {centre / 1e9:.7g} GHz, outside the scan; centre the "
+                       "scan there")
+
+
+EDGE_FRACTION = 0.1
+"""The band's light peaking within this fraction of the scan's points of either end (in
+frequency order, smoothed) says the scan holds a flank, not the band."""
+
+
+def _rising_edge(x: np.ndarray, y: np.ndarray) -> float | None:
+    """The scan's edge (x, Hz) where the converted light peaks, when it peaks within
+    `EDGE_FRACTION` of the points of an end (a 5-point running median against the meter's
+    noise), else None."""
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
+    if xs.size < 10:
+        return None
+    width = 5
+    smooth = np.array([np.median(ys[max(0, i - width // 2):i + width // 2 + 1])
+                       for i in range(ys.size)])
+    peak = int(np.argmax(smooth))
+    edge = max(1, int(EDGE_FRACTION * xs.size))
+    if peak < edge:
+        return float(xs[0])
+    if peak >= xs.size - edge:
+        return float(xs[-1])
+    return None
+
+
 def _verdict(values: dict[str, FitValue], f: np.ndarray, spacing: float, chi2: float,
              bound: float, scatter: ExcessScatter) -> Verdict:
     width, f0, peak = (values[k] for k in ("conversion_bandwidth",
                                            "conversion_center_frequency", "peak_efficiency"))
     if not f.min() <= f0.value <= f.max():
-        return Verdict.bad(Reason.NO_SIGNAL, f"only a tail of the conversion band: the fit "
-                           f"puts its centre at {f0.value / 1e9:.7g} GHz, outside the scan; "
-                           "centre the scan there")
+        return _tail_verdict(f0.value)
     if width.value < MIN_POINTS_PER_LINEWIDTH * spacing:
         return Verdict.bad(Reason.TOO_FEW_POINTS, f"bandwidth {width.value:.3g} Hz spans "
                            f"fewer than {MIN_POINTS_PER_LINEWIDTH} points ({spacing:.3g} Hz "

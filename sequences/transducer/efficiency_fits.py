@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from scipy.optimize import brentq, least_squares
@@ -20,9 +20,6 @@ from qnetlab.sequences.data import StoredRun
 from qnetlab.sequences.fitting import pass_drift_error, scale_covariance
 
 from .bench import DB_TO_LN, OFF, ON, PLANCK, SETUP, SPEED_OF_LIGHT, constant_error
-
-if TYPE_CHECKING:  # the map's fit shares the scatter machinery below
-    from .efficiency_map_fits import EfficiencyMapFit
 
 # -- from stored readings to efficiency -------------------------------------------------------
 
@@ -182,7 +179,17 @@ shape measured: the resonance drifting during the scan (scanned up and down, the
 differ by about this) or the laser's fine-step jitter. Beyond it the points are not one
 line: a poor fit."""
 
-_FitT = TypeVar("_FitT", "LorentzianFit", "EfficiencyMapFit")
+
+class _Fit(Protocol):
+    """What `fit_with_excess_scatter` asks of a fit result: its reduced chi^2 (the rest it
+    only passes to the callables it is given)."""
+
+    @property
+    def chi2_reduced(self) -> float: ...
+
+
+_FitT = TypeVar("_FitT", bound=_Fit)
+"""`LorentzianFit`, `EfficiencyMapFit`, the conversion band's drifting-line fit."""
 
 
 @dataclass(frozen=True)
