@@ -155,6 +155,8 @@ def test_laser_errors_over_instances_match_the_data_sheet():
         device.handle(":WAV 1550.2000")
         device.handle(":POW 5")
         device.handle(":POW:STAT 1")
+        while device.handle("*OPC?") == "0":  # tuning (realistic lab): poll, as a driver does
+            pass
         assert float(device.handle(":WAV?") or "nan") == 1550.2
         wavelength_errors.append(world.pump.wavelength - 1550.2e-9)
         power_errors_db.append(10 * math.log10(world.pump.power / 5e-3))
@@ -333,6 +335,132 @@ def test_thermometer_calibration_over_instances_matches_the_data_sheet():
         errors.append(kelvin / world.mxc_temperature() - 1)
     assert_spread(np.array(errors), sigma_of_bound(ls372.CALIBRATION_ACCURACY),
                   "RuOx calibration")
+
+
+# -- settling (issue 13 item 1): lab time before a new setting is at its output ------------------
+def test_laser_tunes_in_lab_time_and_the_driver_waits_for_opc(twin):
+    """TSL-570: a wavelength set reaches the pump `tsl570.tuning_time` after the command
+    (settle + move at the top sweep speed); ``*OPC?`` reads 0 meanwhile, and the driver's set
+    returns only once it reads 1, i.e. after the tuning time and at most one ``*OPC?`` exchange
+    (`OPC_EXCHANGE_S`) more. Timings are exact (virtual clock), so the bounds are too."""
+    laser = twin(SantecTSL570, "santec_tsl570", seed=12)
+    world, device = bench_of(laser).world, bench_of(laser).device(laser.name)
+    before_nm = float(laser.ask(":WAV?"))
+    target = 1560.0e-9
+    expected = tsl570.tuning_time(before_nm, 1560.0)
+    assert expected > tsl570.TUNING_SETTLE_S
+    t0 = world.now()
+    laser.wavelength(target)
+    waited = world.now() - t0
+    assert expected <= waited <= expected + tsl570.OPC_EXCHANGE_S + 1e-12
+    assert laser.ask("*OPC?") == "1"
+    offset_pm, _ = device.accuracy_errors()
+    # Settled: the emitted wavelength is the setting's, off by the data-sheet errors only.
+    assert abs(world.pump.wavelength - target - offset_pm * 1e-12) < 5 * SIGMA_WL_REP
+
+    # The same on the wire, without the driver's wait: the pump has not moved yet.
+    old = world.pump.wavelength
+    laser.write(":WAV 1550.0000")
+    assert device.tuning and world.pump.wavelength == old
+    world.advance(tsl570.tuning_time(1560.0, 1550.0) - 1e-6)
+    assert world.pump.wavelength == old  # still tuning a microsecond before the end
+    world.advance(2e-6)
+    assert not device.tuning
+    assert abs(world.pump.wavelength - 1550e-9 - offset_pm * 1e-12) < 5 * SIGMA_WL_REP
+
+
+def test_microwave_source_switching_takes_its_data_sheet_time(twin):
+    """N5183B: a frequency or level change completes (the command returns) after the switching
+    time, so the tone is at its new value when the next exchange comes; a repeated setting
+    does not switch."""
+    source = twin(KeysightN5183B, "keysight_n5183b", seed=13)
+    world = bench_of(source).world
+    source.rf_output("on")
+    for set_, value, switching in ((source.frequency, 5.5e9, n5183b.FREQUENCY_SWITCHING_S),
+                                   (source.power, -7.0, n5183b.LEVEL_SWITCHING_S),
+                                   (source.frequency, 5.5e9, 0.0)):
+        t0 = world.now()
+        set_(value)
+        assert world.now() - t0 == pytest.approx(switching, abs=1e-12)
+    assert world.mw_drive.frequency == pytest.approx(5.5e9, rel=5 * n5183b.FREQUENCY_ACCURACY)
+
+
+def test_power_meter_range_change_delays_the_reading(twin):
+    """PM100D: a measurement (``MEAS:POW?``, count x 3 ms) started right after a range change
+    ends `RANGE_SETTLE_S` later; so does one over which auto-ranging switches range."""
+    meter = twin(ThorlabsPM100D, "thorlabs_pm100d", seed=14)
+    world = bench_of(meter).world
+    _light_on(world)
+    meter.averaging(10)
+    measuring = 10 * pm100d.ThorlabsPM100DEmulator.sample_time
+
+    def reading_time() -> float:
+        t0 = world.now()
+        meter.power()
+        return world.now() - t0
+
+    reading_time()  # the range in use is known from here on
+    assert reading_time() == pytest.approx(measuring, abs=1e-12)
+    meter.power_range(pm100d.ThorlabsPM100DEmulator.max_power)  # a fixed range
+    assert reading_time() == pytest.approx(measuring + pm100d.RANGE_SETTLE_S, abs=1e-12)
+    assert reading_time() == pytest.approx(measuring, abs=1e-12)
+    meter.write("SENS:POW:RANG:AUTO 1")
+    assert reading_time() == pytest.approx(measuring + pm100d.RANGE_SETTLE_S, abs=1e-12)
+    world.set_mw_drive(on=False)  # microwatts down to the leaked pump: a lower range
+    assert reading_time() == pytest.approx(measuring + pm100d.RANGE_SETTLE_S, abs=1e-12)
+    assert reading_time() == pytest.approx(measuring, abs=1e-12)
+
+
+def test_thermometer_channel_change_holds_through_the_pause_then_settles():
+    """372: after ``SCAN`` to channel 6 its readings hold the reading it had at the change for
+    the channel's pause time (INSET, 3 s by default), then approach the live reading with the
+    200 ms filter. One filter time constant into the settling the noise-free reading is
+    live + (held - live) / e; a reading's noise is RESISTANCE_NOISE relative (rms), so 5 of it
+    bounds the check."""
+    world, bridge = emulator("lakeshore_372", 15, name="ls")
+    pause = bridge.inputs["6"].pause
+    bridge.handle("SCAN 6,0")
+    held = float(bridge.handle("SRDG? 6") or "nan")
+    world.set_extra_heat_load(1e-4)  # the mixing chamber warms up meanwhile
+    world.advance(pause - 0.1)
+    assert float(bridge.handle("SRDG? 6") or "nan") == held  # held, not even noise
+    live = ls372.resistance_of(world.mxc_temperature())
+    assert abs(held / live - 1) > 100 * ls372.RESISTANCE_NOISE  # the truth has moved
+    world.advance(0.1 + ls372.READING_FILTER_TAU_S)
+    live = ls372.resistance_of(world.mxc_temperature())
+    settling = live + (held - live) / math.e
+    reading = float(bridge.handle("SRDG? 6") or "nan")
+    assert abs(reading / settling - 1) < 5 * ls372.RESISTANCE_NOISE
+    world.advance(ls372.SETTLED_AFTER_TAUS * ls372.READING_FILTER_TAU_S)
+    live = ls372.resistance_of(world.mxc_temperature())
+    assert abs(float(bridge.handle("SRDG? 6") or "nan") / live - 1) < 5 * ls372.RESISTANCE_NOISE
+
+
+def test_ideal_lab_settles_at_once():
+    """``ideal: true``: no settling anywhere, as before: settings reach the world with no lab
+    time passing, ``*OPC?`` reads 1 at once, a range change adds nothing, and a scanner change
+    holds no reading."""
+    world, laser = emulator("santec_tsl570", 3, ideal=True, name="laser")
+    laser.handle(":WAV 1560.0000")
+    assert (world.pump.wavelength, laser.handle("*OPC?"), world.now()) == (1560e-9, "1", 0.0)
+
+    world, source = emulator("keysight_n5183b", 3, ideal=True, name="mw")
+    source.handle("FREQ 5.5 GHZ")
+    source.handle("POW -7")
+    assert (world.mw_drive.frequency, world.now()) == (5.5e9, 0.0)
+
+    world, meter = emulator("thorlabs_pm100d", 3, ideal=True, name="pm")
+    _light_on(world)
+    meter.handle("SENS:AVER 10")
+    meter.handle("SENS:POW:RANG 20MW")
+    meter.handle("MEAS:POW?")
+    assert world.now() == pytest.approx(10 * pm100d.ThorlabsPM100DEmulator.sample_time,
+                                        abs=1e-15)
+
+    world, bridge = emulator("lakeshore_372", 3, ideal=True, name="ls")
+    bridge.handle("SCAN 6,0")
+    readings = {bridge.handle("SRDG? 6") for _ in range(3)}
+    assert len(readings) == 3  # live: fresh noise every reading, no held value
 
 
 # -- the clean lab is unchanged -----------------------------------------------------------------

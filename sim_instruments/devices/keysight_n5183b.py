@@ -15,6 +15,12 @@ The realistic lab (`LabWorld.ideal` False): the tone reaching the world is off i
 this instance's fixed errors, while the queries read the setting: a fractional frequency
 offset of the internal timebase (`FREQUENCY_ACCURACY`: calibration plus a year of aging) and a
 level error in dB (`LEVEL_ACCURACY_DB`), each drawn once (`physics.instrument_errors`).
+A frequency or level change takes the data sheet's switching time of lab time
+(`FREQUENCY_SWITCHING_S`, `LEVEL_SWITCHING_S`) before the tone is at its new value: the
+command completes once the output has settled, so the next exchange, a ``*OPC?`` included,
+comes after it and a driver needs no wait of its own (that the MXG serves its SCPI commands so,
+one at a time, is this emulator's reading; the data sheet times the switch from the command
+to the settled output). The ideal lab switches at once, as before.
 """
 
 from __future__ import annotations
@@ -35,6 +41,13 @@ FREQUENCY_ACCURACY = 1e-7
 """+-fractional frequency error of the standard timebase a year after calibration."""
 LEVEL_ACCURACY_DB = 0.9
 """+-dB, absolute CW level accuracy between 3.2 and 20 GHz at moderate levels."""
+
+# Settling (realistic lab). Source: the same data sheet, "Switching speed" (SCPI mode,
+# typical); not checked against a stored copy either.
+FREQUENCY_SWITCHING_S = 800e-6
+"""s from a CW frequency command to the tone settled at its new frequency."""
+LEVEL_SWITCHING_S = 750e-6
+"""s from a level (power) command to the output settled at its new level."""
 
 
 class KeysightN5183BEmulator(ScpiDevice):
@@ -64,6 +77,12 @@ class KeysightN5183BEmulator(ScpiDevice):
             frequency, power = frequency * (1 + fractional), power + level_db
         self.world.set_mw_drive(frequency=frequency, power_dbm=power, on=self.output)
 
+    def _settle(self, seconds: float) -> None:
+        """The switching: `seconds` of lab time pass before the new value is pushed (realistic
+        lab; the ideal lab switches at once)."""
+        if not self.world.ideal:
+            self.world.advance(seconds)
+
     def accuracy_errors(self) -> tuple[float, float]:
         """This instance's fixed errors: (fractional frequency offset, level error in dB),
         drawn from `FREQUENCY_ACCURACY` and `LEVEL_ACCURACY_DB` (the same on every call)."""
@@ -73,8 +92,11 @@ class KeysightN5183BEmulator(ScpiDevice):
     @command("[SOURce]:FREQuency[:CW]")
     @command("[SOURce]:FREQuency:FIXed")
     def _set_frequency(self, args: Args) -> None:
-        self.frequency = args.number(low=self.min_frequency, high=self.max_frequency,
-                                     units=("HZ", "KHZ", "MHZ", "GHZ"))
+        frequency = args.number(low=self.min_frequency, high=self.max_frequency,
+                                units=("HZ", "KHZ", "MHZ", "GHZ"))
+        if frequency != self.frequency:
+            self._settle(FREQUENCY_SWITCHING_S)
+        self.frequency = frequency
         self._push()
 
     @command("[SOURce]:FREQuency[:CW]", query=True)
@@ -84,7 +106,10 @@ class KeysightN5183BEmulator(ScpiDevice):
 
     @command("[SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]")
     def _set_power(self, args: Args) -> None:
-        self.power = args.number(low=self.min_power, high=self.max_power, units=("DBM",))
+        power = args.number(low=self.min_power, high=self.max_power, units=("DBM",))
+        if power != self.power:
+            self._settle(LEVEL_SWITCHING_S)
+        self.power = power
         self._push()
 
     @command("[SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]", query=True)

@@ -32,6 +32,13 @@ resistance through the inverse curve. Not modelled: the scanner (the real 372 me
 channel at a time and holds the others' last readings; here every enabled channel reads live),
 excitation and range limits, and the heaters' effect on the fridge.
 
+Settling (realistic lab; ideal reads at once, as before): after a channel change (``SCAN``)
+or an excitation or range change (``INTYPE``) a channel's readings hold their value at the
+change for its pause time (``INSET``), then approach the live reading with the 200 ms time
+constant of the digital filter behind the unfiltered readings (manual 4.4.7; 4.4.7.1: "Filter
+settling time begins after the pause time finishes on range or channel change"). Nothing
+flags this over the interface; no qnetlab driver or sequence changes the scanner or ranges.
+
 The realistic lab (`LabWorld.ideal` False): each wired sensor's calibration curve is off by a
 fixed relative temperature error (`CALIBRATION_ACCURACY`), drawn once per instance and channel
 (`physics.instrument_errors`): the resistance reading stays true, the kelvin reading carries
@@ -81,6 +88,12 @@ calibration): the overall accuracy is the root sum of squares of measurement res
 electronic accuracy, self-heating, calibration accuracy and interpolation error, and the
 calibration term dominates at mK temperatures at a few per cent of T (+-3 % is typical, not
 checked against that page's table)."""
+
+READING_FILTER_TAU_S = 0.2
+"""s, time constant of the digital filter behind the 372's unfiltered readings (manual,
+4.4.7 Filter)."""
+SETTLED_AFTER_TAUS = 20.0
+"""Filter time constants after the pause past which a reading counts as settled (e^-20)."""
 
 # RDGST? bit weights (manual, RDGST? query).
 CS_OVL = 1
@@ -204,6 +217,8 @@ class Lakeshore372Emulator(ScpiDevice):
         self.outputs[1].resistance = 1  # the warm-up heater's setting: 1 = 25 ohm, 2 = 50 ohm
         self.scan_channel = "1"
         self.autoscan = 1
+        self._settling: dict[str, tuple[float, float]] = {}
+        """channel -> (world time of the change, ohm reading held through the pause)"""
         super().__init__(world, name)
 
     @staticmethod
@@ -240,13 +255,40 @@ class Lakeshore372Emulator(ScpiDevice):
         temperature = self.stage_temperature(channel)
         if temperature is None:
             return 0.0, 0.0, CS_OVL
-        resistance = resistance_of(temperature) * (
-            1.0 + RESISTANCE_NOISE * float(self._rng.standard_normal()))
+        resistance = self._settled_resistance(channel, resistance_of(temperature))
+        if resistance is None:  # paused: the reading held at the change
+            resistance = self._settling[channel][1]
+        else:
+            resistance *= 1.0 + RESISTANCE_NOISE * float(self._rng.standard_normal())
         # Without a curve (curve 0) the bridge has no kelvin reading.
         kelvin = temperature_of(resistance) if inp.curve else 0.0
         if not self.world.ideal:
             kelvin *= 1 + self.calibration_error(channel)
         return kelvin, resistance, 0
+
+    def _settled_resistance(self, channel: str, live: float) -> float | None:
+        """The noise-free reading (ohm) of `channel` whose sensor reads `live` ohm now: None
+        through the pause after a change, then `live` reached with the filter's time constant
+        (module docstring)."""
+        change = self._settling.get(channel)
+        if change is None:
+            return live
+        started, held = change
+        since = self.world.now() - started - self.inputs[channel].pause
+        if since < 0:
+            return None
+        if since > SETTLED_AFTER_TAUS * READING_FILTER_TAU_S:
+            del self._settling[channel]
+            return live
+        return live + (held - live) * math.exp(-since / READING_FILTER_TAU_S)
+
+    def _start_settling(self, channel: str) -> None:
+        """A channel or range change on `channel`: its reading holds through the pause, then
+        settles (realistic lab only)."""
+        if self.world.ideal:
+            return
+        held = self._measure(channel)[1]  # the reading it had at the change
+        self._settling[channel] = (self.world.now(), held)
 
     def calibration_error(self, channel: str) -> float:
         """The fixed relative error of the calibration curve of the sensor on `channel`."""
@@ -324,6 +366,9 @@ class Lakeshore372Emulator(ScpiDevice):
         rng = _keep_or_int(args, 4, inp.range, 1, 22)
         cs_shunt = _keep_or_int(args, 5, inp.cs_shunt, 0, 1)
         units = _keep_or_int(args, 6, inp.units, 1, 2)
+        if (mode, excitation, autorange, rng) != (inp.mode, inp.excitation, inp.autorange,
+                                                  inp.range):
+            self._start_settling(self._input_id(args))
         inp.mode, inp.excitation, inp.autorange, inp.range, inp.cs_shunt, inp.units = (
             mode, excitation, autorange, rng, cs_shunt, units)
 
@@ -361,6 +406,8 @@ class Lakeshore372Emulator(ScpiDevice):
         _at_most(args, 2)
         channel = str(args.integer(0, low=1, high=N_CHANNELS))
         self.autoscan = _keep_or_int(args, 1, self.autoscan, 0, 1)
+        if channel != self.scan_channel:
+            self._start_settling(channel)
         self.scan_channel = channel
 
     @command("SCAN", query=True)

@@ -40,6 +40,14 @@ so a fine scan keeps its one repeatability error as a common offset; the
 emitted power has a fixed gain error (`POWER_ACCURACY_DB`) and, every time the output changes
 (a new setting, LD or shutter), a fresh relative fluctuation within the power stability
 (`POWER_STABILITY_DB`). Slow drifts in time belong to the world (issue 13, item 2).
+
+Tuning takes lab time (realistic lab; ideal tunes at once, as before): a wavelength setting
+reaches the world's pump `tuning_time` after the command (`physics.tuning.TuningPump`).
+``*OPC?`` answers as the TSL-570 manual defines it, not IEEE 488.2's blocking form: 0 while an
+operation (the tuning) is in progress, 1 once complete (so public TSL-570 drivers read it, e.g.
+NQCP's photonicdrivers; not checked against a stored copy of the manual). A controller polls
+it (the qnetlab driver does), each exchange made while tuning taking `OPC_EXCHANGE_S` of lab
+time.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from ..physics.instrument_errors import (
     relative_noise,
     sigma_of_bound,
 )
+from ..physics.tuning import TuningPump
 from .scpi import DATA_OUT_OF_RANGE, Args, ScpiDevice, ScpiError, command
 
 if TYPE_CHECKING:
@@ -88,6 +97,18 @@ POWER_ACCURACY_DB = 0.3
 """+-dB, the emitted power's fixed error against its setting; the data sheet states power
 flatness and linearity rather than one absolute accuracy (typical, not from a data sheet)."""
 
+# Tuning (realistic lab; module docstring). The data sheet states the sweep speed (up to
+# 200 nm/s, `SWEEP_SPEED_RANGE`) but no settling time of a step to a new setting.
+TUNING_SPEED_NM_S = SWEEP_SPEED_RANGE[1]
+"""nm/s, how fast a set wavelength moves: the top sweep speed (TSL-570 data sheet); that a
+step moves at it is a modelling choice."""
+TUNING_SETTLE_S = 0.1
+"""s, the settling after every move before ``*OPC?`` reads 1 (typical, not stated in the data
+sheet or manual)."""
+OPC_EXCHANGE_S = 0.01
+"""s of lab time one ``*OPC?`` exchange takes while the laser tunes: a query's round trip
+over LAN or GP-IB with the controller's turn-around (typical, not from the manual)."""
+
 
 def _dbm_to_mw(dbm: float) -> float:
     return 10 ** (dbm / 10)
@@ -95,6 +116,14 @@ def _dbm_to_mw(dbm: float) -> float:
 
 def _mw_to_dbm(mw: float) -> float:
     return 10 * math.log10(mw)
+
+
+def tuning_time(from_nm: float, to_nm: float) -> float:
+    """s from a wavelength setting to a settled output, for a move from `from_nm` to `to_nm`
+    (0 for no move)."""
+    if to_nm == from_nm:
+        return 0.0
+    return TUNING_SETTLE_S + abs(to_nm - from_nm) / TUNING_SPEED_NM_S
 
 
 class SantecTSL570Emulator(ScpiDevice):
@@ -115,6 +144,12 @@ class SantecTSL570Emulator(ScpiDevice):
         """pm: where the last coarse move landed, within the repeatability."""
         self._coarse_nm: float | None = None
         """nm: the setting of the last coarse move (None: none yet since power-up)."""
+        self._tuning: TuningPump | None = None
+        if not world.ideal:  # the ideal lab tunes at once, as before
+            pump = world.pump
+            self._tuning = pump if isinstance(pump, TuningPump) else TuningPump(pump,
+                                                                                 world.clock)
+            world.pump = self._tuning
         super().__init__(world, name)
 
     def reset(self) -> None:
@@ -160,11 +195,40 @@ class SantecTSL570Emulator(ScpiDevice):
         self.sweep_started_at = None
         self._push()
 
-    def _push(self) -> None:
+    def _push(self, tuning_s: float = 0.0) -> None:
+        """Send the output to the world; a wavelength move takes `tuning_s` of lab time to
+        arrive (realistic lab)."""
         power, wavelength = self.power_mw * 1e-3, self.wavelength_nm * 1e-9
-        if not self.world.ideal:
-            power, wavelength = self.emitted(power, wavelength)
-        self.world.set_pump(power=power, wavelength=wavelength, on=self.emitting)
+        if self._tuning is None:
+            self.world.set_pump(power=power, wavelength=wavelength, on=self.emitting)
+            return
+        power, wavelength = self.emitted(power, wavelength)
+        self.world.set_pump(power=power, on=self.emitting)
+        if tuning_s > 0:
+            self._tuning.tune(wavelength, tuning_s)
+        elif not self.tuning:
+            self._tuning.wavelength = wavelength  # no move under way: the setting stands
+
+    @property
+    def tuning(self) -> bool:
+        """An operation (a wavelength move) is in progress: ``*OPC?`` reads 0."""
+        return self._tuning is not None and self.world.now() < self._tuning.tuned_at
+
+    def _common(self, header: str, is_query: bool, rest: str) -> str | None:
+        if header == "*OPC" and is_query:
+            # TSL-570 manual: 0 while an operation is in progress, 1 once it is complete.
+            if not self.tuning:
+                return "1"
+            self.world.advance(OPC_EXCHANGE_S)
+            return "1" if not self.tuning else "0"
+        return super()._common(header, is_query, rest)
+
+    def _set_wavelength_nm(self, nm: float) -> None:
+        """A new wavelength setting (nm, 0.1 pm resolution), tuned to in lab time."""
+        before = self.wavelength_nm
+        self.wavelength_nm = round(nm, 4)
+        self._land_wavelength()
+        self._push(tuning_time(before, self.wavelength_nm))
 
     def accuracy_errors(self) -> tuple[float, float]:
         """This instance's fixed errors: (wavelength offset in pm, power error in dB), drawn
@@ -231,10 +295,8 @@ class SantecTSL570Emulator(ScpiDevice):
     # -- wavelength ------------------------------------------------------------------------------
     @command("[:SOURce]:WAVelength")
     def _set_wavelength(self, args: Args) -> None:
-        value = self._number(args, self.min_wavelength_nm, self.max_wavelength_nm)
-        self.wavelength_nm = round(value, 4)  # setting resolution 0.1 pm
-        self._land_wavelength()
-        self._push()
+        self._set_wavelength_nm(self._number(args, self.min_wavelength_nm,
+                                             self.max_wavelength_nm))
 
     @command("[:SOURce]:WAVelength", query=True)
     def _get_wavelength(self, args: Args) -> str:
@@ -264,9 +326,7 @@ class SantecTSL570Emulator(ScpiDevice):
     def _set_frequency(self, args: Args) -> None:
         thz = self._number(args, self._thz(self.max_wavelength_nm),
                            self._thz(self.min_wavelength_nm))
-        self.wavelength_nm = round(_SPEED_OF_LIGHT / (thz * 1e12) * 1e9, 4)
-        self._land_wavelength()
-        self._push()
+        self._set_wavelength_nm(_SPEED_OF_LIGHT / (thz * 1e12) * 1e9)
 
     @command("[:SOURce]:WAVelength:FREQuency", query=True)
     def _get_frequency(self, args: Args) -> str:

@@ -28,7 +28,12 @@ steps when auto-ranging switches range), the range's resolution (the reading is 
 `RESOLUTION_FS` of the range's full scale, 1 pA on the 50 nA range, with one step rms of range
 noise) and a relative reading noise (`RELATIVE_NOISE` per sample). Auto-ranging picks the
 smallest current range that holds the photocurrent; a fixed power range picks the smallest
-that holds its full scale.
+that holds its full scale. A range change takes `RANGE_SETTLE_S` of lab time before the
+console measures on the new range: a measurement started within it ends that much later, and
+one over which auto-ranging switches range ends that much after its last sample (the sample
+across the switch is taken again). The console answers FETCh?, READ? and MEASure? only once
+the measurement is done, so a driver waits for it without asking. The ideal lab switches at
+once, as before.
 
 Deliberately left out (the contrib driver and the `OpticalPowerMeter` role use none of
 them): energy and frequency measurements of pyroelectric and thermal sensors, the sensor
@@ -89,6 +94,10 @@ LINEARITY_DECADES = 6.0
 RELATIVE_NOISE = 5e-4
 """Relative rms noise of one sample (speckle, polarisation and amplifier noise of a fibre
 sensor; typical, not from a data sheet)."""
+RANGE_SETTLE_S = 3e-3
+"""s a range change takes before the console measures on the new range: one sample time,
+the sample taken across the switch being dropped (typical, not stated in the PM100D data sheet
+or manual)."""
 
 
 def current_range_index(current: float) -> int:
@@ -150,6 +159,10 @@ class ThorlabsPM100DEmulator(ScpiDevice):
         self._initiated = False
         self._ready_at = 0.0
         self._last: float | None = None
+        self._range_settled_at = -math.inf
+        """World time (s) the last range change has settled (realistic lab)."""
+        self._range_in_use: int | None = None
+        """Index of the current range the last measurement ended on (None: none yet)."""
 
     # -- measurement model ----------------------------------------------------------------------
     def _sample(self) -> float:
@@ -204,7 +217,26 @@ class ThorlabsPM100DEmulator(ScpiDevice):
 
     def _initiate_measurement(self) -> None:
         self._initiated = True
-        self._ready_at = self.world.now() + self.average_count * self.sample_time
+        start = max(self.world.now(), self._range_settled_at)  # after a range change settles
+        self._ready_at = start + self.average_count * self.sample_time
+
+    def _change_range(self) -> None:
+        """A range setting changed: the console settles on the new range (realistic lab)."""
+        if not self.world.ideal:
+            self._range_settled_at = self.world.now() + RANGE_SETTLE_S
+            self._range_in_use = None  # the settling is counted here, not again at the end
+
+    def _auto_range_switch(self) -> None:
+        """At the end of a measurement: if auto-ranging has to switch range for the light now,
+        it does, and the sample across the switch is taken again (`RANGE_SETTLE_S` of lab
+        time). Realistic lab only."""
+        if self.world.ideal:
+            return
+        light = self.world.optical_output_power()
+        index = self.current_range_in_use(responsivity(self.world.pump.wavelength) * light)
+        if self._range_in_use is not None and index != self._range_in_use:
+            self.world.advance(RANGE_SETTLE_S)
+        self._range_in_use = index
 
     def _fetch(self) -> str:
         """FETCh?: the result of the last INITiate, waiting (in world time) until it is done."""
@@ -212,6 +244,7 @@ class ThorlabsPM100DEmulator(ScpiDevice):
             wait = self._ready_at - self.world.now()
             if wait > 0:
                 self.world.advance(wait)
+            self._auto_range_switch()
             self._last = self._sample()
             self._initiated = False
             self.operation_event |= _OPERATION_DATA_READY & self.ptr
@@ -261,8 +294,10 @@ class ThorlabsPM100DEmulator(ScpiDevice):
     # -- SENSe: ranges ---------------------------------------------------------------------------
     @command("[SENSe]:POWer[:DC]:RANGe[:UPPer]")
     def _set_power_range(self, args: Args) -> None:
-        self.power_range = args.number(low=0.0, high=self.max_power, units=("W", "MW", "UW",
-                                                                             "NW"))
+        power_range = args.number(low=0.0, high=self.max_power, units=("W", "MW", "UW", "NW"))
+        if power_range != self.power_range or self.auto_range:
+            self._change_range()
+        self.power_range = power_range
         self.auto_range = False  # SCPI: setting a range switches auto-ranging off
 
     @command("[SENSe]:POWer[:DC]:RANGe[:UPPer]", query=True)
@@ -271,7 +306,10 @@ class ThorlabsPM100DEmulator(ScpiDevice):
 
     @command("[SENSe]:POWer[:DC]:RANGe:AUTO")
     def _set_auto_range(self, args: Args) -> None:
-        self.auto_range = args.boolean()
+        auto = args.boolean()
+        if auto != self.auto_range:
+            self._change_range()
+        self.auto_range = auto
 
     @command("[SENSe]:POWer[:DC]:RANGe:AUTO", query=True)
     def _get_auto_range(self, args: Args) -> str:
