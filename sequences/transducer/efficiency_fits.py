@@ -62,9 +62,6 @@ def pump_stability_relative_error() -> float:
     """Relative one-sigma error of each point of a line scanned with the pump laser: its
     power stability per setting (`PUMP_POWER_STABILITY_DB`), read as k = 2."""
     return DB_TO_LN * PUMP_POWER_STABILITY_DB / DATA_SHEET_COVERAGE
-LINE_SHAPE_RELATIVE_ERROR = METER_RANGE_ACCURACY / DATA_SHEET_COVERAGE
-"""Relative systematic error of a width fitted to power-meter readings (optical linewidth,
-conversion bandwidth): `METER_RANGE_ACCURACY` as one sigma."""
 
 
 def instrument_efficiency_relative_error() -> float:

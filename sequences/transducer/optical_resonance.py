@@ -4,7 +4,9 @@ converts.
 With the microwave tone on at the microwave resonance, the pump laser steps across the
 optical resonance; at each wavelength the power meter reads the optical output with the
 tone on and off, and the difference is the converted light alone. Its dependence on the pump
-detuning is the optical Lorentzian, fitted for its centre and linewidth (FWHM).
+detuning is the optical Lorentzian, fitted for its centre and linewidth (FWHM). Their
+systematic error is the power meter's shape (its current ranges' gains and the sensor's
+linearity, `meter_shape`), propagated through the scan's own fit.
 
 Resolution: the laser tunes in 0.1 pm steps (12.5 MHz at 1550 nm). A line narrower than
 `MIN_RESOLVED_STEPS` steps is "unresolved": its width is not reported (only the fact and the
@@ -43,10 +45,11 @@ from .bench import (
     switch_pump_on,
 )
 from .efficiency_fits import (
-    LINE_SHAPE_RELATIVE_ERROR,
     ExcessScatter,
     LorentzianFit,
     column,
+    fit_lorentzian,
+    fit_lorentzian_passes,
     fit_lorentzian_with_scatter,
     interleaved,
     meter_noise,
@@ -54,6 +57,7 @@ from .efficiency_fits import (
     pump_stability_relative_error,
     with_pass_difference,
 )
+from .meter_shape import MeterReadings, line_shape_errors
 
 MIN_POINTS = 10
 MIN_RESOLVED_STEPS = 1.5
@@ -192,8 +196,11 @@ class OpticalResonanceAnalysis(CurveAnalysis):
         if fit is None or fit.fwhm < MIN_RESOLVED_STEPS * step:
             # No curve: what the brightest step says, in data.values (kept by the base).
             return _unresolved(data.values, data.details, scan, step)
+        shape = _meter_shape_errors(scan, data.y, sigma, fit)
+        data.details.update({"meter_shape_error_fwhm": shape[0],
+                             "meter_shape_error_center": shape[1]})
         data.extra["verdict"] = _resolved(data.values, data.details, scan, fit,
-                                          data.extra["samples"], scatter)
+                                          data.extra["samples"], scatter, shape)
         p = np.array([scan.nu_ref + fit.center, fit.fwhm, fit.peak])
         cov = np.diag(np.square([fit.center_stderr, fit.fwhm_stderr, fit.peak_stderr]))
         dof = fit.points - 3
@@ -226,15 +233,38 @@ class OpticalResonanceAnalysis(CurveAnalysis):
             ax.legend(fontsize=8)
 
 
+def _meter_shape_errors(scan: _Scan, y: np.ndarray, sigma: np.ndarray, fit: LorentzianFit
+                        ) -> tuple[float, float]:
+    """(width, centre) systematic errors, Hz, from the power meter's range gains and
+    linearity (`meter_shape.line_shape_errors`): the scan's own fit (per-pass centres and
+    peaks when interleaved, the same point errors `sigma`) redone with each gain changed.
+    Zero for a line read on one range apart from the linearity; a flat fraction of every
+    width (the range accuracy, 0.25 %) overstated it ~2x on the study's benches."""
+    x = scan.nu - scan.nu_ref
+    up = scan.up_pass
+
+    def refit(values: np.ndarray) -> tuple[float, float] | None:
+        moved = fit_lorentzian(x, values, sigma) if up is None else fit_lorentzian_passes(
+            x, values, sigma, up)
+        return None if moved is None else (moved.fwhm, moved.center)
+
+    # y is per photon (`load`): a reading's gain change moves y by its share times nu_ref/nu
+    readings = MeterReadings(scan.on, scan.off, scan.nu / scan.nu_ref)
+    base = refit(y) or (fit.fwhm, fit.center)
+    return line_shape_errors(refit, y, readings, base)
+
+
 def _resolved(values: dict[str, FitValue], details: dict[str, float], scan: _Scan,
-              fit: LorentzianFit, samples: int, scatter: ExcessScatter) -> Verdict:
+              fit: LorentzianFit, samples: int, scatter: ExcessScatter,
+              shape: tuple[float, float]) -> Verdict:
     nu0 = scan.nu_ref + fit.center
     wavelength = SPEED_OF_LIGHT / nu0
+    per_hz = wavelength**2 / SPEED_OF_LIGHT  # m of wavelength per Hz of optical frequency
     values["optical_resonance_wavelength"] = FitValue(
-        wavelength, wavelength**2 / SPEED_OF_LIGHT * fit.center_stderr, "m").with_systematic(
-        _laser_wavelength_error())
+        wavelength, per_hz * fit.center_stderr, "m").with_systematic(
+        math.hypot(_laser_wavelength_error(), per_hz * shape[1]))
     values["optical_linewidth"] = FitValue(fit.fwhm, fit.fwhm_stderr, "Hz").with_systematic(
-        LINE_SHAPE_RELATIVE_ERROR * fit.fwhm)
+        shape[0])
     details.update({"optical_linewidth_resolved": 1.0, "fitted_peak_power": fit.peak,
                     "center_detuning": scan.detuning_at(nu0)})
     if not scan.nu.min() <= nu0 <= scan.nu.max():
@@ -296,6 +326,10 @@ class _Scan:
     """Optical power with the mw tone on minus off, W."""
     p_off: np.ndarray
     """mw-off readings in acquisition order (their successive differences are noise)."""
+    on: np.ndarray
+    """mw-on readings, W, in frequency order (the meter's range for each: `meter_shape`)."""
+    off: np.ndarray
+    """mw-off readings, W, in frequency order."""
     up_pass: np.ndarray | None = None
     """Per point (in frequency order): measured on the up pass of an interleaved scan
     (`efficiency_fits.passes`); None for a scan measured otherwise."""
@@ -311,7 +345,7 @@ class _Scan:
         order = np.argsort(nu, kind="stable")
         up = passes(detuning)
         return cls(nu[order], detuning[order], wavelength[order], (p_on - p_off)[order], p_off,
-                   None if up is None else up[order])
+                   p_on[order], p_off[order], None if up is None else up[order])
 
     @property
     def nu_ref(self) -> float:
