@@ -21,7 +21,7 @@ from qnetlab.instruments.station import LabStation
 from qnetlab.instruments.transducer_setup import DEFAULT_FRIDGE_COOLING_COEFFICIENT
 from qnetlab.sequences.analysis import Analysis, AnalysisResult, FitValue, Reason, Verdict
 from qnetlab.sequences.data import StoredRun
-from qnetlab.sequences.fitting import chi2_p_value, scale_covariance
+from qnetlab.sequences.fitting import chi2_p_value
 from qnetlab.sequences.framework import DatasetParameter, LabSequence, Step
 from qnetlab.sequences.report_figures import figure_title
 
@@ -125,8 +125,8 @@ class FridgeFit:
     relative_noise: float
     """Estimated relative rms noise of one reading."""
     residual_correlation: float = 0.0
-    """Lag-1 correlation of the trace residuals within segments (0 for white noise); the
-    trace fit's covariance is inflated by (1 + rho) / (1 - rho) when it is positive."""
+    """Lag-1 correlation of the trace residuals within segments (0 for white noise): a
+    diagnostic; the trace fit's covariance models the correlation (`_drift_covariance`)."""
 
     @property
     def line_p(self) -> float:
@@ -160,10 +160,12 @@ def fit_fridge_traces(elapsed: np.ndarray, temperature: np.ndarray, power: np.nd
     carries it in the line). None if the data cannot support it (fewer than two powers, or
     a failed fit).
 
-    The time constant's error is the larger of the fit's and the delete-one-segment
-    jackknife's (`jackknife`): the stage relaxes towards an equilibrium that moves with the
-    delivered pump power, which no reading shows, so the segments' scatter is the honest
-    measure of what one relaxation tells."""
+    The stage relaxes towards an equilibrium that moves with the delivered pump power, which
+    no reading shows: the fit's covariance is that of white reading noise plus a diffusing
+    power (`_drift_covariance`, both sizes measured from the residuals), and the time
+    constant's error is the larger of that and the delete-one-segment jackknife's
+    (`jackknife`; with a handful of segments alone it has a handful of degrees of freedom,
+    so it is only a floor)."""
     t_abs = np.asarray(elapsed, float)
     y = np.asarray(temperature, float)
     seg_raw = np.asarray(segment, int)
@@ -199,14 +201,11 @@ def fit_fridge_traces(elapsed: np.ndarray, temperature: np.ndarray, power: np.nd
         res = least_squares(residual, p0, x_scale="jac", method="lm")
         dof = y.size - p0.size
         s2 = float(2 * res.cost / dof)
-        # Unit weights: the residuals estimate the noise (docs/fitting.md#2-covariance-inflation).
-        cov = scale_covariance(np.linalg.inv(res.jac.T @ res.jac), 2 * res.cost, dof,
-                               shrink=True)
-        # Residuals that wander (the delivered pump power drifts during a hold, so the stage
-        # relaxes towards a moving equilibrium) carry less information than as many
-        # independent readings: inflate by the AR(1) factor of their lag-1 correlation.
         rho = _lag1_correlation(res.fun, seg)
-        cov = cov * _ar1_inflation(rho)
+        heating = _segment_heating(res.x[1:1 + n_lv] * scale, level, seg, n_seg)
+        cov = _drift_covariance(res.jac, res.fun, t, seg, math.exp(res.x[0]),
+                                w * heating[seg],
+                                drifts=rho > RHO_SIGNIFICANCE / math.sqrt(y.size))
     except (ValueError, np.linalg.LinAlgError):
         return None
     if not (res.success and np.all(np.isfinite(res.x)) and np.all(np.isfinite(cov))):
@@ -268,6 +267,72 @@ def _jackknife_tau(elapsed: np.ndarray, temperature: np.ndarray, power: np.ndarr
     return math.sqrt((n - 1) / n * float(np.sum((x - x.mean()) ** 2)))
 
 
+RHO_SIGNIFICANCE = 3.0
+"""The residuals' lag-1 correlation must exceed this many of its white-noise standard
+errors (1 / sqrt(readings)) before the fit's covariance models a drifting pump power."""
+
+
+def _segment_heating(t_eq: np.ndarray, level: np.ndarray, seg: np.ndarray, n_seg: int
+                     ) -> np.ndarray:
+    """K per unit relative pump drift, per segment: how far the equilibrium moves when the
+    delivered power changes by a fraction x, d T_eq = x (T_eq^2 - T_base^2) / (2 T_eq),
+    with T_base^2 the lowest level's square (0 for the pump-off segments)."""
+    t_eq = np.abs(np.asarray(t_eq, float))
+    per_level = (t_eq**2 - np.min(t_eq**2)) / (2 * np.maximum(t_eq, 1e-300))
+    out = np.zeros(n_seg)
+    for k in range(n_seg):
+        out[k] = per_level[level[seg == k][0]]
+    return out
+
+
+def _brownian_response(t: np.ndarray, seg: np.ndarray, tau: float) -> np.ndarray:
+    """Covariance (per unit diffusion, s) of the stage's response to an equilibrium that
+    diffuses from each segment's start: u(t) = int_0^t (1 - exp(-(t - s) / tau)) dB(s),
+    so cov(u(t1), u(t2)) = int_0^min(t1,t2) (1 - e^-(t1-s)/tau)(1 - e^-(t2-s)/tau) ds;
+    0 across segments (each segment's start temperature is fitted)."""
+    t1, t2 = t[:, None], t[None, :]
+    m = np.minimum(t1, t2)
+    k = (m - tau * (np.exp(-(t1 - m) / tau) - np.exp(-t1 / tau))
+         - tau * (np.exp(-(t2 - m) / tau) - np.exp(-t2 / tau))
+         + tau / 2 * (np.exp(-(t1 + t2 - 2 * m) / tau) - np.exp(-(t1 + t2) / tau)))
+    return np.where(seg[:, None] == seg[None, :], k, 0.0)
+
+
+def _drift_covariance(jac: np.ndarray, residual: np.ndarray, t: np.ndarray, seg: np.ndarray,
+                      tau: float, gain: np.ndarray, drifts: bool = True) -> np.ndarray:
+    """The fit's parameter covariance under white reading noise plus a diffusing pump power:
+    Sigma = s2 I + q2 G K G (K `_brownian_response`, G = diag(`gain`), the weighted residual
+    per unit relative drift), s2 and q2 by the method of moments on the residuals
+    (E r^T Q r = tr(Q M Sigma M), M the residual projector, Q = I and G K G), then the
+    sandwich A Sigma A^T of the least-squares estimator A = (J^T J)^-1 J^T. Unlike a
+    white-noise covariance scaled by the residuals' correlation, this weighs the drift where
+    the time constant is read from: the start of each relaxation. `drifts` False (the
+    residuals show no correlation): white noise alone, s2 = r^T r / tr(M), as the moment
+    estimate's noise in q2 would only widen the errors of an undrifting fridge."""
+    jtj_inv = np.linalg.inv(jac.T @ jac)
+    estimator = jtj_inv @ jac.T
+    m = np.eye(jac.shape[0]) - jac @ estimator
+    drift = gain[:, None] * _brownian_response(t, seg, tau) * gain[None, :]
+    md = m @ drift @ m
+    moments = np.array([[np.trace(m), np.trace(md)],
+                        [np.trace(drift @ m), np.sum(drift * md)]])
+    observed = np.array([residual @ residual, residual @ drift @ residual])
+    white = observed[0] / max(float(np.trace(m)), 1.0) * jtj_inv
+    if not drifts:
+        return white
+    try:
+        # Unclipped: under white noise q2 scatters about 0 both ways, and clipping it would
+        # inflate every error (the bias an unbiased variance must not have).
+        s2, q2 = np.linalg.solve(moments, observed)
+    except np.linalg.LinAlgError:  # no heated segment: no drift to tell from the noise
+        return white
+    sigma = s2 * np.eye(jac.shape[0]) + q2 * drift
+    cov = estimator @ sigma @ estimator.T
+    if not (s2 > 0 and np.all(np.diag(cov) > 0)):  # a moment estimate gone negative
+        return white
+    return cov
+
+
 def _lag1_correlation(residual: np.ndarray, segment: np.ndarray) -> float:
     """Lag-1 autocorrelation of `residual` over neighbours within the same segment."""
     r = np.asarray(residual, float)
@@ -276,18 +341,6 @@ def _lag1_correlation(residual: np.ndarray, segment: np.ndarray) -> float:
     if not same.any() or denominator <= 0:
         return 0.0
     return float(np.sum((r[1:] * r[:-1])[same])) / denominator * r.size / int(same.sum())
-
-
-MAX_AR1_INFLATION = 100.0
-"""Cap of the AR(1) variance factor: beyond it the residuals are a trend, not noise, and the
-line's chi2 and the verdict must speak."""
-
-
-def _ar1_inflation(rho: float) -> float:
-    """(1 + rho) / (1 - rho) for rho > 0 (the variance factor of a mean of AR(1) noise), else 1."""
-    if not rho > 0:
-        return 1.0
-    return min((1.0 + rho) / max(1.0 - rho, 1e-9), MAX_AR1_INFLATION)
 
 
 # -- analysis -------------------------------------------------------------------------------

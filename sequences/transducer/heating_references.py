@@ -127,8 +127,19 @@ def normalise_to_references(rate: np.ndarray, rate_err: np.ndarray, ref_rate: np
     log_var = (np.asarray(ref_err, float) / net_ref) ** 2
     log_gain, log_gain_var = gain_at(ref_time, np.log(net_ref), log_var, drift, probe_time)
     gain = np.exp(log_gain - float(np.mean(log_gain)))
-    net = (np.asarray(rate, float) - bg) / gain
+    raw_net = np.asarray(rate, float) - bg
+    net = raw_net / gain
     y = net + float(np.mean(bg))
+    # A background error comes off the probe and off the reference its gain rests on: the
+    # two cancel in proportion to that reference's weight in the gain (the smoother's
+    # variance at the reference over its own counting variance; a scan's row i holds
+    # reference i and probe i). Counted on the probe alone it was inflated ~(1 - net/ref)^-1.
+    share = np.zeros(np.shape(rate))
+    if np.shape(ref_time) == np.shape(rate):
+        _, at_ref_var = gain_at(ref_time, np.log(net_ref), log_var, drift, ref_time)
+        share = np.clip(at_ref_var / np.where(log_var > 0, log_var, np.inf), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bg_err = bg_err * np.abs(1.0 - share * raw_net / net_ref) / gain
     # Relative to y (the fit's weights scale them with the model's rate): the gain's error
     # acts on the converted part, the background's on all.
     with np.errstate(divide="ignore", invalid="ignore"):
