@@ -172,12 +172,19 @@ def request(address: str, key_dir: Path, client_name: str, server_name: str,
     try:
         make_curve_client(socket, Path(key_dir), client_name, server_name)
         socket.connect(address)
-        socket.send(payload)
+        no_answer = ParameterServiceError(
+            f"no answer from the parameter service of {server_name!r} at {address} within "
+            f"{timeout:g} s. Fix: check that it runs there and that {client_name!r}'s "
+            "public key is in its lab key directory")
+        # A REQ socket's send waits for a connection: one whose CURVE handshake the server
+        # refused never comes, so the send is bounded by the timeout too.
+        socket.sndtimeo = max(1, int(timeout * 1000))
+        try:
+            socket.send(payload)
+        except zmq.Again:
+            raise no_answer from None
         if not socket.poll(int(timeout * 1000)):
-            raise ParameterServiceError(
-                f"no answer from the parameter service of {server_name!r} at {address} within "
-                f"{timeout:g} s. Fix: check that it runs there and that {client_name!r}'s "
-                "public key is in its lab key directory")
+            raise no_answer
         reply = socket.recv()
     finally:
         socket.close(0)

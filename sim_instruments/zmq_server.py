@@ -120,6 +120,8 @@ class ID1000Server:
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
         self._streams: dict[str, _Stream] = {}
+        self._port_threads: dict[int, threading.Thread] = {}
+        """Stream port -> the thread that last served it (and closes its socket)."""
         self._streams_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._recorder: threading.Thread | None = None
@@ -345,9 +347,16 @@ class ID1000Server:
         raise ValueError(f"unknown command {verb!r}")
 
     def _open_stream(self, channel: int, port: int) -> _Stream:
+        # A stream stopped on this port may still be closing its socket (`stop` waits only
+        # a second for it, and a loaded machine can take longer): the port is free once its
+        # thread has ended, which takes at most its send timeout.
+        previous = self._port_threads.get(port)
+        if previous is not None and previous.is_alive():
+            previous.join(timeout=self.send_timeout_s + 1.0)
         stream = _Stream(str(next(self._ids)), channel, port)
         stream.thread = threading.Thread(target=self._send_stream, args=(stream,), daemon=True,
                                          name=f"id1000-stream-{stream.id}")
+        self._port_threads[port] = stream.thread
         stream.thread.start()
         stream.bound.wait(5.0)
         if stream.bind_error:
