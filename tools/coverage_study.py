@@ -72,6 +72,24 @@ from typing import Any
 
 from scipy import stats
 
+# The tally is a sibling module: importable however this tool is loaded (script, spawned
+# worker, or a test's `load_tool`).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _coverage_tally import (
+    MIN_SAMPLES,
+    ONE_SIGMA,
+    TAIL,
+    TWO_SIGMA,
+    Coverage,
+    LimitCoverage,
+    accepted,
+    bench_table,
+    coverage_table,
+    limit_table,
+    markdown_table,
+    report_text,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_CONFIG = ROOT / "lab_configs" / "transducer_bench.yaml"
 PRESET_CONFIGS = {"membrane_eom": ROOT / "lab_configs" / "membrane_bench.yaml"}
@@ -79,13 +97,6 @@ PRESET_CONFIGS = {"membrane_eom": ROOT / "lab_configs" / "membrane_bench.yaml"}
 needs the pump locked to the cavity (docs/simulation.md#the-pump-lock). Taken when the study
 runs on the default `BENCH_CONFIG`; an explicit ``--config`` is used as given."""
 SPEED_OF_LIGHT = 299_792_458.0  # m/s (exact, SI)
-ONE_SIGMA = math.erf(1 / math.sqrt(2))  # 0.6827
-TWO_SIGMA = math.erf(2 / math.sqrt(2))  # 0.9545
-TAIL = 0.005
-"""Each side: the accepted count is the central 99 % of Binomial(n, p)."""
-MIN_SAMPLES = 20
-"""Fewer pulls than this say too little about coverage to be checked (the binomial's 99 %
-range at n = 20 already spans 9..18 of 20 for 68.3 %)."""
 FIRST_SEED = 7000
 """Seeds no test uses (tests/test_heating_coverage.py uses 1000-1059)."""
 
@@ -489,46 +500,6 @@ def run_bench(preset: str, seed: int, ideal: bool = False, folder: Path | None =
 
 
 # -- over many benches ----------------------------------------------------------------------
-def accepted(n: int, p: float, tail: float = TAIL) -> tuple[int, int]:
-    """The central (1 - 2 tail) range of Binomial(n, p): counts outside it reject p."""
-    return int(stats.binom.ppf(tail, n, p)), int(stats.binom.isf(tail, n, p))
-
-
-@dataclass
-class Coverage:
-    """One quantity over every bench that reported it with a finite error."""
-
-    name: str
-    n: int
-    within1: int
-    within2: int
-    bounds1: tuple[int, int]
-    bounds2: tuple[int, int]
-    checked: bool
-    """n >= the study's minimum sample count: the bounds are a test."""
-    ok1: bool
-    ok2: bool
-    median_rel_error: float
-    median_rel_stderr: float
-    """Median of stderr / |truth| (how precise the values claim to be)."""
-    median_abs_pull: float
-    max_abs_pull: float
-    not_finite: int = 0
-    """Reported values without a usable error (not counted in n)."""
-
-    @property
-    def frac1(self) -> float:
-        return self.within1 / self.n if self.n else math.nan
-
-    @property
-    def frac2(self) -> float:
-        return self.within2 / self.n if self.n else math.nan
-
-    @property
-    def ok(self) -> bool:
-        return not self.checked or (self.ok1 and self.ok2)
-
-
 def coverage(benches: Sequence[BenchResult], min_samples: int = MIN_SAMPLES,
              tail: float = TAIL) -> list[Coverage]:
     """Per quantity (in `QUANTITIES` order, those reported at least once); the bounds are
@@ -553,27 +524,6 @@ def coverage(benches: Sequence[BenchResult], min_samples: int = MIN_SAMPLES,
             median_abs_pull=statistics.median(z) if z else math.nan,
             max_abs_pull=max(z) if z else math.nan, not_finite=len(rows) - n))
     return out
-
-
-@dataclass
-class LimitCoverage:
-    """One upper limit over every bench that reported it: the truth must lie below it in at
-    least its confidence of them (over-coverage is a conservative limit, not an error)."""
-
-    name: str
-    n: int
-    covered: int
-    confidence: float
-    lowest: int
-    """The lowest count of covered benches inside the binomial's range (its `tail`
-    quantile); fewer rejects the stated confidence."""
-    checked: bool
-    median_ratio: float
-    """Median of limit / truth (how conservative)."""
-
-    @property
-    def ok(self) -> bool:
-        return not self.checked or self.covered >= self.lowest
 
 
 def limit_coverage(benches: Sequence[BenchResult], min_samples: int = MIN_SAMPLES,
@@ -601,49 +551,6 @@ def step_verdicts(benches: Sequence[BenchResult]) -> dict[str, tuple[int, int]]:
 
 
 # -- tables ---------------------------------------------------------------------------------
-def _g(x: float, digits: int = 4) -> str:
-    return "-" if isinstance(x, float) and math.isnan(x) else f"{x:.{digits}g}"
-
-
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def bench_table(bench: BenchResult) -> str:
-    """Table (1): one bench's quantities against its world's truth."""
-    rows = [[r.name, r.unit or "-", _g(r.truth, 10), _g(r.fitted, 10), _g(r.stat, 2),
-             _g(r.sys, 2), _g(r.stderr, 2), _g(r.pull, 3), _g(r.rel_error, 2),
-             _g(r.drift, 2) if r.drift else ""] for r in bench.rows]
-    return _markdown(["quantity", "unit", "truth", "fitted", "stat", "sys", "combined", "pull",
-                      "rel. error", "truth drifted by"], rows)
-
-
-def coverage_table(cover: Sequence[Coverage]) -> str:
-    """Table (2): coverage per quantity over every bench."""
-    def check(ok: bool, checked: bool) -> str:
-        return ("ok" if ok else "**OUT**") if checked else "(n small)"
-
-    rows = [[c.name, str(c.n), f"{c.within1} ({c.frac1:.1%})", f"{c.bounds1[0]}-{c.bounds1[1]}",
-             check(c.ok1, c.checked), f"{c.within2} ({c.frac2:.1%})",
-             f"{c.bounds2[0]}-{c.bounds2[1]}", check(c.ok2, c.checked),
-             _g(c.median_rel_error, 2), _g(c.median_rel_stderr, 2), _g(c.median_abs_pull, 3),
-             _g(c.max_abs_pull, 3)] for c in cover]
-    return _markdown(["quantity", "n", "within 1 sigma", "99 % range", "68.3 %", "within 2 sigma",
-                      "99 % range", "95.4 %", "median rel. error", "median rel. stated error",
-                      "median abs pull", "max abs pull"], rows)
-
-
-def limit_table(cover: Sequence[LimitCoverage]) -> str:
-    """Table (3): each upper limit's coverage over every bench."""
-    rows = [[c.name, str(c.n), f"{c.covered} ({c.covered / c.n:.1%})", f"{c.confidence:.0%}",
-             f">= {c.lowest}", ("ok" if c.ok else "**OUT**") if c.checked else "(n small)",
-             _g(c.median_ratio, 3)] for c in cover]
-    return _markdown(["limit", "n", "truth below the limit", "confidence", "99 % range",
-                      "check", "median limit / truth"], rows)
-
-
 def verdict_table(benches: Sequence[BenchResult]) -> str:
     rows = []
     for name, (good, ran) in step_verdicts(benches).items():
@@ -651,7 +558,7 @@ def verdict_table(benches: Sequence[BenchResult]) -> str:
                b.steps.get(name) != "good"]
         example = bad[0][:110] if bad else ""
         rows.append([name, f"{good}/{ran}", example])
-    return _markdown(["step", "good verdicts", "a bad one"], rows)
+    return markdown_table(["step", "good verdicts", "a bad one"], rows)
 
 
 def tables(benches: Sequence[BenchResult], example: BenchResult | None = None,
@@ -677,37 +584,6 @@ def tables(benches: Sequence[BenchResult], example: BenchResult | None = None,
         "ok": any(c.checked for c in cover) and all(c.ok for c in cover)
         and all(c.ok for c in limits),
     }
-
-
-def report_text(result: dict[str, Any], command: str) -> str:
-    example = result["example"]
-    benches = result["benches"]
-    errors = [b for b in benches if b["error"]]
-    minutes = sum(b["seconds"] for b in benches) / 60
-    parts = [f"# Coverage study\n\n`{command}`\n\n{len(benches)} benches "
-             f"({minutes:.1f} bench-minutes), presets "
-             f"{', '.join(sorted({b['preset'] for b in benches}))}; "
-             f"{'ideal' if benches and benches[0]['ideal'] else 'realistic'} lab."]
-    if example is not None:
-        parts.append(f"## (1) One bench: {example['preset']}, seed {example['seed']}\n\n"
-                     f"Verdict: {example['verdict'][:300]}\n\n{example['markdown']}")
-    parts.append("## (2) Coverage over every bench\n\nCounts within 1 and 2 combined sigma "
-                 "against the central 99 % of Binomial(n, 0.683) / (n, 0.954); checked where "
-                 f"n >= the minimum sample count.\n\n{result['coverage']['markdown']}")
-    if result["limits"]["rows"]:
-        parts.append("## (3) Upper limits over every bench\n\nA quantity a bench did not "
-                     "resolve is reported as an upper limit; the truth must lie below it in "
-                     "at least the limit's confidence of the benches (the count's lowest "
-                     "value in the central 99 % of Binomial(n, confidence)).\n\n"
-                     f"{result['limits']['markdown']}")
-    parts.append(f"## Step verdicts\n\n{result['verdicts']['markdown']}")
-    if errors:
-        parts.append("## Benches that raised\n\n" + "\n".join(
-            f"- {b['preset']} seed {b['seed']}: {b['error']}" for b in errors))
-    if not result["checked"]:
-        parts.append("No quantity has enough pulls to be checked: not a pass.")
-    parts.append(f"Every checked quantity inside its bounds: {result['ok']}")
-    return "\n\n".join(parts) + "\n"
 
 
 # -- command line ---------------------------------------------------------------------------
