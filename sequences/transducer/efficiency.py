@@ -55,6 +55,7 @@ from .efficiency_map_fits import (
     EfficiencyMapFit,
     fit_efficiency_map_with_scatter,
     meter_shape_errors,
+    with_row_drift,
 )
 from .meter_shape import MeterReadings
 
@@ -242,22 +243,25 @@ def _fit(p: np.ndarray, d: np.ndarray, eta: np.ndarray, noise: np.ndarray, step:
     """The joint fit if the detuning axis resolves the line, else the power dependence at
     the brightest laser step (see the module docstring); each with the scatter beyond the
     meter noise in the point errors when the meter noise cannot explain it. The middle item:
-    the joint fit's point errors (resolved), None for the power dependence alone."""
+    the joint fit's point errors (resolved), None for the power dependence alone. (s, c)
+    and their covariance come from the rows with a drift between them where the rows show
+    one (`efficiency_map_fits.with_row_drift`)."""
     if np.unique(np.round(d / 1e3)).size >= MIN_DETUNINGS:
         fit, sigma, scatter = fit_efficiency_map_with_scatter(
             p, d, eta, noise, chi2_bound(p.size - 4, noise_samples))
         if fit is not None and fit.optical_linewidth is not None \
                 and fit.optical_linewidth >= MIN_RESOLVED_STEPS * step:
-            return fit, sigma, scatter
+            return with_row_drift(fit, p, d, eta, sigma, scatter), sigma, scatter
     keys = np.round(d / 1e3)
     _, inverse = np.unique(keys, return_inverse=True)
     brightest = int(np.argmax(np.bincount(inverse, weights=eta / noise**2)))
     at = inverse == brightest
-    fit, _, scatter = fit_efficiency_map_with_scatter(
+    fit, sigma_at, scatter = fit_efficiency_map_with_scatter(
         p[at], None, eta[at], noise[at], chi2_bound(int(np.count_nonzero(at)) - 2,
                                                     noise_samples))
     if fit is None:
         return None, None, scatter
+    fit = with_row_drift(fit, p[at], None, eta[at], sigma_at, scatter)
     d_best = float(np.mean(d[at]))
     # The resonance lies within half a step of the brightest step: uniform there.
     cov = np.zeros((4, 4))
@@ -363,6 +367,9 @@ def _report(result: AnalysisResult, fit: EfficiencyMapFit, resolved: bool, p: np
         # 1: the resonance was let move with the pump (one offset per power, d0 at the
         # lowest), the more likely model where the meter noise could not explain the map.
         "detuning_offset_per_power": float(fit.power_offsets is not None),
+        # the rows' relative random walk and own scatter that s and c were refitted with
+        "row_drift_step": fit.row_drift,
+        "row_scatter": fit.row_scatter,
     })
     if fit.power_offsets is not None:
         result.details["detuning_offset_shift_over_powers"] = float(

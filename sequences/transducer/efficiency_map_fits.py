@@ -14,6 +14,7 @@ from scipy.optimize import least_squares
 
 from qnetlab.sequences.fitting import scale_covariance
 
+from ._row_drift import row_drift_covariance, row_heights
 from .efficiency_fits import (
     ExcessScatter,
     _covariance,
@@ -42,6 +43,12 @@ class EfficiencyMapFit:
     power_offsets: tuple[tuple[float, float], ...] | None = None
     """(pump power W, detuning offset Hz) per power when the resonance was let move with the
     pump (`fit_efficiency_map`'s `per_power_offsets`); None: one offset for all."""
+    row_drift: float = 0.0
+    """The rows' relative random walk per row that the covariance of (s, c) was read with
+    (`with_row_drift`); 0: not read as a walk."""
+    row_scatter: float = 0.0
+    """The rows' own relative error beyond their points' that the covariance of (s, c) was
+    read with; 0: not read as the rows' own errors."""
 
     def stderr(self, index: int) -> float:
         return float(math.sqrt(max(self.covariance[index, index], 0.0)))
@@ -209,6 +216,31 @@ def fit_efficiency_map_with_scatter(pump_power: np.ndarray, detuning: np.ndarray
     if fit is not None and scatter.inflation != 1.0:
         fit = replace(fit, covariance=_inflated(fit.covariance, scatter.inflation))
     return fit, sigma, scatter
+
+
+def with_row_drift(fit: EfficiencyMapFit, pump_power: np.ndarray, detuning: np.ndarray | None,
+                   eta: np.ndarray, sigma: np.ndarray, scatter: ExcessScatter
+                   ) -> EfficiencyMapFit:
+    """`fit` with the covariance of (s, c) from its rows' heights where they drift or
+    scatter beyond their points' errors (`_row_drift`; the heights' errors are the point
+    errors `sigma` with the within-row correlation's inflation); (s, c) then no longer
+    correlate with the line's (d0, G), which the heights take as given. The values stay the
+    joint fit's."""
+    p = np.asarray(pump_power, float)
+    shape = fit.model(p, 0.0 if detuning is None else detuning)
+    if not np.all(shape > 0):
+        return fit
+    powers, height, err = row_heights(p, eta, sigma, shape)
+    drift = row_drift_covariance(powers, height, err * math.sqrt(scatter.inflation),
+                                 fit.low_power_slope, fit.cooperativity_slope,
+                                 fit.covariance[:2, :2])
+    if drift is None:
+        return fit
+    cov = np.array(fit.covariance, float)
+    cov[:2, :] = 0.0
+    cov[:, :2] = 0.0
+    cov[:2, :2] = drift.covariance
+    return replace(fit, covariance=cov, row_drift=drift.step_rms, row_scatter=drift.row_rms)
 
 
 def _inflated(covariance: np.ndarray, inflation: float) -> np.ndarray:
