@@ -397,6 +397,9 @@ def _fit(f: np.ndarray, s: np.ndarray, background_order: int = AUTO_ORDER
         "order_error_center": float(order_error[0]),
         "order_error_linewidth": float(order_error[1]),
         "order_error_eta_e": float(order_error[2]),
+        # eta_e's rectangular part (the directivity's bound / sqrt(3)): a bounded error,
+        # never beyond sqrt(3) of it, so eta_e's pulls are not a normal's.
+        "eta_e_directivity_error": float(directivity),
         "fano_phase": float(theta[3]), "fano_phase_stderr": float(err[3]),
         "noise_per_point": math.sqrt(2 * s2),  # complex, (E|n|^2)^(1/2)
         # Von Neumann ratio of the residuals: ~1 when they are white noise, well below 1

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -116,6 +117,30 @@ def test_coverage_counts_and_binomial_bounds() -> None:
     # below the minimum sample count a quantity is listed but not checked
     few = {c.name: c for c in cs.coverage(benches[:5])}
     assert not few["heating tau_fast"].checked and few["heating tau_fast"].ok
+
+
+def test_a_bounded_error_is_held_to_the_coverage_it_implies() -> None:
+    """eta_e's stated error is mostly the VNA directivity's bound / sqrt(3), a rectangular
+    error: its pulls never pass sqrt(3), so all within 2 sigma and 1/sqrt(3) = 57.7 % within
+    1 (no Gaussian rest). 130 such benches are OUT against the Gaussian's 95.4 % (all within
+    2 has probability 0.9545^130 = 0.002, below the 99 % range's 0.005 tail) and inside the
+    range the rectangle implies; Gaussian pulls are OUT against it (too many beyond 1.73)."""
+    rng = np.random.default_rng(3)
+    u = rng.uniform(-1.0, 1.0, 130) * math.sqrt(3)  # a rectangle's pulls, error b/sqrt(3)
+
+    def benches(pulls: np.ndarray, rectangular: float) -> list[Any]:
+        return [cs.BenchResult("bulk_eo_cw", i, False, rows=[
+            cs.PullRow("mw eta_e", "", 1.0, 1.0 + p, 0.0, 1.0, 1.0, p, abs(p),
+                       rectangular=rectangular)]) for i, p in enumerate(pulls)]
+
+    (gaussian_check,) = cs.coverage(benches(u, 0.0))
+    assert gaussian_check.within2 == 130 and not gaussian_check.ok2
+    (bounded,) = cs.coverage(benches(u, 1.0))
+    assert bounded.ok, bounded
+    assert bounded.expected1 == pytest.approx(1 / math.sqrt(3), abs=0.005)
+    assert bounded.expected2 == 1.0
+    (wrong,) = cs.coverage(benches(rng.normal(size=130), 1.0))
+    assert not wrong.ok2
 
 
 def test_the_tables_have_both_parts_and_nothing_checked_is_no_pass() -> None:

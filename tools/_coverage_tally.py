@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from scipy import stats
 
 if TYPE_CHECKING:
@@ -26,6 +27,32 @@ range at n = 20 already spans 9..18 of 20 for 68.3 %)."""
 def accepted(n: int, p: float, tail: float = TAIL) -> tuple[int, int]:
     """The central (1 - 2 tail) range of Binomial(n, p): counts outside it reject p."""
     return int(stats.binom.ppf(tail, n, p)), int(stats.binom.isf(tail, n, p))
+
+
+def accepted_each(p: Sequence[float], tail: float = TAIL) -> tuple[int, int]:
+    """The central (1 - 2 tail) range of a count of independent trials with their own
+    probabilities `p` (the Poisson binomial, exactly by convolution): `accepted` where the
+    benches' errors are not all Gaussian."""
+    dist = np.ones(1)
+    for q in p:
+        dist = np.convolve(dist, [1 - q, q])
+    cdf = np.cumsum(dist)
+    return int(np.searchsorted(cdf, tail)), int(np.searchsorted(cdf, 1 - tail))
+
+
+def within_probability(stderr: float, rectangular: float, k: float) -> float:
+    """P(|pull| < k) for an error whose `stderr` has a rectangular part of standard
+    uncertainty `rectangular` (GUM 4.3.7: uniform on +-sqrt(3) of it) and a Gaussian rest:
+    the Gaussian's probability averaged over the rectangle."""
+    if not rectangular > 0:
+        return math.erf(k / math.sqrt(2))
+    half = math.sqrt(3) * rectangular / stderr
+    sigma = math.sqrt(max(1 - (rectangular / stderr) ** 2, 0.0))
+    x = np.linspace(-half, half, 401)
+    if sigma == 0:
+        return float(np.mean(np.abs(x) < k))
+    inside = stats.norm.cdf((k - x) / sigma) - stats.norm.cdf((-k - x) / sigma)
+    return float(np.mean(inside))
 
 
 @dataclass
@@ -49,6 +76,10 @@ class Coverage:
     max_abs_pull: float
     not_finite: int = 0
     """Reported values without a usable error (not counted in n)."""
+    expected1: float = ONE_SIGMA
+    expected2: float = TWO_SIGMA
+    """The fractions within 1 and 2 sigma that the stated errors imply: 68.3 % and 95.4 %
+    for Gaussian errors, other for an error with a rectangular part (`within_probability`)."""
 
     @property
     def frac1(self) -> float:
@@ -108,9 +139,14 @@ def coverage_table(cover: Sequence[Coverage]) -> str:
     def check(ok: bool, checked: bool) -> str:
         return ("ok" if ok else "**OUT**") if checked else "(n small)"
 
-    rows = [[c.name, str(c.n), f"{c.within1} ({c.frac1:.1%})", f"{c.bounds1[0]}-{c.bounds1[1]}",
+    def implied(fraction: float, gaussian: float) -> str:
+        return "" if abs(fraction - gaussian) < 5e-4 else f" (for {fraction:.1%})"
+
+    rows = [[c.name, str(c.n), f"{c.within1} ({c.frac1:.1%})",
+             f"{c.bounds1[0]}-{c.bounds1[1]}{implied(c.expected1, ONE_SIGMA)}",
              check(c.ok1, c.checked), f"{c.within2} ({c.frac2:.1%})",
-             f"{c.bounds2[0]}-{c.bounds2[1]}", check(c.ok2, c.checked),
+             f"{c.bounds2[0]}-{c.bounds2[1]}{implied(c.expected2, TWO_SIGMA)}",
+             check(c.ok2, c.checked),
              fmt(c.median_rel_error, 2), fmt(c.median_rel_stderr, 2), fmt(c.median_abs_pull, 3),
              fmt(c.max_abs_pull, 3)] for c in cover]
     return markdown_table(
@@ -142,7 +178,10 @@ def report_text(result: dict[str, Any], command: str) -> str:
                      f"Verdict: {example['verdict'][:300]}\n\n{example['markdown']}")
     parts.append("## (2) Coverage over every bench\n\nCounts within 1 and 2 combined sigma "
                  "against the central 99 % of Binomial(n, 0.683) / (n, 0.954); checked where "
-                 f"n >= the minimum sample count.\n\n{result['coverage']['markdown']}")
+                 "n >= the minimum sample count. A quantity whose stated error has a "
+                 "rectangular part (a bounded error, GUM 4.3.7) is held to the fractions that "
+                 "error implies, bench by bench (shown as 'for x %')."
+                 f"\n\n{result['coverage']['markdown']}")
     if result["limits"]["rows"]:
         parts.append("## (3) Upper limits over every bench\n\nA quantity a bench did not "
                      "resolve is reported as an upper limit; the truth must lie below it in "

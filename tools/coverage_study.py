@@ -83,11 +83,13 @@ from _coverage_tally import (
     Coverage,
     LimitCoverage,
     accepted,
+    accepted_each,
     bench_table,
     coverage_table,
     limit_table,
     markdown_table,
     report_text,
+    within_probability,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,6 +275,9 @@ class Quantity:
     truth_at: Callable[[WorldTruth, float], float] | None = None
     """The truth when it depends on where the value was measured (the fitted value given):
     the microwave resonance at the time the VNA swept it. None: `truth`."""
+    rectangular: str = ""
+    """The analysis detail holding the standard uncertainty of a rectangular (bounded) part
+    of the stated error ("": all Gaussian)."""
 
 
 QUANTITIES: tuple[Quantity, ...] = (
@@ -282,7 +287,8 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("mw linewidth", "microwave_resonance_scan", "linewidth",
              lambda t: float(t.transducer.mw_linewidth)),
     Quantity("mw eta_e", "microwave_resonance_scan", "eta_e",
-             lambda t: float(t.transducer.mw_coupling_ratio)),
+             lambda t: float(t.transducer.mw_coupling_ratio),
+             rectangular="eta_e_directivity_error"),
     Quantity("optical resonance", "optical_resonance_scan", "optical_resonance_wavelength",
              lambda t: SPEED_OF_LIGHT / t.mean_optical("optical_resonance_scan"), "optical"),
     Quantity("optical linewidth (scan)", "optical_resonance_scan", "optical_linewidth",
@@ -367,10 +373,14 @@ class PullRow:
     """|fitted - truth| / |truth|."""
     drift: float = 0.0
     """How far the truth moved while the step measured (drifting quantities), `unit`."""
+    rectangular: float = 0.0
+    """The standard uncertainty of the rectangular part of `stderr` (`Quantity.rectangular`)."""
 
 
-def pull_row(quantity: Quantity, value: Any, truth: WorldTruth) -> PullRow:
-    """The pull of one reported `FitValue` against the world's truth."""
+def pull_row(quantity: Quantity, value: Any, truth: WorldTruth,
+             details: dict[str, Any] | None = None) -> PullRow:
+    """The pull of one reported `FitValue` against the world's truth (`details`: the
+    analysis', for the rectangular part of the error)."""
     fitted, err = float(value.value), float(value.stderr)
     true = quantity.truth(truth) if quantity.truth_at is None else quantity.truth_at(truth,
                                                                                      fitted)
@@ -381,8 +391,10 @@ def pull_row(quantity: Quantity, value: Any, truth: WorldTruth) -> PullRow:
         drift = truth.drift_span(quantity.sequence, quantity.drifting)
         if quantity.key == "optical_resonance_wavelength":  # Hz -> m at this wavelength
             drift *= true**2 / SPEED_OF_LIGHT
+    rectangular = float((details or {}).get(quantity.rectangular, 0.0)) \
+        if quantity.rectangular else 0.0
     return PullRow(quantity.name, str(value.unit), true, fitted, float(value.stat),
-                   float(value.sys), err, pull, rel, drift)
+                   float(value.sys), err, pull, rel, drift, rectangular)
 
 
 def pull_rows(analyses: dict[str, Any], truth: WorldTruth) -> list[PullRow]:
@@ -396,7 +408,7 @@ def pull_rows(analyses: dict[str, Any], truth: WorldTruth) -> list[PullRow]:
             continue
         value = analysis.values.get(quantity.key)
         if value is not None:
-            rows.append(pull_row(quantity, value, truth))
+            rows.append(pull_row(quantity, value, truth, getattr(analysis, "details", {})))
     return rows
 
 
@@ -514,6 +526,12 @@ def coverage(benches: Sequence[BenchResult], min_samples: int = MIN_SAMPLES,
         n = len(z)
         within1, within2 = sum(x < 1 for x in z), sum(x < 2 for x in z)
         b1, b2 = accepted(n, ONE_SIGMA, tail), accepted(n, TWO_SIGMA, tail)
+        expected1, expected2 = ONE_SIGMA, TWO_SIGMA
+        if any(r.rectangular > 0 for r in finite):
+            p1 = [within_probability(r.stderr, r.rectangular, 1) for r in finite]
+            p2 = [within_probability(r.stderr, r.rectangular, 2) for r in finite]
+            b1, b2 = accepted_each(p1, tail), accepted_each(p2, tail)
+            expected1, expected2 = statistics.mean(p1), statistics.mean(p2)
         rel = [r.rel_error for r in rows if math.isfinite(r.rel_error)]
         rel_err = [r.stderr / abs(r.truth) for r in rows if r.truth and math.isfinite(r.stderr)]
         out.append(Coverage(
@@ -522,7 +540,8 @@ def coverage(benches: Sequence[BenchResult], min_samples: int = MIN_SAMPLES,
             median_rel_error=statistics.median(rel) if rel else math.nan,
             median_rel_stderr=statistics.median(rel_err) if rel_err else math.nan,
             median_abs_pull=statistics.median(z) if z else math.nan,
-            max_abs_pull=max(z) if z else math.nan, not_finite=len(rows) - n))
+            max_abs_pull=max(z) if z else math.nan, not_finite=len(rows) - n,
+            expected1=expected1, expected2=expected2))
     return out
 
 
