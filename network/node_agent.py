@@ -113,6 +113,9 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
             watch = watch_node_handshakes(settings, sub, station, orchestrator)
         for socket in (sub, station, orchestrator):
             socket.linger = 0
+        # A full send queue means a peer that takes nothing: the frame is dropped and
+        # counted (`Node._send`), never waited for.
+        station.sndtimeo = orchestrator.sndtimeo = 0
         limit_frame_size(sub, station, orchestrator)
         sub.rcvhwm = 1_000_000
         sub.setsockopt(zmq.SUBSCRIBE, b"")

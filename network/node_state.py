@@ -296,10 +296,7 @@ class Node:
         if self.settings.ok_interval > 0:
             self.gather_oks(create.create_id, _one_seq(seq))
         else:
-            self.orchestrator.send(encode_ok_batch(create.create_id, self.settings.link_id,
-                                                   self.settings.goodness, now_ps,
-                                                   _one_seq(seq)))
-            self.counters["ok_frames"] += 1
+            self._send_oks(create.create_id, _one_seq(seq), now_ps)
         self.held.add(record)
         self.counters["ok_sent"] += 1
         self.remaining -= 1
@@ -404,8 +401,8 @@ class Node:
             base = self.base or 0
             # One request asks for one frame's worth; what is left is asked for next time.
             ask_last = min(last, first + MAX_RESEND_RANGE - 1)
-            self.station.send(ResendRequest(self.settings.link_id, base + first,
-                                            base + ask_last).encode())
+            self._send(self.station, ResendRequest(self.settings.link_id, base + first,
+                                                   base + ask_last).encode(), "station")
             self.counters["resend_requests"] += 1
             # Each wait twice the one before: a station or host briefly busy (a start-up, a
             # burst) gets time to answer before the gap is given up for lost.
@@ -522,7 +519,8 @@ class Node:
 
     def send_clock_request(self) -> None:
         t1_ns = time.monotonic_ns()
-        self.station.send(ClockRequest(self.settings.node_id, self.clock_seq, t1_ns).encode())
+        self._send(self.station, ClockRequest(self.settings.node_id, self.clock_seq,
+                                              t1_ns).encode(), "station")
         self.clock_sent[self.clock_seq] = t1_ns
         self.clock_sent.pop(self.clock_seq - _CLOCK_REQUESTS_KEPT, None)
         self.clock_seq += 1
@@ -561,9 +559,14 @@ class Node:
     def _send_oks(self, create_id: int, seqs: np.ndarray, now_ps: int) -> None:
         """OK for sorted unique `seqs`, in as few frames as the batch limit allows."""
         for part in split_seqs(seqs):
-            self.orchestrator.send(encode_ok_batch(create_id, self.settings.link_id,
-                                                   self.settings.goodness, now_ps, part))
-            self.counters["ok_frames"] += 1
+            if self._send(self.orchestrator, encode_ok_batch(
+                    create_id, self.settings.link_id, self.settings.goodness, now_ps, part),
+                    "orchestrator"):
+                self.counters["ok_frames"] += 1
+            else:
+                # The orchestrator delivers a pair only with both nodes' OKs in hand: one it
+                # never got can never be delivered, so the memory is freed here.
+                self.on_verdicts(part, False, "ok_not_sent")
 
     def gather_oks(self, create_id: int, seqs: np.ndarray) -> None:
         """Keep OKs (already logged) to send with the others within `ok_interval`."""
@@ -583,7 +586,27 @@ class Node:
             self._send_oks(create_id, np.unique(seqs), now_ps)
 
     def send_orchestrator(self, message: OkBatch | ErrBatch | Err | Ack | Heartbeat) -> None:
-        self.orchestrator.send(message.encode())
+        self._send(self.orchestrator, message.encode(), "orchestrator")
+
+    def _send(self, socket: zmq.Socket, frame: bytes, peer: str) -> bool:
+        """Send `frame` to `peer` ("station" or "orchestrator") if its queue takes it at
+        once (the agent sets a send timeout of 0 on both sockets). A queue stays full only
+        while the peer takes nothing (it refused this node's CURVE handshake, or has been
+        gone for a thousand frames): then the frame is dropped and counted, and the node
+        stays responsive to its heralds and to a stop instead of blocking in the send (a
+        refused node hung there until SIGKILLed). Each dropped frame is made good: clock
+        and resend requests are repeated, an OK batch's pairs are released here
+        (`_send_oks`), and the orchestrator's reconcile timeout releases what it never
+        heard of at the other node."""
+        try:
+            socket.send(frame)
+        except zmq.Again:
+            key = f"send_dropped_{peer}"
+            self.counters[key] += 1
+            if self.counters[key] == 1:
+                self.event("send_dropped", peer=peer)
+            return False
+        return True
 
     def send_err_batch(self, seqs: np.ndarray, code: ErrCode) -> None:
         """ERR `code` for sorted unique `seqs` of the current request, in as few frames as

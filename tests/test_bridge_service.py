@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import zmq
 
+import qnetlab.network.bridge.client as client_module
 from qnetlab.instruments.errors import ConfigError
 from qnetlab.network import ProcessGroup
 from qnetlab.network.bridge import Scheduler, bridge_topology
@@ -52,7 +53,7 @@ from qnetlab.network.bridge.wire import (
 )
 from qnetlab.network.keys import generate_lab_keys, make_curve_client
 
-from conftest import wait_until
+from conftest import free_port_run, wait_until
 
 TIME_SCALE = 10.0
 """Bridge s per wall s in the shared orchestrator."""
@@ -473,3 +474,19 @@ def test_the_client_drops_malformed_replies_and_keeps_listening(keys):
         router.close(0)
         authenticator.stop()
         context.term()
+
+
+def test_a_client_nobody_answers_gets_an_error_naming_the_orchestrator_not_a_hang(
+        keys: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens at the address (or the orchestrator refused the client's key): the
+    requests queue up to the socket's 1000 frames, then the next one raises
+    `BridgeTimeoutError` naming the address and the key to check, instead of blocking the
+    application for ever (the send timeout shortened here so the test waits 0.05 s)."""
+    monkeypatch.setattr(client_module, "SEND_TIMEOUT_S", 0.05)
+    port = free_port_run(1)
+    address = f"tcp://127.0.0.1:{port}"
+    with BridgeClient(address, keys, "app") as bridge, \
+            pytest.raises(BridgeTimeoutError, match=rf"{address}.*app's public key"):
+        for i in range(1001 + 1):
+            bridge.request_pairs("qnu0", "qnu1", request_id=f"r{i}")
+    assert len(bridge.handles) == 1000  # the refused request has no handle

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 import re
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -98,14 +99,19 @@ def lab_plan(config: NetworkConfig, pairs: int = 20) -> LabPlan:
 
 def supervised_error(config: NetworkConfig, plan: LabPlan) -> tuple[ConfigError, float]:
     """Start the lab's processes as `qnetlab link` does and wait for the ConfigError that
-    `supervise` raises; with the seconds it took from the start."""
+    `supervise` raises; with the seconds it took from the start. Every process must then
+    stop on its own when told (none SIGKILLed: a node agent refused by its peers once hung
+    in a send until the group's stop timeout killed it)."""
     with ProcessGroup() as group:
         started = time.monotonic()
         # The test signal: these faults are the control plane's, whatever feeds the station.
         start_lab(group, plan, functools.partial(PeriodicHeralds, 10**9))
         with pytest.raises(ConfigError) as caught:
             supervise(group, plan, config, TIMEOUT)
-        return caught.value, time.monotonic() - started
+        took = time.monotonic() - started
+    killed = [name for name in group.names if group.exitcode(name) == -signal.SIGKILL]
+    assert not killed, f"{killed} did not stop when told and were SIGKILLed"
+    return caught.value, took
 
 
 def with_key_dir(plan: LabPlan, key_dir: Path, *, node: str | None = None) -> LabPlan:

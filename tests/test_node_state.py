@@ -246,3 +246,32 @@ def test_recent_latencies_are_the_newest_of_both_receipt_paths(node: Node) -> No
     assert sorted(newest.tolist()) == sorted(expected.tolist())
     assert sorted(node.latency.recent_ps(1000).tolist()) == sorted(
         everything["latency_ps"].tolist())
+
+
+class FullQueue(Recorder):
+    """An orchestrator DEALER whose queue is full (the peer takes nothing, e.g. it refused
+    this node's CURVE handshake): a send with the agent's timeout of 0 raises zmq.Again."""
+
+    def send(self, frame: bytes) -> None:
+        raise zmq.Again()
+
+
+def test_an_ok_the_orchestrator_cannot_take_frees_its_pairs_and_never_blocks(
+        node: Node) -> None:
+    """With the orchestrator's queue full the node does not wait in the send (a refused
+    node agent hung there until SIGKILLed): the OK batch is dropped and counted, and its
+    pairs, which the orchestrator can now never deliver (it needs both nodes' OKs), are
+    released and logged so; the frames to the station are dropped and counted too."""
+    requested(node)
+    node.orchestrator = FullQueue()  # type: ignore[assignment]
+    node.station = FullQueue()  # type: ignore[assignment]
+    node.on_heralds(fresh(0, 9, node), time.monotonic_ns(), fresh=True)
+    node.send_clock_request()
+    assert node.counters["send_dropped_orchestrator"] == 1
+    assert node.counters["send_dropped_station"] == 1
+    assert node.counters["released_ok_not_sent"] == 10 and len(node.held) == 0
+    node.pairs_file.flush()
+    log = np.fromfile(node.pairs_file.name, PAIR_LOG_DTYPE)
+    assert (log["event"] == PairEvent.OK_SENT).sum() == 10
+    assert (log["event"] == PairEvent.RELEASED).sum() == 10
+    assert (log["event"] == PairEvent.DELIVERED).sum() == 0

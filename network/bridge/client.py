@@ -50,6 +50,11 @@ from .wire import (
 Outcome = Delivered | Transferred | Cancelled
 
 
+SEND_TIMEOUT_S = 5.0
+"""s a request waits for room in the send queue (1000 frames: full only while the
+orchestrator takes nothing, e.g. it refused this client's key) before `BridgeTimeoutError`."""
+
+
 class BridgeTimeoutError(InstrumentTimeoutError):
     """No outcome within the wait's timeout (the request may still be open)."""
 
@@ -98,6 +103,7 @@ class BridgeClient:
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.linger = 0
+        self._socket.sndtimeo = round(SEND_TIMEOUT_S * 1000)
         self._socket.setsockopt(zmq.MAXMSGSIZE, SOCKET_MAXMSGSIZE)
         try:
             make_curve_client(self._socket, Path(key_dir), name, server)
@@ -136,7 +142,7 @@ class BridgeClient:
         if handle is None:
             raise KeyError(f"no request {rid!r} was made by this client")
         if not handle.done:
-            self._socket.send(encode(Cancel(rid)))
+            self._send_frame(encode(Cancel(rid)))
         return handle
 
     def _new_id(self) -> str:
@@ -148,9 +154,19 @@ class BridgeClient:
         if old is not None and not old.done:
             raise ValueError(f"request id {rid!r} is still open: choose another")
         handle = BridgeHandle(rid, kind)
+        self._send_frame(encode(message))
         self.handles[rid] = handle
-        self._socket.send(encode(message))
         return handle
+
+    def _send_frame(self, frame: bytes) -> None:
+        try:
+            self._socket.send(frame)
+        except zmq.Again:
+            raise BridgeTimeoutError(
+                f"the orchestrator at {self.address} has taken none of this client's last "
+                f"frames for {SEND_TIMEOUT_S:g} s (its queue is full): is it running, and "
+                f"does it hold {self.name}'s public key (it refuses a key it does not "
+                "know)?") from None
 
     # -- replies --------------------------------------------------------------------------
     def poll(self, timeout: float = 0.0) -> int:
