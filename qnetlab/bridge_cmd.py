@@ -81,6 +81,11 @@ def add_parser(verbs: Any) -> None:
                              "requests take seconds)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="with --stations: wall s the workload may take (default 60)")
+    parser.add_argument("--truth", type=Path, default=None, metavar="RUN_DIR",
+                        help="instead of a run: join the simulation's ground truth of an "
+                             "across-hosts run (--stations --role) whose hosts' run folders "
+                             "were gathered into RUN_DIR; prints it and writes "
+                             "RUN_DIR/ground_truth.json")
     from .bridge_role import add_role_arguments
 
     add_role_arguments(parser)
@@ -232,12 +237,37 @@ def run_stations(args: argparse.Namespace) -> int:
     return EXIT_OK if stations_ok(workload, result) else EXIT_CHECK_FAILED
 
 
+def run_truth(args: argparse.Namespace) -> int:
+    """`--truth RUN_DIR`: the ground truth of a gathered across-hosts run."""
+    from qnetlab.instruments.errors import ConfigError
+    from qnetlab.network.bridge.bridge_config import load_bridge_config
+
+    from .bridge_truth import join_gathered, truth_lines, write_truth
+    from .cli import EXIT_OK
+
+    if args.stations or args.workload is not None or args.role is not None:
+        raise ConfigError("--truth", str(args.truth), "joins a finished run's files and "
+                          "runs nothing", "leave out --stations, --workload and --role")
+    config = load_bridge_config(args.config)
+    try:
+        truth = join_gathered(Path(args.truth), config.stations)
+    except FileNotFoundError as exc:
+        raise ConfigError("--truth", str(args.truth), str(exc), "gather every host's run "
+                          "folder (the world's, each station's, the orchestrator's) into "
+                          "one") from None
+    print("\n".join(truth_lines(truth)))
+    print(f"written: {write_truth(truth, Path(args.truth))}")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     from qnetlab.instruments.errors import ConfigError
 
     from .bridge_report import bridge_report
     from .cli import EXIT_CHECK_FAILED, EXIT_OK
 
+    if args.truth is not None:
+        return run_truth(args)
     if args.stations:
         return run_stations(args)
     if args.role is not None or args.run_dir is not None or args.max_seconds is not None:

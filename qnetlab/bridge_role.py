@@ -194,7 +194,10 @@ def run_role(args: argparse.Namespace, config: Any, workload: Any | None) -> int
     budget = Budget(max_seconds)
     run_dir = Path(args.run_dir).resolve() if args.run_dir is not None else (
         config.run_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{role}")
-    plan = plan_bridge_world(config, run_dir / f"{role}_world", args.seed, on_hosts=True)
+    # The world is the simulation: its station twins write their truth in its run folder
+    # (joined after the run, once the hosts' folders are gathered: `--truth`).
+    plan = plan_bridge_world(config, run_dir / f"{role}_world", args.seed, on_hosts=True,
+                             truth_dir=run_dir if role == WORLD else None)
     if role != WORLD:
         require_keys(config, role)
     check_ports(config, bound_addresses(config, plan, role), role)

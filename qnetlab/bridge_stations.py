@@ -331,7 +331,7 @@ class StationsRun:
     fault file in the run folder says why)."""
     truth: Any = None
     """The delivered pairs' simulation ground truth (`bridge_truth.BridgeTruth`), or None
-    (across hosts: the world's truth stays on its host)."""
+    (across hosts: joined after the run by ``qnetlab bridge CONFIG --truth RUN_DIR``)."""
 
 
 def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: float = 60.0,

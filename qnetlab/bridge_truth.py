@@ -104,6 +104,43 @@ def delivered_heralds(records: Iterable[Mapping[str, Any]],
     return out
 
 
+def delivered_from_log(records: Iterable[Mapping[str, Any]]
+                       ) -> dict[str, tuple[tuple[str, str], int]]:
+    """Request -> (its QNUs, pairs delivered), from the OK decisions of the orchestrator's
+    decision log: what the application got, when the application's own record is on
+    another host (across hosts). An OK without the pair count (an older log) counts 1."""
+    out: dict[str, tuple[tuple[str, str], int]] = {}
+    for r in records:
+        qnus = r.get("qnus")
+        if r.get("action") != "OK" or not isinstance(r.get("request"), str) \
+                or not isinstance(qnus, list) or len(qnus) != 2:
+            continue
+        values = r.get("values")
+        pairs = values.get("pairs", 1) if isinstance(values, dict) else 1
+        out[r["request"]] = ((str(qnus[0]), str(qnus[1])), int(pairs))
+    return out
+
+
+def join_gathered(run_dir: Path, stations: Iterable[str]) -> BridgeTruth:
+    """The ground truth of an across-hosts run (``--role``) whose hosts' run folders were
+    gathered into `run_dir`: the world's ``<station>_truth.npy`` and ``_joins.jsonl``, each
+    station's ``<station>_heralds.npy`` and the orchestrator's decision log, all side by
+    side. FileNotFoundError naming the first file missing and the host that writes it."""
+    stations = list(stations)
+    wanted = [(f"{ORCHESTRATOR}_decisions.jsonl", "the orchestrator's")]
+    for s in stations:
+        wanted += [(f"{s}_truth.npy", "the world's"), (f"{s}_joins.jsonl", "the world's"),
+                   (f"{s}_heralds.npy", f"station {s}'s")]
+    for name, host in wanted:
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(f"{run_dir / name} is missing: copy it from {host} host's "
+                                    "run folder (--run-dir) into this one")
+    delivered = delivered_from_log(_read_log(run_dir / f"{ORCHESTRATOR}_decisions.jsonl"))
+    truth = join_bridge_truth(run_dir, stations, delivered)
+    assert truth is not None  # every truth file is there
+    return truth
+
+
 def _read_log(path: Path) -> list[dict[str, Any]]:
     records = []
     with path.open() as lines:
@@ -220,5 +257,5 @@ def _line(label: str, p: PairTruth) -> str:
             f"fidelity {fidelity} over {len(p.fidelities)}")
 
 
-__all__ = ["BridgeTruth", "PairTruth", "delivered_heralds", "join_bridge_truth",
-           "truth_lines", "write_truth"]
+__all__ = ["BridgeTruth", "PairTruth", "delivered_from_log", "delivered_heralds",
+           "join_bridge_truth", "join_gathered", "truth_lines", "write_truth"]

@@ -25,7 +25,13 @@ import numpy as np
 import pytest
 
 from qnetlab.bridge_stations import station_windows
-from qnetlab.bridge_truth import join_bridge_truth, truth_lines, write_truth
+from qnetlab.bridge_truth import (
+    delivered_from_log,
+    join_bridge_truth,
+    join_gathered,
+    truth_lines,
+    write_truth,
+)
 from qnetlab.cli import EXIT_OK, main
 from qnetlab.monitor import MonitorServer
 from qnetlab.network.bridge import load_bridge_config
@@ -236,3 +242,25 @@ def test_a_workload_runs_on_station_processes_with_its_timeline_and_ground_truth
     for pid in started.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_the_delivered_requests_are_read_back_from_the_orchestrators_log(
+        tmp_path: Path) -> None:
+    """Across hosts the application's record is on the orchestrator's host: the decision
+    log's OKs say which requests got how many pairs (a transfer: one; an older OK without
+    the count: one); every other record is ignored. A gathered folder missing a file is
+    refused naming it and the host that writes it."""
+    records = [
+        {"action": "ASSIGN", "request": "app/1", "qnus": ["qnu0", "qnu1"]},
+        {"action": "OK", "request": "app/1", "qnus": ["qnu0", "qnu1"],
+         "values": {"latency": 0.2, "pairs": 3.0}},
+        {"action": "OK", "request": "app/2", "qnus": ["qnu2", "qnu3"]},
+        {"action": "ERR", "request": "app/3", "qnus": ["qnu4", "qnu5"]},
+        {"event": "herald_taken", "request": "app/1", "station": "st0", "seq": 4}]
+    assert delivered_from_log(records) == {"app/1": (("qnu0", "qnu1"), 3),
+                                           "app/2": (("qnu2", "qnu3"), 1)}
+    (tmp_path / "bridge_orchestrator_decisions.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in records))
+    with pytest.raises(FileNotFoundError, match=r"st0_truth\.npy is missing: copy it from "
+                                                r"the world's host"):
+        join_gathered(tmp_path, ["st0"])

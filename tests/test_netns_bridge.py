@@ -150,10 +150,11 @@ def _logs(tmp_path: Path) -> str:
 @pytest.mark.timeout(ORCHESTRATOR_S + SERVER_S + 3 * STOP_S)
 def test_a_workload_runs_with_world_stations_and_orchestrator_on_their_own_hosts(
         lab: tuple[Path, Path], launch: Callable[..., subprocess.Popen[bytes]],
-        tmp_path: Path) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Every operation of the workload is done through heralds the stations decided on
     their hosts from the world's twins on its host, with the switch's twin in the
-    orchestrator's loop across the network; the servers stop on SIGTERM."""
+    orchestrator's loop across the network; the servers stop on SIGTERM; the gathered
+    folders join to the world's ground truth (`--truth`)."""
     path, workload = lab
     config = load_bridge_config(path)
     run_dir = tmp_path / "run"  # one folder for all, as if each host's were gathered
@@ -184,6 +185,14 @@ def test_a_workload_runs_with_world_stations_and_orchestrator_on_their_own_hosts
         assert f"{role}: stopped (SIGTERM)" in _log(tmp_path, role)
     for station in config.stations:
         assert json.loads((run_dir / f"{station}_summary.json").read_text())["heralds"] > 0
+    # The simulation's ground truth, joined once the hosts' folders are gathered (here one
+    # folder already): every delivered pair found in its station's heralds and the world's
+    # truth, each request's pair judged between its own QNUs.
+    assert main(["bridge", str(path), "--truth", str(run_dir)]) == 0
+    assert "simulation ground truth" in capsys.readouterr().out
+    truth = json.loads((run_dir / "ground_truth.json").read_text())
+    assert truth["unjoined"] == 0 and truth["all"]["delivered"] == n, truth
+    assert truth["all"]["with_truth"] + truth["all"]["other_qnus"] <= n
 
 
 @pytest.mark.netns

@@ -155,7 +155,8 @@ class Scheduler:
         what = "state transfer: the pair is consumed, A's 2 bits go to B" if r.transfer \
             else f"{r.pairs} pair(s) held"
         decisions = [Decision(now, "OK", what, r.id, entry.station, r.qnus,
-                              values={"latency": now - entry.submitted})]
+                              values={"latency": now - entry.submitted,
+                                      "pairs": 1.0 if r.transfer else float(r.pairs)})]
         station = entry.station
         decisions += self._close(entry, now)
         hold = self.settings.hold_time
