@@ -1,6 +1,6 @@
 """`AddedNoiseScan`: the transducer's added noise against pump power, referred to its input
 (efficiency on the power meter, noise by photon counting on and off resonance, then the line
-N_add(P) = n_0 + k P by weighted least squares, `fit_added_noise`). Derivation and the
+N_add(P) = n_0 + k P by generalised least squares, `fit_added_noise`). Derivation and the
 placeholder linewidth: docs/transducer.md#added-noise-the-measurement-in-detail.
 """
 
@@ -62,15 +62,17 @@ class AddedNoiseScanOptions:
     so the weakest devices' converted power (a few pW at 0 dBm for bulk_eo_cw's 0.5 mW
     point) stands well above the power meter's 50 pW noise floor averaged down (Thorlabs
     PM100D with an S155C: the twin's `noise_floor`)."""
-    detection_stability: float = 0.02
-    """Relative rms change of the detection path's efficiency between steps minutes apart
-    (fibre polarization at a polarization-sensitive SNSPD wanders by a few per cent over
-    minutes: docs/simulation.md#drift-realistic-lab, Brida et al. quant-ph/0610185). The
-    converted noise follows it, the power meter's eta does not: each N_add carries it as an
-    independent relative error (the common part is the detection efficiency's stated
-    error). Measure it on your bench (a stable source counted over an hour); 0: a path
-    taken as stable. (The far-detuned pump leakage is no reference for it: a device with a
-    large N_add and a GHz-wide optical line leaks converted noise there too.)"""
+    detection_drift: float = 0.01
+    """Relative rms change of the detection path's efficiency over one minute, taken as a
+    random walk over the scan (over t s: this x sqrt(t / 60)). Fibre polarization at a
+    polarization-sensitive SNSPD wanders by a few per cent over tens of minutes
+    (docs/simulation.md#drift-realistic-lab, Brida et al. quant-ph/0610185): the realistic
+    lab's 3 % with a 20 min correlation time moves 0.95 % in a minute. The converted noise
+    follows it, the power meter's eta does not, so N_add wanders with it from step to step
+    (the level at the first step is the detection efficiency's stated error). Measure it on
+    your bench (a stable source counted over an hour); 0: a path taken as stable. (The
+    far-detuned pump leakage is no reference for it: a device with a large N_add and a
+    GHz-wide optical line leaks converted noise there too.)"""
     power_readings: int = 5
     """Power-meter readings per microwave state (on and off) per pump power."""
     power_meter_averages: int = 100
@@ -117,9 +119,9 @@ class AddedNoiseScanOptions:
         if self.settle_time < 0 or self.integration_time < 1.0 or self.min_clicks < 1:
             raise ValueError("settle_time must be >= 0 s, integration_time >= 1 s (one "
                              "counter window) and min_clicks >= 1")
-        if not 0 <= self.detection_stability < 1:
-            raise ValueError(f"detection_stability must be in [0, 1) (relative), got "
-                             f"{self.detection_stability}")
+        if not 0 <= self.detection_drift < 1:
+            raise ValueError(f"detection_drift must be in [0, 1) (relative, per minute), got "
+                             f"{self.detection_drift}")
         if not (self.detector_bias > 0 and self.detection_efficiency_stderr >= 0):
             raise ValueError("detector_bias must be > 0 A and detection_efficiency_stderr "
                              ">= 0")
@@ -177,20 +179,27 @@ class AddedNoiseFit:
 
 
 def fit_added_noise(power: np.ndarray, n_add: np.ndarray, n_add_err: np.ndarray,
-                    scale_rel_err: float = 0.0) -> AddedNoiseFit:
-    """Weighted least-squares line through N_add(P) (powers W, errors one sigma).
+                    scale_rel_err: float = 0.0, shared: np.ndarray | None = None
+                    ) -> AddedNoiseFit:
+    """Least-squares line through N_add(P) (powers W, errors one sigma), generalised to
+    the points' covariance ``diag(err^2) + shared`` (`shared`: what the points have in
+    common, e.g. the detection path's drift between them; None: independent points).
 
     The covariance is scaled by chi2 / dof when that exceeds 1 (scatter beyond the stated
     errors widens the result, never narrows it); `scale_rel_err`, a relative error common to
     every point (B, eta_det), is then added as ``rel^2 * p p^T``."""
     x = np.asarray(power, float)
     y = np.asarray(n_add, float)
-    w = 1.0 / np.asarray(n_add_err, float) ** 2
+    v = np.diag(np.asarray(n_add_err, float) ** 2)
+    if shared is not None:
+        v = v + np.asarray(shared, float)
+    v_inv = np.linalg.inv(v)
     design = np.column_stack([np.ones_like(x), x])
-    fisher = design.T @ (design * w[:, None])
+    fisher = design.T @ v_inv @ design
     cov = np.linalg.inv(fisher)
-    p = cov @ (design.T @ (w * y))
-    chi2 = float(np.sum(w * (y - design @ p) ** 2))
+    p = cov @ (design.T @ v_inv @ y)
+    r = y - design @ p
+    chi2 = float(r @ v_inv @ r)
     dof = max(x.size - 2, 1)
     cov = scale_covariance(cov, chi2, dof)
     cov = cov + scale_rel_err**2 * np.outer(p, p)
@@ -281,6 +290,8 @@ class _Points:
     table: dict[str, list[float]]
     power_scale_rel_err: float
     details: dict[str, float]
+    drift: np.ndarray
+    """The points' shared covariance from the detection path's drift (`detection_walk`)."""
 
 
 def _points(run: StoredRun, d: dict[str, np.ndarray], options: AddedNoiseScanOptions) -> _Points:
@@ -308,11 +319,12 @@ def _points(run: StoredRun, d: dict[str, np.ndarray], options: AddedNoiseScanOpt
     rel_b = float(options.mw_linewidth_stderr) / float(options.mw_linewidth)
     rel_det = det_err / det
     n_add, n_err = added_noise_points(eta, eta_err, r_on, e_on, r_far, e_far, det, bandwidth)
-    n_err = np.hypot(n_err, n_add * float(options.detection_stability))
+    drift = detection_walk(n_add, _elapsed(d, options), float(options.detection_drift))
     table = {"pump_power (W)": d["pump_power"].tolist(), "eta": eta.tolist(),
              "eta stderr": eta_err.tolist(), "rate_on (Hz)": r_on.tolist(),
              "rate_far (Hz)": r_far.tolist(), "rate_dark (Hz)": r_dark.tolist(),
-             "N_add (photons)": n_add.tolist(), "N_add stderr (photons)": n_err.tolist()}
+             "N_add (photons)": n_add.tolist(),
+             "N_add stderr (photons)": np.sqrt(n_err**2 + np.diag(drift)).tolist()}
     loss = np.maximum(dead.loss(d["counts_on"], d["time_on"]),
                       dead.loss(d["counts_far"], d["time_far"]))
     details = {"noise_bandwidth": bandwidth, "detection_efficiency": det,
@@ -325,7 +337,24 @@ def _points(run: StoredRun, d: dict[str, np.ndarray], options: AddedNoiseScanOpt
                "mw_linewidth_is_default": float(_is_default_linewidth(options))}
     return _Points(n_add, n_err, eta, eta_err, r_on - r_far, np.hypot(e_on, e_far), loss,
                    math.hypot(rel_b, rel_det, rel_losses), table,
-                   pump_power_relative_error(), details)
+                   pump_power_relative_error(), details, drift)
+
+
+def detection_walk(n_add: np.ndarray, elapsed: np.ndarray, per_minute: float) -> np.ndarray:
+    """The covariance the detection path's random walk gives the N_add points measured
+    `elapsed` s after the first: ``(per_minute^2 / 60) N_k N_l min(t_k, t_l)`` (the first
+    point's level is the detection efficiency's stated error, not this)."""
+    n = np.asarray(n_add, float)
+    t = np.asarray(elapsed, float)
+    return np.asarray(per_minute**2 / 60.0 * np.outer(n, n) * np.minimum.outer(t, t), float)
+
+
+def _elapsed(d: dict[str, np.ndarray], options: AddedNoiseScanOptions) -> np.ndarray:
+    """s of lab time from the first point's counts to each point's (rows in acquisition
+    order): each step settles, then counts on, far and dark (the read-back count times)."""
+    counting = d["time_on"] + d["time_far"] + d["time_dark"]
+    per_step = float(options.settle_time) + counting
+    return np.concatenate([[0.0], np.cumsum(per_step[:-1])]) if per_step.size else per_step
 
 
 def _is_default_linewidth(options: AddedNoiseScanOptions) -> bool:
@@ -367,7 +396,7 @@ def _conclude(result: AnalysisResult, power: np.ndarray, pts: _Points) -> Analys
         return result
     # The statistical fit; the common scale (B, eta_det, the line losses) is its systematic
     # error, fully correlated between intercept and slope.
-    fit = fit_added_noise(power, pts.n_add, pts.n_add_err, 0.0)
+    fit = fit_added_noise(power, pts.n_add, pts.n_add_err, 0.0, pts.drift)
     rel = pts.scale_rel_err
     result.values["added_noise_intrinsic"] = FitValue.combined(
         fit.intercept, fit.intercept_stderr, rel * abs(fit.intercept), "photons")
@@ -379,7 +408,8 @@ def _conclude(result: AnalysisResult, power: np.ndarray, pts: _Points) -> Analys
     top = int(np.argmax(power))
     at_max = float(pts.n_add[top])
     result.values["added_noise_at_max_power"] = FitValue.combined(
-        at_max, float(pts.n_add_err[top]), at_max * rel, "photons")
+        at_max, math.sqrt(float(pts.n_add_err[top]) ** 2 + float(pts.drift[top, top])),
+        at_max * rel, "photons")
     fit_p = chi2_p_value(fit.chi2, fit.dof)
     result.details.update({"chi2": fit.chi2, "dof": float(fit.dof), "fit_p": fit_p,
                            "intercept_slope_covariance": fit.covariance
