@@ -14,11 +14,13 @@ power and pump detuning wander between cycles by more than the probe's counting 
 counting statistics alone do not cover. Each cycle therefore counts a *reference* at the end
 of its heating pulse (the pump still on, the heating in its steady state: the same physical
 state every cycle), and each probe is divided by the gain at its time
-(`normalise_to_references`): the slow gain cancels. The gain is a random walk whose
-variance per second of lag is measured from the references themselves (the change between
-consecutive cycles' references beyond their counting error, `reference_drift_rate`); each
-probe's gain is estimated from every reference, near ones weighing more the faster the drift
-(a Kalman smoother, `gain_at`), and its variance goes into the point's error. That estimate is
+(`normalise_to_references`): the slow gain cancels. The gain's wander over a lag is
+measured from the references themselves (the change between consecutive cycles' references
+beyond their counting error) and, at lags like the probes' own, from an early reference
+counted 1, 4 or 16 s before each pulse's end (`early_reference_leads`,
+`heating_references.drift_structure`); each probe's gain is estimated from every reference,
+near ones weighing more the faster the drift (a Kalman smoother along the wander's axis,
+`gain_at`, `lag_axis`), and its variance goes into the point's error. That estimate is
 independent of the fit's residuals, so the chi2 test still fails a model that does not
 describe the relaxation. Only the converted noise scales with that gain (the pump's
 detuning from the drifting optical line sets the efficiency): the pump leakage through the
@@ -58,7 +60,7 @@ from .counting import (
 from .heating_limit import HeatingLimit, limit_verdict, upper_limits
 from .heating_plan import Plan, interleaved_order, next_pulse, plan_from_look, take_look
 from .heating_profile import profile_interval
-from .heating_references import background_at, normalise_to_references
+from .heating_references import Wander, background_at, early_references, normalise_to_references
 
 MIN_DELAYS = 8
 """Fewer delays cannot support a 5-parameter fit with a verdict."""
@@ -139,6 +141,15 @@ class PumpHeatingScanOptions:
     """Counter windows read at the end of each heating pulse (pump on, steady state): the
     cycle's gain reference (module docstring). 0 takes no reference (counting errors only:
     right only on a lab that does not drift)."""
+    early_reference_leads: tuple[float, ...] = (1.0, 4.0, 16.0)
+    """s: each cycle also reads `reference_windows` counter windows this long before its
+    pulse's end (pump on, the heating settled; the steps take the leads in turn, each at most
+    half the pulse, stored per row as `early_lead`). Those pairs measure the gain's wander
+    over lags like the probes' own (`heating_references.drift_structure`), which the
+    references, a cycle apart, cannot: a random walk fitted at their spacing overstated it
+    ~10x at the slow channel's delays on the bulk electro-optic benches (tau_slow 44/50
+    within 1 sigma). () reads none (the gain is then a random walk in lab time); without
+    references (`reference_windows` 0) none is read."""
     max_unresolved_heating: float = 0.1
     """The largest share of the steady converted noise that heating the scan does not
     resolve may have (its 95 % upper limit, `heating_limit`) for the verdict to be good: a
@@ -172,6 +183,9 @@ class PumpHeatingScanOptions:
         if self.reference_windows < 0:
             raise ValueError(f"reference_windows must be >= 0 (0: no reference), got "
                              f"{self.reference_windows}")
+        if not all(0 < lead < math.inf for lead in self.early_reference_leads):
+            raise ValueError(f"early_reference_leads must be finite times > 0 s, got "
+                             f"{self.early_reference_leads}")
         if self.pulse_duration <= 0 or self.cool_down < 0:
             raise ValueError("pulse_duration must be > 0 s and cool_down >= 0 s")
         if not (self.max_repeats >= self.repeats and self.look_windows >= 1
@@ -400,7 +414,8 @@ class PumpHeatingAnalysis(CurveAnalysis):
             loss = np.maximum(loss, dead.loss(d["ref_counts"], d["ref_exposure"]))
             bg, bg_err, bg_times, bg_drift = background_at(run, dead, d["probe_time"])
             norm = normalise_to_references(data.y, data.sigma, ref, ref_err, d["ref_time"],
-                                           d["probe_time"], bg, bg_err, bg_times, bg_drift)
+                                           d["probe_time"], bg, bg_err, bg_times, bg_drift,
+                                           early_references(run, dead, order))
             table.update({"raw rate (Hz)": data.y.tolist(), "reference rate (Hz)":
                           ref.tolist(), "background (Hz)": bg.tolist(),
                           "relative gain": norm.gain.tolist()})
@@ -419,7 +434,11 @@ class PumpHeatingAnalysis(CurveAnalysis):
             data.y, data.extra["rate_err"] = norm.rate, norm.rate_err
             data.extra["rel_var"] = norm.rel_var
             data.sigma = np.sqrt(norm.rate_err**2 + norm.rel_var * norm.rate**2)
+            wander = norm.wander or Wander((norm.drift_rate,))
             data.details.update({"reference_drift_rate": norm.drift_rate,
+                                 # the wander over a probe's lag, 1 s and 10 s (relative var)
+                                 "gain_wander_1s": float(wander.at(np.array(1.0))),
+                                 "gain_wander_10s": float(wander.at(np.array(10.0))),
                                  "reference_drift_rate_stderr": norm.drift_rate_stderr,
                                  "reference_gain_spread": float(np.ptp(norm.gain))})
         data.details["max_dead_time_loss"] = float(loss.max())
@@ -557,6 +576,12 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
                                  "(all repeats)", sp),
                 DatasetParameter("ref_exposure", "s", "Time the references counted over", sp),
                 DatasetParameter("ref_time", "s", "Lab time of the reference (mean)", sp),
+                DatasetParameter("early_counts", "", "Clicks early_lead s before the pulses' "
+                                 "ends (all repeats)", sp),
+                DatasetParameter("early_exposure", "s", "Time the early references counted "
+                                 "over", sp),
+                DatasetParameter("early_lead", "s", "How long before the pulses' ends the "
+                                 "early references counted (0: none)", sp),
                 DatasetParameter("probe_time", "s", "Lab time of the probe (mean)", sp),
                 DatasetParameter("bg_counts", "", "Background clicks, pump far detuned (first "
                                  "and last step only)", sp),
@@ -617,17 +642,26 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
         assert setup is not None
         channel = detector_channel(station, self.name)
         clicks, exposure, ref_clicks, ref_exposure = 0, 0.0, 0, 0.0
+        early_clicks, early_exposure = 0, 0.0
         ref_times, probe_times = [], []
         background: tuple[int, float, float] = (0, 0.0, math.nan)
         if step.index == 0:
             background = self._background(station)
         plan = self.plan
         pulse = options.pulse_duration if plan is None else plan.pulse
+        leads = options.early_reference_leads if options.reference_windows else ()
+        lead = min(leads[step.index % len(leads)], 0.5 * pulse) if leads else 0.0
         for _ in range(options.repeats if plan is None else plan.repeats):
             setup.pump_on(False)
             station.sleep(options.cool_down)
             setup.pump_on(True)
-            station.sleep(pulse)
+            station.sleep(pulse - lead)
+            if lead > 0:
+                early = count_clicks(channel, min_clicks=math.inf,
+                                     max_time=options.reference_windows * COUNTER_WINDOW_S)
+                early_clicks += early.clicks
+                early_exposure += early.exposure
+                station.sleep(lead)
             if options.reference_windows:
                 # The pulse's end, heating in its steady state: this cycle's gain reference.
                 ref = count_clicks(channel, min_clicks=math.inf,
@@ -650,6 +684,8 @@ class PumpHeatingScan(LabSequence[PumpHeatingScanOptions]):
         row = {"delay": step.settings["delay"], "counts": clicks, "exposure": exposure,
                "latched": float(bool(channel.latched())), "bias": float(channel.bias_current()),
                "ref_counts": ref_clicks, "ref_exposure": ref_exposure,
+               "early_counts": early_clicks, "early_exposure": early_exposure,
+               "early_lead": lead,
                "ref_time": float(np.mean(ref_times)) if ref_times else math.nan,
                "probe_time": float(np.mean(probe_times)), "bg_counts": background[0],
                "bg_exposure": background[1], "bg_time": background[2], "pulse": pulse}

@@ -1,6 +1,7 @@
 """The pump-heating scan's references: the detection gain's drift measured from the
-reference counts taken at the end of each heating pulse, the probes normalised by the gain at
-their time, and the far-detuned background interpolated in lab time.
+reference counts taken at the end of each heating pulse (and early references before it: the
+wander at the probes' own lags), the probes normalised by the gain at their time, and the
+far-detuned background interpolated in lab time.
 
 Why and how: docs/transducer.md ("Pump heating: the cycle and the probe").
 """
@@ -11,12 +12,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import nnls
 
 from qnetlab.sequences.data import StoredRun
 
 from .counting import DeadTimeModel
 
-__all__ = ["Normalised", "background_at", "gain_at", "interpolate_background",
+__all__ = ["EarlyReferences", "Normalised", "Wander", "background_at", "drift_structure",
+           "early_references", "gain_at", "interpolate_background", "lag_axis",
            "normalise_to_references", "reference_drift_rate"]
 
 
@@ -34,6 +37,21 @@ class Normalised:
     drift_rate_stderr: float
     gain: np.ndarray
     """The gain at each probe over the run's geometric mean gain."""
+    wander: Wander | None = None
+    """The gain's wander used (`drift_structure`; without early references a random walk at
+    `drift_rate`)."""
+
+
+@dataclass(frozen=True)
+class EarlyReferences:
+    """Each row's early reference: counted `lag` s (per row) before the row's reference in
+    the same pulse (pump on, the heating settled), summed over the row's cycles like the
+    reference. Rates Hz (dead-time corrected, background included like the reference's),
+    one-sigma errors."""
+
+    rate: np.ndarray
+    err: np.ndarray
+    lag: np.ndarray
 
 
 def reference_drift_rate(ref_rate: np.ndarray, ref_err: np.ndarray, ref_time: np.ndarray
@@ -60,6 +78,92 @@ def reference_drift_rate(ref_rate: np.ndarray, ref_err: np.ndarray, ref_time: np
     # Each squared change of a Gaussian has variance 2 (its expectation)^2.
     stderr = math.sqrt(2.0 * float(np.sum(np.maximum(dx2, v[1:] + v[:-1]) ** 2))) / lag
     return max(rate, 0.0), stderr
+
+
+@dataclass(frozen=True)
+class Wander:
+    """The log gain's variance over a lag l (s), piecewise linear in l: `rates[k]` (1/s) per
+    second of lag between `knees[k - 1]` and `knees[k]` (from 0; the last rate beyond the
+    last knee). One rate and no knee is a random walk."""
+
+    rates: tuple[float, ...]
+    knees: tuple[float, ...] = ()
+
+    def at(self, lag: np.ndarray) -> np.ndarray:
+        lag = np.maximum(np.asarray(lag, float), 0.0)
+        return _segments(lag, self.knees) @ np.asarray(self.rates, float)
+
+
+def _segments(lag: np.ndarray, knees: tuple[float, ...]) -> np.ndarray:
+    """How much of each segment of the lag axis (0..knee_1, knee_1..knee_2, ..., beyond the
+    last) each lag (s) covers: the design of a piecewise linear structure function."""
+    edges = np.concatenate([[0.0], np.asarray(knees, float), [math.inf]])
+    lag = np.asarray(lag, float)[..., None]
+    return np.clip(lag - edges[:-1], 0.0, edges[1:] - edges[:-1])
+
+
+def drift_structure(ref_rate: np.ndarray, ref_err: np.ndarray, ref_time: np.ndarray,
+                    early_rate: np.ndarray, early_err: np.ndarray, early_lag: np.ndarray
+                    ) -> Wander:
+    """The gain's `Wander` from the lags the scan measures: the references' cycle to cycle
+    (lab-time order, one to three minutes) and each row's early reference `early_lag` s
+    before its reference (pump on, the same state). Knees at the early lags. A row sums its
+    cycles' counts, early reference, reference and probe alike, so its early pair's wander
+    is that of the row's probe at the same lag whether the cycles' drifts correlate or not
+    (divided by the cycles, as for independent ones, it overstated membrane_eom's 4-5).
+
+    Why: the probes sit 1e-4..60 s after their reference, below the references' spacing T,
+    and a random walk fitted at T states S(T) t / T there; a drift that is smooth below T (a
+    temperature, a photorefractive shift, a line drifting under a fixed pump) moves by
+    ~(t/T)^2 of S(T), which on the bulk electro-optic benches overstated the slow channel's
+    points' errors ~10x in variance (docs/transducer.md#pump-heating-the-cycle-and-the-probe).
+    A broken line through the measured lags, non-decreasing (a drift's structure function),
+    is exact for a random walk and above a smooth drift's everywhere below T (chords of a
+    convex curve, then the line to 0), so the errors stay upper bounds where the old ones
+    were, only closer.
+
+    Weighted non-negative least squares on each pair's excess of its squared log change over
+    its counting variance, weighted by a Gaussian pair's variance, 2 (expected)^2, from the
+    data first and then from the fit (iterated)."""
+    order = np.argsort(np.asarray(ref_time, float), kind="stable")
+    ref = np.asarray(ref_rate, float)
+    rel_ref = (np.asarray(ref_err, float) / ref) ** 2
+    early = np.asarray(early_rate, float)
+    r, t = ref[order], np.asarray(ref_time, float)[order]
+    dx2 = np.concatenate([np.diff(np.log(r)) ** 2, np.log(ref / early) ** 2])
+    count = np.concatenate([rel_ref[order][1:] + rel_ref[order][:-1],
+                            rel_ref + (np.asarray(early_err, float) / early) ** 2])
+    lag = np.concatenate([np.diff(t), np.broadcast_to(np.asarray(early_lag, float),
+                                                      early.shape)])
+    knees = tuple(float(k) for k in np.unique(np.asarray(early_lag, float)))
+    design = _segments(lag, knees)
+    excess = dx2 - count
+    expected = np.maximum(dx2, count)
+    rates = np.zeros(design.shape[1])
+    for _ in range(4):
+        w = 1.0 / (math.sqrt(2.0) * expected)
+        rates, _ = nnls(design * w[:, None], excess * w)
+        expected = count + design @ rates
+    return Wander(tuple(float(x) for x in rates), knees)
+
+
+def lag_axis(ref_time: np.ndarray, probe_time: np.ndarray, wander: Wander
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The references' and probes' positions (dimensionless) on an axis along which the log
+    gain is a unit random walk, for its `wander` S(l). Row i holds reference i and probe i,
+    t_i s after it and T_i before the next reference: the probe sits S(t_i) after its
+    reference and the next reference max(S(T_i), S(t_i) + S(T_i - t_i)) after it, so each
+    side of the probe carries at least the wander over its own lag (where S is convex, the
+    cycle's S(T_i) with the rest after the probe; where it saturates, a cycle longer than
+    its references' own, which only lets the smoother lean less on the far references)."""
+    rt, pt = np.asarray(ref_time, float), np.asarray(probe_time, float)
+    order = np.argsort(rt, kind="stable")
+    cycle = np.diff(rt[order])
+    own = np.clip((pt - rt)[order][:-1], 0.0, cycle)
+    gap = np.maximum(wander.at(cycle), wander.at(own) + wander.at(cycle - own))
+    u_ref = np.empty(rt.size)
+    u_ref[order] = np.concatenate([[0.0], np.cumsum(gap)])
+    return u_ref, u_ref + wander.at(pt - rt)
 
 
 def gain_at(ref_time: np.ndarray, log_ref: np.ndarray, log_ref_var: np.ndarray,
@@ -102,7 +206,8 @@ def normalise_to_references(rate: np.ndarray, rate_err: np.ndarray, ref_rate: np
                             probe_time: np.ndarray, background: np.ndarray | float = 0.0,
                             background_err: np.ndarray | float = 0.0,
                             background_times: np.ndarray | None = None,
-                            background_drift: float | None = None) -> Normalised:
+                            background_drift: float | None = None,
+                            early: EarlyReferences | None = None) -> Normalised:
     """Each probe rate (Hz) over the gain at its time relative to the run's mean (`gain_at`
     from the references), with the variances that leaves (module docstring). Times are lab
     times, s. `background` (Hz, per cycle, with its error) does not scale with the gain: it
@@ -112,7 +217,9 @@ def normalise_to_references(rate: np.ndarray, rate_err: np.ndarray, ref_rate: np
     Brownian bridge), whose variance joins its error: at `background_drift` (relative
     variance per s, from the background's own counts), else (None) at the gain's, its upper
     bound (the gain carries the detection path and pump power as the background does, and
-    the conversion's drift besides)."""
+    the conversion's drift besides). `early` (one per row, the background taken off them
+    too) measures the gain's wander at a short lag (`drift_structure`); without it the gain
+    is a random walk in lab time at the references' rate."""
     bg = np.broadcast_to(np.asarray(background, float), np.shape(rate))
     bg_err = np.broadcast_to(np.asarray(background_err, float), np.shape(rate))
     net_ref = np.asarray(ref_rate, float) - bg
@@ -125,7 +232,21 @@ def normalise_to_references(rate: np.ndarray, rate_err: np.ndarray, ref_rate: np
     bg_err = np.hypot(bg_err, bg * np.sqrt(bg_drift * _bridge(np.asarray(probe_time, float),
                                                              background_times)))
     log_var = (np.asarray(ref_err, float) / net_ref) ** 2
-    log_gain, log_gain_var = gain_at(ref_time, np.log(net_ref), log_var, drift, probe_time)
+    structure = Wander((drift,))
+    rows = np.shape(ref_time) == np.shape(rate) == np.shape(probe_time)
+    if early is not None and rows and np.shape(early.rate) == np.shape(rate):
+        net_early = np.asarray(early.rate, float) - bg
+        if np.all(net_early > 0):
+            structure = drift_structure(net_ref, ref_err, ref_time, net_early, early.err,
+                                        early.lag)
+    # The smoother walks along the wander's own axis (`lag_axis`): a probe t s after its
+    # reference inherits the wander at lag t, not the cycle's rate times t.
+    if rows:
+        u_ref, u_probe = lag_axis(ref_time, probe_time, structure)
+    else:
+        u_ref, u_probe = drift * np.asarray(ref_time, float), drift * np.asarray(
+            probe_time, float)
+    log_gain, log_gain_var = gain_at(u_ref, np.log(net_ref), log_var, 1.0, u_probe)
     gain = np.exp(log_gain - float(np.mean(log_gain)))
     raw_net = np.asarray(rate, float) - bg
     net = raw_net / gain
@@ -136,7 +257,7 @@ def normalise_to_references(rate: np.ndarray, rate_err: np.ndarray, ref_rate: np
     # reference i and probe i). Counted on the probe alone it was inflated ~(1 - net/ref)^-1.
     share = np.zeros(np.shape(rate))
     if np.shape(ref_time) == np.shape(rate):
-        _, at_ref_var = gain_at(ref_time, np.log(net_ref), log_var, drift, ref_time)
+        _, at_ref_var = gain_at(u_ref, np.log(net_ref), log_var, 1.0, u_ref)
         share = np.clip(at_ref_var / np.where(log_var > 0, log_var, np.inf), 0.0, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         bg_err = bg_err * np.abs(1.0 - share * raw_net / net_ref) / gain
@@ -145,7 +266,8 @@ def normalise_to_references(rate: np.ndarray, rate_err: np.ndarray, ref_rate: np
     with np.errstate(divide="ignore", invalid="ignore"):
         rel_var = log_gain_var * (net / y) ** 2 + (bg_err / y) ** 2
     rel_var = np.where(np.isfinite(rel_var), rel_var, 0.0)
-    return Normalised(y, np.asarray(rate_err, float) / gain, rel_var, drift, drift_err, gain)
+    return Normalised(y, np.asarray(rate_err, float) / gain, rel_var, drift, drift_err, gain,
+                      structure)
 
 
 def _bridge(at: np.ndarray, times: np.ndarray | None) -> np.ndarray:
@@ -184,6 +306,20 @@ def background_at(run: StoredRun, dead: DeadTimeModel, at: np.ndarray
     if rate.size >= 3 and np.all(rate > 0):
         drift = reference_drift_rate(rate, err, times)[0]
     return (*interpolate_background(times, rate, err, at), times, drift)
+
+
+def early_references(run: StoredRun, dead: DeadTimeModel, order: np.ndarray
+                     ) -> EarlyReferences | None:
+    """The rows' early references (in the rows' `order`), or None for a run that counted
+    none (an older run, or no `early_reference_leads`)."""
+    d = {k: np.asarray(run.data.get(k, []), float)
+         for k in ("early_counts", "early_exposure", "early_lead")}
+    if not (all(v.size == order.size for v in d.values()) and order.size and np.all(
+            d["early_exposure"] > 0) and np.all(d["early_counts"] > 0) and np.all(
+            d["early_lead"] > 0)):
+        return None
+    rate, err = dead.correct(d["early_counts"][order], d["early_exposure"][order])
+    return EarlyReferences(rate, err, d["early_lead"][order])
 
 
 def interpolate_background(times: np.ndarray, rates: np.ndarray, errors: np.ndarray,
