@@ -1,4 +1,4 @@
-"""Profile-likelihood intervals of the heating times (`heating.fit_heating`): in ln tau the
+"""Profile-likelihood intervals of the heating times (`heating_fit.fit_heating`): in ln tau the
 chi2 is far from parabolic when a channel shows at a few delays only, so the one-sigma
 interval is where the chi2, minimised over the other parameters, rises by the covariance's
 inflation factor (docs/fitting.md)."""
