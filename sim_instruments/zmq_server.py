@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import itertools
 import json
 import math
@@ -97,6 +98,26 @@ class _Stream:
             "error": self.errors[-1] if self.errors else None,
             "errors": [{"description": e} for e in self.errors],
         }
+
+
+REBIND_S = 2.0
+"""s a stream's bind retries a port that is still in use: the stream stopped on it has closed
+its socket, but ZeroMQ's I/O thread releases the listening port after the close returns
+(a loaded machine found the next recording's bind failing: "Address already in use")."""
+
+
+def _bind_when_released(sock: zmq.Socket, address: str) -> None:
+    """Bind `sock` to `address`, retrying for up to `REBIND_S` while the port is in use;
+    the last ZMQError if it never comes free (another program holds it)."""
+    deadline = time.monotonic() + REBIND_S
+    while True:
+        try:
+            sock.bind(address)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class ID1000Server:
@@ -377,7 +398,7 @@ class ID1000Server:
         sock.setsockopt(zmq.LINGER, round(self.send_timeout_s * 1e3))
         sock.setsockopt(zmq.SNDTIMEO, round(self.send_timeout_s * 1e3))
         try:
-            sock.bind(f"tcp://{self.host}:{stream.port}")
+            _bind_when_released(sock, f"tcp://{self.host}:{stream.port}")
         except zmq.ZMQError as exc:
             stream.bind_error = str(exc)
             sock.close(0)
