@@ -60,6 +60,15 @@ METER_NOISE = 20e-12
 """W rms per reading: the meter's floor (50 pW per sample, 10 samples averaged) rounded."""
 
 
+def stored_scan(data: dict) -> StoredRun:
+    """A stored bandwidth scan of `data`, its snapshot holding `CAL`'s constants."""
+    parameters = {"mw_line_attenuation": {"value": CAL.mw_line_attenuation},
+                  "optical_output_loss": {"value": CAL.optical_output_loss}}
+    snapshot = {"station": {"instruments": {SETUP: {"parameters": parameters}}}}
+    return StoredRun(1, Path("lab.db"), "guid", "conversion_bandwidth_scan", data, {},
+                     {"status": "completed"}, snapshot)
+
+
 def bandwidth_run(peak_power: float, *, drift: float = 0.0, range_gain: float = 0.0,
                   seed: int = 1) -> StoredRun:
     """A stored bandwidth scan (the options' interleaved grid around `F0`) of a Lorentzian
@@ -78,12 +87,8 @@ def bandwidth_run(peak_power: float, *, drift: float = 0.0, range_gain: float = 
     off = rng.normal(0.0, METER_NOISE, f.size)
     above = on * SENSOR_RESPONSIVITY > METER_CURRENT_RANGES[0]
     on = np.where(above, on * (1 + range_gain), on)
-    parameters = {"mw_line_attenuation": {"value": CAL.mw_line_attenuation},
-                  "optical_output_loss": {"value": CAL.optical_output_loss}}
-    snapshot = {"station": {"instruments": {SETUP: {"parameters": parameters}}}}
-    data = {"mw_frequency": f, "mw_power": mw, "pump_wavelength": wavelength, ON: on, OFF: off}
-    return StoredRun(1, Path("lab.db"), "guid", "conversion_bandwidth_scan", data, {},
-                     {"status": "completed"}, snapshot)
+    return stored_scan({"mw_frequency": f, "mw_power": mw, "pump_wavelength": wavelength,
+                        ON: on, OFF: off})
 
 
 def analyzed(run: StoredRun) -> dict:
@@ -162,12 +167,8 @@ def drifting_band_run(seed: int, *, height_slope: float, range_step: float,
     on = eta * full + rng.normal(0.0, METER_NOISE, f.size)
     off = rng.normal(0.0, METER_NOISE, f.size)
     on = np.where(on * SENSOR_RESPONSIVITY > METER_CURRENT_RANGES[0], on * (1 + range_step), on)
-    parameters = {"mw_line_attenuation": {"value": CAL.mw_line_attenuation},
-                  "optical_output_loss": {"value": CAL.optical_output_loss}}
-    snapshot = {"station": {"instruments": {SETUP: {"parameters": parameters}}}}
-    data = {"mw_frequency": f, "mw_power": mw, "pump_wavelength": wavelength, ON: on, OFF: off}
-    return StoredRun(1, Path("lab.db"), "guid", "conversion_bandwidth_scan", data, {},
-                     {"status": "completed"}, snapshot)
+    return stored_scan({"mw_frequency": f, "mw_power": mw, "pump_wavelength": wavelength,
+                        ON: on, OFF: off})
 
 
 SEEDS = 20
