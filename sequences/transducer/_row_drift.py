@@ -85,12 +85,12 @@ def row_drift_covariance(powers: np.ndarray, height: np.ndarray, height_err: np.
     readings = {"walk": np.minimum.outer(idx, idx) + 1.0, "rows": np.eye(k)}
     best: RowDrift | None = None
     var_c = float(covariance[1, 1])
+    weight = 1 / height_err**2
+    bread = np.linalg.inv(x.T @ (weight[:, None] * x))
     for name, shape in readings.items():
         v = _reml_variance(x, resid, height_err, shape)
         if v <= 0:
             continue
-        weight = 1 / height_err**2
-        bread = np.linalg.inv(x.T @ (weight[:, None] * x))
         full = np.diag(height_err**2) + v * shape
         meat = x.T @ (weight[:, None] * full * weight[None, :]) @ x
         sandwich = bread @ meat @ bread
