@@ -3,6 +3,7 @@ pipeline in the same run.
 
     python benchmarks/bench_delivery.py [--rates 1000,4000,16000,64000] [--seconds 8]
                                         [--warmup 2] [--slot 0.1] [--source periodic|twin]
+                                        [--twin-nice 19]
 
 Per rate, one session with two setups on this machine at once:
 
@@ -18,7 +19,11 @@ Per rate, one session with two setups on this machine at once:
         windows at the world's true delays (what the arm-delay calibration finds); heralds
         all the time. The station lab's twins run as the sim profile runs them, in a process
         of their own (`qnetlab.station_twin`); ``--source served-twin``: served by
-        ``qnetlab sim serve`` on the lab's real addresses instead (the rehearsal).
+        ``qnetlab sim serve`` on the lab's real addresses instead (the rehearsal). The
+        twins' process runs at ``--twin-nice`` (default 19): on hardware the tagger and the
+        detectors do this work themselves, so the simulation's half a core must not be
+        charged to the control plane measured here; ``--twin-nice 0`` measures it as
+        ``qnetlab link`` runs it, the twins competing for the cores.
   - bare: one process reads a block stream (the same `PeriodicHeralds` at the rate, in the
     other slots: ``--slot`` s each in turn, `TimeSlots`, so with the test signal both share
     whatever the machine does), stamps each block's arrival, publishes the block's heralds
@@ -139,11 +144,13 @@ SHORTEST_PERIOD = 0.25e-6
 """s: the shortest attempt period asked of the twin (4 MHz of sync tags)."""
 
 
-def serve_twin(lab: Path, seconds: float, stop: Any) -> None:
+def serve_twin(lab: Path, seconds: float, niceness: int, stop: Any) -> None:
     """`qnetlab sim serve` of the station lab: its twins in a process of their own, as the
-    real tagger is a device of its own (the rehearsal's setup)."""
+    real tagger is a device of its own (the rehearsal's setup), at `niceness`."""
     from qnetlab.cli import main
 
+    if niceness > 0:
+        os.nice(niceness)
     main(["sim", "serve", str(lab), "--max-seconds", f"{seconds:g}"])
 
 
@@ -379,11 +386,12 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
             print(f"    twin: single-click at 0 km, attempt period {attempt_period * 1e6:.3g} "
                   f"us, its twins {how}", flush=True)
             if args.source == "served-twin":
-                served.start("twin", serve_twin, source.lab, total_s + 90)
+                served.start("twin", serve_twin, source.lab, total_s + 90, args.twin_nice)
                 _wait_for_port(real_port + 1, 30.0)
             else:  # the sim profile's way: its twins in a process of their own
                 lab = start_station_twin(served, private_station_lab(source.lab, None),
-                                         workdir / "runs" / tag, "station_twins")
+                                         workdir / "runs" / tag, "station_twins",
+                                         niceness=args.twin_nice)
                 source = dataclasses.replace(source, lab=lab)
         else:
             source = functools.partial(PeriodicHeralds, period_ps, epoch_ns=epoch_ns,
@@ -477,6 +485,11 @@ def main() -> None:
     parser.add_argument("--twin-start", type=float, default=12.0,
                         help="s added to the warm-up with a twin source (the twins' "
                              "process and the station's lab open first)")
+    parser.add_argument("--twin-nice", type=int, default=19,
+                        help="niceness of the twins' process (default 19: the simulation, "
+                             "which on hardware runs in the tagger and the detectors, yields "
+                             "this host's cores to the processes measured; 0: as `qnetlab "
+                             "link` runs it)")
     parser.add_argument("--receive-only", action="store_true",
                         help="no orchestrator (no pairs asked for, so no OK/verdict traffic): "
                              "what the delivery path costs the heralds' latency")
@@ -485,7 +498,8 @@ def main() -> None:
     args = parser.parse_args()
     config = load_network_config(CONFIG)
     source = ("test-signal heralds in 1 ms blocks" if args.source == "periodic"
-              else "tagger twin (single-click, 0 km) in 1 ms blocks")
+              else f"tagger twin (single-click, 0 km; its process at nice {args.twin_nice}) "
+                   "in 1 ms blocks")
     print(f"bench_delivery: {source}, {args.slot * 1e3:g} ms slots in turn with the bare "
           f"pipeline; {args.seconds:g} s measured after "
           f"{args.warmup:g} s; memory cutoff {config.nodes['node_a'].memory_cutoff * 1e3:g} ms;"

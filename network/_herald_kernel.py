@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from .messages import HERALD_DTYPE
+
 # settings (written once by the engine)
 P_SYNC = 0          # sync channel
 P_DET0 = 1          # detector 0 channel
@@ -380,3 +382,24 @@ def pass_two(ts: Any, ch: Any, state: Any, rings: Any, out: Any) -> int:
 def pass_two_early(ts: Any, ch: Any, state: Any, rings: Any, out: Any) -> int:
     """`_herald_pass` for two-click, a window starting at or before its sync."""
     return _herald_pass(ts, ch, state, rings, out, True, True)
+
+
+_WIRE_ROW = HERALD_DTYPE
+
+
+@njit(cache=True, nogil=True)
+def wire_rows(found: Any, id_offset: int, time_offset_ps: int, link: int, first_seq: int
+              ) -> Any:
+    """The engine's heralds (`found`, ENGINE_HERALD_DTYPE) as the station sends them
+    (`messages.HERALD_DTYPE`): `link`, seqs from `first_seq`, attempt id + `id_offset`, time
+    = sync time + `time_offset_ps`. One compiled call instead of a numpy call per field
+    (~3 us each on the heralds' latency on a busy host: bench_delivery)."""
+    out = np.empty(len(found), _WIRE_ROW)
+    shift, seq = np.uint64(id_offset), np.uint64(first_seq)  # (uint64 + int64 is a float)
+    for i in range(len(found)):
+        out[i].link = link
+        out[i].seq = seq + np.uint64(i)
+        out[i].attempt_id = found[i].attempt_id + shift
+        out[i].bell_state = found[i].bell_state
+        out[i].timestamp_ps = found[i].sync_ps + time_offset_ps
+    return out

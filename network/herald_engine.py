@@ -275,10 +275,11 @@ class HeraldEngine:
         """`feed` a tagger `TagBlock`; an overflowed block (the tagger dropped tags, so a
         missed click could make a false herald) is refused unless ``accept_overflow``, then
         tallied in counters ``overflowed_blocks`` and ``lost_tags``."""
-        from qnetlab.instruments.tag_blocks import check_overflow
+        if block.overflow:  # (checked here first: a block per ms, each call on the latency)
+            from qnetlab.instruments.tag_blocks import check_overflow
 
-        index = int(self._state[self._k.S_BLOCKS]) if block.index is None else block.index
-        check_overflow(block, index, self.accept_overflow)
+            index = int(self._state[self._k.S_BLOCKS]) if block.index is None else block.index
+            check_overflow(block, index, self.accept_overflow)
         heralds = self.feed(block.timestamps, block.channels)
         if block.overflow:
             self._overflowed += 1

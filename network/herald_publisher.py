@@ -105,8 +105,9 @@ class BlockReader:
     """How long `stop` waits for the thread to close its source (s)."""
 
     def __init__(self, context: zmq.Context, factory: HeraldSourceFactory,
-                 epoch_ns: int, publish: Callable[[HeraldBlock], None]) -> None:
-        self.factory, self.epoch_ns = factory, epoch_ns
+                 epoch_ns: int, publish: Callable[[HeraldBlock], None], link_id: int = 0
+                 ) -> None:
+        self.factory, self.epoch_ns, self.link_id = factory, epoch_ns, link_id
         self.lock = threading.Lock()
         """Held while this thread publishes a block, and by the loop while it uses the
         publisher: both use its state and its PUB socket (the lock is the memory barrier
@@ -133,7 +134,7 @@ class BlockReader:
     def _read(self) -> None:
         blocks: Any = None
         try:
-            self.source = self.factory(epoch_ns=self.epoch_ns)
+            self.source = self.factory(epoch_ns=self.epoch_ns, link_id=self.link_id)
             if self._stop.is_set():  # stopped while the source was being built
                 return
             blocks = self.source.blocks()
@@ -216,6 +217,8 @@ class HeraldPublisher:
         self.stats_first_attempt = 0
         self.stats_attempts = self.stats_heralds = 0
         self.last_block_ps: int | None = None
+        self._touch_heralds = settings.faults.touch_heralds
+        """Whether injected faults act on the heralds (asked once: on the latency path)."""
         self.source_summary: dict[str, Any] = {}
 
     @property
@@ -225,29 +228,24 @@ class HeraldPublisher:
 
     # -- heralds --------------------------------------------------------------------------
     def publish(self, block: HeraldBlock) -> None:
-        """Number `block`'s heralds and publish them now (injected faults aside)."""
-        epoch_ns = self.settings.epoch_ns
-        block_ps = (block.arrived_ns - epoch_ns) * 1000
+        """Publish `block`'s heralds now (injected faults aside): the source numbered them
+        (`herald_sources.SOURCE_HERALD_DTYPE`), checked after the send. The send comes
+        first: every step before it is the heralds' latency."""
+        records = block.heralds
+        n = len(records)
+        block_ps = (block.arrived_ns - self.settings.epoch_ns) * 1000
+        if n and not self._touch_heralds:
+            self._send(records, block_ps)
+            self._check_numbering(records)
+            self.history.append(records)
         self.last_block_ps = block_ps
         self.attempts_total += block.attempts
         self.stats_attempts += block.attempts
-        rows = block.heralds
-        n = len(rows)
         if n == 0:
             return
-        records = np.empty(n, HERALD_DTYPE)
-        records["link"] = self.settings.link_id
-        records["seq"] = np.arange(self.next_seq, self.next_seq + n, dtype=np.uint64)
-        records["attempt_id"] = rows["attempt_id"]
-        records["bell_state"] = rows["bell_state"]
-        records["timestamp_ps"] = rows["timestamp_ps"]
-        self.next_seq += n
-        self.stats_heralds += n
-        faults = self.settings.faults
-        if not faults.touch_heralds:
-            self._send(records, block_ps)
-            self.history.append(records)  # after the send: off the latency path
-        else:
+        if self._touch_heralds:
+            faults = self.settings.faults
+            self._check_numbering(records)
             publish, keep, late = faults.split(records, self.counters)
             if len(publish):
                 self._send(publish, block_ps)
@@ -256,6 +254,28 @@ class HeraldPublisher:
         if self.logged_heralds < _MAX_LOG_ROWS:
             self.heralds.append(records)
             self.logged_heralds += n
+
+    def _check_numbering(self, records: np.ndarray) -> None:
+        """Count `records` in (`next_seq`); raise `RuntimeError` if the source numbered them
+        other than on from the last block, or for another link, or gave them another dtype
+        (a source's bug: the nodes would take the wrong heralds for lost ones)."""
+        if records.dtype != HERALD_DTYPE or records.ndim != 1:
+            raise RuntimeError(f"the herald source gave rows of dtype {records.dtype}, shape "
+                               f"{records.shape}; the station sends 1-d HERALD_DTYPE rows (see "
+                               "herald_sources.SOURCE_HERALD_DTYPE)")
+        n = len(records)
+        first, last = int(records["seq"][0]), int(records["seq"][-1])
+        links = records["link"]
+        if (first != self.next_seq or last != first + n - 1
+                or int(links.min()) != self.settings.link_id
+                or int(links.max()) != self.settings.link_id):
+            raise RuntimeError(
+                f"the herald source numbered a block's {n} heralds seq {first}..{last}, "
+                f"link(s) {sorted(set(links.tolist()))}; the station expects seq "
+                f"{self.next_seq}.. on link {self.settings.link_id} (see "
+                "herald_sources.SOURCE_HERALD_DTYPE)")
+        self.next_seq += n
+        self.stats_heralds += n
 
     def release_delayed(self) -> None:
         """Publish the heralds an injected delay held back, once their time has come."""
@@ -269,9 +289,11 @@ class HeraldPublisher:
         """Hand `records` to the PUB (frames of at most MAX_HERALDS_PER_FRAME), then log."""
         epoch_ns = self.settings.epoch_ns
         for start in range(0, len(records), MAX_HERALDS_PER_FRAME):
-            frame = records[start:start + MAX_HERALDS_PER_FRAME]
+            frame = (records if len(records) <= MAX_HERALDS_PER_FRAME  # (a slice costs)
+                     else records[start:start + MAX_HERALDS_PER_FRAME])
             send_ns = time.monotonic_ns()
-            self.pub.send(encode_heralds(frame))
+            # (unchecked: the source's rows are checked after the send, `_check_numbering`)
+            self.pub.send(encode_heralds(frame, check=False))
             # The frame still has to be encrypted and written by ZeroMQ's I/O thread and
             # taken by both nodes; on a host with few cores, the bookkeeping below would
             # hold a core they need (bench_delivery, receive-only at 1 kHz: 1.46-2.05x of

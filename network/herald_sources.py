@@ -4,7 +4,10 @@ A herald source has ``blocks() -> Iterator[HeraldBlock]``: each `HeraldBlock` ho
 heralds decided from one block of the tag stream, the attempts decided with them, and when
 that tag block reached the station. The station (`network.herald_publisher`) runs
 ``blocks()`` in a reader thread of its own and publishes each block's heralds as soon as the
-block is handed over.
+block is handed over. A source writes the heralds as they go on the wire (the station's link
+id, seqs from 0 up): the station sends a block's rows as they are, since every numpy call
+between a tag block's arrival and the send adds to the heralds' latency
+(docs/link.md#the-stations-schedule).
 
 `TaggerHeralds` is the production source: the station's own lab (its SNSPDs and its time
 tagger, loaded with `load_station` for a profile, exactly as any lab), the tagger's tag
@@ -37,16 +40,20 @@ import numpy as np
 
 from qnetlab.instruments.errors import ConfigError, InstrumentError
 
+from .messages import HERALD_DTYPE
+
 if TYPE_CHECKING:
     from qnetlab.instruments.lab_config import LabConfig
     from qnetlab.instruments.station import LabStation
 
     from .herald_engine import HeraldWindows
 
-SOURCE_HERALD_DTYPE = np.dtype([("attempt_id", "<u8"), ("bell_state", "u1"),
-                                ("timestamp_ps", "<i8")])
-"""A herald as a source decides it: `messages.HERALD_DTYPE` without link and seq (the
-station numbers them), `timestamp_ps` in station time."""
+SOURCE_HERALD_DTYPE = HERALD_DTYPE
+"""A herald as a source hands it over: `messages.HERALD_DTYPE`, the station's link id, seqs
+numbered from 0 up over the source's blocks (one per herald, in order, none skipped),
+`timestamp_ps` in station time."""
+
+_NO_HERALDS = np.zeros(0, SOURCE_HERALD_DTYPE)
 
 
 @dataclass
@@ -54,7 +61,8 @@ class HeraldBlock:
     """The heralds decided from one block of the tag stream."""
 
     heralds: np.ndarray
-    """`SOURCE_HERALD_DTYPE` rows, in attempt order."""
+    """`SOURCE_HERALD_DTYPE` rows, in attempt order, numbered on from the block before; the
+    station's once handed over (it sends and keeps them as they are)."""
     attempts: int
     """Attempts decided with this block (heralded or not)."""
     arrived_ns: int
@@ -69,9 +77,10 @@ class HeraldSource(Protocol):
 
 class HeraldSourceFactory(Protocol):
     """Builds a source when the station starts (a picklable callable: the station is a
-    process of its own), given the station's epoch (monotonic ns at station time 0)."""
+    process of its own), given the station's epoch (monotonic ns at station time 0) and its
+    link id (the heralds' ``link``)."""
 
-    def __call__(self, *, epoch_ns: int) -> HeraldSource: ...
+    def __call__(self, *, epoch_ns: int, link_id: int) -> HeraldSource: ...
 
 
 def station_now_ps(epoch_ns: int) -> int:
@@ -114,8 +123,8 @@ class TaggerSource:
     delays until the next calibration (fibre and tagger delays: tens of ps); a click the
     engine would judge is never cut. None: never gate."""
 
-    def __call__(self, *, epoch_ns: int) -> TaggerHeralds:
-        return TaggerHeralds(self, epoch_ns=epoch_ns)
+    def __call__(self, *, epoch_ns: int, link_id: int) -> TaggerHeralds:
+        return TaggerHeralds(self, epoch_ns=epoch_ns, link_id=link_id)
 
 
 class TaggerHeralds:
@@ -126,17 +135,22 @@ class TaggerHeralds:
     lab that cannot be opened stops the station with its error, reported to the launcher);
     `blocks` records and runs the engine there; `close` closes the lab."""
 
-    def __init__(self, settings: TaggerSource, *, epoch_ns: int) -> None:
+    def __init__(self, settings: TaggerSource, *, epoch_ns: int, link_id: int) -> None:
         from qnetlab.instruments.lab_config import LabConfig, load_config
         from qnetlab.instruments.station import load_station
 
         from .herald_engine import HeraldEngine
 
-        self.settings, self.epoch_ns = settings, epoch_ns
+        self.settings, self.epoch_ns, self.link_id = settings, epoch_ns, link_id
+        self.next_seq = 0
+        """Seq of the next herald handed over."""
         windows = settings.windows
         # An overflowed block is fed (the carry must go on) and counted; its heralds are
         # dropped in `blocks`.
         self.engine = HeraldEngine(windows, accept_overflow=True)
+        from . import _herald_kernel  # compiled, as the engine's pass
+
+        self._wire_rows_kernel = _herald_kernel.wire_rows
         # Compile (or load from numba's cache) now, not on the first block: that takes up to
         # a second, which the first heralds would wait for. Channels as the drivers give them.
         self.engine.feed(np.zeros(0, np.int64), np.zeros(0, np.int8))
@@ -240,20 +254,31 @@ class TaggerHeralds:
                 started_ns = round(self.tagger.recording_started * 1e9)
                 self._offset_ps = (started_ns - self.epoch_ns) * 1000
             found = engine.feed_block(block)
-            counters["engine_ns"] += time.monotonic_ns() - arrived_ns  # its share of latency
-            attempts = engine.counters["attempts"]
-            heralds = np.empty(len(found), SOURCE_HERALD_DTYPE)
-            heralds["attempt_id"] = found["attempt_id"] + np.uint64(self._id_offset)
-            heralds["bell_state"] = found["bell_state"]
-            heralds["timestamp_ps"] = found["sync_ps"] + (self.decided_after_ps
-                                                          + self._offset_ps)
+            # Each numpy call from here to the send costs the heralds ~3 us on a busy host
+            # (bench_delivery): the wire's rows in one compiled call, `attempts` rather than
+            # `counters`, nothing for an empty block.
             if block.overflow:
                 # Tags were lost inside this block: a lost click can turn a two-click
-                # pattern into a false herald, so none decided here is trusted.
-                counters["heralds_dropped_overflow"] += len(heralds)
-                heralds = heralds[:0]
+                # pattern into a false herald, so none decided here is trusted (nor
+                # numbered: the nodes see no gap for them).
+                counters["heralds_dropped_overflow"] += len(found)
+                heralds = _NO_HERALDS
+            else:
+                heralds = self._wire_rows(found) if len(found) else _NO_HERALDS
+            attempts = engine.attempts
+            counters["engine_ns"] += time.monotonic_ns() - arrived_ns  # its share of latency
             yield HeraldBlock(heralds, attempts - attempts_before, arrived_ns)
             attempts_before = attempts
+
+    def _wire_rows(self, found: np.ndarray) -> np.ndarray:
+        """The engine's heralds as the wire's rows: numbered on, attempt ids counted over the
+        recordings, times in station ps at the attempts' decision."""
+        assert self._offset_ps is not None  # set before the first block is fed
+        rows = self._wire_rows_kernel(found, self._id_offset,
+                                      self.decided_after_ps + self._offset_ps, self.link_id,
+                                      self.next_seq)
+        self.next_seq += len(rows)
+        return rows
 
     def summary(self) -> dict[str, int]:
         """The engine's counters over every recording (tags, rounds, attempts, heralds,

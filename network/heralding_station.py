@@ -99,7 +99,8 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory |
         # source is built in the reader thread (a lab takes seconds to open): the loop
         # heartbeats meanwhile.
         publisher.heartbeat()
-        reader = BlockReader(context, factory, settings.epoch_ns, publish=publisher.publish)
+        reader = BlockReader(context, factory, settings.epoch_ns, publish=publisher.publish,
+                             link_id=settings.link_id)
         reader.start()
         publish_loop(publisher, reader, stop, telemetry)
     finally:

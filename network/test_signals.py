@@ -45,13 +45,15 @@ class PeriodicHeralds:
     Args:
         period_ps: ps between heralds.
         epoch_ns: the station's epoch (monotonic ns at station time 0).
+        link_id: the heralds' link (the station's); seqs count from 0.
         start_ps: station time of attempt 0; default: now.
         slots: heralds only inside these, if given.
         block_s: s between blocks handed over (the tagger's block interval).
     """
 
-    def __init__(self, period_ps: int, *, epoch_ns: int = 0, start_ps: int | None = None,
-                 slots: TimeSlots | None = None, block_s: float = 0.001) -> None:
+    def __init__(self, period_ps: int, *, epoch_ns: int = 0, link_id: int = 0,
+                 start_ps: int | None = None, slots: TimeSlots | None = None,
+                 block_s: float = 0.001) -> None:
         if period_ps <= 0 or block_s <= 0:
             raise ValueError(f"PeriodicHeralds: period_ps {period_ps} and block_s {block_s} "
                              "must be > 0")
@@ -59,6 +61,7 @@ class PeriodicHeralds:
         self.start_ps = station_now_ps(epoch_ns) if start_ps is None else int(start_ps)
         self.slots, self.block_s = slots, block_s
         self.next_id = 0
+        self.link_id, self.next_seq = link_id, 0
 
     def until(self, station_time_ps: int) -> HeraldBlock:
         """Every attempt up to `station_time_ps` not handed over yet, as one block (arrived
@@ -71,6 +74,9 @@ class PeriodicHeralds:
             on = np.asarray(self.slots.contains(times), bool)
             ids, times = ids[on], times[on]
         heralds = np.empty(len(ids), SOURCE_HERALD_DTYPE)
+        heralds["link"] = self.link_id
+        heralds["seq"] = np.arange(self.next_seq, self.next_seq + len(ids), dtype=np.uint64)
+        self.next_seq += len(ids)
         heralds["attempt_id"] = ids
         heralds["timestamp_ps"] = times
         heralds["bell_state"] = ids % 2

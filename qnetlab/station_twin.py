@@ -48,14 +48,17 @@ def private_station_lab(station_lab: str | Path | LabConfig,
     return config.with_ports(free_port_run(config.port_count), host="127.0.0.1")
 
 
-def serve_lab_twins(lab: LabConfig, ready_file: Path, stop: Any) -> None:
+def serve_lab_twins(lab: LabConfig, ready_file: Path, niceness: int, stop: Any) -> None:
     """Serve `lab`'s twins on its real addresses until `stop` (a `ProcessGroup` target);
-    ``ready_file`` is written once every port listens."""
+    ``ready_file`` is written once every port listens. `niceness` > 0 lowers the process's
+    priority (`os.nice`, before any thread starts, so every thread has it)."""
     from qnetlab.sim_instruments.bench import build_bench
     from qnetlab.sim_instruments.server import BenchServer
 
     from ._serve import serve_zmq_twins
 
+    if niceness > 0:
+        os.nice(niceness)
     bench = build_bench(lab, clock="paced")
     server = BenchServer(bench)
     twins: dict[str, Any] = {}
@@ -81,11 +84,15 @@ def serve_lab_twins(lab: LabConfig, ready_file: Path, stop: Any) -> None:
 
 
 def start_station_twin(group: Any, lab: LabConfig, run_dir: Path, name: str,
-                       timeout: float = READY_TIMEOUT_S) -> LabConfig:
+                       timeout: float = READY_TIMEOUT_S, niceness: int = 0) -> LabConfig:
     """Start `serve_lab_twins` of `lab` as process `name` of `group` (a `ProcessGroup`) and
     return once its ports listen: the lab as served (on other free ports if a port of the
     first run was taken meanwhile). Raises `ConfigError` naming the lab if the twins stop
-    before they listen, or do not listen within `timeout` s."""
+    before they listen, or do not listen within `timeout` s.
+
+    `niceness`: the twins' process's (0: as every process of the run; `bench_delivery`
+    lowers it, so that the simulation, which on hardware runs in the instruments, yields the
+    host's cores to the control plane it measures)."""
     from qnetlab.network import read_faults
     from qnetlab.sim_instruments.ports import free_port_run
 
@@ -96,7 +103,7 @@ def start_station_twin(group: Any, lab: LabConfig, run_dir: Path, name: str,
             lab = lab.with_ports(free_port_run(lab.port_count), host="127.0.0.1")
             with contextlib.suppress(FileNotFoundError):
                 (run_dir / f"{name}.fault.json").unlink()
-        group.start(name, serve_lab_twins, lab, ready, report_to=run_dir)
+        group.start(name, serve_lab_twins, lab, ready, niceness, report_to=run_dir)
         deadline = time.monotonic() + timeout
         while not ready.exists():
             code = group.join(name, 0.05)

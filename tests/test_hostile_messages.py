@@ -209,7 +209,7 @@ def station(context: zmq.Context, tmp_path_factory: pytest.TempPathFactory
     for socket in (pub, router):
         socket.linger = 0
     station = HeraldPublisher(settings_, pub, router)
-    signal = PeriodicHeralds(10**9, epoch_ns=epoch_ns, start_ps=0)
+    signal = PeriodicHeralds(10**9, epoch_ns=epoch_ns, link_id=LINK, start_ps=0)
     station.publish(signal.until((time.monotonic_ns() - epoch_ns) * 1000))
     assert station.decided_seq >= 500
     return station

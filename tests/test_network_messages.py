@@ -225,6 +225,14 @@ TWO_HERALDS = encode_heralds(herald_batch(2))
     (GOOD_HERALD[:2] + struct.pack("<I", 0), "truncated"),
     (encode_herald(1, 2, 3, 2, 4), "bad value"),
     (encode_heralds(make_heralds(1, np.arange(3), 0, np.array([0, 1, 9]), 0)), "bad value"),
+    # Beyond the few checked in plain Python: numpy's checks, the bad one last.
+    (encode_heralds(make_heralds(1, np.arange(40), 0, np.r_[np.zeros(39, int), 2], 0)),
+     "bad value"),
+    (encode_heralds(make_heralds(1, np.r_[np.arange(39), MAX_SEQ + 1].astype(np.uint64), 0,
+                                 0, 0)), "bad value"),
+    (encode_heralds(make_heralds(1, np.arange(40), 0, 0,
+                                 np.r_[np.zeros(39, int), MAX_STATION_TIME_PS + 1])),
+     "bad value"),
     (Heartbeat(1, 2, 3).encode()[:-1], "truncated"),
     (Heartbeat(1, 2, 3).encode() + b"\x00", "bad length"),
     (FIXED_MESSAGES[5].encode()[:-1] + b"\x63", "bad value"),  # ERR code 99

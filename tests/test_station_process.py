@@ -305,8 +305,9 @@ def test_a_source_stuck_inside_a_block_costs_neither_the_heralds_nor_the_process
     handed: list[int] = []
 
     class StuckSource:
-        def __init__(self, *, epoch_ns: int) -> None:
-            self.signal = PeriodicHeralds(1_000_000_000, epoch_ns=epoch_ns, block_s=0.01)
+        def __init__(self, *, epoch_ns: int, link_id: int) -> None:
+            self.signal = PeriodicHeralds(1_000_000_000, epoch_ns=epoch_ns, link_id=link_id,
+                                          block_s=0.01)
 
         def blocks(self) -> Iterator[object]:
             for _, block in zip(range(3), self.signal.blocks(), strict=False):
@@ -347,8 +348,9 @@ def test_the_reader_thread_publishes_each_block_itself_holding_the_lock() -> Non
     done = threading.Event()
 
     class ThreeBlocks:
-        def __init__(self, *, epoch_ns: int) -> None:
-            self.signal = PeriodicHeralds(1_000_000, epoch_ns=epoch_ns, block_s=0.002)
+        def __init__(self, *, epoch_ns: int, link_id: int) -> None:
+            self.signal = PeriodicHeralds(1_000_000, epoch_ns=epoch_ns, link_id=link_id,
+                                          block_s=0.002)
 
         def blocks(self) -> Iterator[object]:
             for _, block in zip(range(3), self.signal.blocks(), strict=False):
@@ -370,3 +372,35 @@ def test_the_reader_thread_publishes_each_block_itself_holding_the_lock() -> Non
     finally:
         context.term()
     assert seen == [("herald-blocks", True)] * 3
+
+
+def test_a_block_numbered_other_than_on_from_the_last_stops_the_station(tmp_path) -> None:
+    """The station sends a source's rows as they are, then checks them: a source that skips
+    a seq or writes another link is a bug the nodes cannot see (they would count real
+    heralds as lost), so it stops the station, naming what it expected."""
+    from qnetlab.network.herald_publisher import HeraldPublisher, StationSettings
+    from qnetlab.network.herald_sources import HeraldBlock
+    from qnetlab.network.test_signals import PeriodicHeralds
+
+    context = zmq.Context()
+    pub, router = context.socket(zmq.PUB), context.socket(zmq.ROUTER)
+    try:
+        settings = StationSettings(name="station", link_id=3, herald_address="",
+                                   request_address="", key_dir=None, run_dir=tmp_path,
+                                   epoch_ns=0)
+        station = HeraldPublisher(settings, pub, router)
+        signal = PeriodicHeralds(10**9, link_id=3, start_ps=0)
+        station.publish(signal.until(5 * 10**9))
+        assert station.decided_seq == 6
+        skipping = signal.until(8 * 10**9)
+        skipping.heralds["seq"] += 1
+        with pytest.raises(RuntimeError, match=r"seq 7\.\.9.*expects seq 6\.\. on link 3"):
+            station.publish(skipping)
+        other_link = PeriodicHeralds(10**9, link_id=4, start_ps=0).until(0)
+        fresh = HeraldPublisher(settings, pub, router)
+        with pytest.raises(RuntimeError, match=r"link\(s\) \[4\]"):
+            fresh.publish(HeraldBlock(other_link.heralds, 1, 0))
+    finally:
+        pub.close(0)
+        router.close(0)
+        context.term()

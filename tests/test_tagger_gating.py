@@ -19,6 +19,7 @@ from qnetlab.drivers.idquantique import IDQuantiqueID1000
 from qnetlab.instruments.errors import ConfigError, InstrumentReportedError
 from qnetlab.instruments.lab_config import load_config
 from qnetlab.instruments.station import load_station
+from qnetlab.instruments.tag_blocks import TagBlock
 from qnetlab.instruments.time_tagger import TagGate, ungated
 from qnetlab.network.herald_engine import HeraldEngine, HeraldWindows
 from qnetlab.network.herald_sources import TaggerHeralds, TaggerSource, herald_gates
@@ -355,7 +356,7 @@ def test_the_station_gates_its_detectors_while_it_publishes_and_ungates_after(
                           settings={"snspd.ch1.bias_current": 10e-6,
                                     "snspd.ch2.bias_current": 10e-6},
                           recording_s=5.0)
-    heralds = TaggerHeralds(source, epoch_ns=0)
+    heralds = TaggerHeralds(source, epoch_ns=0, link_id=0)
     tagger = heralds.tagger
     try:
         assert all(tagger.gate_of(n) is None for n in (1, 2, 3))
@@ -472,3 +473,51 @@ def _near_window_edges(block: Any, windows: HeraldWindows, attempts: np.ndarray,
                     out[i] |= bool((np.abs(x[:, None] - bounds[d].ravel()[None, :])
                                     <= within_ps).any())
     return out
+
+
+def test_the_source_numbers_the_wire_rows_on_over_blocks_and_recordings(
+        tmp_path: Path) -> None:
+    """The station sends a source's rows as they are: its link id on every herald, seqs
+    from 0 up with no gap over blocks and over a new recording, and an overflowed block's
+    heralds (dropped: a lost click could have made one) never numbered."""
+    config = load_network_config(NETWORK)
+    probe = _open_station_lab(tmp_path)
+    try:
+        lab_windows = _station_windows(probe.world.bench.zmq_devices["tagger"])
+    finally:
+        probe.close()
+    period = 1_000_000  # ps; every round's click in detector 0's window of arm 0
+    windows = HeraldWindows("single_click", lab_windows.sync_channel,
+                            lab_windows.detector_channels, ((500_000, 700_000),) * 2,
+                            40_000, round_period_ps=period)
+    source = TaggerSource(lab=_station_lab(tmp_path), windows=windows,
+                          attempt_period_s=period * 1e-12, tagger=config.station.tagger,
+                          simulation=config.link_simulation(), gate_margin_s=None)
+    heralds = TaggerHeralds(source, epoch_ns=0, link_id=7)
+    sync, detector = windows.sync_channel, windows.detector_channels[0]
+
+    def block(first_round: int, overflow: bool) -> TagBlock:
+        syncs = np.arange(first_round, first_round + 10, dtype=np.int64) * period
+        ts = np.stack([syncs, syncs + 500_000], axis=1).ravel()
+        ch = np.tile(np.array([sync, detector], np.int8), 10)
+        return TagBlock(ts, ch, overflow=overflow)
+
+    def recording(duration_s: float) -> Iterator[TagBlock]:
+        heralds.tagger.recording_started = 0.0
+        yield from (block(0, False), block(10, True), block(20, False))
+
+    heralds.tagger.blocks = recording  # type: ignore[method-assign]
+    try:
+        stream = heralds.blocks()
+        handed = [next(stream) for _ in range(6)]  # two recordings of three blocks
+        stream.close()
+        rows = np.concatenate([b.heralds for b in handed])
+        summary = heralds.summary()
+    finally:
+        heralds.close()
+    assert summary["recordings"] >= 1 and summary["overflowed_blocks"] == 2
+    assert len(rows) == summary["heralds"] - summary["heralds_dropped_overflow"] > 0
+    assert summary["heralds_dropped_overflow"] > 0
+    assert (rows["link"] == 7).all()
+    assert np.array_equal(rows["seq"], np.arange(len(rows)))
+    assert (np.diff(rows["attempt_id"].astype(np.int64)) > 0).all()  # on over recordings
