@@ -82,7 +82,7 @@ from bench_common import (  # noqa: E402
     write_station_lab,
 )
 
-from qnetlab.network import ProcessGroup  # noqa: E402
+from qnetlab.network import ProcessGroup, read_faults  # noqa: E402
 from qnetlab.network.keys import (  # noqa: E402
     generate_lab_keys,
     make_curve_server,
@@ -412,6 +412,11 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
         if not args.receive_only:
             ours.join(plan.orchestrator.name, timeout=30)
         time.sleep(0.5)  # its last verdicts reach the nodes; then all are stopped
+    faults = [f for f in read_faults(plan.run_dir)
+              if f.get("process") != "station_twins" or f.get("kind") != "bind"]
+    if faults:  # a process that stopped on an error measured nothing worth a ratio
+        raise NotMeasured("; ".join(f"{f['process']} stopped: {f.get('message', '?')}"
+                                    for f in faults))
     window_s = (warmup, total_s)
     found = _ours_outcome(plan, (round(window_s[0] * 1e12), round(window_s[1] * 1e12)))
     if args.keep:
@@ -423,6 +428,10 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
                    found["latency_s"],
                    found["station_s"], found["age_s"], _bare_latency(outs, epoch_ns, window_s),
                    cpu, load)
+
+
+class NotMeasured(Exception):
+    """A session whose processes did not all run to the end (the reason is the message)."""
 
 
 def _pct(x: np.ndarray, q: float) -> float:
@@ -511,6 +520,8 @@ def main() -> None:
         for rate in (float(r) for r in args.rates.split(",")):
             try:
                 print(report(session(rate, args, workdir)), flush=True)
+            except NotMeasured as exc:
+                print(f"  {rate / 1e3:.1f} kHz: not measured: {exc}", flush=True)
             except FileNotFoundError as exc:  # a process killed at the stop left no files
                 print(f"  {rate / 1e3:.1f} kHz: not measured: {Path(exc.filename).name} is "
                       "missing (the process was killed at the stop: the machine could not "
