@@ -139,6 +139,7 @@ class TaggerHeralds:
         from qnetlab.instruments.lab_config import LabConfig, load_config
         from qnetlab.instruments.station import load_station
 
+        from . import _herald_kernel  # compiled (numba), as the engine's pass
         from .herald_engine import HeraldEngine
 
         self.settings, self.epoch_ns, self.link_id = settings, epoch_ns, link_id
@@ -148,8 +149,6 @@ class TaggerHeralds:
         # An overflowed block is fed (the carry must go on) and counted; its heralds are
         # dropped in `blocks`.
         self.engine = HeraldEngine(windows, accept_overflow=True)
-        from . import _herald_kernel  # compiled, as the engine's pass
-
         self._wire_rows_kernel = _herald_kernel.wire_rows
         # Compile (or load from numba's cache) now, not on the first block: that takes up to
         # a second, which the first heralds would wait for. Channels as the drivers give them.
