@@ -3,7 +3,7 @@ pipeline in the same run.
 
     python benchmarks/bench_delivery.py [--rates 1000,4000,16000,64000] [--seconds 8]
                                         [--warmup 2] [--slot 0.1] [--source periodic|twin]
-                                        [--twin-nice 19]
+                                        [--twin-nice 19] [--repeat 1]
 
 Per rate, one session with two setups on this machine at once:
 
@@ -468,6 +468,30 @@ def report(o: Outcome) -> str:
     return "\n".join(lines)
 
 
+def summary(runs: dict[float, list[Outcome | None]]) -> str:
+    """Per rate over the runs: each figure's range and how many runs met its target (a run
+    on this shared machine moves with what else it does, so one run says little)."""
+    lines = ["over the runs (min-max; runs that met the target):"]
+    for rate, outcomes in runs.items():
+        done = [o for o in outcomes if o is not None and len(o.latency_s) and len(o.bare_s)]
+        if not done:
+            lines.append(f"{rate / 1e3:6.1f} kHz: no run measured")
+            continue
+        ratio = [o.delivered / o.heralded if o.heralded else 0.0 for o in done]
+        med = [_pct(o.latency_s, 50) / _pct(o.bare_s, 50) for o in done]
+        p99 = [_pct(o.latency_s, 99) / _pct(o.bare_s, 99) for o in done]
+        share = [_pct(o.station_s, 50) * 1e6 for o in done]
+        lines.append(
+            f"{rate / 1e3:6.1f} kHz ({len(done)} of {len(outcomes)} runs measured): "
+            f"delivered/heralded {min(ratio):.4f}-{max(ratio):.4f} "
+            f"({sum(r >= TARGET_RATIO for r in ratio)} met); latency median "
+            f"{min(med):.2f}-{max(med):.2f}x ({sum(m <= TARGET_MEDIAN for m in med)} met), "
+            f"p99 {min(p99):.2f}-{max(p99):.2f}x ({sum(p <= TARGET_P99 for p in p99)} met); "
+            f"station's share {min(share):.0f}-{max(share):.0f} us; nodes agreed in "
+            f"{sum(o.agree for o in done)}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--rates", default="1000,4000,16000,64000",
@@ -502,6 +526,8 @@ def main() -> None:
     parser.add_argument("--receive-only", action="store_true",
                         help="no orchestrator (no pairs asked for, so no OK/verdict traffic): "
                              "what the delivery path costs the heralds' latency")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of every rate, then each figure's range over them")
     parser.add_argument("--keep", metavar="DIR", default=None,
                         help="keep the run files in DIR (default: a temporary folder)")
     args = parser.parse_args()
@@ -517,15 +543,25 @@ def main() -> None:
           else tempfile.TemporaryDirectory()) as tmp:
         workdir = Path(tmp)
         generate_lab_keys(workdir / "keys", config.key_names())
-        for rate in (float(r) for r in args.rates.split(",")):
-            try:
-                print(report(session(rate, args, workdir)), flush=True)
-            except NotMeasured as exc:
-                print(f"  {rate / 1e3:.1f} kHz: not measured: {exc}", flush=True)
-            except FileNotFoundError as exc:  # a process killed at the stop left no files
-                print(f"  {rate / 1e3:.1f} kHz: not measured: {Path(exc.filename).name} is "
-                      "missing (the process was killed at the stop: the machine could not "
-                      "keep up)", flush=True)
+        rates = [float(r) for r in args.rates.split(",")]
+        runs: dict[float, list[Outcome | None]] = {rate: [] for rate in rates}
+        for run in range(args.repeat):
+            if args.repeat > 1:
+                print(f"run {run + 1} of {args.repeat}", flush=True)
+            for rate in rates:
+                outcome: Outcome | None = None
+                try:
+                    outcome = session(rate, args, workdir)
+                    print(report(outcome), flush=True)
+                except NotMeasured as exc:
+                    print(f"  {rate / 1e3:.1f} kHz: not measured: {exc}", flush=True)
+                except FileNotFoundError as exc:  # a process killed at the stop: no files
+                    print(f"  {rate / 1e3:.1f} kHz: not measured: {Path(exc.filename).name} "
+                          "is missing (the process was killed at the stop: the machine could "
+                          "not keep up)", flush=True)
+                runs[rate].append(outcome)
+        if args.repeat > 1:
+            print(summary(runs), flush=True)
 
 
 if __name__ == "__main__":
