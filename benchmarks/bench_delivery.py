@@ -337,7 +337,7 @@ def _wait_for_port(port: int, timeout_s: float) -> None:
         time.sleep(0.05)
 
 
-def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
+def session(rate_hz: float, args: argparse.Namespace, workdir: Path, run: int = 0) -> Outcome:
     period_ps = round(1e12 / rate_hz)
     slot_ps = round(args.slot * 1e12)
     ours_slots = TimeSlots(2 * slot_ps, 0, slot_ps)
@@ -354,7 +354,9 @@ def session(rate_hz: float, args: argparse.Namespace, workdir: Path) -> Outcome:
     warmup = args.warmup + (args.twin_start if twin else 0.0)
     total_s = warmup + args.seconds
     end_ns = epoch_ns + round((total_s + 0.5) * 1e9)
-    tag = f"r{round(rate_hz)}"
+    # A folder per run: the nodes append to their logs, so a second run in the first's folder
+    # would be read together with it.
+    tag = f"r{round(rate_hz)}" + (f"_run{run + 1}" if run else "")
     # The orchestrator stops by itself; the others only once it has (and its last verdicts
     # have reached the nodes): a node stopped first would miss verdicts, which says nothing
     # about the protocol.
@@ -551,7 +553,7 @@ def main() -> None:
             for rate in rates:
                 outcome: Outcome | None = None
                 try:
-                    outcome = session(rate, args, workdir)
+                    outcome = session(rate, args, workdir, run)
                     print(report(outcome), flush=True)
                 except NotMeasured as exc:
                     print(f"  {rate / 1e3:.1f} kHz: not measured: {exc}", flush=True)
