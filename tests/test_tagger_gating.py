@@ -326,6 +326,16 @@ def _open_station_lab(tmp_path: Path) -> Any:
     return station
 
 
+def _lab_windows(tmp_path: Path) -> HeraldWindows:
+    """The shipped station lab's herald windows (`_station_windows`), read from a probe of
+    the lab that is closed again."""
+    probe = _open_station_lab(tmp_path)
+    try:
+        return _station_windows(probe.world.bench.zmq_devices["tagger"])
+    finally:
+        probe.close()
+
+
 def test_herald_gates_cover_every_arms_window_from_a_sync_before_it() -> None:
     windows = HeraldWindows("two_click", 3, (1, 2), ((19_600_000, 19_603_000),
                                                      (19_601_000, 19_590_000)), 40_000)
@@ -345,11 +355,7 @@ def test_herald_gates_cover_every_arms_window_from_a_sync_before_it() -> None:
 def test_the_station_gates_its_detectors_while_it_publishes_and_ungates_after(
         tmp_path: Path) -> None:
     config = load_network_config(NETWORK)
-    station_probe = _open_station_lab(tmp_path)
-    try:
-        windows = _station_windows(station_probe.world.bench.zmq_devices["tagger"])
-    finally:
-        station_probe.close()
+    windows = _lab_windows(tmp_path)
     source = TaggerSource(lab=_station_lab(tmp_path), windows=windows,
                           attempt_period_s=config.link.attempt_period,
                           tagger=config.station.tagger, simulation=config.link_simulation(),
@@ -481,11 +487,7 @@ def test_the_source_numbers_the_wire_rows_on_over_blocks_and_recordings(
     from 0 up with no gap over blocks and over a new recording, and an overflowed block's
     heralds (dropped: a lost click could have made one) never numbered."""
     config = load_network_config(NETWORK)
-    probe = _open_station_lab(tmp_path)
-    try:
-        lab_windows = _station_windows(probe.world.bench.zmq_devices["tagger"])
-    finally:
-        probe.close()
+    lab_windows = _lab_windows(tmp_path)
     period = 1_000_000  # ps; every round's click in detector 0's window of arm 0
     windows = HeraldWindows("single_click", lab_windows.sync_channel,
                             lab_windows.detector_channels, ((500_000, 700_000),) * 2,
