@@ -232,28 +232,31 @@ class HeraldPublisher:
         (`herald_sources.SOURCE_HERALD_DTYPE`), checked after the send. The send comes
         first: every step before it is the heralds' latency."""
         records = block.heralds
-        n = len(records)
         block_ps = (block.arrived_ns - self.settings.epoch_ns) * 1000
-        if n and not self._touch_heralds:
-            self._send(records, block_ps)
-            self._check_numbering(records)
-            self.history.append(records)
+        if len(records):
+            if not self._touch_heralds:
+                self._send(records, block_ps)
+                self._check_numbering(records)
+                self.history.append(records)
+            else:
+                self._publish_with_faults(records, block_ps)
+            if self.logged_heralds < _MAX_LOG_ROWS:
+                self.heralds.append(records)
+                self.logged_heralds += len(records)
         self.last_block_ps = block_ps
         self.attempts_total += block.attempts
         self.stats_attempts += block.attempts
-        if n == 0:
-            return
-        if self._touch_heralds:
-            faults = self.settings.faults
-            self._check_numbering(records)
-            publish, keep, late = faults.split(records, self.counters)
-            if len(publish):
-                self._send(publish, block_ps)
-            self.history.append(keep)
-            self.delayed.add(late, time.monotonic_ns() + round(faults.delay_s * 1e9))
-        if self.logged_heralds < _MAX_LOG_ROWS:
-            self.heralds.append(records)
-            self.logged_heralds += n
+
+    def _publish_with_faults(self, records: np.ndarray, block_ps: int) -> None:
+        """`publish` with injected faults on the heralds: some now, some kept only in the
+        history, some late (`StationFaults.split`)."""
+        faults = self.settings.faults
+        self._check_numbering(records)
+        publish, keep, late = faults.split(records, self.counters)
+        if len(publish):
+            self._send(publish, block_ps)
+        self.history.append(keep)
+        self.delayed.add(late, time.monotonic_ns() + round(faults.delay_s * 1e9))
 
     def _check_numbering(self, records: np.ndarray) -> None:
         """Count `records` in (`next_seq`); raise `RuntimeError` if the source numbered them
