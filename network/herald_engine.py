@@ -200,6 +200,35 @@ class HeraldEngine:
         self._bounds = bounds.ravel()
         self.reset()
 
+    def set_windows(self, windows: HeraldWindows) -> None:
+        """Decide from the next block on with `windows` (the arms' windows moved: another
+        path switched in), carrying the stream on. Rounds still open are decided with the new
+        windows, their clicks so far counted with the old ones: a round across the change
+        may be judged wrongly, so a caller counts heralds only from the first decided after
+        it. Only the centres may change: `ConfigError` for another scheme, input, number of
+        arms, period, or windows that start before the sync where these did not (or the
+        other way round: that changes the compiled pass's way of holding clicks)."""
+        def fixed(w: HeraldWindows) -> tuple[Any, ...]:
+            return (w.scheme, w.sync_channel, w.detector_channels, w.arms, w.round_period_ps)
+
+        k = self._k
+        if fixed(windows) != fixed(self.windows):
+            raise ConfigError(_WHAT, "windows", "only the windows' centres may change on a "
+                              f"running engine: (scheme, sync, detectors, arms, period) "
+                              f"{fixed(windows)}, the engine's {fixed(self.windows)}",
+                              "build a new engine for another scheme, input set or period")
+        bounds = windows.bounds_ps()
+        if (int(bounds[..., 0].min()) <= 0) != (int(self._settings[k.P_START]) <= 0):
+            raise ConfigError(_WHAT, "offsets_ps", "the new windows start on the other side of "
+                              "the sync tag from the engine's", "build a new engine")
+        self.windows = windows
+        self._settings[k.P_END] = int(bounds[..., 1].max())
+        self._settings[k.P_START] = int(bounds[..., 0].min())
+        self._bounds = bounds.ravel()
+        self._state[k.P_END] = self._settings[k.P_END]
+        self._state[k.P_START] = self._settings[k.P_START]
+        self._state[k.S_WINDOWS:] = self._bounds
+
     def reset(self) -> None:
         """Forget the stream (after a tagger restart: its clock and sync count start again)."""
         k = self._k

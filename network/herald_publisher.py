@@ -37,16 +37,22 @@ from .messages import (
     HERALD_DTYPE,
     MAX_HERALDS_PER_FRAME,
     STATION_SENDER_ID,
+    ArmDelaysSet,
+    ArmStatus,
+    ArrivalsMeasured,
     AttemptStats,
     ClockReply,
     ClockRequest,
     Decoder,
     Heartbeat,
+    MeasureArrivals,
     ResendRequest,
+    SetArmDelays,
     encode_heralds,
     incarnation_seq,
     new_incarnation,
 )
+from .station_arms import ArmRequests
 from .station_faults import DelayedHeralds, StationFaults
 from .tracker import HeraldHistory
 
@@ -174,6 +180,10 @@ class BlockReader:
         with contextlib.suppress(zmq.Again):
             self._signal.send(b"", zmq.NOBLOCK)
 
+    def arm_requests(self) -> ArmRequests | None:
+        """The source's `ArmRequests` (None before it is built, or if it has no arms)."""
+        return getattr(self.source, "arm_requests", None)
+
     def drain_wake(self) -> None:
         with contextlib.suppress(zmq.Again):
             while True:
@@ -220,6 +230,8 @@ class HeraldPublisher:
         self._touch_heralds = settings.faults.touch_heralds
         """Whether injected faults act on the heralds (asked once: on the latency path)."""
         self.source_summary: dict[str, Any] = {}
+        self.arm_requests: Callable[[], ArmRequests | None] = lambda: None
+        """The source's arm requests, once it is built (`BlockReader.arm_requests`)."""
 
     @property
     def decided_seq(self) -> int:
@@ -243,6 +255,10 @@ class HeraldPublisher:
             if self.logged_heralds < _MAX_LOG_ROWS:
                 self.heralds.append(records)
                 self.logged_heralds += len(records)
+        if block.replies:
+            for identity, frame in block.replies:
+                self.router.send_multipart([identity, frame])
+            self.counters["arm_replies"] += len(block.replies)
         self.last_block_ps = block_ps
         self.attempts_total += block.attempts
         self.stats_attempts += block.attempts
@@ -344,15 +360,20 @@ class HeraldPublisher:
             except ValueError:  # fewer than two frames: not ours
                 self.counters["malformed_requests"] += 1
                 continue
-            reply = self.answer(frame, time.monotonic_ns() - self.settings.epoch_ns)
+            reply = self.answer(frame, time.monotonic_ns() - self.settings.epoch_ns,
+                                identity)
             if reply is not None:
                 self.router.send_multipart([identity, reply])
 
-    def answer(self, frame: bytes, t2_ns: int) -> bytes | None:
-        """The reply to one request frame received at station time `t2_ns` (ns), or None.
-        Every field is checked before use: a frame that is no legal request, or a resend of
-        another link or of seqs not yet decided, is counted (``malformed``) and dropped."""
+    def answer(self, frame: bytes, t2_ns: int, identity: bytes = b"") -> bytes | None:
+        """The reply to one request frame received at station time `t2_ns` (ns) from
+        `identity`, or None. Every field is checked before use: a frame that is no legal
+        request, or a resend of another link or of seqs not yet decided, is counted
+        (``malformed``) and dropped. An arm request goes to the source (`arm_requests`),
+        which answers after carrying it out; UNSUPPORTED at once if it has no arms."""
         message = self.decoder.decode(frame)
+        if isinstance(message, SetArmDelays | MeasureArrivals):
+            return self._arm_request(message, identity)
         if isinstance(message, ClockRequest):
             self.counters["clock_requests"] += 1
             return ClockReply(message.sender_id, message.seq, message.t1_ns, t2_ns,
@@ -376,6 +397,22 @@ class HeraldPublisher:
         if message is not None:
             self.counters["unexpected_requests"] += 1
         return None
+
+    def _arm_request(self, message: SetArmDelays | MeasureArrivals, identity: bytes,
+                     ) -> bytes | None:
+        self.counters["arm_requests"] += 1
+        if message.link != self.settings.link_id:
+            self.decoder.reject("arm request of another link")
+            return None
+        requests = self.arm_requests()
+        if requests is not None:
+            requests.put(identity, message)
+            return None
+        self.counters["arm_requests_unsupported"] += 1
+        if isinstance(message, SetArmDelays):
+            return ArmDelaysSet(message.link, message.seq, ArmStatus.UNSUPPORTED, 0).encode()
+        return ArrivalsMeasured(message.link, message.seq, ArmStatus.UNSUPPORTED, 0, 0, 0, 0,
+                                0, 0, 0).encode()
 
     # -- files ----------------------------------------------------------------------------
     def send_log(self) -> np.ndarray:

@@ -41,6 +41,7 @@ import numpy as np
 from qnetlab.instruments.errors import ConfigError, InstrumentError
 
 from .messages import HERALD_DTYPE
+from .station_arms import StationArms
 
 if TYPE_CHECKING:
     from qnetlab.instruments.lab_config import LabConfig
@@ -67,10 +68,15 @@ class HeraldBlock:
     """Attempts decided with this block (heralded or not)."""
     arrived_ns: int
     """monotonic ns when the tag block reached the station (the latency's origin)."""
+    replies: list[tuple[bytes, bytes]] | None = None
+    """Answers to arm requests carried out before this block (`station_arms`): (ROUTER
+    identity, frame), sent after the block's heralds."""
 
 
 class HeraldSource(Protocol):
-    """What the station runs (in its reader thread): herald blocks as they are decided."""
+    """What the station runs (in its reader thread): herald blocks as they are decided. A
+    source whose arms a bridge's orchestrator may set (`TaggerHeralds`) also has
+    ``arm_requests`` (a `station_arms.ArmRequests`)."""
 
     def blocks(self) -> Iterator[HeraldBlock]: ...
 
@@ -162,6 +168,11 @@ class TaggerHeralds:
         """Inputs this source gated (`_gate`)."""
         self.decided_after_ps = (rounds - 1) * round_ps + windows.last_end_ps
         """ps from an attempt's first sync tag to the end of its last window."""
+        self.windows = windows
+        """The engine's windows now (an orchestrator may move them: `station_arms`)."""
+        self.arms = StationArms(self.engine, link_id, round_ps, self._gate, self._ungate,
+                                self._moved)
+        self.arm_requests = self.arms.requests
         self.counters: Counter[str] = Counter()
         self._offset_ps: int | None = None
         """Station ps of tagger time 0 of the current recording."""
@@ -200,13 +211,13 @@ class TaggerHeralds:
             with contextlib.suppress(Exception):
                 self._ungate()
 
-    def _gate(self) -> None:
-        """Gate each detector input whose herald windows leave the tagger something to drop
-        (`herald_gates`); counted in ``gated_inputs``."""
+    def _gate(self, windows: HeraldWindows | None = None) -> None:
+        """Gate each detector input whose herald windows (the engine's, or `windows`) leave
+        the tagger something to drop (`herald_gates`); counted in ``gated_inputs``."""
+        windows = windows or self.windows
         margin = self.settings.gate_margin_s
         if margin is None or not self.tagger.supports_gating:
             return
-        windows = self.settings.windows
         gates = herald_gates(windows, self.round_ps, round(margin * 1e12),
                              self.tagger.gate_range_s)
         for n, (open_ps, close_ps) in gates.items():
@@ -214,6 +225,11 @@ class TaggerHeralds:
             self.tagger.gate(n, sync_channel=windows.sync_channel, open_s=open_ps * 1e-12,
                              close_s=close_ps * 1e-12)
         self.counters["gated_inputs"] = len(gates)
+
+    def _moved(self, windows: HeraldWindows) -> None:
+        rounds = 2 if windows.scheme == "two_click" else 1
+        self.windows = windows
+        self.decided_after_ps = (rounds - 1) * self.round_ps + windows.last_end_ps
 
     def _ungate(self) -> None:
         """Lift the gates `_gate` set (each tried; those that failed stay listed, the first
@@ -241,17 +257,19 @@ class TaggerHeralds:
             self._id_offset += -(-(counters["rounds"] + counters["missed_syncs"]) // rounds)
             self._totals.update({k: v for k, v in counters.items() if k != "pending_rounds"})
             self.counters["recordings"] += 1
+            self.arms.recording_ended()
             self.engine.reset()
             self._offset_ps = None
 
     def _recording(self) -> Iterator[HeraldBlock]:
-        engine, counters = self.engine, self.counters
+        engine, counters, arms = self.engine, self.counters, self.arms
         attempts_before = 0
         for block in self.tagger.blocks(self.settings.recording_s):
             arrived_ns = time.monotonic_ns()
             if self._offset_ps is None:  # REC:PLAY has been sent by now
                 started_ns = round(self.tagger.recording_started * 1e9)
                 self._offset_ps = (started_ns - self.epoch_ns) * 1000
+            replies = arms.take(block, self.next_seq) if arms.busy else None
             found = engine.feed_block(block)
             # Each numpy call from here to the send costs the heralds ~3 us on a busy host
             # (bench_delivery): the wire's rows in one compiled call, `attempts` rather than
@@ -266,7 +284,7 @@ class TaggerHeralds:
                 heralds = self._wire_rows(found) if len(found) else _NO_HERALDS
             attempts = engine.attempts
             counters["engine_ns"] += time.monotonic_ns() - arrived_ns  # its share of latency
-            yield HeraldBlock(heralds, attempts - attempts_before, arrived_ns)
+            yield HeraldBlock(heralds, attempts - attempts_before, arrived_ns, replies)
             attempts_before = attempts
 
     def _wire_rows(self, found: np.ndarray) -> np.ndarray:
@@ -284,6 +302,7 @@ class TaggerHeralds:
         ...) and the heralds dropped with overflowed blocks, for the station's summary."""
         totals = Counter(self._totals)
         totals.update(self.engine.counters)
+        totals.update(self.arms.counters)
         late = getattr(self.tagger, "late_tags", None)  # a driver that counts them
         if late is not None:
             totals["late_tags"] = int(late)

@@ -1,7 +1,8 @@
 """The heralding station process: heralds decided from its time tagger, published at once.
 
 `run_station` binds the station's sockets (PUB ``herald_address``: HERALDS, Heartbeat,
-AttemptStats; ROUTER ``request_address``: ResendRequest, ClockRequest; all CURVE servers
+AttemptStats; ROUTER ``request_address``: ResendRequest, ClockRequest, and a bridge
+orchestrator's SetArmDelays and MeasureArrivals (`station_arms`); all CURVE servers
 admitting only the lab's keys), builds the herald source and runs the loop of
 `network.herald_publisher` until stopped. Station time is ``(monotonic_ns - epoch_ns)`` in
 ps (`epoch_ns` from the launcher).
@@ -101,6 +102,7 @@ def run_station(settings: StationSettings, source_factory: HeraldSourceFactory |
         publisher.heartbeat()
         reader = BlockReader(context, factory, settings.epoch_ns, publish=publisher.publish,
                              link_id=settings.link_id)
+        publisher.arm_requests = reader.arm_requests
         reader.start()
         publish_loop(publisher, reader, stop, telemetry)
     finally:

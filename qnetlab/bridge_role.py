@@ -272,7 +272,7 @@ def _orchestrator(args: argparse.Namespace, config: Any, plan: Any, workload: An
     switch = plan.reached("switch")
     wait_listening(config, "world.address", _lab_ports(switch), budget.left(REACH_TIMEOUT_S))
     switch_lab = switch.to_yaml(run_dir / "switch_lab.yaml").path
-    links = [StationLink(s, c.herald_address, i + 1, None)
+    links = [StationLink(s, c.herald_address, i + 1, None, c.request_address)
              for i, (s, c) in enumerate(config.stations.items())]
     print(f"{ORCHESTRATOR_ROLE}: waiting for the stations' streams; files in {run_dir}",
           flush=True)

@@ -42,6 +42,9 @@ from typing import Any
 WORLD_READY_TIMEOUT_S = 120.0
 """s for the world's twins to listen (building benches compiles the simulator: seconds on
 an idle host, several times that on a loaded one)."""
+WORLD_BIND_ATTEMPTS = 3
+"""Starts of the world on fresh ports when a port was taken between the choice and the
+bind (another run on this host)."""
 STATIONS_READY_TIMEOUT_S = 120.0
 """s for every station to open its lab and stream (a lab opens in seconds)."""
 SNSPD_BIAS_A = 10e-6
@@ -194,21 +197,14 @@ def run_workload(client: Any, workload: Any, timeout: float) -> WorkloadOutcome:
 # -- the processes ---------------------------------------------------------------------------
 
 def station_windows(config: Any, station: str) -> Any:
-    """The station engine's windows: every path to `station` at its arm delay (the config's
-    seeds). One set of windows per station (phase 1): refused, naming the paths, when its
-    paths' arm delays differ by more than a tenth of the window."""
-    from qnetlab.instruments.errors import ConfigError
+    """The station engine's windows at its start: every arm at the mean of its paths' arm
+    delays (the config's seeds). The orchestrator moves them to the stored arm delays of the
+    paths each assignment switches in before a herald counts (`network.bridge.arm_setup`)."""
     from qnetlab.network.herald_engine import HeraldWindows
     from qnetlab.sim_instruments.bridge_world import DETECTOR_INPUTS, SYNC_INPUT
 
     p = config.link
     delays = {q: config.arm_delay(q, station) for q in config.qnus}
-    spread = max(delays.values()) - min(delays.values())
-    if spread > p.detection_window / 10:
-        raise ConfigError(str(config.path), f"calibration.paths (station {station})",
-                          f"its paths' arm delays differ by {spread:.3g} s: the station's "
-                          "windows are set once, at start", "match the QNUs' fibres (the "
-                          "stations' windows per assignment are phase 2 of the bridge)")
     centre = round(sum(delays.values()) / len(delays) * 1e12)
     rounds = 2 if p.scheme == "two_click" else 1
     return HeraldWindows(p.scheme, SYNC_INPUT, DETECTOR_INPUTS, ((centre, centre),
@@ -295,7 +291,7 @@ def start_stations(group: Any, config: Any, plan: Any, run_dir: Path, key_dir: P
                                     epoch_ns, max_seconds)
         group.start(station, run_station, settings, None, report_to=run_dir)
         links.append(StationLink(station, settings.herald_address, settings.link_id,
-                                 epoch_ns))
+                                 epoch_ns, settings.request_address))
     return links
 
 
@@ -340,7 +336,6 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
     `timeout` wall s), stop them all (also on Ctrl-C, SIGTERM or an error)."""
     from qnetlab.network import ProcessGroup, sigterm_as_interrupt
     from qnetlab.network.keys import generate_lab_keys
-    from qnetlab.sim_instruments.bridge_world import plan_bridge_world
 
     run_dir = run_dir or config.run_dir / f"stations-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     telemetry = config.orchestrator_telemetry_address
@@ -350,18 +345,11 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
     run_dir.mkdir(parents=True, exist_ok=True)
     if telemetry is None:
         generate_lab_keys(key_dir, [ORCHESTRATOR, APPLICATION, *config.stations])
-    # The world is the simulation: its station twins write their truth in the run folder.
-    plan = plan_bridge_world(config, run_dir / "world", seed, truth_dir=run_dir)
-    switch_lab = plan.switch_lab.to_yaml(run_dir / "switch_lab.yaml").path
-    for station in config.stations:  # the windows, before any process starts
-        station_windows(config, station)
     limit = timeout + 30.0  # every process stops by itself after this
     try:
         with sigterm_as_interrupt(), ProcessGroup() as world, ProcessGroup() as group:
-            world_ready = run_dir / "bridge_world_ready.json"
-            world.start("bridge_world", serve_bridge_world, plan, world_ready, report_to=run_dir)
-            _wait_for(world_ready, world, "bridge_world", WORLD_READY_TIMEOUT_S,
-                      "the bridge world's twins")
+            plan = _start_world(world, config, run_dir, seed)
+            switch_lab = plan.switch_lab.to_yaml(run_dir / "switch_lab.yaml").path
             epoch_ns = time.monotonic_ns()
             links = start_stations(group, config, plan, run_dir, key_dir, epoch_ns, limit)
             _wait_streaming(links, key_dir, group, STATIONS_READY_TIMEOUT_S, run_dir)
@@ -377,6 +365,31 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
     if truth is not None:
         write_truth(truth, run_dir)
     return StationsRun(run_dir, outcome, read_summary(run_dir), stopped, truth)
+
+
+def _start_world(group: Any, config: Any, run_dir: Path, seed: int) -> Any:
+    """Start the bridge world (the simulation: its station twins write their truth in the
+    run folder) as process ``bridge_world`` of `group`, on free loopback ports, and return
+    its plan once it serves; on other ports if one was taken between the choice and the
+    bind (another run on this host)."""
+    from qnetlab.instruments.errors import ConfigError
+    from qnetlab.sim_instruments.bridge_world import plan_bridge_world
+
+    ready = run_dir / "bridge_world_ready.json"
+    for attempt in range(WORLD_BIND_ATTEMPTS):
+        plan = plan_bridge_world(config, run_dir / "world", seed, truth_dir=run_dir)
+        group.start("bridge_world", serve_bridge_world, plan, ready, report_to=run_dir)
+        try:
+            _wait_for(ready, group, "bridge_world", WORLD_READY_TIMEOUT_S,
+                      "the bridge world's twins")
+        except ConfigError as exc:
+            if "cannot listen" not in str(exc) or attempt + 1 == WORLD_BIND_ATTEMPTS:
+                raise
+            with contextlib.suppress(FileNotFoundError):
+                (run_dir / "bridge_world_fault.json").unlink()
+            continue
+        return plan
+    raise AssertionError("unreachable")
 
 
 def config_keys(config: Any) -> Path:

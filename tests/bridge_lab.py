@@ -80,3 +80,11 @@ def bridge_world(folder: Path, stations: tuple[str, ...] | None = None,
         for n in (SYNC_INPUT, *DETECTOR_INPUTS):
             tagger.enabled[n] = tagger.raw_send[n] = True
     return config, world
+
+
+def switch_now(world: Any, command: str) -> None:
+    """A command to `world`'s Polatis twin as its driver sends it, then *OPC? (settled)."""
+    switch = world.switch_bench.device(world.plan.switch_instrument)
+    switch.handle(command)
+    assert switch.handle("*OPC?") == "1"
+    assert switch.handle(":SYST:ERR?").startswith("+0,"), "the switch refused the command"

@@ -41,19 +41,11 @@ from qnetlab.sim_instruments.bridge_world import (
     DETECTOR_INPUTS,
 )
 
-from bridge_lab import BRIDGE_8, LAB_CONFIGS, bridge_world
+from bridge_lab import BRIDGE_8, LAB_CONFIGS, bridge_world, switch_now
 from conftest import wait_until
 
 
 # -- the world ----------------------------------------------------------------------------------
-def _switch(world: Any, command: str) -> None:
-    """A command to the Polatis twin as its driver sends it, then *OPC? (settled)."""
-    switch = world.switch_bench.device(world.plan.switch_instrument)
-    switch.handle(command)
-    assert switch.handle("*OPC?") == "1"
-    assert switch.handle(":SYST:ERR?").startswith("+0,"), "the switch refused the command"
-
-
 def _record(config: Any, world: Any, station: str, seconds: float,
             at_chunk: Any = None) -> tuple[np.ndarray, int]:
     """Record `seconds` of `station`'s tagger twin and decide heralds with the station's own
@@ -83,7 +75,7 @@ def test_a_station_heralds_the_qnus_the_switch_connects_to_its_arms(tmp_path: Pa
     seconds = 2.0
     rate = config.topology().path_link("qnu0", "qnu1", "st0").rate  # the link model's, Hz
     # qnu0 (port 1) and qnu1 (port 2) to st0's arms (17, 18): coincident heralds at st0 ...
-    _switch(world, ":OXC:SWITch:CONNect:ADD (@1,2),(@17,18)")
+    switch_now(world, ":OXC:SWITch:CONNect:ADD (@1,2),(@17,18)")
     heralds, _ = _record(config, world, "st0", seconds)
     assert len(heralds) > rate * seconds / 3, "the connected pair heralds at its rate"
     assert world.links["st0"].arms()[0][0] == "qnu0"
@@ -93,7 +85,7 @@ def test_a_station_heralds_the_qnus_the_switch_connects_to_its_arms(tmp_path: Pa
     assert len(heralds) == 0
     assert dark < 1000 * seconds, "dark counts (tens of Hz), no transducer noise photons"
     # Broken again: st0 too sees dark counts only, and heralds nothing.
-    _switch(world, ":OXC:SWITch:CONNect:SUBtract (@1,2),(@17,18)")
+    switch_now(world, ":OXC:SWITch:CONNect:SUBtract (@1,2),(@17,18)")
     heralds, dark = _record(config, world, "st0", seconds)
     assert len(heralds) == 0 and dark < 1000 * seconds
 
@@ -106,7 +98,7 @@ def test_a_switch_change_reaches_the_stream_at_the_next_block(tmp_path: Path) ->
 
     def connect_at_half(start_ps: int) -> None:
         if not switched_at and start_ps >= 1e12:
-            _switch(world, ":OXC:SWITch:CONNect:ADD (@3,4),(@19,20)")
+            switch_now(world, ":OXC:SWITch:CONNect:ADD (@3,4),(@19,20)")
             switched_at.append(start_ps)
 
     heralds, _ = _record(config, world, "st1", 3.0, connect_at_half)
@@ -207,6 +199,40 @@ def test_the_fabric_counts_refused_frames_and_reports_heralds_once_ready(
     assert fabric.counters["heralds_unassigned"] == 2
     assert fabric.counters["heralds_before_ready"] == 2
     assert fabric.counters["heralds_reported"] == 2
+
+
+@pytest.mark.processes
+def test_a_world_port_taken_before_the_bind_starts_the_world_on_other_ports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ports are chosen free, then bound by the world's process: another run on the host may
+    take one between the two (it did, two tests in parallel). The world starts again on
+    fresh ports instead of failing the run."""
+    import socket
+
+    from qnetlab.bridge_stations import _start_world
+    from qnetlab.network import ProcessGroup
+    from qnetlab.sim_instruments import ports
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    held = holder.getsockname()[1]
+    real, calls = ports.free_port_run, []
+
+    def first_one_taken(count: int) -> int:
+        calls.append(count)
+        return held if len(calls) == 1 else real(count)
+
+    monkeypatch.setattr(ports, "free_port_run", first_one_taken)
+    config = load_bridge_config(BRIDGE_8)
+    try:
+        with ProcessGroup() as group:
+            plan = _start_world(group, config, tmp_path, seed=1)
+            assert held not in plan.first_ports.values()
+            assert (tmp_path / "bridge_world_ready.json").exists()
+            assert not (tmp_path / "bridge_world_fault.json").exists()
+    finally:
+        holder.close()
 
 
 # -- the verb (its process-level run: tests/test_bridge_truth.py) ------------------------------

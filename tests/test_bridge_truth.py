@@ -42,7 +42,7 @@ from qnetlab.network.messages import HERALD_DTYPE
 from qnetlab.sim_instruments.link_events import TWIN_TRUTH_DTYPE, read_twin_truth
 from qnetlab.sim_instruments.ports import free_port_run
 
-from bridge_lab import bridge_copy, bridge_world, write_workload
+from bridge_lab import bridge_copy, bridge_data, bridge_world, write_workload
 from conftest import wait_until
 
 
@@ -172,11 +172,19 @@ def test_a_workload_runs_on_station_processes_with_its_timeline_and_ground_truth
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`qnetlab bridge --stations` end to end (the one process-level run of the verb): two
     pair requests and a state transfer after them are delivered through the station
-    processes; the live timeline reaches a monitor started from the config; the delivered
+    processes; qnu1's paths, stale and seeded 30 ns early (windows there would close before
+    its photons come), are re-checked by the station's tagger and its windows set where they
+    were found; the live timeline reaches a monitor started from the config; the delivered
     pairs are joined to the world's truth; every process it started has stopped."""
+    paths = bridge_data()["calibration"]["paths"]
+    for station in ("st0", "st1"):
+        seed = paths[f"qnu1/{station}"]
+        seed.update(age=2 * bridge_data()["calibration"]["lifetime"],
+                    arm_delay=seed["arm_delay"] - 30e-9)
     config_path = bridge_copy(
         tmp_path, bridge={"key_dir": str(tmp_path / "keys")},
-        orchestrator={"telemetry_address": f"tcp://127.0.0.1:{free_port_run(1)}"})
+        orchestrator={"telemetry_address": f"tcp://127.0.0.1:{free_port_run(1)}"},
+        calibration={"paths": paths})
     workload_path = write_workload(tmp_path, [
         {"id": "a", "kind": "pairs", "qnus": ["qnu0", "qnu1"], "pairs": 2, "min_fidelity": 0.55},
         {"id": "b", "kind": "pairs", "qnus": ["qnu2", "qnu3"], "pairs": 1, "min_fidelity": 0.55},
@@ -215,6 +223,18 @@ def test_a_workload_runs_on_station_processes_with_its_timeline_and_ground_truth
     stations = summary["stations"]
     assert stations["refused"] == {}
     assert stations["counters"]["heralds_reported"] >= 4
+    # qnu1's path re-checked where a was assigned: measured by that station's tagger near
+    # the light time of its fibres (plus the twin's few ns of input and emission delay),
+    # committed, and its windows moved there before its heralds counted
+    log = [json.loads(line) for line in
+           (run_dir / "bridge_orchestrator_decisions.jsonl").read_text().splitlines()]
+    (recheck,) = [r for r in log if r.get("event") == "recheck" and r["qnu"] == "qnu1"]
+    light = topology.arm_delay("qnu1", recheck["station"])
+    assert recheck["measured"] is True and recheck["stored_before"] == pytest.approx(
+        light - 30e-9, abs=1e-12)
+    assert light - 1e-9 < recheck["arm_delay"] < light + 10e-9, recheck
+    assert stations["counters"]["paths_measured"] >= 1
+    assert stations["counters"]["windows_moved"] >= 3  # each pair's paths in turn
     # Each station process decided heralds from its tagger and wrote its files.
     decided = sum(json.loads((run_dir / f"{s}_summary.json").read_text())["heralds"]
                   for s in topology.stations)

@@ -565,3 +565,39 @@ def test_sync_tags_lost_before_the_first_one_heard_renumber_nothing(scheme: str)
     heralds, counters = run(w, ts + PERIOD // 3, ch)
     assert triples(heralds) == [(expected[0], expected[1] + PERIOD // 3, expected[2])]
     assert counters["missed_syncs"] == 5
+
+
+# --- windows moved on a running engine (a bridge station's arms switched to another path) ---
+
+@pytest.mark.parametrize("scheme", ["single_click", "two_click"])
+def test_moved_windows_decide_every_round_after_the_move_as_a_new_engine_would(
+        scheme: str) -> None:
+    old = windows(scheme, offsets=((DELAY, DELAY + 300_000),) * 2)
+    new = windows(scheme, offsets=((DELAY + 40_000, DELAY + 250_000),) * 2)
+    # clicks at both the old and the new centres in every round: each set heralds only
+    # under its own windows
+    clicks = [(r, (DELAY if r < 20 else DELAY + 40_000) + (r % 3) * 100, D0 if r % 2 else D1)
+              for r in range(40)]
+    clicks += [(r, DELAY + 250_000, D1) for r in range(25, 40, 4)]
+    ts, ch = stream(40, clicks)
+    cut = int(np.searchsorted(ts, 20 * PERIOD))
+    engine = HeraldEngine(old)
+    before = engine.feed(ts[:cut], ch[:cut])
+    engine.set_windows(new)
+    after = engine.feed(ts[cut:], ch[cut:])
+    # a round is open from its sync to its last window's end: those whose sync came after
+    # the move minus that reach are decided with the new windows alone
+    settled = 20 * PERIOD - new.last_end_ps
+    expected = [t for t in reference(new, ts, ch) if t[1] >= settled]
+    assert [t for t in triples(after) if t[1] >= settled] == expected and expected
+    assert triples(before) == reference(old, ts[:cut], ch[:cut]) and before.size
+    assert engine.windows is new
+
+
+def test_windows_that_change_more_than_their_centres_are_refused() -> None:
+    engine = HeraldEngine(windows())
+    with pytest.raises(ConfigError, match="only the windows' centres"):
+        engine.set_windows(windows("two_click"))
+    with pytest.raises(ConfigError, match="other side of the sync"):
+        engine.set_windows(windows(offsets=((-5_000, 200),) * 2))
+    assert engine.windows == windows()  # unchanged after a refusal

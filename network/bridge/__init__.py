@@ -15,7 +15,9 @@ scheduling of a distributed computation's entanglement on it.
   config `BridgeServiceSettings.from_config`; its core `BridgeEngine` on a `PairFabric`: the
   SIMULATED `SimulatedLinkFabric`, behind the config's optical switch in the loop
   `SwitchedFabric`, `SwitchPathError`; or heralding-station processes reading their taggers,
-  `StationFabric` with `StationFabricSettings`, `StationLink`, `HeraldFrameError`) and its
+  `StationFabric` with `StationFabricSettings`, `StationLink`, `HeraldFrameError`; what a
+  fabric is told of the paths it sets up, `PathSetup`, and measures of them,
+  `ArmMeasurement`, or why it could not, `PathSetupError`) and its
   applications' client `BridgeClient`
   (`BridgeHandle`, `BridgeRefusedError`, `BridgeTimeoutError`); the messages in
   `network.bridge.wire` (`BridgeWireError`);
@@ -34,7 +36,7 @@ from .bridge_telemetry import TimelineTelemetry, open_timeline
 from .client import BridgeClient, BridgeHandle, BridgeRefusedError, BridgeTimeoutError
 from .des import BridgeResult, SchedulingCore, simulate
 from .engine import BridgeEngine
-from .fabric import PairFabric, SimulatedLinkFabric
+from .fabric import ArmMeasurement, PairFabric, PathSetup, PathSetupError, SimulatedLinkFabric
 from .path_calibration import PathCalibrations, PathRecord
 from .records import Decision, Request
 from .scheduler import Scheduler, SchedulerSettings
@@ -54,6 +56,7 @@ from .workload import (
 from .workload_generators import distributed_ghz, partitioned_circuit, random_pairs
 
 __all__ = [
+    "ArmMeasurement",
     "BridgeClient",
     "BridgeConfig",
     "BridgeEngine",
@@ -73,6 +76,8 @@ __all__ = [
     "PathCalibrations",
     "PathLink",
     "PathRecord",
+    "PathSetup",
+    "PathSetupError",
     "Request",
     "RoundRobinScheduler",
     "Scheduler",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,10 +19,9 @@ import numpy as np
 
 from ..messages import ErrCode
 from .des import SchedulingCore
-from .fabric import Herald, PairFabric
+from .fabric import ArmMeasurement, Herald, PairFabric, PathSetup, PathSetupError
 from .path_calibration import PathCalibrations
 from .records import Decision, Request
-from .switch_loop import SwitchPathError
 from .topology import BridgeTopology, PathLink
 from .wire import (
     Accepted,
@@ -88,10 +87,12 @@ class BridgeEngine:
         self.outbox: list[tuple[str, ServerMessage]] = []
         self.counters: Counter[str] = Counter()
         self.now = 0.0
-        self._failed: list[tuple[str, SwitchPathError]] = []
+        self._failed: list[tuple[str, PathSetupError]] = []
         """Requests whose path the fabric could not set up in the current call."""
         self._recheck_due: dict[str, list[Decision]] = {}
         """Request -> the RECHECKs of its stale paths, done when its ASSIGN's switching is."""
+        self._measuring: dict[str, list[Decision]] = {}
+        """Request -> its RECHECKs the fabric is measuring (`_take_setups` records them)."""
 
     # -- client messages ------------------------------------------------------------------
     def handle(self, client: str, message: ClientMessage, now: float) -> None:
@@ -149,7 +150,9 @@ class BridgeEngine:
         return min(times) if times else None
 
     def advance(self, now: float) -> None:
-        """Carry out, in time order, everything due at or before `now`."""
+        """Carry out, in time order, everything due at or before `now` (first the fabric's
+        ended set-ups, at `now`: they end in wall time, when the station answers)."""
+        self._take_setups(max(now, self.now))
         for _ in range(1_000_000):  # bounded: a scheduler bug must not hang the process
             herald = self.fabric.next_time()
             expiry = self.expiries[0][0] if self.expiries else None
@@ -217,7 +220,7 @@ class BridgeEngine:
             self.counters["switch_failures"] += 1
             self._call(now, self._fail, key, exc)
 
-    def _fail(self, key: str, exc: SwitchPathError, now: float) -> list[Decision]:
+    def _fail(self, key: str, exc: PathSetupError, now: float) -> list[Decision]:
         """ERR for a request whose path the fabric could not set up (the scheduler's own
         `fail` when it has one; else a cancel, whose CANCEL is turned into that ERR)."""
         fail = getattr(self.scheduler, "fail", None)
@@ -233,16 +236,21 @@ class BridgeEngine:
         if d.action == "ASSIGN":
             assert d.station is not None and d.ready_at is not None
             a, b = _qnus(entry.message)
+            setup = self._path_setup(d, a, b)
+            due = self._recheck_due.pop(d.request or "", [])
             try:
-                self.fabric.assign(d.station, d.request or "", a, b, d.ready_at)
-            except SwitchPathError as exc:
+                self.fabric.assign(d.station, d.request or "", a, b, d.ready_at, setup)
+            except PathSetupError as exc:
                 self.log({"time": now, "event": "switch_failed", "for_request": d.request,
                           "client": entry.client, "station": d.station, "reason": str(exc)})
                 self._failed.append((d.request or "", exc))
             else:
-                self._rechecks(d.request or "", now)
+                if setup is not None and setup.recheck and getattr(self.fabric, "measures",
+                                                                   False):
+                    self._measuring[d.request or ""] = due  # recorded when measured
+                else:
+                    self._rechecks(d.request or "", due, now, {})
                 self._path_values(d, a, b, now)
-            self._recheck_due.pop(d.request or "", None)
         elif d.action == "RECHECK" and d.station:
             # done once the switch has made the path (the ASSIGN that follows)
             self._recheck_due.setdefault(d.request or "", []).append(d)
@@ -265,24 +273,64 @@ class BridgeEngine:
             return [d.request or ""]
         return []
 
-    def _rechecks(self, request: str, now: float) -> None:
-        """Record the re-checks of `request`'s stale paths, now that they are switched in."""
-        for d in self._recheck_due.get(request, []):
+    def _take_setups(self, now: float) -> None:
+        """The fabric's set-ups that ended: the re-checks it measured recorded, or the
+        request of one that failed given its ERR."""
+        take = getattr(self.fabric, "take_setups", None)
+        for result in take() if take is not None else ():
+            due = self._measuring.pop(result.request, [])
+            # what was measured is kept, also when a later step failed
+            self._rechecks(result.request, due, now, result.measured,
+                           only_measured=result.error is not None)
+            if result.error is None:
+                continue
+            self.log({"time": now, "event": "path_setup_failed", "for_request": result.request,
+                      "station": result.station, "reason": str(result.error),
+                      "current": result.current})
+            if result.current and result.request in self.open:
+                self.counters["switch_failures"] += 1
+                self._call(now, self._fail, result.request, result.error)
+
+    def _path_setup(self, d: Decision, a: str, b: str) -> PathSetup | None:
+        """The stored arm delays of the paths `d` switches in, and which are stale."""
+        if self.calibrations is None or d.station is None:
+            return None
+        stale = {q for r in self._recheck_due.get(d.request or "", []) if r.station == d.station
+                 for q in r.qnus}
+        return PathSetup({q: self.calibrations.record(q, d.station).arm_delay for q in (a, b)},
+                         frozenset(stale & {a, b}), self.calibrations.recheck_time)
+
+    def _rechecks(self, request: str, due: list[Decision], now: float,
+                  measured: Mapping[str, ArmMeasurement], only_measured: bool = False,
+                  ) -> None:
+        """Record the re-checks `due` of `request`'s stale paths, now that they are switched
+        in: the value the fabric `measured`, or (none measured, and not `only_measured`) a
+        recorded step."""
+        for d in due:
             assert d.station is not None
             done = d.ready_at if d.ready_at is not None else now
             for qnu in d.qnus:
+                m = measured.get(qnu)
+                if m is None and only_measured:
+                    continue
                 self.counters["rechecks"] += 1
-                record = None if self.calibrations is None else \
-                    self.calibrations.recheck(qnu, d.station, done)
+                record, before = None, None
+                if self.calibrations is not None:
+                    before = self.calibrations.record(qnu, d.station).arm_delay
+                    record = (self.calibrations.recheck(qnu, d.station, done) if m is None
+                              else self.calibrations.measured(qnu, d.station, now, m.arm_delay,
+                                                              m.error, m.detail))
                 self.log({"time": now, "event": "recheck", "for_request": request, "qnu": qnu,
-                          "station": d.station, "done_at": done, "measured": False,
+                          "station": d.station, "done_at": done, "measured": m is not None,
                           "cost": d.values.get("recheck_time", 0.0),
                           "recorded": record is not None,
-                          "arm_delay": None if record is None else record.arm_delay})
+                          "arm_delay": None if record is None else record.arm_delay,
+                          "stored_before": before,
+                          "error": None if m is None else m.error})
 
     def _path_values(self, d: Decision, a: str, b: str, now: float) -> None:
-        """Log the stored values of the paths switched in (the station's windows would be
-        set from them; the simulated link does not model arm delays)."""
+        """Log the stored values of the paths switched in (a station process's windows are
+        set from them; the simulated link model has no arm delays)."""
         if self.calibrations is None or d.station is None:
             return
         records = [self.calibrations.record(q, d.station) for q in (a, b)]

@@ -14,12 +14,48 @@ frames; real time only); node agents per QNU are not processes yet.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from qnetlab.instruments.errors import QnetlabError
+
 from .topology import BridgeTopology, PathLink
+
+
+@dataclass(frozen=True)
+class PathSetup:
+    """What the orchestrator's calibration records say of the two paths an ASSIGN switches
+    in: a fabric on stations sets their windows from it, and re-checks the stale ones."""
+
+    arm_delays: Mapping[str, float]
+    """QNU -> its path's stored arm delay (s after the station's sync)."""
+    recheck: frozenset[str] = frozenset()
+    """QNUs whose path is stale: measured before the station heralds on it, where the fabric
+    can measure."""
+    recheck_time: float = 0.0
+    """s of the station's tag stream a re-check histograms."""
+
+
+@dataclass(frozen=True)
+class ArmMeasurement:
+    """A path's arm delay as a station measured it (the re-check of a stale path)."""
+
+    arm_delay: float
+    """s after the sync: where the QNU's photons arrive (both detectors' peaks combined)."""
+    error: float
+    """s, its standard error."""
+    detail: str
+    """What was measured, for the calibration record."""
+
+
+class PathSetupError(QnetlabError):
+    """A fabric could not set an assigned path up (the switch, or the station's windows or
+    re-check). `code` is the ERR code the request gets; the message names what failed."""
+
+    code = "NO_RESOURCES"
 
 
 @dataclass(frozen=True)
@@ -38,9 +74,13 @@ class PairFabric(Protocol):
     name: str
     simulated: bool
 
-    def assign(self, station: str, request: str, a: str, b: str, ready_at: float) -> None:
+    def assign(self, station: str, request: str, a: str, b: str, ready_at: float,
+               setup: PathSetup | None = None) -> None:
         """`station` heralds A-B for `request` from `ready_at` (switch settled, paths
-        re-checked) until `release`."""
+        re-checked) until `release`, A on its arm a and B on b, with the paths' `setup`
+        (None: as the fabric is). `PathSetupError` when it could not: nothing heralds. A
+        fabric that re-checks paths itself (``measures``) reports each set-up's outcome
+        later through ``take_setups()`` (`station_fabric.StationFabric`)."""
 
     def release(self, station: str) -> None:
         """`station` stops heralding (heralds not yet due are void)."""
@@ -69,8 +109,9 @@ class SimulatedLinkFabric:
         self.heap: list[tuple[float, str, int]] = []
         """(time, station, epoch) of each heralding station's next herald."""
 
-    def assign(self, station: str, request: str, a: str, b: str, ready_at: float) -> None:
-        self.release(station)
+    def assign(self, station: str, request: str, a: str, b: str, ready_at: float,
+               setup: PathSetup | None = None) -> None:
+        self.release(station)  # (the link model has no arm delays: `setup` changes nothing)
         link = self.topology.path_link(a, b, station)
         self.active[station] = (request, self.epoch[station], link)
         self._draw(station, ready_at)

@@ -15,12 +15,13 @@ a good calibrate event whose time is the calibration's.
 - **Reading.** The orchestrator builds its topology's calibration times from the records
   (`anchored`), on the run's clock (0 = the run's start).
 - **Re-checks.** A path older than ``calibration.lifetime`` is re-checked before use (the
-  scheduler's RECHECK, costing ``calibration.recheck_time``). NO instrument of the bridge can
-  measure an arm delay today: that needs the station's time tagger seeing the QNUs' photons
-  (`sequences.calibration.link_nodes.ArmDelayCalibration`), and the bridge runs no stations.
-  So a re-check here is a RECORDED step, not a measurement: a ``recheck`` event on the path's
-  node ("not measured", with its cost), which renews the path's checked time; the stored
-  arm delay is kept.
+  scheduler's RECHECK, costing ``calibration.recheck_time``). With heralding-station
+  processes the station measures where the path's photons arrive (its tagger, ungated for
+  ``recheck_time``: `network.station_arms`) and the value is committed as a calibration of
+  the path (`measured`). With the simulated link model nothing can measure an arm delay, so
+  the re-check is a RECORDED step (`recheck`): a ``recheck`` event on the path's node ("not
+  measured", with its cost), which renews the path's checked time; the stored arm delay is
+  kept.
 
 Times in the store are s since the epoch on the bridge's clock anchored at the run's start
 (wall time at ``time_scale`` 1). Details: docs/bridge.md#per-path-calibrations.
@@ -139,10 +140,25 @@ class PathCalibrations:
         self.store.record_step(
             path_node(qnu, station), RECHECK, NOT_MEASURED,
             f"re-check of path {qnu}-{station} before use, {age:.0f} s after it was last "
-            f"checked: NOT measured (no instrument of this bridge measures an arm "
-            f"delay: the stations' time taggers do not run); a recorded step costing "
+            f"checked: NOT measured (the simulated link model has no instrument that "
+            f"measures an arm delay: no station process runs); a recorded step costing "
             f"{self.recheck_time:g} s of bridge time; arm delay {record.arm_delay:g} s kept",
             at=self.run_start + run_time)
+        return self.record(qnu, station)
+
+
+    def measured(self, qnu: str, station: str, run_time: float, arm_delay: float,
+                 error: float, detail: str) -> PathRecord:
+        """Commit the path's arm delay as its re-check at `run_time` (s on the run's clock)
+        measured it: a good calibration of its node, the new value with its error."""
+        from qnetlab.sequences.calibration.graph import CalibrationOutcome
+        from qnetlab.sequences.calibration.store import ParameterStore
+
+        name = path_value(qnu, station)
+        ParameterStore(self.db_path, now=_fixed(self.run_start + run_time)).record_calibration(
+            path_node(qnu, station), CalibrationOutcome(
+                True, f"re-check of path {qnu}-{station} before use: {detail}",
+                {name: (arm_delay, "s")}, errors={name: error}))
         return self.record(qnu, station)
 
 

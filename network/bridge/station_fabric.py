@@ -26,6 +26,11 @@ came after the assignment was ready:
   have changed (another pair than its last, or one of its QNUs assigned elsewhere since: the
   simulated world follows the switch up to that late); heralds before that, or while nothing
   is assigned, are counted and dropped;
+- with a station's ``request_address`` each assignment first sets its arms up
+  (`arm_setup`: a stale path re-checked by its tagger, its windows moved to the paths' arm
+  delays) and its heralds count only from the first seq decided with those windows; the
+  set-up's outcome (measurements, or why it failed) goes to the orchestrator's engine
+  through `take_setups`;
 - the pair's fidelity is the path's link model (`topology.PathLink`), as in the simulated
   fabric: no node agent measures it (phase 2).
 
@@ -64,7 +69,8 @@ from ..messages import (
     decode,
     limit_frame_size,
 )
-from .fabric import Herald
+from .arm_setup import ArmSetup, SetupResult
+from .fabric import Herald, PathSetup
 from .topology import BridgeTopology, PathLink
 
 LOGGED_REFUSED = 100
@@ -74,6 +80,8 @@ FUTURE_TOLERANCE_PS = 10**9
 reads it (the station's clock is this host's: only rounding separates them)."""
 MAX_STATION_PS = 2**62
 """Station now before a station's first frame across hosts: no frame is from its future."""
+NOT_SET_UP = MAX_SEQ + 1
+"""`_StationState.first_seq` while a set-up is under way: no herald counts."""
 LATENCIES_KEPT = 100_000
 """Herald latencies kept for the summary (station decision -> the fabric has it)."""
 
@@ -92,6 +100,9 @@ class StationLink:
     """time.monotonic_ns() at its station time 0 (its `StationSettings.epoch_ns`) when it
     runs on this host; None across hosts: station time is read off its frames (module
     docstring)."""
+    request_address: str | None = None
+    """``tcp://HOST:PORT`` of its ROUTER, where its arms are set (`arm_setup`); None: its
+    windows stay as it started them, and nothing re-checks a stale path."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +155,11 @@ class _StationState:
     epoch: int = 0
     offset_ps: int | None = None
     """Across hosts: the smallest (local ps - station ps) of its frames so far."""
+    first_seq: int = 0
+    """Its heralds count from this seq: the first decided with the windows it was last
+    given (`arm_setup`); `NOT_SET_UP` while a set-up is under way."""
+    windows_seq: int = 0
+    """The first seq of the windows it last confirmed."""
 
 
 def check_heralds(frames: Sequence[bytes | memoryview], link_id: int, last_seq: int,
@@ -225,8 +241,16 @@ class StationFabric:
         """(time, seq, station, epoch) of heralds taken, not yet popped."""
         self.context = zmq.Context()
         self.subs: dict[zmq.Socket, str] = {}
+        self.arms: dict[str, ArmSetup] = {}
+        """Per station with a request address: its arms' set-up."""
+        self.setups: list[SetupResult] = []
+        """Set-ups ended, not yet taken (`take_setups`)."""
         try:
             for link in settings.stations:
+                if link.request_address is not None:
+                    self.arms[link.station] = ArmSetup(
+                        self.context, settings.key_dir, settings.name, link.station,
+                        link.request_address, link.link_id)
                 sub = self.context.socket(zmq.SUB)
                 self.subs[sub] = link.station
                 sub.linger = 0
@@ -240,8 +264,20 @@ class StationFabric:
             raise
 
     # -- the fabric -----------------------------------------------------------------------
-    def assign(self, station: str, request: str, a: str, b: str, ready_at: float) -> None:
+    @property
+    def measures(self) -> bool:
+        """Whether it re-checks stale paths (some station takes arm requests): the results
+        come through `take_setups`."""
+        return bool(self.arms)
+
+    def assign(self, station: str, request: str, a: str, b: str, ready_at: float,
+               setup: PathSetup | None = None) -> None:
+        """As `PairFabric.assign`; with a `setup` and the station's request address, the
+        station's windows are moved to the paths' arm delays, stale paths re-checked by it
+        first (`arm_setup`, without waiting: `take_setups` has the outcome), and its heralds
+        count from the first decided with those windows."""
         state = self.state[station]
+        arms = self.arms.get(station)
         pair = frozenset((a, b))
         for other in self.state.values():
             if other is not state and other.pair & pair:
@@ -250,6 +286,36 @@ class StationFabric:
         state.request, state.path = request, self.topology.path_link(a, b, station)
         state.start = ready_at + (self.settings.guard_s if pair != state.pair else 0.0)
         state.pair = pair
+        if setup is not None and arms is not None:
+            state.first_seq = NOT_SET_UP
+            arms.start(request, a, b, setup, self.settings.guard_s)
+            self._ended(arms)
+
+    def take_setups(self) -> list[SetupResult]:
+        """The set-ups ended since the last call (measured paths, or why one failed)."""
+        self.receive()
+        done, self.setups = self.setups, []
+        return done
+
+    def _ended(self, arms: ArmSetup) -> None:
+        """Each of the station's set-ups that ended: its heralds count from its windows'
+        first seq, or, if it failed, the station stops heralding for the request (only if
+        it still serves that request)."""
+        while arms.ended:
+            result = arms.ended.pop(0)
+            state = self.state[result.station]
+            result.current = state.request == result.request
+            self.counters["paths_measured"] += len(result.measured)
+            if result.first_seq is not None:
+                state.windows_seq = result.first_seq
+                self.counters["windows_moved"] += 1
+            if result.error is not None:
+                self.counters["setups_failed"] += 1
+                if result.current:
+                    self.release(result.station)
+            elif result.current:
+                state.first_seq = state.windows_seq
+            self.setups.append(result)
 
     def release(self, station: str) -> None:
         state = self.state[station]
@@ -281,11 +347,18 @@ class StationFabric:
 
     # -- the wire -------------------------------------------------------------------------
     def sockets(self) -> list[zmq.Socket]:
-        """The SUBs, for the orchestrator's poller (a herald wakes it)."""
-        return list(self.subs)
+        """The SUBs and the arm requests' DEALERs, for the orchestrator's poller (a herald or
+        a station's answer wakes it)."""
+        return [*self.subs, *(arms.socket for arms in self.arms.values())]
 
     def receive(self) -> None:
-        """Take every message waiting on the stations' SUBs."""
+        """Take the stations' answers to arm requests (first: a set-up's end decides which
+        heralds count), then every message waiting on their SUBs."""
+        for arms in self.arms.values():
+            if arms.step is not None:
+                arms.take()
+                arms.expired()
+                self._ended(arms)
         for sub, station in self.subs.items():
             for _ in range(10_000):  # bounded: a flood must not starve the clients
                 try:
@@ -338,6 +411,8 @@ class StationFabric:
                 self.counters["heralds_unassigned"] += 1
             elif at < state.start:
                 self.counters["heralds_before_ready"] += 1
+            elif seq < state.first_seq:
+                self.counters["heralds_before_windows"] += 1
             else:
                 heapq.heappush(self.heap, (at, seq, station, state.epoch))
 
@@ -346,6 +421,7 @@ class StationFabric:
         """Counters, refused frames by field, herald latency (station -> fabric) p50/max."""
         latency = np.asarray(self.latencies)
         return {"counters": dict(self.counters), "refused": dict(self.refused),
+                "arm_answers_refused": sum(a.refused_answers for a in self.arms.values()),
                 "latency_s": ({"p50": float(np.median(latency)),
                                "p99": float(np.percentile(latency, 99)),
                                "max": float(latency.max()), "count": int(latency.size)}
@@ -355,4 +431,6 @@ class StationFabric:
     def close(self) -> None:
         for sub in self.subs:
             sub.close(0)
+        for arms in self.arms.values():
+            arms.close()
         self.context.term()

@@ -33,10 +33,15 @@ from qnetlab.instruments.errors import (
     ConfigError,
     InstrumentRefusedError,
     InstrumentTimeoutError,
-    QnetlabError,
 )
 
-from .fabric import Herald, PairFabric, SimulatedLinkFabric
+from .fabric import (
+    Herald,
+    PairFabric,
+    PathSetup,
+    PathSetupError,
+    SimulatedLinkFabric,
+)
 from .topology import BridgeTopology
 
 if TYPE_CHECKING:  # QCoDeS: only the process that opens a switch imports it
@@ -48,12 +53,10 @@ if TYPE_CHECKING:  # QCoDeS: only the process that opens a switch imports it
 ARMS = ("a", "b")
 
 
-class SwitchPathError(QnetlabError):
+class SwitchPathError(PathSetupError):
     """The switch could not set a station's path up (refused, did not answer, or the map read
     back lacks it). `code` is the ERR code the request gets; the message names the ports,
     what the switch said, and whether the station's arms were cleared."""
-
-    code = "NO_RESOURCES"
 
 
 class SwitchedFabric:
@@ -108,17 +111,33 @@ class SwitchedFabric:
         return set(self.topology.switch_ports.values())
 
     # -- the fabric ---------------------------------------------------------------------------
-    def assign(self, station: str, request: str, a: str, b: str, ready_at: float) -> None:
+    @property
+    def measures(self) -> bool:
+        """Whether the fabric behind the switch re-checks paths (`take_setups`)."""
+        return bool(getattr(self.links, "measures", False))
+
+    def take_setups(self) -> list[Any]:
+        """The fabric behind the switch's ended set-ups (none if it keeps none)."""
+        take = getattr(self.links, "take_setups", None)
+        return [] if take is None else list(take())
+
+    def assign(self, station: str, request: str, a: str, b: str, ready_at: float,
+               setup: PathSetup | None = None) -> None:
         """Set A-B up at `station` through the switch, then herald there from `ready_at` (or
-        from when the switch confirmed the paths, if later). `SwitchPathError` if the switch
-        could not: nothing heralds, the station's arms are cleared."""
+        from when the switch confirmed the paths, if later), with the QNUs in the order of
+        the arms they hold (a pair already connected the other way round stays so).
+        `SwitchPathError` if the switch could not: nothing heralds, the station's arms are
+        cleared."""
         self.links.release(station)  # its old heralds are void whatever happens
         made = self._switch_in(station, request, a, b)
         confirmed = self.clock() if self.clock is not None else ready_at
         self.log({"time": confirmed, "event": "switch", "for_request": request,
                   "station": station, "qnus": [a, b], "made": _pairs(made),
                   "connections": _pairs(self._last_map), "instrument": self.switch.name})
-        self.links.assign(station, request, a, b, max(ready_at, confirmed))
+        if self._last_map.get(self.topology.switch_ports[b]) == \
+                self.topology.switch_ports[f"{station}/a"]:
+            a, b = b, a
+        self.links.assign(station, request, a, b, max(ready_at, confirmed), setup)
 
     def release(self, station: str) -> None:
         """Stop heralding; the connection stays for reuse (the scheduler's policy)."""

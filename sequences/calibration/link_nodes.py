@@ -144,6 +144,20 @@ def arrival_offsets(timestamps: NDArray[np.int64], channels: NDArray[np.integer[
     return offsets[keep], int(syncs.size), int(clicks.size)
 
 
+def arrival_search_range(nominal: float, others: Iterable[float], window: float,
+                         round_period: float, wanted: float | None = None) -> float:
+    """s each side of an arm's `nominal` arrival (s after the sync) to search for its peak:
+    `wanted`, or generous (5 % of the light time, 50 ns at least), but never more than half
+    a round (the sync clock is periodic: a wider search would see the next round's peak),
+    and, when another arm's photons arrive well apart (`others`: their nominal arrivals,
+    more than 4 `window`s away) but within reach, only halfway to them, so the fit cannot
+    take their peak for this arm's."""
+    reach = max(50e-9, 0.05 * nominal) if wanted is None else wanted
+    apart = [abs(other - nominal) / 2 for other in others
+             if abs(other - nominal) > 4 * window]
+    return min(reach, 0.5 * round_period, *apart)
+
+
 def fit_arrival(offsets: NDArray[np.int64], syncs: int, clicks: int, *, sync_input: int,
                 detector_input: int, nominal_ps: int, half_range_ps: int, bin_ps: int = 10,
                 peak_window_ps: int = 1000) -> PeakFit | Verdict:
@@ -194,16 +208,10 @@ class ArmDelayCalibration(CalibrationNode):
         the unchanged arm was recalibrated too."""
         self.nominal = config.nodes[node].fibre_length_km * FIBRE_DELAY_S_PER_KM
         """s: where the search looks (the spool's labelled length)."""
-        round_period = config.link.round_period
-        # Generous (5 % of the light time, 50 ns at least) but never more than half a round:
-        # the sync clock is periodic, so a wider search would see the next round's peak.
-        wanted = max(50e-9, 0.05 * self.nominal) if search_range is None else search_range
-        # Another arm's photons well apart (more than a few windows) but within reach: stop
-        # halfway to them, so the fit cannot take their peak for ours.
-        apart = [abs(config.nodes[n].fibre_length_km * FIBRE_DELAY_S_PER_KM - self.nominal)
-                 for n in config.link.nodes if n != node]
-        apart = [a / 2 for a in apart if a > 4 * config.link.detection_window]
-        self.search_range = min(wanted, 0.5 * round_period, *apart)
+        self.search_range = arrival_search_range(
+            self.nominal, [config.nodes[n].fibre_length_km * FIBRE_DELAY_S_PER_KM
+                           for n in config.link.nodes if n != node],
+            config.link.detection_window, config.link.round_period, search_range)
         self.bin_width = bin_width
         self.detection_window = config.link.detection_window
         self.max_acceptance_loss = max_acceptance_loss
