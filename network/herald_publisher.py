@@ -245,6 +245,10 @@ class HeraldPublisher:
         first: every step before it is the heralds' latency."""
         records = block.heralds
         block_ps = (block.arrived_ns - self.settings.epoch_ns) * 1000
+        if block.replies:  # first: they say from which of these heralds the windows hold
+            for identity, frame in block.replies:
+                self.router.send_multipart([identity, frame])
+            self.counters["arm_replies"] += len(block.replies)
         if len(records):
             if not self._touch_heralds:
                 self._send(records, block_ps)
@@ -255,10 +259,6 @@ class HeraldPublisher:
             if self.logged_heralds < _MAX_LOG_ROWS:
                 self.heralds.append(records)
                 self.logged_heralds += len(records)
-        if block.replies:
-            for identity, frame in block.replies:
-                self.router.send_multipart([identity, frame])
-            self.counters["arm_replies"] += len(block.replies)
         self.last_block_ps = block_ps
         self.attempts_total += block.attempts
         self.stats_attempts += block.attempts

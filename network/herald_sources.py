@@ -70,7 +70,7 @@ class HeraldBlock:
     """monotonic ns when the tag block reached the station (the latency's origin)."""
     replies: list[tuple[bytes, bytes]] | None = None
     """Answers to arm requests carried out before this block (`station_arms`): (ROUTER
-    identity, frame), sent after the block's heralds."""
+    identity, frame), sent before the block's heralds."""
 
 
 class HeraldSource(Protocol):
