@@ -16,7 +16,7 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ Reply = tuple[bytes, bytes]
 MAX_ROUNDS_OPEN = 100
 """Rounds an arm's windows may end after their sync at most (a 2 km arm is ~1 at 100 kHz):
 beyond, the engine would hold that many rounds open for every one decided."""
+
+RESAMPLES = 20
+"""Bootstrap resamples of a measurement's clicks for its error (each a fit: ~6 ms)."""
 
 MAX_MEASURED_TAGS = 20_000_000
 """Tags a measurement keeps at most (320 MB): a longer one is fitted on what it has."""
@@ -169,13 +172,9 @@ def measure_arrivals(request: MeasureArrivals, parts: list[tuple[np.ndarray, np.
                      windows: HeraldWindows, round_ps: int, link_id: int) -> ArrivalsMeasured:
     """Each requested arm's arrival (ps after the sync) from the recorded tags: the peak
     nearest its nominal delay of both detectors' clicks (`link_nodes.fit_arrival`, searched
-    as the single link's arm-delay calibration searches)."""
-    from qnetlab.sequences.analysis import Verdict
-    from qnetlab.sequences.calibration.link_nodes import (
-        arrival_offsets,
-        arrival_search_range,
-        fit_arrival,
-    )
+    as the single link's arm-delay calibration searches), its error the larger of the fit's
+    and the scatter of the fit over `RESAMPLES` bootstrap resamples of the clicks."""
+    from qnetlab.sequences.calibration.link_nodes import arrival_offsets, arrival_search_range
 
     ts = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     ch = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
@@ -190,6 +189,7 @@ def measure_arrivals(request: MeasureArrivals, parts: list[tuple[np.ndarray, np.
 
     if syncs == 0:
         return answer(ArmStatus.NO_SYNC)
+    searched: tuple[int, int] | None = None
     for arm in (1, 2):
         if not request.arms & arm:
             continue
@@ -203,10 +203,35 @@ def measure_arrivals(request: MeasureArrivals, parts: list[tuple[np.ndarray, np.
         offsets = np.concatenate([arrival_offsets(ts, ch, windows.sync_channel, detector,
                                                   nominal[arm], half_ps)[0]
                                   for detector in windows.detector_channels])
-        fit = fit_arrival(offsets, syncs, clicks, sync_input=windows.sync_channel,
-                          detector_input=windows.detector_channels[0],
-                          nominal_ps=nominal[arm], half_range_ps=half_ps)
-        if isinstance(fit, Verdict):
+        found = _arrival(offsets, syncs, clicks, windows, nominal[arm], half_ps,
+                         seed=request.seq) if (nominal[arm], half_ps) != searched else result[1]
+        searched = (nominal[arm], half_ps)  # arm b searched as arm a: its answer too
+        if found is None:
             return answer(ArmStatus.NO_PEAK, arm)
-        result[arm] = (max(round(fit.delay_ps), 0), max(round(fit.delay_stderr_ps), 1))
+        result[arm] = found
     return answer(ArmStatus.DONE)
+
+
+def _arrival(offsets: np.ndarray, syncs: int, clicks: int, windows: HeraldWindows,
+             nominal_ps: int, half_ps: int, seed: int) -> tuple[int, int] | None:
+    """(arrival ps, its error ps) of the peak in `offsets`, or None without one. The fit's
+    own error assumes a Gaussian peak; the photon's is an exponential edge, and that error
+    came out 2-5 times smaller than the scatter of repeated re-checks: the error is the
+    larger of it and the fit's scatter over `RESAMPLES` bootstrap resamples of the clicks
+    (docs/bridge.md#per-path-calibrations)."""
+    from qnetlab.sequences.analysis import Verdict
+    from qnetlab.sequences.calibration.link_nodes import fit_arrival
+
+    def fit(sample: np.ndarray) -> Any:
+        return fit_arrival(sample, syncs, clicks, sync_input=windows.sync_channel,
+                           detector_input=windows.detector_channels[0],
+                           nominal_ps=nominal_ps, half_range_ps=half_ps)
+
+    found = fit(offsets)
+    if isinstance(found, Verdict):
+        return None
+    rng = np.random.default_rng(seed)
+    again = [fit(rng.choice(offsets, offsets.size)) for _ in range(RESAMPLES)]
+    delays = [f.delay_ps for f in again if not isinstance(f, Verdict)]
+    spread = float(np.std(delays, ddof=1)) if len(delays) > 1 else 0.0
+    return max(round(found.delay_ps), 0), max(round(max(found.delay_stderr_ps, spread)), 1)

@@ -166,6 +166,36 @@ def test_a_measurement_without_syncs_or_photons_says_which() -> None:
     assert (no_peak.status, no_peak.arm, no_peak.clicks) == (ArmStatus.NO_PEAK, 2, 200)
 
 
+@pytest.mark.slow
+def test_a_rechecks_error_covers_the_scatter_of_repeated_rechecks(tmp_path: Path) -> None:
+    """The error a re-check reports is the one its value has: 20 re-checks of 0.2 s each
+    (consecutive stretches of one recording) against the arrival fitted over all 4 s (its
+    error ~0.2 ns, against ~1.5 ns for one re-check). With honest errors ~95 % lie within
+    2 sigma (90 %, allowing for the fit's small-sample bias of ~half a sigma): at least 15
+    of 20 then fail with chance P(X <= 14 | 20, 0.9) = 1.1 %. The fit's own error (2-5
+    times too small) put ~37 % outside: 15 of 20 passed with chance 11 %."""
+    config, world = bridge_world(tmp_path, stations=("st0",))
+    switch_now(world, ":OXC:SWITch:CONNect:ADD (@1,2),(@17,18)")
+    windows = station_windows(config, "st0")
+    nominal = windows.offsets_ps[0][0]
+    stretch = 200_000_000_000  # ps: 0.2 s
+    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(20)]
+    for block in _blocks(world, "st0", 4.0):
+        k = min(int(block.timestamps[0]) // stretch, 19)
+        parts[k].append((block.timestamps, block.channels))
+
+    def recheck(pieces: list[tuple[np.ndarray, np.ndarray]], seq: int) -> ArrivalsMeasured:
+        request = MeasureArrivals(LINK, seq, 200_000, 1, nominal, nominal)
+        return measure_arrivals(request, pieces, windows, windows.round_period_ps, LINK)
+
+    reference = recheck([p for stretch_parts in parts for p in stretch_parts], 0)
+    assert reference.status == ArmStatus.DONE and reference.arm_a_error_ps < 500
+    found = [recheck(pieces, seq) for seq, pieces in enumerate(parts, start=1)]
+    assert all(m.status == ArmStatus.DONE for m in found)
+    pulls = [abs(m.arm_a_ps - reference.arm_a_ps) / m.arm_a_error_ps for m in found]
+    assert sum(p <= 2.0 for p in pulls) >= 15, sorted(pulls)
+
+
 def _config() -> Any:
     from qnetlab.network.bridge import load_bridge_config
 
