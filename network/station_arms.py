@@ -42,8 +42,9 @@ MAX_ROUNDS_OPEN = 100
 """Rounds an arm's windows may end after their sync at most (a 2 km arm is ~1 at 100 kHz):
 beyond, the engine would hold that many rounds open for every one decided."""
 
-RESAMPLES = 20
-"""Bootstrap resamples of a measurement's clicks for its error (each a fit: ~6 ms)."""
+RESAMPLES = 10
+"""Bootstrap resamples of a measurement's clicks for its error: each a fit, 5 ms on a quiet
+host, 15 ms in a station beside the simulated world; the error's own uncertainty ~25 %."""
 
 MAX_MEASURED_TAGS = 20_000_000
 """Tags a measurement keeps at most (320 MB): a longer one is fitted on what it has."""
@@ -95,6 +96,9 @@ class StationArms:
         self.counters: dict[str, int] = {"arm_delays_set": 0, "arrivals_measured": 0,
                                          "arm_requests_refused": 0}
         self._measuring: _Measurement | None = None
+        # The fit's modules (scipy among them) now, while the station opens its lab: on the
+        # first re-check they took ~1 s, which the path's set-up waited for.
+        import qnetlab.sequences.calibration.link_nodes  # noqa: F401
 
     @property
     def busy(self) -> bool:
