@@ -32,22 +32,24 @@ from typing import Any
 import numpy as np
 import zmq
 
+from .arm_messages import (
+    ArmDelaysSet,
+    ArmStatus,
+    ArrivalsMeasured,
+    MeasureArrivals,
+    SetArmDelays,
+)
 from .herald_sources import HeraldBlock, HeraldSource, HeraldSourceFactory, station_now_ps
 from .messages import (
     HERALD_DTYPE,
     MAX_HERALDS_PER_FRAME,
     STATION_SENDER_ID,
-    ArmDelaysSet,
-    ArmStatus,
-    ArrivalsMeasured,
     AttemptStats,
     ClockReply,
     ClockRequest,
     Decoder,
     Heartbeat,
-    MeasureArrivals,
     ResendRequest,
-    SetArmDelays,
     encode_heralds,
     incarnation_seq,
     new_incarnation,

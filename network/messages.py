@@ -7,7 +7,9 @@ range (defined once here) are checked, and a bad frame raises `MalformedMessage`
 `Decoder` counts and drops, so a process fed garbage keeps running.
 
 Layouts, ranges and the link-layer messages (after Dahlberg et al. 2019):
-docs/link.md#messages-and-wire-format.
+docs/link.md#messages-and-wire-format. What every frame shares (version, type, the
+fixed-layout base) is in `network._wire`; a bridge orchestrator's requests to a station's
+arms in `network.arm_messages`; `decode` reads them all.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 import zmq
 
-VERSION = 1
-"""Protocol version: the first byte of every frame."""
+from ._wire import MAX_SEQ, VERSION, MalformedMessage, MsgType, _Fixed
+from .arm_messages import (
+    ArmDelaysSet,
+    ArrivalsMeasured,
+    MeasureArrivals,
+    SetArmDelays,
+)
 
 NO_SEQ = 2**64 - 1
 """The seq of an ERR that concerns a whole request rather than one pair (e.g. TIMEOUT)."""
-
-MAX_SEQ = 2**62 - 1
-"""Highest legal herald seq (146 years of heralds at 1 GHz). Seqs are handled as int64; this
-bound leaves room for one past it and for differences of two seqs, so no arithmetic on a
-legal seq can wrap."""
 
 MAX_STATION_TIME_PS = 2**62
 """Station times (ps, herald timestamps and a clock reply's times) lie within +-this (53 days
@@ -53,33 +55,6 @@ MAX_INCARNATION = 2**31 - 1
 """Incarnations are wall-clock ms at start, 31 bits
 (`network.heralding_station.new_incarnation`)."""
 
-MAX_ARM_DELAY_PS = 10**9
-"""Latest arm delay (ps after the round's sync tag) an arm request may name: 1 ms, far beyond
-any round period a station runs."""
-
-MAX_MEASURE_US = 10_000_000
-"""Longest arrival measurement (us) a station is asked for: 10 s."""
-
-
-class MsgType(IntEnum):
-    """The second byte of every frame."""
-
-    HERALDS = 1
-    ATTEMPT_STATS = 2
-    CREATE = 3
-    ACK = 4
-    OK = 5
-    ERR = 6
-    HEARTBEAT = 7
-    CLOCK_REQUEST = 8
-    CLOCK_REPLY = 9
-    RESEND_REQUEST = 10
-    OK_BATCH = 11
-    ERR_BATCH = 12
-    SET_ARM_DELAYS = 13
-    ARM_DELAYS_SET = 14
-    MEASURE_ARRIVALS = 15
-    ARRIVALS_MEASURED = 16
 
 
 class ErrCode(IntEnum):
@@ -94,16 +69,6 @@ class ErrCode(IntEnum):
     """The two nodes of the link did not both hold the pair."""
     LOST = 6
     """The herald never reached the node (not even by a resend)."""
-
-
-class MalformedMessage(ValueError):
-    """A frame that is not a valid message. `.reason` is one short word group, used as a
-    counter key: "not bytes", "truncated", "wrong version", "unknown type", "bad length",
-    "bad count", "bad value"."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"malformed message ({reason}){': ' + detail if detail else ''}")
-        self.reason = reason
 
 
 HERALD_DTYPE = np.dtype([("link", "<u2"), ("seq", "<u8"), ("attempt_id", "<u8"),
@@ -168,27 +133,6 @@ class Heralds:
 
     def encode(self) -> bytes:
         return encode_heralds(self.records)
-
-
-class _Fixed:
-    """Shared encode/decode of the fixed-layout messages (one `struct.Struct` each)."""
-
-    TYPE: ClassVar[MsgType]
-    _STRUCT: ClassVar[struct.Struct]
-
-    def encode(self) -> bytes:
-        try:
-            return self._STRUCT.pack(VERSION, self.TYPE, *self._fields())
-        except struct.error as err:
-            raise ValueError(f"{type(self).__name__} field out of range for its wire layout "
-                             f"({self._STRUCT.format}): {err}; see network/messages.py") from None
-
-    def _fields(self) -> tuple[int | float, ...]:
-        return tuple(self.__dict__.values())
-
-    def _check(self) -> str:
-        """Why decoded values are inconsistent, or "" when they are fine."""
-        return ""
 
 
 def _fidelity_ok(value: float) -> bool:
@@ -372,122 +316,6 @@ class ResendRequest(_Fixed):
         if self.last_seq - self.first_seq >= MAX_RESEND_RANGE:
             return f"more than MAX_RESEND_RANGE ({MAX_RESEND_RANGE}) seqs"
         return ""
-
-class ArmStatus(IntEnum):
-    """A station's answer to an arm request (`ArmDelaysSet`, `ArrivalsMeasured`)."""
-
-    DONE = 0
-    UNSUPPORTED = 1
-    """Its herald source has no arms to set (a test signal, not a tagger)."""
-    REFUSED = 2
-    """The values do not fit its windows (a window past the round, or its start before the
-    sync where the station's were after it)."""
-    NO_SYNC = 3
-    """No sync tag in the measurement: the attempt clock is not reaching the tagger."""
-    NO_PEAK = 4
-    """No arrival peak near the nominal delay of the arm `ArrivalsMeasured.arm` names."""
-
-
-def _arm_delay_problem(*delays_ps: int) -> str:
-    if any(not 0 <= d <= MAX_ARM_DELAY_PS for d in delays_ps):
-        return f"arm delay outside 0..MAX_ARM_DELAY_PS ({MAX_ARM_DELAY_PS} ps)"
-    return ""
-
-
-@dataclass(frozen=True)
-class SetArmDelays(_Fixed):
-    """Orchestrator -> station: centre each arm's herald windows, on every detector, at its
-    delay (ps after the round's sync tag): the stored arm delays of the paths the switch has
-    just joined to arms a and b. Answered by `ArmDelaysSet` with the same `seq`."""
-
-    link: int
-    seq: int
-    arm_a_ps: int
-    arm_b_ps: int
-    TYPE: ClassVar[MsgType] = MsgType.SET_ARM_DELAYS
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQqq")
-
-    def _check(self) -> str:
-        return _arm_delay_problem(self.arm_a_ps, self.arm_b_ps)
-
-
-@dataclass(frozen=True)
-class ArmDelaysSet(_Fixed):
-    """Station -> orchestrator: the answer to `SetArmDelays` `seq`. With `status` DONE, every
-    herald from `first_seq` on was decided with the new windows (the ones before may not
-    have been)."""
-
-    link: int
-    seq: int
-    status: int
-    first_seq: int
-    TYPE: ClassVar[MsgType] = MsgType.ARM_DELAYS_SET
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQBQ")
-
-    def _check(self) -> str:
-        if self.status not in _ARM_STATUSES:
-            return f"status {self.status} is no ArmStatus"
-        if self.first_seq > MAX_SEQ + 1:
-            return f"first_seq beyond MAX_SEQ + 1 ({MAX_SEQ + 1})"
-        return ""
-
-
-@dataclass(frozen=True)
-class MeasureArrivals(_Fixed):
-    """Orchestrator -> station: measure where the photons of arm a and/or b (`arms`: bit 0
-    a, bit 1 b) arrive after the sync, over `duration_us` of the tag stream with the detector
-    inputs ungated, searching near each arm's nominal delay (ps): the re-check of a stale
-    path. Answered by `ArrivalsMeasured` with the same `seq`."""
-
-    link: int
-    seq: int
-    duration_us: int
-    arms: int
-    nominal_a_ps: int
-    nominal_b_ps: int
-    TYPE: ClassVar[MsgType] = MsgType.MEASURE_ARRIVALS
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQIBqq")
-
-    def _check(self) -> str:
-        if not 1 <= self.duration_us <= MAX_MEASURE_US:
-            return f"duration_us outside 1..MAX_MEASURE_US ({MAX_MEASURE_US})"
-        if self.arms not in (1, 2, 3):
-            return f"arms {self.arms} (1: a, 2: b, 3: both)"
-        return _arm_delay_problem(self.nominal_a_ps, self.nominal_b_ps)
-
-
-@dataclass(frozen=True)
-class ArrivalsMeasured(_Fixed):
-    """Station -> orchestrator: the answer to `MeasureArrivals` `seq`: each measured arm's
-    arrival (ps after the sync, both detectors' fitted peaks combined) and its standard
-    error; 0 for an arm not measured. `arm` names the arm a NO_PEAK is about (1 a, 2 b; 0
-    otherwise); `clicks` and `syncs` are the detector and sync tags recorded."""
-
-    link: int
-    seq: int
-    status: int
-    arm: int
-    arm_a_ps: int
-    arm_a_error_ps: int
-    arm_b_ps: int
-    arm_b_error_ps: int
-    clicks: int
-    syncs: int
-    TYPE: ClassVar[MsgType] = MsgType.ARRIVALS_MEASURED
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBHQBBqqqqQQ")
-
-    def _check(self) -> str:
-        if self.status not in _ARM_STATUSES:
-            return f"status {self.status} is no ArmStatus"
-        if self.arm not in (0, 1, 2):
-            return f"arm {self.arm} (0: none, 1: a, 2: b)"
-        if min(self.arm_a_error_ps, self.arm_b_error_ps) < 0:
-            return "a negative standard error"
-        return _arm_delay_problem(self.arm_a_ps, self.arm_b_ps)
-
-
-_ARM_STATUSES = frozenset(int(s) for s in ArmStatus)
-
 
 _OK_BATCH_HEADER = struct.Struct("<BBIHdqI")
 """version, type, create_id, link, goodness, goodness_time_ps, count; then count x seq u64."""

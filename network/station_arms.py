@@ -22,7 +22,7 @@ import numpy as np
 
 from qnetlab.instruments.errors import ConfigError
 
-from .messages import (
+from .arm_messages import (
     ArmDelaysSet,
     ArmStatus,
     ArrivalsMeasured,

@@ -24,6 +24,13 @@ import zmq
 
 from qnetlab.bridge_stations import station_windows
 from qnetlab.instruments.tag_blocks import TagBlock
+from qnetlab.network.arm_messages import (
+    ArmDelaysSet,
+    ArmStatus,
+    ArrivalsMeasured,
+    MeasureArrivals,
+    SetArmDelays,
+)
 from qnetlab.network.bridge.arm_setup import ArmSetup
 from qnetlab.network.bridge.fabric import PathSetup
 from qnetlab.network.herald_engine import HeraldEngine
@@ -34,11 +41,6 @@ from qnetlab.network.keys import (
 )
 from qnetlab.network.link_model import FIBRE_DELAY_S_PER_KM
 from qnetlab.network.messages import (
-    ArmDelaysSet,
-    ArmStatus,
-    ArrivalsMeasured,
-    MeasureArrivals,
-    SetArmDelays,
     decode,
 )
 from qnetlab.network.station_arms import StationArms, measure_arrivals

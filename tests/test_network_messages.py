@@ -10,12 +10,19 @@ import struct
 import numpy as np
 import pytest
 
+from qnetlab.network.arm_messages import (
+    MAX_ARM_DELAY_PS,
+    MAX_MEASURE_US,
+    ArmDelaysSet,
+    ArmStatus,
+    ArrivalsMeasured,
+    MeasureArrivals,
+    SetArmDelays,
+)
 from qnetlab.network.messages import (
     HERALD_DTYPE,
-    MAX_ARM_DELAY_PS,
     MAX_HERALDS_PER_FRAME,
     MAX_INCARNATION,
-    MAX_MEASURE_US,
     MAX_PAIRS_PER_CREATE,
     MAX_RESEND_RANGE,
     MAX_SEQ,
@@ -24,9 +31,6 @@ from qnetlab.network.messages import (
     NO_SEQ,
     VERSION,
     Ack,
-    ArmDelaysSet,
-    ArmStatus,
-    ArrivalsMeasured,
     AttemptStats,
     ClockReply,
     ClockRequest,
@@ -38,12 +42,10 @@ from qnetlab.network.messages import (
     Heartbeat,
     Heralds,
     MalformedMessage,
-    MeasureArrivals,
     MsgType,
     Ok,
     OkBatch,
     ResendRequest,
-    SetArmDelays,
     decode,
     encode_herald,
     encode_heralds,

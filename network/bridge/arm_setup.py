@@ -27,14 +27,16 @@ from pathlib import Path
 
 import zmq
 
-from ..keys import make_curve_client
-from ..messages import (
+from ..arm_messages import (
     ArmDelaysSet,
     ArmStatus,
     ArrivalsMeasured,
-    MalformedMessage,
     MeasureArrivals,
     SetArmDelays,
+)
+from ..keys import make_curve_client
+from ..messages import (
+    MalformedMessage,
     decode,
     limit_frame_size,
 )
