@@ -14,6 +14,7 @@ path's stored values, and a stale path is re-checked before it is used").
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ from qnetlab.network.arm_messages import (
 )
 from qnetlab.network.bridge.arm_setup import ArmSetup
 from qnetlab.network.bridge.fabric import PathSetup
+from qnetlab.network.bridge.station_fabric import (
+    StationFabric,
+    StationFabricSettings,
+    StationLink,
+)
 from qnetlab.network.herald_engine import HeraldEngine
 from qnetlab.network.keys import (
     generate_lab_keys,
@@ -40,9 +46,7 @@ from qnetlab.network.keys import (
     start_authenticator,
 )
 from qnetlab.network.link_model import FIBRE_DELAY_S_PER_KM
-from qnetlab.network.messages import (
-    decode,
-)
+from qnetlab.network.messages import decode, encode_heralds, make_heralds
 from qnetlab.network.station_arms import StationArms, measure_arrivals
 
 from bridge_lab import bridge_world, switch_now
@@ -212,15 +216,16 @@ class _Station:
     talking to it."""
 
     def __init__(self, key_dir: Path) -> None:
-        generate_lab_keys(key_dir, ["st0", "orchestrator"])
+        generate_lab_keys(key_dir, ["st0", "st1", "bridge_orchestrator"])
         self.context = zmq.Context()
         self.auth = start_authenticator(self.context, key_dir)
         self.router = self.context.socket(zmq.ROUTER)
         self.router.linger = 0
         make_curve_server(self.router, key_dir, "st0")
         port = self.router.bind_to_random_port("tcp://127.0.0.1")
-        self.setup = ArmSetup(self.context, key_dir, "orchestrator", "st0",
-                              f"tcp://127.0.0.1:{port}", LINK)
+        self.address = f"tcp://127.0.0.1:{port}"
+        self.setup = ArmSetup(self.context, key_dir, "bridge_orchestrator", "st0",
+                              self.address, LINK)
         self.identity = b""
 
     def asked(self) -> Any:
@@ -341,5 +346,63 @@ def test_a_silent_station_fails_its_setup_at_the_deadline_and_a_new_one_replaces
     assert replaced.request == "app/2" and "replaced by one for app/3" in str(replaced.error)
     # the late answer to the first set-up counts for nothing
     station.answer(ArmDelaysSet(LINK, first.seq, ArmStatus.DONE, 3).encode())
-    station.setup.take()
+    station.takes(lambda: station.setup.refused_answers == 1)
     assert station.setup.step is not None and station.setup.step.request == "app/3"
+    # nor one that comes when no set-up is under way: it is read (left unread, it would
+    # wake the orchestrator's poll loop on every turn)
+    station.setup.expired(station.setup.step.deadline)
+    assert station.setup.step is None
+    station.answer(ArmDelaysSet(LINK, first.seq, ArmStatus.DONE, 3).encode())
+    station.takes(lambda: station.setup.refused_answers == 2)
+    assert not station.setup.socket.poll(0)
+
+
+def test_the_fabric_counts_a_stations_heralds_from_its_new_windows_and_reads_every_answer(
+        station: _Station, tmp_path: Path) -> None:
+    """`StationFabric` with a station's request address: the ASSIGN sets its windows up; no
+    herald counts until the answer names the first seq decided with them, and only from that
+    seq; an answer that comes when nothing waits for it is read and counted, never left to
+    wake the orchestrator's poll loop."""
+    topology = _config().topology()
+    epoch_ns = time.monotonic_ns()
+    links = (StationLink("st0", "tcp://127.0.0.1:1", LINK, epoch_ns, station.address),
+             StationLink("st1", "tcp://127.0.0.1:2", LINK + 1, epoch_ns))
+    fabric = StationFabric(topology, StationFabricSettings(links, tmp_path / "keys"),
+                           lambda: 5.0)
+
+    def herald(seq: int) -> list[bytes]:
+        now_ps = (time.monotonic_ns() - epoch_ns) * 1000
+        return [encode_heralds(make_heralds(LINK, seq, seq, 1, now_ps))]
+
+    try:
+        assert fabric.measures and station.setup is not None
+        fabric.assign("st0", "app/r1", "qnu0", "qnu1", ready_at=4.0, setup=PathSetup(STORED))
+        asked = station.asked()
+        assert isinstance(asked, SetArmDelays) and asked.arm_a_ps == 548_800
+        fabric.take("st0", herald(0))  # the answer has not come: decided with which windows?
+        station.answer(ArmDelaysSet(LINK, asked.seq, ArmStatus.DONE, 2).encode())
+        results = []
+        for _ in range(200):
+            results += fabric.take_setups()
+            if results:
+                break
+            time.sleep(0.01)
+        (result,) = results
+        assert (result.request, result.first_seq, result.error) == ("app/r1", 2, None)
+        fabric.take("st0", herald(1))  # decided before the windows moved
+        fabric.take("st0", herald(2))
+        popped = fabric.pop(5.0)
+        assert popped is not None and popped.request == "app/r1"
+        assert fabric.counters["heralds_before_windows"] == 2
+        assert fabric.counters["windows_moved"] == 1
+        # a stray answer with no set-up under way: read and counted
+        station.answer(ArmDelaysSet(LINK, asked.seq, ArmStatus.DONE, 9).encode())
+        arms = fabric.arms["st0"]
+        for _ in range(200):
+            fabric.receive()
+            if arms.refused_answers:
+                break
+            time.sleep(0.01)
+        assert arms.refused_answers == 1 and not arms.socket.poll(0)
+    finally:
+        fabric.close()

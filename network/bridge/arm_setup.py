@@ -46,6 +46,8 @@ REPLY_TIMEOUT_S = 2.0
 """s a station has to answer an arm request, beyond a measurement's own length: it answers
 with the first tag block after carrying it out (a block every ~ms), unless its reader is
 stuck."""
+MAX_TAKEN = 1000
+"""Frames `ArmSetup.take` reads at most per call."""
 MAX_MEASURED_OFF_S = 1e-6
 """s a measured arrival may lie from the path's stored one (a station's search reaches at most
 half a round): beyond, the answer is refused as garbage."""
@@ -132,8 +134,9 @@ class ArmSetup:
             self._set_windows()
 
     def take(self) -> None:
-        """Handle every answer waiting on the socket."""
-        while True:
+        """Handle the answers waiting on the socket (at most `MAX_TAKEN` a call: a flood
+        must not starve the orchestrator's other sockets)."""
+        for _ in range(MAX_TAKEN):
             try:
                 frame = self.socket.recv(zmq.NOBLOCK)
             except zmq.Again:

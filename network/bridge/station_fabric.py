@@ -355,10 +355,9 @@ class StationFabric:
         """Take the stations' answers to arm requests (first: a set-up's end decides which
         heralds count), then every message waiting on their SUBs."""
         for arms in self.arms.values():
-            if arms.step is not None:
-                arms.take()
-                arms.expired()
-                self._ended(arms)
+            arms.take()  # always: a late answer left unread would wake the poll loop forever
+            arms.expired()
+            self._ended(arms)
         for sub, station in self.subs.items():
             for _ in range(10_000):  # bounded: a flood must not starve the clients
                 try:
