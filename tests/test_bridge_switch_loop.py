@@ -25,8 +25,15 @@ from qnetlab.instruments.errors import ConfigError
 from qnetlab.instruments.station import load_station
 from qnetlab.network import ProcessGroup
 from qnetlab.network.bridge import Scheduler, load_bridge_config
+from qnetlab.network.bridge.arm_setup import SetupResult
 from qnetlab.network.bridge.client import BridgeClient
 from qnetlab.network.bridge.engine import BridgeEngine
+from qnetlab.network.bridge.fabric import (
+    ArmMeasurement,
+    PathSetup,
+    PathSetupError,
+    SimulatedLinkFabric,
+)
 from qnetlab.network.bridge.path_calibration import PathCalibrations, path_node, path_value
 from qnetlab.network.bridge.service import BridgeServiceSettings, run_bridge_orchestrator
 from qnetlab.network.bridge.switch_loop import SwitchedFabric, orchestrator_fabric
@@ -357,6 +364,94 @@ def test_a_path_the_switch_could_not_make_is_not_recorded_as_rechecked(sim_instr
     assert _refused(engine, "r1").code == "NO_RESOURCES"
     assert not [e for q in ("qnu0", "qnu1") for s in TOPOLOGY.stations
                 for e in cal.store.events(path_node(q, s)) if e.operation == "recheck"]
+
+
+class _MeasuringFabric(SimulatedLinkFabric):
+    """The link model's heralds, and a station's set-ups as the test ends them (what
+    `StationFabric` reports through `take_setups`)."""
+
+    measures = True
+
+    def __init__(self, topology: Any) -> None:
+        super().__init__(topology, 1)
+        self.asked: list[tuple[str, str, str, str, PathSetup | None]] = []
+        self.ended: list[SetupResult] = []
+
+    def assign(self, station: str, request: str, a: str, b: str, ready_at: float,
+               setup: PathSetup | None = None) -> None:
+        super().assign(station, request, a, b, ready_at, setup)
+        self.asked.append((station, request, a, b, setup))
+
+    def take_setups(self) -> list[SetupResult]:
+        done, self.ended = self.ended, []
+        return done
+
+
+def _stale_qnu0(tmp_path: Path) -> tuple[PathCalibrations, Any]:
+    cal = _store(tmp_path)
+    cal.seed()
+    for station in TOPOLOGY.stations:
+        _commit(cal, "qnu0", station, 6.1e-7, T0 - 1.5 * CONFIG.calibration_lifetime)
+    return cal, cal.anchored(TOPOLOGY)
+
+
+def test_a_measured_recheck_is_committed_and_the_scheduler_plans_with_what_it_cost(tmp_path):
+    """With a fabric that measures (station processes), the ASSIGN hands it the stored arm
+    delays and the stale path; when the set-up ends, the measured arm delay is committed as
+    the path's calibration with its error, the re-check logged as measured, and the
+    scheduler plans the next re-check at what this one took."""
+    cal, topology = _stale_qnu0(tmp_path)
+    fabric = _MeasuringFabric(topology)
+    log: list[dict[str, Any]] = []
+    scheduler = Scheduler(topology)
+    engine = BridgeEngine(topology, scheduler, fabric, 1, log.append, calibrations=cal)
+    _ask(engine, "r1", "qnu0", "qnu1", 0.0)
+    ((station, request, _, _, setup),) = fabric.asked
+    assert setup is not None and setup.recheck == {"qnu0"}
+    assert setup.arm_delays == {"qnu0": 6.1e-7, "qnu1": CONFIG.arm_delay("qnu1", station)}
+    assert setup.recheck_time == CONFIG.recheck_time
+    assert not [r for r in log if r.get("event") == "recheck"]  # not until it is measured
+    fabric.ended.append(SetupResult(station, request, {"qnu0": ArmMeasurement(
+        6.13e-7, 4e-10, "measured by the test")}, first_seq=3))
+    engine.advance(0.55)
+    (recheck,) = [r for r in log if r.get("event") == "recheck"]
+    assert recheck["measured"] is True and recheck["arm_delay"] == 6.13e-7
+    assert recheck["stored_before"] == 6.1e-7 and recheck["error"] == 4e-10
+    record = cal.record("qnu0", station)
+    assert record.arm_delay == 6.13e-7 and record.checked == pytest.approx(T0 + 0.55)
+    (stored,) = [e for e in cal.store.events(path_node("qnu0", station))
+                 if "measured by the test" in e.detail]
+    assert stored.operation == "calibrate" and stored.outcome == "good"
+    (cost,) = [r for r in log if r.get("event") == "recheck_cost"]
+    assert cost["took"] == pytest.approx(0.55) and cost["paths"] == 1
+    assert cost["planned"] == CONFIG.recheck_time
+    assert scheduler.topology.recheck_time == pytest.approx(0.55)
+    assert scheduler.switch.topology.recheck_time == pytest.approx(0.55)
+    engine.advance(LONG)
+    assert [d.request_id for d in _replies(engine, Delivered)] == ["r1"]
+
+
+def test_a_failed_setup_is_the_requests_err_and_keeps_what_was_measured(tmp_path):
+    """The set-up ends failed after measuring (the windows could not be set): the request
+    gets ERR NO_RESOURCES with the station's reason, the measurement is still committed, and
+    no unmeasured re-check is recorded as done."""
+    cal, topology = _stale_qnu0(tmp_path)
+    fabric = _MeasuringFabric(topology)
+    log: list[dict[str, Any]] = []
+    engine = BridgeEngine(topology, Scheduler(topology), fabric, 1, log.append,
+                          calibrations=cal)
+    _ask(engine, "r1", "qnu0", "qnu1", 0.0)
+    ((station, request, *_),) = fabric.asked
+    fabric.ended.append(SetupResult(
+        station, request, {"qnu0": ArmMeasurement(6.12e-7, 5e-10, "measured by the test")},
+        error=PathSetupError(f"station {station} did not move its windows: REFUSED")))
+    engine.advance(0.6)
+    err = _refused(engine, "r1")
+    assert err.code == "NO_RESOURCES" and "did not move its windows" in err.reason
+    assert cal.record("qnu0", station).arm_delay == 6.12e-7
+    assert [r["event"] for r in log if r.get("event") in ("recheck", "path_setup_failed")] \
+        == ["recheck", "path_setup_failed"]
+    assert not [r for r in log if r.get("event") == "recheck_cost"]
 
 
 def test_the_calibration_database_is_relative_to_the_config_and_checked(tmp_path):

@@ -93,6 +93,10 @@ class BridgeEngine:
         """Request -> the RECHECKs of its stale paths, done when its ASSIGN's switching is."""
         self._measuring: dict[str, list[Decision]] = {}
         """Request -> its RECHECKs the fabric is measuring (`_take_setups` records them)."""
+        self._measure_started: dict[str, tuple[float, int]] = {}
+        """Request -> (when its measuring set-up began, the stale paths it re-checks)."""
+        self._recheck_costs: list[float] = []
+        """s per stale path each measured re-check took (`_learn_recheck_cost`)."""
 
     # -- client messages ------------------------------------------------------------------
     def handle(self, client: str, message: ClientMessage, now: float) -> None:
@@ -247,7 +251,9 @@ class BridgeEngine:
             else:
                 if setup is not None and setup.recheck and getattr(self.fabric, "measures",
                                                                    False):
-                    self._measuring[d.request or ""] = due  # recorded when measured
+                    # recorded when measured; its cost learned from when it ends
+                    self._measuring[d.request or ""] = due
+                    self._measure_started[d.request or ""] = (now, len(setup.recheck))
                 else:
                     self._rechecks(d.request or "", due, now, {})
                 self._path_values(d, a, b, now)
@@ -279,10 +285,13 @@ class BridgeEngine:
         take = getattr(self.fabric, "take_setups", None)
         for result in take() if take is not None else ():
             due = self._measuring.pop(result.request, [])
+            started = self._measure_started.pop(result.request, None)
             # what was measured is kept, also when a later step failed
             self._rechecks(result.request, due, now, result.measured,
                            only_measured=result.error is not None)
             if result.error is None:
+                if started is not None and result.measured:
+                    self._learn_recheck_cost(now - started[0], started[1], now)
                 continue
             self.log({"time": now, "event": "path_setup_failed", "for_request": result.request,
                       "station": result.station, "reason": str(result.error),
@@ -290,6 +299,21 @@ class BridgeEngine:
             if result.current and result.request in self.open:
                 self.counters["switch_failures"] += 1
                 self._call(now, self._fail, result.request, result.error)
+
+    def _learn_recheck_cost(self, took: float, paths: int, now: float) -> None:
+        """A measured re-check of `paths` stale paths took `took` s from its ASSIGN to the
+        windows set: the scheduler plans the next at the mean cost per path seen so far (a
+        scheduler that cannot be retuned keeps its own), logged with why."""
+        self._recheck_costs.append(took / max(paths, 1))
+        learned = float(np.mean(self._recheck_costs))
+        retune = getattr(self.scheduler, "retune", None)
+        planned = float(getattr(getattr(self.scheduler, "topology", None), "recheck_time",
+                                math.nan))
+        self.log({"time": now, "event": "recheck_cost", "took": took, "paths": paths,
+                  "learned": learned, "planned": planned, "rechecks_seen":
+                  len(self._recheck_costs), "retuned": retune is not None})
+        if retune is not None:
+            retune(recheck_time=learned)
 
     def _path_setup(self, d: Decision, a: str, b: str) -> PathSetup | None:
         """The stored arm delays of the paths `d` switches in, and which are stale."""

@@ -31,7 +31,7 @@ import bisect
 import heapq
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..messages import ErrCode
 from .records import Clock, Decision, Request, err
@@ -101,6 +101,15 @@ class Scheduler:
         """(time, seq, request id or "" for a plain scheduling pass)."""
 
     # -- events ---------------------------------------------------------------------------------
+
+    def retune(self, *, recheck_time: float) -> None:
+        """Plan re-checks at `recheck_time` s per stale path from now on (the orchestrator
+        learns what one costs on its bench: `BridgeEngine._learn_recheck_cost`)."""
+        if not (math.isfinite(recheck_time) and recheck_time >= 0.0):
+            raise ValueError(f"recheck_time {recheck_time!r} must be finite and >= 0 s")
+        self.topology = replace(self.topology, recheck_time=recheck_time)
+        self.switch.topology = self.topology
+
     def submit(self, request: Request, now: float) -> list[Decision]:
         """A new request: ERR at once where the physics cannot serve it, else ACK (and maybe
         ASSIGN)."""
