@@ -16,7 +16,7 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,10 +41,6 @@ Reply = tuple[bytes, bytes]
 MAX_ROUNDS_OPEN = 100
 """Rounds an arm's windows may end after their sync at most (a 2 km arm is ~1 at 100 kHz):
 beyond, the engine would hold that many rounds open for every one decided."""
-
-RESAMPLES = 10
-"""Bootstrap resamples of a measurement's clicks for its error: each a fit, 5 ms on a quiet
-host, 15 ms in a station beside the simulated world; the error's own uncertainty ~25 %."""
 
 MAX_MEASURED_TAGS = 20_000_000
 """Tags a measurement keeps at most (320 MB): a longer one is fitted on what it has."""
@@ -177,7 +173,7 @@ def measure_arrivals(request: MeasureArrivals, parts: list[tuple[np.ndarray, np.
     """Each requested arm's arrival (ps after the sync) from the recorded tags: the peak
     nearest its nominal delay of both detectors' clicks (`link_nodes.fit_arrival`, searched
     as the single link's arm-delay calibration searches), its error the larger of the fit's
-    and the scatter of the fit over `RESAMPLES` bootstrap resamples of the clicks."""
+    and the fit's scatter over bootstrap resamples (`link_nodes.arrival_error`)."""
     from qnetlab.sequences.calibration.link_nodes import arrival_offsets, arrival_search_range
 
     ts = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
@@ -218,24 +214,16 @@ def measure_arrivals(request: MeasureArrivals, parts: list[tuple[np.ndarray, np.
 
 def _arrival(offsets: np.ndarray, syncs: int, clicks: int, windows: HeraldWindows,
              nominal_ps: int, half_ps: int, seed: int) -> tuple[int, int] | None:
-    """(arrival ps, its error ps) of the peak in `offsets`, or None without one. The fit's
-    own error assumes a Gaussian peak; the photon's is an exponential edge, and that error
-    came out 2-5 times smaller than the scatter of repeated re-checks: the error is the
-    larger of it and the fit's scatter over `RESAMPLES` bootstrap resamples of the clicks
-    (docs/bridge.md#per-path-calibrations)."""
+    """(arrival ps, its error ps: `link_nodes.arrival_error`) of the peak in `offsets`, or
+    None without one."""
     from qnetlab.sequences.analysis import Verdict
-    from qnetlab.sequences.calibration.link_nodes import fit_arrival
+    from qnetlab.sequences.calibration.link_nodes import arrival_error, fit_arrival
 
-    def fit(sample: np.ndarray) -> Any:
-        return fit_arrival(sample, syncs, clicks, sync_input=windows.sync_channel,
-                           detector_input=windows.detector_channels[0],
-                           nominal_ps=nominal_ps, half_range_ps=half_ps)
-
-    found = fit(offsets)
+    inputs = {"sync_input": windows.sync_channel,
+              "detector_input": windows.detector_channels[0], "nominal_ps": nominal_ps,
+              "half_range_ps": half_ps}
+    found = fit_arrival(offsets, syncs, clicks, **inputs)
     if isinstance(found, Verdict):
         return None
-    rng = np.random.default_rng(seed)
-    again = [fit(rng.choice(offsets, offsets.size)) for _ in range(RESAMPLES)]
-    delays = [f.delay_ps for f in again if not isinstance(f, Verdict)]
-    spread = float(np.std(delays, ddof=1)) if len(delays) > 1 else 0.0
-    return max(round(found.delay_ps), 0), max(round(max(found.delay_stderr_ps, spread)), 1)
+    error = arrival_error(found, offsets, syncs, clicks, seed=seed, **inputs)
+    return max(round(found.delay_ps), 0), max(round(error), 1)
