@@ -165,8 +165,8 @@ class ArmSetup:
                 if isinstance(step.asked, MeasureArrivals)
                 else f"the windows of {step.a} and {step.b}")
         self._failed(f"station {self.station} did not answer {what} in time: is its "
-                            "process running, reading its tagger, and does it hold the "
-                            "orchestrator's public key?")
+                     "process running, reading its tagger, and does it hold the "
+                     "orchestrator's public key?")
 
     # -- the steps --------------------------------------------------------------------------
     def _measured(self, step: _Step, answer: ArrivalsMeasured) -> None:
