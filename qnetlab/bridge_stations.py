@@ -474,6 +474,15 @@ def stations_text(config: Any, workload: Any, run: StationsRun) -> str:
     if latency:
         median, worst = (format_value(float(f"{latency[k]:.3g}"), "s") for k in ("p50", "max"))
         lines.append(f"  herald latency station -> orchestrator: median {median}, max {worst}")
+    rechecks = s.get("rechecks") or {}
+    if rechecks.get("done"):
+        learned = rechecks.get("cost_learned_s")
+        lines.append(
+            f"  stale paths re-checked: {rechecks['done']}, {rechecks.get('measured', 0)} "
+            "measured by the stations' taggers"
+            + (f"; a re-check cost {format_value(float(f'{learned:.3g}'), 's')} per path "
+               f"(planned at first: {format_value(rechecks.get('cost_configured_s'), 's')})"
+               if learned is not None else ""))
     watched = config.orchestrator_telemetry_address
     if watched is not None:
         with contextlib.suppress(OSError, ValueError, AttributeError):

@@ -235,6 +235,10 @@ def test_a_workload_runs_on_station_processes_with_its_timeline_and_ground_truth
     assert light - 1e-9 < recheck["arm_delay"] < light + 10e-9, recheck
     assert stations["counters"]["paths_measured"] >= 1
     assert stations["counters"]["windows_moved"] >= 3  # each pair's paths in turn
+    # the terminal says so, with what a re-check cost against what was planned
+    assert summary["rechecks"]["measured"] >= 1 and summary["rechecks"]["cost_learned_s"] > 0
+    assert "measured by the stations' taggers; a re-check cost" in out
+    assert "per path (planned at first: 200 ms)" in out
     # Each station process decided heralds from its tagger and wrote its files.
     decided = sum(json.loads((run_dir / f"{s}_summary.json").read_text())["heralds"]
                   for s in topology.stations)

@@ -315,6 +315,14 @@ class BridgeEngine:
         if retune is not None:
             retune(recheck_time=learned)
 
+    def recheck_summary(self) -> dict[str, Any]:
+        """The re-checks for a run's summary: how many, how many measured, the cost per path
+        learned from them (s; None before any) and the one planned with at the start."""
+        return {"done": self.counters["rechecks"], "measured": len(self._recheck_costs),
+                "cost_learned_s": (float(np.mean(self._recheck_costs))
+                                   if self._recheck_costs else None),
+                "cost_configured_s": self.topology.recheck_time}
+
     def _path_setup(self, d: Decision, a: str, b: str) -> PathSetup | None:
         """The stored arm delays of the paths `d` switches in, and which are stale."""
         if self.calibrations is None or d.station is None:

@@ -255,6 +255,7 @@ class _Service:
                 "time_scale": self.settings.time_scale, "bridge_time": self.bridge_now(),
                 "switch": _switch_name(self.settings),
                 "stopped": stopped, "counters": dict(self.engine.counters),
+                "rechecks": self.engine.recheck_summary(),
                 "malformed": dict(self.malformed), "not_a_client": dict(self.strangers)}
 
 
