@@ -166,10 +166,10 @@ class TaggerHeralds:
         """ps between sync tags."""
         self._gated: list[int] = []
         """Inputs this source gated (`_gate`)."""
-        self.decided_after_ps = (rounds - 1) * round_ps + windows.last_end_ps
-        """ps from an attempt's first sync tag to the end of its last window."""
-        self.windows = windows
-        """The engine's windows now (an orchestrator may move them: `station_arms`)."""
+        self.decided_after_ps = 0
+        """ps from an attempt's first sync tag to the end of its last window (kept with the
+        engine's windows, which an orchestrator may move: `station_arms`)."""
+        self._moved(windows)
         self.arms = StationArms(self.engine, link_id, round_ps, self._gate, self._ungate,
                                 self._moved)
         self.arm_requests = self.arms.requests
@@ -214,7 +214,7 @@ class TaggerHeralds:
     def _gate(self, windows: HeraldWindows | None = None) -> None:
         """Gate each detector input whose herald windows (the engine's, or `windows`) leave
         the tagger something to drop (`herald_gates`); counted in ``gated_inputs``."""
-        windows = windows or self.windows
+        windows = windows or self.engine.windows
         margin = self.settings.gate_margin_s
         if margin is None or not self.tagger.supports_gating:
             return
@@ -227,8 +227,8 @@ class TaggerHeralds:
         self.counters["gated_inputs"] = len(gates)
 
     def _moved(self, windows: HeraldWindows) -> None:
+        """The engine's windows are `windows` now: its heralds are decided at their end."""
         rounds = 2 if windows.scheme == "two_click" else 1
-        self.windows = windows
         self.decided_after_ps = (rounds - 1) * self.round_ps + windows.last_end_ps
 
     def _ungate(self) -> None:

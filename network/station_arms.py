@@ -189,26 +189,28 @@ def measure_arrivals(request: MeasureArrivals, parts: list[tuple[np.ndarray, np.
 
     if syncs == 0:
         return answer(ArmStatus.NO_SYNC)
-    searched: tuple[int, int] | None = None
+    # (nominal, half range) searched -> what was found: equal arms share one search
+    found: dict[tuple[int, int], tuple[int, int] | None] = {}
     for arm in (1, 2):
         if not request.arms & arm:
             continue
-        other = nominal[3 - arm]
-        half_ps = round(arrival_search_range(nominal[arm] * 1e-12, [other * 1e-12],
-                                             windows.window_ps * 1e-12, round_ps * 1e-12)
-                        * 1e12)
-        # Both detectors' clicks in one histogram: the bridge keeps one arm delay per path,
-        # and a re-check's fraction of a second holds too few clicks at the arrival's edge
-        # for a fit on each detector alone (the fit wants 20 in its nanosecond).
-        offsets = np.concatenate([arrival_offsets(ts, ch, windows.sync_channel, detector,
-                                                  nominal[arm], half_ps)[0]
-                                  for detector in windows.detector_channels])
-        found = _arrival(offsets, syncs, clicks, windows, nominal[arm], half_ps,
-                         seed=request.seq) if (nominal[arm], half_ps) != searched else result[1]
-        searched = (nominal[arm], half_ps)  # arm b searched as arm a: its answer too
-        if found is None:
+        half_ps = round(arrival_search_range(
+            nominal[arm] * 1e-12, [nominal[3 - arm] * 1e-12], windows.window_ps * 1e-12,
+            round_ps * 1e-12) * 1e12)
+        search = (nominal[arm], half_ps)
+        if search not in found:
+            # Both detectors' clicks in one histogram: the bridge keeps one arm delay per
+            # path, and a re-check's fraction of a second holds too few clicks at the
+            # arrival's edge to fit each detector alone (the fit wants 20 in its nanosecond).
+            offsets = np.concatenate([arrival_offsets(ts, ch, windows.sync_channel, detector,
+                                                      nominal[arm], half_ps)[0]
+                                      for detector in windows.detector_channels])
+            found[search] = _arrival(offsets, syncs, clicks, windows, nominal[arm], half_ps,
+                                     seed=request.seq)
+        arrival = found[search]
+        if arrival is None:
             return answer(ArmStatus.NO_PEAK, arm)
-        result[arm] = found
+        result[arm] = arrival
     return answer(ArmStatus.DONE)
 
 

@@ -91,10 +91,9 @@ class BridgeEngine:
         """Requests whose path the fabric could not set up in the current call."""
         self._recheck_due: dict[str, list[Decision]] = {}
         """Request -> the RECHECKs of its stale paths, done when its ASSIGN's switching is."""
-        self._measuring: dict[str, list[Decision]] = {}
-        """Request -> its RECHECKs the fabric is measuring (`_take_setups` records them)."""
-        self._measure_started: dict[str, tuple[float, int]] = {}
-        """Request -> (when its measuring set-up began, the stale paths it re-checks)."""
+        self._measuring: dict[str, tuple[list[Decision], float]] = {}
+        """Request -> (its RECHECKs the fabric is measuring, when that set-up began):
+        `_take_setups` records them, and learns what they cost."""
         self._recheck_costs: list[float] = []
         """s per stale path each measured re-check took (`_learn_recheck_cost`)."""
 
@@ -251,9 +250,7 @@ class BridgeEngine:
             else:
                 if setup is not None and setup.recheck and getattr(self.fabric, "measures",
                                                                    False):
-                    # recorded when measured; its cost learned from when it ends
-                    self._measuring[d.request or ""] = due
-                    self._measure_started[d.request or ""] = (now, len(setup.recheck))
+                    self._measuring[d.request or ""] = (due, now)
                 else:
                     self._rechecks(d.request or "", due, now, {})
                 self._path_values(d, a, b, now)
@@ -284,14 +281,13 @@ class BridgeEngine:
         request of one that failed given its ERR."""
         take = getattr(self.fabric, "take_setups", None)
         for result in take() if take is not None else ():
-            due = self._measuring.pop(result.request, [])
-            started = self._measure_started.pop(result.request, None)
+            due, started = self._measuring.pop(result.request, ([], now))
             # what was measured is kept, also when a later step failed
             self._rechecks(result.request, due, now, result.measured,
                            only_measured=result.error is not None)
             if result.error is None:
-                if started is not None and result.measured:
-                    self._learn_recheck_cost(now - started[0], started[1], now)
+                if result.measured:  # (every stale path of the pair)
+                    self._learn_recheck_cost(now - started, len(result.measured), now)
                 continue
             self.log({"time": now, "event": "path_setup_failed", "for_request": result.request,
                       "station": result.station, "reason": str(result.error),
@@ -304,7 +300,7 @@ class BridgeEngine:
         """A measured re-check of `paths` stale paths took `took` s from its ASSIGN to the
         windows set: the scheduler plans the next at the mean cost per path seen so far (a
         scheduler that cannot be retuned keeps its own), logged with why."""
-        self._recheck_costs.append(took / max(paths, 1))
+        self._recheck_costs.append(took / paths)
         learned = float(np.mean(self._recheck_costs))
         retune = getattr(self.scheduler, "retune", None)
         planned = float(getattr(getattr(self.scheduler, "topology", None), "recheck_time",
