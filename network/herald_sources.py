@@ -171,7 +171,7 @@ class TaggerHeralds:
         engine's windows, which an orchestrator may move: `station_arms`)."""
         self._moved(windows)
         self.arms = StationArms(self.engine, link_id, round_ps, self._gate, self._ungate,
-                                self._moved)
+                                self._moved, self._tagger_now_ps)
         self.arm_requests = self.arms.requests
         self.counters: Counter[str] = Counter()
         self._offset_ps: int | None = None
@@ -225,6 +225,12 @@ class TaggerHeralds:
             self.tagger.gate(n, sync_channel=windows.sync_channel, open_s=open_ps * 1e-12,
                              close_s=close_ps * 1e-12)
         self.counters["gated_inputs"] = len(gates)
+
+    def _tagger_now_ps(self) -> int:
+        """The current recording's tagger time (ps) of now (its start is known once it
+        has begun, before any block is fed)."""
+        assert self._offset_ps is not None
+        return station_now_ps(self.epoch_ns) - self._offset_ps
 
     def _moved(self, windows: HeraldWindows) -> None:
         """The engine's windows are `windows` now: its heralds are decided at their end."""

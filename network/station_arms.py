@@ -70,6 +70,8 @@ class ArmRequests:
 class _Measurement:
     identity: bytes
     request: MeasureArrivals
+    start_ps: int | None = None
+    """Tagger ps from which tags count (set by its first block)."""
     end_ps: int | None = None
     """Tagger ps at which it ends (set by its first block)."""
     parts: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
@@ -81,16 +83,22 @@ class StationArms:
 
     `gate(windows)` gates the tagger's detector inputs to `windows`, `ungate()` lifts the
     gates (both the source's own); `moved(windows)` tells the source its windows changed (its
-    heralds' decision time follows the last window's end)."""
+    heralds' decision time follows the last window's end). `tagger_now_ps()`: the tagger time
+    (ps) of now, from which a measurement's tags count: the blocks still queued from before
+    the request were drawn before the switch changed the arms (a station that fell behind
+    would histogram another path's light); None: from its first block's first tag."""
 
     def __init__(self, engine: HeraldEngine, link_id: int, round_ps: int,
                  gate: Callable[[HeraldWindows], None], ungate: Callable[[], None],
-                 moved: Callable[[HeraldWindows], None]) -> None:
+                 moved: Callable[[HeraldWindows], None],
+                 tagger_now_ps: Callable[[], int] | None = None) -> None:
         self.engine, self.link_id, self.round_ps = engine, link_id, round_ps
         self._gate, self._ungate, self._moved = gate, ungate, moved
+        self._tagger_now_ps = tagger_now_ps
         self.requests = ArmRequests()
         self.counters: dict[str, int] = {"arm_delays_set": 0, "arrivals_measured": 0,
-                                         "arm_requests_refused": 0}
+                                         "arm_requests_refused": 0,
+                                         "measured_blocks_skipped": 0}
         self._measuring: _Measurement | None = None
         # The fit's modules (scipy among them) now, while the station opens its lab: on the
         # first re-check they took ~1 s, which the path's set-up waited for.
@@ -148,10 +156,16 @@ class StationArms:
         ts, ch = block.timestamps, block.channels
         if not len(ts):
             return False
-        if m.end_ps is None:
-            m.end_ps = int(ts[0]) + m.request.duration_us * 1_000_000
+        if m.start_ps is None:
+            m.start_ps = (int(ts[0]) if self._tagger_now_ps is None
+                          else max(int(ts[0]), self._tagger_now_ps()))
+            m.end_ps = m.start_ps + m.request.duration_us * 1_000_000
+        assert m.end_ps is not None
+        if int(ts[-1]) < m.start_ps:
+            self.counters["measured_blocks_skipped"] += 1  # queued from before the request
+            return False
         w = self.engine.windows
-        keep = np.isin(ch, (w.sync_channel, *w.detector_channels))
+        keep = np.isin(ch, (w.sync_channel, *w.detector_channels)) & (ts >= m.start_ps)
         if m.tags < MAX_MEASURED_TAGS:
             m.parts.append((ts[keep].copy(), ch[keep].copy()))
             m.tags += int(keep.sum())

@@ -73,13 +73,14 @@ def _blocks(world: Any, station: str, seconds: float) -> Iterator[TagBlock]:
 class _Arms:
     """StationArms on a fresh engine, its gate calls recorded."""
 
-    def __init__(self, windows: Any) -> None:
+    def __init__(self, windows: Any, now_ps: int | None = None) -> None:
         self.engine = HeraldEngine(windows)
         self.calls: list[Any] = []
         self.arms = StationArms(self.engine, LINK, windows.round_period_ps,
                                 lambda w: self.calls.append(("gate", w)),
                                 lambda: self.calls.append("ungate"),
-                                lambda w: self.calls.append(("moved", w)))
+                                lambda w: self.calls.append(("moved", w)),
+                                None if now_ps is None else lambda: now_ps)
         self.heralds = 0
 
     def run(self, blocks: Iterator[TagBlock]) -> list[Any]:
@@ -136,7 +137,7 @@ def test_a_station_measures_where_a_paths_photons_arrive_and_moves_its_windows_t
     assert right > rate * 2.0 / 3, (right, rate)
     assert right > 10 * (wrong + 1), (right, wrong)
     assert station.arms.counters == {"arm_delays_set": 2, "arrivals_measured": 1,
-                                     "arm_requests_refused": 0}
+                                     "arm_requests_refused": 0, "measured_blocks_skipped": 0}
 
 
 def test_arm_delays_the_engine_cannot_take_are_refused_and_change_nothing(
@@ -152,6 +153,37 @@ def test_arm_delays_the_engine_cannot_take_are_refused_and_change_nothing(
         assert isinstance(answer, ArmDelaysSet) and answer.status == ArmStatus.REFUSED
     assert station.engine.windows == windows and station.calls == []
     assert station.arms.counters["arm_requests_refused"] == 2
+
+
+@pytest.mark.parametrize("asked_at_s", [None, 0.3])
+def test_a_measurement_counts_the_tags_from_when_it_was_asked(tmp_path: Path,
+                                                              asked_at_s: float | None) -> None:
+    """A station behind its tag stream (a loaded host) still holds 0.3 s of blocks drawn
+    before the switch joined qnu0 and qnu1 to its arms when the re-check comes: measured
+    from the tagger's now, it skips them and finds their light; measured from the first
+    block (no clock to say now), it histograms only the dark counts before the switch."""
+    config, world = bridge_world(tmp_path, stations=("st0",))
+    light = round(config.topology().arm_length("qnu0", "st0") * FIBRE_DELAY_S_PER_KM * 1e12)
+    station = _Arms(station_windows(config, "st0"),
+                    None if asked_at_s is None else round(asked_at_s * 1e12))
+    station.arms.requests.put(b"o", MeasureArrivals(LINK, 1, 200_000, 3, light, light))
+
+    def switched_at_0_3_s() -> Iterator[TagBlock]:
+        switched = False
+        for block in _blocks(world, "st0", 0.8):
+            if block.timestamps[-1] >= 0.3e12 and not switched:
+                switch_now(world, ":OXC:SWITch:CONNect:ADD (@1,2),(@17,18)")
+                switched = True
+            yield block
+
+    (measured,) = station.run(switched_at_0_3_s())
+    assert isinstance(measured, ArrivalsMeasured)
+    if asked_at_s is None:
+        assert measured.status == ArmStatus.NO_PEAK
+        return
+    assert measured.status == ArmStatus.DONE, measured
+    assert light - 1_000 < measured.arm_a_ps < light + 10_000
+    assert station.arms.counters["measured_blocks_skipped"] > 0
 
 
 def test_a_measurement_without_syncs_or_photons_says_which() -> None:
