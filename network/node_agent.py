@@ -5,16 +5,19 @@ heralds (heralds, heartbeats, AttemptStats); DEALER to the station's requests (R
 ClockRequest); DEALER to the orchestrator (Heartbeat, ACK, OK, ERR out; CREATE and verdicts
 in). What the node does with them is `network.node_state.Node`. A herald's receipt is stamped right
 after the recv that took it; the receive loop is arranged so that stamp is as early as it can
-be (docs/link.md#the-node-agent).
+be (docs/link.md#the-node-agent). `run_node_agents` runs several nodes in one process, one
+per heralding station a bridge's switch can join its QNU to (docs/bridge.md#node-agents-per-qnu).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,7 +29,8 @@ from .link_telemetry import NodeTelemetry, link_name, open_publisher
 from .messages import Heralds, limit_frame_size
 from .node_state import LATENCY_DTYPE, PAIR_LOG_DTYPE, Node, NodeSettings, PairEvent
 
-__all__ = ["LATENCY_DTYPE", "PAIR_LOG_DTYPE", "NodeSettings", "PairEvent", "run_node_agent"]
+__all__ = ["LATENCY_DTYPE", "PAIR_LOG_DTYPE", "NodeSettings", "PairEvent", "run_node_agent",
+           "run_node_agents"]
 
 
 def _drain(socket: zmq.Socket, handle: Any) -> None:
@@ -92,9 +96,10 @@ def _handle_heralds(node: Node, batch: list[np.ndarray], received: list[int]) ->
         node.on_heralds(np.concatenate(batch), times, fresh=True)
 
 
-def run_node_agent(settings: NodeSettings, stop: Any) -> None:
-    """The node agent's loop until `stop` (a StopFlag) or `max_seconds`."""
-    context = zmq.Context()
+@contextlib.contextmanager
+def _opened(settings: NodeSettings, context: zmq.Context) -> Iterator[tuple[Node, NodeTelemetry]]:
+    """A node with its three sockets connected and its files open; on the way out its OKs
+    flushed, its sockets closed and its record written (the context is the caller's)."""
     sub = context.socket(zmq.SUB)
     station = context.socket(zmq.DEALER)
     orchestrator = context.socket(zmq.DEALER)
@@ -131,7 +136,7 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
         telemetry = NodeTelemetry(
             open_publisher(settings.telemetry_address, settings.key_dir, name), name,
             link_name(settings.link_nodes or (name,)))
-        _loop(node, settings, stop, telemetry)
+        yield node, telemetry
     finally:
         if node is not None:
             with contextlib.suppress(zmq.ZMQError):  # OKs logged here are due to the orchestrator
@@ -151,7 +156,96 @@ def run_node_agent(settings: NodeSettings, stop: Any) -> None:
             node.events_file.close()
             (run_dir / f"{name}_summary.json").write_text(json.dumps(node.summary(), indent=1))
             np.save(run_dir / f"{name}_latency.npy", node.latency.everything())
+
+
+def run_node_agent(settings: NodeSettings, stop: Any) -> None:
+    """The node agent's loop until `stop` (a StopFlag) or `max_seconds`."""
+    context = zmq.Context()
+    try:
+        with _opened(settings, context) as (node, telemetry):
+            _loop(node, settings, stop, telemetry)
+    finally:
         context.term()
+
+
+def run_node_agents(nodes: tuple[NodeSettings, ...], stop: Any) -> None:
+    """Several nodes in one process until `stop` or the first one's `max_seconds`: a
+    bridge's QNU, one node per heralding station its switch can join it to (each its own
+    link, sockets and files). One poller over all their sockets, so a herald at any
+    station wakes it; the single link's blocking receive is for one node only."""
+    if not nodes:
+        raise ValueError("run_node_agents needs at least one node's settings")
+    context = zmq.Context()
+    try:
+        with contextlib.ExitStack() as stack:
+            opened = [stack.enter_context(_opened(s, context)) for s in nodes]
+            poller = zmq.Poller()
+            handlers: dict[zmq.Socket, Callable[[], None]] = {}
+            for node, _ in opened:
+                poller.register(node.sub, zmq.POLLIN)
+                poller.register(node.station, zmq.POLLIN)
+                poller.register(node.orchestrator, zmq.POLLIN)
+                handlers[node.sub] = functools.partial(
+                    _drain_heralds, node, node.sub, node.on_station_pub)
+                handlers[node.station] = functools.partial(
+                    _drain, node.station, node.on_station_reply)
+                handlers[node.orchestrator] = functools.partial(
+                    _drain, node.orchestrator, node.on_orchestrator_frame)
+            chores = [_Chores(node, telemetry) for node, telemetry in opened]
+            started, limit = time.monotonic(), nodes[0].max_seconds
+            while not stop and (limit is None or time.monotonic() - started <= limit):
+                timeout_ms = min(chore.run() for chore in chores)
+                woke = time.monotonic()
+                for socket, _ in poller.poll(math.ceil(min(timeout_ms, 100.0))):
+                    handlers[socket]()
+                # What comes meanwhile is taken in the next turn, with one wake-up for all.
+                time.sleep(max(0.0, woke + _GATHER_S - time.monotonic()))
+    finally:
+        context.term()
+
+
+_GATHER_S = 0.005
+"""s a node-agent process hosting several nodes waits after a turn before the next, so
+their stations' frames are taken a few at a time: one process per QNU wakes for each of
+its stations' heartbeats and AttemptStats otherwise. Delays only the OKs (and the receipt
+stamps) by up to this much, against a memory cutoff of 0.1 s."""
+
+
+class _Chores:
+    """A node's timed work between receives: heartbeats, clock exchanges (a quick burst
+    first, so station time is known within ~40 ms), the station's liveness, the gathered
+    OKs, telemetry, resend requests."""
+
+    def __init__(self, node: Node, telemetry: NodeTelemetry | None) -> None:
+        self.node, self.telemetry = node, telemetry
+        self.next_heartbeat = self.next_clock = time.monotonic()
+
+    def run(self) -> float:
+        """Do what is due; ms until something is due again."""
+        node, s = self.node, self.node.settings
+        now = time.monotonic()
+        if now >= self.next_heartbeat:
+            node.heartbeat()
+            self.next_heartbeat = now + s.heartbeat_period
+        if now >= self.next_clock:
+            node.send_clock_request()
+            self.next_clock = now + (0.005 if node.clock_seq < _CLOCK_BURST else s.clock_period)
+        node.check_station()
+        node.flush_oks()
+        if self.telemetry is not None:
+            self.telemetry.tick(node)  # once a second; nothing but a clock read otherwise
+        if node.requested:
+            node.request_gaps()
+        deadlines = [self.next_heartbeat, self.next_clock, node.station_heard
+                     + s.heartbeat_misses * s.heartbeat_period]
+        deadlines += [state[1] for state in node.requested.values()]
+        if node.oks_due is not None:
+            deadlines.append(node.oks_due)
+        return max(0.0, min(deadlines) - time.monotonic()) * 1e3
+
+
+_CLOCK_BURST = 8
+"""Clock exchanges sent 5 ms apart at the start, before the configured period."""
 
 
 def _loop(node: Node, s: NodeSettings, stop: Any, telemetry: NodeTelemetry | None = None
@@ -164,31 +258,13 @@ def _loop(node: Node, s: NodeSettings, stop: Any, telemetry: NodeTelemetry | Non
     from_station_router = node.on_station_reply
     from_orchestrator = node.on_orchestrator_frame
     started = time.monotonic()
-    next_heartbeat = next_clock = started
-    clock_burst = 8  # quick exchanges first, so station time is known within ~40 ms
+    chores = _Chores(node, telemetry)
     sub_timeout_ms = -1
     while not stop:
         now = time.monotonic()
         if s.max_seconds is not None and now - started > s.max_seconds:
             break
-        if now >= next_heartbeat:
-            node.heartbeat()
-            next_heartbeat = now + s.heartbeat_period
-        if now >= next_clock:
-            node.send_clock_request()
-            next_clock = now + (0.005 if node.clock_seq < clock_burst else s.clock_period)
-        node.check_station()
-        node.flush_oks()
-        if telemetry is not None:
-            telemetry.tick(node)  # once a second; nothing but a clock read otherwise
-        if node.requested:
-            node.request_gaps()
-        deadlines = [next_heartbeat, next_clock, node.station_heard
-                     + s.heartbeat_misses * s.heartbeat_period]
-        deadlines += [state[1] for state in node.requested.values()]
-        if node.oks_due is not None:
-            deadlines.append(node.oks_due)
-        timeout_ms = max(0.0, min(deadlines) - time.monotonic()) * 1e3
+        timeout_ms = chores.run()
         if s.receive == "poller" or node.awaiting_station():
             ready = dict(poller.poll(math.ceil(min(timeout_ms, 100.0))))
             if node.sub in ready:

@@ -242,8 +242,9 @@ def run_truth(args: argparse.Namespace) -> int:
     from qnetlab.instruments.errors import ConfigError
     from qnetlab.network.bridge.bridge_config import load_bridge_config
 
+    from .bridge_agreement import NODES_DIR, read_agreement
     from .bridge_truth import join_gathered, truth_lines, write_truth
-    from .cli import EXIT_OK
+    from .cli import EXIT_CHECK_FAILED, EXIT_OK
 
     if args.stations or args.workload is not None or args.role is not None:
         raise ConfigError("--truth", str(args.truth), "joins a finished run's files and "
@@ -257,7 +258,12 @@ def run_truth(args: argparse.Namespace) -> int:
                           "one") from None
     print("\n".join(truth_lines(truth)))
     print(f"written: {write_truth(truth, Path(args.truth))}")
-    return EXIT_OK
+    if not (Path(args.truth) / NODES_DIR).is_dir():
+        return EXIT_OK
+    # the QNUs' hosts' node logs, gathered too: do both QNUs hold each pair the same way?
+    agreement = read_agreement(Path(args.truth), list(config.stations), list(config.qnus))
+    print(agreement.line())
+    return EXIT_OK if agreement.agree else EXIT_CHECK_FAILED
 
 
 def run(args: argparse.Namespace) -> int:

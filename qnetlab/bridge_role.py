@@ -1,4 +1,4 @@
-"""`qnetlab bridge CONFIG --stations --role world|STATION|orchestrator`: one process of the
+"""`qnetlab bridge CONFIG --stations --role world|STATION|QNU|orchestrator`: one process of the
 station-backed bridge, on its own host (docs/bridge.md#across-hosts).
 
 `qnetlab bridge --stations` starts every process on one host. Across hosts each is started on
@@ -10,10 +10,13 @@ is which, and ``bridge.key_dir`` holds the keys (`qnetlab keys CONFIG`):
   `bridge_stations.serve_bridge_world`) on the world's host, its twins from
   ``world.address``'s port up (`sim_instruments.bridge_world.plan_bridge_world`);
 - ``--role STATION``: that heralding station, its lab opened against the world's twins;
+- ``--role QNU``: that QNU's node agent (a node per station, `network.node_agent`), reaching
+  the stations' addresses and the orchestrator's; it binds nothing;
 - ``--role orchestrator``: the bridge orchestrator (the switch's twin in its loop, the
-  stations' heralds through `network.bridge.station_fabric.StationFabric`) and the
-  workload's application (``--workload``); it writes the run's summary and ends with the
-  workload (exit 0 every operation done, 1 not).
+  stations' heralds through `network.bridge.station_fabric.StationFabric`, the QNUs' nodes
+  on its address) and the workload's application (``--workload``), once every QNU's node
+  agent is heard; it writes the run's summary and ends with the workload (exit 0 every
+  operation done, 1 not).
 
 Each binds only its own addresses (a host without them: exit 2 naming the entry, before
 anything starts) and needs its own secret key and every public key (the world: none). The
@@ -57,7 +60,15 @@ def add_role_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def role_names(config: Any) -> list[str]:
-    return [WORLD, *config.stations, ORCHESTRATOR_ROLE]
+    return [WORLD, *config.stations, *config.qnus, ORCHESTRATOR_ROLE]
+
+
+def config_links(config: Any) -> list[Any]:
+    """The stations as the config places them (`StationLink`: no shared clock)."""
+    from qnetlab.network.bridge.station_fabric import StationLink
+
+    return [StationLink(s, c.herald_address, i + 1, None, c.request_address)
+            for i, (s, c) in enumerate(config.stations.items())]
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -73,6 +84,8 @@ def bound_addresses(config: Any, plan: Any, role: str) -> dict[str, str]:
     if role == ORCHESTRATOR_ROLE:
         found = {"orchestrator.address": config.orchestrator_address,
                  "orchestrator.telemetry_address": config.orchestrator_telemetry_address}
+    elif role in config.qnus:
+        found = {}
     else:
         station = config.stations[role]
         found = {f"stations.{role}.herald_address": station.herald_address,
@@ -196,8 +209,10 @@ def run_role(args: argparse.Namespace, config: Any, workload: Any | None) -> int
         config.run_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{role}")
     # The world is the simulation: its station twins write their truth in its run folder
     # (joined after the run, once the hosts' folders are gathered: `--truth`).
-    plan = plan_bridge_world(config, run_dir / f"{role}_world", args.seed, on_hosts=True,
-                             truth_dir=run_dir if role == WORLD else None)
+    # (a QNU's node agent reaches no twin: it needs no plan of the world)
+    plan = None if role in config.qnus else plan_bridge_world(
+        config, run_dir / f"{role}_world", args.seed, on_hosts=True,
+        truth_dir=run_dir if role == WORLD else None)
     if role != WORLD:
         require_keys(config, role)
     check_ports(config, bound_addresses(config, plan, role), role)
@@ -225,18 +240,25 @@ def run_role(args: argparse.Namespace, config: Any, workload: Any | None) -> int
 
 def _start_server(config: Any, plan: Any, role: str, group: Any, run_dir: Path,
                   budget: Budget) -> None:
-    """The world or a station, started in `group` (the station once the world's twins of its
-    lab listen)."""
+    """The world, a station or a QNU's node agent, started in `group` (the station once the
+    world's twins of its lab listen)."""
     from qnetlab.network.heralding_station import run_station
+    from qnetlab.network.node_agent import run_node_agents
 
     from .bridge_stations import (
         WORLD_READY_TIMEOUT_S,
         _wait_for,
+        qnu_node_settings,
         serve_bridge_world,
         station_settings,
     )
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    if role in config.qnus:
+        group.start(role, run_node_agents, qnu_node_settings(
+            config, role, config_links(config), config.orchestrator_address, config.key_dir,
+            run_dir, budget.left(7 * 86400.0)), report_to=run_dir)
+        return
     if role == WORLD:
         ready = run_dir / "bridge_world_ready.json"
         group.start(role, serve_bridge_world, plan, ready, report_to=run_dir)
@@ -255,9 +277,8 @@ def _start_server(config: Any, plan: Any, role: str, group: Any, run_dir: Path,
 def _orchestrator(args: argparse.Namespace, config: Any, plan: Any, workload: Any,
                   group: Any, run_dir: Path, budget: Budget) -> int:
     """Wait for the switch's twin and every station's stream, run the workload, report."""
-    from qnetlab.network.bridge.station_fabric import StationLink
-
     from .bridge_stations import (
+        NODES_READY_TIMEOUT_S,
         STATIONS_READY_TIMEOUT_S,
         StationsRun,
         _wait_streaming,
@@ -272,8 +293,7 @@ def _orchestrator(args: argparse.Namespace, config: Any, plan: Any, workload: An
     switch = plan.reached("switch")
     wait_listening(config, "world.address", _lab_ports(switch), budget.left(REACH_TIMEOUT_S))
     switch_lab = switch.to_yaml(run_dir / "switch_lab.yaml").path
-    links = [StationLink(s, c.herald_address, i + 1, None, c.request_address)
-             for i, (s, c) in enumerate(config.stations.items())]
+    links = config_links(config)
     print(f"{ORCHESTRATOR_ROLE}: waiting for the stations' streams; files in {run_dir}",
           flush=True)
     _wait_streaming(links, config.key_dir, None, budget.left(STATIONS_READY_TIMEOUT_S),
@@ -283,7 +303,8 @@ def _orchestrator(args: argparse.Namespace, config: Any, plan: Any, workload: An
         (group,), config, workload, links, config.key_dir, switch_lab, run_dir,
         seed=args.seed, limit=limit, timeout=min(args.timeout, limit),
         address=config.orchestrator_address,
-        telemetry_address=config.orchestrator_telemetry_address)
+        telemetry_address=config.orchestrator_telemetry_address,
+        nodes_timeout=budget.left(NODES_READY_TIMEOUT_S), start_nodes=False)
     run = StationsRun(run_dir, outcome, read_summary(run_dir), stopped)
     print(stations_text(config, workload, run))
     return EXIT_OK if stations_ok(workload, run) else EXIT_CHECK_FAILED

@@ -13,6 +13,9 @@ bridge), in real time.
 3. the bridge orchestrator (`network.bridge.run_bridge_orchestrator`) with the switch in the
    loop (the Polatis driver against the world's twin) in front of a
    `network.bridge.station_fabric.StationFabric` subscribed to every station;
+4. one node agent per QNU (`network.node_agent.run_node_agents`): a single-link node per
+   station, following its heralds and holding the pairs' halves, agreed on with the
+   orchestrator as on the single link (`network.bridge.qnu_nodes`);
 
 then runs the workload's DAG as an application would (`run_workload`: each remote operation
 a `BridgeClient` request once its predecessors are done), and stops every process it started
@@ -295,6 +298,82 @@ def start_stations(group: Any, config: Any, plan: Any, run_dir: Path, key_dir: P
     return links
 
 
+NODES_READY_TIMEOUT_S = 60.0
+"""s for every QNU's node agent to hear its stations and the orchestrator to hear it."""
+VERDICTS_TIMEOUT_S = 5.0
+"""s the nodes are given, after the workload, to log the verdicts on the pairs they hold."""
+NODE_HEARTBEAT_S = 0.25
+NODE_CLOCK_S = 0.5
+"""s between a bridge node's heartbeats and its clock exchanges: 8 QNUs' agents share the
+host's 2 cores with the world and the stations, and a pair waits for the orchestrator's
+verdict anyway (the single link's nodes use 0.05 s for both, to resynchronise quickly)."""
+
+
+def qnu_node_settings(config: Any, qnu: str, links: list[Any], orchestrator_address: str,
+                      key_dir: Path, run_dir: Path, max_seconds: float) -> tuple[Any, ...]:
+    """`network.node_state.NodeSettings` of `qnu`'s nodes, one per station (`links`): its
+    files in ``run_dir/nodes/<station>``, its sender id the path's (`qnu_nodes.node_ids`),
+    its goodness and pair rate the best the station's link model gives it; station time
+    read from the station's epoch where it runs on this host (`StationLink.epoch_ns`), else
+    from clock exchanges."""
+    from qnetlab.network.bridge.qnu_nodes import node_ids
+    from qnetlab.network.node_state import NodeSettings
+
+    from .bridge_agreement import NODES_DIR
+
+    topology = config.topology()
+    ids = node_ids(list(config.qnus), [link.station for link in links])
+    out = []
+    for link in links:
+        paths = [topology.path_link(qnu, other, link.station) for other in config.qnus
+                 if other != qnu]
+        out.append(NodeSettings(
+            name=qnu, node_id=ids[(qnu, link.station)], link_id=link.link_id,
+            station_name=link.station, herald_address=link.herald_address,
+            request_address=link.request_address, orchestrator_name=ORCHESTRATOR,
+            orchestrator_address=orchestrator_address, key_dir=key_dir,
+            run_dir=run_dir / NODES_DIR / link.station, memory_cutoff=config.memory_cutoff,
+            goodness=max(p.fidelity for p in paths), expected_pair_rate=max(p.rate for p in paths),
+            epoch_ns=link.epoch_ns, max_seconds=max_seconds, receive="poller",
+            heartbeat_period=NODE_HEARTBEAT_S, clock_period=NODE_CLOCK_S))
+    return tuple(out)
+
+
+def _wait_for_qnus(run_dir: Path, qnus: tuple[str, ...], group: Any, timeout: float) -> None:
+    """Wait until the orchestrator has heard every node of `qnus` (its ``_nodes.json``);
+    ConfigError naming the QNUs not heard (or the orchestrator, if it stopped)."""
+    from qnetlab.instruments.errors import ConfigError
+
+    heard_file = run_dir / f"{ORCHESTRATOR}_nodes.json"
+    deadline = time.monotonic() + timeout
+    while True:
+        heard: set[str] = set()
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            heard = set(json.loads(heard_file.read_text())["qnus_heard"])
+        missing = [q for q in qnus if q not in heard]
+        if not missing:
+            return
+        if group.join(ORCHESTRATOR, 0.05) is not None:
+            raise ConfigError(ORCHESTRATOR, "", "the orchestrator stopped before it heard "
+                              "the QNUs' node agents", f"see {run_dir}")
+        if time.monotonic() > deadline:
+            raise ConfigError(", ".join(missing), "", "the orchestrator has not heard these "
+                              f"QNUs' node agents within {timeout:g} s", "start `--role QNU`"
+                              " for each (across hosts), check its log and keys; or the host "
+                              "is overloaded: retry")
+
+
+def start_qnu_agents(group: Any, config: Any, links: list[Any], orchestrator_address: str,
+                     key_dir: Path, run_dir: Path, max_seconds: float) -> None:
+    """One node agent process per QNU of the bridge (named after it)."""
+    from qnetlab.network.node_agent import run_node_agents
+
+    for qnu in config.qnus:
+        group.start(qnu, run_node_agents, qnu_node_settings(
+            config, qnu, links, orchestrator_address, key_dir, run_dir, max_seconds),
+            report_to=run_dir)
+
+
 def station_settings(config: Any, plan: Any, station: str, addresses: tuple[str, str],
                      key_dir: Path, run_dir: Path, epoch_ns: int, max_seconds: float) -> Any:
     """`network.heralding_station.StationSettings` of `station`: its lab as the world
@@ -328,6 +407,9 @@ class StationsRun:
     truth: Any = None
     """The delivered pairs' simulation ground truth (`bridge_truth.BridgeTruth`), or None
     (across hosts: joined after the run by ``qnetlab bridge CONFIG --truth RUN_DIR``)."""
+    agreement: Any = None
+    """What the QNUs' node agents logged of the pairs (`bridge_agreement.NodeAgreement`),
+    or None (across hosts: each QNU's host keeps its own logs)."""
 
 
 def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: float = 60.0,
@@ -337,6 +419,8 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
     from qnetlab.network import ProcessGroup, sigterm_as_interrupt
     from qnetlab.network.keys import generate_lab_keys
 
+    from .bridge_agreement import wait_for_verdicts
+
     run_dir = run_dir or config.run_dir / f"stations-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     telemetry = config.orchestrator_telemetry_address
     # With a telemetry address the monitor subscribes with the config's keys: check them
@@ -344,7 +428,7 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
     key_dir = config_keys(config) if telemetry is not None else run_dir / "keys"
     run_dir.mkdir(parents=True, exist_ok=True)
     if telemetry is None:
-        generate_lab_keys(key_dir, [ORCHESTRATOR, APPLICATION, *config.stations])
+        generate_lab_keys(key_dir, [ORCHESTRATOR, APPLICATION, *config.stations, *config.qnus])
     limit = timeout + 30.0  # every process stops by itself after this
     try:
         with sigterm_as_interrupt(), ProcessGroup() as world, ProcessGroup() as group:
@@ -356,6 +440,9 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
             outcome, stopped = orchestrate(
                 (world, group), config, workload, links, key_dir, switch_lab, run_dir,
                 seed=seed, limit=limit, timeout=timeout, telemetry_address=telemetry)
+            # the nodes log the last verdicts before they are stopped
+            agreement = wait_for_verdicts(run_dir, list(config.stations), list(config.qnus),
+                                          VERDICTS_TIMEOUT_S)
     except KeyboardInterrupt as exc:  # every process has stopped: say where the files are
         exc.add_note(f"bridge: every process stopped; run folder {run_dir}")
         raise
@@ -364,7 +451,7 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
     truth = join_bridge_truth(run_dir, config.stations, outcome.delivered)
     if truth is not None:
         write_truth(truth, run_dir)
-    return StationsRun(run_dir, outcome, read_summary(run_dir), stopped, truth)
+    return StationsRun(run_dir, outcome, read_summary(run_dir), stopped, truth, agreement)
 
 
 def _start_world(group: Any, config: Any, run_dir: Path, seed: int) -> Any:
@@ -400,7 +487,8 @@ def config_keys(config: Any) -> Path:
     from qnetlab.network.keys import LabKeyError, check_lab_keys, load_public_key
 
     try:
-        check_lab_keys(config.key_dir, [ORCHESTRATOR, APPLICATION, *config.stations])
+        check_lab_keys(config.key_dir, [ORCHESTRATOR, APPLICATION, *config.stations,
+                                        *config.qnus])
         load_public_key(config.key_dir, "monitor")
     except LabKeyError as exc:
         raise exc.for_config(config.path) from None
@@ -418,9 +506,13 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
 def orchestrate(groups: tuple[Any, ...], config: Any, workload: Any, links: list[Any],
                 key_dir: Path, switch_lab: Path, run_dir: Path, *, seed: int, limit: float,
                 timeout: float, address: str | None = None,
-                telemetry_address: str | None = None) -> tuple[WorkloadOutcome, dict[str, str]]:
+                telemetry_address: str | None = None, start_nodes: bool = True,
+                nodes_timeout: float = NODES_READY_TIMEOUT_S
+                ) -> tuple[WorkloadOutcome, dict[str, str]]:
     """Start the orchestrator in the last of `groups` (the switch of `switch_lab` in its
-    loop, the heralds of the stations `links` name), run `workload` through it as the
+    loop, the heralds of the stations `links` name) and, with `start_nodes`, every QNU's
+    node agent (else they run on their own hosts); once it has heard the nodes of the
+    workload's QNUs (at most `nodes_timeout` s), run `workload` through it as the
     application (at most `timeout` wall s), stop it (it writes its summary). (The outcome,
     process -> how it ended for each of `groups`' processes that stopped early.)"""
     from qnetlab.network.bridge import BridgeClient, BridgeServiceSettings, run_bridge_orchestrator
@@ -432,7 +524,7 @@ def orchestrate(groups: tuple[Any, ...], config: Any, workload: Any, links: list
         config, key_dir, profile="real", switch_lab=switch_lab, run_dir=run_dir, seed=seed,
         max_seconds=limit, clients=(APPLICATION,), telemetry_address=telemetry_address,
         stations=StationFabricSettings(tuple(links), key_dir, ORCHESTRATOR,
-                                       guard_s=SWITCH_LAG_S),
+                                       guard_s=SWITCH_LAG_S, node_agents=True),
         **({"address": address} if address is not None else {}))
     group.start(ORCHESTRATOR, run_bridge_orchestrator, settings, report_to=run_dir)
     # Which pid is which process (for a person, and for the test that all are stopped).
@@ -441,6 +533,11 @@ def orchestrate(groups: tuple[Any, ...], config: Any, workload: Any, links: list
     ready = run_dir / f"{ORCHESTRATOR}_ready.json"
     _wait_for(ready, group, ORCHESTRATOR, WORLD_READY_TIMEOUT_S, "the orchestrator")
     bound = json.loads(ready.read_text())["address"]
+    if start_nodes:
+        start_qnu_agents(group, config, links, bound, key_dir, run_dir, limit)
+        (run_dir / "processes.json").write_text(json.dumps(
+            {name: g.pid(name) for g in groups for name in g.names}, indent=1))
+    _wait_for_qnus(run_dir, workload.qnus, group, nodes_timeout)
     with BridgeClient(bound, key_dir, APPLICATION, ORCHESTRATOR) as client:
         outcome = run_workload(client, workload, timeout)
     stopped = {name: f"exit code {g.exitcode(name)}" for g in groups
@@ -491,6 +588,8 @@ def stations_text(config: Any, workload: Any, run: StationsRun) -> str:
             lines.append(f"  timeline for `qnetlab monitor`: {bound}" if bound else
                          f"  timeline for `qnetlab monitor`: off ({watched} could not be "
                          f"bound here: see {ORCHESTRATOR}_decisions.jsonl)")
+    if run.agreement is not None:
+        lines.append(run.agreement.line(_pairs_given(s)))
     if run.truth is not None:
         from .bridge_truth import truth_lines
 
@@ -503,10 +602,20 @@ def stations_text(config: Any, workload: Any, run: StationsRun) -> str:
     return "\n".join(lines)
 
 
+def _pairs_given(summary: dict[str, Any]) -> int | None:
+    """The pairs the orchestrator delivered through the QNUs' node agents (None: none ran)."""
+    nodes = (summary.get("stations") or {}).get("node_agents") or {}
+    return nodes.get("counters", {}).get("pairs_delivered", 0) if nodes else None
+
+
 def stations_ok(workload: Any, run: StationsRun) -> bool:
-    """Every operation done in time, every process still running at the end."""
+    """Every operation done in time, every process still running at the end, and (where
+    their logs are here) both QNUs holding as delivered every pair the orchestrator
+    delivered, and no other."""
+    agreed = run.agreement is None or (
+        run.agreement.agree and run.agreement.delivered == _pairs_given(run.summary))
     return (not run.outcome.timed_out and not run.outcome.failed and not run.stopped_early
-            and len(run.outcome.done) == len(workload.operations))
+            and len(run.outcome.done) == len(workload.operations) and agreed)
 
 
 __all__ = ["StationsRun", "WorkloadOutcome", "run_with_stations", "run_workload",

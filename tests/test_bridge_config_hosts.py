@@ -91,14 +91,16 @@ def test_the_worlds_ports_must_not_hold_another_process(tmp_path: Path) -> None:
 
 
 def test_keys_for_a_bridge_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`qnetlab keys CONFIG` makes the orchestrator's, each station's, the workload
-    application's and the monitor's keypairs in bridge.key_dir; a second run keeps them."""
+    """`qnetlab keys CONFIG` makes the orchestrator's, each station's, each QNU's node
+    agent's, the workload application's and the monitor's keypairs in bridge.key_dir; a
+    second run keeps them."""
     data = bridge_data()
     data["bridge"]["key_dir"] = str(tmp_path / "keys")
     path = write_yaml(data, tmp_path / "bridge.yaml")
     assert main(["keys", str(path)]) == 0
     out = capsys.readouterr().out
-    names = ("bridge_orchestrator", "st0", "st1", "app", "monitor")
+    names = ("bridge_orchestrator", "st0", "st1", *(f"qnu{i}" for i in range(8)), "app",
+             "monitor")
     for name in names:
         assert (tmp_path / "keys" / "private" / f"{name}.key_secret").is_file()
         assert (tmp_path / "keys" / "public" / f"{name}.key").is_file()

@@ -1,4 +1,4 @@
-"""Phase 1 of the process-level bridge: heralding stations on taggers behind the switch.
+"""The process-level bridge: heralding stations on taggers behind the switch.
 
 - The bridge world (`sim_instruments.bridge_world`): a station's ID1000 twin streams the link
   of whatever the Polatis twin connects to its two arms, from the next block drawn after the
@@ -9,7 +9,8 @@
   request assigned to the station only once its path is ready.
 - The verb's options. Its one process-level run (the world, two heralding-station processes
   reading their taggers over the real drivers, the orchestrator with the switch in the loop,
-  a tiny workload DELIVERED) is in tests/test_bridge_truth.py, with its timeline and truth.
+  the QNUs' node agents, a tiny workload DELIVERED and agreed on) is in
+  tests/test_bridge_truth.py, with its timeline and truth.
 """
 
 from __future__ import annotations

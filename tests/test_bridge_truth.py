@@ -245,6 +245,10 @@ def test_a_workload_runs_on_station_processes_with_its_timeline_and_ground_truth
     assert decided >= stations["counters"]["heralds_reported"]
     # The truth: every delivered pair joined to its station's herald and judged by the
     # world. Which pairs are genuine is chance in real time (the model's 0.57 is a mix).
+    # Both QNUs' node agents hold every delivered pair as delivered (their own logs): the
+    # two pairs of a, b's one and the one c's transfer consumed.
+    assert "QNU node agents: 4 pairs delivered at both QNUs (the orchestrator delivered 4), " \
+        "0 contradictions" in out, out
     assert "simulation ground truth" in out
     lines = {m[1]: m for m in re.finditer(
         r"(qnu\d-qnu\d): genuine (\d+) of (\d+) delivered = ([\d.]+) \(not genuine (\d+)"
@@ -260,9 +264,11 @@ def test_a_workload_runs_on_station_processes_with_its_timeline_and_ground_truth
     assert written["unjoined"] == 0 and written["all"]["delivered"] == 4
     assert written["all"]["genuine"] == sum(int(m[2]) for m in lines.values())
     assert written["all"]["with_truth"] >= 1 and written["all"]["fidelities"] >= 1
-    # Every process it started (the world, both stations, the orchestrator) has stopped.
+    # Every process it started (the world, both stations, the orchestrator, the QNUs' node
+    # agents) has stopped.
     started = json.loads((run_dir / "processes.json").read_text())
-    assert set(started) == {"bridge_world", *topology.stations, "bridge_orchestrator"}
+    assert set(started) == {"bridge_world", *topology.stations, "bridge_orchestrator",
+                            *topology.qnus}
     for pid in started.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -1,5 +1,6 @@
-"""The station-backed bridge across hosts: the world, each station and the orchestrator each
-in a Linux network namespace of its own (tests/netns.py: a hub bridge, a veth per host).
+"""The station-backed bridge across hosts: the world, each station, each QNU's node agent and
+the orchestrator each in a Linux network namespace of its own (tests/netns.py: a hub bridge,
+a veth per host).
 
 A copy of the shipped bridge config differs from it only in its addresses (each process's
 sockets on its host's address; the world's twins from ``world.address`` up on the world's)
@@ -7,8 +8,9 @@ and its folders; `qnetlab keys` makes its keys. Each process is started in its h
 ``ip netns exec NS python -m qnetlab bridge CONFIG --stations --role NAME``, as a lab starts
 them on their own machines: no process reaches another but over the veths, through the
 config's addresses (the stations reach the world's twins through its relay, the
-orchestrator the switch's twin and the stations' HERALDS PUBs), and nothing shares a station
-epoch (the orchestrator reads station time off the stations' frames).
+orchestrator the switch's twin and the stations' HERALDS PUBs, the QNUs the stations and the
+orchestrator), and nothing shares a station epoch (the orchestrator reads station time off
+the stations' frames, the QNUs' nodes fit it from clock exchanges).
 
 The namespaces are deleted and every process stopped whatever the outcome, and every process
 also stops by itself (``--max-seconds``) should this test die. Without root it skips saying
@@ -29,6 +31,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from qnetlab.bridge_agreement import wait_for_verdicts
 from qnetlab.cli import main
 from qnetlab.network.bridge import load_bridge_config
 from qnetlab.network.bridge.bridge_config import BridgeConfig
@@ -39,7 +42,10 @@ from netns import STOP_S, launch_in, namespaces, stop_all
 LAB_CONFIGS = REPO / "lab_configs"
 BRIDGE_8 = LAB_CONFIGS / "bridge_8.yaml"
 SHIPPED = load_bridge_config(BRIDGE_8)
-ROLES = ("world", *SHIPPED.stations, "orchestrator")
+QNUS = ("qnu0", "qnu1", "qnu2", "qnu3")
+"""The workload's QNUs: only their node agents run (each on its host), as a bridge serves
+the QNUs that are up."""
+ROLES = ("world", *SHIPPED.stations, *QNUS, "orchestrator")
 HOST = {role: f"10.202.0.{i}" for i, role in enumerate(ROLES, start=1)}
 STARTUP_S = 90.0
 """s for the world to build its benches and serve, and each station to open its lab and
@@ -148,7 +154,7 @@ def _logs(tmp_path: Path) -> str:
 @pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.timeout(ORCHESTRATOR_S + SERVER_S + 3 * STOP_S)
-def test_a_workload_runs_with_world_stations_and_orchestrator_on_their_own_hosts(
+def test_a_workload_runs_with_world_stations_qnus_and_orchestrator_on_their_own_hosts(
         lab: tuple[Path, Path], launch: Callable[..., subprocess.Popen[bytes]],
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Every operation of the workload is done through heralds the stations decided on
@@ -159,7 +165,7 @@ def test_a_workload_runs_with_world_stations_and_orchestrator_on_their_own_hosts
     config = load_bridge_config(path)
     run_dir = tmp_path / "run"  # one folder for all, as if each host's were gathered
     servers = {role: launch(role, path, "--run-dir", str(run_dir), "--max-seconds",
-                            f"{SERVER_S:g}") for role in ("world", *config.stations)}
+                            f"{SERVER_S:g}") for role in ("world", *config.stations, *QNUS)}
     orchestrator = launch("orchestrator", path, "--workload", str(workload), "--run-dir",
                           str(run_dir), "--timeout", f"{TIMEOUT_S:.0f}", "--max-seconds",
                           f"{ORCHESTRATOR_S:g}")
@@ -178,6 +184,9 @@ def test_a_workload_runs_with_world_stations_and_orchestrator_on_their_own_hosts
     # Station time came off the stations' frames (no shared epoch): ages are measured from
     # the fastest frame, so none is negative and the median is well below a second.
     assert 0.0 <= stations["latency_s"]["p50"] < 1.0, stations
+    # Both QNUs of every pair hold it as delivered, read from their own hosts' logs.
+    agreement = wait_for_verdicts(run_dir, list(config.stations), list(QNUS), 30.0)
+    assert agreement.contradictions == 0 and agreement.delivered == n, agreement
     for process in servers.values():
         process.send_signal(signal.SIGTERM)
     for role, process in servers.items():
@@ -189,7 +198,9 @@ def test_a_workload_runs_with_world_stations_and_orchestrator_on_their_own_hosts
     # folder already): every delivered pair found in its station's heralds and the world's
     # truth, each request's pair judged between its own QNUs.
     assert main(["bridge", str(path), "--truth", str(run_dir)]) == 0
-    assert "simulation ground truth" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "simulation ground truth" in out
+    assert f"QNU node agents: {n} pairs delivered at both QNUs, 0 contradictions" in out, out
     truth = json.loads((run_dir / "ground_truth.json").read_text())
     assert truth["unjoined"] == 0 and truth["all"]["delivered"] == n, truth
     assert truth["all"]["with_truth"] + truth["all"]["other_qnus"] <= n
@@ -217,7 +228,7 @@ def test_a_station_started_on_a_host_without_its_address_is_refused(
 # -- without namespaces ---------------------------------------------------------------------------
 def test_each_role_binds_only_its_own_addresses(tmp_path: Path) -> None:
     """The addresses each role binds: the world every port of its twins on its host, a
-    station its herald and request sockets, the orchestrator its own."""
+    station its herald and request sockets, the orchestrator its own, a QNU none."""
     from qnetlab.bridge_role import bound_addresses
     from qnetlab.sim_instruments.bridge_world import plan_bridge_world
 
@@ -231,6 +242,7 @@ def test_each_role_binds_only_its_own_addresses(tmp_path: Path) -> None:
         "stations.st1.request_address": f"tcp://{HOST['st1']}:29405"}
     assert bound_addresses(config, plan, "orchestrator") == {
         "orchestrator.address": f"tcp://{HOST['orchestrator']}:29401"}
+    assert bound_addresses(config, plan, "qnu0") == {}  # a node agent only connects
     # Every host computes the same plan: the station's lab reaches the world's host.
     again = plan_bridge_world(config, tmp_path / "again", on_hosts=True)
     reached = again.reached("st0")
@@ -249,7 +261,8 @@ def test_a_role_refuses_what_it_cannot_run(tmp_path: Path,
         YAML(typ="safe").dump(WORKLOAD, out)
     base = ["bridge", str(path), "--stations"]
     assert main([*base, "--role", "st9"]) == 2
-    assert "world, st0, st1, orchestrator" in capsys.readouterr().err
+    assert "world, st0, st1, qnu0, qnu1, qnu2, qnu3, qnu4, qnu5, qnu6, qnu7, orchestrator" \
+        in capsys.readouterr().err
     assert main([*base, "--role", "orchestrator"]) == 2
     assert "--workload" in capsys.readouterr().err
     assert main([*base, "--role", "st0", "--workload", str(workload)]) == 2

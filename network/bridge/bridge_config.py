@@ -171,9 +171,10 @@ class BridgeConfig:
         return self.world_address is not None
 
     def key_names(self) -> list[str]:
-        """Every key the bridge's processes use: the orchestrator, each station, the
-        application that runs a workload, the monitor (`qnetlab keys CONFIG`)."""
-        return [ORCHESTRATOR_KEY, *self.stations, APPLICATION_KEY, MONITOR_KEY]
+        """Every key the bridge's processes use: the orchestrator, each station, each QNU's
+        node agent, the application that runs a workload, the monitor (`qnetlab keys
+        CONFIG`)."""
+        return [ORCHESTRATOR_KEY, *self.stations, *self.qnus, APPLICATION_KEY, MONITOR_KEY]
 
     def bound_addresses(self) -> dict[str, str]:
         """Config entry -> address of every socket the processes bind (the world's twins

@@ -60,8 +60,10 @@ class _Open:
     """The client's id (the scheduler's is ``client/request_id``)."""
     message: RequestPairs | RequestTransfer
     submitted: float
-    held: list[tuple[float, float, PathLink]] = field(default_factory=list)
-    """Pairs held: (heralded, expires, link), s on the bridge clock."""
+    held: list[tuple[float, float, PathLink, tuple[str, int]]] = field(default_factory=list)
+    """Pairs held: (heralded, expires, link, (station, seq)), s on the bridge clock."""
+    delivered: list[tuple[str, int]] = field(default_factory=list)
+    """(station, seq) of the pairs it was given (the fabric's nodes get their verdicts)."""
 
 
 class BridgeEngine:
@@ -156,6 +158,7 @@ class BridgeEngine:
         """Carry out, in time order, everything due at or before `now` (first the fabric's
         ended set-ups, at `now`: they end in wall time, when the station answers)."""
         self._take_setups(max(now, self.now))
+        self._take_voided(max(now, self.now))
         for _ in range(1_000_000):  # bounded: a scheduler bug must not hang the process
             herald = self.fabric.next_time()
             expiry = self.expiries[0][0] if self.expiries else None
@@ -182,7 +185,7 @@ class BridgeEngine:
         if usable <= 0.0:  # this path cannot reach the minimum even fresh
             self.counters["pairs_below_minimum"] += 1
             return
-        entry.held.append((at, at + usable, herald.link))
+        entry.held.append((at, at + usable, herald.link, (herald.station, herald.seq)))
         heapq.heappush(self.expiries, (at + usable, herald.request))
         self.counters["heralds"] += 1
         self._call(at, self.scheduler.pairs_held, herald.request, len(entry.held))
@@ -296,6 +299,24 @@ class BridgeEngine:
                 self.counters["switch_failures"] += 1
                 self._call(now, self._fail, result.request, result.error)
 
+    def _take_voided(self, now: float) -> None:
+        """Pairs the fabric says a QNU no longer holds (its node agent restarted): no longer
+        held for their requests either."""
+        take = getattr(self.fabric, "take_voided", None)
+        voided: dict[str, set[tuple[str, int]]] = {}
+        for request, station, seq in take() if take is not None else ():
+            voided.setdefault(request, set()).add((station, seq))
+        for key, pairs in voided.items():
+            entry = self.open.get(key)
+            if entry is None:
+                continue
+            kept = [pair for pair in entry.held if pair[3] not in pairs]
+            if len(kept) == len(entry.held):
+                continue
+            self.counters["pairs_voided"] += len(entry.held) - len(kept)
+            entry.held = kept
+            self._call(now, self.scheduler.pairs_held, key, len(kept))
+
     def _learn_recheck_cost(self, took: float, paths: int, now: float) -> None:
         """A measured re-check of `paths` stale paths took `took` s from its ASSIGN to the
         windows set: the scheduler plans the next at the mean cost per path seen so far (a
@@ -369,24 +390,30 @@ class BridgeEngine:
                           for r in records}})
 
     def _deliver(self, entry: _Open, station: str, now: float) -> None:
-        fidelities = [link.fidelity_at(now - heralded) for heralded, _, link in entry.held]
+        fidelities = [link.fidelity_at(now - heralded) for heralded, _, link, _ in entry.held]
         latency = now - entry.submitted
         self.counters["delivered"] += 1
         m = entry.message
         if isinstance(m, RequestTransfer):
             pair = fidelities[0]
+            entry.delivered = [entry.held[0][3]]
             m1, m2 = (int(b) for b in self.rng.integers(0, 2, size=2))
             self._reply(entry.client, Transferred(
                 entry.request_id, station, teleported_fidelity(pair, bloch_vector(m.state)),
                 pair, (m1, m2), self.topology.classical_delay(m.source, m.target), latency))
         else:
+            entry.delivered = [held[3] for held in entry.held[:m.pairs]]
             self._reply(entry.client, Delivered(entry.request_id, station,
                                                 tuple(fidelities[:m.pairs]), latency))
 
     def _forget(self, key: str) -> None:
+        """`key` is done: the fabric settles its pairs (those given, the rest released)."""
         entry = self.open.pop(key, None)
         if entry is not None:
             self.per_client[entry.client] -= 1
+            settle = getattr(self.fabric, "settle", None)
+            if settle is not None:
+                settle(key, entry.delivered)
 
     def _reply(self, client: str, message: ServerMessage) -> None:
         self.outbox.append((client, message))

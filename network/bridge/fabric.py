@@ -8,7 +8,7 @@ the bridge's clock (wall-clock time scaled by the orchestrator's `time_scale`). 
 is put in the loop in front of it by `switch_loop.SwitchedFabric` (every path made through
 the `OpticalSwitch` role before it heralds). `station_fabric.StationFabric` reports the
 heralds of heralding-station processes reading their time taggers instead (from their HERALDS
-frames; real time only); node agents per QNU are not processes yet.
+frames; real time only), held by the QNUs' node agents where they run.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ class Herald:
     station: str
     request: str
     link: PathLink
+    seq: int = -1
+    """The station's herald seq (-1: a fabric without stations)."""
 
 
 class PairFabric(Protocol):

@@ -12,7 +12,10 @@ through the `OpticalSwitch` role and read back; a switch that refuses or does no
 an ERR NO_RESOURCES for the request, with its arms cleared). With a calibration store
 (`settings.calibration_db`) the paths' calibration times are read from it and the re-checks
 recorded in it (`path_calibration`). With `settings.stations` the pairs come from heralding-
-station processes reading their taggers (`station_fabric`); node agents are not processes yet.
+station processes reading their taggers (`station_fabric`), and with the QNUs' node agents
+(`qnu_nodes`, on this ROUTER: a QNU's key is a node's, not a client's) both QNUs hold a pair
+before it counts; ``<name>_nodes.json`` lists the QNUs whose nodes have all been heard (written
+as it grows).
 
 Every client message is hostile until `wire.decode_request` has checked it; a malformed one
 is counted under the field it got wrong and answered with ERR MALFORMED naming that field,
@@ -46,6 +49,7 @@ from .bridge_telemetry import TimelineTelemetry, open_timeline
 from .engine import BridgeEngine
 from .fabric import PairFabric
 from .path_calibration import PathCalibrations
+from .qnu_nodes import QnuNodes
 from .scheduler import Scheduler, SchedulerSettings
 from .station_fabric import StationFabric, StationFabricSettings
 from .switch_loop import orchestrator_fabric
@@ -193,8 +197,14 @@ class _Service:
     """The sockets around a `BridgeEngine`."""
 
     def __init__(self, settings: BridgeServiceSettings, router: zmq.Socket,
-                 engine: BridgeEngine, log: _DecisionLog) -> None:
+                 engine: BridgeEngine, log: _DecisionLog, nodes: QnuNodes | None = None
+                 ) -> None:
         self.settings, self.router, self.engine, self.log = settings, router, engine, log
+        self.nodes = nodes
+        """The QNUs' node agents, whose frames come on this ROUTER too (None: none)."""
+        if nodes is not None:
+            nodes.send = self._to_node
+        self.qnus_heard: list[str] = []
         self.begun = time.monotonic()
         self.routes: dict[str, bytes] = {}
         """Key owner -> routing id of the connection last heard from it."""
@@ -205,8 +215,19 @@ class _Service:
     def bridge_now(self) -> float:
         return (time.monotonic() - self.begun) * self.settings.time_scale
 
+    def _to_node(self, route: bytes, frame: bytes) -> None:
+        self.router.send_multipart([route, frame])
+
     def receive(self, frames: Sequence[zmq.Frame]) -> None:
         owner = key_owner(frames[-1])
+        if self.nodes is not None and owner in self.nodes.qnus:
+            self.nodes.receive(owner, frames)
+            heard = self.nodes.qnus_heard()
+            if heard != self.qnus_heard:  # a launcher waits for the QNUs its work needs
+                self.qnus_heard = heard
+                _write_json(self.settings.run_dir / f"{self.settings.name}_nodes.json",
+                            {"qnus_heard": heard, "bridge_time": self.bridge_now()})
+            return
         allowed = self.settings.clients
         if owner is None or (allowed is not None and owner not in allowed):
             if not self.strangers[str(owner)]:
@@ -349,7 +370,8 @@ def run_bridge_orchestrator(settings: BridgeServiceSettings, stop: Any) -> None:
     router = context.socket(zmq.ROUTER)
     engine = BridgeEngine(topology, Scheduler(topology, settings.scheduler), fabric,
                           settings.seed, log, settings.max_open_per_client, calibrations)
-    service = _Service(settings, router, engine, log)
+    service = _Service(settings, router, engine, log,
+                       next((f.nodes for f in made if f.nodes is not None), None))
     stopped = "stop flag"
     try:
         log.timeline = open_timeline(settings.telemetry_address, settings.key_dir,

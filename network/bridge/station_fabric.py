@@ -31,8 +31,11 @@ came after the assignment was ready:
   delays) and its heralds count only from the first seq decided with those windows; the
   set-up's outcome (measurements, or why it failed) goes to the orchestrator's engine
   through `take_setups`;
+- with node agents (`StationFabricSettings.node_agents`), a herald that counts is a pair
+  only once both QNUs' nodes at the station said OK to it (`qnu_nodes.QnuNodes`: a CREATE
+  to both at each assignment, the verdicts at the request's end);
 - the pair's fidelity is the path's link model (`topology.PathLink`), as in the simulated
-  fabric: no node agent measures it (phase 2).
+  fabric: nothing measures it.
 
 Every frame off the wire is hostile until checked: `decode` (each field's legal range), then
 what only this receiver can judge (`check_heralds`): one frame per message, a HERALDS or the
@@ -71,6 +74,7 @@ from ..messages import (
 )
 from .arm_setup import ArmSetup, SetupResult
 from .fabric import Herald, PathSetup
+from .qnu_nodes import QnuNodes
 from .topology import BridgeTopology, PathLink
 
 LOGGED_REFUSED = 100
@@ -119,6 +123,12 @@ class StationFabricSettings:
     """s after a changed pair's ready time before its station's heralds count: 0 on
     hardware (a settled path carries the new pair's light at once); the simulated world's
     `bridge_world.SWITCH_LAG_S` in the sim profile."""
+    node_agents: bool = False
+    """The QNUs run node agents (`network.node_agent.run_node_agents`), reached through
+    the orchestrator's ROUTER: a herald is a pair only once both QNUs' nodes hold it."""
+    reconcile_timeout: float = 0.1
+    """s a herald that counts, or one node's OK, waits for the rest of its pair's word
+    before it is given up (the nodes gather OKs for a few ms; the SUB may lag)."""
 
     def __post_init__(self) -> None:
         where = "bridge station fabric settings"
@@ -128,6 +138,9 @@ class StationFabricSettings:
                               "stations", "give each station of the bridge once")
         if not (math.isfinite(self.guard_s) and self.guard_s >= 0.0):
             raise ConfigError(where, "guard_s", f"{self.guard_s!r} must be >= 0 s")
+        if not (math.isfinite(self.reconcile_timeout) and self.reconcile_timeout > 0.0):
+            raise ConfigError(where, "reconcile_timeout",
+                              f"{self.reconcile_timeout!r} must be > 0 s")
 
 
 class HeraldFrameError(MalformedMessage):
@@ -245,6 +258,10 @@ class StationFabric:
         """Per station with a request address: its arms' set-up."""
         self.setups: list[SetupResult] = []
         """Set-ups ended, not yet taken (`take_setups`)."""
+        self.nodes = (QnuNodes(topology.qnus, {s.station: s.link_id for s in settings.stations},
+                               clock, self.log, self._held, settings.reconcile_timeout)
+                      if settings.node_agents else None)
+        """The QNUs' node agents (None: a herald that counts is a pair)."""
         try:
             for link in settings.stations:
                 if link.request_address is not None:
@@ -286,6 +303,8 @@ class StationFabric:
         state.request, state.path = request, self.topology.path_link(a, b, station)
         state.start = ready_at + (self.settings.guard_s if pair != state.pair else 0.0)
         state.pair = pair
+        if self.nodes is not None:
+            self.nodes.open(station, request, a, b)
         if setup is not None and arms is not None:
             state.first_seq = NOT_SET_UP
             arms.start(request, a, b, setup, self.settings.guard_s)
@@ -294,8 +313,25 @@ class StationFabric:
     def take_setups(self) -> list[SetupResult]:
         """The set-ups ended since the last call (measured paths, or why one failed)."""
         self.receive()
+        if self.nodes is not None:
+            for refused in self.nodes.refusals:
+                if refused.current and self.state[refused.station].request == refused.request:
+                    self.release(refused.station)
+                self.setups.append(refused)
+            self.nodes.refusals.clear()
         done, self.setups = self.setups, []
         return done
+
+    def settle(self, request: str, delivered: list[tuple[str, int]]) -> None:
+        """`request` ended with the pairs `delivered` ((station, seq)): the QNUs' nodes get
+        their verdicts (nothing to do without node agents)."""
+        if self.nodes is not None:
+            self.nodes.settle(request, delivered)
+
+    def take_voided(self) -> list[tuple[str, str, int]]:
+        """(request, station, seq) of pairs handed on that a node no longer holds (it
+        restarted)."""
+        return self.nodes.take_voided() if self.nodes is not None else []
 
     def _ended(self, arms: ArmSetup) -> None:
         """Each of the station's set-ups that ended: its heralds count from its windows'
@@ -319,6 +355,8 @@ class StationFabric:
 
     def release(self, station: str) -> None:
         state = self.state[station]
+        if self.nodes is not None:
+            self.nodes.close(station)
         state.epoch += 1
         state.request, state.path, state.start = None, None, math.inf
 
@@ -343,7 +381,7 @@ class StationFabric:
         # which station herald became the request's pair (its truth joins on it in sim)
         self.log({"time": at, "event": "herald_taken", "station": station,
                   "request": state.request, "seq": seq})
-        return Herald(at, station, state.request, state.path)
+        return Herald(at, station, state.request, state.path, seq)
 
     # -- the wire -------------------------------------------------------------------------
     def sockets(self) -> list[zmq.Socket]:
@@ -365,6 +403,8 @@ class StationFabric:
                 except zmq.Again:
                     break
                 self.take(station, [f.buffer for f in frames])
+        if self.nodes is not None:
+            self.nodes.tick()
 
     def take(self, station: str, frames: Sequence[bytes | memoryview]) -> None:
         """One message from `station`'s SUB: checked, then its heralds taken."""
@@ -408,12 +448,23 @@ class StationFabric:
             at = now - max(age, 0.0)
             if state.request is None:
                 self.counters["heralds_unassigned"] += 1
-            elif at < state.start:
+                continue
+            if at < state.start:
                 self.counters["heralds_before_ready"] += 1
             elif seq < state.first_seq:
                 self.counters["heralds_before_windows"] += 1
-            else:
+            elif self.nodes is None:
                 heapq.heappush(self.heap, (at, seq, station, state.epoch))
+                continue
+            else:
+                self.nodes.judged(station, seq, at, state.epoch)
+                continue
+            if self.nodes is not None:
+                self.nodes.judged(station, seq, None, state.epoch)
+
+    def _held(self, station: str, seq: int, at: float, epoch: int) -> None:
+        """Both QNUs' nodes hold herald `seq` of `station`: a pair for its request."""
+        heapq.heappush(self.heap, (at, seq, station, epoch))
 
     # -- the end --------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -425,7 +476,8 @@ class StationFabric:
                                "p99": float(np.percentile(latency, 99)),
                                "max": float(latency.max()), "count": int(latency.size)}
                               if latency.size else None),
-                "guard_s": self.settings.guard_s}
+                "guard_s": self.settings.guard_s,
+                "node_agents": self.nodes.summary() if self.nodes is not None else None}
 
     def close(self) -> None:
         for sub in self.subs:

@@ -121,6 +121,17 @@ class SwitchedFabric:
         take = getattr(self.links, "take_setups", None)
         return [] if take is None else list(take())
 
+    def settle(self, request: str, delivered: list[tuple[str, int]]) -> None:
+        """The fabric behind the switch settles an ended request's pairs (if it keeps any)."""
+        settle = getattr(self.links, "settle", None)
+        if settle is not None:
+            settle(request, delivered)
+
+    def take_voided(self) -> list[tuple[str, str, int]]:
+        """Pairs the fabric behind the switch no longer holds (none if it keeps none)."""
+        take = getattr(self.links, "take_voided", None)
+        return [] if take is None else list(take())
+
     def assign(self, station: str, request: str, a: str, b: str, ready_at: float,
                setup: PathSetup | None = None) -> None:
         """Set A-B up at `station` through the switch, then herald there from `ready_at` (or

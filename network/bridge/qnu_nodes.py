@@ -1,0 +1,375 @@
+"""The QNUs' node agents as the bridge orchestrator reaches them: `QnuNodes`.
+
+Each QNU runs a node agent (`network.node_agent.run_node_agents`): one single-link `Node` per
+heralding station the switch can join it to, following that station's heralds (sequence,
+gaps, resends, the station's clock) and answering the orchestrator's CREATEs with OK batches
+for the heralds it holds, as on the single link. When the scheduler assigns QNUs A and B to a
+station, both nodes at that station get a CREATE, and a herald becomes a pair of the request
+only when the station's SUB showed it counts (`StationFabric`: after the ready time and the
+guard, with the new windows) and both nodes said OK to it. At the request's end every pair
+either node holds gets a verdict: OK for the pairs the application got, ERR DISAGREED (the
+single link's release) for the rest, so both QNUs log the same pairs delivered.
+
+A node is the owner of the key its connection was authenticated with (the QNU's), and its
+sender id says which of the QNU's nodes (which station) it is (`node_ids`); every frame is
+checked as on the single link (`Decoder`), then against what this orchestrator asked.
+Design: docs/bridge.md#node-agents-per-qnu.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zmq
+
+from qnetlab.instruments.errors import ConfigError
+
+from ..messages import (
+    MAX_INCARNATION,
+    MAX_PAIRS_PER_CREATE,
+    NO_SEQ,
+    Ack,
+    Create,
+    Decoder,
+    Err,
+    ErrBatch,
+    ErrCode,
+    Heartbeat,
+    Ok,
+    OkBatch,
+    encode_ok_batch,
+    split_seqs,
+)
+from .arm_setup import SetupResult
+from .fabric import PathSetupError
+
+ENDED_KEPT = 4096
+"""Ended CREATEs remembered, so that an OK for one that comes late is answered with a
+release (the node would hold the pair forever otherwise)."""
+MAX_NODE_ID = 2**16 - 1
+"""Sender ids are 16 bits on the wire (0 is the station's)."""
+
+
+def node_ids(qnus: Sequence[str], stations: Sequence[str]) -> dict[tuple[str, str], int]:
+    """(QNU, station) -> the sender id of the QNU's node at that station: 1, 2, ... QNU by
+    QNU in config order, so the orchestrator and every QNU's host compute the same."""
+    ids = {(q, s): i * len(stations) + j + 1
+           for i, q in enumerate(qnus) for j, s in enumerate(stations)}
+    if ids and max(ids.values()) > MAX_NODE_ID:
+        raise ConfigError("bridge node agents", "qnus", f"{len(qnus)} QNUs x {len(stations)} "
+                          f"stations need more than {MAX_NODE_ID} node ids",
+                          "run node agents on a bridge of fewer paths")
+    return ids
+
+
+@dataclass
+class _Create:
+    """One CREATE: a station's assignment to a request, at both QNUs' nodes there."""
+
+    create_id: int
+    request: str
+    station: str
+    qnus: tuple[str, str]
+    active: bool = True
+    sent: set[str] = field(default_factory=set)
+    """QNUs whose node has it (one not heard yet gets it when it is)."""
+    oks: dict[str, dict[int, float]] = field(default_factory=dict)
+    """QNU -> seq -> monotonic s: its OKs the other node (or the SUB) has not matched yet."""
+    candidates: dict[int, tuple[float, int, float]] = field(default_factory=dict)
+    """seq -> (bridge s, the station's epoch, monotonic s): heralds that count, not yet
+    held by both."""
+    held: set[int] = field(default_factory=set)
+    """Seqs both nodes hold, handed to the engine as pairs."""
+    judged_through: int = -1
+    """The SUB has judged every herald up to this seq."""
+
+
+class QnuNodes:
+    """The orchestrator's side of the QNUs' node agents (module docstring). `on_pair`
+    (station, seq, bridge s, epoch) is called for each herald both nodes hold; `send`
+    (routing id, frame) must be set before frames come (the service's ROUTER)."""
+
+    def __init__(self, qnus: Sequence[str], links: Mapping[str, int],
+                 clock: Callable[[], float], log: Callable[[dict[str, Any]], None],
+                 on_pair: Callable[[str, int, float, int], None],
+                 reconcile_timeout: float,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.links = dict(links)
+        """station -> its link id."""
+        self.ids = node_ids(qnus, list(links))
+        self.of_id = {i: path for path, i in self.ids.items()}
+        self.qnus = frozenset(qnus)
+        self.clock, self.log, self.on_pair = clock, log, on_pair
+        self.reconcile_timeout = reconcile_timeout
+        self.monotonic = monotonic
+        """The wall clock the reconcile timeout is kept on (s)."""
+        self.send: Callable[[bytes, bytes], None] | None = None
+        self.decoder = Decoder()
+        self.counters: Counter[str] = Counter()
+        self.routes: dict[tuple[str, str], bytes] = {}
+        self.incarnations: dict[tuple[str, str], int] = {}
+        self.heard: dict[tuple[str, str], float] = {}
+        self.current: dict[str, _Create] = {}
+        """station -> its current CREATE."""
+        self.creates: dict[int, _Create] = {}
+        self.of_request: dict[str, list[_Create]] = {}
+        self.next_id = 1
+        self.ended: deque[int] = deque()
+        """Create ids of requests settled, oldest first (kept in `creates`: `ENDED_KEPT`)."""
+        self.refusals: list[SetupResult] = []
+        """Requests a node refused (`StationFabric.take_setups` hands them on)."""
+        self.voided: list[tuple[str, str, int]] = []
+        """(request, station, seq) of pairs handed on that a restarted node no longer holds."""
+        self.last_tick = 0.0
+
+    def qnus_heard(self) -> list[str]:
+        """The QNUs whose nodes at every station have said they are alive (their pairs can
+        be served wherever the scheduler puts them)."""
+        stations = len(self.links)
+        heard = Counter(qnu for qnu, _ in self.heard)
+        return sorted(q for q in self.qnus if heard[q] == stations)
+
+    # -- the orchestrator's side ------------------------------------------------------------
+    def open(self, station: str, request: str, a: str, b: str) -> None:
+        """Both QNUs' nodes at `station` take heralds for `request` from now (the last
+        CREATE there ends)."""
+        self.close(station)
+        create = _Create(self.next_id, request, station, (a, b), oks={a: {}, b: {}})
+        self.next_id = self.next_id % (2**32 - 1) + 1
+        self.current[station] = self.creates[create.create_id] = create
+        self.of_request.setdefault(request, []).append(create)
+        for qnu in create.qnus:
+            self._send_create(create, qnu)
+
+    def close(self, station: str) -> None:
+        """`station`'s nodes stop taking heralds for its request (a CREATE for no pairs)."""
+        create = self.current.pop(station, None)
+        if create is None:
+            return
+        create.active = False
+        create.candidates.clear()
+        for qnu in create.sent:
+            self._frame(qnu, station, Create(create.create_id, 0, 0.0, 0.0, 0, 0, 0, True)
+                        .encode())
+
+    def judged(self, station: str, seq: int, at: float | None, epoch: int) -> None:
+        """The station's SUB judged herald `seq`: it counts for the current request at
+        bridge time `at`, or not (None)."""
+        create = self.current.get(station)
+        if create is None:
+            return
+        create.judged_through = max(create.judged_through, seq)
+        if at is None:
+            for qnu in create.qnus:
+                if create.oks[qnu].pop(seq, None) is not None:
+                    self._release(create, qnu, [seq], "not_counted")
+            return
+        create.candidates[seq] = (at, epoch, self.monotonic())
+        self._match(create, seq)
+
+    def settle(self, request: str, delivered: Iterable[tuple[str, int]]) -> None:
+        """`request` ended: both nodes get OK for the pairs `delivered` ((station, seq)), and
+        every other pair either holds for it is released."""
+        given = set(delivered)
+        for create in self.of_request.pop(request, []):
+            if self.current.get(create.station) is create:
+                self.close(create.station)
+            ok = np.array(sorted(s for s in create.held if (create.station, s) in given),
+                          np.uint64)
+            link = self.links[create.station]
+            self.counters["pairs_delivered"] += len(ok)
+            for qnu in create.qnus:
+                for part in split_seqs(ok):
+                    self._frame(qnu, create.station, encode_ok_batch(
+                        create.create_id, link, 1.0, 0, part))
+                rest = (create.held | set(create.oks[qnu])) - set(ok.tolist())
+                self._release(create, qnu, sorted(rest), "not_delivered")
+            create.held.clear()
+            create.oks = {q: {} for q in create.qnus}
+            self.ended.append(create.create_id)
+        while len(self.ended) > ENDED_KEPT:  # a verdict later than this is taken as hostile
+            self.creates.pop(self.ended.popleft(), None)
+
+    def take_voided(self) -> list[tuple[str, str, int]]:
+        voided, self.voided = self.voided, []
+        return voided
+
+    def tick(self) -> None:
+        """One-sided OKs and counted heralds not held by both within the reconcile timeout
+        are released (checked at most every 10 ms)."""
+        now = self.monotonic()
+        if now - self.last_tick < 0.01:
+            return
+        self.last_tick = now
+        late = now - self.reconcile_timeout
+        for create in self.current.values():
+            for qnu in create.qnus:
+                old = [s for s, heard in create.oks[qnu].items() if heard < late]
+                for seq in old:
+                    del create.oks[qnu][seq]
+                    create.candidates.pop(seq, None)
+                if old:
+                    self.counters["disagreements"] += len(old)
+                    self._release(create, qnu, old, "")
+            for seq in [s for s, c in create.candidates.items() if c[2] < late]:
+                del create.candidates[seq]
+                self.counters["heralds_not_held"] += 1
+
+    # -- what the nodes send ----------------------------------------------------------------
+    def receive(self, owner: str, frames: Sequence[zmq.Frame]) -> None:
+        """One message from a QNU's key (`owner`) off the orchestrator's ROUTER."""
+        if len(frames) != 2:
+            self.decoder.reject("frames")
+            return
+        message = self.decoder.decode(frames[1].buffer)
+        if message is None:
+            return
+        if isinstance(message, Heartbeat):
+            path = self.of_id.get(message.sender_id)
+            if path is None or path[0] != owner or message.seq >> 32 > MAX_INCARNATION:
+                self.decoder.reject("heartbeat not of this QNU's nodes")
+                return
+            self.routes[path] = frames[0].bytes
+            self._heartbeat(path, message.seq >> 32)
+            return
+        path = self._path_of(owner, frames[0].bytes)
+        if path is None:
+            self.decoder.reject("message before the node's heartbeat")
+            return
+        if isinstance(message, Ack):
+            self.counters["acks"] += 1
+        elif isinstance(message, Ok | OkBatch | Err | ErrBatch):
+            self._verdict(path, message)
+        else:
+            self.decoder.reject("not a node's message")
+
+    def _path_of(self, owner: str, route: bytes) -> tuple[str, str] | None:
+        for path, known in self.routes.items():
+            if known == route and path[0] == owner:
+                return path
+        return None
+
+    def _heartbeat(self, path: tuple[str, str], incarnation: int) -> None:
+        qnu, station = path
+        before = self.incarnations.get(path)
+        self.incarnations[path] = incarnation
+        if path not in self.heard:
+            self.log({"time": self.clock(), "event": "node_heard", "qnu": qnu,
+                      "station": station})
+        self.heard[path] = self.monotonic()
+        if before is not None and before != incarnation:
+            self._restarted(qnu, station)
+        create = self.current.get(station)
+        if create is not None and qnu in create.qnus and qnu not in create.sent:
+            self._send_create(create, qnu)
+
+    def _restarted(self, qnu: str, station: str) -> None:
+        """A node came back with a new incarnation: it holds nothing it held before. The
+        pairs it held are void for their requests, and its CREATE is sent again."""
+        self.counters["node_restarts"] += 1
+        voided = 0
+        for create in self.creates.values():
+            if create.station != station or qnu not in create.qnus:
+                continue
+            self.voided += [(create.request, station, s) for s in sorted(create.held)]
+            voided += len(create.held)
+            other = create.qnus[1] if create.qnus[0] == qnu else create.qnus[0]
+            self._release(create, other, sorted(create.held | set(create.oks[other])), "")
+            create.held.clear()
+            create.oks = {q: {} for q in create.qnus}
+            create.sent.discard(qnu)
+        self.log({"time": self.clock(), "event": "node_restarted", "qnu": qnu,
+                  "station": station, "pairs_voided": voided})
+
+    def _verdict(self, path: tuple[str, str], message: Ok | OkBatch | Err | ErrBatch) -> None:
+        qnu, station = path
+        if message.link != self.links[station]:
+            self.decoder.reject("verdict for another link")
+            return
+        create = self.creates.get(message.create_id)
+        if create is None or create.station != station or qnu not in create.qnus:
+            self.decoder.reject("verdict for a request not of this node")
+            return
+        if isinstance(message, Err) and message.seq == NO_SEQ:
+            self._refused(create, qnu, message.code)
+            return
+        seqs = (message.seqs.astype(np.int64).tolist() if isinstance(message, OkBatch | ErrBatch)
+                else [message.seq])
+        if not create.active:  # OK'd after its request moved on: nobody will pair them
+            if isinstance(message, Ok | OkBatch):
+                self.counters["stale_oks"] += len(seqs)
+                self._release(create, qnu, seqs, "")
+            return
+        other = create.qnus[1] if create.qnus[0] == qnu else create.qnus[0]
+        if isinstance(message, Err | ErrBatch):  # it does not hold them: nor can the pair
+            self.counters[f"node_{message.code.name.lower()}"] += len(seqs)
+            for seq in seqs:
+                create.candidates.pop(seq, None)
+                if create.oks[other].pop(seq, None) is not None:
+                    self._release(create, other, [seq], "")
+            return
+        now = self.monotonic()
+        for seq in seqs:
+            if seq in create.held or seq in create.oks[qnu]:
+                self.decoder.reject("verdict repeated")
+            elif seq <= create.judged_through and seq not in create.candidates:
+                self._release(create, qnu, [seq], "not_counted")
+            else:
+                create.oks[qnu][seq] = now
+                self._match(create, seq)
+
+    def _match(self, create: _Create, seq: int) -> None:
+        a, b = create.qnus
+        if seq in create.candidates and seq in create.oks[a] and seq in create.oks[b]:
+            at, epoch, _ = create.candidates.pop(seq)
+            del create.oks[a][seq], create.oks[b][seq]
+            create.held.add(seq)
+            self.counters["pairs_held"] += 1
+            self.on_pair(create.station, seq, at, epoch)
+
+    def _refused(self, create: _Create, qnu: str, code: ErrCode) -> None:
+        self.counters[f"node_refused_{code.name.lower()}"] += 1
+        why = (f"{qnu}'s node agent at {create.station} refused the request ({code.name}"
+               + (": it has no station clock yet" if code is ErrCode.NO_RESOURCES else "")
+               + ")")
+        self.refusals.append(SetupResult(create.station, create.request,
+                                         error=PathSetupError(why),
+                                         current=create.active))
+
+    # -- the wire -----------------------------------------------------------------------
+    def _send_create(self, create: _Create, qnu: str) -> None:
+        route = self.routes.get((qnu, create.station))
+        if route is None or self.send is None:
+            return  # sent when the node is heard
+        other = create.qnus[1] if create.qnus[0] == qnu else create.qnus[0]
+        # min fidelity 0: the orchestrator judged the path's fidelity when it assigned it
+        self._frame(qnu, create.station, Create(
+            create.create_id, self.ids[(other, create.station)], 0.0, 0.0, 0,
+            MAX_PAIRS_PER_CREATE, 0, True).encode())
+        create.sent.add(qnu)
+
+    def _release(self, create: _Create, qnu: str, seqs: list[int], why: str) -> None:
+        if not seqs:
+            return
+        if why:
+            self.counters[f"released_{why}"] += len(seqs)
+        link = self.links[create.station]
+        for part in split_seqs(np.array(sorted(seqs), np.uint64)):
+            self._frame(qnu, create.station, ErrBatch(create.create_id, link,
+                                                      ErrCode.DISAGREED, part).encode())
+
+    def _frame(self, qnu: str, station: str, frame: bytes) -> None:
+        route = self.routes.get((qnu, station))
+        if route is None or self.send is None:
+            self.counters["unroutable"] += 1
+            return
+        self.send(route, frame)
+
+    def summary(self) -> dict[str, Any]:
+        return {"counters": dict(self.counters), "malformed": dict(self.decoder.errors),
+                "nodes_heard": len(self.heard), "nodes": len(self.ids)}
