@@ -3,9 +3,11 @@ formatter as the reports and notebooks)."""
 
 from __future__ import annotations
 
+import math
+
 from qnetlab.sequences.si import format_fit, format_value
 
-__all__ = ["format_fit", "format_value", "table"]
+__all__ = ["format_fit", "format_value", "seconds_text", "table"]
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
@@ -13,3 +15,10 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     line = "  ".join("-" * w for w in widths)
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*header), line, *(fmt.format(*r) for r in rows)])
+
+
+def seconds_text(value: float | None) -> str:
+    """A time to 3 significant digits with an SI prefix ('2.15 s', '549 ns'); '' if none."""
+    if value is None or not math.isfinite(value):
+        return ""
+    return format_value(float(f"{value:.3g}"), "s")

@@ -34,18 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._format import format_value, table
+from ._format import seconds_text as _s
+from ._format import table
 
 POLICIES = {"orchestrator": ("orchestrator",), "round-robin": ("round_robin",),
             "both": ("orchestrator", "round_robin")}
 MAX_SIMULATED_S = 1e5
 """s of simulated time after which a run is stopped (and reported incomplete): far beyond
 any shipped workload's makespan (round-robin's longest is under 20 s)."""
-
-
-def _s(seconds: float) -> str:
-    """A time to 3 significant digits with an SI prefix: '879 ms'."""
-    return format_value(float(f"{seconds:.3g}"), "s")
 
 
 def add_parser(verbs: Any) -> None:
@@ -232,8 +228,12 @@ def run_stations(args: argparse.Namespace) -> int:
     if workload is None:
         raise ConfigError("--workload", "", "missing", "give the workload to run, e.g. "
                           "--workload lab_configs/workloads/distributed_ghz_8.yaml")
+    from .bridge_stations_report import write_stations_report
+
     result = run_with_stations(config, workload, seed=args.seed, timeout=args.timeout)
     print(stations_text(config, workload, result))
+    _, lines = write_stations_report(config, workload, Path(args.workload), result, args.seed)
+    print("\n".join(lines))
     return EXIT_OK if stations_ok(workload, result) else EXIT_CHECK_FAILED
 
 

@@ -24,7 +24,7 @@ from qnetlab.sequences.report import Report, ReportBlock, ReportFigure
 from qnetlab.sequences.report_figures import figure_title, si_axis
 from qnetlab.sequences.report_provenance import collect_provenance
 
-from ._format import format_value
+from ._format import seconds_text as _s
 
 MODE = "time-compressed simulation of the link physics; no instrument processes"
 """What `qnetlab bridge` runs today, said in its output and its report."""
@@ -134,8 +134,10 @@ def _short(pair: tuple[str, ...]) -> str:
     return "-".join(names)
 
 
-def timeline_figure(result: Any, stations: Sequence[str], path: Path) -> ReportFigure:
-    """The timeline of one run (module docstring), saved as PNG at `path`."""
+def timeline_figure(result: Any, stations: Sequence[str], path: Path, mode: str = MODE
+                    ) -> ReportFigure:
+    """The timeline of one run (module docstring), saved as PNG at `path`; `mode`: what
+    ran, for its title."""
     from matplotlib.patches import Patch
 
     end = max(result.makespan, 1e-9)
@@ -146,7 +148,7 @@ def timeline_figure(result: Any, stations: Sequence[str], path: Path) -> ReportF
     top, bottom = fig.subplots(2, 1, sharex=True,
                                gridspec_kw={"height_ratios": [0.7 * len(stations) + 0.6, 3.0]})
     fig.suptitle(figure_title(f"{POLICY_LABELS.get(result.policy, result.policy)} on "
-                              f"{result.workload}, seed {result.seed}: {MODE}", 110),
+                              f"{result.workload}, seed {result.seed}: {mode}", 110),
                  fontsize=10)
     for row, station in enumerate(stations):
         y = len(stations) - 1 - row
@@ -187,7 +189,8 @@ def timeline_figure(result: Any, stations: Sequence[str], path: Path) -> ReportF
             bottom.plot([closed], [i], "x", color="C3", ms=4)
     bottom.set_ylabel("request (in order of submission)")
     bottom.set_ylim(-1, max(len(tl.requests), 1))
-    bottom.set_xlabel("time since the computation's start (simulated)")
+    bottom.set_xlabel("time since the computation's start"
+                      + (" (simulated)" if mode == MODE else ""))
     bottom.set_title("remote requests: open (grey), heralding at a station (blue), OK (green "
                      "dot), ERR (red cross)", fontsize=9)
     si_axis(bottom.xaxis, "s")
@@ -195,7 +198,7 @@ def timeline_figure(result: Any, stations: Sequence[str], path: Path) -> ReportF
     fig.savefig(path, dpi=100)
     ok = sum(r[4] == "OK" for r in tl.requests)
     return ReportFigure(path, f"Timeline of the {POLICY_LABELS.get(result.policy)} on "
-                              f"{result.workload} (seed {result.seed}; {MODE}). Top: one row per "
+                              f"{result.workload} (seed {result.seed}; {mode}). Top: one row per "
                               "heralding station: the QNU pair its arms are connected to (light "
                               "band, labelled), the switch settle and stale-path re-checks "
                               "before it heralds (hatched), heralding for a request (solid, the "
@@ -227,13 +230,6 @@ def write_decisions(decisions: Iterable[Any], path: Path) -> None:
 
 
 # -- the report -------------------------------------------------------------------------------
-def _s(value: float) -> str:
-    """A time to 3 significant digits with an SI prefix ('2.15 s', '549 ns'); '' if none."""
-    if value is None or not math.isfinite(value):
-        return ""
-    return format_value(float(f"{value:.3g}"), "s")
-
-
 def comparison_rows(run: Any) -> tuple[list[str], list[list[str]]]:
     """The comparison table: a column per policy run and the lower bound."""
     policies = list(run.results)
@@ -271,22 +267,26 @@ def comparison_rows(run: Any) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def bridge_report(run: Any, folder: Path) -> tuple[Path, Path]:
+def bridge_report(run: Any, folder: Path, *, mode: str = MODE,
+                  about: str | None = None) -> tuple[Path, Path]:
     """Write the run's report into `folder`: ``bridge_<workload>.html`` and ``.json``, a
-    timeline PNG and a decision log (JSON lines) per policy. (html, json) paths."""
+    timeline PNG and a decision log (JSON lines) per policy. (html, json) paths. `mode` and
+    `about` (its first paragraph) say what ran when it was not the simulation: then the
+    processes' own decision log is in the folder already, and no other is written."""
     folder.mkdir(parents=True, exist_ok=True)
     config, topology, b = run.config, run.topology, run.bound
     figures, logs, timelines = [], {}, {}
     for policy, result in run.results.items():
         png = folder / f"timeline_{policy}.png"
-        figures.append(timeline_figure(result, topology.stations, png))
+        figures.append(timeline_figure(result, topology.stations, png, mode))
         timelines[policy] = png.name
         log = folder / f"decisions_{policy}.jsonl"
-        write_decisions(result.decisions, log)
-        logs[policy] = log.name
+        if about is None:
+            write_decisions(result.decisions, log)
+        logs[policy] = log.name if about is None else "bridge_orchestrator_decisions.jsonl"
     primary = run.primary
     paragraphs = [
-        f"This run is a {MODE}: the "
+        about or f"This run is a {MODE}: the "
         f"{' and '.join(POLICY_LABELS.get(p, p) for p in run.results)} scheduling "
         f"{'cores decide as they' if len(run.results) > 1 else 'core decides as it'} would "
         "behind the orchestrator process, and each station's "
@@ -297,13 +297,16 @@ def bridge_report(run: Any, folder: Path) -> tuple[Path, Path]:
         f"{config.switch.ingress_ports} x {config.switch.egress_ports} switch (settle "
         f"{_s(topology.settle_time)}, {config.switch.insertion_loss_db:g} dB a path); stale "
         f"paths (calibrated more than {_s(topology.calibration_lifetime)} before use) are "
-        f"re-checked in {_s(topology.recheck_time)}. The paths' ages and arm delays are the "
-        "config's (calibration.paths): the bridge does not read them from the calibration "
-        "graph yet.",
+        f"re-checked in {_s(topology.recheck_time)}. "
+        + ("The paths' ages and arm delays are the config's (calibration.paths): the "
+           "simulation does not read them from the calibration store." if about is None else
+           "The paths' ages and arm delays are read from the calibration store "
+           f"({config.calibration_db}), stale ones re-checked by the stations' taggers."),
         f"Workload {run.workload.name} ({run.workload_path}): "
         f"{len(run.workload.operations)} operations on {len(run.workload.qnus)} QPUs, "
-        f"{run.workload.pair_demand} pairs; seed {run.seed} (one seed, one run: the "
-        "simulation is deterministic).",
+        f"{run.workload.pair_demand} pairs; seed {run.seed}"
+        + (" (one seed, one run: the simulation is deterministic)." if about is None else
+           " (the world's draws; real time is not repeatable)."),
         f"Lower bound on the expected makespan: {_s(b.expected)} (the "
         f"{b.binding.replace('_', ' ')} bound; critical path {_s(b.critical_path)}, stations "
         f"{_s(b.stations)}, QNUs {_s(b.qnus)}; docs/bridge.md#the-lower-bound). It bounds the "
@@ -321,13 +324,13 @@ def bridge_report(run: Any, folder: Path) -> tuple[Path, Path]:
              f"in {logs[policy]} ({result.decision_count} decisions, one JSON object a line)."],
             figures=[figure]))
     good, verdict = run.verdict()
-    summary: dict[str, Any] = {"mode": MODE, "workload": run.workload.name,
+    summary: dict[str, Any] = {"mode": mode, "workload": run.workload.name,
                                "bridge": config.name, "seed": str(run.seed)}
     for policy, result in run.results.items():
         summary[f"makespan ({POLICY_LABELS.get(policy, policy)})"] = _s(result.makespan)
     summary["lower bound on the makespan"] = _s(b.expected)
     extra = {
-        "mode": MODE, "seed": run.seed,
+        "mode": mode, "seed": run.seed,
         "bridge": {"name": config.name, "config": str(config.path),
                    "qnus": list(topology.qnus), "stations": list(topology.stations),
                    "switch_ports": dict(topology.switch_ports),
@@ -335,7 +338,7 @@ def bridge_report(run: Any, folder: Path) -> tuple[Path, Path]:
                    "recheck_time_s": topology.recheck_time,
                    "calibration_lifetime_s": topology.calibration_lifetime,
                    "memory_cutoff_s": topology.memory_cutoff,
-                   "calibration_graph_wired": False},
+                   "calibration_graph_wired": about is not None},
         "workload": {"name": run.workload.name, "file": str(run.workload_path),
                      "operations": len(run.workload.operations),
                      "pairs": run.workload.pair_demand},
@@ -352,8 +355,10 @@ def bridge_report(run: Any, folder: Path) -> tuple[Path, Path]:
         "timelines": timelines, "decision_logs": logs,
     }
     report = Report(title=f"Bridge run: {run.workload.name} on {config.name}",
-                    db_path=Path("none (a simulation keeps no database)"), good=good,
+                    db_path=(Path("none (a simulation keeps no database)") if about is None
+                             else Path(config.calibration_db)), good=good,
                     verdict=verdict, summary=summary, blocks=blocks, extra=extra,
                     name=f"bridge_{run.workload.name}",
-                    provenance=collect_provenance(config.path, seed=run.seed, profile=PROFILE))
+                    provenance=collect_provenance(config.path, seed=run.seed,
+                                                  profile=PROFILE if about is None else mode))
     return report.write(folder)

@@ -38,6 +38,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -437,12 +438,15 @@ def run_with_stations(config: Any, workload: Any, *, seed: int = 1, timeout: flo
             epoch_ns = time.monotonic_ns()
             links = start_stations(group, config, plan, run_dir, key_dir, epoch_ns, limit)
             _wait_streaming(links, key_dir, group, STATIONS_READY_TIMEOUT_S, run_dir)
+            agreed: list[Any] = []
+            # The nodes log the last verdicts while the orchestrator still answers an OK
+            # that came after its request ended.
             outcome, stopped = orchestrate(
                 (world, group), config, workload, links, key_dir, switch_lab, run_dir,
-                seed=seed, limit=limit, timeout=timeout, telemetry_address=telemetry)
-            # the nodes log the last verdicts before they are stopped
-            agreement = wait_for_verdicts(run_dir, list(config.stations), list(config.qnus),
-                                          VERDICTS_TIMEOUT_S)
+                seed=seed, limit=limit, timeout=timeout, telemetry_address=telemetry,
+                before_stop=lambda: agreed.append(wait_for_verdicts(
+                    run_dir, list(config.stations), list(config.qnus), VERDICTS_TIMEOUT_S)))
+            agreement = agreed[0] if agreed else None
     except KeyboardInterrupt as exc:  # every process has stopped: say where the files are
         exc.add_note(f"bridge: every process stopped; run folder {run_dir}")
         raise
@@ -507,14 +511,16 @@ def orchestrate(groups: tuple[Any, ...], config: Any, workload: Any, links: list
                 key_dir: Path, switch_lab: Path, run_dir: Path, *, seed: int, limit: float,
                 timeout: float, address: str | None = None,
                 telemetry_address: str | None = None, start_nodes: bool = True,
-                nodes_timeout: float = NODES_READY_TIMEOUT_S
+                nodes_timeout: float = NODES_READY_TIMEOUT_S,
+                before_stop: Callable[[], object] | None = None
                 ) -> tuple[WorkloadOutcome, dict[str, str]]:
     """Start the orchestrator in the last of `groups` (the switch of `switch_lab` in its
     loop, the heralds of the stations `links` name) and, with `start_nodes`, every QNU's
     node agent (else they run on their own hosts); once it has heard the nodes of the
     workload's QNUs (at most `nodes_timeout` s), run `workload` through it as the
-    application (at most `timeout` wall s), stop it (it writes its summary). (The outcome,
-    process -> how it ended for each of `groups`' processes that stopped early.)"""
+    application (at most `timeout` wall s), call `before_stop`, stop it (it writes its
+    summary). (The outcome, process -> how it ended for each of `groups`' processes that
+    stopped early.)"""
     from qnetlab.network.bridge import BridgeClient, BridgeServiceSettings, run_bridge_orchestrator
     from qnetlab.network.bridge.station_fabric import StationFabricSettings
     from qnetlab.sim_instruments.bridge_world import SWITCH_LAG_S
@@ -542,6 +548,8 @@ def orchestrate(groups: tuple[Any, ...], config: Any, workload: Any, links: list
         outcome = run_workload(client, workload, timeout)
     stopped = {name: f"exit code {g.exitcode(name)}" for g in groups
                for name in g.names if g.exitcode(name) is not None}
+    if before_stop is not None:
+        before_stop()
     group.terminate(ORCHESTRATOR)  # writes its summary on the way out
     return outcome, stopped
 

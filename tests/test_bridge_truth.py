@@ -203,8 +203,9 @@ def test_a_workload_runs_on_station_processes_with_its_timeline_and_ground_truth
     with MonitorServer(found.endpoints, found.key_dir, title="bridge", port=0) as monitor:
         code = main(["bridge", str(config_path), "--workload", str(workload_path),
                      "--stations", "--timeout", f"{timeout:.0f}"])
-        out = capsys.readouterr().out
-        assert code == EXIT_OK, out
+        captured = capsys.readouterr()
+        out = captured.out
+        assert code == EXIT_OK, out + captured.err
 
         def outcomes() -> list[str]:
             timeline = monitor.state.timelines.get("bridge_orchestrator")
@@ -264,6 +265,24 @@ def test_a_workload_runs_on_station_processes_with_its_timeline_and_ground_truth
     assert written["unjoined"] == 0 and written["all"]["delivered"] == 4
     assert written["all"]["genuine"] == sum(int(m[2]) for m in lines.values())
     assert written["all"]["with_truth"] >= 1 and written["all"]["fidelities"] >= 1
+    # The report, as the simulation's (issue 15, item 4): the makespan against the lower
+    # bound, utilisation per station, the request latencies, the timeline figure.
+    assert "utilisation (heralding for a request, over the makespan): st0 " in out
+    assert "request latency: p50 " in out and "makespan / lower bound " in out
+    (page,) = run_dir.glob("bridge_*.html")
+    assert f"report: {page}" in out
+    data = json.loads(page.with_suffix(".json").read_text())
+    result = data["results"]["orchestrator"]
+    assert data["mode"].startswith("real-time run of every process") and data["good"] is True
+    assert result["operations"]["done"] == 3 and result["pairs_delivered"] == 4
+    assert result["reconfigurations"] == summary["counters"]["decision_reconfigure"]
+    assert set(result["utilisation"]) == {"st0", "st1"}
+    assert sum(result["utilisation"].values()) > 0.0 and all(
+        0.0 <= u <= 1.0 for u in result["utilisation"].values())
+    assert result["latency"]["max"] <= result["makespan"]
+    assert data["comparison"]["orchestrator"]["over_bound"] > 0
+    assert (run_dir / "timeline_orchestrator.png").stat().st_size > 10_000
+    assert data["decision_logs"] == {"orchestrator": "bridge_orchestrator_decisions.jsonl"}
     # Every process it started (the world, both stations, the orchestrator, the QNUs' node
     # agents) has stopped.
     started = json.loads((run_dir / "processes.json").read_text())
