@@ -38,14 +38,16 @@ class NodeAgreement:
 
     @property
     def agree(self) -> bool:
-        return self.nodes > 0 and self.contradictions == 0
+        """Pair logs were read, and no pair is delivered at one QNU only (a pair still
+        awaiting the other's verdict when the logs were read counts against it)."""
+        return self.nodes > 0 and self.contradictions == 0 and self.awaiting == 0
 
     def line(self, given: int | None = None) -> str:
-        """What the terminal shows; `given`: the pairs the orchestrator delivered."""
+        """What the terminal shows; `given`: the pairs the application was given."""
         if not self.nodes:
             return "  QNU node agents: no pair log found"
         return (f"  QNU node agents: {self.delivered} pairs delivered at both QNUs"
-                + (f" (the orchestrator delivered {given})" if given is not None else "")
+                + (f" (the application got {given})" if given is not None else "")
                 + ", "
                 f"{self.contradictions} contradictions"
                 + (f", {self.awaiting} awaiting the other's verdict at stop" if self.awaiting

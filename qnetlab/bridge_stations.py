@@ -301,7 +301,7 @@ def start_stations(group: Any, config: Any, plan: Any, run_dir: Path, key_dir: P
 
 NODES_READY_TIMEOUT_S = 60.0
 """s for every QNU's node agent to hear its stations and the orchestrator to hear it."""
-VERDICTS_TIMEOUT_S = 5.0
+VERDICTS_TIMEOUT_S = 30.0
 """s the nodes are given, after the workload, to log the verdicts on the pairs they hold."""
 NODE_HEARTBEAT_S = 0.25
 NODE_CLOCK_S = 0.5
@@ -358,8 +358,15 @@ def _wait_for_qnus(run_dir: Path, qnus: tuple[str, ...], group: Any, timeout: fl
             raise ConfigError(ORCHESTRATOR, "", "the orchestrator stopped before it heard "
                               "the QNUs' node agents", f"see {run_dir}")
         if time.monotonic() > deadline:
+            from qnetlab.network import read_faults
+
+            from .bridge_agreement import NODES_DIR
+
+            faults = [f.get("message", "") for folder in sorted((run_dir / NODES_DIR).glob("*"))
+                      for f in read_faults(folder) if f.get("process") in missing]
             raise ConfigError(", ".join(missing), "", "the orchestrator has not heard these "
-                              f"QNUs' node agents within {timeout:g} s", "start `--role QNU`"
+                              f"QNUs' node agents within {timeout:g} s"
+                              + (f": {faults[0]}" if faults else ""), "start `--role QNU`"
                               " for each (across hosts), check its log and keys; or the host "
                               "is overloaded: retry")
 
@@ -597,7 +604,7 @@ def stations_text(config: Any, workload: Any, run: StationsRun) -> str:
                          f"  timeline for `qnetlab monitor`: off ({watched} could not be "
                          f"bound here: see {ORCHESTRATOR}_decisions.jsonl)")
     if run.agreement is not None:
-        lines.append(run.agreement.line(_pairs_given(s)))
+        lines.append(run.agreement.line(_pairs_given(run.outcome)))
     if run.truth is not None:
         from .bridge_truth import truth_lines
 
@@ -610,10 +617,9 @@ def stations_text(config: Any, workload: Any, run: StationsRun) -> str:
     return "\n".join(lines)
 
 
-def _pairs_given(summary: dict[str, Any]) -> int | None:
-    """The pairs the orchestrator delivered through the QNUs' node agents (None: none ran)."""
-    nodes = (summary.get("stations") or {}).get("node_agents") or {}
-    return nodes.get("counters", {}).get("pairs_delivered", 0) if nodes else None
+def _pairs_given(outcome: WorkloadOutcome) -> int:
+    """The pairs the application was given (a state transfer's: one)."""
+    return sum(pairs for _, pairs in outcome.delivered.values())
 
 
 def stations_ok(workload: Any, run: StationsRun) -> bool:
@@ -621,7 +627,7 @@ def stations_ok(workload: Any, run: StationsRun) -> bool:
     their logs are here) both QNUs holding as delivered every pair the orchestrator
     delivered, and no other."""
     agreed = run.agreement is None or (
-        run.agreement.agree and run.agreement.delivered == _pairs_given(run.summary))
+        run.agreement.agree and run.agreement.delivered == _pairs_given(run.outcome))
     return (not run.outcome.timed_out and not run.outcome.failed and not run.stopped_early
             and len(run.outcome.done) == len(workload.operations) and agreed)
 

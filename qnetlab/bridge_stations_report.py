@@ -82,7 +82,7 @@ def stations_result(run: Any, workload: Any, stations: list[str], seed: int) -> 
         pairs_delivered=pairs,
         pairs_wasted=counters.get("pairs_expired", 0) + counters.get("pairs_wasted", 0),
         reconfigurations=counters.get("decision_reconfigure", 0),
-        rechecks=counters.get("rechecks", 0),
+        rechecks=counters.get("decision_recheck", 0),
         station_busy={s: sum(span.end - span.start for span in timeline.heralding[s])
                       for s in stations},
         latencies=list(outcome.latencies), errors=dict(errors),

@@ -19,10 +19,11 @@ from qnetlab.instruments.errors import ConfigError
 from qnetlab.network.bridge import Scheduler, load_bridge_config
 from qnetlab.network.bridge.engine import BridgeEngine
 from qnetlab.network.bridge.fabric import Herald, SimulatedLinkFabric
-from qnetlab.network.bridge.qnu_nodes import MAX_NODE_ID, QnuNodes, node_ids
+from qnetlab.network.bridge.qnu_nodes import MAX_AHEAD, MAX_NODE_ID, QnuNodes, node_ids
 from qnetlab.network.bridge.wire import Delivered, RequestPairs
 from qnetlab.network.messages import (
     NO_SEQ,
+    Ack,
     Create,
     Err,
     ErrBatch,
@@ -209,28 +210,77 @@ def test_a_create_waits_for_a_node_not_heard_yet():
 
 
 def test_hostile_frames_are_refused_and_counted(bench: _Bench):
-    """Another QNU's sender id, a message before the node's heartbeat, another link's
-    verdict, a verdict for another station's request, a repeated OK, garbage, a message no
-    node sends: each refused under its reason, nothing handed on."""
+    """Another QNU's sender id, an earlier incarnation's heartbeat, another QNU's OK, an
+    unknown link's verdict, a verdict for another station's request, a repeated OK, an OK
+    far beyond what the station published, a refusal replayed, an ACK of another's request,
+    garbage, a message no node sends: each refused under its reason, nothing handed on."""
     bench.nodes.open("st0", "app/r1", "qnu0", "qnu1")
     cid = _create_id(bench)
     bench.nodes.judged("st0", 30, 4.0, 1)
     owner_of_qnu1 = bench.nodes.ids[("qnu1", "st0")]
     bench.frame("qnu0", "st0", Heartbeat(owner_of_qnu1, 1 << 32, 0).encode())
-    bench.nodes.receive("qnu2", [zmq.Frame(b"unknown route"), zmq.Frame(
-        encode_ok_batch(cid, 1, 0.6, 0, np.array([30], np.uint64)))])
-    bench.frame("qnu0", "st0", encode_ok_batch(cid, 2, 0.6, 0, np.array([30], np.uint64)))
+    bench.heartbeat("qnu0", "st0", incarnation=0)
+    bench.ok("qnu2", "st0", cid, 30)
+    bench.frame("qnu0", "st0", encode_ok_batch(cid, 9, 0.6, 0, np.array([30], np.uint64)))
     bench.ok("qnu0", "st1", cid, 30)
     bench.ok("qnu0", "st0", cid, 30)
     bench.ok("qnu0", "st0", cid, 30)
+    bench.ok("qnu0", "st0", cid, 30 + MAX_AHEAD + 1)
+    assert bench.released("qnu0") == [30 + MAX_AHEAD + 1]  # the node frees it all the same
+    for _ in range(3):
+        bench.frame("qnu1", "st0", Err(cid, 1, NO_SEQ, ErrCode.NO_RESOURCES).encode())
+    assert len(bench.nodes.refusals) == 1
+    bench.frame("qnu2", "st0", Ack(cid, 0.1).encode())
     bench.frame("qnu0", "st0", b"\x01\xff garbage")
     bench.frame("qnu0", "st0", Create(1, 1, 0.0, 0.0, 0, 1, 0, True).encode())
     errors = bench.nodes.decoder.errors
-    for reason in ("heartbeat not of this QNU's nodes", "message before the node's heartbeat",
+    for reason in ("heartbeat not of this QNU's nodes", "heartbeat of an earlier incarnation",
                    "verdict for another link", "verdict for a request not of this node",
-                   "verdict repeated", "not a node's message"):
+                   "verdict repeated", "OK for a herald the station never published",
+                   "refusal of a request ended or refused already",
+                   "ack of a request not of this node", "not a node's message"):
         assert errors[reason] >= 1, (reason, errors)
-    assert sum(errors.values()) >= 7 and bench.pairs == []
+    assert sum(errors.values()) >= 12 and bench.pairs == []
+
+
+def test_a_pair_a_restarted_node_no_longer_holds_is_not_handed_on(bench: _Bench):
+    """Matched (both OKs in), then qnu1's node restarts before the engine took the pair:
+    the fabric asks `holds` before it hands a pair on, and the pair is no longer held."""
+    bench.nodes.open("st0", "app/r1", "qnu0", "qnu1")
+    cid = _create_id(bench)
+    bench.nodes.judged("st0", 40, 5.0, 1)
+    bench.ok("qnu0", "st0", cid, 40)
+    bench.ok("qnu1", "st0", cid, 40)
+    assert bench.pairs and bench.nodes.holds("st0", 40)
+    bench.heartbeat("qnu1", "st0", incarnation=2)
+    assert not bench.nodes.holds("st0", 40)
+
+
+def test_a_reconnected_nodes_ok_before_its_heartbeat_is_taken_and_answered_there(
+        bench: _Bench):
+    """A node's connection dropped and came back (a new routing id): its queued OKs come
+    before its next heartbeat. They are its key's owner's at the station its link names:
+    taken, and the verdicts go to the new connection."""
+    bench.nodes.open("st0", "app/r1", "qnu0", "qnu1")
+    cid = _create_id(bench)
+    bench.nodes.judged("st0", 50, 6.0, 1)
+    bench.ok("qnu0", "st0", cid, 50)
+    bench.nodes.receive("qnu1", [zmq.Frame(b"qnu1 again"), zmq.Frame(encode_ok_batch(
+        cid, LINKS["st0"], 0.6, 0, np.array([50], np.uint64)))])
+    assert bench.pairs == [("st0", 50, 6.0, 1)]
+    bench.nodes.settle("app/r1", [("st0", 50)])
+    (ok,) = [m for route, m in bench.sent if route == b"qnu1 again" and isinstance(m, OkBatch)]
+    assert ok.seqs.tolist() == [50]
+
+
+def test_closing_a_station_releases_the_oks_nothing_can_match_now(bench: _Bench):
+    """The station goes to another pair: qnu0's one-sided OK is released at once (not at
+    the request's end)."""
+    bench.nodes.open("st0", "app/r1", "qnu0", "qnu1")
+    cid = _create_id(bench)
+    bench.ok("qnu0", "st0", cid, 60)
+    bench.nodes.close("st0")
+    assert bench.released("qnu0") == [60]
 
 
 def test_node_ids_are_the_same_everywhere_and_bounded():
@@ -287,3 +337,30 @@ def test_the_engine_drops_a_voided_pair_and_settles_what_it_delivered():
     assert len(delivered.fidelities) == 2
     ((request, pairs),) = fabric.settled
     assert request == "app/r1" and len(pairs) == 2 and first not in pairs
+
+
+def test_a_node_gone_quiet_is_taken_as_lost_and_its_pairs_void(bench: _Bench):
+    """qnu1's node at st0 sends no heartbeat for longer than `node_silence` (2 s): it may
+    have died, so the pair both held is void (both halves released) and the engine is told;
+    heard again, it gets its CREATE again."""
+    bench.nodes.open("st0", "app/r1", "qnu0", "qnu1")
+    cid = _create_id(bench)
+    bench.nodes.judged("st0", 70, 7.0, 1)
+    bench.ok("qnu0", "st0", cid, 70)
+    bench.ok("qnu1", "st0", cid, 70)
+    bench.now += 1.9
+    others = [p for p in bench.nodes.ids if p != ("qnu1", "st0")]
+    for path in others:  # every node but qnu1's at st0 keeps heartbeating
+        bench.heartbeat(*path)
+    bench.nodes.tick()
+    assert bench.nodes.holds("st0", 70)  # 1.9 s: not yet
+    bench.now += 0.2
+    bench.nodes.tick()
+    assert not bench.nodes.holds("st0", 70)
+    assert bench.nodes.take_voided() == [("app/r1", "st0", 70)]
+    assert bench.released("qnu0") == [70] and bench.released("qnu1") == [70]
+    assert bench.nodes.counters["nodes_lost"] == 1
+    bench.heartbeat("qnu1", "st0")
+    assert len([c for c in bench.to("qnu1", "st0", Create) if c.number]) == 2
+    assert [r["event"] for r in bench.log if r.get("qnu") == "qnu1"][-2:] == \
+        ["node_lost", "node_back"]

@@ -376,6 +376,7 @@ class _MeasuringFabric(SimulatedLinkFabric):
         super().__init__(topology, 1)
         self.asked: list[tuple[str, str, str, str, PathSetup | None]] = []
         self.ended: list[SetupResult] = []
+        self.refused: list[SetupResult] = []
 
     def assign(self, station: str, request: str, a: str, b: str, ready_at: float,
                setup: PathSetup | None = None) -> None:
@@ -385,6 +386,10 @@ class _MeasuringFabric(SimulatedLinkFabric):
     def take_setups(self) -> list[SetupResult]:
         done, self.ended = self.ended, []
         return done
+
+    def take_refusals(self) -> list[SetupResult]:
+        refused, self.refused = self.refused, []
+        return refused
 
 
 def _stale_qnu0(tmp_path: Path) -> tuple[PathCalibrations, Any]:
@@ -452,6 +457,32 @@ def test_a_failed_setup_is_the_requests_err_and_keeps_what_was_measured(tmp_path
     assert [r["event"] for r in log if r.get("event") in ("recheck", "path_setup_failed")] \
         == ["recheck", "path_setup_failed"]
     assert not [r for r in log if r.get("event") == "recheck_cost"]
+
+
+def test_a_node_refusal_during_a_measured_recheck_fails_the_request_and_keeps_the_recheck(
+        tmp_path):
+    """A QNU's node agent refuses the request while its station still measures the stale
+    path: the request gets ERR NO_RESOURCES with the node's reason, and the measurement,
+    when it ends, is still committed and its cost learned (the refusal does not take the
+    set-up's place)."""
+    cal, topology = _stale_qnu0(tmp_path)
+    fabric = _MeasuringFabric(topology)
+    log: list[dict[str, Any]] = []
+    engine = BridgeEngine(topology, Scheduler(topology), fabric, 1, log.append,
+                          calibrations=cal)
+    _ask(engine, "r1", "qnu0", "qnu1", 0.0)
+    ((station, request, *_),) = fabric.asked
+    fabric.refused.append(SetupResult(station, request, error=PathSetupError(
+        f"qnu1's node agent at {station} refused the request (NO_RESOURCES)"), current=True))
+    engine.advance(0.3)
+    err = _refused(engine, "r1")
+    assert err.code == "NO_RESOURCES" and err.reason.startswith("qnu1's node agent")
+    fabric.ended.append(SetupResult(station, request, {"qnu0": ArmMeasurement(
+        6.13e-7, 4e-10, "measured by the test")}, first_seq=3))
+    engine.advance(0.55)
+    assert cal.record("qnu0", station).arm_delay == 6.13e-7
+    (cost,) = [r for r in log if r.get("event") == "recheck_cost"]
+    assert cost["took"] == pytest.approx(0.55)
 
 
 def test_the_calibration_database_is_relative_to_the_config_and_checked(tmp_path):

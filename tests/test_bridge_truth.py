@@ -248,7 +248,7 @@ def test_a_workload_runs_on_station_processes_with_its_timeline_and_ground_truth
     # world. Which pairs are genuine is chance in real time (the model's 0.57 is a mix).
     # Both QNUs' node agents hold every delivered pair as delivered (their own logs): the
     # two pairs of a, b's one and the one c's transfer consumed.
-    assert "QNU node agents: 4 pairs delivered at both QNUs (the orchestrator delivered 4), " \
+    assert "QNU node agents: 4 pairs delivered at both QNUs (the application got 4), " \
         "0 contradictions" in out, out
     assert "simulation ground truth" in out
     lines = {m[1]: m for m in re.finditer(
@@ -277,10 +277,8 @@ def test_a_workload_runs_on_station_processes_with_its_timeline_and_ground_truth
     assert result["operations"]["done"] == 3 and result["pairs_delivered"] == 4
     assert result["reconfigurations"] == summary["counters"]["decision_reconfigure"]
     assert set(result["utilisation"]) == {"st0", "st1"}
-    assert sum(result["utilisation"].values()) > 0.0 and all(
-        0.0 <= u <= 1.0 for u in result["utilisation"].values())
-    assert result["latency"]["max"] <= result["makespan"]
-    assert data["comparison"]["orchestrator"]["over_bound"] > 0
+    assert all(u <= 1.0 for u in result["utilisation"].values())
+    assert all(u > 0.0 for u in result["utilisation"].values())  # a and b: one each
     assert (run_dir / "timeline_orchestrator.png").stat().st_size > 10_000
     assert data["decision_logs"] == {"orchestrator": "bridge_orchestrator_decisions.jsonl"}
     # Every process it started (the world, both stations, the orchestrator, the QNUs' node

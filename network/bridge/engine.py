@@ -158,6 +158,7 @@ class BridgeEngine:
         """Carry out, in time order, everything due at or before `now` (first the fabric's
         ended set-ups, at `now`: they end in wall time, when the station answers)."""
         self._take_setups(max(now, self.now))
+        self._take_refusals(max(now, self.now))
         self._take_voided(max(now, self.now))
         for _ in range(1_000_000):  # bounded: a scheduler bug must not hang the process
             herald = self.fabric.next_time()
@@ -229,8 +230,16 @@ class BridgeEngine:
     def _fail(self, key: str, exc: PathSetupError, now: float) -> list[Decision]:
         """ERR for a request whose path the fabric could not set up (the scheduler's own
         `fail` when it has one; else a cancel, whose CANCEL is turned into that ERR)."""
+        return self._fail_because(key, exc, f"the switch could not set the path up: {exc}",
+                                  now)
+
+    def _node_refused(self, key: str, exc: PathSetupError, now: float) -> list[Decision]:
+        """ERR for a request a QNU's node agent refused (as `_fail`)."""
+        return self._fail_because(key, exc, str(exc), now)
+
+    def _fail_because(self, key: str, exc: PathSetupError, reason: str, now: float
+                      ) -> list[Decision]:
         fail = getattr(self.scheduler, "fail", None)
-        reason = f"the switch could not set the path up: {exc}"
         if fail is not None:
             decisions: list[Decision] = fail(key, ErrCode[exc.code], reason, now)
             return decisions
@@ -298,6 +307,18 @@ class BridgeEngine:
             if result.current and result.request in self.open:
                 self.counters["switch_failures"] += 1
                 self._call(now, self._fail, result.request, result.error)
+
+    def _take_refusals(self, now: float) -> None:
+        """Requests a QNU's node agent refused (the fabric says which, and why): ERR for
+        each still served there. Kept apart from the set-ups: a re-check may be under way."""
+        take = getattr(self.fabric, "take_refusals", None)
+        for result in take() if take is not None else ():
+            self.log({"time": now, "event": "node_refused", "for_request": result.request,
+                      "station": result.station, "reason": str(result.error),
+                      "current": result.current})
+            if result.current and result.request in self.open and result.error is not None:
+                self.counters["node_refusals"] += 1
+                self._call(now, self._node_refused, result.request, result.error)
 
     def _take_voided(self, now: float) -> None:
         """Pairs the fabric says a QNU no longer holds (its node agent restarted): no longer

@@ -48,6 +48,10 @@ from ..messages import (
 from .arm_setup import SetupResult
 from .fabric import PathSetupError
 
+MAX_AHEAD = 100_000
+"""Seqs an OK may lie beyond the last herald the station's SUB has judged (the nodes may
+hear a herald before the orchestrator does, never this far before): beyond, the OK is for a
+herald the station never published, and is released."""
 ENDED_KEPT = 4096
 """Ended CREATEs remembered, so that an OK for one that comes late is answered with a
 release (the node would hold the pair forever otherwise)."""
@@ -85,8 +89,8 @@ class _Create:
     held by both."""
     held: set[int] = field(default_factory=set)
     """Seqs both nodes hold, handed to the engine as pairs."""
-    judged_through: int = -1
-    """The SUB has judged every herald up to this seq."""
+    refused: set[str] = field(default_factory=set)
+    """QNUs whose node refused it (taken once)."""
 
 
 class QnuNodes:
@@ -97,17 +101,22 @@ class QnuNodes:
     def __init__(self, qnus: Sequence[str], links: Mapping[str, int],
                  clock: Callable[[], float], log: Callable[[dict[str, Any]], None],
                  on_pair: Callable[[str, int, float, int], None],
-                 reconcile_timeout: float,
+                 reconcile_timeout: float, node_silence: float = 2.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.links = dict(links)
         """station -> its link id."""
+        self.station_of = {link: station for station, link in self.links.items()}
         self.ids = node_ids(qnus, list(links))
         self.of_id = {i: path for path, i in self.ids.items()}
         self.qnus = frozenset(qnus)
         self.clock, self.log, self.on_pair = clock, log, on_pair
         self.reconcile_timeout = reconcile_timeout
+        self.node_silence = node_silence
+        """s without a node's heartbeat before it is taken as lost (its pairs void)."""
+        self.silent: set[tuple[str, str]] = set()
+        """Nodes taken as lost, until heard again."""
         self.monotonic = monotonic
-        """The wall clock the reconcile timeout is kept on (s)."""
+        """The wall clock the timeouts are kept on (s)."""
         self.send: Callable[[bytes, bytes], None] | None = None
         self.decoder = Decoder()
         self.counters: Counter[str] = Counter()
@@ -122,10 +131,19 @@ class QnuNodes:
         self.ended: deque[int] = deque()
         """Create ids of requests settled, oldest first (kept in `creates`: `ENDED_KEPT`)."""
         self.refusals: list[SetupResult] = []
-        """Requests a node refused (`StationFabric.take_setups` hands them on)."""
+        """Requests a node refused (`StationFabric.take_refusals` hands them on)."""
         self.voided: list[tuple[str, str, int]] = []
         """(request, station, seq) of pairs handed on that a restarted node no longer holds."""
+        self.seen: dict[str, int] = {}
+        """station -> the highest herald seq its SUB has judged (-1: none)."""
+        self.holding: set[tuple[str, int]] = set()
+        """(station, seq) of every pair both nodes hold, until its verdict."""
         self.last_tick = 0.0
+
+    def holds(self, station: str, seq: int) -> bool:
+        """Whether both nodes still hold the pair of `station`'s herald `seq` (a pair handed
+        on is void once one of them restarted)."""
+        return (station, seq) in self.holding
 
     def qnus_heard(self) -> list[str]:
         """The QNUs whose nodes at every station have said they are alive (their pairs can
@@ -156,14 +174,17 @@ class QnuNodes:
         for qnu in create.sent:
             self._frame(qnu, station, Create(create.create_id, 0, 0.0, 0.0, 0, 0, 0, True)
                         .encode())
+        for qnu in create.qnus:  # one-sided: nothing can match them now
+            self._release(create, qnu, sorted(create.oks[qnu]), "closed")
+            create.oks[qnu].clear()
 
     def judged(self, station: str, seq: int, at: float | None, epoch: int) -> None:
         """The station's SUB judged herald `seq`: it counts for the current request at
         bridge time `at`, or not (None)."""
+        self.seen[station] = max(self.seen.get(station, -1), seq)
         create = self.current.get(station)
         if create is None:
             return
-        create.judged_through = max(create.judged_through, seq)
         if at is None:
             for qnu in create.qnus:
                 if create.oks[qnu].pop(seq, None) is not None:
@@ -189,6 +210,7 @@ class QnuNodes:
                         create.create_id, link, 1.0, 0, part))
                 rest = (create.held | set(create.oks[qnu])) - set(ok.tolist())
                 self._release(create, qnu, sorted(rest), "not_delivered")
+            self.holding.difference_update((create.station, s) for s in create.held)
             create.held.clear()
             create.oks = {q: {} for q in create.qnus}
             self.ended.append(create.create_id)
@@ -206,6 +228,15 @@ class QnuNodes:
         if now - self.last_tick < 0.01:
             return
         self.last_tick = now
+        for path, heard in self.heard.items():
+            if path not in self.silent and now - heard > self.node_silence:
+                # A node gone quiet may have died: nothing it held may be delivered.
+                self.silent.add(path)
+                self.counters["nodes_lost"] += 1
+                voided = self._void(*path, release_own=True)
+                self.log({"time": self.clock(), "event": "node_lost", "qnu": path[0],
+                          "station": path[1], "silent_s": now - heard,
+                          "pairs_voided": voided})
         late = now - self.reconcile_timeout
         for create in self.current.values():
             for qnu in create.qnus:
@@ -234,34 +265,41 @@ class QnuNodes:
             if path is None or path[0] != owner or message.seq >> 32 > MAX_INCARNATION:
                 self.decoder.reject("heartbeat not of this QNU's nodes")
                 return
-            self.routes[path] = frames[0].bytes
-            self._heartbeat(path, message.seq >> 32)
-            return
-        path = self._path_of(owner, frames[0].bytes)
-        if path is None:
-            self.decoder.reject("message before the node's heartbeat")
-            return
-        if isinstance(message, Ack):
-            self.counters["acks"] += 1
+            self._heartbeat(path, message.seq >> 32, frames[0].bytes)
+        elif isinstance(message, Ack):
+            create = self.creates.get(message.create_id)
+            if create is None or owner not in create.qnus:
+                self.decoder.reject("ack of a request not of this node")
+            else:
+                self.counters["acks"] += 1
         elif isinstance(message, Ok | OkBatch | Err | ErrBatch):
-            self._verdict(path, message)
+            # The node is its key's owner at the station whose link it names (a reconnected
+            # node's OKs may come before its next heartbeat: taken, and answered there).
+            station = self.station_of.get(message.link)
+            if station is None:
+                self.decoder.reject("verdict for another link")
+                return
+            self.routes[(owner, station)] = frames[0].bytes
+            self._verdict((owner, station), message)
         else:
             self.decoder.reject("not a node's message")
 
-    def _path_of(self, owner: str, route: bytes) -> tuple[str, str] | None:
-        for path, known in self.routes.items():
-            if known == route and path[0] == owner:
-                return path
-        return None
-
-    def _heartbeat(self, path: tuple[str, str], incarnation: int) -> None:
+    def _heartbeat(self, path: tuple[str, str], incarnation: int, route: bytes) -> None:
         qnu, station = path
         before = self.incarnations.get(path)
+        if before is not None and incarnation < before:  # the old connection's last word
+            self.decoder.reject("heartbeat of an earlier incarnation")
+            return
+        self.routes[path] = route
         self.incarnations[path] = incarnation
         if path not in self.heard:
             self.log({"time": self.clock(), "event": "node_heard", "qnu": qnu,
                       "station": station})
         self.heard[path] = self.monotonic()
+        if path in self.silent:
+            self.silent.discard(path)
+            self.log({"time": self.clock(), "event": "node_back", "qnu": qnu,
+                      "station": station})
         if before is not None and before != incarnation:
             self._restarted(qnu, station)
         create = self.current.get(station)
@@ -272,31 +310,43 @@ class QnuNodes:
         """A node came back with a new incarnation: it holds nothing it held before. The
         pairs it held are void for their requests, and its CREATE is sent again."""
         self.counters["node_restarts"] += 1
+        voided = self._void(qnu, station, release_own=False)
+        self.log({"time": self.clock(), "event": "node_restarted", "qnu": qnu,
+                  "station": station, "pairs_voided": voided})
+
+    def _void(self, qnu: str, station: str, *, release_own: bool) -> int:
+        """Every pair `qnu`'s node at `station` holds is void for its request (the engine
+        drops those it was given: `take_voided`): the other QNU's halves are released, and
+        the node's own too if it may still hold them (`release_own`); its CREATE is sent
+        again when it is next heard. The pairs voided."""
         voided = 0
         for create in self.creates.values():
             if create.station != station or qnu not in create.qnus:
                 continue
             self.voided += [(create.request, station, s) for s in sorted(create.held)]
+            self.holding.difference_update((station, s) for s in create.held)
             voided += len(create.held)
-            other = create.qnus[1] if create.qnus[0] == qnu else create.qnus[0]
-            self._release(create, other, sorted(create.held | set(create.oks[other])), "")
+            for holder in create.qnus:
+                if holder != qnu or release_own:
+                    self._release(create, holder,
+                                  sorted(create.held | set(create.oks[holder])), "")
             create.held.clear()
             create.oks = {q: {} for q in create.qnus}
             create.sent.discard(qnu)
-        self.log({"time": self.clock(), "event": "node_restarted", "qnu": qnu,
-                  "station": station, "pairs_voided": voided})
+        return voided
 
     def _verdict(self, path: tuple[str, str], message: Ok | OkBatch | Err | ErrBatch) -> None:
         qnu, station = path
-        if message.link != self.links[station]:
-            self.decoder.reject("verdict for another link")
-            return
         create = self.creates.get(message.create_id)
         if create is None or create.station != station or qnu not in create.qnus:
             self.decoder.reject("verdict for a request not of this node")
             return
         if isinstance(message, Err) and message.seq == NO_SEQ:
-            self._refused(create, qnu, message.code)
+            if not create.active or qnu in create.refused:
+                self.decoder.reject("refusal of a request ended or refused already")
+            else:
+                create.refused.add(qnu)
+                self._refused(create, qnu, message.code)
             return
         seqs = (message.seqs.astype(np.int64).tolist() if isinstance(message, OkBatch | ErrBatch)
                 else [message.seq])
@@ -313,11 +363,14 @@ class QnuNodes:
                 if create.oks[other].pop(seq, None) is not None:
                     self._release(create, other, [seq], "")
             return
-        now = self.monotonic()
+        now, seen = self.monotonic(), self.seen.get(station, -1)
         for seq in seqs:
             if seq in create.held or seq in create.oks[qnu]:
                 self.decoder.reject("verdict repeated")
-            elif seq <= create.judged_through and seq not in create.candidates:
+            elif seq > seen + MAX_AHEAD:
+                self.decoder.reject("OK for a herald the station never published")
+                self._release(create, qnu, [seq], "")
+            elif seq <= seen and seq not in create.candidates:
                 self._release(create, qnu, [seq], "not_counted")
             else:
                 create.oks[qnu][seq] = now
@@ -329,6 +382,7 @@ class QnuNodes:
             at, epoch, _ = create.candidates.pop(seq)
             del create.oks[a][seq], create.oks[b][seq]
             create.held.add(seq)
+            self.holding.add((create.station, seq))
             self.counters["pairs_held"] += 1
             self.on_pair(create.station, seq, at, epoch)
 

@@ -313,14 +313,19 @@ class StationFabric:
     def take_setups(self) -> list[SetupResult]:
         """The set-ups ended since the last call (measured paths, or why one failed)."""
         self.receive()
-        if self.nodes is not None:
-            for refused in self.nodes.refusals:
-                if refused.current and self.state[refused.station].request == refused.request:
-                    self.release(refused.station)
-                self.setups.append(refused)
-            self.nodes.refusals.clear()
         done, self.setups = self.setups, []
         return done
+
+    def take_refusals(self) -> list[SetupResult]:
+        """Requests a QNU's node refused since the last call (the station stops heralding
+        for one it still serves)."""
+        if self.nodes is None:
+            return []
+        refused, self.nodes.refusals = self.nodes.refusals, []
+        for result in refused:
+            if result.current and self.state[result.station].request == result.request:
+                self.release(result.station)
+        return refused
 
     def settle(self, request: str, delivered: list[tuple[str, int]]) -> None:
         """`request` ended with the pairs `delivered` ((station, seq)): the QNUs' nodes get
@@ -363,11 +368,13 @@ class StationFabric:
     def next_time(self) -> float | None:
         self.receive()
         while self.heap:
-            _, _, station, epoch = self.heap[0]
-            if self.state[station].epoch == epoch:
+            _, seq, station, epoch = self.heap[0]
+            if self.state[station].epoch == epoch and (
+                    self.nodes is None or self.nodes.holds(station, seq)):
                 return self.heap[0][0]
             heapq.heappop(self.heap)
-            self.counters["heralds_void"] += 1  # released before the engine took it
+            # released before the engine took it, or a node no longer holds it (restarted)
+            self.counters["heralds_void"] += 1
         return None
 
     def pop(self, now: float) -> Herald | None:
@@ -448,6 +455,8 @@ class StationFabric:
             at = now - max(age, 0.0)
             if state.request is None:
                 self.counters["heralds_unassigned"] += 1
+                if self.nodes is not None:
+                    self.nodes.judged(station, seq, None, state.epoch)
                 continue
             if at < state.start:
                 self.counters["heralds_before_ready"] += 1

@@ -127,6 +127,11 @@ class SwitchedFabric:
         if settle is not None:
             settle(request, delivered)
 
+    def take_refusals(self) -> list[Any]:
+        """Requests a QNU's node behind the switch refused (none if no nodes run)."""
+        take = getattr(self.links, "take_refusals", None)
+        return [] if take is None else list(take())
+
     def take_voided(self) -> list[tuple[str, str, int]]:
         """Pairs the fabric behind the switch no longer holds (none if it keeps none)."""
         take = getattr(self.links, "take_voided", None)
