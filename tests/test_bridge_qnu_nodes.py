@@ -301,6 +301,7 @@ class _NumberedFabric(SimulatedLinkFabric):
         self.seq = 0
         self.settled: list[tuple[str, list[tuple[str, int]]]] = []
         self.void: list[tuple[str, str, int]] = []
+        self.discarded: list[tuple[str, int]] = []
 
     def pop(self, now: float) -> Herald | None:
         herald = super().pop(now)
@@ -315,6 +316,9 @@ class _NumberedFabric(SimulatedLinkFabric):
     def take_voided(self) -> list[tuple[str, str, int]]:
         void, self.void = self.void, []
         return void
+
+    def discard(self, request: str, pairs: list[tuple[str, int]]) -> None:
+        self.discarded += pairs
 
 
 def test_the_engine_drops_a_voided_pair_and_settles_what_it_delivered():
@@ -364,3 +368,35 @@ def test_a_node_gone_quiet_is_taken_as_lost_and_its_pairs_void(bench: _Bench):
     assert len([c for c in bench.to("qnu1", "st0", Create) if c.number]) == 2
     assert [r["event"] for r in bench.log if r.get("qnu") == "qnu1"][-2:] == \
         ["node_lost", "node_back"]
+
+
+def test_a_pair_of_no_use_is_freed_at_both_nodes_at_once(bench: _Bench):
+    """The engine found a held pair expired (older than its request can use): both nodes
+    free it now (ERR EXPIRED), and it is neither held nor released again at the end."""
+    bench.nodes.open("st0", "app/r1", "qnu0", "qnu1")
+    cid = _create_id(bench)
+    bench.nodes.judged("st0", 80, 8.0, 1)
+    bench.ok("qnu0", "st0", cid, 80)
+    bench.ok("qnu1", "st0", cid, 80)
+    bench.nodes.discard("app/r1", [("st0", 80)])
+    for qnu in ("qnu0", "qnu1"):
+        (freed,) = bench.to(qnu, "st0", ErrBatch)
+        assert freed.code == ErrCode.EXPIRED and freed.seqs.tolist() == [80]
+    assert not bench.nodes.holds("st0", 80)
+    bench.nodes.settle("app/r1", [])
+    assert bench.released("qnu0") == bench.released("qnu1") == [80]  # once, not twice
+
+
+def test_the_engine_tells_the_fabric_which_pairs_expired():
+    """Pairs a request held past their usable age are passed to the fabric's `discard`,
+    as many as the engine counts expired."""
+    topology = load_bridge_config(REPO / "lab_configs" / "bridge_8.yaml").topology()
+    fabric = _NumberedFabric(topology)
+    engine = BridgeEngine(topology, Scheduler(topology), fabric, 1)
+    engine.handle("app", RequestPairs("r1", "qnu0", "qnu1", 3, 0.55, None), 0.0)
+    engine.advance(60.0)
+    # (seed 1: three pairs at once, at ~27 Hz with 52 ms usable, take many expiries)
+    assert engine.counters["pairs_expired"] > 0
+    assert len(fabric.discarded) == engine.counters["pairs_expired"]
+    ((_, delivered),) = fabric.settled
+    assert not set(delivered) & set(fabric.discarded)

@@ -185,6 +185,7 @@ class BridgeEngine:
         usable = herald.link.usable_age(entry.message.min_fidelity, self.topology.memory_cutoff)
         if usable <= 0.0:  # this path cannot reach the minimum even fresh
             self.counters["pairs_below_minimum"] += 1
+            self._discard(herald.request, [(herald.station, herald.seq)])
             return
         entry.held.append((at, at + usable, herald.link, (herald.station, herald.seq)))
         heapq.heappush(self.expiries, (at + usable, herald.request))
@@ -200,8 +201,16 @@ class BridgeEngine:
         if len(kept) == len(entry.held):
             return
         self.counters["pairs_expired"] += len(entry.held) - len(kept)
+        self._discard(key, [pair[3] for pair in entry.held if pair[1] <= at])
         entry.held = kept
         self._call(at, self.scheduler.pairs_held, key, len(kept))
+
+    def _discard(self, request: str, pairs: list[tuple[str, int]]) -> None:
+        """`pairs` ((station, seq)) are of no use to `request` (expired, or below its
+        minimum fidelity): the fabric frees them where it keeps them (the QNUs' memories)."""
+        discard = getattr(self.fabric, "discard", None)
+        if discard is not None and pairs:
+            discard(request, pairs)
 
     # -- decisions ------------------------------------------------------------------------
     def _call(self, now: float, method: Callable[..., list[Decision]], *args: object) -> None:

@@ -217,6 +217,20 @@ class QnuNodes:
         while len(self.ended) > ENDED_KEPT:  # a verdict later than this is taken as hostile
             self.creates.pop(self.ended.popleft(), None)
 
+    def discard(self, request: str, pairs: Iterable[tuple[str, int]]) -> None:
+        """Pairs of `request` that are of no use to it (expired in the orchestrator's view):
+        both nodes free them now (ERR EXPIRED) rather than at the request's end."""
+        gone = set(pairs)
+        for create in self.of_request.get(request, []):
+            seqs = sorted(s for s in create.held if (create.station, s) in gone)
+            if not seqs:
+                continue
+            create.held.difference_update(seqs)
+            self.holding.difference_update((create.station, s) for s in seqs)
+            self.counters["pairs_expired"] += len(seqs)
+            for qnu in create.qnus:
+                self._release(create, qnu, seqs, "", ErrCode.EXPIRED)
+
     def take_voided(self) -> list[tuple[str, str, int]]:
         voided, self.voided = self.voided, []
         return voided
@@ -407,15 +421,16 @@ class QnuNodes:
             MAX_PAIRS_PER_CREATE, 0, True).encode())
         create.sent.add(qnu)
 
-    def _release(self, create: _Create, qnu: str, seqs: list[int], why: str) -> None:
+    def _release(self, create: _Create, qnu: str, seqs: list[int], why: str,
+                 code: ErrCode = ErrCode.DISAGREED) -> None:
         if not seqs:
             return
         if why:
             self.counters[f"released_{why}"] += len(seqs)
         link = self.links[create.station]
         for part in split_seqs(np.array(sorted(seqs), np.uint64)):
-            self._frame(qnu, create.station, ErrBatch(create.create_id, link,
-                                                      ErrCode.DISAGREED, part).encode())
+            self._frame(qnu, create.station, ErrBatch(create.create_id, link, code,
+                                                      part).encode())
 
     def _frame(self, qnu: str, station: str, frame: bytes) -> None:
         route = self.routes.get((qnu, station))

@@ -333,6 +333,12 @@ class StationFabric:
         if self.nodes is not None:
             self.nodes.settle(request, delivered)
 
+    def discard(self, request: str, pairs: list[tuple[str, int]]) -> None:
+        """`pairs` ((station, seq)) of `request` are of no use (expired): the QNUs' nodes
+        free them (nothing to do without node agents)."""
+        if self.nodes is not None:
+            self.nodes.discard(request, pairs)
+
     def take_voided(self) -> list[tuple[str, str, int]]:
         """(request, station, seq) of pairs handed on that a node no longer holds (it
         restarted)."""

@@ -127,6 +127,12 @@ class SwitchedFabric:
         if settle is not None:
             settle(request, delivered)
 
+    def discard(self, request: str, pairs: list[tuple[str, int]]) -> None:
+        """The fabric behind the switch frees pairs of no use (if it keeps any)."""
+        discard = getattr(self.links, "discard", None)
+        if discard is not None:
+            discard(request, pairs)
+
     def take_refusals(self) -> list[Any]:
         """Requests a QNU's node behind the switch refused (none if no nodes run)."""
         take = getattr(self.links, "take_refusals", None)
