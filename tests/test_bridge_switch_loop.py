@@ -436,16 +436,23 @@ def test_a_measured_recheck_is_committed_and_the_scheduler_plans_with_what_it_co
     assert [d.request_id for d in _replies(engine, Delivered)] == ["r1"]
 
 
-def test_a_failed_setup_is_the_requests_err_and_keeps_what_was_measured(tmp_path):
-    """The set-up ends failed after measuring (the windows could not be set): the request
-    gets ERR NO_RESOURCES with the station's reason, the measurement is still committed, and
-    no unmeasured re-check is recorded as done."""
+def _measuring(tmp_path: Path) -> tuple[PathCalibrations, _MeasuringFabric,
+                                         list[dict[str, Any]], BridgeEngine]:
+    """An engine on a fabric that measures, qnu0's paths stale, r1 (qnu0-qnu1) asked."""
     cal, topology = _stale_qnu0(tmp_path)
     fabric = _MeasuringFabric(topology)
     log: list[dict[str, Any]] = []
     engine = BridgeEngine(topology, Scheduler(topology), fabric, 1, log.append,
                           calibrations=cal)
     _ask(engine, "r1", "qnu0", "qnu1", 0.0)
+    return cal, fabric, log, engine
+
+
+def test_a_failed_setup_is_the_requests_err_and_keeps_what_was_measured(tmp_path):
+    """The set-up ends failed after measuring (the windows could not be set): the request
+    gets ERR NO_RESOURCES with the station's reason, the measurement is still committed, and
+    no unmeasured re-check is recorded as done."""
+    cal, fabric, log, engine = _measuring(tmp_path)
     ((station, request, *_),) = fabric.asked
     fabric.ended.append(SetupResult(
         station, request, {"qnu0": ArmMeasurement(6.12e-7, 5e-10, "measured by the test")},
@@ -465,12 +472,7 @@ def test_a_node_refusal_during_a_measured_recheck_fails_the_request_and_keeps_th
     path: the request gets ERR NO_RESOURCES with the node's reason, and the measurement,
     when it ends, is still committed and its cost learned (the refusal does not take the
     set-up's place)."""
-    cal, topology = _stale_qnu0(tmp_path)
-    fabric = _MeasuringFabric(topology)
-    log: list[dict[str, Any]] = []
-    engine = BridgeEngine(topology, Scheduler(topology), fabric, 1, log.append,
-                          calibrations=cal)
-    _ask(engine, "r1", "qnu0", "qnu1", 0.0)
+    cal, fabric, log, engine = _measuring(tmp_path)
     ((station, request, *_),) = fabric.asked
     fabric.refused.append(SetupResult(station, request, error=PathSetupError(
         f"qnu1's node agent at {station} refused the request (NO_RESOURCES)"), current=True))
