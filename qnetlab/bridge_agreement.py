@@ -65,9 +65,9 @@ def read_agreement(run_dir: Path, stations: list[str], qnus: list[str]) -> NodeA
     for station in stations:
         folder = run_dir / NODES_DIR / station
         for qnu in qnus:
-            log = read_pairs(folder, qnu)
             if not (folder / f"{qnu}_pairs.bin").exists():
                 continue
+            log = read_pairs(folder, qnu)
             nodes += 1
             last: dict[int, int] = {}
             for seq, event in zip(log["seq"].tolist(), log["event"].tolist(), strict=True):

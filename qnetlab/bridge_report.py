@@ -267,23 +267,23 @@ def comparison_rows(run: Any) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def bridge_report(run: Any, folder: Path, *, mode: str = MODE,
-                  about: str | None = None) -> tuple[Path, Path]:
+def bridge_report(run: Any, folder: Path, *, mode: str = MODE, about: str | None = None,
+                  decision_log: str | None = None) -> tuple[Path, Path]:
     """Write the run's report into `folder`: ``bridge_<workload>.html`` and ``.json``, a
-    timeline PNG and a decision log (JSON lines) per policy. (html, json) paths. `mode` and
-    `about` (its first paragraph) say what ran when it was not the simulation: then the
-    processes' own decision log is in the folder already, and no other is written."""
+    timeline PNG and a decision log (JSON lines) per policy. (html, json) paths. A run of
+    the processes, not the simulation, gives its `mode`, `about` (the first paragraph) and
+    `decision_log`, the orchestrator's own log already in the folder (none is written)."""
     folder.mkdir(parents=True, exist_ok=True)
     config, topology, b = run.config, run.topology, run.bound
+    simulated = decision_log is None
     figures, logs, timelines = [], {}, {}
     for policy, result in run.results.items():
         png = folder / f"timeline_{policy}.png"
         figures.append(timeline_figure(result, topology.stations, png, mode))
         timelines[policy] = png.name
-        log = folder / f"decisions_{policy}.jsonl"
-        if about is None:
-            write_decisions(result.decisions, log)
-        logs[policy] = log.name if about is None else "bridge_orchestrator_decisions.jsonl"
+        logs[policy] = decision_log or f"decisions_{policy}.jsonl"
+        if simulated:
+            write_decisions(result.decisions, folder / logs[policy])
     primary = run.primary
     paragraphs = [
         about or f"This run is a {MODE}: the "
@@ -299,13 +299,13 @@ def bridge_report(run: Any, folder: Path, *, mode: str = MODE,
         f"paths (calibrated more than {_s(topology.calibration_lifetime)} before use) are "
         f"re-checked in {_s(topology.recheck_time)}. "
         + ("The paths' ages and arm delays are the config's (calibration.paths): the "
-           "simulation does not read them from the calibration store." if about is None else
+           "simulation does not read them from the calibration store." if simulated else
            "The paths' ages and arm delays are read from the calibration store "
            f"({config.calibration_db}), stale ones re-checked by the stations' taggers."),
         f"Workload {run.workload.name} ({run.workload_path}): "
         f"{len(run.workload.operations)} operations on {len(run.workload.qnus)} QPUs, "
         f"{run.workload.pair_demand} pairs; seed {run.seed}"
-        + (" (one seed, one run: the simulation is deterministic)." if about is None else
+        + (" (one seed, one run: the simulation is deterministic)." if simulated else
            " (the world's draws; real time is not repeatable)."),
         f"Lower bound on the expected makespan: {_s(b.expected)} (the "
         f"{b.binding.replace('_', ' ')} bound; critical path {_s(b.critical_path)}, stations "
@@ -338,7 +338,7 @@ def bridge_report(run: Any, folder: Path, *, mode: str = MODE,
                    "recheck_time_s": topology.recheck_time,
                    "calibration_lifetime_s": topology.calibration_lifetime,
                    "memory_cutoff_s": topology.memory_cutoff,
-                   "calibration_graph_wired": about is not None},
+                   "calibration_graph_wired": not simulated},
         "workload": {"name": run.workload.name, "file": str(run.workload_path),
                      "operations": len(run.workload.operations),
                      "pairs": run.workload.pair_demand},
@@ -355,10 +355,10 @@ def bridge_report(run: Any, folder: Path, *, mode: str = MODE,
         "timelines": timelines, "decision_logs": logs,
     }
     report = Report(title=f"Bridge run: {run.workload.name} on {config.name}",
-                    db_path=(Path("none (a simulation keeps no database)") if about is None
+                    db_path=(Path("none (a simulation keeps no database)") if simulated
                              else Path(config.calibration_db)), good=good,
                     verdict=verdict, summary=summary, blocks=blocks, extra=extra,
                     name=f"bridge_{run.workload.name}",
                     provenance=collect_provenance(config.path, seed=run.seed,
-                                                  profile=PROFILE if about is None else mode))
+                                                  profile=PROFILE if simulated else mode))
     return report.write(folder)

@@ -111,7 +111,8 @@ def write_stations_report(config: Any, workload: Any, workload_path: Path, run: 
              "the Polatis twin, and took the pairs the heralding-station processes decided "
              "from their taggers' tags, each held by both QNUs' node agents. "
              f"{agreement} Times are wall-clock seconds from the workload's first request.")
-    html, _ = bridge_report(bridge, run.run_dir, mode=PROCESS_MODE, about=about)
+    html, _ = bridge_report(bridge, run.run_dir, mode=PROCESS_MODE, about=about,
+                            decision_log=DECISIONS)
     latency = result.latency_summary()
     return html, [
         "  utilisation (heralding for a request, over the makespan): " + ", ".join(

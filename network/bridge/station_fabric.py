@@ -460,22 +460,19 @@ class StationFabric:
                 self.latencies.append(age)
             at = now - max(age, 0.0)
             if state.request is None:
-                self.counters["heralds_unassigned"] += 1
-                if self.nodes is not None:
-                    self.nodes.judged(station, seq, None, state.epoch)
-                continue
-            if at < state.start:
-                self.counters["heralds_before_ready"] += 1
+                ignored = "heralds_unassigned"
+            elif at < state.start:
+                ignored = "heralds_before_ready"
             elif seq < state.first_seq:
-                self.counters["heralds_before_windows"] += 1
-            elif self.nodes is None:
-                heapq.heappush(self.heap, (at, seq, station, state.epoch))
-                continue
+                ignored = "heralds_before_windows"
             else:
-                self.nodes.judged(station, seq, at, state.epoch)
-                continue
-            if self.nodes is not None:
-                self.nodes.judged(station, seq, None, state.epoch)
+                ignored = ""
+            if ignored:
+                self.counters[ignored] += 1
+            if self.nodes is not None:  # a pair once both QNUs' nodes hold it too (`_held`)
+                self.nodes.judged(station, seq, None if ignored else at, state.epoch)
+            elif not ignored:
+                heapq.heappush(self.heap, (at, seq, station, state.epoch))
 
     def _held(self, station: str, seq: int, at: float, epoch: int) -> None:
         """Both QNUs' nodes hold herald `seq` of `station`: a pair for its request."""

@@ -116,32 +116,31 @@ class SwitchedFabric:
         """Whether the fabric behind the switch re-checks paths (`take_setups`)."""
         return bool(getattr(self.links, "measures", False))
 
+    def _behind(self, name: str, *args: Any) -> Any:
+        """The fabric behind the switch's method `name` called with `args` (None when that
+        fabric has no such method: the simulated link model keeps no set-ups or pairs)."""
+        method = getattr(self.links, name, None)
+        return None if method is None else method(*args)
+
     def take_setups(self) -> list[Any]:
         """The fabric behind the switch's ended set-ups (none if it keeps none)."""
-        take = getattr(self.links, "take_setups", None)
-        return [] if take is None else list(take())
+        return list(self._behind("take_setups") or ())
 
     def settle(self, request: str, delivered: list[tuple[str, int]]) -> None:
         """The fabric behind the switch settles an ended request's pairs (if it keeps any)."""
-        settle = getattr(self.links, "settle", None)
-        if settle is not None:
-            settle(request, delivered)
+        self._behind("settle", request, delivered)
 
     def discard(self, request: str, pairs: list[tuple[str, int]]) -> None:
         """The fabric behind the switch frees pairs of no use (if it keeps any)."""
-        discard = getattr(self.links, "discard", None)
-        if discard is not None:
-            discard(request, pairs)
+        self._behind("discard", request, pairs)
 
     def take_refusals(self) -> list[Any]:
         """Requests a QNU's node behind the switch refused (none if no nodes run)."""
-        take = getattr(self.links, "take_refusals", None)
-        return [] if take is None else list(take())
+        return list(self._behind("take_refusals") or ())
 
     def take_voided(self) -> list[tuple[str, str, int]]:
         """Pairs the fabric behind the switch no longer holds (none if it keeps none)."""
-        take = getattr(self.links, "take_voided", None)
-        return [] if take is None else list(take())
+        return list(self._behind("take_voided") or ())
 
     def assign(self, station: str, request: str, a: str, b: str, ready_at: float,
                setup: PathSetup | None = None) -> None:
